@@ -1,0 +1,43 @@
+# Sluice build, test and benchmark entry points. Areas add their targets in mk/*.mk and append to
+# TEST_PREREQS (things `make test` must set up first), TEST_TARGETS (extra test steps run after the
+# Go tests) and BENCH_TARGETS (benchmark scenarios).
+GO      ?= go
+BIN     ?= bin/sluice
+export GOFLAGS ?= -buildvcs=false
+
+TEST_PREREQS  :=
+TEST_TARGETS  :=
+BENCH_TARGETS :=
+
+.PHONY: all build demo test test-go test-race bench vet fmt clean
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/sluice
+
+include $(sort $(wildcard mk/*.mk))
+
+vet:
+	$(GO) vet ./...
+
+# The whole suite: sets up what it needs (services, toolchains), then runs every test.
+test: $(TEST_PREREQS)
+	$(MAKE) test-go
+	$(MAKE) test-race
+	@for t in $(TEST_TARGETS); do $(MAKE) $$t || exit 1; done
+
+test-go: build
+	$(GO) test -count=1 -timeout 20m ./...
+
+# The race detector on the engine packages.
+test-race:
+	$(GO) test -race -count=1 -timeout 10m ./runtime/... ./connectors/file/... ./connectors/generate/...
+
+bench: build
+	@for t in $(BENCH_TARGETS); do $(MAKE) --no-print-directory $$t || exit 1; done
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+clean:
+	rm -rf bin build

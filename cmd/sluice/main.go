@@ -1,0 +1,11 @@
+// Command sluice runs Sluice pipelines. See README.md.
+package main
+
+import (
+	"os"
+
+	_ "github.com/sluicehq/sluice/connectors/all"
+	"github.com/sluicehq/sluice/internal/cli"
+)
+
+func main() { os.Exit(cli.Main(os.Args[1:])) }

@@ -1,0 +1,120 @@
+// Package manifests loads, validates and describes Sluice pipeline manifests.
+//
+// A manifest file holds one or more Kubernetes-style YAML documents (apiVersion sluice.dev/v1,
+// kind Pipeline). Loading is strict: unknown keys, wrong types, missing required fields, bad enum
+// values, unknown components and unresolvable ${env:NAME} / ${file:PATH} references are all
+// reported together as Diagnostics, each with the file, line and column it concerns.
+package manifests
+
+import (
+	"time"
+
+	"github.com/sluicehq/sluice/sdk/go/connector"
+)
+
+// APIVersion is the only manifest API version this runtime reads.
+const APIVersion = "sluice.dev/v1"
+
+// Pos is a place in a manifest file. Line and Col are 1-based; zero means unknown.
+type Pos struct {
+	File string
+	Line int
+	Col  int
+}
+
+// Delivery is a pipeline's delivery guarantee.
+type Delivery string
+
+// Delivery guarantees.
+const (
+	AtLeastOnce Delivery = "at_least_once"
+	ExactlyOnce Delivery = "exactly_once"
+)
+
+// OnReject says what happens to records a transform rejects.
+type OnReject string
+
+// Reject policies.
+const (
+	RejectToDeadLetter OnReject = "dead_letter"
+	RejectDrop         OnReject = "drop"
+	RejectStop         OnReject = "stop"
+)
+
+// Pipeline is one validated Pipeline document.
+type Pipeline struct {
+	Name       string
+	Labels     map[string]string
+	Pos        Pos // of the document
+	Source     Component
+	Transforms []Transform
+	Sinks      []Sink
+	DeadLetter *Component // nil when the manifest configures none
+	Delivery   Delivery
+	Batch      BatchPolicy
+	Buffer     BufferPolicy
+}
+
+// Component is a configured source, sink or dead-letter sink.
+type Component struct {
+	Type string
+	// Config holds the validated configuration, defaults applied and references resolved.
+	Config connector.Config
+	// Secrets lists the values of secret fields (and of ${env:...}/${file:...} references in
+	// them), so logs and errors can redact them.
+	Secrets []string
+	Pos     Pos            // of the component's mapping
+	Fields  map[string]Pos // position of each top-level config key, for later diagnostics
+}
+
+// Sink is a named sink reading from one transform output port.
+type Sink struct {
+	Component
+	Name string
+	// From is the output port the sink reads; DefaultPort ("main") when not set.
+	From string
+}
+
+// DefaultPort is the port a sink reads when its manifest entry names none.
+const DefaultPort = "main"
+
+// Transform is one WASM transform stage.
+type Transform struct {
+	Name string
+	// Wasm is the module path, resolved relative to the manifest file's directory.
+	Wasm string
+	// SHA256 pins the module's digest (lowercase hex); empty when not pinned.
+	SHA256 string
+	// Config is passed to the module's init call as JSON.
+	Config map[string]any
+	Limits Limits
+	// OnReject defaults to RejectToDeadLetter.
+	OnReject OnReject
+	Pos      Pos
+	WasmPos  Pos // position of the wasm: key's value, for module diagnostics
+}
+
+// Limits bound a transform stage. Zero values mean the runtime's defaults.
+type Limits struct {
+	// MemoryBytes caps each instance's linear memory.
+	MemoryBytes int64
+	// Timeout is the deadline for one batch.
+	Timeout time.Duration
+	// Mode is "strict" (interruptible, the default) or "trusted" (faster, not interruptible).
+	Mode string
+	// Instances is the pool size; 0 means the runtime's default.
+	Instances int
+}
+
+// BatchPolicy says how the engine groups records into batches.
+type BatchPolicy struct {
+	MaxRecords int           // default 1024
+	MaxBytes   int64         // default 4 MiB
+	Linger     time.Duration // default 20ms: how long to wait to fill a batch
+}
+
+// BufferPolicy bounds the records in flight between the source and the sinks.
+type BufferPolicy struct {
+	MaxRecords int   // default 65536
+	MaxBytes   int64 // default 64 MiB
+}
