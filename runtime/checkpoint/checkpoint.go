@@ -1,0 +1,143 @@
+// Package checkpoint keeps the durable source positions of every pipeline in an embedded store
+// (bbolt) under the data directory.
+//
+// Save returns only after the positions are on disk (bbolt fsyncs every committed transaction), so
+// the engine can tell the source to commit upstream after Save returns: a position is durable
+// before the source is acked.
+package checkpoint
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/sluicehq/sluice/sdk/go/connector"
+)
+
+// FileName is the store's file inside the data directory.
+const FileName = "checkpoints.db"
+
+// ErrLocked is returned by Open when another process holds the store.
+var ErrLocked = errors.New("checkpoint store is in use by another process")
+
+// Store is the checkpoint store. It is safe for concurrent use.
+type Store struct {
+	db *bolt.DB
+}
+
+// Open opens (creating if needed) the store in dataDir. It fails with ErrLocked within a second
+// when another process has the store open.
+func Open(dataDir string) (*Store, error) {
+	if err := os.MkdirAll(dataDir, 0o755); err != nil {
+		return nil, fmt.Errorf("checkpoint: create data dir: %w", err)
+	}
+	path := filepath.Join(dataDir, FileName)
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	if err != nil {
+		if errors.Is(err, bolt.ErrTimeout) {
+			return nil, fmt.Errorf("checkpoint: open %s: %w", path, ErrLocked)
+		}
+		return nil, fmt.Errorf("checkpoint: open %s: %w", path, err)
+	}
+	return &Store{db: db}, nil
+}
+
+// Close closes the store. It is idempotent.
+func (s *Store) Close() error {
+	if s == nil || s.db == nil {
+		return nil
+	}
+	err := s.db.Close()
+	s.db = nil
+	return err
+}
+
+// Path returns the store's file path.
+func (s *Store) Path() string { return s.db.Path() }
+
+func bucketName(pipeline string) []byte { return []byte("pipeline/" + pipeline) }
+
+// Load returns the saved positions of a pipeline, one per partition, sorted by partition. A
+// pipeline never saved has none.
+func (s *Store) Load(pipeline string) ([]connector.Position, error) {
+	var out []connector.Position
+	err := s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketName(pipeline))
+		if b == nil {
+			return nil
+		}
+		return b.ForEach(func(k, v []byte) error {
+			p, err := decode(string(k), v)
+			if err != nil {
+				return err
+			}
+			out = append(out, p)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint: load %q: %w", pipeline, err)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Partition < out[j].Partition })
+	return out, nil
+}
+
+// Save stores the given positions of a pipeline (one per partition; other partitions keep their
+// saved positions) and returns once they are durable.
+func (s *Store) Save(pipeline string, positions []connector.Position) error {
+	if len(positions) == 0 {
+		return nil
+	}
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucketIfNotExists(bucketName(pipeline))
+		if err != nil {
+			return err
+		}
+		for _, p := range positions {
+			if err := b.Put([]byte(p.Partition), encode(p)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("checkpoint: save %q: %w", pipeline, err)
+	}
+	return nil
+}
+
+// Reset forgets every position of a pipeline, so its source starts from the beginning.
+func (s *Store) Reset(pipeline string) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		if tx.Bucket(bucketName(pipeline)) == nil {
+			return nil
+		}
+		return tx.DeleteBucket(bucketName(pipeline))
+	})
+}
+
+// Value layout: version byte 1, int64 offset (little-endian), then the cursor bytes.
+func encode(p connector.Position) []byte {
+	v := make([]byte, 9+len(p.Cursor))
+	v[0] = 1
+	binary.LittleEndian.PutUint64(v[1:9], uint64(p.Offset))
+	copy(v[9:], p.Cursor)
+	return v
+}
+
+func decode(partition string, v []byte) (connector.Position, error) {
+	if len(v) < 9 || v[0] != 1 {
+		return connector.Position{}, fmt.Errorf("partition %q: unknown checkpoint encoding", partition)
+	}
+	p := connector.Position{Partition: partition, Offset: int64(binary.LittleEndian.Uint64(v[1:9]))}
+	if len(v) > 9 {
+		p.Cursor = append([]byte(nil), v[9:]...)
+	}
+	return p, nil
+}
