@@ -1,0 +1,30 @@
+# Connector plugins: protocol code generation, example plugin, plugin benchmarks.
+PROTOC            ?= protoc
+PROTOC_GEN_GO_VER ?= v1.36.12
+PROTOC_GEN_GRPC_VER ?= v1.6.2
+PLUGIN_TOOLS      := $(CURDIR)/build/bin
+
+.PHONY: proto proto-tools plugin-example bench-plugins
+
+# Installs the protoc plugins into build/bin (protoc itself: apt-get install protobuf-compiler).
+proto-tools:
+	@command -v $(PROTOC) >/dev/null || { echo "protoc missing: apt-get install -y protobuf-compiler"; exit 1; }
+	GOBIN=$(PLUGIN_TOOLS) $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VER)
+	GOBIN=$(PLUGIN_TOOLS) $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GRPC_VER)
+
+# Regenerates the committed plugin protocol code in sdk/proto/pluginv1.
+proto: proto-tools
+	PATH=$(PLUGIN_TOOLS):$$PATH $(PROTOC) -I sdk/proto \
+		--go_out=sdk/proto --go_opt=paths=source_relative \
+		--go-grpc_out=sdk/proto --go-grpc_opt=paths=source_relative \
+		sdk/proto/pluginv1/plugin.proto
+
+# Builds the example plugin into bin/plugins.
+plugin-example:
+	mkdir -p bin/plugins
+	cd examples/plugin-csv && $(GO) build -o ../../bin/plugins/sluice-plugin-csv .
+
+# Records/s through a plugin source and sink against the same connector compiled in.
+bench-plugins:
+	$(GO) test -run '^$$' -bench 'BenchmarkPlugin' -benchtime 3x -count 1 ./runtime/pluginhost/
+BENCH_TARGETS += bench-plugins

@@ -1,0 +1,116 @@
+// Package plugin turns connectors written against sdk/go/connector into a Sluice plugin binary.
+//
+// A plugin's main declares its connectors and calls Serve:
+//
+//	func main() {
+//		plugin.Serve(plugin.Plugin{
+//			Version: "1.0.0",
+//			Sources: []plugin.Source{{Spec: csv.SourceSpec, New: csv.NewSource}},
+//			Sinks:   []plugin.Sink{{Spec: csv.SinkSpec, New: csv.NewSink}},
+//		})
+//	}
+//
+// The same factories register a compiled-in connector with runtime/registry, so one connector
+// package serves both ways. Sluice starts the binary with hashicorp/go-plugin over gRPC (protocol
+// version ProtocolVersion, messages in sdk/proto/pluginv1) and one process serves one connector
+// instance.
+package plugin
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+
+	goplugin "github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
+
+	"github.com/sluicehq/sluice/sdk/go/connector"
+	pb "github.com/sluicehq/sluice/sdk/proto/pluginv1"
+)
+
+// Protocol constants shared by plugins and the host.
+const (
+	// ProtocolVersion is the plugin protocol version this SDK speaks. The host refuses plugins
+	// speaking a version it does not support, naming both.
+	ProtocolVersion = 1
+	// MagicCookieKey and MagicCookieValue are the handshake that tells a plugin binary it was
+	// started by Sluice; run by hand, the binary explains itself and exits.
+	MagicCookieKey   = "SLUICE_PLUGIN_MAGIC_COOKIE"
+	MagicCookieValue = "3c0f6a2e-sluice-connector-plugin"
+	// Name is the name of the gRPC plugin in the go-plugin plugin set.
+	Name = "connector"
+	// MaxMessageBytes bounds one gRPC message in either direction (64 MiB). The host sizes read
+	// credits and splits write batches below it.
+	MaxMessageBytes = 64 << 20
+	// SDKVersion is reported to the host by Specs.
+	SDKVersion = "0.1.0"
+)
+
+// SourceFactory builds a source from its validated configuration. It must not do I/O. It has the
+// signature of registry.SourceFactory, so the same function registers a compiled-in source.
+type SourceFactory func(cfg connector.Config, env connector.Env) (connector.Source, error)
+
+// SinkFactory builds a sink from its validated configuration. It must not do I/O.
+type SinkFactory func(cfg connector.Config, env connector.Env) (connector.Sink, error)
+
+// Source is one source a plugin provides.
+type Source struct {
+	Spec connector.Spec
+	New  SourceFactory
+}
+
+// Sink is one sink a plugin provides.
+type Sink struct {
+	Spec connector.Spec
+	New  SinkFactory
+}
+
+// Plugin declares what a plugin binary provides.
+type Plugin struct {
+	// Version is the plugin's own version, shown by `sluice plugins list`. Optional.
+	Version string
+	Sources []Source
+	Sinks   []Sink
+}
+
+// Serve runs the plugin until the host stops it, then exits the process. Run by hand (without
+// the host's handshake) it prints an explanation and exits with status 1. Connector loggers
+// (connector.Env.Logger) write JSON lines to the original stderr, which the host bridges into its
+// own log. Serve never returns.
+func Serve(p Plugin) {
+	logOut := os.Stderr // go-plugin later redirects os.Stderr; logs keep the real one.
+	if os.Getenv(MagicCookieKey) != MagicCookieValue {
+		fmt.Fprintf(os.Stderr, "This binary is a Sluice connector plugin (protocol %d); put it in the directory passed to `sluice --plugins-dir` instead of running it.\n", ProtocolVersion)
+		os.Exit(1)
+	}
+	logger := slog.New(newLogHandler(logOut, slog.LevelDebug))
+	srv := NewServer(p, logger)
+	goplugin.Serve(&goplugin.ServeConfig{
+		HandshakeConfig: goplugin.HandshakeConfig{ProtocolVersion: ProtocolVersion, MagicCookieKey: MagicCookieKey, MagicCookieValue: MagicCookieValue},
+		VersionedPlugins: map[int]goplugin.PluginSet{
+			ProtocolVersion: {Name: &grpcPlugin{server: srv}},
+		},
+		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
+			opts = append(opts, grpc.MaxRecvMsgSize(MaxMessageBytes), grpc.MaxSendMsgSize(MaxMessageBytes))
+			return grpc.NewServer(opts...)
+		},
+		Logger: newHCLogger(logOut),
+	})
+	os.Exit(0)
+}
+
+// grpcPlugin is the go-plugin glue on the plugin side.
+type grpcPlugin struct {
+	goplugin.NetRPCUnsupportedPlugin
+	server pb.ConnectorServer
+}
+
+func (g *grpcPlugin) GRPCServer(_ *goplugin.GRPCBroker, s *grpc.Server) error {
+	pb.RegisterConnectorServer(s, g.server)
+	return nil
+}
+
+func (g *grpcPlugin) GRPCClient(_ context.Context, _ *goplugin.GRPCBroker, c *grpc.ClientConn) (any, error) {
+	return pb.NewConnectorClient(c), nil
+}

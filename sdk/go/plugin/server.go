@@ -1,0 +1,283 @@
+package plugin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/sluicehq/sluice/sdk/go/connector"
+	"github.com/sluicehq/sluice/sdk/go/plugin/wire"
+	pb "github.com/sluicehq/sluice/sdk/proto/pluginv1"
+)
+
+// NewServer returns the gRPC service that serves p's connectors; Serve uses it, and tests and
+// embedders may register it on a grpc.Server of their own. It serves one connector instance at a
+// time: OpenSource or OpenSink replaces nothing and fails while an instance is open. Its methods
+// are safe for concurrent use (Read and Ack run concurrently, as the connector contract allows).
+func NewServer(p Plugin, logger *slog.Logger) pb.ConnectorServer {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &server{p: p, logger: logger}
+}
+
+type server struct {
+	pb.UnimplementedConnectorServer
+	p      Plugin
+	logger *slog.Logger
+
+	mu   sync.Mutex
+	src  *sourceState
+	sink connector.Sink
+}
+
+// sourceState is an open source with its reader goroutine. The reader reads one batch ahead of
+// the host; a batch larger than the host's credit is kept in leftover and sent in pieces, so the
+// plugin holds at most one source batch beyond what the host asked for.
+type sourceState struct {
+	src     connector.Source
+	results chan readResult
+	cancel  context.CancelFunc
+	done    chan struct{}
+
+	readMu   sync.Mutex // one Read RPC at a time
+	leftover []connector.Record
+	eof      bool
+}
+
+type readResult struct {
+	recs []connector.Record
+	err  error
+}
+
+func (s *server) Specs(context.Context, *pb.SpecsRequest) (*pb.SpecsResponse, error) {
+	resp := &pb.SpecsResponse{Version: s.p.Version, SdkVersion: SDKVersion}
+	add := func(spec connector.Spec, kind connector.Kind) error {
+		spec.Kind = kind
+		ps, err := wire.Spec(spec)
+		if err != nil {
+			return err
+		}
+		resp.Specs = append(resp.Specs, ps)
+		return nil
+	}
+	for _, src := range s.p.Sources {
+		if err := add(src.Spec, connector.KindSource); err != nil {
+			return nil, err
+		}
+	}
+	for _, snk := range s.p.Sinks {
+		if err := add(snk.Spec, connector.KindSink); err != nil {
+			return nil, err
+		}
+	}
+	return resp, nil
+}
+
+func (s *server) env(e *pb.Env) connector.Env {
+	env := connector.Env{Pipeline: e.GetPipeline(), Component: e.GetComponent(), DataDir: e.GetDataDir()}
+	env.Logger = s.logger.With("pipeline", env.Pipeline, "component", env.Component)
+	return env
+}
+
+func (s *server) OpenSource(ctx context.Context, req *pb.OpenSourceRequest) (*pb.OpenResponse, error) {
+	var def *Source
+	for i := range s.p.Sources {
+		if s.p.Sources[i].Spec.Name == req.Name {
+			def = &s.p.Sources[i]
+		}
+	}
+	if def == nil {
+		return &pb.OpenResponse{Error: wire.Error(fmt.Errorf("open source: this plugin has no source %q", req.Name))}, nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.src != nil || s.sink != nil {
+		return &pb.OpenResponse{Error: wire.Error(errors.New("open source: a connector is already open in this process"))}, nil
+	}
+	cfg, err := wire.DecodeConfig(req.ConfigJson, def.Spec.Fields)
+	if err != nil {
+		return &pb.OpenResponse{Error: wire.Error(fmt.Errorf("open source: %w", err))}, nil
+	}
+	src, err := def.New(cfg, s.env(req.Env))
+	if err != nil {
+		return &pb.OpenResponse{Error: wire.Error(err)}, nil
+	}
+	rctx, cancel := context.WithCancel(context.Background())
+	st := &sourceState{src: src, results: make(chan readResult), cancel: cancel, done: make(chan struct{})}
+	s.src = st // kept after a failed Open so Close reaches the source
+	if err := src.Open(ctx, wire.FromPositions(req.Resume)); err != nil {
+		cancel()
+		close(st.done)
+		return &pb.OpenResponse{Error: wire.Error(err)}, nil
+	}
+	go st.readLoop(rctx)
+	return &pb.OpenResponse{}, nil
+}
+
+func (st *sourceState) readLoop(ctx context.Context) {
+	defer close(st.done)
+	for {
+		recs, err := st.src.Read(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		if len(recs) == 0 && err == nil {
+			continue
+		}
+		select {
+		case st.results <- readResult{recs: recs, err: err}:
+		case <-ctx.Done():
+			return
+		}
+		if errors.Is(err, io.EOF) {
+			return
+		}
+	}
+}
+
+func (s *server) source() *sourceState {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.src
+}
+
+func (s *server) Read(ctx context.Context, req *pb.ReadRequest) (*pb.ReadResponse, error) {
+	st := s.source()
+	if st == nil {
+		return &pb.ReadResponse{Error: wire.Error(errors.New("read: no source is open"))}, nil
+	}
+	st.readMu.Lock()
+	defer st.readMu.Unlock()
+	maxRecs, maxBytes := int(req.MaxRecords), req.MaxBytes
+	if maxRecs <= 0 {
+		maxRecs = 1
+	}
+	if maxBytes <= 0 || maxBytes > MaxMessageBytes/2 {
+		maxBytes = MaxMessageBytes / 2
+	}
+	if len(st.leftover) == 0 {
+		if st.eof {
+			return &pb.ReadResponse{Eof: true}, nil
+		}
+		wait := time.Duration(req.MaxWaitMs) * time.Millisecond
+		if wait <= 0 {
+			wait = time.Second
+		}
+		timer := time.NewTimer(wait)
+		defer timer.Stop()
+		select {
+		case r := <-st.results:
+			if r.err != nil && len(r.recs) == 0 {
+				if errors.Is(r.err, io.EOF) {
+					st.eof = true
+					return &pb.ReadResponse{Eof: true}, nil
+				}
+				return &pb.ReadResponse{Error: wire.Error(r.err)}, nil
+			}
+			st.leftover = r.recs
+			if errors.Is(r.err, io.EOF) {
+				st.eof = true
+			}
+		case <-timer.C:
+			return &pb.ReadResponse{}, nil
+		case <-st.done:
+			// The loop stopped without EOF: the source was closed.
+			return &pb.ReadResponse{Error: wire.Error(errors.New("read: source closed"))}, nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	n, size := 0, int64(0)
+	for n < len(st.leftover) && n < maxRecs {
+		rs := int64(st.leftover[n].Size())
+		if n > 0 && size+rs > maxBytes {
+			break
+		}
+		size += rs
+		n++
+	}
+	resp := &pb.ReadResponse{Records: wire.Records(st.leftover[:n])}
+	st.leftover = st.leftover[n:]
+	if len(st.leftover) == 0 {
+		st.leftover = nil
+	}
+	return resp, nil
+}
+
+func (s *server) Ack(ctx context.Context, req *pb.AckRequest) (*pb.AckResponse, error) {
+	st := s.source()
+	if st == nil {
+		return &pb.AckResponse{Error: wire.Error(errors.New("ack: no source is open"))}, nil
+	}
+	return &pb.AckResponse{Error: wire.Error(st.src.Ack(ctx, wire.FromPositions(req.Positions)))}, nil
+}
+
+func (s *server) OpenSink(ctx context.Context, req *pb.OpenSinkRequest) (*pb.OpenResponse, error) {
+	var def *Sink
+	for i := range s.p.Sinks {
+		if s.p.Sinks[i].Spec.Name == req.Name {
+			def = &s.p.Sinks[i]
+		}
+	}
+	if def == nil {
+		return &pb.OpenResponse{Error: wire.Error(fmt.Errorf("open sink: this plugin has no sink %q", req.Name))}, nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.src != nil || s.sink != nil {
+		return &pb.OpenResponse{Error: wire.Error(errors.New("open sink: a connector is already open in this process"))}, nil
+	}
+	cfg, err := wire.DecodeConfig(req.ConfigJson, def.Spec.Fields)
+	if err != nil {
+		return &pb.OpenResponse{Error: wire.Error(fmt.Errorf("open sink: %w", err))}, nil
+	}
+	snk, err := def.New(cfg, s.env(req.Env))
+	if err != nil {
+		return &pb.OpenResponse{Error: wire.Error(err)}, nil
+	}
+	s.sink = snk // kept after a failed Open so Close reaches the sink
+	return &pb.OpenResponse{Error: wire.Error(snk.Open(ctx))}, nil
+}
+
+func (s *server) Write(ctx context.Context, req *pb.WriteRequest) (*pb.WriteResponse, error) {
+	s.mu.Lock()
+	snk := s.sink
+	s.mu.Unlock()
+	if snk == nil {
+		return &pb.WriteResponse{Error: wire.Error(errors.New("write: no sink is open"))}, nil
+	}
+	recs := wire.FromRecords(req.Records)
+	err := snk.Write(ctx, recs)
+	var be *connector.BatchError
+	if errors.As(err, &be) {
+		if cerr := wire.CheckIndexes(be, len(recs)); cerr != nil {
+			return &pb.WriteResponse{Error: wire.Error(fmt.Errorf("write: %w", cerr))}, nil
+		}
+		return &pb.WriteResponse{Failed: wire.RecordErrors(be)}, nil
+	}
+	return &pb.WriteResponse{Error: wire.Error(err)}, nil
+}
+
+func (s *server) Close(ctx context.Context, _ *pb.CloseRequest) (*pb.CloseResponse, error) {
+	s.mu.Lock()
+	st, snk := s.src, s.sink
+	s.mu.Unlock()
+	var err error
+	if st != nil {
+		st.cancel()
+		err = st.src.Close(ctx)
+		select { // let a Read that honours cancellation finish
+		case <-st.done:
+		case <-ctx.Done():
+		}
+	}
+	if snk != nil {
+		err = errors.Join(err, snk.Close(ctx))
+	}
+	return &pb.CloseResponse{Error: wire.Error(err)}, nil
+}
