@@ -1,0 +1,205 @@
+// Package file provides the file source (newline-delimited records, resumable by byte offset,
+// optionally following the file as it grows) and the file sink (one record value per line, made
+// durable with fsync before a write returns).
+package file
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/sluicehq/sluice/runtime/registry"
+	"github.com/sluicehq/sluice/sdk/go/connector"
+)
+
+var sourceSpec = connector.Spec{
+	Name:    "file",
+	Summary: "Reads a newline-delimited file, one record per line; resumes at the byte offset after the last delivered line.",
+	Description: "Each line (without its trailing newline; a trailing carriage return is kept) becomes one record value. " +
+		"The position of a record is the byte offset just after its line, in the partition named by the file's absolute path, " +
+		"so a restarted pipeline continues exactly after the last checkpointed line.\n\n" +
+		"With `follow: false` (the default) the source is bounded: it ends at the end of the file, and a last line without a " +
+		"newline is read as a record. With `follow: true` it keeps waiting for appended lines, like `tail -F`; a line is only " +
+		"read once its newline is written, and a file that shrinks (truncation, rotation in place) is read again from the start.",
+	Bounded: true,
+	Fields: []connector.Field{
+		{Name: "path", Type: connector.TypeString, Required: true, Description: "The file to read.", Example: "/var/log/prices.jsonl"},
+		{Name: "follow", Type: connector.TypeBool, Default: false, Description: "Keep reading lines appended to the file instead of ending at its end."},
+		{Name: "poll_interval", Type: connector.TypeDuration, Default: 200 * time.Millisecond, Description: "With follow, how often to look for new data."},
+		{Name: "max_line_bytes", Type: connector.TypeByteSize, Default: int64(16 << 20), Description: "Longest accepted line; a longer one stops the pipeline with an error naming its offset."},
+		{Name: "read_buffer", Type: connector.TypeByteSize, Default: int64(1 << 20), Description: "Bytes read from the file per batch."},
+	},
+}
+
+func init() {
+	registry.RegisterSource(sourceSpec, func(cfg connector.Config, env connector.Env) (connector.Source, error) {
+		return NewSource(cfg, env)
+	})
+}
+
+// Source reads lines from a file. Read and Ack may be called concurrently; Read from one goroutine.
+type Source struct {
+	path     string
+	follow   bool
+	poll     time.Duration
+	maxLine  int
+	chunk    int
+	f        *os.File
+	offset   int64 // offset of the next byte to read
+	pending  []byte
+	eof      bool
+	closeErr error
+}
+
+var _ connector.Source = (*Source)(nil)
+
+// NewSource builds a file source from its configuration. It does no I/O.
+func NewSource(cfg connector.Config, _ connector.Env) (*Source, error) {
+	path := cfg.String("path")
+	if path == "" {
+		return nil, &connector.ConfigError{Field: "path", Msg: "must not be empty"}
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, &connector.ConfigError{Field: "path", Msg: err.Error()}
+	}
+	s := &Source{path: abs, follow: cfg.Bool("follow"), poll: cfg.Duration("poll_interval"),
+		maxLine: int(cfg.Int("max_line_bytes")), chunk: int(cfg.Int("read_buffer"))}
+	if s.poll <= 0 {
+		s.poll = 200 * time.Millisecond
+	}
+	if s.maxLine <= 0 {
+		s.maxLine = 16 << 20
+	}
+	if s.chunk <= 0 {
+		s.chunk = 1 << 20
+	}
+	return s, nil
+}
+
+// Open opens the file and seeks after the resume position of its partition.
+func (s *Source) Open(_ context.Context, resume []connector.Position) error {
+	f, err := os.Open(s.path)
+	if err != nil {
+		return fmt.Errorf("file source: open: %w", err)
+	}
+	s.f = f
+	for _, p := range resume {
+		if p.Partition == s.path {
+			s.offset = p.Offset
+		}
+	}
+	if s.offset > 0 {
+		st, err := f.Stat()
+		if err != nil {
+			return fmt.Errorf("file source: stat: %w", err)
+		}
+		if st.Size() < s.offset {
+			if !s.follow {
+				return fmt.Errorf("file source: %s is shorter (%d bytes) than its checkpoint (%d): the file was replaced; reset the checkpoint to read it again: %w",
+					s.path, st.Size(), s.offset, connector.ErrPermanent)
+			}
+			s.offset = 0
+		}
+	}
+	return nil
+}
+
+// Read returns the complete lines of the next chunk of the file.
+func (s *Source) Read(ctx context.Context) ([]connector.Record, error) {
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		if s.eof {
+			return nil, io.EOF
+		}
+		buf := make([]byte, len(s.pending)+s.chunk)
+		copy(buf, s.pending)
+		n, err := s.f.ReadAt(buf[len(s.pending):], s.offset+int64(len(s.pending)))
+		data := buf[:len(s.pending)+n]
+		if err != nil && !errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("file source: read %s: %w", s.path, err)
+		}
+		atEOF := errors.Is(err, io.EOF)
+		recs, used := s.split(data, atEOF && !s.follow)
+		s.offset += int64(used)
+		s.pending = data[used:]
+		if len(s.pending) > s.maxLine {
+			return nil, fmt.Errorf("file source: %s: line at offset %d is longer than max_line_bytes (%d): %w", s.path, s.offset, s.maxLine, connector.ErrPermanent)
+		}
+		if len(recs) > 0 {
+			return recs, nil
+		}
+		if !atEOF {
+			continue
+		}
+		if !s.follow {
+			s.eof = true
+			return nil, io.EOF
+		}
+		// Following: wait for the file to grow, or restart when it shrank.
+		if st, err := s.f.Stat(); err == nil && st.Size() < s.offset {
+			s.offset, s.pending = 0, nil
+			continue
+		}
+		t := time.NewTimer(s.poll)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// split cuts data into line records. With final, a trailing line without newline is a record too.
+// It returns the records and the number of bytes they consumed.
+func (s *Source) split(data []byte, final bool) ([]connector.Record, int) {
+	n := bytes.Count(data, []byte{'\n'})
+	if final && len(data) > 0 && data[len(data)-1] != '\n' {
+		n++
+	}
+	if n == 0 {
+		return nil, 0
+	}
+	recs := make([]connector.Record, 0, n)
+	used := 0
+	now := time.Now()
+	for used < len(data) {
+		i := bytes.IndexByte(data[used:], '\n')
+		end := used + i
+		next := end + 1
+		if i < 0 {
+			if !final {
+				break
+			}
+			end, next = len(data), len(data)
+		}
+		recs = append(recs, connector.Record{
+			Value:    data[used:end:end],
+			Time:     now,
+			Position: connector.Position{Partition: s.path, Offset: s.offset + int64(next)},
+		})
+		used = next
+	}
+	return recs, used
+}
+
+// Ack has nothing to commit upstream: the checkpoint store holds the offsets.
+func (s *Source) Ack(context.Context, []connector.Position) error { return nil }
+
+// Close closes the file. It is idempotent.
+func (s *Source) Close(context.Context) error {
+	if s.f == nil {
+		return s.closeErr
+	}
+	s.closeErr = s.f.Close()
+	s.f = nil
+	return s.closeErr
+}

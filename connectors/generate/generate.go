@@ -1,0 +1,316 @@
+// Package generate provides the generate source: synthetic records from a template, at a fixed
+// rate or as fast as possible, for demos, load tests and benchmarks.
+package generate
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/sluicehq/sluice/runtime/registry"
+	"github.com/sluicehq/sluice/sdk/go/connector"
+)
+
+// DefaultTemplate is the record value when the manifest gives none.
+const DefaultTemplate = `{"seq":{{seq}},"ts":"{{now}}","value":{{rand_float 0 100}}}`
+
+var spec = connector.Spec{
+	Name:    "generate",
+	Summary: "Generates records from a template: a sequence number, timestamps and random values.",
+	Description: "Each record value is rendered from `template`, where these placeholders are replaced:\n\n" +
+		"| placeholder | value |\n|---|---|\n" +
+		"| `{{seq}}` | the record's sequence number, from 1 |\n" +
+		"| `{{now}}` | the current time, RFC 3339 with milliseconds, UTC |\n" +
+		"| `{{now_ms}}` | the current time in epoch milliseconds |\n" +
+		"| `{{rand_int MIN MAX}}` | a random integer in [MIN, MAX] |\n" +
+		"| `{{rand_float MIN MAX}}` | a random number in [MIN, MAX), two decimals |\n" +
+		"| `{{rand_string N}}` | N random lowercase letters |\n" +
+		"| `{{pick A B C}}` | one of the words, at random |\n\n" +
+		"The time is taken once per batch. With `count` the source is bounded and ends after that many records; " +
+		"its position is the sequence number, so a restarted pipeline continues after the last delivered record " +
+		"(random values are drawn afresh). The key, when `key` is set, is rendered from the same placeholders.",
+	Fields: []connector.Field{
+		{Name: "template", Type: connector.TypeString, Default: DefaultTemplate, Description: "The record value, with placeholders."},
+		{Name: "key", Type: connector.TypeString, Default: "", Description: "The record key, with placeholders; empty for no key.", Example: "{{pick gold silver copper}}"},
+		{Name: "count", Type: connector.TypeInt, Default: int64(0), Description: "Records to generate; 0 generates forever."},
+		{Name: "rate", Type: connector.TypeFloat, Default: float64(0), Description: "Records per second; 0 generates as fast as the pipeline takes them."},
+		{Name: "batch_size", Type: connector.TypeInt, Default: int64(1024), Description: "Records per batch."},
+		{Name: "seed", Type: connector.TypeInt, Default: int64(0), Description: "Seed of the random values; 0 seeds from the clock."},
+	},
+}
+
+func init() {
+	registry.RegisterSource(spec, func(cfg connector.Config, env connector.Env) (connector.Source, error) {
+		return New(cfg, env)
+	})
+}
+
+// Source generates records. Read is called from one goroutine.
+type Source struct {
+	value, key []segment
+	count      int64
+	rate       float64
+	batch      int
+	rng        *rand.Rand
+	seq        int64 // last generated sequence number
+	start      time.Time
+	startSeq   int64
+}
+
+var _ connector.Source = (*Source)(nil)
+
+// New builds a generate source. It does no I/O.
+func New(cfg connector.Config, _ connector.Env) (*Source, error) {
+	tmpl := DefaultTemplate
+	if cfg.Has("template") {
+		tmpl = cfg.String("template")
+	}
+	value, err := parse(tmpl)
+	if err != nil {
+		return nil, &connector.ConfigError{Field: "template", Msg: err.Error()}
+	}
+	key, err := parse(cfg.String("key"))
+	if err != nil {
+		return nil, &connector.ConfigError{Field: "key", Msg: err.Error()}
+	}
+	s := &Source{value: value, key: key, count: cfg.Int("count"), rate: cfg.Float("rate"), batch: int(cfg.Int("batch_size"))}
+	if s.count < 0 {
+		return nil, &connector.ConfigError{Field: "count", Msg: "must not be negative"}
+	}
+	if s.rate < 0 {
+		return nil, &connector.ConfigError{Field: "rate", Msg: "must not be negative"}
+	}
+	if s.batch <= 0 {
+		s.batch = 1024
+	}
+	seed := uint64(cfg.Int("seed"))
+	if seed == 0 {
+		seed = uint64(time.Now().UnixNano())
+	}
+	s.rng = rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	return s, nil
+}
+
+// Open continues after the resumed sequence number.
+func (s *Source) Open(_ context.Context, resume []connector.Position) error {
+	for _, p := range resume {
+		if p.Partition == "generate" {
+			s.seq = p.Offset
+		}
+	}
+	s.start, s.startSeq = time.Now(), s.seq
+	return nil
+}
+
+// Read renders the next batch, waiting as the rate requires.
+func (s *Source) Read(ctx context.Context) ([]connector.Record, error) {
+	n := int64(s.batch)
+	if s.count > 0 {
+		if s.seq >= s.count {
+			return nil, io.EOF
+		}
+		n = min(n, s.count-s.seq)
+	}
+	if s.rate > 0 {
+		// Records due by now; wait for at least one.
+		for {
+			due := int64(time.Since(s.start).Seconds()*s.rate) - (s.seq - s.startSeq)
+			if due > 0 {
+				n = min(n, due)
+				break
+			}
+			wait := time.Duration(float64(time.Second) / s.rate)
+			t := time.NewTimer(min(wait, 100*time.Millisecond))
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return nil, ctx.Err()
+			case <-t.C:
+			}
+		}
+	} else if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	now := time.Now().UTC()
+	nowText := now.Format("2006-01-02T15:04:05.000Z07:00")
+	recs := make([]connector.Record, n)
+	ends := make([]int, 2*n) // key end and value end of each record in the arena
+	arena := make([]byte, 0, int(n)*estimate(s.value, s.key))
+	for i := range recs {
+		s.seq++
+		arena = s.render(arena, s.key, now, nowText)
+		ends[2*i] = len(arena)
+		arena = s.render(arena, s.value, now, nowText)
+		ends[2*i+1] = len(arena)
+		recs[i].Time = now
+		recs[i].Position = connector.Position{Partition: "generate", Offset: s.seq}
+	}
+	start := 0
+	for i := range recs {
+		k, v := ends[2*i], ends[2*i+1]
+		if k > start {
+			recs[i].Key = arena[start:k:k]
+		}
+		recs[i].Value = arena[k:v:v]
+		start = v
+	}
+	return recs, nil
+}
+
+// Ack has nothing to commit.
+func (s *Source) Ack(context.Context, []connector.Position) error { return nil }
+
+// Close does nothing.
+func (s *Source) Close(context.Context) error { return nil }
+
+type kind uint8
+
+const (
+	lit kind = iota
+	seqK
+	nowK
+	nowMsK
+	randInt
+	randFloat
+	randString
+	pick
+)
+
+type segment struct {
+	kind   kind
+	text   []byte
+	lo, hi float64
+	words  []string
+}
+
+func parse(t string) ([]segment, error) {
+	var out []segment
+	for len(t) > 0 {
+		i := strings.Index(t, "{{")
+		if i < 0 {
+			out = append(out, segment{kind: lit, text: []byte(t)})
+			break
+		}
+		if i > 0 {
+			out = append(out, segment{kind: lit, text: []byte(t[:i])})
+		}
+		j := strings.Index(t[i:], "}}")
+		if j < 0 {
+			return nil, fmt.Errorf("unclosed placeholder at %q", t[i:])
+		}
+		f := strings.Fields(t[i+2 : i+j])
+		t = t[i+j+2:]
+		if len(f) == 0 {
+			return nil, fmt.Errorf("empty placeholder {{}}")
+		}
+		seg, err := placeholder(f)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, seg)
+	}
+	return out, nil
+}
+
+func placeholder(f []string) (segment, error) {
+	nums := func(want int) ([]float64, error) {
+		if len(f)-1 != want {
+			return nil, fmt.Errorf("{{%s}} takes %d argument(s), got %d", f[0], want, len(f)-1)
+		}
+		out := make([]float64, want)
+		for k := range out {
+			v, err := strconv.ParseFloat(f[k+1], 64)
+			if err != nil {
+				return nil, fmt.Errorf("{{%s}}: %q is not a number", f[0], f[k+1])
+			}
+			out[k] = v
+		}
+		return out, nil
+	}
+	switch f[0] {
+	case "seq", "now", "now_ms":
+		if len(f) != 1 {
+			return segment{}, fmt.Errorf("{{%s}} takes no arguments", f[0])
+		}
+		return segment{kind: map[string]kind{"seq": seqK, "now": nowK, "now_ms": nowMsK}[f[0]]}, nil
+	case "rand_int", "rand_float":
+		v, err := nums(2)
+		if err != nil {
+			return segment{}, err
+		}
+		if v[1] < v[0] {
+			return segment{}, fmt.Errorf("{{%s %v %v}}: MAX is below MIN", f[0], v[0], v[1])
+		}
+		k := randInt
+		if f[0] == "rand_float" {
+			k = randFloat
+		}
+		return segment{kind: k, lo: v[0], hi: v[1]}, nil
+	case "rand_string":
+		v, err := nums(1)
+		if err != nil {
+			return segment{}, err
+		}
+		if v[0] < 0 || v[0] > 4096 {
+			return segment{}, fmt.Errorf("{{rand_string N}}: N must be in [0, 4096]")
+		}
+		return segment{kind: randString, lo: v[0]}, nil
+	case "pick":
+		if len(f) < 2 {
+			return segment{}, fmt.Errorf("{{pick}} needs at least one word")
+		}
+		return segment{kind: pick, words: f[1:]}, nil
+	}
+	return segment{}, fmt.Errorf("unknown placeholder {{%s}}; known: seq, now, now_ms, rand_int, rand_float, rand_string, pick", f[0])
+}
+
+func estimate(segs ...[]segment) int {
+	n := 0
+	for _, ss := range segs {
+		for _, s := range ss {
+			switch s.kind {
+			case lit:
+				n += len(s.text)
+			case nowK:
+				n += 24
+			case randString:
+				n += int(s.lo)
+			default:
+				n += 20
+			}
+		}
+	}
+	return n
+}
+
+func (s *Source) render(b []byte, segs []segment, now time.Time, nowText string) []byte {
+	for i := range segs {
+		g := &segs[i]
+		switch g.kind {
+		case lit:
+			b = append(b, g.text...)
+		case seqK:
+			b = strconv.AppendInt(b, s.seq, 10)
+		case nowK:
+			b = append(b, nowText...)
+		case nowMsK:
+			b = strconv.AppendInt(b, now.UnixMilli(), 10)
+		case randInt:
+			lo, hi := int64(g.lo), int64(g.hi)
+			b = strconv.AppendInt(b, lo+s.rng.Int64N(hi-lo+1), 10)
+		case randFloat:
+			b = strconv.AppendFloat(b, g.lo+s.rng.Float64()*(g.hi-g.lo), 'f', 2, 64)
+		case randString:
+			for k := 0; k < int(g.lo); k++ {
+				b = append(b, byte('a'+s.rng.IntN(26)))
+			}
+		case pick:
+			b = append(b, g.words[s.rng.IntN(len(g.words))]...)
+		}
+	}
+	return b
+}

@@ -1,0 +1,82 @@
+// Package stdout provides the stdout sink: one record value per line on standard output.
+package stdout
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/sluicehq/sluice/runtime/registry"
+	"github.com/sluicehq/sluice/sdk/go/connector"
+)
+
+func init() {
+	registry.RegisterSink(connector.Spec{
+		Name:    "stdout",
+		Summary: "Prints one record value per line on standard output.",
+		Description: "Each batch is written and flushed before it is acknowledged. With `format: json` each line is a JSON " +
+			"object with the key, value (as a string), time and position of the record instead of the bare value.",
+		Fields: []connector.Field{
+			{Name: "format", Type: connector.TypeString, Default: "value", Enum: []string{"value", "json"}, Description: "`value` prints the record value; `json` prints an object with key, value, time and position."},
+		},
+	}, func(cfg connector.Config, _ connector.Env) (connector.Sink, error) {
+		return &Sink{w: os.Stdout, json: cfg.String("format") == "json"}, nil
+	})
+}
+
+// Sink writes to an io.Writer (standard output when registered).
+type Sink struct {
+	w    io.Writer
+	json bool
+	bw   *bufio.Writer
+}
+
+var _ connector.Sink = (*Sink)(nil)
+
+type jsonLine struct {
+	Key       string    `json:"key,omitempty"`
+	Value     string    `json:"value"`
+	Time      time.Time `json:"time,omitzero"`
+	Partition string    `json:"partition,omitempty"`
+	Offset    int64     `json:"offset"`
+}
+
+// Open prepares the buffered writer.
+func (s *Sink) Open(context.Context) error {
+	s.bw = bufio.NewWriterSize(s.w, 256<<10)
+	return nil
+}
+
+// Write prints the batch and flushes it.
+func (s *Sink) Write(_ context.Context, records []connector.Record) error {
+	for i := range records {
+		r := &records[i]
+		if s.json {
+			b, err := json.Marshal(jsonLine{Key: string(r.Key), Value: string(r.Value), Time: r.Time, Partition: r.Position.Partition, Offset: r.Position.Offset})
+			if err != nil {
+				return fmt.Errorf("stdout sink: %w", err)
+			}
+			s.bw.Write(b)
+			s.bw.WriteByte('\n')
+			continue
+		}
+		s.bw.Write(r.Value)
+		s.bw.WriteByte('\n')
+	}
+	if err := s.bw.Flush(); err != nil {
+		return fmt.Errorf("stdout sink: %w", err)
+	}
+	return nil
+}
+
+// Close flushes. It is idempotent.
+func (s *Sink) Close(context.Context) error {
+	if s.bw == nil {
+		return nil
+	}
+	return s.bw.Flush()
+}

@@ -1,0 +1,108 @@
+package engine
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sluicehq/sluice/sdk/go/connector"
+)
+
+// budget bounds the records and bytes in flight. One goroutine acquires; any releases.
+type budget struct {
+	mu          sync.Mutex
+	recs, bytes int64
+	maxR, maxB  int64
+	wake        chan struct{}
+	gR, gB      prometheus.Gauge
+}
+
+func newBudget(maxR, maxB int64, gR, gB prometheus.Gauge) *budget {
+	if maxR <= 0 {
+		maxR = 65536
+	}
+	if maxB <= 0 {
+		maxB = 64 << 20
+	}
+	return &budget{maxR: maxR, maxB: maxB, wake: make(chan struct{}, 1), gR: gR, gB: gB}
+}
+
+// acquire blocks until the batch fits, or ctx is done. A batch larger than the whole budget is
+// let through when nothing else is in flight, so an oversized batch cannot deadlock the pipeline.
+func (b *budget) acquire(ctx context.Context, recs, bytes int64) error {
+	for {
+		b.mu.Lock()
+		if b.recs == 0 || (b.recs+recs <= b.maxR && b.bytes+bytes <= b.maxB) {
+			b.recs += recs
+			b.bytes += bytes
+			b.gR.Set(float64(b.recs))
+			b.gB.Set(float64(b.bytes))
+			b.mu.Unlock()
+			return nil
+		}
+		b.mu.Unlock()
+		select {
+		case <-b.wake:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+func (b *budget) release(recs, bytes int64) {
+	b.mu.Lock()
+	b.recs -= recs
+	b.bytes -= bytes
+	b.gR.Set(float64(b.recs))
+	b.gB.Set(float64(b.bytes))
+	b.mu.Unlock()
+	select {
+	case b.wake <- struct{}{}:
+	default:
+	}
+}
+
+// deadLetter is a record on its way to the dead-letter sink, with why.
+type deadLetter struct {
+	rec    connector.Record
+	stage  string // the transform, sink or "router" that refused it
+	kind   string // rejected | sink_failed | unrouted
+	code   int
+	reason string
+}
+
+// Envelope is the JSON value written to the dead-letter sink for each record. The original
+// value is kept as a string when it is valid UTF-8, else base64 in ValueBase64.
+type Envelope struct {
+	Pipeline    string    `json:"pipeline"`
+	Stage       string    `json:"stage"`
+	Kind        string    `json:"kind"`
+	Code        int       `json:"code,omitempty"`
+	Reason      string    `json:"reason"`
+	Partition   string    `json:"partition,omitempty"`
+	Offset      int64     `json:"offset"`
+	Key         string    `json:"key,omitempty"`
+	Value       *string   `json:"value,omitempty"`
+	ValueBase64 string    `json:"value_base64,omitempty"`
+	Time        time.Time `json:"time,omitzero"`
+	FailedAt    time.Time `json:"failed_at"`
+}
+
+func (l deadLetter) envelope(pipeline string) connector.Record {
+	e := Envelope{Pipeline: pipeline, Stage: l.stage, Kind: l.kind, Code: l.code, Reason: l.reason,
+		Partition: l.rec.Position.Partition, Offset: l.rec.Position.Offset, Key: string(l.rec.Key),
+		Time: l.rec.Time, FailedAt: time.Now().UTC()}
+	if utf8.Valid(l.rec.Value) {
+		v := string(l.rec.Value)
+		e.Value = &v
+	} else {
+		e.ValueBase64 = base64.StdEncoding.EncodeToString(l.rec.Value)
+	}
+	b, _ := json.Marshal(e) // cannot fail: plain strings and numbers
+	return connector.Record{Key: l.rec.Key, Value: b, Headers: l.rec.Headers, Time: l.rec.Time, Position: l.rec.Position}
+}
