@@ -1,0 +1,820 @@
+/*
+ * sluice_transform.h: single-header C SDK for Sluice WASM transforms (ABI v1.0, sdk/abi/v1/ABI.md).
+ *
+ * In exactly one .c file of the module:
+ *
+ *     #define SLUICE_TRANSFORM_IMPLEMENTATION
+ *     #include "sluice_transform.h"
+ *
+ *     static void check(sluice_ctx *c, const sluice_record *r) {
+ *         sluice_json_value v;
+ *         int found = sluice_json_find(r->value, r->value_len, "id", &v);
+ *         if (found < 0) sluice_reject(c, SLUICE_REJECT_INVALID_INPUT, "not valid JSON");
+ *         else if (!found) sluice_reject(c, SLUICE_REJECT_SCHEMA, "id: missing");
+ *     }
+ *     SLUICE_TRANSFORM("{\"name\":\"has_id\",\"version\":\"0.1.0\",\"abi\":\"1.0\","
+ *                      "\"kinds\":[\"validate\"]}", NULL, check)
+ *
+ * Build: clang-14 --target=wasm32-wasi -O2 -mexec-model=reactor -Wl,--strip-all m.c -o m.wasm
+ *
+ * The SDK owns the ABI exports (tf_abi_version, tf_meta, tf_reserve, tf_init, tf_process,
+ * tf_last_error); the user supplies the metadata JSON, an optional init callback and either a
+ * per-record callback (SLUICE_TRANSFORM) or a per-batch callback (SLUICE_TRANSFORM_BATCH).
+ * A record left untouched by its callback is passed (kept unchanged). The guest is single-threaded:
+ * nothing here is reentrant, and nothing needs to be.
+ *
+ * Also included: a strict RFC 8259 JSON validator and a small zero-copy scanner (sluice_json_*)
+ * so that validators can read fields without a JSON library.
+ */
+#ifndef SLUICE_TRANSFORM_H
+#define SLUICE_TRANSFORM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ABI constants (ABI.md sections 3, 6, 7, 10). */
+#define SLUICE_ABI_VERSION 0x00010000
+#define SLUICE_ACTION_PASS 0
+#define SLUICE_ACTION_DROP 1
+#define SLUICE_ACTION_EMIT 2
+#define SLUICE_ACTION_REJECT 3
+
+/* Well-known reject codes (ABI.md 10.1). Codes 4..0xEFFF are free for each transform. */
+#define SLUICE_REJECT_UNSPECIFIED 0
+#define SLUICE_REJECT_INVALID_INPUT 1
+#define SLUICE_REJECT_SCHEMA 2
+#define SLUICE_REJECT_RANGE 3
+
+/* Batch error codes returned by tf_process (ABI.md 10.3). */
+#define SLUICE_ERR_GENERIC (-1)
+#define SLUICE_ERR_FRAME (-2)
+#define SLUICE_ERR_NOMEM (-3)
+
+/* Log levels of sluice_log. */
+#define SLUICE_LOG_DEBUG 0
+#define SLUICE_LOG_INFO 1
+#define SLUICE_LOG_WARN 2
+#define SLUICE_LOG_ERROR 3
+
+/* Time value of a record without a timestamp; as an emitted ts it means "inherit the input's". */
+#define SLUICE_NO_TS INT64_MIN
+
+/* One input record. All pointers point into the host's input frame and are valid only during the
+ * current tf_process call: copy what must outlive it. */
+typedef struct sluice_record {
+    uint32_t index;        /* position in the batch, 0-based */
+    int64_t ts_ms;         /* Unix milliseconds, or SLUICE_NO_TS */
+    const uint8_t *key;    /* NULL when key_is_null */
+    uint32_t key_len;
+    int key_is_null;
+    const uint8_t *value;
+    uint32_t value_len;
+    const uint8_t *headers; /* encoded per ABI.md 6.2; iterate with sluice_header_next */
+    uint32_t headers_len;
+} sluice_record;
+
+/* Per-call context handed to callbacks; opaque. */
+typedef struct sluice_ctx sluice_ctx;
+
+/* Callbacks. init gets the config JSON (an object, or zero bytes); it returns 0 on success or
+ * calls sluice_error(...) and returns its result. on_batch returns 0, or a negative batch error. */
+typedef int (*sluice_init_fn)(const uint8_t *config, uint32_t len);
+typedef void (*sluice_record_fn)(sluice_ctx *ctx, const sluice_record *rec);
+typedef int (*sluice_batch_fn)(sluice_ctx *ctx, uint32_t n_records);
+
+/* Dispositions for the current record (the last call wins; PASS is the default). */
+void sluice_pass(sluice_ctx *ctx);
+void sluice_drop(sluice_ctx *ctx);
+void sluice_reject(sluice_ctx *ctx, uint16_t code, const char *reason);
+void sluice_reject_n(sluice_ctx *ctx, uint16_t code, const void *reason, size_t len);
+/* Emits one record derived from the current record on output port `port` (index into the meta
+ * "ports", 0 = "main"), inheriting the input's key, headers and time. Returns 0, or -1 out of
+ * memory or when called for an earlier record than a previous emit. */
+int sluice_emit(sluice_ctx *ctx, uint32_t port, const void *value, size_t len);
+/* Like sluice_emit with an explicit key (NULL = null key) and time (SLUICE_NO_TS = inherit). */
+int sluice_emit_kv(sluice_ctx *ctx, uint32_t port, const void *key, size_t key_len,
+                   const void *value, size_t len, int64_t ts_ms);
+
+/* Batch mode: loads record i into *rec and makes it the current record for dispositions. */
+void sluice_record_at(sluice_ctx *ctx, uint32_t i, sluice_record *rec);
+
+/* Headers: start with *pos = 0 (a cursor the call advances); returns 1 and fills the k/v spans, or
+ * 0 after the last header. */
+int sluice_header_next(const sluice_record *rec, uint32_t *pos, const uint8_t **k, uint32_t *klen,
+                       const uint8_t **v, uint32_t *vlen);
+
+/* Sets the message returned by tf_last_error and returns SLUICE_ERR_GENERIC (-1). */
+int sluice_error(const char *msg);
+int sluice_error_n(const void *msg, size_t len);
+
+/* Host imports: a log line (log per batch, not per record: the host rate-limits) and a counter. */
+void sluice_log(int level, const char *msg);
+void sluice_metric_add(const char *name, int64_t delta);
+
+/* ---- JSON helpers ---------------------------------------------------------------------------- */
+
+typedef enum sluice_json_type {
+    SLUICE_JSON_INVALID = 0,
+    SLUICE_JSON_OBJECT,
+    SLUICE_JSON_ARRAY,
+    SLUICE_JSON_STRING,
+    SLUICE_JSON_NUMBER,
+    SLUICE_JSON_TRUE,
+    SLUICE_JSON_FALSE,
+    SLUICE_JSON_NULL
+} sluice_json_type;
+
+/* A span of JSON text: the whole token, strings with their quotes, containers with brackets. */
+typedef struct sluice_json_value {
+    sluice_json_type type;
+    const uint8_t *ptr;
+    uint32_t len;
+} sluice_json_value;
+
+/* Default nesting limit of sluice_json_validate (containers; the top-level one is level 1). */
+#define SLUICE_JSON_MAX_DEPTH 64
+
+/* Returns 1 when [p, p+n) is exactly one RFC 8259 JSON text: well-formed UTF-8, strict numbers,
+ * literals and escapes, containers nested at most max_depth levels, nothing but whitespace around
+ * the value. Returns 0 otherwise. */
+int sluice_json_validate(const uint8_t *p, size_t n, int max_depth);
+/* Returns the top-level value of a validated text. */
+sluice_json_value sluice_json_root(const uint8_t *p, size_t n);
+
+/* Iterates the members of a validated object value. */
+typedef struct sluice_json_iter {
+    const uint8_t *p, *end;
+} sluice_json_iter;
+void sluice_json_members(sluice_json_iter *it, const sluice_json_value *object);
+/* Returns 1 and the next member's name (a string span) and value, or 0 after the last member. */
+int sluice_json_next(sluice_json_iter *it, sluice_json_value *name, sluice_json_value *value);
+/* Iterates the elements of a validated array value (use sluice_json_next_element). */
+void sluice_json_elements(sluice_json_iter *it, const sluice_json_value *array);
+int sluice_json_next_element(sluice_json_iter *it, sluice_json_value *value);
+
+/* Returns 1 when the string span decodes (escapes included) to exactly the NUL-terminated name. */
+int sluice_json_string_is(const sluice_json_value *s, const char *name);
+/* Decodes a string span into dst (UTF-8; lone surrogates become U+FFFD). Returns the decoded
+ * length, which may exceed cap (then dst holds the first cap bytes). */
+size_t sluice_json_string_decode(const sluice_json_value *s, uint8_t *dst, size_t cap);
+/* Converts a number span to the nearest double (correctly rounded; overflow gives +-inf). */
+double sluice_json_number(const sluice_json_value *num);
+
+/* Validates the text and looks up a top-level member of the object: returns 1 (found, first
+ * occurrence), 0 (no such member) or -1 (not valid JSON or not an object). */
+int sluice_json_find(const uint8_t *p, size_t n, const char *name, sluice_json_value *out);
+
+/* ---- Registration ---------------------------------------------------------------------------- */
+
+int64_t sluice__process_records(int32_t in_len, sluice_record_fn fn);
+int64_t sluice__process_batch(int32_t in_len, sluice_batch_fn fn);
+int32_t sluice__init(int32_t cfg_len, sluice_init_fn fn);
+int64_t sluice__ptrlen(const void *p, size_t len);
+
+#if defined(__wasm__)
+#define SLUICE__EXPORT(name) __attribute__((export_name(#name)))
+#else
+#define SLUICE__EXPORT(name) /* native builds (SDK unit tests) export nothing */
+#endif
+
+#define SLUICE__COMMON(META, INIT)                                                         \
+    static const char sluice__meta_json[] = META;                                          \
+    SLUICE__EXPORT(tf_meta) int64_t tf_meta(void) {                                        \
+        return sluice__ptrlen(sluice__meta_json, sizeof(sluice__meta_json) - 1);           \
+    }                                                                                      \
+    SLUICE__EXPORT(tf_init) int32_t tf_init(int32_t cfg_len) { return sluice__init(cfg_len, INIT); }
+
+/* Declares the module: META is the metadata JSON literal (ABI.md 8), INIT an sluice_init_fn or
+ * NULL, ON_RECORD the sluice_record_fn called once per input record, in order. */
+#define SLUICE_TRANSFORM(META, INIT, ON_RECORD)                                            \
+    SLUICE__COMMON(META, INIT)                                                             \
+    SLUICE__EXPORT(tf_process) int64_t tf_process(int32_t in_len) {                        \
+        return sluice__process_records(in_len, ON_RECORD);                                 \
+    }
+
+/* Like SLUICE_TRANSFORM with a per-batch callback: ON_BATCH(ctx, n) visits the records with
+ * sluice_record_at (emits must come in input order) and returns 0 or a negative batch error. */
+#define SLUICE_TRANSFORM_BATCH(META, INIT, ON_BATCH)                                       \
+    SLUICE__COMMON(META, INIT)                                                             \
+    SLUICE__EXPORT(tf_process) int64_t tf_process(int32_t in_len) {                        \
+        return sluice__process_batch(in_len, ON_BATCH);                                    \
+    }
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* SLUICE_TRANSFORM_H */
+
+/* ============================================================================================== */
+#ifdef SLUICE_TRANSFORM_IMPLEMENTATION
+#ifndef SLUICE_TRANSFORM_IMPLEMENTED
+#define SLUICE_TRANSFORM_IMPLEMENTED
+
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__wasm__) && !defined(SLUICE_NATIVE)
+__attribute__((import_module("tf_host_v1"), import_name("log"))) void sluice__host_log(int32_t level,
+                                                                                       const void *p,
+                                                                                       int32_t len);
+__attribute__((import_module("tf_host_v1"), import_name("metric_add"))) void
+sluice__host_metric_add(const void *p, int32_t len, int64_t delta);
+#else
+/* Native builds (unit tests of the SDK) have no host: logs and metrics go nowhere. */
+static void sluice__host_log(int32_t level, const void *p, int32_t len) { (void)level, (void)p, (void)len; }
+static void sluice__host_metric_add(const void *p, int32_t len, int64_t delta) { (void)p, (void)len, (void)delta; }
+#endif
+
+struct sluice_ctx {
+    const uint8_t *frame;
+    uint32_t frame_len, n, desc_off, desc_size;
+    uint32_t cur;       /* current record */
+    uint32_t last_emit; /* input index of the last emit (emits come in input order) */
+    int failed;         /* out of memory or misuse while building the result */
+};
+
+/* Guest-owned buffers (ABI.md 9): the input buffer, the result frame and the OutDesc table. */
+static uint8_t *sluice__in;
+static uint32_t sluice__in_cap;
+static uint8_t *sluice__out;
+static uint32_t sluice__out_cap, sluice__out_len;
+static uint8_t *sluice__od;
+static uint32_t sluice__od_cap, sluice__n_od;
+static char sluice__err[1024];
+static uint32_t sluice__err_len;
+
+static inline uint32_t sluice__u32(const uint8_t *p) { uint32_t v; memcpy(&v, p, 4); return v; }
+static inline uint16_t sluice__u16(const uint8_t *p) { uint16_t v; memcpy(&v, p, 2); return v; }
+static inline void sluice__put32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
+static inline void sluice__put16(uint8_t *p, uint16_t v) { memcpy(p, &v, 2); }
+static inline void sluice__put64(uint8_t *p, uint64_t v) { memcpy(p, &v, 8); }
+
+int64_t sluice__ptrlen(const void *p, size_t len) {
+    return (int64_t)(((uint64_t)(uintptr_t)p << 32) | (uint64_t)(uint32_t)len);
+}
+
+int sluice_error_n(const void *msg, size_t len) {
+    if (len > sizeof sluice__err) len = sizeof sluice__err;
+    memcpy(sluice__err, msg, len);
+    sluice__err_len = (uint32_t)len;
+    return SLUICE_ERR_GENERIC;
+}
+int sluice_error(const char *msg) { return sluice_error_n(msg, strlen(msg)); }
+
+void sluice_log(int level, const char *msg) { sluice__host_log(level, msg, (int32_t)strlen(msg)); }
+void sluice_metric_add(const char *name, int64_t delta) {
+    sluice__host_metric_add(name, (int32_t)strlen(name), delta);
+}
+
+SLUICE__EXPORT(tf_abi_version) int32_t tf_abi_version(void) { return SLUICE_ABI_VERSION; }
+
+SLUICE__EXPORT(tf_last_error) int64_t tf_last_error(void) {
+    return sluice__ptrlen(sluice__err, sluice__err_len);
+}
+
+SLUICE__EXPORT(tf_reserve) int32_t tf_reserve(int32_t cap) {
+    uint32_t c = (uint32_t)cap;
+    if (c <= sluice__in_cap && sluice__in) return (int32_t)(uintptr_t)sluice__in;
+    if (c < 4096) c = 4096;
+    /* aligned_alloc needs a size that is a multiple of the alignment. */
+    c = (c + 7u) & ~7u;
+    free(sluice__in);
+    sluice__in = (uint8_t *)aligned_alloc(8, c);
+    sluice__in_cap = sluice__in ? c : 0;
+    return (int32_t)(uintptr_t)sluice__in;
+}
+
+int32_t sluice__init(int32_t cfg_len, sluice_init_fn fn) {
+    sluice__err_len = 0;
+    if (!fn) return 0;
+    if (cfg_len > 0 && (!sluice__in || (uint32_t)cfg_len > sluice__in_cap))
+        return sluice_error("init: config is not in the reserved buffer");
+    return fn(sluice__in, (uint32_t)cfg_len);
+}
+
+/* Grows the result buffer so that `more` bytes fit after sluice__out_len. */
+static int sluice__out_grow(uint32_t more) {
+    uint64_t need = (uint64_t)sluice__out_len + more;
+    if (need <= sluice__out_cap) return 0;
+    uint64_t c = sluice__out_cap ? sluice__out_cap : 4096;
+    while (c < need) c *= 2;
+    if (c > 0x7FFFFFFFu) return -1;
+    uint8_t *p = (uint8_t *)realloc(sluice__out, (size_t)c);
+    if (!p) return -1;
+    sluice__out = p;
+    sluice__out_cap = (uint32_t)c;
+    return 0;
+}
+
+/* Appends bytes to the result data; returns their offset or UINT32_MAX. */
+static uint32_t sluice__out_put(const void *p, size_t len) {
+    if (len > 0x7FFFFFFFu || sluice__out_grow((uint32_t)len)) return UINT32_MAX;
+    uint32_t off = sluice__out_len;
+    if (len) memcpy(sluice__out + off, p, len);
+    sluice__out_len += (uint32_t)len;
+    return off;
+}
+
+static inline uint8_t *sluice__disp(uint32_t i) { return sluice__out + 32 + (size_t)i * 12; }
+
+static void sluice__set(sluice_ctx *ctx, uint8_t action, uint16_t code, uint32_t a, uint32_t b) {
+    uint8_t *d = sluice__disp(ctx->cur);
+    d[0] = action;
+    d[1] = 0;
+    sluice__put16(d + 2, code);
+    sluice__put32(d + 4, a);
+    sluice__put32(d + 8, b);
+}
+
+void sluice_pass(sluice_ctx *ctx) { sluice__set(ctx, SLUICE_ACTION_PASS, 0, 0, 0); }
+void sluice_drop(sluice_ctx *ctx) { sluice__set(ctx, SLUICE_ACTION_DROP, 0, 0, 0); }
+
+void sluice_reject_n(sluice_ctx *ctx, uint16_t code, const void *reason, size_t len) {
+    if (len > 1024) len = 1024; /* the host truncates there anyway */
+    uint32_t off = sluice__out_put(reason, len);
+    if (off == UINT32_MAX) { ctx->failed = 1; return; }
+    sluice__set(ctx, SLUICE_ACTION_REJECT, code, off, (uint32_t)len);
+}
+void sluice_reject(sluice_ctx *ctx, uint16_t code, const char *reason) {
+    sluice_reject_n(ctx, code, reason, strlen(reason));
+}
+
+int sluice_emit_kv(sluice_ctx *ctx, uint32_t port, const void *key, size_t key_len,
+                   const void *value, size_t len, int64_t ts_ms) {
+    if (ctx->failed) return -1;
+    if (ctx->cur < ctx->last_emit) {
+        ctx->failed = 2;
+        return -1;
+    }
+    uint32_t val_off = sluice__out_put(value, len);
+    uint32_t key_off = 0, klen = 0xFFFFFFFFu, flags = 0;
+    if (key_len != (size_t)-1) { /* explicit key */
+        if (key) {
+            key_off = sluice__out_put(key, key_len);
+            klen = (uint32_t)key_len;
+        } else {
+            klen = 0;
+            flags = 1;
+        }
+    }
+    if (val_off == UINT32_MAX || key_off == UINT32_MAX) {
+        ctx->failed = 1;
+        return -1;
+    }
+    if ((uint64_t)(sluice__n_od + 1) * 48 > sluice__od_cap) {
+        uint32_t c = sluice__od_cap ? sluice__od_cap * 2 : 48 * 64;
+        uint8_t *p = (uint8_t *)realloc(sluice__od, c);
+        if (!p) {
+            ctx->failed = 1;
+            return -1;
+        }
+        sluice__od = p;
+        sluice__od_cap = c;
+    }
+    uint8_t *o = sluice__od + (size_t)sluice__n_od * 48;
+    sluice__put64(o, (uint64_t)ts_ms);
+    sluice__put64(o + 8, ctx->cur);
+    sluice__put32(o + 16, key_off);
+    sluice__put32(o + 20, klen);
+    sluice__put32(o + 24, val_off);
+    sluice__put32(o + 28, (uint32_t)len);
+    sluice__put32(o + 32, 0);
+    sluice__put32(o + 36, 0xFFFFFFFFu); /* inherit the input's headers */
+    sluice__put32(o + 40, port);
+    sluice__put32(o + 44, flags);
+    uint8_t *d = sluice__disp(ctx->cur);
+    uint32_t a = sluice__u32(d + 4), b = sluice__u32(d + 8);
+    if (d[0] == SLUICE_ACTION_EMIT && a + b == sluice__n_od)
+        sluice__put32(d + 8, b + 1);
+    else
+        sluice__set(ctx, SLUICE_ACTION_EMIT, 0, sluice__n_od, 1);
+    sluice__n_od++;
+    ctx->last_emit = ctx->cur;
+    return 0;
+}
+
+int sluice_emit(sluice_ctx *ctx, uint32_t port, const void *value, size_t len) {
+    return sluice_emit_kv(ctx, port, NULL, (size_t)-1, value, len, SLUICE_NO_TS);
+}
+
+void sluice_record_at(sluice_ctx *ctx, uint32_t i, sluice_record *r) {
+    const uint8_t *f = ctx->frame;
+    const uint8_t *d = f + ctx->desc_off + (size_t)i * ctx->desc_size;
+    int64_t ts;
+    memcpy(&ts, d, 8);
+    uint32_t flags = sluice__u32(d + 44);
+    r->index = i;
+    r->ts_ms = ts;
+    r->key_is_null = (int)(flags & 1);
+    r->key_len = sluice__u32(d + 20);
+    r->key = r->key_is_null ? NULL : f + sluice__u32(d + 16);
+    r->value_len = sluice__u32(d + 28);
+    r->value = f + sluice__u32(d + 24);
+    r->headers_len = sluice__u32(d + 36);
+    r->headers = f + sluice__u32(d + 32);
+    ctx->cur = i;
+}
+
+int sluice_header_next(const sluice_record *rec, uint32_t *pos, const uint8_t **k, uint32_t *klen,
+                       const uint8_t **v, uint32_t *vlen) {
+    uint32_t off = *pos ? *pos : 4, len = rec->headers_len;
+    const uint8_t *h = rec->headers;
+    if (len < 4 || (uint64_t)off + 4 > len) return 0;
+    uint32_t kl = sluice__u32(h + off);
+    if ((uint64_t)off + 8 + kl > len) return 0;
+    uint32_t vl = sluice__u32(h + off + 4 + kl);
+    if ((uint64_t)off + 8 + kl + vl > len) return 0;
+    *k = h + off + 4, *klen = kl, *v = h + off + 8 + kl, *vlen = vl;
+    *pos = off + 8 + kl + vl;
+    return 1;
+}
+
+/* Checks the input frame and prepares the result buffer. */
+static int sluice__begin(sluice_ctx *ctx, int32_t in_len) {
+    uint32_t len = (uint32_t)in_len;
+    memset(ctx, 0, sizeof *ctx);
+    sluice__err_len = 0;
+    if (!sluice__in || len < 40 || len > sluice__in_cap) return sluice_error("frame: bad length"), SLUICE_ERR_FRAME;
+    const uint8_t *f = sluice__in;
+    uint32_t hsize = sluice__u16(f + 8), dsize = sluice__u16(f + 10);
+    if (memcmp(f, "TFB1", 4) != 0 || sluice__u16(f + 4) != 1 || sluice__u32(f + 12) != 1 || hsize < 40 ||
+        dsize < 48)
+        return sluice_error("frame: unsupported magic, version or kind"), SLUICE_ERR_FRAME;
+    uint32_t n = sluice__u32(f + 16), doff = sluice__u32(f + 24);
+    if ((uint64_t)doff + (uint64_t)n * dsize > len) return sluice_error("frame: descriptors out of range"), SLUICE_ERR_FRAME;
+    ctx->frame = f, ctx->frame_len = len, ctx->n = n, ctx->desc_off = doff, ctx->desc_size = dsize;
+    sluice__out_len = 0;
+    sluice__n_od = 0;
+    if ((uint64_t)n * 12 + 32 > 0x7FFFFFFFu || sluice__out_grow(32 + n * 12))
+        return sluice_error("out of memory"), SLUICE_ERR_NOMEM;
+    memset(sluice__out, 0, 32 + (size_t)n * 12);
+    sluice__out_len = 32 + n * 12;
+    return 0;
+}
+
+/* Writes the OutDesc table and the header; returns the ptrlen of the result frame. */
+static int64_t sluice__finish(sluice_ctx *ctx) {
+    if (ctx->failed == 2) return sluice_error("emit: records must be emitted in input order");
+    if (ctx->failed) return sluice_error("out of memory building the result frame"), SLUICE_ERR_NOMEM;
+    uint32_t pad = (8 - (sluice__out_len & 7)) & 7;
+    static const uint8_t zeros[8];
+    if (sluice__out_put(zeros, pad) == UINT32_MAX) return sluice_error("out of memory"), SLUICE_ERR_NOMEM;
+    uint32_t od_off = sluice__out_put(sluice__od, (size_t)sluice__n_od * 48);
+    if (od_off == UINT32_MAX) return sluice_error("out of memory"), SLUICE_ERR_NOMEM;
+    uint8_t *h = sluice__out;
+    memcpy(h, "TFR1", 4);
+    sluice__put16(h + 4, 32);
+    sluice__put16(h + 6, 48);
+    sluice__put32(h + 8, ctx->n);
+    sluice__put32(h + 12, 32);
+    sluice__put32(h + 16, sluice__n_od);
+    sluice__put32(h + 20, od_off);
+    sluice__put32(h + 24, 0);
+    sluice__put32(h + 28, 0);
+    return sluice__ptrlen(sluice__out, sluice__out_len);
+}
+
+int64_t sluice__process_records(int32_t in_len, sluice_record_fn fn) {
+    sluice_ctx ctx;
+    int rc = sluice__begin(&ctx, in_len);
+    if (rc) return rc;
+    sluice_record rec;
+    for (uint32_t i = 0; i < ctx.n; i++) {
+        sluice_record_at(&ctx, i, &rec);
+        fn(&ctx, &rec);
+    }
+    return sluice__finish(&ctx);
+}
+
+int64_t sluice__process_batch(int32_t in_len, sluice_batch_fn fn) {
+    sluice_ctx ctx;
+    int rc = sluice__begin(&ctx, in_len);
+    if (rc) return rc;
+    rc = fn(&ctx, ctx.n);
+    if (rc < 0) {
+        if (!sluice__err_len) sluice_error("batch failed");
+        return rc;
+    }
+    return sluice__finish(&ctx);
+}
+
+/* ---- JSON ------------------------------------------------------------------------------------ */
+
+static inline const uint8_t *sluice__ws(const uint8_t *p, const uint8_t *e) {
+    while (p < e && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t')) p++;
+    return p;
+}
+
+static inline int sluice__hex(uint8_t c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+/* p points after the opening quote; returns the position after the closing quote or NULL. */
+static const uint8_t *sluice__vstring(const uint8_t *p, const uint8_t *e) {
+    while (p < e) {
+        uint8_t c = *p;
+        if (c == '"') return p + 1;
+        if (c < 0x20) return NULL;
+        if (c == '\\') {
+            if (++p >= e) return NULL;
+            switch (*p) {
+            case '"': case '\\': case '/': case 'b': case 'f': case 'n': case 'r': case 't':
+                p++;
+                break;
+            case 'u':
+                if (e - p < 5 || sluice__hex(p[1]) < 0 || sluice__hex(p[2]) < 0 || sluice__hex(p[3]) < 0 ||
+                    sluice__hex(p[4]) < 0)
+                    return NULL;
+                p += 5;
+                break;
+            default:
+                return NULL;
+            }
+            continue;
+        }
+        if (c < 0x80) { p++; continue; }
+        /* UTF-8 (RFC 3629 table 3-7). */
+        size_t need;
+        uint8_t lo = 0x80, hi = 0xBF;
+        if (c >= 0xC2 && c <= 0xDF) need = 1;
+        else if (c == 0xE0) need = 2, lo = 0xA0;
+        else if ((c >= 0xE1 && c <= 0xEC) || c == 0xEE || c == 0xEF) need = 2;
+        else if (c == 0xED) need = 2, hi = 0x9F;
+        else if (c == 0xF0) need = 3, lo = 0x90;
+        else if (c >= 0xF1 && c <= 0xF3) need = 3;
+        else if (c == 0xF4) need = 3, hi = 0x8F;
+        else return NULL;
+        if ((size_t)(e - p) < need + 1) return NULL;
+        if (p[1] < lo || p[1] > hi) return NULL;
+        for (size_t k = 2; k <= need; k++)
+            if (p[k] < 0x80 || p[k] > 0xBF) return NULL;
+        p += need + 1;
+    }
+    return NULL;
+}
+
+static const uint8_t *sluice__vnumber(const uint8_t *p, const uint8_t *e) {
+    if (p < e && *p == '-') p++;
+    if (p >= e) return NULL;
+    if (*p == '0') p++;
+    else if (*p >= '1' && *p <= '9') while (p < e && *p >= '0' && *p <= '9') p++;
+    else return NULL;
+    if (p < e && *p == '.') {
+        p++;
+        if (p >= e || *p < '0' || *p > '9') return NULL;
+        while (p < e && *p >= '0' && *p <= '9') p++;
+    }
+    if (p < e && (*p == 'e' || *p == 'E')) {
+        p++;
+        if (p < e && (*p == '+' || *p == '-')) p++;
+        if (p >= e || *p < '0' || *p > '9') return NULL;
+        while (p < e && *p >= '0' && *p <= '9') p++;
+    }
+    return p;
+}
+
+static const uint8_t *sluice__vvalue(const uint8_t *p, const uint8_t *e, int depth, int max) {
+    if (p >= e) return NULL;
+    switch (*p) {
+    case '{':
+        if (depth + 1 > max) return NULL;
+        p = sluice__ws(p + 1, e);
+        if (p < e && *p == '}') return p + 1;
+        for (;;) {
+            if (p >= e || *p != '"' || !(p = sluice__vstring(p + 1, e))) return NULL;
+            p = sluice__ws(p, e);
+            if (p >= e || *p != ':') return NULL;
+            p = sluice__vvalue(sluice__ws(p + 1, e), e, depth + 1, max);
+            if (!p) return NULL;
+            p = sluice__ws(p, e);
+            if (p < e && *p == ',') { p = sluice__ws(p + 1, e); continue; }
+            if (p < e && *p == '}') return p + 1;
+            return NULL;
+        }
+    case '[':
+        if (depth + 1 > max) return NULL;
+        p = sluice__ws(p + 1, e);
+        if (p < e && *p == ']') return p + 1;
+        for (;;) {
+            p = sluice__vvalue(p, e, depth + 1, max);
+            if (!p) return NULL;
+            p = sluice__ws(p, e);
+            if (p < e && *p == ',') { p = sluice__ws(p + 1, e); continue; }
+            if (p < e && *p == ']') return p + 1;
+            return NULL;
+        }
+    case '"':
+        return sluice__vstring(p + 1, e);
+    case 't':
+        return (e - p >= 4 && memcmp(p, "true", 4) == 0) ? p + 4 : NULL;
+    case 'f':
+        return (e - p >= 5 && memcmp(p, "false", 5) == 0) ? p + 5 : NULL;
+    case 'n':
+        return (e - p >= 4 && memcmp(p, "null", 4) == 0) ? p + 4 : NULL;
+    default:
+        return sluice__vnumber(p, e);
+    }
+}
+
+int sluice_json_validate(const uint8_t *p, size_t n, int max_depth) {
+    const uint8_t *e = p + n;
+    p = sluice__vvalue(sluice__ws(p, e), e, 0, max_depth);
+    return p && sluice__ws(p, e) == e;
+}
+
+static sluice_json_type sluice__type(uint8_t c) {
+    switch (c) {
+    case '{': return SLUICE_JSON_OBJECT;
+    case '[': return SLUICE_JSON_ARRAY;
+    case '"': return SLUICE_JSON_STRING;
+    case 't': return SLUICE_JSON_TRUE;
+    case 'f': return SLUICE_JSON_FALSE;
+    case 'n': return SLUICE_JSON_NULL;
+    default: return SLUICE_JSON_NUMBER;
+    }
+}
+
+/* Skips one value of a validated text. */
+static const uint8_t *sluice__skip(const uint8_t *p, const uint8_t *e) {
+    if (*p == '"') {
+        for (p++; *p != '"'; p++)
+            if (*p == '\\') p++;
+        return p + 1;
+    }
+    if (*p == '{' || *p == '[') {
+        int depth = 0;
+        for (; p < e; p++) {
+            uint8_t c = *p;
+            if (c == '"') {
+                for (p++; *p != '"'; p++)
+                    if (*p == '\\') p++;
+            } else if (c == '{' || c == '[') depth++;
+            else if (c == '}' || c == ']') {
+                if (--depth == 0) return p + 1;
+            }
+        }
+        return e;
+    }
+    while (p < e && *p != ',' && *p != '}' && *p != ']' && *p != ' ' && *p != '\n' && *p != '\r' && *p != '\t')
+        p++;
+    return p;
+}
+
+static sluice_json_value sluice__span(const uint8_t *p, const uint8_t *e) {
+    sluice_json_value v;
+    const uint8_t *q = sluice__skip(p, e);
+    v.type = sluice__type(*p);
+    v.ptr = p;
+    v.len = (uint32_t)(q - p);
+    return v;
+}
+
+sluice_json_value sluice_json_root(const uint8_t *p, size_t n) {
+    const uint8_t *e = p + n;
+    return sluice__span(sluice__ws(p, e), e);
+}
+
+void sluice_json_members(sluice_json_iter *it, const sluice_json_value *v) {
+    it->p = v->ptr + 1;
+    it->end = v->ptr + v->len;
+}
+void sluice_json_elements(sluice_json_iter *it, const sluice_json_value *v) { sluice_json_members(it, v); }
+
+int sluice_json_next(sluice_json_iter *it, sluice_json_value *name, sluice_json_value *value) {
+    const uint8_t *p = sluice__ws(it->p, it->end);
+    if (p < it->end && *p == ',') p = sluice__ws(p + 1, it->end);
+    if (p >= it->end || *p != '"') return 0;
+    *name = sluice__span(p, it->end);
+    p = sluice__ws(p + name->len, it->end);
+    p = sluice__ws(p + 1, it->end); /* ':' */
+    *value = sluice__span(p, it->end);
+    it->p = p + value->len;
+    return 1;
+}
+
+int sluice_json_next_element(sluice_json_iter *it, sluice_json_value *value) {
+    const uint8_t *p = sluice__ws(it->p, it->end);
+    if (p < it->end && *p == ',') p = sluice__ws(p + 1, it->end);
+    if (p >= it->end || *p == ']') return 0;
+    *value = sluice__span(p, it->end);
+    it->p = p + value->len;
+    return 1;
+}
+
+/* Decodes the escape at p (after the backslash) into a code point; lone surrogates stay as they
+ * are (0xD800..0xDFFF). Advances *pp past the escape. */
+static uint32_t sluice__unescape(const uint8_t **pp, const uint8_t *e) {
+    const uint8_t *p = *pp;
+    uint8_t c = *p++;
+    uint32_t cp;
+    switch (c) {
+    case 'b': cp = '\b'; break;
+    case 'f': cp = '\f'; break;
+    case 'n': cp = '\n'; break;
+    case 'r': cp = '\r'; break;
+    case 't': cp = '\t'; break;
+    case 'u':
+        cp = (uint32_t)(sluice__hex(p[0]) << 12 | sluice__hex(p[1]) << 8 | sluice__hex(p[2]) << 4 | sluice__hex(p[3]));
+        p += 4;
+        if (cp >= 0xD800 && cp <= 0xDBFF && e - p >= 6 && p[0] == '\\' && p[1] == 'u') {
+            uint32_t lo = (uint32_t)(sluice__hex(p[2]) << 12 | sluice__hex(p[3]) << 8 | sluice__hex(p[4]) << 4 |
+                                     sluice__hex(p[5]));
+            if (lo >= 0xDC00 && lo <= 0xDFFF) {
+                cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+                p += 6;
+            }
+        }
+        break;
+    default: cp = c; break; /* " \ / */
+    }
+    *pp = p;
+    return cp;
+}
+
+int sluice_json_string_is(const sluice_json_value *s, const char *name) {
+    const uint8_t *p = s->ptr + 1, *e = s->ptr + s->len - 1;
+    const uint8_t *n = (const uint8_t *)name;
+    while (p < e) {
+        if (*p != '\\') {
+            if (*n++ != *p++) return 0;
+            continue;
+        }
+        p++;
+        uint32_t cp = sluice__unescape(&p, e);
+        if (cp == 0 || (cp >= 0xD800 && cp <= 0xDFFF)) return 0; /* NUL or a lone surrogate matches no name */
+        uint8_t buf[4];
+        size_t k;
+        if (cp < 0x80) buf[0] = (uint8_t)cp, k = 1;
+        else if (cp < 0x800) buf[0] = (uint8_t)(0xC0 | cp >> 6), buf[1] = (uint8_t)(0x80 | (cp & 0x3F)), k = 2;
+        else if (cp < 0x10000)
+            buf[0] = (uint8_t)(0xE0 | cp >> 12), buf[1] = (uint8_t)(0x80 | ((cp >> 6) & 0x3F)),
+            buf[2] = (uint8_t)(0x80 | (cp & 0x3F)), k = 3;
+        else
+            buf[0] = (uint8_t)(0xF0 | cp >> 18), buf[1] = (uint8_t)(0x80 | ((cp >> 12) & 0x3F)),
+            buf[2] = (uint8_t)(0x80 | ((cp >> 6) & 0x3F)), buf[3] = (uint8_t)(0x80 | (cp & 0x3F)), k = 4;
+        for (size_t i = 0; i < k; i++)
+            if (*n++ != buf[i]) return 0;
+    }
+    return *n == 0;
+}
+
+size_t sluice_json_string_decode(const sluice_json_value *s, uint8_t *dst, size_t cap) {
+    const uint8_t *p = s->ptr + 1, *e = s->ptr + s->len - 1;
+    size_t n = 0;
+#define SLUICE__PUT(b) do { if (n < cap) dst[n] = (uint8_t)(b); n++; } while (0)
+    while (p < e) {
+        if (*p != '\\') {
+            SLUICE__PUT(*p++);
+            continue;
+        }
+        p++;
+        uint32_t cp = sluice__unescape(&p, e);
+        if (cp >= 0xD800 && cp <= 0xDFFF) cp = 0xFFFD;
+        if (cp < 0x80) SLUICE__PUT(cp);
+        else if (cp < 0x800) { SLUICE__PUT(0xC0 | cp >> 6); SLUICE__PUT(0x80 | (cp & 0x3F)); }
+        else if (cp < 0x10000) {
+            SLUICE__PUT(0xE0 | cp >> 12); SLUICE__PUT(0x80 | ((cp >> 6) & 0x3F)); SLUICE__PUT(0x80 | (cp & 0x3F));
+        } else {
+            SLUICE__PUT(0xF0 | cp >> 18); SLUICE__PUT(0x80 | ((cp >> 12) & 0x3F));
+            SLUICE__PUT(0x80 | ((cp >> 6) & 0x3F)); SLUICE__PUT(0x80 | (cp & 0x3F));
+        }
+    }
+#undef SLUICE__PUT
+    return n;
+}
+
+double sluice_json_number(const sluice_json_value *num) {
+    /* strtod (correctly rounded in wasi-libc) needs a terminated copy: the token may end the buffer. */
+    char small[64];
+    char *buf = num->len < sizeof small ? small : (char *)malloc((size_t)num->len + 1);
+    if (!buf) return 0.0 / 0.0;
+    memcpy(buf, num->ptr, num->len);
+    buf[num->len] = 0;
+    double d = strtod(buf, NULL);
+    if (buf != small) free(buf);
+    return d;
+}
+
+int sluice_json_find(const uint8_t *p, size_t n, const char *name, sluice_json_value *out) {
+    if (!sluice_json_validate(p, n, SLUICE_JSON_MAX_DEPTH)) return -1;
+    sluice_json_value root = sluice_json_root(p, n), k, v;
+    if (root.type != SLUICE_JSON_OBJECT) return -1;
+    sluice_json_iter it;
+    sluice_json_members(&it, &root);
+    while (sluice_json_next(&it, &k, &v))
+        if (sluice_json_string_is(&k, name)) {
+            *out = v;
+            return 1;
+        }
+    return 0;
+}
+
+#endif /* SLUICE_TRANSFORM_IMPLEMENTED */
+#endif /* SLUICE_TRANSFORM_IMPLEMENTATION */
