@@ -47,6 +47,8 @@ type sourceState struct {
 	readMu   sync.Mutex // one Read RPC at a time
 	leftover []connector.Record
 	eof      bool
+	sent     uint64           // non-empty batches answered so far
+	last     *pb.ReadResponse // the last of them, resent when the host did not receive it
 }
 
 type readResult struct {
@@ -153,6 +155,12 @@ func (s *server) Read(ctx context.Context, req *pb.ReadRequest) (*pb.ReadRespons
 	}
 	st.readMu.Lock()
 	defer st.readMu.Unlock()
+	switch {
+	case st.last != nil && req.Seq == st.sent-1:
+		return st.last, nil
+	case req.Seq != st.sent:
+		return &pb.ReadResponse{Error: wire.Error(fmt.Errorf("read: host asks for batch %d, plugin is at batch %d", req.Seq, st.sent))}, nil
+	}
 	maxRecs, maxBytes := int(req.MaxRecords), req.MaxBytes
 	if maxRecs <= 0 {
 		maxRecs = 1
@@ -202,6 +210,8 @@ func (s *server) Read(ctx context.Context, req *pb.ReadRequest) (*pb.ReadRespons
 		n++
 	}
 	resp := &pb.ReadResponse{Records: wire.Records(st.leftover[:n])}
+	st.sent++
+	st.last = resp
 	st.leftover = st.leftover[n:]
 	if len(st.leftover) == 0 {
 		st.leftover = nil

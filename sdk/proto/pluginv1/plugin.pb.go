@@ -871,7 +871,11 @@ type ReadRequest struct {
 	// record larger than this is sent alone.
 	MaxBytes int64 `protobuf:"varint,2,opt,name=max_bytes,json=maxBytes,proto3" json:"max_bytes,omitempty"`
 	// How long the plugin may wait for the first record before answering with an empty batch.
-	MaxWaitMs     int64 `protobuf:"varint,3,opt,name=max_wait_ms,json=maxWaitMs,proto3" json:"max_wait_ms,omitempty"`
+	MaxWaitMs int64 `protobuf:"varint,3,opt,name=max_wait_ms,json=maxWaitMs,proto3" json:"max_wait_ms,omitempty"`
+	// How many non-empty batches the host has received so far. A plugin that already answered
+	// batch number seq (the answer was lost, for example to a cancelled call) sends it again, so a
+	// cancelled Read never skips records.
+	Seq           uint64 `protobuf:"varint,4,opt,name=seq,proto3" json:"seq,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -923,6 +927,13 @@ func (x *ReadRequest) GetMaxBytes() int64 {
 func (x *ReadRequest) GetMaxWaitMs() int64 {
 	if x != nil {
 		return x.MaxWaitMs
+	}
+	return 0
+}
+
+func (x *ReadRequest) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
 	}
 	return 0
 }
@@ -1368,12 +1379,13 @@ const file_pluginv1_plugin_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\fR\x05value\x122\n" +
 	"\aheaders\x18\x03 \x03(\v2\x18.sluice.plugin.v1.HeaderR\aheaders\x12$\n" +
 	"\x0etime_unix_nano\x18\x04 \x01(\x03R\ftimeUnixNano\x126\n" +
-	"\bposition\x18\x05 \x01(\v2\x1a.sluice.plugin.v1.PositionR\bposition\"k\n" +
+	"\bposition\x18\x05 \x01(\v2\x1a.sluice.plugin.v1.PositionR\bposition\"}\n" +
 	"\vReadRequest\x12\x1f\n" +
 	"\vmax_records\x18\x01 \x01(\x05R\n" +
 	"maxRecords\x12\x1b\n" +
 	"\tmax_bytes\x18\x02 \x01(\x03R\bmaxBytes\x12\x1e\n" +
-	"\vmax_wait_ms\x18\x03 \x01(\x03R\tmaxWaitMs\"\x83\x01\n" +
+	"\vmax_wait_ms\x18\x03 \x01(\x03R\tmaxWaitMs\x12\x10\n" +
+	"\x03seq\x18\x04 \x01(\x04R\x03seq\"\x83\x01\n" +
 	"\fReadResponse\x122\n" +
 	"\arecords\x18\x01 \x03(\v2\x18.sluice.plugin.v1.RecordR\arecords\x12\x10\n" +
 	"\x03eof\x18\x02 \x01(\bR\x03eof\x12-\n" +

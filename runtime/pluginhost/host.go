@@ -1,0 +1,384 @@
+// Package pluginhost runs connector plugins: it discovers plugin binaries in a directory, asks
+// each for its connector specs, registers them in runtime/registry as "plugin:NAME", and builds
+// Source and Sink proxies that drive a plugin process over gRPC (hashicorp/go-plugin, protocol in
+// sdk/proto/pluginv1).
+//
+// A proxy owns one plugin process. Every call has a deadline; a plugin that crashes or stops
+// answering is killed and started again with exponential backoff, and a source proxy reopens the
+// new process strictly after the last positions the runtime acknowledged, so nothing is lost
+// (records after them may be delivered twice). A plugin failure is returned as an error, never a
+// panic or an exit of the host process.
+package pluginhost
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	goplugin "github.com/hashicorp/go-plugin"
+
+	"github.com/sluicehq/sluice/runtime/registry"
+	"github.com/sluicehq/sluice/sdk/go/connector"
+	sdkplugin "github.com/sluicehq/sluice/sdk/go/plugin"
+	"github.com/sluicehq/sluice/sdk/go/plugin/wire"
+	pb "github.com/sluicehq/sluice/sdk/proto/pluginv1"
+)
+
+// Prefix is put before a plugin connector's name in the registry and in manifests
+// (`type: plugin:csv`).
+const Prefix = "plugin:"
+
+// Reserved configuration fields every plugin connector accepts in addition to its own.
+const (
+	// FieldSHA256 pins the plugin binary: the host refuses to start a binary whose sha256 (hex)
+	// differs.
+	FieldSHA256 = "sha256"
+	// FieldEnv lists the environment the plugin process gets: "NAME" copies the host's variable
+	// (an error when it is unset), "NAME=value" sets it. Nothing else from the host's
+	// environment reaches the plugin.
+	FieldEnv = "env"
+)
+
+// Options configure a Host. The zero value of every field selects its default.
+type Options struct {
+	// Logger receives the host's and the plugins' logs. Default: discard.
+	Logger *slog.Logger
+	// Metrics receives restart counts and call latencies. Default: none.
+	Metrics Metrics
+	// CallTimeout is the deadline of every call into a plugin, beyond the read wait for Read.
+	// A plugin that misses it is killed and restarted. Default 30s.
+	CallTimeout time.Duration
+	// StartTimeout bounds starting a plugin process and its handshake. Default 10s.
+	StartTimeout time.Duration
+	// ReadWait is how long a plugin may wait for the first record of a batch before answering
+	// with an empty batch (the proxy then asks again). Default 1s.
+	ReadWait time.Duration
+	// ReadCreditRecords and ReadCreditBytes are the credit granted with every Read: the plugin
+	// answers with at most this many records and bytes. Defaults 8192 records and 16 MiB.
+	ReadCreditRecords int
+	ReadCreditBytes   int64
+	// WriteChunkBytes splits a Write batch into messages of at most about this many bytes.
+	// Default 16 MiB (messages are capped at 64 MiB).
+	WriteChunkBytes int
+	// RestartBackoff is the first delay before restarting a failed plugin; it doubles with every
+	// consecutive failure up to MaxRestartBackoff. Defaults 100ms and 30s.
+	RestartBackoff    time.Duration
+	MaxRestartBackoff time.Duration
+	// MaxRestarts is how many consecutive restarts a call attempts before it returns the
+	// failure to its caller (the next call tries again). Default 5.
+	MaxRestarts int
+}
+
+func (o Options) withDefaults() Options {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Metrics == nil {
+		o.Metrics = nopMetrics{}
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&o.CallTimeout, 30*time.Second)
+	def(&o.StartTimeout, 10*time.Second)
+	def(&o.ReadWait, time.Second)
+	def(&o.RestartBackoff, 100*time.Millisecond)
+	def(&o.MaxRestartBackoff, 30*time.Second)
+	if o.ReadCreditRecords <= 0 {
+		o.ReadCreditRecords = 8192
+	}
+	if o.ReadCreditBytes <= 0 {
+		o.ReadCreditBytes = 16 << 20
+	}
+	if o.ReadCreditBytes > sdkplugin.MaxMessageBytes/2 {
+		o.ReadCreditBytes = sdkplugin.MaxMessageBytes / 2
+	}
+	if o.WriteChunkBytes <= 0 || o.WriteChunkBytes > sdkplugin.MaxMessageBytes/2 {
+		o.WriteChunkBytes = 16 << 20
+	}
+	if o.MaxRestarts <= 0 {
+		o.MaxRestarts = 5
+	}
+	return o
+}
+
+// Plugin describes one discovered plugin binary.
+type Plugin struct {
+	// Name is the binary's file name.
+	Name string
+	// Path is the binary's absolute path.
+	Path string
+	// SHA256 is the hex sha256 of the binary when it was discovered.
+	SHA256 string
+	// Version and SDKVersion are what the plugin reported.
+	Version    string
+	SDKVersion string
+	// Protocol is the negotiated protocol version.
+	Protocol int
+	// Specs are the plugin's connectors, with their own names (without Prefix).
+	Specs []connector.Spec
+}
+
+// Host starts and supervises plugin processes. It is safe for concurrent use. Close kills every
+// process it started.
+type Host struct {
+	opts Options
+
+	mu      sync.Mutex
+	clients map[*goplugin.Client]struct{}
+	closed  bool
+}
+
+// New returns a Host. It starts nothing.
+func New(opts Options) *Host {
+	return &Host{opts: opts.withDefaults(), clients: map[*goplugin.Client]struct{}{}}
+}
+
+// Close kills every plugin process still running. Proxies built by the host fail afterwards.
+func (h *Host) Close() {
+	h.mu.Lock()
+	h.closed = true
+	cs := make([]*goplugin.Client, 0, len(h.clients))
+	for c := range h.clients {
+		cs = append(cs, c)
+	}
+	h.clients = map[*goplugin.Client]struct{}{}
+	h.mu.Unlock()
+	for _, c := range cs {
+		c.Kill()
+	}
+}
+
+// DiscoverError is the failure of one binary during discovery.
+type DiscoverError struct {
+	Path string
+	Err  error
+}
+
+func (e *DiscoverError) Error() string { return fmt.Sprintf("plugin %s: %v", e.Path, e.Err) }
+func (e *DiscoverError) Unwrap() error { return e.Err }
+
+// Discover runs every executable file in dir (not its subdirectories) as a plugin and asks it for
+// its specs. A file NAME.sha256 beside a binary pins it: the binary is not run unless its sha256
+// matches. It returns the plugins that answered, sorted by name, and the failures of the others
+// joined as *DiscoverError values. An empty dir returns nothing.
+func (h *Host) Discover(ctx context.Context, dir string) ([]*Plugin, error) {
+	if dir == "" {
+		return nil, nil
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("discover plugins: %w", err)
+	}
+	var plugins []*Plugin
+	var errs []error
+	for _, e := range entries {
+		info, err := e.Info()
+		if err != nil || !info.Mode().IsRegular() || info.Mode().Perm()&0o111 == 0 {
+			continue
+		}
+		path, err := filepath.Abs(filepath.Join(dir, e.Name()))
+		if err != nil {
+			errs = append(errs, &DiscoverError{Path: e.Name(), Err: err})
+			continue
+		}
+		p, err := h.Inspect(ctx, path)
+		if err != nil {
+			errs = append(errs, &DiscoverError{Path: path, Err: err})
+			continue
+		}
+		plugins = append(plugins, p)
+	}
+	sort.Slice(plugins, func(i, j int) bool { return plugins[i].Name < plugins[j].Name })
+	return plugins, errors.Join(errs...)
+}
+
+// Inspect starts the plugin binary at path, asks for its specs and stops it. A sidecar file
+// path+".sha256" pins the binary as in Discover.
+func (h *Host) Inspect(ctx context.Context, path string) (*Plugin, error) {
+	sum, err := fileSHA256(path)
+	if err != nil {
+		return nil, err
+	}
+	if pin, err := readSidecar(path + ".sha256"); err != nil {
+		return nil, err
+	} else if pin != "" && pin != sum {
+		return nil, &ChecksumError{Path: path, Want: pin, Got: sum}
+	}
+	p := &Plugin{Name: filepath.Base(path), Path: path, SHA256: sum}
+	pr, err := h.start(ctx, p, sum, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer h.kill(pr)
+	cctx, cancel := context.WithTimeout(ctx, h.opts.CallTimeout)
+	defer cancel()
+	resp, err := pr.conn.Specs(cctx, &pb.SpecsRequest{})
+	if err != nil {
+		return nil, pr.callError("specs", err)
+	}
+	p.Version, p.SDKVersion, p.Protocol = resp.Version, resp.SdkVersion, pr.client.NegotiatedVersion()
+	for _, ps := range resp.Specs {
+		s, err := wire.FromSpec(ps)
+		if err != nil {
+			return nil, fmt.Errorf("plugin %s: specs: %w", p.Name, err)
+		}
+		if s.Kind != connector.KindSource && s.Kind != connector.KindSink {
+			return nil, fmt.Errorf("plugin %s: specs: connector %q has kind %q, want source or sink", p.Name, s.Name, s.Kind)
+		}
+		for _, f := range s.Fields {
+			if f.Name == FieldSHA256 || f.Name == FieldEnv {
+				return nil, fmt.Errorf("plugin %s: connector %q declares field %q, which is reserved for the host", p.Name, s.Name, f.Name)
+			}
+		}
+		p.Specs = append(p.Specs, s)
+	}
+	return p, nil
+}
+
+// ChecksumError says a plugin binary does not have the pinned sha256.
+type ChecksumError struct {
+	Path      string
+	Want, Got string
+}
+
+func (e *ChecksumError) Error() string {
+	return fmt.Sprintf("plugin %s: checksum mismatch: the binary's sha256 is %s, but %s is pinned", e.Path, e.Got, e.Want)
+}
+
+// Register adds every connector of the plugins to runtime/registry as Prefix+name, with the
+// reserved fields FieldSHA256 and FieldEnv added to its spec. A name already registered is an
+// error for that connector; the others are still registered.
+func (h *Host) Register(plugins []*Plugin) error {
+	var errs []error
+	for _, p := range plugins {
+		for _, s := range p.Specs {
+			name := Prefix + s.Name
+			if _, dup := registry.Lookup(s.Kind, name); dup {
+				errs = append(errs, fmt.Errorf("plugin %s: %s %q is already registered", p.Name, s.Kind, name))
+				continue
+			}
+			reg := s
+			reg.Name = name
+			reg.Fields = append(append([]connector.Field(nil), s.Fields...), ReservedFields()...)
+			p, connName := p, s.Name
+			if s.Kind == connector.KindSource {
+				registry.RegisterSource(reg, func(cfg connector.Config, env connector.Env) (connector.Source, error) {
+					src, err := h.NewSource(p, connName, cfg, env)
+					if err != nil {
+						return nil, err
+					}
+					return src, nil
+				})
+			} else {
+				registry.RegisterSink(reg, func(cfg connector.Config, env connector.Env) (connector.Sink, error) {
+					snk, err := h.NewSink(p, connName, cfg, env)
+					if err != nil {
+						return nil, err
+					}
+					return snk, nil
+				})
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// ReservedFields are the fields the host adds to every plugin connector's spec.
+func ReservedFields() []connector.Field {
+	return []connector.Field{
+		{Name: FieldSHA256, Type: connector.TypeString, Description: "Pins the plugin binary: its sha256 in hex. The host refuses to start a binary that differs."},
+		{Name: FieldEnv, Type: connector.TypeList, Elem: &connector.Field{Type: connector.TypeString},
+			Description: "Environment of the plugin process: NAME copies the host's variable (an error when unset), NAME=value sets it. Nothing else reaches the plugin.",
+			Example:     []any{"API_TOKEN", "TZ=UTC"}},
+	}
+}
+
+// DiscoverAndRegister discovers the plugins in dir with a new Host and registers their
+// connectors. Call it once at start-up, before manifests are loaded; Close the Host on shutdown.
+// The error joins the failures of single binaries; the plugins that worked are registered anyway.
+func DiscoverAndRegister(ctx context.Context, dir string, opts Options) (*Host, []*Plugin, error) {
+	h := New(opts)
+	plugins, derr := h.Discover(ctx, dir)
+	rerr := h.Register(plugins)
+	return h, plugins, errors.Join(derr, rerr)
+}
+
+func fileSHA256(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", fmt.Errorf("plugin %s: %w", path, err)
+	}
+	defer f.Close()
+	hs := sha256.New()
+	if _, err := io.Copy(hs, f); err != nil {
+		return "", fmt.Errorf("plugin %s: checksum: %w", path, err)
+	}
+	return hex.EncodeToString(hs.Sum(nil)), nil
+}
+
+func readSidecar(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("read checksum file: %w", err)
+	}
+	fs := strings.Fields(string(b))
+	if len(fs) == 0 {
+		return "", fmt.Errorf("checksum file %s is empty", path)
+	}
+	return strings.ToLower(fs[0]), nil
+}
+
+// configParts splits a plugin connector's configuration into the reserved host fields and what
+// goes to the plugin.
+func configParts(cfg connector.Config) (pin string, env []string, rest connector.Config, err error) {
+	rest = connector.Config{}
+	for k, v := range cfg {
+		switch k {
+		case FieldSHA256:
+			pin = strings.ToLower(strings.TrimSpace(cfg.String(k)))
+		case FieldEnv:
+			for _, e := range cfg.List(k) {
+				s, ok := e.(string)
+				if !ok {
+					return "", nil, nil, &connector.ConfigError{Field: FieldEnv, Msg: "want a list of strings"}
+				}
+				if name, _, ok := strings.Cut(s, "="); ok {
+					if name == "" {
+						return "", nil, nil, &connector.ConfigError{Field: FieldEnv, Msg: fmt.Sprintf("%q has no name", s)}
+					}
+					env = append(env, s)
+					continue
+				}
+				val, ok := os.LookupEnv(s)
+				if !ok {
+					return "", nil, nil, &connector.ConfigError{Field: FieldEnv, Msg: fmt.Sprintf("environment variable %s is not set", s)}
+				}
+				env = append(env, s+"="+val)
+			}
+		default:
+			rest[k] = v
+		}
+	}
+	if pin != "" {
+		if b, derr := hex.DecodeString(pin); derr != nil || len(b) != sha256.Size {
+			return "", nil, nil, &connector.ConfigError{Field: FieldSHA256, Msg: "want 64 hex digits"}
+		}
+	}
+	return pin, env, rest, nil
+}

@@ -1,0 +1,168 @@
+package pluginhost
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/sluicehq/sluice/sdk/go/connector"
+	"github.com/sluicehq/sluice/sdk/go/plugin/wire"
+	pb "github.com/sluicehq/sluice/sdk/proto/pluginv1"
+)
+
+// instance is the process side shared by the source and sink proxies: the current process, the
+// restart bookkeeping and the call wrapper.
+type instance struct {
+	h      *Host
+	plugin *Plugin
+	conn   string // connector name inside the plugin
+	pin    string
+	env    []string
+	logger *slog.Logger
+
+	mu       sync.Mutex
+	proc     *proc
+	failures int // consecutive failed attempts
+	lastErr  error
+	closed   bool
+}
+
+func newInstance(h *Host, p *Plugin, connName string, cfg connector.Config, env connector.Env) (*instance, connector.Config, error) {
+	pin, penv, rest, err := configParts(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	if pin == "" {
+		// Unpinned in the manifest: pin what discovery saw, so a binary swapped later is refused.
+		pin = p.SHA256
+	}
+	logger := env.Logger
+	if logger == nil {
+		logger = h.opts.Logger
+	}
+	logger = logger.With("plugin", p.Name)
+	return &instance{h: h, plugin: p, conn: connName, pin: pin, env: penv, logger: logger}, rest, nil
+}
+
+// current returns the running process, or nil.
+func (in *instance) current() *proc {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return in.proc
+}
+
+// launch starts a new process after the backoff owed to earlier failures.
+func (in *instance) launch(ctx context.Context) (*proc, error) {
+	in.mu.Lock()
+	if in.closed {
+		in.mu.Unlock()
+		return nil, fmt.Errorf("plugin %s: %s is closed", in.plugin.Name, in.conn)
+	}
+	failures := in.failures
+	in.mu.Unlock()
+	if failures > 0 {
+		d := in.h.opts.RestartBackoff << min(failures-1, 20)
+		if d > in.h.opts.MaxRestartBackoff || d <= 0 {
+			d = in.h.opts.MaxRestartBackoff
+		}
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		}
+		in.h.opts.Metrics.PluginRestarted(in.plugin.Name)
+		in.logger.Warn("restarting plugin", "attempt", failures, "after", d, "cause", in.lastErr)
+	}
+	pr, err := in.h.start(ctx, in.plugin, in.pin, in.env)
+	if err != nil {
+		return nil, err
+	}
+	in.mu.Lock()
+	in.proc = pr
+	in.mu.Unlock()
+	return pr, nil
+}
+
+// fail kills the process after a failed call and counts the failure. It returns the error to
+// hand the caller when the restarts are used up, or nil when the call should be retried.
+func (in *instance) fail(pr *proc, err error) error {
+	in.h.kill(pr)
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if pr != nil {
+		if in.proc != pr {
+			return nil // a concurrent call already handled this process's failure
+		}
+		in.proc = nil
+	}
+	in.failures++
+	in.lastErr = err
+	in.logger.Error("plugin failed", "error", err, "consecutive_failures", in.failures)
+	if in.failures > in.h.opts.MaxRestarts {
+		in.failures = in.h.opts.MaxRestarts // the next call still waits the longest backoff
+		return fmt.Errorf("%w (after %d restarts)", err, in.h.opts.MaxRestarts)
+	}
+	return nil
+}
+
+// succeeded resets the failure count.
+func (in *instance) succeeded() {
+	in.mu.Lock()
+	in.failures = 0
+	in.lastErr = nil
+	in.mu.Unlock()
+}
+
+// call runs one RPC with the host's deadline (plus extra) and records its latency.
+func call[T any](ctx context.Context, in *instance, pr *proc, method string, extra time.Duration, f func(context.Context, pb.ConnectorClient) (T, error)) (T, error) {
+	cctx, cancel := context.WithTimeout(ctx, in.h.opts.CallTimeout+extra)
+	defer cancel()
+	start := time.Now()
+	resp, err := f(cctx, pr.conn)
+	in.h.opts.Metrics.PluginCall(in.plugin.Name, method, time.Since(start), err)
+	return resp, err
+}
+
+// isStartFailure reports whether err is a start failure that restarting cannot cure.
+func isStartFailure(err error) bool {
+	var ce *ChecksumError
+	return errors.As(err, &ce) || errors.Is(err, ErrNotPlugin) || errors.Is(err, ErrUnsupportedProtocol)
+}
+
+// close sends Close to the process, if any, and stops it. It is idempotent.
+func (in *instance) close(ctx context.Context) error {
+	in.mu.Lock()
+	if in.closed {
+		in.mu.Unlock()
+		return nil
+	}
+	in.closed = true
+	pr := in.proc
+	in.proc = nil
+	in.mu.Unlock()
+	if pr == nil {
+		return nil
+	}
+	defer in.h.kill(pr)
+	resp, err := call(ctx, in, pr, "close", 0, func(ctx context.Context, c pb.ConnectorClient) (*pb.CloseResponse, error) {
+		return c.Close(ctx, &pb.CloseRequest{})
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("plugin %s: close: %w", in.plugin.Name, ctx.Err())
+		}
+		return pr.callError("close", err)
+	}
+	if rerr := errFrom(resp.Error); rerr != nil {
+		return fmt.Errorf("plugin %s: close: %w", in.plugin.Name, rerr)
+	}
+	return nil
+}
+
+// errFrom converts a connector error carried in a response.
+func errFrom(e *pb.Error) error { return wire.FromError(e) }

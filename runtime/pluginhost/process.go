@@ -1,0 +1,250 @@
+package pluginhost
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os/exec"
+	"regexp"
+	"strings"
+	"sync"
+
+	"github.com/hashicorp/go-hclog"
+	goplugin "github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	sdkplugin "github.com/sluicehq/sluice/sdk/go/plugin"
+	pb "github.com/sluicehq/sluice/sdk/proto/pluginv1"
+)
+
+// SupportedProtocols are the plugin protocol versions this host speaks.
+var supportedProtocols = []int{sdkplugin.ProtocolVersion}
+
+// proc is one running plugin process.
+type proc struct {
+	plugin *Plugin
+	client *goplugin.Client
+	conn   pb.ConnectorClient
+	pid    int
+}
+
+// Pid is the process id, 0 when unknown.
+func (p *proc) Pid() int { return p.pid }
+
+// grpcGlue is the go-plugin glue on the host side.
+type grpcGlue struct {
+	goplugin.NetRPCUnsupportedPlugin
+}
+
+func (grpcGlue) GRPCServer(*goplugin.GRPCBroker, *grpc.Server) error {
+	return errors.New("the host does not serve plugins")
+}
+
+func (grpcGlue) GRPCClient(_ context.Context, _ *goplugin.GRPCBroker, c *grpc.ClientConn) (any, error) {
+	return pb.NewConnectorClient(c), nil
+}
+
+var versionRE = regexp.MustCompile(`Plugin version: (\d+)`)
+
+// start launches the plugin with the pinned checksum and the given environment (nothing else).
+func (h *Host) start(ctx context.Context, p *Plugin, pin string, env []string) (*proc, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	h.mu.Lock()
+	closed := h.closed
+	h.mu.Unlock()
+	if closed {
+		return nil, fmt.Errorf("plugin %s: host is closed", p.Name)
+	}
+	sum, err := hex.DecodeString(pin)
+	if err != nil || len(sum) != sha256.Size {
+		return nil, fmt.Errorf("plugin %s: bad pinned sha256 %q", p.Name, pin)
+	}
+	logger := h.opts.Logger.With("plugin", p.Name)
+	cmd := exec.Command(p.Path)
+	cmd.Env = append([]string{}, env...)
+	versions := map[int]goplugin.PluginSet{}
+	for _, v := range supportedProtocols {
+		versions[v] = goplugin.PluginSet{sdkplugin.Name: grpcGlue{}}
+	}
+	client := goplugin.NewClient(&goplugin.ClientConfig{
+		HandshakeConfig: goplugin.HandshakeConfig{
+			ProtocolVersion:  sdkplugin.ProtocolVersion,
+			MagicCookieKey:   sdkplugin.MagicCookieKey,
+			MagicCookieValue: sdkplugin.MagicCookieValue,
+		},
+		VersionedPlugins: versions,
+		Cmd:              cmd,
+		SecureConfig:     &goplugin.SecureConfig{Checksum: sum, Hash: sha256.New()},
+		AllowedProtocols: []goplugin.Protocol{goplugin.ProtocolGRPC},
+		AutoMTLS:         true,
+		SkipHostEnv:      true,
+		StartTimeout:     h.opts.StartTimeout,
+		Logger:           newLogBridge(logger),
+		SyncStdout:       &lineLogger{logger: logger, stream: "stdout"},
+		SyncStderr:       &lineLogger{logger: logger, stream: "stderr"},
+		GRPCDialOptions: []grpc.DialOption{grpc.WithDefaultCallOptions(
+			grpc.MaxCallRecvMsgSize(sdkplugin.MaxMessageBytes), grpc.MaxCallSendMsgSize(sdkplugin.MaxMessageBytes))},
+	})
+	h.mu.Lock()
+	h.clients[client] = struct{}{}
+	h.mu.Unlock()
+	fail := func(err error) (*proc, error) {
+		h.forget(client)
+		client.Kill()
+		return nil, err
+	}
+	rpc, err := client.Client()
+	if err != nil {
+		return fail(h.startError(p, pin, err))
+	}
+	raw, err := rpc.Dispense(sdkplugin.Name)
+	if err != nil {
+		return fail(fmt.Errorf("plugin %s: dispense: %w", p.Name, err))
+	}
+	conn, ok := raw.(pb.ConnectorClient)
+	if !ok {
+		return fail(fmt.Errorf("plugin %s: dispense: unexpected client %T", p.Name, raw))
+	}
+	pr := &proc{plugin: p, client: client, conn: conn}
+	if rc := client.ReattachConfig(); rc != nil {
+		pr.pid = rc.Pid
+	}
+	logger.Debug("plugin started", "pid", pr.pid, "protocol", client.NegotiatedVersion())
+	return pr, nil
+}
+
+// startError turns go-plugin's start failures into messages that say what is wrong.
+func (h *Host) startError(p *Plugin, pin string, err error) error {
+	msg := err.Error()
+	switch {
+	case errors.Is(err, goplugin.ErrChecksumsDoNotMatch):
+		got, herr := fileSHA256(p.Path)
+		if herr != nil {
+			return herr
+		}
+		return &ChecksumError{Path: p.Path, Want: pin, Got: got}
+	case strings.Contains(msg, "ncompatible API version"):
+		got := "another version"
+		if m := versionRE.FindStringSubmatch(msg); m != nil {
+			got = "version " + m[1]
+		}
+		return fmt.Errorf("plugin %s speaks plugin protocol %s, but this sluice supports version %d: %w",
+			p.Name, got, sdkplugin.ProtocolVersion, ErrUnsupportedProtocol)
+	case strings.Contains(msg, "Unrecognized remote plugin message"),
+		strings.Contains(msg, "exited before we could connect"),
+		strings.Contains(msg, "timeout while waiting for plugin to start"),
+		strings.Contains(msg, "incompatible core API version"),
+		strings.Contains(msg, "unsupported plugin protocol"):
+		first, _, _ := strings.Cut(msg, "\n")
+		return fmt.Errorf("plugin %s: %s is not a Sluice connector plugin (no plugin handshake: %s): %w",
+			p.Name, p.Path, first, ErrNotPlugin)
+	}
+	return fmt.Errorf("plugin %s: start: %w", p.Name, err)
+}
+
+// ErrNotPlugin is wrapped by the error for a binary that does not complete the plugin handshake.
+var ErrNotPlugin = errors.New("not a plugin")
+
+// ErrUnsupportedProtocol is wrapped by the error for a plugin speaking another protocol version.
+var ErrUnsupportedProtocol = errors.New("unsupported plugin protocol version")
+
+// ErrPluginFailed is wrapped by errors of calls that failed because the plugin process crashed
+// or missed its deadline (rather than the connector returning an error).
+var ErrPluginFailed = errors.New("plugin failed")
+
+func (h *Host) forget(c *goplugin.Client) {
+	h.mu.Lock()
+	delete(h.clients, c)
+	h.mu.Unlock()
+}
+
+func (h *Host) kill(pr *proc) {
+	if pr == nil {
+		return
+	}
+	h.forget(pr.client)
+	pr.client.Kill()
+}
+
+// callError describes a failed RPC: a missed deadline, a dead process or another transport error.
+func (pr *proc) callError(call string, err error) error {
+	st, _ := status.FromError(err)
+	switch {
+	case st.Code() == codes.DeadlineExceeded:
+		return fmt.Errorf("plugin %s (pid %d): %s: no answer before the deadline; the plugin hangs: %w", pr.plugin.Name, pr.pid, call, ErrPluginFailed)
+	case pr.client.Exited():
+		return fmt.Errorf("plugin %s (pid %d): %s: the plugin process exited: %w", pr.plugin.Name, pr.pid, call, ErrPluginFailed)
+	}
+	return fmt.Errorf("plugin %s (pid %d): %s: %v: %w", pr.plugin.Name, pr.pid, call, st.Message(), ErrPluginFailed)
+}
+
+// newLogBridge returns an hclog logger whose entries (go-plugin's own and the plugin's stderr
+// JSON lines) go to logger.
+func newLogBridge(logger *slog.Logger) hclog.Logger {
+	l := hclog.NewInterceptLogger(&hclog.LoggerOptions{Output: discard{}, Level: hclog.Off})
+	l.RegisterSink(&sinkAdapter{logger: logger})
+	return l
+}
+
+type discard struct{}
+
+func (discard) Write(p []byte) (int, error) { return len(p), nil }
+
+type sinkAdapter struct{ logger *slog.Logger }
+
+func (s *sinkAdapter) Accept(name string, level hclog.Level, msg string, args ...any) {
+	var lvl slog.Level
+	switch level {
+	case hclog.Trace, hclog.Debug, hclog.NoLevel:
+		lvl = slog.LevelDebug
+	case hclog.Info:
+		lvl = slog.LevelInfo
+	case hclog.Warn:
+		lvl = slog.LevelWarn
+	default:
+		lvl = slog.LevelError
+	}
+	ctx := context.Background()
+	if !s.logger.Enabled(ctx, lvl) {
+		return
+	}
+	if name != "" {
+		args = append(args, "logger", name)
+	}
+	s.logger.Log(ctx, lvl, msg, args...)
+}
+
+// lineLogger logs what a plugin prints on its redirected stdout or stderr, one entry per line.
+type lineLogger struct {
+	logger *slog.Logger
+	stream string
+	mu     sync.Mutex
+	buf    []byte
+}
+
+func (l *lineLogger) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.buf = append(l.buf, p...)
+	for {
+		i := bytes.IndexByte(l.buf, '\n')
+		if i < 0 {
+			break
+		}
+		l.logger.Info(string(l.buf[:i]), "stream", l.stream)
+		l.buf = l.buf[i+1:]
+	}
+	if len(l.buf) > 64<<10 {
+		l.logger.Info(string(l.buf), "stream", l.stream)
+		l.buf = nil
+	}
+	return len(p), nil
+}

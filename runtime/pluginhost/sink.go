@@ -1,0 +1,174 @@
+package pluginhost
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/sluicehq/sluice/sdk/go/connector"
+	"github.com/sluicehq/sluice/sdk/go/plugin/wire"
+	pb "github.com/sluicehq/sluice/sdk/proto/pluginv1"
+)
+
+// Sink is a connector.Sink served by a plugin process. Write splits a batch into messages of at
+// most Options.WriteChunkBytes and maps per-record failures back to the caller's indexes in a
+// *connector.BatchError. When the process crashes or misses a deadline, Write kills it, starts a
+// new one after a backoff, reopens the sink and writes the unfinished chunk again (records may
+// be written twice, never lost). Close is idempotent and safe after a failed Open.
+type Sink struct {
+	in   *instance
+	cfg  []byte
+	env  *pb.Env
+	name string
+
+	mu       sync.Mutex
+	opened   bool
+	openedOn *proc
+}
+
+var _ connector.Sink = (*Sink)(nil)
+
+// NewSink builds a proxy for the sink connName of plugin p. It starts nothing.
+func (h *Host) NewSink(p *Plugin, connName string, cfg connector.Config, env connector.Env) (*Sink, error) {
+	in, rest, err := newInstance(h, p, connName, cfg, env)
+	if err != nil {
+		return nil, err
+	}
+	js, err := wire.EncodeConfig(rest)
+	if err != nil {
+		return nil, err
+	}
+	return &Sink{in: in, cfg: js, env: wire.Env(env), name: connName}, nil
+}
+
+// Pid returns the process id of the running plugin process, 0 when none runs.
+func (s *Sink) Pid() int {
+	if pr := s.in.current(); pr != nil {
+		return pr.pid
+	}
+	return 0
+}
+
+// Open starts the plugin process and opens the sink.
+func (s *Sink) Open(ctx context.Context) error {
+	pr, err := s.in.launch(ctx)
+	if err != nil {
+		return err
+	}
+	if err := s.openOn(ctx, pr); err != nil {
+		var oe *openErr
+		if !errors.As(err, &oe) && ctx.Err() == nil {
+			s.in.fail(pr, err) // the process is broken; a connector error keeps it for Close
+		}
+		return err
+	}
+	s.mu.Lock()
+	s.opened = true
+	s.mu.Unlock()
+	return nil
+}
+
+func (s *Sink) openOn(ctx context.Context, pr *proc) error {
+	resp, err := call(ctx, s.in, pr, "open", 0, func(ctx context.Context, c pb.ConnectorClient) (*pb.OpenResponse, error) {
+		return c.OpenSink(ctx, &pb.OpenSinkRequest{Name: s.name, ConfigJson: s.cfg, Env: s.env})
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return pr.callError("open", err)
+	}
+	if e := errFrom(resp.Error); e != nil {
+		return &openErr{fmt.Errorf("plugin %s: open %s: %w", s.in.plugin.Name, s.name, e)}
+	}
+	s.mu.Lock()
+	s.openedOn = pr
+	s.mu.Unlock()
+	return nil
+}
+
+func (s *Sink) ready(ctx context.Context) (*proc, error) {
+	for {
+		s.mu.Lock()
+		opened, openedOn := s.opened, s.openedOn
+		s.mu.Unlock()
+		if !opened {
+			return nil, fmt.Errorf("plugin %s: write %s: the sink is not open", s.in.plugin.Name, s.name)
+		}
+		pr := s.in.current()
+		if pr != nil && pr == openedOn {
+			return pr, nil
+		}
+		if pr == nil {
+			var err error
+			if pr, err = s.in.launch(ctx); err != nil {
+				if ctx.Err() != nil || isStartFailure(err) {
+					return nil, err
+				}
+				if ferr := s.in.fail(nil, err); ferr != nil {
+					return nil, ferr
+				}
+				continue
+			}
+		}
+		if err := s.openOn(ctx, pr); err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			if ferr := s.in.fail(pr, err); ferr != nil {
+				return nil, ferr
+			}
+		}
+	}
+}
+
+// Write makes the batch durable through the plugin. Per-record failures come back as a
+// *connector.BatchError with indexes into records; any other error means the batch as a whole
+// may not be durable and may be retried.
+func (s *Sink) Write(ctx context.Context, records []connector.Record) error {
+	limit := s.in.h.opts.WriteChunkBytes
+	var failed []connector.RecordError
+	for start := 0; start < len(records); {
+		end, size := start, 0
+		for end < len(records) && (end == start || size+records[end].Size() <= limit) {
+			size += records[end].Size()
+			end++
+		}
+		chunk := wire.Records(records[start:end])
+		for {
+			pr, err := s.ready(ctx)
+			if err != nil {
+				return err
+			}
+			resp, err := call(ctx, s.in, pr, "write", 0, func(ctx context.Context, c pb.ConnectorClient) (*pb.WriteResponse, error) {
+				return c.Write(ctx, &pb.WriteRequest{Records: chunk})
+			})
+			if err != nil {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				if ferr := s.in.fail(pr, pr.callError("write", err)); ferr != nil {
+					return ferr
+				}
+				continue
+			}
+			s.in.succeeded()
+			if e := errFrom(resp.Error); e != nil {
+				return fmt.Errorf("plugin %s: write %s: %w", s.in.plugin.Name, s.name, e)
+			}
+			if len(resp.Failed) > 0 {
+				failed = append(failed, wire.BatchError(resp.Failed, start).Failed...)
+			}
+			break
+		}
+		start = end
+	}
+	if len(failed) > 0 {
+		return &connector.BatchError{Failed: failed}
+	}
+	return nil
+}
+
+// Close closes the sink in the plugin and stops the process. It is idempotent.
+func (s *Sink) Close(ctx context.Context) error { return s.in.close(ctx) }

@@ -1,0 +1,244 @@
+package pluginhost
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+
+	"github.com/sluicehq/sluice/sdk/go/connector"
+	"github.com/sluicehq/sluice/sdk/go/plugin/wire"
+	pb "github.com/sluicehq/sluice/sdk/proto/pluginv1"
+)
+
+// Source is a connector.Source served by a plugin process. It follows the connector contract:
+// Read from one goroutine, Ack concurrently with it, Close idempotent and safe after a failed
+// Open.
+//
+// It remembers the positions the runtime acknowledged (and those Open resumed from). When the
+// process crashes or misses a deadline, Read kills it, starts a new one after a backoff and
+// opens it strictly after those positions, so records after them are read again: duplicates
+// from the unacknowledged tail, never a loss.
+type Source struct {
+	in   *instance
+	cfg  []byte
+	env  *pb.Env
+	name string
+
+	mu       sync.Mutex
+	resume   map[string]connector.Position
+	order    []string // partitions in first-seen order
+	openedOn *proc    // the process on which OpenSource succeeded
+	opened   bool     // Open succeeded once
+	seq      uint64   // batches received from openedOn
+}
+
+var _ connector.Source = (*Source)(nil)
+
+// NewSource builds a proxy for the source connName of plugin p. cfg may hold the reserved
+// fields FieldSHA256 and FieldEnv; the rest goes to the plugin as JSON. It starts nothing.
+func (h *Host) NewSource(p *Plugin, connName string, cfg connector.Config, env connector.Env) (*Source, error) {
+	in, rest, err := newInstance(h, p, connName, cfg, env)
+	if err != nil {
+		return nil, err
+	}
+	js, err := wire.EncodeConfig(rest)
+	if err != nil {
+		return nil, err
+	}
+	return &Source{in: in, cfg: js, env: wire.Env(env), name: connName, resume: map[string]connector.Position{}}, nil
+}
+
+// Pid returns the process id of the running plugin process, 0 when none runs.
+func (s *Source) Pid() int {
+	if pr := s.in.current(); pr != nil {
+		return pr.pid
+	}
+	return 0
+}
+
+func (s *Source) remember(ps []connector.Position) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, p := range ps {
+		if _, ok := s.resume[p.Partition]; !ok {
+			s.order = append(s.order, p.Partition)
+		}
+		s.resume[p.Partition] = p
+	}
+}
+
+func (s *Source) positions() []connector.Position {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]connector.Position, 0, len(s.order))
+	for _, k := range s.order {
+		out = append(out, s.resume[k])
+	}
+	return out
+}
+
+// Open starts the plugin process and opens the source strictly after resume. A start failure
+// (checksum mismatch, not a plugin, unsupported protocol) or the connector's own Open error is
+// returned; the process stays up after the latter so Close reaches the connector.
+func (s *Source) Open(ctx context.Context, resume []connector.Position) error {
+	s.remember(resume)
+	pr, err := s.in.launch(ctx)
+	if err != nil {
+		return err
+	}
+	if err := s.openOn(ctx, pr); err != nil {
+		var oe *openErr
+		if !errors.As(err, &oe) && ctx.Err() == nil {
+			s.in.fail(pr, err) // the process is broken; a connector error keeps it for Close
+		}
+		return err
+	}
+	s.mu.Lock()
+	s.opened = true
+	s.mu.Unlock()
+	return nil
+}
+
+// openErr marks the connector's own Open failure, as opposed to a process failure.
+type openErr struct{ err error }
+
+func (e *openErr) Error() string { return e.err.Error() }
+func (e *openErr) Unwrap() error { return e.err }
+
+func (s *Source) openOn(ctx context.Context, pr *proc) error {
+	resp, err := call(ctx, s.in, pr, "open", 0, func(ctx context.Context, c pb.ConnectorClient) (*pb.OpenResponse, error) {
+		return c.OpenSource(ctx, &pb.OpenSourceRequest{Name: s.name, ConfigJson: s.cfg, Env: s.env, Resume: wire.Positions(s.positions())})
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return pr.callError("open", err)
+	}
+	if e := errFrom(resp.Error); e != nil {
+		return &openErr{fmt.Errorf("plugin %s: open %s: %w", s.in.plugin.Name, s.name, e)}
+	}
+	s.mu.Lock()
+	s.openedOn, s.seq = pr, 0
+	s.mu.Unlock()
+	return nil
+}
+
+// ready returns a process with the source open on it, restarting one when needed.
+func (s *Source) ready(ctx context.Context) (*proc, error) {
+	for {
+		s.mu.Lock()
+		opened, openedOn := s.opened, s.openedOn
+		s.mu.Unlock()
+		if !opened {
+			return nil, fmt.Errorf("plugin %s: read %s: the source is not open", s.in.plugin.Name, s.name)
+		}
+		pr := s.in.current()
+		if pr != nil && pr == openedOn {
+			return pr, nil
+		}
+		if pr == nil {
+			var err error
+			if pr, err = s.in.launch(ctx); err != nil {
+				if ctx.Err() != nil || isStartFailure(err) {
+					return nil, err
+				}
+				if ferr := s.in.fail(nil, err); ferr != nil {
+					return nil, ferr
+				}
+				continue
+			}
+		}
+		if err := s.openOn(ctx, pr); err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			if ferr := s.in.fail(pr, err); ferr != nil {
+				return nil, ferr
+			}
+		}
+	}
+}
+
+// Read returns the next batch from the plugin, at most the host's read credit in records and
+// bytes. It waits until a record arrives, the source ends (io.EOF) or ctx is done; a plugin
+// failure restarts the plugin and is returned only after MaxRestarts consecutive failures.
+func (s *Source) Read(ctx context.Context) ([]connector.Record, error) {
+	o := &s.in.h.opts
+	for {
+		pr, err := s.ready(ctx)
+		if err != nil {
+			return nil, err
+		}
+		s.mu.Lock()
+		seq := s.seq
+		s.mu.Unlock()
+		resp, err := call(ctx, s.in, pr, "read", o.ReadWait, func(ctx context.Context, c pb.ConnectorClient) (*pb.ReadResponse, error) {
+			return c.Read(ctx, &pb.ReadRequest{MaxRecords: int32(o.ReadCreditRecords), MaxBytes: o.ReadCreditBytes,
+				MaxWaitMs: o.ReadWait.Milliseconds(), Seq: seq})
+		})
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			if ferr := s.in.fail(pr, pr.callError("read", err)); ferr != nil {
+				return nil, ferr
+			}
+			continue
+		}
+		if e := errFrom(resp.Error); e != nil {
+			if errors.Is(e, io.EOF) {
+				return nil, io.EOF
+			}
+			return nil, fmt.Errorf("plugin %s: read %s: %w", s.in.plugin.Name, s.name, e)
+		}
+		if resp.Eof {
+			s.in.succeeded()
+			return nil, io.EOF
+		}
+		if len(resp.Records) == 0 {
+			s.in.succeeded()
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		s.mu.Lock()
+		if s.openedOn == pr {
+			s.seq++
+		}
+		s.mu.Unlock()
+		s.in.succeeded()
+		return wire.FromRecords(resp.Records), nil
+	}
+}
+
+// Ack remembers the positions (a restarted plugin resumes after them) and passes them to the
+// plugin. When the plugin is down they are passed on restart, through Open.
+func (s *Source) Ack(ctx context.Context, positions []connector.Position) error {
+	s.remember(positions)
+	s.mu.Lock()
+	pr := s.openedOn
+	s.mu.Unlock()
+	if pr == nil || s.in.current() != pr {
+		return nil
+	}
+	resp, err := call(ctx, s.in, pr, "ack", 0, func(ctx context.Context, c pb.ConnectorClient) (*pb.AckResponse, error) {
+		return c.Ack(ctx, &pb.AckRequest{Positions: wire.Positions(positions)})
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return s.in.fail(pr, pr.callError("ack", err))
+	}
+	if e := errFrom(resp.Error); e != nil {
+		return fmt.Errorf("plugin %s: ack %s: %w", s.in.plugin.Name, s.name, e)
+	}
+	return nil
+}
+
+// Close closes the source in the plugin and stops the process. It is idempotent.
+func (s *Source) Close(ctx context.Context) error { return s.in.close(ctx) }
