@@ -1,0 +1,384 @@
+package wasmhost_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice/runtime/transform"
+	"github.com/sluicehq/sluice/runtime/wasmhost"
+	"github.com/sluicehq/sluice/sdk/go/connector"
+)
+
+const hostileWasm = "testdata/hostile.wasm"
+
+// syncBuffer is a goroutine-safe log sink.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func newHost(t testing.TB) (*wasmhost.Host, *syncBuffer) {
+	t.Helper()
+	logs := &syncBuffer{}
+	h, err := wasmhost.New(context.Background(), wasmhost.Options{Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = h.Close(context.Background()) })
+	return h, logs
+}
+
+func newStage(t testing.TB, h *wasmhost.Host, path string, cfg wasmhost.StageConfig) *wasmhost.Stage {
+	t.Helper()
+	ctx := context.Background()
+	m, err := h.Load(ctx, path, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := h.NewStage(ctx, m, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close(context.Background()) })
+	return s
+}
+
+func records(values ...string) []connector.Record {
+	out := make([]connector.Record, len(values))
+	for i, v := range values {
+		out[i] = connector.Record{Value: []byte(v), Key: []byte(fmt.Sprintf("k%d", i)), Position: connector.Position{Offset: int64(i)}}
+	}
+	return out
+}
+
+// runWithin fails the test instead of hanging when f does not return in time.
+func runWithin(t *testing.T, d time.Duration, f func()) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() { defer close(done); f() }()
+	select {
+	case <-done:
+	case <-time.After(d):
+		t.Fatalf("did not return within %s", d)
+	}
+}
+
+func TestDispositions(t *testing.T) {
+	h, logs := newHost(t)
+	s := newStage(t, h, hostileWasm, wasmhost.StageConfig{Name: "t", Instances: 1})
+	in := records("ok", "reject me", "drop me", "emit", "log hello", "fine")
+	in[3].Headers = []connector.Header{{Key: "h", Value: []byte("v")}}
+	res, err := s.Process(context.Background(), in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []transform.Action{transform.Pass, transform.Reject, transform.Drop, transform.Emit, transform.Pass, transform.Pass}
+	if fmt.Sprint(res.Actions) != fmt.Sprint(want) {
+		t.Fatalf("actions %v, want %v", res.Actions, want)
+	}
+	if len(res.Rejected) != 1 || res.Rejected[0].Input != 1 || res.Rejected[0].Code != 3 || res.Rejected[0].Reason != "value: out of range" {
+		t.Fatalf("rejected %+v", res.Rejected)
+	}
+	if len(res.Emitted) != 2 {
+		t.Fatalf("emitted %+v", res.Emitted)
+	}
+	for i, e := range res.Emitted {
+		if e.Input != 3 || string(e.Record.Value) != fmt.Sprintf("emit#%d", i) || string(e.Record.Key) != "k3" ||
+			e.Record.Position.Offset != in[3].Position.Offset || len(e.Record.Headers) != 1 || e.Record.Headers[0].Key != "h" {
+			t.Fatalf("emitted[%d] = %+v", i, e)
+		}
+	}
+	if res.Emitted[0].Port != "main" || res.Emitted[1].Port != "alerts" {
+		t.Fatalf("ports %q %q", res.Emitted[0].Port, res.Emitted[1].Port)
+	}
+	if got := s.GuestCounters()["logged"]; got != 1 {
+		t.Fatalf("guest counter logged = %d, want 1", got)
+	}
+	if !strings.Contains(logs.String(), "log hello") {
+		t.Fatalf("guest log line missing from host logs:\n%s", logs)
+	}
+	st := s.Stats()
+	if st.RecordsIn != 6 || st.RecordsOut != 5 || st.RecordsRejected != 1 || st.Traps != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+func TestMeta(t *testing.T) {
+	h, _ := newHost(t)
+	m, err := h.Load(context.Background(), hostileWasm, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	meta := m.Meta()
+	b, _ := os.ReadFile(hostileWasm)
+	sum := sha256.Sum256(b)
+	if meta.Name != "hostile" || meta.Version != "0.1.0" || meta.ABI != "1.0" ||
+		fmt.Sprint(meta.Ports) != "[main alerts]" || fmt.Sprint(meta.Kinds) != "[validate route]" ||
+		meta.Digest != hex.EncodeToString(sum[:]) || !bytes.Contains(meta.ConfigSchema, []byte("fail_init")) {
+		t.Fatalf("meta %+v", meta)
+	}
+	again, err := h.Load(context.Background(), hostileWasm, strings.ToUpper(meta.Digest))
+	if err != nil || again != m {
+		t.Fatalf("second load with the right pin: %v, same module %v", err, again == m)
+	}
+}
+
+// The hostile-guest tests of issue 3: each must end with the runtime alive and the stage usable.
+func TestTrapOnOneRecordOfThousand(t *testing.T) {
+	h, _ := newHost(t)
+	s := newStage(t, h, hostileWasm, wasmhost.StageConfig{Name: "t", Instances: 2})
+	vals := make([]string, 1000)
+	for i := range vals {
+		vals[i] = fmt.Sprintf("record %d", i)
+	}
+	vals[617] = "trap here"
+	var res transform.Result
+	var err error
+	runWithin(t, time.Minute, func() { res, err = s.Process(context.Background(), records(vals...)) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Actions) != 1000 {
+		t.Fatalf("%d actions", len(res.Actions))
+	}
+	for i, a := range res.Actions {
+		want := transform.Pass
+		if i == 617 {
+			want = transform.Reject
+		}
+		if a != want {
+			t.Fatalf("action[%d] = %v, want %v", i, a, want)
+		}
+	}
+	if len(res.Rejected) != 1 || res.Rejected[0].Input != 617 || res.Rejected[0].Code != wasmhost.CodeTrap ||
+		res.Rejected[0].Reason != "wasm trap: out of bounds memory access" {
+		t.Fatalf("rejected %+v", res.Rejected)
+	}
+	st := s.Stats()
+	if st.Poison != 1 || st.RecordsOut != 999 || st.InstanceRestarts == 0 {
+		t.Fatalf("stats %+v", st)
+	}
+	// The stage keeps working on fresh instances.
+	if res, err := s.Process(context.Background(), records("a", "b")); err != nil || len(res.Rejected) != 0 {
+		t.Fatalf("after the trap: %v %+v", err, res)
+	}
+}
+
+func TestInfiniteLoopStoppedAtDeadline(t *testing.T) {
+	h, _ := newHost(t)
+	s := newStage(t, h, hostileWasm, wasmhost.StageConfig{Name: "t", Instances: 1, Timeout: 100 * time.Millisecond})
+	var res transform.Result
+	var err error
+	runWithin(t, time.Minute, func() { res, err = s.Process(context.Background(), records("a", "loop forever", "b", "c")) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []transform.Action{transform.Pass, transform.Reject, transform.Pass, transform.Pass}
+	if fmt.Sprint(res.Actions) != fmt.Sprint(want) {
+		t.Fatalf("actions %v", res.Actions)
+	}
+	if len(res.Rejected) != 1 || res.Rejected[0].Code != wasmhost.CodeDeadline || res.Rejected[0].Reason != "deadline exceeded" {
+		t.Fatalf("rejected %+v", res.Rejected)
+	}
+	if st := s.Stats(); st.Timeouts == 0 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+func TestCancelStopsLoop(t *testing.T) {
+	h, _ := newHost(t)
+	s := newStage(t, h, hostileWasm, wasmhost.StageConfig{Name: "t", Instances: 1, Timeout: time.Hour})
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	var err error
+	runWithin(t, time.Minute, func() { _, err = s.Process(ctx, records("loop")) })
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("err = %v, want the caller's deadline", err)
+	}
+	if _, err := s.Process(context.Background(), records("a")); err != nil {
+		t.Fatalf("after cancel: %v", err)
+	}
+}
+
+func TestMemoryGrowthStoppedAtLimit(t *testing.T) {
+	h, _ := newHost(t)
+	s := newStage(t, h, hostileWasm, wasmhost.StageConfig{Name: "t", Instances: 1, MemoryBytes: 4 << 20})
+	var res transform.Result
+	var err error
+	runWithin(t, time.Minute, func() { res, err = s.Process(context.Background(), records("a", "grow", "b")) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Rejected) != 1 || res.Rejected[0].Input != 1 || res.Rejected[0].Code != wasmhost.CodeMemory || res.Rejected[0].Reason != "memory limit exceeded" {
+		t.Fatalf("rejected %+v", res.Rejected)
+	}
+	// Another stage of the same module with a larger cap lives in another runtime.
+	big := newStage(t, h, hostileWasm, wasmhost.StageConfig{Name: "big", Instances: 1, MemoryBytes: 64 << 20})
+	if _, err := big.Process(context.Background(), records("a")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestBatchErrorIsolated(t *testing.T) {
+	h, _ := newHost(t)
+	s := newStage(t, h, hostileWasm, wasmhost.StageConfig{Name: "t", Instances: 1})
+	res, err := s.Process(context.Background(), records("a", "b", "fail", "c"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Rejected) != 1 || res.Rejected[0].Input != 2 || res.Rejected[0].Code != wasmhost.CodeGuestError ||
+		res.Rejected[0].Reason != "guest error -1: asked to fail" {
+		t.Fatalf("rejected %+v", res.Rejected)
+	}
+}
+
+func TestLoadFailures(t *testing.T) {
+	dir := t.TempDir()
+	empty := filepath.Join(dir, "empty.wasm")
+	if err := os.WriteFile(empty, []byte("\x00asm\x01\x00\x00\x00"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	garbage := filepath.Join(dir, "garbage.wasm")
+	if err := os.WriteFile(garbage, []byte("not wasm at all"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, path, pin string
+		is              error
+		msg             string
+	}{
+		{"no exports", "testdata/noexports.wasm", "", wasmhost.ErrNotTransform, "missing exports tf_abi_version, tf_meta, tf_reserve, tf_init, tf_process, tf_last_error"},
+		{"empty module", empty, "", wasmhost.ErrNotTransform, "missing exports"},
+		{"not wasm", garbage, "", wasmhost.ErrNotTransform, "compile"},
+		{"wrong ABI version", "testdata/wrongabi.wasm", "", wasmhost.ErrABIVersion, "unsupported ABI version 2.0 (host supports 1.0)"},
+		{"pin mismatch", hostileWasm, strings.Repeat("ab", 32), wasmhost.ErrDigestMismatch, "pinned abab"},
+		{"missing file", filepath.Join(dir, "nope.wasm"), "", os.ErrNotExist, "no such file"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var err error
+			runWithin(t, time.Minute, func() { err = wasmhost.CheckModule(context.Background(), tc.path, tc.pin) })
+			if !errors.Is(err, tc.is) || !strings.Contains(err.Error(), tc.msg) {
+				t.Fatalf("err = %v, want %v containing %q", err, tc.is, tc.msg)
+			}
+		})
+	}
+}
+
+func TestInitFailure(t *testing.T) {
+	h, _ := newHost(t)
+	m, err := h.Load(context.Background(), hostileWasm, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct{ name, cfg, msg string }{
+		{"guest refuses", `{"fail_init": true}`, `transform "t": init: fail_init is set`},
+		{"schema", `{"fail_init": "yes"}`, `config does not match the module's config_schema: at "/fail_init"`},
+		{"not an object", `[1]`, `config must be a JSON object`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := h.NewStage(context.Background(), m, wasmhost.StageConfig{Name: "t", Config: []byte(tc.cfg)})
+			if err == nil || !strings.Contains(err.Error(), tc.msg) {
+				t.Fatalf("err = %v, want %q", err, tc.msg)
+			}
+		})
+	}
+}
+
+func TestConcurrentProcess(t *testing.T) {
+	h, _ := newHost(t)
+	s := newStage(t, h, hostileWasm, wasmhost.StageConfig{Name: "t", Instances: 3})
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 50; i++ {
+				vals := []string{"a", "reject", "emit", "b"}
+				if i%10 == 3 {
+					vals[3] = "trap"
+				}
+				res, err := s.Process(context.Background(), records(vals...))
+				if err != nil {
+					errs <- err
+					return
+				}
+				if len(res.Actions) != 4 || len(res.Emitted) != 2 {
+					errs <- fmt.Errorf("result %+v", res)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if st := s.Stats(); st.RecordsIn != 8*50*4 || st.Poison != 8*5 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+func TestFrameSplitting(t *testing.T) {
+	h, _ := newHost(t)
+	s := newStage(t, h, hostileWasm, wasmhost.StageConfig{Name: "t", Instances: 1})
+	vals := make([]string, 10000)
+	for i := range vals {
+		vals[i] = "x"
+		if i%1000 == 999 {
+			vals[i] = "reject"
+		}
+	}
+	big := strings.Repeat("y", 5<<20) // larger than the frame cap: a frame of its own
+	vals[5000] = big
+	res, err := s.Process(context.Background(), records(vals...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Actions) != 10000 || len(res.Rejected) != 10 || res.Rejected[9].Input != 9999 {
+		t.Fatalf("%d actions, rejected %+v", len(res.Actions), res.Rejected)
+	}
+	if st := s.Stats(); st.Frames < 4 {
+		t.Fatalf("frames %d, want ≥ 4 (10,000 records at 4,096 per frame plus one oversized record)", st.Frames)
+	}
+}
+
+func TestCloseIsIdempotentAndRefusesWork(t *testing.T) {
+	h, _ := newHost(t)
+	s := newStage(t, h, hostileWasm, wasmhost.StageConfig{Name: "t"})
+	if err := s.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Process(context.Background(), records("a")); !errors.Is(err, wasmhost.ErrClosed) {
+		t.Fatalf("err = %v", err)
+	}
+}
