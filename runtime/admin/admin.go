@@ -1,0 +1,86 @@
+// Package admin serves the runtime's admin HTTP API: liveness, readiness, Prometheus metrics and
+// the list of pipelines.
+package admin
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+)
+
+// Pipeline is what the admin API needs to know of a running pipeline.
+type Pipeline interface {
+	Name() string
+	Ready() bool
+}
+
+// Server is the admin HTTP server.
+type Server struct {
+	srv *http.Server
+	ln  net.Listener
+	log *slog.Logger
+}
+
+// Start listens on addr and serves in the background:
+//   - GET /healthz: 200 while the process runs;
+//   - GET /readyz: 200 when every pipeline is ready, else 503 with the ones that are not;
+//   - GET /metrics: Prometheus metrics from the given handler;
+//   - GET /pipelines: JSON list of pipelines and their readiness.
+func Start(addr string, metrics http.Handler, pipelines func() []Pipeline, log *slog.Logger) (*Server, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("admin: listen on %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		var notReady []string
+		ps := pipelines()
+		for _, p := range ps {
+			if !p.Ready() {
+				notReady = append(notReady, p.Name())
+			}
+		}
+		w.Header().Set("Content-Type", "text/plain")
+		if len(ps) == 0 || len(notReady) > 0 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintf(w, "not ready: %v\n", notReady)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	mux.Handle("GET /metrics", metrics)
+	mux.HandleFunc("GET /pipelines", func(w http.ResponseWriter, _ *http.Request) {
+		type item struct {
+			Name  string `json:"name"`
+			Ready bool   `json:"ready"`
+		}
+		var out []item
+		for _, p := range pipelines() {
+			out = append(out, item{p.Name(), p.Ready()})
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(out)
+	})
+	s := &Server{srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}, ln: ln, log: log}
+	go func() {
+		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("admin server stopped", "err", err)
+		}
+	}()
+	return s, nil
+}
+
+// Addr returns the address the server listens on.
+func (s *Server) Addr() string { return s.ln.Addr().String() }
+
+// Close shuts the server down.
+func (s *Server) Close(ctx context.Context) error { return s.srv.Shutdown(ctx) }
