@@ -1,0 +1,329 @@
+package manifests
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/sluicehq/sluice/runtime/registry"
+	"github.com/sluicehq/sluice/sdk/go/connector"
+)
+
+// SchemaDraft is the JSON Schema dialect JSONSchema writes: draft-07, the one yaml-language-server
+// and most editors support fully (including if/then).
+const SchemaDraft = "http://json-schema.org/draft-07/schema#"
+
+// Patterns shared by the schema and the docs.
+const (
+	referencePattern = `\$\{(env|file):[^}]+\}`
+	durationPattern  = `^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	byteSizePattern  = `^ *[0-9][0-9_]*(\.[0-9]+)? *([kKmMgGtT][iI]?[bB]?|[bB])? *$`
+)
+
+type schemaObj = map[string]any
+
+// JSONSchema returns a JSON Schema (draft-07) for one manifest document, generated from the
+// components registered at the time of the call. Source, sink and dead-letter configs are checked
+// against their component's spec by switching on type (if/then), with descriptions, defaults and
+// enums; ${env:...} and ${file:...} references are accepted wherever a typed value is. Editors use
+// it through a "# yaml-language-server: $schema=PATH" comment. The output is deterministic (keys
+// sorted). It is safe to call concurrently; it fails only if a spec's Default or Example cannot be
+// encoded as JSON.
+func JSONSchema() ([]byte, error) {
+	defs := schemaObj{
+		"name": schemaObj{
+			"type": "string", "pattern": NamePattern,
+			"description": "Lowercase letters, digits, '-' and '_', starting and ending with a letter or digit.",
+		},
+		"reference": schemaObj{
+			"type": "string", "pattern": referencePattern,
+			"description": "A ${env:NAME} or ${file:PATH} reference, resolved when the manifest is loaded.",
+		},
+		"duration": schemaObj{
+			"description": "A duration with a unit: 500ms, 30s, 1m30s, 2h.",
+			"anyOf": []any{
+				schemaObj{"type": "string", "pattern": durationPattern},
+				schemaObj{"const": 0},
+				schemaObj{"$ref": "#/definitions/reference"},
+			},
+		},
+		"bytesize": schemaObj{
+			"description": "A size in bytes: a number, or a number with a unit (KB, MB, GB: powers of 1000; KiB, MiB, GiB: powers of 1024).",
+			"anyOf": []any{
+				schemaObj{"type": "integer", "minimum": 0},
+				schemaObj{"type": "string", "pattern": byteSizePattern},
+				schemaObj{"$ref": "#/definitions/reference"},
+			},
+		},
+	}
+	var err error
+	for _, kind := range []connector.Kind{connector.KindSource, connector.KindSink} {
+		for _, name := range registry.Names(kind) {
+			c, _ := registry.Lookup(kind, name)
+			obj, ferr := fieldsSchema(c.Spec.Fields)
+			if ferr != nil && err == nil {
+				err = fmt.Errorf("schema: %s %q: %w", kind, name, ferr)
+			}
+			obj["description"] = fmt.Sprintf("Configuration of the %s %s.", name, kind)
+			defs[string(kind)+"."+name] = obj
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	batch, _ := fieldsSchema(batchFields)
+	batch["description"] = "How the engine groups records into batches."
+	buffer, _ := fieldsSchema(bufferFields)
+	buffer["description"] = "Bounds on the records in flight between the source and the sinks."
+	limits, _ := fieldsSchema(limitsFields)
+	limits["description"] = "Resource limits of the transform's WASM instances."
+	delivery, _ := fieldSchema(deliveryField)
+	onReject, _ := fieldSchema(onRejectField)
+
+	defs["source"] = componentSchema(connector.KindSource, "The source the pipeline reads from.", nil, nil)
+	defs["sink"] = componentSchema(connector.KindSink, "A sink the pipeline writes to. Every sink gets every record of its port.",
+		schemaObj{
+			"name": schemaObj{"$ref": "#/definitions/name", "description": "Name of the sink, unique within the pipeline."},
+			"from": schemaObj{"$ref": "#/definitions/name", "default": DefaultPort,
+				"description": "Output port of the last transform this sink reads; main when not set."},
+		}, []string{"name"})
+	defs["dead_letter"] = componentSchema(connector.KindSink, "Where rejected and failed records go, with the reason.", nil, nil)
+	defs["transform"] = schemaObj{
+		"type": "object", "additionalProperties": false, "required": []any{"name", "wasm"},
+		"description": "A WASM transform stage.",
+		"properties": schemaObj{
+			"name":      schemaObj{"$ref": "#/definitions/name", "description": "Name of the transform, unique within the pipeline."},
+			"wasm":      schemaObj{"type": "string", "minLength": 1, "description": "Path of the .wasm module, relative to the manifest file's directory."},
+			"sha256":    schemaObj{"type": "string", "pattern": "^[0-9a-fA-F]{64}$", "description": "Pins the module's SHA-256 digest (hex); loading fails when it does not match."},
+			"config":    schemaObj{"type": "object", "description": "Configuration handed to the module once, as JSON, when an instance starts."},
+			"limits":    limits,
+			"on_reject": onReject,
+		},
+	}
+	root := schemaObj{
+		"$schema":              SchemaDraft,
+		"title":                "Sluice pipeline manifest",
+		"description":          "One pipeline: a source, optional WASM transforms, and one or more sinks.",
+		"type":                 "object",
+		"additionalProperties": false,
+		"required":             []any{"apiVersion", "kind", "metadata", "spec"},
+		"properties": schemaObj{
+			"apiVersion": schemaObj{"const": APIVersion, "description": "Manifest API version."},
+			"kind":       schemaObj{"const": "Pipeline", "description": "Document kind."},
+			"metadata": schemaObj{
+				"type": "object", "additionalProperties": false, "required": []any{"name"},
+				"properties": schemaObj{
+					"name":   schemaObj{"$ref": "#/definitions/name", "description": "Name of the pipeline, unique across the manifests loaded together."},
+					"labels": schemaObj{"type": "object", "additionalProperties": schemaObj{"type": "string"}, "description": "Free-form string labels."},
+				},
+			},
+			"spec": schemaObj{
+				"type": "object", "additionalProperties": false, "required": []any{"source", "sinks"},
+				"properties": schemaObj{
+					"source":      schemaObj{"$ref": "#/definitions/source"},
+					"transforms":  schemaObj{"type": "array", "items": schemaObj{"$ref": "#/definitions/transform"}, "description": "WASM transforms, applied in order."},
+					"sinks":       schemaObj{"type": "array", "minItems": 1, "items": schemaObj{"$ref": "#/definitions/sink"}, "description": "One or more sinks (fan-out)."},
+					"dead_letter": schemaObj{"$ref": "#/definitions/dead_letter"},
+					"delivery":    delivery,
+					"batch":       batch,
+					"buffer":      buffer,
+				},
+			},
+		},
+		"definitions": defs,
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(root); err != nil {
+		return nil, fmt.Errorf("schema: encode: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+// componentSchema describes {type, config} (plus extra properties) with config checked against the
+// spec of the component named by type.
+func componentSchema(kind connector.Kind, desc string, extra schemaObj, required []string) schemaObj {
+	names := registry.Names(kind)
+	typ := schemaObj{"type": "string", "description": fmt.Sprintf("Which %s; `sluice components` lists them.", kind)}
+	if len(names) > 0 {
+		enum := make([]any, len(names))
+		for i, n := range names {
+			enum[i] = n
+		}
+		typ["enum"] = enum
+	}
+	props := schemaObj{
+		"type":   typ,
+		"config": schemaObj{"type": "object", "description": "Settings of the component; see `sluice docs TYPE`."},
+	}
+	for k, v := range extra {
+		props[k] = v
+	}
+	req := []any{"type"}
+	for _, r := range required {
+		req = append(req, r)
+	}
+	out := schemaObj{"type": "object", "description": desc, "additionalProperties": false, "required": req, "properties": props}
+	var branches []any
+	for _, n := range names {
+		c, _ := registry.Lookup(kind, n)
+		then := schemaObj{"properties": schemaObj{"config": schemaObj{"$ref": "#/definitions/" + string(kind) + "." + n}}}
+		if hasRequired(c.Spec.Fields) {
+			then["required"] = []any{"config"}
+		}
+		branches = append(branches, schemaObj{
+			"if":   schemaObj{"properties": schemaObj{"type": schemaObj{"const": n}}, "required": []any{"type"}},
+			"then": then,
+		})
+	}
+	if len(branches) > 0 {
+		out["allOf"] = branches
+	}
+	return out
+}
+
+func hasRequired(fields []connector.Field) bool {
+	for _, f := range fields {
+		if f.Required && f.Default == nil {
+			return true
+		}
+	}
+	return false
+}
+
+// fieldsSchema describes an object with the given fields.
+func fieldsSchema(fields []connector.Field) (schemaObj, error) {
+	props := schemaObj{}
+	var req []any
+	var err error
+	for _, f := range fields {
+		s, ferr := fieldSchema(f)
+		if ferr != nil && err == nil {
+			err = fmt.Errorf("field %q: %w", f.Name, ferr)
+		}
+		props[f.Name] = s
+		if f.Required && f.Default == nil {
+			req = append(req, f.Name)
+		}
+	}
+	out := schemaObj{"type": "object", "additionalProperties": false, "properties": props}
+	if len(req) > 0 {
+		out["required"] = req
+	}
+	return out, err
+}
+
+// fieldSchema describes one field's value.
+func fieldSchema(f connector.Field) (schemaObj, error) {
+	var s schemaObj
+	ref := schemaObj{"$ref": "#/definitions/reference"}
+	switch f.Type {
+	case connector.TypeString:
+		s = schemaObj{"type": "string"}
+		if len(f.Enum) > 0 {
+			enum := make([]any, len(f.Enum))
+			for i, e := range f.Enum {
+				enum[i] = e
+			}
+			s["enum"] = enum
+		}
+	case connector.TypeInt:
+		s = schemaObj{"anyOf": []any{schemaObj{"type": "integer"}, ref}}
+	case connector.TypeFloat:
+		s = schemaObj{"anyOf": []any{schemaObj{"type": "number"}, ref}}
+	case connector.TypeBool:
+		s = schemaObj{"anyOf": []any{schemaObj{"type": "boolean"}, ref}}
+	case connector.TypeDuration:
+		s = schemaObj{"$ref": "#/definitions/duration"}
+	case connector.TypeByteSize:
+		s = schemaObj{"$ref": "#/definitions/bytesize"}
+	case connector.TypeObject:
+		var err error
+		if s, err = fieldsSchema(f.Fields); err != nil {
+			return nil, err
+		}
+	case connector.TypeList, connector.TypeMap:
+		items := schemaObj{}
+		if f.Elem != nil {
+			var err error
+			if items, err = fieldSchema(*f.Elem); err != nil {
+				return nil, err
+			}
+		}
+		if f.Type == connector.TypeList {
+			s = schemaObj{"type": "array", "items": items}
+		} else {
+			s = schemaObj{"type": "object", "additionalProperties": items}
+		}
+	default:
+		s = schemaObj{}
+	}
+	desc := f.Description
+	if f.Secret {
+		desc = strings.TrimSpace(desc + " Secret: prefer ${env:NAME} or ${file:PATH}.")
+	}
+	if desc != "" {
+		s["description"] = desc
+	}
+	if f.Default != nil {
+		v, err := jsonValue(f.Default, f.Type)
+		if err != nil {
+			return nil, fmt.Errorf("default: %w", err)
+		}
+		s["default"] = v
+	}
+	if f.Example != nil && !f.Secret {
+		v, err := jsonValue(f.Example, f.Type)
+		if err != nil {
+			return nil, fmt.Errorf("example: %w", err)
+		}
+		s["examples"] = []any{v}
+	}
+	return s, nil
+}
+
+// jsonValue renders a Go value of a field as it would be written in a manifest: durations as
+// "20ms", byte sizes as "4MiB".
+func jsonValue(v any, t connector.Type) (any, error) {
+	switch x := v.(type) {
+	case time.Duration:
+		return formatDuration(x), nil
+	case int64:
+		if t == connector.TypeByteSize {
+			return FormatByteSize(x), nil
+		}
+		return x, nil
+	case int:
+		return jsonValue(int64(x), t)
+	case connector.Config:
+		return jsonValue(map[string]any(x), t)
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for k, e := range x {
+			j, err := jsonValue(e, connector.TypeAny)
+			if err != nil {
+				return nil, err
+			}
+			out[k] = j
+		}
+		return out, nil
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			j, err := jsonValue(e, connector.TypeAny)
+			if err != nil {
+				return nil, err
+			}
+			out[i] = j
+		}
+		return out, nil
+	}
+	if _, err := json.Marshal(v); err != nil {
+		return nil, err
+	}
+	return v, nil
+}
