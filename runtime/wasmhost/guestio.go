@@ -69,6 +69,7 @@ type lineWriter struct {
 	source string
 	buf    []byte
 	oom    *bool
+	first  *string // first line written since the current call started (stderr only)
 }
 
 func (w *lineWriter) Write(p []byte) (int, error) {
@@ -100,6 +101,9 @@ func (w *lineWriter) flush() {
 	}
 	if w.oom != nil && strings.Contains(string(w.buf), "out of memory") {
 		*w.oom = true
+	}
+	if w.first != nil && *w.first == "" {
+		*w.first = cleanText(w.buf, 200)
 	}
 	if len(w.buf) > maxLogLine {
 		w.buf = w.buf[:maxLogLine]

@@ -266,30 +266,31 @@ func (s *Stage) Close(ctx context.Context) error {
 
 // instance is one guest instance; used by one goroutine at a time.
 type instance struct {
-	stage     *Stage
-	mod       api.Module
-	mem       api.Memory
-	fns       map[string]api.Function
-	process   api.Function
-	abi       uint32
-	inPtr     uint32
-	inCap     uint32
-	stack     [2]uint64
-	oom       bool
-	memBefore uint32 // memory size when the current call started
-	stdout    lineWriter
-	stderr    lineWriter
-	envCtx    context.Context // background context carrying the instance for host functions
-	busy      atomic.Bool
-	started   atomic.Int64 // unix nanos of the running call (trusted watchdog)
-	reported  atomic.Bool
+	stage       *Stage
+	mod         api.Module
+	mem         api.Memory
+	fns         map[string]api.Function
+	process     api.Function
+	abi         uint32
+	inPtr       uint32
+	inCap       uint32
+	stack       [2]uint64
+	oom         bool
+	memBefore   uint32 // memory size when the current call started
+	stderrFirst string // first stderr line of the current call, for trap reasons
+	stdout      lineWriter
+	stderr      lineWriter
+	envCtx      context.Context // background context carrying the instance for host functions
+	busy        atomic.Bool
+	started     atomic.Int64 // unix nanos of the running call (trusted watchdog)
+	reported    atomic.Bool
 }
 
 // instantiate creates and starts an instance and checks its ABI version; it does not run tf_init.
 func (s *Stage) instantiate(ctx context.Context, cm wazero.CompiledModule) (*instance, error) {
 	in := &instance{stage: s}
 	in.stdout = lineWriter{g: s.glog, level: slog.LevelInfo, source: "stdout", oom: &in.oom}
-	in.stderr = lineWriter{g: s.glog, level: slog.LevelWarn, source: "stderr", oom: &in.oom}
+	in.stderr = lineWriter{g: s.glog, level: slog.LevelWarn, source: "stderr", oom: &in.oom, first: &in.stderrFirst}
 	in.envCtx = context.WithValue(context.Background(), callEnvKey{}, in)
 	mc := wazero.NewModuleConfig().WithName("").WithStartFunctions("_initialize").
 		WithStdout(&in.stdout).WithStderr(&in.stderr)
@@ -592,6 +593,7 @@ func (in *instance) runFrame(ctx context.Context, recs []connector.Record, base 
 	defer in.busy.Store(false)
 	n := frameLen(recs)
 	in.memBefore = in.mem.Size()
+	in.stderrFirst = ""
 	var cctx context.Context = in.envCtx
 	if s.cfg.Mode == Strict {
 		var cancel context.CancelFunc
@@ -658,6 +660,9 @@ func (in *instance) classify(ctx context.Context, err error) (*failure, error) {
 	desc := describeCallError(err)
 	if in.nearMemoryLimit() || strings.Contains(strings.ToLower(desc), "out of memory") {
 		return &failure{code: CodeMemory, reason: "memory limit exceeded"}, nil
+	}
+	if in.stderrFirst != "" {
+		desc += " (stderr: " + in.stderrFirst + ")"
 	}
 	return &failure{code: CodeTrap, reason: cleanText([]byte(desc), maxReasonBytes)}, nil
 }

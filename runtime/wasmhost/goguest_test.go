@@ -1,0 +1,86 @@
+package wasmhost_test
+
+import (
+	"context"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice/runtime/transform"
+	"github.com/sluicehq/sluice/runtime/wasmhost"
+)
+
+var (
+	goGuestOnce sync.Once
+	goGuestPath string
+	goGuestErr  error
+)
+
+// buildGoGuest compiles testdata/goguest with the Go toolchain running the tests (GOOS=wasip1,
+// c-shared), once per test binary.
+func buildGoGuest(t testing.TB) string {
+	t.Helper()
+	goGuestOnce.Do(func() {
+		dir, err := filepath.Abs("testdata/goguest")
+		if err != nil {
+			goGuestErr = err
+			return
+		}
+		out := filepath.Join(goGuestTmp, "goguest.wasm")
+		cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", out, ".")
+		cmd.Dir = dir
+		cmd.Env = append(cmd.Environ(), "GOOS=wasip1", "GOARCH=wasm", "CGO_ENABLED=0")
+		if b, err := cmd.CombinedOutput(); err != nil {
+			goGuestErr = fmt.Errorf("build go guest: %v\n%s", err, b)
+			return
+		}
+		goGuestPath = out
+	})
+	if goGuestErr != nil {
+		t.Fatal(goGuestErr)
+	}
+	return goGuestPath
+}
+
+func TestGoGuest(t *testing.T) {
+	path := buildGoGuest(t)
+	h, logs := newHost(t)
+	s := newStage(t, h, path, wasmhost.StageConfig{Name: "go", Instances: 1, MemoryBytes: 32 << 20})
+	res, err := s.Process(context.Background(), records("a", "upper", "print"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(res.Actions) != fmt.Sprint([]transform.Action{transform.Pass, transform.Emit, transform.Pass}) ||
+		len(res.Emitted) != 1 || string(res.Emitted[0].Record.Value) != "UPPER" || string(res.Emitted[0].Record.Key) != "k1" {
+		t.Fatalf("result %+v", res)
+	}
+	if !strings.Contains(logs.String(), "hello from go guest") {
+		t.Fatalf("guest stdout missing from logs:\n%s", logs)
+	}
+
+	tests := []struct {
+		name, value string
+		code        uint16
+		reason      string
+	}{
+		{"panic", "panic", wasmhost.CodeTrap, "wasm trap: unreachable (stderr: panic: asked to panic)"},
+		{"unbounded allocation", "alloc", wasmhost.CodeMemory, "memory limit exceeded"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var res transform.Result
+			var err error
+			runWithin(t, 2*time.Minute, func() { res, err = s.Process(context.Background(), records("x", tc.value, "y")) })
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(res.Rejected) != 1 || res.Rejected[0].Input != 1 || res.Rejected[0].Code != tc.code || res.Rejected[0].Reason != tc.reason {
+				t.Fatalf("rejected %+v", res.Rejected)
+			}
+		})
+	}
+}
