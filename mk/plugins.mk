@@ -28,3 +28,10 @@ plugin-example:
 bench-plugins:
 	$(GO) test -run '^$$' -bench 'BenchmarkPlugin' -benchtime 3x -count 1 ./runtime/pluginhost/
 BENCH_TARGETS += bench-plugins
+
+# The example plugin is its own module, outside `go test ./...`: test it (compiled in and as a
+# plugin binary) here.
+.PHONY: test-plugin-example
+test-plugin-example:
+	cd examples/plugin-csv && $(GO) test -count=1 ./...
+TEST_TARGETS += test-plugin-example
