@@ -1,0 +1,295 @@
+package cli
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sluicehq/sluice/runtime/transform"
+	"github.com/sluicehq/sluice/runtime/wasmhost"
+	"github.com/sluicehq/sluice/sdk/go/connector"
+)
+
+func init() {
+	addCommand(func(g *Globals) *cobra.Command {
+		cmd := &cobra.Command{
+			Use:   "transform",
+			Short: "Test and inspect WASM transform modules outside any pipeline",
+		}
+		cmd.AddCommand(newTransformTestCmd(g), newTransformInspectCmd(g))
+		return cmd
+	})
+}
+
+// maxInputLine bounds one line of a --input file.
+const maxInputLine = 64 << 20
+
+type transformTestFlags struct {
+	config    string
+	input     string
+	rejects   string
+	batch     int
+	mode      string
+	timeout   time.Duration
+	memoryMiB int64
+}
+
+func newTransformTestCmd(g *Globals) *cobra.Command {
+	var f transformTestFlags
+	cmd := &cobra.Command{
+		Use:   "test MODULE.wasm --input FILE.jsonl [--config JSON|@FILE] [--rejects FILE]",
+		Short: "Run a transform module over a file of records",
+		Long: `Runs MODULE.wasm over the records of --input, one record value per line (blank lines are
+skipped), in batches, exactly as a pipeline stage would. Values of passed and emitted records go to
+stdout, one per line, in input order. Each rejected input goes to --rejects (stderr when not given)
+as one JSON object per line: {"line": N, "value": "<the input line>", "code": C, "reason": "..."}.
+A summary goes to stderr. Exits 0 when the module ran over the whole input, whatever it decided,
+and non-zero with a message when it could not run (module does not load, config refused, input
+unreadable).`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runTransformTest(cmd.Context(), g, args[0], f, cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.config, "config", "", "config object as JSON, or @FILE to read it from a file (default {})")
+	fl.StringVar(&f.input, "input", "", "JSON lines file of record values (- for stdin)")
+	fl.StringVar(&f.rejects, "rejects", "", "file to write rejected records to as JSON lines (default stderr)")
+	fl.IntVar(&f.batch, "batch", 1024, "records per Process call")
+	fl.StringVar(&f.mode, "mode", "strict", "strict or trusted")
+	fl.DurationVar(&f.timeout, "timeout", wasmhost.DefaultTimeout, "deadline of one guest call")
+	fl.Int64Var(&f.memoryMiB, "memory-mib", wasmhost.DefaultMemoryBytes>>20, "memory limit per instance in MiB")
+	_ = cmd.MarkFlagRequired("input")
+	return cmd
+}
+
+func readConfigFlag(v string) ([]byte, error) {
+	if v == "" {
+		return []byte("{}"), nil
+	}
+	b := []byte(v)
+	if strings.HasPrefix(v, "@") {
+		var err error
+		if b, err = os.ReadFile(v[1:]); err != nil {
+			return nil, fmt.Errorf("--config: %w", err)
+		}
+	}
+	var obj map[string]any
+	if err := json.Unmarshal(b, &obj); err != nil || obj == nil {
+		return nil, fmt.Errorf("--config: want a JSON object: %v", errOr(err, "got null"))
+	}
+	return b, nil
+}
+
+func errOr(err error, s string) string {
+	if err != nil {
+		return err.Error()
+	}
+	return s
+}
+
+type rejectLine struct {
+	Line   int    `json:"line"`
+	Value  string `json:"value"`
+	Code   uint16 `json:"code"`
+	Reason string `json:"reason"`
+}
+
+func runTransformTest(ctx context.Context, g *Globals, path string, f transformTestFlags, stdout, stderr io.Writer) error {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	if f.batch < 1 {
+		return fmt.Errorf("--batch must be at least 1")
+	}
+	cfg, err := readConfigFlag(f.config)
+	if err != nil {
+		return err
+	}
+	log, err := g.Logger(stderr)
+	if err != nil {
+		return err
+	}
+	var in io.Reader = os.Stdin
+	if f.input != "-" {
+		file, err := os.Open(f.input)
+		if err != nil {
+			return fmt.Errorf("--input: %w", err)
+		}
+		defer file.Close()
+		in = file
+	}
+	rejOut := stderr
+	if f.rejects != "" {
+		rf, err := os.Create(f.rejects)
+		if err != nil {
+			return fmt.Errorf("--rejects: %w", err)
+		}
+		defer rf.Close()
+		rejOut = rf
+	}
+
+	h, err := wasmhost.New(ctx, wasmhost.Options{Logger: log})
+	if err != nil {
+		return err
+	}
+	defer h.Close(context.Background())
+	m, err := h.Load(ctx, path, "")
+	if err != nil {
+		return err
+	}
+	stage, err := h.NewStage(ctx, m, wasmhost.StageConfig{Name: m.Meta().Name, Config: cfg, Mode: wasmhost.Mode(f.mode),
+		Timeout: f.timeout, MemoryBytes: f.memoryMiB << 20, Instances: 1})
+	if err != nil {
+		return err
+	}
+	defer stage.Close(context.Background())
+
+	out := bufio.NewWriterSize(stdout, 1<<16)
+	rej := bufio.NewWriter(rejOut)
+	enc := json.NewEncoder(rej)
+	enc.SetEscapeHTML(false)
+	var counts struct{ in, passed, emitted, dropped, rejected int }
+
+	sc := bufio.NewScanner(in)
+	sc.Buffer(make([]byte, 0, 1<<16), maxInputLine)
+	batch := make([]connector.Record, 0, f.batch)
+	lines := make([]int, 0, f.batch)
+	lineNo := 0
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		res, err := stage.Process(ctx, batch)
+		if err != nil {
+			return err
+		}
+		ei, ri := 0, 0
+		for i, a := range res.Actions {
+			switch a {
+			case transform.Pass:
+				counts.passed++
+				out.Write(batch[i].Value)
+				out.WriteByte('\n')
+			case transform.Drop:
+				counts.dropped++
+			case transform.Emit:
+				for ; ei < len(res.Emitted) && res.Emitted[ei].Input == i; ei++ {
+					counts.emitted++
+					out.Write(res.Emitted[ei].Record.Value)
+					out.WriteByte('\n')
+				}
+			case transform.Reject:
+				counts.rejected++
+				for ; ri < len(res.Rejected) && res.Rejected[ri].Input < i; ri++ {
+				}
+				r := rejectLine{Line: lines[i], Value: string(batch[i].Value)}
+				if ri < len(res.Rejected) && res.Rejected[ri].Input == i {
+					r.Code, r.Reason = res.Rejected[ri].Code, res.Rejected[ri].Reason
+				}
+				if err := enc.Encode(r); err != nil {
+					return fmt.Errorf("--rejects: %w", err)
+				}
+			}
+		}
+		batch, lines = batch[:0], lines[:0]
+		return nil
+	}
+	for sc.Scan() {
+		lineNo++
+		v := bytes.TrimRight(sc.Bytes(), "\r")
+		if len(bytes.TrimSpace(v)) == 0 {
+			continue
+		}
+		counts.in++
+		batch = append(batch, connector.Record{Value: append([]byte(nil), v...),
+			Position: connector.Position{Partition: f.input, Offset: int64(lineNo)}})
+		lines = append(lines, lineNo)
+		if len(batch) == f.batch {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+	}
+	if err := sc.Err(); err != nil {
+		if errors.Is(err, bufio.ErrTooLong) {
+			return fmt.Errorf("--input: line %d is longer than %d bytes", lineNo+1, maxInputLine)
+		}
+		return fmt.Errorf("--input: %w", err)
+	}
+	if err := flush(); err != nil {
+		return err
+	}
+	if err := out.Flush(); err != nil {
+		return fmt.Errorf("stdout: %w", err)
+	}
+	if err := rej.Flush(); err != nil {
+		return fmt.Errorf("--rejects: %w", err)
+	}
+	st := stage.Stats()
+	fmt.Fprintf(stderr, "%s %s: %d in, %d passed, %d emitted, %d dropped, %d rejected (%d isolated by the host)\n",
+		m.Meta().Name, m.Meta().Version, counts.in, counts.passed, counts.emitted, counts.dropped, counts.rejected, st.Poison)
+	return nil
+}
+
+func newTransformInspectCmd(g *Globals) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "inspect MODULE.wasm",
+		Short: "Print a transform module's name, version, ABI version, kinds, ports and config schema",
+		Long: `Loads MODULE.wasm, checks it against the transform ABI and prints what it says about
+itself (tf_meta) and its sha256 digest. Exits non-zero with a message when the module does not load.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			if ctx == nil {
+				ctx = context.Background()
+			}
+			log, err := g.Logger(cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			h, err := wasmhost.New(ctx, wasmhost.Options{Logger: log})
+			if err != nil {
+				return err
+			}
+			defer h.Close(context.Background())
+			m, err := h.Load(ctx, args[0], "")
+			if err != nil {
+				return err
+			}
+			return printMeta(cmd.OutOrStdout(), m.Meta(), asJSON)
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the metadata as one JSON object")
+	return cmd
+}
+
+func printMeta(w io.Writer, meta wasmhost.Meta, asJSON bool) error {
+	if asJSON {
+		enc := json.NewEncoder(w)
+		enc.SetEscapeHTML(false)
+		return enc.Encode(meta)
+	}
+	schema := "(none)"
+	if len(meta.ConfigSchema) > 0 {
+		var b bytes.Buffer
+		if err := json.Indent(&b, meta.ConfigSchema, "  ", "  "); err == nil {
+			schema = "\n  " + b.String()
+		} else {
+			schema = string(meta.ConfigSchema)
+		}
+	}
+	_, err := fmt.Fprintf(w, "name:          %s\nversion:       %s\nabi:           %s\nkinds:         %s\nports:         %s\nsha256:        %s\nconfig_schema: %s\n",
+		meta.Name, meta.Version, meta.ABI, strings.Join(meta.Kinds, ", "), strings.Join(meta.Ports, ", "), meta.Digest, schema)
+	return err
+}
