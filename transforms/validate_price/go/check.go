@@ -262,9 +262,16 @@ func epochMillis(tok []byte) bool {
 // rfc3339 reports whether the raw contents of a JSON string decode to an RFC 3339 date-time as
 // SPEC section 5 defines it.
 func rfc3339(raw []byte) bool {
-	var buf [40]byte
-	s, ok := decodeASCII(raw, buf[:0])
-	if !ok || len(s) < 20 {
+	s := raw
+	if bytes.IndexByte(raw, '\\') >= 0 {
+		var buf [40]byte
+		d, ok := decodeASCII(raw, buf[:0])
+		if !ok {
+			return false
+		}
+		s = d
+	}
+	if len(s) < 20 || len(s) > 35 {
 		return false
 	}
 	digits := func(b []byte) (int, bool) {

@@ -1,5 +1,7 @@
 package main
 
+import "bytes"
+
 // A minimal allocation-free JSON scanner for SPEC section 3. The caller checks UTF-8 validity of
 // the whole text first (utf8.Valid), so the scanner treats bytes >= 0x80 inside strings as opaque.
 
@@ -25,14 +27,11 @@ func (p *parser) peek() byte {
 }
 
 func (p *parser) ws() {
-	for p.i < len(p.s) {
-		switch p.s[p.i] {
-		case ' ', '\t', '\n', '\r':
-			p.i++
-		default:
-			return
-		}
+	s, i := p.s, p.i
+	for i < len(s) && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r') {
+		i++
 	}
+	p.i = i
 }
 
 // value scans one JSON value at p.i and reports its kind.
@@ -110,45 +109,39 @@ func (p *parser) container(closer byte) bool {
 
 // str scans a string at p.i and returns the offsets of its raw contents (between the quotes).
 func (p *parser) str() (start, end int, ok bool) {
-	if p.peek() != '"' {
+	s, i := p.s, p.i
+	if i >= len(s) || s[i] != '"' {
 		return 0, 0, false
 	}
-	p.i++
-	start = p.i
-	for p.i < len(p.s) {
-		c := p.s[p.i]
-		switch {
-		case c == '"':
-			end = p.i
-			p.i++
-			return start, end, true
-		case c == '\\':
-			if p.i+1 >= len(p.s) {
-				return 0, 0, false
-			}
-			switch p.s[p.i+1] {
-			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
-				p.i += 2
-			case 'u':
-				if p.i+6 > len(p.s) {
-					return 0, 0, false
-				}
-				for _, h := range p.s[p.i+2 : p.i+6] {
-					if hexVal(h) < 0 {
-						return 0, 0, false
-					}
-				}
-				p.i += 6
-			default:
-				return 0, 0, false
-			}
-		case c < 0x20:
+	i++
+	start = i
+	for {
+		for i < len(s) && s[i] >= 0x20 && s[i] != '"' && s[i] != '\\' {
+			i++
+		}
+		if i >= len(s) || s[i] < 0x20 {
 			return 0, 0, false
+		}
+		if s[i] == '"' {
+			p.i = i + 1
+			return start, i, true
+		}
+		// A backslash.
+		if i+1 >= len(s) {
+			return 0, 0, false
+		}
+		switch s[i+1] {
+		case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+			i += 2
+		case 'u':
+			if i+6 > len(s) || hexVal(s[i+2])|hexVal(s[i+3])|hexVal(s[i+4])|hexVal(s[i+5]) < 0 {
+				return 0, 0, false
+			}
+			i += 6
 		default:
-			p.i++
+			return 0, 0, false
 		}
 	}
-	return 0, 0, false
 }
 
 func (p *parser) number() bool {
@@ -251,8 +244,8 @@ func nameIs(raw []byte, want string) bool {
 	if len(raw) == len(want) && string(raw) == want {
 		return true
 	}
-	if len(raw) <= len(want) {
-		return false // no escapes and different, or too short to decode to want
+	if len(raw) <= len(want) || bytes.IndexByte(raw, '\\') < 0 {
+		return false // different without escapes, or too short to decode to want
 	}
 	var buf [16]byte
 	d, ok := decodeASCII(raw, buf[:0])
