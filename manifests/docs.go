@@ -57,9 +57,9 @@ func renderDocs(spec connector.Spec, level int) string {
 	}
 	if spec.Kind == connector.KindSource {
 		if spec.Bounded {
-			b.WriteString("This source is bounded: a pipeline reading it ends once everything it read is delivered.\n\n")
+			b.WriteString("This source is bounded: unless its configuration says otherwise, a pipeline reading it ends once everything it read is delivered.\n\n")
 		} else {
-			b.WriteString("This source is unbounded: it runs until the pipeline is stopped.\n\n")
+			b.WriteString("This source is unbounded: unless its configuration says otherwise, it runs until the pipeline is stopped.\n\n")
 		}
 	}
 	fmt.Fprintf(&b, "%s# Configuration\n\n", h)

@@ -64,3 +64,7 @@ func didYouMean(word string, candidates []string) string {
 	}
 	return ""
 }
+
+// Suggest returns the candidate that word is most likely a misspelling of, or "" when none is
+// close. Comparison ignores case. It is pure and safe to call concurrently.
+func Suggest(word string, candidates []string) string { return closest(word, candidates) }
