@@ -3,8 +3,8 @@
 // (through the Go SDK's local runner) and the tests of the built .wasm modules (through the host).
 //
 // A testdata directory holds input.jsonl (one record value per line, split on "\n", passed
-// verbatim) and one case per config: config.json, or config_NAME.json for the case NAME (no config
-// file at all means one case with config {}). A case may have its own input_NAME.jsonl. Each case
+// verbatim) and one case per config: the default case uses config.json ({} when there is none),
+// the case NAME uses config_NAME.json. A case may have its own input_NAME.jsonl. Each case
 // has its expected files, with the suffix _NAME for named cases:
 //
 //   - expected_kept.jsonl: the values sent to port main (passed inputs verbatim, emitted values),
@@ -73,8 +73,8 @@ func Cases(dir string) ([]Case, error) {
 		return nil, err
 	}
 	sort.Strings(cfgs)
-	if len(cfgs) == 0 {
-		cfgs = []string{""}
+	if len(cfgs) == 0 || filepath.Base(cfgs[0]) != "config.json" {
+		cfgs = append([]string{""}, cfgs...) // the default case, with config {}
 	}
 	var out []Case
 	for _, c := range cfgs {

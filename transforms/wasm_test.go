@@ -1,0 +1,173 @@
+package transforms_test
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/sluicehq/sluice/runtime/transform"
+	"github.com/sluicehq/sluice/runtime/wasmhost"
+	"github.com/sluicehq/sluice/sdk/go/connector"
+	"github.com/sluicehq/sluice/transforms/internal/vectors"
+)
+
+// goModule is a first-party Go transform: its source package, its committed module and its
+// testdata directory.
+type goModule struct {
+	src, wasm, testdata string
+}
+
+var goModules = []goModule{
+	{"validate_price/go", "validate_price/go/validate_price.wasm", "validate_price/testdata"},
+}
+
+// The flags of mk/wasm-go.mk.
+var wasmGoBuildArgs = []string{"build", "-buildmode=c-shared", "-trimpath", "-buildvcs=false", "-ldflags=-s -w -buildid="}
+
+func newHost(t *testing.T) *wasmhost.Host {
+	t.Helper()
+	ctx := context.Background()
+	h, err := wasmhost.New(ctx, wasmhost.Options{CacheDir: filepath.Join("..", "build", "wasm-cache")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close(ctx) })
+	return h
+}
+
+// hostRunner runs a module through the WASM host, one stage per config, in batches of batchSize
+// so that outputs are checked across frame boundaries too.
+func hostRunner(t *testing.T, h *wasmhost.Host, m *wasmhost.Module, batchSize int) vectors.Runner {
+	return func(config []byte, values [][]byte) ([]vectors.Outcome, error) {
+		ctx := context.Background()
+		st, err := h.NewStage(ctx, m, wasmhost.StageConfig{Name: "t", Config: config, Instances: 1})
+		if err != nil {
+			return nil, err
+		}
+		defer st.Close(ctx)
+		var out []vectors.Outcome
+		for start := 0; start < len(values); start += batchSize {
+			end := min(start+batchSize, len(values))
+			recs := make([]connector.Record, end-start)
+			for i := range recs {
+				recs[i] = connector.Record{Value: values[start+i]}
+			}
+			res, err := st.Process(ctx, recs)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, outcomes(res, len(recs))...)
+		}
+		return out, nil
+	}
+}
+
+func outcomes(res transform.Result, n int) []vectors.Outcome {
+	out := make([]vectors.Outcome, n)
+	for i, a := range res.Actions {
+		switch a {
+		case transform.Pass:
+			out[i].Action = vectors.Pass
+		case transform.Drop:
+			out[i].Action = vectors.Drop
+		case transform.Emit:
+			out[i].Action = vectors.Emit
+		case transform.Reject:
+			out[i].Action = vectors.Reject
+		}
+	}
+	for _, e := range res.Emitted {
+		port := e.Port
+		if port == "" {
+			port = transform.DefaultPort
+		}
+		out[e.Input].Emitted = append(out[e.Input].Emitted, vectors.Output{Port: port, Value: e.Record.Value})
+	}
+	for _, r := range res.Rejected {
+		out[r.Input].Code, out[r.Input].Reason = r.Code, r.Reason
+	}
+	return out
+}
+
+// TestModulesThroughHost runs each committed Go module over its testdata through the host, with
+// everything in one frame and with small frames.
+func TestModulesThroughHost(t *testing.T) {
+	h := newHost(t)
+	for _, gm := range goModules {
+		t.Run(gm.src, func(t *testing.T) {
+			m, err := h.Load(context.Background(), gm.wasm, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, bs := range []int{1 << 20, 7} {
+				t.Run("batch "+itoa(bs), func(t *testing.T) {
+					vectors.Check(t, gm.testdata, hostRunner(t, h, m, bs), false)
+				})
+			}
+		})
+	}
+}
+
+// TestModulesAreReproducible rebuilds each module from source with the flags of mk/wasm-go.mk and
+// compares it with the committed file: the committed binaries are exactly what the source builds.
+func TestModulesAreReproducible(t *testing.T) {
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Fatalf("the go toolchain is needed to rebuild the modules: %v", err)
+	}
+	for _, gm := range goModules {
+		t.Run(gm.src, func(t *testing.T) {
+			out := filepath.Join(t.TempDir(), "m.wasm")
+			cmd := exec.Command(goBin, append(wasmGoBuildArgs, "-o", out, "./"+gm.src)...)
+			cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm", "GOFLAGS=")
+			if b, err := cmd.CombinedOutput(); err != nil {
+				t.Fatalf("build: %v\n%s", err, b)
+			}
+			fresh, err := os.ReadFile(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			committed, err := os.ReadFile(gm.wasm)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(fresh, committed) {
+				t.Fatalf("%s (%d bytes) differs from a fresh build (%d bytes): run make wasm-go and commit it", gm.wasm, len(committed), len(fresh))
+			}
+		})
+	}
+}
+
+// TestModulesMeta checks what the host reads from each module's tf_meta.
+func TestModulesMeta(t *testing.T) {
+	h := newHost(t)
+	for _, gm := range goModules {
+		t.Run(gm.src, func(t *testing.T) {
+			m, err := h.Load(context.Background(), gm.wasm, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			meta := m.Meta()
+			want := strings.SplitN(gm.src, "/", 2)[0]
+			if meta.Name != want || meta.ABI != "1.0" || len(meta.Kinds) == 0 || len(meta.Ports) == 0 || meta.Ports[0] != "main" {
+				t.Fatalf("meta = %+v, want name %q, abi 1.0, kinds, ports starting with main", meta, want)
+			}
+		})
+	}
+}
+
+func itoa(n int) string {
+	if n >= 1<<20 {
+		return "all"
+	}
+	var b []byte
+	for n > 0 || len(b) == 0 {
+		b = append([]byte{byte('0' + n%10)}, b...)
+		n /= 10
+	}
+	return string(b)
+}
