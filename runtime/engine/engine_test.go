@@ -430,3 +430,15 @@ func init() {
 			return s.(*slowCounter), nil
 		})
 }
+
+func openStoreB(b *testing.B) *checkpoint.Store {
+	s, err := checkpoint.Open(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	return s
+}
+
+func newEngine(p *manifests.Pipeline, store *checkpoint.Store) (*engine.Pipeline, error) {
+	return engine.New(p, engine.Options{Checkpoints: store})
+}
