@@ -1,0 +1,18 @@
+package manifests_test
+
+import (
+	"fmt"
+
+	"github.com/sluicehq/sluice/manifests"
+)
+
+func ExampleLoad() {
+	lookup := func(name string) (string, bool) { return "", false } // an empty environment
+	pipelines, diags := manifests.Load([]string{"testdata/bad/missing_env.yaml"}, manifests.LoadOptions{LookupEnv: lookup})
+	fmt.Println(len(pipelines), "pipelines")
+	fmt.Println(diags[0])
+	// Output:
+	// 0 pipelines
+	// testdata/bad/missing_env.yaml:9:13: ${env:PRICES_DIR}: environment variable PRICES_DIR is not set
+	//     hint: export it, or use ${file:PATH}
+}
