@@ -14,16 +14,30 @@ import (
 	"time"
 )
 
-// buildSluice compiles the binary once per test binary run.
-func buildSluice(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "sluice")
-	cmd := exec.Command("go", "build", "-o", bin, ".")
+var sluiceBin string
+
+// TestMain compiles the binary once for every test of the package.
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "sluice-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	sluiceBin = filepath.Join(dir, "sluice")
+	cmd := exec.Command("go", "build", "-o", sluiceBin, ".")
 	cmd.Stderr = os.Stderr
 	if err := cmd.Run(); err != nil {
-		t.Fatalf("build sluice: %v", err)
+		fmt.Fprintln(os.Stderr, "build sluice:", err)
+		os.Exit(1)
 	}
-	return bin
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func buildSluice(t *testing.T) string {
+	t.Helper()
+	return sluiceBin
 }
 
 func lines(t *testing.T, path string) []string {

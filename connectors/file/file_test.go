@@ -1,0 +1,176 @@
+package file_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice/connectors/file"
+	"github.com/sluicehq/sluice/sdk/go/connector"
+)
+
+func readAll(t *testing.T, s *file.Source) []connector.Record {
+	t.Helper()
+	var out []connector.Record
+	for {
+		recs, err := s.Read(context.Background())
+		out = append(out, recs...)
+		if errors.Is(err, io.EOF) {
+			return out
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func values(recs []connector.Record) []string {
+	var out []string
+	for _, r := range recs {
+		out = append(out, string(r.Value))
+	}
+	return out
+}
+
+func newSource(t *testing.T, cfg connector.Config) *file.Source {
+	t.Helper()
+	s, err := file.NewSource(cfg, connector.Env{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close(context.Background()) })
+	return s
+}
+
+func TestSourceReadsLinesAndResumesAfterPosition(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "in.txt")
+	os.WriteFile(path, []byte("a\nbb\r\n\nccc"), 0o644) // CRLF kept, empty line kept, last line without newline
+	s := newSource(t, connector.Config{"path": path, "read_buffer": int64(3)})
+	if err := s.Open(context.Background(), nil); err != nil {
+		t.Fatal(err)
+	}
+	recs := readAll(t, s)
+	if got := strings.Join(values(recs), "|"); got != "a|bb\r||ccc" {
+		t.Fatalf("values %q", got)
+	}
+	offs := []int64{2, 6, 7, 10}
+	for i, r := range recs {
+		if r.Position.Offset != offs[i] {
+			t.Fatalf("record %d offset %d, want %d", i, r.Position.Offset, offs[i])
+		}
+	}
+	// Resume after the second record.
+	s2 := newSource(t, connector.Config{"path": path})
+	if err := s2.Open(context.Background(), []connector.Position{recs[1].Position}); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(values(readAll(t, s2)), "|"); got != "|ccc" {
+		t.Fatalf("after resume: %q", got)
+	}
+}
+
+func TestSourceRefusesCheckpointBeyondFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "in.txt")
+	os.WriteFile(path, []byte("a\n"), 0o644)
+	abs, _ := filepath.Abs(path)
+	s := newSource(t, connector.Config{"path": path})
+	err := s.Open(context.Background(), []connector.Position{{Partition: abs, Offset: 100}})
+	if !errors.Is(err, connector.ErrPermanent) || !strings.Contains(err.Error(), "reset the checkpoint") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestSourceFollowsAppendsAndTruncation(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "in.txt")
+	os.WriteFile(path, []byte("one\n"), 0o644)
+	s := newSource(t, connector.Config{"path": path, "follow": true, "poll_interval": 5 * time.Millisecond})
+	if err := s.Open(context.Background(), nil); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	next := func() string {
+		recs, err := s.Read(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.Join(values(recs), "|")
+	}
+	if got := next(); got != "one" {
+		t.Fatalf("got %q", got)
+	}
+	f, _ := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	f.WriteString("two\nthr")
+	f.Close()
+	if got := next(); got != "two" {
+		t.Fatalf("got %q (a line without newline must wait)", got)
+	}
+	f, _ = os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	f.WriteString("ee\n")
+	f.Close()
+	if got := next(); got != "three" {
+		t.Fatalf("got %q", got)
+	}
+	os.WriteFile(path, []byte("new\n"), 0o644) // truncated and rewritten
+	if got := next(); got != "new" {
+		t.Fatalf("after truncation got %q", got)
+	}
+	// Read returns promptly on cancellation.
+	cctx, ccancel := context.WithCancel(context.Background())
+	go func() { time.Sleep(20 * time.Millisecond); ccancel() }()
+	if _, err := s.Read(cctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled Read returned %v", err)
+	}
+}
+
+func TestSourceLineTooLong(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "in.txt")
+	os.WriteFile(path, []byte("ok\n"+strings.Repeat("x", 100)+"\n"), 0o644)
+	s := newSource(t, connector.Config{"path": path, "max_line_bytes": int64(50), "read_buffer": int64(16)})
+	s.Open(context.Background(), nil)
+	var err error
+	for err == nil {
+		_, err = s.Read(context.Background())
+	}
+	if !errors.Is(err, connector.ErrPermanent) || !strings.Contains(err.Error(), "offset 3") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestSinkAppendsAndCutsTornLine(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sub", "out.txt")
+	s, err := file.NewSink(connector.Config{"path": path}, connector.Env{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := s.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Write(ctx, []connector.Record{{Value: []byte("a")}, {Value: []byte("b")}}); err != nil {
+		t.Fatal(err)
+	}
+	s.Close(ctx)
+	s.Close(ctx) // idempotent
+	// A crash in the middle of a write leaves a torn line.
+	f, _ := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	f.WriteString("tor")
+	f.Close()
+	s2, _ := file.NewSink(connector.Config{"path": path}, connector.Env{})
+	if err := s2.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s2.Write(ctx, []connector.Record{{Value: []byte("c")}}); err != nil {
+		t.Fatal(err)
+	}
+	s2.Close(ctx)
+	b, _ := os.ReadFile(path)
+	if string(b) != "a\nb\nc\n" {
+		t.Fatalf("file = %q", b)
+	}
+}
