@@ -23,6 +23,7 @@ type goModule struct {
 
 var goModules = []goModule{
 	{"validate_price/go", "validate_price/go/validate_price.wasm", "validate_price/testdata"},
+	{"json_schema", "json_schema/json_schema.wasm", "json_schema/testdata"},
 	{"mask_fields", "mask_fields/mask_fields.wasm", "mask_fields/testdata"},
 	{"rename_fields", "rename_fields/rename_fields.wasm", "rename_fields/testdata"},
 	{"explode_array", "explode_array/explode_array.wasm", "explode_array/testdata"},
