@@ -1,0 +1,53 @@
+# Builds the C, Rust and AssemblyScript guest modules from source (issue 3) with the toolchains of
+# mk/wasm-toolchains.mk: validate_price in each language (the committed .wasm files, rebuilt in
+# place) and the SDK examples (under build/wasm/examples). `make test` runs it before the tests, so
+# the cross-language test always sees modules built from the current sources.
+
+WASM_C_FLAGS    := --target=wasm32-wasi -O2 -mexec-model=reactor -Wall -Wextra -Werror -Wl,--strip-all -Isdk/c
+WASM_RUST_FLAGS := --edition 2021 --target wasm32-unknown-unknown -C opt-level=3 -C panic=abort -C codegen-units=1
+WASM_ASC_FLAGS  := -O3 --runtime stub --noAssert
+WASM_RUST_LIB   := build/wasm/rust
+
+# source:output pairs
+WASM_C_GUESTS := \
+	transforms/validate_price/c/validate_price.c:transforms/validate_price/c/validate_price.wasm \
+	examples/transform-c/positive_amount.c:build/wasm/examples/positive_amount_c.wasm
+WASM_RUST_GUESTS := \
+	transforms/validate_price/rust/validate_price.rs:transforms/validate_price/rust/validate_price.wasm \
+	examples/transform-rust/positive_amount.rs:build/wasm/examples/positive_amount_rust.wasm
+WASM_AS_GUESTS := \
+	transforms/validate_price/assemblyscript/validate_price.ts:transforms/validate_price/assemblyscript/validate_price.wasm \
+	examples/transform-assemblyscript/positive_amount.ts:build/wasm/examples/positive_amount_assemblyscript.wasm
+
+.PHONY: wasm-guests wasm-guests-c wasm-guests-rust wasm-guests-assemblyscript
+wasm-guests: wasm-toolchains
+	@$(MAKE) --no-print-directory wasm-guests-c wasm-guests-rust wasm-guests-assemblyscript
+
+wasm-guests-c:
+	@set -e; for m in $(WASM_C_GUESTS); do \
+		src=$${m%%:*}; out=$${m#*:}; mkdir -p "$$(dirname $$out)"; \
+		echo "wasm-guests: $$out"; \
+		$(WASM_CLANG) $(WASM_C_FLAGS) -o "$$out" "$$src"; \
+	done
+
+# The SDK is compiled once as an rlib named `sluice`; each module links it with --extern.
+wasm-guests-rust:
+	@set -e; mkdir -p $(WASM_RUST_LIB); \
+	$(WASM_RUSTC) $(WASM_RUST_FLAGS) --crate-type rlib --crate-name sluice \
+		--remap-path-prefix=$(CURDIR)=. -o $(WASM_RUST_LIB)/libsluice.rlib sdk/rust/src/lib.rs; \
+	for m in $(WASM_RUST_GUESTS); do \
+		src=$${m%%:*}; out=$${m#*:}; mkdir -p "$$(dirname $$out)"; \
+		echo "wasm-guests: $$out"; \
+		$(WASM_RUSTC) $(WASM_RUST_FLAGS) --crate-type cdylib -C lto -C strip=symbols \
+			--remap-path-prefix=$(CURDIR)=. --extern sluice=$(WASM_RUST_LIB)/libsluice.rlib \
+			-L $(WASM_RUST_LIB) -o "$$out" "$$src"; \
+	done
+
+wasm-guests-assemblyscript:
+	@set -e; for m in $(WASM_AS_GUESTS); do \
+		src=$${m%%:*}; out=$${m#*:}; mkdir -p "$$(dirname $$out)"; \
+		echo "wasm-guests: $$out"; \
+		$(WASM_ASC) "$$src" $(WASM_ASC_FLAGS) -o "$$out"; \
+	done
+
+TEST_PREREQS += wasm-toolchains wasm-guests
