@@ -442,3 +442,12 @@ func openStoreB(b *testing.B) *checkpoint.Store {
 func newEngine(p *manifests.Pipeline, store *checkpoint.Store) (*engine.Pipeline, error) {
 	return engine.New(p, engine.Options{Checkpoints: store})
 }
+
+func TestExactlyOnceIsRefusedWhereSinksCannotHonourIt(t *testing.T) {
+	p := spec("eo", genSource(10, "x"), sink("out", manifests.Component{Type: "drop"}))
+	p.Delivery = manifests.ExactlyOnce
+	_, err := engine.New(p, engine.Options{Checkpoints: openStore(t, t.TempDir())})
+	if err == nil || !strings.Contains(err.Error(), "at_least_once") {
+		t.Fatalf("err = %v, want a refusal naming the fix", err)
+	}
+}
