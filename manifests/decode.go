@@ -661,6 +661,9 @@ func (d *docDecoder) scalar(n *yaml.Node, f connector.Field, l loc, secret bool,
 			}
 			return v, true
 		}
+		if tag == "!!float" {
+			return bad("use a whole number between -9223372036854775808 and 9223372036854775807")
+		}
 		if quoted {
 			if _, err := strconv.ParseInt(text, 0, 64); err == nil {
 				return bad("remove the quotes")

@@ -551,7 +551,7 @@ func (d *docDecoder) sinks(p *Pipeline, n *yaml.Node) {
 		}
 		node := d.resolve(item)
 		s := Sink{From: DefaultPort}
-		label := loc{label: il.path}
+		label := il
 		if e, ok := m["name"]; ok {
 			if name, ok := d.name(e.val, label.child("name")); ok {
 				s.Name = name
@@ -597,7 +597,7 @@ func (d *docDecoder) transforms(p *Pipeline, n *yaml.Node) {
 		}
 		node := d.resolve(item)
 		t := Transform{Pos: d.pos(node), OnReject: RejectToDeadLetter, Config: map[string]any{}}
-		label := loc{label: il.path}
+		label := il
 		errs := d.errs
 		if e, ok := m["name"]; ok {
 			if name, ok := d.name(e.val, label.child("name")); ok {
