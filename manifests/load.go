@@ -214,8 +214,11 @@ func syntaxDiagnostic(file string, data []byte, err error) Diagnostic {
 	}
 	hint := "check the indentation and quoting around this line"
 	switch {
-	case strings.Contains(msg, "tab"):
+	case strings.Contains(msg, "tab") || p.Line > 0 && leadingTab(data, p.Line):
 		hint = "indent with spaces, not tabs"
+		if p.Line > 0 && leadingTab(data, p.Line) {
+			p.Col = 1
+		}
 	case p.Line > 0 && refInFlow(data, p.Line):
 		hint = `inside {...} or [...], quote values that contain ${...}: {token: "${env:TOKEN}"}`
 	}
@@ -235,6 +238,16 @@ func refInFlow(data []byte, line int) bool {
 		}
 	}
 	return false
+}
+
+// leadingTab reports whether the line is indented with a tab.
+func leadingTab(data []byte, line int) bool {
+	lines := bytes.Split(data, []byte("\n"))
+	if line < 1 || line > len(lines) {
+		return false
+	}
+	l := lines[line-1]
+	return len(l) > len(bytes.TrimLeft(l, " \t")) && bytes.Contains(l[:len(l)-len(bytes.TrimLeft(l, " \t"))], []byte("\t"))
 }
 
 func firstCol(data []byte, line int) int {
