@@ -1,0 +1,133 @@
+# Shared helpers for the test-service scripts. Sourced, never run.
+# shellcheck shell=bash
+
+SVC_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+SVC_DIR=${SLUICE_SERVICES_DIR:-$SVC_ROOT/build/services}
+SVC_CACHE=${SLUICE_SERVICES_CACHE:-$SVC_ROOT/.cache}
+SVC_M2=$SVC_CACHE/m2
+SVC_ENV_FILE=${SLUICE_SERVICES_ENV:-$SVC_ROOT/build/services.env}
+SVC_HOST=127.0.0.1
+
+KAFKA_PORT=19092
+KAFKA_CONTROLLER_PORT=19093
+PULSAR_PORT=16650
+PULSAR_HTTP_PORT=18080
+PG_PORT=15432
+REDIS_PORT=16379
+ICEBERG_REST_PORT=18181
+
+log() { printf '[services] %s\n' "$*" >&2; }
+
+# fail NAME LOGFILE MESSAGE: prints the error and the tail of the service's log, then exits 1.
+fail() {
+	local name=$1 logfile=$2
+	shift 2
+	printf '\n[services] ERROR: %s: %s\n' "$name" "$*" >&2
+	if [ -n "$logfile" ] && [ -f "$logfile" ]; then
+		printf '[services] last 40 lines of %s:\n' "$logfile" >&2
+		tail -n 40 "$logfile" | cut -c1-400 >&2
+	fi
+	exit 1
+}
+
+# pid_alive PIDFILE: true when the file names a running process.
+pid_alive() {
+	[ -s "$1" ] && kill -0 "$(head -n1 "$1")" 2>/dev/null
+}
+
+# stop_pidfile NAME PIDFILE: SIGTERM, up to 30 s grace, then SIGKILL; removes the pid file.
+stop_pidfile() {
+	local name=$1 pidfile=$2 pid i
+	if ! pid_alive "$pidfile"; then
+		rm -f "$pidfile"
+		return 0
+	fi
+	pid=$(head -n1 "$pidfile")
+	log "stopping $name (pid $pid)"
+	kill -TERM "$pid" 2>/dev/null || true
+	for i in $(seq 1 60); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.5
+	done
+	if kill -0 "$pid" 2>/dev/null; then
+		log "$name did not stop in 30 s; killing it"
+		kill -KILL "$pid" 2>/dev/null || true
+	fi
+	rm -f "$pidfile"
+}
+
+# rss_mb PID: resident memory of PID and its direct children, in MiB.
+rss_mb() {
+	local pid=$1 kb
+	kb=$( { ps -o rss= -p "$pid"; ps -o rss= --ppid "$pid"; } 2>/dev/null | awk '{s+=$1} END {print s+0}')
+	echo $((kb / 1024))
+}
+
+# wait_for NAME LOGFILE TIMEOUT_S PIDFILE CMD...: runs CMD every second until it succeeds. Fails with
+# the log tail when TIMEOUT_S passes or when the process in PIDFILE (if given) dies.
+wait_for() {
+	local name=$1 logfile=$2 timeout=$3 pidfile=$4 start out
+	shift 4
+	start=$(date +%s)
+	while true; do
+		if out=$("$@" 2>&1); then
+			return 0
+		fi
+		if [ -n "$pidfile" ] && ! pid_alive "$pidfile"; then
+			fail "$name" "$logfile" "the process exited before it answered (last probe: ${out:0:300})"
+		fi
+		if [ $(($(date +%s) - start)) -ge "$timeout" ]; then
+			fail "$name" "$logfile" "no answer after ${timeout}s (last probe: ${out:0:300})"
+		fi
+		sleep 1
+	done
+}
+
+# mvn_resolve POM OUTDIR [GOAL_ARGS...]: copies the runtime dependencies of POM into OUTDIR unless
+# OUTDIR already holds the result for this exact POM (a stamp with the POM's checksum).
+mvn_resolve() {
+	local pom=$1 out=$2 sum
+	shift 2
+	sum=$(sha256sum "$pom" | cut -d' ' -f1)
+	if [ -f "$out/.stamp" ] && [ "$(cat "$out/.stamp")" = "$sum" ]; then
+		return 0
+	fi
+	command -v mvn >/dev/null || fail maven "" "mvn is not installed (apt-get install maven)"
+	rm -rf "$out"
+	mkdir -p "$out" "$SVC_M2"
+	log "resolving $(basename "$(dirname "$pom")") jars with Maven (first run only)"
+	if ! mvn -B -q -Dmaven.repo.local="$SVC_M2" -f "$pom" dependency:copy-dependencies \
+		-DincludeScope=runtime -DoutputDirectory="$out" "$@" >"$out.mvn.log" 2>&1; then
+		fail maven "$out.mvn.log" "dependency resolution of $pom failed"
+	fi
+	echo "$sum" >"$out/.stamp"
+}
+
+# apt_install PKG...: installs Debian packages, running apt-get update first when the lists are empty
+# or the install fails with them.
+apt_install() {
+	export DEBIAN_FRONTEND=noninteractive
+	log "installing Debian packages: $*"
+	if [ -z "$(ls -A /var/lib/apt/lists 2>/dev/null | grep -v lock)" ]; then
+		apt-get update -q >"$SVC_DIR/apt.log" 2>&1 || true
+	fi
+	if ! apt-get install -y -q --no-install-recommends "$@" >>"$SVC_DIR/apt.log" 2>&1; then
+		apt-get update -q >>"$SVC_DIR/apt.log" 2>&1 || true
+		apt-get install -y -q --no-install-recommends "$@" >>"$SVC_DIR/apt.log" 2>&1 ||
+			fail apt "$SVC_DIR/apt.log" "apt-get install $* failed"
+	fi
+}
+
+# java_ok: fails unless a Java 17+ runtime is on PATH.
+java_ok() {
+	command -v java >/dev/null || fail java "" "java is not installed (apt-get install openjdk-17-jre-headless)"
+}
+
+# build_probe: builds (incrementally) the Go round-trip prober and sets SVC_PROBE to its path.
+build_probe() {
+	SVC_PROBE=$SVC_DIR/bin/svcprobe
+	mkdir -p "$SVC_DIR/bin"
+	command -v go >/dev/null || fail svcprobe "" "go is not on PATH"
+	(cd "$SVC_ROOT" && go build -o "$SVC_PROBE" ./internal/testenv/cmd/svcprobe) >"$SVC_DIR/bin/build.log" 2>&1 ||
+		fail svcprobe "$SVC_DIR/bin/build.log" "building the probe failed"
+}

@@ -1,0 +1,63 @@
+# Apache Pulsar standalone from the binary distribution that Maven Central serves.
+# shellcheck shell=bash
+
+PULSAR_DIR=$SVC_DIR/pulsar
+PULSAR_LOG=$PULSAR_DIR/pulsar.log
+PULSAR_PID=$PULSAR_DIR/pulsar.pid
+
+pulsar_install() {
+	java_ok
+	mvn_resolve "$SVC_ROOT/infra/pulsar/pom.xml" "$PULSAR_DIR/dl"
+	if [ -f "$PULSAR_DIR/dist/.stamp" ] && cmp -s "$PULSAR_DIR/dist/.stamp" "$PULSAR_DIR/dl/.stamp"; then
+		return 0
+	fi
+	local tgz
+	tgz=$(ls "$PULSAR_DIR"/dl/pulsar-server-distribution-*-bin.tar.gz 2>/dev/null | head -n1)
+	[ -n "$tgz" ] || fail pulsar "" "no pulsar-server-distribution-*-bin.tar.gz in $PULSAR_DIR/dl"
+	rm -rf "$PULSAR_DIR/dist"
+	mkdir -p "$PULSAR_DIR/dist"
+	tar -xzf "$tgz" -C "$PULSAR_DIR/dist" --strip-components=1 || fail pulsar "" "unpacking $tgz failed"
+	rm -f "$tgz" # the copy in the Maven cache stays
+	cp "$PULSAR_DIR/dl/.stamp" "$PULSAR_DIR/dist/.stamp"
+}
+
+pulsar_probe() {
+	curl -sf "http://$SVC_HOST:$PULSAR_HTTP_PORT/admin/v2/namespaces/public" | grep -q 'public/default' &&
+		"$SVC_PROBE" pulsar "pulsar://$SVC_HOST:$PULSAR_PORT"
+}
+
+pulsar_start() {
+	if pid_alive "$PULSAR_PID"; then
+		return 0
+	fi
+	mkdir -p "$PULSAR_DIR/data" "$PULSAR_DIR/logs"
+	{
+		cat "$PULSAR_DIR/dist/conf/standalone.conf"
+		printf '\n'
+		sed -e "s#@PORT@#$PULSAR_PORT#" -e "s#@HTTP_PORT@#$PULSAR_HTTP_PORT#" \
+			"$SVC_ROOT/infra/pulsar/standalone-overrides.conf"
+	} >"$PULSAR_DIR/standalone.conf"
+	log "starting pulsar on $SVC_HOST:$PULSAR_PORT (admin $SVC_HOST:$PULSAR_HTTP_PORT)"
+	(
+		# The working dir matters: a data/standalone/zookeeper dir in it would switch to ZooKeeper mode.
+		cd "$PULSAR_DIR"
+		export PULSAR_MEM="-Xms256m -Xmx1g -XX:MaxDirectMemorySize=512m"
+		export PULSAR_LOG_DIR="$PULSAR_DIR/logs"
+		export PULSAR_STANDALONE_CONF="$PULSAR_DIR/standalone.conf"
+		exec setsid bash "$PULSAR_DIR/dist/bin/pulsar" standalone --no-functions-worker --no-stream-storage \
+			--metadata-dir "$PULSAR_DIR/data/metadata" --bookkeeper-dir "$PULSAR_DIR/data/bookkeeper" \
+			>>"$PULSAR_LOG" 2>&1 </dev/null
+	) &
+	echo $! >"$PULSAR_PID"
+}
+
+pulsar_wait() { wait_for pulsar "$PULSAR_LOG" 240 "$PULSAR_PID" pulsar_probe; }
+
+pulsar_stop() { stop_pidfile pulsar "$PULSAR_PID"; }
+
+pulsar_pid() { pid_alive "$PULSAR_PID" && head -n1 "$PULSAR_PID"; }
+
+pulsar_env() {
+	echo "PULSAR_URL=pulsar://$SVC_HOST:$PULSAR_PORT"
+	echo "PULSAR_ADMIN_URL=http://$SVC_HOST:$PULSAR_HTTP_PORT"
+}
