@@ -62,8 +62,8 @@ func recordFrameBytes(r *connector.Record) int {
 
 // splitFrames returns the end index of each frame of in, respecting c. A record larger than the
 // byte cap gets a frame of its own.
-func splitFrames(in []connector.Record, c frameCap) []int {
-	var ends []int
+func splitFrames(in []connector.Record, c frameCap, ends []int) []int {
+	ends = ends[:0]
 	size, count := inHeaderSize, 0
 	for i := range in {
 		rb := recordFrameBytes(&in[i])

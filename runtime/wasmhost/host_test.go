@@ -382,3 +382,34 @@ func TestCloseIsIdempotentAndRefusesWork(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+func TestTrustedWatchdogReportsOverrun(t *testing.T) {
+	h, logs := newHost(t)
+	s := newStage(t, h, hostileWasm, wasmhost.StageConfig{Name: "t", Instances: 1, Mode: wasmhost.Trusted, Timeout: 20 * time.Millisecond})
+	if s.Err() != nil {
+		t.Fatal(s.Err())
+	}
+	var res transform.Result
+	var err error
+	// Trusted mode cannot interrupt the guest: the call runs to its end, and the watchdog reports it.
+	runWithin(t, time.Minute, func() { res, err = s.Process(context.Background(), records("a", "slow", "b")) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if countPass(res) != 3 {
+		t.Fatalf("result %+v", res)
+	}
+	if s.Err() == nil || s.Stats().Overruns != 1 || !strings.Contains(logs.String(), "overran its deadline") {
+		t.Fatalf("overrun not reported: err %v, stats %+v", s.Err(), s.Stats())
+	}
+}
+
+func countPass(r transform.Result) int {
+	n := 0
+	for _, a := range r.Actions {
+		if a == transform.Pass {
+			n++
+		}
+	}
+	return n
+}

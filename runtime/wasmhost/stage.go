@@ -282,8 +282,9 @@ type instance struct {
 	stderr      lineWriter
 	envCtx      context.Context // background context carrying the instance for host functions
 	busy        atomic.Bool
-	started     atomic.Int64 // unix nanos of the running call (trusted watchdog)
-	reported    atomic.Bool
+	calls       atomic.Uint64 // guest calls started, for the trusted-mode watchdog
+	seenCall    uint64        // watchdog only: the call it saw running since seenAt
+	seenAt      time.Time
 }
 
 // instantiate creates and starts an instance and checks its ABI version; it does not run tf_init.
@@ -442,6 +443,11 @@ func (s *Stage) acquire(ctx context.Context) (*instance, error) {
 	select {
 	case in := <-s.pool:
 		return in, nil
+	default:
+	}
+	select {
+	case in := <-s.pool:
+		return in, nil
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	case <-s.done:
@@ -498,7 +504,8 @@ func (s *Stage) Process(ctx context.Context, batch []connector.Record) (transfor
 	}
 	res := transform.Result{Actions: make([]transform.Action, 0, len(batch))}
 	lo := 0
-	for _, hi := range splitFrames(batch, s.fcap) {
+	var ends [4]int
+	for _, hi := range splitFrames(batch, s.fcap, ends[:0]) {
 		if err := s.processChunk(ctx, batch[lo:hi], lo, &res); err != nil {
 			return transform.Result{}, fmt.Errorf("transform %q: %w", s.name, err)
 		}
@@ -600,9 +607,7 @@ func (in *instance) runFrame(ctx context.Context, recs []connector.Record, base 
 		cctx, cancel = context.WithTimeout(context.WithValue(ctx, callEnvKey{}, in), s.cfg.Timeout)
 		defer cancel()
 	} else {
-		in.reported.Store(false)
-		in.started.Store(time.Now().UnixNano())
-		defer in.started.Store(0)
+		in.calls.Add(1)
 	}
 	if err := in.reserve(cctx, n); err != nil {
 		return in.classify(ctx, err)
@@ -719,11 +724,13 @@ func describeCallError(err error) string {
 	return msg
 }
 
-// watchdog reports trusted-mode calls that overrun their deadline; it cannot stop them.
+// watchdog reports trusted-mode calls that overrun their deadline; it cannot stop them. It
+// samples each busy instance's call counter, so the hot path pays one atomic add per call.
 func (s *Stage) watchdog() {
 	tick := min(max(s.cfg.Timeout/4, 10*time.Millisecond), time.Second)
 	t := time.NewTicker(tick)
 	defer t.Stop()
+	reported := map[*instance]uint64{}
 	for {
 		select {
 		case <-s.done:
@@ -731,13 +738,19 @@ func (s *Stage) watchdog() {
 		case now := <-t.C:
 			s.mu.Lock()
 			for in := range s.all {
-				st := in.started.Load()
-				if st == 0 || now.UnixNano()-st < int64(s.cfg.Timeout) || in.reported.Swap(true) {
+				call := in.calls.Load()
+				if !in.busy.Load() || call != in.seenCall {
+					in.seenCall, in.seenAt = call, now
 					continue
 				}
+				running := now.Sub(in.seenAt)
+				if running < s.cfg.Timeout || reported[in] == call {
+					continue
+				}
+				reported[in] = call
 				s.stats.overruns.Add(1)
 				s.overrun = fmt.Errorf("transform %q: a trusted-mode guest call overran its %s deadline and cannot be interrupted; restart the process or run the module in strict mode", s.name, s.cfg.Timeout)
-				s.log.Error("trusted-mode guest call overran its deadline; it cannot be interrupted", "deadline", s.cfg.Timeout, "running_for", time.Duration(now.UnixNano()-st))
+				s.log.Error("trusted-mode guest call overran its deadline; it cannot be interrupted", "deadline", s.cfg.Timeout, "running_for", running.Round(time.Millisecond))
 			}
 			s.mu.Unlock()
 		}

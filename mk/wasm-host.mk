@@ -1,0 +1,18 @@
+# WASM host (runtime/wasmhost): its test guests and its benchmarks.
+
+.PHONY: wasm-host-testdata bench-wasm
+
+# Rebuilds the committed C test guests of runtime/wasmhost/testdata (needs `make wasm-toolchains`).
+# The Go test guest is built by the tests themselves with the Go toolchain.
+wasm-host-testdata:
+	runtime/wasmhost/testdata/build.sh
+
+# Records/s through one transform stage for the test guests and every validate_price module under
+# transforms/validate_price, batch sizes 1, 64 and 1024, strict and trusted mode, plus instance
+# warm-up time. Raw output in build/bench-wasm.txt, a table on stdout.
+BENCH_WASM_TIME ?= 1s
+bench-wasm:
+	@mkdir -p build
+	$(GO) test -run '^$$' -bench 'BenchmarkStage|BenchmarkWarmup' -benchtime $(BENCH_WASM_TIME) -count 1 ./runtime/wasmhost/ > build/bench-wasm.txt
+	@awk -f runtime/wasmhost/testdata/benchtable.awk build/bench-wasm.txt
+BENCH_TARGETS += bench-wasm

@@ -1,0 +1,28 @@
+# Turns `go test -bench 'BenchmarkStage|BenchmarkWarmup' ./runtime/wasmhost/` output into tables:
+# records/s (millions) per guest, mode and batch size, and the warm-up time of one instance.
+/^BenchmarkStage\// {
+	split($1, p, "/"); g = substr(p[2], 7); m = substr(p[3], 6); b = substr(p[4], 7); sub(/-[0-9]+$/, "", b)
+	for (i = 2; i < NF; i++) if ($(i+1) == "rec/s") v[g, m, b] = $i / 1e6
+	if (!(g in seen)) { seen[g] = 1; order[++n] = g }
+}
+/^BenchmarkWarmup\// {
+	split($1, p, "/"); g = substr(p[2], 7); sub(/-[0-9]+$/, "", g)
+	for (i = 2; i < NF; i++) if ($(i+1) == "µs/instance") w[g] = $i
+	if (!(g in wseen)) { wseen[g] = 1; worder[++wn] = g }
+}
+END {
+	if (n > 0) {
+		printf "\nrecords/s through one stage, one instance, 100-byte JSON records (millions)\n"
+		printf "%-26s %9s %9s %9s   %9s %9s %9s\n", "guest", "strict/1", "/64", "/1024", "trusted/1", "/64", "/1024"
+		for (k = 1; k <= n; k++) {
+			g = order[k]; printf "%-26s", g
+			split("strict strict strict trusted trusted trusted", ms, " "); split("1 64 1024 1 64 1024", bs, " ")
+			for (j = 1; j <= 6; j++) { if (j == 4) printf "  "; key = g SUBSEP ms[j] SUBSEP bs[j]; if (key in v) printf " %9.3f", v[key]; else printf " %9s", "-" }
+			printf "\n"
+		}
+	}
+	if (wn > 0) {
+		printf "\ninstance warm-up (instantiate, _initialize, tf_init), module compiled\n"
+		for (k = 1; k <= wn; k++) printf "%-26s %10.0f µs\n", worder[k], w[worder[k]]
+	}
+}
