@@ -175,3 +175,53 @@ func itoa(n int) string {
 	}
 	return string(b)
 }
+
+// BenchmarkGoTransforms measures records/s through one stage of each Go module on ~100-byte
+// price records, per batch size and mode. Run: go test -run '^$' -bench GoTransforms ./transforms/
+func BenchmarkGoTransforms(b *testing.B) {
+	ctx := context.Background()
+	h, err := wasmhost.New(ctx, wasmhost.Options{CacheDir: filepath.Join("..", "build", "wasm-cache")})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer h.Close(ctx)
+	value := []byte(`{"commodity":"gold","price":1923.45,"ts":"2024-01-15T10:30:00Z","venue":"LBMA","unit":"oz"}`)
+	configs := map[string]string{
+		"validate_price/go": `{}`,
+		"mask_fields":       `{"fields":["venue"],"mode":"hash","salt":"s"}`,
+		"json_schema":       `{"schema":{"type":"object","required":["commodity","price","ts"],"properties":{"price":{"type":"number","minimum":0}}}}`,
+	}
+	for _, gm := range goModules {
+		cfg, ok := configs[gm.src]
+		if !ok {
+			continue
+		}
+		m, err := h.Load(ctx, gm.wasm, "")
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, mode := range []wasmhost.Mode{wasmhost.Trusted, wasmhost.Strict} {
+			for _, n := range []int{1, 64, 1024} {
+				b.Run(gm.src+"/"+string(mode)+"/batch="+itoa(n), func(b *testing.B) {
+					st, err := h.NewStage(ctx, m, wasmhost.StageConfig{Name: "bench", Config: []byte(cfg), Instances: 1, Mode: mode})
+					if err != nil {
+						b.Fatal(err)
+					}
+					defer st.Close(ctx)
+					recs := make([]connector.Record, n)
+					for i := range recs {
+						recs[i] = connector.Record{Value: value}
+					}
+					b.SetBytes(int64(n * len(value)))
+					b.ResetTimer()
+					for b.Loop() {
+						if _, err := st.Process(ctx, recs); err != nil {
+							b.Fatal(err)
+						}
+					}
+					b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "records/s")
+				})
+			}
+		}
+	}
+}

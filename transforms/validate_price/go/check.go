@@ -122,9 +122,6 @@ type field struct {
 // first failing check.
 func check(v []byte, l *limits) (ok bool, code transform.Code, reason string) {
 	var commodity, price, ts field
-	if !utf8.Valid(v) {
-		return false, transform.CodeInvalidInput, reasonNotJSON
-	}
 	p := parser{s: v}
 	p.ws()
 	if p.peek() != '{' {

@@ -1,9 +1,11 @@
 package main
 
-import "bytes"
+import (
+	"bytes"
+	"unicode/utf8"
+)
 
-// A minimal allocation-free JSON scanner for SPEC section 3. The caller checks UTF-8 validity of
-// the whole text first (utf8.Valid), so the scanner treats bytes >= 0x80 inside strings as opaque.
+// A minimal allocation-free JSON scanner for SPEC section 3, UTF-8 validation included.
 
 const (
 	kindString byte = 's'
@@ -107,7 +109,18 @@ func (p *parser) container(closer byte) bool {
 	}
 }
 
+// strPlain marks the bytes a string can hold without a closer look: printable ASCII except '"'
+// and '\\'.
+var strPlain = func() (t [256]bool) {
+	for c := 0x20; c < 0x80; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
+
 // str scans a string at p.i and returns the offsets of its raw contents (between the quotes).
+// It checks that multi-byte characters are well-formed UTF-8 (RFC 3629); bytes >= 0x80 outside
+// strings are syntax errors anyway, so no separate UTF-8 pass is needed.
 func (p *parser) str() (start, end int, ok bool) {
 	s, i := p.s, p.i
 	if i >= len(s) || s[i] != '"' {
@@ -116,30 +129,39 @@ func (p *parser) str() (start, end int, ok bool) {
 	i++
 	start = i
 	for {
-		for i < len(s) && s[i] >= 0x20 && s[i] != '"' && s[i] != '\\' {
+		for i < len(s) && strPlain[s[i]] {
 			i++
 		}
-		if i >= len(s) || s[i] < 0x20 {
+		if i >= len(s) {
 			return 0, 0, false
 		}
-		if s[i] == '"' {
+		switch c := s[i]; {
+		case c == '"':
 			p.i = i + 1
 			return start, i, true
-		}
-		// A backslash.
-		if i+1 >= len(s) {
-			return 0, 0, false
-		}
-		switch s[i+1] {
-		case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
-			i += 2
-		case 'u':
-			if i+6 > len(s) || hexVal(s[i+2])|hexVal(s[i+3])|hexVal(s[i+4])|hexVal(s[i+5]) < 0 {
+		case c == '\\':
+			if i+1 >= len(s) {
 				return 0, 0, false
 			}
-			i += 6
-		default:
+			switch s[i+1] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+				i += 2
+			case 'u':
+				if i+6 > len(s) || hexVal(s[i+2])|hexVal(s[i+3])|hexVal(s[i+4])|hexVal(s[i+5]) < 0 {
+					return 0, 0, false
+				}
+				i += 6
+			default:
+				return 0, 0, false
+			}
+		case c < 0x20:
 			return 0, 0, false
+		default:
+			r, size := utf8.DecodeRune(s[i:])
+			if r == utf8.RuneError && size <= 1 {
+				return 0, 0, false
+			}
+			i += size
 		}
 	}
 }
