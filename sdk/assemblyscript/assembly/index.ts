@@ -70,6 +70,37 @@ export class Record {
   headersLen: u32 = 0;
 }
 
+/** Iterates a record's headers in order (names may repeat): reset(rec), then while (next()). */
+export class HeaderIter {
+  keyPtr: usize = 0;
+  keyLen: u32 = 0;
+  valuePtr: usize = 0;
+  valueLen: u32 = 0;
+  private p: usize = 0;
+  private end: usize = 0;
+
+  reset(rec: Record): void {
+    this.p = rec.headersLen >= 4 ? rec.headersPtr + 4 : 0;
+    this.end = rec.headersPtr + rec.headersLen;
+  }
+
+  next(): bool {
+    const p = this.p;
+    const end = <u64>this.end;
+    if (!p || <u64>p + 4 > end) return false;
+    const kl = load<u32>(p);
+    if (<u64>p + 8 + kl > end) return false;
+    const vl = load<u32>(p + 4 + kl);
+    if (<u64>p + 8 + kl + vl > end) return false;
+    this.keyPtr = p + 4;
+    this.keyLen = kl;
+    this.valuePtr = p + 8 + kl;
+    this.valueLen = vl;
+    this.p = p + 8 + kl + vl;
+    return true;
+  }
+}
+
 // Growable raw buffers (heap.alloc: unmanaged, no GC involvement).
 let inPtr: usize = 0;
 let inCap: u32 = 0;

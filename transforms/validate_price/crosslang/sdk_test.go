@@ -1,0 +1,165 @@
+package crosslang_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice/runtime/transform"
+	"github.com/sluicehq/sluice/runtime/wasmhost"
+	"github.com/sluicehq/sluice/sdk/go/connector"
+)
+
+// The probe modules of sdk/{c,rust,assemblyscript}/testdata/probe.*, built by make wasm-guests.
+var probeLanguages = []string{"c", "rust", "assemblyscript"}
+
+func probePath(lang string) string {
+	return filepath.Join("..", "..", "..", "build", "wasm", "sdktest", "probe_"+lang+".wasm")
+}
+
+// needBuilt skips (or, under CI=true, fails) when make wasm-guests has not built path.
+func needBuilt(t *testing.T, path string) {
+	t.Helper()
+	if _, err := os.Stat(path); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("%s is missing: make wasm-guests builds it (make test does so first)", path)
+		}
+		t.Skipf("%s is missing: run make wasm-guests", path)
+	}
+}
+
+// TestSDKConformance runs the same command records through the probe module of each SDK and
+// checks every disposition the ABI offers: pass, drop, reject, last-call-wins, emits on two ports,
+// explicit and null keys, explicit and inherited time, empty and 100 kB values, reading the key,
+// time and headers. The three SDKs must agree exactly, and with the expectations below.
+func TestSDKConformance(t *testing.T) {
+	ctx := context.Background()
+	h, err := wasmhost.New(ctx, wasmhost.Options{CacheDir: filepath.Join("..", "..", "..", "build", "wasm-cache")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close(ctx)
+	at := time.Date(2026, 1, 2, 3, 4, 5, 678e6, time.UTC)
+	hdrs := []connector.Header{{Key: "h1", Value: []byte("v1")}, {Key: "h2", Value: []byte("")}, {Key: "h1", Value: []byte("again")}}
+	cmds := []string{"pass", "drop", "reject", "undo", "emit", "key", "nullkey", "empty", "big", "time", "keyecho", "headers", "what"}
+	var recs []connector.Record
+	for _, c := range cmds {
+		recs = append(recs, connector.Record{Key: []byte("kk"), Value: []byte(c), Headers: hdrs, Time: at})
+	}
+	recs = append(recs, connector.Record{Value: []byte("keyecho")}) // null key, no time
+
+	type emitted struct {
+		Input       int
+		Port, Key   string
+		KeyNil      bool
+		Value       string
+		Millis      int64
+		HeaderCount int
+	}
+	type outcome struct {
+		Actions  []transform.Action
+		Emitted  []emitted
+		Rejected []transform.Rejected
+	}
+	results := map[string]outcome{}
+	for _, lang := range probeLanguages {
+		p := probePath(lang)
+		needBuilt(t, p)
+		m, err := h.Load(ctx, p, "")
+		if err != nil {
+			t.Fatalf("%s: %v", lang, err)
+		}
+		if _, err := h.NewStage(ctx, m, wasmhost.StageConfig{Name: "probe", Config: []byte(`{"fail":true}`)}); err == nil ||
+			!strings.Contains(err.Error(), "probe: fail requested") {
+			t.Errorf("%s: init with a failing config: %v, want the guest's message", lang, err)
+		}
+		for _, batch := range []int{len(recs), 1} {
+			st, err := h.NewStage(ctx, m, wasmhost.StageConfig{Name: "probe", Instances: 1})
+			if err != nil {
+				t.Fatalf("%s: %v", lang, err)
+			}
+			var o outcome
+			for start := 0; start < len(recs); start += batch {
+				end := min(start+batch, len(recs))
+				res, err := st.Process(ctx, recs[start:end])
+				if err != nil {
+					t.Fatalf("%s: %v", lang, err)
+				}
+				o.Actions = append(o.Actions, res.Actions...)
+				for _, e := range res.Emitted {
+					port := e.Port
+					if port == "" {
+						port = transform.DefaultPort
+					}
+					o.Emitted = append(o.Emitted, emitted{Input: start + e.Input, Port: port, Key: string(e.Record.Key),
+						KeyNil: e.Record.Key == nil, Value: string(e.Record.Value), Millis: e.Record.Time.UnixMilli(),
+						HeaderCount: len(e.Record.Headers)})
+				}
+				for _, r := range res.Rejected {
+					r.Input += start
+					o.Rejected = append(o.Rejected, r)
+				}
+			}
+			st.Close(ctx)
+			if s := st.Stats(); s.Traps+s.GuestErrors+s.InvalidResults+s.Poison != 0 {
+				t.Fatalf("%s: the host had to step in: %+v", lang, s)
+			}
+			if prev, ok := results[lang]; ok && !reflect.DeepEqual(prev, o) {
+				t.Errorf("%s: batch of 1 differs from one frame:\n%+v\n%+v", lang, o, prev)
+			}
+			results[lang] = o
+		}
+	}
+
+	ms := at.UnixMilli()
+	big := strings.Repeat("x", 100000)
+	want := outcome{
+		Actions: []transform.Action{transform.Pass, transform.Drop, transform.Reject, transform.Pass, transform.Emit,
+			transform.Emit, transform.Emit, transform.Emit, transform.Emit, transform.Emit, transform.Emit, transform.Emit,
+			transform.Reject, transform.Emit},
+		Emitted: []emitted{
+			{Input: 4, Port: "main", Key: "kk", Value: "one", Millis: ms, HeaderCount: 3},
+			{Input: 4, Port: "alerts", Key: "kk", Value: "two", Millis: ms, HeaderCount: 3},
+			{Input: 5, Port: "main", Key: "k1", Value: "keyed", Millis: 1234, HeaderCount: 3},
+			{Input: 6, Port: "main", KeyNil: true, Value: "nokey", Millis: ms, HeaderCount: 3},
+			{Input: 7, Port: "main", Key: "kk", Value: "", Millis: ms, HeaderCount: 3},
+			{Input: 8, Port: "main", Key: "kk", Value: big, Millis: ms, HeaderCount: 3},
+			{Input: 9, Port: "main", Key: "kk", Value: strconv.FormatInt(ms, 10), Millis: ms, HeaderCount: 3},
+			{Input: 10, Port: "main", Key: "kk", Value: "kk", Millis: ms, HeaderCount: 3},
+			{Input: 11, Port: "main", Key: "kk", Value: "h1=v1", Millis: ms, HeaderCount: 3},
+			{Input: 11, Port: "main", Key: "kk", Value: "h2=", Millis: ms, HeaderCount: 3},
+			{Input: 11, Port: "main", Key: "kk", Value: "h1=again", Millis: ms, HeaderCount: 3},
+			{Input: 13, Port: "main", KeyNil: true, Value: "<null>", Millis: recs[13].Time.UnixMilli()},
+		},
+		Rejected: []transform.Rejected{{Input: 2, Code: 7, Reason: "probe reject"}, {Input: 12, Code: 8, Reason: "unknown command"}},
+	}
+	for _, lang := range probeLanguages {
+		got := results[lang]
+		if !reflect.DeepEqual(got.Actions, want.Actions) {
+			t.Errorf("%s actions %v, want %v", lang, got.Actions, want.Actions)
+		}
+		if !reflect.DeepEqual(got.Rejected, want.Rejected) {
+			t.Errorf("%s rejected %+v, want %+v", lang, got.Rejected, want.Rejected)
+		}
+		if len(got.Emitted) != len(want.Emitted) {
+			t.Errorf("%s emitted %d records, want %d: %+v", lang, len(got.Emitted), len(want.Emitted), got.Emitted)
+			continue
+		}
+		for i := range want.Emitted {
+			if g, w := got.Emitted[i], want.Emitted[i]; !reflect.DeepEqual(g, w) {
+				if len(g.Value) > 40 {
+					g.Value = g.Value[:40] + "..."
+				}
+				if len(w.Value) > 40 {
+					w.Value = w.Value[:40] + "..."
+				}
+				t.Errorf("%s emitted[%d] = %+v, want %+v", lang, i, g, w)
+			}
+		}
+	}
+}
