@@ -40,6 +40,7 @@ func init() {
 
 	registry.RegisterSink(connector.Spec{
 		Name:        "testsink",
+		ExactlyOnce: true,
 		Summary:     "Writes test records.",
 		Description: "A sink used by the manifest tests, with secret fields.",
 		Fields: []connector.Field{
@@ -63,8 +64,14 @@ func init() {
 	})
 
 	registry.RegisterSink(connector.Spec{
-		Name:    "testdrop",
-		Summary: "Discards records.",
+		Name:        "testdrop",
+		Summary:     "Discards records.",
+		ExactlyOnce: true,
+	}, func(cfg connector.Config, env connector.Env) (connector.Sink, error) { return nopSink{}, nil })
+
+	registry.RegisterSink(connector.Spec{
+		Name:    "testplain",
+		Summary: "Discards records; cannot store source positions (no exactly_once).",
 	}, func(cfg connector.Config, env connector.Env) (connector.Sink, error) { return nopSink{}, nil })
 }
 

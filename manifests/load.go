@@ -401,6 +401,15 @@ func (d *docDecoder) spec(p *Pipeline, n *yaml.Node) {
 		if v, ok := d.value(e.val, deliveryField, l.child("delivery"), false, nil); ok {
 			p.Delivery = Delivery(v.(string))
 		}
+		if p.Delivery == ExactlyOnce {
+			for _, s := range p.Sinks {
+				if c, ok := registry.Lookup(connector.KindSink, s.Type); ok && !c.Spec.ExactlyOnce {
+					d.errorf(e.val, "use delivery: at_least_once, or sinks that support exactly_once",
+						"delivery exactly_once needs every sink to store source positions with its data; sink %q (type %s) cannot", s.Name, s.Type)
+					break
+				}
+			}
+		}
 	}
 
 	bv, bok := d.section(m, "batch", batchFields, l)

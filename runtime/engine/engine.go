@@ -138,10 +138,10 @@ func New(spec *manifests.Pipeline, o Options) (*Pipeline, error) {
 		p.dlq = r
 	}
 	if spec.Delivery == manifests.ExactlyOnce {
-		// No sink stores source positions with its data yet, so exactly-once cannot be honoured;
-		// refusing is better than silently delivering at least once.
-		return nil, fmt.Errorf("engine: pipeline %q: delivery exactly_once needs sinks that store source positions with their data, and sink %q (type %s) does not; use delivery: at_least_once",
-			spec.Name, spec.Sinks[0].Name, spec.Sinks[0].Type)
+		// The engine does not yet resume from positions stored in sinks, so exactly-once cannot
+		// be honoured even by a sink that could store them; refusing is better than silently
+		// delivering at least once.
+		return nil, fmt.Errorf("engine: pipeline %q: delivery exactly_once is not supported by this runtime yet; use delivery: at_least_once", spec.Name)
 	}
 	if len(spec.Transforms) > 0 && o.NewStage == nil {
 		return nil, fmt.Errorf("engine: pipeline %q has transforms but no stage factory", spec.Name)

@@ -65,6 +65,9 @@ type Spec struct {
 	Fields      []Field
 	// Bounded is true for sources that end on their own (a file without follow).
 	Bounded bool
+	// ExactlyOnce is true for sinks that store source positions in the same transaction as their
+	// data, so a pipeline with delivery exactly_once can resume from them.
+	ExactlyOnce bool
 }
 
 // Field returns the top-level field with the given name.
