@@ -282,9 +282,9 @@ type instance struct {
 	stderr      lineWriter
 	envCtx      context.Context // background context carrying the instance for host functions
 	busy        atomic.Bool
-	calls       atomic.Uint64 // guest calls started, for the trusted-mode watchdog
-	seenCall    uint64        // watchdog only: the call it saw running since seenAt
-	seenAt      time.Time
+	calls       atomic.Uint64 // trusted mode: guest calls started
+	started     atomic.Int64  // trusted mode: start of the running call (unix nanos), 0 when idle
+	reported    atomic.Uint64 // trusted mode: the last call reported as an overrun
 }
 
 // instantiate creates and starts an instance and checks its ABI version; it does not run tf_init.
@@ -439,20 +439,35 @@ func (s *Stage) newReadyInstance(ctx context.Context) (*instance, error) {
 	return in, nil
 }
 
+// acquire takes an instance from the pool. A slot emptied by a failed instance holds nil and is
+// refilled here, so a replacement that cannot be created fails this call instead of shrinking
+// the pool (which could leave later calls waiting forever).
 func (s *Stage) acquire(ctx context.Context) (*instance, error) {
+	var in *instance
 	select {
-	case in := <-s.pool:
-		return in, nil
+	case in = <-s.pool:
 	default:
+		select {
+		case in = <-s.pool:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-s.done:
+			return nil, fmt.Errorf("stage: %w", ErrClosed)
+		}
 	}
-	select {
-	case in := <-s.pool:
+	if in != nil {
 		return in, nil
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	case <-s.done:
-		return nil, fmt.Errorf("stage: %w", ErrClosed)
 	}
+	in, err := s.newReadyInstance(ctx)
+	if err != nil {
+		s.pool <- nil
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		s.log.Error("cannot create a wasm instance to replace a failed one", "err", err)
+		return nil, fmt.Errorf("replace instance: %w", err)
+	}
+	return in, nil
 }
 
 func (s *Stage) release(in *instance) {
@@ -466,24 +481,14 @@ func (s *Stage) release(in *instance) {
 	s.pool <- in
 }
 
-// replace discards a failed instance and puts a fresh one in the pool.
-func (s *Stage) replace(ctx context.Context, old *instance) error {
+// discard closes a failed instance and empties its pool slot; the next acquire refills it.
+func (s *Stage) discard(old *instance) {
 	s.mu.Lock()
 	delete(s.all, old)
 	s.mu.Unlock()
 	_ = old.mod.Close(context.Background())
 	s.stats.restarts.Add(1)
-	if s.closed.Load() {
-		return fmt.Errorf("stage: %w", ErrClosed)
-	}
-	fresh, err := s.newReadyInstance(context.WithoutCancel(ctx))
-	if err != nil {
-		// Keep the pool size: without a replacement every later Process would wait forever.
-		s.log.Error("cannot replace a failed wasm instance", "err", err)
-		return fmt.Errorf("replace instance: %w", err)
-	}
-	s.pool <- fresh
-	return nil
+	s.pool <- nil
 }
 
 // failure is why one guest call failed; it becomes the reject of a poison record.
@@ -573,9 +578,7 @@ func (s *Stage) runFrame(ctx context.Context, recs []connector.Record, base int,
 		s.release(in)
 		return nil, nil
 	}
-	if rerr := s.replace(ctx, in); rerr != nil && err == nil {
-		err = rerr
-	}
+	s.discard(in)
 	if err != nil {
 		return nil, err
 	}
@@ -607,7 +610,15 @@ func (in *instance) runFrame(ctx context.Context, recs []connector.Record, base 
 		cctx, cancel = context.WithTimeout(context.WithValue(ctx, callEnvKey{}, in), s.cfg.Timeout)
 		defer cancel()
 	} else {
-		in.calls.Add(1)
+		call := in.calls.Add(1)
+		start := time.Now()
+		in.started.Store(start.UnixNano())
+		defer func() {
+			in.started.Store(0)
+			if d := time.Since(start); d > s.cfg.Timeout {
+				s.noteOverrun(in, call, d)
+			}
+		}()
 	}
 	if err := in.reserve(cctx, n); err != nil {
 		return in.classify(ctx, err)
@@ -724,35 +735,43 @@ func describeCallError(err error) string {
 	return msg
 }
 
-// watchdog reports trusted-mode calls that overrun their deadline; it cannot stop them. It
-// samples each busy instance's call counter, so the hot path pays one atomic add per call.
+// noteOverrun records a trusted-mode call that ran past its deadline, once per call.
+func (s *Stage) noteOverrun(in *instance, call uint64, running time.Duration) {
+	if in.reported.Swap(call) == call {
+		return
+	}
+	s.stats.overruns.Add(1)
+	s.mu.Lock()
+	s.overrun = fmt.Errorf("transform %q: a trusted-mode guest call overran its %s deadline; it cannot be interrupted, so run the module in strict mode", s.name, s.cfg.Timeout)
+	s.mu.Unlock()
+	s.log.Error("trusted-mode guest call overran its deadline; it cannot be interrupted", "deadline", s.cfg.Timeout, "running_for", running.Round(time.Millisecond))
+}
+
+// watchdog reports trusted-mode calls that overrun their deadline while they run; calls that
+// overran are also reported when they return. It cannot stop them, and it cannot run at all while
+// a garbage collection waits for a running trusted call (see runtime/RATIONALE.md).
 func (s *Stage) watchdog() {
 	tick := min(max(s.cfg.Timeout/4, 10*time.Millisecond), time.Second)
 	t := time.NewTicker(tick)
 	defer t.Stop()
-	reported := map[*instance]uint64{}
 	for {
 		select {
 		case <-s.done:
 			return
 		case now := <-t.C:
 			s.mu.Lock()
+			var late []*instance
 			for in := range s.all {
-				call := in.calls.Load()
-				if !in.busy.Load() || call != in.seenCall {
-					in.seenCall, in.seenAt = call, now
-					continue
+				if st := in.started.Load(); st != 0 && now.UnixNano()-st > int64(s.cfg.Timeout) {
+					late = append(late, in)
 				}
-				running := now.Sub(in.seenAt)
-				if running < s.cfg.Timeout || reported[in] == call {
-					continue
-				}
-				reported[in] = call
-				s.stats.overruns.Add(1)
-				s.overrun = fmt.Errorf("transform %q: a trusted-mode guest call overran its %s deadline and cannot be interrupted; restart the process or run the module in strict mode", s.name, s.cfg.Timeout)
-				s.log.Error("trusted-mode guest call overran its deadline; it cannot be interrupted", "deadline", s.cfg.Timeout, "running_for", running.Round(time.Millisecond))
 			}
 			s.mu.Unlock()
+			for _, in := range late {
+				if st := in.started.Load(); st != 0 {
+					s.noteOverrun(in, in.calls.Load(), time.Duration(now.UnixNano()-st))
+				}
+			}
 		}
 	}
 }
