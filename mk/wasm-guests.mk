@@ -55,3 +55,18 @@ wasm-guests-assemblyscript:
 	done
 
 TEST_PREREQS += wasm-toolchains wasm-guests
+
+# The committed validate_price modules must be what their sources build: after make wasm-guests
+# has rebuilt them in place, git must see no change.
+WASM_GUESTS_COMMITTED := transforms/validate_price/c/validate_price.wasm \
+	transforms/validate_price/rust/validate_price.wasm \
+	transforms/validate_price/assemblyscript/validate_price.wasm
+
+.PHONY: check-wasm-guests
+check-wasm-guests: wasm-guests
+	@if git rev-parse --git-dir >/dev/null 2>&1; then \
+		git diff --exit-code --stat -- $(WASM_GUESTS_COMMITTED) || \
+		{ echo "check-wasm-guests: the committed modules differ from a build of their sources: commit the rebuilt files"; exit 1; }; \
+	else echo "check-wasm-guests: not a git checkout, nothing to compare"; fi
+
+TEST_TARGETS += check-wasm-guests

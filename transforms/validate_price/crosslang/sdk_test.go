@@ -163,3 +163,50 @@ func TestSDKConformance(t *testing.T) {
 		}
 	}
 }
+
+// TestExamples runs the positive_amount example of each SDK (examples/transform-*) on its
+// sample input: the three must agree, and decide each line as the example's README says.
+func TestExamples(t *testing.T) {
+	ctx := context.Background()
+	h, err := wasmhost.New(ctx, wasmhost.Options{CacheDir: filepath.Join("..", "..", "..", "build", "wasm-cache")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close(ctx)
+	want := []transform.Rejected{
+		{Input: 1, Code: 3, Reason: "amount: must be a number greater than 0"},
+		{Input: 2, Code: 2, Reason: "amount: missing"},
+		{Input: 3, Code: 3, Reason: "amount: must be a number greater than 0"},
+		{Input: 4, Code: 1, Reason: "not a JSON object"},
+	}
+	for _, lang := range probeLanguages {
+		t.Run(lang, func(t *testing.T) {
+			p := filepath.Join("..", "..", "..", "build", "wasm", "examples", "positive_amount_"+lang+".wasm")
+			needBuilt(t, p)
+			in, err := os.ReadFile(filepath.Join("..", "..", "..", "examples", "transform-"+lang, "input.jsonl"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var recs []connector.Record
+			for _, l := range strings.Split(strings.TrimSuffix(string(in), "\n"), "\n") {
+				recs = append(recs, connector.Record{Value: []byte(l)})
+			}
+			m, err := h.Load(ctx, p, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			st, err := h.NewStage(ctx, m, wasmhost.StageConfig{Name: "example", Instances: 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer st.Close(ctx)
+			res, err := st.Process(ctx, recs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(res.Rejected, want) || len(res.Actions) != 6 || res.Actions[0] != transform.Pass || res.Actions[5] != transform.Pass {
+				t.Fatalf("actions %v rejected %+v, want lines 1 and 6 passed and rejected %+v", res.Actions, res.Rejected, want)
+			}
+		})
+	}
+}
