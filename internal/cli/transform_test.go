@@ -1,0 +1,122 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+const hostileModule = "../../runtime/wasmhost/testdata/hostile.wasm"
+
+// runTransformCLI runs the command line with args and returns stdout and stderr apart.
+func runTransformCLI(t *testing.T, args ...string) (string, string, error) {
+	t.Helper()
+	root := NewRoot()
+	var out, errOut bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(&errOut)
+	root.SetArgs(append([]string{"--data-dir", t.TempDir()}, args...))
+	err := root.ExecuteContext(context.Background())
+	return out.String(), errOut.String(), err
+}
+
+func TestTransformTest(t *testing.T) {
+	dir := t.TempDir()
+	input := filepath.Join(dir, "in.jsonl")
+	if err := os.WriteFile(input, []byte("a\nreject this\n\nemit\ndrop\ntrap\n{\"x\":1}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rejects := filepath.Join(dir, "rejects.jsonl")
+	out, errOut, err := runTransformCLI(t, "transform", "test", hostileModule, "--input", input, "--rejects", rejects, "--config", `{"fail_init":false}`)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, errOut)
+	}
+	if want := "a\nemit#0\nemit#1\n{\"x\":1}\n"; out != want {
+		t.Fatalf("stdout %q, want %q", out, want)
+	}
+	if !strings.Contains(errOut, "6 in, 2 passed, 2 emitted, 1 dropped, 2 rejected") {
+		t.Fatalf("summary missing from stderr:\n%s", errOut)
+	}
+	b, err := os.ReadFile(rejects)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("rejects file:\n%s", b)
+	}
+	var got []rejectLine
+	for _, l := range lines {
+		var r rejectLine
+		if err := json.Unmarshal([]byte(l), &r); err != nil {
+			t.Fatalf("reject line %q: %v", l, err)
+		}
+		got = append(got, r)
+	}
+	if got[0] != (rejectLine{Line: 2, Value: "reject this", Code: 3, Reason: "value: out of range"}) ||
+		got[1] != (rejectLine{Line: 6, Value: "trap", Code: 0xFF01, Reason: "wasm trap: out of bounds memory access"}) {
+		t.Fatalf("rejects %+v", got)
+	}
+}
+
+func TestTransformTestFailures(t *testing.T) {
+	dir := t.TempDir()
+	input := filepath.Join(dir, "in.jsonl")
+	if err := os.WriteFile(input, []byte("a\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfgFile := filepath.Join(dir, "cfg.json")
+	if err := os.WriteFile(cfgFile, []byte(`{"fail_init": true}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		args []string
+		msg  string
+	}{
+		{"init refused", []string{hostileModule, "--input", input, "--config", "@" + cfgFile}, `init: fail_init is set`},
+		{"config not an object", []string{hostileModule, "--input", input, "--config", "[1]"}, `--config: want a JSON object`},
+		{"missing input", []string{hostileModule, "--input", filepath.Join(dir, "nope.jsonl")}, `--input: open`},
+		{"not a transform", []string{"../../runtime/wasmhost/testdata/noexports.wasm", "--input", input}, `missing exports`},
+		{"wrong ABI", []string{"../../runtime/wasmhost/testdata/wrongabi.wasm", "--input", input}, `unsupported ABI version 2.0`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, _, err := runTransformCLI(t, append([]string{"transform", "test"}, tc.args...)...)
+			if err == nil || !strings.Contains(err.Error(), tc.msg) {
+				t.Fatalf("err = %v, want %q", err, tc.msg)
+			}
+		})
+	}
+}
+
+func TestTransformInspect(t *testing.T) {
+	out, _, err := runTransformCLI(t, "transform", "inspect", hostileModule)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"name:          hostile\n", "version:       0.1.0\n", "abi:           1.0\n",
+		"kinds:         validate, route\n", "ports:         main, alerts\n", `"fail_init"`} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("inspect output lacks %q:\n%s", want, out)
+		}
+	}
+	out, _, err = runTransformCLI(t, "transform", "inspect", "--json", hostileModule)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var meta struct {
+		Name  string   `json:"name"`
+		Ports []string `json:"ports"`
+	}
+	if err := json.Unmarshal([]byte(out), &meta); err != nil || meta.Name != "hostile" || len(meta.Ports) != 2 {
+		t.Fatalf("inspect --json: %v %q", err, out)
+	}
+	if _, _, err := runTransformCLI(t, "transform", "inspect", "../../runtime/wasmhost/testdata/wrongabi.wasm"); err == nil {
+		t.Fatal("inspect of a wrong-ABI module succeeded")
+	}
+}
