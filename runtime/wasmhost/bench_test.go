@@ -162,3 +162,24 @@ func BenchmarkLoad(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkGuestLoop measures what interruptibility costs inside guest code: one call running a
+// one-million-iteration loop (the "spin" record of the C test guest), in each mode. ns/op is per
+// call; ns/iter per loop iteration.
+func BenchmarkGuestLoop(b *testing.B) {
+	for _, mode := range []wasmhost.Mode{wasmhost.Strict, wasmhost.Trusted} {
+		b.Run("mode="+string(mode), func(b *testing.B) {
+			h, _ := newHost(b)
+			s := newStage(b, h, hostileWasm, wasmhost.StageConfig{Name: "loop", Mode: mode, Instances: 1, Timeout: time.Minute})
+			in := records("spin")
+			ctx := context.Background()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if _, err := s.Process(ctx, in); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/1e6, "ns/iter")
+		})
+	}
+}

@@ -10,6 +10,10 @@
 	for (i = 2; i < NF; i++) if ($(i+1) == "µs/instance") w[g] = $i
 	if (!(g in wseen)) { wseen[g] = 1; worder[++wn] = g }
 }
+/^BenchmarkGuestLoop\// {
+	split($1, p, "/"); m = substr(p[2], 6); sub(/-[0-9]+$/, "", m)
+	for (i = 2; i < NF; i++) if ($(i+1) == "ns/iter") loop[m] = $i
+}
 END {
 	if (n > 0) {
 		printf "\nrecords/s through one stage, one instance, 100-byte JSON records (millions)\n"
@@ -24,5 +28,8 @@ END {
 	if (wn > 0) {
 		printf "\ninstance warm-up (instantiate, _initialize, tf_init), module compiled\n"
 		for (k = 1; k <= wn; k++) printf "%-26s %10.0f µs\n", worder[k], w[worder[k]]
+	}
+	if (("strict" in loop) && ("trusted" in loop)) {
+		printf "\nguest loop iteration (C, volatile counter): strict %.2f ns, trusted %.2f ns (%.0fx)\n", loop["strict"], loop["trusted"], loop["strict"] / loop["trusted"]
 	}
 }

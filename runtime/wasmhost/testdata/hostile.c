@@ -3,6 +3,7 @@
 //   "trap..."   out-of-bounds memory access (a wasm trap)
 //   "loop..."   an infinite loop
 //   "slow..."   a busy loop of 300 million iterations (a fraction of a second), then PASS
+//   "spin..."   a busy loop of one million iterations, then PASS (benchmarks loop cost)
 //   "grow..."   allocates memory until malloc fails, then aborts
 //   "fail..."   the whole call returns batch error -1
 //   "reject..." REJECT with code 3 and reason "value: out of range"
@@ -109,6 +110,8 @@ EXPORT("tf_process") int64_t tf_process(int32_t in_len) {
             for (volatile int x = 0;; x++) {}
         } else if (starts(v, vl, "slow")) {
             for (volatile int x = 0; x < 300000000; x++) {}
+        } else if (starts(v, vl, "spin")) {
+            for (volatile int x = 0; x < 1000000; x++) {}
         } else if (starts(v, vl, "grow")) {
             for (;;) {
                 volatile char *p = malloc(1 << 20);
