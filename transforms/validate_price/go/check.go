@@ -151,19 +151,42 @@ func check(v []byte, l *limits) (ok bool, code transform.Code, reason string) {
 			}
 			p.i++
 			p.ws()
+			var f *field
+			if name := v[ks:ke]; !p.esc {
+				// No escapes: the raw bytes are the name.
+				switch string(name) {
+				case "commodity":
+					f = &commodity
+				case "price":
+					f = &price
+				case "ts":
+					f = &ts
+				}
+			} else {
+				switch {
+				case nameIs(name, "commodity"):
+					f = &commodity
+				case nameIs(name, "price"):
+					f = &price
+				case nameIs(name, "ts"):
+					f = &ts
+				}
+			}
+			// Dispatch on the first byte here: every call costs in Go's WebAssembly code.
 			vs := p.i
-			kind, ok := p.value()
+			var kind byte
+			switch c := p.peek(); {
+			case c == '"':
+				kind = kindString
+				_, _, ok = p.str()
+			case c == '-' || c >= '0' && c <= '9':
+				kind = kindNumber
+				ok = p.number()
+			default:
+				kind, ok = p.value()
+			}
 			if !ok {
 				return false, transform.CodeInvalidInput, reasonNotJSON
-			}
-			var f *field
-			switch name := v[ks:ke]; {
-			case nameIs(name, "commodity"):
-				f = &commodity
-			case nameIs(name, "price"):
-				f = &price
-			case nameIs(name, "ts"):
-				f = &ts
 			}
 			if f != nil {
 				f.count++
@@ -226,9 +249,48 @@ func check(v []byte, l *limits) (ok bool, code transform.Code, reason string) {
 	return true, 0, ""
 }
 
-// toFloat converts a JSON number token to the nearest double; overflow gives ±Inf, underflow ±0
-// (strconv reports range errors alongside exactly those values).
+// pow10 holds the powers of ten that are exact doubles.
+var pow10 = [...]float64{1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
+	1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22}
+
+// toFloat converts a valid JSON number token to the nearest double; overflow gives ±Inf,
+// underflow ±0 (strconv reports range errors alongside exactly those values).
+//
+// Common tokens take Clinger's fast path: with at most 15 significant digits the mantissa is an
+// exact double, and so is 10^e for |e| <= 22, so one IEEE multiplication or division rounds
+// correctly. Everything else goes to strconv.ParseFloat.
 func toFloat(tok []byte) float64 {
+	var mant uint64
+	digits, exp, i := 0, 0, 0
+	neg := tok[0] == '-'
+	if neg {
+		i++
+	}
+	for ; i < len(tok) && tok[i] >= '0' && tok[i] <= '9'; i++ {
+		if mant != 0 || tok[i] != '0' {
+			digits++
+		}
+		mant = mant*10 + uint64(tok[i]-'0')
+	}
+	if i < len(tok) && tok[i] == '.' {
+		for i++; i < len(tok) && tok[i] >= '0' && tok[i] <= '9'; i++ {
+			if mant != 0 || tok[i] != '0' {
+				digits++
+			}
+			mant = mant*10 + uint64(tok[i]-'0')
+			exp--
+		}
+	}
+	if i == len(tok) && digits <= 15 && exp >= -22 {
+		f := float64(mant)
+		if exp < 0 {
+			f /= pow10[-exp]
+		}
+		if neg {
+			f = -f
+		}
+		return f
+	}
 	f, _ := strconv.ParseFloat(unsafe.String(unsafe.SliceData(tok), len(tok)), 64)
 	return f
 }

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"math"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -70,5 +72,22 @@ func BenchmarkCheck(b *testing.B) {
 	b.SetBytes(int64(len(rec)))
 	for b.Loop() {
 		check(rec, &l)
+	}
+}
+
+// The fast path of toFloat must agree with strconv.ParseFloat bit for bit.
+func TestToFloatMatchesStrconv(t *testing.T) {
+	toks := []string{"0", "-0", "0.0", "-0.0", "1", "1923.45", "0.1", "0.000001", "123456789012345", "1234567890123456",
+		"0.0000000000000000000001", "0.00000000000000000000001", "999999999.9999999", "1000000000.0000001",
+		"1000000000.00000005", "250.50000000000003", "5e-324", "1e3", "12.5e-1", "1E9", "-5", "3.141592653589793",
+		"9007199254740993", "0.30000000000000004", "100000000000000000000000", "00", "1.5", "-1923.45"}
+	for i := 0; i < 2000; i++ {
+		toks = append(toks, strconv.FormatFloat(float64(i)*1.37+0.001*float64(i%7), 'f', i%12, 64))
+	}
+	for _, tok := range toks {
+		want, _ := strconv.ParseFloat(tok, 64)
+		if got := toFloat([]byte(tok)); math.Float64bits(got) != math.Float64bits(want) {
+			t.Errorf("toFloat(%s) = %v, strconv says %v", tok, got, want)
+		}
 	}
 }

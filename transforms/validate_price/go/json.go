@@ -19,6 +19,7 @@ type parser struct {
 	s     []byte
 	i     int
 	depth int
+	esc   bool // the last string str scanned holds a backslash escape
 }
 
 func (p *parser) peek() byte {
@@ -118,6 +119,42 @@ var strPlain = func() (t [256]bool) {
 	return t
 }()
 
+const (
+	ones  = 0x0101010101010101
+	highs = 0x8080808080808080
+)
+
+func le64(b []byte) uint64 {
+	_ = b[7]
+	return uint64(b[0]) | uint64(b[1])<<8 | uint64(b[2])<<16 | uint64(b[3])<<24 |
+		uint64(b[4])<<32 | uint64(b[5])<<40 | uint64(b[6])<<48 | uint64(b[7])<<56
+}
+
+// plain8 reports whether none of the eight bytes of x is '"', '\\', below 0x20 or above 0x7F.
+func plain8(x uint64) bool {
+	quote := x ^ (ones * '"')
+	slash := x ^ (ones * '\\')
+	// A byte b < 0x80 is zero / below 0x20 exactly when b - k borrows into its high bit; bytes with
+	// the high bit set are caught by x itself.
+	found := (quote - ones) &^ quote
+	found |= (slash - ones) &^ slash
+	found |= x - ones*0x20
+	return (found|x)&highs == 0
+}
+
+// plainRun returns the index of the first byte at or after i that needs a closer look inside a
+// string ('"', '\\', a control byte or a non-ASCII byte), or len(s). It goes eight bytes at a
+// time: Go's WebAssembly code is slow per byte, one 64-bit load and a few bit operations are not.
+func plainRun(s []byte, i int) int {
+	for i+8 <= len(s) && plain8(le64(s[i:])) {
+		i += 8
+	}
+	for i < len(s) && strPlain[s[i]] {
+		i++
+	}
+	return i
+}
+
 // str scans a string at p.i and returns the offsets of its raw contents (between the quotes).
 // It checks that multi-byte characters are well-formed UTF-8 (RFC 3629); bytes >= 0x80 outside
 // strings are syntax errors anyway, so no separate UTF-8 pass is needed.
@@ -128,10 +165,9 @@ func (p *parser) str() (start, end int, ok bool) {
 	}
 	i++
 	start = i
+	p.esc = false
 	for {
-		for i < len(s) && strPlain[s[i]] {
-			i++
-		}
+		i = plainRun(s, i)
 		if i >= len(s) {
 			return 0, 0, false
 		}
@@ -143,6 +179,7 @@ func (p *parser) str() (start, end int, ok bool) {
 			if i+1 >= len(s) {
 				return 0, 0, false
 			}
+			p.esc = true
 			switch s[i+1] {
 			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
 				i += 2
