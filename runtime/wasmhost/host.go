@@ -59,6 +59,7 @@ type Host struct {
 	closed  bool
 	groups  map[groupKey]*group
 	modules map[string]*loadEntry // by digest
+	stages  map[*Stage]struct{}
 }
 
 type loadEntry struct {
@@ -84,7 +85,7 @@ type group struct {
 // New creates a host. It does no guest work; it fails only when the cache directory cannot be
 // created.
 func New(ctx context.Context, o Options) (*Host, error) {
-	h := &Host{log: o.Logger, groups: map[groupKey]*group{}, modules: map[string]*loadEntry{}}
+	h := &Host{log: o.Logger, groups: map[groupKey]*group{}, modules: map[string]*loadEntry{}, stages: map[*Stage]struct{}{}}
 	if h.log == nil {
 		h.log = slog.Default()
 	}
@@ -103,8 +104,9 @@ func New(ctx context.Context, o Options) (*Host, error) {
 	return h, nil
 }
 
-// Close closes every runtime, instance and stage the host created. Calls running in trusted mode
-// cannot be interrupted; Close does not wait for them.
+// Close closes every stage, runtime and instance the host created; later calls fail with
+// ErrClosed. Calls running in trusted mode cannot be interrupted; Close does not wait for them.
+// Idempotent.
 func (h *Host) Close(ctx context.Context) error {
 	h.mu.Lock()
 	if h.closed {
@@ -114,13 +116,36 @@ func (h *Host) Close(ctx context.Context) error {
 	h.closed = true
 	groups := h.groups
 	h.groups = nil
+	stages := make([]*Stage, 0, len(h.stages))
+	for s := range h.stages {
+		stages = append(stages, s)
+	}
 	h.mu.Unlock()
 	var errs []error
+	for _, s := range stages {
+		errs = append(errs, s.Close(ctx))
+	}
 	for _, g := range groups {
 		errs = append(errs, g.rt.Close(ctx))
 	}
 	errs = append(errs, h.cache.Close(ctx))
 	return errors.Join(errs...)
+}
+
+func (h *Host) track(s *Stage) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return fmt.Errorf("wasm host: %w", ErrClosed)
+	}
+	h.stages[s] = struct{}{}
+	return nil
+}
+
+func (h *Host) untrack(s *Stage) {
+	h.mu.Lock()
+	delete(h.stages, s)
+	h.mu.Unlock()
 }
 
 // group returns the runtime for key, creating it on first use.

@@ -413,3 +413,43 @@ func countPass(r transform.Result) int {
 	}
 	return n
 }
+
+func TestCloseInterruptsRunningCall(t *testing.T) {
+	tests := []struct {
+		name  string
+		close func(h *wasmhost.Host, s *wasmhost.Stage) error
+	}{
+		{"stage close", func(h *wasmhost.Host, s *wasmhost.Stage) error { return s.Close(context.Background()) }},
+		{"host close", func(h *wasmhost.Host, s *wasmhost.Stage) error { return h.Close(context.Background()) }},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h, _ := newHost(t)
+			s := newStage(t, h, hostileWasm, wasmhost.StageConfig{Name: "t", Instances: 2, Timeout: time.Hour})
+			type out struct {
+				res transform.Result
+				err error
+			}
+			done := make(chan out, 1)
+			started := make(chan struct{})
+			go func() {
+				close(started)
+				res, err := s.Process(context.Background(), records("a", "loop", "b"))
+				done <- out{res, err}
+			}()
+			<-started
+			time.Sleep(50 * time.Millisecond) // let the call enter the loop; the test holds either way
+			if err := tc.close(h, s); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case o := <-done:
+				if !errors.Is(o.err, wasmhost.ErrClosed) || len(o.res.Rejected) != 0 {
+					t.Fatalf("Process after close: %+v, %v; want ErrClosed and no rejects", o.res, o.err)
+				}
+			case <-time.After(time.Minute):
+				t.Fatal("Process did not return after close")
+			}
+		})
+	}
+}

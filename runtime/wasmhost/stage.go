@@ -94,6 +94,7 @@ type stageStats struct {
 // calls run at once. Instances are never shared between goroutines and never created per batch;
 // a failed instance is replaced right away.
 type Stage struct {
+	host    *Host
 	name    string
 	log     *slog.Logger
 	glog    *guestLogger
@@ -166,7 +167,7 @@ func (h *Host) NewStage(ctx context.Context, m *Module, cfg StageConfig) (*Stage
 	}
 	log := h.log.With("transform", cfg.Name, "module", m.meta.Name, "module_version", m.meta.Version)
 	s := &Stage{
-		name: cfg.Name, log: log, glog: newGuestLogger(log), m: m, group: g, cm: cm, cfg: cfg,
+		host: h, name: cfg.Name, log: log, glog: newGuestLogger(log), m: m, group: g, cm: cm, cfg: cfg,
 		cfgJSON: cfg.Config, limit: uint64(pages) * 65536, fcap: defaultFrameCap,
 		pool: make(chan *instance, cfg.Instances), done: make(chan struct{}),
 		all: map[*instance]struct{}{}, metrics: map[string]*atomic.Int64{},
@@ -178,6 +179,10 @@ func (h *Host) NewStage(ctx context.Context, m *Module, cfg StageConfig) (*Stage
 			return fail(err)
 		}
 		s.pool <- in
+	}
+	if err := h.track(s); err != nil {
+		_ = s.Close(ctx)
+		return fail(err)
 	}
 	if cfg.Mode == Trusted {
 		go s.watchdog()
@@ -249,6 +254,9 @@ func (s *Stage) Close(ctx context.Context) error {
 		return nil
 	}
 	close(s.done)
+	if s.host != nil {
+		s.host.untrack(s)
+	}
 	s.mu.Lock()
 	var victims []*instance
 	for in := range s.all {
@@ -455,6 +463,10 @@ func (s *Stage) acquire(ctx context.Context) (*instance, error) {
 			return nil, fmt.Errorf("stage: %w", ErrClosed)
 		}
 	}
+	if s.closed.Load() {
+		s.pool <- in
+		return nil, fmt.Errorf("stage: %w", ErrClosed)
+	}
 	if in != nil {
 		return in, nil
 	}
@@ -581,6 +593,11 @@ func (s *Stage) runFrame(ctx context.Context, recs []connector.Record, base int,
 	s.discard(in)
 	if err != nil {
 		return nil, err
+	}
+	if s.closed.Load() {
+		// The call failed because Close (or Host.Close) closed the instance under it: not the
+		// records' fault, so no bisection.
+		return nil, fmt.Errorf("stage: %w", ErrClosed)
 	}
 	switch f.code {
 	case CodeTrap:
