@@ -129,6 +129,16 @@ func (b *Batch) Record(i int) Record {
 	return r
 }
 
+// Value returns a zero-copy view of the value of record i: Record(i).Value without decoding the
+// rest of the descriptor.
+func (b *Batch) Value(i int) []byte {
+	if uint(i) >= uint(b.n) {
+		panic("transform: record index " + itoa(i) + " out of range [0," + itoa(b.n) + ")")
+	}
+	d := b.frame[b.descOff+i*b.descSize:]
+	return b.view(le.Uint32(d[24:]), le.Uint32(d[28:]))
+}
+
 func (b *Batch) view(off, l uint32) []byte {
 	if l == 0 {
 		return nil

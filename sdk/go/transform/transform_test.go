@@ -109,6 +109,9 @@ func TestRecordView(t *testing.T) {
 	withModule(t, testMeta, ProcessFunc(func(b *Batch) error {
 		for i := 0; i < b.Len(); i++ {
 			r := b.Record(i)
+			if !bytes.Equal(b.Value(i), r.Value) {
+				return errors.New("Value and Record disagree")
+			}
 			seen = append(seen, Record{Key: clone(r.Key), Value: clone(r.Value), Timestamp: r.Timestamp, Index: r.Index})
 			r.EachHeader(func(k, v []byte) bool {
 				hdr = append(hdr, string(k)+"="+string(v))

@@ -28,7 +28,7 @@ func init() {
 
 func process(b *transform.Batch) error {
 	for i := 0; i < b.Len(); i++ {
-		if ok, code, reason := check(b.Record(i).Value, &cfg); !ok {
+		if ok, code, reason := check(b.Value(i), &cfg); !ok {
 			b.Reject(i, code, reason)
 		}
 	}
