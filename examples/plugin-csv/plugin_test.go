@@ -10,8 +10,8 @@ import (
 
 	"github.com/sluicehq/sluice/examples/plugin-csv/csvconn/csvtest"
 	"github.com/sluicehq/sluice/runtime/pluginhost"
-	"github.com/sluicehq/sluice/sdk/go/conntest"
 	"github.com/sluicehq/sluice/sdk/go/connector"
+	"github.com/sluicehq/sluice/sdk/go/conntest"
 )
 
 // The same conformance suite as csvconn's, through the plugin binary and the Sluice plugin host.

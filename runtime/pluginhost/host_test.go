@@ -17,8 +17,8 @@ import (
 
 	"github.com/sluicehq/sluice/runtime/pluginhost/internal/testconn"
 	"github.com/sluicehq/sluice/runtime/registry"
-	"github.com/sluicehq/sluice/sdk/go/conntest"
 	"github.com/sluicehq/sluice/sdk/go/connector"
+	"github.com/sluicehq/sluice/sdk/go/conntest"
 )
 
 // binDir holds the test plugin binaries, built once by TestMain.

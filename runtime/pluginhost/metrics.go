@@ -18,7 +18,7 @@ type Metrics interface {
 
 type nopMetrics struct{}
 
-func (nopMetrics) PluginRestarted(string)                            {}
+func (nopMetrics) PluginRestarted(string)                          {}
 func (nopMetrics) PluginCall(string, string, time.Duration, error) {}
 
 // Counters is a Metrics kept in memory: plain counters, for tests, benchmarks and the CLI. The

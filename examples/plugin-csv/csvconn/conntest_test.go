@@ -5,8 +5,8 @@ import (
 
 	"github.com/sluicehq/sluice/examples/plugin-csv/csvconn"
 	"github.com/sluicehq/sluice/examples/plugin-csv/csvconn/csvtest"
-	"github.com/sluicehq/sluice/sdk/go/conntest"
 	"github.com/sluicehq/sluice/sdk/go/connector"
+	"github.com/sluicehq/sluice/sdk/go/conntest"
 )
 
 // The connector compiled in: the same harness as the plugin test, calling the factories directly.

@@ -12,8 +12,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sluicehq/sluice/sdk/go/conntest"
 	"github.com/sluicehq/sluice/sdk/go/connector"
+	"github.com/sluicehq/sluice/sdk/go/conntest"
 )
 
 // NewSource builds a source from a configuration (compiled in or through a plugin host).

@@ -12,7 +12,9 @@ import (
 	pb "github.com/sluicehq/sluice/sdk/proto/pluginv1"
 )
 
-type glue struct{ goplugin.NetRPCUnsupportedPlugin }
+type glue struct {
+	goplugin.NetRPCUnsupportedPlugin
+}
 
 func (glue) GRPCServer(_ *goplugin.GRPCBroker, s *grpc.Server) error {
 	pb.RegisterConnectorServer(s, pb.UnimplementedConnectorServer{})
@@ -25,7 +27,7 @@ func (glue) GRPCClient(context.Context, *goplugin.GRPCBroker, *grpc.ClientConn) 
 
 func main() {
 	goplugin.Serve(&goplugin.ServeConfig{
-		HandshakeConfig: goplugin.HandshakeConfig{ProtocolVersion: 2, MagicCookieKey: plugin.MagicCookieKey, MagicCookieValue: plugin.MagicCookieValue},
+		HandshakeConfig:  goplugin.HandshakeConfig{ProtocolVersion: 2, MagicCookieKey: plugin.MagicCookieKey, MagicCookieValue: plugin.MagicCookieValue},
 		VersionedPlugins: map[int]goplugin.PluginSet{2: {plugin.Name: glue{}}},
 		GRPCServer:       goplugin.DefaultGRPCServer,
 	})
