@@ -307,6 +307,17 @@ func TestInitFailure(t *testing.T) {
 			}
 		})
 	}
+	t.Run("init loops forever", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		defer cancel()
+		var err error
+		runWithin(t, time.Minute, func() {
+			_, err = h.NewStage(ctx, m, wasmhost.StageConfig{Name: "t", Config: []byte(`{"loop_init": true}`)})
+		})
+		if err == nil || !strings.Contains(err.Error(), `transform "t": init: deadline exceeded`) {
+			t.Fatalf("err = %v", err)
+		}
+	})
 }
 
 func TestConcurrentProcess(t *testing.T) {

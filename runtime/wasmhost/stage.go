@@ -123,7 +123,9 @@ var _ transform.Stage = (*Stage)(nil)
 // NewStage validates cfg.Config against the module's config schema, then builds and pre-warms
 // the pool: every instance is created, started (_initialize) and initialised (tf_init) before
 // NewStage returns. It fails when the config is invalid, an instance cannot be created, or
-// tf_init fails (with the guest's tf_last_error message).
+// tf_init fails (with the guest's tf_last_error message). Creating one instance may take at most
+// 30s or until ctx ends, whichever comes first; in trusted mode a guest that loops in
+// _initialize or tf_init cannot be interrupted, so NewStage then does not return.
 func (h *Host) NewStage(ctx context.Context, m *Module, cfg StageConfig) (*Stage, error) {
 	if cfg.Name == "" {
 		cfg.Name = m.meta.Name

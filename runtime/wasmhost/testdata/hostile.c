@@ -11,7 +11,7 @@
 //   "emit..."   EMIT two records: "<value>#0" on port main and "<value>#1" on port alerts
 //   "log..."    logs the value and adds 1 to the guest counter "logged", then PASS
 //   anything else PASS.
-// Config: {"fail_init": true} makes tf_init fail. Build with -DABI_VERSION=... to lie about the ABI.
+// Config: {"fail_init": true} makes tf_init fail; {"loop_init": true} makes it loop forever. Build with -DABI_VERSION=... to lie about the ABI.
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,7 +27,7 @@ __attribute__((import_module("tf_host_v1"), import_name("metric_add"))) void hos
 static const char META[] =
     "{\"name\":\"hostile\",\"version\":\"0.1.0\",\"abi\":\"1.0\",\"kinds\":[\"validate\",\"route\"],"
     "\"ports\":[\"main\",\"alerts\"],"
-    "\"config_schema\":{\"type\":\"object\",\"properties\":{\"fail_init\":{\"type\":\"boolean\"}}}}";
+    "\"config_schema\":{\"type\":\"object\",\"properties\":{\"fail_init\":{\"type\":\"boolean\"},\"loop_init\":{\"type\":\"boolean\"}}}}";
 
 static uint8_t *in_buf;
 static uint32_t in_cap;
@@ -62,6 +62,9 @@ EXPORT("tf_init") int32_t tf_init(int32_t len) {
     if (strstr(cfg, "\"fail_init\":true") || strstr(cfg, "\"fail_init\": true")) {
         last_err = "fail_init is set";
         return 1;
+    }
+    if (strstr(cfg, "\"loop_init\":true") || strstr(cfg, "\"loop_init\": true")) {
+        for (volatile int x = 0;; x++) {}
     }
     return 0;
 }
