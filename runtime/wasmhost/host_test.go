@@ -464,3 +464,24 @@ func TestCloseInterruptsRunningCall(t *testing.T) {
 		})
 	}
 }
+
+func TestGuestLogsAreRateLimited(t *testing.T) {
+	h, logs := newHost(t)
+	s := newStage(t, h, hostileWasm, wasmhost.StageConfig{Name: "t", Instances: 1})
+	vals := make([]string, 5000)
+	for i := range vals {
+		vals[i] = fmt.Sprintf("log line %d", i)
+	}
+	if _, err := s.Process(context.Background(), records(vals...)); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.GuestCounters()["logged"]; got != 5000 {
+		t.Fatalf("guest counter logged = %d, want 5000", got)
+	}
+	lines := strings.Count(logs.String(), "from=log")
+	// The burst is 100 lines, refilled at 10 lines/s: 5,000 calls within a run of this test can
+	// never log more than 100 + 10 per second elapsed; 1,000 would mean no limit at all.
+	if lines < 100 || lines > 1000 {
+		t.Fatalf("%d guest log lines reached the log, want the burst of 100 and few more", lines)
+	}
+}
