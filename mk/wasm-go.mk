@@ -14,7 +14,7 @@ WASM_GO_MODULES := \
 	transforms/explode_array:transforms/explode_array/explode_array.wasm \
 	examples/transform-go:build/wasm/examples/price_floor.wasm
 
-.PHONY: wasm-go test-wasm-go
+.PHONY: wasm-go test-wasm-go wasm-go-check
 wasm-go:
 	@set -e; for m in $(WASM_GO_MODULES); do \
 		src=$${m%%:*}; out=$${m#*:}; \
@@ -29,4 +29,12 @@ wasm-go:
 test-wasm-go:
 	$(GO) test -count=1 ./transforms/ ./transforms/validate_price/go/ ./sdk/go/transform/
 
+# Fails when a committed module differs from what its source builds (run after wasm-go: an SDK or
+# transform change was rebuilt but not committed, or not rebuilt at all).
+WASM_GO_COMMITTED := $(filter transforms/%,$(foreach m,$(WASM_GO_MODULES),$(word 2,$(subst :, ,$(m)))))
+wasm-go-check: wasm-go
+	@git diff --exit-code --stat -- $(WASM_GO_COMMITTED) || \
+		{ echo "wasm-go-check: the committed Go modules above differ from a fresh build; commit them"; exit 1; }
+
 TEST_PREREQS += wasm-go
+TEST_TARGETS += wasm-go-check
