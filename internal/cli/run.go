@@ -128,5 +128,5 @@ func (g *Globals) discoverPlugins(ctx context.Context, log *slog.Logger) error {
 	if g.PluginsDir == "" {
 		return nil
 	}
-	return fmt.Errorf("--plugins-dir: plugin support is not linked into this build")
+	return registerPlugins(ctx, g.PluginsDir, log) // internal/cli/plugins.go
 }

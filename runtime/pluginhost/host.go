@@ -167,7 +167,7 @@ type DiscoverError struct {
 	Err  error
 }
 
-func (e *DiscoverError) Error() string { return fmt.Sprintf("plugin %s: %v", e.Path, e.Err) }
+func (e *DiscoverError) Error() string { return e.Err.Error() }
 func (e *DiscoverError) Unwrap() error { return e.Err }
 
 // Discover runs every executable file in dir (not its subdirectories) as a plugin and asks it for
@@ -191,7 +191,7 @@ func (h *Host) Discover(ctx context.Context, dir string) ([]*Plugin, error) {
 		}
 		path, err := filepath.Abs(filepath.Join(dir, e.Name()))
 		if err != nil {
-			errs = append(errs, &DiscoverError{Path: e.Name(), Err: err})
+			errs = append(errs, &DiscoverError{Path: e.Name(), Err: fmt.Errorf("plugin %s: %w", e.Name(), err)})
 			continue
 		}
 		p, err := h.Inspect(ctx, path)
@@ -335,7 +335,7 @@ func readSidecar(path string) (string, error) {
 		return "", nil
 	}
 	if err != nil {
-		return "", fmt.Errorf("read checksum file: %w", err)
+		return "", fmt.Errorf("plugin: read checksum file: %w", err)
 	}
 	fs := strings.Fields(string(b))
 	if len(fs) == 0 {

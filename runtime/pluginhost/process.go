@@ -70,6 +70,7 @@ func (h *Host) start(ctx context.Context, p *Plugin, pin string, env []string) (
 	logger := h.opts.Logger.With("plugin", p.Name)
 	cmd := exec.Command(p.Path)
 	cmd.Env = append([]string{}, env...)
+	dieWithParent(cmd)
 	versions := map[int]goplugin.PluginSet{}
 	for _, v := range supportedProtocols {
 		versions[v] = goplugin.PluginSet{sdkplugin.Name: grpcGlue{}}
@@ -212,12 +213,13 @@ func (s *sinkAdapter) Accept(name string, level hclog.Level, msg string, args ..
 	default:
 		lvl = slog.LevelError
 	}
+	if name == "" {
+		// go-plugin's own messages; the host logs the failures that matter itself.
+		lvl = slog.LevelDebug
+	}
 	ctx := context.Background()
 	if !s.logger.Enabled(ctx, lvl) {
 		return
-	}
-	if name != "" {
-		args = append(args, "logger", name)
 	}
 	s.logger.Log(ctx, lvl, msg, args...)
 }

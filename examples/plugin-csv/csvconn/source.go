@@ -65,7 +65,7 @@ func (s *Source) Open(ctx context.Context, resume []connector.Position) error {
 		if err != nil && !errors.Is(err, io.EOF) {
 			return fmt.Errorf("csv source: read header: %w", err)
 		}
-		s.cols = cols
+		s.cols = append([]string(nil), cols...) // the reader reuses its row slice
 		for i, c := range cols {
 			if c == s.keyColumn {
 				s.keyIdx = i
