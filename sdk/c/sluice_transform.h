@@ -164,6 +164,26 @@ size_t sluice_json_string_decode(const sluice_json_value *s, uint8_t *dst, size_
 /* Converts a number span to the nearest double (correctly rounded; overflow gives +-inf). */
 double sluice_json_number(const sluice_json_value *num);
 
+/* One-pass scan of a text that should be a JSON object: validates it while handing out its
+ * top-level members, so that a validator reads the fields it needs in a single pass:
+ *
+ *     sluice_json_scan sc;
+ *     sluice_json_value k, v;
+ *     sluice_json_scan_object(&sc, p, n, SLUICE_JSON_MAX_DEPTH);
+ *     while (sluice_json_scan_next(&sc, &k, &v)) { ... }
+ *     if (sc.status == 0) not valid JSON; else if (sc.status < 0) valid, but not an object;
+ *
+ * Members are handed out before the rest of the text is checked: act on them only once the
+ * loop has ended with status 1. */
+typedef struct sluice_json_scan {
+    const uint8_t *p, *end;
+    int max_depth;
+    int done;
+    int status; /* 1 valid object, 0 not valid JSON, -1 valid JSON but not an object */
+} sluice_json_scan;
+void sluice_json_scan_object(sluice_json_scan *sc, const uint8_t *p, size_t n, int max_depth);
+int sluice_json_scan_next(sluice_json_scan *sc, sluice_json_value *name, sluice_json_value *value);
+
 /* Validates the text and looks up a top-level member of the object: returns 1 (found, first
  * occurrence), 0 (no such member) or -1 (not valid JSON or not an object). */
 int sluice_json_find(const uint8_t *p, size_t n, const char *name, sluice_json_value *out);
@@ -516,9 +536,25 @@ static inline int sluice__hex(uint8_t c) {
     return -1;
 }
 
+/* Bytes that need no attention inside a string: printable ASCII but the quote and backslash. */
+static const uint8_t sluice__plain[256] = {[0x20 ... 0x21] = 1, [0x23 ... 0x5B] = 1, [0x5D ... 0x7F] = 1};
+
 /* p points after the opening quote; returns the position after the closing quote or NULL. */
 static const uint8_t *sluice__vstring(const uint8_t *p, const uint8_t *e) {
     while (p < e) {
+        /* Eight bytes at a time while none is a quote, a backslash, a control byte or non-ASCII
+         * (bit tricks: a zero in the top bit of every byte of the mask means "plain"). */
+        while (e - p >= 8) {
+            uint64_t x;
+            memcpy(&x, p, 8);
+            const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+            uint64_t q = x ^ (ones * '"'), b = x ^ (ones * '\\');
+            uint64_t m = ((x - ones * 0x20) & ~x) | ((q - ones) & ~q) | ((b - ones) & ~b) | x;
+            if (m & highs) break;
+            p += 8;
+        }
+        while (p < e && sluice__plain[*p]) p++;
+        if (p >= e) return NULL;
         uint8_t c = *p;
         if (c == '"') return p + 1;
         if (c < 0x20) return NULL;
@@ -791,29 +827,95 @@ size_t sluice_json_string_decode(const sluice_json_value *s, uint8_t *dst, size_
 }
 
 double sluice_json_number(const sluice_json_value *num) {
+    static const double pow10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
+                                   1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+    const uint8_t *p = num->ptr, *e = num->ptr + num->len;
+    /* Exact fast path (Clinger): at most 15 significant digits and a power of ten up to 1e22 are
+     * both exact doubles, so one multiplication or division rounds correctly. */
+    int neg = p < e && *p == '-';
+    const uint8_t *q = p + neg;
+    uint64_t d = 0;
+    int nd = 0, e10 = 0;
+    for (; q < e && *q >= '0' && *q <= '9'; q++)
+        if (nd || *q != '0') d = d * 10 + (uint64_t)(*q - '0'), nd++;
+    if (q < e && *q == '.')
+        for (q++; q < e && *q >= '0' && *q <= '9'; q++) {
+            if (nd || *q != '0') d = d * 10 + (uint64_t)(*q - '0'), nd++;
+            e10--;
+        }
+    if (q == e && nd <= 15 && e10 >= -22) {
+        double x = e10 == 0 ? (double)d : (double)d / pow10[-e10];
+        return neg ? -x : x;
+    }
     /* strtod (correctly rounded in wasi-libc) needs a terminated copy: the token may end the buffer. */
     char small[64];
     char *buf = num->len < sizeof small ? small : (char *)malloc((size_t)num->len + 1);
     if (!buf) return 0.0 / 0.0;
     memcpy(buf, num->ptr, num->len);
     buf[num->len] = 0;
-    double d = strtod(buf, NULL);
+    double x = strtod(buf, NULL);
     if (buf != small) free(buf);
-    return d;
+    return x;
+}
+
+void sluice_json_scan_object(sluice_json_scan *sc, const uint8_t *p, size_t n, int max_depth) {
+    const uint8_t *e = p + n;
+    sc->end = e;
+    sc->max_depth = max_depth;
+    sc->done = 1;
+    p = sluice__ws(p, e);
+    if (p >= e || *p != '{') {
+        sc->status = sluice_json_validate(p, (size_t)(e - p), max_depth) ? -1 : 0;
+        return;
+    }
+    if (max_depth < 1) {
+        sc->status = 0;
+        return;
+    }
+    p = sluice__ws(p + 1, e);
+    if (p < e && *p == '}') {
+        sc->status = sluice__ws(p + 1, e) == e;
+        return;
+    }
+    sc->p = p;
+    sc->done = 0;
+    sc->status = 0;
+}
+
+int sluice_json_scan_next(sluice_json_scan *sc, sluice_json_value *name, sluice_json_value *value) {
+    if (sc->done) return 0;
+    const uint8_t *p = sc->p, *e = sc->end, *q;
+    sc->done = 1; /* until this member is known to be well-formed */
+    if (p >= e || *p != '"' || !(q = sluice__vstring(p + 1, e))) return 0;
+    name->type = SLUICE_JSON_STRING, name->ptr = p, name->len = (uint32_t)(q - p);
+    p = sluice__ws(q, e);
+    if (p >= e || *p != ':') return 0;
+    p = sluice__ws(p + 1, e);
+    if (!(q = sluice__vvalue(p, e, 1, sc->max_depth))) return 0;
+    value->type = sluice__type(*p), value->ptr = p, value->len = (uint32_t)(q - p);
+    p = sluice__ws(q, e);
+    if (p < e && *p == ',') {
+        sc->p = sluice__ws(p + 1, e);
+        sc->done = 0;
+    } else if (p < e && *p == '}') {
+        sc->status = sluice__ws(p + 1, e) == e;
+    } else {
+        return 0;
+    }
+    return 1;
 }
 
 int sluice_json_find(const uint8_t *p, size_t n, const char *name, sluice_json_value *out) {
-    if (!sluice_json_validate(p, n, SLUICE_JSON_MAX_DEPTH)) return -1;
-    sluice_json_value root = sluice_json_root(p, n), k, v;
-    if (root.type != SLUICE_JSON_OBJECT) return -1;
-    sluice_json_iter it;
-    sluice_json_members(&it, &root);
-    while (sluice_json_next(&it, &k, &v))
-        if (sluice_json_string_is(&k, name)) {
+    sluice_json_scan sc;
+    sluice_json_value k, v;
+    int found = 0;
+    sluice_json_scan_object(&sc, p, n, SLUICE_JSON_MAX_DEPTH);
+    while (sluice_json_scan_next(&sc, &k, &v))
+        if (!found && sluice_json_string_is(&k, name)) {
             *out = v;
-            return 1;
+            found = 1;
         }
-    return 0;
+    return sc.status == 1 ? found : -1;
 }
 
 #endif /* SLUICE_TRANSFORM_IMPLEMENTED */

@@ -52,6 +52,15 @@ export class JsonIter {
 
 function vString(p: usize, e: usize): usize {
   while (p < e) {
+    // Eight bytes at a time while none is a quote, a backslash, a control byte or non-ASCII.
+    while (e - p >= 8) {
+      const x = load<u64>(p);
+      const q = x ^ 0x2222222222222222;
+      const b = x ^ 0x5C5C5C5C5C5C5C5C;
+      const m = ((x - 0x2020202020202020) & ~x) | ((q - 0x0101010101010101) & ~q) | ((b - 0x0101010101010101) & ~b) | x;
+      if (m & 0x8080808080808080) break;
+      p += 8;
+    }
     const c = <u32>load<u8>(p);
     if (c == 0x22) return p + 1;
     if (c < 0x20) return 0;
@@ -351,22 +360,89 @@ export function jsonStringDecode(s: JsonValue, dst: usize, cap: u32): u32 {
   return n;
 }
 
+/** One-pass scan of a text that should be a JSON object: validates it while handing out its
+ * top-level members, so that a validator reads its fields in a single pass. Act on the members
+ * only once next() has returned false and status is 1 (0: not valid JSON; -1: valid JSON, not an
+ * object). Reuse one scanner for every record. */
+export class JsonObjectScan {
+  status: i32 = 0;
+  private p: usize = 0;
+  private end: usize = 0;
+  private maxDepth: i32 = JSON_MAX_DEPTH;
+  private done: bool = true;
+
+  begin(ptr: usize, len: u32, maxDepth: i32 = JSON_MAX_DEPTH): void {
+    const e = ptr + len;
+    this.end = e;
+    this.maxDepth = maxDepth;
+    this.done = true;
+    this.status = 0;
+    let p = ws(ptr, e);
+    if (p >= e || load<u8>(p) != 0x7B) {
+      this.status = jsonValidate(p, <u32>(e - p), maxDepth) ? -1 : 0;
+      return;
+    }
+    if (maxDepth < 1) return;
+    p = ws(p + 1, e);
+    if (p < e && load<u8>(p) == 0x7D) {
+      this.status = ws(p + 1, e) == e ? 1 : 0;
+      return;
+    }
+    this.p = p;
+    this.done = false;
+  }
+
+  next(name: JsonValue, value: JsonValue): bool {
+    if (this.done) return false;
+    this.done = true;
+    const e = this.end;
+    let p = this.p;
+    if (p >= e || load<u8>(p) != 0x22) return false;
+    let q = vString(p + 1, e);
+    if (!q) return false;
+    name.kind = JSON_STRING;
+    name.ptr = p;
+    name.len = <u32>(q - p);
+    p = ws(q, e);
+    if (p >= e || load<u8>(p) != 0x3A) return false;
+    p = ws(p + 1, e);
+    q = vValue(p, e, 1, this.maxDepth);
+    if (!q) return false;
+    value.kind = kindOf(load<u8>(p));
+    value.ptr = p;
+    value.len = <u32>(q - p);
+    p = ws(q, e);
+    if (p < e && load<u8>(p) == 0x2C) {
+      this.p = ws(p + 1, e);
+      this.done = false;
+    } else if (p < e && load<u8>(p) == 0x7D) {
+      this.status = ws(p + 1, e) == e ? 1 : 0;
+    } else {
+      return false;
+    }
+    return true;
+  }
+}
+
 /** Validates the text and finds a top-level member: 1 (found, first occurrence, in out),
  * 0 (no such member) or -1 (not valid JSON or not an object). */
 export function jsonFind(ptr: usize, len: u32, name: ArrayBuffer, out: JsonValue): i32 {
-  if (!jsonValidate(ptr, len)) return -1;
-  const root = findRoot;
-  jsonRoot(ptr, len, root);
-  if (root.kind != JSON_OBJECT) return -1;
-  jsonMembers(findIter, root);
-  while (jsonNext(findIter, findName, out)) {
-    if (jsonStringIs(findName, name)) return 1;
+  const sc = findScan;
+  let found = false;
+  sc.begin(ptr, len);
+  while (sc.next(findName, findValue)) {
+    if (!found && jsonStringIs(findName, name)) {
+      out.kind = findValue.kind;
+      out.ptr = findValue.ptr;
+      out.len = findValue.len;
+      found = true;
+    }
   }
-  return 0;
+  return sc.status == 1 ? (found ? 1 : 0) : -1;
 }
-const findRoot = new JsonValue();
+const findScan = new JsonObjectScan();
 const findName = new JsonValue();
-const findIter = new JsonIter();
+const findValue = new JsonValue();
 
 // ---- Numbers ---------------------------------------------------------------------------------
 //

@@ -56,9 +56,38 @@ fn hex(c: u8) -> Option<u32> {
     }
 }
 
+/// Bytes that need no attention inside a string: printable ASCII but the quote and backslash.
+static PLAIN: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0x20;
+    while c < 0x80 {
+        t[c] = c != b'"' as usize && c != b'\\' as usize;
+        c += 1;
+    }
+    t
+};
+
 /// i is after the opening quote; returns the position after the closing quote.
 fn v_string(s: &[u8], mut i: usize) -> Option<usize> {
     while i < s.len() {
+        // Eight bytes at a time while none is a quote, a backslash, a control byte or non-ASCII.
+        while s.len() - i >= 8 {
+            let x = u64::from_le_bytes([s[i], s[i + 1], s[i + 2], s[i + 3], s[i + 4], s[i + 5], s[i + 6], s[i + 7]]);
+            const ONES: u64 = 0x0101_0101_0101_0101;
+            let q = x ^ (ONES * b'"' as u64);
+            let b = x ^ (ONES * b'\\' as u64);
+            let m = (x.wrapping_sub(ONES * 0x20) & !x) | (q.wrapping_sub(ONES) & !q) | (b.wrapping_sub(ONES) & !b) | x;
+            if m & (ONES * 0x80) != 0 {
+                break;
+            }
+            i += 8;
+        }
+        while i < s.len() && PLAIN[s[i] as usize] {
+            i += 1;
+        }
+        if i >= s.len() {
+            return None;
+        }
         let c = s[i];
         if c == b'"' {
             return Some(i + 1);
@@ -450,15 +479,111 @@ impl<'a> Value<'a> {
     }
 }
 
+/// One-pass scan of a text that should be a JSON object, from [`scan_object`]: an iterator over
+/// its top-level members (name, value) that validates the text as it goes. Act on the members only
+/// once the iteration has ended and [`ObjectScan::status`] is [`ScanStatus::Object`].
+pub struct ObjectScan<'a> {
+    s: &'a [u8],
+    i: usize,
+    max: usize,
+    done: bool,
+    status: ScanStatus,
+}
+
+/// The verdict of an [`ObjectScan`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScanStatus {
+    /// A valid JSON text whose value is an object.
+    Object,
+    /// A valid JSON text whose value is not an object.
+    NotObject,
+    /// Not a valid JSON text.
+    Invalid,
+}
+
+/// Starts a one-pass scan of `s` (see [`ObjectScan`]), with containers nested at most
+/// `max_depth` levels.
+pub fn scan_object(s: &[u8], max_depth: usize) -> ObjectScan<'_> {
+    let mut sc = ObjectScan { s, i: 0, max: max_depth, done: true, status: ScanStatus::Invalid };
+    let i = ws(s, 0);
+    if i >= s.len() || s[i] != b'{' {
+        if validate(s, max_depth) {
+            sc.status = ScanStatus::NotObject;
+        }
+        return sc;
+    }
+    if max_depth < 1 {
+        return sc;
+    }
+    let i = ws(s, i + 1);
+    if i < s.len() && s[i] == b'}' {
+        if ws(s, i + 1) == s.len() {
+            sc.status = ScanStatus::Object;
+        }
+        return sc;
+    }
+    sc.i = i;
+    sc.done = false;
+    sc
+}
+
+impl<'a> ObjectScan<'a> {
+    /// The verdict; final once the iteration has returned `None`.
+    pub fn status(&self) -> ScanStatus {
+        self.status
+    }
+}
+
+impl<'a> Iterator for ObjectScan<'a> {
+    type Item = (Value<'a>, Value<'a>);
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        self.done = true;
+        let s = self.s;
+        let mut i = self.i;
+        if i >= s.len() || s[i] != b'"' {
+            return None;
+        }
+        let q = v_string(s, i + 1)?;
+        let name = Value { kind: Kind::String, raw: &s[i..q] };
+        i = ws(s, q);
+        if i >= s.len() || s[i] != b':' {
+            return None;
+        }
+        i = ws(s, i + 1);
+        let q = v_value(s, i, 1, self.max)?;
+        let value = Value { kind: kind_of(s[i]), raw: &s[i..q] };
+        i = ws(s, q);
+        match s.get(i) {
+            Some(b',') => {
+                self.i = ws(s, i + 1);
+                self.done = false;
+            }
+            Some(b'}') => {
+                if ws(s, i + 1) == s.len() {
+                    self.status = ScanStatus::Object;
+                }
+            }
+            _ => return None,
+        }
+        Some((name, value))
+    }
+}
+
 /// Validates `s` and looks up a top-level member of the object: `Ok(Some(value))` (first
 /// occurrence), `Ok(None)` (no such member) or `Err(())` (not valid JSON or not an object).
 pub fn find<'a>(s: &'a [u8], name: &str) -> Result<Option<Value<'a>>, ()> {
-    if !validate(s, MAX_DEPTH) {
-        return Err(());
+    let mut sc = scan_object(s, MAX_DEPTH);
+    let mut found = None;
+    for (k, v) in &mut sc {
+        if found.is_none() && k.string_is(name) {
+            found = Some(v);
+        }
     }
-    let r = root(s);
-    if r.kind != Kind::Object {
-        return Err(());
+    match sc.status() {
+        ScanStatus::Object => Ok(found),
+        _ => Err(()),
     }
-    Ok(r.members().find(|(k, _)| k.string_is(name)).map(|(_, v)| v))
 }

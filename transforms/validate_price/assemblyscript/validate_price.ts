@@ -5,7 +5,7 @@
 
 import {
   Record, Output, register, reason,
-  JsonValue, JsonIter, jsonValidate, jsonRoot, jsonMembers, jsonNext, jsonStringIs, jsonStringDecode,
+  JsonValue, JsonIter, JsonObjectScan, jsonValidate, jsonRoot, jsonMembers, jsonNext, jsonStringIs, jsonStringDecode,
   jsonNumber, JSON_MAX_DEPTH, JSON_OBJECT, JSON_NULL, JSON_STRING, JSON_NUMBER,
   CODE_INVALID_INPUT, CODE_SCHEMA, CODE_RANGE,
 } from "../../../sdk/assemblyscript/assembly/index";
@@ -48,6 +48,7 @@ const commodity = new JsonValue();
 const price = new JsonValue();
 const ts = new JsonValue();
 const iter = new JsonIter();
+const scan = new JsonObjectScan();
 const tsBuf = heap.alloc(40);
 
 /** SPEC section 1. */
@@ -99,9 +100,16 @@ function digits(p: usize, n: i32): i32 {
 
 /** SPEC section 5, on a string value. */
 function rfc3339(v: JsonValue): bool {
-  const n = jsonStringDecode(v, tsBuf, 40);
+  let s = v.ptr + 1;
+  let n = v.len - 2;
+  for (let i: u32 = 0; i < n; i++) {
+    if (load<u8>(s + i) == 0x5C) { // escapes: decode first
+      n = jsonStringDecode(v, tsBuf, 40);
+      s = tsBuf;
+      break;
+    }
+  }
   if (n < 20 || n > 35) return false;
-  const s = tsBuf;
   for (let i: u32 = 0; i < n; i++) if (load<u8>(s + i) >= 0x80) return false;
   const year = digits(s, 4), month = digits(s + 5, 2), day = digits(s + 8, 2);
   const hour = digits(s + 11, 2), minute = digits(s + 14, 2), sec = digits(s + 17, 2);
@@ -147,16 +155,15 @@ function epochMillis(v: JsonValue): bool {
 
 /** SPEC section 2. */
 function check(rec: Record, out: Output): void {
-  if (!jsonValidate(rec.valuePtr, rec.valueLen, JSON_MAX_DEPTH)) { out.reject(CODE_INVALID_INPUT, R_NOT_JSON); return; }
-  jsonRoot(rec.valuePtr, rec.valueLen, root);
-  if (root.kind != JSON_OBJECT) { out.reject(CODE_INVALID_INPUT, R_NOT_OBJECT); return; }
   let nc = 0, np = 0, nt = 0;
-  jsonMembers(iter, root);
-  while (jsonNext(iter, name, value)) {
+  scan.begin(rec.valuePtr, rec.valueLen, JSON_MAX_DEPTH);
+  while (scan.next(name, value)) {
     if (jsonStringIs(name, N_COMMODITY)) { nc++; copy(commodity, value); }
     else if (jsonStringIs(name, N_PRICE)) { np++; copy(price, value); }
     else if (jsonStringIs(name, N_TS)) { nt++; copy(ts, value); }
   }
+  if (scan.status == 0) { out.reject(CODE_INVALID_INPUT, R_NOT_JSON); return; }
+  if (scan.status < 0) { out.reject(CODE_INVALID_INPUT, R_NOT_OBJECT); return; }
   if (nc == 0) { out.reject(CODE_SCHEMA, R_COMMODITY_MISSING); return; }
   if (nc > 1) { out.reject(CODE_SCHEMA, R_COMMODITY_DUP); return; }
   if (commodity.kind != JSON_STRING || commodity.len == 2) { out.reject(CODE_SCHEMA, R_COMMODITY_TYPE); return; }

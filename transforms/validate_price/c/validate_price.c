@@ -70,8 +70,13 @@ static int digits(const uint8_t *s, int n) {
 
 /* SPEC section 5, on the string token (with quotes). */
 static int rfc3339(const sluice_json_value *tok) {
-    uint8_t s[40];
-    size_t n = sluice_json_string_decode(tok, s, sizeof s);
+    uint8_t buf[40];
+    const uint8_t *s = tok->ptr + 1;
+    size_t n = tok->len - 2;
+    if (memchr(s, '\\', n)) { /* escapes: decode first */
+        n = sluice_json_string_decode(tok, buf, sizeof buf);
+        s = buf;
+    }
     if (n < 20 || n > 35) return 0;
     for (size_t i = 0; i < n; i++)
         if (s[i] >= 0x80) return 0;
@@ -118,19 +123,19 @@ typedef struct {
 /* SPEC section 2: returns 0 (pass) or the reject code, with the reason. */
 static int check(const uint8_t *val, size_t len, const char **reason, size_t *reason_len) {
 #define FAIL(code, s) return *reason = (s), *reason_len = sizeof(s) - 1, (code)
-    if (!sluice_json_validate(val, len, SLUICE_JSON_MAX_DEPTH)) FAIL(1, "not valid JSON");
-    sluice_json_value root = sluice_json_root(val, len), k, v;
-    if (root.type != SLUICE_JSON_OBJECT) FAIL(1, "not a JSON object");
     field commodity = {0}, price = {0}, ts = {0};
-    sluice_json_iter it;
-    sluice_json_members(&it, &root);
-    while (sluice_json_next(&it, &k, &v)) {
+    sluice_json_scan sc;
+    sluice_json_value k, v;
+    sluice_json_scan_object(&sc, val, len, SLUICE_JSON_MAX_DEPTH);
+    while (sluice_json_scan_next(&sc, &k, &v)) {
         field *f = NULL;
         if (sluice_json_string_is(&k, "commodity")) f = &commodity;
         else if (sluice_json_string_is(&k, "price")) f = &price;
         else if (sluice_json_string_is(&k, "ts")) f = &ts;
         if (f) f->count++, f->v = v;
     }
+    if (sc.status == 0) FAIL(1, "not valid JSON");
+    if (sc.status < 0) FAIL(1, "not a JSON object");
     if (commodity.count == 0) FAIL(2, "commodity: missing");
     if (commodity.count > 1) FAIL(2, "commodity: duplicate key");
     if (commodity.v.type != SLUICE_JSON_STRING || commodity.v.len == 2) FAIL(2, "commodity: must be a non-empty string");
