@@ -17,9 +17,9 @@
 END {
 	if (n > 0) {
 		printf "\nrecords/s through one stage, one instance, 100-byte JSON records (millions)\n"
-		printf "%-26s %9s %9s %9s   %9s %9s %9s\n", "guest", "strict/1", "/64", "/1024", "trusted/1", "/64", "/1024"
+		printf "%-30s %9s %9s %9s   %9s %9s %9s\n", "guest", "strict/1", "/64", "/1024", "trusted/1", "/64", "/1024"
 		for (k = 1; k <= n; k++) {
-			g = order[k]; printf "%-26s", g
+			g = order[k]; printf "%-30s", g
 			split("strict strict strict trusted trusted trusted", ms, " "); split("1 64 1024 1 64 1024", bs, " ")
 			for (j = 1; j <= 6; j++) { if (j == 4) printf "  "; key = g SUBSEP ms[j] SUBSEP bs[j]; if (key in v) printf " %9.3f", v[key]; else printf " %9s", "-" }
 			printf "\n"
@@ -27,7 +27,7 @@ END {
 	}
 	if (wn > 0) {
 		printf "\ninstance warm-up (instantiate, _initialize, tf_init), module compiled\n"
-		for (k = 1; k <= wn; k++) printf "%-26s %10.0f µs\n", worder[k], w[worder[k]]
+		for (k = 1; k <= wn; k++) printf "%-30s %10.0f µs\n", worder[k], w[worder[k]]
 	}
 	if (("strict" in loop) && ("trusted" in loop)) {
 		printf "\nguest loop iteration (C, volatile counter): strict %.2f ns, trusted %.2f ns (%.0fx)\n", loop["strict"], loop["trusted"], loop["strict"] / loop["trusted"]
