@@ -2,6 +2,7 @@ package wasmhost_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os/exec"
 	"path/filepath"
@@ -82,5 +83,32 @@ func TestGoGuest(t *testing.T) {
 				t.Fatalf("rejected %+v", res.Rejected)
 			}
 		})
+	}
+}
+
+func TestGoGuestSandbox(t *testing.T) {
+	path := buildGoGuest(t)
+	h, _ := newHost(t)
+	s := newStage(t, h, path, wasmhost.StageConfig{Name: "go", Instances: 1, MemoryBytes: 32 << 20})
+	res, err := s.Process(context.Background(), records("probe"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Emitted) != 1 {
+		t.Fatalf("result %+v", res)
+	}
+	var seen struct {
+		ReadRootOK bool     `json:"read_root_ok"`
+		ReadFileOK bool     `json:"read_file_ok"`
+		Env        []string `json:"env"`
+		Args       []string `json:"args"`
+		Year       int      `json:"year"`
+	}
+	if err := json.Unmarshal(res.Emitted[0].Record.Value, &seen); err != nil {
+		t.Fatalf("%v: %s", err, res.Emitted[0].Record.Value)
+	}
+	// No filesystem, no environment, no arguments, and a fake clock (wazero's fixed 2022 epoch).
+	if seen.ReadRootOK || seen.ReadFileOK || len(seen.Env) != 0 || len(seen.Args) != 0 || seen.Year == time.Now().Year() {
+		t.Fatalf("the guest saw more than nothing: %s", res.Emitted[0].Record.Value)
 	}
 }

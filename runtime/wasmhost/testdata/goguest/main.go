@@ -4,16 +4,34 @@
 // sdk/abi/v1/ABI.md without an SDK. It checks that the Go runtime starts under the host (WASI
 // with nothing granted, _initialize) and that stdout reaches the host log. Values:
 // "panic" panics (the Go runtime exits), "alloc" allocates without bound, "print" writes to
-// stdout, "upper" EMITs the value upper-cased; anything else PASSes.
+// stdout, "upper" EMITs the value upper-cased, "probe" EMITs a JSON report of what the sandbox
+// lets it see (files, environment, arguments, clock); anything else PASSes.
 package main
 
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"os"
+	"time"
 	"unsafe"
 )
+
+func probe() []byte {
+	_, rootErr := os.ReadDir("/")
+	_, fileErr := os.ReadFile("/etc/hostname")
+	wd, _ := os.Getwd()
+	b, _ := json.Marshal(map[string]any{
+		"read_root_ok": rootErr == nil,
+		"read_file_ok": fileErr == nil,
+		"env":          os.Environ(),
+		"args":         os.Args,
+		"year":         time.Now().Year(),
+		"wd":           wd,
+	})
+	return b
+}
 
 func main() {}
 
@@ -82,7 +100,12 @@ func tfProcess(n int32) int64 {
 			}
 		case "print":
 			fmt.Fprintln(os.Stdout, "hello from go guest")
-		case "upper":
+		case "upper", "probe":
+			if string(v) == "probe" {
+				v = probe()
+			} else {
+				v = bytes.ToUpper(v)
+			}
 			disp[0] = 2
 			le.PutUint32(disp[4:], uint32(nOut))
 			le.PutUint32(disp[8:], 1)
@@ -93,7 +116,7 @@ func tfProcess(n int32) int64 {
 			le.PutUint32(od[28:], uint32(len(v)))
 			le.PutUint32(od[36:], 0xFFFFFFFF)
 			descs = append(descs, od...)
-			data = append(data, bytes.ToUpper(v)...)
+			data = append(data, v...)
 			nOut++
 		}
 	}
