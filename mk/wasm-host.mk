@@ -2,9 +2,9 @@
 
 .PHONY: wasm-host-testdata bench-wasm
 
-# Rebuilds the committed C test guests of runtime/wasmhost/testdata (needs `make wasm-toolchains`).
+# Rebuilds the committed test guests of runtime/wasmhost/testdata (C with clang-14, WAT with wasm-as).
 # The Go test guest is built by the tests themselves with the Go toolchain.
-wasm-host-testdata:
+wasm-host-testdata: wasm-toolchains
 	runtime/wasmhost/testdata/build.sh
 
 # Records/s through one transform stage for the test guests and every validate_price module under

@@ -485,3 +485,20 @@ func TestGuestLogsAreRateLimited(t *testing.T) {
 		t.Fatalf("%d guest log lines reached the log, want the burst of 100 and few more", lines)
 	}
 }
+
+func TestAssemblyScriptAbort(t *testing.T) {
+	h, _ := newHost(t)
+	s := newStage(t, h, "testdata/abort.wasm", wasmhost.StageConfig{Name: "t", Instances: 1})
+	res, err := s.Process(context.Background(), records("a", "b"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Rejected) != 2 {
+		t.Fatalf("rejected %+v", res.Rejected)
+	}
+	for _, r := range res.Rejected {
+		if r.Code != wasmhost.CodeTrap || r.Reason != "abort: boom at guest.ts:7:3" {
+			t.Fatalf("rejected %+v", r)
+		}
+	}
+}
