@@ -92,7 +92,8 @@ type stageStats struct {
 // runtime/transform.Stage. Process may be called concurrently from several goroutines: each call
 // takes one instance from the pool per frame (waiting when all are busy), so at most Instances
 // calls run at once. Instances are never shared between goroutines and never created per batch;
-// a failed instance is replaced right away.
+// a failed instance is closed at once and its replacement created by the next call that needs
+// the slot.
 type Stage struct {
 	host    *Host
 	name    string
@@ -111,11 +112,10 @@ type Stage struct {
 	closed atomic.Bool
 	stats  stageStats
 
-	mu       sync.Mutex
-	all      map[*instance]struct{}
-	metrics  map[string]*atomic.Int64
-	overrun  error
-	stopOnce sync.Once
+	mu      sync.Mutex
+	all     map[*instance]struct{}
+	metrics map[string]*atomic.Int64
+	overrun error
 }
 
 var _ transform.Stage = (*Stage)(nil)
