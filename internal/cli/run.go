@@ -56,6 +56,9 @@ func runPipelines(parent context.Context, g *Globals, args []string, drain time.
 	stages := newStageFactory(g, log)
 	defer stages.Close(context.Background())
 	specs, diags := manifests.Load(args, manifests.LoadOptions{CheckModule: stages.Check})
+	if len(diags) == 0 {
+		diags = constructComponents(parent, specs) // the components' own checks, with positions
+	}
 	if len(diags) > 0 {
 		for _, d := range diags {
 			fmt.Fprintln(os.Stderr, d.String())
