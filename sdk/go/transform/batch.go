@@ -178,20 +178,72 @@ func (b *Batch) Emit(i int, port string, key, value []byte) {
 // extended slice, so the value is written straight into the result frame without an intermediate
 // buffer. build must not retain dst.
 func (b *Batch) AppendEmit(i int, port string, key []byte, build func(dst []byte) []byte) {
+	b.emit(i, Out{Port: port, Key: key}, build)
+}
+
+// Header is one record header of an emitted record.
+type Header struct {
+	Key, Value []byte
+}
+
+// Out describes an emitted record fully, for EmitRecord. The zero value (besides Value) inherits
+// the input's key, time and headers and goes to port main.
+type Out struct {
+	// Port names the output port; "" means main.
+	Port string
+	// Key is the record key; nil inherits the input's key, unless KeyNull is set.
+	Key []byte
+	// KeyNull emits a null (absent) key.
+	KeyNull bool
+	// Value is the record value.
+	Value []byte
+	// Timestamp replaces the input's time (Unix milliseconds) when HasTimestamp is set.
+	Timestamp    int64
+	HasTimestamp bool
+	// Headers replace the input's headers when non-nil; an empty non-nil slice emits none.
+	Headers []Header
+}
+
+// EmitRecord is Emit with control over the key (including a null key), the time and the headers.
+func (b *Batch) EmitRecord(i int, o Out) {
+	b.emit(i, o, func(dst []byte) []byte { return append(dst, o.Value...) })
+}
+
+func (b *Batch) emit(i int, out Out, build func(dst []byte) []byte) {
 	if uint(i) >= uint(b.n) {
 		panic("transform: record index " + itoa(i) + " out of range [0," + itoa(b.n) + ")")
 	}
-	p, ok := b.portIndex(port)
+	p, ok := b.portIndex(out.Port)
 	if !ok {
 		if b.err == nil {
-			b.err = errors.New("emit: unknown port " + strconv.Quote(port) + " (declare it in Meta.Ports)")
+			b.err = errors.New("emit: unknown port " + strconv.Quote(out.Port) + " (declare it in Meta.Ports)")
 		}
 		return
 	}
 	o := outRecord{input: i, port: p, ts: noTimestamp, hdrLen: inherit32, keyLen: inherit32}
-	if key != nil {
-		o.keyOff, o.keyLen = uint32(len(b.out)), uint32(len(key))
-		b.out = append(b.out, key...)
+	switch {
+	case out.KeyNull:
+		o.keyLen, o.flags = 0, flagKeyIsNull
+	case out.Key != nil:
+		o.keyOff, o.keyLen = uint32(len(b.out)), uint32(len(out.Key))
+		b.out = append(b.out, out.Key...)
+	}
+	if out.HasTimestamp {
+		o.ts = out.Timestamp
+	}
+	if out.Headers != nil {
+		start := len(b.out)
+		b.out = le.AppendUint32(b.out, uint32(len(out.Headers)))
+		for _, h := range out.Headers {
+			b.out = le.AppendUint32(b.out, uint32(len(h.Key)))
+			b.out = append(b.out, h.Key...)
+			b.out = le.AppendUint32(b.out, uint32(len(h.Value)))
+			b.out = append(b.out, h.Value...)
+		}
+		o.hdrOff, o.hdrLen = uint32(start), uint32(len(b.out)-start)
+		if len(out.Headers) == 0 {
+			o.hdrOff, o.hdrLen = 0, 0
+		}
 	}
 	start := len(b.out)
 	b.out = build(b.out)

@@ -86,7 +86,7 @@ func TestGuestThroughHost(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close(ctx)
-	vals := []string{"pass", "drop", "reject bad thing", "split a,side:b,c", "header h2", "header nope", "upper shout", "panic x", "count abc", "pass"}
+	vals := []string{"pass", "drop", "reject bad thing", "split a,side:b,c", "header h2", "header nope", "upper shout", "panic x", "count abc", "pass", "full"}
 	recs := make([]connector.Record, len(vals))
 	for i, v := range vals {
 		recs[i] = connector.Record{Key: []byte("key"), Value: []byte(v),
@@ -97,7 +97,7 @@ func TestGuestThroughHost(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantActions := []transform.Action{transform.Pass, transform.Drop, transform.Reject, transform.Emit, transform.Emit,
-		transform.Reject, transform.Emit, transform.Reject, transform.Pass, transform.Pass}
+		transform.Reject, transform.Emit, transform.Reject, transform.Pass, transform.Pass, transform.Emit}
 	if !reflect.DeepEqual(res.Actions, wantActions) {
 		t.Fatalf("actions = %v, want %v", res.Actions, wantActions)
 	}
@@ -105,6 +105,16 @@ func TestGuestThroughHost(t *testing.T) {
 		in             int
 		port, key, val string
 	}
+	if n := len(res.Emitted); n != 6 {
+		t.Fatalf("%d emitted records, want 6", n)
+	}
+	full := res.Emitted[5]
+	if full.Input != 10 || full.Port != "side" || full.Record.Key != nil || string(full.Record.Value) != "full" ||
+		full.Record.Time.UnixMilli() != 1700000000000 || len(full.Record.Headers) != 1 ||
+		full.Record.Headers[0].Key != "x" || string(full.Record.Headers[0].Value) != "y" {
+		t.Fatalf("EmitRecord output = %+v", full)
+	}
+	res.Emitted = res.Emitted[:5]
 	var got []em
 	for _, e := range res.Emitted {
 		port := e.Port
@@ -134,7 +144,7 @@ func TestGuestThroughHost(t *testing.T) {
 	if c := st.GuestCounters(); c["counted"] != 3 || c["batches"] < 1 {
 		t.Fatalf("counters = %v", c)
 	}
-	if !logs.has("batch of 10") {
+	if !logs.has("batch of 11") {
 		t.Fatalf("guest log line missing; got %q", logs.msgs)
 	}
 	if err := st.Err(); err != nil {

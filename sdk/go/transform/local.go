@@ -31,10 +31,16 @@ type LocalOutcome struct {
 // LocalEmitted is one emitted record.
 type LocalEmitted struct {
 	Port string
-	// Key is the emitted key unless KeyInherited (the host then uses the input's key).
+	// Key is the emitted key unless KeyInherited (the host then uses the input's key) or KeyNull.
 	Key          []byte
 	KeyInherited bool
+	KeyNull      bool
 	Value        []byte
+	// Timestamp is the emitted time, or NoTimestamp when it is inherited from the input.
+	Timestamp int64
+	// Headers are the emitted headers unless HeadersInherited.
+	Headers          [][2]string
+	HeadersInherited bool
 }
 
 // RunLocal runs the registered transform natively, without WebAssembly: it initialises it with
@@ -169,15 +175,29 @@ func decodeResult(res []byte, nIn int, ports []string) ([]LocalOutcome, error) {
 				if int(port) >= len(ports) {
 					return nil, bad("record %d: port %d out of range", i, port)
 				}
-				e := LocalEmitted{Port: ports[port]}
+				e := LocalEmitted{Port: ports[port], Timestamp: int64(le.Uint64(od[0:]))}
 				if kl := le.Uint32(od[20:]); kl == inherit32 {
 					e.KeyInherited = true
+				} else if le.Uint32(od[44:])&flagKeyIsNull != 0 {
+					e.KeyNull = true
 				} else {
 					key, ok := rng(le.Uint32(od[16:]), kl)
 					if !ok {
 						return nil, bad("record %d: key outside the frame", i)
 					}
 					e.Key = append([]byte{}, key...)
+				}
+				if hl := le.Uint32(od[36:]); hl == inherit32 {
+					e.HeadersInherited = true
+				} else if hl > 0 {
+					hb, ok := rng(le.Uint32(od[32:]), hl)
+					if !ok {
+						return nil, bad("record %d: headers outside the frame", i)
+					}
+					Record{headers: hb}.EachHeader(func(k, v []byte) bool {
+						e.Headers = append(e.Headers, [2]string{string(k), string(v)})
+						return true
+					})
 				}
 				val, ok := rng(le.Uint32(od[24:]), le.Uint32(od[28:]))
 				if !ok {

@@ -86,17 +86,17 @@ func TestDispositions(t *testing.T) {
 	want := []LocalOutcome{
 		{Action: ActionPass},
 		{Action: ActionEmit, Emitted: []LocalEmitted{
-			{Port: "main", KeyInherited: true, Value: []byte("one-a")},
-			{Port: "alerts", Key: []byte{}, Value: []byte("one-b")},
+			{Timestamp: NoTimestamp, HeadersInherited: true, Port: "main", KeyInherited: true, Value: []byte("one-a")},
+			{Timestamp: NoTimestamp, HeadersInherited: true, Port: "alerts", Key: []byte{}, Value: []byte("one-b")},
 		}},
 		{Action: ActionDrop},
 		{Action: ActionEmit, Emitted: []LocalEmitted{
-			{Port: "audit", Key: []byte("k3"), Value: []byte("three-a")},
-			{Port: "main", KeyInherited: true, Value: []byte("three-b")},
+			{Timestamp: NoTimestamp, HeadersInherited: true, Port: "audit", Key: []byte("k3"), Value: []byte("three-a")},
+			{Timestamp: NoTimestamp, HeadersInherited: true, Port: "main", KeyInherited: true, Value: []byte("three-b")},
 		}},
 		{Action: ActionReject, Code: CodeOutOfRange, Reason: "too big"},
 		{Action: ActionPass},
-		{Action: ActionEmit, Emitted: []LocalEmitted{{Port: "main", KeyInherited: true, Value: []byte("built")}}},
+		{Action: ActionEmit, Emitted: []LocalEmitted{{Timestamp: NoTimestamp, HeadersInherited: true, Port: "main", KeyInherited: true, Value: []byte("built")}}},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("outcomes:\n got %+v\nwant %+v", got, want)
@@ -297,14 +297,37 @@ func TestHelpers(t *testing.T) {
 			t.Fatal(err)
 		}
 		want := []LocalOutcome{
-			{Action: ActionEmit, Emitted: []LocalEmitted{{Port: "main", KeyInherited: true, Value: []byte("<ok>")}}},
+			{Action: ActionEmit, Emitted: []LocalEmitted{{Timestamp: NoTimestamp, HeadersInherited: true, Port: "main", KeyInherited: true, Value: []byte("<ok>")}}},
 			{Action: ActionReject, Code: CodeInvalidInput, Reason: "cannot map"},
-			{Action: ActionEmit, Emitted: []LocalEmitted{{Port: "main", KeyInherited: true, Value: []byte("<other>")}}},
+			{Action: ActionEmit, Emitted: []LocalEmitted{{Timestamp: NoTimestamp, HeadersInherited: true, Port: "main", KeyInherited: true, Value: []byte("<other>")}}},
 		}
 		if !reflect.DeepEqual(got, want) {
 			t.Fatalf("got %+v\nwant %+v", got, want)
 		}
 	})
+}
+
+func TestEmitRecord(t *testing.T) {
+	withModule(t, testMeta, ProcessFunc(func(b *Batch) error {
+		b.EmitRecord(0, Out{Value: []byte("inherit all")})
+		b.EmitRecord(0, Out{Port: "alerts", KeyNull: true, Value: []byte("null key"), Timestamp: 42, HasTimestamp: true})
+		b.EmitRecord(0, Out{Key: []byte("k"), Value: []byte("new headers"), Headers: []Header{{[]byte("a"), []byte("1")}, {[]byte("b"), nil}}})
+		b.EmitRecord(0, Out{Key: []byte{}, Value: nil, Headers: []Header{}})
+		return nil
+	}))
+	got, err := RunLocal(nil, []LocalRecord{{Key: []byte("in"), Value: []byte("x"), Timestamp: 7}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []LocalOutcome{{Action: ActionEmit, Emitted: []LocalEmitted{
+		{Port: "main", KeyInherited: true, Value: []byte("inherit all"), Timestamp: NoTimestamp, HeadersInherited: true},
+		{Port: "alerts", KeyNull: true, Value: []byte("null key"), Timestamp: 42, HeadersInherited: true},
+		{Port: "main", Key: []byte("k"), Value: []byte("new headers"), Timestamp: NoTimestamp, Headers: [][2]string{{"a", "1"}, {"b", ""}}},
+		{Port: "main", Key: []byte{}, Value: []byte{}, Timestamp: NoTimestamp},
+	}}}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("got  %+v\nwant %+v", got, want)
+	}
 }
 
 // A validator that passes or rejects with constant reasons allocates nothing per batch once the

@@ -62,6 +62,9 @@ func process(b *transform.Batch) error {
 			}
 		case "upper":
 			b.AppendEmit(i, "", nil, func(dst []byte) []byte { return append(dst, bytes.ToUpper([]byte(arg))...) })
+		case "full":
+			b.EmitRecord(i, transform.Out{Port: "side", KeyNull: true, Value: []byte("full"), Timestamp: 1700000000000,
+				HasTimestamp: true, Headers: []transform.Header{{Key: []byte("x"), Value: []byte("y")}}})
 		case "count":
 			transform.Count("counted", int64(len(arg)))
 		default:
