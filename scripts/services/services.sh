@@ -34,11 +34,12 @@ cmd_up() {
 	flock 9
 	# The Go prober (franz-go, pulsar-client-go) builds while the downloads run.
 	SVC_PROBE=$SVC_DIR/bin/svcprobe
-	(build_probe) &
+	(build_probe) 9>&- &
 	probe_pid=$!
 	# Install and start each service; JVMs boot while the next one downloads.
 	for name in "${names[@]}"; do
-		if ! ("$(fn "$name" install)" && "$(fn "$name" start)"); then
+		# 9>&-: the servers must not inherit (and so hold) the lock.
+		if ! ("$(fn "$name" install)" && "$(fn "$name" start)") 9>&-; then
 			failed+=("$name")
 		fi
 	done
@@ -47,7 +48,7 @@ cmd_up() {
 	fi
 	for name in "${names[@]}"; do
 		case " ${failed[*]-} " in *" $name "* | *" svcprobe "*) continue ;; esac
-		if ("$(fn "$name" wait)"); then
+		if ("$(fn "$name" wait)") 9>&-; then
 			ok+=("$name")
 			log "$name is up ($(addr_of "$name"))"
 		else
