@@ -8,7 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -138,7 +140,7 @@ func runTransformTest(ctx context.Context, g *Globals, path string, f transformT
 		rejOut = rf
 	}
 
-	h, err := wasmhost.New(ctx, wasmhost.Options{Logger: log})
+	h, err := newCLIHost(ctx, g, log)
 	if err != nil {
 		return err
 	}
@@ -241,6 +243,16 @@ func runTransformTest(ctx context.Context, g *Globals, path string, f transformT
 	return nil
 }
 
+// newCLIHost builds a host whose compilation cache lives in DATA_DIR/wasm-cache, as `sluice run`'s
+// does, so repeated runs over the same module skip the compile (about a second for a Go module).
+func newCLIHost(ctx context.Context, g *Globals, log *slog.Logger) (*wasmhost.Host, error) {
+	cache := ""
+	if g.DataDir != "" {
+		cache = filepath.Join(g.DataDir, "wasm-cache")
+	}
+	return wasmhost.New(ctx, wasmhost.Options{CacheDir: cache, Logger: log})
+}
+
 func newTransformInspectCmd(g *Globals) *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
@@ -258,7 +270,7 @@ itself (tf_meta) and its sha256 digest. Exits non-zero with a message when the m
 			if err != nil {
 				return err
 			}
-			h, err := wasmhost.New(ctx, wasmhost.Options{Logger: log})
+			h, err := newCLIHost(ctx, g, log)
 			if err != nil {
 				return err
 			}
