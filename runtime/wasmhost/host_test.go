@@ -502,3 +502,55 @@ func TestAssemblyScriptAbort(t *testing.T) {
 		}
 	}
 }
+
+func TestLoadOncePerDigestAndCacheDir(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "wasm-cache")
+	h, err := wasmhost.New(ctx, wasmhost.Options{CacheDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close(ctx)
+	// The same bytes under another name are the same module.
+	b, err := os.ReadFile(hostileWasm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	copyPath := filepath.Join(t.TempDir(), "copy.wasm")
+	if err := os.WriteFile(copyPath, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mods := make([]*wasmhost.Module, 8)
+	var wg sync.WaitGroup
+	for i := range mods {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p := hostileWasm
+			if i%2 == 1 {
+				p = copyPath
+			}
+			m, err := h.Load(ctx, p, "")
+			if err != nil {
+				t.Error(err)
+			}
+			mods[i] = m
+		}()
+	}
+	wg.Wait()
+	for _, m := range mods {
+		if m == nil || m != mods[0] {
+			t.Fatalf("loads of the same digest returned different modules")
+		}
+	}
+	var files int
+	_ = filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			files++
+		}
+		return nil
+	})
+	if files == 0 {
+		t.Fatalf("nothing written to the compilation cache directory %s", dir)
+	}
+}
