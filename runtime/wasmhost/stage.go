@@ -170,7 +170,7 @@ func (h *Host) NewStage(ctx context.Context, m *Module, cfg StageConfig) (*Stage
 	log := h.log.With("transform", cfg.Name, "module", m.meta.Name, "module_version", m.meta.Version)
 	s := &Stage{
 		host: h, name: cfg.Name, log: log, glog: newGuestLogger(log), m: m, group: g, cm: cm, cfg: cfg,
-		cfgJSON: cfg.Config, limit: uint64(pages) * 65536, fcap: defaultFrameCap,
+		cfgJSON: cfg.Config, limit: uint64(pages) * 65536, fcap: frameCapFor(uint64(pages) * 65536),
 		pool: make(chan *instance, cfg.Instances), done: make(chan struct{}),
 		all: map[*instance]struct{}{}, metrics: map[string]*atomic.Int64{},
 	}
@@ -503,6 +503,17 @@ func (s *Stage) discard(old *instance) {
 	_ = old.mod.Close(context.Background())
 	s.stats.restarts.Add(1)
 	s.pool <- nil
+}
+
+// frameCapFor keeps frames to a quarter of the instance's memory (at most 4 MiB), so that the
+// input frame, the guest's result and its own data fit; a small memory cap gets smaller frames
+// instead of failed tf_reserve calls.
+func frameCapFor(limit uint64) frameCap {
+	c := defaultFrameCap
+	if q := int(limit / 4); q < c.maxBytes {
+		c.maxBytes = max(q, 64<<10)
+	}
+	return c
 }
 
 // failure is why one guest call failed; it becomes the reject of a poison record.
