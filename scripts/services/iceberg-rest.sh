@@ -23,8 +23,8 @@ iceberg_rest_install() {
 }
 
 iceberg_rest_probe() {
-	curl -sf "http://$SVC_HOST:$ICEBERG_REST_PORT/v1/config" | grep -q '"defaults"' &&
-		curl -sf "http://$SVC_HOST:$ICEBERG_REST_PORT/v1/namespaces" | grep -q '"namespaces"'
+	curl -sf "http://$SVC_HOST:$ICEBERG_REST_PORT/v1/config" | grep '"defaults"' >/dev/null &&
+		curl -sf "http://$SVC_HOST:$ICEBERG_REST_PORT/v1/namespaces" | grep '"namespaces"' >/dev/null
 }
 
 iceberg_rest_start() {

@@ -10,8 +10,10 @@ KAFKA_CLUSTER_ID=c2x1aWNlLXRlc3Qta2Fma2E
 kafka_install() {
 	java_ok
 	mvn_resolve "$SVC_ROOT/infra/kafka/pom.xml" "$KAFKA_DIR/lib"
-	unzip -l "$KAFKA_DIR"/lib/kafka_2.13-*.jar 2>/dev/null | grep -q 'kafka/tools/StorageTool.class' ||
-		fail kafka "" "kafka.tools.StorageTool is missing from $KAFKA_DIR/lib/kafka_2.13-*.jar"
+	if command -v unzip >/dev/null; then
+		unzip -l "$KAFKA_DIR"/lib/kafka_2.13-*.jar kafka/tools/StorageTool.class >/dev/null 2>&1 ||
+			fail kafka "" "kafka.tools.StorageTool is missing from $KAFKA_DIR/lib/kafka_2.13-*.jar"
+	fi
 }
 
 kafka_probe() { "$SVC_PROBE" kafka "$SVC_HOST:$KAFKA_PORT"; }

@@ -22,7 +22,7 @@ pulsar_install() {
 }
 
 pulsar_probe() {
-	curl -sf "http://$SVC_HOST:$PULSAR_HTTP_PORT/admin/v2/namespaces/public" | grep -q 'public/default' &&
+	curl -sf "http://$SVC_HOST:$PULSAR_HTTP_PORT/admin/v2/namespaces/public" | grep 'public/default' >/dev/null &&
 		"$SVC_PROBE" pulsar "pulsar://$SVC_HOST:$PULSAR_PORT"
 }
 
