@@ -91,8 +91,11 @@ func (h *Host) start(ctx context.Context, p *Plugin, pin string, env []string) (
 		Logger:           newLogBridge(logger),
 		SyncStdout:       &lineLogger{logger: logger, stream: "stdout"},
 		SyncStderr:       &lineLogger{logger: logger, stream: "stderr"},
-		GRPCDialOptions: []grpc.DialOption{grpc.WithDefaultCallOptions(
-			grpc.MaxCallRecvMsgSize(sdkplugin.MaxMessageBytes), grpc.MaxCallSendMsgSize(sdkplugin.MaxMessageBytes))},
+		GRPCDialOptions: []grpc.DialOption{
+			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(sdkplugin.MaxMessageBytes), grpc.MaxCallSendMsgSize(sdkplugin.MaxMessageBytes)),
+			grpc.WithInitialWindowSize(sdkplugin.WindowBytes), grpc.WithInitialConnWindowSize(sdkplugin.WindowBytes),
+			grpc.WithReadBufferSize(256 << 10), grpc.WithWriteBufferSize(256 << 10),
+		},
 	})
 	h.mu.Lock()
 	h.clients[client] = struct{}{}

@@ -135,14 +135,15 @@ func (s *Sink) Write(ctx context.Context, records []connector.Record) error {
 			size += records[end].Size()
 			end++
 		}
-		chunk := wire.Records(records[start:end])
+		part := records[start:end]
+		chunk := wire.AppendBatch(make([]byte, 0, wire.BatchSize(part)), part)
 		for {
 			pr, err := s.ready(ctx)
 			if err != nil {
 				return err
 			}
 			resp, err := call(ctx, s.in, pr, "write", 0, func(ctx context.Context, c pb.ConnectorClient) (*pb.WriteResponse, error) {
-				return c.Write(ctx, &pb.WriteRequest{Records: chunk})
+				return c.Write(ctx, &pb.WriteRequest{Batch: chunk})
 			})
 			if err != nil {
 				if ctx.Err() != nil {

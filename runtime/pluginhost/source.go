@@ -198,7 +198,15 @@ func (s *Source) Read(ctx context.Context) ([]connector.Record, error) {
 			s.in.succeeded()
 			return nil, io.EOF
 		}
-		if len(resp.Records) == 0 {
+		recs, err := wire.DecodeBatch(resp.Batch)
+		if err != nil {
+			// A plugin that sends garbage is broken like one that crashed.
+			if ferr := s.in.fail(pr, fmt.Errorf("plugin %s (pid %d): read: %w", s.in.plugin.Name, pr.pid, errors.Join(err, ErrPluginFailed))); ferr != nil {
+				return nil, ferr
+			}
+			continue
+		}
+		if len(recs) == 0 {
 			s.in.succeeded()
 			if err := ctx.Err(); err != nil {
 				return nil, err
@@ -211,7 +219,7 @@ func (s *Source) Read(ctx context.Context) ([]connector.Record, error) {
 		}
 		s.mu.Unlock()
 		s.in.succeeded()
-		return wire.FromRecords(resp.Records), nil
+		return recs, nil
 	}
 }
 

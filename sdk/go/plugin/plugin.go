@@ -43,6 +43,9 @@ const (
 	// MaxMessageBytes bounds one gRPC message in either direction (64 MiB). The host sizes read
 	// credits and splits write batches below it.
 	MaxMessageBytes = 64 << 20
+	// WindowBytes is the HTTP/2 flow-control window of the plugin connection (16 MiB), so a large
+	// batch crosses in one go rather than in 64 KiB steps.
+	WindowBytes = 16 << 20
 	// SDKVersion is reported to the host by Specs.
 	SDKVersion = "0.1.0"
 )
@@ -92,7 +95,9 @@ func Serve(p Plugin) {
 			ProtocolVersion: {Name: &grpcPlugin{server: srv}},
 		},
 		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
-			opts = append(opts, grpc.MaxRecvMsgSize(MaxMessageBytes), grpc.MaxSendMsgSize(MaxMessageBytes))
+			opts = append(opts, grpc.MaxRecvMsgSize(MaxMessageBytes), grpc.MaxSendMsgSize(MaxMessageBytes),
+				grpc.InitialWindowSize(WindowBytes), grpc.InitialConnWindowSize(WindowBytes),
+				grpc.ReadBufferSize(256<<10), grpc.WriteBufferSize(256<<10))
 			return grpc.NewServer(opts...)
 		},
 		Logger: newHCLogger(logOut),

@@ -209,7 +209,8 @@ func (s *server) Read(ctx context.Context, req *pb.ReadRequest) (*pb.ReadRespons
 		size += rs
 		n++
 	}
-	resp := &pb.ReadResponse{Records: wire.Records(st.leftover[:n])}
+	batch := st.leftover[:n]
+	resp := &pb.ReadResponse{Batch: wire.AppendBatch(make([]byte, 0, wire.BatchSize(batch)), batch)}
 	st.sent++
 	st.last = resp
 	st.leftover = st.leftover[n:]
@@ -261,8 +262,11 @@ func (s *server) Write(ctx context.Context, req *pb.WriteRequest) (*pb.WriteResp
 	if snk == nil {
 		return &pb.WriteResponse{Error: wire.Error(errors.New("write: no sink is open"))}, nil
 	}
-	recs := wire.FromRecords(req.Records)
-	err := snk.Write(ctx, recs)
+	recs, err := wire.DecodeBatch(req.Batch)
+	if err != nil {
+		return &pb.WriteResponse{Error: wire.Error(fmt.Errorf("write: %w", err))}, nil
+	}
+	err = snk.Write(ctx, recs)
 	var be *connector.BatchError
 	if errors.As(err, &be) {
 		if cerr := wire.CheckIndexes(be, len(recs)); cerr != nil {

@@ -734,135 +734,6 @@ func (x *Position) GetCursor() []byte {
 	return nil
 }
 
-type Header struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
-	Value         []byte                 `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *Header) Reset() {
-	*x = Header{}
-	mi := &file_pluginv1_plugin_proto_msgTypes[10]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *Header) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*Header) ProtoMessage() {}
-
-func (x *Header) ProtoReflect() protoreflect.Message {
-	mi := &file_pluginv1_plugin_proto_msgTypes[10]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use Header.ProtoReflect.Descriptor instead.
-func (*Header) Descriptor() ([]byte, []int) {
-	return file_pluginv1_plugin_proto_rawDescGZIP(), []int{10}
-}
-
-func (x *Header) GetKey() string {
-	if x != nil {
-		return x.Key
-	}
-	return ""
-}
-
-func (x *Header) GetValue() []byte {
-	if x != nil {
-		return x.Value
-	}
-	return nil
-}
-
-type Record struct {
-	state   protoimpl.MessageState `protogen:"open.v1"`
-	Key     []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
-	Value   []byte                 `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
-	Headers []*Header              `protobuf:"bytes,3,rep,name=headers,proto3" json:"headers,omitempty"`
-	// Unix nanoseconds; 0 means no time.
-	TimeUnixNano  int64     `protobuf:"varint,4,opt,name=time_unix_nano,json=timeUnixNano,proto3" json:"time_unix_nano,omitempty"`
-	Position      *Position `protobuf:"bytes,5,opt,name=position,proto3" json:"position,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *Record) Reset() {
-	*x = Record{}
-	mi := &file_pluginv1_plugin_proto_msgTypes[11]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *Record) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*Record) ProtoMessage() {}
-
-func (x *Record) ProtoReflect() protoreflect.Message {
-	mi := &file_pluginv1_plugin_proto_msgTypes[11]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use Record.ProtoReflect.Descriptor instead.
-func (*Record) Descriptor() ([]byte, []int) {
-	return file_pluginv1_plugin_proto_rawDescGZIP(), []int{11}
-}
-
-func (x *Record) GetKey() []byte {
-	if x != nil {
-		return x.Key
-	}
-	return nil
-}
-
-func (x *Record) GetValue() []byte {
-	if x != nil {
-		return x.Value
-	}
-	return nil
-}
-
-func (x *Record) GetHeaders() []*Header {
-	if x != nil {
-		return x.Headers
-	}
-	return nil
-}
-
-func (x *Record) GetTimeUnixNano() int64 {
-	if x != nil {
-		return x.TimeUnixNano
-	}
-	return 0
-}
-
-func (x *Record) GetPosition() *Position {
-	if x != nil {
-		return x.Position
-	}
-	return nil
-}
-
 type ReadRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Credit: the answer holds at most this many records (at least 1 is always granted).
@@ -882,7 +753,7 @@ type ReadRequest struct {
 
 func (x *ReadRequest) Reset() {
 	*x = ReadRequest{}
-	mi := &file_pluginv1_plugin_proto_msgTypes[12]
+	mi := &file_pluginv1_plugin_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -894,7 +765,7 @@ func (x *ReadRequest) String() string {
 func (*ReadRequest) ProtoMessage() {}
 
 func (x *ReadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pluginv1_plugin_proto_msgTypes[12]
+	mi := &file_pluginv1_plugin_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -907,7 +778,7 @@ func (x *ReadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadRequest.ProtoReflect.Descriptor instead.
 func (*ReadRequest) Descriptor() ([]byte, []int) {
-	return file_pluginv1_plugin_proto_rawDescGZIP(), []int{12}
+	return file_pluginv1_plugin_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ReadRequest) GetMaxRecords() int32 {
@@ -939,17 +810,18 @@ func (x *ReadRequest) GetSeq() uint64 {
 }
 
 type ReadResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Records       []*Record              `protobuf:"bytes,1,rep,name=records,proto3" json:"records,omitempty"`
-	Eof           bool                   `protobuf:"varint,2,opt,name=eof,proto3" json:"eof,omitempty"`
-	Error         *Error                 `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The records, packed as described above; empty when there are none.
+	Batch         []byte `protobuf:"bytes,1,opt,name=batch,proto3" json:"batch,omitempty"`
+	Eof           bool   `protobuf:"varint,2,opt,name=eof,proto3" json:"eof,omitempty"`
+	Error         *Error `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ReadResponse) Reset() {
 	*x = ReadResponse{}
-	mi := &file_pluginv1_plugin_proto_msgTypes[13]
+	mi := &file_pluginv1_plugin_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -961,7 +833,7 @@ func (x *ReadResponse) String() string {
 func (*ReadResponse) ProtoMessage() {}
 
 func (x *ReadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pluginv1_plugin_proto_msgTypes[13]
+	mi := &file_pluginv1_plugin_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -974,12 +846,12 @@ func (x *ReadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadResponse.ProtoReflect.Descriptor instead.
 func (*ReadResponse) Descriptor() ([]byte, []int) {
-	return file_pluginv1_plugin_proto_rawDescGZIP(), []int{13}
+	return file_pluginv1_plugin_proto_rawDescGZIP(), []int{11}
 }
 
-func (x *ReadResponse) GetRecords() []*Record {
+func (x *ReadResponse) GetBatch() []byte {
 	if x != nil {
-		return x.Records
+		return x.Batch
 	}
 	return nil
 }
@@ -1007,7 +879,7 @@ type AckRequest struct {
 
 func (x *AckRequest) Reset() {
 	*x = AckRequest{}
-	mi := &file_pluginv1_plugin_proto_msgTypes[14]
+	mi := &file_pluginv1_plugin_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1019,7 +891,7 @@ func (x *AckRequest) String() string {
 func (*AckRequest) ProtoMessage() {}
 
 func (x *AckRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pluginv1_plugin_proto_msgTypes[14]
+	mi := &file_pluginv1_plugin_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1032,7 +904,7 @@ func (x *AckRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckRequest.ProtoReflect.Descriptor instead.
 func (*AckRequest) Descriptor() ([]byte, []int) {
-	return file_pluginv1_plugin_proto_rawDescGZIP(), []int{14}
+	return file_pluginv1_plugin_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *AckRequest) GetPositions() []*Position {
@@ -1051,7 +923,7 @@ type AckResponse struct {
 
 func (x *AckResponse) Reset() {
 	*x = AckResponse{}
-	mi := &file_pluginv1_plugin_proto_msgTypes[15]
+	mi := &file_pluginv1_plugin_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1063,7 +935,7 @@ func (x *AckResponse) String() string {
 func (*AckResponse) ProtoMessage() {}
 
 func (x *AckResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pluginv1_plugin_proto_msgTypes[15]
+	mi := &file_pluginv1_plugin_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1076,7 +948,7 @@ func (x *AckResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckResponse.ProtoReflect.Descriptor instead.
 func (*AckResponse) Descriptor() ([]byte, []int) {
-	return file_pluginv1_plugin_proto_rawDescGZIP(), []int{15}
+	return file_pluginv1_plugin_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *AckResponse) GetError() *Error {
@@ -1087,15 +959,16 @@ func (x *AckResponse) GetError() *Error {
 }
 
 type WriteRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Records       []*Record              `protobuf:"bytes,1,rep,name=records,proto3" json:"records,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The records, packed as described above.
+	Batch         []byte `protobuf:"bytes,1,opt,name=batch,proto3" json:"batch,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *WriteRequest) Reset() {
 	*x = WriteRequest{}
-	mi := &file_pluginv1_plugin_proto_msgTypes[16]
+	mi := &file_pluginv1_plugin_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1107,7 +980,7 @@ func (x *WriteRequest) String() string {
 func (*WriteRequest) ProtoMessage() {}
 
 func (x *WriteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pluginv1_plugin_proto_msgTypes[16]
+	mi := &file_pluginv1_plugin_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1120,12 +993,12 @@ func (x *WriteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteRequest.ProtoReflect.Descriptor instead.
 func (*WriteRequest) Descriptor() ([]byte, []int) {
-	return file_pluginv1_plugin_proto_rawDescGZIP(), []int{16}
+	return file_pluginv1_plugin_proto_rawDescGZIP(), []int{14}
 }
 
-func (x *WriteRequest) GetRecords() []*Record {
+func (x *WriteRequest) GetBatch() []byte {
 	if x != nil {
-		return x.Records
+		return x.Batch
 	}
 	return nil
 }
@@ -1140,7 +1013,7 @@ type RecordError struct {
 
 func (x *RecordError) Reset() {
 	*x = RecordError{}
-	mi := &file_pluginv1_plugin_proto_msgTypes[17]
+	mi := &file_pluginv1_plugin_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1152,7 +1025,7 @@ func (x *RecordError) String() string {
 func (*RecordError) ProtoMessage() {}
 
 func (x *RecordError) ProtoReflect() protoreflect.Message {
-	mi := &file_pluginv1_plugin_proto_msgTypes[17]
+	mi := &file_pluginv1_plugin_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1165,7 +1038,7 @@ func (x *RecordError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordError.ProtoReflect.Descriptor instead.
 func (*RecordError) Descriptor() ([]byte, []int) {
-	return file_pluginv1_plugin_proto_rawDescGZIP(), []int{17}
+	return file_pluginv1_plugin_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *RecordError) GetIndex() int32 {
@@ -1194,7 +1067,7 @@ type WriteResponse struct {
 
 func (x *WriteResponse) Reset() {
 	*x = WriteResponse{}
-	mi := &file_pluginv1_plugin_proto_msgTypes[18]
+	mi := &file_pluginv1_plugin_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1206,7 +1079,7 @@ func (x *WriteResponse) String() string {
 func (*WriteResponse) ProtoMessage() {}
 
 func (x *WriteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pluginv1_plugin_proto_msgTypes[18]
+	mi := &file_pluginv1_plugin_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1219,7 +1092,7 @@ func (x *WriteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteResponse.ProtoReflect.Descriptor instead.
 func (*WriteResponse) Descriptor() ([]byte, []int) {
-	return file_pluginv1_plugin_proto_rawDescGZIP(), []int{18}
+	return file_pluginv1_plugin_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *WriteResponse) GetFailed() []*RecordError {
@@ -1244,7 +1117,7 @@ type CloseRequest struct {
 
 func (x *CloseRequest) Reset() {
 	*x = CloseRequest{}
-	mi := &file_pluginv1_plugin_proto_msgTypes[19]
+	mi := &file_pluginv1_plugin_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1256,7 +1129,7 @@ func (x *CloseRequest) String() string {
 func (*CloseRequest) ProtoMessage() {}
 
 func (x *CloseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pluginv1_plugin_proto_msgTypes[19]
+	mi := &file_pluginv1_plugin_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1269,7 +1142,7 @@ func (x *CloseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseRequest.ProtoReflect.Descriptor instead.
 func (*CloseRequest) Descriptor() ([]byte, []int) {
-	return file_pluginv1_plugin_proto_rawDescGZIP(), []int{19}
+	return file_pluginv1_plugin_proto_rawDescGZIP(), []int{17}
 }
 
 type CloseResponse struct {
@@ -1281,7 +1154,7 @@ type CloseResponse struct {
 
 func (x *CloseResponse) Reset() {
 	*x = CloseResponse{}
-	mi := &file_pluginv1_plugin_proto_msgTypes[20]
+	mi := &file_pluginv1_plugin_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1293,7 +1166,7 @@ func (x *CloseResponse) String() string {
 func (*CloseResponse) ProtoMessage() {}
 
 func (x *CloseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pluginv1_plugin_proto_msgTypes[20]
+	mi := &file_pluginv1_plugin_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1306,7 +1179,7 @@ func (x *CloseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseResponse.ProtoReflect.Descriptor instead.
 func (*CloseResponse) Descriptor() ([]byte, []int) {
-	return file_pluginv1_plugin_proto_rawDescGZIP(), []int{20}
+	return file_pluginv1_plugin_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *CloseResponse) GetError() *Error {
@@ -1370,33 +1243,24 @@ const file_pluginv1_plugin_proto_rawDesc = "" +
 	"\bPosition\x12\x1c\n" +
 	"\tpartition\x18\x01 \x01(\tR\tpartition\x12\x16\n" +
 	"\x06offset\x18\x02 \x01(\x03R\x06offset\x12\x16\n" +
-	"\x06cursor\x18\x03 \x01(\fR\x06cursor\"0\n" +
-	"\x06Header\x12\x10\n" +
-	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\fR\x05value\"\xc2\x01\n" +
-	"\x06Record\x12\x10\n" +
-	"\x03key\x18\x01 \x01(\fR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\fR\x05value\x122\n" +
-	"\aheaders\x18\x03 \x03(\v2\x18.sluice.plugin.v1.HeaderR\aheaders\x12$\n" +
-	"\x0etime_unix_nano\x18\x04 \x01(\x03R\ftimeUnixNano\x126\n" +
-	"\bposition\x18\x05 \x01(\v2\x1a.sluice.plugin.v1.PositionR\bposition\"}\n" +
+	"\x06cursor\x18\x03 \x01(\fR\x06cursor\"}\n" +
 	"\vReadRequest\x12\x1f\n" +
 	"\vmax_records\x18\x01 \x01(\x05R\n" +
 	"maxRecords\x12\x1b\n" +
 	"\tmax_bytes\x18\x02 \x01(\x03R\bmaxBytes\x12\x1e\n" +
 	"\vmax_wait_ms\x18\x03 \x01(\x03R\tmaxWaitMs\x12\x10\n" +
-	"\x03seq\x18\x04 \x01(\x04R\x03seq\"\x83\x01\n" +
-	"\fReadResponse\x122\n" +
-	"\arecords\x18\x01 \x03(\v2\x18.sluice.plugin.v1.RecordR\arecords\x12\x10\n" +
+	"\x03seq\x18\x04 \x01(\x04R\x03seq\"e\n" +
+	"\fReadResponse\x12\x14\n" +
+	"\x05batch\x18\x01 \x01(\fR\x05batch\x12\x10\n" +
 	"\x03eof\x18\x02 \x01(\bR\x03eof\x12-\n" +
 	"\x05error\x18\x03 \x01(\v2\x17.sluice.plugin.v1.ErrorR\x05error\"F\n" +
 	"\n" +
 	"AckRequest\x128\n" +
 	"\tpositions\x18\x01 \x03(\v2\x1a.sluice.plugin.v1.PositionR\tpositions\"<\n" +
 	"\vAckResponse\x12-\n" +
-	"\x05error\x18\x01 \x01(\v2\x17.sluice.plugin.v1.ErrorR\x05error\"B\n" +
-	"\fWriteRequest\x122\n" +
-	"\arecords\x18\x01 \x03(\v2\x18.sluice.plugin.v1.RecordR\arecords\"=\n" +
+	"\x05error\x18\x01 \x01(\v2\x17.sluice.plugin.v1.ErrorR\x05error\"$\n" +
+	"\fWriteRequest\x12\x14\n" +
+	"\x05batch\x18\x01 \x01(\fR\x05batch\"=\n" +
 	"\vRecordError\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x05R\x05index\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\"u\n" +
@@ -1434,7 +1298,7 @@ func file_pluginv1_plugin_proto_rawDescGZIP() []byte {
 }
 
 var file_pluginv1_plugin_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_pluginv1_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_pluginv1_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_pluginv1_plugin_proto_goTypes = []any{
 	(ErrorKind)(0),            // 0: sluice.plugin.v1.ErrorKind
 	(*SpecsRequest)(nil),      // 1: sluice.plugin.v1.SpecsRequest
@@ -1447,17 +1311,15 @@ var file_pluginv1_plugin_proto_goTypes = []any{
 	(*Error)(nil),             // 8: sluice.plugin.v1.Error
 	(*OpenResponse)(nil),      // 9: sluice.plugin.v1.OpenResponse
 	(*Position)(nil),          // 10: sluice.plugin.v1.Position
-	(*Header)(nil),            // 11: sluice.plugin.v1.Header
-	(*Record)(nil),            // 12: sluice.plugin.v1.Record
-	(*ReadRequest)(nil),       // 13: sluice.plugin.v1.ReadRequest
-	(*ReadResponse)(nil),      // 14: sluice.plugin.v1.ReadResponse
-	(*AckRequest)(nil),        // 15: sluice.plugin.v1.AckRequest
-	(*AckResponse)(nil),       // 16: sluice.plugin.v1.AckResponse
-	(*WriteRequest)(nil),      // 17: sluice.plugin.v1.WriteRequest
-	(*RecordError)(nil),       // 18: sluice.plugin.v1.RecordError
-	(*WriteResponse)(nil),     // 19: sluice.plugin.v1.WriteResponse
-	(*CloseRequest)(nil),      // 20: sluice.plugin.v1.CloseRequest
-	(*CloseResponse)(nil),     // 21: sluice.plugin.v1.CloseResponse
+	(*ReadRequest)(nil),       // 11: sluice.plugin.v1.ReadRequest
+	(*ReadResponse)(nil),      // 12: sluice.plugin.v1.ReadResponse
+	(*AckRequest)(nil),        // 13: sluice.plugin.v1.AckRequest
+	(*AckResponse)(nil),       // 14: sluice.plugin.v1.AckResponse
+	(*WriteRequest)(nil),      // 15: sluice.plugin.v1.WriteRequest
+	(*RecordError)(nil),       // 16: sluice.plugin.v1.RecordError
+	(*WriteResponse)(nil),     // 17: sluice.plugin.v1.WriteResponse
+	(*CloseRequest)(nil),      // 18: sluice.plugin.v1.CloseRequest
+	(*CloseResponse)(nil),     // 19: sluice.plugin.v1.CloseResponse
 }
 var file_pluginv1_plugin_proto_depIdxs = []int32{
 	3,  // 0: sluice.plugin.v1.SpecsResponse.specs:type_name -> sluice.plugin.v1.Spec
@@ -1469,35 +1331,31 @@ var file_pluginv1_plugin_proto_depIdxs = []int32{
 	5,  // 6: sluice.plugin.v1.OpenSinkRequest.env:type_name -> sluice.plugin.v1.Env
 	0,  // 7: sluice.plugin.v1.Error.kind:type_name -> sluice.plugin.v1.ErrorKind
 	8,  // 8: sluice.plugin.v1.OpenResponse.error:type_name -> sluice.plugin.v1.Error
-	11, // 9: sluice.plugin.v1.Record.headers:type_name -> sluice.plugin.v1.Header
-	10, // 10: sluice.plugin.v1.Record.position:type_name -> sluice.plugin.v1.Position
-	12, // 11: sluice.plugin.v1.ReadResponse.records:type_name -> sluice.plugin.v1.Record
-	8,  // 12: sluice.plugin.v1.ReadResponse.error:type_name -> sluice.plugin.v1.Error
-	10, // 13: sluice.plugin.v1.AckRequest.positions:type_name -> sluice.plugin.v1.Position
-	8,  // 14: sluice.plugin.v1.AckResponse.error:type_name -> sluice.plugin.v1.Error
-	12, // 15: sluice.plugin.v1.WriteRequest.records:type_name -> sluice.plugin.v1.Record
-	18, // 16: sluice.plugin.v1.WriteResponse.failed:type_name -> sluice.plugin.v1.RecordError
-	8,  // 17: sluice.plugin.v1.WriteResponse.error:type_name -> sluice.plugin.v1.Error
-	8,  // 18: sluice.plugin.v1.CloseResponse.error:type_name -> sluice.plugin.v1.Error
-	1,  // 19: sluice.plugin.v1.Connector.Specs:input_type -> sluice.plugin.v1.SpecsRequest
-	6,  // 20: sluice.plugin.v1.Connector.OpenSource:input_type -> sluice.plugin.v1.OpenSourceRequest
-	13, // 21: sluice.plugin.v1.Connector.Read:input_type -> sluice.plugin.v1.ReadRequest
-	15, // 22: sluice.plugin.v1.Connector.Ack:input_type -> sluice.plugin.v1.AckRequest
-	7,  // 23: sluice.plugin.v1.Connector.OpenSink:input_type -> sluice.plugin.v1.OpenSinkRequest
-	17, // 24: sluice.plugin.v1.Connector.Write:input_type -> sluice.plugin.v1.WriteRequest
-	20, // 25: sluice.plugin.v1.Connector.Close:input_type -> sluice.plugin.v1.CloseRequest
-	2,  // 26: sluice.plugin.v1.Connector.Specs:output_type -> sluice.plugin.v1.SpecsResponse
-	9,  // 27: sluice.plugin.v1.Connector.OpenSource:output_type -> sluice.plugin.v1.OpenResponse
-	14, // 28: sluice.plugin.v1.Connector.Read:output_type -> sluice.plugin.v1.ReadResponse
-	16, // 29: sluice.plugin.v1.Connector.Ack:output_type -> sluice.plugin.v1.AckResponse
-	9,  // 30: sluice.plugin.v1.Connector.OpenSink:output_type -> sluice.plugin.v1.OpenResponse
-	19, // 31: sluice.plugin.v1.Connector.Write:output_type -> sluice.plugin.v1.WriteResponse
-	21, // 32: sluice.plugin.v1.Connector.Close:output_type -> sluice.plugin.v1.CloseResponse
-	26, // [26:33] is the sub-list for method output_type
-	19, // [19:26] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	8,  // 9: sluice.plugin.v1.ReadResponse.error:type_name -> sluice.plugin.v1.Error
+	10, // 10: sluice.plugin.v1.AckRequest.positions:type_name -> sluice.plugin.v1.Position
+	8,  // 11: sluice.plugin.v1.AckResponse.error:type_name -> sluice.plugin.v1.Error
+	16, // 12: sluice.plugin.v1.WriteResponse.failed:type_name -> sluice.plugin.v1.RecordError
+	8,  // 13: sluice.plugin.v1.WriteResponse.error:type_name -> sluice.plugin.v1.Error
+	8,  // 14: sluice.plugin.v1.CloseResponse.error:type_name -> sluice.plugin.v1.Error
+	1,  // 15: sluice.plugin.v1.Connector.Specs:input_type -> sluice.plugin.v1.SpecsRequest
+	6,  // 16: sluice.plugin.v1.Connector.OpenSource:input_type -> sluice.plugin.v1.OpenSourceRequest
+	11, // 17: sluice.plugin.v1.Connector.Read:input_type -> sluice.plugin.v1.ReadRequest
+	13, // 18: sluice.plugin.v1.Connector.Ack:input_type -> sluice.plugin.v1.AckRequest
+	7,  // 19: sluice.plugin.v1.Connector.OpenSink:input_type -> sluice.plugin.v1.OpenSinkRequest
+	15, // 20: sluice.plugin.v1.Connector.Write:input_type -> sluice.plugin.v1.WriteRequest
+	18, // 21: sluice.plugin.v1.Connector.Close:input_type -> sluice.plugin.v1.CloseRequest
+	2,  // 22: sluice.plugin.v1.Connector.Specs:output_type -> sluice.plugin.v1.SpecsResponse
+	9,  // 23: sluice.plugin.v1.Connector.OpenSource:output_type -> sluice.plugin.v1.OpenResponse
+	12, // 24: sluice.plugin.v1.Connector.Read:output_type -> sluice.plugin.v1.ReadResponse
+	14, // 25: sluice.plugin.v1.Connector.Ack:output_type -> sluice.plugin.v1.AckResponse
+	9,  // 26: sluice.plugin.v1.Connector.OpenSink:output_type -> sluice.plugin.v1.OpenResponse
+	17, // 27: sluice.plugin.v1.Connector.Write:output_type -> sluice.plugin.v1.WriteResponse
+	19, // 28: sluice.plugin.v1.Connector.Close:output_type -> sluice.plugin.v1.CloseResponse
+	22, // [22:29] is the sub-list for method output_type
+	15, // [15:22] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_pluginv1_plugin_proto_init() }
@@ -1511,7 +1369,7 @@ func file_pluginv1_plugin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pluginv1_plugin_proto_rawDesc), len(file_pluginv1_plugin_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   21,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

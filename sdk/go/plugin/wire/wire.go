@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"time"
 
 	"github.com/sluicehq/sluice/sdk/go/connector"
 	pb "github.com/sluicehq/sluice/sdk/proto/pluginv1"
@@ -48,57 +47,6 @@ func FromPositions(ps []*pb.Position) []connector.Position {
 	}
 	return out
 }
-
-// Records converts records to messages. The messages share the records' byte slices.
-func Records(rs []connector.Record) []*pb.Record {
-	out := make([]*pb.Record, len(rs))
-	// One allocation for all messages and positions of the batch.
-	msgs := make([]pb.Record, len(rs))
-	poss := make([]pb.Position, len(rs))
-	for i := range rs {
-		r := &rs[i]
-		m := &msgs[i]
-		m.Key, m.Value = r.Key, r.Value
-		if !r.Time.IsZero() {
-			m.TimeUnixNano = r.Time.UnixNano()
-		}
-		if len(r.Headers) > 0 {
-			m.Headers = make([]*pb.Header, len(r.Headers))
-			for j, h := range r.Headers {
-				m.Headers[j] = &pb.Header{Key: h.Key, Value: h.Value}
-			}
-		}
-		p := &poss[i]
-		p.Partition, p.Offset, p.Cursor = r.Position.Partition, r.Position.Offset, r.Position.Cursor
-		m.Position = p
-		out[i] = m
-	}
-	return out
-}
-
-// FromRecords converts messages to records. The records share the messages' byte slices.
-func FromRecords(ms []*pb.Record) []connector.Record {
-	out := make([]connector.Record, len(ms))
-	for i, m := range ms {
-		r := &out[i]
-		r.Key, r.Value = m.Key, m.Value
-		if m.TimeUnixNano != 0 {
-			r.Time = time.Unix(0, m.TimeUnixNano)
-		}
-		if len(m.Headers) > 0 {
-			r.Headers = make([]connector.Header, len(m.Headers))
-			for j, h := range m.Headers {
-				r.Headers[j] = connector.Header{Key: h.Key, Value: h.Value}
-			}
-		}
-		r.Position = FromPosition(m.Position)
-	}
-	return out
-}
-
-// RecordSize is the encoded size bound used for credits and message splitting: the record's
-// connector.Record.Size.
-func RecordSize(r *connector.Record) int { return r.Size() }
 
 // Error converts an error to its message, keeping the classes the runtime acts on: io.EOF,
 // connector.ErrPermanent and *connector.ConfigError. A nil error gives nil.

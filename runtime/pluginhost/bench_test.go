@@ -1,0 +1,129 @@
+package pluginhost
+
+import (
+	"context"
+	"errors"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice/runtime/pluginhost/internal/testconn"
+	"github.com/sluicehq/sluice/sdk/go/connector"
+)
+
+// The benchmarks run the same connectors compiled in and through a plugin process in the same
+// run, with large batches, and report both rates, their ratio and the plugin's cost per batch:
+//
+//	go test -run '^$' -bench BenchmarkPlugin -benchtime 3x ./runtime/pluginhost/
+const (
+	benchRecords = 1 << 21 // 2,097,152 records per pass
+	benchBatch   = 8192
+	benchValue   = 100 // bytes
+)
+
+func BenchmarkPluginSource(b *testing.B) {
+	h := New(Options{})
+	defer h.Close()
+	p := discoverOne(b, h, pluginDir(b, "seq"))
+	cfg := connector.Config{"count": int64(benchRecords), "batch": int64(benchBatch), "size": int64(benchValue)}
+	ctx := context.Background()
+	drain := func(src connector.Source) (time.Duration, int) {
+		if err := src.Open(ctx, nil); err != nil {
+			b.Fatal(err)
+		}
+		defer src.Close(ctx)
+		// The first batch also pays for starting the reader; time from there on.
+		first, err := src.Read(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		n, batches := len(first), 0
+		start := time.Now()
+		for {
+			recs, err := src.Read(ctx)
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				b.Fatal(err)
+			}
+			n += len(recs)
+			batches++
+		}
+		if n != benchRecords {
+			b.Fatalf("read %d records, want %d", n, benchRecords)
+		}
+		return time.Since(start), batches
+	}
+	var inTime, plTime time.Duration
+	var batches int
+	b.ResetTimer()
+	for range b.N {
+		in, _ := testconn.NewSeq(cfg, connector.Env{})
+		d, _ := drain(in)
+		inTime += d
+		pl, err := h.NewSource(p, "seq", cfg, connector.Env{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		d, n := drain(pl)
+		plTime += d
+		batches += n
+	}
+	report(b, inTime, plTime, batches)
+}
+
+func BenchmarkPluginSink(b *testing.B) {
+	h := New(Options{})
+	defer h.Close()
+	p := discoverOne(b, h, pluginDir(b, "seq"))
+	ctx := context.Background()
+	gen, _ := testconn.NewSeq(connector.Config{"count": int64(benchRecords), "batch": int64(benchBatch), "size": int64(benchValue)}, connector.Env{})
+	if err := gen.Open(ctx, nil); err != nil {
+		b.Fatal(err)
+	}
+	var batches [][]connector.Record
+	for {
+		recs, err := gen.Read(ctx)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		batches = append(batches, recs)
+	}
+	fill := func(snk connector.Sink) time.Duration {
+		if err := snk.Open(ctx); err != nil {
+			b.Fatal(err)
+		}
+		defer snk.Close(ctx)
+		start := time.Now()
+		for _, batch := range batches {
+			if err := snk.Write(ctx, batch); err != nil {
+				b.Fatal(err)
+			}
+		}
+		return time.Since(start)
+	}
+	var inTime, plTime time.Duration
+	b.ResetTimer()
+	for range b.N {
+		in, _ := testconn.NewDiscard(nil, connector.Env{})
+		inTime += fill(in)
+		pl, err := h.NewSink(p, "discard", nil, connector.Env{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		plTime += fill(pl)
+	}
+	report(b, inTime, plTime, len(batches)*b.N)
+}
+
+func report(b *testing.B, inTime, plTime time.Duration, batches int) {
+	recs := float64(batches) * benchBatch
+	inRate := recs / inTime.Seconds()
+	plRate := recs / plTime.Seconds()
+	b.ReportMetric(inRate, "compiled-in-rec/s")
+	b.ReportMetric(plRate, "plugin-rec/s")
+	b.ReportMetric(plRate/inRate, "plugin/compiled-in")
+	b.ReportMetric(float64((plTime-inTime).Microseconds())/float64(batches), "overhead-µs/batch")
+	b.ReportMetric(0, "ns/op")
+}

@@ -1,0 +1,167 @@
+package wire_test
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice/sdk/go/connector"
+	"github.com/sluicehq/sluice/sdk/go/plugin/wire"
+)
+
+func TestBatchRoundTrip(t *testing.T) {
+	ts := time.Unix(1700000000, 123456789)
+	tests := []struct {
+		name string
+		recs []connector.Record
+	}{
+		{"empty", nil},
+		{"minimal", []connector.Record{{Value: []byte("v")}}},
+		{"full", []connector.Record{
+			{Key: []byte("k"), Value: []byte(`{"a":1}`), Time: ts,
+				Headers:  []connector.Header{{Key: "h1", Value: []byte("x")}, {Key: "h1", Value: nil}},
+				Position: connector.Position{Partition: "orders/3", Offset: -7, Cursor: []byte{0, 1, 2}}},
+			{Value: []byte("second"), Position: connector.Position{Partition: "orders/3", Offset: 1 << 40}},
+			{Value: []byte("third"), Position: connector.Position{Partition: "other"}},
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			data := wire.AppendBatch(nil, tt.recs)
+			if len(data) > wire.BatchSize(tt.recs) {
+				t.Fatalf("packed %d bytes, BatchSize promised at most %d", len(data), wire.BatchSize(tt.recs))
+			}
+			got, err := wire.DecodeBatch(data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != len(tt.recs) {
+				t.Fatalf("decoded %d records, want %d", len(got), len(tt.recs))
+			}
+			for i := range got {
+				w := tt.recs[i]
+				g := got[i]
+				if !w.Time.Equal(g.Time) {
+					t.Errorf("record %d time %v, want %v", i, g.Time, w.Time)
+				}
+				g.Time, w.Time = time.Time{}, time.Time{}
+				if len(w.Headers) > 0 && w.Headers[1].Value == nil {
+					w.Headers = append([]connector.Header(nil), w.Headers...)
+				}
+				if !reflect.DeepEqual(g, w) {
+					t.Errorf("record %d = %+v, want %+v", i, g, w)
+				}
+			}
+		})
+	}
+}
+
+func TestDecodeBatchMalformed(t *testing.T) {
+	good := wire.AppendBatch(nil, []connector.Record{{Key: []byte("key"), Value: []byte("value"), Position: connector.Position{Partition: "p"}}})
+	for cut := 1; cut < len(good); cut++ {
+		if _, err := wire.DecodeBatch(good[:cut]); !errors.Is(err, wire.ErrMalformedBatch) {
+			t.Fatalf("truncated at %d: err = %v, want ErrMalformedBatch", cut, err)
+		}
+	}
+	if _, err := wire.DecodeBatch(append(good, 0)); !errors.Is(err, wire.ErrMalformedBatch) {
+		t.Fatalf("trailing byte: err = %v", err)
+	}
+	if _, err := wire.DecodeBatch([]byte{0xff, 0xff, 0xff, 0xff, 0x0f}); !errors.Is(err, wire.ErrMalformedBatch) {
+		t.Fatalf("huge count: err = %v", err)
+	}
+}
+
+func TestConfigTypes(t *testing.T) {
+	fields := []connector.Field{
+		{Name: "n", Type: connector.TypeInt},
+		{Name: "size", Type: connector.TypeByteSize},
+		{Name: "f", Type: connector.TypeFloat},
+		{Name: "d", Type: connector.TypeDuration},
+		{Name: "obj", Type: connector.TypeObject, Fields: []connector.Field{{Name: "wait", Type: connector.TypeDuration}}},
+		{Name: "list", Type: connector.TypeList, Elem: &connector.Field{Type: connector.TypeInt}},
+	}
+	in := connector.Config{"n": int64(3), "size": int64(64 << 20), "f": 2.5, "d": 90 * time.Second,
+		"obj": map[string]any{"wait": time.Millisecond}, "list": []any{int64(1), int64(2)}, "s": "x", "extra": int64(9), "b": true}
+	js, err := wire.EncodeConfig(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := wire.DecodeConfig(js, fields)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, in) {
+		t.Fatalf("round trip:\n got %#v\nwant %#v", got, in)
+	}
+	if got.Duration("d") != 90*time.Second || got.Object("obj").Duration("wait") != time.Millisecond {
+		t.Fatalf("durations lost: %v", got)
+	}
+	if _, err := wire.DecodeConfig([]byte(`{"n": 1.5}`), fields); err == nil {
+		t.Fatal("1.5 decoded as an int")
+	}
+}
+
+func TestSpecRoundTrip(t *testing.T) {
+	spec := connector.Spec{Name: "x", Kind: connector.KindSource, Summary: "s", Description: "d", Bounded: true,
+		Fields: []connector.Field{
+			{Name: "wait", Type: connector.TypeDuration, Default: 5 * time.Second, Description: "w"},
+			{Name: "mode", Type: connector.TypeString, Default: "a", Enum: []string{"a", "b"}, Secret: true},
+			{Name: "tags", Type: connector.TypeList, Elem: &connector.Field{Type: connector.TypeString}, Example: []any{"x"}},
+			{Name: "n", Type: connector.TypeInt, Default: int64(4), Required: false},
+			{Name: "auth", Type: connector.TypeObject, Required: true, Fields: []connector.Field{{Name: "token", Type: connector.TypeString, Secret: true}}},
+		}}
+	p, err := wire.Spec(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := wire.FromSpec(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, spec) {
+		t.Fatalf("round trip:\n got %#v\nwant %#v", got, spec)
+	}
+}
+
+func TestErrors(t *testing.T) {
+	tests := []struct {
+		name  string
+		err   error
+		check func(error) bool
+	}{
+		{"nil", nil, func(e error) bool { return e == nil }},
+		{"eof", fmt.Errorf("read: %w", io.EOF), func(e error) bool { return e == io.EOF }},
+		{"permanent", fmt.Errorf("bad creds: %w", connector.ErrPermanent), func(e error) bool {
+			return errors.Is(e, connector.ErrPermanent) && e.Error() == "bad creds: permanent error"
+		}},
+		{"config", &connector.ConfigError{Field: "url", Msg: "bad"}, func(e error) bool {
+			var ce *connector.ConfigError
+			return errors.As(e, &ce) && ce.Field == "url" && ce.Msg == "bad"
+		}},
+		{"plain", errors.New("boom"), func(e error) bool { return e.Error() == "boom" && !errors.Is(e, connector.ErrPermanent) }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := wire.FromError(wire.Error(tt.err)); !tt.check(got) {
+				t.Fatalf("round trip of %v gave %v", tt.err, got)
+			}
+		})
+	}
+}
+
+func BenchmarkBatch(b *testing.B) {
+	recs := make([]connector.Record, 8192)
+	for i := range recs {
+		recs[i] = connector.Record{Key: fmt.Appendf(nil, "%d", i), Value: make([]byte, 100), Position: connector.Position{Partition: "p", Offset: int64(i)}}
+	}
+	b.SetBytes(int64(len(wire.AppendBatch(nil, recs))))
+	for range b.N {
+		data := wire.AppendBatch(make([]byte, 0, wire.BatchSize(recs)), recs)
+		if _, err := wire.DecodeBatch(data); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
