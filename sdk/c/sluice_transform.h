@@ -774,7 +774,7 @@ static uint32_t sluice__unescape(const uint8_t **pp, const uint8_t *e) {
     return cp;
 }
 
-int sluice_json_string_is(const sluice_json_value *s, const char *name) {
+__attribute__((always_inline)) int sluice_json_string_is(const sluice_json_value *s, const char *name) {
     const uint8_t *p = s->ptr + 1, *e = s->ptr + s->len - 1;
     const uint8_t *n = (const uint8_t *)name;
     while (p < e) {
@@ -882,7 +882,7 @@ void sluice_json_scan_object(sluice_json_scan *sc, const uint8_t *p, size_t n, i
     sc->status = 0;
 }
 
-int sluice_json_scan_next(sluice_json_scan *sc, sluice_json_value *name, sluice_json_value *value) {
+__attribute__((always_inline)) int sluice_json_scan_next(sluice_json_scan *sc, sluice_json_value *name, sluice_json_value *value) {
     if (sc->done) return 0;
     const uint8_t *p = sc->p, *e = sc->end, *q;
     sc->done = 1; /* until this member is known to be well-formed */
