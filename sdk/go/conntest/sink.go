@@ -14,7 +14,8 @@ import (
 type SinkHarness struct {
 	// Setup prepares an empty destination and returns a factory of sinks writing to it and a
 	// function that reads back every record durable there. Required. Every check calls it
-	// afresh.
+	// afresh. A nil read-back function (a sink that keeps nothing, like drop) skips the checks
+	// of what arrived and keeps the others.
 	Setup func(t *testing.T) (SinkFactory, func(t *testing.T) []connector.Record)
 	// Broken returns a sink whose Open fails. Nil skips the close-after-failed-open check.
 	Broken func(t *testing.T) (connector.Sink, error)
@@ -81,7 +82,7 @@ func TestSink(t *testing.T, h SinkHarness) {
 		if err := snk.Close(ctx); err != nil {
 			t.Fatalf("Close: %v", err)
 		}
-		checkReadBack(t, h, readBack(t), want)
+		checkReadBack(t, h, readBack, want)
 	})
 	t.Run("BatchPartialFailure", func(t *testing.T) {
 		if h.Poison == nil {
@@ -122,7 +123,7 @@ func TestSink(t *testing.T, h SinkHarness) {
 		if err := snk.Close(ctx); err != nil {
 			t.Fatalf("Close: %v", err)
 		}
-		checkReadBack(t, h, readBack(t), want)
+		checkReadBack(t, h, readBack, want)
 	})
 	t.Run("CloseAfterFailedOpen", func(t *testing.T) {
 		if h.Broken == nil {
@@ -183,8 +184,13 @@ func openSink(t *testing.T, h SinkHarness, f SinkFactory) connector.Sink {
 	return snk
 }
 
-func checkReadBack(t *testing.T, h SinkHarness, got []connector.Record, want map[string]bool) {
+func checkReadBack(t *testing.T, h SinkHarness, readBack func(t *testing.T) []connector.Record, want map[string]bool) {
 	t.Helper()
+	if readBack == nil {
+		t.Log("conntest: no read-back function; what arrived is not checked")
+		return
+	}
+	got := readBack(t)
 	seen := map[string]bool{}
 	for _, r := range got {
 		seen[h.Identity(r)] = true

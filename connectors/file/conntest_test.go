@@ -1,0 +1,76 @@
+package file_test
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice/connectors/file"
+	"github.com/sluicehq/sluice/sdk/go/conntest"
+	"github.com/sluicehq/sluice/sdk/go/connector"
+)
+
+func writeLines(t *testing.T, path string, n int) {
+	t.Helper()
+	var b strings.Builder
+	for i := range n {
+		fmt.Fprintf(&b, `{"n":%d}`+"\n", i)
+	}
+	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestConformanceSource(t *testing.T) {
+	for _, follow := range []bool{false, true} {
+		t.Run(fmt.Sprintf("follow=%v", follow), func(t *testing.T) {
+			conntest.TestSource(t, conntest.SourceHarness{
+				Unbounded: follow,
+				Setup: func(t *testing.T, n int) conntest.SourceFactory {
+					path := filepath.Join(t.TempDir(), "in.jsonl")
+					writeLines(t, path, n)
+					cfg := connector.Config{"path": path, "follow": follow, "poll_interval": 10 * time.Millisecond, "read_buffer": int64(4096)}
+					return func() (connector.Source, error) { return file.NewSource(cfg, connector.Env{}) }
+				},
+				Broken: func(t *testing.T) (connector.Source, error) {
+					return file.NewSource(connector.Config{"path": filepath.Join(t.TempDir(), "missing")}, connector.Env{})
+				},
+			})
+		})
+	}
+}
+
+func TestConformanceSink(t *testing.T) {
+	conntest.TestSink(t, conntest.SinkHarness{
+		Setup: func(t *testing.T) (conntest.SinkFactory, func(t *testing.T) []connector.Record) {
+			path := filepath.Join(t.TempDir(), "out", "out.jsonl")
+			return func() (connector.Sink, error) {
+					return file.NewSink(connector.Config{"path": path, "fsync": true}, connector.Env{})
+				}, func(t *testing.T) []connector.Record {
+					f, err := os.Open(path)
+					if err != nil {
+						t.Fatalf("read back: %v", err)
+					}
+					defer f.Close()
+					var out []connector.Record
+					sc := bufio.NewScanner(f)
+					for sc.Scan() {
+						out = append(out, connector.Record{Value: []byte(sc.Text())})
+					}
+					return out
+				}
+		},
+		Broken: func(t *testing.T) (connector.Sink, error) {
+			// A directory cannot be created under a regular file.
+			blocker := filepath.Join(t.TempDir(), "file")
+			if err := os.WriteFile(blocker, nil, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			return file.NewSink(connector.Config{"path": filepath.Join(blocker, "sub", "out")}, connector.Env{})
+		},
+	})
+}

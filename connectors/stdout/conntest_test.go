@@ -1,0 +1,50 @@
+package stdout_test
+
+import (
+	"bufio"
+	"os"
+	"path/filepath"
+	"testing"
+
+	_ "github.com/sluicehq/sluice/connectors/stdout"
+	"github.com/sluicehq/sluice/runtime/registry"
+	"github.com/sluicehq/sluice/sdk/go/conntest"
+	"github.com/sluicehq/sluice/sdk/go/connector"
+)
+
+// The registered stdout sink writes to the os.Stdout of its construction; the harness points
+// os.Stdout at a file while it builds one, then reads that file back.
+func TestConformance(t *testing.T) {
+	c, ok := registry.Lookup(connector.KindSink, "stdout")
+	if !ok {
+		t.Fatal("stdout sink not registered")
+	}
+	conntest.TestSink(t, conntest.SinkHarness{
+		Setup: func(t *testing.T) (conntest.SinkFactory, func(t *testing.T) []connector.Record) {
+			path := filepath.Join(t.TempDir(), "stdout")
+			f, err := os.Create(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { f.Close() })
+			return func() (connector.Sink, error) {
+					saved := os.Stdout
+					os.Stdout = f
+					defer func() { os.Stdout = saved }()
+					return c.NewSink(connector.Config{"format": "value"}, connector.Env{})
+				}, func(t *testing.T) []connector.Record {
+					r, err := os.Open(path)
+					if err != nil {
+						t.Fatal(err)
+					}
+					defer r.Close()
+					var out []connector.Record
+					sc := bufio.NewScanner(r)
+					for sc.Scan() {
+						out = append(out, connector.Record{Value: []byte(sc.Text())})
+					}
+					return out
+				}
+		},
+	})
+}
