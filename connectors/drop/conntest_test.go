@@ -5,8 +5,8 @@ import (
 
 	_ "github.com/sluicehq/sluice/connectors/drop"
 	"github.com/sluicehq/sluice/runtime/registry"
-	"github.com/sluicehq/sluice/sdk/go/conntest"
 	"github.com/sluicehq/sluice/sdk/go/connector"
+	"github.com/sluicehq/sluice/sdk/go/conntest"
 )
 
 // drop keeps nothing, so there is nothing to read back: the suite checks the lifecycle only.

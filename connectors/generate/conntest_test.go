@@ -5,8 +5,8 @@ import (
 	"testing"
 
 	"github.com/sluicehq/sluice/connectors/generate"
-	"github.com/sluicehq/sluice/sdk/go/conntest"
 	"github.com/sluicehq/sluice/sdk/go/connector"
+	"github.com/sluicehq/sluice/sdk/go/conntest"
 )
 
 func TestConformance(t *testing.T) {

@@ -8,8 +8,8 @@ import (
 
 	_ "github.com/sluicehq/sluice/connectors/stdout"
 	"github.com/sluicehq/sluice/runtime/registry"
-	"github.com/sluicehq/sluice/sdk/go/conntest"
 	"github.com/sluicehq/sluice/sdk/go/connector"
+	"github.com/sluicehq/sluice/sdk/go/conntest"
 )
 
 // The registered stdout sink writes to the os.Stdout of its construction; the harness points
