@@ -65,6 +65,9 @@ type StageConfig struct {
 	Mode Mode
 	// Instances is the pool size. Default min(GOMAXPROCS, 4); at most 64.
 	Instances int
+	// Logger receives the stage's and the guest's logs, e.g. scoped to the pipeline. Nil means
+	// the host's logger. The stage adds transform, module and module_version attributes.
+	Logger *slog.Logger
 }
 
 // Stats are a stage's cumulative counters.
@@ -167,7 +170,11 @@ func (h *Host) NewStage(ctx context.Context, m *Module, cfg StageConfig) (*Stage
 	if err != nil {
 		return fail(fmt.Errorf("compile: %w", err))
 	}
-	log := h.log.With("transform", cfg.Name, "module", m.meta.Name, "module_version", m.meta.Version)
+	base := cfg.Logger
+	if base == nil {
+		base = h.log
+	}
+	log := base.With("transform", cfg.Name, "module", m.meta.Name, "module_version", m.meta.Version)
 	s := &Stage{
 		host: h, name: cfg.Name, log: log, glog: newGuestLogger(log), m: m, group: g, cm: cm, cfg: cfg,
 		cfgJSON: cfg.Config, limit: uint64(pages) * 65536, fcap: frameCapFor(uint64(pages) * 65536),
