@@ -554,3 +554,19 @@ func TestLoadOncePerDigestAndCacheDir(t *testing.T) {
 		t.Fatalf("nothing written to the compilation cache directory %s", dir)
 	}
 }
+
+func TestStageLogger(t *testing.T) {
+	h, hostLogs := newHost(t)
+	var stageLogs syncBuffer
+	l := slog.New(slog.NewTextHandler(&stageLogs, nil)).With("pipeline", "p1")
+	s := newStage(t, h, hostileWasm, wasmhost.StageConfig{Name: "t", Instances: 1, Logger: l})
+	if _, err := s.Process(context.Background(), records("log from guest")); err != nil {
+		t.Fatal(err)
+	}
+	if got := stageLogs.String(); !strings.Contains(got, "pipeline=p1") || !strings.Contains(got, "transform=t") || !strings.Contains(got, "log from guest") {
+		t.Fatalf("stage logger got:\n%s", got)
+	}
+	if strings.Contains(hostLogs.String(), "log from guest") {
+		t.Fatal("the guest line went to the host logger too")
+	}
+}
