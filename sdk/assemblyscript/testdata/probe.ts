@@ -1,6 +1,6 @@
 // probe: exercises every disposition of the AssemblyScript SDK for the cross-language SDK
 // conformance test (transforms/validate_price/crosslang). The record value is a command.
-import { Record, Output, HeaderIter, register, reason, NO_TS, JsonValue, jsonFind } from "../assembly/index";
+import { Record, Output, HeaderIter, register, reason, NO_TS, JsonValue, jsonFind, parseNumber } from "../assembly/index";
 export { tf_abi_version, tf_meta, tf_reserve, tf_init, tf_process, tf_last_error } from "../assembly/index";
 
 const FAIL = reason("fail");
@@ -15,6 +15,7 @@ const C_BIG = reason("big"), C_TIME = reason("time"), C_KEYECHO = reason("keyech
 const R_PROBE = reason("probe reject"), R_X = reason("x"), R_UNKNOWN = reason("unknown command");
 const ONE = reason("one"), TWO = reason("two"), K1 = reason("k1"), KEYED = reason("keyed");
 const NOKEY = reason("nokey"), NULL_TEXT = reason("<null>");
+const C_NUM = reason("num:"), HEX = reason("0123456789abcdef");
 
 function is(r: Record, s: ArrayBuffer): bool {
   return r.valueLen == <u32>s.byteLength && memory.compare(r.valuePtr, changetype<usize>(s), r.valueLen) == 0;
@@ -52,6 +53,11 @@ function process(r: Record, out: Output): void {
       memory.copy(scratch + kl + 1, headers.valuePtr, vl);
       out.emit(0, scratch, kl + vl + 1);
     }
+  } else if (r.valueLen > 4 && memory.compare(r.valuePtr, p(C_NUM), 4) == 0) {
+    // the bits of the double nearest to the number token after "num:", in hex
+    const bits = reinterpret<u64>(parseNumber(r.valuePtr + 4, r.valueLen - 4));
+    for (let i = 0; i < 16; i++) store<u8>(scratch + i, load<u8>(p(HEX) + <usize>((bits >> (60 - 4 * i)) & 15)));
+    out.emit(0, scratch, 16);
   } else out.reject(8, R_UNKNOWN);
 }
 

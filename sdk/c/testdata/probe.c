@@ -46,6 +46,15 @@ static void on_record(sluice_ctx *c, const sluice_record *r) {
             memcpy(b + kl + 1, v, vl);
             sluice_emit(c, 0, b, kl + vl + 1);
         }
+    } else if (r->value_len > 4 && memcmp(r->value, "num:", 4) == 0) {
+        /* the bits of the double nearest to the number token after "num:", in hex */
+        sluice_json_value v = {SLUICE_JSON_NUMBER, r->value + 4, r->value_len - 4};
+        double x = sluice_json_number(&v);
+        uint64_t bits;
+        memcpy(&bits, &x, 8);
+        char b[16];
+        for (int i = 0; i < 16; i++) b[i] = "0123456789abcdef"[(bits >> (60 - 4 * i)) & 15];
+        sluice_emit(c, 0, b, 16);
     } else sluice_reject(c, 8, "unknown command");
 }
 

@@ -39,6 +39,13 @@ impl Transform for Probe {
                     out.emit(0, &b);
                 }
             }
+            v if v.len() > 4 && &v[..4] == b"num:" => {
+                // the bits of the double nearest to the number token after "num:", in hex
+                let x = sluice::json::Value { kind: sluice::json::Kind::Number, raw: &v[4..] }.number();
+                let bits = x.to_bits();
+                let hex: Vec<u8> = (0..16).map(|i| b"0123456789abcdef"[((bits >> (60 - 4 * i)) & 15) as usize]).collect();
+                out.emit(0, &hex);
+            }
             _ => out.reject(8, "unknown command"),
         }
     }

@@ -2,6 +2,8 @@ package crosslang_test
 
 import (
 	"context"
+	"math"
+	"math/rand"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -206,6 +208,75 @@ func TestExamples(t *testing.T) {
 			}
 			if !reflect.DeepEqual(res.Rejected, want) || len(res.Actions) != 6 || res.Actions[0] != transform.Pass || res.Actions[5] != transform.Pass {
 				t.Fatalf("actions %v rejected %+v, want lines 1 and 6 passed and rejected %+v", res.Actions, res.Rejected, want)
+			}
+		})
+	}
+}
+
+// TestSDKNumbers converts thousands of JSON number tokens with each SDK's number parser (the probe
+// command "num:TOKEN" emits the bits of the result) and compares the bits with strconv.ParseFloat:
+// exact decimal midpoints between neighbouring doubles and their one-ulp-of-a-digit neighbours,
+// subnormals, overflow, long digit strings, and random spellings.
+func TestSDKNumbers(t *testing.T) {
+	ctx := context.Background()
+	h, err := wasmhost.New(ctx, wasmhost.Options{CacheDir: filepath.Join("..", "..", "..", "build", "wasm-cache")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close(ctx)
+	rng := rand.New(rand.NewSource(7))
+	var tokens []string
+	for _, b := range []float64{1e9, 250.5, 0, 1, 0.1, math.MaxFloat64, math.SmallestNonzeroFloat64, 0x1p-1022, 123456.789} {
+		tokens = append(tokens, pricesAround(rng, b)...)
+	}
+	for i := 0; i < 1500; i++ {
+		x := math.Float64frombits(rng.Uint64() >> 1)
+		if math.IsInf(x, 0) || math.IsNaN(x) {
+			continue
+		}
+		tokens = append(tokens, pricesAround(rand.New(rand.NewSource(int64(i))), x)[:4]...)
+	}
+	var recs []connector.Record
+	for _, tok := range tokens {
+		recs = append(recs, connector.Record{Value: []byte("num:" + tok)})
+	}
+	for _, lang := range probeLanguages {
+		t.Run(lang, func(t *testing.T) {
+			p := probePath(lang)
+			needBuilt(t, p)
+			m, err := h.Load(ctx, p, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			st, err := h.NewStage(ctx, m, wasmhost.StageConfig{Name: "numbers", Instances: 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer st.Close(ctx)
+			bad := 0
+			for start := 0; start < len(recs); start += 1024 {
+				end := min(start+1024, len(recs))
+				res, err := st.Process(ctx, recs[start:end])
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(res.Emitted) != end-start {
+					t.Fatalf("%d outputs for %d numbers: %+v", len(res.Emitted), end-start, res.Rejected)
+				}
+				for _, e := range res.Emitted {
+					tok := tokens[start+e.Input]
+					want, _ := strconv.ParseFloat(tok, 64)
+					got, err := strconv.ParseUint(string(e.Record.Value), 16, 64)
+					if err != nil || got != math.Float64bits(want) {
+						if bad++; bad <= 5 {
+							t.Errorf("%s: bits %s (%v), strconv %016x (%v)", tok, e.Record.Value,
+								math.Float64frombits(got), math.Float64bits(want), want)
+						}
+					}
+				}
+			}
+			if bad > 0 {
+				t.Errorf("%d of %d numbers differ from strconv", bad, len(tokens))
 			}
 		})
 	}
