@@ -13,6 +13,6 @@ wasm-host-testdata: wasm-toolchains
 BENCH_WASM_TIME ?= 1s
 bench-wasm:
 	@mkdir -p build
-	$(GO) test -run '^$$' -bench 'BenchmarkStage|BenchmarkWarmup|BenchmarkGuestLoop' -benchtime $(BENCH_WASM_TIME) -count 1 ./runtime/wasmhost/ > build/bench-wasm.txt
+	$(GO) test -run '^$$' -bench 'BenchmarkStage|BenchmarkStageParallel|BenchmarkWarmup|BenchmarkGuestLoop' -benchtime $(BENCH_WASM_TIME) -count 1 ./runtime/wasmhost/ > build/bench-wasm.txt
 	@awk -f runtime/wasmhost/testdata/benchtable.awk build/bench-wasm.txt
 BENCH_TARGETS += bench-wasm

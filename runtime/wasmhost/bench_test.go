@@ -58,13 +58,23 @@ func priceRecords(n int) []connector.Record {
 
 // BenchmarkStage measures records/s through one stage with one instance: ns/op is per record.
 func BenchmarkStage(b *testing.B) {
+	benchStage(b, 1, []int{1, 64, 1024})
+}
+
+// BenchmarkStageParallel is BenchmarkStage with two instances and large batches, which Process
+// splits across both (this machine has two cores).
+func BenchmarkStageParallel(b *testing.B) {
+	benchStage(b, 2, []int{1024, 4096})
+}
+
+func benchStage(b *testing.B, instances int, batches []int) {
 	recs := priceRecords(4096)
 	h, _ := newHost(b) // one host: each module is compiled once for all sub-benchmarks
 	for _, g := range benchGuests(b) {
 		for _, mode := range []wasmhost.Mode{wasmhost.Strict, wasmhost.Trusted} {
-			for _, bs := range []int{1, 64, 1024} {
+			for _, bs := range batches {
 				b.Run(fmt.Sprintf("guest=%s/mode=%s/batch=%d", g.name, mode, bs), func(b *testing.B) {
-					s := newStage(b, h, g.path, wasmhost.StageConfig{Name: "bench", Mode: mode, Instances: 1, MemoryBytes: g.memory, Timeout: time.Minute})
+					s := newStage(b, h, g.path, wasmhost.StageConfig{Name: "bench", Mode: mode, Instances: instances, MemoryBytes: g.memory, Timeout: time.Minute})
 					ctx := context.Background()
 					// Reject-free input is the benchmark's premise: check it once.
 					res, err := s.Process(ctx, recs[:bs])

@@ -140,3 +140,33 @@ func TestSplitFrames(t *testing.T) {
 		}
 	}
 }
+
+func TestSubdivide(t *testing.T) {
+	tests := []struct {
+		ends    []int
+		k       int
+		want    []int
+		comment string
+	}{
+		{[]int{1000}, 2, []int{500, 1000}, "one frame in two"},
+		{[]int{1000}, 4, []int{333, 666, 1000}, "no part under 256 records: three, not four"},
+		{[]int{2048}, 4, []int{512, 1024, 1536, 2048}, "one frame in four"},
+		{[]int{600}, 4, []int{300, 600}, "two parts of 300"},
+		{[]int{300}, 4, []int{300}, "too small to split"},
+		{[]int{4096, 5000}, 4, []int{2048, 4096, 4548, 5000}, "two frames, each in two"},
+		{[]int{4096, 4300}, 4, []int{2048, 4096, 4300}, "a tail under 512 records stays whole"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.comment, func(t *testing.T) {
+			got := subdivide(tc.ends, tc.k, 256)
+			if len(got) != len(tc.want) {
+				t.Fatalf("subdivide(%v, %d) = %v, want %v", tc.ends, tc.k, got, tc.want)
+			}
+			for i := range got {
+				if got[i] != tc.want[i] {
+					t.Fatalf("subdivide(%v, %d) = %v, want %v", tc.ends, tc.k, got, tc.want)
+				}
+			}
+		})
+	}
+}

@@ -570,3 +570,61 @@ func TestStageLogger(t *testing.T) {
 		t.Fatal("the guest line went to the host logger too")
 	}
 }
+
+func TestParallelFramesKeepOrder(t *testing.T) {
+	h, _ := newHost(t)
+	s := newStage(t, h, hostileWasm, wasmhost.StageConfig{Name: "t", Instances: 3})
+	vals := make([]string, 3000)
+	for i := range vals {
+		switch {
+		case i == 2222:
+			vals[i] = "trap"
+		case i%7 == 0:
+			vals[i] = fmt.Sprintf("emit %d", i)
+		case i%11 == 0:
+			vals[i] = "reject"
+		default:
+			vals[i] = fmt.Sprintf("v%d", i)
+		}
+	}
+	res, err := s.Process(context.Background(), records(vals...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Actions) != len(vals) {
+		t.Fatalf("%d actions", len(res.Actions))
+	}
+	ei, ri := 0, 0
+	for i, a := range res.Actions {
+		switch {
+		case i == 2222:
+			if a != transform.Reject || res.Rejected[ri].Input != i || res.Rejected[ri].Code != wasmhost.CodeTrap {
+				t.Fatalf("record %d: %v %+v", i, a, res.Rejected[ri])
+			}
+			ri++
+		case i%7 == 0:
+			for k := 0; k < 2; k++ {
+				e := res.Emitted[ei]
+				if a != transform.Emit || e.Input != i || string(e.Record.Value) != fmt.Sprintf("emit %d#%d", i, k) {
+					t.Fatalf("record %d: %v %+v", i, a, e)
+				}
+				ei++
+			}
+		case i%11 == 0:
+			if a != transform.Reject || res.Rejected[ri].Input != i || res.Rejected[ri].Code != 3 {
+				t.Fatalf("record %d: %v", i, a)
+			}
+			ri++
+		default:
+			if a != transform.Pass {
+				t.Fatalf("record %d: %v", i, a)
+			}
+		}
+	}
+	if ei != len(res.Emitted) || ri != len(res.Rejected) {
+		t.Fatalf("%d emitted and %d rejected left over", len(res.Emitted)-ei, len(res.Rejected)-ri)
+	}
+	if st := s.Stats(); st.Frames < 3 {
+		t.Fatalf("frames %d: the batch did not run on several instances", st.Frames)
+	}
+}

@@ -529,24 +529,64 @@ type failure struct {
 	reason string
 }
 
+// parallelMinRecords is the smallest frame Process splits off to run on another instance.
+const parallelMinRecords = 256
+
 // Process runs the batch through the guest: frames of at most 4 MiB / 4,096 records, one guest
-// call each, in order. A failed call (trap, deadline, memory limit, guest error, invalid result)
-// discards the instance and is retried once on a fresh one; if it fails again the frame is
-// bisected and records that fail alone come back as Rejected with a host code (CodeTrap, ...).
-// An error means the batch could not be processed at all: ctx was cancelled, the stage was
-// closed, or no replacement instance could be created. Safe for concurrent use.
+// call each. When the stage has several instances and the batch has at least 512 records, the
+// frames are cut smaller (at least 256 records each) and run on several instances at once; the
+// result is in input order either way. A failed call (trap, deadline, memory limit, guest error,
+// invalid result) discards the instance and is retried once on a fresh one; if it fails again the
+// frame is bisected and records that fail alone come back as Rejected with a host code
+// (CodeTrap, ...). An error means the batch could not be processed at all: ctx was cancelled, the
+// stage was closed, or no replacement instance could be created. Safe for concurrent use.
 func (s *Stage) Process(ctx context.Context, batch []connector.Record) (transform.Result, error) {
 	if s.closed.Load() {
 		return transform.Result{}, fmt.Errorf("transform %q: %w", s.name, ErrClosed)
 	}
-	res := transform.Result{Actions: make([]transform.Action, 0, len(batch))}
-	lo := 0
-	var ends [4]int
-	for _, hi := range splitFrames(batch, s.fcap, ends[:0]) {
-		if err := s.processChunk(ctx, batch[lo:hi], lo, &res); err != nil {
-			return transform.Result{}, fmt.Errorf("transform %q: %w", s.name, err)
+	var endsBuf [8]int
+	ends := splitFrames(batch, s.fcap, endsBuf[:0])
+	if k := s.cfg.Instances; k > 1 && len(batch) >= 2*parallelMinRecords && len(ends) < k {
+		ends = subdivide(ends, k, parallelMinRecords)
+	}
+	var res transform.Result
+	if len(ends) <= 1 || s.cfg.Instances == 1 {
+		res.Actions = make([]transform.Action, 0, len(batch))
+		lo := 0
+		for _, hi := range ends {
+			if err := s.processChunk(ctx, batch[lo:hi], lo, &res); err != nil {
+				return transform.Result{}, fmt.Errorf("transform %q: %w", s.name, err)
+			}
+			lo = hi
 		}
-		lo = hi
+	} else {
+		parts := make([]transform.Result, len(ends))
+		errs := make([]error, len(ends))
+		sem := make(chan struct{}, s.cfg.Instances)
+		var wg sync.WaitGroup
+		lo := 0
+		for i, hi := range ends {
+			wg.Add(1)
+			sem <- struct{}{}
+			go func(i, lo, hi int) {
+				defer func() { <-sem; wg.Done() }()
+				parts[i].Actions = make([]transform.Action, 0, hi-lo)
+				errs[i] = s.processChunk(ctx, batch[lo:hi], lo, &parts[i])
+			}(i, lo, hi)
+			lo = hi
+		}
+		wg.Wait()
+		for _, err := range errs {
+			if err != nil {
+				return transform.Result{}, fmt.Errorf("transform %q: %w", s.name, err)
+			}
+		}
+		res.Actions = make([]transform.Action, 0, len(batch))
+		for i := range parts {
+			res.Actions = append(res.Actions, parts[i].Actions...)
+			res.Emitted = append(res.Emitted, parts[i].Emitted...)
+			res.Rejected = append(res.Rejected, parts[i].Rejected...)
+		}
 	}
 	passed := 0
 	for _, a := range res.Actions {
@@ -559,6 +599,23 @@ func (s *Stage) Process(ctx context.Context, batch []connector.Record) (transfor
 	s.stats.out.Add(uint64(passed + len(res.Emitted)))
 	s.stats.rejected.Add(uint64(len(res.Rejected)))
 	return res, nil
+}
+
+// subdivide cuts frames (given by their end indexes) into about k frames of at least least records.
+func subdivide(ends []int, k, least int) []int {
+	per := (k + len(ends) - 1) / len(ends)
+	out := make([]int, 0, k+len(ends))
+	lo := 0
+	for _, hi := range ends {
+		n := hi - lo
+		p := max(1, min(per, n/least))
+		for j := 1; j < p; j++ {
+			out = append(out, lo+n*j/p)
+		}
+		out = append(out, hi)
+		lo = hi
+	}
+	return out
 }
 
 func (s *Stage) processChunk(ctx context.Context, recs []connector.Record, base int, out *transform.Result) error {

@@ -5,6 +5,11 @@
 	for (i = 2; i < NF; i++) if ($(i+1) == "rec/s") v[g, m, b] = $i / 1e6
 	if (!(g in seen)) { seen[g] = 1; order[++n] = g }
 }
+/^BenchmarkStageParallel\// {
+	split($1, p, "/"); g = substr(p[2], 7); m = substr(p[3], 6); b = substr(p[4], 7); sub(/-[0-9]+$/, "", b)
+	for (i = 2; i < NF; i++) if ($(i+1) == "rec/s") pv[g, m, b] = $i / 1e6
+	if (!(g in pseen)) { pseen[g] = 1; porder[++pn] = g }
+}
 /^BenchmarkWarmup\// {
 	split($1, p, "/"); g = substr(p[2], 7); sub(/-[0-9]+$/, "", g)
 	for (i = 2; i < NF; i++) if ($(i+1) == "µs/instance") w[g] = $i
@@ -22,6 +27,16 @@ END {
 			g = order[k]; printf "%-30s", g
 			split("strict strict strict trusted trusted trusted", ms, " "); split("1 64 1024 1 64 1024", bs, " ")
 			for (j = 1; j <= 6; j++) { if (j == 4) printf "  "; key = g SUBSEP ms[j] SUBSEP bs[j]; if (key in v) printf " %9.3f", v[key]; else printf " %9s", "-" }
+			printf "\n"
+		}
+	}
+	if (pn > 0) {
+		printf "\ntwo instances, large batches split across them (millions of records/s)\n"
+		printf "%-30s %11s %11s   %11s %11s\n", "guest", "strict/1024", "/4096", "trusted/1024", "/4096"
+		for (k = 1; k <= pn; k++) {
+			g = porder[k]; printf "%-30s", g
+			split("strict strict trusted trusted", ms, " "); split("1024 4096 1024 4096", bs, " ")
+			for (j = 1; j <= 4; j++) { if (j == 3) printf "  "; key = g SUBSEP ms[j] SUBSEP bs[j]; if (key in pv) printf " %11.3f", pv[key]; else printf " %11s", "-" }
 			printf "\n"
 		}
 	}
