@@ -215,13 +215,13 @@ impl Output {
     /// (`None` = inherit).
     pub fn emit_record(&mut self, port: u32, key: Option<Option<&[u8]>>, value: &[u8], ts_ms: Option<i64>) {
         unsafe {
-            let st = rt();
             let val_off = out_put(value);
             let (key_off, key_len, flags) = match key {
                 None => (0u32, u32::MAX, 0u32),
                 Some(None) => (0, 0, 1),
                 Some(Some(k)) => (out_put(k), k.len() as u32, 0),
             };
+            let st = rt();
             let mut d = [0u8; 48];
             d[0..8].copy_from_slice(&ts_ms.unwrap_or(i64::MIN).to_le_bytes());
             d[8..16].copy_from_slice(&(self.cur as u64).to_le_bytes());
@@ -238,9 +238,11 @@ impl Output {
             let (a, b) = (u32le(&st.out, p + 4), u32le(&st.out, p + 8));
             if st.out[p] == EMIT && a + b == n_od {
                 st.out[p + 8..p + 12].copy_from_slice(&(b + 1).to_le_bytes());
-            } else {
-                set_disp(self.cur, EMIT, 0, n_od, 1);
+                return;
             }
+        }
+        unsafe {
+            set_disp(self.cur, EMIT, 0, (rt().od.len() / 48 - 1) as u32, 1);
         }
     }
 }
