@@ -550,7 +550,11 @@ static const uint8_t *sluice__vstring(const uint8_t *p, const uint8_t *e) {
             const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
             uint64_t q = x ^ (ones * '"'), b = x ^ (ones * '\\');
             uint64_t m = ((x - ones * 0x20) & ~x) | ((q - ones) & ~q) | ((b - ones) & ~b) | x;
-            if (m & highs) break;
+            if (m & highs) {
+                /* The lowest flagged byte is a real one (false positives only sit above it). */
+                p += __builtin_ctzll(m & highs) >> 3;
+                break;
+            }
             p += 8;
         }
         while (p < e && sluice__plain[*p]) p++;

@@ -58,7 +58,12 @@ function vString(p: usize, e: usize): usize {
       const q = x ^ 0x2222222222222222;
       const b = x ^ 0x5C5C5C5C5C5C5C5C;
       const m = ((x - 0x2020202020202020) & ~x) | ((q - 0x0101010101010101) & ~q) | ((b - 0x0101010101010101) & ~b) | x;
-      if (m & 0x8080808080808080) break;
+      const hm = m & 0x8080808080808080;
+      if (hm) {
+        // The lowest flagged byte is a real one (false positives only sit above it).
+        p += <usize>(ctz<u64>(hm) >> 3);
+        break;
+      }
       p += 8;
     }
     const c = <u32>load<u8>(p);

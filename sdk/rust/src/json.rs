@@ -77,7 +77,10 @@ fn v_string(s: &[u8], mut i: usize) -> Option<usize> {
             let q = x ^ (ONES * b'"' as u64);
             let b = x ^ (ONES * b'\\' as u64);
             let m = (x.wrapping_sub(ONES * 0x20) & !x) | (q.wrapping_sub(ONES) & !q) | (b.wrapping_sub(ONES) & !b) | x;
-            if m & (ONES * 0x80) != 0 {
+            let m = m & (ONES * 0x80);
+            if m != 0 {
+                // The lowest flagged byte is a real one (false positives only sit above it).
+                i += (m.trailing_zeros() / 8) as usize;
                 break;
             }
             i += 8;
