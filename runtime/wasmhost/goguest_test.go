@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -47,9 +48,23 @@ func buildGoGuest(t testing.TB) string {
 	return goGuestPath
 }
 
+// newCachedHost is newHost with a compilation cache shared by the tests of this run, so the Go
+// guest (about a second to compile, much more under the race detector) is compiled once.
+func newCachedHost(t testing.TB) (*wasmhost.Host, *syncBuffer) {
+	t.Helper()
+	logs := &syncBuffer{}
+	h, err := wasmhost.New(context.Background(), wasmhost.Options{CacheDir: filepath.Join(goGuestTmp, "cache"),
+		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = h.Close(context.Background()) })
+	return h, logs
+}
+
 func TestGoGuest(t *testing.T) {
 	path := buildGoGuest(t)
-	h, logs := newHost(t)
+	h, logs := newCachedHost(t)
 	s := newStage(t, h, path, wasmhost.StageConfig{Name: "go", Instances: 1, MemoryBytes: 32 << 20})
 	res, err := s.Process(context.Background(), records("a", "upper", "print"))
 	if err != nil {
@@ -88,7 +103,7 @@ func TestGoGuest(t *testing.T) {
 
 func TestGoGuestSandbox(t *testing.T) {
 	path := buildGoGuest(t)
-	h, _ := newHost(t)
+	h, _ := newCachedHost(t)
 	s := newStage(t, h, path, wasmhost.StageConfig{Name: "go", Instances: 1, MemoryBytes: 32 << 20})
 	res, err := s.Process(context.Background(), records("probe"))
 	if err != nil {
