@@ -67,7 +67,7 @@ unreadable).`,
 	fl.StringVar(&f.input, "input", "", "JSON lines file of record values (- for stdin)")
 	fl.StringVar(&f.rejects, "rejects", "", "file to write rejected records to as JSON lines (default stderr)")
 	fl.IntVar(&f.batch, "batch", 1024, "records per Process call")
-	fl.StringVar(&f.mode, "mode", "strict", "strict or trusted")
+	fl.StringVar(&f.mode, "mode", "strict", "strict (interruptible) or trusted (faster; a runaway guest cannot be stopped, see sdk/abi/v1/ABI.md section 11)")
 	fl.DurationVar(&f.timeout, "timeout", wasmhost.DefaultTimeout, "deadline of one guest call")
 	fl.Int64Var(&f.memoryMiB, "memory-mib", wasmhost.DefaultMemoryBytes>>20, "memory limit per instance in MiB")
 	_ = cmd.MarkFlagRequired("input")
