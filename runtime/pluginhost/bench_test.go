@@ -103,18 +103,32 @@ func BenchmarkPluginSink(b *testing.B) {
 		}
 		return time.Since(start)
 	}
-	var inTime, plTime time.Duration
-	b.ResetTimer()
-	for range b.N {
-		in, _ := testconn.NewDiscard(nil, connector.Env{})
-		inTime += fill(in)
-		pl, err := h.NewSink(p, "discard", nil, connector.Env{})
-		if err != nil {
-			b.Fatal(err)
-		}
-		plTime += fill(pl)
+	for _, c := range []struct {
+		name string
+		cfg  func(dir string) map[string]any
+	}{
+		{"discard", func(string) map[string]any { return nil }},
+		{"lines", func(dir string) map[string]any { return map[string]any{"path": dir + "/out", "sync": false} }},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			var inTime, plTime time.Duration
+			for range b.N {
+				var in connector.Sink
+				if c.name == "discard" {
+					in, _ = testconn.NewDiscard(nil, connector.Env{})
+				} else {
+					in, _ = testconn.NewLines(c.cfg(b.TempDir()), connector.Env{})
+				}
+				inTime += fill(in)
+				pl, err := h.NewSink(p, c.name, c.cfg(b.TempDir()), connector.Env{})
+				if err != nil {
+					b.Fatal(err)
+				}
+				plTime += fill(pl)
+			}
+			report(b, inTime, plTime, len(batches)*b.N)
+		})
 	}
-	report(b, inTime, plTime, len(batches)*b.N)
 }
 
 func report(b *testing.B, inTime, plTime time.Duration, batches int) {

@@ -505,12 +505,20 @@ func TestKill9Source(t *testing.T) {
 	}
 	kills := map[int]bool{20: true, 150: true, 151: true}
 	var ackedAtKill []int64
+	owed := 0 // kills due while no process was running (its death not noticed yet)
 	seen := readAll(t, src, nil, func(batch int, acked int64) {
 		if kills[batch] {
+			owed++
+		}
+		if pid := src.Pid(); owed > 0 && pid != 0 {
 			ackedAtKill = append(ackedAtKill, acked)
-			kill9(t, src.Pid())
+			kill9(t, pid)
+			owed--
 		}
 	})
+	if owed > 0 || len(ackedAtKill) != 3 {
+		t.Fatalf("made %d of 3 kills", len(ackedAtKill))
+	}
 	if len(seen) != n {
 		t.Fatalf("saw %d distinct records, want %d", len(seen), n)
 	}

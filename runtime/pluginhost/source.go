@@ -32,6 +32,10 @@ type Source struct {
 	openedOn *proc    // the process on which OpenSource succeeded
 	opened   bool     // Open succeeded once
 	seq      uint64   // batches received from openedOn
+
+	pending *prefetch     // owned by the goroutine calling Read
+	closing chan struct{} // closed by Close; stops a prefetch in flight
+	closeMu sync.Once
 }
 
 var _ connector.Source = (*Source)(nil)
@@ -47,7 +51,8 @@ func (h *Host) NewSource(p *Plugin, connName string, cfg connector.Config, env c
 	if err != nil {
 		return nil, err
 	}
-	return &Source{in: in, cfg: js, env: wire.Env(env), name: connName, resume: map[string]connector.Position{}}, nil
+	return &Source{in: in, cfg: js, env: wire.Env(env), name: connName, resume: map[string]connector.Position{},
+		closing: make(chan struct{})}, nil
 }
 
 // Pid returns the process id of the running plugin process, 0 when none runs.
@@ -162,11 +167,74 @@ func (s *Source) ready(ctx context.Context) (*proc, error) {
 	}
 }
 
+// readResult is the outcome of one Read call into the plugin.
+type readResult struct {
+	recs    []connector.Record
+	eof     bool
+	connErr error // the connector's own error
+	callErr error // the call failed: crash, deadline, garbage
+}
+
+// readOnce asks the plugin for batch seq and decodes the answer.
+func (s *Source) readOnce(ctx context.Context, pr *proc, seq uint64) readResult {
+	o := &s.in.h.opts
+	resp, err := call(ctx, s.in, pr, "read", o.ReadWait, func(ctx context.Context, c pb.ConnectorClient) (*pb.ReadResponse, error) {
+		return c.Read(ctx, &pb.ReadRequest{MaxRecords: int32(o.ReadCreditRecords), MaxBytes: o.ReadCreditBytes,
+			MaxWaitMs: o.ReadWait.Milliseconds(), Seq: seq})
+	})
+	if err != nil {
+		return readResult{callErr: err}
+	}
+	if e := errFrom(resp.Error); e != nil {
+		if errors.Is(e, io.EOF) {
+			return readResult{eof: true}
+		}
+		return readResult{connErr: e}
+	}
+	if resp.Eof {
+		return readResult{eof: true}
+	}
+	recs, err := wire.DecodeBatch(resp.Batch)
+	if err != nil {
+		// A plugin that sends garbage is broken like one that crashed.
+		return readResult{callErr: err}
+	}
+	return readResult{recs: recs}
+}
+
+// prefetch is a Read call started before the caller asked, so the next batch crosses the process
+// boundary while the caller works on the current one. At most one is in flight: the host holds
+// at most one batch (bounded by the read credit) beyond what the caller took.
+type prefetch struct {
+	pr   *proc
+	seq  uint64
+	done chan struct{}
+	res  readResult
+}
+
+func (s *Source) startPrefetch(pr *proc, seq uint64) {
+	p := &prefetch{pr: pr, seq: seq, done: make(chan struct{})}
+	s.pending = p
+	go func() {
+		defer close(p.done)
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		go func() {
+			select {
+			case <-s.closing:
+				cancel()
+			case <-p.done:
+			}
+		}()
+		p.res = s.readOnce(ctx, pr, seq)
+	}()
+}
+
 // Read returns the next batch from the plugin, at most the host's read credit in records and
 // bytes. It waits until a record arrives, the source ends (io.EOF) or ctx is done; a plugin
 // failure restarts the plugin and is returned only after MaxRestarts consecutive failures.
+// After a batch it starts reading the next one in the background (one batch ahead).
 func (s *Source) Read(ctx context.Context) ([]connector.Record, error) {
-	o := &s.in.h.opts
 	for {
 		pr, err := s.ready(ctx)
 		if err != nil {
@@ -175,38 +243,34 @@ func (s *Source) Read(ctx context.Context) ([]connector.Record, error) {
 		s.mu.Lock()
 		seq := s.seq
 		s.mu.Unlock()
-		resp, err := call(ctx, s.in, pr, "read", o.ReadWait, func(ctx context.Context, c pb.ConnectorClient) (*pb.ReadResponse, error) {
-			return c.Read(ctx, &pb.ReadRequest{MaxRecords: int32(o.ReadCreditRecords), MaxBytes: o.ReadCreditBytes,
-				MaxWaitMs: o.ReadWait.Milliseconds(), Seq: seq})
-		})
-		if err != nil {
-			if ctx.Err() != nil {
+		var res readResult
+		if p := s.pending; p != nil && p.pr == pr && p.seq == seq {
+			select {
+			case <-p.done:
+			case <-ctx.Done():
+				return nil, ctx.Err() // the batch stays pending for the next call
+			}
+			s.pending = nil
+			res = p.res
+		} else {
+			s.pending = nil // from a process that is gone
+			res = s.readOnce(ctx, pr, seq)
+			if res.callErr != nil && ctx.Err() != nil {
 				return nil, ctx.Err()
 			}
-			if ferr := s.in.fail(pr, pr.callError("read", err)); ferr != nil {
+		}
+		switch {
+		case res.callErr != nil:
+			if ferr := s.in.fail(pr, pr.callError("read", res.callErr)); ferr != nil {
 				return nil, ferr
 			}
 			continue
-		}
-		if e := errFrom(resp.Error); e != nil {
-			if errors.Is(e, io.EOF) {
-				return nil, io.EOF
-			}
-			return nil, fmt.Errorf("plugin %s: read %s: %w", s.in.plugin.Name, s.name, e)
-		}
-		if resp.Eof {
+		case res.connErr != nil:
+			return nil, fmt.Errorf("plugin %s: read %s: %w", s.in.plugin.Name, s.name, res.connErr)
+		case res.eof:
 			s.in.succeeded()
 			return nil, io.EOF
-		}
-		recs, err := wire.DecodeBatch(resp.Batch)
-		if err != nil {
-			// A plugin that sends garbage is broken like one that crashed.
-			if ferr := s.in.fail(pr, fmt.Errorf("plugin %s (pid %d): read: %w", s.in.plugin.Name, pr.pid, errors.Join(err, ErrPluginFailed))); ferr != nil {
-				return nil, ferr
-			}
-			continue
-		}
-		if len(recs) == 0 {
+		case len(res.recs) == 0:
 			s.in.succeeded()
 			if err := ctx.Err(); err != nil {
 				return nil, err
@@ -216,10 +280,12 @@ func (s *Source) Read(ctx context.Context) ([]connector.Record, error) {
 		s.mu.Lock()
 		if s.openedOn == pr {
 			s.seq++
+			seq = s.seq
 		}
 		s.mu.Unlock()
 		s.in.succeeded()
-		return recs, nil
+		s.startPrefetch(pr, seq)
+		return res.recs, nil
 	}
 }
 
@@ -249,4 +315,7 @@ func (s *Source) Ack(ctx context.Context, positions []connector.Position) error 
 }
 
 // Close closes the source in the plugin and stops the process. It is idempotent.
-func (s *Source) Close(ctx context.Context) error { return s.in.close(ctx) }
+func (s *Source) Close(ctx context.Context) error {
+	s.closeMu.Do(func() { close(s.closing) })
+	return s.in.close(ctx)
+}

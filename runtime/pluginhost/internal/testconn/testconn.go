@@ -124,6 +124,7 @@ var LinesSpec = connector.Spec{
 	Name: "lines", Kind: connector.KindSink, Summary: "Appends record values as lines to a file, fsynced per batch",
 	Fields: []connector.Field{
 		{Name: "path", Type: connector.TypeString, Required: true},
+		{Name: "sync", Type: connector.TypeBool, Default: true, Description: "fsync every batch."},
 		{Name: "hang", Type: connector.TypeBool, Default: false, Description: "Write blocks forever."},
 	},
 }
@@ -131,22 +132,34 @@ var LinesSpec = connector.Spec{
 // Lines appends values to a file; values starting with "poison" fail on their own.
 type Lines struct {
 	path string
+	sync bool
 	hang bool
 	f    *os.File
 }
 
 // NewLines builds a lines sink.
 func NewLines(cfg connector.Config, _ connector.Env) (connector.Sink, error) {
-	return &Lines{path: cfg.String("path"), hang: cfg.Bool("hang")}, nil
+	return &Lines{path: cfg.String("path"), sync: !cfg.Has("sync") || cfg.Bool("sync"), hang: cfg.Bool("hang")}, nil
 }
 
 // Open opens the file for appending.
 func (l *Lines) Open(context.Context) error {
-	f, err := os.OpenFile(l.path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	f, err := os.OpenFile(l.path, os.O_CREATE|os.O_APPEND|os.O_RDWR, 0o644)
 	if err != nil {
 		return fmt.Errorf("lines: %w", err)
 	}
 	l.f = f
+	// A write torn by a crash leaves a partial last line: cut it (its batch was not
+	// acknowledged, so it is written again).
+	b, err := os.ReadFile(l.path)
+	if err != nil {
+		return fmt.Errorf("lines: %w", err)
+	}
+	if n := len(b); n > 0 && b[n-1] != '\n' {
+		if err := f.Truncate(int64(bytes.LastIndexByte(b, '\n') + 1)); err != nil {
+			return fmt.Errorf("lines: cut torn line: %w", err)
+		}
+	}
 	return nil
 }
 
@@ -171,8 +184,10 @@ func (l *Lines) Write(ctx context.Context, recs []connector.Record) error {
 	if _, err := l.f.Write(buf.Bytes()); err != nil {
 		return err
 	}
-	if err := l.f.Sync(); err != nil {
-		return err
+	if l.sync {
+		if err := l.f.Sync(); err != nil {
+			return err
+		}
 	}
 	if len(failed) > 0 {
 		return &connector.BatchError{Failed: failed}
