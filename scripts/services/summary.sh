@@ -16,5 +16,5 @@ awk -F'\t' '
 	END {
 		printf "  %-20s %5s %5s %5s %5s %8s\n", "SERVICE", "TESTS", "PASS", "FAIL", "SKIP", "MISSING"
 		for (k in n) printf "  %-20s %5d %5d %5d %5d %8d%s\n", k, n[k], r[k, "pass"], r[k, "fail"], r[k, "skip"], r[k, "missing"], (bad[k] != "" ? "   failed/missing:" bad[k] : "")
-	}' "$logf" | { read -r header; echo "$header"; sort; }
+	}' "$logf" | { IFS= read -r header; echo "$header"; sort; }
 mv "$logf" "$logf.last"
