@@ -133,6 +133,7 @@ typedef struct sluice_json_value {
     sluice_json_type type;
     const uint8_t *ptr;
     uint32_t len;
+    int escaped; /* strings: 1 when the token holds an escape (raw bytes differ from decoded) */
 } sluice_json_value;
 
 /* Default nesting limit of sluice_json_validate (containers; the top-level one is level 1). */
@@ -539,8 +540,12 @@ static inline int sluice__hex(uint8_t c) {
 /* Bytes that need no attention inside a string: printable ASCII but the quote and backslash. */
 static const uint8_t sluice__plain[256] = {[0x20 ... 0x21] = 1, [0x23 ... 0x5B] = 1, [0x5D ... 0x7F] = 1};
 
+/* Set by sluice__vstring and sluice__skip: whether the last string had an escape. */
+static int sluice__escaped;
+
 /* p points after the opening quote; returns the position after the closing quote or NULL. */
 static const uint8_t *sluice__vstring(const uint8_t *p, const uint8_t *e) {
+    sluice__escaped = 0;
     while (p < e) {
         /* Eight bytes at a time while none is a quote, a backslash, a control byte or non-ASCII
          * (bit tricks: a zero in the top bit of every byte of the mask means "plain"). */
@@ -563,6 +568,7 @@ static const uint8_t *sluice__vstring(const uint8_t *p, const uint8_t *e) {
         if (c == '"') return p + 1;
         if (c < 0x20) return NULL;
         if (c == '\\') {
+            sluice__escaped = 1;
             if (++p >= e) return NULL;
             switch (*p) {
             case '"': case '\\': case '/': case 'b': case 'f': case 'n': case 'r': case 't':
@@ -684,8 +690,9 @@ static sluice_json_type sluice__type(uint8_t c) {
 /* Skips one value of a validated text. */
 static const uint8_t *sluice__skip(const uint8_t *p, const uint8_t *e) {
     if (*p == '"') {
+        sluice__escaped = 0;
         for (p++; *p != '"'; p++)
-            if (*p == '\\') p++;
+            if (*p == '\\') p++, sluice__escaped = 1;
         return p + 1;
     }
     if (*p == '{' || *p == '[') {
@@ -713,6 +720,7 @@ static sluice_json_value sluice__span(const uint8_t *p, const uint8_t *e) {
     v.type = sluice__type(*p);
     v.ptr = p;
     v.len = (uint32_t)(q - p);
+    v.escaped = v.type == SLUICE_JSON_STRING && sluice__escaped;
     return v;
 }
 
@@ -781,6 +789,13 @@ static uint32_t sluice__unescape(const uint8_t **pp, const uint8_t *e) {
 __attribute__((always_inline)) int sluice_json_string_is(const sluice_json_value *s, const char *name) {
     const uint8_t *p = s->ptr + 1, *e = s->ptr + s->len - 1;
     const uint8_t *n = (const uint8_t *)name;
+    if (!s->escaped) { /* raw bytes are the decoded bytes */
+        size_t nl = strlen(name);
+        if ((size_t)(e - p) != nl) return 0;
+        for (size_t i = 0; i < nl; i++)
+            if (p[i] != n[i]) return 0;
+        return 1;
+    }
     while (p < e) {
         if (*p != '\\') {
             if (*n++ != *p++) return 0;
@@ -891,11 +906,17 @@ __attribute__((always_inline)) int sluice_json_scan_next(sluice_json_scan *sc, s
     const uint8_t *p = sc->p, *e = sc->end, *q;
     sc->done = 1; /* until this member is known to be well-formed */
     if (p >= e || *p != '"' || !(q = sluice__vstring(p + 1, e))) return 0;
-    name->type = SLUICE_JSON_STRING, name->ptr = p, name->len = (uint32_t)(q - p);
+    name->type = SLUICE_JSON_STRING, name->ptr = p, name->len = (uint32_t)(q - p), name->escaped = sluice__escaped;
     p = sluice__ws(q, e);
     if (p >= e || *p != ':') return 0;
     p = sluice__ws(p + 1, e);
-    if (!(q = sluice__vvalue(p, e, 1, sc->max_depth))) return 0;
+    if (p < e && *p == '"') {
+        if (!(q = sluice__vstring(p + 1, e))) return 0;
+        value->escaped = sluice__escaped;
+    } else {
+        if (!(q = sluice__vvalue(p, e, 1, sc->max_depth))) return 0;
+        value->escaped = 0;
+    }
     value->type = sluice__type(*p), value->ptr = p, value->len = (uint32_t)(q - p);
     p = sluice__ws(q, e);
     if (p < e && *p == ',') {

@@ -48,7 +48,7 @@ static void on_record(sluice_ctx *c, const sluice_record *r) {
         }
     } else if (r->value_len > 4 && memcmp(r->value, "num:", 4) == 0) {
         /* the bits of the double nearest to the number token after "num:", in hex */
-        sluice_json_value v = {SLUICE_JSON_NUMBER, r->value + 4, r->value_len - 4};
+        sluice_json_value v = {SLUICE_JSON_NUMBER, r->value + 4, r->value_len - 4, 0};
         double x = sluice_json_number(&v);
         uint64_t bits;
         memcpy(&bits, &x, 8);

@@ -73,7 +73,7 @@ static int rfc3339(const sluice_json_value *tok) {
     uint8_t buf[40];
     const uint8_t *s = tok->ptr + 1;
     size_t n = tok->len - 2;
-    if (memchr(s, '\\', n)) { /* escapes: decode first */
+    if (tok->escaped) { /* decode first */
         n = sluice_json_string_decode(tok, buf, sizeof buf);
         s = buf;
     }
