@@ -29,6 +29,10 @@ pub struct Value<'a> {
     pub kind: Kind,
     /// The raw bytes of the token.
     pub raw: &'a [u8],
+    /// Strings: whether the token holds an escape (its raw bytes differ from the decoded ones).
+    /// Values from the scanner set it; set it to true when building a string value by hand
+    /// unless the raw text has no backslash.
+    pub escaped: bool,
 }
 
 /// Default nesting limit of [`validate`] (containers; the top-level one is level 1).
@@ -68,7 +72,14 @@ static PLAIN: [bool; 256] = {
 };
 
 /// i is after the opening quote; returns the position after the closing quote.
-fn v_string(s: &[u8], mut i: usize) -> Option<usize> {
+#[inline]
+fn v_string(s: &[u8], i: usize) -> Option<usize> {
+    v_string_esc(s, i).map(|(e, _)| e)
+}
+
+/// Like v_string, and also reports whether the string holds an escape.
+fn v_string_esc(s: &[u8], mut i: usize) -> Option<(usize, bool)> {
+    let mut escaped = false;
     while i < s.len() {
         // Eight bytes at a time while none is a quote, a backslash, a control byte or non-ASCII.
         while s.len() - i >= 8 {
@@ -93,12 +104,13 @@ fn v_string(s: &[u8], mut i: usize) -> Option<usize> {
         }
         let c = s[i];
         if c == b'"' {
-            return Some(i + 1);
+            return Some((i + 1, escaped));
         }
         if c < 0x20 {
             return None;
         }
         if c == b'\\' {
+            escaped = true;
             i += 1;
             match *s.get(i)? {
                 b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => i += 1,
@@ -286,7 +298,10 @@ fn skip(s: &[u8], mut i: usize) -> usize {
 }
 
 fn span(s: &[u8], i: usize) -> Value<'_> {
-    Value { kind: kind_of(s[i]), raw: &s[i..skip(s, i)] }
+    let end = skip(s, i);
+    let raw = &s[i..end];
+    let kind = kind_of(s[i]);
+    Value { kind, raw, escaped: kind == Kind::String && raw.contains(&b'\\') }
 }
 
 /// The top-level value of a text that [`validate`] accepted.
@@ -391,6 +406,9 @@ impl<'a> Value<'a> {
     pub fn string_is(&self, name: &str) -> bool {
         if self.kind != Kind::String {
             return false;
+        }
+        if !self.escaped {
+            return &self.raw[1..self.raw.len() - 1] == name.as_bytes();
         }
         let s = &self.raw[..self.raw.len() - 1];
         let n = name.as_bytes();
@@ -549,15 +567,15 @@ impl<'a> Iterator for ObjectScan<'a> {
         if i >= s.len() || s[i] != b'"' {
             return None;
         }
-        let q = v_string(s, i + 1)?;
-        let name = Value { kind: Kind::String, raw: &s[i..q] };
+        let (q, escaped) = v_string_esc(s, i + 1)?;
+        let name = Value { kind: Kind::String, raw: &s[i..q], escaped };
         i = ws(s, q);
         if i >= s.len() || s[i] != b':' {
             return None;
         }
         i = ws(s, i + 1);
-        let q = v_value(s, i, 1, self.max)?;
-        let value = Value { kind: kind_of(s[i]), raw: &s[i..q] };
+        let (q, escaped) = if i < s.len() && s[i] == b'"' { v_string_esc(s, i + 1)? } else { (v_value(s, i, 1, self.max)?, false) };
+        let value = Value { kind: kind_of(s[i]), raw: &s[i..q], escaped };
         i = ws(s, q);
         match s.get(i) {
             Some(b',') => {

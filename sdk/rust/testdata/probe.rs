@@ -41,7 +41,7 @@ impl Transform for Probe {
             }
             v if v.len() > 4 && &v[..4] == b"num:" => {
                 // the bits of the double nearest to the number token after "num:", in hex
-                let x = sluice::json::Value { kind: sluice::json::Kind::Number, raw: &v[4..] }.number();
+                let x = sluice::json::Value { kind: sluice::json::Kind::Number, raw: &v[4..], escaped: false }.number();
                 let bits = x.to_bits();
                 let hex: Vec<u8> = (0..16).map(|i| b"0123456789abcdef"[((bits >> (60 - 4 * i)) & 15) as usize]).collect();
                 out.emit(0, &hex);

@@ -164,7 +164,7 @@ fn num(s: &[u8]) -> Option<u32> {
 fn rfc3339(tok: &Value<'_>) -> bool {
     let mut buf = [0u8; 40];
     let raw = &tok.raw[1..tok.raw.len() - 1];
-    let s = if raw.contains(&b'\\') {
+    let s = if tok.escaped {
         let n = tok.decode_string_into(&mut buf);
         &buf[..n.min(buf.len())]
     } else {
