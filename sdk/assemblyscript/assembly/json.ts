@@ -20,7 +20,12 @@ export class JsonValue {
   kind: i32 = JSON_INVALID;
   ptr: usize = 0;
   len: u32 = 0;
+  /** Strings: whether the token holds an escape (raw bytes differ from decoded). */
+  escaped: bool = false;
 }
+
+// Set by vString and skip: whether the last string scanned had an escape.
+let lastEscaped = false;
 
 /** Iteration state for jsonNext / jsonNextElement; reuse one per callback. */
 export class JsonIter {
@@ -51,6 +56,7 @@ export class JsonIter {
 // Validation functions return the position after the value, or 0 when invalid.
 
 function vString(p: usize, e: usize): usize {
+  lastEscaped = false;
   while (p < e) {
     // Eight bytes at a time while none is a quote, a backslash, a control byte or non-ASCII.
     while (e - p >= 8) {
@@ -70,6 +76,7 @@ function vString(p: usize, e: usize): usize {
     if (c == 0x22) return p + 1;
     if (c < 0x20) return 0;
     if (c == 0x5C) {
+      lastEscaped = true;
       p++;
       if (p >= e) return 0;
       const x = <u32>load<u8>(p);
@@ -192,8 +199,11 @@ function kindOf(c: u32): i32 {
 function skip(p: usize, e: usize): usize {
   const c = <u32>load<u8>(p);
   if (c == 0x22) {
+    lastEscaped = false;
     p++;
-    while (load<u8>(p) != 0x22) p += load<u8>(p) == 0x5C ? 2 : 1;
+    while (load<u8>(p) != 0x22) {
+      if (load<u8>(p) == 0x5C) { lastEscaped = true; p += 2; } else p++;
+    }
     return p + 1;
   }
   if (c == 0x7B || c == 0x5B) {
@@ -223,6 +233,7 @@ function skip(p: usize, e: usize): usize {
   out.kind = kindOf(load<u8>(p));
   out.ptr = p;
   out.len = <u32>(skip(p, e) - p);
+  out.escaped = out.kind == JSON_STRING && lastEscaped;
 }
 
 /** Sets out to the top-level value of a validated text. */
@@ -314,6 +325,11 @@ export function jsonStringIs(s: JsonValue, name: ArrayBuffer): bool {
   const e = s.ptr + s.len - 1;
   const n = changetype<usize>(name);
   const nl = <usize>name.byteLength;
+  if (!s.escaped) { // raw bytes are the decoded bytes
+    if (e - p != nl) return false;
+    for (let i: usize = 0; i < nl; i++) if (load<u8>(p + i) != load<u8>(n + i)) return false;
+    return true;
+  }
   let j: usize = 0;
   while (p < e) {
     const c = load<u8>(p);
@@ -408,10 +424,17 @@ export class JsonObjectScan {
     name.kind = JSON_STRING;
     name.ptr = p;
     name.len = <u32>(q - p);
+    name.escaped = lastEscaped;
     p = ws(q, e);
     if (p >= e || load<u8>(p) != 0x3A) return false;
     p = ws(p + 1, e);
-    q = vValue(p, e, 1, this.maxDepth);
+    if (p < e && load<u8>(p) == 0x22) {
+      q = vString(p + 1, e);
+      value.escaped = lastEscaped;
+    } else {
+      q = vValue(p, e, 1, this.maxDepth);
+      value.escaped = false;
+    }
     if (!q) return false;
     value.kind = kindOf(load<u8>(p));
     value.ptr = p;
@@ -440,6 +463,7 @@ export function jsonFind(ptr: usize, len: u32, name: ArrayBuffer, out: JsonValue
       out.kind = findValue.kind;
       out.ptr = findValue.ptr;
       out.len = findValue.len;
+      out.escaped = findValue.escaped;
       found = true;
     }
   }

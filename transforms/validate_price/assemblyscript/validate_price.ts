@@ -102,12 +102,9 @@ function digits(p: usize, n: i32): i32 {
 function rfc3339(v: JsonValue): bool {
   let s = v.ptr + 1;
   let n = v.len - 2;
-  for (let i: u32 = 0; i < n; i++) {
-    if (load<u8>(s + i) == 0x5C) { // escapes: decode first
-      n = jsonStringDecode(v, tsBuf, 40);
-      s = tsBuf;
-      break;
-    }
+  if (v.escaped) { // decode first
+    n = jsonStringDecode(v, tsBuf, 40);
+    s = tsBuf;
   }
   if (n < 20 || n > 35) return false;
   for (let i: u32 = 0; i < n; i++) if (load<u8>(s + i) >= 0x80) return false;
@@ -183,6 +180,7 @@ function check(rec: Record, out: Output): void {
   dst.kind = src.kind;
   dst.ptr = src.ptr;
   dst.len = src.len;
+  dst.escaped = src.escaped;
 }
 
 register(META, init, check);
