@@ -13,7 +13,8 @@ WASM_RUST_LIB   := build/wasm/rust
 WASM_C_GUESTS := \
 	transforms/validate_price/c/validate_price.c:transforms/validate_price/c/validate_price.wasm \
 	examples/transform-c/positive_amount.c:build/wasm/examples/positive_amount_c.wasm \
-	sdk/c/testdata/probe.c:build/wasm/sdktest/probe_c.wasm
+	sdk/c/testdata/probe.c:build/wasm/sdktest/probe_c.wasm \
+	sdk/c/testdata/probe_batch.c:build/wasm/sdktest/probe_c_batch.wasm
 WASM_RUST_GUESTS := \
 	transforms/validate_price/rust/validate_price.rs:transforms/validate_price/rust/validate_price.wasm \
 	examples/transform-rust/positive_amount.rs:build/wasm/examples/positive_amount_rust.wasm \

@@ -58,6 +58,21 @@ static void on_record(sluice_ctx *c, const sluice_record *r) {
     } else sluice_reject(c, 8, "unknown command");
 }
 
-SLUICE_TRANSFORM("{\"name\":\"probe\",\"version\":\"0.0.1\",\"abi\":\"1.0\",\"kinds\":[\"filter\",\"flatmap\",\"route\"],"
-                 "\"ports\":[\"main\",\"alerts\"]}",
-                 init, on_record)
+#define PROBE_META                                                                               \
+    "{\"name\":\"probe\",\"version\":\"0.0.1\",\"abi\":\"1.0\",\"kinds\":[\"filter\",\"flatmap\",\"route\"]," \
+    "\"ports\":[\"main\",\"alerts\"]}"
+
+#ifdef PROBE_BATCH
+/* The same commands through the per-batch entry point (probe_batch.c). */
+static int on_batch(sluice_ctx *c, uint32_t n) {
+    sluice_record r;
+    for (uint32_t i = 0; i < n; i++) {
+        sluice_record_at(c, i, &r);
+        on_record(c, &r);
+    }
+    return 0;
+}
+SLUICE_TRANSFORM_BATCH(PROBE_META, init, on_batch)
+#else
+SLUICE_TRANSFORM(PROBE_META, init, on_record)
+#endif

@@ -17,8 +17,12 @@ import (
 	"github.com/sluicehq/sluice/sdk/go/connector"
 )
 
-// The probe modules of sdk/{c,rust,assemblyscript}/testdata/probe.*, built by make wasm-guests.
-var probeLanguages = []string{"c", "rust", "assemblyscript"}
+// The probe modules of sdk/{c,rust,assemblyscript}/testdata/probe.*, built by make wasm-guests
+// (c_batch is the C probe through the SDK's per-batch entry point).
+var probeLanguages = []string{"c", "c_batch", "rust", "assemblyscript"}
+
+// exampleLanguages are the SDKs with a positive_amount example.
+var exampleLanguages = []string{"c", "rust", "assemblyscript"}
 
 func probePath(lang string) string {
 	return filepath.Join("..", "..", "..", "build", "wasm", "sdktest", "probe_"+lang+".wasm")
@@ -181,7 +185,7 @@ func TestExamples(t *testing.T) {
 		{Input: 3, Code: 3, Reason: "amount: must be a number greater than 0"},
 		{Input: 4, Code: 1, Reason: "not a JSON object"},
 	}
-	for _, lang := range probeLanguages {
+	for _, lang := range exampleLanguages {
 		t.Run(lang, func(t *testing.T) {
 			p := filepath.Join("..", "..", "..", "build", "wasm", "examples", "positive_amount_"+lang+".wasm")
 			needBuilt(t, p)
@@ -240,7 +244,7 @@ func TestSDKNumbers(t *testing.T) {
 	for _, tok := range tokens {
 		recs = append(recs, connector.Record{Value: []byte("num:" + tok)})
 	}
-	for _, lang := range probeLanguages {
+	for _, lang := range exampleLanguages { // one number parser per SDK
 		t.Run(lang, func(t *testing.T) {
 			p := probePath(lang)
 			needBuilt(t, p)
