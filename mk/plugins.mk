@@ -26,7 +26,7 @@ plugin-example:
 
 # Records/s through a plugin source and sink against the same connector compiled in.
 bench-plugins:
-	$(GO) test -run '^$$' -bench 'BenchmarkPlugin' -benchtime 3x -count 1 ./runtime/pluginhost/
+	$(GO) test -run '^$$' -bench 'BenchmarkPlugin' -benchtime 5x -count 1 ./runtime/pluginhost/
 BENCH_TARGETS += bench-plugins
 
 # The example plugin is its own module, outside `go test ./...`: test it (compiled in and as a

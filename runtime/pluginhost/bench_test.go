@@ -12,7 +12,8 @@ import (
 )
 
 // The benchmarks run the same connectors compiled in and through a plugin process in the same
-// run, with large batches, and report both rates, their ratio and the plugin's cost per batch:
+// run, with large batches (8192 records of 100 bytes), and report both rates, their ratio and the
+// plugin's extra time per batch (the discard sink shows the bare cost of crossing the boundary):
 //
 //	go test -run '^$' -bench BenchmarkPlugin -benchtime 3x ./runtime/pluginhost/
 const (
@@ -135,9 +136,12 @@ func report(b *testing.B, inTime, plTime time.Duration, batches int) {
 	recs := float64(batches) * benchBatch
 	inRate := recs / inTime.Seconds()
 	plRate := recs / plTime.Seconds()
-	b.ReportMetric(inRate, "compiled-in-rec/s")
 	b.ReportMetric(plRate, "plugin-rec/s")
-	b.ReportMetric(plRate/inRate, "plugin/compiled-in")
+	// A sink that does nothing compiled in has no meaningful rate: report only the plugin's.
+	if plTime < 1000*inTime {
+		b.ReportMetric(inRate, "compiled-in-rec/s")
+		b.ReportMetric(plRate/inRate, "plugin/compiled-in")
+	}
 	b.ReportMetric(float64((plTime-inTime).Microseconds())/float64(batches), "overhead-µs/batch")
 	b.ReportMetric(0, "ns/op")
 }

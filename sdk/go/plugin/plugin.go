@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime/debug"
 
 	goplugin "github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
@@ -87,6 +88,7 @@ func Serve(p Plugin) {
 		fmt.Fprintf(os.Stderr, "This binary is a Sluice connector plugin (protocol %d); put it in the directory passed to `sluice --plugins-dir` instead of running it.\n", ProtocolVersion)
 		os.Exit(1)
 	}
+	tuneGC()
 	logger := slog.New(newLogHandler(logOut, slog.LevelDebug))
 	srv := NewServer(p, logger)
 	goplugin.Serve(&goplugin.ServeConfig{
@@ -103,6 +105,26 @@ func Serve(p Plugin) {
 		Logger: newHCLogger(logOut),
 	})
 	os.Exit(0)
+}
+
+// GC defaults of a plugin process, unless its environment sets GOGC or GOMEMLIMIT (a manifest
+// grants them with `env: [GOGC=100]`). A plugin's live heap is small (a batch or two, bounded by
+// the host's read credit and write chunk size) while it allocates a batch per call, so Go's
+// default GOGC=100 collects every other batch; 400 measured about 1.5 times the records/s
+// through a plugin source. The soft memory limit makes the collector work harder before the
+// process grows past it.
+const (
+	defaultGCPercent   = 400
+	defaultMemoryLimit = 512 << 20
+)
+
+func tuneGC() {
+	if _, set := os.LookupEnv("GOGC"); !set {
+		debug.SetGCPercent(defaultGCPercent)
+	}
+	if _, set := os.LookupEnv("GOMEMLIMIT"); !set {
+		debug.SetMemoryLimit(defaultMemoryLimit)
+	}
 }
 
 // grpcPlugin is the go-plugin glue on the plugin side.
