@@ -45,9 +45,11 @@ const (
 	// Strict runs guests interruptibly (wazero WithCloseOnContextDone): the per-batch deadline,
 	// ctx cancellation and Close stop a runaway guest. The default.
 	Strict Mode = "strict"
-	// Trusted runs guests without interruption checks: faster, but a guest that never returns
-	// keeps its goroutine and OS thread until the process exits. A watchdog logs the overrun and
-	// Stage.Err reports it, so a supervisor can restart the process. Only for reviewed modules.
+	// Trusted runs guests without interruption checks: several times faster, but compiled guest
+	// code cannot be preempted, so a running call delays the process's garbage collection until
+	// it returns, and a guest that never returns freezes the whole process at the next
+	// collection. A watchdog logs overruns and Stage.Err reports them when it can. Only for
+	// modules you wrote or reviewed (runtime/RATIONALE.md, "WASM host").
 	Trusted Mode = "trusted"
 )
 
