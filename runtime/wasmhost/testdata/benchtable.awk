@@ -15,6 +15,11 @@
 	for (i = 2; i < NF; i++) if ($(i+1) == "µs/instance") w[g] = $i
 	if (!(g in wseen)) { wseen[g] = 1; worder[++wn] = g }
 }
+/^BenchmarkLoad\// {
+	split($1, p, "/"); g = substr(p[2], 7); sub(/-[0-9]+$/, "", g)
+	for (i = 2; i < NF; i++) if ($(i+1) == "ns/op") ld[g] = $i / 1e6
+	if (!(g in lseen)) { lseen[g] = 1; lorder[++ln] = g }
+}
 /^BenchmarkGuestLoop\// {
 	split($1, p, "/"); m = substr(p[2], 6); sub(/-[0-9]+$/, "", m)
 	for (i = 2; i < NF; i++) if ($(i+1) == "ns/iter") loop[m] = $i
@@ -43,6 +48,10 @@ END {
 	if (wn > 0) {
 		printf "\ninstance warm-up (instantiate, _initialize, tf_init), module compiled\n"
 		for (k = 1; k <= wn; k++) printf "%-30s %10.0f µs\n", worder[k], w[worder[k]]
+	}
+	if (ln > 0) {
+		printf "\nload of a module already in the cache directory (read, hash, compile from cache, probe)\n"
+		for (k = 1; k <= ln; k++) printf "%-30s %10.1f ms\n", lorder[k], ld[lorder[k]]
 	}
 	if (("strict" in loop) && ("trusted" in loop)) {
 		printf "\nguest loop iteration (C, volatile counter): strict %.2f ns, trusted %.2f ns (%.0fx)\n", loop["strict"], loop["trusted"], loop["strict"] / loop["trusted"]
