@@ -68,6 +68,7 @@ static int on_batch(sluice_ctx *c, uint32_t n) {
     sluice_record r;
     for (uint32_t i = 0; i < n; i++) {
         sluice_record_at(c, i, &r);
+        if (eq(&r, "failbatch")) return sluice_error("probe: batch failed");
         on_record(c, &r);
     }
     return 0;

@@ -2,19 +2,29 @@
 //! test (transforms/validate_price/crosslang). The record value is a command; see the Go test.
 use sluice::{Output, Record, Transform};
 
-struct Probe;
+struct Probe {
+    fail: bool,
+}
 
 impl Transform for Probe {
     fn init(cfg: &[u8]) -> Result<Self, String> {
         match sluice::json::find(cfg, "fail") {
             Ok(Some(_)) => Err("probe: fail requested".into()),
-            _ => Ok(Probe),
+            _ => Ok(Probe { fail: false }),
         }
+    }
+
+    fn end_batch(&mut self) -> Result<(), String> {
+        if std::mem::replace(&mut self.fail, false) {
+            return Err("probe: batch failed".into());
+        }
+        Ok(())
     }
 
     fn process(&mut self, r: &Record<'_>, out: &mut Output) {
         match r.value {
             b"pass" => {}
+            b"failbatch" => self.fail = true,
             b"drop" => out.drop_record(),
             b"reject" => out.reject(7, "probe reject"),
             b"undo" => {

@@ -285,3 +285,51 @@ func TestSDKNumbers(t *testing.T) {
 		})
 	}
 }
+
+// TestSDKBatchError fails a batch from the guest (C's per-batch callback returning an error, Rust's
+// Transform::end_batch): the host must retry and bisect, isolate exactly the failing record with
+// the guest error code and the guest's message, and pass the others.
+func TestSDKBatchError(t *testing.T) {
+	ctx := context.Background()
+	h, err := wasmhost.New(ctx, wasmhost.Options{CacheDir: filepath.Join("..", "..", "..", "build", "wasm-cache")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close(ctx)
+	var recs []connector.Record
+	for i := 0; i < 10; i++ {
+		v := "pass"
+		if i == 6 {
+			v = "failbatch"
+		}
+		recs = append(recs, connector.Record{Value: []byte(v)})
+	}
+	for _, lang := range []string{"c_batch", "rust"} {
+		t.Run(lang, func(t *testing.T) {
+			p := probePath(lang)
+			needBuilt(t, p)
+			m, err := h.Load(ctx, p, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			st, err := h.NewStage(ctx, m, wasmhost.StageConfig{Name: "probe", Instances: 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer st.Close(ctx)
+			res, err := st.Process(ctx, recs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(res.Rejected) != 1 || res.Rejected[0].Input != 6 || res.Rejected[0].Code != wasmhost.CodeGuestError ||
+				!strings.Contains(res.Rejected[0].Reason, "probe: batch failed") {
+				t.Fatalf("rejected %+v, want only input 6 with code %#x and the guest's message", res.Rejected, wasmhost.CodeGuestError)
+			}
+			for i, a := range res.Actions {
+				if i != 6 && a != transform.Pass {
+					t.Fatalf("input %d: %v, want pass", i, a)
+				}
+			}
+		})
+	}
+}
