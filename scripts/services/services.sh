@@ -88,7 +88,12 @@ cmd_down() {
 	for name in "$@"; do
 		"$(fn "$name" stop)" || log "stopping $name failed"
 	done
-	rm -f "$SVC_ENV_FILE"
+	if [ "$*" = "$ALL" ]; then
+		rm -f "$SVC_ENV_FILE"
+	elif [ -f "$SVC_ENV_FILE" ]; then
+		SVC_PROBE=$SVC_DIR/bin/svcprobe
+		write_env # keeps the lines of the services still up
+	fi
 }
 
 cmd_status() {

@@ -92,7 +92,8 @@ func probePulsar(ctx context.Context, url string) error {
 		return fmt.Errorf("new client: %w", err)
 	}
 	defer client.Close()
-	topic := "persistent://public/default/" + probeTopic
+	// A fresh topic each time: reloading an old one after a restart waits for ledger recovery.
+	topic := "persistent://public/default/" + probeTopic + "-" + strconv.FormatInt(time.Now().UnixNano(), 36)
 	cons, err := client.Subscribe(pulsar.ConsumerOptions{Topic: topic, SubscriptionName: "probe",
 		SubscriptionInitialPosition: pulsar.SubscriptionPositionLatest})
 	if err != nil {
