@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -582,4 +583,88 @@ func TestKill9Sink(t *testing.T) {
 	if got := m.Restarts("seq"); got != 2 {
 		t.Fatalf("restarts = %d, want 2", got)
 	}
+}
+
+// A plugin process gets only the environment its configuration grants.
+func TestCleanEnvironment(t *testing.T) {
+	t.Setenv("SLUICE_TEST_HOST_SECRET", "do-not-leak")
+	t.Setenv("SLUICE_TEST_GRANTED", "copied")
+	h := newHost(t, Options{})
+	p := discoverOne(t, h, pluginDir(t, "seq"))
+	src, err := h.NewSource(p, "seq", connector.Config{"emit_env": true,
+		FieldEnv: []any{"SLUICE_TEST_GRANTED", "TZ=UTC"}}, connector.Env{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := src.Open(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close(ctx)
+	recs, err := src.Read(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{}
+	for _, r := range recs {
+		k, v, _ := strings.Cut(string(r.Value), "=")
+		env[k] = v
+	}
+	if env["SLUICE_TEST_GRANTED"] != "copied" || env["TZ"] != "UTC" {
+		t.Fatalf("granted variables missing: %v", env)
+	}
+	for k := range env {
+		if k == "SLUICE_TEST_HOST_SECRET" || k == "PATH" || k == "HOME" {
+			t.Fatalf("host variable %s reached the plugin: %v", k, env)
+		}
+	}
+}
+
+// What a connector logs inside the plugin arrives in the host's log, with its level and attributes.
+func TestPluginLogsBridged(t *testing.T) {
+	var buf syncBuffer
+	h := newHost(t, Options{Logger: slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	p := discoverOne(t, h, pluginDir(t, "seq"))
+	src, err := h.NewSource(p, "seq", connector.Config{"count": int64(3)}, connector.Env{Pipeline: "pipe", Component: "source"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := src.Open(ctx, []connector.Position{{Partition: "seq", Offset: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	_ = src.Close(ctx)
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(buf.String(), `"msg":"seq opened"`) {
+		if time.Now().After(deadline) {
+			t.Fatalf("plugin log line not bridged; host log:\n%s", buf.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for _, line := range strings.Split(buf.String(), "\n") {
+		if strings.Contains(line, `"msg":"seq opened"`) {
+			for _, want := range []string{`"level":"INFO"`, `"next":2`, `"pipeline":"pipe"`, `"plugin":"seq"`} {
+				if !strings.Contains(line, want) {
+					t.Errorf("bridged line %s lacks %s", line, want)
+				}
+			}
+		}
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -193,7 +193,8 @@ func (pr *proc) callError(call string, err error) error {
 // newLogBridge returns an hclog logger whose entries (go-plugin's own and the plugin's stderr
 // JSON lines) go to logger.
 func newLogBridge(logger *slog.Logger) hclog.Logger {
-	l := hclog.NewInterceptLogger(&hclog.LoggerOptions{Output: discard{}, Level: hclog.Off})
+	// The inner logger must not be Off: go-plugin then drops plugin stderr lines unread.
+	l := hclog.NewInterceptLogger(&hclog.LoggerOptions{Output: discard{}, Level: hclog.Debug})
 	l.RegisterSink(&sinkAdapter{logger: logger})
 	return l
 }

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"strconv"
 	"sync/atomic"
@@ -36,6 +37,7 @@ var SeqSpec = connector.Spec{
 		{Name: "hang", Type: connector.TypeString, Default: "", Enum: []string{"", "open", "read", "ack"},
 			Description: "The call that blocks forever, ignoring its context."},
 		{Name: "fail_open", Type: connector.TypeBool, Default: false, Description: "Open fails."},
+		{Name: "emit_env", Type: connector.TypeBool, Default: false, Description: "Record values are the process environment, one variable each."},
 	},
 }
 
@@ -45,12 +47,14 @@ type Seq struct {
 	batch, size int
 	hang        string
 	fail        bool
+	emitEnv     bool
 	opened      bool
+	logger      *slog.Logger
 }
 
 // NewSeq builds a seq source.
-func NewSeq(cfg connector.Config, _ connector.Env) (connector.Source, error) {
-	s := &Seq{count: cfg.Int("count"), batch: int(cfg.Int("batch")), size: int(cfg.Int("size")), hang: cfg.String("hang"), fail: cfg.Bool("fail_open"), next: 1}
+func NewSeq(cfg connector.Config, env connector.Env) (connector.Source, error) {
+	s := &Seq{logger: env.Logger, count: cfg.Int("count"), batch: int(cfg.Int("batch")), size: int(cfg.Int("size")), hang: cfg.String("hang"), fail: cfg.Bool("fail_open"), emitEnv: cfg.Bool("emit_env"), next: 1}
 	if !cfg.Has("count") {
 		s.count = 1000
 	}
@@ -74,6 +78,9 @@ func (s *Seq) Open(_ context.Context, resume []connector.Position) error {
 		}
 	}
 	s.opened = true
+	if s.logger != nil {
+		s.logger.Info("seq opened", "next", s.next)
+	}
 	return nil
 }
 
@@ -96,6 +103,14 @@ func (s *Seq) Read(ctx context.Context) ([]connector.Record, error) {
 	}
 	if s.next > s.count {
 		return nil, io.EOF
+	}
+	if s.emitEnv {
+		var out []connector.Record
+		for i, kv := range os.Environ() {
+			out = append(out, connector.Record{Value: []byte(kv), Position: connector.Position{Partition: "seq", Offset: int64(i + 1)}})
+		}
+		s.next = s.count + 1
+		return out, nil
 	}
 	n := min(int64(s.batch), s.count-s.next+1)
 	out := make([]connector.Record, n)
