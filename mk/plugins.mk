@@ -22,7 +22,7 @@ proto: proto-tools
 # Builds the example plugin into bin/plugins.
 plugin-example:
 	mkdir -p bin/plugins
-	cd examples/plugin-csv && $(GO) build -o ../../bin/plugins/sluice-plugin-csv .
+	cd examples/plugin-csv && $(GO) build -mod=mod -o ../../bin/plugins/sluice-plugin-csv .
 
 # Records/s through a plugin source and sink against the same connector compiled in.
 bench-plugins:
@@ -33,5 +33,5 @@ BENCH_TARGETS += bench-plugins
 # plugin binary) here.
 .PHONY: test-plugin-example
 test-plugin-example:
-	cd examples/plugin-csv && $(GO) test -count=1 ./...
+	cd examples/plugin-csv && $(GO) test -mod=mod -count=1 ./...
 TEST_TARGETS += test-plugin-example
