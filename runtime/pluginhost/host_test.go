@@ -668,3 +668,35 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// A record too large for one protocol message fails on its own; the rest of the batch is written.
+func TestSinkOversizedRecord(t *testing.T) {
+	h := newHost(t, Options{})
+	p := discoverOne(t, h, pluginDir(t, "seq"))
+	path := filepath.Join(t.TempDir(), "out")
+	snk, err := h.NewSink(p, "lines", connector.Config{"path": path}, connector.Env{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := snk.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer snk.Close(ctx)
+	batch := []connector.Record{{Value: []byte("a")}, {Value: []byte("poison x")}, {Value: make([]byte, maxRecordBytes+1)}, {Value: []byte("b")}}
+	err = snk.Write(ctx, batch)
+	var be *connector.BatchError
+	if !errors.As(err, &be) || len(be.Failed) != 2 {
+		t.Fatalf("write = %v; want a BatchError naming 2 records", err)
+	}
+	idx := map[int]string{}
+	for _, f := range be.Failed {
+		idx[f.Index] = f.Err.Error()
+	}
+	if !strings.Contains(idx[2], "exceeds the plugin protocol") || !strings.Contains(idx[1], "poison") {
+		t.Fatalf("failures %v; want index 1 poison and index 2 too large", idx)
+	}
+	if got := readLines(t, path); len(got) != 2 || string(got[0].Value) != "a" || string(got[1].Value) != "b" {
+		t.Fatalf("written %v, want a and b", got)
+	}
+}

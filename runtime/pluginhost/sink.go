@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 	"sync"
 
 	"github.com/sluicehq/sluice/sdk/go/connector"
+	sdkplugin "github.com/sluicehq/sluice/sdk/go/plugin"
 	"github.com/sluicehq/sluice/sdk/go/plugin/wire"
 	pb "github.com/sluicehq/sluice/sdk/proto/pluginv1"
 )
@@ -28,6 +30,10 @@ type Sink struct {
 }
 
 var _ connector.Sink = (*Sink)(nil)
+
+// maxRecordBytes is the largest record that crosses the plugin boundary: one protocol message
+// less room for framing.
+const maxRecordBytes = sdkplugin.MaxMessageBytes - 64<<10
 
 // NewSink builds a proxy for the sink connName of plugin p. It starts nothing.
 func (h *Host) NewSink(p *Plugin, connName string, cfg connector.Config, env connector.Env) (*Sink, error) {
@@ -129,6 +135,43 @@ func (s *Sink) ready(ctx context.Context) (*proc, error) {
 func (s *Sink) Write(ctx context.Context, records []connector.Record) error {
 	limit := s.in.h.opts.WriteChunkBytes
 	var failed []connector.RecordError
+	// A record that cannot fit in one protocol message fails on its own (dead letter) instead of
+	// failing the whole write forever.
+	var fit []connector.Record
+	var fitIdx []int
+	for i := range records {
+		if records[i].Size() <= maxRecordBytes && failed == nil {
+			continue // the common case: nothing copied until a record is too large
+		}
+		if failed == nil { // the first oversized record: keep the ones before it
+			fit = append(fit, records[:i]...)
+			for j := range i {
+				fitIdx = append(fitIdx, j)
+			}
+		}
+		if n := records[i].Size(); n > maxRecordBytes {
+			failed = append(failed, connector.RecordError{Index: i, Err: fmt.Errorf("plugin %s: record of %d bytes exceeds the plugin protocol's %d-byte limit", s.in.plugin.Name, n, maxRecordBytes)})
+			continue
+		}
+		fit = append(fit, records[i])
+		fitIdx = append(fitIdx, i)
+	}
+	if failed != nil {
+		if len(fit) > 0 {
+			err := s.Write(ctx, fit)
+			var be *connector.BatchError
+			switch {
+			case errors.As(err, &be):
+				for _, f := range be.Failed {
+					failed = append(failed, connector.RecordError{Index: fitIdx[f.Index], Err: f.Err})
+				}
+			case err != nil:
+				return err
+			}
+		}
+		sort.Slice(failed, func(i, j int) bool { return failed[i].Index < failed[j].Index })
+		return &connector.BatchError{Failed: failed}
+	}
 	for start := 0; start < len(records); {
 		end, size := start, 0
 		for end < len(records) && (end == start || size+records[end].Size() <= limit) {

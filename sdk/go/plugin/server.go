@@ -200,6 +200,12 @@ func (s *server) Read(ctx context.Context, req *pb.ReadRequest) (*pb.ReadRespons
 			return nil, ctx.Err()
 		}
 	}
+	if sz := st.leftover[0].Size(); sz > MaxMessageBytes-64<<10 {
+		pos := st.leftover[0].Position
+		st.leftover = st.leftover[1:]
+		return &pb.ReadResponse{Error: wire.Error(fmt.Errorf("read: the record at %s is %d bytes, more than a plugin protocol message holds (%d): %w",
+			pos, sz, MaxMessageBytes, connector.ErrPermanent))}, nil
+	}
 	n, size := 0, int64(0)
 	for n < len(st.leftover) && n < maxRecs {
 		rs := int64(st.leftover[n].Size())
