@@ -2,6 +2,8 @@
 //! against RFC 8259 (well-formed UTF-8, strict numbers, literals and escapes, bounded nesting),
 //! then [`root`], [`Value::members`] and [`Value::elements`] walk it as zero-copy spans.
 
+use std::convert::TryInto;
+
 /// The kind of a JSON value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -83,7 +85,7 @@ fn v_string_esc(s: &[u8], mut i: usize) -> Option<(usize, bool)> {
     while i < s.len() {
         // Eight bytes at a time while none is a quote, a backslash, a control byte or non-ASCII.
         while s.len() - i >= 8 {
-            let x = u64::from_le_bytes([s[i], s[i + 1], s[i + 2], s[i + 3], s[i + 4], s[i + 5], s[i + 6], s[i + 7]]);
+            let x = u64::from_le_bytes(s[i..i + 8].try_into().unwrap());
             const ONES: u64 = 0x0101_0101_0101_0101;
             let q = x ^ (ONES * b'"' as u64);
             let b = x ^ (ONES * b'\\' as u64);
