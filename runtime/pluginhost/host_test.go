@@ -700,3 +700,35 @@ func TestSinkOversizedRecord(t *testing.T) {
 		t.Fatalf("written %v, want a and b", got)
 	}
 }
+
+// Open retried after a failure replaces the process kept for Close; none is left behind.
+func TestOpenRetryLeavesNoProcess(t *testing.T) {
+	h := newHost(t, Options{})
+	p := discoverOne(t, h, pluginDir(t, "seq"))
+	src, err := h.NewSource(p, "seq", connector.Config{"fail_open": true}, connector.Env{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	var pids []int
+	for range 3 {
+		if err := src.Open(ctx, nil); err == nil || !errors.Is(err, connector.ErrPermanent) {
+			t.Fatalf("open = %v, want the connector's permanent error", err)
+		}
+		pids = append(pids, src.Pid())
+	}
+	if err := src.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	h.mu.Lock()
+	n := len(h.clients)
+	h.mu.Unlock()
+	if n != 0 {
+		t.Fatalf("%d plugin processes still tracked after Close (pids %v)", n, pids)
+	}
+	for _, pid := range pids {
+		if err := syscall.Kill(pid, 0); err == nil {
+			t.Errorf("process %d still runs", pid)
+		}
+	}
+}

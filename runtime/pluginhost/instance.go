@@ -54,6 +54,15 @@ func (in *instance) current() *proc {
 	return in.proc
 }
 
+// drop stops the current process, if any, without counting a failure (a retried Open).
+func (in *instance) drop() {
+	in.mu.Lock()
+	pr := in.proc
+	in.proc = nil
+	in.mu.Unlock()
+	in.h.kill(pr)
+}
+
 // launch starts a new process after the backoff owed to earlier failures.
 func (in *instance) launch(ctx context.Context) (*proc, error) {
 	in.mu.Lock()

@@ -58,6 +58,7 @@ func (s *Sink) Pid() int {
 
 // Open starts the plugin process and opens the sink.
 func (s *Sink) Open(ctx context.Context) error {
+	s.in.drop() // a retried Open starts afresh
 	pr, err := s.in.launch(ctx)
 	if err != nil {
 		return err

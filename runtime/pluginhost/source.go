@@ -89,6 +89,7 @@ func (s *Source) positions() []connector.Position {
 // returned; the process stays up after the latter so Close reaches the connector.
 func (s *Source) Open(ctx context.Context, resume []connector.Position) error {
 	s.remember(resume)
+	s.in.drop() // a retried Open starts afresh
 	pr, err := s.in.launch(ctx)
 	if err != nil {
 		return err
