@@ -584,6 +584,36 @@ export function jsonNumber(v: JsonValue): f64 {
 
 /** The double nearest to the validated JSON number token at [ptr, ptr+len). */
 export function parseNumber(ptr: usize, len: u32): f64 {
+  // Exact fast path without storing digits: at most 15 significant digits, no exponent part,
+  // at most 22 fraction digits.
+  let p = ptr;
+  const e = ptr + len;
+  const neg = load<u8>(p) == 0x2D;
+  if (neg) p++;
+  let d: u64 = 0;
+  let n = 0, frac = 0;
+  while (p < e && isDigit(load<u8>(p))) {
+    const c = <u32>load<u8>(p) - 0x30;
+    if (n || c) { d = d * 10 + c; n++; }
+    p++;
+  }
+  if (p < e && load<u8>(p) == 0x2E) {
+    p++;
+    while (p < e && isDigit(load<u8>(p))) {
+      const c = <u32>load<u8>(p) - 0x30;
+      if (n || c) { d = d * 10 + c; n++; }
+      frac++;
+      p++;
+    }
+  }
+  if (p == e && n <= 15 && frac <= 22) {
+    const x = frac ? <f64>d / unchecked(POW10[frac]) : <f64>d;
+    return neg ? -x : x;
+  }
+  return parseNumberSlow(ptr, len);
+}
+
+function parseNumberSlow(ptr: usize, len: u32): f64 {
   bnInit();
   let p = ptr;
   const e = ptr + len;
