@@ -254,6 +254,9 @@ type ChecksumError struct {
 	Want, Got string
 }
 
+// Is makes a checksum mismatch match connector.ErrPermanent: retrying cannot help.
+func (e *ChecksumError) Is(target error) bool { return target == connector.ErrPermanent }
+
 func (e *ChecksumError) Error() string {
 	return fmt.Sprintf("plugin %s: checksum mismatch: the binary's sha256 is %s, but %s is pinned", e.Path, e.Got, e.Want)
 }

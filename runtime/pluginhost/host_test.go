@@ -308,6 +308,9 @@ func TestStartFailures(t *testing.T) {
 		if !errors.As(err, &ce) || !strings.Contains(err.Error(), wrong) || !strings.Contains(err.Error(), p.SHA256) {
 			t.Fatalf("open = %v; want a checksum mismatch naming both sums", err)
 		}
+		if !errors.Is(err, connector.ErrPermanent) {
+			t.Fatalf("open = %v; want it permanent, so the runtime does not retry", err)
+		}
 		if err := src.Close(context.Background()); err != nil {
 			t.Fatalf("close after failed open: %v", err)
 		}
@@ -350,7 +353,7 @@ func TestStartFailures(t *testing.T) {
 	})
 	t.Run("UnsupportedProtocol", func(t *testing.T) {
 		_, err := h.Inspect(context.Background(), filepath.Join(pluginDir(t, "v2"), "v2"))
-		if !errors.Is(err, ErrUnsupportedProtocol) || !strings.Contains(err.Error(), "version 2") || !strings.Contains(err.Error(), "supports version 1") {
+		if !errors.Is(err, ErrUnsupportedProtocol) || !errors.Is(err, connector.ErrPermanent) || !strings.Contains(err.Error(), "version 2") || !strings.Contains(err.Error(), "supports version 1") {
 			t.Fatalf("inspect = %v; want an unsupported protocol error naming versions 2 and 1", err)
 		}
 	})
@@ -364,8 +367,8 @@ func TestStartFailures(t *testing.T) {
 				t.Fatal(err)
 			}
 			_, err := h.Inspect(context.Background(), path)
-			if !errors.Is(err, ErrNotPlugin) {
-				t.Fatalf("%s: inspect = %v; want ErrNotPlugin", name, err)
+			if !errors.Is(err, ErrNotPlugin) || !errors.Is(err, connector.ErrPermanent) {
+				t.Fatalf("%s: inspect = %v; want ErrNotPlugin, permanent", name, err)
 			}
 		}
 	})

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/sluicehq/sluice/sdk/go/connector"
 	sdkplugin "github.com/sluicehq/sluice/sdk/go/plugin"
 	pb "github.com/sluicehq/sluice/sdk/proto/pluginv1"
 )
@@ -155,10 +156,18 @@ func (h *Host) startError(p *Plugin, pin string, err error) error {
 }
 
 // ErrNotPlugin is wrapped by the error for a binary that does not complete the plugin handshake.
-var ErrNotPlugin = errors.New("not a plugin")
+// It matches connector.ErrPermanent: retrying cannot help.
+var ErrNotPlugin error = &permanentError{"not a plugin"}
 
 // ErrUnsupportedProtocol is wrapped by the error for a plugin speaking another protocol version.
-var ErrUnsupportedProtocol = errors.New("unsupported plugin protocol version")
+// It matches connector.ErrPermanent.
+var ErrUnsupportedProtocol error = &permanentError{"unsupported plugin protocol version"}
+
+// permanentError is a sentinel that also matches connector.ErrPermanent.
+type permanentError struct{ msg string }
+
+func (e *permanentError) Error() string        { return e.msg }
+func (e *permanentError) Is(target error) bool { return target == connector.ErrPermanent }
 
 // ErrPluginFailed is wrapped by errors of calls that failed because the plugin process crashed
 // or missed its deadline (rather than the connector returning an error).
