@@ -2,6 +2,11 @@
 # shellcheck shell=bash
 
 PG_DIR=$SVC_DIR/postgres
+# When the postgres user cannot reach build/ (a parent dir not searchable by others), the data dir
+# moves under /var/lib/postgresql and this file records where.
+if [ -s "$SVC_DIR/postgres.location" ]; then
+	PG_DIR=$(cat "$SVC_DIR/postgres.location")
+fi
 PG_DATA=$PG_DIR/data
 PG_LOG=$PG_DIR/postgres.log
 
@@ -31,8 +36,16 @@ postgres_start() {
 	bin=$(pg_bindir)
 	mkdir -p "$PG_DIR"
 	chown postgres:postgres "$PG_DIR"
-	as_postgres test -w "$PG_DIR" ||
-		fail postgres "" "the postgres user cannot write $PG_DIR (a parent dir is not searchable by others?)"
+	if ! as_postgres test -w "$PG_DIR"; then
+		local alt
+		alt=/var/lib/postgresql/sluice-$(echo "$SVC_DIR" | sha256sum | cut -c1-12)
+		log "the postgres user cannot reach $PG_DIR (a parent dir is not searchable); using $alt"
+		mkdir -p "$alt"
+		chown postgres:postgres "$alt"
+		as_postgres test -w "$alt" || fail postgres "" "the postgres user cannot write $alt either"
+		echo "$alt" >"$SVC_DIR/postgres.location"
+		PG_DIR=$alt PG_DATA=$alt/data PG_LOG=$alt/postgres.log
+	fi
 	if postgres_pid >/dev/null; then
 		return 0
 	fi
