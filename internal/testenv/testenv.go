@@ -131,7 +131,8 @@ func Require(t testing.TB, key string) string {
 	return v
 }
 
-// record appends one tab-separated line to the usage log next to the env file.
+// record appends one tab-separated line to the usage log next to the env file (build/ is created
+// when missing; beside an explicit $SLUICE_SERVICES_ENV only when that file exists).
 func record(t testing.TB, key, outcome string) {
 	path, err := EnvFile()
 	if err != nil {
@@ -145,7 +146,12 @@ func record(t testing.TB, key, outcome string) {
 		}
 	}
 	logPath := filepath.Join(filepath.Dir(path), LogFileName)
-	if err := os.MkdirAll(filepath.Dir(logPath), 0o755); err != nil {
+	if os.Getenv(EnvFileVar) != "" {
+		// An explicit env file: log beside it only when it exists, never into an arbitrary dir.
+		if _, err := os.Stat(path); err != nil {
+			return
+		}
+	} else if err := os.MkdirAll(filepath.Dir(logPath), 0o755); err != nil {
 		return
 	}
 	f, err := os.OpenFile(logPath, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)

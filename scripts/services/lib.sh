@@ -56,6 +56,13 @@ stop_pidfile() {
 	rm -f "$pidfile"
 }
 
+# rotate_log FILE: keeps the previous run's log as FILE.prev.
+rotate_log() {
+	if [ -f "$1" ]; then
+		mv -f "$1" "$1.prev"
+	fi
+}
+
 # rss_mb PID: resident memory of PID and its direct children, in MiB.
 rss_mb() {
 	local pid=$1 kb
