@@ -227,8 +227,8 @@ func orDash(s string) string {
 // a plugin, a checksum mismatch, an unsupported protocol) is logged and skipped; the others are
 // registered. Plugin processes started later by the registered factories are stopped by the
 // connectors' Close, and die with the sluice process.
-func registerPlugins(ctx context.Context, dir string, log *slog.Logger) error {
-	_, plugins, err := pluginhost.DiscoverAndRegister(ctx, dir, pluginhost.Options{Logger: log})
+func registerPlugins(ctx context.Context, dir string, log *slog.Logger, pm pluginhost.Metrics) error {
+	_, plugins, err := pluginhost.DiscoverAndRegister(ctx, dir, pluginhost.Options{Logger: log, Metrics: pm})
 	for _, e := range unjoin(err) {
 		log.Error("plugin skipped", "error", e)
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/sluicehq/sluice/runtime/checkpoint"
 	"github.com/sluicehq/sluice/runtime/engine"
 	"github.com/sluicehq/sluice/runtime/metrics"
+	"github.com/sluicehq/sluice/runtime/pluginhost"
 )
 
 func init() {
@@ -50,7 +51,12 @@ func runPipelines(parent context.Context, g *Globals, args []string, drain time.
 	if err != nil {
 		return err
 	}
-	if err := g.discoverPlugins(parent, log); err != nil {
+	m := metrics.New()
+	pm, err := pluginhost.NewPrometheusMetrics(m.Registry)
+	if err != nil {
+		return err
+	}
+	if err := g.discoverPluginsWith(parent, log, pm); err != nil {
 		return err
 	}
 	stages := newStageFactory(g, log)
@@ -73,7 +79,6 @@ func runPipelines(parent context.Context, g *Globals, args []string, drain time.
 		return err
 	}
 	defer store.Close()
-	m := metrics.New()
 	var pipes []*engine.Pipeline
 	for _, s := range specs {
 		if reset {
@@ -128,8 +133,14 @@ func runPipelines(parent context.Context, g *Globals, args []string, drain time.
 
 // discoverPlugins registers the plugin binaries of --plugins-dir as plugin:NAME components.
 func (g *Globals) discoverPlugins(ctx context.Context, log *slog.Logger) error {
+	return g.discoverPluginsWith(ctx, log, nil)
+}
+
+// discoverPluginsWith is discoverPlugins reporting plugin restarts and call latency to pm (nil:
+// nowhere).
+func (g *Globals) discoverPluginsWith(ctx context.Context, log *slog.Logger, pm pluginhost.Metrics) error {
 	if g.PluginsDir == "" {
 		return nil
 	}
-	return registerPlugins(ctx, g.PluginsDir, log) // internal/cli/plugins.go
+	return registerPlugins(ctx, g.PluginsDir, log, pm) // internal/cli/plugins.go
 }
