@@ -77,9 +77,9 @@ static int rfc3339(const sluice_json_value *tok) {
         n = sluice_json_string_decode(tok, buf, sizeof buf);
         s = buf;
     }
+    /* Every byte position below is checked against ASCII digits or punctuation, so a non-ASCII
+     * byte (from the text or from a decoded escape) always fails. */
     if (n < 20 || n > 35) return 0;
-    for (size_t i = 0; i < n; i++)
-        if (s[i] >= 0x80) return 0;
     int year = digits(s, 4), month = digits(s + 5, 2), day = digits(s + 8, 2);
     int hour = digits(s + 11, 2), minute = digits(s + 14, 2), sec = digits(s + 17, 2);
     if (year < 0 || month < 0 || day < 0 || hour < 0 || minute < 0 || sec < 0) return 0;
