@@ -24,6 +24,10 @@ fail() {
 	shift 2
 	printf '\n[services] ERROR: %s: %s\n' "$name" "$*" >&2
 	if [ -n "$logfile" ] && [ -f "$logfile" ]; then
+		if grep -aqE 'ERROR|FATAL|Caused by' "$logfile"; then
+			printf '[services] first error lines of %s:\n' "$logfile" >&2
+			grep -aE 'ERROR|FATAL|Caused by' "$logfile" | head -n 8 | cut -c1-300 >&2
+		fi
 		printf '[services] last 40 lines of %s:\n' "$logfile" >&2
 		tail -n 40 "$logfile" | cut -c1-400 >&2
 	fi
@@ -54,6 +58,19 @@ stop_pidfile() {
 		kill -KILL "$pid" 2>/dev/null || true
 	fi
 	rm -f "$pidfile"
+}
+
+# port_free NAME PORT...: fails with the holder's name when another process listens on a port.
+port_free() {
+	local name=$1 port holder
+	shift
+	command -v ss >/dev/null || return 0
+	for port in "$@"; do
+		holder=$(ss -Hltnp "sport = :$port" 2>/dev/null | head -n1)
+		if [ -n "$holder" ]; then
+			fail "$name" "" "port $port is already in use: $holder"
+		fi
+	done
 }
 
 # rotate_log FILE: keeps the previous run's log as FILE.prev.
