@@ -133,11 +133,11 @@ apt_install() {
 	export DEBIAN_FRONTEND=noninteractive
 	log "installing Debian packages: $*"
 	if [ -z "$(ls -A /var/lib/apt/lists 2>/dev/null | grep -v lock)" ]; then
-		apt-get update -q >"$SVC_DIR/apt.log" 2>&1 || true
+		apt-get -o DPkg::Lock::Timeout=300 update -q >"$SVC_DIR/apt.log" 2>&1 || true
 	fi
-	if ! apt-get install -y -q --no-install-recommends "$@" >>"$SVC_DIR/apt.log" 2>&1; then
-		apt-get update -q >>"$SVC_DIR/apt.log" 2>&1 || true
-		apt-get install -y -q --no-install-recommends "$@" >>"$SVC_DIR/apt.log" 2>&1 ||
+	if ! apt-get -o DPkg::Lock::Timeout=300 install -y -q --no-install-recommends "$@" >>"$SVC_DIR/apt.log" 2>&1; then
+		apt-get -o DPkg::Lock::Timeout=300 update -q >>"$SVC_DIR/apt.log" 2>&1 || true
+		apt-get -o DPkg::Lock::Timeout=300 install -y -q --no-install-recommends "$@" >>"$SVC_DIR/apt.log" 2>&1 ||
 			fail apt "$SVC_DIR/apt.log" "apt-get install $* failed"
 	fi
 }
