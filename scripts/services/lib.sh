@@ -116,7 +116,7 @@ mvn_resolve() {
 	if [ -f "$out/.stamp" ] && [ "$(cat "$out/.stamp")" = "$sum" ]; then
 		return 0
 	fi
-	command -v mvn >/dev/null || fail maven "" "mvn is not installed (apt-get install maven)"
+	command -v mvn >/dev/null || apt_install maven
 	rm -rf "$out"
 	mkdir -p "$out" "$SVC_M2"
 	log "resolving $(basename "$(dirname "$pom")") jars with Maven (first run only)"
@@ -142,9 +142,9 @@ apt_install() {
 	fi
 }
 
-# java_ok: fails unless a Java 17+ runtime is on PATH.
+# java_ok: installs a Java 17 runtime from Debian when none is on PATH.
 java_ok() {
-	command -v java >/dev/null || fail java "" "java is not installed (apt-get install openjdk-17-jre-headless)"
+	command -v java >/dev/null || apt_install openjdk-17-jdk-headless
 }
 
 # build_probe: builds (incrementally) the Go round-trip prober and sets SVC_PROBE to its path.
