@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"errors"
+	"math"
 	"strconv"
 	"unicode/utf8"
 	"unsafe"
@@ -89,6 +90,9 @@ func parseConfig(cfg []byte) (limits, error) {
 			l.max = toFloat(tok)
 			if !(l.max > 0) {
 				return l, errors.New("config: max_price must be greater than 0")
+			}
+			if math.IsInf(l.max, 0) {
+				return l, errors.New("config: max_price must be a finite number")
 			}
 			l.maxReason = reasonPriceMaxPrefix + string(tok)
 			p.ws()
