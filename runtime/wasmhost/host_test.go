@@ -189,7 +189,7 @@ func TestTrapOnOneRecordOfThousand(t *testing.T) {
 
 func TestInfiniteLoopStoppedAtDeadline(t *testing.T) {
 	h, _ := newHost(t)
-	s := newStage(t, h, hostileWasm, wasmhost.StageConfig{Name: "t", Instances: 1, Timeout: 100 * time.Millisecond})
+	s := newStage(t, h, hostileWasm, wasmhost.StageConfig{Name: "t", Instances: 1, Timeout: 250 * time.Millisecond})
 	var res transform.Result
 	var err error
 	runWithin(t, time.Minute, func() { res, err = s.Process(context.Background(), records("a", "loop forever", "b", "c")) })
