@@ -308,7 +308,7 @@ func TestInitFailure(t *testing.T) {
 		})
 	}
 	t.Run("init loops forever", func(t *testing.T) {
-		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 		defer cancel()
 		var err error
 		runWithin(t, time.Minute, func() {
