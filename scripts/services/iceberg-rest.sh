@@ -32,7 +32,7 @@ iceberg_rest_start() {
 		return 0
 	fi
 	mkdir -p "$ICEREST_DIR/warehouse"
-	port_free iceberg-rest "$ICEBERG_REST_PORT"
+	port_free iceberg-rest "$ICEBERG_REST_PORT" || return 0
 	rotate_log "$ICEREST_LOG"
 	log "starting iceberg-rest on $SVC_HOST:$ICEBERG_REST_PORT"
 	(

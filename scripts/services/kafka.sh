@@ -32,7 +32,7 @@ kafka_start() {
 			--ignore-formatted >"$KAFKA_DIR/format.log" 2>&1 ||
 			fail kafka "$KAFKA_DIR/format.log" "formatting the KRaft log dir failed"
 	fi
-	port_free kafka "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT"
+	port_free kafka "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT" || return 0
 	rotate_log "$KAFKA_LOG"
 	log "starting kafka on $SVC_HOST:$KAFKA_PORT"
 	(

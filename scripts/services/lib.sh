@@ -60,17 +60,28 @@ stop_pidfile() {
 	rm -f "$pidfile"
 }
 
-# port_free NAME PORT...: fails with the holder's name when another process listens on a port.
+# port_free NAME PORT...: true when no process listens on the ports. Otherwise it records the holder
+# in $SVC_DIR/NAME.external and returns 1: the caller skips its start, and wait_for then accepts the
+# holder only if it answers the service's own round trip (e.g. the same services started from
+# another checkout of the repository, which use the same fixed ports).
 port_free() {
 	local name=$1 port holder
 	shift
+	rm -f "$SVC_DIR/$name.external"
 	command -v ss >/dev/null || return 0
 	for port in "$@"; do
 		holder=$(ss -Hltnp "sport = :$port" 2>/dev/null | head -n1)
 		if [ -n "$holder" ]; then
-			fail "$name" "" "port $port is already in use: $holder"
+			echo "port $port: $holder" >"$SVC_DIR/$name.external"
+			log "$name: port $port is already in use; using that server if it answers as $name"
+			return 1
 		fi
 	done
+}
+
+# external_pid NAME: pid of the process that holds NAME's port when it was not started here.
+external_pid() {
+	[ -s "$SVC_DIR/$1.external" ] && sed -n 's/.*pid=\([0-9]*\).*/\1/p' "$SVC_DIR/$1.external" | head -n1
 }
 
 # rotate_log FILE: keeps the previous run's log as FILE.prev.
@@ -90,17 +101,25 @@ rss_mb() {
 # wait_for NAME LOGFILE TIMEOUT_S PIDFILE CMD...: runs CMD every second until it succeeds. Fails with
 # the log tail when TIMEOUT_S passes or when the process in PIDFILE (if given) dies.
 wait_for() {
-	local name=$1 logfile=$2 timeout=$3 pidfile=$4 start out
+	local name=$1 logfile=$2 timeout=$3 pidfile=$4 start out external=""
 	shift 4
+	if [ -s "$SVC_DIR/$name.external" ]; then
+		external=$(cat "$SVC_DIR/$name.external")
+		pidfile="" timeout=30 logfile=""
+	fi
 	start=$(date +%s)
 	while true; do
 		if out=$("$@" 2>&1); then
+			[ -z "$external" ] || log "$name: answering on the port held by a server started elsewhere ($external)"
 			return 0
 		fi
 		if [ -n "$pidfile" ] && ! pid_alive "$pidfile"; then
 			fail "$name" "$logfile" "the process exited before it answered (last probe: ${out:0:300})"
 		fi
 		if [ $(($(date +%s) - start)) -ge "$timeout" ]; then
+			if [ -n "$external" ]; then
+				fail "$name" "" "its $external, and that server does not answer as $name (last probe: ${out:0:300})"
+			fi
 			fail "$name" "$logfile" "no answer after ${timeout}s (last probe: ${out:0:300})"
 		fi
 		sleep 1

@@ -49,7 +49,7 @@ postgres_start() {
 	if postgres_pid >/dev/null; then
 		return 0
 	fi
-	port_free postgres "$PG_PORT"
+	port_free postgres "$PG_PORT" || return 0
 	if [ ! -f "$PG_DATA/PG_VERSION" ]; then
 		as_postgres "$bin/initdb" -D "$PG_DATA" -A trust -U postgres -E UTF8 --no-sync >"$PG_DIR/initdb.log" 2>&1 ||
 			fail postgres "$PG_DIR/initdb.log" "initdb failed"

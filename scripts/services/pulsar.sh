@@ -37,7 +37,7 @@ pulsar_start() {
 		sed -e "s#@PORT@#$PULSAR_PORT#" -e "s#@HTTP_PORT@#$PULSAR_HTTP_PORT#" \
 			"$SVC_ROOT/infra/pulsar/standalone-overrides.conf"
 	} >"$PULSAR_DIR/standalone.conf"
-	port_free pulsar "$PULSAR_PORT" "$PULSAR_HTTP_PORT"
+	port_free pulsar "$PULSAR_PORT" "$PULSAR_HTTP_PORT" || return 0
 	rotate_log "$PULSAR_LOG"
 	log "starting pulsar on $SVC_HOST:$PULSAR_PORT (admin $SVC_HOST:$PULSAR_HTTP_PORT)"
 	(

@@ -20,7 +20,7 @@ redis_start() {
 	if pid_alive "$REDIS_PID"; then
 		return 0
 	fi
-	port_free redis "$REDIS_PORT"
+	port_free redis "$REDIS_PORT" || return 0
 	mkdir -p "$REDIS_DIR"
 	log "starting redis on $SVC_HOST:$REDIS_PORT"
 	redis-server --bind "$SVC_HOST" --port "$REDIS_PORT" --save '' --appendonly no --daemonize yes \

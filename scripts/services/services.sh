@@ -86,6 +86,11 @@ cmd_down() {
 	exec 9>"$SVC_DIR/.lock"
 	flock 9
 	for name in "$@"; do
+		if [ -s "$SVC_DIR/$name.external" ]; then
+			log "$name was started outside this checkout ($(cat "$SVC_DIR/$name.external")); not stopping it"
+			rm -f "$SVC_DIR/$name.external"
+			continue
+		fi
 		"$(fn "$name" stop)" || log "stopping $name failed"
 	done
 	if [ "$*" = "$ALL" ]; then
@@ -97,14 +102,20 @@ cmd_down() {
 }
 
 cmd_status() {
-	local name pid state rss total=0
+	local name pid state rss ext total=0
 	SVC_PROBE=$SVC_DIR/bin/svcprobe
 	printf '%-13s %-9s %-8s %-8s %s\n' SERVICE STATE PID RSS_MB ADDRESS
 	for name in "$@"; do
 		pid=$("$(fn "$name" pid)" 2>/dev/null || true)
+		ext=""
+		if [ -z "$pid" ] && [ -s "$SVC_DIR/$name.external" ]; then
+			pid=$(external_pid "$name" || true)
+			ext=1
+		fi
 		rss=-
 		if [ -x "$SVC_PROBE" ] && "$(fn "$name" probe)" >/dev/null 2>&1; then
 			state=up
+			[ -z "$ext" ] || state=external
 		elif [ -n "$pid" ]; then
 			state=starting
 		else
@@ -120,6 +131,7 @@ cmd_status() {
 	done
 	printf '%-13s %-9s %-8s %-8s\n' total "" "" "$total"
 	[ -f "$SVC_ENV_FILE" ] && echo "env file: $SVC_ENV_FILE" || echo "env file: none (run make services)"
+	echo "(external: answers on its port but was started outside this checkout; down leaves it running)"
 }
 
 main() {
