@@ -63,7 +63,7 @@ func runPipelines(parent context.Context, g *Globals, args []string, drain time.
 	defer stages.Close(context.Background())
 	specs, diags := manifests.Load(args, manifests.LoadOptions{CheckModule: stages.Check})
 	if len(diags) == 0 {
-		diags = constructComponents(parent, specs) // the components' own checks, with positions
+		diags = append(constructComponents(parent, specs), stages.CheckPorts(specs)...) // the components' own checks, with positions
 	}
 	if len(diags) > 0 {
 		for _, d := range diags {
@@ -93,6 +93,7 @@ func runPipelines(parent context.Context, g *Globals, args []string, drain time.
 		}
 		pipes = append(pipes, p)
 	}
+	m.Registry.MustRegister(stages)
 	if g.AdminAddr != "" {
 		srv, err := admin.Start(g.AdminAddr, m.Handler(), func() []admin.Pipeline {
 			out := make([]admin.Pipeline, len(pipes))

@@ -52,7 +52,7 @@ func validateManifests(ctx context.Context, g *Globals, args []string, asJSON bo
 	defer stages.Close(context.Background())
 	pipelines, diags := manifests.Load(args, manifests.LoadOptions{CheckModule: stages.Check})
 	if len(diags) == 0 {
-		diags = constructComponents(ctx, pipelines)
+		diags = append(constructComponents(ctx, pipelines), stages.CheckPorts(pipelines)...)
 		diags.Sort()
 	}
 	if asJSON {

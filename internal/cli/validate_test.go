@@ -169,3 +169,30 @@ func TestComponentsAndDocs(t *testing.T) {
 		t.Errorf("docs of an unknown name: %v", err)
 	}
 }
+
+func TestValidateChecksSinkPortsAgainstModules(t *testing.T) {
+	wasm, err := filepath.Abs("../../transforms/explode_array/explode_array.wasm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	manifest := writeManifest(t, `apiVersion: sluice.dev/v1
+kind: Pipeline
+metadata: {name: ports}
+spec:
+  source: {type: generate, config: {count: 1}}
+  transforms:
+    - {name: split, wasm: `+wasm+`}
+  sinks:
+    - {name: out, type: drop}
+    - {name: empties, type: drop, from: empty}
+    - {name: alerts, type: drop, from: alerts}
+`)
+	out, err := runCLI(t, "validate", manifest)
+	if err == nil {
+		t.Fatalf("validate accepted a sink reading an undeclared port:\n%s", out)
+	}
+	want := manifest + `:11:7: sink "alerts" reads port "alerts", which no transform emits`
+	if !strings.Contains(out, want) || !strings.Contains(out, "main, empty") || strings.Contains(out, `"empties"`) {
+		t.Fatalf("output:\n%s\nwant a line %q naming the declared ports, and nothing about the valid sink", out, want)
+	}
+}

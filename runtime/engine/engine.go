@@ -34,7 +34,7 @@ import (
 
 // StageFactory builds the stage of one manifest transform. The CLI supplies one backed by the
 // WASM host.
-type StageFactory func(ctx context.Context, t manifests.Transform, logger *slog.Logger) (transform.Stage, error)
+type StageFactory func(ctx context.Context, pipeline string, t manifests.Transform, logger *slog.Logger) (transform.Stage, error)
 
 // Options configure a pipeline run.
 type Options struct {
@@ -236,7 +236,7 @@ func (r *run) run(ctx context.Context) (err error) {
 	}()
 
 	for _, t := range p.spec.Transforms {
-		st, serr := p.opts.NewStage(workCtx, t, p.log.With("component", t.Name))
+		st, serr := p.opts.NewStage(workCtx, pl, t, p.log.With("component", t.Name))
 		if serr != nil {
 			return fmt.Errorf("pipeline %q: transform %q: %w", pl, t.Name, serr)
 		}

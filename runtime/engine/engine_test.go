@@ -271,7 +271,7 @@ func TestTransformsRouteRejectsAndPorts(t *testing.T) {
 		manifests.Sink{Name: "alerts", Component: newMemSink(t, alerts), From: "alerts"})
 	p.Transforms = []manifests.Transform{{Name: "reject", OnReject: manifests.RejectToDeadLetter}}
 	p.DeadLetter = &manifests.Component{Type: "file", Config: connector.Config{"path": dlq}}
-	err := runPipeline(t, context.Background(), p, openStore(t, filepath.Join(dir, "data")), func(context.Context, manifests.Transform, *slog.Logger) (transform.Stage, error) {
+	err := runPipeline(t, context.Background(), p, openStore(t, filepath.Join(dir, "data")), func(context.Context, string, manifests.Transform, *slog.Logger) (transform.Stage, error) {
 		return rejectStage{}, nil
 	})
 	if err != nil {
@@ -310,7 +310,7 @@ func TestRejectWithoutDeadLetterStops(t *testing.T) {
 	p := spec("nodlq", manifests.Component{Type: "file", Config: connector.Config{"path": in}}, sink("m", newMemSink(t, m)))
 	p.Transforms = []manifests.Transform{{Name: "reject"}}
 	store := openStore(t, filepath.Join(dir, "data"))
-	err := runPipeline(t, context.Background(), p, store, func(context.Context, manifests.Transform, *slog.Logger) (transform.Stage, error) {
+	err := runPipeline(t, context.Background(), p, store, func(context.Context, string, manifests.Transform, *slog.Logger) (transform.Stage, error) {
 		return rejectStage{}, nil
 	})
 	if !errors.Is(err, engine.ErrNoDeadLetter) {
