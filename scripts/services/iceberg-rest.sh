@@ -53,5 +53,4 @@ iceberg_rest_pid() { pid_alive "$ICEREST_PID" && head -n1 "$ICEREST_PID"; }
 
 iceberg_rest_env() {
 	echo "ICEBERG_REST_URI=http://$SVC_HOST:$ICEBERG_REST_PORT"
-	echo "ICEBERG_REST_WAREHOUSE=$ICEREST_DIR/warehouse"
 }
