@@ -36,7 +36,7 @@ iceberg_rest_start() {
 	rotate_log "$ICEREST_LOG"
 	log "starting iceberg-rest on $SVC_HOST:$ICEBERG_REST_PORT"
 	(
-		cd "$ICEREST_DIR"
+		cd "$ICEREST_DIR" || exit 1
 		exec setsid java -Xms64m -Xmx256m -XX:+UseSerialGC -XX:+ExitOnOutOfMemoryError \
 			-cp "$ICEREST_DIR/classes:$ICEREST_DIR/lib/*" org.apache.iceberg.rest.LoopbackRESTCatalogServer \
 			"$SVC_HOST" "$ICEBERG_REST_PORT" "jdbc:sqlite:$ICEREST_DIR/catalog.db" "file://$ICEREST_DIR/warehouse" \

@@ -36,7 +36,7 @@ kafka_start() {
 	rotate_log "$KAFKA_LOG"
 	log "starting kafka on $SVC_HOST:$KAFKA_PORT"
 	(
-		cd "$KAFKA_DIR"
+		cd "$KAFKA_DIR" || exit 1
 		exec setsid java -Xms128m -Xmx512m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:+ExitOnOutOfMemoryError \
 			-Djava.awt.headless=true -Dlog4j2.configurationFile="$KAFKA_DIR/log4j2.properties" \
 			-cp "$KAFKA_DIR/lib/*" kafka.Kafka "$KAFKA_DIR/server.properties" >>"$KAFKA_LOG" 2>&1 </dev/null

@@ -42,7 +42,7 @@ pulsar_start() {
 	log "starting pulsar on $SVC_HOST:$PULSAR_PORT (admin $SVC_HOST:$PULSAR_HTTP_PORT)"
 	(
 		# The working dir matters: a data/standalone/zookeeper dir in it would switch to ZooKeeper mode.
-		cd "$PULSAR_DIR"
+		cd "$PULSAR_DIR" || exit 1
 		export PULSAR_MEM="-Xms256m -Xmx1g -XX:MaxDirectMemorySize=512m"
 		# Startup is CPU bound (hundreds of jars) and competes with the test build on 2 cores: the C1
 		# compiler alone cuts a warm start from ~60 s to ~15 s under load. Peak throughput is lower,
