@@ -3,7 +3,8 @@
 
 SVC_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 SVC_DIR=${SLUICE_SERVICES_DIR:-$SVC_ROOT/build/services}
-SVC_CACHE=${SLUICE_SERVICES_CACHE:-$SVC_ROOT/.cache}
+# Downloads are shared by every clone on the machine, so a fresh clone (CI) starts warm.
+SVC_CACHE=${SLUICE_SERVICES_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/sluice}
 SVC_M2=$SVC_CACHE/m2
 SVC_ENV_FILE=${SLUICE_SERVICES_ENV:-$SVC_ROOT/build/services.env}
 SVC_HOST=127.0.0.1
