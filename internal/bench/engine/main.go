@@ -139,30 +139,12 @@ func runChild(name string, records, fileRecords int64) (result, error) {
 		r.Elapsed = time.Since(start)
 		return r, nil
 	case "memory-drop/sluice":
-		lat := &latencySink{}
-		latencySinks.Store("bench-latency", lat)
 		memSources.Store("bench-memory", records)
-		p := pipeline("mem", manifests.Component{Type: "bench-memory", Config: connector.Config{}}, "bench-latency")
-		start := time.Now()
-		if err := runEngine(dir, p); err != nil {
-			return r, err
-		}
-		r.Elapsed = time.Since(start)
-		r.Records, r.Bytes = lat.records, lat.bytes
-		r.P50, r.P99 = lat.percentiles()
-		return r, nil
+		err := r.measure(dir, manifests.Component{Type: "bench-memory", Config: connector.Config{}}, nil)
+		return r, err
 	case "generate-drop/sluice":
-		lat := &latencySink{}
-		p := pipeline("gen", manifests.Component{Type: "generate", Config: genConfig(records)}, "bench-latency")
-		latencySinks.Store("bench-latency", lat)
-		start := time.Now()
-		if err := runEngine(dir, p); err != nil {
-			return r, err
-		}
-		r.Elapsed = time.Since(start)
-		r.Records, r.Bytes = lat.records, lat.bytes
-		r.P50, r.P99 = lat.percentiles()
-		return r, nil
+		err := r.measure(dir, manifests.Component{Type: "generate", Config: genConfig(records)}, nil)
+		return r, err
 	}
 	// file → file: write the input first (not timed).
 	in := filepath.Join(dir, "in.jsonl")
@@ -187,20 +169,28 @@ func runChild(name string, records, fileRecords int64) (result, error) {
 		if ferr != nil {
 			return r, ferr
 		}
-		lat := &latencySink{inner: fs}
-		latencySinks.Store("bench-latency", lat)
-		p := pipeline("copy", manifests.Component{Type: "file", Config: connector.Config{"path": in}}, "bench-latency")
-		start := time.Now()
-		if err := runEngine(dir, p); err != nil {
+		if err := r.measure(dir, manifests.Component{Type: "file", Config: connector.Config{"path": in}}, fs); err != nil {
 			return r, err
 		}
-		r.Elapsed = time.Since(start)
-		r.Records, r.Bytes = lat.records, lat.bytes
-		r.P50, r.P99 = lat.percentiles()
 	default:
 		return r, fmt.Errorf("unknown scenario %q", name)
 	}
 	return r, nil
+}
+
+// measure runs source → latency sink (writing through inner, or dropping when nil) through the
+// engine and fills the result.
+func (r *result) measure(dir string, source manifests.Component, inner connector.Sink) error {
+	lat := &latencySink{inner: inner}
+	latencySinks.Store("bench-latency", lat)
+	start := time.Now()
+	if err := runEngine(dir, pipeline(r.Scenario, source, "bench-latency")); err != nil {
+		return err
+	}
+	r.Elapsed = time.Since(start)
+	r.Records, r.Bytes = lat.records, lat.bytes
+	r.P50, r.P99 = lat.percentiles()
+	return nil
 }
 
 func genConfig(n int64) connector.Config {
