@@ -175,3 +175,40 @@ func (in *instance) close(ctx context.Context) error {
 
 // errFrom converts a connector error carried in a response.
 func errFrom(e *pb.Error) error { return wire.FromError(e) }
+
+// ready returns a process the connector is open on, launching a process and opening the
+// connector on it again after a crash. state reports whether the connector was opened by the
+// runtime and on which process; openOn opens it on a new process; notOpen is the error when the
+// runtime has not opened it.
+func (in *instance) ready(ctx context.Context, state func() (bool, *proc), openOn func(context.Context, *proc) error, notOpen func() error) (*proc, error) {
+	for {
+		opened, openedOn := state()
+		if !opened {
+			return nil, notOpen()
+		}
+		pr := in.current()
+		if pr != nil && pr == openedOn {
+			return pr, nil
+		}
+		if pr == nil {
+			var err error
+			if pr, err = in.launch(ctx); err != nil {
+				if ctx.Err() != nil || isStartFailure(err) {
+					return nil, err
+				}
+				if ferr := in.fail(nil, err); ferr != nil {
+					return nil, ferr
+				}
+				continue
+			}
+		}
+		if err := openOn(ctx, pr); err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			if ferr := in.fail(pr, err); ferr != nil {
+				return nil, ferr
+			}
+		}
+	}
+}

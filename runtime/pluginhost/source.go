@@ -134,38 +134,13 @@ func (s *Source) openOn(ctx context.Context, pr *proc) error {
 
 // ready returns a process with the source open on it, restarting one when needed.
 func (s *Source) ready(ctx context.Context) (*proc, error) {
-	for {
+	return s.in.ready(ctx, func() (bool, *proc) {
 		s.mu.Lock()
-		opened, openedOn := s.opened, s.openedOn
-		s.mu.Unlock()
-		if !opened {
-			return nil, fmt.Errorf("plugin %s: read %s: the source is not open", s.in.plugin.Name, s.name)
-		}
-		pr := s.in.current()
-		if pr != nil && pr == openedOn {
-			return pr, nil
-		}
-		if pr == nil {
-			var err error
-			if pr, err = s.in.launch(ctx); err != nil {
-				if ctx.Err() != nil || isStartFailure(err) {
-					return nil, err
-				}
-				if ferr := s.in.fail(nil, err); ferr != nil {
-					return nil, ferr
-				}
-				continue
-			}
-		}
-		if err := s.openOn(ctx, pr); err != nil {
-			if ctx.Err() != nil {
-				return nil, ctx.Err()
-			}
-			if ferr := s.in.fail(pr, err); ferr != nil {
-				return nil, ferr
-			}
-		}
-	}
+		defer s.mu.Unlock()
+		return s.opened, s.openedOn
+	}, s.openOn, func() error {
+		return fmt.Errorf("plugin %s: read %s: the source is not open", s.in.plugin.Name, s.name)
+	})
 }
 
 // readResult is the outcome of one Read call into the plugin.
