@@ -58,15 +58,16 @@ var ErrNoDeadLetter = errors.New("no dead_letter sink is configured")
 
 // Pipeline is one runnable pipeline. Build it with New, run it once with Run.
 type Pipeline struct {
-	spec   *manifests.Pipeline
-	opts   Options
-	log    *slog.Logger
-	m      *metrics.Metrics
-	source connector.Source
-	sinks  []*sinkRunner
-	dlq    *sinkRunner
-	byPort map[string][]*sinkRunner
-	ready  atomic.Bool
+	spec    *manifests.Pipeline
+	secrets []string
+	opts    Options
+	log     *slog.Logger
+	m       *metrics.Metrics
+	source  connector.Source
+	sinks   []*sinkRunner
+	dlq     *sinkRunner
+	byPort  map[string][]*sinkRunner
+	ready   atomic.Bool
 }
 
 type sinkRunner struct {
@@ -89,7 +90,9 @@ func New(spec *manifests.Pipeline, o Options) (*Pipeline, error) {
 	if o.DrainTimeout <= 0 {
 		o.DrainTimeout = 30 * time.Second
 	}
-	p := &Pipeline{spec: spec, opts: o, log: o.Logger.With("pipeline", spec.Name), m: o.Metrics, byPort: map[string][]*sinkRunner{}}
+	secrets := secretsOf(spec)
+	p := &Pipeline{spec: spec, opts: o, secrets: secrets, log: newRedactingLogger(o.Logger, secrets).With("pipeline", spec.Name),
+		m: o.Metrics, byPort: map[string][]*sinkRunner{}}
 
 	env := func(component string) connector.Env {
 		dir := ""
@@ -104,7 +107,7 @@ func New(spec *manifests.Pipeline, o Options) (*Pipeline, error) {
 	}
 	src, err := sc.NewSource(spec.Source.Config, env("source"))
 	if err != nil {
-		return nil, fmt.Errorf("engine: pipeline %q: source %s: %w", spec.Name, spec.Source.Type, err)
+		return nil, redactErr(fmt.Errorf("engine: pipeline %q: source %s: %w", spec.Name, spec.Source.Type, err), secrets)
 	}
 	p.source = src
 	newSink := func(name string, c manifests.Component) (*sinkRunner, error) {
@@ -114,7 +117,7 @@ func New(spec *manifests.Pipeline, o Options) (*Pipeline, error) {
 		}
 		s, err := reg.NewSink(c.Config, env(name))
 		if err != nil {
-			return nil, fmt.Errorf("engine: pipeline %q: sink %q: %w", spec.Name, name, err)
+			return nil, redactErr(fmt.Errorf("engine: pipeline %q: sink %q: %w", spec.Name, name, err), secrets)
 		}
 		return &sinkRunner{name: name, sink: s, ch: make(chan sinkItem, 16)}, nil
 	}
@@ -173,9 +176,11 @@ type sinkItem struct {
 // Run runs the pipeline until its bounded source is exhausted and everything is delivered
 // (returns nil), until ctx is cancelled (stops reading, drains, checkpoints, returns nil), or
 // until a fatal error (returns it; what was delivered is checkpointed).
+//
+// Secret values of the manifest never appear in the returned error nor in the pipeline's logs.
 func (p *Pipeline) Run(ctx context.Context) (err error) {
 	r := &run{p: p, tracker: ackset.New(), commitSig: make(chan struct{}, 1)}
-	return r.run(ctx)
+	return redactErr(r.run(ctx), p.secrets)
 }
 
 type run struct {

@@ -451,3 +451,44 @@ func TestExactlyOnceIsRefusedWhereSinksCannotHonourIt(t *testing.T) {
 		t.Fatalf("err = %v, want a refusal naming the fix", err)
 	}
 }
+
+// leakySink quotes its password in a log line and in its error, as careless drivers do.
+type leakySink struct {
+	password string
+	log      *slog.Logger
+}
+
+func (s *leakySink) Open(context.Context) error { return nil }
+func (s *leakySink) Write(context.Context, []connector.Record) error {
+	s.log.Warn("connecting with password "+s.password, "dsn", "postgres://u:"+s.password+"@db/x", "err", errors.New("auth failed for "+s.password))
+	return fmt.Errorf("login u:%s refused: %w", s.password, connector.ErrPermanent)
+}
+func (s *leakySink) Close(context.Context) error { return nil }
+
+func init() {
+	registry.RegisterSink(connector.Spec{Name: "enginetest-leaky", Fields: []connector.Field{{Name: "password", Type: connector.TypeString, Secret: true}}},
+		func(cfg connector.Config, env connector.Env) (connector.Sink, error) {
+			return &leakySink{password: cfg.String("password"), log: env.Logger}, nil
+		})
+}
+
+func TestSecretsNeverReachLogsOrErrors(t *testing.T) {
+	const secret = "hunter2-very-secret"
+	var logs bytes.Buffer
+	p := spec("leak", genSource(10, "x"), manifests.Sink{Name: "db", From: manifests.DefaultPort,
+		Component: manifests.Component{Type: "enginetest-leaky", Config: connector.Config{"password": secret}, Secrets: []string{secret}}})
+	e, err := engine.New(p, engine.Options{Checkpoints: openStore(t, t.TempDir()), Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = e.Run(context.Background())
+	if err == nil || !errors.Is(err, connector.ErrPermanent) {
+		t.Fatalf("err = %v, want the sink's permanent error", err)
+	}
+	if strings.Contains(err.Error(), secret) || !strings.Contains(err.Error(), "[redacted]") {
+		t.Fatalf("error leaks or hides everything: %v", err)
+	}
+	if strings.Contains(logs.String(), secret) || !strings.Contains(logs.String(), "connecting with password [redacted]") {
+		t.Fatalf("logs leak the secret or lost the line:\n%s", logs.String())
+	}
+}
