@@ -46,6 +46,16 @@ const (
 	DefaultBufferBytes   = 64 << 20
 )
 
+// DefaultFailureWindow is the number of recent records dead_letter.max_failure_ratio looks at.
+const DefaultFailureWindow = 1000
+
+var (
+	failureRatioField = connector.Field{Name: "max_failure_ratio", Type: connector.TypeFloat, Default: float64(1),
+		Description: "Stop the pipeline when more than this share of the last failure_window records went to the dead letters; 1 never stops."}
+	failureWindowField = connector.Field{Name: "failure_window", Type: connector.TypeInt, Default: int64(DefaultFailureWindow),
+		Description: "How many recent records max_failure_ratio looks at."}
+)
+
 // The built-in sections of a pipeline described as fields, so that decoding, the JSON Schema and
 // the docs share one declaration.
 var (
@@ -71,12 +81,13 @@ var (
 )
 
 var (
-	documentKeys  = []string{"apiVersion", "kind", "metadata", "spec"}
-	metadataKeys  = []string{"name", "labels"}
-	specKeys      = []string{"source", "transforms", "sinks", "dead_letter", "delivery", "batch", "buffer"}
-	sourceKeys    = []string{"type", "config"}
-	sinkKeys      = []string{"name", "type", "config", "from"}
-	transformKeys = []string{"name", "wasm", "sha256", "config", "limits", "on_reject"}
+	documentKeys   = []string{"apiVersion", "kind", "metadata", "spec"}
+	metadataKeys   = []string{"name", "labels"}
+	specKeys       = []string{"source", "transforms", "sinks", "dead_letter", "delivery", "batch", "buffer"}
+	sourceKeys     = []string{"type", "config"}
+	deadLetterKeys = []string{"type", "config", "max_failure_ratio", "failure_window"}
+	sinkKeys       = []string{"name", "type", "config", "from"}
+	transformKeys  = []string{"name", "wasm", "sha256", "config", "limits", "on_reject"}
 )
 
 // loader holds the state of one Load call.
@@ -389,10 +400,31 @@ func (d *docDecoder) spec(p *Pipeline, n *yaml.Node) {
 		d.errorf(at, "add sinks: [{name: out, type: ..., config: {...}}]; `sluice components` lists the types", "missing required key \"sinks\" in spec")
 	}
 
+	p.FailureLimit = FailureLimit{Ratio: 1, Window: DefaultFailureWindow}
 	if e, ok := m["dead_letter"]; ok && !isNull(d.resolve(e.val)) {
-		c, ok := d.component(e.val, connector.KindSink, loc{label: "dead_letter"}, sourceKeys, nil)
-		if ok {
-			p.DeadLetter = &c
+		l := loc{label: "dead_letter"}
+		if dm, _ := d.mapping(e.val, l, deadLetterKeys); dm != nil {
+			if c, ok := d.component(e.val, connector.KindSink, l, deadLetterKeys, dm); ok {
+				p.DeadLetter = &c
+			}
+			if r, ok := dm["max_failure_ratio"]; ok {
+				if v, ok := d.value(r.val, failureRatioField, l.child("max_failure_ratio"), false, nil); ok {
+					if f := v.(float64); f <= 0 || f > 1 {
+						d.errorf(r.val, "use a share of records between 0 and 1, for example 0.2; 1 never stops", "dead_letter.max_failure_ratio: must be greater than 0 and at most 1")
+					} else {
+						p.FailureLimit.Ratio = f
+					}
+				}
+			}
+			if w, ok := dm["failure_window"]; ok {
+				if v, ok := d.value(w.val, failureWindowField, l.child("failure_window"), false, nil); ok {
+					if n := v.(int64); n <= 0 {
+						d.errorf(w.val, "", "dead_letter.failure_window: must be greater than 0")
+					} else {
+						p.FailureLimit.Window = int(n)
+					}
+				}
+			}
 		}
 	}
 

@@ -285,13 +285,14 @@ func dumpPipelines(ps []*manifests.Pipeline) []any {
 	var out []any
 	for _, p := range ps {
 		m := map[string]any{
-			"name":     p.Name,
-			"labels":   p.Labels,
-			"pos":      p.Pos.String(),
-			"source":   dumpComponent(p.Source),
-			"delivery": p.Delivery,
-			"batch":    fmt.Sprintf("%+v", p.Batch),
-			"buffer":   fmt.Sprintf("%+v", p.Buffer),
+			"name":          p.Name,
+			"labels":        p.Labels,
+			"pos":           p.Pos.String(),
+			"source":        dumpComponent(p.Source),
+			"delivery":      p.Delivery,
+			"failure_limit": map[string]any{"ratio": p.FailureLimit.Ratio, "window": p.FailureLimit.Window},
+			"batch":         fmt.Sprintf("%+v", p.Batch),
+			"buffer":        fmt.Sprintf("%+v", p.Buffer),
 		}
 		var ts, ss []any
 		for _, t := range p.Transforms {

@@ -89,7 +89,12 @@ func JSONSchema() ([]byte, error) {
 			"from": schemaObj{"$ref": "#/definitions/name", "default": DefaultPort,
 				"description": "Output port of the last transform this sink reads; main when not set."},
 		}, []string{"name"})
-	defs["dead_letter"] = componentSchema(connector.KindSink, "Where rejected and failed records go, with the reason.", nil, nil)
+	ratio, _ := fieldSchema(failureRatioField)
+	ratio["exclusiveMinimum"], ratio["maximum"] = 0, 1
+	window, _ := fieldSchema(failureWindowField)
+	window["minimum"] = 1
+	defs["dead_letter"] = componentSchema(connector.KindSink, "Where rejected and failed records go, with the reason.",
+		schemaObj{"max_failure_ratio": ratio, "failure_window": window}, nil)
 	defs["transform"] = schemaObj{
 		"type": "object", "additionalProperties": false, "required": []any{"name", "wasm"},
 		"description": "A WASM transform stage.",

@@ -50,9 +50,11 @@ type Pipeline struct {
 	Transforms []Transform
 	Sinks      []Sink
 	DeadLetter *Component // nil when the manifest configures none
-	Delivery   Delivery
-	Batch      BatchPolicy
-	Buffer     BufferPolicy
+	// FailureLimit stops the pipeline when too many records go to the dead letters.
+	FailureLimit FailureLimit
+	Delivery     Delivery
+	Batch        BatchPolicy
+	Buffer       BufferPolicy
 }
 
 // Component is a configured source, sink or dead-letter sink.
@@ -104,6 +106,15 @@ type Limits struct {
 	Mode string
 	// Instances is the pool size; 0 means the runtime's default.
 	Instances int
+}
+
+// FailureLimit stops a pipeline when more than Ratio of the last Window records went to the
+// dead letters (rejected by a transform, refused by a sink, or unrouted): a flood of failures
+// usually means a broken upstream or a wrong transform, not bad records. Ratio 1 (the default)
+// never stops.
+type FailureLimit struct {
+	Ratio  float64 // in (0, 1]; default 1
+	Window int     // records; default 1000
 }
 
 // BatchPolicy says how the engine groups records into batches.

@@ -163,6 +163,7 @@ type batch struct {
 	id      uint64
 	records int64
 	bytes   int64
+	failed  atomic.Int32 // records of the batch sent to the dead letters
 	pending atomic.Int32
 }
 
@@ -179,15 +180,17 @@ type sinkItem struct {
 //
 // Secret values of the manifest never appear in the returned error nor in the pipeline's logs.
 func (p *Pipeline) Run(ctx context.Context) (err error) {
-	r := &run{p: p, tracker: ackset.New(), commitSig: make(chan struct{}, 1)}
+	r := &run{p: p, tracker: ackset.New(), commitSig: make(chan struct{}, 1),
+		failures: newFailureWindow(p.spec.FailureLimit.Ratio, p.spec.FailureLimit.Window)}
 	return redactErr(r.run(ctx), p.secrets)
 }
 
 type run struct {
-	p       *Pipeline
-	tracker *ackset.Set
-	budget  *budget
-	stages  []stageRunner
+	p        *Pipeline
+	tracker  *ackset.Set
+	budget   *budget
+	failures *failureWindow
+	stages   []stageRunner
 
 	workCtx   context.Context
 	fail      context.CancelCauseFunc
@@ -584,6 +587,7 @@ func (r *run) route(b *batch, main []connector.Record, routed map[string][]conne
 	for port, recs := range routed {
 		add(port, recs)
 	}
+	b.failed.Add(int32(len(letters)))
 	if len(letters) > 0 {
 		if p.dlq == nil {
 			l := letters[0]
@@ -614,8 +618,12 @@ func (r *run) complete(b *batch) {
 	}
 }
 
-// finish releases a delivered batch's positions and budget.
+// finish releases a delivered batch's positions and budget, and checks the failure limit.
 func (r *run) finish(b *batch) {
+	if err := r.failures.add(int(b.records), int(b.failed.Load())); err != nil {
+		r.fatal(err)
+		return
+	}
 	if err := r.tracker.Done(b.id); err != nil {
 		r.fatal(err)
 		return
@@ -746,6 +754,7 @@ func (r *run) sinkLoop(s *sinkRunner, isDLQ bool) {
 				return
 			}
 			for k, ls := range perItem {
+				items[k].b.failed.Add(int32(len(ls)))
 				items[k].b.pending.Add(1)
 				select {
 				case p.dlq.ch <- sinkItem{b: items[k].b, letters: ls}:

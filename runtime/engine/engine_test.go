@@ -492,3 +492,42 @@ func TestSecretsNeverReachLogsOrErrors(t *testing.T) {
 		t.Fatalf("logs leak the secret or lost the line:\n%s", logs.String())
 	}
 }
+
+func TestFailureRatioStopsThePipeline(t *testing.T) {
+	for _, tc := range []struct {
+		ratio float64
+		stop  bool
+	}{{0.3, true}, {0.5, false}, {1, false}} {
+		t.Run(fmt.Sprint(tc.ratio), func(t *testing.T) {
+			dir := t.TempDir()
+			in := filepath.Join(dir, "in.txt")
+			var lines []string
+			kinds := []string{"ok", "bad", "skip", "split", "refuse"} // 1 rejected + 1 refused of 5: 40% fail
+			for i := 0; i < 5000; i++ {
+				lines = append(lines, fmt.Sprintf("%s-%d", kinds[i%len(kinds)], i))
+			}
+			os.WriteFile(in, []byte(strings.Join(lines, "\n")+"\n"), 0o644)
+			p := spec("ratio", manifests.Component{Type: "file", Config: connector.Config{"path": in}},
+				sink("main", newMemSink(t, &memSink{})), manifests.Sink{Name: "alerts", Component: newMemSink(t, &memSink{}), From: "alerts"})
+			p.Batch.MaxRecords = 100
+			p.Transforms = []manifests.Transform{{Name: "reject"}}
+			p.DeadLetter = &manifests.Component{Type: "file", Config: connector.Config{"path": filepath.Join(dir, "dlq.jsonl")}}
+			p.FailureLimit = manifests.FailureLimit{Ratio: tc.ratio, Window: 500}
+			err := runPipeline(t, context.Background(), p, openStore(t, filepath.Join(dir, "data")), func(context.Context, string, manifests.Transform, *slog.Logger) (transform.Stage, error) {
+				return rejectStage{}, nil
+			})
+			if tc.stop {
+				if err == nil || !strings.Contains(err.Error(), "max_failure_ratio 0.3") {
+					t.Fatalf("err = %v, want a stop naming max_failure_ratio", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n := len(readLines(t, filepath.Join(dir, "dlq.jsonl"))); n != 2000 {
+				t.Fatalf("%d dead letters, want 2000", n)
+			}
+		})
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -105,4 +106,46 @@ func (l deadLetter) envelope(pipeline string) connector.Record {
 	}
 	b, _ := json.Marshal(e) // cannot fail: plain strings and numbers
 	return connector.Record{Key: l.rec.Key, Value: b, Headers: l.rec.Headers, Time: l.rec.Time, Position: l.rec.Position}
+}
+
+// failureWindow tracks how many of the most recent records went to the dead letters, in steps of
+// whole batches, and says when the share passes the pipeline's limit.
+type failureWindow struct {
+	mu            sync.Mutex
+	ratio         float64
+	window        int
+	steps         []failureStep
+	total, failed int
+}
+
+type failureStep struct{ records, failed int }
+
+func newFailureWindow(ratio float64, window int) *failureWindow {
+	if window <= 0 {
+		window = 1000
+	}
+	return &failureWindow{ratio: ratio, window: window}
+}
+
+// add records that of a delivered batch's records, failed went to the dead letters. It returns an
+// error once the window is full and the failed share is above the limit.
+func (w *failureWindow) add(records, failed int) error {
+	if w.ratio <= 0 || w.ratio >= 1 {
+		return nil
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.steps = append(w.steps, failureStep{records, failed})
+	w.total += records
+	w.failed += failed
+	for len(w.steps) > 1 && w.total-w.steps[0].records >= w.window {
+		w.total -= w.steps[0].records
+		w.failed -= w.steps[0].failed
+		w.steps = w.steps[1:]
+	}
+	if w.total >= w.window && float64(w.failed) > w.ratio*float64(w.total) {
+		return fmt.Errorf("%d of the last %d records went to the dead letters, more than max_failure_ratio %g allows; the dead letters hold them with their reasons: fix the cause and run again",
+			w.failed, w.total, w.ratio)
+	}
+	return nil
 }
