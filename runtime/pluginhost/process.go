@@ -93,7 +93,8 @@ func (h *Host) start(ctx context.Context, p *Plugin, pin string, env []string) (
 		SyncStdout:       &lineLogger{logger: logger, stream: "stdout"},
 		SyncStderr:       &lineLogger{logger: logger, stream: "stderr"},
 		GRPCDialOptions: []grpc.DialOption{
-			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(sdkplugin.MaxMessageBytes), grpc.MaxCallSendMsgSize(sdkplugin.MaxMessageBytes)),
+			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(sdkplugin.MaxMessageBytes), grpc.MaxCallSendMsgSize(sdkplugin.MaxMessageBytes),
+				grpc.ForceCodecV2(sdkplugin.Codec())),
 			grpc.WithInitialWindowSize(sdkplugin.WindowBytes), grpc.WithInitialConnWindowSize(sdkplugin.WindowBytes),
 			grpc.WithReadBufferSize(256 << 10), grpc.WithWriteBufferSize(256 << 10),
 		},
