@@ -27,6 +27,8 @@ type Sink struct {
 	mu       sync.Mutex
 	opened   bool
 	openedOn *proc
+
+	buf []byte // the packing buffer, reused by the next Write once a call has fully succeeded
 }
 
 var _ connector.Sink = (*Sink)(nil)
@@ -155,7 +157,15 @@ func (s *Sink) Write(ctx context.Context, records []connector.Record) error {
 			end++
 		}
 		part := records[start:end]
-		chunk := wire.AppendBatch(make([]byte, 0, wire.BatchSize(part)), part)
+		// gRPC sends the chunk without copying it (sdkplugin.Codec): the buffer is reused only
+		// after a call that returned an answer, when the plugin has received all of it. A
+		// failed call may leave it queued in the transport, so it is then dropped.
+		chunk := s.buf[:0]
+		if sz := wire.BatchSize(part); cap(chunk) < sz {
+			chunk = make([]byte, 0, sz)
+		}
+		chunk = wire.AppendBatch(chunk, part)
+		s.buf = nil
 		for {
 			pr, err := s.ready(ctx)
 			if err != nil {
@@ -174,6 +184,7 @@ func (s *Sink) Write(ctx context.Context, records []connector.Record) error {
 				continue
 			}
 			s.in.succeeded()
+			s.buf = chunk
 			if e := errFrom(resp.Error); e != nil {
 				return fmt.Errorf("plugin %s: write %s: %w", s.in.plugin.Name, s.name, e)
 			}

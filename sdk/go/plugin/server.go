@@ -110,7 +110,7 @@ func (s *server) OpenSource(ctx context.Context, req *pb.OpenSourceRequest) (*pb
 		return &pb.OpenResponse{Error: wire.Error(err)}, nil
 	}
 	rctx, cancel := context.WithCancel(context.Background())
-	st := &sourceState{src: src, results: make(chan readResult), cancel: cancel, done: make(chan struct{})}
+	st := &sourceState{src: src, results: make(chan readResult, 1), cancel: cancel, done: make(chan struct{})}
 	s.src = st // kept after a failed Open so Close reaches the source
 	if err := src.Open(ctx, wire.FromPositions(req.Resume)); err != nil {
 		cancel()
@@ -178,26 +178,32 @@ func (s *server) Read(ctx context.Context, req *pb.ReadRequest) (*pb.ReadRespons
 		}
 		timer := time.NewTimer(wait)
 		defer timer.Stop()
+		var r readResult
 		select {
-		case r := <-st.results:
-			if r.err != nil && len(r.recs) == 0 {
-				if errors.Is(r.err, io.EOF) {
-					st.eof = true
-					return &pb.ReadResponse{Eof: true}, nil
-				}
-				return &pb.ReadResponse{Error: wire.Error(r.err)}, nil
-			}
-			st.leftover = r.recs
-			if errors.Is(r.err, io.EOF) {
-				st.eof = true
-			}
+		case r = <-st.results:
 		case <-timer.C:
 			return &pb.ReadResponse{}, nil
 		case <-st.done:
-			// The loop stopped without EOF: the source was closed.
-			return &pb.ReadResponse{Error: wire.Error(errors.New("read: source closed"))}, nil
+			// The loop stopped: after its last result (EOF or an error), which may still be
+			// queued, or without one because the source was closed.
+			select {
+			case r = <-st.results:
+			default:
+				return &pb.ReadResponse{Error: wire.Error(errors.New("read: source closed"))}, nil
+			}
 		case <-ctx.Done():
 			return nil, ctx.Err()
+		}
+		if r.err != nil && len(r.recs) == 0 {
+			if errors.Is(r.err, io.EOF) {
+				st.eof = true
+				return &pb.ReadResponse{Eof: true}, nil
+			}
+			return &pb.ReadResponse{Error: wire.Error(r.err)}, nil
+		}
+		st.leftover = r.recs
+		if errors.Is(r.err, io.EOF) {
+			st.eof = true
 		}
 	}
 	if sz := st.leftover[0].Size(); sz > MaxMessageBytes-64<<10 {

@@ -4,23 +4,33 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math/bits"
 	"time"
 
 	"github.com/sluicehq/sluice/sdk/go/connector"
 )
 
-// BatchSize returns an upper bound of the packed size of recs, to size a buffer.
+// BatchSize returns the packed size of recs, to size a buffer.
 func BatchSize(recs []connector.Record) int {
-	n := binary.MaxVarintLen64
+	n := uvarintLen(uint64(len(recs)))
 	for i := range recs {
 		r := &recs[i]
-		n += 6*binary.MaxVarintLen64 + len(r.Key) + len(r.Value) + len(r.Position.Partition) + len(r.Position.Cursor)
+		var ts int64
+		if !r.Time.IsZero() {
+			ts = r.Time.UnixNano()
+		}
+		n += bytesLen(len(r.Key)) + bytesLen(len(r.Value)) + varintLen(ts) + bytesLen(len(r.Position.Partition)) +
+			varintLen(r.Position.Offset) + bytesLen(len(r.Position.Cursor)) + uvarintLen(uint64(len(r.Headers)))
 		for _, h := range r.Headers {
-			n += 2*binary.MaxVarintLen64 + len(h.Key) + len(h.Value)
+			n += bytesLen(len(h.Key)) + bytesLen(len(h.Value))
 		}
 	}
 	return n
 }
+
+func uvarintLen(v uint64) int { return (bits.Len64(v|1) + 6) / 7 }
+func varintLen(v int64) int   { return uvarintLen(uint64(v<<1) ^ uint64(v>>63)) }
+func bytesLen(l int) int      { return uvarintLen(uint64(l)) + l }
 
 // AppendBatch packs recs in the batch layout of sdk/proto/pluginv1 and appends them to buf.
 func AppendBatch(buf []byte, recs []connector.Record) []byte {
@@ -57,97 +67,100 @@ func appendBytes(buf, b []byte) []byte {
 var ErrMalformedBatch = errors.New("malformed record batch")
 
 // DecodeBatch unpacks a batch. The records' byte slices alias data, which the caller must
-// therefore not reuse; empty fields are nil. Empty data is an empty batch.
+// therefore not reuse; empty fields are nil. Empty data is an empty batch. It allocates the
+// record slice, a string per change of partition and the headers; everything else references
+// data.
 func DecodeBatch(data []byte) ([]connector.Record, error) {
 	if len(data) == 0 {
 		return nil, nil
 	}
-	d := decoder{data: data}
-	n := d.uvarint()
+	n, pos, ok := readUvarint(data, 0)
 	// Every record takes at least 7 bytes; refuse counts the data cannot hold.
-	if d.err != nil || n > uint64(len(data)/7+1) {
+	if !ok || n > uint64(len(data)/7+1) {
 		return nil, fmt.Errorf("%w: bad record count", ErrMalformedBatch)
 	}
 	out := make([]connector.Record, n)
 	var lastPart string
 	for i := range out {
 		r := &out[i]
-		r.Key = d.bytes()
-		r.Value = d.bytes()
-		if ts := d.varint(); ts != 0 {
+		var p []byte
+		var ts int64
+		var hn uint64
+		var ok1, ok2, ok3, ok4, ok5, ok6, ok7 bool
+		r.Key, pos, ok1 = readBytes(data, pos)
+		r.Value, pos, ok2 = readBytes(data, pos)
+		ts, pos, ok3 = readVarint(data, pos)
+		p, pos, ok4 = readBytes(data, pos)
+		r.Position.Offset, pos, ok5 = readVarint(data, pos)
+		r.Position.Cursor, pos, ok6 = readBytes(data, pos)
+		hn, pos, ok7 = readUvarint(data, pos)
+		if !(ok1 && ok2 && ok3 && ok4 && ok5 && ok6 && ok7) {
+			return nil, fmt.Errorf("%w: record %d: truncated or past the end", ErrMalformedBatch, i)
+		}
+		if ts != 0 {
 			r.Time = time.Unix(0, ts)
 		}
-		if p := d.bytes(); len(p) > 0 {
+		if len(p) > 0 {
 			if string(p) != lastPart { // no allocation for the comparison
 				lastPart = string(p)
 			}
 			r.Position.Partition = lastPart
 		}
-		r.Position.Offset = d.varint()
-		r.Position.Cursor = d.bytes()
-		if hn := d.uvarint(); hn > 0 {
-			if hn > uint64(len(d.data)) {
-				return nil, fmt.Errorf("%w: bad header count", ErrMalformedBatch)
+		if hn > 0 {
+			if hn > uint64(len(data)-pos) {
+				return nil, fmt.Errorf("%w: record %d: bad header count", ErrMalformedBatch, i)
 			}
 			r.Headers = make([]connector.Header, hn)
 			for j := range r.Headers {
-				r.Headers[j] = connector.Header{Key: string(d.bytes()), Value: d.bytes()}
+				var k, v []byte
+				k, pos, ok1 = readBytes(data, pos)
+				v, pos, ok2 = readBytes(data, pos)
+				if !ok1 || !ok2 {
+					return nil, fmt.Errorf("%w: record %d: truncated header", ErrMalformedBatch, i)
+				}
+				r.Headers[j] = connector.Header{Key: string(k), Value: v}
 			}
 		}
-		if d.err != nil {
-			return nil, fmt.Errorf("%w: record %d: %v", ErrMalformedBatch, i, d.err)
-		}
 	}
-	if len(d.data) != 0 {
-		return nil, fmt.Errorf("%w: %d trailing bytes", ErrMalformedBatch, len(d.data))
+	if pos != len(data) {
+		return nil, fmt.Errorf("%w: %d trailing bytes", ErrMalformedBatch, len(data)-pos)
 	}
 	return out, nil
 }
 
-type decoder struct {
-	data []byte
-	err  error
+// readUvarint reads the varint at data[pos:]; the one-byte case is inlined by the compiler.
+func readUvarint(data []byte, pos int) (uint64, int, bool) {
+	if pos < len(data) && data[pos] < 0x80 {
+		return uint64(data[pos]), pos + 1, true
+	}
+	return readUvarintSlow(data, pos)
 }
 
-func (d *decoder) uvarint() uint64 {
-	if d.err != nil {
-		return 0
+func readUvarintSlow(data []byte, pos int) (uint64, int, bool) {
+	if pos >= len(data) {
+		return 0, pos, false
 	}
-	v, n := binary.Uvarint(d.data)
+	v, n := binary.Uvarint(data[pos:])
 	if n <= 0 {
-		d.err = errors.New("truncated varint")
-		return 0
+		return 0, pos, false
 	}
-	d.data = d.data[n:]
-	return v
+	return v, pos + n, true
 }
 
-func (d *decoder) varint() int64 {
-	if d.err != nil {
-		return 0
-	}
-	v, n := binary.Varint(d.data)
-	if n <= 0 {
-		d.err = errors.New("truncated varint")
-		return 0
-	}
-	d.data = d.data[n:]
-	return v
+func readVarint(data []byte, pos int) (int64, int, bool) {
+	u, pos, ok := readUvarint(data, pos)
+	return int64(u>>1) ^ -int64(u&1), pos, ok // zigzag, as binary.Varint
 }
 
-func (d *decoder) bytes() []byte {
-	l := d.uvarint()
-	if d.err != nil {
-		return nil
-	}
-	if l > uint64(len(d.data)) {
-		d.err = errors.New("length past the end")
-		return nil
+// readBytes reads a length-prefixed field as a full slice of data (nil when empty).
+func readBytes(data []byte, pos int) ([]byte, int, bool) {
+	l, pos, ok := readUvarint(data, pos)
+	if !ok || l > uint64(len(data)-pos) {
+		return nil, pos, false
 	}
 	if l == 0 {
-		return nil
+		return nil, pos, true
 	}
-	b := d.data[:l:l]
-	d.data = d.data[l:]
-	return b
+	end := pos + int(l)
+	return data[pos:end:end], end, true
 }

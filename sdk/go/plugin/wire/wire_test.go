@@ -31,8 +31,8 @@ func TestBatchRoundTrip(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			data := wire.AppendBatch(nil, tt.recs)
-			if len(data) > wire.BatchSize(tt.recs) {
-				t.Fatalf("packed %d bytes, BatchSize promised at most %d", len(data), wire.BatchSize(tt.recs))
+			if len(data) != wire.BatchSize(tt.recs) {
+				t.Fatalf("packed %d bytes, BatchSize said %d", len(data), wire.BatchSize(tt.recs))
 			}
 			got, err := wire.DecodeBatch(data)
 			if err != nil {
@@ -160,6 +160,33 @@ func BenchmarkBatch(b *testing.B) {
 	b.SetBytes(int64(len(wire.AppendBatch(nil, recs))))
 	for range b.N {
 		data := wire.AppendBatch(make([]byte, 0, wire.BatchSize(recs)), recs)
+		if _, err := wire.DecodeBatch(data); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func benchRecords() []connector.Record {
+	recs := make([]connector.Record, 8192)
+	for i := range recs {
+		recs[i] = connector.Record{Key: fmt.Appendf(nil, "%d", i), Value: make([]byte, 100), Position: connector.Position{Partition: "p", Offset: int64(i)}}
+	}
+	return recs
+}
+
+func BenchmarkAppendBatch(b *testing.B) {
+	recs := benchRecords()
+	b.SetBytes(int64(len(wire.AppendBatch(nil, recs))))
+	var buf []byte
+	for range b.N {
+		buf = wire.AppendBatch(buf[:0], recs)
+	}
+}
+
+func BenchmarkDecodeBatch(b *testing.B) {
+	data := wire.AppendBatch(nil, benchRecords())
+	b.SetBytes(int64(len(data)))
+	for range b.N {
 		if _, err := wire.DecodeBatch(data); err != nil {
 			b.Fatal(err)
 		}
