@@ -143,15 +143,16 @@ func (s *Source) ready(ctx context.Context) (*proc, error) {
 	})
 }
 
-// readResult is the outcome of one Read call into the plugin.
+// readResult is the outcome of one Read call into the plugin, the batch still packed: Read
+// decodes it after asking for the next one, so decoding overlaps the next call.
 type readResult struct {
-	recs    []connector.Record
+	batch   []byte
 	eof     bool
 	connErr error // the connector's own error
-	callErr error // the call failed: crash, deadline, garbage
+	callErr error // the call failed: crash, deadline
 }
 
-// readOnce asks the plugin for batch seq and decodes the answer.
+// readOnce asks the plugin for batch seq.
 func (s *Source) readOnce(ctx context.Context, pr *proc, seq uint64) readResult {
 	o := &s.in.h.opts
 	resp, err := call(ctx, s.in, pr, "read", o.ReadWait, func(ctx context.Context, c pb.ConnectorClient) (*pb.ReadResponse, error) {
@@ -170,17 +171,12 @@ func (s *Source) readOnce(ctx context.Context, pr *proc, seq uint64) readResult 
 	if resp.Eof {
 		return readResult{eof: true}
 	}
-	recs, err := wire.DecodeBatch(resp.Batch)
-	if err != nil {
-		// A plugin that sends garbage is broken like one that crashed.
-		return readResult{callErr: err}
-	}
-	return readResult{recs: recs}
+	return readResult{batch: resp.Batch}
 }
 
 // prefetch is a Read call started before the caller asked, so the next batch crosses the process
-// boundary while the caller works on the current one. At most one is in flight: the host holds
-// at most one batch (bounded by the read credit) beyond what the caller took.
+// boundary while this one is decoded and the caller works on it. At most one is in flight: the
+// host holds at most one batch (bounded by the read credit) beyond what the caller took.
 type prefetch struct {
 	pr   *proc
 	seq  uint64
@@ -246,7 +242,7 @@ func (s *Source) Read(ctx context.Context) ([]connector.Record, error) {
 		case res.eof:
 			s.in.succeeded()
 			return nil, io.EOF
-		case len(res.recs) == 0:
+		case len(res.batch) == 0:
 			s.in.succeeded()
 			if err := ctx.Err(); err != nil {
 				return nil, err
@@ -259,9 +255,21 @@ func (s *Source) Read(ctx context.Context) ([]connector.Record, error) {
 			seq = s.seq
 		}
 		s.mu.Unlock()
-		s.in.succeeded()
 		s.startPrefetch(pr, seq)
-		return res.recs, nil
+		recs, err := wire.DecodeBatch(res.batch)
+		if err == nil && len(recs) == 0 {
+			err = errors.New("a non-empty answer without records")
+		}
+		if err != nil {
+			// A plugin that sends garbage is broken like one that crashed; the restart drops
+			// the prefetch and replays after the acknowledged positions.
+			if ferr := s.in.fail(pr, pr.callError("read", err)); ferr != nil {
+				return nil, ferr
+			}
+			continue
+		}
+		s.in.succeeded()
+		return recs, nil
 	}
 }
 
