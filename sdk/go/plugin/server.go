@@ -49,6 +49,10 @@ type sourceState struct {
 	eof      bool
 	sent     uint64           // non-empty batches answered so far
 	last     *pb.ReadResponse // the last of them, resent when the host did not receive it
+	// bufs holds the packed batches, alternately: gRPC sends them without a copy (Codec), and
+	// the buffer of batch k is reused for batch k+2, once the host asked for batch k+2 and so
+	// had received batch k+1 and, before it, batch k.
+	bufs [2][]byte
 }
 
 type readResult struct {
@@ -222,7 +226,13 @@ func (s *server) Read(ctx context.Context, req *pb.ReadRequest) (*pb.ReadRespons
 		n++
 	}
 	batch := st.leftover[:n]
-	resp := &pb.ReadResponse{Batch: wire.AppendBatch(make([]byte, 0, wire.BatchSize(batch)), batch)}
+	buf := st.bufs[st.sent%2][:0]
+	if sz := wire.BatchSize(batch); cap(buf) < sz {
+		buf = make([]byte, 0, sz)
+	}
+	buf = wire.AppendBatch(buf, batch)
+	st.bufs[st.sent%2] = buf
+	resp := &pb.ReadResponse{Batch: buf}
 	st.sent++
 	st.last = resp
 	st.leftover = st.leftover[n:]
