@@ -96,7 +96,7 @@ func (h *Host) start(ctx context.Context, p *Plugin, pin string, env []string) (
 			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(sdkplugin.MaxMessageBytes), grpc.MaxCallSendMsgSize(sdkplugin.MaxMessageBytes),
 				grpc.ForceCodecV2(sdkplugin.Codec())),
 			grpc.WithInitialWindowSize(sdkplugin.WindowBytes), grpc.WithInitialConnWindowSize(sdkplugin.WindowBytes),
-			grpc.WithReadBufferSize(256 << 10), grpc.WithWriteBufferSize(256 << 10),
+			grpc.WithReadBufferSize(1 << 20), grpc.WithWriteBufferSize(1 << 20),
 		},
 	})
 	h.mu.Lock()

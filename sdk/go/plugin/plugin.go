@@ -99,7 +99,7 @@ func Serve(p Plugin) {
 		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
 			opts = append(opts, grpc.MaxRecvMsgSize(MaxMessageBytes), grpc.MaxSendMsgSize(MaxMessageBytes),
 				grpc.InitialWindowSize(WindowBytes), grpc.InitialConnWindowSize(WindowBytes),
-				grpc.ReadBufferSize(256<<10), grpc.WriteBufferSize(256<<10), grpc.ForceServerCodecV2(Codec()))
+				grpc.ReadBufferSize(1<<20), grpc.WriteBufferSize(1<<20), grpc.ForceServerCodecV2(Codec()))
 			return grpc.NewServer(opts...)
 		},
 		Logger: newHCLogger(logOut),
