@@ -35,9 +35,10 @@ type server struct {
 	sink connector.Sink
 }
 
-// sourceState is an open source with its reader goroutine. The reader reads one batch ahead of
-// the host; a batch larger than the host's credit is kept in leftover and sent in pieces, so the
-// plugin holds at most one source batch beyond what the host asked for.
+// sourceState is an open source with its reader goroutine. The reader reads up to two batches
+// ahead of the host (one queued in results, one being read or waiting to be queued); a batch
+// larger than the host's credit is kept in leftover and sent in pieces, so the plugin holds at
+// most two source batches, plus the rest of a split one, beyond what the host asked for.
 type sourceState struct {
 	src     connector.Source
 	results chan readResult
