@@ -212,3 +212,22 @@ func (in *instance) ready(ctx context.Context, state func() (bool, *proc), openO
 		}
 	}
 }
+
+// open starts a fresh process and opens the connector on it with openOn. A start failure or the
+// connector's own Open error (*openErr) is returned; the process stays up after the latter so
+// Close reaches the connector, and is failed otherwise.
+func (in *instance) open(ctx context.Context, openOn func(context.Context, *proc) error) error {
+	in.drop() // a retried Open starts afresh
+	pr, err := in.launch(ctx)
+	if err != nil {
+		return err
+	}
+	if err := openOn(ctx, pr); err != nil {
+		var oe *openErr
+		if !errors.As(err, &oe) && ctx.Err() == nil {
+			in.fail(pr, err)
+		}
+		return err
+	}
+	return nil
+}

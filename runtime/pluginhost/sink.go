@@ -60,16 +60,7 @@ func (s *Sink) Pid() int {
 
 // Open starts the plugin process and opens the sink.
 func (s *Sink) Open(ctx context.Context) error {
-	s.in.drop() // a retried Open starts afresh
-	pr, err := s.in.launch(ctx)
-	if err != nil {
-		return err
-	}
-	if err := s.openOn(ctx, pr); err != nil {
-		var oe *openErr
-		if !errors.As(err, &oe) && ctx.Err() == nil {
-			s.in.fail(pr, err) // the process is broken; a connector error keeps it for Close
-		}
+	if err := s.in.open(ctx, s.openOn); err != nil {
 		return err
 	}
 	s.mu.Lock()

@@ -89,16 +89,7 @@ func (s *Source) positions() []connector.Position {
 // returned; the process stays up after the latter so Close reaches the connector.
 func (s *Source) Open(ctx context.Context, resume []connector.Position) error {
 	s.remember(resume)
-	s.in.drop() // a retried Open starts afresh
-	pr, err := s.in.launch(ctx)
-	if err != nil {
-		return err
-	}
-	if err := s.openOn(ctx, pr); err != nil {
-		var oe *openErr
-		if !errors.As(err, &oe) && ctx.Err() == nil {
-			s.in.fail(pr, err) // the process is broken; a connector error keeps it for Close
-		}
+	if err := s.in.open(ctx, s.openOn); err != nil {
 		return err
 	}
 	s.mu.Lock()
