@@ -650,7 +650,7 @@ func (d *docDecoder) transforms(p *Pipeline, n *yaml.Node) {
 			continue
 		}
 		node := d.resolve(item)
-		t := Transform{Pos: d.pos(node), OnReject: RejectToDeadLetter, Config: map[string]any{}}
+		t := Transform{Pos: d.pos(node), OnReject: RejectToDeadLetter, Config: map[string]any{}, Fields: map[string]Pos{}}
 		label := il
 		errs := d.errs
 		if e, ok := m["name"]; ok {
@@ -665,6 +665,15 @@ func (d *docDecoder) transforms(p *Pipeline, n *yaml.Node) {
 			}
 		} else {
 			d.errorf(node, "give each transform a name: name: validate", "%s: missing required key \"name\"", il.path)
+		}
+		col := &collector{fields: t.Fields}
+		if label.path != "" {
+			col.prefix = label.path + "."
+		}
+		for _, k := range []string{"wasm", "sha256", "limits", "on_reject"} {
+			if e, ok := m[k]; ok {
+				t.Fields[k] = d.pos(e.key)
+			}
 		}
 		if e, ok := m["wasm"]; ok {
 			t.WasmPos = d.pos(d.resolve(e.val))
@@ -692,13 +701,19 @@ func (d *docDecoder) transforms(p *Pipeline, n *yaml.Node) {
 				}
 			}
 		}
-		if e, ok := m["config"]; ok && !isNull(d.resolve(e.val)) {
-			if v, ok := d.value(e.val, connector.Field{Type: connector.TypeMap}, label.child("config"), false, nil); ok {
-				t.Config = v.(map[string]any)
+		t.ConfigJSON = []byte("{}")
+		if e, ok := m["config"]; ok {
+			t.Fields["config"] = d.pos(e.key)
+			if js, ok := d.configJSON(e.val, col, label.child("config")); ok {
+				t.ConfigJSON = js
+				var err error
+				if t.Config, err = configValue(js); err != nil {
+					d.errorf(e.val, "", "%s: %v", label.child("config").at(), err)
+				}
 			}
 		}
 		if e, ok := m["limits"]; ok && !isNull(d.resolve(e.val)) {
-			if v, ok := d.object(e.val, node, limitsFields, label.child("limits"), false, nil); ok {
+			if v, ok := d.object(e.val, node, limitsFields, label.child("limits"), false, col); ok {
 				t.Limits.MemoryBytes, _ = v["memory"].(int64)
 				t.Limits.Timeout, _ = v["timeout"].(time.Duration)
 				t.Limits.Mode, _ = v["mode"].(string)

@@ -297,7 +297,7 @@ func dumpPipelines(ps []*manifests.Pipeline) []any {
 		var ts, ss []any
 		for _, t := range p.Transforms {
 			ts = append(ts, map[string]any{
-				"name": t.Name, "wasm": t.Wasm, "sha256": t.SHA256, "config": typed(t.Config),
+				"name": t.Name, "wasm": t.Wasm, "sha256": t.SHA256, "config": typed(t.Config), "config_json": string(t.ConfigJSON),
 				"limits": fmt.Sprintf("%+v", t.Limits), "on_reject": t.OnReject,
 				"pos": t.Pos.String(), "wasm_pos": t.WasmPos.String(),
 			})

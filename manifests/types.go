@@ -87,13 +87,20 @@ type Transform struct {
 	Wasm string
 	// SHA256 pins the module's digest (lowercase hex); empty when not pinned.
 	SHA256 string
-	// Config is passed to the module's init call as JSON.
+	// ConfigJSON is what the module's tf_init receives: the JSON text of the config: mapping,
+	// keys in written order, numbers as written, no HTML escaping, references resolved; "{}"
+	// when the manifest has no config (see ConfigJSON for the conversions).
+	ConfigJSON []byte
+	// Config is ConfigJSON decoded (integers as int64, other numbers as float64), for reading.
 	Config map[string]any
 	Limits Limits
 	// OnReject defaults to RejectToDeadLetter.
 	OnReject OnReject
 	Pos      Pos
 	WasmPos  Pos // position of the wasm: key's value, for module diagnostics
+	// Fields holds the position of each key under the transform ("sha256", "config",
+	// "config.max_price", "config.fields[0]", "limits.memory"), for later diagnostics.
+	Fields map[string]Pos
 }
 
 // Limits bound a transform stage. Zero values mean the runtime's defaults.

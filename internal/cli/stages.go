@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"path/filepath"
@@ -110,11 +109,9 @@ func (f *stageFactory) New(ctx context.Context, pipeline string, t manifests.Tra
 	if err != nil {
 		return nil, err
 	}
-	cfg := []byte("{}")
-	if t.Config != nil {
-		if cfg, err = json.Marshal(t.Config); err != nil {
-			return nil, fmt.Errorf("config: %w", err)
-		}
+	cfg := t.ConfigJSON // passed as written in the manifest (ABI.md: what the guest receives)
+	if len(cfg) == 0 {
+		cfg = []byte("{}")
 	}
 	mode := wasmhost.Mode(t.Limits.Mode)
 	st, err := h.NewStage(ctx, m, wasmhost.StageConfig{Name: t.Name, Config: cfg, MemoryBytes: t.Limits.MemoryBytes,
