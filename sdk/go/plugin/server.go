@@ -30,9 +30,53 @@ type server struct {
 	p      Plugin
 	logger *slog.Logger
 
-	mu   sync.Mutex
-	src  *sourceState
-	sink connector.Sink
+	mu    sync.Mutex
+	src   *sourceState
+	sink  connector.Sink
+	calls gate // the calls into the open connector, and its read loop
+}
+
+// gate counts the calls running in the open connector so that Close reaches the connector only
+// after they returned: the connector contract never has Close overlap Read, Ack or Write.
+type gate struct {
+	mu     sync.Mutex
+	n      int
+	closed bool
+	idle   chan struct{} // made by shut, closed once no call runs
+}
+
+// enter admits a call, or reports false once the gate is shut.
+func (g *gate) enter() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return false
+	}
+	g.n++
+	return true
+}
+
+func (g *gate) leave() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.n--
+	if g.n == 0 && g.idle != nil {
+		close(g.idle)
+	}
+}
+
+// shut admits no more calls and returns a channel closed once the running ones have returned.
+func (g *gate) shut() <-chan struct{} {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.closed = true
+	if g.idle == nil {
+		g.idle = make(chan struct{})
+		if g.n == 0 {
+			close(g.idle)
+		}
+	}
+	return g.idle
 }
 
 // sourceState is an open source with its reader goroutine. The reader reads up to two batches
@@ -122,7 +166,11 @@ func (s *server) OpenSource(ctx context.Context, req *pb.OpenSourceRequest) (*pb
 		close(st.done)
 		return &pb.OpenResponse{Error: wire.Error(err)}, nil
 	}
-	go st.readLoop(rctx)
+	s.calls.enter() // the read loop counts as a call until it returns
+	go func() {
+		defer s.calls.leave()
+		st.readLoop(rctx)
+	}()
 	return &pb.OpenResponse{}, nil
 }
 
@@ -248,6 +296,10 @@ func (s *server) Ack(ctx context.Context, req *pb.AckRequest) (*pb.AckResponse, 
 	if st == nil {
 		return &pb.AckResponse{Error: wire.Error(errors.New("ack: no source is open"))}, nil
 	}
+	if !s.calls.enter() {
+		return &pb.AckResponse{Error: wire.Error(errors.New("ack: the source is closed"))}, nil
+	}
+	defer s.calls.leave()
 	return &pb.AckResponse{Error: wire.Error(st.src.Ack(ctx, wire.FromPositions(req.Positions)))}, nil
 }
 
@@ -285,6 +337,10 @@ func (s *server) Write(ctx context.Context, req *pb.WriteRequest) (*pb.WriteResp
 	if snk == nil {
 		return &pb.WriteResponse{Error: wire.Error(errors.New("write: no sink is open"))}, nil
 	}
+	if !s.calls.enter() {
+		return &pb.WriteResponse{Error: wire.Error(errors.New("write: the sink is closed"))}, nil
+	}
+	defer s.calls.leave()
 	recs, err := wire.DecodeBatch(req.Batch)
 	if err != nil {
 		return &pb.WriteResponse{Error: wire.Error(fmt.Errorf("write: %w", err))}, nil
@@ -300,18 +356,29 @@ func (s *server) Write(ctx context.Context, req *pb.WriteRequest) (*pb.WriteResp
 	return &pb.WriteResponse{Error: wire.Error(err)}, nil
 }
 
+// Close stops the read loop, waits until no call into the connector runs (the read loop's Read,
+// an Ack, a Write) and then closes the connector, so Close never overlaps another call. When ctx
+// ends first it returns an error and leaves the connector alone; a later Close closes it.
 func (s *server) Close(ctx context.Context, _ *pb.CloseRequest) (*pb.CloseResponse, error) {
 	s.mu.Lock()
 	st, snk := s.src, s.sink
 	s.mu.Unlock()
-	var err error
 	if st != nil {
 		st.cancel()
-		err = st.src.Close(ctx)
-		select { // let a Read that honours cancellation finish
-		case <-st.done:
+	}
+	idle := s.calls.shut()
+	select {
+	case <-idle:
+	default:
+		select {
+		case <-idle:
 		case <-ctx.Done():
+			return &pb.CloseResponse{Error: wire.Error(fmt.Errorf("close: a call into the connector has not returned: %w", ctx.Err()))}, nil
 		}
+	}
+	var err error
+	if st != nil {
+		err = st.src.Close(ctx)
 	}
 	if snk != nil {
 		err = errors.Join(err, snk.Close(ctx))
