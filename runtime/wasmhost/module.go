@@ -157,7 +157,11 @@ func (h *Host) load(ctx context.Context, digest string, bin []byte) (*Module, er
 		return nil, err
 	}
 	defer in.mod.Close(context.Background())
+	if err := in.enter(); err != nil {
+		return nil, err
+	}
 	raw, err := in.callPtrLen(pctx, "tf_meta", maxMetaBytes)
+	in.exit()
 	if err != nil {
 		return nil, fmt.Errorf("%w: tf_meta: %v", ErrBadMeta, err)
 	}

@@ -288,6 +288,7 @@ type instance struct {
 	stage       *Stage
 	mod         api.Module
 	mem         api.Memory
+	lm          *linearMemory // nil when the module defines no memory
 	fns         map[string]api.Function
 	process     api.Function
 	abi         uint32
@@ -306,15 +307,40 @@ type instance struct {
 	reported    atomic.Uint64 // trusted mode: the last call reported as an overrun
 }
 
+// enter and exit bracket every guest call and host access to the instance's memory (see
+// linearMemory); enter fails when the instance was closed.
+func (in *instance) enter() error {
+	if in.lm != nil && !in.lm.enter() {
+		return fmt.Errorf("instance: %w", ErrClosed)
+	}
+	return nil
+}
+
+func (in *instance) exit() {
+	if in.lm != nil {
+		in.lm.exit()
+	}
+}
+
 // instantiate creates and starts an instance and checks its ABI version; it does not run tf_init.
-func (s *Stage) instantiate(ctx context.Context, cm wazero.CompiledModule) (*instance, error) {
+func (s *Stage) instantiate(ctx context.Context, cm wazero.CompiledModule) (_ *instance, err error) {
 	in := &instance{stage: s}
+	defer func() {
+		// The memory is busy from its allocation on (see newLinearMemory). When instantiation
+		// failed before wazero owned a module, nothing else will free it.
+		if in.lm != nil {
+			in.lm.exit()
+			if in.mod == nil {
+				in.lm.Free()
+			}
+		}
+	}()
 	in.stdout = lineWriter{g: s.glog, level: slog.LevelInfo, source: "stdout", oom: &in.oom}
 	in.stderr = lineWriter{g: s.glog, level: slog.LevelWarn, source: "stderr", oom: &in.oom, first: &in.stderrFirst}
 	in.envCtx = context.WithValue(context.Background(), callEnvKey{}, in)
 	mc := wazero.NewModuleConfig().WithName("").WithStartFunctions("_initialize").
 		WithStdout(&in.stdout).WithStderr(&in.stderr)
-	mod, err := s.group.rt.InstantiateModule(context.WithValue(ctx, callEnvKey{}, in), cm, mc)
+	mod, err := s.group.rt.InstantiateModule(withMemoryAllocator(context.WithValue(ctx, callEnvKey{}, in), in), cm, mc)
 	in.stdout.flush()
 	in.stderr.flush()
 	if err != nil {
@@ -429,6 +455,10 @@ func (s *Stage) newReadyInstance(ctx context.Context) (*instance, error) {
 		return nil, err
 	}
 	err = func() error {
+		if err := in.enter(); err != nil {
+			return err
+		}
+		defer in.exit()
 		if err := in.reserve(ictx, len(s.cfgJSON)); err != nil {
 			return fmt.Errorf("init: %s", describeCallError(err))
 		}
@@ -695,6 +725,10 @@ func (s *Stage) runFrame(ctx context.Context, recs []connector.Record, base int,
 
 func (in *instance) runFrame(ctx context.Context, recs []connector.Record, base int, out *transform.Result) (*failure, error) {
 	s := in.stage
+	if err := in.enter(); err != nil {
+		return nil, err
+	}
+	defer in.exit()
 	in.busy.Store(true)
 	defer in.busy.Store(false)
 	n := frameLen(recs)

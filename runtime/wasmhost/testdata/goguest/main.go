@@ -3,7 +3,8 @@
 // Command goguest is a test guest for runtime/wasmhost written in standard Go against
 // sdk/abi/v1/ABI.md without an SDK. It checks that the Go runtime starts under the host (WASI
 // with nothing granted, _initialize) and that stdout reaches the host log. Values:
-// "panic" panics (the Go runtime exits), "alloc" allocates without bound, "print" writes to
+// "panic" panics (the Go runtime exits), "alloc" allocates without bound, "fill" allocates
+// without bound and writes every page it gets (so all of it is resident), "print" writes to
 // stdout, "upper" EMITs the value upper-cased, "probe" EMITs a JSON report of what the sandbox
 // lets it see (files, environment, arguments, clock); anything else PASSes.
 package main
@@ -97,6 +98,14 @@ func tfProcess(n int32) int64 {
 		case "alloc":
 			for {
 				sink = append(sink, make([]byte, 1<<20))
+			}
+		case "fill":
+			for {
+				b := make([]byte, 1<<20)
+				for j := 0; j < len(b); j += 4096 {
+					b[j] = 1
+				}
+				sink = append(sink, b)
 			}
 		case "print":
 			fmt.Fprintln(os.Stdout, "hello from go guest")
