@@ -19,7 +19,7 @@ func BenchmarkLoad(b *testing.B) {
 // BenchmarkJSONSchema measures generating the schema from the registered components.
 func BenchmarkJSONSchema(b *testing.B) {
 	for b.Loop() {
-		if _, err := manifests.JSONSchema(); err != nil {
+		if _, err := manifests.JSONSchema(testCatalog); err != nil {
 			b.Fatal(err)
 		}
 	}

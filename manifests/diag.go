@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+
+	"github.com/sluicehq/sluice/runtime/pipeline"
 )
 
 // String renders the position as FILE:LINE:COL, FILE:LINE when the column is unknown, or FILE when
@@ -84,16 +86,4 @@ func (ds Diagnostics) Sort() {
 
 // Redact replaces every occurrence of each secret in s with "[redacted]", longest secrets first so
 // that a secret containing another is hidden whole. Empty secrets are ignored.
-func Redact(s string, secrets []string) string {
-	if len(secrets) == 0 || s == "" {
-		return s
-	}
-	sorted := append([]string(nil), secrets...)
-	sort.Slice(sorted, func(i, j int) bool { return len(sorted[i]) > len(sorted[j]) })
-	for _, sec := range sorted {
-		if sec != "" {
-			s = strings.ReplaceAll(s, sec, "[redacted]")
-		}
-	}
-	return s
-}
+func Redact(s string, secrets []string) string { return pipeline.Redact(s, secrets) }

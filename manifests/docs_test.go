@@ -7,7 +7,6 @@ import (
 	"testing"
 
 	"github.com/sluicehq/sluice/manifests"
-	"github.com/sluicehq/sluice/runtime/registry"
 	"github.com/sluicehq/sluice/sdk/go/connector"
 )
 
@@ -19,7 +18,7 @@ func TestRenderDocs(t *testing.T) {
 		name string
 	}{{connector.KindSource, "testsource"}, {connector.KindSink, "testsink"}, {connector.KindSink, "testdrop"}} {
 		t.Run(c.name, func(t *testing.T) {
-			reg, ok := registry.Lookup(c.kind, c.name)
+			reg, ok := testCatalog.Lookup(c.kind, c.name)
 			if !ok {
 				t.Fatal("not registered")
 			}
@@ -75,14 +74,14 @@ func loadExample(t *testing.T, spec connector.Spec, doc string) {
 		}
 		return "placeholder", true
 	}
-	if _, diags := manifests.Load([]string{path}, manifests.LoadOptions{LookupEnv: env}); len(diags) > 0 {
+	if _, diags := manifests.Load([]string{path}, manifests.LoadOptions{Catalog: testCatalog, LookupEnv: env}); len(diags) > 0 {
 		t.Errorf("the example does not load:\n%s\n%v", m, diags)
 	}
 }
 
 func TestRenderReadme(t *testing.T) {
-	src, _ := registry.Lookup(connector.KindSource, "testsource")
-	sink, _ := registry.Lookup(connector.KindSink, "testsink")
+	src, _ := testCatalog.Lookup(connector.KindSource, "testsource")
+	sink, _ := testCatalog.Lookup(connector.KindSink, "testsink")
 	r := manifests.RenderReadme(src.Spec, sink.Spec)
 	if !strings.HasPrefix(r, manifests.GeneratedMarker) {
 		t.Error("README does not start with the generated marker")

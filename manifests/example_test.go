@@ -8,7 +8,7 @@ import (
 
 func ExampleLoad() {
 	lookup := func(name string) (string, bool) { return "", false } // an empty environment
-	pipelines, diags := manifests.Load([]string{"testdata/bad/missing_env.yaml"}, manifests.LoadOptions{LookupEnv: lookup})
+	pipelines, diags := manifests.Load([]string{"testdata/bad/missing_env.yaml"}, manifests.LoadOptions{Catalog: testCatalog, LookupEnv: lookup})
 	fmt.Println(len(pipelines), "pipelines")
 	fmt.Println(diags[0])
 	// Output:

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/sluicehq/sluice/connectors/all"
 )
 
 // FuzzLoad feeds arbitrary bytes to the loader: it must never panic or hang, and every diagnostic
@@ -23,7 +25,7 @@ func FuzzLoad(f *testing.F) {
 	f.Add([]byte("x: ${env:\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		l := &loader{
-			opts:  LoadOptions{LookupEnv: func(name string) (string, bool) { return "v-" + name, !strings.HasPrefix(name, "MISSING") }},
+			opts:  LoadOptions{Catalog: all.Catalog(), LookupEnv: func(name string) (string, bool) { return "v-" + name, !strings.HasPrefix(name, "MISSING") }},
 			names: map[string]Pos{},
 		}
 		l.loadBytes("testdata/fuzz.yaml", data)

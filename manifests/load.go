@@ -15,12 +15,21 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"github.com/sluicehq/sluice/runtime/registry"
+	"github.com/sluicehq/sluice/runtime/pipeline"
 	"github.com/sluicehq/sluice/sdk/go/connector"
 )
 
-// LoadOptions adjusts Load. The zero value is ready to use.
+// Catalog is what the loader, the JSON Schema and the docs need of a component catalog;
+// runtime/catalog.Catalog provides it.
+type Catalog interface {
+	Lookup(kind connector.Kind, name string) (connector.Component, bool)
+	Names(kind connector.Kind) []string
+}
+
+// LoadOptions adjusts Load. Catalog is required; the other fields may be left zero.
 type LoadOptions struct {
+	// Catalog holds the components a manifest may name.
+	Catalog Catalog
 	// LookupEnv resolves ${env:NAME} references; nil means os.LookupEnv.
 	LookupEnv func(name string) (string, bool)
 	// CheckModule, when set, is called once for each transform that decoded without problems
@@ -39,18 +48,18 @@ const nameHint = `use lowercase letters, digits, '-' and '_', starting and endin
 
 // Defaults applied when a manifest leaves a setting out.
 const (
-	DefaultBatchRecords  = 1024
-	DefaultBatchBytes    = 4 << 20
-	DefaultBatchLinger   = 20 * time.Millisecond
-	DefaultBufferRecords = 65536
-	DefaultBufferBytes   = 64 << 20
+	DefaultBatchRecords  = pipeline.DefaultBatchRecords
+	DefaultBatchBytes    = pipeline.DefaultBatchBytes
+	DefaultBatchLinger   = pipeline.DefaultBatchLinger
+	DefaultBufferRecords = pipeline.DefaultBufferRecords
+	DefaultBufferBytes   = pipeline.DefaultBufferBytes
 )
 
 // DefaultFailureWindow is the number of recent records dead_letter.max_failure_ratio looks at.
-const DefaultFailureWindow = 1000
+const DefaultFailureWindow = pipeline.DefaultFailureWindow
 
 var (
-	failureRatioField = connector.Field{Name: "max_failure_ratio", Type: connector.TypeFloat, Default: float64(1),
+	failureRatioField = connector.Field{Name: "max_failure_ratio", Type: connector.TypeFloat, Default: float64(pipeline.DefaultFailureRatio),
 		Description: "Stop the pipeline when more than this share of the last failure_window records went to the dead letters; 1 never stops."}
 	failureWindowField = connector.Field{Name: "failure_window", Type: connector.TypeInt, Default: int64(DefaultFailureWindow),
 		Description: "How many recent records max_failure_ratio looks at."}
@@ -98,7 +107,7 @@ type loader struct {
 	names     map[string]Pos // pipeline names seen so far
 }
 
-// Load reads the manifests at paths and validates them against the registered components. Each
+// Load reads the manifests at paths and validates them against the components of opts.Catalog. Each
 // path is a file (read whatever its extension) or a directory (its *.yaml and *.yml files, sorted,
 // not recursive); a file may hold several documents separated by ---; empty documents are skipped.
 //
@@ -110,6 +119,9 @@ type loader struct {
 func Load(paths []string, opts LoadOptions) ([]*Pipeline, Diagnostics) {
 	if opts.LookupEnv == nil {
 		opts.LookupEnv = os.LookupEnv
+	}
+	if opts.Catalog == nil {
+		opts.Catalog = emptyCatalog{}
 	}
 	l := &loader{opts: opts, names: map[string]Pos{}}
 	seen := map[string]bool{}
@@ -400,7 +412,7 @@ func (d *docDecoder) spec(p *Pipeline, n *yaml.Node) {
 		d.errorf(at, "add sinks: [{name: out, type: ..., config: {...}}]; `sluice components` lists the types", "missing required key \"sinks\" in spec")
 	}
 
-	p.FailureLimit = FailureLimit{Ratio: 1, Window: DefaultFailureWindow}
+	p.FailureLimit = FailureLimit{Ratio: pipeline.DefaultFailureRatio, Window: DefaultFailureWindow}
 	if e, ok := m["dead_letter"]; ok && !isNull(d.resolve(e.val)) {
 		l := loc{label: "dead_letter"}
 		if dm, _ := d.mapping(e.val, l, deadLetterKeys); dm != nil {
@@ -435,7 +447,7 @@ func (d *docDecoder) spec(p *Pipeline, n *yaml.Node) {
 		}
 		if p.Delivery == ExactlyOnce {
 			for _, s := range p.Sinks {
-				if c, ok := registry.Lookup(connector.KindSink, s.Type); ok && !c.Spec.ExactlyOnce {
+				if c, ok := d.l.opts.Catalog.Lookup(connector.KindSink, s.Type); ok && !c.Spec.ExactlyOnce {
 					d.errorf(e.val, "use delivery: at_least_once, or sinks that support exactly_once",
 						"delivery exactly_once needs every sink to store source positions with its data; sink %q (type %s) cannot", s.Name, s.Type)
 					break
@@ -524,7 +536,7 @@ func (d *docDecoder) component(n *yaml.Node, kind connector.Kind, l loc, keys []
 	c := Component{Pos: d.pos(node), Fields: map[string]Pos{}}
 	e, ok := m["type"]
 	if !ok {
-		d.errorf(node, "known "+string(kind)+"s: "+knownList(kind), "%s: missing required key \"type\"", l.at())
+		d.errorf(node, "known "+string(kind)+"s: "+d.knownList(kind), "%s: missing required key \"type\"", l.at())
 		return c, false
 	}
 	typ, ok := d.plainString(e.val, l.child("type"))
@@ -532,12 +544,12 @@ func (d *docDecoder) component(n *yaml.Node, kind connector.Kind, l loc, keys []
 		return c, false
 	}
 	c.Type = typ
-	reg, found := registry.Lookup(kind, typ)
+	reg, found := d.l.opts.Catalog.Lookup(kind, typ)
 	if !found {
-		names := registry.Names(kind)
-		msg := fmt.Sprintf("%s: unknown type %q%s known %ss: %s", l.at(), typ, didYouMeanSep(typ, names), kind, knownList(kind))
+		names := d.l.opts.Catalog.Names(kind)
+		msg := fmt.Sprintf("%s: unknown type %q%s known %ss: %s", l.at(), typ, didYouMeanSep(typ, names), kind, d.knownList(kind))
 		hint := ""
-		if other := otherKind(kind); otherHas(other, typ) {
+		if other := otherKind(kind); d.otherHas(other, typ) {
 			hint = fmt.Sprintf("%q is a %s, not a %s", typ, other, kind)
 		}
 		d.errorf(e.val, hint, "%s", msg)
@@ -562,10 +574,10 @@ func didYouMeanSep(word string, names []string) string {
 	return ";"
 }
 
-func knownList(kind connector.Kind) string {
-	names := registry.Names(kind)
+func (d *docDecoder) knownList(kind connector.Kind) string {
+	names := d.l.opts.Catalog.Names(kind)
 	if len(names) == 0 {
-		return "none are registered"
+		return "the catalog has none"
 	}
 	return strings.Join(names, ", ")
 }
@@ -577,8 +589,8 @@ func otherKind(k connector.Kind) connector.Kind {
 	return connector.KindSource
 }
 
-func otherHas(k connector.Kind, name string) bool {
-	_, ok := registry.Lookup(k, name)
+func (d *docDecoder) otherHas(k connector.Kind, name string) bool {
+	_, ok := d.l.opts.Catalog.Lookup(k, name)
 	return ok
 }
 
@@ -752,3 +764,11 @@ func isHex64(s string) bool {
 	}
 	return true
 }
+
+// emptyCatalog knows no component.
+type emptyCatalog struct{}
+
+func (emptyCatalog) Lookup(connector.Kind, string) (connector.Component, bool) {
+	return connector.Component{}, false
+}
+func (emptyCatalog) Names(connector.Kind) []string { return nil }

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/manifests"
-	"github.com/sluicehq/sluice/runtime/registry"
 	"github.com/sluicehq/sluice/sdk/go/connector"
 )
 
@@ -37,6 +36,7 @@ var secretValues = []string{"hunter2-pin", "hunter2-db-password", "hunter2-liter
 
 func testOptions() manifests.LoadOptions {
 	return manifests.LoadOptions{
+		Catalog: testCatalog,
 		LookupEnv: func(name string) (string, bool) {
 			v, ok := testEnv[name]
 			return v, ok
@@ -236,7 +236,7 @@ func TestErrorDiagnostic(t *testing.T) {
 		t.Fatal(diags)
 	}
 	lake := pipelines[0].Sinks[0]
-	reg, _ := registry.Lookup(connector.KindSink, lake.Type)
+	reg, _ := testCatalog.Lookup(connector.KindSink, lake.Type)
 	cfg := connector.Config{}
 	for k, v := range lake.Config {
 		cfg[k] = v

@@ -7,7 +7,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/sluicehq/sluice/runtime/registry"
 	"github.com/sluicehq/sluice/sdk/go/connector"
 )
 
@@ -25,13 +24,13 @@ const (
 type schemaObj = map[string]any
 
 // JSONSchema returns a JSON Schema (draft-07) for one manifest document, generated from the
-// components registered at the time of the call. Source, sink and dead-letter configs are checked
+// components of cat at the time of the call. Source, sink and dead-letter configs are checked
 // against their component's spec by switching on type (if/then), with descriptions, defaults and
 // enums; ${env:...} and ${file:...} references are accepted wherever a typed value is. Editors use
 // it through a "# yaml-language-server: $schema=PATH" comment. The output is deterministic (keys
 // sorted). It is safe to call concurrently; it fails only if a spec's Default or Example cannot be
 // encoded as JSON.
-func JSONSchema() ([]byte, error) {
+func JSONSchema(cat Catalog) ([]byte, error) {
 	defs := schemaObj{
 		"name": schemaObj{
 			"type": "string", "pattern": NamePattern,
@@ -60,8 +59,8 @@ func JSONSchema() ([]byte, error) {
 	}
 	var err error
 	for _, kind := range []connector.Kind{connector.KindSource, connector.KindSink} {
-		for _, name := range registry.Names(kind) {
-			c, _ := registry.Lookup(kind, name)
+		for _, name := range cat.Names(kind) {
+			c, _ := cat.Lookup(kind, name)
 			obj, ferr := fieldsSchema(c.Spec.Fields)
 			if ferr != nil && err == nil {
 				err = fmt.Errorf("schema: %s %q: %w", kind, name, ferr)
@@ -82,8 +81,8 @@ func JSONSchema() ([]byte, error) {
 	delivery, _ := fieldSchema(deliveryField)
 	onReject, _ := fieldSchema(onRejectField)
 
-	defs["source"] = componentSchema(connector.KindSource, "The source the pipeline reads from.", nil, nil)
-	defs["sink"] = componentSchema(connector.KindSink, "A sink the pipeline writes to. Every sink gets every record of its port.",
+	defs["source"] = componentSchema(cat, connector.KindSource, "The source the pipeline reads from.", nil, nil)
+	defs["sink"] = componentSchema(cat, connector.KindSink, "A sink the pipeline writes to. Every sink gets every record of its port.",
 		schemaObj{
 			"name": schemaObj{"$ref": "#/definitions/name", "description": "Name of the sink, unique within the pipeline."},
 			"from": schemaObj{"$ref": "#/definitions/name", "default": DefaultPort,
@@ -93,7 +92,7 @@ func JSONSchema() ([]byte, error) {
 	ratio["exclusiveMinimum"], ratio["maximum"] = 0, 1
 	window, _ := fieldSchema(failureWindowField)
 	window["minimum"] = 1
-	defs["dead_letter"] = componentSchema(connector.KindSink, "Where rejected and failed records go, with the reason.",
+	defs["dead_letter"] = componentSchema(cat, connector.KindSink, "Where rejected and failed records go, with the reason.",
 		schemaObj{"max_failure_ratio": ratio, "failure_window": window}, nil)
 	defs["transform"] = schemaObj{
 		"type": "object", "additionalProperties": false, "required": []any{"name", "wasm"},
@@ -151,8 +150,8 @@ func JSONSchema() ([]byte, error) {
 
 // componentSchema describes {type, config} (plus extra properties) with config checked against the
 // spec of the component named by type.
-func componentSchema(kind connector.Kind, desc string, extra schemaObj, required []string) schemaObj {
-	names := registry.Names(kind)
+func componentSchema(cat Catalog, kind connector.Kind, desc string, extra schemaObj, required []string) schemaObj {
+	names := cat.Names(kind)
 	typ := schemaObj{"type": "string", "description": fmt.Sprintf("Which %s; `sluice components` lists them.", kind)}
 	if len(names) > 0 {
 		enum := make([]any, len(names))
@@ -175,7 +174,7 @@ func componentSchema(kind connector.Kind, desc string, extra schemaObj, required
 	out := schemaObj{"type": "object", "description": desc, "additionalProperties": false, "required": req, "properties": props}
 	var branches []any
 	for _, n := range names {
-		c, _ := registry.Lookup(kind, n)
+		c, _ := cat.Lookup(kind, n)
 		then := schemaObj{"properties": schemaObj{"config": schemaObj{"$ref": "#/definitions/" + string(kind) + "." + n}}}
 		if hasRequired(c.Spec.Fields) {
 			then["required"] = []any{"config"}

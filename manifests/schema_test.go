@@ -20,7 +20,7 @@ import (
 // included) with an independent validator.
 func compileSchema(t *testing.T) *jsonschema.Schema {
 	t.Helper()
-	data, err := manifests.JSONSchema()
+	data, err := manifests.JSONSchema(testCatalog)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,7 +119,7 @@ spec:
 				t.Fatal(err)
 			}
 			// The loader and the schema must agree that this manifest is bad.
-			if _, diags := manifests.Load([]string{path}, manifests.LoadOptions{}); len(diags) == 0 {
+			if _, diags := manifests.Load([]string{path}, manifests.LoadOptions{Catalog: testCatalog}); len(diags) == 0 {
 				t.Errorf("the loader accepts it")
 			}
 			err := sch.Validate(yamlDocuments(t, path)[0])
@@ -145,11 +145,11 @@ spec:
 }
 
 func TestSchemaDeterministic(t *testing.T) {
-	a, err := manifests.JSONSchema()
+	a, err := manifests.JSONSchema(testCatalog)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, _ := manifests.JSONSchema()
+	b, _ := manifests.JSONSchema(testCatalog)
 	if !bytes.Equal(a, b) {
 		t.Error("two calls give different schemas")
 	}

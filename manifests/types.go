@@ -7,8 +7,7 @@
 package manifests
 
 import (
-	"time"
-
+	"github.com/sluicehq/sluice/runtime/pipeline"
 	"github.com/sluicehq/sluice/sdk/go/connector"
 )
 
@@ -23,22 +22,22 @@ type Pos struct {
 }
 
 // Delivery is a pipeline's delivery guarantee.
-type Delivery string
+type Delivery = pipeline.Delivery
 
 // Delivery guarantees.
 const (
-	AtLeastOnce Delivery = "at_least_once"
-	ExactlyOnce Delivery = "exactly_once"
+	AtLeastOnce = pipeline.AtLeastOnce
+	ExactlyOnce = pipeline.ExactlyOnce
 )
 
 // OnReject says what happens to records a transform rejects.
-type OnReject string
+type OnReject = pipeline.OnReject
 
 // Reject policies.
 const (
-	RejectToDeadLetter OnReject = "dead_letter"
-	RejectDrop         OnReject = "drop"
-	RejectStop         OnReject = "stop"
+	RejectToDeadLetter = pipeline.RejectToDeadLetter
+	RejectDrop         = pipeline.RejectDrop
+	RejectStop         = pipeline.RejectStop
 )
 
 // Pipeline is one validated Pipeline document.
@@ -78,7 +77,7 @@ type Sink struct {
 }
 
 // DefaultPort is the port a sink reads when its manifest entry names none.
-const DefaultPort = "main"
+const DefaultPort = pipeline.DefaultPort
 
 // Transform is one WASM transform stage.
 type Transform struct {
@@ -104,35 +103,13 @@ type Transform struct {
 }
 
 // Limits bound a transform stage. Zero values mean the runtime's defaults.
-type Limits struct {
-	// MemoryBytes caps each instance's linear memory.
-	MemoryBytes int64
-	// Timeout is the deadline for one batch.
-	Timeout time.Duration
-	// Mode is "strict" (interruptible, the default) or "trusted" (faster, not interruptible).
-	Mode string
-	// Instances is the pool size; 0 means the runtime's default.
-	Instances int
-}
+type Limits = pipeline.Limits
 
-// FailureLimit stops a pipeline when more than Ratio of the last Window records went to the
-// dead letters (rejected by a transform, refused by a sink, or unrouted): a flood of failures
-// usually means a broken upstream or a wrong transform, not bad records. Ratio 1 (the default)
-// never stops.
-type FailureLimit struct {
-	Ratio  float64 // in (0, 1]; default 1
-	Window int     // records; default 1000
-}
+// FailureLimit stops a pipeline when too many records go to the dead letters.
+type FailureLimit = pipeline.FailureLimit
 
 // BatchPolicy says how the engine groups records into batches.
-type BatchPolicy struct {
-	MaxRecords int           // default 1024
-	MaxBytes   int64         // default 4 MiB
-	Linger     time.Duration // default 20ms: how long to wait to fill a batch
-}
+type BatchPolicy = pipeline.BatchPolicy
 
 // BufferPolicy bounds the records in flight between the source and the sinks.
-type BufferPolicy struct {
-	MaxRecords int   // default 65536
-	MaxBytes   int64 // default 64 MiB
-}
+type BufferPolicy = pipeline.BufferPolicy

@@ -4,7 +4,6 @@ package main
 import (
 	"os"
 
-	_ "github.com/sluicehq/sluice/connectors/all"
 	"github.com/sluicehq/sluice/internal/cli"
 )
 

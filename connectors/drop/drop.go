@@ -5,12 +5,12 @@ package drop
 import (
 	"context"
 
-	"github.com/sluicehq/sluice/runtime/registry"
 	"github.com/sluicehq/sluice/sdk/go/connector"
 )
 
-func init() {
-	registry.RegisterSink(connector.Spec{
+// Component returns the drop sink, for a catalog.
+func Component() connector.Component {
+	return connector.SinkComponent(connector.Spec{
 		Name:        "drop",
 		Summary:     "Discards every record (benchmarks, tests).",
 		Description: "Acknowledges every batch at once without keeping anything. Records sent here are delivered in the sense that nobody will ask for them again.",

@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/sluicehq/sluice/runtime/registry"
 	"github.com/sluicehq/sluice/sdk/go/connector"
 )
 
@@ -24,12 +23,6 @@ var sinkSpec = connector.Spec{
 		{Name: "path", Type: connector.TypeString, Required: true, Description: "The file to append to; created with its directory when missing.", Example: "/var/lib/sluice/out.jsonl"},
 		{Name: "fsync", Type: connector.TypeBool, Default: true, Description: "Sync every write to disk before acknowledging it. Turning it off trades durability on power loss for speed; a process crash still loses nothing."},
 	},
-}
-
-func init() {
-	registry.RegisterSink(sinkSpec, func(cfg connector.Config, env connector.Env) (connector.Sink, error) {
-		return NewSink(cfg, env)
-	})
 }
 
 // Sink appends record values as lines. Write is called from one goroutine at a time.

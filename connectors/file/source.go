@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/sluicehq/sluice/runtime/registry"
 	"github.com/sluicehq/sluice/sdk/go/connector"
 )
 
@@ -36,10 +35,16 @@ var sourceSpec = connector.Spec{
 	},
 }
 
-func init() {
-	registry.RegisterSource(sourceSpec, func(cfg connector.Config, env connector.Env) (connector.Source, error) {
-		return NewSource(cfg, env)
-	})
+// Components returns the file source and the file sink, for a catalog.
+func Components() []connector.Component {
+	return []connector.Component{
+		connector.SourceComponent(sourceSpec, func(cfg connector.Config, env connector.Env) (connector.Source, error) {
+			return NewSource(cfg, env)
+		}),
+		connector.SinkComponent(sinkSpec, func(cfg connector.Config, env connector.Env) (connector.Sink, error) {
+			return NewSink(cfg, env)
+		}),
+	}
 }
 
 // Source reads lines from a file. Read and Ack may be called concurrently; Read from one goroutine.

@@ -11,7 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/sluicehq/sluice/runtime/registry"
 	"github.com/sluicehq/sluice/sdk/go/connector"
 )
 
@@ -43,8 +42,9 @@ var spec = connector.Spec{
 	},
 }
 
-func init() {
-	registry.RegisterSource(spec, func(cfg connector.Config, env connector.Env) (connector.Source, error) {
+// Component returns the generate source, for a catalog.
+func Component() connector.Component {
+	return connector.SourceComponent(spec, func(cfg connector.Config, env connector.Env) (connector.Source, error) {
 		return New(cfg, env)
 	})
 }

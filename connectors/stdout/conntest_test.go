@@ -6,19 +6,15 @@ import (
 	"path/filepath"
 	"testing"
 
-	_ "github.com/sluicehq/sluice/connectors/stdout"
-	"github.com/sluicehq/sluice/runtime/registry"
+	"github.com/sluicehq/sluice/connectors/stdout"
 	"github.com/sluicehq/sluice/sdk/go/connector"
 	"github.com/sluicehq/sluice/sdk/go/conntest"
 )
 
-// The registered stdout sink writes to the os.Stdout of its construction; the harness points
+// The stdout component's sink writes to the os.Stdout of its construction; the harness points
 // os.Stdout at a file while it builds one, then reads that file back.
 func TestConformance(t *testing.T) {
-	c, ok := registry.Lookup(connector.KindSink, "stdout")
-	if !ok {
-		t.Fatal("stdout sink not registered")
-	}
+	c := stdout.Component()
 	conntest.TestSink(t, conntest.SinkHarness{
 		Setup: func(t *testing.T) (conntest.SinkFactory, func(t *testing.T) []connector.Record) {
 			path := filepath.Join(t.TempDir(), "stdout")

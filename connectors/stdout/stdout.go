@@ -10,12 +10,12 @@ import (
 	"os"
 	"time"
 
-	"github.com/sluicehq/sluice/runtime/registry"
 	"github.com/sluicehq/sluice/sdk/go/connector"
 )
 
-func init() {
-	registry.RegisterSink(connector.Spec{
+// Component returns the stdout sink, for a catalog.
+func Component() connector.Component {
+	return connector.SinkComponent(connector.Spec{
 		Name:    "stdout",
 		Summary: "Prints one record value per line on standard output.",
 		Description: "Each batch is written and flushed before it is acknowledged. With `format: json` each line is a JSON " +

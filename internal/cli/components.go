@@ -10,7 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sluicehq/sluice/manifests"
-	"github.com/sluicehq/sluice/runtime/registry"
+	"github.com/sluicehq/sluice/runtime/catalog"
 	"github.com/sluicehq/sluice/sdk/go/connector"
 )
 
@@ -26,7 +26,7 @@ func init() {
 				}
 				w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 				fmt.Fprintln(w, "KIND\tNAME\tSUMMARY")
-				for _, c := range registry.All() {
+				for _, c := range g.Catalog.Components() {
 					fmt.Fprintf(w, "%s\t%s\t%s\n", c.Spec.Kind, c.Spec.Name, c.Spec.Summary)
 				}
 				if err := w.Flush(); err != nil {
@@ -49,7 +49,7 @@ func init() {
 				if err := g.loadPlugins(cmd.Context()); err != nil {
 					return err
 				}
-				specs, err := findComponents(args[0])
+				specs, err := findComponents(g.Catalog, args[0])
 				if err != nil {
 					return err
 				}
@@ -79,7 +79,7 @@ func (g *Globals) loadPlugins(ctx context.Context) error {
 }
 
 // findComponents resolves NAME, source/NAME or sink/NAME to the specs it names.
-func findComponents(arg string) ([]connector.Spec, error) {
+func findComponents(cat *catalog.Catalog, arg string) ([]connector.Spec, error) {
 	kinds := []connector.Kind{connector.KindSource, connector.KindSink}
 	name := arg
 	if k, n, ok := strings.Cut(arg, "/"); ok && (k == string(connector.KindSource) || k == string(connector.KindSink)) {
@@ -88,10 +88,10 @@ func findComponents(arg string) ([]connector.Spec, error) {
 	var specs []connector.Spec
 	var all []string
 	for _, k := range kinds {
-		if c, ok := registry.Lookup(k, name); ok {
+		if c, ok := cat.Lookup(k, name); ok {
 			specs = append(specs, c.Spec)
 		}
-		all = append(all, registry.Names(k)...)
+		all = append(all, cat.Names(k)...)
 	}
 	if len(specs) > 0 {
 		return specs, nil

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sluicehq/sluice/connectors/all"
 	"github.com/sluicehq/sluice/manifests"
 	"github.com/sluicehq/sluice/sdk/go/connector"
 )
@@ -40,11 +41,11 @@ spec:
         max_price: `+number+`
   sinks: [{name: out, type: drop}]
 `)
-			g := &Globals{DataDir: t.TempDir()}
+			g := &Globals{DataDir: t.TempDir(), Catalog: all.Catalog()}
 			log := slog.New(slog.NewTextHandler(io.Discard, nil))
 			stages := newStageFactory(g, log)
 			defer stages.Close(context.Background())
-			pipelines, diags := manifests.Load([]string{manifest}, manifests.LoadOptions{CheckModule: stages.Check})
+			pipelines, diags := manifests.Load([]string{manifest}, manifests.LoadOptions{Catalog: g.Catalog, CheckModule: stages.Check})
 			if len(diags) > 0 {
 				t.Fatal(diags)
 			}
@@ -53,7 +54,7 @@ spec:
 			if string(tr.ConfigJSON) != flag {
 				t.Errorf("ConfigJSON = %s, want %s", tr.ConfigJSON, flag)
 			}
-			st, err := stages.New(context.Background(), "config-bytes", tr, log)
+			st, err := stages.New(context.Background(), "config-bytes", pipelines[0].Config().Transforms[0], log)
 			if err != nil {
 				t.Fatal(err)
 			}

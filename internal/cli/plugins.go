@@ -14,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/sluicehq/sluice/runtime/catalog"
 	"github.com/sluicehq/sluice/runtime/pluginhost"
 	"github.com/sluicehq/sluice/sdk/go/connector"
 )
@@ -222,13 +223,13 @@ func orDash(s string) string {
 	return s
 }
 
-// registerPlugins discovers the plugin binaries of dir and registers their connectors as
-// plugin:NAME in the component registry, before manifests are loaded. A binary that fails (not
+// registerPlugins discovers the plugin binaries of dir and adds their connectors to cat as
+// plugin:NAME, before manifests are loaded. A binary that fails (not
 // a plugin, a checksum mismatch, an unsupported protocol) is logged and skipped; the others are
 // registered. Plugin processes started later by the registered factories are stopped by the
 // connectors' Close, and die with the sluice process.
-func registerPlugins(ctx context.Context, dir string, log *slog.Logger, pm pluginhost.Metrics) error {
-	_, plugins, err := pluginhost.DiscoverAndRegister(ctx, dir, pluginhost.Options{Logger: log, Metrics: pm})
+func registerPlugins(ctx context.Context, cat *catalog.Catalog, dir string, log *slog.Logger, pm pluginhost.Metrics) error {
+	_, plugins, err := pluginhost.DiscoverAndRegister(ctx, cat, dir, pluginhost.Options{Logger: log, Metrics: pm})
 	for _, e := range unjoin(err) {
 		log.Error("plugin skipped", "error", e)
 	}

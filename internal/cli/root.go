@@ -10,6 +10,9 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/sluicehq/sluice/connectors/all"
+	"github.com/sluicehq/sluice/runtime/catalog"
 )
 
 // Globals are the flags every command shares.
@@ -19,6 +22,8 @@ type Globals struct {
 	LogLevel   string
 	LogFormat  string
 	PluginsDir string
+	// Catalog holds the built-in connectors and, once discovered, the plugins of PluginsDir.
+	Catalog *catalog.Catalog
 }
 
 // Logger builds the process logger from the flags, writing to w.
@@ -44,9 +49,12 @@ var factories []commandFactory
 // addCommand registers a subcommand; called from init functions in this package only.
 func addCommand(f commandFactory) { factories = append(factories, f) }
 
-// NewRoot builds the root command with every registered subcommand.
-func NewRoot() *cobra.Command {
-	g := &Globals{}
+// NewRoot builds the root command with every subcommand, on the catalog of the built-in connectors.
+func NewRoot() *cobra.Command { return newRoot(all.Catalog()) }
+
+// newRoot builds the root command on the given catalog.
+func newRoot(cat *catalog.Catalog) *cobra.Command {
+	g := &Globals{Catalog: cat}
 	root := &cobra.Command{
 		Use:           "sluice",
 		Short:         "Sluice moves data from sources through WASM transforms to sinks",

@@ -61,9 +61,9 @@ func runPipelines(parent context.Context, g *Globals, args []string, drain time.
 	}
 	stages := newStageFactory(g, log)
 	defer stages.Close(context.Background())
-	specs, diags := manifests.Load(args, manifests.LoadOptions{CheckModule: stages.Check})
+	specs, diags := manifests.Load(args, manifests.LoadOptions{Catalog: g.Catalog, CheckModule: stages.Check})
 	if len(diags) == 0 {
-		diags = append(constructComponents(parent, specs), stages.CheckPorts(specs)...) // the components' own checks, with positions
+		diags = append(constructComponents(parent, g.Catalog, specs), stages.CheckPorts(specs)...) // the components' own checks, with positions
 	}
 	if len(diags) > 0 {
 		for _, d := range diags {
@@ -86,7 +86,7 @@ func runPipelines(parent context.Context, g *Globals, args []string, drain time.
 				return err
 			}
 		}
-		p, err := engine.New(s, engine.Options{Logger: log, Metrics: m, Checkpoints: store, DataDir: g.DataDir,
+		p, err := engine.New(s.Config(), engine.Options{Catalog: g.Catalog, Logger: log, Metrics: m, Checkpoints: store, DataDir: g.DataDir,
 			NewStage: stages.New, DrainTimeout: drain})
 		if err != nil {
 			return err
@@ -143,5 +143,5 @@ func (g *Globals) discoverPluginsWith(ctx context.Context, log *slog.Logger, pm 
 	if g.PluginsDir == "" {
 		return nil
 	}
-	return registerPlugins(ctx, g.PluginsDir, log, pm) // internal/cli/plugins.go
+	return registerPlugins(ctx, g.Catalog, g.PluginsDir, log, pm) // internal/cli/plugins.go
 }

@@ -27,7 +27,7 @@ func init() {
 				if err := g.discoverPlugins(cmd.Context(), log); err != nil {
 					return err
 				}
-				data, err := manifests.JSONSchema()
+				data, err := manifests.JSONSchema(g.Catalog)
 				if err != nil {
 					return err
 				}

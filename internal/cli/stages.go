@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluicehq/sluice/manifests"
+	"github.com/sluicehq/sluice/runtime/pipeline"
 	"github.com/sluicehq/sluice/runtime/transform"
 	"github.com/sluicehq/sluice/runtime/wasmhost"
 )
@@ -100,27 +101,23 @@ func (f *stageFactory) CheckPorts(specs []*manifests.Pipeline) manifests.Diagnos
 }
 
 // New builds the stage of one transform.
-func (f *stageFactory) New(ctx context.Context, pipeline string, t manifests.Transform, log *slog.Logger) (transform.Stage, error) {
+func (f *stageFactory) New(ctx context.Context, pipelineName string, t pipeline.Transform, log *slog.Logger) (transform.Stage, error) {
 	h, err := f.hostFor(ctx)
 	if err != nil {
 		return nil, err
 	}
-	m, err := h.Load(ctx, t.Wasm, t.SHA256)
+	m, err := h.Load(ctx, t.Module, t.SHA256)
 	if err != nil {
 		return nil, err
 	}
-	cfg := t.ConfigJSON // passed as written in the manifest (ABI.md: what the guest receives)
-	if len(cfg) == 0 {
-		cfg = []byte("{}")
-	}
 	mode := wasmhost.Mode(t.Limits.Mode)
-	st, err := h.NewStage(ctx, m, wasmhost.StageConfig{Name: t.Name, Config: cfg, MemoryBytes: t.Limits.MemoryBytes,
+	st, err := h.NewStage(ctx, m, wasmhost.StageConfig{Name: t.Name, Config: t.Config, MemoryBytes: t.Limits.MemoryBytes,
 		Timeout: t.Limits.Timeout, Mode: mode, Instances: t.Limits.Instances, Logger: log})
 	if err != nil {
 		return nil, err
 	}
 	f.mu.Lock()
-	f.stages = append(f.stages, namedStage{pipeline: pipeline, transform: t.Name, stage: st})
+	f.stages = append(f.stages, namedStage{pipeline: pipelineName, transform: t.Name, stage: st})
 	f.mu.Unlock()
 	return st, nil
 }

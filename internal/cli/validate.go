@@ -12,7 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sluicehq/sluice/manifests"
-	"github.com/sluicehq/sluice/runtime/registry"
+	"github.com/sluicehq/sluice/runtime/catalog"
 	"github.com/sluicehq/sluice/sdk/go/connector"
 )
 
@@ -50,9 +50,9 @@ func validateManifests(ctx context.Context, g *Globals, args []string, asJSON bo
 	}
 	stages := newStageFactory(g, log)
 	defer stages.Close(context.Background())
-	pipelines, diags := manifests.Load(args, manifests.LoadOptions{CheckModule: stages.Check})
+	pipelines, diags := manifests.Load(args, manifests.LoadOptions{Catalog: g.Catalog, CheckModule: stages.Check})
 	if len(diags) == 0 {
-		diags = append(constructComponents(ctx, pipelines), stages.CheckPorts(pipelines)...)
+		diags = append(constructComponents(ctx, g.Catalog, pipelines), stages.CheckPorts(pipelines)...)
 		diags.Sort()
 	}
 	if asJSON {
@@ -95,11 +95,11 @@ func validateManifests(ctx context.Context, g *Globals, args []string, asJSON bo
 
 // constructComponents builds every source and sink of the pipelines, without opening them, so
 // that the components' own configuration checks (connector.ConfigError) are reported too.
-func constructComponents(ctx context.Context, pipelines []*manifests.Pipeline) manifests.Diagnostics {
+func constructComponents(ctx context.Context, cat *catalog.Catalog, pipelines []*manifests.Pipeline) manifests.Diagnostics {
 	var diags manifests.Diagnostics
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	try := func(p *manifests.Pipeline, c *manifests.Component, kind connector.Kind, label, name string) {
-		reg, ok := registry.Lookup(kind, c.Type)
+		reg, ok := cat.Lookup(kind, c.Type)
 		if !ok {
 			return // Load reported it
 		}

@@ -9,13 +9,13 @@ import (
 	"strings"
 	"testing"
 
-	_ "github.com/sluicehq/sluice/connectors/all"
-	"github.com/sluicehq/sluice/runtime/registry"
+	"github.com/sluicehq/sluice/connectors/all"
 	"github.com/sluicehq/sluice/sdk/go/connector"
 )
 
-func init() {
-	registry.RegisterSink(connector.Spec{
+// testSink refuses mode b; its error quotes the secret password, which must be redacted.
+func testSink() connector.Component {
+	return connector.SinkComponent(connector.Spec{
 		Name:    "clitest-sink",
 		Summary: "A sink that refuses mode b without a key.",
 		Fields: []connector.Field{
@@ -33,7 +33,11 @@ func init() {
 // runCLI runs the command line with args and returns its standard output and error.
 func runCLI(t *testing.T, args ...string) (string, error) {
 	t.Helper()
-	root := NewRoot()
+	cat := all.Catalog()
+	if err := cat.Add(testSink()); err != nil {
+		t.Fatal(err)
+	}
+	root := newRoot(cat)
 	var out bytes.Buffer
 	root.SetOut(&out)
 	root.SetErr(&out)

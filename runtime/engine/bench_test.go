@@ -4,7 +4,7 @@ import (
 	"context"
 	"testing"
 
-	"github.com/sluicehq/sluice/manifests"
+	"github.com/sluicehq/sluice/runtime/pipeline"
 )
 
 // BenchmarkGenerateToDrop measures records/s of generate → drop through the whole engine with
@@ -13,7 +13,7 @@ func BenchmarkGenerateToDrop(b *testing.B) {
 	const n = 1_000_000
 	tmpl := `{"seq":{{seq}},"commodity":"{{pick gold silver copper}}","price":{{rand_float 10 99}},"pad":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}`
 	for b.Loop() {
-		p := spec("bench", genSource(n, tmpl), manifests.Sink{Name: "d", From: manifests.DefaultPort, Component: manifests.Component{Type: "drop"}})
+		p := spec("bench", genSource(n, tmpl), pipeline.Sink{Name: "d", From: pipeline.DefaultPort, Component: pipeline.Component{Type: "drop"}})
 		store := openStoreB(b)
 		e, err := newEngine(p, store)
 		if err != nil {

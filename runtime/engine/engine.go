@@ -23,21 +23,23 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/sluicehq/sluice/manifests"
 	"github.com/sluicehq/sluice/runtime/ackset"
+	"github.com/sluicehq/sluice/runtime/catalog"
 	"github.com/sluicehq/sluice/runtime/checkpoint"
 	"github.com/sluicehq/sluice/runtime/metrics"
-	"github.com/sluicehq/sluice/runtime/registry"
+	"github.com/sluicehq/sluice/runtime/pipeline"
 	"github.com/sluicehq/sluice/runtime/transform"
 	"github.com/sluicehq/sluice/sdk/go/connector"
 )
 
-// StageFactory builds the stage of one manifest transform. The CLI supplies one backed by the
-// WASM host.
-type StageFactory func(ctx context.Context, pipeline string, t manifests.Transform, logger *slog.Logger) (transform.Stage, error)
+// StageFactory builds the stage of one transform of the named pipeline. The supervisor supplies
+// one backed by the WASM host.
+type StageFactory func(ctx context.Context, pipelineName string, t pipeline.Transform, logger *slog.Logger) (transform.Stage, error)
 
 // Options configure a pipeline run.
 type Options struct {
+	// Catalog holds the components the pipeline's source and sinks name. Required.
+	Catalog *catalog.Catalog
 	// Logger is the process logger; the pipeline scopes it. Nil discards logs.
 	Logger *slog.Logger
 	// Metrics receives the pipeline's metrics. Nil keeps them private.
@@ -48,7 +50,7 @@ type Options struct {
 	DataDir string
 	// NewStage builds transform stages. Required when the manifest has transforms.
 	NewStage StageFactory
-	// DrainTimeout bounds the drain after a stop request. Default 30s.
+	// DrainTimeout bounds the drain after a stop request. Default pipeline.DefaultDrainTimeout.
 	DrainTimeout time.Duration
 }
 
@@ -58,7 +60,7 @@ var ErrNoDeadLetter = errors.New("no dead_letter sink is configured")
 
 // Pipeline is one runnable pipeline. Build it with New, run it once with Run.
 type Pipeline struct {
-	spec    *manifests.Pipeline
+	spec    *pipeline.Pipeline
 	secrets []string
 	opts    Options
 	log     *slog.Logger
@@ -76,11 +78,16 @@ type sinkRunner struct {
 	ch   chan sinkItem
 }
 
-// New builds the pipeline's components from the registry. It does no I/O.
-func New(spec *manifests.Pipeline, o Options) (*Pipeline, error) {
+// New builds the pipeline's components from the catalog. It does no I/O. Zero-valued policies of
+// spec take their defaults (pipeline.Pipeline.WithDefaults).
+func New(spec *pipeline.Pipeline, o Options) (*Pipeline, error) {
 	if o.Checkpoints == nil {
 		return nil, errors.New("engine: a checkpoint store is required")
 	}
+	if o.Catalog == nil {
+		return nil, errors.New("engine: a catalog is required")
+	}
+	spec = spec.WithDefaults()
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -88,9 +95,9 @@ func New(spec *manifests.Pipeline, o Options) (*Pipeline, error) {
 		o.Metrics = metrics.New()
 	}
 	if o.DrainTimeout <= 0 {
-		o.DrainTimeout = 30 * time.Second
+		o.DrainTimeout = pipeline.DefaultDrainTimeout
 	}
-	secrets := secretsOf(spec)
+	secrets := spec.Secrets()
 	p := &Pipeline{spec: spec, opts: o, secrets: secrets, log: newRedactingLogger(o.Logger, secrets).With("pipeline", spec.Name),
 		m: o.Metrics, byPort: map[string][]*sinkRunner{}}
 
@@ -101,7 +108,7 @@ func New(spec *manifests.Pipeline, o Options) (*Pipeline, error) {
 		}
 		return connector.Env{Logger: p.log.With("component", component), Pipeline: spec.Name, Component: component, DataDir: dir}
 	}
-	sc, ok := registry.Lookup(connector.KindSource, spec.Source.Type)
+	sc, ok := o.Catalog.Lookup(connector.KindSource, spec.Source.Type)
 	if !ok {
 		return nil, fmt.Errorf("engine: pipeline %q: unknown source type %q", spec.Name, spec.Source.Type)
 	}
@@ -110,8 +117,8 @@ func New(spec *manifests.Pipeline, o Options) (*Pipeline, error) {
 		return nil, redactErr(fmt.Errorf("engine: pipeline %q: source %s: %w", spec.Name, spec.Source.Type, err), secrets)
 	}
 	p.source = src
-	newSink := func(name string, c manifests.Component) (*sinkRunner, error) {
-		reg, ok := registry.Lookup(connector.KindSink, c.Type)
+	newSink := func(name string, c pipeline.Component) (*sinkRunner, error) {
+		reg, ok := o.Catalog.Lookup(connector.KindSink, c.Type)
 		if !ok {
 			return nil, fmt.Errorf("engine: pipeline %q: sink %q: unknown type %q", spec.Name, name, c.Type)
 		}
@@ -126,10 +133,7 @@ func New(spec *manifests.Pipeline, o Options) (*Pipeline, error) {
 		if err != nil {
 			return nil, err
 		}
-		port := s.From
-		if port == "" {
-			port = transform.DefaultPort
-		}
+		port := s.Port()
 		p.sinks = append(p.sinks, r)
 		p.byPort[port] = append(p.byPort[port], r)
 	}
@@ -140,7 +144,7 @@ func New(spec *manifests.Pipeline, o Options) (*Pipeline, error) {
 		}
 		p.dlq = r
 	}
-	if spec.Delivery == manifests.ExactlyOnce {
+	if spec.Delivery == pipeline.ExactlyOnce {
 		// The engine does not yet resume from positions stored in sinks, so exactly-once cannot
 		// be honoured even by a sink that could store them; refusing is better than silently
 		// delivering at least once.
@@ -199,7 +203,7 @@ type run struct {
 }
 
 type stageRunner struct {
-	spec  manifests.Transform
+	spec  pipeline.Transform
 	stage transform.Stage
 }
 
@@ -394,12 +398,6 @@ func (r *run) batcher(in <-chan []connector.Record, out chan<- *pendingBatch) {
 	defer close(out)
 	pol := r.p.spec.Batch
 	maxR, maxB := pol.MaxRecords, pol.MaxBytes
-	if maxR <= 0 {
-		maxR = 1024
-	}
-	if maxB <= 0 {
-		maxB = 4 << 20
-	}
 	var cur []connector.Record
 	var curBytes int64
 	timer := time.NewTimer(time.Hour)
@@ -541,8 +539,8 @@ func (r *run) processor(in <-chan *pendingBatch) {
 					}
 					p.m.RecordsRejected.WithLabelValues(pl, st.spec.Name).Inc()
 					switch st.spec.OnReject {
-					case manifests.RejectDrop:
-					case manifests.RejectStop:
+					case pipeline.RejectDrop:
+					case pipeline.RejectStop:
 						r.fatal(fmt.Errorf("transform %q rejected the record at %s (code %d: %s) and on_reject is stop", st.spec.Name, main[i].Position, rej.Code, rej.Reason))
 					default:
 						letters = append(letters, deadLetter{rec: main[i], stage: st.spec.Name, kind: "rejected", code: int(rej.Code), reason: rej.Reason})
@@ -684,9 +682,6 @@ func (r *run) sinkLoop(s *sinkRunner, isDLQ bool) {
 	hist := p.m.BatchSeconds.WithLabelValues(pl, s.name)
 	retries := p.m.Retries.WithLabelValues(pl, s.name)
 	maxCoalesce := 4 * p.spec.Batch.MaxRecords
-	if maxCoalesce <= 0 {
-		maxCoalesce = 4096
-	}
 	var items []sinkItem
 	var buf []connector.Record
 	for first := range s.ch {

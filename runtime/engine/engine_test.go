@@ -16,13 +16,11 @@ import (
 	"testing"
 	"time"
 
-	_ "github.com/sluicehq/sluice/connectors/drop"
-	_ "github.com/sluicehq/sluice/connectors/file"
-	_ "github.com/sluicehq/sluice/connectors/generate"
-	"github.com/sluicehq/sluice/manifests"
+	"github.com/sluicehq/sluice/connectors/all"
+	"github.com/sluicehq/sluice/runtime/catalog"
 	"github.com/sluicehq/sluice/runtime/checkpoint"
 	"github.com/sluicehq/sluice/runtime/engine"
-	"github.com/sluicehq/sluice/runtime/registry"
+	"github.com/sluicehq/sluice/runtime/pipeline"
 	"github.com/sluicehq/sluice/runtime/transform"
 	"github.com/sluicehq/sluice/sdk/go/connector"
 )
@@ -72,8 +70,8 @@ func (s *memSink) got() []string {
 // sinks lets a test hand a sink instance to the registry factory by name.
 var sinks sync.Map // name -> *memSink
 
-func init() {
-	registry.RegisterSink(connector.Spec{Name: "enginetest-mem", Fields: []connector.Field{{Name: "id", Type: connector.TypeString}}},
+func memSinkComponent() connector.Component {
+	return connector.SinkComponent(connector.Spec{Name: "enginetest-mem", Fields: []connector.Field{{Name: "id", Type: connector.TypeString}}},
 		func(cfg connector.Config, _ connector.Env) (connector.Sink, error) {
 			s, ok := sinks.Load(cfg.String("id"))
 			if !ok {
@@ -83,27 +81,38 @@ func init() {
 		})
 }
 
-func newMemSink(t *testing.T, s *memSink) manifests.Component {
+func newMemSink(t *testing.T, s *memSink) pipeline.Component {
 	id := t.Name() + fmt.Sprint(time.Now().UnixNano())
 	sinks.Store(id, s)
 	t.Cleanup(func() { sinks.Delete(id) })
-	return manifests.Component{Type: "enginetest-mem", Config: connector.Config{"id": id}}
+	return pipeline.Component{Type: "enginetest-mem", Config: connector.Config{"id": id}}
 }
 
-func spec(name string, src manifests.Component, sinks ...manifests.Sink) *manifests.Pipeline {
-	return &manifests.Pipeline{
-		Name: name, Source: src, Sinks: sinks, Delivery: manifests.AtLeastOnce,
-		Batch:  manifests.BatchPolicy{MaxRecords: 1024, MaxBytes: 4 << 20, Linger: 5 * time.Millisecond},
-		Buffer: manifests.BufferPolicy{MaxRecords: 65536, MaxBytes: 64 << 20},
+func spec(name string, src pipeline.Component, sinks ...pipeline.Sink) *pipeline.Pipeline {
+	return &pipeline.Pipeline{
+		Name: name, Source: src, Sinks: sinks, Delivery: pipeline.AtLeastOnce,
+		Batch:  pipeline.BatchPolicy{MaxRecords: 1024, MaxBytes: 4 << 20, Linger: 5 * time.Millisecond},
+		Buffer: pipeline.BufferPolicy{MaxRecords: 65536, MaxBytes: 64 << 20},
 	}
 }
 
-func sink(name string, c manifests.Component) manifests.Sink {
-	return manifests.Sink{Name: name, Component: c, From: manifests.DefaultPort}
+func sink(name string, c pipeline.Component) pipeline.Sink {
+	return pipeline.Sink{Name: name, Component: c, From: pipeline.DefaultPort}
 }
 
-func genSource(count int64, template string) manifests.Component {
-	return manifests.Component{Type: "generate", Config: connector.Config{"count": count, "template": template, "batch_size": int64(1000), "seed": int64(1)}}
+func genSource(count int64, template string) pipeline.Component {
+	return pipeline.Component{Type: "generate", Config: connector.Config{"count": count, "template": template, "batch_size": int64(1000), "seed": int64(1)}}
+}
+
+// testCatalog holds the built-in connectors and the test sinks.
+func testCatalog() *catalog.Catalog {
+	cat := all.Catalog()
+	for _, c := range []connector.Component{memSinkComponent(), countSinkComponent(), leakySinkComponent()} {
+		if err := cat.Add(c); err != nil {
+			panic(err)
+		}
+	}
+	return cat
 }
 
 func openStore(t *testing.T, dir string) *checkpoint.Store {
@@ -116,9 +125,9 @@ func openStore(t *testing.T, dir string) *checkpoint.Store {
 	return s
 }
 
-func runPipeline(t *testing.T, ctx context.Context, p *manifests.Pipeline, store *checkpoint.Store, stages engine.StageFactory) error {
+func runPipeline(t *testing.T, ctx context.Context, p *pipeline.Pipeline, store *checkpoint.Store, stages engine.StageFactory) error {
 	t.Helper()
-	e, err := engine.New(p, engine.Options{Checkpoints: store, NewStage: stages, DrainTimeout: 10 * time.Second})
+	e, err := engine.New(p, engine.Options{Catalog: testCatalog(), Checkpoints: store, NewStage: stages, DrainTimeout: 10 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,8 +172,8 @@ func TestFileToFileKeepsEveryLineInOrder(t *testing.T) {
 	dir := t.TempDir()
 	in, out := filepath.Join(dir, "in.jsonl"), filepath.Join(dir, "out.jsonl")
 	want := writeLines(t, in, 100_000)
-	p := spec("copy", manifests.Component{Type: "file", Config: connector.Config{"path": in}},
-		sink("out", manifests.Component{Type: "file", Config: connector.Config{"path": out}}))
+	p := spec("copy", pipeline.Component{Type: "file", Config: connector.Config{"path": in}},
+		sink("out", pipeline.Component{Type: "file", Config: connector.Config{"path": out}}))
 	store := openStore(t, filepath.Join(dir, "data"))
 	if err := runPipeline(t, context.Background(), p, store, nil); err != nil {
 		t.Fatal(err)
@@ -266,12 +275,12 @@ func TestTransformsRouteRejectsAndPorts(t *testing.T) {
 	os.WriteFile(in, []byte(strings.Join(lines, "\n")+"\n"), 0o644)
 	main, alerts := &memSink{}, &memSink{}
 	dlq := filepath.Join(dir, "dlq.jsonl")
-	p := spec("route", manifests.Component{Type: "file", Config: connector.Config{"path": in}},
+	p := spec("route", pipeline.Component{Type: "file", Config: connector.Config{"path": in}},
 		sink("main", newMemSink(t, main)),
-		manifests.Sink{Name: "alerts", Component: newMemSink(t, alerts), From: "alerts"})
-	p.Transforms = []manifests.Transform{{Name: "reject", OnReject: manifests.RejectToDeadLetter}}
-	p.DeadLetter = &manifests.Component{Type: "file", Config: connector.Config{"path": dlq}}
-	err := runPipeline(t, context.Background(), p, openStore(t, filepath.Join(dir, "data")), func(context.Context, string, manifests.Transform, *slog.Logger) (transform.Stage, error) {
+		pipeline.Sink{Name: "alerts", Component: newMemSink(t, alerts), From: "alerts"})
+	p.Transforms = []pipeline.Transform{{Name: "reject", OnReject: pipeline.RejectToDeadLetter}}
+	p.DeadLetter = &pipeline.Component{Type: "file", Config: connector.Config{"path": dlq}}
+	err := runPipeline(t, context.Background(), p, openStore(t, filepath.Join(dir, "data")), func(context.Context, string, pipeline.Transform, *slog.Logger) (transform.Stage, error) {
 		return rejectStage{}, nil
 	})
 	if err != nil {
@@ -307,10 +316,10 @@ func TestRejectWithoutDeadLetterStops(t *testing.T) {
 	in := filepath.Join(dir, "in.txt")
 	os.WriteFile(in, []byte("ok-1\nbad-2\nok-3\n"), 0o644)
 	m := &memSink{}
-	p := spec("nodlq", manifests.Component{Type: "file", Config: connector.Config{"path": in}}, sink("m", newMemSink(t, m)))
-	p.Transforms = []manifests.Transform{{Name: "reject"}}
+	p := spec("nodlq", pipeline.Component{Type: "file", Config: connector.Config{"path": in}}, sink("m", newMemSink(t, m)))
+	p.Transforms = []pipeline.Transform{{Name: "reject"}}
 	store := openStore(t, filepath.Join(dir, "data"))
-	err := runPipeline(t, context.Background(), p, store, func(context.Context, string, manifests.Transform, *slog.Logger) (transform.Stage, error) {
+	err := runPipeline(t, context.Background(), p, store, func(context.Context, string, pipeline.Transform, *slog.Logger) (transform.Stage, error) {
 		return rejectStage{}, nil
 	})
 	if !errors.Is(err, engine.ErrNoDeadLetter) {
@@ -370,8 +379,8 @@ func TestSlowSinkKeepsMemoryFlat(t *testing.T) {
 	sinks.Store("slow", m)
 	defer sinks.Delete("slow")
 	p := spec("flat", genSource(records, `{"seq":{{seq}},"pad":"`+strings.Repeat("x", 2000)+`"}`),
-		sink("slow", manifests.Component{Type: "enginetest-count", Config: connector.Config{"id": "slow"}}))
-	p.Buffer = manifests.BufferPolicy{MaxRecords: 8192, MaxBytes: 4 << 20}
+		sink("slow", pipeline.Component{Type: "enginetest-count", Config: connector.Config{"id": "slow"}}))
+	p.Buffer = pipeline.BufferPolicy{MaxRecords: 8192, MaxBytes: 4 << 20}
 	runtime.GC()
 	var base runtime.MemStats
 	runtime.ReadMemStats(&base)
@@ -423,8 +432,8 @@ func (s *slowCounter) Write(_ context.Context, recs []connector.Record) error {
 }
 func (s *slowCounter) Close(context.Context) error { return nil }
 
-func init() {
-	registry.RegisterSink(connector.Spec{Name: "enginetest-count", Fields: []connector.Field{{Name: "id", Type: connector.TypeString}}},
+func countSinkComponent() connector.Component {
+	return connector.SinkComponent(connector.Spec{Name: "enginetest-count", Fields: []connector.Field{{Name: "id", Type: connector.TypeString}}},
 		func(cfg connector.Config, _ connector.Env) (connector.Sink, error) {
 			s, _ := sinks.Load(cfg.String("id"))
 			return s.(*slowCounter), nil
@@ -439,14 +448,14 @@ func openStoreB(b *testing.B) *checkpoint.Store {
 	return s
 }
 
-func newEngine(p *manifests.Pipeline, store *checkpoint.Store) (*engine.Pipeline, error) {
-	return engine.New(p, engine.Options{Checkpoints: store})
+func newEngine(p *pipeline.Pipeline, store *checkpoint.Store) (*engine.Pipeline, error) {
+	return engine.New(p, engine.Options{Catalog: testCatalog(), Checkpoints: store})
 }
 
 func TestExactlyOnceIsRefusedWhereSinksCannotHonourIt(t *testing.T) {
-	p := spec("eo", genSource(10, "x"), sink("out", manifests.Component{Type: "drop"}))
-	p.Delivery = manifests.ExactlyOnce
-	_, err := engine.New(p, engine.Options{Checkpoints: openStore(t, t.TempDir())})
+	p := spec("eo", genSource(10, "x"), sink("out", pipeline.Component{Type: "drop"}))
+	p.Delivery = pipeline.ExactlyOnce
+	_, err := engine.New(p, engine.Options{Catalog: testCatalog(), Checkpoints: openStore(t, t.TempDir())})
 	if err == nil || !strings.Contains(err.Error(), "at_least_once") {
 		t.Fatalf("err = %v, want a refusal naming the fix", err)
 	}
@@ -465,8 +474,8 @@ func (s *leakySink) Write(context.Context, []connector.Record) error {
 }
 func (s *leakySink) Close(context.Context) error { return nil }
 
-func init() {
-	registry.RegisterSink(connector.Spec{Name: "enginetest-leaky", Fields: []connector.Field{{Name: "password", Type: connector.TypeString, Secret: true}}},
+func leakySinkComponent() connector.Component {
+	return connector.SinkComponent(connector.Spec{Name: "enginetest-leaky", Fields: []connector.Field{{Name: "password", Type: connector.TypeString, Secret: true}}},
 		func(cfg connector.Config, env connector.Env) (connector.Sink, error) {
 			return &leakySink{password: cfg.String("password"), log: env.Logger}, nil
 		})
@@ -475,9 +484,9 @@ func init() {
 func TestSecretsNeverReachLogsOrErrors(t *testing.T) {
 	const secret = "hunter2-very-secret"
 	var logs bytes.Buffer
-	p := spec("leak", genSource(10, "x"), manifests.Sink{Name: "db", From: manifests.DefaultPort,
-		Component: manifests.Component{Type: "enginetest-leaky", Config: connector.Config{"password": secret}, Secrets: []string{secret}}})
-	e, err := engine.New(p, engine.Options{Checkpoints: openStore(t, t.TempDir()), Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
+	p := spec("leak", genSource(10, "x"), pipeline.Sink{Name: "db", From: pipeline.DefaultPort,
+		Component: pipeline.Component{Type: "enginetest-leaky", Config: connector.Config{"password": secret}, Secrets: []string{secret}}})
+	e, err := engine.New(p, engine.Options{Catalog: testCatalog(), Checkpoints: openStore(t, t.TempDir()), Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -507,13 +516,13 @@ func TestFailureRatioStopsThePipeline(t *testing.T) {
 				lines = append(lines, fmt.Sprintf("%s-%d", kinds[i%len(kinds)], i))
 			}
 			os.WriteFile(in, []byte(strings.Join(lines, "\n")+"\n"), 0o644)
-			p := spec("ratio", manifests.Component{Type: "file", Config: connector.Config{"path": in}},
-				sink("main", newMemSink(t, &memSink{})), manifests.Sink{Name: "alerts", Component: newMemSink(t, &memSink{}), From: "alerts"})
+			p := spec("ratio", pipeline.Component{Type: "file", Config: connector.Config{"path": in}},
+				sink("main", newMemSink(t, &memSink{})), pipeline.Sink{Name: "alerts", Component: newMemSink(t, &memSink{}), From: "alerts"})
 			p.Batch.MaxRecords = 100
-			p.Transforms = []manifests.Transform{{Name: "reject"}}
-			p.DeadLetter = &manifests.Component{Type: "file", Config: connector.Config{"path": filepath.Join(dir, "dlq.jsonl")}}
-			p.FailureLimit = manifests.FailureLimit{Ratio: tc.ratio, Window: 500}
-			err := runPipeline(t, context.Background(), p, openStore(t, filepath.Join(dir, "data")), func(context.Context, string, manifests.Transform, *slog.Logger) (transform.Stage, error) {
+			p.Transforms = []pipeline.Transform{{Name: "reject"}}
+			p.DeadLetter = &pipeline.Component{Type: "file", Config: connector.Config{"path": filepath.Join(dir, "dlq.jsonl")}}
+			p.FailureLimit = pipeline.FailureLimit{Ratio: tc.ratio, Window: 500}
+			err := runPipeline(t, context.Background(), p, openStore(t, filepath.Join(dir, "data")), func(context.Context, string, pipeline.Transform, *slog.Logger) (transform.Stage, error) {
 				return rejectStage{}, nil
 			})
 			if tc.stop {

@@ -5,21 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 
-	"github.com/sluicehq/sluice/manifests"
+	"github.com/sluicehq/sluice/runtime/pipeline"
 )
-
-// secretsOf returns the secret values of a pipeline's components (secret fields and what
-// ${env:}/${file:} references in them resolved to).
-func secretsOf(spec *manifests.Pipeline) []string {
-	out := append([]string(nil), spec.Source.Secrets...)
-	for _, s := range spec.Sinks {
-		out = append(out, s.Secrets...)
-	}
-	if spec.DeadLetter != nil {
-		out = append(out, spec.DeadLetter.Secrets...)
-	}
-	return out
-}
 
 // redactingHandler removes secret values from log messages and string-valued attributes
 // (errors included) before they reach the real handler, so a connector that logs a DSN or an
@@ -41,7 +28,7 @@ func (h *redactingHandler) Enabled(ctx context.Context, l slog.Level) bool {
 }
 
 func (h *redactingHandler) Handle(ctx context.Context, r slog.Record) error {
-	out := slog.NewRecord(r.Time, r.Level, manifests.Redact(r.Message, h.secrets), r.PC)
+	out := slog.NewRecord(r.Time, r.Level, pipeline.Redact(r.Message, h.secrets), r.PC)
 	r.Attrs(func(a slog.Attr) bool {
 		out.AddAttrs(h.attr(a))
 		return true
@@ -53,7 +40,7 @@ func (h *redactingHandler) attr(a slog.Attr) slog.Attr {
 	v := a.Value.Resolve()
 	switch v.Kind() {
 	case slog.KindString:
-		return slog.String(a.Key, manifests.Redact(v.String(), h.secrets))
+		return slog.String(a.Key, pipeline.Redact(v.String(), h.secrets))
 	case slog.KindGroup:
 		g := v.Group()
 		attrs := make([]any, len(g))
@@ -64,11 +51,11 @@ func (h *redactingHandler) attr(a slog.Attr) slog.Attr {
 	case slog.KindAny:
 		switch x := v.Any().(type) {
 		case error:
-			return slog.String(a.Key, manifests.Redact(x.Error(), h.secrets))
+			return slog.String(a.Key, pipeline.Redact(x.Error(), h.secrets))
 		case fmt.Stringer:
-			return slog.String(a.Key, manifests.Redact(x.String(), h.secrets))
+			return slog.String(a.Key, pipeline.Redact(x.String(), h.secrets))
 		default:
-			return slog.String(a.Key, manifests.Redact(fmt.Sprint(x), h.secrets))
+			return slog.String(a.Key, pipeline.Redact(fmt.Sprint(x), h.secrets))
 		}
 	}
 	return slog.Attr{Key: a.Key, Value: v}
@@ -92,7 +79,7 @@ type redactedError struct {
 	secrets []string
 }
 
-func (e *redactedError) Error() string { return manifests.Redact(e.err.Error(), e.secrets) }
+func (e *redactedError) Error() string { return pipeline.Redact(e.err.Error(), e.secrets) }
 func (e *redactedError) Unwrap() error { return e.err }
 
 func redactErr(err error, secrets []string) error {

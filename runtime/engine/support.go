@@ -24,12 +24,6 @@ type budget struct {
 }
 
 func newBudget(maxR, maxB int64, gR, gB prometheus.Gauge) *budget {
-	if maxR <= 0 {
-		maxR = 65536
-	}
-	if maxB <= 0 {
-		maxB = 64 << 20
-	}
 	return &budget{maxR: maxR, maxB: maxB, wake: make(chan struct{}, 1), gR: gR, gB: gB}
 }
 
@@ -121,9 +115,6 @@ type failureWindow struct {
 type failureStep struct{ records, failed int }
 
 func newFailureWindow(ratio float64, window int) *failureWindow {
-	if window <= 0 {
-		window = 1000
-	}
 	return &failureWindow{ratio: ratio, window: window}
 }
 

@@ -27,7 +27,7 @@ import (
 
 	goplugin "github.com/hashicorp/go-plugin"
 
-	"github.com/sluicehq/sluice/runtime/registry"
+	"github.com/sluicehq/sluice/runtime/catalog"
 	"github.com/sluicehq/sluice/sdk/go/connector"
 	sdkplugin "github.com/sluicehq/sluice/sdk/go/plugin"
 	"github.com/sluicehq/sluice/sdk/go/plugin/wire"
@@ -261,24 +261,20 @@ func (e *ChecksumError) Error() string {
 	return fmt.Sprintf("plugin %s: checksum mismatch: the binary's sha256 is %s, but %s is pinned", e.Path, e.Got, e.Want)
 }
 
-// Register adds every connector of the plugins to runtime/registry as Prefix+name, with the
-// reserved fields FieldSHA256 and FieldEnv added to its spec. A name already registered is an
-// error for that connector; the others are still registered.
-func (h *Host) Register(plugins []*Plugin) error {
+// Register adds every connector of the plugins to cat as Prefix+name, with the reserved fields
+// FieldSHA256 and FieldEnv added to its spec. A name already in the catalog is an error for that
+// connector; the others are still added.
+func (h *Host) Register(cat *catalog.Catalog, plugins []*Plugin) error {
 	var errs []error
 	for _, p := range plugins {
 		for _, s := range p.Specs {
-			name := Prefix + s.Name
-			if _, dup := registry.Lookup(s.Kind, name); dup {
-				errs = append(errs, fmt.Errorf("plugin %s: %s %q is already registered", p.Name, s.Kind, name))
-				continue
-			}
-			reg := s
-			reg.Name = name
-			reg.Fields = append(append([]connector.Field(nil), s.Fields...), ReservedFields()...)
+			spec := s
+			spec.Name = Prefix + s.Name
+			spec.Fields = append(append([]connector.Field(nil), s.Fields...), ReservedFields()...)
 			p, connName := p, s.Name
+			var comp connector.Component
 			if s.Kind == connector.KindSource {
-				registry.RegisterSource(reg, func(cfg connector.Config, env connector.Env) (connector.Source, error) {
+				comp = connector.SourceComponent(spec, func(cfg connector.Config, env connector.Env) (connector.Source, error) {
 					src, err := h.NewSource(p, connName, cfg, env)
 					if err != nil {
 						return nil, err
@@ -286,13 +282,16 @@ func (h *Host) Register(plugins []*Plugin) error {
 					return src, nil
 				})
 			} else {
-				registry.RegisterSink(reg, func(cfg connector.Config, env connector.Env) (connector.Sink, error) {
+				comp = connector.SinkComponent(spec, func(cfg connector.Config, env connector.Env) (connector.Sink, error) {
 					snk, err := h.NewSink(p, connName, cfg, env)
 					if err != nil {
 						return nil, err
 					}
 					return snk, nil
 				})
+			}
+			if err := cat.Add(comp); err != nil {
+				errs = append(errs, fmt.Errorf("plugin %s: %w", p.Name, err))
 			}
 		}
 	}
@@ -309,13 +308,13 @@ func ReservedFields() []connector.Field {
 	}
 }
 
-// DiscoverAndRegister discovers the plugins in dir with a new Host and registers their
-// connectors. Call it once at start-up, before manifests are loaded; Close the Host on shutdown.
+// DiscoverAndRegister discovers the plugins in dir with a new Host and adds their connectors to
+// cat. Call it once at start-up, before manifests are loaded; Close the Host on shutdown.
 // The error joins the failures of single binaries; the plugins that worked are registered anyway.
-func DiscoverAndRegister(ctx context.Context, dir string, opts Options) (*Host, []*Plugin, error) {
+func DiscoverAndRegister(ctx context.Context, cat *catalog.Catalog, dir string, opts Options) (*Host, []*Plugin, error) {
 	h := New(opts)
 	plugins, derr := h.Discover(ctx, dir)
-	rerr := h.Register(plugins)
+	rerr := h.Register(cat, plugins)
 	return h, plugins, errors.Join(derr, rerr)
 }
 

@@ -16,8 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/runtime/catalog"
 	"github.com/sluicehq/sluice/runtime/pluginhost/internal/testconn"
-	"github.com/sluicehq/sluice/runtime/registry"
 	"github.com/sluicehq/sluice/sdk/go/connector"
 	"github.com/sluicehq/sluice/sdk/go/conntest"
 )
@@ -142,10 +142,11 @@ func fileSum(t testing.TB, path string) string {
 func TestRegister(t *testing.T) {
 	h := newHost(t, Options{})
 	p := discoverOne(t, h, pluginDir(t, "seq"))
-	if err := h.Register([]*Plugin{p}); err != nil {
+	cat, _ := catalog.New()
+	if err := h.Register(cat, []*Plugin{p}); err != nil {
 		t.Fatalf("register: %v", err)
 	}
-	c, ok := registry.Lookup(connector.KindSource, "plugin:seq")
+	c, ok := cat.Lookup(connector.KindSource, "plugin:seq")
 	if !ok {
 		t.Fatal("plugin:seq is not registered")
 	}
@@ -154,7 +155,7 @@ func TestRegister(t *testing.T) {
 			t.Errorf("registered spec lacks field %q", f)
 		}
 	}
-	if err := h.Register([]*Plugin{p}); err == nil || !strings.Contains(err.Error(), "already registered") {
+	if err := h.Register(cat, []*Plugin{p}); err == nil || !strings.Contains(err.Error(), "already registered") {
 		t.Fatalf("second register = %v; want already registered", err)
 	}
 	// The registered factory builds a working proxy.

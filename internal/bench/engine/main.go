@@ -20,12 +20,13 @@ import (
 	"syscall"
 	"time"
 
-	_ "github.com/sluicehq/sluice/connectors/all"
+	"github.com/sluicehq/sluice/connectors/all"
+	"github.com/sluicehq/sluice/connectors/file"
 	"github.com/sluicehq/sluice/connectors/generate"
-	"github.com/sluicehq/sluice/manifests"
+	"github.com/sluicehq/sluice/runtime/catalog"
 	"github.com/sluicehq/sluice/runtime/checkpoint"
 	"github.com/sluicehq/sluice/runtime/engine"
-	"github.com/sluicehq/sluice/runtime/registry"
+	"github.com/sluicehq/sluice/runtime/pipeline"
 	"github.com/sluicehq/sluice/sdk/go/connector"
 )
 
@@ -140,10 +141,10 @@ func runChild(name string, records, fileRecords int64) (result, error) {
 		return r, nil
 	case "memory-drop/sluice":
 		memSources.Store("bench-memory", records)
-		err := r.measure(dir, manifests.Component{Type: "bench-memory", Config: connector.Config{}}, nil)
+		err := r.measure(dir, pipeline.Component{Type: "bench-memory", Config: connector.Config{}}, nil)
 		return r, err
 	case "generate-drop/sluice":
-		err := r.measure(dir, manifests.Component{Type: "generate", Config: genConfig(records)}, nil)
+		err := r.measure(dir, pipeline.Component{Type: "generate", Config: genConfig(records)}, nil)
 		return r, err
 	}
 	// file → file: write the input first (not timed).
@@ -161,15 +162,11 @@ func runChild(name string, records, fileRecords int64) (result, error) {
 		}
 		r.Elapsed, r.Records, r.Bytes = time.Since(start), n, b
 	case "file-file/sluice":
-		comp, ok := registry.Lookup(connector.KindSink, "file")
-		if !ok {
-			return r, fmt.Errorf("file sink not registered")
-		}
-		fs, ferr := comp.NewSink(connector.Config{"path": out, "fsync": true}, connector.Env{})
+		fs, ferr := file.NewSink(connector.Config{"path": out, "fsync": true}, connector.Env{})
 		if ferr != nil {
 			return r, ferr
 		}
-		if err := r.measure(dir, manifests.Component{Type: "file", Config: connector.Config{"path": in}}, fs); err != nil {
+		if err := r.measure(dir, pipeline.Component{Type: "file", Config: connector.Config{"path": in}}, fs); err != nil {
 			return r, err
 		}
 	default:
@@ -180,11 +177,11 @@ func runChild(name string, records, fileRecords int64) (result, error) {
 
 // measure runs source → latency sink (writing through inner, or dropping when nil) through the
 // engine and fills the result.
-func (r *result) measure(dir string, source manifests.Component, inner connector.Sink) error {
+func (r *result) measure(dir string, source pipeline.Component, inner connector.Sink) error {
 	lat := &latencySink{inner: inner}
 	latencySinks.Store("bench-latency", lat)
 	start := time.Now()
-	if err := runEngine(dir, pipeline(r.Scenario, source, "bench-latency")); err != nil {
+	if err := runEngine(dir, benchPipeline(r.Scenario, source, "bench-latency")); err != nil {
 		return err
 	}
 	r.Elapsed = time.Since(start)
@@ -206,22 +203,21 @@ func newGenerate(n int64) *generate.Source {
 	return s
 }
 
-func pipeline(name string, src manifests.Component, sinkType string) *manifests.Pipeline {
-	return &manifests.Pipeline{
-		Name: name, Source: src, Delivery: manifests.AtLeastOnce,
-		Sinks:  []manifests.Sink{{Name: "out", From: manifests.DefaultPort, Component: manifests.Component{Type: sinkType, Config: connector.Config{}}}},
-		Batch:  manifests.BatchPolicy{MaxRecords: manifests.DefaultBatchRecords, MaxBytes: manifests.DefaultBatchBytes, Linger: manifests.DefaultBatchLinger},
-		Buffer: manifests.BufferPolicy{MaxRecords: manifests.DefaultBufferRecords, MaxBytes: manifests.DefaultBufferBytes},
+// benchPipeline is a pipeline with the default policies.
+func benchPipeline(name string, src pipeline.Component, sinkType string) *pipeline.Pipeline {
+	return &pipeline.Pipeline{
+		Name: name, Source: src,
+		Sinks: []pipeline.Sink{{Name: "out", Component: pipeline.Component{Type: sinkType, Config: connector.Config{}}}},
 	}
 }
 
-func runEngine(dir string, p *manifests.Pipeline) error {
+func runEngine(dir string, p *pipeline.Pipeline) error {
 	store, err := checkpoint.Open(filepath.Join(dir, "data"))
 	if err != nil {
 		return err
 	}
 	defer store.Close()
-	e, err := engine.New(p, engine.Options{Checkpoints: store})
+	e, err := engine.New(p, engine.Options{Catalog: benchCatalog(), Checkpoints: store})
 	if err != nil {
 		return err
 	}
@@ -300,11 +296,21 @@ type latencySink struct {
 
 var latencySinks sync.Map
 
-func init() {
-	registry.RegisterSink(connector.Spec{Name: "bench-latency", Summary: "benchmark sink"}, func(connector.Config, connector.Env) (connector.Sink, error) {
-		s, _ := latencySinks.Load("bench-latency")
-		return s.(*latencySink), nil
-	})
+// benchCatalog holds the built-in connectors and the two benchmark components.
+func benchCatalog() *catalog.Catalog {
+	cat := all.Catalog()
+	for _, c := range []connector.Component{
+		connector.SinkComponent(connector.Spec{Name: "bench-latency", Summary: "benchmark sink"}, func(connector.Config, connector.Env) (connector.Sink, error) {
+			s, _ := latencySinks.Load("bench-latency")
+			return s.(*latencySink), nil
+		}),
+		connector.SourceComponent(connector.Spec{Name: "bench-memory", Summary: "benchmark source"}, newMemorySource),
+	} {
+		if err := cat.Add(c); err != nil {
+			fatal(err)
+		}
+	}
+	return cat
 }
 
 func (s *latencySink) Open(ctx context.Context) error {
@@ -358,16 +364,14 @@ type memorySource struct {
 
 var memSources sync.Map
 
-func init() {
-	registry.RegisterSource(connector.Spec{Name: "bench-memory", Summary: "benchmark source"}, func(connector.Config, connector.Env) (connector.Source, error) {
-		n, _ := memSources.Load("bench-memory")
-		src := newGenerate(1024)
-		batch, err := src.Read(context.Background())
-		if err != nil {
-			return nil, err
-		}
-		return &memorySource{batch: batch, left: n.(int64)}, nil
-	})
+func newMemorySource(connector.Config, connector.Env) (connector.Source, error) {
+	n, _ := memSources.Load("bench-memory")
+	src := newGenerate(1024)
+	batch, err := src.Read(context.Background())
+	if err != nil {
+		return nil, err
+	}
+	return &memorySource{batch: batch, left: n.(int64)}, nil
 }
 
 func (s *memorySource) Open(context.Context, []connector.Position) error { return nil }

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/sluicehq/sluice/connectors/all"
 	"github.com/sluicehq/sluice/manifests"
 )
 
@@ -67,7 +68,7 @@ func TestBuiltinExamplesLoad(t *testing.T) {
 				t.Fatal(err)
 			}
 			env := func(string) (string, bool) { return "placeholder", true }
-			if _, diags := manifests.Load([]string{path}, manifests.LoadOptions{LookupEnv: env}); len(diags) > 0 {
+			if _, diags := manifests.Load([]string{path}, manifests.LoadOptions{Catalog: all.Catalog(), LookupEnv: env}); len(diags) > 0 {
 				t.Errorf("%s: the example does not load:\n%s\n%v", rel, m, diags)
 			}
 		}

@@ -14,9 +14,8 @@ import (
 	"path/filepath"
 	"sort"
 
-	_ "github.com/sluicehq/sluice/connectors/all"
+	"github.com/sluicehq/sluice/connectors/all"
 	"github.com/sluicehq/sluice/manifests"
-	"github.com/sluicehq/sluice/runtime/registry"
 	"github.com/sluicehq/sluice/sdk/go/connector"
 )
 
@@ -60,7 +59,8 @@ func main() {
 func generate(root string) (files map[string][]byte, stale, warnings []string, err error) {
 	files = map[string][]byte{}
 	byName := map[string][]connector.Spec{}
-	for _, c := range registry.All() {
+	cat := all.Catalog()
+	for _, c := range cat.Components() {
 		byName[c.Spec.Name] = append(byName[c.Spec.Name], c.Spec)
 	}
 	for _, name := range sortedKeys(byName) {
@@ -71,7 +71,7 @@ func generate(root string) (files map[string][]byte, stale, warnings []string, e
 		}
 		files[filepath.Join(dir, "README.md")] = []byte(manifests.RenderReadme(byName[name]...))
 	}
-	schema, err := manifests.JSONSchema()
+	schema, err := manifests.JSONSchema(cat)
 	if err != nil {
 		return nil, nil, nil, err
 	}

@@ -1,0 +1,297 @@
+// Package pipeline holds the configuration the runtime runs a pipeline from: its source,
+// transforms, sinks, dead-letter sink, delivery guarantee and batch and buffer policies.
+//
+// It is the runtime's own vocabulary, free of any file format: the manifest loader (package
+// manifests) decodes YAML into these types, and the supervisor and the engine take them. Every
+// default the runtime applies is declared here, once, as an exported constant, so the manifest
+// docs and JSON Schema show the values the engine really uses.
+package pipeline
+
+import (
+	"runtime"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/sluicehq/sluice/sdk/go/connector"
+)
+
+// Defaults of the batch and buffer policies.
+const (
+	DefaultBatchRecords  = 1024
+	DefaultBatchBytes    = 4 << 20
+	DefaultBatchLinger   = 20 * time.Millisecond
+	DefaultBufferRecords = 65536
+	DefaultBufferBytes   = 64 << 20
+)
+
+// Defaults of the dead-letter failure limit: ratio 1 never stops a pipeline.
+const (
+	DefaultFailureRatio  = 1.0
+	DefaultFailureWindow = 1000
+)
+
+// Defaults of a transform stage's limits.
+const (
+	DefaultTransformMemory  = 64 << 20
+	DefaultTransformTimeout = 5 * time.Second
+	DefaultTransformMode    = ModeStrict
+	// MaxTransformInstances caps a stage's instance pool.
+	MaxTransformInstances = 64
+)
+
+// DefaultTransformInstances is the instance pool size of a stage that sets none: GOMAXPROCS,
+// at most 4.
+func DefaultTransformInstances() int { return min(runtime.GOMAXPROCS(0), 4) }
+
+// DefaultDrainTimeout bounds the drain after a stop request.
+const DefaultDrainTimeout = 30 * time.Second
+
+// DefaultStuckAfter is how long a sink may keep failing, or a stage may hold a batch, before the
+// pipeline reports itself not ready.
+const DefaultStuckAfter = 2 * time.Minute
+
+// DefaultPort is the transform output port of passed records, and the port a sink reads when its
+// configuration names none.
+const DefaultPort = "main"
+
+// Delivery is a pipeline's delivery guarantee.
+type Delivery string
+
+// Delivery guarantees.
+const (
+	AtLeastOnce Delivery = "at_least_once"
+	ExactlyOnce Delivery = "exactly_once"
+)
+
+// DefaultDelivery is the guarantee of a pipeline that states none.
+const DefaultDelivery = AtLeastOnce
+
+// OnReject says what happens to records a transform rejects.
+type OnReject string
+
+// Reject policies.
+const (
+	RejectToDeadLetter OnReject = "dead_letter"
+	RejectDrop         OnReject = "drop"
+	RejectStop         OnReject = "stop"
+)
+
+// DefaultOnReject is the reject policy of a transform that states none.
+const DefaultOnReject = RejectToDeadLetter
+
+// Transform execution modes.
+const (
+	// ModeStrict interrupts a guest at its deadline.
+	ModeStrict = "strict"
+	// ModeTrusted runs faster but cannot interrupt a runaway guest.
+	ModeTrusted = "trusted"
+)
+
+// Pipeline is one pipeline's configuration. Zero values of its policies mean the defaults above;
+// WithDefaults fills them in.
+type Pipeline struct {
+	Name       string
+	Labels     map[string]string
+	Source     Component
+	Transforms []Transform
+	Sinks      []Sink
+	// DeadLetter receives rejected, refused and unrouted records; nil when none is configured.
+	DeadLetter *Component
+	// FailureLimit stops the pipeline when too many records go to the dead letters.
+	FailureLimit FailureLimit
+	Delivery     Delivery
+	Batch        BatchPolicy
+	Buffer       BufferPolicy
+	// StuckAfter is how long a sink may keep failing, or a stage may hold one batch, before the
+	// pipeline reports itself not ready (the reason shows in the admin API). Default
+	// DefaultStuckAfter.
+	StuckAfter time.Duration
+}
+
+// Component is a configured source, sink or dead-letter sink.
+type Component struct {
+	// Type names the component in the catalog ("file", "plugin:csv").
+	Type string
+	// Config holds the validated configuration: defaults applied, references resolved.
+	Config connector.Config
+	// Secrets lists the values of secret fields (and what references in them resolved to), so
+	// logs and errors can redact them.
+	Secrets []string
+}
+
+// Sink is a named sink reading from one transform output port.
+type Sink struct {
+	Component
+	Name string
+	// From is the output port the sink reads; DefaultPort when empty.
+	From string
+}
+
+// Port returns the port the sink reads, DefaultPort when From is empty.
+func (s *Sink) Port() string {
+	if s.From == "" {
+		return DefaultPort
+	}
+	return s.From
+}
+
+// Transform is one WASM transform stage.
+type Transform struct {
+	Name string
+	// Module is the path of the WASM module.
+	Module string
+	// SHA256 pins the module's digest (lowercase hex); empty when not pinned.
+	SHA256 string
+	// Config is the JSON text handed to the module's init call unchanged; "{}" when empty.
+	Config []byte
+	Limits Limits
+	// OnReject defaults to DefaultOnReject.
+	OnReject OnReject
+}
+
+// Limits bound a transform stage. Zero values mean the defaults above.
+type Limits struct {
+	// MemoryBytes caps each instance's linear memory. Default DefaultTransformMemory.
+	MemoryBytes int64
+	// Timeout is the deadline of one guest call. Default DefaultTransformTimeout.
+	Timeout time.Duration
+	// Mode is ModeStrict (the default) or ModeTrusted.
+	Mode string
+	// Instances is the pool size. Default DefaultTransformInstances().
+	Instances int
+}
+
+// FailureLimit stops a pipeline when more than Ratio of the last Window records went to the
+// dead letters (rejected by a transform, refused by a sink, or unrouted): a flood of failures
+// usually means a broken upstream or a wrong transform, not bad records. Ratio 1 never stops.
+type FailureLimit struct {
+	Ratio  float64 // in (0, 1]; default DefaultFailureRatio
+	Window int     // records; default DefaultFailureWindow
+}
+
+// BatchPolicy says how the engine groups records into batches.
+type BatchPolicy struct {
+	MaxRecords int           // default DefaultBatchRecords
+	MaxBytes   int64         // default DefaultBatchBytes
+	Linger     time.Duration // default DefaultBatchLinger: how long to wait to fill a batch
+}
+
+// BufferPolicy bounds the records in flight between the source and the sinks.
+type BufferPolicy struct {
+	MaxRecords int   // default DefaultBufferRecords
+	MaxBytes   int64 // default DefaultBufferBytes
+}
+
+// WithDefaults returns a copy of p with every zero-valued policy and limit replaced by its
+// default. Slices and maps are shared with p.
+func (p *Pipeline) WithDefaults() *Pipeline {
+	c := *p
+	c.FailureLimit = c.FailureLimit.withDefaults()
+	c.Batch = c.Batch.withDefaults()
+	c.Buffer = c.Buffer.withDefaults()
+	if c.Delivery == "" {
+		c.Delivery = DefaultDelivery
+	}
+	if c.StuckAfter <= 0 {
+		c.StuckAfter = DefaultStuckAfter
+	}
+	if len(c.Transforms) > 0 {
+		c.Transforms = make([]Transform, len(p.Transforms))
+		for i, t := range p.Transforms {
+			c.Transforms[i] = t.WithDefaults()
+		}
+	}
+	return &c
+}
+
+// WithDefaults returns t with its zero-valued limits, reject policy and config replaced by their
+// defaults.
+func (t Transform) WithDefaults() Transform {
+	t.Limits = t.Limits.WithDefaults()
+	if t.OnReject == "" {
+		t.OnReject = DefaultOnReject
+	}
+	if len(t.Config) == 0 {
+		t.Config = []byte("{}")
+	}
+	return t
+}
+
+// WithDefaults returns l with its zero values replaced by the defaults.
+func (l Limits) WithDefaults() Limits {
+	if l.MemoryBytes <= 0 {
+		l.MemoryBytes = DefaultTransformMemory
+	}
+	if l.Timeout <= 0 {
+		l.Timeout = DefaultTransformTimeout
+	}
+	if l.Mode == "" {
+		l.Mode = DefaultTransformMode
+	}
+	if l.Instances <= 0 {
+		l.Instances = DefaultTransformInstances()
+	}
+	return l
+}
+
+func (f FailureLimit) withDefaults() FailureLimit {
+	if f.Ratio <= 0 {
+		f.Ratio = DefaultFailureRatio
+	}
+	if f.Window <= 0 {
+		f.Window = DefaultFailureWindow
+	}
+	return f
+}
+
+func (b BatchPolicy) withDefaults() BatchPolicy {
+	if b.MaxRecords <= 0 {
+		b.MaxRecords = DefaultBatchRecords
+	}
+	if b.MaxBytes <= 0 {
+		b.MaxBytes = DefaultBatchBytes
+	}
+	if b.Linger <= 0 {
+		b.Linger = DefaultBatchLinger
+	}
+	return b
+}
+
+func (b BufferPolicy) withDefaults() BufferPolicy {
+	if b.MaxRecords <= 0 {
+		b.MaxRecords = DefaultBufferRecords
+	}
+	if b.MaxBytes <= 0 {
+		b.MaxBytes = DefaultBufferBytes
+	}
+	return b
+}
+
+// Secrets returns the secret values of the pipeline's components, for redaction.
+func (p *Pipeline) Secrets() []string {
+	out := append([]string(nil), p.Source.Secrets...)
+	for _, s := range p.Sinks {
+		out = append(out, s.Secrets...)
+	}
+	if p.DeadLetter != nil {
+		out = append(out, p.DeadLetter.Secrets...)
+	}
+	return out
+}
+
+// Redact replaces every secret value in s with "[redacted]", longest first so that a secret
+// containing another is hidden whole.
+func Redact(s string, secrets []string) string {
+	if len(secrets) == 0 || s == "" {
+		return s
+	}
+	sorted := append([]string(nil), secrets...)
+	sort.Slice(sorted, func(i, j int) bool { return len(sorted[i]) > len(sorted[j]) })
+	for _, sec := range sorted {
+		if sec != "" {
+			s = strings.ReplaceAll(s, sec, "[redacted]")
+		}
+	}
+	return s
+}

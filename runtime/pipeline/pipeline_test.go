@@ -1,0 +1,49 @@
+package pipeline_test
+
+import (
+	"testing"
+
+	"github.com/sluicehq/sluice/runtime/pipeline"
+)
+
+func TestWithDefaultsFillsZeroValuesOnly(t *testing.T) {
+	p := &pipeline.Pipeline{
+		Name:       "p",
+		Batch:      pipeline.BatchPolicy{MaxRecords: 10},
+		Transforms: []pipeline.Transform{{Name: "t", Limits: pipeline.Limits{Instances: 2}}},
+	}
+	d := p.WithDefaults()
+	if d.Batch.MaxRecords != 10 || d.Batch.MaxBytes != pipeline.DefaultBatchBytes || d.Batch.Linger != pipeline.DefaultBatchLinger {
+		t.Errorf("batch = %+v", d.Batch)
+	}
+	if d.Buffer.MaxRecords != pipeline.DefaultBufferRecords || d.Buffer.MaxBytes != pipeline.DefaultBufferBytes {
+		t.Errorf("buffer = %+v", d.Buffer)
+	}
+	if d.FailureLimit.Ratio != pipeline.DefaultFailureRatio || d.FailureLimit.Window != pipeline.DefaultFailureWindow {
+		t.Errorf("failure limit = %+v", d.FailureLimit)
+	}
+	if d.Delivery != pipeline.AtLeastOnce || d.StuckAfter != pipeline.DefaultStuckAfter {
+		t.Errorf("delivery %q, stuck after %s", d.Delivery, d.StuckAfter)
+	}
+	tr := d.Transforms[0]
+	if tr.Limits.Instances != 2 || tr.Limits.MemoryBytes != pipeline.DefaultTransformMemory || tr.Limits.Timeout != pipeline.DefaultTransformTimeout ||
+		tr.Limits.Mode != pipeline.ModeStrict || tr.OnReject != pipeline.RejectToDeadLetter || string(tr.Config) != "{}" {
+		t.Errorf("transform = %+v", tr)
+	}
+	if p.Batch.MaxBytes != 0 || p.Transforms[0].Limits.MemoryBytes != 0 {
+		t.Error("WithDefaults changed its receiver")
+	}
+}
+
+func TestSinkPortDefaultsToMain(t *testing.T) {
+	if got := (&pipeline.Sink{}).Port(); got != pipeline.DefaultPort {
+		t.Fatalf("port = %q", got)
+	}
+}
+
+func TestRedactHidesLongestSecretsFirst(t *testing.T) {
+	got := pipeline.Redact("user secret-long and secret", []string{"secret", "secret-long", ""})
+	if got != "user [redacted] and [redacted]" {
+		t.Fatalf("got %q", got)
+	}
+}
