@@ -33,8 +33,11 @@ type LoadOptions struct {
 	// LookupEnv resolves ${env:NAME} references; nil means os.LookupEnv.
 	LookupEnv func(name string) (string, bool)
 	// CheckModule, when set, is called once for each transform that decoded without problems
-	// (its Wasm path resolved); a non-nil error becomes a diagnostic at t.WasmPos. The WASM host
-	// plugs its module checks (loads, exports the ABI, matches its sha256) in here.
+	// (its Wasm path resolved). Each *FieldError in the error it returns (errors.Join may hold
+	// several) becomes a diagnostic at that setting's key; any other error a diagnostic at
+	// t.WasmPos. The WASM host plugs its module checks in here: the module loads, exports the
+	// ABI and matches its sha256; the config fits the module's config schema; the limits are
+	// ones the host accepts.
 	CheckModule func(t *Transform) error
 }
 
@@ -746,7 +749,9 @@ func (d *docDecoder) transforms(p *Pipeline, n *yaml.Node) {
 		}
 		if d.errs == errs && d.l.opts.CheckModule != nil {
 			if err := d.l.opts.CheckModule(&t); err != nil {
-				d.report(t.WasmPos, "", "%s: %v", label.at(), err)
+				for _, diag := range t.diagnostics(label.at(), err) {
+					d.report(diag.Pos, diag.Hint, "%s", diag.Message)
+				}
 			}
 		}
 		p.Transforms = append(p.Transforms, t)

@@ -45,6 +45,14 @@ func testOptions() manifests.LoadOptions {
 			if strings.Contains(t.Wasm, "broken") {
 				return errors.New("module does not export sluice_abi_version_1")
 			}
+			if strings.Contains(t.Wasm, "strict") {
+				// Problems with settings, as the WASM host's check reports them.
+				return errors.Join(
+					&manifests.FieldError{Field: manifests.ConfigField("/bounds/1/max"), Msg: "must be at most 10", Hint: "see the config_schema"},
+					&manifests.FieldError{Field: manifests.ConfigField("/missing"), Msg: "placed at the closest enclosing key"},
+					&manifests.FieldError{Field: "limits.memory", Msg: "too much"},
+					errors.New("a problem of the module itself"))
+			}
 			return nil
 		},
 	}

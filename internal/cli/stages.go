@@ -2,8 +2,12 @@ package cli
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -54,20 +58,57 @@ func (f *stageFactory) hostFor(ctx context.Context) (*wasmhost.Host, error) {
 	return h, nil
 }
 
-// Check is the manifest loader's module check: the module loads, exports ABI v1 and matches its pin.
+// Check is the manifest loader's module check: the module loads, exports ABI v1 and matches its
+// pin, and the transform's config and limits are ones NewStage accepts. Problems with a setting
+// come back as *manifests.FieldError, so validate and run report them at the setting's line.
 func (f *stageFactory) Check(t *manifests.Transform) error {
 	h, err := f.hostFor(context.Background())
 	if err != nil {
 		return err
 	}
 	m, err := h.Load(context.Background(), t.Wasm, t.SHA256)
+	if errors.Is(err, wasmhost.ErrDigestMismatch) {
+		got := "another digest"
+		if bin, rerr := os.ReadFile(t.Wasm); rerr == nil {
+			sum := sha256.Sum256(bin)
+			got = hex.EncodeToString(sum[:])
+		}
+		return &manifests.FieldError{Field: "sha256", Msg: fmt.Sprintf("the module %s has sha256 %s, not the pinned %s", t.Wasm, got, t.SHA256),
+			Hint: "pin the module you mean to run: sha256sum prints its digest"}
+	}
 	if err != nil {
 		return err
 	}
 	f.mu.Lock()
 	f.ports[t.Wasm] = m.Meta().Ports
 	f.mu.Unlock()
-	return nil
+	var errs []error
+	pt := pipeline.Transform{Name: t.Name, Module: t.Wasm, SHA256: t.SHA256, Config: t.ConfigJSON, Limits: t.Limits}
+	for _, p := range m.Check(stageConfig(pt, nil)) {
+		fe := &manifests.FieldError{Field: "limits." + p.Setting, Msg: p.Message}
+		switch p.Setting {
+		case "config":
+			fe.Field = manifests.ConfigField(p.Pointer)
+			fe.Hint = "the module's config_schema says what it accepts: sluice transform inspect " + t.Wasm
+		case "memory":
+			fe.Msg = fmt.Sprintf("%s is more than the %s a wasm32 module can address", manifests.FormatByteSize(t.Limits.MemoryBytes), manifests.FormatByteSize(wasmhost.MaxMemoryBytes))
+			fe.Hint = "give at most " + manifests.FormatByteSize(wasmhost.MaxMemoryBytes)
+		case "instances":
+			fe.Hint = fmt.Sprintf("give at most %d", wasmhost.MaxInstances)
+		}
+		errs = append(errs, fe)
+	}
+	return errors.Join(errs...)
+}
+
+// stageConfig is the WASM stage configuration of a manifest transform.
+func stageConfig(t pipeline.Transform, log *slog.Logger) wasmhost.StageConfig {
+	cfg := t.Config // passed as written in the manifest (ABI.md: what the guest receives)
+	if len(cfg) == 0 {
+		cfg = []byte("{}")
+	}
+	return wasmhost.StageConfig{Name: t.Name, Config: cfg, MemoryBytes: t.Limits.MemoryBytes,
+		Timeout: t.Limits.Timeout, Mode: wasmhost.Mode(t.Limits.Mode), Instances: t.Limits.Instances, Logger: log}
 }
 
 // CheckPorts reports sinks reading a port that no transform of their pipeline declares. It uses
@@ -110,9 +151,7 @@ func (f *stageFactory) New(ctx context.Context, pipelineName string, t pipeline.
 	if err != nil {
 		return nil, err
 	}
-	mode := wasmhost.Mode(t.Limits.Mode)
-	st, err := h.NewStage(ctx, m, wasmhost.StageConfig{Name: t.Name, Config: t.Config, MemoryBytes: t.Limits.MemoryBytes,
-		Timeout: t.Limits.Timeout, Mode: mode, Instances: t.Limits.Instances, Logger: log})
+	st, err := h.NewStage(ctx, m, stageConfig(t, log))
 	if err != nil {
 		return nil, err
 	}

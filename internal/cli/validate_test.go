@@ -185,7 +185,7 @@ metadata: {name: ports}
 spec:
   source: {type: generate, config: {count: 1}}
   transforms:
-    - {name: split, wasm: `+wasm+`}
+    - {name: split, wasm: `+wasm+`, config: {field: items}}
   sinks:
     - {name: out, type: drop}
     - {name: empties, type: drop, from: empty}

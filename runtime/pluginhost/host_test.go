@@ -299,21 +299,13 @@ func TestStartFailures(t *testing.T) {
 	p := discoverOne(t, h, seqDir)
 
 	t.Run("ManifestChecksumMismatch", func(t *testing.T) {
+		// Refused at construction, so that validate reports it at config.sha256; a binary
+		// replaced after discovery is refused at Open (BinaryReplacedAfterDiscovery).
 		wrong := strings.Repeat("ab", 32)
-		src, err := h.NewSource(p, "seq", connector.Config{FieldSHA256: wrong}, connector.Env{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		err = src.Open(context.Background(), nil)
-		var ce *ChecksumError
-		if !errors.As(err, &ce) || !strings.Contains(err.Error(), wrong) || !strings.Contains(err.Error(), p.SHA256) {
-			t.Fatalf("open = %v; want a checksum mismatch naming both sums", err)
-		}
-		if !errors.Is(err, connector.ErrPermanent) {
-			t.Fatalf("open = %v; want it permanent, so the runtime does not retry", err)
-		}
-		if err := src.Close(context.Background()); err != nil {
-			t.Fatalf("close after failed open: %v", err)
+		_, err := h.NewSource(p, "seq", connector.Config{FieldSHA256: wrong}, connector.Env{})
+		var ce *connector.ConfigError
+		if !errors.As(err, &ce) || ce.Field != FieldSHA256 || !strings.Contains(err.Error(), wrong) || !strings.Contains(err.Error(), p.SHA256) {
+			t.Fatalf("new source = %v; want a config error on sha256 naming both sums", err)
 		}
 	})
 	t.Run("ManifestChecksumMatches", func(t *testing.T) {

@@ -35,9 +35,14 @@ func newInstance(h *Host, p *Plugin, connName string, cfg connector.Config, env 
 	if err != nil {
 		return nil, nil, err
 	}
-	if pin == "" {
+	switch {
+	case pin == "":
 		// Unpinned in the manifest: pin what discovery saw, so a binary swapped later is refused.
 		pin = p.SHA256
+	case p.SHA256 != "" && pin != p.SHA256:
+		// Refused here, not only when the process starts, so that validate reports it too.
+		return nil, nil, &connector.ConfigError{Field: FieldSHA256,
+			Msg: fmt.Sprintf("the plugin binary %s has sha256 %s, not the pinned %s", p.Path, p.SHA256, pin)}
 	}
 	logger := env.Logger
 	if logger == nil {
