@@ -264,14 +264,15 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-// hasRef reports whether s holds a ${env:...} or ${file:...} reference or a $${ escape.
+// hasRef reports whether s holds a reference or an escape: anything starting with ${ or $${.
 func hasRef(s string) bool {
-	return strings.Contains(s, "${env:") || strings.Contains(s, "${file:") || strings.Contains(s, "$${")
+	return strings.Contains(s, "${")
 }
 
-// expand resolves ${env:NAME} and ${file:PATH} references and $${ escapes in the scalar n. Other
-// ${...} text is left alone for connectors to interpret. Resolved values of references in secret
-// fields go to col. ok is false when a reference could not be resolved (already reported).
+// expand resolves ${env:NAME} and ${file:PATH} references and $${ escapes in the scalar n. Any
+// other ${...} is an error: a forgotten scheme (${NAME}) would otherwise be taken as literal
+// text. Resolved values of references in secret fields go to col. ok is false when a reference
+// could not be resolved (already reported).
 func (d *docDecoder) expand(n *yaml.Node, secret bool, col *collector) (out string, refs bool, ok bool) {
 	s := n.Value
 	if !hasRef(s) {
@@ -284,14 +285,24 @@ func (d *docDecoder) expand(n *yaml.Node, secret bool, col *collector) (out stri
 		case strings.HasPrefix(s[i:], "$${"):
 			b.WriteString("${")
 			i += 3
-		case strings.HasPrefix(s[i:], "${env:") || strings.HasPrefix(s[i:], "${file:"):
+		case strings.HasPrefix(s[i:], "${"):
 			end := strings.IndexByte(s[i:], '}')
 			p := d.refPos(n, i)
 			if end < 0 {
-				d.report(p, "close it with }, or write $${ for a literal ${", "unterminated reference %s", quoteValue(s[i:], true))
+				if secret {
+					d.report(p, "close it with }, or write $${ for a literal ${", "unterminated reference in a secret value")
+				} else {
+					d.report(p, "close it with }, or write $${ for a literal ${", "unterminated reference %s", quoteValue(s[i:], true))
+				}
 				return "", true, false
 			}
 			ref := s[i : i+end+1]
+			if !strings.HasPrefix(ref, "${env:") && !strings.HasPrefix(ref, "${file:") {
+				d.unknownRef(p, ref, secret)
+				ok = false
+				i += end + 1
+				continue
+			}
 			v, good := d.lookupRef(p, ref)
 			if good {
 				refs = true
@@ -309,6 +320,33 @@ func (d *docDecoder) expand(n *yaml.Node, secret bool, col *collector) (out stri
 		}
 	}
 	return b.String(), true, ok
+}
+
+// unknownRef reports a ${...} that is neither ${env:...} nor ${file:...}, suggesting the reference
+// it most likely means.
+func (d *docDecoder) unknownRef(p Pos, ref string, secret bool) {
+	body := ref[2 : len(ref)-1]
+	literal := "$$" + ref[1:]
+	if secret {
+		d.report(p, "use ${env:NAME} or ${file:PATH}, or write $${ for a literal ${",
+			"a secret value holds a ${...} that is not a ${env:NAME} or ${file:PATH} reference")
+		return
+	}
+	var hint string
+	lower := strings.ToLower(body)
+	switch {
+	case validEnvName(body):
+		hint = fmt.Sprintf("did you mean ${env:%s}? Write %s for the text itself", body, literal)
+	case strings.HasPrefix(lower, "env:") || strings.HasPrefix(lower, "file:"):
+		scheme, rest, _ := strings.Cut(body, ":")
+		hint = fmt.Sprintf("did you mean ${%s:%s}? Schemes are lowercase", strings.ToLower(scheme), rest)
+	case strings.HasPrefix(lower, "env.") || strings.HasPrefix(lower, "file.") || strings.HasPrefix(lower, "env_"):
+		scheme, rest := body[:strings.IndexAny(body, "._")], body[strings.IndexAny(body, "._")+1:]
+		hint = fmt.Sprintf("did you mean ${%s:%s}?", strings.ToLower(scheme), rest)
+	default:
+		hint = fmt.Sprintf("write ${env:NAME} or ${file:PATH}, or %s for the text itself", literal)
+	}
+	d.report(p, hint, "%s is not a reference: references are ${env:NAME} and ${file:PATH}", quoteValue(ref, false))
 }
 
 // refPos is the position of the reference starting at byte off of a scalar: exact for one-line

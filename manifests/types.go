@@ -2,7 +2,7 @@
 //
 // A manifest file holds one or more Kubernetes-style YAML documents (apiVersion sluice.dev/v1,
 // kind Pipeline). Loading is strict: unknown keys, wrong types, missing required fields, bad enum
-// values, unknown components and unresolvable ${env:NAME} / ${file:PATH} references are all
+// values, unknown components and unresolvable ${env:NAME} / ${file:PATH} references and any other ${...} are all
 // reported together as Diagnostics, each with the file, line and column it concerns.
 package manifests
 
