@@ -19,10 +19,11 @@ proto: proto-tools
 		--go-grpc_out=sdk/proto --go-grpc_opt=paths=source_relative \
 		sdk/proto/pluginv1/plugin.proto
 
-# Builds the example plugin into bin/plugins.
+# Builds the example plugin into bin/plugins and pins it there (sluice runs only pinned plugins).
 plugin-example:
 	mkdir -p bin/plugins
 	cd examples/plugin-csv && $(GO) build -mod=mod -o ../../bin/plugins/sluice-plugin-csv .
+	cd bin/plugins && sha256sum sluice-plugin-csv > sluice-plugin-csv.sha256
 
 # Records/s through a plugin source and sink against the same connector compiled in.
 bench-plugins:

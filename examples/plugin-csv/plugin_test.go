@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"fmt"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -23,8 +25,12 @@ func TestConformanceAsPlugin(t *testing.T) {
 	if err := build.Run(); err != nil {
 		t.Fatalf("build plugin: %v", err)
 	}
+	sum, err := os.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	host := pluginhost.New(pluginhost.Options{Logger: logger})
+	host := pluginhost.New(pluginhost.Options{Logger: logger, Pins: []string{fmt.Sprintf("%x", sha256.Sum256(sum))}})
 	t.Cleanup(host.Close)
 	plugins, err := host.Discover(context.Background(), dir)
 	if err != nil {

@@ -13,8 +13,8 @@ import (
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
+	"gopkg.in/yaml.v3"
 
-	"github.com/sluicehq/sluice/runtime/catalog"
 	"github.com/sluicehq/sluice/runtime/pluginhost"
 	"github.com/sluicehq/sluice/sdk/go/connector"
 )
@@ -25,8 +25,11 @@ func init() {
 			Use:   "plugins",
 			Short: "List and inspect the connector plugins of --plugins-dir",
 			Long: "Connector plugins are executables in --plugins-dir (see examples/plugin-csv). Sluice runs each\n" +
-				"one to ask for its connectors, which manifests then name as `type: plugin:NAME`. A file\n" +
-				"BINARY.sha256 beside a binary pins it: the binary is not run unless its sha256 matches.",
+				"pinned one to ask for its connectors, which manifests then name as `type: plugin:NAME`. A binary\n" +
+				"is pinned by a file BINARY.sha256 beside it (`sha256sum BINARY > BINARY.sha256`; a binary whose\n" +
+				"sha256 differs is refused) or, for `run` and `validate`, by a `sha256:` in a manifest's config of\n" +
+				"one of its connectors. Binaries nothing pins are not run and are listed as UNVERIFIED, unless\n" +
+				"--allow-unpinned-plugins is given.",
 		}
 		cmd.AddCommand(pluginsListCommand(g), pluginsInspectCommand(g))
 		return cmd
@@ -63,11 +66,18 @@ func pluginsListCommand(g *Globals) *cobra.Command {
 			if len(plugins) == 0 && len(derr) == 0 {
 				fmt.Fprintf(out, "no plugins in %s\n", g.PluginsDir)
 			}
+			broken := 0
 			for _, e := range derr {
+				var ue *pluginhost.UnpinnedError
+				if errors.As(e, &ue) {
+					fmt.Fprintf(out, "UNVERIFIED %s (sha256 %s): not run; %s\n", filepath.Base(ue.Path), ue.SHA256, pinHint(ue))
+					continue
+				}
 				fmt.Fprintf(out, "BROKEN %s\n", e)
+				broken++
 			}
-			if len(derr) > 0 {
-				return &exitError{code: 1, msg: fmt.Sprintf("%d plugin binary(ies) failed", len(derr))}
+			if broken > 0 {
+				return &exitError{code: 1, msg: fmt.Sprintf("%d plugin binary(ies) failed", broken)}
 			}
 			return nil
 		},
@@ -101,6 +111,10 @@ func pluginsInspectCommand(g *Globals) *cobra.Command {
 			if len(found) == 0 {
 				for _, e := range derr {
 					if filepath.Base(e.Path) == args[0] {
+						var ue *pluginhost.UnpinnedError
+						if errors.As(e, &ue) {
+							return fmt.Errorf("plugins inspect: %w; %s", e, pinHint(ue))
+						}
 						return e
 					}
 				}
@@ -123,7 +137,13 @@ func pluginsInspectCommand(g *Globals) *cobra.Command {
 	return cmd
 }
 
-// inspectPlugins runs every binary of --plugins-dir for its specs.
+// pinHint says how to let an unpinned binary run.
+func pinHint(e *pluginhost.UnpinnedError) string {
+	return fmt.Sprintf("to run it, pin it with `sha256sum %s > %s.sha256` in %s, pin it in a manifest (`sha256: %s` in a config of one of its connectors), or pass --allow-unpinned-plugins",
+		filepath.Base(e.Path), filepath.Base(e.Path), filepath.Dir(e.Path), e.SHA256)
+}
+
+// inspectPlugins runs every pinned binary of --plugins-dir for its specs.
 func (g *Globals) inspectPlugins(ctx context.Context) ([]*pluginhost.Plugin, []*pluginhost.DiscoverError, error) {
 	if ctx == nil {
 		ctx = context.Background()
@@ -135,7 +155,7 @@ func (g *Globals) inspectPlugins(ctx context.Context) ([]*pluginhost.Plugin, []*
 	if err != nil {
 		return nil, nil, err
 	}
-	h := pluginhost.New(pluginhost.Options{Logger: log})
+	h := pluginhost.New(pluginhost.Options{Logger: log, AllowUnpinned: g.AllowUnpinnedPlugins})
 	defer h.Close()
 	plugins, err := h.Discover(ctx, g.PluginsDir)
 	var derrs []*pluginhost.DiscoverError
@@ -193,9 +213,11 @@ type pluginJSON struct {
 	Version    string           `json:"version,omitempty"`
 	SDKVersion string           `json:"sdk_version,omitempty"`
 	Protocol   int              `json:"protocol"`
-	SHA256     string           `json:"sha256"`
+	SHA256     string           `json:"sha256,omitempty"`
 	Connectors []connector.Spec `json:"connectors,omitempty"`
-	Error      string           `json:"error,omitempty"`
+	// Unverified: nothing pins the binary, so it was not run.
+	Unverified bool   `json:"unverified,omitempty"`
+	Error      string `json:"error,omitempty"`
 }
 
 func pluginsJSON(ps []*pluginhost.Plugin, derrs []*pluginhost.DiscoverError) []pluginJSON {
@@ -205,7 +227,12 @@ func pluginsJSON(ps []*pluginhost.Plugin, derrs []*pluginhost.DiscoverError) []p
 			Protocol: p.Protocol, SHA256: p.SHA256, Connectors: p.Specs})
 	}
 	for _, e := range derrs {
-		out = append(out, pluginJSON{Binary: filepath.Base(e.Path), Path: e.Path, Error: e.Err.Error()})
+		j := pluginJSON{Binary: filepath.Base(e.Path), Path: e.Path, Error: e.Err.Error()}
+		var ue *pluginhost.UnpinnedError
+		if errors.As(e, &ue) {
+			j.SHA256, j.Unverified = ue.SHA256, true
+		}
+		out = append(out, j)
 	}
 	return out
 }
@@ -223,18 +250,91 @@ func orDash(s string) string {
 	return s
 }
 
-// registerPlugins discovers the plugin binaries of dir and adds their connectors to cat as
-// plugin:NAME, before manifests are loaded. A binary that fails (not
-// a plugin, a checksum mismatch, an unsupported protocol) is logged and skipped; the others are
-// registered. Plugin processes started later by the registered factories are stopped by the
-// connectors' Close, and die with the sluice process.
-func registerPlugins(ctx context.Context, cat *catalog.Catalog, dir string, log *slog.Logger, pm pluginhost.Metrics) error {
-	_, plugins, err := pluginhost.DiscoverAndRegister(ctx, cat, dir, pluginhost.Options{Logger: log, Metrics: pm})
+// registerPlugins discovers the plugin binaries of --plugins-dir and adds their connectors to
+// the catalog (g.Catalog) as plugin:NAME, before manifests are loaded. It runs the binaries
+// pinned by a BINARY.sha256 file or by a sha256 pin in the manifests at manifestPaths (all of
+// them with --allow-unpinned-plugins). A binary that is not pinned or fails (not a plugin, a
+// checksum mismatch, an unsupported protocol) is logged and skipped; the others are registered.
+// Plugin processes started later by the registered factories are stopped by the connectors'
+// Close, and die with the sluice process.
+func registerPlugins(ctx context.Context, g *Globals, log *slog.Logger, pm pluginhost.Metrics, manifestPaths []string) error {
+	opts := pluginhost.Options{Logger: log, Metrics: pm, Pins: manifestPins(manifestPaths), AllowUnpinned: g.AllowUnpinnedPlugins}
+	_, plugins, err := pluginhost.DiscoverAndRegister(ctx, g.Catalog, g.PluginsDir, opts)
 	for _, e := range unjoin(err) {
+		var ue *pluginhost.UnpinnedError
+		if errors.As(e, &ue) {
+			log.Warn("plugin not run: not pinned", "binary", filepath.Base(ue.Path), "sha256", ue.SHA256, "hint", pinHint(ue))
+			continue
+		}
 		log.Error("plugin skipped", "error", e)
 	}
 	for _, p := range plugins {
 		log.Debug("plugin registered", "binary", p.Name, "version", p.Version, "connectors", len(p.Specs))
 	}
 	return nil
+}
+
+// manifestPins returns the sha256 pins of plugin connectors (`type: plugin:...` with a
+// `config.sha256`) in the manifests at paths: files, or directories of *.yaml and *.yml files.
+// It reads what it can and ignores the rest; loading the manifests reports their problems.
+func manifestPins(paths []string) []string {
+	var pins []string
+	var walk func(n *yaml.Node)
+	walk = func(n *yaml.Node) {
+		if n.Kind == yaml.MappingNode {
+			var typ, cfg *yaml.Node
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				switch n.Content[i].Value {
+				case "type":
+					typ = n.Content[i+1]
+				case "config":
+					cfg = n.Content[i+1]
+				}
+			}
+			if typ != nil && cfg != nil && strings.HasPrefix(typ.Value, pluginhost.Prefix) && cfg.Kind == yaml.MappingNode {
+				for i := 0; i+1 < len(cfg.Content); i += 2 {
+					if cfg.Content[i].Value == pluginhost.FieldSHA256 && cfg.Content[i+1].Kind == yaml.ScalarNode {
+						pins = append(pins, cfg.Content[i+1].Value)
+					}
+				}
+			}
+		}
+		for _, c := range n.Content {
+			walk(c)
+		}
+	}
+	for _, path := range manifestFiles(paths) {
+		f, err := os.Open(path)
+		if err != nil {
+			continue
+		}
+		dec := yaml.NewDecoder(f)
+		for {
+			var doc yaml.Node
+			if err := dec.Decode(&doc); err != nil {
+				break
+			}
+			walk(&doc)
+		}
+		f.Close()
+	}
+	return pins
+}
+
+// manifestFiles expands directories to their *.yaml and *.yml files.
+func manifestFiles(paths []string) []string {
+	var files []string
+	for _, p := range paths {
+		ents, err := os.ReadDir(p)
+		if err != nil {
+			files = append(files, p)
+			continue
+		}
+		for _, e := range ents {
+			if ext := filepath.Ext(e.Name()); !e.IsDir() && (ext == ".yaml" || ext == ".yml") {
+				files = append(files, filepath.Join(p, e.Name()))
+			}
+		}
+	}
+	return files
 }

@@ -2,7 +2,9 @@ package cli
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,20 +12,43 @@ import (
 	"testing"
 )
 
-// pluginsDir holds the example csv plugin and a script that is not a plugin.
-func pluginsDir(t *testing.T) string {
+// pluginsDir holds the example csv plugin and a script that is not a plugin, both pinned by
+// a .sha256 file, and an unpinned script that would create the file marker if it ran. It
+// returns the directory, the plugin's sha256 and the marker's path.
+func pluginsDir(t *testing.T) (dir, sum, marker string) {
 	t.Helper()
-	dir := t.TempDir()
+	dir = t.TempDir()
 	build := exec.Command("go", "build", "-mod=mod", "-o", filepath.Join(dir, "sluice-plugin-csv"), ".")
 	build.Dir = filepath.Join("..", "..", "examples", "plugin-csv")
 	build.Stderr = os.Stderr
 	if err := build.Run(); err != nil {
 		t.Fatalf("build example plugin: %v", err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "not-a-plugin"), []byte("#!/bin/sh\necho hello\n"), 0o755); err != nil {
-		t.Fatal(err)
+	marker = filepath.Join(t.TempDir(), "started")
+	write := func(name, content string, mode os.FileMode) {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), mode); err != nil {
+			t.Fatal(err)
+		}
 	}
-	return dir
+	write("not-a-plugin", "#!/bin/sh\necho hello\n", 0o755)
+	write("unpinned", "#!/bin/sh\ntouch '"+marker+"'\n", 0o755)
+	for _, name := range []string{"sluice-plugin-csv", "not-a-plugin"} {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := fmt.Sprintf("%x", sha256.Sum256(b))
+		if name == "sluice-plugin-csv" {
+			sum = s
+		}
+		write(name+".sha256", s+"  "+name+"\n", 0o644)
+	}
+	return dir, sum, marker
+}
+
+func started(marker string) bool {
+	_, err := os.Stat(marker)
+	return err == nil
 }
 
 func runPluginsCLI(t *testing.T, args ...string) (string, error) {
@@ -37,7 +62,7 @@ func runPluginsCLI(t *testing.T, args ...string) (string, error) {
 }
 
 func TestPluginsCommands(t *testing.T) {
-	dir := pluginsDir(t)
+	dir, _, marker := pluginsDir(t)
 	tests := []struct {
 		name    string
 		args    []string
@@ -45,12 +70,14 @@ func TestPluginsCommands(t *testing.T) {
 		want    []string
 	}{
 		{"list", []string{"plugins", "list"}, true,
-			[]string{"sluice-plugin-csv", "0.1.0", "source plugin:csv, sink plugin:csv", "BROKEN", "not-a-plugin", "not a Sluice connector plugin"}},
+			[]string{"sluice-plugin-csv", "0.1.0", "source plugin:csv, sink plugin:csv", "BROKEN", "not-a-plugin", "not a Sluice connector plugin",
+				"UNVERIFIED unpinned", "sha256sum unpinned > unpinned.sha256", "--allow-unpinned-plugins"}},
 		{"inspect connector", []string{"plugins", "inspect", "plugin:csv"}, false,
 			[]string{"version:  0.1.0", "protocol: 1", "source plugin:csv", "sink plugin:csv", "key_column", "columns", "sha256", "env"}},
 		{"inspect binary", []string{"plugins", "inspect", "sluice-plugin-csv"}, false, []string{"binary:   sluice-plugin-csv"}},
 		{"inspect unknown", []string{"plugins", "inspect", "plugin:nope"}, true, nil},
 		{"inspect broken", []string{"plugins", "inspect", "not-a-plugin"}, true, nil},
+		{"inspect unverified", []string{"plugins", "inspect", "unpinned"}, true, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -71,13 +98,23 @@ func TestPluginsCommands(t *testing.T) {
 			Binary     string `json:"binary"`
 			Protocol   int    `json:"protocol"`
 			Error      string `json:"error"`
+			Unverified bool   `json:"unverified"`
 			Connectors []struct{ Name string }
 		}
 		if err := json.Unmarshal([]byte(out), &got); err != nil {
 			t.Fatalf("not JSON: %v\n%s", err, out)
 		}
-		if len(got) != 2 || got[0].Binary != "sluice-plugin-csv" || got[0].Protocol != 1 || len(got[0].Connectors) != 2 || got[1].Error == "" {
+		if len(got) != 3 || got[0].Binary != "sluice-plugin-csv" || got[0].Protocol != 1 || len(got[0].Connectors) != 2 || got[1].Error == "" || !got[2].Unverified {
 			t.Fatalf("unexpected: %+v", got)
+		}
+	})
+	if started(marker) {
+		t.Fatal("an unpinned binary was run")
+	}
+	t.Run("allow unpinned", func(t *testing.T) {
+		out, err := runPluginsCLI(t, "--plugins-dir", dir, "--allow-unpinned-plugins", "plugins", "list")
+		if err == nil || strings.Contains(out, "UNVERIFIED") || !started(marker) {
+			t.Fatalf("err %v, started %v; want the script run and listed as broken:\n%s", err, started(marker), out)
 		}
 	})
 	t.Run("no dir", func(t *testing.T) {
@@ -85,4 +122,38 @@ func TestPluginsCommands(t *testing.T) {
 			t.Fatalf("err = %v, want a hint at --plugins-dir", err)
 		}
 	})
+}
+
+// A manifest pin lets its binary run without a .sha256 file beside it; without the pin, the
+// binary is not run and its connectors are unknown.
+func TestPluginPinsInManifests(t *testing.T) {
+	dir, sum, marker := pluginsDir(t)
+	if err := os.Remove(filepath.Join(dir, "sluice-plugin-csv.sha256")); err != nil {
+		t.Fatal(err)
+	}
+	manifest := func(pin string) string {
+		return writeManifest(t, `apiVersion: sluice.dev/v1
+kind: Pipeline
+metadata: {name: pins}
+spec:
+  source:
+    type: plugin:csv
+    config:
+      path: in.csv
+`+pin+`
+  sinks:
+    - name: out
+      type: drop
+`)
+	}
+	if out, err := runCLI(t, "--plugins-dir", dir, "validate", manifest("      sha256: "+sum)); err != nil {
+		t.Fatalf("validate with the pin: %v\n%s", err, out)
+	}
+	out, err := runCLI(t, "--plugins-dir", dir, "validate", manifest(""))
+	if exitCode(err) != 1 || !strings.Contains(out, `unknown type "plugin:csv"`) {
+		t.Fatalf("validate without a pin: %v; want plugin:csv unknown:\n%s", err, out)
+	}
+	if started(marker) {
+		t.Fatal("an unpinned binary was run")
+	}
 }

@@ -24,6 +24,8 @@ type Globals struct {
 	PluginsDir string
 	// Catalog holds the built-in connectors and, once discovered, the plugins of PluginsDir.
 	Catalog *catalog.Catalog
+	// AllowUnpinnedPlugins lets plugin discovery run binaries that nothing pins.
+	AllowUnpinnedPlugins bool
 }
 
 // Logger builds the process logger from the flags, writing to w.
@@ -67,6 +69,7 @@ func newRoot(cat *catalog.Catalog) *cobra.Command {
 	pf.StringVar(&g.LogLevel, "log-level", "info", "debug, info, warn or error")
 	pf.StringVar(&g.LogFormat, "log-format", "text", "text or json")
 	pf.StringVar(&g.PluginsDir, "plugins-dir", "", "directory holding connector plugin binaries")
+	pf.BoolVar(&g.AllowUnpinnedPlugins, "allow-unpinned-plugins", false, "run plugin binaries of --plugins-dir that no BINARY.sha256 file or manifest sha256 pins")
 	for _, f := range factories {
 		root.AddCommand(f(g))
 	}

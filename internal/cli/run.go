@@ -56,7 +56,7 @@ func runPipelines(parent context.Context, g *Globals, args []string, drain time.
 	if err != nil {
 		return err
 	}
-	if err := g.discoverPluginsWith(parent, log, pm); err != nil {
+	if err := g.discoverPluginsWith(parent, log, pm, args...); err != nil {
 		return err
 	}
 	stages := newStageFactory(g, log)
@@ -132,16 +132,17 @@ func runPipelines(parent context.Context, g *Globals, args []string, drain time.
 	return nil
 }
 
-// discoverPlugins registers the plugin binaries of --plugins-dir as plugin:NAME components.
-func (g *Globals) discoverPlugins(ctx context.Context, log *slog.Logger) error {
-	return g.discoverPluginsWith(ctx, log, nil)
+// discoverPlugins registers the plugin binaries of --plugins-dir as plugin:NAME components. The
+// sha256 pins of the manifests at manifestPaths let their binaries run.
+func (g *Globals) discoverPlugins(ctx context.Context, log *slog.Logger, manifestPaths ...string) error {
+	return g.discoverPluginsWith(ctx, log, nil, manifestPaths...)
 }
 
 // discoverPluginsWith is discoverPlugins reporting plugin restarts and call latency to pm (nil:
 // nowhere).
-func (g *Globals) discoverPluginsWith(ctx context.Context, log *slog.Logger, pm pluginhost.Metrics) error {
+func (g *Globals) discoverPluginsWith(ctx context.Context, log *slog.Logger, pm pluginhost.Metrics, manifestPaths ...string) error {
 	if g.PluginsDir == "" {
 		return nil
 	}
-	return registerPlugins(ctx, g.Catalog, g.PluginsDir, log, pm) // internal/cli/plugins.go
+	return registerPlugins(ctx, g, log, pm, manifestPaths) // internal/cli/plugins.go
 }

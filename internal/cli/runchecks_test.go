@@ -91,7 +91,7 @@ func TestValidateChecksPluginPin(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the example plugin")
 	}
-	dir := pluginsDir(t)
+	dir, _, _ := pluginsDir(t)
 	in := filepath.Join(t.TempDir(), "in.csv")
 	if err := os.WriteFile(in, []byte("sku,price\na,1\n"), 0o644); err != nil {
 		t.Fatal(err)

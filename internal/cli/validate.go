@@ -45,7 +45,7 @@ func validateManifests(ctx context.Context, g *Globals, args []string, asJSON bo
 	if err != nil {
 		return err
 	}
-	if err := g.discoverPlugins(ctx, log); err != nil {
+	if err := g.discoverPlugins(ctx, log, args...); err != nil {
 		return err
 	}
 	stages := newStageFactory(g, log)

@@ -20,6 +20,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -77,6 +78,11 @@ type Options struct {
 	// MaxRestarts is how many consecutive restarts a call attempts before it returns the
 	// failure to its caller (the next call tries again). Default 5.
 	MaxRestarts int
+	// Pins are sha256 sums (hex) of plugin binaries trusted to run, typically the `sha256` pins
+	// of the manifests about to be loaded: Discover runs a binary whose sum is among them.
+	Pins []string
+	// AllowUnpinned lets Discover run binaries that nothing pins. By default it does not.
+	AllowUnpinned bool
 }
 
 func (o Options) withDefaults() Options {
@@ -135,6 +141,7 @@ type Plugin struct {
 // process it started.
 type Host struct {
 	opts Options
+	pins []string // Options.Pins, lower case
 
 	mu      sync.Mutex
 	clients map[*goplugin.Client]struct{}
@@ -143,7 +150,11 @@ type Host struct {
 
 // New returns a Host. It starts nothing.
 func New(opts Options) *Host {
-	return &Host{opts: opts.withDefaults(), clients: map[*goplugin.Client]struct{}{}}
+	h := &Host{opts: opts.withDefaults(), clients: map[*goplugin.Client]struct{}{}}
+	for _, p := range opts.Pins {
+		h.pins = append(h.pins, strings.ToLower(strings.TrimSpace(p)))
+	}
+	return h
 }
 
 // Close kills every plugin process still running. Proxies built by the host fail afterwards.
@@ -170,9 +181,11 @@ type DiscoverError struct {
 func (e *DiscoverError) Error() string { return e.Err.Error() }
 func (e *DiscoverError) Unwrap() error { return e.Err }
 
-// Discover runs every executable file in dir (not its subdirectories) as a plugin and asks it for
-// its specs. A file NAME.sha256 beside a binary pins it: the binary is not run unless its sha256
-// matches. It returns the plugins that answered, sorted by name, and the failures of the others
+// Discover asks the plugin binaries in dir (its executable files, not its subdirectories) for
+// their specs. It runs only pinned binaries: a file NAME.sha256 beside the binary holds its sum
+// (a binary whose sum differs is refused), or Options.Pins holds it, or Options.AllowUnpinned is
+// set. The others are not started; each is reported as an *UnpinnedError (matching ErrUnpinned).
+// Discover returns the plugins that answered, sorted by name, and the failures of the others
 // joined as *DiscoverError values. An empty dir returns nothing.
 func (h *Host) Discover(ctx context.Context, dir string) ([]*Plugin, error) {
 	if dir == "" {
@@ -194,7 +207,7 @@ func (h *Host) Discover(ctx context.Context, dir string) ([]*Plugin, error) {
 			errs = append(errs, &DiscoverError{Path: e.Name(), Err: fmt.Errorf("plugin %s: %w", e.Name(), err)})
 			continue
 		}
-		p, err := h.Inspect(ctx, path)
+		p, err := h.discover(ctx, path)
 		if err != nil {
 			errs = append(errs, &DiscoverError{Path: path, Err: err})
 			continue
@@ -205,18 +218,44 @@ func (h *Host) Discover(ctx context.Context, dir string) ([]*Plugin, error) {
 	return plugins, errors.Join(errs...)
 }
 
-// Inspect starts the plugin binary at path, asks for its specs and stops it. A sidecar file
-// path+".sha256" pins the binary as in Discover.
-func (h *Host) Inspect(ctx context.Context, path string) (*Plugin, error) {
+// discover hashes the binary at path and, when it is pinned, runs it for its specs.
+func (h *Host) discover(ctx context.Context, path string) (*Plugin, error) {
 	sum, err := fileSHA256(path)
 	if err != nil {
 		return nil, err
 	}
-	if pin, err := readSidecar(path + ".sha256"); err != nil {
+	pin, err := readSidecar(path + ".sha256")
+	switch {
+	case err != nil:
 		return nil, err
-	} else if pin != "" && pin != sum {
+	case pin != "" && pin != sum:
 		return nil, &ChecksumError{Path: path, Want: pin, Got: sum}
+	case pin == "" && !h.opts.AllowUnpinned && !slices.Contains(h.pins, sum):
+		return nil, &UnpinnedError{Path: path, SHA256: sum}
 	}
+	return h.inspect(ctx, path, sum)
+}
+
+// ErrUnpinned is matched by the error for a binary that Discover did not run because nothing
+// pins it.
+var ErrUnpinned = errors.New("plugin binary not pinned")
+
+// UnpinnedError names a binary that Discover did not run because nothing pins it, with the sum
+// a pin would have to hold.
+type UnpinnedError struct {
+	Path   string
+	SHA256 string
+}
+
+func (e *UnpinnedError) Error() string {
+	return fmt.Sprintf("plugin %s: not run: nothing pins its sha256 %s", filepath.Base(e.Path), e.SHA256)
+}
+
+// Is makes the error match ErrUnpinned.
+func (e *UnpinnedError) Is(target error) bool { return target == ErrUnpinned }
+
+// inspect starts the plugin binary at path, pinned to sum, asks for its specs and stops it.
+func (h *Host) inspect(ctx context.Context, path, sum string) (*Plugin, error) {
 	p := &Plugin{Name: filepath.Base(path), Path: path, SHA256: sum}
 	pr, err := h.start(ctx, p, sum, nil)
 	if err != nil {

@@ -47,7 +47,8 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// pluginDir returns a fresh directory holding copies of the named test plugins.
+// pluginDir returns a fresh directory holding copies of the named test plugins, each pinned by
+// a NAME.sha256 file beside it.
 func pluginDir(t testing.TB, names ...string) string {
 	t.Helper()
 	dir := t.TempDir()
@@ -59,8 +60,18 @@ func pluginDir(t testing.TB, names ...string) string {
 		if err := os.WriteFile(filepath.Join(dir, n), b, 0o755); err != nil {
 			t.Fatal(err)
 		}
+		pinFile(t, filepath.Join(dir, n))
 	}
 	return dir
+}
+
+// pinFile writes path.sha256 the way sha256sum prints it.
+func pinFile(t testing.TB, path string) {
+	t.Helper()
+	line := fileSum(t, path) + "  " + filepath.Base(path) + "\n"
+	if err := os.WriteFile(path+".sha256", []byte(line), 0o644); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func testLogger(t testing.TB) *slog.Logger {
@@ -102,6 +113,7 @@ func TestDiscover(t *testing.T) {
 	if err := os.WriteFile(notPlugin, []byte("#!/bin/sh\necho hello, I am no plugin\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
+	pinFile(t, notPlugin)
 	if err := os.WriteFile(filepath.Join(dir, "README.txt"), []byte("not executable, ignored"), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -128,6 +140,37 @@ func TestDiscover(t *testing.T) {
 	f, ok := p.Specs[0].Field("count")
 	if !ok || f.Default != int64(1000) || f.Type != connector.TypeInt {
 		t.Fatalf("count field = %+v, want int default 1000", f)
+	}
+}
+
+// An executable that nothing pins is never started: not by Discover, whatever it is. A pin in
+// Options.Pins or AllowUnpinned lets it run.
+func TestDiscoverRunsNothingUnpinned(t *testing.T) {
+	dir := t.TempDir()
+	marker := filepath.Join(t.TempDir(), "started")
+	script := filepath.Join(dir, "intruder")
+	if err := os.WriteFile(script, []byte("#!/bin/sh\ntouch '"+marker+"'\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	sum := fileSum(t, script)
+	started := func() bool {
+		_, err := os.Stat(marker)
+		return err == nil
+	}
+	ps, err := newHost(t, Options{}).Discover(context.Background(), dir)
+	var ue *UnpinnedError
+	if len(ps) != 0 || !errors.As(err, &ue) || !errors.Is(err, ErrUnpinned) || ue.SHA256 != sum || !strings.Contains(err.Error(), "intruder") {
+		t.Fatalf("discover = %v, %v; want an unpinned error naming intruder and its sum", ps, err)
+	}
+	if started() {
+		t.Fatal("discovery started an unpinned executable")
+	}
+	for name, opts := range map[string]Options{"pins": {Pins: []string{strings.ToUpper(sum)}}, "allow": {AllowUnpinned: true}} {
+		os.Remove(marker)
+		_, err := newHost(t, opts).Discover(context.Background(), dir)
+		if !errors.Is(err, ErrNotPlugin) || !started() {
+			t.Fatalf("%s: discover = %v, started %v; want the script run and refused as no plugin", name, err, started())
+		}
 	}
 }
 
@@ -345,7 +388,7 @@ func TestStartFailures(t *testing.T) {
 		}
 	})
 	t.Run("UnsupportedProtocol", func(t *testing.T) {
-		_, err := h.Inspect(context.Background(), filepath.Join(pluginDir(t, "v2"), "v2"))
+		_, err := h.Discover(context.Background(), pluginDir(t, "v2"))
 		if !errors.Is(err, ErrUnsupportedProtocol) || !errors.Is(err, connector.ErrPermanent) || !strings.Contains(err.Error(), "version 2") || !strings.Contains(err.Error(), "supports version 1") {
 			t.Fatalf("inspect = %v; want an unsupported protocol error naming versions 2 and 1", err)
 		}
@@ -355,11 +398,13 @@ func TestStartFailures(t *testing.T) {
 			"exits":  "#!/bin/sh\nexit 3\n",
 			"prints": "#!/bin/sh\necho some other program\n",
 		} {
-			path := filepath.Join(t.TempDir(), name)
+			dir := t.TempDir()
+			path := filepath.Join(dir, name)
 			if err := os.WriteFile(path, []byte(script), 0o755); err != nil {
 				t.Fatal(err)
 			}
-			_, err := h.Inspect(context.Background(), path)
+			pinFile(t, path)
+			_, err := h.Discover(context.Background(), dir)
 			if !errors.Is(err, ErrNotPlugin) || !errors.Is(err, connector.ErrPermanent) {
 				t.Fatalf("%s: inspect = %v; want ErrNotPlugin, permanent", name, err)
 			}

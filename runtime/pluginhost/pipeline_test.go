@@ -62,17 +62,18 @@ func TestPipelineExamplePlugin(t *testing.T) {
 		fmt.Fprintf(&b, "sku-%d,%d.%02d,\"a, b %d\"\n", i, i, i%100, i)
 	}
 	writeFile(t, in, b.String())
+	// The manifest's pin is what lets discovery run the binary (no .sha256 file beside it).
 	manifest := filepath.Join(dir, "p.yaml")
 	writeFile(t, manifest, fmt.Sprintf(`apiVersion: sluice.dev/v1
 kind: Pipeline
 metadata: {name: csv-copy}
 spec:
-  source: {type: "plugin:csv", config: {path: %q, key_column: sku, batch_size: 500}}
+  source: {type: "plugin:csv", config: {path: %q, key_column: sku, batch_size: 500, sha256: %s}}
   sinks:
     - name: out
       type: "plugin:csv"
       config: {path: %q, columns: [sku, price]}
-`, in, out))
+`, in, fileSum(t, filepath.Join(plugins, "sluice-plugin-csv")), out))
 	cmd := exec.Command(bin, "run", "--data-dir", filepath.Join(dir, "data"), "--plugins-dir", plugins, "--admin-addr", "", manifest)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
