@@ -5,9 +5,15 @@ package transform
 
 import (
 	"context"
+	"errors"
 
 	"github.com/sluicehq/sluice/sdk/go/connector"
 )
+
+// ErrBroken is wrapped by the error of a Process call when the stage, not the records, is at
+// fault: for a WASM stage, when its guest calls keep failing whatever records they get. Retrying
+// the batch will not help; the engine stops (or degrades) the pipeline and says so.
+var ErrBroken = errors.New("stage is broken")
 
 // Action is what a stage decided for one input record.
 type Action uint8
@@ -59,8 +65,9 @@ type Result struct {
 // the implementation documents otherwise; a stage that wants parallelism pools internally.
 //
 // An error from Process means the batch as a whole could not be processed (after the stage's own
-// retries and bisection); the engine then stops the pipeline. Records a stage could isolate as
-// poison are returned as Rejected instead.
+// retries and bisection); the engine then stops the pipeline. An error wrapping ErrBroken says the
+// stage itself is unusable. Records a stage could isolate as poison are returned as Rejected
+// instead.
 type Stage interface {
 	Name() string
 	Process(ctx context.Context, in []connector.Record) (Result, error)

@@ -84,10 +84,11 @@ type Stats struct {
 	InvalidResults   uint64 // failed guest calls: result frame broke the ABI
 	InstanceRestarts uint64 // instances discarded and replaced
 	Overruns         uint64 // trusted mode: calls that ran past their deadline
+	Broken           uint64 // Process calls that failed with transform.ErrBroken
 }
 
 type stageStats struct {
-	batches, frames, in, out, rejected, poison, traps, timeouts, memory, guestErrors, invalid, restarts, overruns atomic.Uint64
+	batches, frames, in, out, rejected, poison, traps, timeouts, memory, guestErrors, invalid, restarts, overruns, broken atomic.Uint64
 }
 
 // Stage is a transform stage backed by a pool of instances of one module. It implements
@@ -113,6 +114,9 @@ type Stage struct {
 	done   chan struct{}
 	closed atomic.Bool
 	stats  stageStats
+	// failStreak carries the failed calls since the last successful one from a frame to the next
+	// (brokenStreak).
+	failStreak atomic.Int64
 
 	mu      sync.Mutex
 	all     map[*instance]struct{}
@@ -215,6 +219,7 @@ func (s *Stage) Stats() Stats {
 		RecordsRejected: c.rejected.Load(), Poison: c.poison.Load(), Traps: c.traps.Load(),
 		Timeouts: c.timeouts.Load(), MemoryFaults: c.memory.Load(), GuestErrors: c.guestErrors.Load(),
 		InvalidResults: c.invalid.Load(), InstanceRestarts: c.restarts.Load(), Overruns: c.overruns.Load(),
+		Broken: c.broken.Load(),
 	}
 }
 
@@ -301,7 +306,9 @@ const parallelMinRecords = 256
 // invalid result) discards the instance and is retried once on a fresh one; if it fails again the
 // frame is bisected and records that fail alone come back as Rejected with a host code
 // (CodeTrap, ...). An error means the batch could not be processed at all: ctx was cancelled, the
-// stage was closed, or no replacement instance could be created. Safe for concurrent use.
+// stage was closed, no replacement instance could be created, or the module is broken (an error
+// wrapping transform.ErrBroken: eight guest calls in a row failed, or more than 8·(2+⌈log2 n⌉) of
+// one batch of n records did). Safe for concurrent use.
 func (s *Stage) Process(ctx context.Context, batch []connector.Record) (transform.Result, error) {
 	if s.closed.Load() {
 		return transform.Result{}, fmt.Errorf("transform %q: %w", s.name, ErrClosed)
@@ -311,12 +318,13 @@ func (s *Stage) Process(ctx context.Context, batch []connector.Record) (transfor
 	if k := s.cfg.Instances; k > 1 && len(batch) >= 2*parallelMinRecords && len(ends) < k {
 		ends = subdivide(ends, k, parallelMinRecords)
 	}
+	bf := &batchFailures{budget: failureBudget(len(batch))}
 	var res transform.Result
 	if len(ends) <= 1 || s.cfg.Instances == 1 {
 		res.Actions = make([]transform.Action, 0, len(batch))
 		lo := 0
 		for _, hi := range ends {
-			if err := s.processChunk(ctx, batch[lo:hi], lo, &res); err != nil {
+			if err := s.processChunk(ctx, batch[lo:hi], lo, &res, bf); err != nil {
 				return transform.Result{}, fmt.Errorf("transform %q: %w", s.name, err)
 			}
 			lo = hi
@@ -333,7 +341,7 @@ func (s *Stage) Process(ctx context.Context, batch []connector.Record) (transfor
 			go func(i, lo, hi int) {
 				defer func() { <-sem; wg.Done() }()
 				parts[i].Actions = make([]transform.Action, 0, hi-lo)
-				errs[i] = s.processChunk(ctx, batch[lo:hi], lo, &parts[i])
+				errs[i] = s.processChunk(ctx, batch[lo:hi], lo, &parts[i], bf)
 			}(i, lo, hi)
 			lo = hi
 		}
