@@ -100,7 +100,8 @@ type docDecoder struct {
 	errs   int
 	nodes  int
 	depth  int
-	budget bool // reported the node budget already
+	budget  bool // reported the node budget already
+	aliased bool // followed an alias
 	// secrets holds every secret value seen in the document; its diagnostics are redacted with them.
 	secrets []string
 	// sinkFrom holds the position of each sink's from: (or of the sink), parallel to Pipeline.Sinks.
@@ -130,12 +131,19 @@ func (d *docDecoder) resolve(n *yaml.Node) *yaml.Node {
 			return nil
 		}
 		n = n.Alias
+		d.aliased = true
 	}
 	d.nodes++
 	if d.nodes > maxNodes {
 		if !d.budget {
 			d.budget = true
-			d.errorf(n, "split the document, or use fewer aliases", "document too large: more than %d values after expanding aliases", maxNodes)
+			if d.aliased {
+				d.errorf(n, "each use of an alias (*name) counts the values it refers to again: use fewer aliases, or split the document",
+					"document too large: more than %d values after expanding aliases", maxNodes)
+			} else {
+				d.errorf(n, "give each pipeline its own document (separated by ---) or file; one pipeline needs far fewer values",
+					"document too large: more than %d values", maxNodes)
+			}
 		}
 		return nil
 	}

@@ -177,15 +177,22 @@ func (l *loader) expandPath(p string) []string {
 // loadBytes decodes every document of one file.
 func (l *loader) loadBytes(file string, data []byte) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
-	for {
+	for docs := 0; ; docs++ {
 		var doc yaml.Node
 		err := dec.Decode(&doc)
 		if errors.Is(err, io.EOF) {
+			if docs == 0 {
+				l.diags = append(l.diags, emptyFileDiagnostic(file, data))
+			}
 			return
 		}
 		if err != nil {
 			l.diags = append(l.diags, syntaxDiagnostic(file, data, err))
 			return
+		}
+		if emptyDocument(&doc) {
+			docs--
+			continue
 		}
 		d := &docDecoder{l: l, file: file, dir: filepath.Dir(file)}
 		first := len(l.diags)
@@ -199,6 +206,24 @@ func (l *loader) loadBytes(file string, data []byte) {
 			l.diags[i].Hint = Redact(l.diags[i].Hint, d.secrets)
 		}
 	}
+}
+
+// emptyDocument reports whether a document holds nothing (only comments, or an explicit null).
+func emptyDocument(doc *yaml.Node) bool {
+	if doc.Kind == yaml.DocumentNode {
+		return len(doc.Content) == 0 || isNull(doc.Content[0])
+	}
+	return doc.Kind == 0
+}
+
+// emptyFileDiagnostic reports a manifest file without any document.
+func emptyFileDiagnostic(file string, data []byte) Diagnostic {
+	msg := "the file is empty: no Pipeline documents"
+	if len(bytes.TrimSpace(data)) > 0 {
+		msg = "no Pipeline documents: the file holds only comments or empty documents"
+	}
+	return Diagnostic{Pos: Pos{File: file}, Message: msg,
+		Hint: "a manifest is one or more YAML documents with apiVersion: " + APIVersion + ", kind: Pipeline, metadata: {name: ...} and spec: {source: ..., sinks: [...]}; `sluice components` lists the source and sink types"}
 }
 
 var yamlLineRe = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)

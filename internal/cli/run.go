@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"sync"
+	"strings"
 	"syscall"
 	"time"
 
@@ -72,7 +73,7 @@ func runPipelines(parent context.Context, g *Globals, args []string, drain time.
 		return &exitError{code: 1, msg: fmt.Sprintf("%d problem(s) in the manifests; nothing was run", len(diags))}
 	}
 	if len(specs) == 0 {
-		return &exitError{code: 1, msg: "no pipelines found in " + fmt.Sprint(args)}
+		return &exitError{code: 1, msg: "no pipelines found in " + strings.Join(args, ", ")}
 	}
 	store, err := checkpoint.Open(g.DataDir)
 	if err != nil {

@@ -118,3 +118,16 @@ spec:
 		}
 	}
 }
+
+// TestEmptyManifest checks that validate and run say an empty file holds no Pipeline documents,
+// naming the file once as a path (it used to be "no pipelines found in [x.yaml]").
+func TestEmptyManifest(t *testing.T) {
+	path := writeManifest(t, "# nothing yet\n")
+	for _, cmd := range []string{"validate", "run"} {
+		out, err := runCLIStderr(t, cmd, "--admin-addr", "", path)
+		want := path + ": no Pipeline documents: the file holds only comments or empty documents\n    hint: a manifest is one or more YAML documents with apiVersion: sluice.dev/v1"
+		if exitCode(err) != 1 || !strings.Contains(out, want) || strings.Contains(out+err.Error(), "["+path+"]") {
+			t.Errorf("%s: exit %d, err %v, output:\n%s\nwant %q", cmd, exitCode(err), err, out, want)
+		}
+	}
+}
