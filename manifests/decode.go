@@ -94,12 +94,12 @@ func (c *collector) field(l loc, p Pos) {
 
 // docDecoder decodes one YAML document, reporting problems to the loader.
 type docDecoder struct {
-	l      *loader
-	file   string
-	dir    string
-	errs   int
-	nodes  int
-	depth  int
+	l       *loader
+	file    string
+	dir     string
+	errs    int
+	nodes   int
+	depth   int
 	budget  bool // reported the node budget already
 	aliased bool // followed an alias
 	// secrets holds every secret value seen in the document; its diagnostics are redacted with them.
