@@ -90,7 +90,8 @@ spec:
 	}
 	code, metrics := get(t, "http://"+addr+"/metrics")
 	for _, want := range []string{`sluice_records_in_total{component="source",pipeline="gen"}`, `sluice_records_out_total{component="out",pipeline="gen"}`,
-		`sluice_batch_duration_seconds_bucket{component="out",pipeline="gen"`, `sluice_inflight_records{pipeline="gen"}`, `sluice_checkpoint_age_seconds{pipeline="gen"}`} {
+		`sluice_batch_duration_seconds_bucket{component="out",pipeline="gen"`, `sluice_inflight_records{pipeline="gen"}`, `sluice_checkpoint_timestamp_seconds{pipeline="gen"}`,
+		`sluice_oldest_inflight_seconds{pipeline="gen"}`, `sluice_pipeline_ready{pipeline="gen"} 1`} {
 		if code != 200 || !strings.Contains(metrics, want) {
 			t.Fatalf("/metrics (%d) lacks %s", code, want)
 		}

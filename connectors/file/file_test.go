@@ -174,3 +174,26 @@ func TestSinkAppendsAndCutsTornLine(t *testing.T) {
 		t.Fatalf("file = %q", b)
 	}
 }
+
+// Defect 10: a failed write said "write X: write X: no space left on device".
+func TestSinkErrorNamesTheOperationOnce(t *testing.T) {
+	if _, err := os.Stat("/dev/full"); err != nil {
+		t.Skip("no /dev/full on this system")
+	}
+	s, err := file.NewSink(connector.Config{"path": "/dev/full", "fsync": true}, connector.Env{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := s.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(ctx)
+	err = s.Write(ctx, []connector.Record{{Value: []byte("x")}})
+	if err == nil || !strings.Contains(err.Error(), "no space left on device") {
+		t.Fatalf("write to /dev/full: %v", err)
+	}
+	if n := strings.Count(err.Error(), "write /dev/full"); n != 1 {
+		t.Fatalf("%q names the write %d times, want once", err, n)
+	}
+}

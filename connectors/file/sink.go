@@ -115,11 +115,11 @@ func (s *Sink) Write(_ context.Context, records []connector.Record) error {
 		s.buf = append(s.buf, '\n')
 	}
 	if _, err := s.f.Write(s.buf); err != nil {
-		return s.undo(fmt.Errorf("file sink: write %s: %w", s.path, err))
+		return s.undo(fmt.Errorf("file sink: %w", err)) // an *os.PathError: "write PATH: ..."
 	}
 	if s.fsync {
 		if err := s.f.Sync(); err != nil {
-			return s.undo(fmt.Errorf("file sink: sync %s: %w", s.path, err))
+			return s.undo(fmt.Errorf("file sink: %w", err)) // "sync PATH: ..."
 		}
 	}
 	s.end += int64(len(s.buf))

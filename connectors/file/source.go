@@ -61,7 +61,10 @@ type Source struct {
 	closeErr error
 }
 
-var _ connector.Source = (*Source)(nil)
+var (
+	_ connector.Source        = (*Source)(nil)
+	_ connector.BacklogSource = (*Source)(nil)
+)
 
 // NewSource builds a file source from its configuration. It does no I/O.
 func NewSource(cfg connector.Config, _ connector.Env) (*Source, error) {
@@ -129,7 +132,7 @@ func (s *Source) Read(ctx context.Context) ([]connector.Record, error) {
 		n, err := s.f.ReadAt(buf[len(s.pending):], s.offset+int64(len(s.pending)))
 		data := buf[:len(s.pending)+n]
 		if err != nil && !errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("file source: read %s: %w", s.path, err)
+			return nil, fmt.Errorf("file source: %w", err) // an *os.PathError: "read PATH: ..."
 		}
 		atEOF := errors.Is(err, io.EOF)
 		recs, used := s.split(data, atEOF && !s.follow)
@@ -194,6 +197,27 @@ func (s *Source) split(data []byte, final bool) ([]connector.Record, int) {
 		used = next
 	}
 	return recs, used
+}
+
+// Backlog reports the bytes of the file after the given position (after everything, when the
+// file shrank below it and will be read again from its start). The number of records (lines) is
+// unknown without reading them: it is reported as -1.
+func (s *Source) Backlog(_ context.Context, after []connector.Position) ([]connector.Backlog, error) {
+	st, err := os.Stat(s.path)
+	if err != nil {
+		return nil, fmt.Errorf("file source: backlog: %w", err)
+	}
+	var offset int64
+	for _, p := range after {
+		if p.Partition == s.path {
+			offset = p.Offset
+		}
+	}
+	behind := st.Size() - offset
+	if behind < 0 {
+		behind = st.Size()
+	}
+	return []connector.Backlog{{Partition: s.path, Records: -1, Bytes: behind}}, nil
 }
 
 // Ack has nothing to commit upstream: the checkpoint store holds the offsets.

@@ -61,7 +61,10 @@ type Source struct {
 	startSeq   int64
 }
 
-var _ connector.Source = (*Source)(nil)
+var (
+	_ connector.Source        = (*Source)(nil)
+	_ connector.BacklogSource = (*Source)(nil)
+)
 
 // New builds a generate source. It does no I/O.
 func New(cfg connector.Config, _ connector.Env) (*Source, error) {
@@ -104,6 +107,21 @@ func (s *Source) Open(_ context.Context, resume []connector.Position) error {
 	}
 	s.start, s.startSeq = time.Now(), s.seq
 	return nil
+}
+
+// Backlog reports, for a bounded source (count set), the records left after the given position.
+// An unbounded source has no end and reports nothing.
+func (s *Source) Backlog(_ context.Context, after []connector.Position) ([]connector.Backlog, error) {
+	if s.count == 0 {
+		return nil, nil
+	}
+	var done int64
+	for _, p := range after {
+		if p.Partition == "generate" {
+			done = p.Offset
+		}
+	}
+	return []connector.Backlog{{Partition: "generate", Records: max(0, s.count-done), Bytes: -1}}, nil
 }
 
 // Read renders the next batch, waiting as the rate requires.

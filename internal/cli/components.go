@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -24,30 +25,24 @@ func init() {
 				if err := g.loadPlugins(cmd.Context()); err != nil {
 					return err
 				}
-				w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-				fmt.Fprintln(w, "KIND\tNAME\tSUMMARY")
-				for _, c := range g.Catalog.Components() {
-					fmt.Fprintf(w, "%s\t%s\t%s\n", c.Spec.Kind, c.Spec.Name, c.Spec.Summary)
-				}
-				if err := w.Flush(); err != nil {
-					return err
-				}
-				fmt.Fprintln(cmd.OutOrStdout(), "\n`sluice docs NAME` prints the reference of one of them.")
-				return nil
+				return listComponents(cmd.OutOrStdout(), g.Catalog)
 			},
 		}
 	})
 	addCommand(func(g *Globals) *cobra.Command {
 		return &cobra.Command{
-			Use:   "docs NAME",
+			Use:   "docs [NAME]",
 			Short: "Print the reference of a source or sink (NAME, source/NAME or sink/NAME)",
 			Long: "Docs prints the markdown reference of a component: what it does, every configuration field with\n" +
 				"its type, default and allowed values, and an example. When NAME is both a source and a sink, both\n" +
-				"are printed; source/NAME or sink/NAME picks one.",
-			Args: cobra.ExactArgs(1),
+				"are printed; source/NAME or sink/NAME picks one. Without NAME it lists the components.",
+			Args: cobra.MaximumNArgs(1),
 			RunE: func(cmd *cobra.Command, args []string) error {
 				if err := g.loadPlugins(cmd.Context()); err != nil {
 					return err
+				}
+				if len(args) == 0 {
+					return listComponents(cmd.OutOrStdout(), g.Catalog)
 				}
 				specs, err := findComponents(g.Catalog, args[0])
 				if err != nil {
@@ -64,6 +59,20 @@ func init() {
 			},
 		}
 	})
+}
+
+// listComponents prints a table of the catalog's components and how to read one's reference.
+func listComponents(out io.Writer, cat *catalog.Catalog) error {
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "KIND\tNAME\tSUMMARY")
+	for _, c := range cat.Components() {
+		fmt.Fprintf(w, "%s\t%s\t%s\n", c.Spec.Kind, c.Spec.Name, c.Spec.Summary)
+	}
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	_, err := fmt.Fprintln(out, "\n`sluice docs NAME` prints the reference of one of them.")
+	return err
 }
 
 // loadPlugins registers the plugin components of --plugins-dir, logging to stderr.

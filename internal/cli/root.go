@@ -65,7 +65,7 @@ func newRoot(cat *catalog.Catalog) *cobra.Command {
 	}
 	pf := root.PersistentFlags()
 	pf.StringVar(&g.DataDir, "data-dir", defaultDataDir(), "directory for checkpoints, state and caches")
-	pf.StringVar(&g.AdminAddr, "admin-addr", "127.0.0.1:9464", "address of the admin HTTP server (/healthz, /readyz, /metrics); empty disables it")
+	pf.StringVar(&g.AdminAddr, "admin-addr", "127.0.0.1:9464", "address of the admin HTTP server (/healthz, /readyz, /metrics, /pipelines); empty disables it")
 	pf.StringVar(&g.LogLevel, "log-level", "info", "debug, info, warn or error")
 	pf.StringVar(&g.LogFormat, "log-format", "text", "text or json")
 	pf.StringVar(&g.PluginsDir, "plugins-dir", "", "directory holding connector plugin binaries")

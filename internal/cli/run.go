@@ -19,12 +19,13 @@ import (
 	"github.com/sluicehq/sluice/runtime/checkpoint"
 	"github.com/sluicehq/sluice/runtime/engine"
 	"github.com/sluicehq/sluice/runtime/metrics"
+	"github.com/sluicehq/sluice/runtime/pipeline"
 	"github.com/sluicehq/sluice/runtime/pluginhost"
 )
 
 func init() {
 	addCommand(func(g *Globals) *cobra.Command {
-		var drain time.Duration
+		var drain, stuckAfter time.Duration
 		var reset bool
 		cmd := &cobra.Command{
 			Use:   "run MANIFEST_OR_DIR...",
@@ -35,16 +36,24 @@ func init() {
 				"nothing is lost either way: an undelivered record is read again on the next run with the same --data-dir.",
 			Args: cobra.MinimumNArgs(1),
 			RunE: func(cmd *cobra.Command, args []string) error {
-				return runPipelines(cmd.Context(), g, args, drain, reset)
+				return runPipelines(cmd.Context(), g, args, runFlags{drain: drain, stuckAfter: stuckAfter, reset: reset})
 			},
 		}
-		cmd.Flags().DurationVar(&drain, "drain-timeout", 30*time.Second, "how long a graceful stop may take to deliver what is in flight")
+		cmd.Flags().DurationVar(&drain, "drain-timeout", pipeline.DefaultDrainTimeout, "how long a graceful stop may take to deliver what is in flight")
+		cmd.Flags().DurationVar(&stuckAfter, "stuck-after", pipeline.DefaultStuckAfter,
+			"how long a sink may keep failing, or a stage hold one batch, before /readyz reports the pipeline not ready")
 		cmd.Flags().BoolVar(&reset, "reset", false, "forget the pipelines' checkpoints and start their sources from the beginning")
 		return cmd
 	})
 }
 
-func runPipelines(parent context.Context, g *Globals, args []string, drain time.Duration, reset bool) error {
+// runFlags are the flags of `sluice run`.
+type runFlags struct {
+	drain, stuckAfter time.Duration
+	reset             bool
+}
+
+func runPipelines(parent context.Context, g *Globals, args []string, f runFlags) error {
 	if parent == nil {
 		parent = context.Background()
 	}
@@ -82,13 +91,17 @@ func runPipelines(parent context.Context, g *Globals, args []string, drain time.
 	defer store.Close()
 	var pipes []*engine.Pipeline
 	for _, s := range specs {
-		if reset {
+		if f.reset {
 			if err := store.Reset(s.Name); err != nil {
 				return err
 			}
 		}
-		p, err := engine.New(s.Config(), engine.Options{Catalog: g.Catalog, Logger: log, Metrics: m, Checkpoints: store, DataDir: g.DataDir,
-			NewStage: stages.New, DrainTimeout: drain})
+		cfg := s.Config()
+		if cfg.StuckAfter == 0 {
+			cfg.StuckAfter = f.stuckAfter
+		}
+		p, err := engine.New(cfg, engine.Options{Catalog: g.Catalog, Logger: log, Metrics: m, Checkpoints: store, DataDir: g.DataDir,
+			NewStage: stages.New, DrainTimeout: f.drain})
 		if err != nil {
 			return err
 		}
@@ -99,12 +112,13 @@ func runPipelines(parent context.Context, g *Globals, args []string, drain time.
 		srv, err := admin.Start(g.AdminAddr, m.Handler(), func() []admin.Pipeline {
 			out := make([]admin.Pipeline, len(pipes))
 			for i, p := range pipes {
-				out[i] = p
+				st := p.Status()
+				out[i] = admin.Pipeline{Name: p.Name(), State: string(st.State), Ready: st.Ready, Reason: st.Reason}
 			}
 			return out
 		}, log)
 		if err != nil {
-			return err
+			return adminListenError(err)
 		}
 		log.Info("admin server listening", "addr", srv.Addr())
 		defer srv.Close(context.Background())
@@ -146,4 +160,13 @@ func (g *Globals) discoverPluginsWith(ctx context.Context, log *slog.Logger, pm 
 		return nil
 	}
 	return registerPlugins(ctx, g, log, pm, manifestPaths) // internal/cli/plugins.go
+}
+
+// adminListenError adds the way out to an admin server that cannot listen because the address is
+// taken.
+func adminListenError(err error) error {
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return fmt.Errorf("%w; another process uses this address: choose another with --admin-addr HOST:PORT, or disable the admin server with --admin-addr \"\"", err)
+	}
+	return err
 }

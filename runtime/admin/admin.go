@@ -13,10 +13,13 @@ import (
 	"time"
 )
 
-// Pipeline is what the admin API needs to know of a running pipeline.
-type Pipeline interface {
-	Name() string
-	Ready() bool
+// Pipeline is what the admin API reports of one pipeline.
+type Pipeline struct {
+	Name  string `json:"name"`
+	State string `json:"state"`
+	Ready bool   `json:"ready"`
+	// Reason says why the pipeline is not ready; empty when it is.
+	Reason string `json:"reason,omitempty"`
 }
 
 // Server is the admin HTTP server.
@@ -28,9 +31,11 @@ type Server struct {
 
 // Start listens on addr and serves in the background:
 //   - GET /healthz: 200 while the process runs;
-//   - GET /readyz: 200 when every pipeline is ready, else 503 with the ones that are not;
+//   - GET /readyz: 200 when every pipeline is ready, else 503 with the ones that are not and why;
 //   - GET /metrics: Prometheus metrics from the given handler;
-//   - GET /pipelines: JSON list of pipelines and their readiness.
+//   - GET /pipelines: JSON list of pipelines: name, state, ready and the reason when not ready.
+//
+// pipelines is called on every request and must be safe for concurrent use.
 func Start(addr string, metrics http.Handler, pipelines func() []Pipeline, log *slog.Logger) (*Server, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -42,30 +47,33 @@ func Start(addr string, metrics http.Handler, pipelines func() []Pipeline, log *
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		var notReady []string
+		var notReady []Pipeline
 		ps := pipelines()
 		for _, p := range ps {
-			if !p.Ready() {
-				notReady = append(notReady, p.Name())
+			if !p.Ready {
+				notReady = append(notReady, p)
 			}
 		}
 		w.Header().Set("Content-Type", "text/plain")
-		if len(ps) == 0 || len(notReady) > 0 {
+		if len(ps) == 0 {
 			w.WriteHeader(http.StatusServiceUnavailable)
-			fmt.Fprintf(w, "not ready: %v\n", notReady)
+			fmt.Fprintln(w, "not ready: no pipelines")
+			return
+		}
+		if len(notReady) > 0 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			for _, p := range notReady {
+				fmt.Fprintf(w, "not ready: %s: %s\n", p.Name, p.Reason)
+			}
 			return
 		}
 		fmt.Fprintln(w, "ready")
 	})
 	mux.Handle("GET /metrics", metrics)
 	mux.HandleFunc("GET /pipelines", func(w http.ResponseWriter, _ *http.Request) {
-		type item struct {
-			Name  string `json:"name"`
-			Ready bool   `json:"ready"`
-		}
-		var out []item
-		for _, p := range pipelines() {
-			out = append(out, item{p.Name(), p.Ready()})
+		out := pipelines()
+		if out == nil {
+			out = []Pipeline{}
 		}
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(out)

@@ -29,8 +29,20 @@ type Metrics struct {
 	// InFlightRecords and InFlightBytes are the records between source and sinks (queue depth).
 	InFlightRecords *prometheus.GaugeVec
 	InFlightBytes   *prometheus.GaugeVec
-	// CheckpointAge is the time since the pipeline's last durable checkpoint.
-	CheckpointAge *prometheus.GaugeVec
+	// CheckpointTime is the Unix time of the pipeline's last durable checkpoint. The time since
+	// it grows while the pipeline is idle, so it is not lag: OldestInFlight and the backlog are.
+	CheckpointTime *prometheus.GaugeVec
+	// OldestInFlight is the age of the oldest record read and not yet delivered; 0 when none is.
+	OldestInFlight *prometheus.GaugeVec
+	// BacklogRecords and BacklogBytes are, per source partition, what lies between the last
+	// checkpointed position and the source's end, for sources that report it
+	// (connector.BacklogSource).
+	BacklogRecords *prometheus.GaugeVec
+	BacklogBytes   *prometheus.GaugeVec
+	// PipelineReady is 1 while the pipeline runs and nothing is stuck (as /readyz says).
+	PipelineReady *prometheus.GaugeVec
+	// StagesBroken counts pipelines stopped because a transform reported itself broken.
+	StagesBroken *prometheus.CounterVec
 	// Retries counts sink write retries.
 	Retries *prometheus.CounterVec
 	// PipelineUp is 1 while a pipeline runs.
@@ -51,12 +63,24 @@ func New() *Metrics {
 			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10)}, pc),
 		InFlightRecords: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "sluice_inflight_records", Help: "Records between the source and the sinks."}, []string{"pipeline"}),
 		InFlightBytes:   prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "sluice_inflight_bytes", Help: "Bytes of records between the source and the sinks."}, []string{"pipeline"}),
-		CheckpointAge:   prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "sluice_checkpoint_age_seconds", Help: "Seconds since the pipeline's last durable checkpoint."}, []string{"pipeline"}),
-		Retries:         prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_sink_retries_total", Help: "Sink write retries."}, pc),
-		PipelineUp:      prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "sluice_pipeline_up", Help: "1 while the pipeline runs."}, []string{"pipeline"}),
+		CheckpointTime: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "sluice_checkpoint_timestamp_seconds",
+			Help: "Unix time of the pipeline's last durable checkpoint. The time since it grows while the pipeline is idle: it is not lag (see sluice_oldest_inflight_seconds and sluice_source_backlog_records)."}, []string{"pipeline"}),
+		OldestInFlight: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "sluice_oldest_inflight_seconds",
+			Help: "Age of the oldest record read from the source and not yet delivered to every sink; 0 when nothing is in flight."}, []string{"pipeline"}),
+		BacklogRecords: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "sluice_source_backlog_records",
+			Help: "Records between the last checkpointed position and the source's end, per partition (sources that can tell)."}, []string{"pipeline", "partition"}),
+		BacklogBytes: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "sluice_source_backlog_bytes",
+			Help: "Bytes between the last checkpointed position and the source's end, per partition (sources that can tell)."}, []string{"pipeline", "partition"}),
+		PipelineReady: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "sluice_pipeline_ready",
+			Help: "1 while the pipeline runs and no sink has kept failing nor any stage held a batch longer than its stuck_after."}, []string{"pipeline"}),
+		StagesBroken: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_transform_broken_total",
+			Help: "Times a pipeline was stopped because a transform reported itself broken (it fails whatever records it is given)."}, pc),
+		Retries:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_sink_retries_total", Help: "Sink write retries."}, pc),
+		PipelineUp: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "sluice_pipeline_up", Help: "1 while the pipeline runs."}, []string{"pipeline"}),
 	}
 	m.Registry.MustRegister(m.RecordsIn, m.RecordsOut, m.RecordsRejected, m.RecordsFailed, m.DeadLetters, m.BatchSeconds,
-		m.InFlightRecords, m.InFlightBytes, m.CheckpointAge, m.Retries, m.PipelineUp,
+		m.InFlightRecords, m.InFlightBytes, m.CheckpointTime, m.OldestInFlight, m.BacklogRecords, m.BacklogBytes,
+		m.PipelineReady, m.StagesBroken, m.Retries, m.PipelineUp,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

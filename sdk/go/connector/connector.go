@@ -144,3 +144,25 @@ func (e *BatchError) Error() string {
 // ErrPermanent marks an error that retrying cannot fix (bad credentials, a missing table). Wrap
 // it with fmt.Errorf("...: %w", connector.ErrPermanent) to stop the runtime from retrying.
 var ErrPermanent = errors.New("permanent error")
+
+// Backlog is how much of one source partition lies after a position, up to the source's current
+// end.
+type Backlog struct {
+	Partition string
+	// Records after the position; -1 when the source cannot tell.
+	Records int64
+	// Bytes after the position; -1 when the source cannot tell.
+	Bytes int64
+}
+
+// BacklogSource is implemented by sources that can tell how far a position is from their end,
+// so the runtime can export lag per partition (sluice_source_backlog_records and _bytes).
+//
+// The runtime calls Backlog every few seconds, concurrently with Read and Ack, with the last
+// checkpointed position of each partition it knows (none for a partition not yet checkpointed,
+// which counts from the beginning the source would start at). It must be cheap (a stat, a
+// metadata request; never reading the data), bounded by ctx, and must not change what Read
+// returns. Partitions the source has but the runtime has not named are reported too.
+type BacklogSource interface {
+	Backlog(ctx context.Context, after []Position) ([]Backlog, error)
+}

@@ -1,0 +1,93 @@
+package engine
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/sluicehq/sluice/sdk/go/connector"
+)
+
+// complete finishes one delivery of a batch; the last one finishes the batch.
+func (r *run) complete(b *batch) {
+	if b.pending.Add(-1) == 0 {
+		r.finish(b)
+	}
+}
+
+// finish releases a delivered batch's positions and budget, and checks the failure limit.
+func (r *run) finish(b *batch) {
+	if err := r.failures.add(int(b.records), int(b.failed.Load())); err != nil {
+		r.fatal(err)
+		return
+	}
+	if err := r.tracker.Done(b.id); err != nil {
+		r.fatal(err)
+		return
+	}
+	r.inflight.done(b.id)
+	r.budget.release(b.records, b.bytes)
+	select {
+	case r.commitSig <- struct{}{}:
+	default:
+	}
+}
+
+// committer saves released positions and then acks the source, coalescing bursts of completions
+// into one durable write. It returns when commitSig is closed, after a last commit.
+func (r *run) committer() {
+	for range r.commitSig {
+		r.commit()
+	}
+	r.commit()
+}
+
+// commit saves the positions released since the last commit, then acks the source.
+func (r *run) commit() {
+	p := r.p
+	ps := r.tracker.Take()
+	if len(ps) == 0 {
+		return
+	}
+	if err := p.opts.Checkpoints.Save(p.spec.Name, ps); err != nil {
+		r.fatal(err)
+		return
+	}
+	r.committed.set(ps)
+	p.m.CheckpointTime.WithLabelValues(p.spec.Name).Set(float64(p.opts.Clock().UnixNano()) / 1e9)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := p.source.Ack(ctx, ps); err != nil {
+		// The checkpoint store holds the truth; a failed upstream commit only means the
+		// source system shows an older position until the next ack.
+		p.log.Warn("source ack failed", "err", err)
+	}
+}
+
+// committedPositions is the last checkpointed position of each partition, for the lag metrics.
+type committedPositions struct {
+	mu sync.Mutex
+	m  map[string]connector.Position
+}
+
+func newCommittedPositions() *committedPositions {
+	return &committedPositions{m: map[string]connector.Position{}}
+}
+
+func (c *committedPositions) set(ps []connector.Position) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, p := range ps {
+		c.m[p.Partition] = p
+	}
+}
+
+func (c *committedPositions) list() []connector.Position {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]connector.Position, 0, len(c.m))
+	for _, p := range c.m {
+		out = append(out, p)
+	}
+	return out
+}

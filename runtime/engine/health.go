@@ -1,0 +1,147 @@
+package engine
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+)
+
+// State is where a pipeline is in its life.
+type State string
+
+// Pipeline states.
+const (
+	StateStarting State = "starting" // building stages, opening components
+	StateRunning  State = "running"
+	StateDraining State = "draining" // stop requested: delivering what is in flight
+	StateStopped  State = "stopped"  // stopped on request, everything in flight delivered
+	StateFinished State = "finished" // bounded source exhausted, everything delivered
+	StateFailed   State = "failed"   // stopped by an error; Reason holds it
+)
+
+// Status is what readiness and the admin API report of a pipeline.
+type Status struct {
+	State State `json:"state"`
+	// Ready is true while the pipeline runs and nothing is stuck.
+	Ready bool `json:"ready"`
+	// Reason says why the pipeline is not ready: the error that stopped it, the sink that keeps
+	// failing or the stage holding a batch. Empty when ready.
+	Reason string `json:"reason,omitempty"`
+}
+
+// health tracks a pipeline's state and its busy components (transforms in a Process call, sinks
+// in a write with its retries), so that readiness can tell a stuck pipeline from a busy one.
+type health struct {
+	now        func() time.Time
+	stuckAfter time.Duration
+
+	mu    sync.Mutex
+	state State
+	err   string
+	busy  map[string]*activity
+}
+
+type activity struct {
+	since     time.Time // start of the current call or write
+	failSince time.Time // first failure of the current write; zero while it has not failed
+	lastErr   string
+}
+
+func newHealth(now func() time.Time, stuckAfter time.Duration) *health {
+	return &health{now: now, stuckAfter: stuckAfter, state: StateStarting, busy: map[string]*activity{}}
+}
+
+func (h *health) setState(s State) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.state = s
+}
+
+func (h *health) running()  { h.setState(StateRunning) }
+func (h *health) draining() { h.setState(StateDraining) }
+
+// finish records how Run ended.
+func (h *health) finish(err error, stopped bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	switch {
+	case err != nil:
+		h.state, h.err = StateFailed, err.Error()
+	case stopped:
+		h.state = StateStopped
+	default:
+		h.state = StateFinished
+	}
+	clear(h.busy)
+}
+
+// begin marks a component busy with one batch.
+func (h *health) begin(component string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.busy[component] = &activity{since: h.now()}
+}
+
+// failing records that the component's current batch failed and is being retried.
+func (h *health) failing(component string, err error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	a := h.busy[component]
+	if a == nil {
+		return
+	}
+	if a.failSince.IsZero() {
+		a.failSince = h.now()
+	}
+	a.lastErr = err.Error()
+}
+
+// end marks a component done with its batch.
+func (h *health) end(component string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	delete(h.busy, component)
+}
+
+func (h *health) status() Status {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	switch h.state {
+	case StateFailed:
+		return Status{State: h.state, Reason: h.err}
+	case StateRunning:
+	default:
+		return Status{State: h.state, Reason: "pipeline is " + string(h.state)}
+	}
+	if reason := h.stuckLocked(); reason != "" {
+		return Status{State: h.state, Reason: reason}
+	}
+	return Status{State: h.state, Ready: true}
+}
+
+// stuckLocked describes the components stuck for longer than stuckAfter, failing ones first.
+func (h *health) stuckLocked() string {
+	now := h.now()
+	names := make([]string, 0, len(h.busy))
+	for n := range h.busy {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var failing, slow []string
+	for _, n := range names {
+		a := h.busy[n]
+		switch {
+		case !a.failSince.IsZero() && now.Sub(a.failSince) > h.stuckAfter:
+			failing = append(failing, fmt.Sprintf("%q has been failing for %s (last error: %s)", n, now.Sub(a.failSince).Round(time.Second), a.lastErr))
+		case now.Sub(a.since) > h.stuckAfter:
+			slow = append(slow, fmt.Sprintf("%q has held one batch for %s", n, now.Sub(a.since).Round(time.Second)))
+		}
+	}
+	all := append(failing, slow...)
+	if len(all) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("stuck longer than %s: %s", h.stuckAfter, strings.Join(all, "; "))
+}

@@ -1,0 +1,164 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/sluicehq/sluice/runtime/pipeline"
+	"github.com/sluicehq/sluice/runtime/transform"
+	"github.com/sluicehq/sluice/sdk/go/connector"
+)
+
+// stageOutput is what the transforms made of one batch so far.
+type stageOutput struct {
+	main    []connector.Record            // records on the default port, input of the next stage
+	routed  map[string][]connector.Record // records emitted to other ports
+	letters []deadLetter                  // rejected records
+}
+
+// processor runs the transforms on each batch in order and routes the results.
+func (r *run) processor(in <-chan *pendingBatch) {
+	for pb := range in {
+		if r.workCtx.Err() != nil {
+			continue // draining the channel after a failure
+		}
+		out := stageOutput{main: pb.recs}
+		for _, st := range r.stages {
+			if len(out.main) == 0 || !r.applyStage(st, &out) {
+				break
+			}
+		}
+		if r.workCtx.Err() != nil {
+			continue
+		}
+		r.route(pb.b, out)
+	}
+}
+
+// applyStage runs one transform on out.main and folds its result into out. It returns false when
+// the run must stop.
+func (r *run) applyStage(st stageRunner, out *stageOutput) bool {
+	p := r.p
+	pl, name := p.spec.Name, st.spec.Name
+	in := out.main
+	start := time.Now()
+	p.health.begin(name)
+	res, err := st.stage.Process(r.workCtx, in)
+	p.health.end(name)
+	p.m.BatchSeconds.WithLabelValues(pl, name).Observe(time.Since(start).Seconds())
+	p.m.RecordsIn.WithLabelValues(pl, name).Add(float64(len(in)))
+	switch {
+	case errors.Is(err, transform.ErrBroken):
+		p.m.StagesBroken.WithLabelValues(pl, name).Inc()
+		r.fatal(fmt.Errorf("transform %q is broken, so the pipeline stopped (what was delivered is checkpointed): %w", name, err))
+		return false
+	case err != nil:
+		r.fatal(fmt.Errorf("transform %q: %w", name, err))
+		return false
+	case len(res.Actions) != len(in):
+		r.fatal(fmt.Errorf("transform %q: %d actions for %d records", name, len(res.Actions), len(in)))
+		return false
+	}
+	next := make([]connector.Record, 0, len(in))
+	ei, ri := 0, 0
+	for i, a := range res.Actions {
+		switch a {
+		case transform.Pass:
+			next = append(next, in[i])
+		case transform.Drop:
+		case transform.Emit:
+			for ; ei < len(res.Emitted) && res.Emitted[ei].Input == i; ei++ {
+				e := res.Emitted[ei]
+				e.Record.Position = in[i].Position
+				if e.Port == "" || e.Port == transform.DefaultPort {
+					next = append(next, e.Record)
+				} else {
+					if out.routed == nil {
+						out.routed = map[string][]connector.Record{}
+					}
+					out.routed[e.Port] = append(out.routed[e.Port], e.Record)
+				}
+			}
+		case transform.Reject:
+			var rej transform.Rejected
+			for ; ri < len(res.Rejected) && res.Rejected[ri].Input <= i; ri++ {
+				rej = res.Rejected[ri]
+			}
+			if !r.reject(st, in[i], rej, out) {
+				return false
+			}
+		}
+	}
+	p.m.RecordsOut.WithLabelValues(pl, name).Add(float64(len(next)))
+	out.main = next
+	return true
+}
+
+// reject applies the transform's on_reject policy to one rejected record. It returns false when
+// the policy stops the pipeline.
+func (r *run) reject(st stageRunner, rec connector.Record, rej transform.Rejected, out *stageOutput) bool {
+	r.p.m.RecordsRejected.WithLabelValues(r.p.spec.Name, st.spec.Name).Inc()
+	switch st.spec.OnReject {
+	case pipeline.RejectDrop:
+	case pipeline.RejectStop:
+		r.fatal(fmt.Errorf("transform %q rejected the record at %s (code %d: %s) and on_reject is stop", st.spec.Name, rec.Position, rej.Code, rej.Reason))
+		return false
+	default:
+		out.letters = append(out.letters, deadLetter{rec: rec, stage: st.spec.Name, kind: "rejected", code: int(rej.Code), reason: rej.Reason})
+	}
+	return true
+}
+
+// route hands the batch's records to the sinks of their ports and its dead letters to the
+// dead-letter sink, or completes it at once when nothing is left to deliver.
+func (r *run) route(b *batch, out stageOutput) {
+	p := r.p
+	type delivery struct {
+		s    *sinkRunner
+		item sinkItem
+	}
+	var ds []delivery
+	letters := out.letters
+	add := func(port string, recs []connector.Record) {
+		if len(recs) == 0 {
+			return
+		}
+		sinks := p.byPort[port]
+		if len(sinks) == 0 {
+			for i := range recs {
+				letters = append(letters, deadLetter{rec: recs[i], stage: "router", kind: "unrouted", reason: fmt.Sprintf("no sink reads output port %q", port)})
+			}
+			return
+		}
+		for _, s := range sinks {
+			ds = append(ds, delivery{s: s, item: sinkItem{b: b, recs: recs}})
+		}
+	}
+	add(pipeline.DefaultPort, out.main)
+	for port, recs := range out.routed {
+		add(port, recs)
+	}
+	b.failed.Add(int32(len(letters)))
+	if len(letters) > 0 {
+		if p.dlq == nil {
+			l := letters[0]
+			r.fatal(fmt.Errorf("%d record(s) must go to the dead letters (first at %s, from %s: %s) but %w; add spec.dead_letter, or set on_reject: drop on the transform to drop them knowingly",
+				len(letters), l.rec.Position, l.stage, l.reason, ErrNoDeadLetter))
+			return
+		}
+		ds = append(ds, delivery{s: p.dlq, item: sinkItem{b: b, letters: letters}})
+	}
+	if len(ds) == 0 {
+		r.finish(b)
+		return
+	}
+	b.pending.Store(int32(len(ds)))
+	for _, d := range ds {
+		select {
+		case d.s.ch <- d.item:
+		case <-r.workCtx.Done():
+			return
+		}
+	}
+}
