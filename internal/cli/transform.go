@@ -16,6 +16,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/sluicehq/sluice/manifests"
 	"github.com/sluicehq/sluice/runtime/transform"
 	"github.com/sluicehq/sluice/runtime/wasmhost"
 	"github.com/sluicehq/sluice/sdk/go/connector"
@@ -63,7 +64,7 @@ unreadable).`,
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&f.config, "config", "", "config object as JSON, or @FILE to read it from a file (default {})")
+	fl.StringVar(&f.config, "config", "", "config object as JSON or YAML (as under a transform's config: in a manifest), or @FILE to read it from a file (default {})")
 	fl.StringVar(&f.input, "input", "", "JSON lines file of record values (- for stdin)")
 	fl.StringVar(&f.rejects, "rejects", "", "file to write rejected records to as JSON lines (default stderr)")
 	fl.IntVar(&f.batch, "batch", 1024, "records per Process call")
@@ -74,29 +75,23 @@ unreadable).`,
 	return cmd
 }
 
+// readConfigFlag turns --config (a JSON or YAML object, or @FILE) into the bytes a pipeline's
+// module receives for the same text under `config:` (manifests.ConfigJSON: keys in written
+// order, number text as written, no HTML escaping, ${env:...} and ${file:...} resolved).
 func readConfigFlag(v string) ([]byte, error) {
-	if v == "" {
-		return []byte("{}"), nil
-	}
-	b := []byte(v)
-	if strings.HasPrefix(v, "@") {
+	text, name := []byte(v), "--config"
+	if path, ok := strings.CutPrefix(v, "@"); ok {
 		var err error
-		if b, err = os.ReadFile(v[1:]); err != nil {
+		if text, err = os.ReadFile(path); err != nil {
 			return nil, fmt.Errorf("--config: %w", err)
 		}
+		name = path
 	}
-	var obj map[string]any
-	if err := json.Unmarshal(b, &obj); err != nil || obj == nil {
-		return nil, fmt.Errorf("--config: want a JSON object: %v", errOr(err, "got null"))
+	js, diags := manifests.ConfigJSON(text, name, manifests.LoadOptions{})
+	if len(diags) > 0 {
+		return nil, diags // each names "--config" or the file, with line and column
 	}
-	return b, nil
-}
-
-func errOr(err error, s string) string {
-	if err != nil {
-		return err.Error()
-	}
-	return s
+	return js, nil
 }
 
 type rejectLine struct {

@@ -8,6 +8,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/sluicehq/sluice/connectors/all"
+	"github.com/sluicehq/sluice/manifests"
 )
 
 const hostileModule = "../../runtime/wasmhost/testdata/hostile.wasm"
@@ -79,7 +82,7 @@ func TestTransformTestFailures(t *testing.T) {
 		msg  string
 	}{
 		{"init refused", []string{hostileModule, "--input", input, "--config", "@" + cfgFile}, `init: fail_init is set`},
-		{"config not an object", []string{hostileModule, "--input", input, "--config", "[1]"}, `--config: want a JSON object`},
+		{"config not an object", []string{hostileModule, "--input", input, "--config", "[1]"}, `--config:1:1: config: expected a mapping, got a list`},
 		{"missing input", []string{hostileModule, "--input", filepath.Join(dir, "nope.jsonl")}, `--input: open`},
 		{"not a transform", []string{"../../runtime/wasmhost/testdata/noexports.wasm", "--input", input}, `missing exports`},
 		{"wrong ABI", []string{"../../runtime/wasmhost/testdata/wrongabi.wasm", "--input", input}, `unsupported ABI version 2.0`},
@@ -118,5 +121,59 @@ func TestTransformInspect(t *testing.T) {
 	}
 	if _, _, err := runTransformCLI(t, "transform", "inspect", "../../runtime/wasmhost/testdata/wrongabi.wasm"); err == nil {
 		t.Fatal("inspect of a wrong-ABI module succeeded")
+	}
+}
+
+// TestTransformTestConfigBytes checks that --config hands the module the bytes a pipeline hands it
+// for the same text under config:, whether the text is JSON with spaces, YAML flow or YAML block:
+// no HTML escaping, number text as written, keys in written order.
+func TestTransformTestConfigBytes(t *testing.T) {
+	wasm, err := filepath.Abs("../../transforms/validate_price/go/validate_price.wasm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ name, text, want string }{
+		{"json", `{"max_price": 250.50, "note": "<a&b>", "big": 1e6}`, `{"max_price":250.50,"note":"<a&b>","big":1e6}`},
+		{"flow", `{max_price: 2.5E+2, note: <x>}`, `{"max_price":2.5E+2,"note":"<x>"}`},
+		{"block", "max_price: 1e2\nnote: \"<y>\"\nnested: {a: [1, 2.0]}", `{"max_price":1e2,"note":"<y>","nested":{"a":[1,2.0]}}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := readConfigFlag(tc.text)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(got) != tc.want {
+				t.Errorf("--config gives %s, want %s", got, tc.want)
+			}
+			file := filepath.Join(t.TempDir(), "cfg.yaml")
+			if err := os.WriteFile(file, []byte(tc.text), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if fromFile, err := readConfigFlag("@" + file); err != nil || string(fromFile) != string(got) {
+				t.Errorf("--config @FILE gives %s (%v), want %s", fromFile, err, got)
+			}
+			config := " " + tc.text
+			if strings.Contains(tc.text, "\n") {
+				config = "\n        " + strings.ReplaceAll(tc.text, "\n", "\n        ")
+			}
+			manifest := writeManifest(t, `apiVersion: sluice.dev/v1
+kind: Pipeline
+metadata: {name: config-bytes}
+spec:
+  source: {type: generate, config: {count: 1}}
+  transforms:
+    - name: validate
+      wasm: `+wasm+`
+      config:`+config+`
+  sinks: [{name: out, type: drop}]
+`)
+			pipelines, diags := manifests.Load([]string{manifest}, manifests.LoadOptions{Catalog: all.Catalog()})
+			if len(diags) > 0 {
+				t.Fatal(diags)
+			}
+			if p := pipelines[0].Transforms[0].ConfigJSON; string(p) != string(got) {
+				t.Errorf("pipeline gives %s, --config %s", p, got)
+			}
+		})
 	}
 }
