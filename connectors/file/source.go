@@ -19,7 +19,7 @@ import (
 var sourceSpec = connector.Spec{
 	Name:    "file",
 	Summary: "Reads a newline-delimited file, one record per line; resumes at the byte offset after the last delivered line.",
-	Description: "Each line (without its trailing newline; a trailing carriage return is kept) becomes one record value. " +
+	Description: "Each line, without its line ending (`\\n` or `\\r\\n`), becomes one record value; empty and blank lines are records too. " +
 		"The position of a record is the byte offset just after its line, in the partition named by the file's absolute path, " +
 		"so a restarted pipeline continues exactly after the last checkpointed line.\n\n" +
 		"With `follow: false` (the default) the source is bounded: it ends at the end of the file, and a last line without a " +
@@ -166,7 +166,9 @@ func (s *Source) Read(ctx context.Context) ([]connector.Record, error) {
 	}
 }
 
-// split cuts data into line records. With final, a trailing line without newline is a record too.
+// split cuts data into line records: a line ends at "\n" or "\r\n"; every line, empty or blank
+// ones too, is a record. With final, a trailing line without newline is a record too (a "\r" at its
+// end dropped as well). sluice transform test reads its input the same way.
 // It returns the records and the number of bytes they consumed.
 func (s *Source) split(data []byte, final bool) ([]connector.Record, int) {
 	n := bytes.Count(data, []byte{'\n'})
@@ -188,6 +190,9 @@ func (s *Source) split(data []byte, final bool) ([]connector.Record, int) {
 				break
 			}
 			end, next = len(data), len(data)
+		}
+		if end > used && data[end-1] == '\r' {
+			end-- // "\r\n" ends a line too; the "\r" is not part of the value
 		}
 		recs = append(recs, connector.Record{
 			Value:    data[used:end:end],

@@ -51,8 +51,9 @@ func newTransformTestCmd(g *Globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "test MODULE.wasm --input FILE.jsonl [--config JSON|@FILE] [--rejects FILE]",
 		Short: "Run a transform module over a file of records",
-		Long: `Runs MODULE.wasm over the records of --input, one record value per line (blank lines are
-skipped), in batches, exactly as a pipeline stage would. Values of passed and emitted records go to
+		Long: `Runs MODULE.wasm over the records of --input, one record value per line, in batches, exactly
+as a pipeline stage would. Lines are read as the file source reads them: a line ends at "\n" or
+"\r\n" (the "\r" is not part of the value), and every line, empty or blank ones too, is a record. Values of passed and emitted records go to
 stdout, one per line, in input order. Each rejected input goes to --rejects (stderr when not given)
 as one JSON object per line: {"line": N, "value": "<the input line>", "code": C, "reason": "..."}.
 A summary goes to stderr. Exits 0 when the module ran over the whole input, whatever it decided,
@@ -201,12 +202,11 @@ func runTransformTest(ctx context.Context, g *Globals, path string, f transformT
 		batch, lines = batch[:0], lines[:0]
 		return nil
 	}
+	// bufio.ScanLines ends a line at "\n" and drops one "\r" before it (or at the end of the
+	// input), as connectors/file does: the same file gives the same record values both ways.
 	for sc.Scan() {
 		lineNo++
-		v := bytes.TrimRight(sc.Bytes(), "\r")
-		if len(bytes.TrimSpace(v)) == 0 {
-			continue
-		}
+		v := sc.Bytes()
 		counts.in++
 		batch = append(batch, connector.Record{Value: append([]byte(nil), v...),
 			Position: connector.Position{Partition: f.input, Offset: int64(lineNo)}})

@@ -4,13 +4,17 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/sluicehq/sluice/connectors/all"
+	"github.com/sluicehq/sluice/connectors/file"
 	"github.com/sluicehq/sluice/manifests"
+	"github.com/sluicehq/sluice/sdk/go/connector"
 )
 
 const hostileModule = "../../runtime/wasmhost/testdata/hostile.wasm"
@@ -38,10 +42,10 @@ func TestTransformTest(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v\n%s", err, errOut)
 	}
-	if want := "a\nemit#0\nemit#1\n{\"x\":1}\n"; out != want {
+	if want := "a\n\nemit#0\nemit#1\n{\"x\":1}\n"; out != want {
 		t.Fatalf("stdout %q, want %q", out, want)
 	}
-	if !strings.Contains(errOut, "6 in, 2 passed, 2 emitted, 1 dropped, 2 rejected") {
+	if !strings.Contains(errOut, "7 in, 3 passed, 2 emitted, 1 dropped, 2 rejected") {
 		t.Fatalf("summary missing from stderr:\n%s", errOut)
 	}
 	b, err := os.ReadFile(rejects)
@@ -175,5 +179,51 @@ spec:
 				t.Errorf("pipeline gives %s, --config %s", p, got)
 			}
 		})
+	}
+}
+
+// TestTransformTestReadsLinesLikeTheFileSource checks that transform test and a pipeline reading the
+// same file with the file source see the same records: CRLF ends a line, and empty and blank lines
+// are records, not skipped.
+func TestTransformTestReadsLinesLikeTheFileSource(t *testing.T) {
+	input := filepath.Join(t.TempDir(), "in.jsonl")
+	if err := os.WriteFile(input, []byte("{\"a\":1}\r\n\r\n  \n\t{\"b\":2}\r\nplain\n\n {\"c\":3} \nlast\r"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	src, err := file.NewSource(connector.Config{"path": input}, connector.Env{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close(context.Background())
+	if err := src.Open(context.Background(), nil); err != nil {
+		t.Fatal(err)
+	}
+	var want strings.Builder
+	for {
+		recs, err := src.Read(context.Background())
+		for _, r := range recs {
+			want.Write(r.Value)
+			want.WriteByte('\n')
+		}
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if want.String() != "{\"a\":1}\n\n  \n\t{\"b\":2}\nplain\n\n {\"c\":3} \nlast\n" {
+		t.Fatalf("file source values %q", want.String())
+	}
+	// The hostile test module passes every one of these values unchanged.
+	out, errOut, err := runTransformCLI(t, "transform", "test", hostileModule, "--input", input)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, errOut)
+	}
+	if out != want.String() {
+		t.Fatalf("transform test passed %q, the file source reads %q", out, want.String())
+	}
+	if !strings.Contains(errOut, "8 in, 8 passed") {
+		t.Fatalf("summary:\n%s", errOut)
 	}
 }
