@@ -62,37 +62,6 @@ const (
 const DefaultFailureWindow = pipeline.DefaultFailureWindow
 
 var (
-	failureRatioField = connector.Field{Name: "max_failure_ratio", Type: connector.TypeFloat, Default: float64(pipeline.DefaultFailureRatio),
-		Description: "Stop the pipeline when more than this share of the last failure_window records went to the dead letters; 1 never stops."}
-	failureWindowField = connector.Field{Name: "failure_window", Type: connector.TypeInt, Default: int64(DefaultFailureWindow),
-		Description: "How many recent records max_failure_ratio looks at."}
-)
-
-// The built-in sections of a pipeline described as fields, so that decoding, the JSON Schema and
-// the docs share one declaration.
-var (
-	batchFields = []connector.Field{
-		{Name: "max_records", Type: connector.TypeInt, Default: int64(DefaultBatchRecords), Description: "Most records in one batch."},
-		{Name: "max_bytes", Type: connector.TypeByteSize, Default: int64(DefaultBatchBytes), Description: "Most bytes of record payload in one batch."},
-		{Name: "linger", Type: connector.TypeDuration, Default: DefaultBatchLinger, Description: "How long to wait for a batch to fill before sending it on."},
-	}
-	bufferFields = []connector.Field{
-		{Name: "max_records", Type: connector.TypeInt, Default: int64(DefaultBufferRecords), Description: "Most records in flight between the source and the sinks; the source pauses when it is reached."},
-		{Name: "max_bytes", Type: connector.TypeByteSize, Default: int64(DefaultBufferBytes), Description: "Most bytes of record payload in flight between the source and the sinks."},
-	}
-	limitsFields = []connector.Field{
-		{Name: "memory", Type: connector.TypeByteSize, Description: "Largest linear memory of one instance (for example 64MiB); unset means the runtime's default."},
-		{Name: "timeout", Type: connector.TypeDuration, Description: "Deadline for processing one batch (for example 2s); unset means the runtime's default."},
-		{Name: "mode", Type: connector.TypeString, Enum: []string{"strict", "trusted"}, Description: "strict interrupts a guest at its deadline; trusted runs faster but cannot interrupt a runaway guest. Unset means strict."},
-		{Name: "instances", Type: connector.TypeInt, Description: "Size of the pre-warmed instance pool; unset means the runtime's default."},
-	}
-	deliveryField = connector.Field{Name: "delivery", Type: connector.TypeString, Default: string(AtLeastOnce),
-		Enum: []string{string(AtLeastOnce), string(ExactlyOnce)}, Description: "Delivery guarantee: exactly_once needs sinks that store positions with the data."}
-	onRejectField = connector.Field{Name: "on_reject", Type: connector.TypeString, Default: string(RejectToDeadLetter),
-		Enum: []string{string(RejectToDeadLetter), string(RejectDrop), string(RejectStop)}, Description: "What happens to records the transform rejects: send them to the dead-letter sink, drop them, or stop the pipeline."}
-)
-
-var (
 	documentKeys   = []string{"apiVersion", "kind", "metadata", "spec"}
 	metadataKeys   = []string{"name", "labels"}
 	specKeys       = []string{"source", "transforms", "sinks", "dead_letter", "delivery", "batch", "buffer"}
@@ -447,21 +416,20 @@ func (d *docDecoder) spec(p *Pipeline, n *yaml.Node) {
 			if c, ok := d.component(e.val, connector.KindSink, l, deadLetterKeys, dm); ok {
 				p.DeadLetter = &c
 			}
-			if r, ok := dm["max_failure_ratio"]; ok {
-				if v, ok := d.value(r.val, failureRatioField, l.child("max_failure_ratio"), false, nil); ok {
-					if f := v.(float64); f <= 0 || f > 1 {
-						d.errorf(r.val, "use a share of records between 0 and 1, for example 0.2; 1 never stops", "dead_letter.max_failure_ratio: must be greater than 0 and at most 1")
-					} else {
-						p.FailureLimit.Ratio = f
-					}
+			for _, r := range deadLetterRules {
+				e, ok := dm[r.Name]
+				if !ok {
+					continue
 				}
-			}
-			if w, ok := dm["failure_window"]; ok {
-				if v, ok := d.value(w.val, failureWindowField, l.child("failure_window"), false, nil); ok {
-					if n := v.(int64); n <= 0 {
-						d.errorf(w.val, "", "dead_letter.failure_window: must be greater than 0")
-					} else {
-						p.FailureLimit.Window = int(n)
+				v, ok := d.ruleValue(e.val, r, loc{path: "dead_letter"}.child(r.Name))
+				switch x := v.(type) {
+				case float64:
+					if ok {
+						p.FailureLimit.Ratio = x
+					}
+				case int64:
+					if ok {
+						p.FailureLimit.Window = int(x)
 					}
 				}
 			}
@@ -470,7 +438,7 @@ func (d *docDecoder) spec(p *Pipeline, n *yaml.Node) {
 
 	p.Delivery = AtLeastOnce
 	if e, ok := m["delivery"]; ok && !isNull(d.resolve(e.val)) {
-		if v, ok := d.value(e.val, deliveryField, l.child("delivery"), false, nil); ok {
+		if v, ok := d.value(e.val, deliveryRule.Field, l.child("delivery"), false, nil); ok {
 			p.Delivery = Delivery(v.(string))
 		}
 		if p.Delivery == ExactlyOnce {
@@ -484,17 +452,13 @@ func (d *docDecoder) spec(p *Pipeline, n *yaml.Node) {
 		}
 	}
 
-	bv, bok := d.section(m, "batch", batchFields, l)
+	bv, bok := d.ruleSection(m["batch"].val, at, batchRules, l.child("batch"), nil)
 	if bok {
 		p.Batch = BatchPolicy{MaxRecords: int(bv["max_records"].(int64)), MaxBytes: bv["max_bytes"].(int64), Linger: bv["linger"].(time.Duration)}
-		d.positive(m, "batch", "max_records", int64(p.Batch.MaxRecords), l)
-		d.positive(m, "batch", "max_bytes", p.Batch.MaxBytes, l)
 	}
-	fv, fok := d.section(m, "buffer", bufferFields, l)
+	fv, fok := d.ruleSection(m["buffer"].val, at, bufferRules, l.child("buffer"), nil)
 	if fok {
 		p.Buffer = BufferPolicy{MaxRecords: int(fv["max_records"].(int64)), MaxBytes: fv["max_bytes"].(int64)}
-		d.positive(m, "buffer", "max_records", int64(p.Buffer.MaxRecords), l)
-		d.positive(m, "buffer", "max_bytes", p.Buffer.MaxBytes, l)
 	}
 	if bok && fok && p.Buffer.MaxRecords > 0 && p.Buffer.MaxRecords < p.Batch.MaxRecords {
 		d.errorf(d.sectionNode(m, "buffer", "max_records", at), "raise buffer.max_records or lower batch.max_records",
@@ -512,16 +476,6 @@ func (d *docDecoder) spec(p *Pipeline, n *yaml.Node) {
 			}
 		}
 	}
-}
-
-// section decodes spec.batch or spec.buffer, defaults applied.
-func (d *docDecoder) section(m map[string]entry, key string, fields []connector.Field, l loc) (map[string]any, bool) {
-	e, ok := m[key]
-	var n *yaml.Node
-	if ok {
-		n = e.val
-	}
-	return d.object(n, nil, fields, l.child(key), false, nil)
 }
 
 // sectionNode finds the value node of spec.SECTION.FIELD, or returns def.
@@ -543,12 +497,6 @@ func (d *docDecoder) sectionNode(m map[string]entry, section, field string, def 
 		return e.key
 	}
 	return def
-}
-
-func (d *docDecoder) positive(m map[string]entry, section, field string, v int64, l loc) {
-	if v <= 0 {
-		d.errorf(d.sectionNode(m, section, field, nil), "", "%s: must be greater than 0", l.child(section).child(field).at())
-	}
 }
 
 // component decodes a source, sink or dead-letter sink: its type and its config against the
@@ -752,23 +700,19 @@ func (d *docDecoder) transforms(p *Pipeline, n *yaml.Node) {
 				}
 			}
 		}
-		if e, ok := m["limits"]; ok && !isNull(d.resolve(e.val)) {
-			if v, ok := d.object(e.val, node, limitsFields, label.child("limits"), false, col); ok {
-				t.Limits.MemoryBytes, _ = v["memory"].(int64)
-				t.Limits.Timeout, _ = v["timeout"].(time.Duration)
-				t.Limits.Mode, _ = v["mode"].(string)
-				inst, _ := v["instances"].(int64)
-				t.Limits.Instances = int(inst)
-				if _, set := v["instances"]; set && inst < 1 {
-					d.errorf(d.sectionNode(m, "limits", "instances", node), "", "%s: must be at least 1", label.child("limits.instances").at())
-				}
-				if _, set := v["memory"]; set && t.Limits.MemoryBytes < 64<<10 {
-					d.errorf(d.sectionNode(m, "limits", "memory", node), "a WASM page is 64KiB; give at least 64KiB", "%s: %s is too small", label.child("limits.memory").at(), FormatByteSize(t.Limits.MemoryBytes))
-				}
-			}
+		var limits *yaml.Node
+		if e, ok := m["limits"]; ok {
+			limits = e.val
+		}
+		if v, ok := d.ruleSection(limits, node, limitsRules, label.child("limits"), col); ok {
+			t.Limits.MemoryBytes, _ = v["memory"].(int64)
+			t.Limits.Timeout, _ = v["timeout"].(time.Duration)
+			t.Limits.Mode, _ = v["mode"].(string)
+			inst, _ := v["instances"].(int64)
+			t.Limits.Instances = int(inst)
 		}
 		if e, ok := m["on_reject"]; ok && !isNull(d.resolve(e.val)) {
-			if v, ok := d.value(e.val, onRejectField, label.child("on_reject"), false, nil); ok {
+			if v, ok := d.value(e.val, onRejectRule.Field, label.child("on_reject"), false, nil); ok {
 				t.OnReject = OnReject(v.(string))
 			}
 		}

@@ -19,6 +19,8 @@ const (
 	referencePattern = `\$\{(env|file):[^}]+\}`
 	durationPattern  = `^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
 	byteSizePattern  = `^ *[0-9][0-9_]*(\.[0-9]+)? *([kKmMgGtT][iI]?[bB]?|[bB])? *$`
+	// positiveByteSizePattern is byteSizePattern with a non-zero digit somewhere in the number.
+	positiveByteSizePattern = `^ *([0-9_]*[1-9][0-9_]*(\.[0-9]+)?|[0-9][0-9_]*\.[0-9]*[1-9][0-9]*) *([kKmMgGtT][iI]?[bB]?|[bB])? *$`
 )
 
 type schemaObj = map[string]any
@@ -72,14 +74,24 @@ func JSONSchema(cat Catalog) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	batch, _ := fieldsSchema(batchFields)
-	batch["description"] = "How the engine groups records into batches."
-	buffer, _ := fieldsSchema(bufferFields)
-	buffer["description"] = "Bounds on the records in flight between the source and the sinks."
-	limits, _ := fieldsSchema(limitsFields)
-	limits["description"] = "Resource limits of the transform's WASM instances."
-	delivery, _ := fieldSchema(deliveryField)
-	onReject, _ := fieldSchema(onRejectField)
+	batch, err := rulesSchema(batchRules, "How the engine groups records into batches.")
+	if err != nil {
+		return nil, fmt.Errorf("schema: batch: %w", err)
+	}
+	buffer, err := rulesSchema(bufferRules, "Bounds on the records in flight between the source and the sinks.")
+	if err != nil {
+		return nil, fmt.Errorf("schema: buffer: %w", err)
+	}
+	limits, err := rulesSchema(limitsRules, "Resource limits of the transform's WASM instances.")
+	if err != nil {
+		return nil, fmt.Errorf("schema: limits: %w", err)
+	}
+	deadLetter, err := rulesSchema(deadLetterRules, "")
+	if err != nil {
+		return nil, fmt.Errorf("schema: dead_letter: %w", err)
+	}
+	delivery, _ := ruleSchema(deliveryRule)
+	onReject, _ := ruleSchema(onRejectRule)
 
 	defs["source"] = componentSchema(cat, connector.KindSource, "The source the pipeline reads from.", nil, nil)
 	defs["sink"] = componentSchema(cat, connector.KindSink, "A sink the pipeline writes to. Every sink gets every record of its port.",
@@ -88,12 +100,8 @@ func JSONSchema(cat Catalog) ([]byte, error) {
 			"from": schemaObj{"$ref": "#/definitions/name", "default": DefaultPort,
 				"description": "Output port of the last transform this sink reads; main when not set."},
 		}, []string{"name"})
-	ratio, _ := fieldSchema(failureRatioField)
-	ratio["exclusiveMinimum"], ratio["maximum"] = 0, 1
-	window, _ := fieldSchema(failureWindowField)
-	window["minimum"] = 1
 	defs["dead_letter"] = componentSchema(cat, connector.KindSink, "Where rejected and failed records go, with the reason.",
-		schemaObj{"max_failure_ratio": ratio, "failure_window": window}, nil)
+		deadLetter["properties"].(schemaObj), nil)
 	defs["transform"] = schemaObj{
 		"type": "object", "additionalProperties": false, "required": []any{"name", "wasm"},
 		"description": "A WASM transform stage.",

@@ -34,9 +34,9 @@ spec:
 		{"config unknown key", "      config: {colour: red}\n",
 			[]string{`pipeline.yaml:10:7: transform "validate": config: `, "colour"}},
 		{"memory", "      limits: {memory: 1TiB}\n",
-			[]string{`pipeline.yaml:10:16: transform "validate": limits.memory: 1TiB is more than the 4GiB a wasm32 module can address`, "hint: give at most 4GiB"}},
+			[]string{`pipeline.yaml:10:24: transform "validate": limits.memory: must be at least 64KiB and at most 4GiB, got 1TiB`, "hint: a WASM page is 64KiB"}},
 		{"instances", "      limits:\n        instances: 65\n",
-			[]string{`pipeline.yaml:11:9: transform "validate": limits.instances: 65 is more than the 64 instances`}},
+			[]string{`pipeline.yaml:11:20: transform "validate": limits.instances: must be at least 1 and at most 64, got 65`}},
 		{"module pin", `      sha256: "` + strings.Repeat("ab", 32) + `"` + "\n",
 			[]string{`pipeline.yaml:10:7: transform "validate": sha256: the module `, "not the pinned " + strings.Repeat("ab", 32)}},
 	}

@@ -38,6 +38,10 @@ const (
 	DefaultTransformMode    = ModeStrict
 	// MaxTransformInstances caps a stage's instance pool.
 	MaxTransformInstances = 64
+	// MinTransformMemory is the smallest memory limit: one 64 KiB WASM page.
+	MinTransformMemory = 64 << 10
+	// MaxTransformMemory is the largest memory limit: the 4 GiB a wasm32 module can address.
+	MaxTransformMemory = 4 << 30
 )
 
 // DefaultTransformInstances is the instance pool size of a stage that sets none: GOMAXPROCS,

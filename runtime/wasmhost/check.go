@@ -7,11 +7,13 @@ import (
 	"strings"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
+
+	"github.com/sluicehq/sluice/runtime/pipeline"
 )
 
 // MaxMemoryBytes is the largest per-instance memory limit a stage accepts: the 4 GiB address
 // space of wasm32 (65536 pages of 64 KiB).
-const MaxMemoryBytes = 65536 * 65536
+const MaxMemoryBytes = pipeline.MaxTransformMemory
 
 // Problem is one setting of a StageConfig that NewStage would refuse, found without building
 // anything.

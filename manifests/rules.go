@@ -1,0 +1,277 @@
+package manifests
+
+import (
+	"fmt"
+	"strconv"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/sluicehq/sluice/runtime/pipeline"
+	"github.com/sluicehq/sluice/sdk/go/connector"
+)
+
+// bound is one end of the range a numeric setting accepts.
+type bound struct {
+	set       bool
+	value     float64
+	exclusive bool // the value itself is refused
+}
+
+func atLeast(v float64) bound     { return bound{set: true, value: v} }
+func atMost(v float64) bound      { return bound{set: true, value: v} }
+func greaterThan(v float64) bound { return bound{set: true, value: v, exclusive: true} }
+
+// rule is one setting of a built-in section of the manifest (batch, buffer, a transform's
+// limits, the dead-letter failure limit): its declaration and the range the loader accepts. The
+// decoder enforces the range, the JSON Schema states it, the docs print the declaration: one
+// table drives all three.
+type rule struct {
+	connector.Field
+	min, max bound
+	// hint says how to fix a value out of range; empty means the range says it all.
+	hint string
+}
+
+// The built-in sections. Defaults come from runtime/pipeline, where the engine reads them.
+var (
+	batchRules = []rule{
+		{Field: connector.Field{Name: "max_records", Type: connector.TypeInt, Default: int64(pipeline.DefaultBatchRecords), Description: "Most records in one batch."}, min: atLeast(1)},
+		{Field: connector.Field{Name: "max_bytes", Type: connector.TypeByteSize, Default: int64(pipeline.DefaultBatchBytes), Description: "Most bytes of record payload in one batch."}, min: atLeast(1)},
+		{Field: connector.Field{Name: "linger", Type: connector.TypeDuration, Default: pipeline.DefaultBatchLinger, Description: "How long to wait for a batch to fill before sending it on."}},
+	}
+	bufferRules = []rule{
+		{Field: connector.Field{Name: "max_records", Type: connector.TypeInt, Default: int64(pipeline.DefaultBufferRecords), Description: "Most records in flight between the source and the sinks; the source pauses when it is reached."}, min: atLeast(1)},
+		{Field: connector.Field{Name: "max_bytes", Type: connector.TypeByteSize, Default: int64(pipeline.DefaultBufferBytes), Description: "Most bytes of record payload in flight between the source and the sinks."}, min: atLeast(1)},
+	}
+	limitsRules = []rule{
+		{Field: connector.Field{Name: "memory", Type: connector.TypeByteSize, Default: int64(pipeline.DefaultTransformMemory), Description: "Largest linear memory of one instance."},
+			min: atLeast(pipeline.MinTransformMemory), max: atMost(pipeline.MaxTransformMemory),
+			hint: "a WASM page is 64KiB and a wasm32 module addresses at most 4GiB"},
+		{Field: connector.Field{Name: "timeout", Type: connector.TypeDuration, Default: pipeline.DefaultTransformTimeout, Description: "Deadline of one call into the module (one frame of a batch)."}},
+		{Field: connector.Field{Name: "mode", Type: connector.TypeString, Default: pipeline.DefaultTransformMode, Enum: []string{pipeline.ModeStrict, pipeline.ModeTrusted},
+			Description: "strict interrupts a guest at its deadline; trusted runs faster but cannot interrupt a runaway guest."}},
+		{Field: connector.Field{Name: "instances", Type: connector.TypeInt, Description: "Size of the pre-warmed instance pool; unset means the number of CPUs the process may use, at most 4."},
+			min: atLeast(1), max: atMost(pipeline.MaxTransformInstances)},
+	}
+	deadLetterRules = []rule{
+		{Field: connector.Field{Name: "max_failure_ratio", Type: connector.TypeFloat, Default: float64(pipeline.DefaultFailureRatio),
+			Description: "Stop the pipeline when more than this share of the last failure_window records went to the dead letters; 1 never stops."},
+			min: greaterThan(0), max: atMost(1), hint: "use a share of records between 0 and 1, for example 0.2; 1 never stops"},
+		{Field: connector.Field{Name: "failure_window", Type: connector.TypeInt, Default: int64(pipeline.DefaultFailureWindow),
+			Description: "How many recent records max_failure_ratio looks at."}, min: atLeast(1)},
+	}
+	deliveryRule = rule{Field: connector.Field{Name: "delivery", Type: connector.TypeString, Default: string(pipeline.DefaultDelivery),
+		Enum: []string{string(AtLeastOnce), string(ExactlyOnce)}, Description: "Delivery guarantee: exactly_once needs sinks that store positions with the data."}}
+	onRejectRule = rule{Field: connector.Field{Name: "on_reject", Type: connector.TypeString, Default: string(pipeline.DefaultOnReject),
+		Enum: []string{string(RejectToDeadLetter), string(RejectDrop), string(RejectStop)}, Description: "What happens to records the transform rejects: send them to the dead-letter sink, drop them, or stop the pipeline."}}
+)
+
+func fieldsOf(rules []rule) []connector.Field {
+	out := make([]connector.Field, len(rules))
+	for i, r := range rules {
+		out[i] = r.Field
+	}
+	return out
+}
+
+func ruleByName(rules []rule, name string) (rule, bool) {
+	for _, r := range rules {
+		if r.Name == name {
+			return r, true
+		}
+	}
+	return rule{}, false
+}
+
+// number returns a decoded numeric value as a float64.
+func number(v any) (float64, bool) {
+	switch x := v.(type) {
+	case int64:
+		return float64(x), true
+	case float64:
+		return x, true
+	case time.Duration:
+		return float64(x), true
+	}
+	return 0, false
+}
+
+// format renders a bound for messages in the setting's own notation.
+func (r rule) format(v float64) string {
+	if r.Type == connector.TypeByteSize {
+		return FormatByteSize(int64(v))
+	}
+	return strconv.FormatFloat(v, 'f', -1, 64)
+}
+
+// rangeText says which values the rule accepts ("at least 1", "greater than 0 and at most 1").
+func (r rule) rangeText() string {
+	var lo, hi string
+	if r.min.set {
+		lo = "at least " + r.format(r.min.value)
+		if r.min.exclusive {
+			lo = "greater than " + r.format(r.min.value)
+		}
+	}
+	if r.max.set {
+		hi = "at most " + r.format(r.max.value)
+		if r.max.exclusive {
+			hi = "less than " + r.format(r.max.value)
+		}
+	}
+	switch {
+	case lo != "" && hi != "":
+		return lo + " and " + hi
+	case lo != "":
+		return lo
+	}
+	return hi
+}
+
+// inRange reports whether the decoded value v is within the rule's bounds.
+func (r rule) inRange(v any) bool {
+	f, ok := number(v)
+	if !ok {
+		return true
+	}
+	if r.min.set && (f < r.min.value || r.min.exclusive && f == r.min.value) {
+		return false
+	}
+	if r.max.set && (f > r.max.value || r.max.exclusive && f == r.max.value) {
+		return false
+	}
+	return true
+}
+
+// checkRange reports a decoded value outside the rule's bounds at n.
+func (d *docDecoder) checkRange(n *yaml.Node, r rule, v any, l loc) bool {
+	if r.inRange(v) {
+		return true
+	}
+	f, _ := number(v)
+	d.errorf(n, r.hint, "%s: must be %s, got %s", l.at(), r.rangeText(), r.format(f))
+	return false
+}
+
+// ruleValue decodes one setting and checks its range.
+func (d *docDecoder) ruleValue(n *yaml.Node, r rule, l loc) (any, bool) {
+	v, ok := d.value(n, r.Field, l, false, nil)
+	if !ok {
+		return nil, false
+	}
+	return v, d.checkRange(n, r, v, l)
+}
+
+// ruleSection decodes a mapping of settings (n may be nil: defaults apply), checking ranges;
+// problems with a default-filled setting are reported at parent.
+func (d *docDecoder) ruleSection(n, parent *yaml.Node, rules []rule, l loc, col *collector) (map[string]any, bool) {
+	v, ok := d.object(n, parent, fieldsOf(rules), l, false, col)
+	if !ok {
+		return v, false
+	}
+	for _, r := range rules {
+		x, set := v[r.Name]
+		if !set {
+			continue
+		}
+		at := mappingValue(n, r.Name)
+		if at == nil {
+			at = parent
+		}
+		if !d.checkRange(at, r, x, l.child(r.Name)) {
+			ok = false
+		}
+	}
+	return v, ok
+}
+
+// mappingValue returns the value of key in mapping n (aliases followed), or nil.
+func mappingValue(n *yaml.Node, key string) *yaml.Node {
+	for i := 0; n != nil && n.Kind == yaml.AliasNode && i <= maxDepth; i++ {
+		n = n.Alias
+	}
+	if n == nil || n.Kind != yaml.MappingNode {
+		return nil
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == key {
+			return n.Content[i+1]
+		}
+	}
+	return nil
+}
+
+// ruleSchema describes one setting in the JSON Schema, its range included. Byte sizes written
+// with a unit can only be checked for being positive (by pattern); their exact range is the
+// loader's.
+func ruleSchema(r rule) (schemaObj, error) {
+	s, err := fieldSchema(r.Field)
+	if err != nil {
+		return nil, err
+	}
+	num := schemaObj{}
+	if r.min.set {
+		key := "minimum"
+		if r.min.exclusive {
+			key = "exclusiveMinimum"
+		}
+		num[key] = jsonNumber(r.min.value)
+	}
+	if r.max.set {
+		key := "maximum"
+		if r.max.exclusive {
+			key = "exclusiveMaximum"
+		}
+		num[key] = jsonNumber(r.max.value)
+	}
+	if len(num) == 0 {
+		return s, nil
+	}
+	ref := schemaObj{"$ref": "#/definitions/reference"}
+	switch r.Type {
+	case connector.TypeInt, connector.TypeFloat:
+		typ := "integer"
+		if r.Type == connector.TypeFloat {
+			typ = "number"
+		}
+		num["type"] = typ
+		s["anyOf"] = []any{num, ref}
+	case connector.TypeByteSize:
+		num["type"] = "integer"
+		pattern := byteSizePattern
+		if r.min.set && r.min.value >= 1 {
+			pattern = positiveByteSizePattern
+		}
+		delete(s, "$ref")
+		s["anyOf"] = []any{num, schemaObj{"type": "string", "pattern": pattern}, ref}
+	default:
+		return nil, fmt.Errorf("field %q: a range on a %s", r.Name, r.Type)
+	}
+	return s, nil
+}
+
+// jsonNumber keeps whole bounds integers in the schema (1, not 1.0).
+func jsonNumber(v float64) any {
+	if v == float64(int64(v)) {
+		return int64(v)
+	}
+	return v
+}
+
+// rulesSchema describes a section of settings.
+func rulesSchema(rules []rule, desc string) (schemaObj, error) {
+	props := schemaObj{}
+	for _, r := range rules {
+		s, err := ruleSchema(r)
+		if err != nil {
+			return nil, err
+		}
+		props[r.Name] = s
+	}
+	out := schemaObj{"type": "object", "additionalProperties": false, "properties": props}
+	if desc != "" {
+		out["description"] = desc
+	}
+	return out, nil
+}
