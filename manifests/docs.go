@@ -114,23 +114,6 @@ func writeFieldRows(b *strings.Builder, prefix string, fields []connector.Field)
 	}
 }
 
-func typeLabel(f connector.Field) string {
-	switch f.Type {
-	case connector.TypeList, connector.TypeMap:
-		word := "list"
-		if f.Type == connector.TypeMap {
-			word = "map"
-		}
-		if f.Elem != nil && f.Elem.Type != "" && f.Elem.Type != connector.TypeAny {
-			return fmt.Sprintf("%s of %s", word, typeLabel(*f.Elem))
-		}
-		return word
-	case "":
-		return string(connector.TypeAny)
-	}
-	return string(f.Type)
-}
-
 func cell(s string) string {
 	s = strings.TrimSpace(s)
 	s = strings.ReplaceAll(s, "|", `\|`)
@@ -223,41 +206,15 @@ func exampleNode(component string, fields []connector.Field, secret bool) *yaml.
 				v = sub
 			}
 		case f.Required && f.Default == nil:
-			v = placeholder(f)
+			if ft := typeOf(f.Type); ft != nil {
+				v = ft.placeholder(f)
+			}
 		}
 		if v != nil {
 			addPair(m, f.Name, v)
 		}
 	}
 	return m
-}
-
-func placeholder(f connector.Field) *yaml.Node {
-	switch f.Type {
-	case connector.TypeString:
-		if len(f.Enum) > 0 {
-			return strNode(f.Enum[0])
-		}
-		return strNode("<" + f.Name + ">")
-	case connector.TypeInt:
-		return valueNode(int64(1), f.Type)
-	case connector.TypeFloat:
-		return valueNode(1.0, f.Type)
-	case connector.TypeBool:
-		return valueNode(true, f.Type)
-	case connector.TypeDuration:
-		return strNode("30s")
-	case connector.TypeByteSize:
-		return strNode("1MiB")
-	case connector.TypeList:
-		elem := connector.Field{Name: f.Name, Type: connector.TypeString}
-		if f.Elem != nil {
-			elem = *f.Elem
-			elem.Name = f.Name
-		}
-		return &yaml.Node{Kind: yaml.SequenceNode, Content: []*yaml.Node{placeholder(elem)}}
-	}
-	return mapNode()
 }
 
 func envName(s string) string {

@@ -228,27 +228,11 @@ func ruleSchema(r rule) (schemaObj, error) {
 	if len(num) == 0 {
 		return s, nil
 	}
-	ref := schemaObj{"$ref": "#/definitions/reference"}
-	switch r.Type {
-	case connector.TypeInt, connector.TypeFloat:
-		typ := "integer"
-		if r.Type == connector.TypeFloat {
-			typ = "number"
-		}
-		num["type"] = typ
-		s["anyOf"] = []any{num, ref}
-	case connector.TypeByteSize:
-		num["type"] = "integer"
-		pattern := byteSizePattern
-		if r.min.set && r.min.value >= 1 {
-			pattern = positiveByteSizePattern
-		}
-		delete(s, "$ref")
-		s["anyOf"] = []any{num, schemaObj{"type": "string", "pattern": pattern}, ref}
-	default:
+	ft := typeOf(r.Type)
+	if ft == nil || ft.ranged == nil {
 		return nil, fmt.Errorf("field %q: a range on a %s", r.Name, r.Type)
 	}
-	return s, nil
+	return ft.ranged(s, num, r.min.set && r.min.value >= 1), nil
 }
 
 // jsonNumber keeps whole bounds integers in the schema (1, not 1.0).

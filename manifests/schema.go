@@ -231,48 +231,13 @@ func fieldsSchema(fields []connector.Field) (schemaObj, error) {
 
 // fieldSchema describes one field's value.
 func fieldSchema(f connector.Field) (schemaObj, error) {
-	var s schemaObj
-	ref := schemaObj{"$ref": "#/definitions/reference"}
-	switch f.Type {
-	case connector.TypeString:
-		s = schemaObj{"type": "string"}
-		if len(f.Enum) > 0 {
-			enum := make([]any, len(f.Enum))
-			for i, e := range f.Enum {
-				enum[i] = e
-			}
-			s["enum"] = enum
-		}
-	case connector.TypeInt:
-		s = schemaObj{"anyOf": []any{schemaObj{"type": "integer"}, ref}}
-	case connector.TypeFloat:
-		s = schemaObj{"anyOf": []any{schemaObj{"type": "number"}, ref}}
-	case connector.TypeBool:
-		s = schemaObj{"anyOf": []any{schemaObj{"type": "boolean"}, ref}}
-	case connector.TypeDuration:
-		s = schemaObj{"$ref": "#/definitions/duration"}
-	case connector.TypeByteSize:
-		s = schemaObj{"$ref": "#/definitions/bytesize"}
-	case connector.TypeObject:
-		var err error
-		if s, err = fieldsSchema(f.Fields); err != nil {
-			return nil, err
-		}
-	case connector.TypeList, connector.TypeMap:
-		items := schemaObj{}
-		if f.Elem != nil {
-			var err error
-			if items, err = fieldSchema(*f.Elem); err != nil {
-				return nil, err
-			}
-		}
-		if f.Type == connector.TypeList {
-			s = schemaObj{"type": "array", "items": items}
-		} else {
-			s = schemaObj{"type": "object", "additionalProperties": items}
-		}
-	default:
-		s = schemaObj{}
+	ft := typeOf(f.Type)
+	if ft == nil {
+		return nil, fmt.Errorf("unsupported field type %q", f.Type)
+	}
+	s, err := ft.schema(f)
+	if err != nil {
+		return nil, err
 	}
 	desc := f.Description
 	if f.Secret {

@@ -1,0 +1,131 @@
+package manifests
+
+import (
+	"fmt"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/sluicehq/sluice/sdk/go/connector"
+)
+
+// component decodes a source, sink or dead-letter sink: its type and its config against the
+// registered spec. m, when not nil, is the already-decoded mapping (sinks decode it first for the
+// name).
+func (d *docDecoder) component(n *yaml.Node, kind connector.Kind, l loc, keys []string, m map[string]entry) (Component, bool) {
+	if m == nil {
+		if m, _ = d.mapping(n, l, keys); m == nil {
+			return Component{}, false
+		}
+	}
+	node := d.resolve(n)
+	c := Component{Pos: d.pos(node), Fields: map[string]Pos{}}
+	e, ok := m["type"]
+	if !ok {
+		d.errorf(node, "known "+string(kind)+"s: "+d.knownList(kind), "%s: missing required key \"type\"", l.at())
+		return c, false
+	}
+	typ, ok := d.plainString(e.val, l.child("type"))
+	if !ok {
+		return c, false
+	}
+	c.Type = typ
+	reg, found := d.l.opts.Catalog.Lookup(kind, typ)
+	if !found {
+		names := d.l.opts.Catalog.Names(kind)
+		msg := fmt.Sprintf("%s: unknown type %q%s known %ss: %s", l.at(), typ, didYouMeanSep(typ, names), kind, d.knownList(kind))
+		hint := ""
+		if other := otherKind(kind); d.otherHas(other, typ) {
+			hint = fmt.Sprintf("%q is a %s, not a %s", typ, other, kind)
+		}
+		d.errorf(e.val, hint, "%s", msg)
+		return c, false
+	}
+	var cfgNode *yaml.Node
+	if ce, ok := m["config"]; ok {
+		cfgNode = ce.val
+	}
+	col := &collector{fields: c.Fields, prefix: "config.", doc: &d.secrets}
+	cfg, ok := d.object(cfgNode, node, reg.Spec.Fields, l.child("config"), false, col)
+	c.Config = connector.Config(cfg)
+	c.Secrets = col.secrets
+	return c, ok
+}
+
+// didYouMeanSep is didYouMean followed by the separator before the list of known names.
+func didYouMeanSep(word string, names []string) string {
+	if s := didYouMean(word, names); s != "" {
+		return s
+	}
+	return ";"
+}
+
+func (d *docDecoder) knownList(kind connector.Kind) string {
+	names := d.l.opts.Catalog.Names(kind)
+	if len(names) == 0 {
+		return "the catalog has none"
+	}
+	return strings.Join(names, ", ")
+}
+
+func otherKind(k connector.Kind) connector.Kind {
+	if k == connector.KindSource {
+		return connector.KindSink
+	}
+	return connector.KindSource
+}
+
+func (d *docDecoder) otherHas(k connector.Kind, name string) bool {
+	_, ok := d.l.opts.Catalog.Lookup(k, name)
+	return ok
+}
+
+func (d *docDecoder) sinks(p *Pipeline, n *yaml.Node) {
+	l := loc{path: "spec.sinks"}
+	seq := d.resolve(n)
+	if seq == nil {
+		return
+	}
+	if seq.Kind != yaml.SequenceNode {
+		d.errorf(seq, "write sinks as a list: sinks: [{name: out, type: ..., config: {...}}]", "spec.sinks: expected a list, got %s", describe(seq, false))
+		return
+	}
+	if len(seq.Content) == 0 {
+		d.errorf(seq, "add at least one sink", "spec.sinks: the list is empty")
+		return
+	}
+	seen := map[string]int{}
+	for i, item := range seq.Content {
+		il := l.index(i)
+		m, _ := d.mapping(item, il, sinkKeys)
+		if m == nil {
+			continue
+		}
+		node := d.resolve(item)
+		s := Sink{From: DefaultPort}
+		label := il
+		if e, ok := m["name"]; ok {
+			if name, ok := d.name(e.val, label.child("name")); ok {
+				s.Name = name
+				label = loc{label: fmt.Sprintf("sink %q", name)}
+				if line, dup := seen[name]; dup {
+					d.errorf(e.val, "sink names must be unique within a pipeline", "duplicate sink name %q (first defined at line %d)", name, line)
+				} else {
+					seen[name] = e.val.Line
+				}
+			}
+		} else {
+			d.errorf(node, "give each sink a name: name: out", "%s: missing required key \"name\"", il.path)
+		}
+		fromPos := d.pos(node)
+		if e, ok := m["from"]; ok {
+			fromPos = d.pos(e.val)
+			if port, ok := d.name(e.val, label.child("from")); ok {
+				s.From = port
+			}
+		}
+		s.Component, _ = d.component(item, connector.KindSink, label, sinkKeys, m)
+		p.Sinks = append(p.Sinks, s)
+		d.sinkFrom = append(d.sinkFrom, fromPos)
+	}
+}
