@@ -158,6 +158,12 @@ func (d *docDecoder) writeJSONScalar(b *bytes.Buffer, n *yaml.Node, l loc) bool 
 			"%s: %s is not a finite number", l.at(), n.Value)
 		return false
 	case "!!str", "!!binary", "!!timestamp":
+		if n.Style == 0 && jsonNumberRe.MatchString(n.Value) {
+			// An unquoted number YAML could not hold as a double (1e400) comes back as a string.
+			d.errorf(n, fmt.Sprintf("quote it if it is meant as a string: %q", n.Value),
+				"%s: %s is out of the range of a double (about ±1.8e308)", l.at(), n.Value)
+			return false
+		}
 		s, _, ok := d.expand(n, false, nil)
 		if ok {
 			writeJSONString(b, s)

@@ -19,7 +19,7 @@ func TestConfigJSON(t *testing.T) {
 		{"no HTML escaping", `s: "<b>&amp;</b>"`, `{"s":"<b>&amp;</b>"}`},
 		{"keys in written order", "z: 1\na: 2\nm: 3", `{"z":1,"a":2,"m":3}`},
 		{"YAML-only number forms converted", "hex: 0x1F\noct: 0o17\nold_oct: 012\nplus: +12\nunders: 1_000\nhalf: .5\ntrailing: 1.\nbin: 0b101", `{"hex":31,"oct":15,"old_oct":10,"plus":12,"unders":1000,"half":0.5,"trailing":1,"bin":5}`},
-		{"typed as YAML types them", "t: True\nf: false\ny: yes\nn: ~\nq: \"12\"\nbig: 1e400\nts: 2001-12-14", `{"t":true,"f":false,"y":"yes","n":null,"q":"12","big":"1e400","ts":"2001-12-14"}`},
+		{"typed as YAML types them", "t: True\nf: false\ny: yes\nn: ~\nq: \"12\"\nbig: \"1e400\"\nts: 2001-12-14", `{"t":true,"f":false,"y":"yes","n":null,"q":"12","big":"1e400","ts":"2001-12-14"}`},
 		{"nested", "m: {k: [1, {x: \"é\\n\"}]}\nl: []\ne: {}", `{"m":{"k":[1,{"x":"é\n"}]},"l":[],"e":{}}`},
 		{"references", "salt: ${env:SALT}\nlit: $${env:SALT}", `{"salt":"pepper","lit":"${env:SALT}"}`},
 		{"aliases", "a: &x [1, 2]\nb: *x", `{"a":[1,2],"b":[1,2]}`},
@@ -42,6 +42,7 @@ func TestConfigJSONRefuses(t *testing.T) {
 	tests := []struct{ name, yaml, want string }{
 		{"infinity", "max: .inf", `config.yaml:1:6: config.max: .inf is not a finite number`},
 		{"nan", "x:\n  y: .nan", `config.yaml:2:6: config.x.y: .nan is not a finite number`},
+		{"out of range", "max_price: 1e400", `config.yaml:1:12: config.max_price: 1e400 is out of the range of a double`},
 		{"not a mapping", "[1, 2]", `config.yaml:1:1: config: expected a mapping, got a list`},
 		{"duplicate key", "a: 1\na: 2", `config.yaml:2:1: duplicate key "a" in config (first at line 1)`},
 		{"unset variable", "a: ${env:NOPE}", `config.yaml:1:4: ${env:NOPE}: environment variable NOPE is not set`},

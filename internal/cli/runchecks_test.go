@@ -30,9 +30,9 @@ spec:
 		want       []string
 	}{
 		{"config schema", "      config:\n        max_price: -3\n",
-			[]string{`pipeline.yaml:11:9: transform "validate": config.max_price: `, "hint: the module's config_schema says what it accepts"}},
+			[]string{`pipeline.yaml:11:9: transform "validate": config.max_price: must be > 0`, "hint: the module's config_schema says what it accepts"}},
 		{"config unknown key", "      config: {colour: red}\n",
-			[]string{`pipeline.yaml:10:7: transform "validate": config: `, "colour"}},
+			[]string{`pipeline.yaml:10:16: transform "validate": config.colour: not allowed`}},
 		{"memory", "      limits: {memory: 1TiB}\n",
 			[]string{`pipeline.yaml:10:24: transform "validate": limits.memory: must be at least 64KiB and at most 4GiB, got 1TiB`, "hint: a WASM page is 64KiB"}},
 		{"instances", "      limits:\n        instances: 65\n",

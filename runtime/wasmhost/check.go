@@ -2,12 +2,16 @@ package wasmhost
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
+	"github.com/sluicehq/sluice/internal/schemamsg"
 	"github.com/sluicehq/sluice/runtime/pipeline"
 )
 
@@ -47,20 +51,59 @@ func (m *Module) Check(cfg StageConfig) []Problem {
 
 // configProblems checks cfg (JSON text; empty means {}) against the module's config schema.
 func (m *Module) configProblems(cfg []byte) []Problem {
+	v, ps := parseConfig(cfg)
+	if len(ps) > 0 {
+		return ps
+	}
+	return m.schemaProblems(v)
+}
+
+// validateConfig is configProblems as NewStage's error, e.g. "config does not match the module's
+// config_schema: /max_price: must be > 0".
+func (m *Module) validateConfig(cfg []byte) error {
+	v, ps := parseConfig(cfg)
+	if len(ps) > 0 {
+		return fmt.Errorf("config: %s", joinProblems(ps))
+	}
+	if ps := m.schemaProblems(v); len(ps) > 0 {
+		return fmt.Errorf("config does not match the module's config_schema: %s", joinProblems(ps))
+	}
+	return nil
+}
+
+func joinProblems(ps []Problem) string {
+	parts := make([]string, len(ps))
+	for i, p := range ps {
+		parts[i] = p.Message
+		if p.Pointer != "" {
+			parts[i] = p.Pointer + ": " + p.Message
+		}
+	}
+	return strings.Join(parts, "; ")
+}
+
+// parseConfig decodes cfg for the schema. It refuses what is not a JSON object, and numbers beyond
+// the range of a double, which no guest could read as numbers.
+func parseConfig(cfg []byte) (any, []Problem) {
 	if len(bytes.TrimSpace(cfg)) == 0 {
 		cfg = []byte("{}")
 	}
 	v, err := jsonschema.UnmarshalJSON(bytes.NewReader(cfg))
 	if err != nil {
-		return []Problem{{Setting: "config", Message: fmt.Sprintf("not JSON: %v", err)}}
+		return nil, []Problem{{Setting: "config", Message: fmt.Sprintf("not JSON: %v", err)}}
 	}
 	if _, ok := v.(map[string]any); !ok {
-		return []Problem{{Setting: "config", Message: "must be a JSON object"}}
+		return nil, []Problem{{Setting: "config", Message: "must be a JSON object"}}
 	}
+	return v, numberProblems(v, "", nil)
+}
+
+// schemaProblems validates v against the module's config schema, one Problem per failing value.
+func (m *Module) schemaProblems(v any) []Problem {
 	if m.schema == nil {
 		return nil
 	}
-	err = m.schema.Validate(v)
+	err := m.schema.Validate(v)
 	if err == nil {
 		return nil
 	}
@@ -69,14 +112,36 @@ func (m *Module) configProblems(cfg []byte) []Problem {
 		return []Problem{{Setting: "config", Message: fmt.Sprintf("does not match the module's config_schema: %v", err)}}
 	}
 	var out []Problem
-	for _, u := range ve.BasicOutput().Errors {
-		if u.Error == nil {
-			continue
-		}
-		out = append(out, Problem{Setting: "config", Pointer: strings.TrimSuffix(u.InstanceLocation, "/"), Message: u.Error.String()})
+	for _, l := range schemamsg.Leaves(ve) {
+		out = append(out, Problem{Setting: "config", Pointer: l.Pointer, Message: l.Message})
 	}
 	if len(out) == 0 {
 		out = append(out, Problem{Setting: "config", Message: fmt.Sprintf("does not match the module's config_schema: %v", err)})
+	}
+	return out
+}
+
+// numberProblems finds the numbers of v (as jsonschema.UnmarshalJSON decodes it) that a double
+// cannot hold, naming each by its JSON pointer.
+func numberProblems(v any, ptr string, out []Problem) []Problem {
+	switch x := v.(type) {
+	case map[string]any:
+		keys := make([]string, 0, len(x))
+		for k := range x {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		for _, k := range keys {
+			out = numberProblems(x[k], ptr+"/"+strings.NewReplacer("~", "~0", "/", "~1").Replace(k), out)
+		}
+	case []any:
+		for i, e := range x {
+			out = numberProblems(e, ptr+"/"+strconv.Itoa(i), out)
+		}
+	case json.Number:
+		if _, err := strconv.ParseFloat(string(x), 64); err != nil {
+			out = append(out, Problem{Setting: "config", Pointer: ptr, Message: fmt.Sprintf("%s is out of the range of a double (about ±1.8e308)", x)})
+		}
 	}
 	return out
 }

@@ -156,11 +156,12 @@ func invalid(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", errInvalidResult, fmt.Sprintf(format, args...))
 }
 
-// span returns b[off:off+n] or an error when the range falls outside b.
+// span returns b[off:off+n] or an error when the range falls outside b. Its errors, like
+// decodeOut's, are wrapped by decodeResult with invalid, once.
 func span(b []byte, off, n uint32, what string) ([]byte, error) {
 	end := uint64(off) + uint64(n)
 	if end > uint64(len(b)) {
-		return nil, invalid("%s [%d,%d) outside the %d-byte frame", what, off, end, len(b))
+		return nil, fmt.Errorf("%s [%d,%d) outside the %d-byte frame", what, off, end, len(b))
 	}
 	return b[off:end], nil
 }
@@ -192,7 +193,7 @@ func decodeResult(res []byte, recs []connector.Record, base int, ports []string,
 	}
 	disps, err := span(res, dispOff, nIn*dispSize, "dispositions")
 	if err != nil {
-		return err
+		return invalid("%v", err)
 	}
 	var outs []byte
 	if nOut > 0 {
@@ -200,7 +201,7 @@ func decodeResult(res []byte, recs []connector.Record, base int, ports []string,
 			return invalid("out_desc_size %d < %d", ods, descSize)
 		}
 		if outs, err = span(res, outOff, nOut*ods, "output descriptors"); err != nil {
-			return err
+			return invalid("%v", err)
 		}
 	}
 	// Validate everything before appending anything, so a bad frame leaves out untouched.

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"math/rand"
+	"strings"
 	"testing"
 
 	"github.com/sluicehq/sluice/runtime/transform"
@@ -66,6 +67,9 @@ func TestDecodeResultInvalid(t *testing.T) {
 			err := decodeResult(tc.frame, recs, 0, []string{"main"}, &out)
 			if !errors.Is(err, errInvalidResult) {
 				t.Fatalf("err = %v, want an invalid result frame", err)
+			}
+			if n := strings.Count(err.Error(), "invalid result frame"); n != 1 {
+				t.Fatalf("err = %v: the prefix appears %d times", err, n)
 			}
 			if len(out.Actions) != 1 || len(out.Emitted) != 0 || len(out.Rejected) != 0 {
 				t.Fatalf("a rejected frame changed the result: %+v", out)

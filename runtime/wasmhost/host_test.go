@@ -296,8 +296,9 @@ func TestInitFailure(t *testing.T) {
 	}
 	tests := []struct{ name, cfg, msg string }{
 		{"guest refuses", `{"fail_init": true}`, `transform "t": init: fail_init is set`},
-		{"schema", `{"fail_init": "yes"}`, `config does not match the module's config_schema: at "/fail_init"`},
-		{"not an object", `[1]`, `config must be a JSON object`},
+		{"schema", `{"fail_init": "yes"}`, `transform "t": config does not match the module's config_schema: /fail_init: must be boolean, not string`},
+		{"not an object", `[1]`, `transform "t": config: must be a JSON object`},
+		{"out of range", `{"fail_init": [1e400]}`, `transform "t": config: /fail_init/0: 1e400 is out of the range of a double (about ±1.8e308)`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -307,6 +308,22 @@ func TestInitFailure(t *testing.T) {
 			}
 		})
 	}
+	t.Run("schema messages", func(t *testing.T) {
+		vp, err := h.Load(context.Background(), "../../transforms/validate_price/c/validate_price.wasm", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for cfg, msg := range map[string]string{
+			`{"max_price": 0}`:         `/max_price: must be > 0`,
+			`{"max_price": 1e400}`:     `config: /max_price: 1e400 is out of the range of a double`,
+			`{"max_price": 1, "x": 2}`: `/x: not allowed`,
+		} {
+			_, err := h.NewStage(context.Background(), vp, wasmhost.StageConfig{Name: "t", Config: []byte(cfg)})
+			if err == nil || !strings.Contains(err.Error(), msg) {
+				t.Errorf("%s: err = %v, want %q", cfg, err, msg)
+			}
+		}
+	})
 	t.Run("init loops forever", func(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 		defer cancel()

@@ -230,34 +230,3 @@ func (m *Module) parseMeta(raw []byte, abi uint32) error {
 	m.meta = meta
 	return nil
 }
-
-// validateConfig checks cfg (a JSON object) against the module's config schema.
-func (m *Module) validateConfig(cfg []byte) error {
-	v, err := jsonschema.UnmarshalJSON(bytes.NewReader(cfg))
-	if err != nil {
-		return fmt.Errorf("config is not JSON: %w", err)
-	}
-	if _, ok := v.(map[string]any); !ok {
-		return fmt.Errorf("config must be a JSON object")
-	}
-	if m.schema == nil {
-		return nil
-	}
-	if err := m.schema.Validate(v); err != nil {
-		msg := err.Error()
-		if ve, ok := err.(*jsonschema.ValidationError); ok {
-			var parts []string
-			for _, u := range ve.BasicOutput().Errors {
-				if u.Error == nil {
-					continue
-				}
-				parts = append(parts, fmt.Sprintf("at %q: %s", "/"+strings.TrimPrefix(u.InstanceLocation, "/"), u.Error.String()))
-			}
-			if len(parts) > 0 {
-				msg = strings.Join(parts, "; ")
-			}
-		}
-		return fmt.Errorf("config does not match the module's config_schema: %s", msg)
-	}
-	return nil
-}
