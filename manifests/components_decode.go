@@ -97,7 +97,7 @@ func (d *docDecoder) sinks(p *Pipeline, n *yaml.Node) {
 	seen := map[string]int{}
 	for i, item := range seq.Content {
 		il := l.index(i)
-		m, _ := d.mapping(item, il, sinkKeys)
+		m, _ := d.mapping(item, il, sinkShape.names())
 		if m == nil {
 			continue
 		}
@@ -124,7 +124,7 @@ func (d *docDecoder) sinks(p *Pipeline, n *yaml.Node) {
 				s.From = port
 			}
 		}
-		s.Component, _ = d.component(item, connector.KindSink, label, sinkKeys, m)
+		s.Component, _ = d.component(item, connector.KindSink, label, sinkShape.names(), m)
 		p.Sinks = append(p.Sinks, s)
 		d.sinkFrom = append(d.sinkFrom, fromPos)
 	}

@@ -19,16 +19,6 @@ var nameRe = regexp.MustCompile(NamePattern)
 
 const nameHint = `use lowercase letters, digits, '-' and '_', starting and ending with a letter or digit (for example "orders-v2")`
 
-var (
-	documentKeys   = []string{"apiVersion", "kind", "metadata", "spec"}
-	metadataKeys   = []string{"name", "labels"}
-	specKeys       = []string{"source", "transforms", "sinks", "dead_letter", "delivery", "batch", "buffer"}
-	sourceKeys     = []string{"type", "config"}
-	deadLetterKeys = []string{"type", "config", "max_failure_ratio", "failure_window"}
-	sinkKeys       = []string{"name", "type", "config", "from"}
-	transformKeys  = []string{"name", "wasm", "sha256", "config", "limits", "on_reject"}
-)
-
 // document decodes one Pipeline document. It returns nil for an empty document.
 func (d *docDecoder) document(doc *yaml.Node) *Pipeline {
 	root := doc
@@ -42,7 +32,7 @@ func (d *docDecoder) document(doc *yaml.Node) *Pipeline {
 		return nil
 	}
 	top := loc{path: "document"}
-	m, _ := d.mapping(root, top, documentKeys)
+	m, _ := d.mapping(root, top, documentShape.names())
 	if m == nil {
 		return nil
 	}
@@ -111,7 +101,7 @@ func (d *docDecoder) name(n *yaml.Node, l loc) (string, bool) {
 
 func (d *docDecoder) metadata(p *Pipeline, n *yaml.Node) {
 	l := loc{path: "metadata"}
-	m, _ := d.mapping(n, l, metadataKeys)
+	m, _ := d.mapping(n, l, metadataShape.names())
 	if m == nil {
 		return
 	}
@@ -133,14 +123,14 @@ func (d *docDecoder) metadata(p *Pipeline, n *yaml.Node) {
 
 func (d *docDecoder) spec(p *Pipeline, n *yaml.Node) {
 	l := loc{path: "spec"}
-	m, _ := d.mapping(n, l, specKeys)
+	m, _ := d.mapping(n, l, specShape.names())
 	if m == nil {
 		return
 	}
 	at := d.resolve(n)
 
 	if e, ok := m["source"]; ok && !isNull(d.resolve(e.val)) {
-		p.Source, _ = d.component(e.val, connector.KindSource, loc{label: "source"}, sourceKeys, nil)
+		p.Source, _ = d.component(e.val, connector.KindSource, loc{label: "source"}, sourceShape.names(), nil)
 	} else {
 		d.errorf(at, "add a source: {type: ..., config: {...}}; `sluice components` lists the types", "missing required key \"source\" in spec")
 	}
@@ -158,8 +148,8 @@ func (d *docDecoder) spec(p *Pipeline, n *yaml.Node) {
 	p.FailureLimit = FailureLimit{Ratio: pipeline.DefaultFailureRatio, Window: pipeline.DefaultFailureWindow}
 	if e, ok := m["dead_letter"]; ok && !isNull(d.resolve(e.val)) {
 		l := loc{label: "dead_letter"}
-		if dm, _ := d.mapping(e.val, l, deadLetterKeys); dm != nil {
-			if c, ok := d.component(e.val, connector.KindSink, l, deadLetterKeys, dm); ok {
+		if dm, _ := d.mapping(e.val, l, deadLetterShape.names()); dm != nil {
+			if c, ok := d.component(e.val, connector.KindSink, l, deadLetterShape.names(), dm); ok {
 				p.DeadLetter = &c
 			}
 			for _, r := range deadLetterRules {

@@ -74,78 +74,25 @@ func JSONSchema(cat Catalog) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	batch, err := rulesSchema(batchRules, "How the engine groups records into batches.")
+	for name, sh := range map[string]shape{"source": sourceShape, "sink": sinkShape, "dead_letter": deadLetterShape} {
+		kind := connector.KindSink
+		if name == "source" {
+			kind = connector.KindSource
+		}
+		if defs[name], err = componentSchema(cat, kind, sh); err != nil {
+			return nil, fmt.Errorf("schema: %s: %w", name, err)
+		}
+	}
+	if defs["transform"], err = transformShape.jsonSchema(cat); err != nil {
+		return nil, fmt.Errorf("schema: transform: %w", err)
+	}
+	root, err := documentShape.jsonSchema(cat)
 	if err != nil {
-		return nil, fmt.Errorf("schema: batch: %w", err)
+		return nil, fmt.Errorf("schema: %w", err)
 	}
-	buffer, err := rulesSchema(bufferRules, "Bounds on the records in flight between the source and the sinks.")
-	if err != nil {
-		return nil, fmt.Errorf("schema: buffer: %w", err)
-	}
-	limits, err := rulesSchema(limitsRules, "Resource limits of the transform's WASM instances.")
-	if err != nil {
-		return nil, fmt.Errorf("schema: limits: %w", err)
-	}
-	deadLetter, err := rulesSchema(deadLetterRules, "")
-	if err != nil {
-		return nil, fmt.Errorf("schema: dead_letter: %w", err)
-	}
-	delivery, _ := ruleSchema(deliveryRule)
-	onReject, _ := ruleSchema(onRejectRule)
-
-	defs["source"] = componentSchema(cat, connector.KindSource, "The source the pipeline reads from.", nil, nil)
-	defs["sink"] = componentSchema(cat, connector.KindSink, "A sink the pipeline writes to. Every sink gets every record of its port.",
-		schemaObj{
-			"name": schemaObj{"$ref": "#/definitions/name", "description": "Name of the sink, unique within the pipeline."},
-			"from": schemaObj{"$ref": "#/definitions/name", "default": DefaultPort,
-				"description": "Output port of the last transform this sink reads; main when not set."},
-		}, []string{"name"})
-	defs["dead_letter"] = componentSchema(cat, connector.KindSink, "Where rejected and failed records go, with the reason.",
-		deadLetter["properties"].(schemaObj), nil)
-	defs["transform"] = schemaObj{
-		"type": "object", "additionalProperties": false, "required": []any{"name", "wasm"},
-		"description": "A WASM transform stage.",
-		"properties": schemaObj{
-			"name":      schemaObj{"$ref": "#/definitions/name", "description": "Name of the transform, unique within the pipeline."},
-			"wasm":      schemaObj{"type": "string", "minLength": 1, "description": "Path of the .wasm module, relative to the manifest file's directory."},
-			"sha256":    schemaObj{"type": "string", "pattern": "^[0-9a-fA-F]{64}$", "description": "Pins the module's SHA-256 digest (hex); loading fails when it does not match."},
-			"config":    schemaObj{"type": "object", "description": "Configuration handed to the module once, as JSON, when an instance starts."},
-			"limits":    limits,
-			"on_reject": onReject,
-		},
-	}
-	root := schemaObj{
-		"$schema":              SchemaDraft,
-		"title":                "Sluice pipeline manifest",
-		"description":          "One pipeline: a source, optional WASM transforms, and one or more sinks.",
-		"type":                 "object",
-		"additionalProperties": false,
-		"required":             []any{"apiVersion", "kind", "metadata", "spec"},
-		"properties": schemaObj{
-			"apiVersion": schemaObj{"const": APIVersion, "description": "Manifest API version."},
-			"kind":       schemaObj{"const": "Pipeline", "description": "Document kind."},
-			"metadata": schemaObj{
-				"type": "object", "additionalProperties": false, "required": []any{"name"},
-				"properties": schemaObj{
-					"name":   schemaObj{"$ref": "#/definitions/name", "description": "Name of the pipeline, unique across the manifests loaded together."},
-					"labels": schemaObj{"type": "object", "additionalProperties": schemaObj{"type": "string"}, "description": "Free-form string labels."},
-				},
-			},
-			"spec": schemaObj{
-				"type": "object", "additionalProperties": false, "required": []any{"source", "sinks"},
-				"properties": schemaObj{
-					"source":      schemaObj{"$ref": "#/definitions/source"},
-					"transforms":  schemaObj{"type": "array", "items": schemaObj{"$ref": "#/definitions/transform"}, "description": "WASM transforms, applied in order."},
-					"sinks":       schemaObj{"type": "array", "minItems": 1, "items": schemaObj{"$ref": "#/definitions/sink"}, "description": "One or more sinks (fan-out)."},
-					"dead_letter": schemaObj{"$ref": "#/definitions/dead_letter"},
-					"delivery":    delivery,
-					"batch":       batch,
-					"buffer":      buffer,
-				},
-			},
-		},
-		"definitions": defs,
-	}
+	root["$schema"] = SchemaDraft
+	root["title"] = "Sluice pipeline manifest"
+	root["definitions"] = defs
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
@@ -156,32 +103,15 @@ func JSONSchema(cat Catalog) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-// componentSchema describes {type, config} (plus extra properties) with config checked against the
-// spec of the component named by type.
-func componentSchema(cat Catalog, kind connector.Kind, desc string, extra schemaObj, required []string) schemaObj {
-	names := cat.Names(kind)
-	typ := schemaObj{"type": "string", "description": fmt.Sprintf("Which %s; `sluice components` lists them.", kind)}
-	if len(names) > 0 {
-		enum := make([]any, len(names))
-		for i, n := range names {
-			enum[i] = n
-		}
-		typ["enum"] = enum
+// componentSchema describes a source, sink or dead-letter mapping with its config checked
+// against the spec of the component its type names (if/then per catalog entry).
+func componentSchema(cat Catalog, kind connector.Kind, sh shape) (schemaObj, error) {
+	out, err := sh.jsonSchema(cat)
+	if err != nil {
+		return nil, err
 	}
-	props := schemaObj{
-		"type":   typ,
-		"config": schemaObj{"type": "object", "description": "Settings of the component; see `sluice docs TYPE`."},
-	}
-	for k, v := range extra {
-		props[k] = v
-	}
-	req := []any{"type"}
-	for _, r := range required {
-		req = append(req, r)
-	}
-	out := schemaObj{"type": "object", "description": desc, "additionalProperties": false, "required": req, "properties": props}
 	var branches []any
-	for _, n := range names {
+	for _, n := range cat.Names(kind) {
 		c, _ := cat.Lookup(kind, n)
 		then := schemaObj{"properties": schemaObj{"config": schemaObj{"$ref": "#/definitions/" + string(kind) + "." + n}}}
 		if hasRequired(c.Spec.Fields) {
@@ -195,7 +125,7 @@ func componentSchema(cat Catalog, kind connector.Kind, desc string, extra schema
 	if len(branches) > 0 {
 		out["allOf"] = branches
 	}
-	return out
+	return out, nil
 }
 
 func hasRequired(fields []connector.Field) bool {

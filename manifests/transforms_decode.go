@@ -24,7 +24,7 @@ func (d *docDecoder) transforms(p *Pipeline, n *yaml.Node) {
 	seen := map[string]int{}
 	for i, item := range seq.Content {
 		il := l.index(i)
-		m, _ := d.mapping(item, il, transformKeys)
+		m, _ := d.mapping(item, il, transformShape.names())
 		if m == nil {
 			continue
 		}
