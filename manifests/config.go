@@ -15,9 +15,8 @@ func (p *Pipeline) Config() *pipeline.Pipeline {
 		Batch:        p.Batch,
 		Buffer:       p.Buffer,
 	}
-	for _, t := range p.Transforms {
-		out.Transforms = append(out.Transforms, pipeline.Transform{Name: t.Name, Module: t.Wasm, SHA256: t.SHA256,
-			Config: t.ConfigJSON, Limits: t.Limits, OnReject: t.OnReject})
+	for i := range p.Transforms {
+		out.Transforms = append(out.Transforms, p.Transforms[i].RuntimeConfig())
 	}
 	for _, s := range p.Sinks {
 		out.Sinks = append(out.Sinks, pipeline.Sink{Component: s.Component.config(), Name: s.Name, From: s.From})
@@ -31,4 +30,9 @@ func (p *Pipeline) Config() *pipeline.Pipeline {
 
 func (c *Component) config() pipeline.Component {
 	return pipeline.Component{Type: c.Type, Config: c.Config, Secrets: c.Secrets}
+}
+
+// RuntimeConfig returns the runtime configuration of the transform; its Config is ConfigJSON.
+func (t *Transform) RuntimeConfig() pipeline.Transform {
+	return pipeline.Transform{Name: t.Name, Module: t.Wasm, SHA256: t.SHA256, Config: t.ConfigJSON, Limits: t.Limits, OnReject: t.OnReject}
 }

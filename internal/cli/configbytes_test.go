@@ -1,10 +1,7 @@
 package cli
 
 import (
-	"context"
 	"encoding/json"
-	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,7 +9,6 @@ import (
 
 	"github.com/sluicehq/sluice/connectors/all"
 	"github.com/sluicehq/sluice/manifests"
-	"github.com/sluicehq/sluice/sdk/go/connector"
 )
 
 // TestPipelineConfigBytesMatchTransformTest checks that a module in a pipeline receives the same
@@ -29,23 +25,22 @@ func TestPipelineConfigBytesMatchTransformTest(t *testing.T) {
 		t.Run(number, func(t *testing.T) {
 			want := "price: must be at most " + number
 
+			dlq := filepath.Join(t.TempDir(), "dlq.jsonl")
 			manifest := writeManifest(t, `apiVersion: sluice.dev/v1
 kind: Pipeline
 metadata: {name: config-bytes}
 spec:
-  source: {type: generate, config: {count: 1}}
+  source: {type: generate, config: {count: 1, template: '`+record+`'}}
   transforms:
     - name: validate
       wasm: `+wasm+`
       config:
         max_price: `+number+`
   sinks: [{name: out, type: drop}]
+  dead_letter: {type: file, config: {path: `+dlq+`}}
 `)
-			g := &Globals{DataDir: t.TempDir(), Catalog: all.Catalog()}
-			log := slog.New(slog.NewTextHandler(io.Discard, nil))
-			stages := newStageFactory(g, log)
-			defer stages.Close(context.Background())
-			pipelines, diags := manifests.Load([]string{manifest}, manifests.LoadOptions{Catalog: g.Catalog, CheckModule: stages.Check})
+			g := &Globals{Catalog: all.Catalog()}
+			pipelines, diags := manifests.Load([]string{manifest}, manifests.LoadOptions{Catalog: g.Catalog})
 			if len(diags) > 0 {
 				t.Fatal(diags)
 			}
@@ -54,17 +49,15 @@ spec:
 			if string(tr.ConfigJSON) != flag {
 				t.Errorf("ConfigJSON = %s, want %s", tr.ConfigJSON, flag)
 			}
-			st, err := stages.New(context.Background(), "config-bytes", pipelines[0].Config().Transforms[0], log)
-			if err != nil {
+			if out, err := runCLI(t, "--admin-addr", "", "run", manifest); err != nil {
+				t.Fatalf("run: %v\n%s", err, out)
+			}
+			var letter struct{ Reason string }
+			if err := json.Unmarshal([]byte(strings.TrimSpace(mustReadFile(t, dlq))), &letter); err != nil {
 				t.Fatal(err)
 			}
-			defer st.Close(context.Background())
-			res, err := st.Process(context.Background(), []connector.Record{{Value: []byte(record)}})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(res.Rejected) != 1 || res.Rejected[0].Reason != want {
-				t.Errorf("pipeline: rejected %+v, want the reason %q", res.Rejected, want)
+			if letter.Reason != want {
+				t.Errorf("pipeline: dead letter reason %q, want %q", letter.Reason, want)
 			}
 
 			input := filepath.Join(t.TempDir(), "in.jsonl")
@@ -88,4 +81,13 @@ spec:
 			}
 		})
 	}
+}
+
+func mustReadFile(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }

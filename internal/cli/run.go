@@ -8,19 +8,16 @@ import (
 	"os"
 	"os/signal"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/sluicehq/sluice/manifests"
 	"github.com/sluicehq/sluice/runtime/admin"
-	"github.com/sluicehq/sluice/runtime/checkpoint"
-	"github.com/sluicehq/sluice/runtime/engine"
 	"github.com/sluicehq/sluice/runtime/metrics"
 	"github.com/sluicehq/sluice/runtime/pipeline"
 	"github.com/sluicehq/sluice/runtime/pluginhost"
+	"github.com/sluicehq/sluice/runtime/supervisor"
 )
 
 func init() {
@@ -69,54 +66,22 @@ func runPipelines(parent context.Context, g *Globals, args []string, f runFlags)
 	if err := g.discoverPluginsWith(parent, log, pm, args...); err != nil {
 		return err
 	}
-	stages := newStageFactory(g, log)
-	defer stages.Close(context.Background())
-	specs, diags := manifests.Load(args, manifests.LoadOptions{Catalog: g.Catalog, CheckModule: stages.Check})
-	if len(diags) == 0 {
-		diags = append(constructComponents(parent, g.Catalog, specs), stages.CheckPorts(specs)...) // the components' own checks, with positions
-	}
-	if len(diags) > 0 {
-		for _, d := range diags {
-			fmt.Fprintln(os.Stderr, d.String())
-		}
-		return &exitError{code: 1, msg: fmt.Sprintf("%d problem(s) in the manifests; nothing was run", len(diags))}
-	}
-	if len(specs) == 0 {
-		return &exitError{code: 1, msg: "no pipelines found in " + strings.Join(args, ", ")}
-	}
-	store, err := checkpoint.Open(g.DataDir)
+	l, err := g.loadPipelines(parent, log, m, supervisor.Options{DrainTimeout: f.drain, StuckAfter: f.stuckAfter}, args)
 	if err != nil {
 		return err
 	}
-	defer store.Close()
-	var pipes []*engine.Pipeline
-	for _, s := range specs {
-		if f.reset {
-			if err := store.Reset(s.Name); err != nil {
-				return err
-			}
+	defer l.sup.Close(context.Background())
+	if len(l.diags) > 0 {
+		for _, d := range l.diags {
+			fmt.Fprintln(os.Stderr, d.String())
 		}
-		cfg := s.Config()
-		if cfg.StuckAfter == 0 {
-			cfg.StuckAfter = f.stuckAfter
-		}
-		p, err := engine.New(cfg, engine.Options{Catalog: g.Catalog, Logger: log, Metrics: m, Checkpoints: store, DataDir: g.DataDir,
-			NewStage: stages.New, DrainTimeout: f.drain})
-		if err != nil {
-			return err
-		}
-		pipes = append(pipes, p)
+		return &exitError{code: 1, msg: fmt.Sprintf("%d problem(s) in the manifests; nothing was run", len(l.diags))}
 	}
-	m.Registry.MustRegister(stages)
+	if len(l.specs) == 0 {
+		return &exitError{code: 1, msg: "no pipelines found in " + strings.Join(args, ", ")}
+	}
 	if g.AdminAddr != "" {
-		srv, err := admin.Start(g.AdminAddr, m.Handler(), func() []admin.Pipeline {
-			out := make([]admin.Pipeline, len(pipes))
-			for i, p := range pipes {
-				st := p.Status()
-				out[i] = admin.Pipeline{Name: p.Name(), State: string(st.State), Ready: st.Ready, Reason: st.Reason}
-			}
-			return out
-		}, log)
+		srv, err := admin.Start(g.AdminAddr, m.Handler(), func() []admin.Pipeline { return adminPipelines(l.sup) }, log)
 		if err != nil {
 			return adminListenError(err)
 		}
@@ -130,21 +95,17 @@ func runPipelines(parent context.Context, g *Globals, args []string, f runFlags)
 		<-ctx.Done()
 		stop() // a second signal now takes the default action and ends the process at once
 	}()
+	return l.sup.Run(ctx, supervisor.RunOptions{Reset: f.reset})
+}
 
-	errs := make([]error, len(pipes))
-	var wg sync.WaitGroup
-	for i, p := range pipes {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = p.Run(ctx)
-		}()
+// adminPipelines is the supervisor's status as the admin API shows it.
+func adminPipelines(sup *supervisor.Supervisor) []admin.Pipeline {
+	sts := sup.Status()
+	out := make([]admin.Pipeline, len(sts))
+	for i, st := range sts {
+		out[i] = admin.Pipeline{Name: st.Name, State: string(st.State), Ready: st.Ready, Reason: st.Reason}
 	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return err
-	}
-	return nil
+	return out
 }
 
 // discoverPlugins registers the plugin binaries of --plugins-dir as plugin:NAME components. The

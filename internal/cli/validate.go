@@ -5,15 +5,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
 
-	"github.com/sluicehq/sluice/manifests"
-	"github.com/sluicehq/sluice/runtime/catalog"
-	"github.com/sluicehq/sluice/sdk/go/connector"
+	"github.com/sluicehq/sluice/runtime/metrics"
+	"github.com/sluicehq/sluice/runtime/supervisor"
 )
 
 func init() {
@@ -48,13 +46,12 @@ func validateManifests(ctx context.Context, g *Globals, args []string, asJSON bo
 	if err := g.discoverPlugins(ctx, log, args...); err != nil {
 		return err
 	}
-	stages := newStageFactory(g, log)
-	defer stages.Close(context.Background())
-	pipelines, diags := manifests.Load(args, manifests.LoadOptions{Catalog: g.Catalog, CheckModule: stages.Check})
-	if len(diags) == 0 {
-		diags = append(constructComponents(ctx, g.Catalog, pipelines), stages.CheckPorts(pipelines)...)
-		diags.Sort()
+	l, err := g.loadPipelines(ctx, log, metrics.New(), supervisor.Options{}, args)
+	if err != nil {
+		return err
 	}
+	defer l.sup.Close(context.Background())
+	pipelines, diags := l.specs, l.diags
 	if asJSON {
 		type jsonDiag struct {
 			File    string `json:"file"`
@@ -91,49 +88,6 @@ func validateManifests(ctx context.Context, g *Globals, args []string, asJSON bo
 		fmt.Fprintf(out, "ok: %s (%s)\n", plural(len(pipelines), "pipeline", "pipelines"), strings.Join(names, ", "))
 	}
 	return nil
-}
-
-// constructComponents builds every source and sink of the pipelines, without opening them, so
-// that the components' own configuration checks (connector.ConfigError) are reported too.
-func constructComponents(ctx context.Context, cat *catalog.Catalog, pipelines []*manifests.Pipeline) manifests.Diagnostics {
-	var diags manifests.Diagnostics
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	try := func(p *manifests.Pipeline, c *manifests.Component, kind connector.Kind, label, name string) {
-		reg, ok := cat.Lookup(kind, c.Type)
-		if !ok {
-			return // Load reported it
-		}
-		env := connector.Env{Logger: quiet, Pipeline: p.Name, Component: name}
-		var closer interface{ Close(context.Context) error }
-		var err error
-		if kind == connector.KindSource {
-			var s connector.Source
-			s, err = reg.NewSource(c.Config, env)
-			closer = s
-		} else {
-			var s connector.Sink
-			s, err = reg.NewSink(c.Config, env)
-			closer = s
-		}
-		if err != nil {
-			diags = append(diags, c.ErrorDiagnostic(label, err))
-			return
-		}
-		if closer != nil {
-			_ = closer.Close(ctx)
-		}
-	}
-	for _, p := range pipelines {
-		try(p, &p.Source, connector.KindSource, "source", "source")
-		for i := range p.Sinks {
-			s := &p.Sinks[i]
-			try(p, &s.Component, connector.KindSink, fmt.Sprintf("sink %q", s.Name), s.Name)
-		}
-		if p.DeadLetter != nil {
-			try(p, p.DeadLetter, connector.KindSink, "dead_letter", "dead_letter")
-		}
-	}
-	return diags
 }
 
 func plural(n int, one, many string) string {

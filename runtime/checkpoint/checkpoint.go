@@ -63,6 +63,24 @@ func (s *Store) Path() string { return s.db.Path() }
 
 func bucketName(pipeline string) []byte { return []byte("pipeline/" + pipeline) }
 
+// emptyPartitionKey stores the position of the unnamed partition of a single-partition source:
+// the store's keys cannot be empty, and no partition name is a single NUL byte.
+const emptyPartitionKey = "\x00"
+
+func partitionKey(partition string) []byte {
+	if partition == "" {
+		return []byte(emptyPartitionKey)
+	}
+	return []byte(partition)
+}
+
+func partitionOf(key []byte) string {
+	if string(key) == emptyPartitionKey {
+		return ""
+	}
+	return string(key)
+}
+
 // Load returns the saved positions of a pipeline, one per partition, sorted by partition. A
 // pipeline never saved has none.
 func (s *Store) Load(pipeline string) ([]connector.Position, error) {
@@ -73,7 +91,7 @@ func (s *Store) Load(pipeline string) ([]connector.Position, error) {
 			return nil
 		}
 		return b.ForEach(func(k, v []byte) error {
-			p, err := decode(string(k), v)
+			p, err := decode(partitionOf(k), v)
 			if err != nil {
 				return err
 			}
@@ -100,7 +118,7 @@ func (s *Store) Save(pipeline string, positions []connector.Position) error {
 			return err
 		}
 		for _, p := range positions {
-			if err := b.Put([]byte(p.Partition), encode(p)); err != nil {
+			if err := b.Put(partitionKey(p.Partition), encode(p)); err != nil {
 				return err
 			}
 		}

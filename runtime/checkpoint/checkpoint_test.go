@@ -66,3 +66,23 @@ func TestSecondOpenIsLocked(t *testing.T) {
 		t.Fatalf("second Open: %v, want ErrLocked", err)
 	}
 }
+
+// A single-partition source names no partition (connector.Position); its position must be
+// saved like any other.
+func TestSavesTheUnnamedPartition(t *testing.T) {
+	s, err := checkpoint.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Save("p", []connector.Position{{Offset: 41}, {Partition: "a", Offset: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Load("p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []connector.Position{{Offset: 41}, {Partition: "a", Offset: 1}}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("loaded %v, want %v", got, want)
+	}
+}

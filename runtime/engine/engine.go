@@ -25,7 +25,6 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/runtime/catalog"
-	"github.com/sluicehq/sluice/runtime/checkpoint"
 	"github.com/sluicehq/sluice/runtime/metrics"
 	"github.com/sluicehq/sluice/runtime/pipeline"
 	"github.com/sluicehq/sluice/runtime/transform"
@@ -44,8 +43,9 @@ type Options struct {
 	Logger *slog.Logger
 	// Metrics receives the pipeline's metrics. Nil keeps them private.
 	Metrics *metrics.Metrics
-	// Checkpoints is the durable position store. Required.
-	Checkpoints *checkpoint.Store
+	// Checkpoints is the durable position store (a *checkpoint.Store). Required by Run; New
+	// does not touch it.
+	Checkpoints Checkpoints
 	// DataDir is the root of the components' private directories (DataDir/<pipeline>/<component>).
 	DataDir string
 	// NewStage builds transform stages. Required when the pipeline has transforms.
@@ -57,6 +57,30 @@ type Options struct {
 	// MonitorInterval is how often the lag metrics are refreshed. Default 1s.
 	MonitorInterval time.Duration
 }
+
+// Checkpoints loads and saves a pipeline's positions durably; runtime/checkpoint.Store is one.
+type Checkpoints interface {
+	Load(pipeline string) ([]connector.Position, error)
+	Save(pipeline string, positions []connector.Position) error
+}
+
+// ComponentError is a source or sink the engine could not build. New returns one per failing
+// component, joined.
+type ComponentError struct {
+	// Component is "source", "dead_letter" or the sink's name.
+	Component string
+	Kind      connector.Kind
+	Err       error
+}
+
+func (e *ComponentError) Error() string {
+	if e.Component == "source" || e.Component == "dead_letter" {
+		return fmt.Sprintf("%s: %v", e.Component, e.Err)
+	}
+	return fmt.Sprintf("sink %q: %v", e.Component, e.Err)
+}
+
+func (e *ComponentError) Unwrap() error { return e.Err }
 
 // ErrNoDeadLetter is wrapped by the error that stops a pipeline when a record must go to the
 // dead letters and the pipeline configures no dead-letter sink.
@@ -86,9 +110,6 @@ type sinkRunner struct {
 // New builds the pipeline's components from the catalog. It does no I/O. Zero-valued policies of
 // spec take their defaults (pipeline.Pipeline.WithDefaults).
 func New(spec *pipeline.Pipeline, o Options) (*Pipeline, error) {
-	if o.Checkpoints == nil {
-		return nil, errors.New("engine: a checkpoint store is required")
-	}
 	if o.Catalog == nil {
 		return nil, errors.New("engine: a catalog is required")
 	}
@@ -126,22 +147,21 @@ func New(spec *pipeline.Pipeline, o Options) (*Pipeline, error) {
 	return p, nil
 }
 
-// build constructs the source and the sinks.
+// build constructs the source and the sinks. It tries every component and returns one
+// *ComponentError per failure, joined; what it built is closed again on failure.
 func (p *Pipeline) build() error {
 	spec := p.spec
-	sc, ok := p.opts.Catalog.Lookup(connector.KindSource, spec.Source.Type)
-	if !ok {
-		return fmt.Errorf("unknown source type %q", spec.Source.Type)
+	var errs []error
+	if src, err := p.newSource(spec.Source); err != nil {
+		errs = append(errs, &ComponentError{Component: "source", Kind: connector.KindSource, Err: err})
+	} else {
+		p.source = src
 	}
-	src, err := sc.NewSource(spec.Source.Config, p.env("source"))
-	if err != nil {
-		return fmt.Errorf("source %s: %w", spec.Source.Type, err)
-	}
-	p.source = src
 	for _, s := range spec.Sinks {
 		r, err := p.newSink(s.Name, s.Component)
 		if err != nil {
-			return err
+			errs = append(errs, &ComponentError{Component: s.Name, Kind: connector.KindSink, Err: err})
+			continue
 		}
 		p.sinks = append(p.sinks, r)
 		p.byPort[s.Port()] = append(p.byPort[s.Port()], r)
@@ -149,23 +169,49 @@ func (p *Pipeline) build() error {
 	if spec.DeadLetter != nil {
 		r, err := p.newSink("dead_letter", *spec.DeadLetter)
 		if err != nil {
-			return err
+			errs = append(errs, &ComponentError{Component: "dead_letter", Kind: connector.KindSink, Err: err})
+		} else {
+			p.dlq = r
 		}
-		p.dlq = r
+	}
+	if len(errs) > 0 {
+		_ = p.Discard(context.Background())
+		return errors.Join(errs...)
 	}
 	return nil
+}
+
+func (p *Pipeline) newSource(c pipeline.Component) (connector.Source, error) {
+	reg, ok := p.opts.Catalog.Lookup(connector.KindSource, c.Type)
+	if !ok {
+		return nil, fmt.Errorf("unknown source type %q", c.Type)
+	}
+	return reg.NewSource(c.Config, p.env("source"))
 }
 
 func (p *Pipeline) newSink(name string, c pipeline.Component) (*sinkRunner, error) {
 	reg, ok := p.opts.Catalog.Lookup(connector.KindSink, c.Type)
 	if !ok {
-		return nil, fmt.Errorf("sink %q: unknown type %q", name, c.Type)
+		return nil, fmt.Errorf("unknown sink type %q", c.Type)
 	}
 	s, err := reg.NewSink(c.Config, p.env(name))
 	if err != nil {
-		return nil, fmt.Errorf("sink %q: %w", name, err)
+		return nil, err
 	}
 	return &sinkRunner{name: name, sink: s, ch: make(chan sinkItem, 16)}, nil
+}
+
+// Discard releases the components of a pipeline that will not run (after validation). It must
+// not be called on a pipeline that ran or is running; Run closes its own components.
+func (p *Pipeline) Discard(ctx context.Context) error {
+	var errs []error
+	if p.source != nil {
+		errs = append(errs, p.source.Close(ctx))
+	}
+	for _, s := range p.allSinks() {
+		errs = append(errs, s.sink.Close(ctx))
+	}
+	return redactErr(errors.Join(errs...), p.secrets)
 }
 
 // env is the connector environment of one component.
@@ -206,6 +252,9 @@ func (p *Pipeline) allSinks() []*sinkRunner {
 //
 // Secret values of the pipeline never appear in the returned error nor in the pipeline's logs.
 func (p *Pipeline) Run(ctx context.Context) error {
+	if p.opts.Checkpoints == nil {
+		return fmt.Errorf("engine: pipeline %q: a checkpoint store is required", p.spec.Name)
+	}
 	r := newRun(p)
 	err := redactErr(r.run(ctx), p.secrets)
 	p.health.finish(err, ctx.Err() != nil)
