@@ -78,6 +78,19 @@ func TestGoGuest(t *testing.T) {
 		t.Fatalf("guest stdout missing from logs:\n%s", logs)
 	}
 
+	// A result frame written over the input frame, in the tf_reserve buffer, is read correctly
+	// (ABI.md section 7): the host copies out what it keeps before it writes the next frame.
+	for i := 0; i < 3; i++ {
+		res, err = s.Process(context.Background(), records("inplace", "upper", "b"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fmt.Sprint(res.Actions) != fmt.Sprint([]transform.Action{transform.Pass, transform.Emit, transform.Pass}) ||
+			len(res.Emitted) != 1 || string(res.Emitted[0].Record.Value) != "UPPER" || res.Emitted[0].Input != 1 {
+			t.Fatalf("in-place result %+v", res)
+		}
+	}
+
 	tests := []struct {
 		name, value string
 		code        uint16

@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf16"
 
@@ -26,12 +27,17 @@ const (
 var metricName = regexp.MustCompile(`^[a-z][a-z0-9_]{0,63}$`)
 
 // guestLogger writes guest lines to slog with a token bucket per stage. Safe for concurrent use.
+// Lines over the limit are counted; the count is logged before the next line that passes, or at
+// the end of a call (at most once a second, so a module that logs too much on every call does not
+// turn each call into a host log line), or when the stage closes.
 type guestLogger struct {
-	log     *slog.Logger
-	mu      sync.Mutex
-	tokens  float64
-	last    time.Time
-	dropped int64
+	log        *slog.Logger
+	mu         sync.Mutex
+	tokens     float64
+	last       time.Time
+	dropped    int64
+	lastReport time.Time
+	pending    atomic.Bool // dropped > 0, read without the lock at the end of every call
 }
 
 func newGuestLogger(l *slog.Logger) *guestLogger {
@@ -48,17 +54,48 @@ func (g *guestLogger) emit(level slog.Level, msg []byte, source string) {
 	g.last = now
 	if g.tokens < 1 {
 		g.dropped++
+		g.pending.Store(true)
 		g.mu.Unlock()
 		return
 	}
 	g.tokens--
-	dropped := g.dropped
-	g.dropped = 0
+	dropped := g.takeDropped(now)
 	g.mu.Unlock()
-	if dropped > 0 {
-		g.log.Warn("guest log lines dropped by the rate limit", "dropped", dropped)
-	}
+	g.reportDropped(dropped)
 	g.log.Log(context.Background(), level, cleanText(msg, maxLogLine), "from", source)
+}
+
+// takeDropped returns and resets the dropped count; g.mu is held.
+func (g *guestLogger) takeDropped(now time.Time) int64 {
+	d := g.dropped
+	if d > 0 {
+		g.dropped = 0
+		g.pending.Store(false)
+		g.lastReport = now
+	}
+	return d
+}
+
+func (g *guestLogger) reportDropped(n int64) {
+	if n > 0 {
+		g.log.Warn("guest log lines dropped by the rate limit", "dropped", n)
+	}
+}
+
+// endCall logs the lines dropped so far, unless it did less than a second ago (or final: the
+// stage is closing).
+func (g *guestLogger) endCall(final bool) {
+	if !g.pending.Load() {
+		return
+	}
+	g.mu.Lock()
+	now := time.Now()
+	var n int64
+	if final || now.Sub(g.lastReport) >= time.Second {
+		n = g.takeDropped(now)
+	}
+	g.mu.Unlock()
+	g.reportDropped(n)
 }
 
 // lineWriter turns a guest's stdout or stderr into log lines. It is used by one instance, whose

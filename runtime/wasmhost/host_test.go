@@ -10,6 +10,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -123,6 +125,25 @@ func TestDispositions(t *testing.T) {
 	st := s.Stats()
 	if st.RecordsIn != 6 || st.RecordsOut != 5 || st.RecordsRejected != 1 || st.Traps != 0 {
 		t.Fatalf("stats %+v", st)
+	}
+}
+
+// The hostile guest points every reject's reason at the same bytes of its result frame: rejects
+// may share reason bytes (ABI.md section 7.2).
+func TestRejectsShareReasonBytes(t *testing.T) {
+	h, _ := newHost(t)
+	s := newStage(t, h, hostileWasm, wasmhost.StageConfig{Name: "t", Instances: 1})
+	res, err := s.Process(context.Background(), records("reject 1", "a", "reject 2", "reject 3"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Rejected) != 3 {
+		t.Fatalf("rejected %+v", res.Rejected)
+	}
+	for i, r := range res.Rejected {
+		if r.Input != []int{0, 2, 3}[i] || r.Code != 3 || r.Reason != "value: out of range" {
+			t.Fatalf("rejected %+v", res.Rejected)
+		}
 	}
 }
 
@@ -500,6 +521,19 @@ func TestGuestLogsAreRateLimited(t *testing.T) {
 	// never log more than 100 + 10 per second elapsed; 1,000 would mean no limit at all.
 	if lines < 100 || lines > 1000 {
 		t.Fatalf("%d guest log lines reached the log, want the burst of 100 and few more", lines)
+	}
+	// Every line is either logged or counted in a "dropped" report: at the end of the first call
+	// (4,096 records, one frame), then at most once a second, and when the stage closes.
+	if err := s.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	dropped := 0
+	for _, m := range regexp.MustCompile(`guest log lines dropped by the rate limit" .*dropped=(\d+)`).FindAllStringSubmatch(logs.String(), -1) {
+		n, _ := strconv.Atoi(m[1])
+		dropped += n
+	}
+	if lines+dropped != 5000 {
+		t.Fatalf("%d lines logged and %d reported dropped, want 5000 in all", lines, dropped)
 	}
 }
 

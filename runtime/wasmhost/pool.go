@@ -187,6 +187,7 @@ func (s *Stage) newReadyInstance(ctx context.Context) (*instance, error) {
 			return err
 		}
 		defer in.exit()
+		defer s.glog.endCall(false)
 		if err := in.reserve(ictx, len(s.cfgJSON)); err != nil {
 			return fmt.Errorf("init: %s", describeCallError(err))
 		}

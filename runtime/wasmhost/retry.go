@@ -154,6 +154,7 @@ func (in *instance) runFrame(ctx context.Context, recs []connector.Record, base 
 		return nil, err
 	}
 	defer in.exit()
+	defer s.glog.endCall(false)
 	in.busy.Store(true)
 	defer in.busy.Store(false)
 	n := frameLen(recs)

@@ -282,6 +282,7 @@ func (s *Stage) Close(ctx context.Context) error {
 	for _, in := range victims {
 		_ = in.mod.Close(ctx)
 	}
+	s.glog.endCall(true)
 	return nil
 }
 

@@ -5,7 +5,8 @@
 // with nothing granted, _initialize) and that stdout reaches the host log. Values:
 // "panic" panics (the Go runtime exits), "alloc" allocates without bound, "fill" allocates
 // without bound and writes every page it gets (so all of it is resident), "print" writes to
-// stdout, "upper" EMITs the value upper-cased, "probe" EMITs a JSON report of what the sandbox
+// stdout, "upper" EMITs the value upper-cased, "inplace" as the first value of a frame makes the
+// guest write its result frame over the input frame, "probe" EMITs a JSON report of what the sandbox
 // lets it see (files, environment, arguments, clock); anything else PASSes.
 package main
 
@@ -144,5 +145,10 @@ func tfProcess(n int32) int64 {
 	le.PutUint32(out[16:], uint32(nOut))
 	le.PutUint32(out[20:], uint32(outDescOff))
 	outBuf = out
+	if cnt > 0 && string(f[le.Uint32(f[doff+24:]):le.Uint32(f[doff+24:])+le.Uint32(f[doff+28:])]) == "inplace" && len(out) <= len(inBuf) {
+		// The result frame over the input frame, in the tf_reserve buffer (ABI.md section 7).
+		copy(inBuf, out)
+		return int64(ptrlen(inBuf[:len(out)]))
+	}
 	return int64(ptrlen(outBuf))
 }
