@@ -3,6 +3,7 @@ package transforms_test
 import (
 	"bytes"
 	"context"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -222,6 +223,40 @@ func BenchmarkGoTransforms(b *testing.B) {
 					b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "records/s")
 				})
 			}
+		}
+	}
+}
+
+// mask_fields in hash mode without a salt says so at start-up, through the host's log.
+func TestMaskFieldsWarnsWithoutSalt(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		config string
+		warn   bool
+	}{
+		{`{"fields":["email"],"mode":"hash"}`, true},
+		{`{"fields":["email"],"mode":"hash","salt":"s3cret"}`, false},
+		{`{"fields":["email"]}`, false},
+	} {
+		var logs bytes.Buffer
+		h, err := wasmhost.New(ctx, wasmhost.Options{CacheDir: filepath.Join("..", "build", "wasm-cache"),
+			Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := h.Load(ctx, "mask_fields/mask_fields.wasm", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := h.NewStage(ctx, m, wasmhost.StageConfig{Name: "pii", Config: []byte(tc.config), Instances: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		st.Close(ctx)
+		h.Close(ctx)
+		got := strings.Contains(logs.String(), `level=WARN msg="mode hash without a salt`)
+		if got != tc.warn {
+			t.Errorf("%s: warning logged %v, want %v:\n%s", tc.config, got, tc.warn, logs.String())
 		}
 	}
 }

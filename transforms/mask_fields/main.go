@@ -68,6 +68,11 @@ func setup() error {
 		}
 		c.paths = append(c.paths, p)
 	}
+	if c.Mode == "hash" && c.Salt == "" {
+		// Unsalted SHA-256 of short values (emails, phone numbers) is reversed by guessing.
+		transform.Log(transform.LevelWarn, "mode hash without a salt: anyone can recompute the hashes of guessed values; "+
+			"set salt, e.g. salt: ${env:MASK_SALT}")
+	}
 	cfg = c
 	return nil
 }
