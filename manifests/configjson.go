@@ -182,37 +182,3 @@ func writeJSONString(b *bytes.Buffer, s string) {
 	_ = enc.Encode(s) // a string always encodes
 	b.Write(bytes.TrimSuffix(sb.Bytes(), []byte("\n")))
 }
-
-// configValue decodes ConfigJSON output into Go values (map[string]any, []any, string, int64,
-// float64, bool, nil): integers that fit in int64 as int64, other numbers as float64.
-func configValue(js []byte) (map[string]any, error) {
-	dec := json.NewDecoder(bytes.NewReader(js))
-	dec.UseNumber()
-	var v map[string]any
-	if err := dec.Decode(&v); err != nil {
-		return nil, err
-	}
-	return convertNumbers(v).(map[string]any), nil
-}
-
-func convertNumbers(v any) any {
-	switch x := v.(type) {
-	case map[string]any:
-		for k, e := range x {
-			x[k] = convertNumbers(e)
-		}
-		return x
-	case []any:
-		for i, e := range x {
-			x[i] = convertNumbers(e)
-		}
-		return x
-	case json.Number:
-		if i, err := strconv.ParseInt(string(x), 10, 64); err == nil {
-			return i
-		}
-		f, _ := strconv.ParseFloat(string(x), 64)
-		return f
-	}
-	return v
-}

@@ -42,10 +42,10 @@ func testOptions() manifests.LoadOptions {
 			return v, ok
 		},
 		CheckModule: func(t *manifests.Transform) error {
-			if strings.Contains(t.Wasm, "broken") {
+			if strings.Contains(t.Module, "broken") {
 				return errors.New("module does not export sluice_abi_version_1")
 			}
-			if strings.Contains(t.Wasm, "strict") {
+			if strings.Contains(t.Module, "strict") {
 				// Problems with settings, as the WASM host's check reports them.
 				return errors.Join(
 					&manifests.FieldError{Field: manifests.ConfigField("/bounds/1/max"), Msg: "must be at most 10", Hint: "see the config_schema"},
@@ -305,7 +305,7 @@ func dumpPipelines(ps []*manifests.Pipeline) []any {
 		var ts, ss []any
 		for _, t := range p.Transforms {
 			ts = append(ts, map[string]any{
-				"name": t.Name, "wasm": t.Wasm, "sha256": t.SHA256, "config": typed(t.Config), "config_json": string(t.ConfigJSON),
+				"name": t.Name, "wasm": t.Module, "sha256": t.SHA256, "config": string(t.Config),
 				"limits": fmt.Sprintf("%+v", t.Limits), "on_reject": t.OnReject,
 				"pos": t.Pos.String(), "wasm_pos": t.WasmPos.String(),
 			})

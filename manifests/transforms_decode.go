@@ -29,7 +29,8 @@ func (d *docDecoder) transforms(p *Pipeline, n *yaml.Node) {
 			continue
 		}
 		node := d.resolve(item)
-		t := Transform{Pos: d.pos(node), OnReject: RejectToDeadLetter, Config: map[string]any{}, Fields: map[string]Pos{}}
+		t := Transform{Pos: d.pos(node), Fields: map[string]Pos{}}
+		t.OnReject = OnReject(onRejectRule.Default.(string))
 		label := il
 		errs := d.errs
 		if e, ok := m["name"]; ok {
@@ -64,7 +65,7 @@ func (d *docDecoder) transforms(p *Pipeline, n *yaml.Node) {
 					if !filepath.IsAbs(path) {
 						path = filepath.Join(d.dir, path)
 					}
-					t.Wasm = path
+					t.Module = path
 				}
 			}
 		} else {
@@ -80,15 +81,11 @@ func (d *docDecoder) transforms(p *Pipeline, n *yaml.Node) {
 				}
 			}
 		}
-		t.ConfigJSON = []byte("{}")
+		t.Config = []byte("{}")
 		if e, ok := m["config"]; ok {
 			t.Fields["config"] = d.pos(e.key)
 			if js, ok := d.configJSON(e.val, col, label.child("config")); ok {
-				t.ConfigJSON = js
-				var err error
-				if t.Config, err = configValue(js); err != nil {
-					d.errorf(e.val, "", "%s: %v", label.child("config").at(), err)
-				}
+				t.Config = js
 			}
 		}
 		var limits *yaml.Node

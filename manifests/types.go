@@ -8,7 +8,6 @@ package manifests
 
 import (
 	"github.com/sluicehq/sluice/runtime/pipeline"
-	"github.com/sluicehq/sluice/sdk/go/connector"
 )
 
 // APIVersion is the only manifest API version this runtime reads.
@@ -56,16 +55,13 @@ type Pipeline struct {
 	Buffer       BufferPolicy
 }
 
-// Component is a configured source, sink or dead-letter sink.
+// Component is a configured source, sink or dead-letter sink: the runtime's configuration of it
+// (type, config with defaults applied and references resolved, secret values) and where the
+// manifest wrote it.
 type Component struct {
-	Type string
-	// Config holds the validated configuration, defaults applied and references resolved.
-	Config connector.Config
-	// Secrets lists the values of secret fields (and of ${env:...}/${file:...} references in
-	// them), so logs and errors can redact them.
-	Secrets []string
-	Pos     Pos            // of the component's mapping
-	Fields  map[string]Pos // position of each top-level config key, for later diagnostics
+	pipeline.Component
+	Pos    Pos            // of the component's mapping
+	Fields map[string]Pos // position of each top-level config key, for later diagnostics
 }
 
 // Sink is a named sink reading from one transform output port.
@@ -79,24 +75,15 @@ type Sink struct {
 // DefaultPort is the port a sink reads when its manifest entry names none.
 const DefaultPort = pipeline.DefaultPort
 
-// Transform is one WASM transform stage.
+// Transform is one WASM transform stage: the runtime's configuration of it and where the manifest
+// wrote it. Module is the wasm: path resolved relative to the manifest file's directory; Config is
+// what the module's tf_init receives: the JSON text of the config: mapping, keys in written order,
+// numbers as written, no HTML escaping, references resolved, "{}" when the manifest has none (see
+// ConfigJSON for the conversions); Limits and OnReject have their defaults applied.
 type Transform struct {
-	Name string
-	// Wasm is the module path, resolved relative to the manifest file's directory.
-	Wasm string
-	// SHA256 pins the module's digest (lowercase hex); empty when not pinned.
-	SHA256 string
-	// ConfigJSON is what the module's tf_init receives: the JSON text of the config: mapping,
-	// keys in written order, numbers as written, no HTML escaping, references resolved; "{}"
-	// when the manifest has no config (see ConfigJSON for the conversions).
-	ConfigJSON []byte
-	// Config is ConfigJSON decoded (integers as int64, other numbers as float64), for reading.
-	Config map[string]any
-	Limits Limits
-	// OnReject defaults to RejectToDeadLetter.
-	OnReject OnReject
-	Pos      Pos
-	WasmPos  Pos // position of the wasm: key's value, for module diagnostics
+	pipeline.Transform
+	Pos     Pos
+	WasmPos Pos // position of the wasm: key's value, for module diagnostics
 	// Fields holds the position of each key under the transform ("sha256", "config",
 	// "config.max_price", "config.fields[0]", "limits.memory"), for later diagnostics.
 	Fields map[string]Pos

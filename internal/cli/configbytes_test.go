@@ -46,8 +46,8 @@ spec:
 			}
 			tr := pipelines[0].Transforms[0]
 			flag := `{"max_price":` + number + `}`
-			if string(tr.ConfigJSON) != flag {
-				t.Errorf("ConfigJSON = %s, want %s", tr.ConfigJSON, flag)
+			if string(tr.Config) != flag {
+				t.Errorf("config = %s, want %s", tr.Config, flag)
 			}
 			if out, err := runCLI(t, "--admin-addr", "", "run", manifest); err != nil {
 				t.Fatalf("run: %v\n%s", err, out)

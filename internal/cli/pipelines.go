@@ -31,7 +31,7 @@ func (g *Globals) loadPipelines(ctx context.Context, log *slog.Logger, m *metric
 	}
 	l := &loaded{sup: sup}
 	l.specs, l.diags = manifests.Load(args, manifests.LoadOptions{Catalog: g.Catalog, CheckModule: func(t *manifests.Transform) error {
-		return transformError(t, sup.CheckTransform(ctx, "", t.RuntimeConfig()))
+		return transformError(t, sup.CheckTransform(ctx, "", t.Transform))
 	}})
 	if len(l.diags) > 0 {
 		return l, nil

@@ -175,7 +175,7 @@ spec:
 			if len(diags) > 0 {
 				t.Fatal(diags)
 			}
-			if p := pipelines[0].Transforms[0].ConfigJSON; string(p) != string(got) {
+			if p := pipelines[0].Transforms[0].Config; string(p) != string(got) {
 				t.Errorf("pipeline gives %s, --config %s", p, got)
 			}
 		})
