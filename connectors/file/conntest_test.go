@@ -33,11 +33,11 @@ func TestConformanceSource(t *testing.T) {
 				Setup: func(t *testing.T, n int) conntest.SourceFactory {
 					path := filepath.Join(t.TempDir(), "in.jsonl")
 					writeLines(t, path, n)
-					cfg := connector.Config{"path": path, "follow": follow, "poll_interval": 10 * time.Millisecond, "read_buffer": int64(4096)}
+					cfg := conntest.Config(t, file.Components()[0].Spec, map[string]any{"path": path, "follow": follow, "poll_interval": 10 * time.Millisecond, "read_buffer": 4096})
 					return func() (connector.Source, error) { return file.NewSource(cfg, connector.Env{}) }
 				},
 				Broken: func(t *testing.T) (connector.Source, error) {
-					return file.NewSource(connector.Config{"path": filepath.Join(t.TempDir(), "missing")}, connector.Env{})
+					return file.NewSource(conntest.Config(t, file.Components()[0].Spec, map[string]any{"path": filepath.Join(t.TempDir(), "missing")}), connector.Env{})
 				},
 			})
 		})
@@ -48,8 +48,9 @@ func TestConformanceSink(t *testing.T) {
 	conntest.TestSink(t, conntest.SinkHarness{
 		Setup: func(t *testing.T) (conntest.SinkFactory, func(t *testing.T) []connector.Record) {
 			path := filepath.Join(t.TempDir(), "out", "out.jsonl")
+			cfg := conntest.Config(t, file.Components()[1].Spec, map[string]any{"path": path})
 			return func() (connector.Sink, error) {
-					return file.NewSink(connector.Config{"path": path, "fsync": true}, connector.Env{})
+					return file.NewSink(cfg, connector.Env{})
 				}, func(t *testing.T) []connector.Record {
 					f, err := os.Open(path)
 					if err != nil {
@@ -70,7 +71,7 @@ func TestConformanceSink(t *testing.T) {
 			if err := os.WriteFile(blocker, nil, 0o644); err != nil {
 				t.Fatal(err)
 			}
-			return file.NewSink(connector.Config{"path": filepath.Join(blocker, "sub", "out")}, connector.Env{})
+			return file.NewSink(conntest.Config(t, file.Components()[1].Spec, map[string]any{"path": filepath.Join(blocker, "sub", "out")}), connector.Env{})
 		},
 	})
 }

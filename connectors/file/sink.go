@@ -38,15 +38,17 @@ var _ connector.Sink = (*Sink)(nil)
 
 // NewSink builds a file sink from its configuration. It does no I/O.
 func NewSink(cfg connector.Config, _ connector.Env) (*Sink, error) {
-	path := cfg.String("path")
-	if path == "" {
+	var c struct {
+		Path  string `config:"path"`
+		Fsync bool   `config:"fsync"`
+	}
+	if err := sinkSpec.Decode(cfg, &c); err != nil {
+		return nil, err
+	}
+	if c.Path == "" {
 		return nil, &connector.ConfigError{Field: "path", Msg: "must not be empty"}
 	}
-	fsync := true
-	if cfg.Has("fsync") {
-		fsync = cfg.Bool("fsync")
-	}
-	return &Sink{path: path, fsync: fsync}, nil
+	return &Sink{path: c.Path, fsync: c.Fsync}, nil
 }
 
 // Open opens the file for appending and cuts off a torn last line left by a crash.

@@ -68,26 +68,32 @@ var (
 
 // NewSource builds a file source from its configuration. It does no I/O.
 func NewSource(cfg connector.Config, _ connector.Env) (*Source, error) {
-	path := cfg.String("path")
-	if path == "" {
+	var c struct {
+		Path         string        `config:"path"`
+		Follow       bool          `config:"follow"`
+		PollInterval time.Duration `config:"poll_interval"`
+		MaxLineBytes int           `config:"max_line_bytes"`
+		ReadBuffer   int           `config:"read_buffer"`
+	}
+	if err := sourceSpec.Decode(cfg, &c); err != nil {
+		return nil, err
+	}
+	if c.Path == "" {
 		return nil, &connector.ConfigError{Field: "path", Msg: "must not be empty"}
 	}
-	abs, err := filepath.Abs(path)
+	for _, f := range []struct {
+		name string
+		v    int64
+	}{{"poll_interval", int64(c.PollInterval)}, {"max_line_bytes", int64(c.MaxLineBytes)}, {"read_buffer", int64(c.ReadBuffer)}} {
+		if f.v <= 0 {
+			return nil, &connector.ConfigError{Field: f.name, Msg: "must be greater than 0"}
+		}
+	}
+	abs, err := filepath.Abs(c.Path)
 	if err != nil {
 		return nil, &connector.ConfigError{Field: "path", Msg: err.Error()}
 	}
-	s := &Source{path: abs, follow: cfg.Bool("follow"), poll: cfg.Duration("poll_interval"),
-		maxLine: int(cfg.Int("max_line_bytes")), chunk: int(cfg.Int("read_buffer"))}
-	if s.poll <= 0 {
-		s.poll = 200 * time.Millisecond
-	}
-	if s.maxLine <= 0 {
-		s.maxLine = 16 << 20
-	}
-	if s.chunk <= 0 {
-		s.chunk = 1 << 20
-	}
-	return s, nil
+	return &Source{path: abs, follow: c.Follow, poll: c.PollInterval, maxLine: c.MaxLineBytes, chunk: c.ReadBuffer}, nil
 }
 
 // Open opens the file and seeks after the resume position of its partition.

@@ -19,7 +19,7 @@ func TestConformance(t *testing.T) {
 					if !bounded {
 						count = 0 // forever; the suite stops once it has seen the n records it expects
 					}
-					cfg := connector.Config{"template": `{"seq":{{seq}}}`, "count": count, "batch_size": int64(64)}
+					cfg := conntest.Config(t, generate.Component().Spec, map[string]any{"template": `{"seq":{{seq}}}`, "count": count, "batch_size": 64})
 					return func() (connector.Source, error) { return generate.New(cfg, connector.Env{}) }
 				},
 				Identity: func(r connector.Record) string { return string(r.Value) },

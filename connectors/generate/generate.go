@@ -68,19 +68,26 @@ var (
 
 // New builds a generate source. It does no I/O.
 func New(cfg connector.Config, _ connector.Env) (*Source, error) {
-	tmpl := DefaultTemplate
-	if cfg.Has("template") {
-		tmpl = cfg.String("template")
+	var c struct {
+		Template  string  `config:"template"`
+		Key       string  `config:"key"`
+		Count     int64   `config:"count"`
+		Rate      float64 `config:"rate"`
+		BatchSize int     `config:"batch_size"`
+		Seed      int64   `config:"seed"`
 	}
-	value, err := parse(tmpl)
+	if err := spec.Decode(cfg, &c); err != nil {
+		return nil, err
+	}
+	value, err := parse(c.Template)
 	if err != nil {
 		return nil, &connector.ConfigError{Field: "template", Msg: err.Error()}
 	}
-	key, err := parse(cfg.String("key"))
+	key, err := parse(c.Key)
 	if err != nil {
 		return nil, &connector.ConfigError{Field: "key", Msg: err.Error()}
 	}
-	s := &Source{value: value, key: key, count: cfg.Int("count"), rate: cfg.Float("rate"), batch: int(cfg.Int("batch_size"))}
+	s := &Source{value: value, key: key, count: c.Count, rate: c.Rate, batch: c.BatchSize}
 	if s.count < 0 {
 		return nil, &connector.ConfigError{Field: "count", Msg: "must not be negative"}
 	}
@@ -88,9 +95,9 @@ func New(cfg connector.Config, _ connector.Env) (*Source, error) {
 		return nil, &connector.ConfigError{Field: "rate", Msg: "must not be negative"}
 	}
 	if s.batch <= 0 {
-		s.batch = 1024
+		return nil, &connector.ConfigError{Field: "batch_size", Msg: "must be greater than 0"}
 	}
-	seed := uint64(cfg.Int("seed"))
+	seed := uint64(c.Seed)
 	if seed == 0 {
 		seed = uint64(time.Now().UnixNano())
 	}

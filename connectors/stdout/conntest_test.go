@@ -27,7 +27,7 @@ func TestConformance(t *testing.T) {
 					saved := os.Stdout
 					os.Stdout = f
 					defer func() { os.Stdout = saved }()
-					return c.NewSink(connector.Config{"format": "value"}, connector.Env{})
+					return c.NewSink(conntest.Config(t, c.Spec, map[string]any{"format": "value"}), connector.Env{})
 				}, func(t *testing.T) []connector.Record {
 					r, err := os.Open(path)
 					if err != nil {

@@ -13,18 +13,26 @@ import (
 	"github.com/sluicehq/sluice/sdk/go/connector"
 )
 
+var spec = connector.Spec{
+	Name:    "stdout",
+	Summary: "Prints one record value per line on standard output.",
+	Description: "Each batch is written and flushed before it is acknowledged. With `format: json` each line is a JSON " +
+		"object with the key, value (as a string), time and position of the record instead of the bare value.",
+	Fields: []connector.Field{
+		{Name: "format", Type: connector.TypeString, Default: "value", Enum: []string{"value", "json"}, Description: "`value` prints the record value; `json` prints an object with key, value, time and position."},
+	},
+}
+
 // Component returns the stdout sink, for a catalog.
 func Component() connector.Component {
-	return connector.SinkComponent(connector.Spec{
-		Name:    "stdout",
-		Summary: "Prints one record value per line on standard output.",
-		Description: "Each batch is written and flushed before it is acknowledged. With `format: json` each line is a JSON " +
-			"object with the key, value (as a string), time and position of the record instead of the bare value.",
-		Fields: []connector.Field{
-			{Name: "format", Type: connector.TypeString, Default: "value", Enum: []string{"value", "json"}, Description: "`value` prints the record value; `json` prints an object with key, value, time and position."},
-		},
-	}, func(cfg connector.Config, _ connector.Env) (connector.Sink, error) {
-		return &Sink{w: os.Stdout, json: cfg.String("format") == "json"}, nil
+	return connector.SinkComponent(spec, func(cfg connector.Config, _ connector.Env) (connector.Sink, error) {
+		var c struct {
+			Format string `config:"format"`
+		}
+		if err := spec.Decode(cfg, &c); err != nil {
+			return nil, err
+		}
+		return &Sink{w: os.Stdout, json: c.Format == "json"}, nil
 	})
 }
 
