@@ -1,12 +1,14 @@
 package manifests_test
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/sluicehq/sluice/manifests"
+	"github.com/sluicehq/sluice/runtime/pipeline"
 	"github.com/sluicehq/sluice/sdk/go/connector"
 )
 
@@ -89,6 +91,28 @@ func TestRenderReadme(t *testing.T) {
 	for _, want := range []string{"## `testsource` source", "## `testsink` sink", "### Configuration", "source and a sink"} {
 		if !strings.Contains(r, want) {
 			t.Errorf("README lacks %q", want)
+		}
+	}
+}
+
+// TestPipelineDocsShowRuntimeDefaults checks that the Pipeline reference shows the defaults the
+// engine applies (runtime/pipeline), not copies of them.
+func TestPipelineDocsShowRuntimeDefaults(t *testing.T) {
+	doc := manifests.RenderPipelineDocs()
+	for _, want := range []string{
+		fmt.Sprintf("| `spec.batch.max_records` | int |  | `%d` | at least 1 |", pipeline.DefaultBatchRecords),
+		fmt.Sprintf("| `spec.batch.max_bytes` | bytesize |  | `%s` |", manifests.FormatByteSize(pipeline.DefaultBatchBytes)),
+		fmt.Sprintf("| `spec.batch.linger` | duration |  | `%s` |", pipeline.DefaultBatchLinger),
+		fmt.Sprintf("| `spec.buffer.max_records` | int |  | `%d` | at least 1 |", pipeline.DefaultBufferRecords),
+		fmt.Sprintf("| `spec.buffer.max_bytes` | bytesize |  | `%s` |", manifests.FormatByteSize(pipeline.DefaultBufferBytes)),
+		fmt.Sprintf("| `spec.transforms[].limits.memory` | bytesize |  | `%s` | at least 64KiB and at most %s |", manifests.FormatByteSize(pipeline.DefaultTransformMemory), manifests.FormatByteSize(pipeline.MaxTransformMemory)),
+		fmt.Sprintf("| `spec.transforms[].limits.timeout` | duration |  | `%s` |", pipeline.DefaultTransformTimeout),
+		fmt.Sprintf("| `spec.transforms[].limits.mode` | string |  | `%s` |", pipeline.DefaultTransformMode),
+		fmt.Sprintf("| `spec.transforms[].limits.instances` | int |  |  | at least 1 and at most %d |", pipeline.MaxTransformInstances),
+		fmt.Sprintf("| `spec.dead_letter.failure_window` | int |  | `%d` |", pipeline.DefaultFailureWindow),
+	} {
+		if !strings.Contains(doc, want) {
+			t.Errorf("the reference lacks %q", want)
 		}
 	}
 }

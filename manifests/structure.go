@@ -13,8 +13,27 @@ type key struct {
 	name     string
 	required bool
 	desc     string
-	// value describes the key's value in the JSON Schema (its description aside).
-	value func(cat Catalog) (schemaObj, error)
+	// A key's value is one of: a setting (rule), a mapping of settings (section), a nested shape,
+	// or whatever value describes (in the JSON Schema, its description aside).
+	rule    *rule
+	section []rule
+	shape   *shape
+	value   func(cat Catalog) (schemaObj, error)
+	// of is, for the docs, the shape of a list's items or of a definition (source, sinks...).
+	of *shape
+}
+
+// valueSchema describes the key's value in the JSON Schema.
+func (k key) valueSchema(cat Catalog) (schemaObj, error) {
+	switch {
+	case k.rule != nil:
+		return fromRule(*k.rule)(cat)
+	case k.section != nil:
+		return rulesSchema(k.section, "")
+	case k.shape != nil:
+		return k.shape.jsonSchema(cat)
+	}
+	return k.value(cat)
 }
 
 // shape is a fixed mapping of the document: its keys, in the order the docs give them.
@@ -37,7 +56,7 @@ func (s shape) jsonSchema(cat Catalog) (schemaObj, error) {
 	props := schemaObj{}
 	var req []any
 	for _, k := range s.keys {
-		v, err := k.value(cat)
+		v, err := k.valueSchema(cat)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", k.name, err)
 		}
@@ -87,10 +106,6 @@ func fromRule(r rule) func(Catalog) (schemaObj, error) {
 	}
 }
 
-func fromRules(rules []rule) func(Catalog) (schemaObj, error) {
-	return func(Catalog) (schemaObj, error) { return rulesSchema(rules, "") }
-}
-
 // componentType describes the type: key of a source or sink: one of the catalog's names.
 func componentType(kind connector.Kind) func(Catalog) (schemaObj, error) {
 	return func(cat Catalog) (schemaObj, error) {
@@ -120,8 +135,8 @@ func copySchema(s schemaObj) schemaObj {
 // ruleKeys turns settings into keys of a mapping.
 func ruleKeys(rules []rule) []key {
 	out := make([]key, len(rules))
-	for i, r := range rules {
-		out[i] = key{name: r.Name, desc: r.Description, value: fromRule(r)}
+	for i := range rules {
+		out[i] = key{name: rules[i].Name, desc: rules[i].Description, rule: &rules[i]}
 	}
 	return out
 }
@@ -133,8 +148,8 @@ var (
 		keys: []key{
 			{name: "apiVersion", required: true, desc: "Manifest API version.", value: static(schemaObj{"const": APIVersion})},
 			{name: "kind", required: true, desc: "Document kind.", value: static(schemaObj{"const": "Pipeline"})},
-			{name: "metadata", required: true, value: func(cat Catalog) (schemaObj, error) { return metadataShape.jsonSchema(cat) }},
-			{name: "spec", required: true, value: func(cat Catalog) (schemaObj, error) { return specShape.jsonSchema(cat) }},
+			{name: "metadata", required: true, shape: &metadataShape},
+			{name: "spec", required: true, shape: &specShape},
 		},
 	}
 	metadataShape = shape{keys: []key{
@@ -142,13 +157,13 @@ var (
 		{name: "labels", desc: "Free-form string labels.", value: static(schemaObj{"type": "object", "additionalProperties": schemaObj{"type": "string"}})},
 	}}
 	specShape = shape{keys: []key{
-		{name: "source", required: true, value: definition("source")},
-		{name: "transforms", desc: "WASM transforms, applied in order.", value: listOf("transform", 0)},
-		{name: "sinks", required: true, desc: "One or more sinks (fan-out).", value: listOf("sink", 1)},
-		{name: "dead_letter", value: definition("dead_letter")},
-		{name: deliveryRule.Name, desc: deliveryRule.Description, value: fromRule(deliveryRule)},
-		{name: "batch", desc: "How the engine groups records into batches.", value: fromRules(batchRules)},
-		{name: "buffer", desc: "Bounds on the records in flight between the source and the sinks.", value: fromRules(bufferRules)},
+		{name: "source", required: true, value: definition("source"), of: &sourceShape},
+		{name: "transforms", desc: "WASM transforms, applied in order.", value: listOf("transform", 0), of: &transformShape},
+		{name: "sinks", required: true, desc: "One or more sinks (fan-out).", value: listOf("sink", 1), of: &sinkShape},
+		{name: "dead_letter", value: definition("dead_letter"), of: &deadLetterShape},
+		{name: deliveryRule.Name, desc: deliveryRule.Description, rule: &deliveryRule},
+		{name: "batch", desc: "How the engine groups records into batches.", section: batchRules},
+		{name: "buffer", desc: "Bounds on the records in flight between the source and the sinks.", section: bufferRules},
 	}}
 	sourceShape = shape{desc: "The source the pipeline reads from.", keys: []key{
 		{name: "type", required: true, desc: "Which source; `sluice components` lists them.", value: componentType(connector.KindSource)},
@@ -169,7 +184,7 @@ var (
 		{name: "wasm", required: true, desc: "Path of the .wasm module, relative to the manifest file's directory.", value: static(schemaObj{"type": "string", "minLength": 1})},
 		{name: "sha256", desc: "Pins the module's SHA-256 digest (hex); loading fails when it does not match.", value: static(schemaObj{"type": "string", "pattern": "^[0-9a-fA-F]{64}$"})},
 		{name: "config", desc: "Configuration handed to the module once, as JSON, when an instance starts.", value: static(schemaObj{"type": "object"})},
-		{name: "limits", desc: "Resource limits of the transform's WASM instances.", value: fromRules(limitsRules)},
-		{name: onRejectRule.Name, desc: onRejectRule.Description, value: fromRule(onRejectRule)},
+		{name: "limits", desc: "Resource limits of the transform's WASM instances.", section: limitsRules},
+		{name: onRejectRule.Name, desc: onRejectRule.Description, rule: &onRejectRule},
 	}}
 )

@@ -35,7 +35,8 @@ func init() {
 			Short: "Print the reference of a source or sink (NAME, source/NAME or sink/NAME)",
 			Long: "Docs prints the markdown reference of a component: what it does, every configuration field with\n" +
 				"its type, default and allowed values, and an example. When NAME is both a source and a sink, both\n" +
-				"are printed; source/NAME or sink/NAME picks one. Without NAME it lists the components.",
+				"are printed; source/NAME or sink/NAME picks one. Without NAME it lists the components. `sluice docs\n" +
+				"pipeline` prints the reference of the manifest itself, with the runtime's defaults.",
 			Args: cobra.MaximumNArgs(1),
 			RunE: func(cmd *cobra.Command, args []string) error {
 				if err := g.loadPlugins(cmd.Context()); err != nil {
@@ -43,6 +44,10 @@ func init() {
 				}
 				if len(args) == 0 {
 					return listComponents(cmd.OutOrStdout(), g.Catalog)
+				}
+				if _, notFound := findComponents(g.Catalog, args[0]); args[0] == "pipeline" && notFound != nil {
+					_, err := fmt.Fprint(cmd.OutOrStdout(), manifests.RenderPipelineDocs())
+					return err
 				}
 				specs, err := findComponents(g.Catalog, args[0])
 				if err != nil {
@@ -71,7 +76,7 @@ func listComponents(out io.Writer, cat *catalog.Catalog) error {
 	if err := w.Flush(); err != nil {
 		return err
 	}
-	_, err := fmt.Fprintln(out, "\n`sluice docs NAME` prints the reference of one of them.")
+	_, err := fmt.Fprintln(out, "\n`sluice docs NAME` prints the reference of one of them; `sluice docs pipeline` that of the manifest.")
 	return err
 }
 

@@ -168,6 +168,10 @@ func TestComponentsAndDocs(t *testing.T) {
 	if err != nil || strings.Contains(out, "# `file` source") || !strings.Contains(out, "# `file` sink") {
 		t.Errorf("docs sink/file should print only the sink: %v\n%s", err, out)
 	}
+	out, err = runCLI(t, "docs", "pipeline")
+	if err != nil || !strings.Contains(out, "# Pipeline manifest") || !strings.Contains(out, "| `spec.batch.max_records` | int |  | `1024` |") {
+		t.Errorf("docs pipeline should print the manifest reference with the runtime's defaults: %v\n%s", err, out)
+	}
 	_, err = runCLI(t, "docs", "clitest-snik")
 	if err == nil || !strings.Contains(err.Error(), `did you mean "clitest-sink"?`) {
 		t.Errorf("docs of an unknown name: %v", err)

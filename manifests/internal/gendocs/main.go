@@ -1,6 +1,7 @@
-// Command gendocs writes the files generated from the registered component specs: the README of
-// every built-in connector (connectors/NAME/README.md) and the manifest JSON Schema
-// (manifests/schema.json). `make docs` runs it from the repository root; a test in this package
+// Command gendocs writes the files generated from the registered component specs and the
+// manifest's own tables: the README of every built-in connector (connectors/NAME/README.md), the
+// manifest JSON Schema (manifests/schema.json) and the reference of the Pipeline document
+// (manifests/REFERENCE.md). `make docs` runs it from the repository root; a test in this package
 // fails when the committed files drift from what it would write.
 package main
 
@@ -21,6 +22,9 @@ import (
 
 // SchemaPath is where the schema is written, relative to the repository root.
 const SchemaPath = "manifests/schema.json"
+
+// ReferencePath is where the reference of the Pipeline document is written.
+const ReferencePath = "manifests/REFERENCE.md"
 
 func main() {
 	root := flag.String("root", ".", "repository root")
@@ -76,6 +80,7 @@ func generate(root string) (files map[string][]byte, stale, warnings []string, e
 		return nil, nil, nil, err
 	}
 	files[SchemaPath] = schema
+	files[ReferencePath] = []byte(manifests.GeneratedMarker + "\n\n" + manifests.RenderPipelineDocs())
 
 	readmes, err := filepath.Glob(filepath.Join(root, "connectors", "*", "README.md"))
 	if err != nil {
