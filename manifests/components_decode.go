@@ -103,20 +103,8 @@ func (d *docDecoder) sinks(p *Pipeline, n *yaml.Node) {
 		}
 		node := d.resolve(item)
 		s := Sink{From: DefaultPort}
-		label := il
-		if e, ok := m["name"]; ok {
-			if name, ok := d.name(e.val, label.child("name")); ok {
-				s.Name = name
-				label = loc{label: fmt.Sprintf("sink %q", name)}
-				if line, dup := seen[name]; dup {
-					d.errorf(e.val, "sink names must be unique within a pipeline", "duplicate sink name %q (first defined at line %d)", name, line)
-				} else {
-					seen[name] = e.val.Line
-				}
-			}
-		} else {
-			d.errorf(node, "give each sink a name: name: out", "%s: missing required key \"name\"", il.path)
-		}
+		var label loc
+		s.Name, label = d.entryName(m, node, il, "sink", "out", seen)
 		fromPos := d.pos(node)
 		if e, ok := m["from"]; ok {
 			fromPos = d.pos(e.val)
@@ -128,4 +116,25 @@ func (d *docDecoder) sinks(p *Pipeline, n *yaml.Node) {
 		p.Sinks = append(p.Sinks, s)
 		d.sinkFrom = append(d.sinkFrom, fromPos)
 	}
+}
+
+// entryName decodes the name: of a sink or transform (kind), unique within the pipeline (seen maps
+// names to their lines). The returned label names the entry in later messages: `sink "out"`, or
+// its list position when the name is missing or invalid.
+func (d *docDecoder) entryName(m map[string]entry, node *yaml.Node, il loc, kind, example string, seen map[string]int) (string, loc) {
+	e, ok := m["name"]
+	if !ok {
+		d.errorf(node, fmt.Sprintf("give each %s a name: name: %s", kind, example), "%s: missing required key \"name\"", il.path)
+		return "", il
+	}
+	name, ok := d.name(e.val, il.child("name"))
+	if !ok {
+		return "", il
+	}
+	if line, dup := seen[name]; dup {
+		d.errorf(e.val, kind+" names must be unique within a pipeline", "duplicate %s name %q (first defined at line %d)", kind, name, line)
+	} else {
+		seen[name] = e.val.Line
+	}
+	return name, loc{label: fmt.Sprintf("%s %q", kind, name)}
 }

@@ -33,26 +33,20 @@ func (l loc) child(key string) loc {
 
 func (l loc) index(i int) loc { return loc{l.label, fmt.Sprintf("%s[%d]", l.path, i)} }
 
-// in renders the place for "unknown key ... in X" messages.
-func (l loc) in() string {
-	switch {
-	case l.label == "":
-		return l.path
-	case l.path == "":
-		return l.label
-	}
-	return l.label + " " + l.path
-}
+// in renders the place for "unknown key ... in X" messages ("sink \"lake\" config").
+func (l loc) in() string { return l.join(" ") }
 
 // at renders the place as a message prefix ("sink \"lake\": config.port").
-func (l loc) at() string {
+func (l loc) at() string { return l.join(": ") }
+
+func (l loc) join(sep string) string {
 	switch {
 	case l.label == "":
 		return l.path
 	case l.path == "":
 		return l.label
 	}
-	return l.label + ": " + l.path
+	return l.label + sep + l.path
 }
 
 // collector gathers what a component's config decoding learns besides the values: secret values

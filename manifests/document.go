@@ -7,7 +7,6 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"github.com/sluicehq/sluice/runtime/pipeline"
 	"github.com/sluicehq/sluice/sdk/go/connector"
 )
 
@@ -145,7 +144,7 @@ func (d *docDecoder) spec(p *Pipeline, n *yaml.Node) {
 		d.errorf(at, "add sinks: [{name: out, type: ..., config: {...}}]; `sluice components` lists the types", "missing required key \"sinks\" in spec")
 	}
 
-	p.FailureLimit = FailureLimit{Ratio: pipeline.DefaultFailureRatio, Window: pipeline.DefaultFailureWindow}
+	p.FailureLimit = FailureLimit{Ratio: deadLetterRules[0].Default.(float64), Window: int(deadLetterRules[1].Default.(int64))}
 	if e, ok := m["dead_letter"]; ok && !isNull(d.resolve(e.val)) {
 		l := loc{label: "dead_letter"}
 		if dm, _ := d.mapping(e.val, l, deadLetterShape.names()); dm != nil {
@@ -172,7 +171,7 @@ func (d *docDecoder) spec(p *Pipeline, n *yaml.Node) {
 		}
 	}
 
-	p.Delivery = AtLeastOnce
+	p.Delivery = Delivery(deliveryRule.Default.(string))
 	if e, ok := m["delivery"]; ok && !isNull(d.resolve(e.val)) {
 		if v, ok := d.value(e.val, deliveryRule.Field, l.child("delivery"), false, nil); ok {
 			p.Delivery = Delivery(v.(string))

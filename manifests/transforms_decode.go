@@ -1,7 +1,6 @@
 package manifests
 
 import (
-	"fmt"
 	"path/filepath"
 	"strings"
 	"time"
@@ -31,21 +30,9 @@ func (d *docDecoder) transforms(p *Pipeline, n *yaml.Node) {
 		node := d.resolve(item)
 		t := Transform{Pos: d.pos(node), Fields: map[string]Pos{}}
 		t.OnReject = OnReject(onRejectRule.Default.(string))
-		label := il
 		errs := d.errs
-		if e, ok := m["name"]; ok {
-			if name, ok := d.name(e.val, label.child("name")); ok {
-				t.Name = name
-				label = loc{label: fmt.Sprintf("transform %q", name)}
-				if line, dup := seen[name]; dup {
-					d.errorf(e.val, "transform names must be unique within a pipeline", "duplicate transform name %q (first defined at line %d)", name, line)
-				} else {
-					seen[name] = e.val.Line
-				}
-			}
-		} else {
-			d.errorf(node, "give each transform a name: name: validate", "%s: missing required key \"name\"", il.path)
-		}
+		var label loc
+		t.Name, label = d.entryName(m, node, il, "transform", "validate", seen)
 		col := &collector{fields: t.Fields}
 		if label.path != "" {
 			col.prefix = label.path + "."
