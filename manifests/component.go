@@ -22,6 +22,7 @@ func (c *Component) ErrorDiagnostic(label string, err error) Diagnostic {
 		return Diagnostic{
 			Pos:     c.fieldPos(ce.Field),
 			Message: c.Redact(fmt.Sprintf("%s: config.%s: %s", label, ce.Field, ce.Msg)),
+			Hint:    c.Redact(ce.Hint),
 		}
 	}
 	return Diagnostic{Pos: c.Pos, Message: c.Redact(fmt.Sprintf("%s: %v", label, err))}

@@ -113,7 +113,7 @@ spec:
 			out += err.Error()
 		}
 		want := `pipeline.yaml:9:7: source: config.sha256: the plugin binary ` + filepath.Join(dir, "sluice-plugin-csv") + ` has sha256 `
-		if exitCode(err) != 1 || !strings.Contains(out, want) || !strings.Contains(out, "not the pinned "+strings.Repeat("0", 64)) {
+		if exitCode(err) != 1 || !strings.Contains(out, want) || !strings.Contains(out, "not the pinned "+strings.Repeat("0", 64)+"\n    hint: pin the binary you mean to run") {
 			t.Errorf("%s: exit code %d, output:\n%s\nwant a line starting %q", cmd, exitCode(err), out, want)
 		}
 	}

@@ -42,7 +42,8 @@ func newInstance(h *Host, p *Plugin, connName string, cfg connector.Config, env 
 	case p.SHA256 != "" && pin != p.SHA256:
 		// Refused here, not only when the process starts, so that validate reports it too.
 		return nil, nil, &connector.ConfigError{Field: FieldSHA256,
-			Msg: fmt.Sprintf("the plugin binary %s has sha256 %s, not the pinned %s", p.Path, p.SHA256, pin)}
+			Msg:  fmt.Sprintf("the plugin binary %s has sha256 %s, not the pinned %s", p.Path, p.SHA256, pin),
+			Hint: "pin the binary you mean to run: sha256sum prints its digest"}
 	}
 	logger := env.Logger
 	if logger == nil {

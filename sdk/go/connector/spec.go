@@ -181,6 +181,8 @@ func (c Config) Keys() []string {
 type ConfigError struct {
 	Field string
 	Msg   string
+	// Hint says how to fix the problem; optional. The manifest loader prints it below the message.
+	Hint string
 }
 
 func (e *ConfigError) Error() string { return fmt.Sprintf("%s: %s", e.Field, e.Msg) }
