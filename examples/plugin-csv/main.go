@@ -13,8 +13,7 @@ var version = "0.1.0"
 
 func main() {
 	plugin.Serve(plugin.Plugin{
-		Version: version,
-		Sources: []plugin.Source{{Spec: csvconn.SourceSpec(), New: csvconn.NewSource}},
-		Sinks:   []plugin.Sink{{Spec: csvconn.SinkSpec(), New: csvconn.NewSink}},
+		Version:    version,
+		Components: csvconn.Components(),
 	})
 }

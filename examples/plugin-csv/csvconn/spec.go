@@ -1,9 +1,17 @@
 // Package csvconn is a CSV file source and sink for Sluice, written against sdk/go/connector. It
-// runs compiled into a build of Sluice (register SourceSpec/NewSource and SinkSpec/NewSink with
-// runtime/registry) or as the plugin binary built from the directory above.
+// runs as the plugin binary built from the directory above, or compiled into a build of Sluice:
+// Components is what either way takes.
 package csvconn
 
 import "github.com/sluicehq/sluice/sdk/go/connector"
+
+// Components returns the csv source and the csv sink: their specs and factories.
+func Components() []connector.Component {
+	return []connector.Component{
+		connector.SourceComponent(SourceSpec(), NewSource),
+		connector.SinkComponent(SinkSpec(), NewSink),
+	}
+}
 
 // SourceSpec declares the csv source.
 func SourceSpec() connector.Spec {

@@ -103,8 +103,8 @@ func closeWhileBusy(t *testing.T, srv pb.ConnectorServer, w *watched) {
 
 func TestCloseWaitsForRead(t *testing.T) {
 	w := newWatched()
-	srv := plugin.NewServer(plugin.Plugin{Sources: []plugin.Source{{Spec: connector.Spec{Name: "w"},
-		New: func(connector.Config, connector.Env) (connector.Source, error) { return w, nil }}}}, nil)
+	srv := plugin.NewServer(plugin.Plugin{Components: []connector.Component{connector.SourceComponent(connector.Spec{Name: "w"},
+		func(connector.Config, connector.Env) (connector.Source, error) { return w, nil })}}, nil)
 	if resp, err := srv.OpenSource(context.Background(), &pb.OpenSourceRequest{Name: "w", ConfigJson: []byte("{}")}); err != nil || resp.Error != nil {
 		t.Fatalf("open: %v %v", err, resp.GetError())
 	}
@@ -113,8 +113,8 @@ func TestCloseWaitsForRead(t *testing.T) {
 
 func TestCloseWaitsForWrite(t *testing.T) {
 	w := newWatched()
-	srv := plugin.NewServer(plugin.Plugin{Sinks: []plugin.Sink{{Spec: connector.Spec{Name: "w"},
-		New: func(connector.Config, connector.Env) (connector.Sink, error) { return watchedSink{w}, nil }}}}, nil)
+	srv := plugin.NewServer(plugin.Plugin{Components: []connector.Component{connector.SinkComponent(connector.Spec{Name: "w"},
+		func(connector.Config, connector.Env) (connector.Sink, error) { return watchedSink{w}, nil })}}, nil)
 	ctx := context.Background()
 	if resp, err := srv.OpenSink(ctx, &pb.OpenSinkRequest{Name: "w", ConfigJson: []byte("{}")}); err != nil || resp.Error != nil {
 		t.Fatalf("open: %v %v", err, resp.GetError())

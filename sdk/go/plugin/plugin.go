@@ -4,14 +4,14 @@
 //
 //	func main() {
 //		plugin.Serve(plugin.Plugin{
-//			Version: "1.0.0",
-//			Sources: []plugin.Source{{Spec: csv.SourceSpec, New: csv.NewSource}},
-//			Sinks:   []plugin.Sink{{Spec: csv.SinkSpec, New: csv.NewSink}},
+//			Version:    "1.0.0",
+//			Components: csv.Components(), // []connector.Component
 //		})
 //	}
 //
-// The same factories register a compiled-in connector with runtime/registry, so one connector
-// package serves both ways. Sluice starts the binary with hashicorp/go-plugin over gRPC (protocol
+// A connector.Component (a spec and its factory) is the one shape of a connector: the same values
+// go into a catalog of a Sluice build to compile the connectors in, so one connector package
+// serves both ways. Sluice starts the binary with hashicorp/go-plugin over gRPC (protocol
 // version ProtocolVersion, messages in sdk/proto/pluginv1) and one process serves one connector
 // instance.
 package plugin
@@ -51,31 +51,39 @@ const (
 	SDKVersion = "0.1.0"
 )
 
-// SourceFactory builds a source from its validated configuration. It must not do I/O. It has the
-// signature of registry.SourceFactory, so the same function registers a compiled-in source.
-type SourceFactory func(cfg connector.Config, env connector.Env) (connector.Source, error)
-
-// SinkFactory builds a sink from its validated configuration. It must not do I/O.
-type SinkFactory func(cfg connector.Config, env connector.Env) (connector.Sink, error)
-
-// Source is one source a plugin provides.
-type Source struct {
-	Spec connector.Spec
-	New  SourceFactory
-}
-
-// Sink is one sink a plugin provides.
-type Sink struct {
-	Spec connector.Spec
-	New  SinkFactory
-}
-
 // Plugin declares what a plugin binary provides.
 type Plugin struct {
 	// Version is the plugin's own version, shown by `sluice plugins list`. Optional.
 	Version string
-	Sources []Source
-	Sinks   []Sink
+	// Components are the plugin's sources and sinks (connector.SourceComponent,
+	// connector.SinkComponent), each named uniquely within its kind.
+	Components []connector.Component
+}
+
+// check reports a component that is incomplete or named twice.
+func (p *Plugin) check() error {
+	seen := map[string]bool{}
+	for _, c := range p.Components {
+		if err := c.Check(); err != nil {
+			return err
+		}
+		key := string(c.Spec.Kind) + " " + c.Spec.Name
+		if seen[key] {
+			return fmt.Errorf("%s %q is declared twice", c.Spec.Kind, c.Spec.Name)
+		}
+		seen[key] = true
+	}
+	return nil
+}
+
+// component returns the component of the given kind and name, or nil.
+func (p *Plugin) component(kind connector.Kind, name string) *connector.Component {
+	for i := range p.Components {
+		if c := &p.Components[i]; c.Spec.Kind == kind && c.Spec.Name == name {
+			return c
+		}
+	}
+	return nil
 }
 
 // Serve runs the plugin until the host stops it, then exits the process. Run by hand (without
@@ -86,6 +94,10 @@ func Serve(p Plugin) {
 	logOut := os.Stderr // go-plugin later redirects os.Stderr; logs keep the real one.
 	if os.Getenv(MagicCookieKey) != MagicCookieValue {
 		fmt.Fprintf(os.Stderr, "This binary is a Sluice connector plugin (protocol %d); put it in the directory passed to `sluice --plugins-dir` instead of running it.\n", ProtocolVersion)
+		os.Exit(1)
+	}
+	if err := p.check(); err != nil {
+		fmt.Fprintf(os.Stderr, "plugin: %v\n", err)
 		os.Exit(1)
 	}
 	tuneGC()

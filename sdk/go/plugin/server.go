@@ -106,25 +106,16 @@ type readResult struct {
 }
 
 func (s *server) Specs(context.Context, *pb.SpecsRequest) (*pb.SpecsResponse, error) {
+	if err := s.p.check(); err != nil {
+		return nil, fmt.Errorf("specs: %w", err)
+	}
 	resp := &pb.SpecsResponse{Version: s.p.Version, SdkVersion: SDKVersion}
-	add := func(spec connector.Spec, kind connector.Kind) error {
-		spec.Kind = kind
-		ps, err := wire.Spec(spec)
+	for _, c := range s.p.Components {
+		ps, err := wire.Spec(c.Spec)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		resp.Specs = append(resp.Specs, ps)
-		return nil
-	}
-	for _, src := range s.p.Sources {
-		if err := add(src.Spec, connector.KindSource); err != nil {
-			return nil, err
-		}
-	}
-	for _, snk := range s.p.Sinks {
-		if err := add(snk.Spec, connector.KindSink); err != nil {
-			return nil, err
-		}
 	}
 	return resp, nil
 }
@@ -136,13 +127,8 @@ func (s *server) env(e *pb.Env) connector.Env {
 }
 
 func (s *server) OpenSource(ctx context.Context, req *pb.OpenSourceRequest) (*pb.OpenResponse, error) {
-	var def *Source
-	for i := range s.p.Sources {
-		if s.p.Sources[i].Spec.Name == req.Name {
-			def = &s.p.Sources[i]
-		}
-	}
-	if def == nil {
+	def := s.p.component(connector.KindSource, req.Name)
+	if def == nil || def.NewSource == nil {
 		return &pb.OpenResponse{Error: wire.Error(fmt.Errorf("open source: this plugin has no source %q", req.Name))}, nil
 	}
 	s.mu.Lock()
@@ -154,7 +140,7 @@ func (s *server) OpenSource(ctx context.Context, req *pb.OpenSourceRequest) (*pb
 	if err != nil {
 		return &pb.OpenResponse{Error: wire.Error(fmt.Errorf("open source: %w", err))}, nil
 	}
-	src, err := def.New(cfg, s.env(req.Env))
+	src, err := def.NewSource(cfg, s.env(req.Env))
 	if err != nil {
 		return &pb.OpenResponse{Error: wire.Error(err)}, nil
 	}
@@ -304,13 +290,8 @@ func (s *server) Ack(ctx context.Context, req *pb.AckRequest) (*pb.AckResponse, 
 }
 
 func (s *server) OpenSink(ctx context.Context, req *pb.OpenSinkRequest) (*pb.OpenResponse, error) {
-	var def *Sink
-	for i := range s.p.Sinks {
-		if s.p.Sinks[i].Spec.Name == req.Name {
-			def = &s.p.Sinks[i]
-		}
-	}
-	if def == nil {
+	def := s.p.component(connector.KindSink, req.Name)
+	if def == nil || def.NewSink == nil {
 		return &pb.OpenResponse{Error: wire.Error(fmt.Errorf("open sink: this plugin has no sink %q", req.Name))}, nil
 	}
 	s.mu.Lock()
@@ -322,7 +303,7 @@ func (s *server) OpenSink(ctx context.Context, req *pb.OpenSinkRequest) (*pb.Ope
 	if err != nil {
 		return &pb.OpenResponse{Error: wire.Error(fmt.Errorf("open sink: %w", err))}, nil
 	}
-	snk, err := def.New(cfg, s.env(req.Env))
+	snk, err := def.NewSink(cfg, s.env(req.Env))
 	if err != nil {
 		return &pb.OpenResponse{Error: wire.Error(err)}, nil
 	}

@@ -44,10 +44,10 @@ func (b *batches) Close(context.Context) error                     { b.closed++;
 
 func newServer(t *testing.T, src *batches) pb.ConnectorServer {
 	t.Helper()
-	srv := plugin.NewServer(plugin.Plugin{Sources: []plugin.Source{{
-		Spec: connector.Spec{Name: "b"},
-		New:  func(connector.Config, connector.Env) (connector.Source, error) { return src, nil },
-	}}}, nil)
+	srv := plugin.NewServer(plugin.Plugin{Components: []connector.Component{connector.SourceComponent(
+		connector.Spec{Name: "b"},
+		func(connector.Config, connector.Env) (connector.Source, error) { return src, nil },
+	)}}, nil)
 	resp, err := srv.OpenSource(context.Background(), &pb.OpenSourceRequest{Name: "b", ConfigJson: []byte("{}")})
 	if err != nil {
 		t.Fatal(err)
@@ -157,8 +157,8 @@ func (failing) Write(_ context.Context, recs []connector.Record) error {
 func (failing) Close(context.Context) error { return nil }
 
 func TestWriteMapsBatchError(t *testing.T) {
-	srv := plugin.NewServer(plugin.Plugin{Sinks: []plugin.Sink{{Spec: connector.Spec{Name: "f"},
-		New: func(connector.Config, connector.Env) (connector.Sink, error) { return failing{}, nil }}}}, nil)
+	srv := plugin.NewServer(plugin.Plugin{Components: []connector.Component{connector.SinkComponent(connector.Spec{Name: "f"},
+		func(connector.Config, connector.Env) (connector.Sink, error) { return failing{}, nil })}}, nil)
 	ctx := context.Background()
 	if resp, err := srv.OpenSink(ctx, &pb.OpenSinkRequest{Name: "f", ConfigJson: []byte("{}")}); err != nil || resp.Error != nil {
 		t.Fatalf("open: %v %v", err, resp.GetError())
@@ -183,5 +183,25 @@ func TestOpenUnknownConnector(t *testing.T) {
 	resp, err := srv.OpenSource(context.Background(), &pb.OpenSourceRequest{Name: "nope"})
 	if err != nil || resp.Error == nil {
 		t.Fatalf("open of an unknown source = %v, %v", resp, err)
+	}
+}
+
+func TestSpecsRefusesBadComponents(t *testing.T) {
+	src := func(connector.Config, connector.Env) (connector.Source, error) { return nil, nil }
+	for name, cs := range map[string][]connector.Component{
+		"twice":     {connector.SourceComponent(connector.Spec{Name: "a"}, src), connector.SourceComponent(connector.Spec{Name: "a"}, src)},
+		"no kind":   {{Spec: connector.Spec{Name: "a"}, NewSource: src}},
+		"no name":   {connector.SourceComponent(connector.Spec{}, src)},
+		"no source": {{Spec: connector.Spec{Name: "a", Kind: connector.KindSource}}},
+	} {
+		if _, err := plugin.NewServer(plugin.Plugin{Components: cs}, nil).Specs(context.Background(), &pb.SpecsRequest{}); err == nil {
+			t.Errorf("%s: specs accepted", name)
+		}
+	}
+	ok := []connector.Component{connector.SourceComponent(connector.Spec{Name: "a"}, src), connector.SinkComponent(connector.Spec{Name: "a"},
+		func(connector.Config, connector.Env) (connector.Sink, error) { return nil, nil })}
+	resp, err := plugin.NewServer(plugin.Plugin{Components: ok}, nil).Specs(context.Background(), &pb.SpecsRequest{})
+	if err != nil || len(resp.Specs) != 2 || resp.Specs[0].Kind != "source" || resp.Specs[1].Kind != "sink" {
+		t.Fatalf("specs = %v, %v; want a source and a sink named a", resp, err)
 	}
 }

@@ -22,8 +22,11 @@ import (
 func Plugin() plugin.Plugin {
 	return plugin.Plugin{
 		Version: "1.2.3",
-		Sources: []plugin.Source{{Spec: SeqSpec, New: NewSeq}},
-		Sinks:   []plugin.Sink{{Spec: LinesSpec, New: NewLines}, {Spec: DiscardSpec, New: NewDiscard}},
+		Components: []connector.Component{
+			connector.SourceComponent(SeqSpec, NewSeq),
+			connector.SinkComponent(LinesSpec, NewLines),
+			connector.SinkComponent(DiscardSpec, NewDiscard),
+		},
 	}
 }
 
