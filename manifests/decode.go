@@ -90,6 +90,9 @@ type docDecoder struct {
 	depth   int
 	budget  bool // reported the node budget already
 	aliased bool // followed an alias
+	deep    bool // reported the depth limit already
+	// files holds the ${file:PATH} targets read so far, by path: each is read once per document.
+	files map[string]string
 	// secrets holds every secret value seen in the document; its diagnostics are redacted with them.
 	secrets []string
 	// sinkFrom holds the position of each sink's from: (or of the sink), parallel to Pipeline.Sinks.
@@ -139,8 +142,14 @@ func (d *docDecoder) resolve(n *yaml.Node) *yaml.Node {
 }
 
 // enter guards recursion depth (recursive aliases); leave must follow a successful enter.
+// Once the document is too deep or too large, nothing more is entered, so that one recursive
+// alias gives one diagnostic, not one per path.
 func (d *docDecoder) enter(n *yaml.Node, l loc) bool {
+	if d.deep || d.budget {
+		return false
+	}
 	if d.depth >= maxDepth {
+		d.deep = true
 		at := l.at()
 		if len(at) > 60 {
 			at = at[:57] + "..."

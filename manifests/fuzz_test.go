@@ -1,6 +1,7 @@
 package manifests
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -36,6 +37,26 @@ func FuzzLoad(f *testing.F) {
 			if d.Message == "" {
 				t.Fatalf("empty diagnostic at %s", d.Pos)
 			}
+		}
+	})
+}
+
+// FuzzConfigJSON checks that whatever YAML a transform config holds, ConfigJSON either reports a
+// problem or returns one valid JSON object, and that its values are those YAML gives the text
+// (numbers compared as numbers, so 0x1F and 31 agree).
+func FuzzConfigJSON(f *testing.F) {
+	for _, s := range []string{"a: 1e6\nb: 250.50", "x: 0x1F\ny: .5\nz: +12", `s: "<b>&"`, "l: [1, {a: ~}]", "m: &m {k: v}\nn: *m",
+		"t: True\nu: yes", "f: .inf", "big: 99999999999999999999999", "ts: 2001-12-14", "\"\\u00e9\": x", "a: !!binary aGk="} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		js, diags := ConfigJSON(data, "config.yaml", LoadOptions{LookupEnv: func(string) (string, bool) { return "v", true }})
+		if len(diags) > 0 {
+			return
+		}
+		var obj map[string]any
+		if err := json.Unmarshal(js, &obj); err != nil || obj == nil {
+			t.Fatalf("ConfigJSON(%q) = %s: not a JSON object: %v", data, js, err)
 		}
 	})
 }

@@ -26,14 +26,20 @@ func (d *docDecoder) expand(n *yaml.Node, secret bool, col *collector) (out stri
 	}
 	var b strings.Builder
 	ok = true
+	runes := 0 // runes in s[:i], for the column of a reference
 	for i := 0; i < len(s); {
+		if b.Len() > maxFileBytes {
+			d.errorf(n, "split the value, or read it from one ${file:PATH}", "value larger than %s after resolving references", FormatByteSize(maxFileBytes))
+			return "", true, false
+		}
 		switch {
 		case strings.HasPrefix(s[i:], "$${"):
 			b.WriteString("${")
 			i += 3
+			runes += 3
 		case strings.HasPrefix(s[i:], "${"):
 			end := strings.IndexByte(s[i:], '}')
-			p := d.refPos(n, i)
+			p := d.refPos(n, runes)
 			if end < 0 {
 				if secret {
 					d.report(p, "close it with }, or write $${ for a literal ${", "unterminated reference in a secret value")
@@ -47,6 +53,7 @@ func (d *docDecoder) expand(n *yaml.Node, secret bool, col *collector) (out stri
 				d.unknownRef(p, ref, secret)
 				ok = false
 				i += end + 1
+				runes += utf8.RuneCountInString(ref)
 				continue
 			}
 			v, good := d.lookupRef(p, ref)
@@ -60,7 +67,11 @@ func (d *docDecoder) expand(n *yaml.Node, secret bool, col *collector) (out stri
 				ok = false
 			}
 			i += end + 1
+			runes += utf8.RuneCountInString(ref)
 		default:
+			if s[i]&0xC0 != 0x80 { // not a UTF-8 continuation byte
+				runes++
+			}
 			b.WriteByte(s[i])
 			i++
 		}
@@ -95,12 +106,12 @@ func (d *docDecoder) unknownRef(p Pos, ref string, secret bool) {
 	d.report(p, hint, "%s is not a reference: references are ${env:NAME} and ${file:PATH}", quoteValue(ref, false))
 }
 
-// refPos is the position of the reference starting at byte off of a scalar: exact for one-line
+// refPos is the position of the reference starting at rune col of a scalar: exact for one-line
 // plain scalars, the scalar's own position otherwise.
-func (d *docDecoder) refPos(n *yaml.Node, off int) Pos {
+func (d *docDecoder) refPos(n *yaml.Node, col int) Pos {
 	p := d.pos(n)
 	if n.Style == 0 && !strings.Contains(n.Value, "\n") {
-		p.Col += utf8.RuneCountInString(n.Value[:off])
+		p.Col += col
 	}
 	return p
 }
@@ -130,6 +141,9 @@ func (d *docDecoder) lookupRef(p Pos, ref string) (string, bool) {
 		if !filepath.IsAbs(path) {
 			path = filepath.Join(d.dir, path)
 		}
+		if s, ok := d.files[path]; ok {
+			return s, true
+		}
 		data, err := readSmallFile(path)
 		if err != nil {
 			d.report(p, fmt.Sprintf("${file:PATH} is relative to the manifest's directory (%s)", d.dir), "%s: cannot read %s: %v", ref, path, err)
@@ -141,6 +155,10 @@ func (d *docDecoder) lookupRef(p Pos, ref string) (string, bool) {
 		} else if strings.HasSuffix(s, "\n") {
 			s = s[:len(s)-1]
 		}
+		if d.files == nil {
+			d.files = map[string]string{}
+		}
+		d.files[path] = s
 		return s, true
 	}
 }
