@@ -67,7 +67,7 @@ func (s *memSink) got() []string {
 	return append([]string(nil), s.values...)
 }
 
-// sinks lets a test hand a sink instance to the registry factory by name.
+// sinks lets a test hand a sink instance to the catalog factory by name.
 var sinks sync.Map // name -> *memSink
 
 func memSinkComponent() connector.Component {
