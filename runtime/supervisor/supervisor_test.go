@@ -147,3 +147,27 @@ func TestAddReportsEveryProblemWithoutIO(t *testing.T) {
 		t.Fatalf("building pipelines touched the data directory: %v", err)
 	}
 }
+
+// Issue 8, defect 4: a stage that fails to build at run named its transform twice
+// (`transform "t": transform "t": ...`).
+func TestStageErrorNamesTheTransformOnce(t *testing.T) {
+	t.Parallel()
+	wasm, err := filepath.Abs("../../transforms/validate_price/go/validate_price.wasm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sup, err := supervisor.New(supervisor.Options{Catalog: testCatalog(t, &listSink{}), DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sup.Close(context.Background())
+	p := countPipeline("huge", 10)
+	p.Transforms = []pipeline.Transform{{Name: "validate", Module: wasm, Limits: pipeline.Limits{MemoryBytes: 1 << 40}}}
+	if problems := sup.Add(context.Background(), p); len(problems) > 0 {
+		t.Fatal(problems)
+	}
+	err = sup.Run(context.Background(), supervisor.RunOptions{})
+	if err == nil || strings.Count(err.Error(), `transform "validate"`) != 1 {
+		t.Fatalf("err = %v; want the transform named once", err)
+	}
+}

@@ -147,12 +147,22 @@ func (w *wasmStages) newStage(ctx context.Context, pipelineName string, t pipeli
 	}
 	st, err := h.NewStage(ctx, m, stageConfig(t, log))
 	if err != nil {
-		return nil, err
+		return nil, withoutStagePrefix(err, t.Name)
 	}
 	w.mu.Lock()
 	w.stages = append(w.stages, namedStage{pipeline: pipelineName, transform: t.Name, stage: st})
 	w.mu.Unlock()
 	return st, nil
+}
+
+// withoutStagePrefix drops the `transform "NAME": ` with which wasmhost names the stage in its
+// errors: the engine names the stage itself, and the message should say it once.
+func withoutStagePrefix(err error, name string) error {
+	inner := errors.Unwrap(err)
+	if inner != nil && err.Error() == fmt.Sprintf("transform %q: %s", name, inner.Error()) {
+		return inner
+	}
+	return err
 }
 
 // close closes the host, if one was created.
