@@ -144,7 +144,10 @@ func (d *docDecoder) spec(p *Pipeline, n *yaml.Node) {
 		d.errorf(at, "add sinks: [{name: out, type: ..., config: {...}}]; `sluice components` lists the types", "missing required key \"sinks\" in spec")
 	}
 
-	p.FailureLimit = FailureLimit{Ratio: deadLetterRules[0].Default.(float64), Window: int(deadLetterRules[1].Default.(int64))}
+	failure := map[string]any{} // the dead-letter settings, defaults first
+	for _, r := range deadLetterRules {
+		failure[r.Name] = r.Default
+	}
 	if e, ok := m["dead_letter"]; ok && !isNull(d.resolve(e.val)) {
 		l := loc{label: "dead_letter"}
 		if dm, _ := d.mapping(e.val, l, deadLetterShape.names()); dm != nil {
@@ -152,24 +155,17 @@ func (d *docDecoder) spec(p *Pipeline, n *yaml.Node) {
 				p.DeadLetter = &c
 			}
 			for _, r := range deadLetterRules {
-				e, ok := dm[r.Name]
-				if !ok {
-					continue
-				}
-				v, ok := d.ruleValue(e.val, r, loc{path: "dead_letter"}.child(r.Name))
-				switch x := v.(type) {
-				case float64:
-					if ok {
-						p.FailureLimit.Ratio = x
-					}
-				case int64:
-					if ok {
-						p.FailureLimit.Window = int(x)
+				if e, ok := dm[r.Name]; ok {
+					if v, ok := d.ruleValue(e.val, r, loc{path: "dead_letter"}.child(r.Name)); ok {
+						failure[r.Name] = v
 					}
 				}
 			}
 		}
 	}
+	ratio, _ := failure["max_failure_ratio"].(float64)
+	window, _ := failure["failure_window"].(int64)
+	p.FailureLimit = FailureLimit{Ratio: ratio, Window: int(window)}
 
 	p.Delivery = Delivery(deliveryRule.Default.(string))
 	if e, ok := m["delivery"]; ok && !isNull(d.resolve(e.val)) {
