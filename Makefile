@@ -17,8 +17,13 @@ build:
 
 include $(sort $(wildcard mk/*.mk))
 
+# The connector SDK (sdk/go) is a module of its own: `./...` in the root does not reach it, so
+# every Go step below runs it as well.
+SDK_MODULE := sdk/go
+
 vet:
 	$(GO) vet ./...
+	cd $(SDK_MODULE) && $(GO) vet ./...
 
 # The whole suite: sets up what it needs (services, toolchains), then runs every test.
 test: $(TEST_PREREQS)
@@ -28,10 +33,11 @@ test: $(TEST_PREREQS)
 
 test-go: build
 	$(GO) test -count=1 -timeout 20m ./...
+	cd $(SDK_MODULE) && $(GO) test -count=1 -timeout 10m ./...
 
-# The race detector on the runtime and every connector. The set is derived, so a new package
-# under runtime/ or connectors/ is in it without editing this file; `make -s race-packages`
-# prints it.
+# The race detector on the runtime, every connector and the SDK module. The set is derived, so a
+# new package under runtime/ or connectors/ is in it without editing this file; `make -s
+# race-packages` prints it (the SDK module's packages are all raced too).
 RACE_PKGS = $(shell $(GO) list ./runtime/... ./connectors/...)
 
 race-packages:
@@ -39,6 +45,7 @@ race-packages:
 
 test-race:
 	$(GO) test -race -count=1 -timeout 10m $(RACE_PKGS)
+	cd $(SDK_MODULE) && $(GO) test -race -count=1 -timeout 10m ./...
 
 bench: build
 	@for t in $(BENCH_TARGETS); do $(MAKE) --no-print-directory $$t || exit 1; done

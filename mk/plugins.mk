@@ -12,11 +12,12 @@ proto-tools:
 	GOBIN=$(PLUGIN_TOOLS) $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VER)
 	GOBIN=$(PLUGIN_TOOLS) $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GRPC_VER)
 
-# Regenerates the committed plugin protocol code in sdk/proto/pluginv1.
+# Regenerates the committed Go code of the plugin protocol (sdk/proto/pluginv1/plugin.proto) in
+# sdk/go/protocol/pluginv1.
 proto: proto-tools
 	PATH=$(PLUGIN_TOOLS):$$PATH $(PROTOC) -I sdk/proto \
-		--go_out=sdk/proto --go_opt=paths=source_relative \
-		--go-grpc_out=sdk/proto --go-grpc_opt=paths=source_relative \
+		--go_out=. --go_opt=module=github.com/sluicehq/sluice \
+		--go-grpc_out=. --go-grpc_opt=module=github.com/sluicehq/sluice \
 		sdk/proto/pluginv1/plugin.proto
 
 # Builds the example plugin into bin/plugins and pins it there (sluice runs only pinned plugins).
@@ -30,8 +31,9 @@ bench-plugins:
 	$(GO) test -run '^$$' -bench 'BenchmarkPlugin' -benchtime 5x -count 1 ./runtime/pluginhost/
 BENCH_TARGETS += bench-plugins
 
-# The example plugin is its own module, outside `go test ./...`: test it (compiled in and as a
-# plugin binary) here.
+# The example plugin is its own module (it requires the SDK module alone), outside `go test
+# ./...`: its compiled-in conformance test runs here; runtime/pluginhost runs the same suite
+# through the plugin binary.
 .PHONY: test-plugin-example
 test-plugin-example:
 	cd examples/plugin-csv && $(GO) test -mod=mod -count=1 ./...

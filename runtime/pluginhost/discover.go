@@ -14,8 +14,8 @@ import (
 	"strings"
 
 	"github.com/sluicehq/sluice/sdk/go/connector"
-	"github.com/sluicehq/sluice/sdk/go/plugin/wire"
-	pb "github.com/sluicehq/sluice/sdk/proto/pluginv1"
+	"github.com/sluicehq/sluice/sdk/go/protocol"
+	pb "github.com/sluicehq/sluice/sdk/go/protocol/pluginv1"
 )
 
 // DiscoverError is the failure of one binary during discovery.
@@ -116,7 +116,7 @@ func (h *Host) inspect(ctx context.Context, path, sum string) (*Plugin, error) {
 	}
 	p.Version, p.SDKVersion, p.Protocol = resp.Version, resp.SdkVersion, pr.client.NegotiatedVersion()
 	for _, ps := range resp.Specs {
-		s, err := wire.FromSpec(ps)
+		s, err := protocol.FromSpec(ps)
 		if err != nil {
 			return nil, fmt.Errorf("plugin %s: specs: %w", p.Name, err)
 		}

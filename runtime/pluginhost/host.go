@@ -1,8 +1,7 @@
 // Package pluginhost runs connector plugins: it discovers the pinned plugin binaries of a
 // directory, asks each for its connector specs, adds them to a catalog (runtime/catalog) as
-// "plugin:NAME", and builds
-// Source and Sink proxies that drive a plugin process over gRPC (hashicorp/go-plugin, protocol in
-// sdk/proto/pluginv1).
+// "plugin:NAME", and builds Source and Sink proxies that drive a plugin process over gRPC
+// (hashicorp/go-plugin, protocol in sdk/go/protocol).
 //
 // A proxy owns one plugin process. Every call has a deadline; a plugin that crashes or stops
 // answering is killed and started again with exponential backoff, and a source proxy reopens the
@@ -27,7 +26,7 @@ import (
 
 	"github.com/sluicehq/sluice/runtime/catalog"
 	"github.com/sluicehq/sluice/sdk/go/connector"
-	sdkplugin "github.com/sluicehq/sluice/sdk/go/plugin"
+	"github.com/sluicehq/sluice/sdk/go/protocol"
 )
 
 // Prefix is put before a plugin connector's name in the catalog and in manifests
@@ -103,10 +102,10 @@ func (o Options) withDefaults() Options {
 	if o.ReadCreditBytes <= 0 {
 		o.ReadCreditBytes = 16 << 20
 	}
-	if o.ReadCreditBytes > sdkplugin.MaxMessageBytes/2 {
-		o.ReadCreditBytes = sdkplugin.MaxMessageBytes / 2
+	if o.ReadCreditBytes > protocol.MaxMessageBytes/2 {
+		o.ReadCreditBytes = protocol.MaxMessageBytes / 2
 	}
-	if o.WriteChunkBytes <= 0 || o.WriteChunkBytes > sdkplugin.MaxMessageBytes/2 {
+	if o.WriteChunkBytes <= 0 || o.WriteChunkBytes > protocol.MaxMessageBytes/2 {
 		o.WriteChunkBytes = 16 << 20
 	}
 	if o.MaxRestarts <= 0 {

@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/sdk/go/connector"
-	"github.com/sluicehq/sluice/sdk/go/plugin/wire"
-	pb "github.com/sluicehq/sluice/sdk/proto/pluginv1"
+	"github.com/sluicehq/sluice/sdk/go/protocol"
+	pb "github.com/sluicehq/sluice/sdk/go/protocol/pluginv1"
 )
 
 // instance is the process side shared by the source and sink proxies: the current process, the
@@ -180,7 +180,7 @@ func (in *instance) close(ctx context.Context) error {
 }
 
 // errFrom converts a connector error carried in a response.
-func errFrom(e *pb.Error) error { return wire.FromError(e) }
+func errFrom(e *pb.Error) error { return protocol.FromError(e) }
 
 // ready returns a process the connector is open on, launching a process and opening the
 // connector on it again after a crash. state reports whether the connector was opened by the

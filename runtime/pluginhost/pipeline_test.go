@@ -27,7 +27,7 @@ func buildSluice(t *testing.T, dir string) string {
 }
 
 // buildExamplePlugin builds examples/plugin-csv, its own module, into dir. -mod=mod lets its
-// go.mod follow dependency upgrades of the main module it replaces.
+// go.mod follow dependency upgrades of the SDK module it replaces.
 func buildExamplePlugin(t *testing.T, dir string) {
 	t.Helper()
 	cmd := exec.Command("go", "build", "-mod=mod", "-o", filepath.Join(dir, "sluice-plugin-csv"), ".")

@@ -20,12 +20,12 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/sluicehq/sluice/sdk/go/connector"
-	sdkplugin "github.com/sluicehq/sluice/sdk/go/plugin"
-	pb "github.com/sluicehq/sluice/sdk/proto/pluginv1"
+	"github.com/sluicehq/sluice/sdk/go/protocol"
+	pb "github.com/sluicehq/sluice/sdk/go/protocol/pluginv1"
 )
 
 // SupportedProtocols are the plugin protocol versions this host speaks.
-var supportedProtocols = []int{sdkplugin.ProtocolVersion}
+var supportedProtocols = []int{protocol.ProtocolVersion}
 
 // proc is one running plugin process.
 type proc struct {
@@ -74,13 +74,13 @@ func (h *Host) start(ctx context.Context, p *Plugin, pin string, env []string) (
 	dieWithParent(cmd)
 	versions := map[int]goplugin.PluginSet{}
 	for _, v := range supportedProtocols {
-		versions[v] = goplugin.PluginSet{sdkplugin.Name: grpcGlue{}}
+		versions[v] = goplugin.PluginSet{protocol.PluginName: grpcGlue{}}
 	}
 	client := goplugin.NewClient(&goplugin.ClientConfig{
 		HandshakeConfig: goplugin.HandshakeConfig{
-			ProtocolVersion:  sdkplugin.ProtocolVersion,
-			MagicCookieKey:   sdkplugin.MagicCookieKey,
-			MagicCookieValue: sdkplugin.MagicCookieValue,
+			ProtocolVersion:  protocol.ProtocolVersion,
+			MagicCookieKey:   protocol.MagicCookieKey,
+			MagicCookieValue: protocol.MagicCookieValue,
 		},
 		VersionedPlugins: versions,
 		Cmd:              cmd,
@@ -93,9 +93,9 @@ func (h *Host) start(ctx context.Context, p *Plugin, pin string, env []string) (
 		SyncStdout:       &lineLogger{logger: logger, stream: "stdout"},
 		SyncStderr:       &lineLogger{logger: logger, stream: "stderr"},
 		GRPCDialOptions: []grpc.DialOption{
-			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(sdkplugin.MaxMessageBytes), grpc.MaxCallSendMsgSize(sdkplugin.MaxMessageBytes),
-				grpc.ForceCodecV2(sdkplugin.Codec())),
-			grpc.WithInitialWindowSize(sdkplugin.WindowBytes), grpc.WithInitialConnWindowSize(sdkplugin.WindowBytes),
+			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(protocol.MaxMessageBytes), grpc.MaxCallSendMsgSize(protocol.MaxMessageBytes),
+				grpc.ForceCodecV2(protocol.Codec())),
+			grpc.WithInitialWindowSize(protocol.WindowBytes), grpc.WithInitialConnWindowSize(protocol.WindowBytes),
 			grpc.WithReadBufferSize(1 << 20), grpc.WithWriteBufferSize(1 << 20),
 		},
 	})
@@ -111,7 +111,7 @@ func (h *Host) start(ctx context.Context, p *Plugin, pin string, env []string) (
 	if err != nil {
 		return fail(h.startError(p, pin, err))
 	}
-	raw, err := rpc.Dispense(sdkplugin.Name)
+	raw, err := rpc.Dispense(protocol.PluginName)
 	if err != nil {
 		return fail(fmt.Errorf("plugin %s: dispense: %w", p.Name, err))
 	}
@@ -143,7 +143,7 @@ func (h *Host) startError(p *Plugin, pin string, err error) error {
 			got = "version " + m[1]
 		}
 		return fmt.Errorf("plugin %s speaks plugin protocol %s, but this sluice supports version %d: %w",
-			p.Name, got, sdkplugin.ProtocolVersion, ErrUnsupportedProtocol)
+			p.Name, got, protocol.ProtocolVersion, ErrUnsupportedProtocol)
 	case strings.Contains(msg, "Unrecognized remote plugin message"),
 		strings.Contains(msg, "exited before we could connect"),
 		strings.Contains(msg, "timeout while waiting for plugin to start"),

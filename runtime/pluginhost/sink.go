@@ -8,9 +8,8 @@ import (
 	"sync"
 
 	"github.com/sluicehq/sluice/sdk/go/connector"
-	sdkplugin "github.com/sluicehq/sluice/sdk/go/plugin"
-	"github.com/sluicehq/sluice/sdk/go/plugin/wire"
-	pb "github.com/sluicehq/sluice/sdk/proto/pluginv1"
+	"github.com/sluicehq/sluice/sdk/go/protocol"
+	pb "github.com/sluicehq/sluice/sdk/go/protocol/pluginv1"
 )
 
 // Sink is a connector.Sink served by a plugin process. Write splits a batch into messages of at
@@ -35,7 +34,7 @@ var _ connector.Sink = (*Sink)(nil)
 
 // maxRecordBytes is the largest record that crosses the plugin boundary: one protocol message
 // less room for framing.
-const maxRecordBytes = sdkplugin.MaxMessageBytes - 64<<10
+const maxRecordBytes = protocol.MaxMessageBytes - 64<<10
 
 // NewSink builds a proxy for the sink connName of plugin p. It starts nothing.
 func (h *Host) NewSink(p *Plugin, connName string, cfg connector.Config, env connector.Env) (*Sink, error) {
@@ -43,11 +42,11 @@ func (h *Host) NewSink(p *Plugin, connName string, cfg connector.Config, env con
 	if err != nil {
 		return nil, err
 	}
-	js, err := wire.EncodeConfig(rest)
+	js, err := protocol.EncodeConfig(rest)
 	if err != nil {
 		return nil, err
 	}
-	return &Sink{in: in, cfg: js, env: wire.Env(env), name: connName}, nil
+	return &Sink{in: in, cfg: js, env: protocol.Env(env), name: connName}, nil
 }
 
 // Pid returns the process id of the running plugin process, 0 when none runs.
@@ -148,14 +147,14 @@ func (s *Sink) Write(ctx context.Context, records []connector.Record) error {
 			end++
 		}
 		part := records[start:end]
-		// gRPC sends the chunk without copying it (sdkplugin.Codec): the buffer is reused only
+		// gRPC sends the chunk without copying it (protocol.Codec): the buffer is reused only
 		// after a call that returned an answer, when the plugin has received all of it. A
 		// failed call may leave it queued in the transport, so it is then dropped.
 		chunk := s.buf[:0]
-		if sz := wire.BatchSize(part); cap(chunk) < sz {
+		if sz := protocol.BatchSize(part); cap(chunk) < sz {
 			chunk = make([]byte, 0, sz)
 		}
-		chunk = wire.AppendBatch(chunk, part)
+		chunk = protocol.AppendBatch(chunk, part)
 		s.buf = nil
 		for {
 			pr, err := s.ready(ctx)
@@ -180,7 +179,7 @@ func (s *Sink) Write(ctx context.Context, records []connector.Record) error {
 				return fmt.Errorf("plugin %s: write %s: %w", s.in.plugin.Name, s.name, e)
 			}
 			if len(resp.Failed) > 0 {
-				failed = append(failed, wire.BatchError(resp.Failed, start).Failed...)
+				failed = append(failed, protocol.BatchError(resp.Failed, start).Failed...)
 			}
 			break
 		}

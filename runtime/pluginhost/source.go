@@ -8,8 +8,8 @@ import (
 	"sync"
 
 	"github.com/sluicehq/sluice/sdk/go/connector"
-	"github.com/sluicehq/sluice/sdk/go/plugin/wire"
-	pb "github.com/sluicehq/sluice/sdk/proto/pluginv1"
+	"github.com/sluicehq/sluice/sdk/go/protocol"
+	pb "github.com/sluicehq/sluice/sdk/go/protocol/pluginv1"
 )
 
 // Source is a connector.Source served by a plugin process. It follows the connector contract:
@@ -47,11 +47,11 @@ func (h *Host) NewSource(p *Plugin, connName string, cfg connector.Config, env c
 	if err != nil {
 		return nil, err
 	}
-	js, err := wire.EncodeConfig(rest)
+	js, err := protocol.EncodeConfig(rest)
 	if err != nil {
 		return nil, err
 	}
-	return &Source{in: in, cfg: js, env: wire.Env(env), name: connName, resume: map[string]connector.Position{},
+	return &Source{in: in, cfg: js, env: protocol.Env(env), name: connName, resume: map[string]connector.Position{},
 		closing: make(chan struct{})}, nil
 }
 
@@ -106,7 +106,7 @@ func (e *openErr) Unwrap() error { return e.err }
 
 func (s *Source) openOn(ctx context.Context, pr *proc) error {
 	resp, err := call(ctx, s.in, pr, "open", 0, func(ctx context.Context, c pb.ConnectorClient) (*pb.OpenResponse, error) {
-		return c.OpenSource(ctx, &pb.OpenSourceRequest{Name: s.name, ConfigJson: s.cfg, Env: s.env, Resume: wire.Positions(s.positions())})
+		return c.OpenSource(ctx, &pb.OpenSourceRequest{Name: s.name, ConfigJson: s.cfg, Env: s.env, Resume: protocol.Positions(s.positions())})
 	})
 	if err != nil {
 		if ctx.Err() != nil {
@@ -247,7 +247,7 @@ func (s *Source) Read(ctx context.Context) ([]connector.Record, error) {
 		}
 		s.mu.Unlock()
 		s.startPrefetch(pr, seq)
-		recs, err := wire.DecodeBatch(res.batch)
+		recs, err := protocol.DecodeBatch(res.batch)
 		if err == nil && len(recs) == 0 {
 			err = errors.New("a non-empty answer without records")
 		}
@@ -275,7 +275,7 @@ func (s *Source) Ack(ctx context.Context, positions []connector.Position) error 
 		return nil
 	}
 	resp, err := call(ctx, s.in, pr, "ack", 0, func(ctx context.Context, c pb.ConnectorClient) (*pb.AckResponse, error) {
-		return c.Ack(ctx, &pb.AckRequest{Positions: wire.Positions(positions)})
+		return c.Ack(ctx, &pb.AckRequest{Positions: protocol.Positions(positions)})
 	})
 	if err != nil {
 		if ctx.Err() != nil {

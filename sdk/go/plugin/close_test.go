@@ -8,7 +8,7 @@ import (
 
 	"github.com/sluicehq/sluice/sdk/go/connector"
 	"github.com/sluicehq/sluice/sdk/go/plugin"
-	pb "github.com/sluicehq/sluice/sdk/proto/pluginv1"
+	pb "github.com/sluicehq/sluice/sdk/go/protocol/pluginv1"
 )
 
 // watched is a connector that notices Close while a Read or Write is still running, which the

@@ -11,8 +11,8 @@
 //
 // A connector.Component (a spec and its factory) is the one shape of a connector: the same values
 // go into a catalog of a Sluice build to compile the connectors in, so one connector package
-// serves both ways. Sluice starts the binary with hashicorp/go-plugin over gRPC (protocol
-// version ProtocolVersion, messages in sdk/proto/pluginv1) and one process serves one connector
+// serves both ways. Sluice starts the binary with hashicorp/go-plugin over gRPC (the protocol of
+// sdk/go/protocol, which this package speaks for you) and one process serves one connector
 // instance.
 package plugin
 
@@ -27,29 +27,12 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/sluicehq/sluice/sdk/go/connector"
-	pb "github.com/sluicehq/sluice/sdk/proto/pluginv1"
+	"github.com/sluicehq/sluice/sdk/go/protocol"
+	pb "github.com/sluicehq/sluice/sdk/go/protocol/pluginv1"
 )
 
-// Protocol constants shared by plugins and the host.
-const (
-	// ProtocolVersion is the plugin protocol version this SDK speaks. The host refuses plugins
-	// speaking a version it does not support, naming both.
-	ProtocolVersion = 1
-	// MagicCookieKey and MagicCookieValue are the handshake that tells a plugin binary it was
-	// started by Sluice; run by hand, the binary explains itself and exits.
-	MagicCookieKey   = "SLUICE_PLUGIN_MAGIC_COOKIE"
-	MagicCookieValue = "3c0f6a2e-sluice-connector-plugin"
-	// Name is the name of the gRPC plugin in the go-plugin plugin set.
-	Name = "connector"
-	// MaxMessageBytes bounds one gRPC message in either direction (64 MiB). The host sizes read
-	// credits and splits write batches below it.
-	MaxMessageBytes = 64 << 20
-	// WindowBytes is the HTTP/2 flow-control window of the plugin connection (16 MiB), so a large
-	// batch crosses in one go rather than in 64 KiB steps.
-	WindowBytes = 16 << 20
-	// SDKVersion is reported to the host by Specs.
-	SDKVersion = "0.1.0"
-)
+// SDKVersion is the version of this SDK, reported to the host by Specs.
+const SDKVersion = "0.1.0"
 
 // Plugin declares what a plugin binary provides.
 type Plugin struct {
@@ -92,8 +75,8 @@ func (p *Plugin) component(kind connector.Kind, name string) *connector.Componen
 // own log. Serve never returns.
 func Serve(p Plugin) {
 	logOut := os.Stderr // go-plugin later redirects os.Stderr; logs keep the real one.
-	if os.Getenv(MagicCookieKey) != MagicCookieValue {
-		fmt.Fprintf(os.Stderr, "This binary is a Sluice connector plugin (protocol %d); put it in the directory passed to `sluice --plugins-dir` instead of running it.\n", ProtocolVersion)
+	if os.Getenv(protocol.MagicCookieKey) != protocol.MagicCookieValue {
+		fmt.Fprintf(os.Stderr, "This binary is a Sluice connector plugin (protocol %d); put it in the directory passed to `sluice --plugins-dir` instead of running it.\n", protocol.ProtocolVersion)
 		os.Exit(1)
 	}
 	if err := p.check(); err != nil {
@@ -104,14 +87,14 @@ func Serve(p Plugin) {
 	logger := slog.New(newLogHandler(logOut, slog.LevelDebug))
 	srv := NewServer(p, logger)
 	goplugin.Serve(&goplugin.ServeConfig{
-		HandshakeConfig: goplugin.HandshakeConfig{ProtocolVersion: ProtocolVersion, MagicCookieKey: MagicCookieKey, MagicCookieValue: MagicCookieValue},
+		HandshakeConfig: goplugin.HandshakeConfig{ProtocolVersion: protocol.ProtocolVersion, MagicCookieKey: protocol.MagicCookieKey, MagicCookieValue: protocol.MagicCookieValue},
 		VersionedPlugins: map[int]goplugin.PluginSet{
-			ProtocolVersion: {Name: &grpcPlugin{server: srv}},
+			protocol.ProtocolVersion: {protocol.PluginName: &grpcPlugin{server: srv}},
 		},
 		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
-			opts = append(opts, grpc.MaxRecvMsgSize(MaxMessageBytes), grpc.MaxSendMsgSize(MaxMessageBytes),
-				grpc.InitialWindowSize(WindowBytes), grpc.InitialConnWindowSize(WindowBytes),
-				grpc.ReadBufferSize(1<<20), grpc.WriteBufferSize(1<<20), grpc.ForceServerCodecV2(Codec()))
+			opts = append(opts, grpc.MaxRecvMsgSize(protocol.MaxMessageBytes), grpc.MaxSendMsgSize(protocol.MaxMessageBytes),
+				grpc.InitialWindowSize(protocol.WindowBytes), grpc.InitialConnWindowSize(protocol.WindowBytes),
+				grpc.ReadBufferSize(1<<20), grpc.WriteBufferSize(1<<20), grpc.ForceServerCodecV2(protocol.Codec()))
 			return grpc.NewServer(opts...)
 		},
 		Logger: newHCLogger(logOut),

@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/sdk/go/connector"
-	"github.com/sluicehq/sluice/sdk/go/plugin/wire"
-	pb "github.com/sluicehq/sluice/sdk/proto/pluginv1"
+	"github.com/sluicehq/sluice/sdk/go/protocol"
+	pb "github.com/sluicehq/sluice/sdk/go/protocol/pluginv1"
 )
 
 // NewServer returns the gRPC service that serves p's connectors; Serve uses it, and tests and
@@ -111,7 +111,7 @@ func (s *server) Specs(context.Context, *pb.SpecsRequest) (*pb.SpecsResponse, er
 	}
 	resp := &pb.SpecsResponse{Version: s.p.Version, SdkVersion: SDKVersion}
 	for _, c := range s.p.Components {
-		ps, err := wire.Spec(c.Spec)
+		ps, err := protocol.Spec(c.Spec)
 		if err != nil {
 			return nil, err
 		}
@@ -129,28 +129,28 @@ func (s *server) env(e *pb.Env) connector.Env {
 func (s *server) OpenSource(ctx context.Context, req *pb.OpenSourceRequest) (*pb.OpenResponse, error) {
 	def := s.p.component(connector.KindSource, req.Name)
 	if def == nil || def.NewSource == nil {
-		return &pb.OpenResponse{Error: wire.Error(fmt.Errorf("open source: this plugin has no source %q", req.Name))}, nil
+		return &pb.OpenResponse{Error: protocol.Error(fmt.Errorf("open source: this plugin has no source %q", req.Name))}, nil
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.src != nil || s.sink != nil {
-		return &pb.OpenResponse{Error: wire.Error(errors.New("open source: a connector is already open in this process"))}, nil
+		return &pb.OpenResponse{Error: protocol.Error(errors.New("open source: a connector is already open in this process"))}, nil
 	}
-	cfg, err := wire.DecodeConfig(req.ConfigJson, def.Spec.Fields)
+	cfg, err := protocol.DecodeConfig(req.ConfigJson, def.Spec.Fields)
 	if err != nil {
-		return &pb.OpenResponse{Error: wire.Error(fmt.Errorf("open source: %w", err))}, nil
+		return &pb.OpenResponse{Error: protocol.Error(fmt.Errorf("open source: %w", err))}, nil
 	}
 	src, err := def.NewSource(cfg, s.env(req.Env))
 	if err != nil {
-		return &pb.OpenResponse{Error: wire.Error(err)}, nil
+		return &pb.OpenResponse{Error: protocol.Error(err)}, nil
 	}
 	rctx, cancel := context.WithCancel(context.Background())
 	st := &sourceState{src: src, results: make(chan readResult, 1), cancel: cancel, done: make(chan struct{})}
 	s.src = st // kept after a failed Open so Close reaches the source
-	if err := src.Open(ctx, wire.FromPositions(req.Resume)); err != nil {
+	if err := src.Open(ctx, protocol.FromPositions(req.Resume)); err != nil {
 		cancel()
 		close(st.done)
-		return &pb.OpenResponse{Error: wire.Error(err)}, nil
+		return &pb.OpenResponse{Error: protocol.Error(err)}, nil
 	}
 	s.calls.enter() // the read loop counts as a call until it returns
 	go func() {
@@ -190,7 +190,7 @@ func (s *server) source() *sourceState {
 func (s *server) Read(ctx context.Context, req *pb.ReadRequest) (*pb.ReadResponse, error) {
 	st := s.source()
 	if st == nil {
-		return &pb.ReadResponse{Error: wire.Error(errors.New("read: no source is open"))}, nil
+		return &pb.ReadResponse{Error: protocol.Error(errors.New("read: no source is open"))}, nil
 	}
 	st.readMu.Lock()
 	defer st.readMu.Unlock()
@@ -198,14 +198,14 @@ func (s *server) Read(ctx context.Context, req *pb.ReadRequest) (*pb.ReadRespons
 	case st.last != nil && req.Seq == st.sent-1:
 		return st.last, nil
 	case req.Seq != st.sent:
-		return &pb.ReadResponse{Error: wire.Error(fmt.Errorf("read: host asks for batch %d, plugin is at batch %d", req.Seq, st.sent))}, nil
+		return &pb.ReadResponse{Error: protocol.Error(fmt.Errorf("read: host asks for batch %d, plugin is at batch %d", req.Seq, st.sent))}, nil
 	}
 	maxRecs, maxBytes := int(req.MaxRecords), req.MaxBytes
 	if maxRecs <= 0 {
 		maxRecs = 1
 	}
-	if maxBytes <= 0 || maxBytes > MaxMessageBytes/2 {
-		maxBytes = MaxMessageBytes / 2
+	if maxBytes <= 0 || maxBytes > protocol.MaxMessageBytes/2 {
+		maxBytes = protocol.MaxMessageBytes / 2
 	}
 	if len(st.leftover) == 0 {
 		if st.eof {
@@ -228,7 +228,7 @@ func (s *server) Read(ctx context.Context, req *pb.ReadRequest) (*pb.ReadRespons
 			select {
 			case r = <-st.results:
 			default:
-				return &pb.ReadResponse{Error: wire.Error(errors.New("read: source closed"))}, nil
+				return &pb.ReadResponse{Error: protocol.Error(errors.New("read: source closed"))}, nil
 			}
 		case <-ctx.Done():
 			return nil, ctx.Err()
@@ -238,18 +238,18 @@ func (s *server) Read(ctx context.Context, req *pb.ReadRequest) (*pb.ReadRespons
 				st.eof = true
 				return &pb.ReadResponse{Eof: true}, nil
 			}
-			return &pb.ReadResponse{Error: wire.Error(r.err)}, nil
+			return &pb.ReadResponse{Error: protocol.Error(r.err)}, nil
 		}
 		st.leftover = r.recs
 		if errors.Is(r.err, io.EOF) {
 			st.eof = true
 		}
 	}
-	if sz := st.leftover[0].Size(); sz > MaxMessageBytes-64<<10 {
+	if sz := st.leftover[0].Size(); sz > protocol.MaxMessageBytes-64<<10 {
 		pos := st.leftover[0].Position
 		st.leftover = st.leftover[1:]
-		return &pb.ReadResponse{Error: wire.Error(fmt.Errorf("read: the record at %s is %d bytes, more than a plugin protocol message holds (%d): %w",
-			pos, sz, MaxMessageBytes, connector.ErrPermanent))}, nil
+		return &pb.ReadResponse{Error: protocol.Error(fmt.Errorf("read: the record at %s is %d bytes, more than a plugin protocol message holds (%d): %w",
+			pos, sz, protocol.MaxMessageBytes, connector.ErrPermanent))}, nil
 	}
 	n, size := 0, int64(0)
 	for n < len(st.leftover) && n < maxRecs {
@@ -262,10 +262,10 @@ func (s *server) Read(ctx context.Context, req *pb.ReadRequest) (*pb.ReadRespons
 	}
 	batch := st.leftover[:n]
 	buf := st.bufs[st.sent%2][:0]
-	if sz := wire.BatchSize(batch); cap(buf) < sz {
+	if sz := protocol.BatchSize(batch); cap(buf) < sz {
 		buf = make([]byte, 0, sz)
 	}
-	buf = wire.AppendBatch(buf, batch)
+	buf = protocol.AppendBatch(buf, batch)
 	st.bufs[st.sent%2] = buf
 	resp := &pb.ReadResponse{Batch: buf}
 	st.sent++
@@ -280,35 +280,35 @@ func (s *server) Read(ctx context.Context, req *pb.ReadRequest) (*pb.ReadRespons
 func (s *server) Ack(ctx context.Context, req *pb.AckRequest) (*pb.AckResponse, error) {
 	st := s.source()
 	if st == nil {
-		return &pb.AckResponse{Error: wire.Error(errors.New("ack: no source is open"))}, nil
+		return &pb.AckResponse{Error: protocol.Error(errors.New("ack: no source is open"))}, nil
 	}
 	if !s.calls.enter() {
-		return &pb.AckResponse{Error: wire.Error(errors.New("ack: the source is closed"))}, nil
+		return &pb.AckResponse{Error: protocol.Error(errors.New("ack: the source is closed"))}, nil
 	}
 	defer s.calls.leave()
-	return &pb.AckResponse{Error: wire.Error(st.src.Ack(ctx, wire.FromPositions(req.Positions)))}, nil
+	return &pb.AckResponse{Error: protocol.Error(st.src.Ack(ctx, protocol.FromPositions(req.Positions)))}, nil
 }
 
 func (s *server) OpenSink(ctx context.Context, req *pb.OpenSinkRequest) (*pb.OpenResponse, error) {
 	def := s.p.component(connector.KindSink, req.Name)
 	if def == nil || def.NewSink == nil {
-		return &pb.OpenResponse{Error: wire.Error(fmt.Errorf("open sink: this plugin has no sink %q", req.Name))}, nil
+		return &pb.OpenResponse{Error: protocol.Error(fmt.Errorf("open sink: this plugin has no sink %q", req.Name))}, nil
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.src != nil || s.sink != nil {
-		return &pb.OpenResponse{Error: wire.Error(errors.New("open sink: a connector is already open in this process"))}, nil
+		return &pb.OpenResponse{Error: protocol.Error(errors.New("open sink: a connector is already open in this process"))}, nil
 	}
-	cfg, err := wire.DecodeConfig(req.ConfigJson, def.Spec.Fields)
+	cfg, err := protocol.DecodeConfig(req.ConfigJson, def.Spec.Fields)
 	if err != nil {
-		return &pb.OpenResponse{Error: wire.Error(fmt.Errorf("open sink: %w", err))}, nil
+		return &pb.OpenResponse{Error: protocol.Error(fmt.Errorf("open sink: %w", err))}, nil
 	}
 	snk, err := def.NewSink(cfg, s.env(req.Env))
 	if err != nil {
-		return &pb.OpenResponse{Error: wire.Error(err)}, nil
+		return &pb.OpenResponse{Error: protocol.Error(err)}, nil
 	}
 	s.sink = snk // kept after a failed Open so Close reaches the sink
-	return &pb.OpenResponse{Error: wire.Error(snk.Open(ctx))}, nil
+	return &pb.OpenResponse{Error: protocol.Error(snk.Open(ctx))}, nil
 }
 
 func (s *server) Write(ctx context.Context, req *pb.WriteRequest) (*pb.WriteResponse, error) {
@@ -316,25 +316,25 @@ func (s *server) Write(ctx context.Context, req *pb.WriteRequest) (*pb.WriteResp
 	snk := s.sink
 	s.mu.Unlock()
 	if snk == nil {
-		return &pb.WriteResponse{Error: wire.Error(errors.New("write: no sink is open"))}, nil
+		return &pb.WriteResponse{Error: protocol.Error(errors.New("write: no sink is open"))}, nil
 	}
 	if !s.calls.enter() {
-		return &pb.WriteResponse{Error: wire.Error(errors.New("write: the sink is closed"))}, nil
+		return &pb.WriteResponse{Error: protocol.Error(errors.New("write: the sink is closed"))}, nil
 	}
 	defer s.calls.leave()
-	recs, err := wire.DecodeBatch(req.Batch)
+	recs, err := protocol.DecodeBatch(req.Batch)
 	if err != nil {
-		return &pb.WriteResponse{Error: wire.Error(fmt.Errorf("write: %w", err))}, nil
+		return &pb.WriteResponse{Error: protocol.Error(fmt.Errorf("write: %w", err))}, nil
 	}
 	err = snk.Write(ctx, recs)
 	var be *connector.BatchError
 	if errors.As(err, &be) {
-		if cerr := wire.CheckIndexes(be, len(recs)); cerr != nil {
-			return &pb.WriteResponse{Error: wire.Error(fmt.Errorf("write: %w", cerr))}, nil
+		if cerr := protocol.CheckIndexes(be, len(recs)); cerr != nil {
+			return &pb.WriteResponse{Error: protocol.Error(fmt.Errorf("write: %w", cerr))}, nil
 		}
-		return &pb.WriteResponse{Failed: wire.RecordErrors(be)}, nil
+		return &pb.WriteResponse{Failed: protocol.RecordErrors(be)}, nil
 	}
-	return &pb.WriteResponse{Error: wire.Error(err)}, nil
+	return &pb.WriteResponse{Error: protocol.Error(err)}, nil
 }
 
 // Close stops the read loop, waits until no call into the connector runs (the read loop's Read,
@@ -354,7 +354,7 @@ func (s *server) Close(ctx context.Context, _ *pb.CloseRequest) (*pb.CloseRespon
 		select {
 		case <-idle:
 		case <-ctx.Done():
-			return &pb.CloseResponse{Error: wire.Error(fmt.Errorf("close: a call into the connector has not returned: %w", ctx.Err()))}, nil
+			return &pb.CloseResponse{Error: protocol.Error(fmt.Errorf("close: a call into the connector has not returned: %w", ctx.Err()))}, nil
 		}
 	}
 	var err error
@@ -364,5 +364,5 @@ func (s *server) Close(ctx context.Context, _ *pb.CloseRequest) (*pb.CloseRespon
 	if snk != nil {
 		err = errors.Join(err, snk.Close(ctx))
 	}
-	return &pb.CloseResponse{Error: wire.Error(err)}, nil
+	return &pb.CloseResponse{Error: protocol.Error(err)}, nil
 }

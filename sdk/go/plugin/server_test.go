@@ -9,8 +9,8 @@ import (
 
 	"github.com/sluicehq/sluice/sdk/go/connector"
 	"github.com/sluicehq/sluice/sdk/go/plugin"
-	"github.com/sluicehq/sluice/sdk/go/plugin/wire"
-	pb "github.com/sluicehq/sluice/sdk/proto/pluginv1"
+	"github.com/sluicehq/sluice/sdk/go/protocol"
+	pb "github.com/sluicehq/sluice/sdk/go/protocol/pluginv1"
 )
 
 // batches is a source returning fixed batches of 100 records of 36 bytes each, then io.EOF.
@@ -67,7 +67,7 @@ func read(t *testing.T, srv pb.ConnectorServer, req *pb.ReadRequest) ([]connecto
 	if err != nil {
 		t.Fatal(err)
 	}
-	recs, err := wire.DecodeBatch(resp.Batch)
+	recs, err := protocol.DecodeBatch(resp.Batch)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,11 +164,11 @@ func TestWriteMapsBatchError(t *testing.T) {
 		t.Fatalf("open: %v %v", err, resp.GetError())
 	}
 	recs := []connector.Record{{Value: []byte("ok")}, {Value: []byte("bad")}, {Value: []byte("ok")}, {Value: []byte("bad")}}
-	resp, err := srv.Write(ctx, &pb.WriteRequest{Batch: wire.AppendBatch(nil, recs)})
+	resp, err := srv.Write(ctx, &pb.WriteRequest{Batch: protocol.AppendBatch(nil, recs)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	be := wire.BatchError(resp.Failed, 10)
+	be := protocol.BatchError(resp.Failed, 10)
 	if len(be.Failed) != 2 || be.Failed[0].Index != 11 || be.Failed[1].Index != 13 || be.Failed[0].Err.Error() != "refused" {
 		t.Fatalf("failed = %+v", be.Failed)
 	}

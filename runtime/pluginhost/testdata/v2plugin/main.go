@@ -8,8 +8,8 @@ import (
 	goplugin "github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
 
-	"github.com/sluicehq/sluice/sdk/go/plugin"
-	pb "github.com/sluicehq/sluice/sdk/proto/pluginv1"
+	"github.com/sluicehq/sluice/sdk/go/protocol"
+	pb "github.com/sluicehq/sluice/sdk/go/protocol/pluginv1"
 )
 
 type glue struct {
@@ -27,8 +27,8 @@ func (glue) GRPCClient(context.Context, *goplugin.GRPCBroker, *grpc.ClientConn) 
 
 func main() {
 	goplugin.Serve(&goplugin.ServeConfig{
-		HandshakeConfig:  goplugin.HandshakeConfig{ProtocolVersion: 2, MagicCookieKey: plugin.MagicCookieKey, MagicCookieValue: plugin.MagicCookieValue},
-		VersionedPlugins: map[int]goplugin.PluginSet{2: {plugin.Name: glue{}}},
+		HandshakeConfig:  goplugin.HandshakeConfig{ProtocolVersion: 2, MagicCookieKey: protocol.MagicCookieKey, MagicCookieValue: protocol.MagicCookieValue},
+		VersionedPlugins: map[int]goplugin.PluginSet{2: {protocol.PluginName: glue{}}},
 		GRPCServer:       goplugin.DefaultGRPCServer,
 	})
 }

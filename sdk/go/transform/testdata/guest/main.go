@@ -1,4 +1,5 @@
-// Command guest is a test module for the SDK's host test: each record value is a command.
+// Command guest is a test module for the SDK, run through the host by runtime/wasmhost's
+// TestSDKGuestThroughHost: each record value is a command.
 package main
 
 import (

@@ -1,4 +1,4 @@
-package plugin
+package protocol
 
 import (
 	"bytes"
@@ -9,7 +9,7 @@ import (
 	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/proto"
 
-	pb "github.com/sluicehq/sluice/sdk/proto/pluginv1"
+	pb "github.com/sluicehq/sluice/sdk/go/protocol/pluginv1"
 )
 
 // The batch codec must produce exactly what the proto codec reads and read exactly what it

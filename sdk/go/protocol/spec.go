@@ -1,4 +1,4 @@
-package wire
+package protocol
 
 import (
 	"encoding/json"
@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/sdk/go/connector"
-	pb "github.com/sluicehq/sluice/sdk/proto/pluginv1"
+	pb "github.com/sluicehq/sluice/sdk/go/protocol/pluginv1"
 )
 
 // Spec converts a spec to its message. Defaults and examples travel as JSON with durations as Go

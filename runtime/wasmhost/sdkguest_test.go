@@ -1,4 +1,4 @@
-package transform_test
+package wasmhost_test
 
 import (
 	"context"
@@ -16,11 +16,13 @@ import (
 	"github.com/sluicehq/sluice/sdk/go/connector"
 )
 
-// buildGuest compiles testdata/guest with the SDK to WebAssembly.
-func buildGuest(t *testing.T) string {
+// buildSDKGuest compiles sdk/go/transform/testdata/guest, a guest written with the Go SDK, to
+// WebAssembly, inside the SDK's own module.
+func buildSDKGuest(t *testing.T) string {
 	t.Helper()
 	out := filepath.Join(t.TempDir(), "guest.wasm")
-	cmd := exec.Command("go", "build", "-buildmode=c-shared", "-trimpath", "-o", out, "./testdata/guest")
+	cmd := exec.Command("go", "build", "-buildmode=c-shared", "-trimpath", "-o", out, ".")
+	cmd.Dir = filepath.Join("..", "..", "sdk", "go", "transform", "testdata", "guest")
 	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("build guest: %v\n%s", err, b)
@@ -28,23 +30,23 @@ func buildGuest(t *testing.T) string {
 	return out
 }
 
-// logCapture is a slog handler that records messages.
-type logCapture struct {
+// sdkLogCapture is a slog handler that records messages.
+type sdkLogCapture struct {
 	mu   sync.Mutex
 	msgs []string
 }
 
-func (c *logCapture) Enabled(context.Context, slog.Level) bool { return true }
-func (c *logCapture) Handle(_ context.Context, r slog.Record) error {
+func (c *sdkLogCapture) Enabled(context.Context, slog.Level) bool { return true }
+func (c *sdkLogCapture) Handle(_ context.Context, r slog.Record) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.msgs = append(c.msgs, r.Message)
 	return nil
 }
-func (c *logCapture) WithAttrs([]slog.Attr) slog.Handler { return c }
-func (c *logCapture) WithGroup(string) slog.Handler      { return c }
+func (c *sdkLogCapture) WithAttrs([]slog.Attr) slog.Handler { return c }
+func (c *sdkLogCapture) WithGroup(string) slog.Handler      { return c }
 
-func (c *logCapture) has(msg string) bool {
+func (c *sdkLogCapture) has(msg string) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, m := range c.msgs {
@@ -55,12 +57,13 @@ func (c *logCapture) has(msg string) bool {
 	return false
 }
 
-// TestGuestThroughHost runs an SDK-built module in the real host: dispositions, emits on ports,
-// headers, logs, counters, init errors, and a panicking record isolated by the host's bisection.
-func TestGuestThroughHost(t *testing.T) {
+// TestSDKGuestThroughHost runs a module built with the Go SDK (sdk/go/transform) in the real
+// host: dispositions, emits on ports, headers, logs, counters, init errors, and a panicking record
+// isolated by the host's bisection.
+func TestSDKGuestThroughHost(t *testing.T) {
 	ctx := context.Background()
-	wasm := buildGuest(t)
-	logs := &logCapture{}
+	wasm := buildSDKGuest(t)
+	logs := &sdkLogCapture{}
 	h, err := wasmhost.New(ctx, wasmhost.Options{Logger: slog.New(logs)})
 	if err != nil {
 		t.Fatal(err)

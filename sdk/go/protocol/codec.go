@@ -1,4 +1,4 @@
-package plugin
+package protocol
 
 import (
 	"google.golang.org/grpc/encoding"
@@ -6,11 +6,11 @@ import (
 	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/encoding/protowire"
 
-	pb "github.com/sluicehq/sluice/sdk/proto/pluginv1"
+	pb "github.com/sluicehq/sluice/sdk/go/protocol/pluginv1"
 )
 
 // Codec returns the gRPC codec both ends of the plugin connection use. It speaks plain protobuf
-// (the wire format stays that of sdk/proto/pluginv1, so either end may use gRPC's default codec)
+// (the wire format stays that of plugin.proto, so either end may use gRPC's default codec)
 // but moves record batches without copying them: a WriteRequest or ReadResponse that carries only
 // a batch is sent as a two-byte-or-so header followed by the batch buffer itself, and received
 // with the batch aliasing the received message instead of a copy of it. The sender must not

@@ -14,11 +14,12 @@
 package pluginv1
 
 import (
-	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
-	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
+
+	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
+	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 )
 
 const (
@@ -1283,7 +1284,7 @@ const file_pluginv1_plugin_proto_rawDesc = "" +
 	"\x03Ack\x12\x1c.sluice.plugin.v1.AckRequest\x1a\x1d.sluice.plugin.v1.AckResponse\x12M\n" +
 	"\bOpenSink\x12!.sluice.plugin.v1.OpenSinkRequest\x1a\x1e.sluice.plugin.v1.OpenResponse\x12H\n" +
 	"\x05Write\x12\x1e.sluice.plugin.v1.WriteRequest\x1a\x1f.sluice.plugin.v1.WriteResponse\x12H\n" +
-	"\x05Close\x12\x1e.sluice.plugin.v1.CloseRequest\x1a\x1f.sluice.plugin.v1.CloseResponseB/Z-github.com/sluicehq/sluice/sdk/proto/pluginv1b\x06proto3"
+	"\x05Close\x12\x1e.sluice.plugin.v1.CloseRequest\x1a\x1f.sluice.plugin.v1.CloseResponseB5Z3github.com/sluicehq/sluice/sdk/go/protocol/pluginv1b\x06proto3"
 
 var (
 	file_pluginv1_plugin_proto_rawDescOnce sync.Once

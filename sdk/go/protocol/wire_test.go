@@ -1,4 +1,4 @@
-package wire_test
+package protocol_test
 
 import (
 	"errors"
@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/sdk/go/connector"
-	"github.com/sluicehq/sluice/sdk/go/plugin/wire"
+	"github.com/sluicehq/sluice/sdk/go/protocol"
 )
 
 func TestBatchRoundTrip(t *testing.T) {
@@ -30,11 +30,11 @@ func TestBatchRoundTrip(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			data := wire.AppendBatch(nil, tt.recs)
-			if len(data) != wire.BatchSize(tt.recs) {
-				t.Fatalf("packed %d bytes, BatchSize said %d", len(data), wire.BatchSize(tt.recs))
+			data := protocol.AppendBatch(nil, tt.recs)
+			if len(data) != protocol.BatchSize(tt.recs) {
+				t.Fatalf("packed %d bytes, BatchSize said %d", len(data), protocol.BatchSize(tt.recs))
 			}
-			got, err := wire.DecodeBatch(data)
+			got, err := protocol.DecodeBatch(data)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -60,16 +60,16 @@ func TestBatchRoundTrip(t *testing.T) {
 }
 
 func TestDecodeBatchMalformed(t *testing.T) {
-	good := wire.AppendBatch(nil, []connector.Record{{Key: []byte("key"), Value: []byte("value"), Position: connector.Position{Partition: "p"}}})
+	good := protocol.AppendBatch(nil, []connector.Record{{Key: []byte("key"), Value: []byte("value"), Position: connector.Position{Partition: "p"}}})
 	for cut := 1; cut < len(good); cut++ {
-		if _, err := wire.DecodeBatch(good[:cut]); !errors.Is(err, wire.ErrMalformedBatch) {
+		if _, err := protocol.DecodeBatch(good[:cut]); !errors.Is(err, protocol.ErrMalformedBatch) {
 			t.Fatalf("truncated at %d: err = %v, want ErrMalformedBatch", cut, err)
 		}
 	}
-	if _, err := wire.DecodeBatch(append(good, 0)); !errors.Is(err, wire.ErrMalformedBatch) {
+	if _, err := protocol.DecodeBatch(append(good, 0)); !errors.Is(err, protocol.ErrMalformedBatch) {
 		t.Fatalf("trailing byte: err = %v", err)
 	}
-	if _, err := wire.DecodeBatch([]byte{0xff, 0xff, 0xff, 0xff, 0x0f}); !errors.Is(err, wire.ErrMalformedBatch) {
+	if _, err := protocol.DecodeBatch([]byte{0xff, 0xff, 0xff, 0xff, 0x0f}); !errors.Is(err, protocol.ErrMalformedBatch) {
 		t.Fatalf("huge count: err = %v", err)
 	}
 }
@@ -85,11 +85,11 @@ func TestConfigTypes(t *testing.T) {
 	}
 	in := connector.Config{"n": int64(3), "size": int64(64 << 20), "f": 2.5, "d": 90 * time.Second,
 		"obj": map[string]any{"wait": time.Millisecond}, "list": []any{int64(1), int64(2)}, "s": "x", "extra": int64(9), "b": true}
-	js, err := wire.EncodeConfig(in)
+	js, err := protocol.EncodeConfig(in)
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := wire.DecodeConfig(js, fields)
+	got, err := protocol.DecodeConfig(js, fields)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,7 +99,7 @@ func TestConfigTypes(t *testing.T) {
 	if got.Duration("d") != 90*time.Second || got.Object("obj").Duration("wait") != time.Millisecond {
 		t.Fatalf("durations lost: %v", got)
 	}
-	if _, err := wire.DecodeConfig([]byte(`{"n": 1.5}`), fields); err == nil {
+	if _, err := protocol.DecodeConfig([]byte(`{"n": 1.5}`), fields); err == nil {
 		t.Fatal("1.5 decoded as an int")
 	}
 }
@@ -113,11 +113,11 @@ func TestSpecRoundTrip(t *testing.T) {
 			{Name: "n", Type: connector.TypeInt, Default: int64(4), Required: false},
 			{Name: "auth", Type: connector.TypeObject, Required: true, Fields: []connector.Field{{Name: "token", Type: connector.TypeString, Secret: true}}},
 		}}
-	p, err := wire.Spec(spec)
+	p, err := protocol.Spec(spec)
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := wire.FromSpec(p)
+	got, err := protocol.FromSpec(p)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,7 +145,7 @@ func TestErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := wire.FromError(wire.Error(tt.err)); !tt.check(got) {
+			if got := protocol.FromError(protocol.Error(tt.err)); !tt.check(got) {
 				t.Fatalf("round trip of %v gave %v", tt.err, got)
 			}
 		})
@@ -157,10 +157,10 @@ func BenchmarkBatch(b *testing.B) {
 	for i := range recs {
 		recs[i] = connector.Record{Key: fmt.Appendf(nil, "%d", i), Value: make([]byte, 100), Position: connector.Position{Partition: "p", Offset: int64(i)}}
 	}
-	b.SetBytes(int64(len(wire.AppendBatch(nil, recs))))
+	b.SetBytes(int64(len(protocol.AppendBatch(nil, recs))))
 	for range b.N {
-		data := wire.AppendBatch(make([]byte, 0, wire.BatchSize(recs)), recs)
-		if _, err := wire.DecodeBatch(data); err != nil {
+		data := protocol.AppendBatch(make([]byte, 0, protocol.BatchSize(recs)), recs)
+		if _, err := protocol.DecodeBatch(data); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -176,18 +176,18 @@ func benchRecords() []connector.Record {
 
 func BenchmarkAppendBatch(b *testing.B) {
 	recs := benchRecords()
-	b.SetBytes(int64(len(wire.AppendBatch(nil, recs))))
+	b.SetBytes(int64(len(protocol.AppendBatch(nil, recs))))
 	var buf []byte
 	for range b.N {
-		buf = wire.AppendBatch(buf[:0], recs)
+		buf = protocol.AppendBatch(buf[:0], recs)
 	}
 }
 
 func BenchmarkDecodeBatch(b *testing.B) {
-	data := wire.AppendBatch(nil, benchRecords())
+	data := protocol.AppendBatch(nil, benchRecords())
 	b.SetBytes(int64(len(data)))
 	for range b.N {
-		if _, err := wire.DecodeBatch(data); err != nil {
+		if _, err := protocol.DecodeBatch(data); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -1,4 +1,4 @@
-package wire
+package protocol
 
 import (
 	"encoding/binary"
@@ -32,7 +32,7 @@ func uvarintLen(v uint64) int { return (bits.Len64(v|1) + 6) / 7 }
 func varintLen(v int64) int   { return uvarintLen(uint64(v<<1) ^ uint64(v>>63)) }
 func bytesLen(l int) int      { return uvarintLen(uint64(l)) + l }
 
-// AppendBatch packs recs in the batch layout of sdk/proto/pluginv1 and appends them to buf.
+// AppendBatch packs recs in the batch layout of plugin.proto and appends them to buf.
 func AppendBatch(buf []byte, recs []connector.Record) []byte {
 	buf = binary.AppendUvarint(buf, uint64(len(recs)))
 	for i := range recs {

@@ -1,9 +1,4 @@
-// Package wire converts between the connector types of sdk/go/connector and the protocol messages
-// of sdk/proto/pluginv1. It is the one boundary where protobuf types meet connector types; the
-// plugin server (sdk/go/plugin) and the plugin host (runtime/pluginhost) both use it.
-//
-// Every function is pure and safe for concurrent use.
-package wire
+package protocol
 
 import (
 	"errors"
@@ -11,7 +6,7 @@ import (
 	"io"
 
 	"github.com/sluicehq/sluice/sdk/go/connector"
-	pb "github.com/sluicehq/sluice/sdk/proto/pluginv1"
+	pb "github.com/sluicehq/sluice/sdk/go/protocol/pluginv1"
 )
 
 // Position converts one position to its message.

@@ -1,0 +1,31 @@
+// Package protocol is the Go side of the protocol between the Sluice host and its connector
+// plugins (version 1, sdk/proto/pluginv1/plugin.proto): the handshake constants, the gRPC codec,
+// the packed record batches and the conversions between the connector types of sdk/go/connector
+// and the generated messages of package pluginv1. It is the one boundary where protobuf types
+// meet connector types, shared by the plugin server (sdk/go/plugin) and the plugin host
+// (runtime/pluginhost), which live in different modules, hence a public package.
+//
+// Plugin authors do not use it: package plugin speaks the protocol for them. Its API follows the
+// protocol, not the compatibility promise of the connector SDK, and may change with it.
+//
+// Every function is pure and safe for concurrent use.
+package protocol
+
+// Protocol constants shared by plugins and the host.
+const (
+	// ProtocolVersion is the plugin protocol version this package speaks. The host refuses
+	// plugins speaking a version it does not support, naming both.
+	ProtocolVersion = 1
+	// MagicCookieKey and MagicCookieValue are the handshake that tells a plugin binary it was
+	// started by Sluice; run by hand, the binary explains itself and exits.
+	MagicCookieKey   = "SLUICE_PLUGIN_MAGIC_COOKIE"
+	MagicCookieValue = "3c0f6a2e-sluice-connector-plugin"
+	// PluginName is the name of the gRPC plugin in the go-plugin plugin set.
+	PluginName = "connector"
+	// MaxMessageBytes bounds one gRPC message in either direction (64 MiB). The host sizes read
+	// credits and splits write batches below it.
+	MaxMessageBytes = 64 << 20
+	// WindowBytes is the HTTP/2 flow-control window of the plugin connection (16 MiB), so a large
+	// batch crosses in one go rather than in 64 KiB steps.
+	WindowBytes = 16 << 20
+)
