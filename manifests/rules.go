@@ -47,7 +47,7 @@ var (
 	limitsRules = []rule{
 		{Field: connector.Field{Name: "memory", Type: connector.TypeByteSize, Default: int64(pipeline.DefaultTransformMemory), Description: "Largest linear memory of one instance."},
 			min: atLeast(pipeline.MinTransformMemory), max: atMost(pipeline.MaxTransformMemory),
-			hint: "a WASM page is 64KiB and a wasm32 module addresses at most 4GiB"},
+			hint: fmt.Sprintf("a WASM page is %s and a wasm32 module addresses at most %s", FormatByteSize(pipeline.MinTransformMemory), FormatByteSize(pipeline.MaxTransformMemory))},
 		{Field: connector.Field{Name: "timeout", Type: connector.TypeDuration, Default: pipeline.DefaultTransformTimeout, Description: "Deadline of one call into the module (one frame of a batch)."}},
 		{Field: connector.Field{Name: "mode", Type: connector.TypeString, Default: pipeline.DefaultTransformMode, Enum: []string{pipeline.ModeStrict, pipeline.ModeTrusted},
 			Description: "strict interrupts a guest at its deadline; trusted runs faster but cannot interrupt a runaway guest."}},
