@@ -32,11 +32,8 @@ type proc struct {
 	plugin *Plugin
 	client *goplugin.Client
 	conn   pb.ConnectorClient
-	pid    int
+	pid    int // 0 when unknown
 }
-
-// Pid is the process id, 0 when unknown.
-func (p *proc) Pid() int { return p.pid }
 
 // grpcGlue is the go-plugin glue on the host side.
 type grpcGlue struct {

@@ -49,8 +49,8 @@ func (h *Host) NewSink(p *Plugin, connName string, cfg connector.Config, env con
 	return &Sink{in: in, cfg: js, env: protocol.Env(env), name: connName}, nil
 }
 
-// Pid returns the process id of the running plugin process, 0 when none runs.
-func (s *Sink) Pid() int {
+// pid returns the process id of the running plugin process, 0 when none runs.
+func (s *Sink) pid() int {
 	if pr := s.in.current(); pr != nil {
 		return pr.pid
 	}

@@ -55,8 +55,8 @@ func (h *Host) NewSource(p *Plugin, connName string, cfg connector.Config, env c
 		closing: make(chan struct{})}, nil
 }
 
-// Pid returns the process id of the running plugin process, 0 when none runs.
-func (s *Source) Pid() int {
+// pid returns the process id of the running plugin process, 0 when none runs.
+func (s *Source) pid() int {
 	if pr := s.in.current(); pr != nil {
 		return pr.pid
 	}

@@ -9,8 +9,8 @@ import (
 	pb "github.com/sluicehq/sluice/sdk/go/protocol/pluginv1"
 )
 
-// Position converts one position to its message.
-func Position(p connector.Position) *pb.Position {
+// position converts one position to its message.
+func position(p connector.Position) *pb.Position {
 	return &pb.Position{Partition: p.Partition, Offset: p.Offset, Cursor: p.Cursor}
 }
 
@@ -18,13 +18,13 @@ func Position(p connector.Position) *pb.Position {
 func Positions(ps []connector.Position) []*pb.Position {
 	out := make([]*pb.Position, len(ps))
 	for i, p := range ps {
-		out[i] = Position(p)
+		out[i] = position(p)
 	}
 	return out
 }
 
-// FromPosition converts a message to a position; nil gives the zero position.
-func FromPosition(p *pb.Position) connector.Position {
+// fromPosition converts a message to a position; nil gives the zero position.
+func fromPosition(p *pb.Position) connector.Position {
 	if p == nil {
 		return connector.Position{}
 	}
@@ -38,7 +38,7 @@ func FromPositions(ps []*pb.Position) []connector.Position {
 	}
 	out := make([]connector.Position, len(ps))
 	for i, p := range ps {
-		out[i] = FromPosition(p)
+		out[i] = fromPosition(p)
 	}
 	return out
 }
