@@ -36,3 +36,27 @@ func RangedSettings() []RangedSetting {
 	}
 	return out
 }
+
+// EnumSetting is a setting of the rule tables with a fixed set of values, for the tests.
+type EnumSetting struct {
+	Section string // "spec", "transform", "limits"...
+	Name    string
+	Values  []string
+}
+
+// EnumSettings lists every setting of the rule tables with allowed values.
+func EnumSettings() []EnumSetting {
+	var out []EnumSetting
+	for _, sec := range []struct {
+		name  string
+		rules []rule
+	}{{"batch", batchRules}, {"buffer", bufferRules}, {"limits", limitsRules}, {"dead_letter", deadLetterRules},
+		{"spec", []rule{deliveryRule}}, {"transform", []rule{onRejectRule}}} {
+		for _, r := range sec.rules {
+			if len(r.Enum) > 0 {
+				out = append(out, EnumSetting{Section: sec.name, Name: r.Name, Values: r.Enum})
+			}
+		}
+	}
+	return out
+}

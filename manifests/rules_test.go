@@ -74,6 +74,40 @@ func TestSchemaAndLoaderAgreeOnRanges(t *testing.T) {
 	}
 }
 
+// TestSchemaAndLoaderAgreeOnEnums does the same for every setting with a fixed set of values
+// (delivery, on_reject, limits.mode): each value is accepted by both, a misspelt one refused by
+// both.
+func TestSchemaAndLoaderAgreeOnEnums(t *testing.T) {
+	sch := compileSchema(t)
+	settings := manifests.EnumSettings()
+	if len(settings) < 3 {
+		t.Fatalf("only %d enum settings", len(settings))
+	}
+	for _, s := range settings {
+		rs := manifests.RangedSetting{Section: s.Section, Name: s.Name}
+		for _, v := range append([]string{s.Values[0] + "x", "''"}, s.Values...) {
+			good := v != "''" && !strings.HasSuffix(v, "x")
+			t.Run(fmt.Sprintf("%s.%s=%s", s.Section, s.Name, v), func(t *testing.T) {
+				path, line := rangeManifest(t, rs, v)
+				_, diags := manifests.Load([]string{path}, manifests.LoadOptions{Catalog: testCatalog})
+				serr := sch.Validate(yamlDocuments(t, path)[0])
+				if good && (len(diags) > 0 || serr != nil) {
+					t.Errorf("refused: loader %v, schema %v", diags, serr)
+				}
+				if !good {
+					found := false
+					for _, d := range diags {
+						found = found || d.Pos.Line == line
+					}
+					if !found || serr == nil {
+						t.Errorf("accepted: loader diagnostics %v, schema error %v", diags, serr)
+					}
+				}
+			})
+		}
+	}
+}
+
 // rangeManifest writes a manifest setting s to v and returns its path and the line of v.
 func rangeManifest(t *testing.T, s manifests.RangedSetting, v string) (string, int) {
 	t.Helper()
@@ -99,6 +133,12 @@ spec:
 	case "dead_letter":
 		doc += "  dead_letter:\n    type: testdrop\n    " + s.Name + ": " + v + "\n"
 		line++
+	case "spec":
+		doc += "  " + s.Name + ": " + v + "\n"
+		line--
+	case "transform":
+		doc += "  transforms:\n    - name: t\n      wasm: t.wasm\n      " + s.Name + ": " + v + "\n"
+		line += 2
 	default:
 		t.Fatalf("no template for section %q", s.Section)
 	}
