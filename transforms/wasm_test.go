@@ -73,27 +73,21 @@ func hostRunner(t *testing.T, h *wasmhost.Host, m *wasmhost.Module, batchSize in
 
 func outcomes(res transform.Result, n int) []vectors.Outcome {
 	out := make([]vectors.Outcome, n)
-	for i, a := range res.Actions {
-		switch a {
+	for o := range res.Outcomes() {
+		v := &out[o.Input]
+		switch o.Action {
 		case transform.Pass:
-			out[i].Action = vectors.Pass
+			v.Action = vectors.Pass
 		case transform.Drop:
-			out[i].Action = vectors.Drop
+			v.Action = vectors.Drop
 		case transform.Emit:
-			out[i].Action = vectors.Emit
+			v.Action = vectors.Emit
+			for _, e := range o.Emitted {
+				v.Emitted = append(v.Emitted, vectors.Output{Port: e.Port, Value: e.Record.Value})
+			}
 		case transform.Reject:
-			out[i].Action = vectors.Reject
+			v.Action, v.Code, v.Reason = vectors.Reject, o.Rejected.Code, o.Rejected.Reason
 		}
-	}
-	for _, e := range res.Emitted {
-		port := e.Port
-		if port == "" {
-			port = transform.DefaultPort
-		}
-		out[e.Input].Emitted = append(out[e.Input].Emitted, vectors.Output{Port: port, Value: e.Record.Value})
-	}
-	for _, r := range res.Rejected {
-		out[r.Input].Code, out[r.Input].Reason = r.Code, r.Reason
 	}
 	return out
 }

@@ -171,29 +171,23 @@ func runTransformTest(ctx context.Context, g *Globals, path string, f transformT
 		if err != nil {
 			return err
 		}
-		ei, ri := 0, 0
-		for i, a := range res.Actions {
-			switch a {
+		for o := range res.Outcomes() {
+			switch o.Action {
 			case transform.Pass:
 				counts.passed++
-				out.Write(batch[i].Value)
+				out.Write(batch[o.Input].Value)
 				out.WriteByte('\n')
 			case transform.Drop:
 				counts.dropped++
 			case transform.Emit:
-				for ; ei < len(res.Emitted) && res.Emitted[ei].Input == i; ei++ {
+				for _, e := range o.Emitted {
 					counts.emitted++
-					out.Write(res.Emitted[ei].Record.Value)
+					out.Write(e.Record.Value)
 					out.WriteByte('\n')
 				}
 			case transform.Reject:
 				counts.rejected++
-				for ; ri < len(res.Rejected) && res.Rejected[ri].Input < i; ri++ {
-				}
-				r := rejectLine{Line: lines[i], Value: string(batch[i].Value)}
-				if ri < len(res.Rejected) && res.Rejected[ri].Input == i {
-					r.Code, r.Reason = res.Rejected[ri].Code, res.Rejected[ri].Reason
-				}
+				r := rejectLine{Line: lines[o.Input], Value: string(batch[o.Input].Value), Code: o.Rejected.Code, Reason: o.Rejected.Reason}
 				if err := enc.Encode(r); err != nil {
 					return fmt.Errorf("--rejects: %w", err)
 				}

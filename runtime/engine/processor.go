@@ -61,17 +61,15 @@ func (r *run) applyStage(st stageRunner, out *stageOutput) bool {
 		return false
 	}
 	next := make([]connector.Record, 0, len(in))
-	ei, ri := 0, 0
-	for i, a := range res.Actions {
-		switch a {
+	for o := range res.Outcomes() {
+		switch o.Action {
 		case transform.Pass:
-			next = append(next, in[i])
+			next = append(next, in[o.Input])
 		case transform.Drop:
 		case transform.Emit:
-			for ; ei < len(res.Emitted) && res.Emitted[ei].Input == i; ei++ {
-				e := res.Emitted[ei]
-				e.Record.Position = in[i].Position
-				if e.Port == "" || e.Port == transform.DefaultPort {
+			for _, e := range o.Emitted {
+				e.Record.Position = in[o.Input].Position
+				if e.Port == "" || e.Port == pipeline.DefaultPort {
 					next = append(next, e.Record)
 				} else {
 					if out.routed == nil {
@@ -81,11 +79,7 @@ func (r *run) applyStage(st stageRunner, out *stageOutput) bool {
 				}
 			}
 		case transform.Reject:
-			var rej transform.Rejected
-			for ; ri < len(res.Rejected) && res.Rejected[ri].Input <= i; ri++ {
-				rej = res.Rejected[ri]
-			}
-			if !r.reject(st, in[i], rej, out) {
+			if !r.reject(st, in[o.Input], o.Rejected, out) {
 				return false
 			}
 		}

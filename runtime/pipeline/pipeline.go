@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sluicehq/sluice/sdk/go/abi"
 	"github.com/sluicehq/sluice/sdk/go/connector"
 )
 
@@ -56,8 +57,8 @@ const DefaultDrainTimeout = 30 * time.Second
 const DefaultStuckAfter = 2 * time.Minute
 
 // DefaultPort is the transform output port of passed records, and the port a sink reads when its
-// configuration names none.
-const DefaultPort = "main"
+// configuration names none: output port 0 of every transform module (sdk/go/abi).
+const DefaultPort = abi.DefaultPort
 
 // Delivery is a pipeline's delivery guarantee.
 type Delivery string

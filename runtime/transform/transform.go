@@ -6,7 +6,9 @@ package transform
 import (
 	"context"
 	"errors"
+	"iter"
 
+	"github.com/sluicehq/sluice/sdk/go/abi"
 	"github.com/sluicehq/sluice/sdk/go/connector"
 )
 
@@ -15,31 +17,30 @@ import (
 // the batch will not help; the engine stops (or degrades) the pipeline and says so.
 var ErrBroken = errors.New("stage is broken")
 
-// Action is what a stage decided for one input record.
-type Action uint8
+// Action is what a stage decided for one input record: the ABI's action type (sdk/go/abi), so
+// that a WASM stage's dispositions need no translation.
+type Action = abi.Action
 
 // Actions.
 const (
 	// Pass forwards the input record unchanged on the default port. Nothing is copied.
-	Pass Action = iota
+	Pass = abi.Pass
 	// Drop removes the record. It counts as delivered.
-	Drop
+	Drop = abi.Drop
 	// Emit replaces the record by zero or more new records (Result.Emitted entries naming it).
-	Emit
+	Emit = abi.Emit
 	// Reject sends the record to the dead-letter sink (or drops it or stops the pipeline, as the
 	// manifest's on_reject says) with a code and a reason.
-	Reject
+	Reject = abi.Reject
 )
-
-// DefaultPort is the output port of passed records and of emitted records that name no port.
-const DefaultPort = "main"
 
 // Emitted is a record produced by a stage.
 type Emitted struct {
 	// Input is the index of the input record it derives from; its position is acked only when
 	// every record emitted from it is delivered.
 	Input int
-	// Port routes the record to the sinks that read from that port. Empty means DefaultPort.
+	// Port routes the record to the sinks that read from that port. Empty means the default port
+	// (abi.DefaultPort, "main").
 	Port   string
 	Record connector.Record
 }
@@ -59,6 +60,51 @@ type Result struct {
 	Emitted []Emitted
 	// Rejected holds the inputs whose action is Reject, in input order.
 	Rejected []Rejected
+}
+
+// Outcome is what a stage decided for one input record, gathered from a Result by Outcomes.
+type Outcome struct {
+	Input  int
+	Action Action
+	// Emitted holds the records emitted for the input, in order (Emit; may be empty).
+	Emitted []Emitted
+	// Rejected is the input's rejection (Reject). Code 0 and an empty Reason when the stage gave
+	// none.
+	Rejected Rejected
+}
+
+// Outcomes yields the outcome of each input record, in input order: one per Actions entry, with
+// the Emitted and Rejected entries that name it. It relies on those being in input order, as
+// Result requires; entries that name no input of the right action are skipped.
+func (r *Result) Outcomes() iter.Seq[Outcome] {
+	return func(yield func(Outcome) bool) {
+		ei, ri := 0, 0
+		for i, a := range r.Actions {
+			o := Outcome{Input: i, Action: a, Rejected: Rejected{Input: i}}
+			for ei < len(r.Emitted) && r.Emitted[ei].Input < i {
+				ei++
+			}
+			start := ei
+			for ei < len(r.Emitted) && r.Emitted[ei].Input == i {
+				ei++
+			}
+			if a == Emit {
+				o.Emitted = r.Emitted[start:ei:ei]
+			}
+			for ri < len(r.Rejected) && r.Rejected[ri].Input < i {
+				ri++
+			}
+			if ri < len(r.Rejected) && r.Rejected[ri].Input == i {
+				if a == Reject {
+					o.Rejected = r.Rejected[ri]
+				}
+				ri++
+			}
+			if !yield(o) {
+				return
+			}
+		}
+	}
 }
 
 // Stage processes batches. Process is called from one goroutine at a time per Stage value unless

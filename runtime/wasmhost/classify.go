@@ -1,6 +1,8 @@
 package wasmhost
 
 import (
+	"github.com/sluicehq/sluice/sdk/go/abi"
+
 	"context"
 	"errors"
 	"fmt"
@@ -19,7 +21,7 @@ func (in *instance) classify(ctx context.Context, err error) (*failure, error) {
 		if in.nearMemoryLimit() {
 			return &failure{code: CodeMemory, reason: "memory limit exceeded"}, nil
 		}
-		return &failure{code: CodeGuestError, reason: cleanText([]byte(ge.Error()), maxReasonBytes)}, nil
+		return &failure{code: CodeGuestError, reason: cleanText([]byte(ge.Error()), abi.MaxReasonBytes)}, nil
 	}
 	var ee *sys.ExitError
 	if errors.As(err, &ee) {
@@ -37,7 +39,7 @@ func (in *instance) classify(ctx context.Context, err error) (*failure, error) {
 	if in.stderrFirst != "" {
 		desc += " (stderr: " + in.stderrFirst + ")"
 	}
-	return &failure{code: CodeTrap, reason: cleanText([]byte(desc), maxReasonBytes)}, nil
+	return &failure{code: CodeTrap, reason: cleanText([]byte(desc), abi.MaxReasonBytes)}, nil
 }
 
 // nearMemoryLimit says whether a failure is best explained by the memory cap. wazero refuses a

@@ -41,7 +41,7 @@ func Example() {
 	}
 	// Output:
 	// hostile [main alerts]
-	// [0 3 3 2]
+	// [PASS REJECT REJECT EMIT]
 	// record 1 rejected: code 0x3: value: out of range
 	// record 2 rejected: code 0xff01: wasm trap: out of bounds memory access
 	// record 3 emitted "emit#0" on port main

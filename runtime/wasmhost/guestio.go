@@ -1,6 +1,8 @@
 package wasmhost
 
 import (
+	"github.com/sluicehq/sluice/sdk/go/abi"
+
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -18,7 +20,6 @@ import (
 
 // Guest log limits (ABI.md section 4.1).
 const (
-	maxLogLine     = 1024
 	logBurst       = 100
 	logPerSecond   = 10
 	maxGuestMetric = 32
@@ -62,7 +63,7 @@ func (g *guestLogger) emit(level slog.Level, msg []byte, source string) {
 	dropped := g.takeDropped(now)
 	g.mu.Unlock()
 	g.reportDropped(dropped)
-	g.log.Log(context.Background(), level, cleanText(msg, maxLogLine), "from", source)
+	g.log.Log(context.Background(), level, cleanText(msg, abi.MaxLogLine), "from", source)
 }
 
 // takeDropped returns and resets the dropped count; g.mu is held.
@@ -114,12 +115,12 @@ func (w *lineWriter) Write(p []byte) (int, error) {
 	for len(p) > 0 {
 		i := indexByte(p, '\n')
 		if i < 0 {
-			room := maxLogLine - len(w.buf)
+			room := abi.MaxLogLine - len(w.buf)
 			if room > len(p) {
 				room = len(p)
 			}
 			w.buf = append(w.buf, p[:room]...)
-			if len(w.buf) >= maxLogLine {
+			if len(w.buf) >= abi.MaxLogLine {
 				w.flush()
 			}
 			p = p[room:]
@@ -142,8 +143,8 @@ func (w *lineWriter) flush() {
 	if w.first != nil && *w.first == "" {
 		*w.first = cleanText(w.buf, 200)
 	}
-	if len(w.buf) > maxLogLine {
-		w.buf = w.buf[:maxLogLine]
+	if len(w.buf) > abi.MaxLogLine {
+		w.buf = w.buf[:abi.MaxLogLine]
 	}
 	w.g.emit(w.level, w.buf, w.source)
 	w.buf = w.buf[:0]
@@ -241,8 +242,8 @@ func asString(m api.Module, ptr uint32) string {
 		return ""
 	}
 	n := binary.LittleEndian.Uint32(lb)
-	if n > 2*maxReasonBytes {
-		n = 2 * maxReasonBytes
+	if n > 2*abi.MaxReasonBytes {
+		n = 2 * abi.MaxReasonBytes
 	}
 	b, ok := m.Memory().Read(ptr, n&^1)
 	if !ok {

@@ -243,16 +243,3 @@ func (h *Host) Load(ctx context.Context, path, pin string) (*Module, error) {
 	}
 	return e.m, nil
 }
-
-// CheckModule loads the module at path into a throwaway host (in-memory cache) and reports
-// whether it can run: readable, matching pin, valid wasm, the ABI's exports and imports, a
-// supported ABI version and valid metadata. It is what `sluice validate` runs for each transform.
-func CheckModule(ctx context.Context, path, pin string) error {
-	h, err := New(ctx, Options{Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		return err
-	}
-	defer h.Close(ctx)
-	_, err = h.Load(ctx, path, pin)
-	return err
-}

@@ -301,7 +301,8 @@ func TestLoadFailures(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			var err error
-			runWithin(t, time.Minute, func() { err = wasmhost.CheckModule(context.Background(), tc.path, tc.pin) })
+			h, _ := newHost(t)
+			runWithin(t, time.Minute, func() { _, err = h.Load(context.Background(), tc.path, tc.pin) })
 			if !errors.Is(err, tc.is) || !strings.Contains(err.Error(), tc.msg) {
 				t.Fatalf("err = %v, want %v containing %q", err, tc.is, tc.msg)
 			}

@@ -1,6 +1,8 @@
 package wasmhost
 
 import (
+	"github.com/sluicehq/sluice/sdk/go/abi"
+
 	"bytes"
 	"context"
 	"encoding/json"
@@ -16,7 +18,6 @@ import (
 )
 
 const (
-	maxMetaBytes = 64 << 10
 	probeTimeout = 30 * time.Second
 )
 
@@ -160,7 +161,7 @@ func (h *Host) load(ctx context.Context, digest string, bin []byte) (*Module, er
 	if err := in.enter(); err != nil {
 		return nil, err
 	}
-	raw, err := in.callPtrLen(pctx, "tf_meta", maxMetaBytes)
+	raw, err := in.callPtrLen(pctx, "tf_meta", abi.MaxMetaBytes)
 	in.exit()
 	if err != nil {
 		return nil, fmt.Errorf("%w: tf_meta: %v", ErrBadMeta, err)
@@ -172,7 +173,7 @@ func (h *Host) load(ctx context.Context, digest string, bin []byte) (*Module, er
 	return m, nil
 }
 
-func (m *Module) parseMeta(raw []byte, abi uint32) error {
+func (m *Module) parseMeta(raw []byte, version uint32) error {
 	var meta Meta
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	if err := dec.Decode(&meta); err != nil {
@@ -185,7 +186,7 @@ func (m *Module) parseMeta(raw []byte, abi uint32) error {
 	if meta.Version == "" {
 		return fmt.Errorf("%w: version is required", ErrBadMeta)
 	}
-	if want := fmt.Sprintf("%d.%d", abi>>16, abi&0xffff); meta.ABI != want {
+	if want := fmt.Sprintf("%d.%d", version>>16, version&0xffff); meta.ABI != want {
 		return fmt.Errorf("%w: abi %q, but tf_abi_version says %s", ErrBadMeta, meta.ABI, want)
 	}
 	if len(meta.Kinds) == 0 {
@@ -197,10 +198,10 @@ func (m *Module) parseMeta(raw []byte, abi uint32) error {
 		}
 	}
 	if len(meta.Ports) == 0 {
-		meta.Ports = []string{"main"}
+		meta.Ports = []string{abi.DefaultPort}
 	}
-	if meta.Ports[0] != "main" {
-		return fmt.Errorf("%w: ports[0] must be \"main\", got %q", ErrBadMeta, meta.Ports[0])
+	if meta.Ports[0] != abi.DefaultPort {
+		return fmt.Errorf("%w: ports[0] must be %q, got %q", ErrBadMeta, abi.DefaultPort, meta.Ports[0])
 	}
 	if len(meta.Ports) > 64 {
 		return fmt.Errorf("%w: %d ports, at most 64", ErrBadMeta, len(meta.Ports))

@@ -1,6 +1,8 @@
 package wasmhost
 
 import (
+	"github.com/sluicehq/sluice/sdk/go/abi"
+
 	"context"
 	"errors"
 	"fmt"
@@ -91,12 +93,12 @@ func (s *Stage) instantiate(ctx context.Context, cm wazero.CompiledModule) (_ *i
 		return nil, fmt.Errorf("tf_abi_version: %s", describeCallError(err))
 	}
 	in.abi = uint32(v)
-	if major, minor := in.abi>>16, in.abi&0xffff; major != abiMajor {
+	if major, minor := in.abi>>16, in.abi&0xffff; major != abi.Major {
 		_ = mod.Close(ctx)
-		return nil, fmt.Errorf("%w %d.%d (host supports %d.%d)", ErrABIVersion, major, minor, abiMajor, abiMinor)
-	} else if minor > abiMinor {
+		return nil, fmt.Errorf("%w %d.%d (host supports %d.%d)", ErrABIVersion, major, minor, abi.Major, abi.Minor)
+	} else if minor > abi.Minor {
 		_ = mod.Close(ctx)
-		return nil, fmt.Errorf("%w: module needs ABI %d.%d, host supports %d.%d", ErrABIVersion, major, minor, abiMajor, abiMinor)
+		return nil, fmt.Errorf("%w: module needs ABI %d.%d, host supports %d.%d", ErrABIVersion, major, minor, abi.Major, abi.Minor)
 	}
 	return in, nil
 }
@@ -140,7 +142,7 @@ func (in *instance) lastError(ctx context.Context) string {
 	if len(b) == 0 {
 		return "(no message)"
 	}
-	return cleanText(b, maxReasonBytes)
+	return cleanText(b, abi.MaxReasonBytes)
 }
 
 // reserve makes sure the input buffer holds n bytes.

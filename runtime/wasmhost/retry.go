@@ -1,6 +1,8 @@
 package wasmhost
 
 import (
+	"github.com/sluicehq/sluice/sdk/go/abi"
+
 	"context"
 	"fmt"
 	"math/bits"
@@ -195,8 +197,8 @@ func (in *instance) runFrame(ctx context.Context, recs []connector.Record, base 
 		return in.classify(ctx, errGuest{code: int32(uint32(v)), msg: in.lastError(cctx)})
 	}
 	ptr, rlen := uint32(v>>32), uint32(v)
-	if rlen > maxResultBytes {
-		return &failure{code: CodeInvalidResult, reason: fmt.Sprintf("invalid result frame: %d bytes, at most %d", rlen, maxResultBytes)}, nil
+	if rlen > abi.MaxResultBytes {
+		return &failure{code: CodeInvalidResult, reason: fmt.Sprintf("invalid result frame: %d bytes, at most %d", rlen, abi.MaxResultBytes)}, nil
 	}
 	res, ok := in.mem.Read(ptr, rlen)
 	if !ok {

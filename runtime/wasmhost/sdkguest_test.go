@@ -13,6 +13,7 @@ import (
 
 	"github.com/sluicehq/sluice/runtime/transform"
 	"github.com/sluicehq/sluice/runtime/wasmhost"
+	"github.com/sluicehq/sluice/sdk/go/abi"
 	"github.com/sluicehq/sluice/sdk/go/connector"
 )
 
@@ -122,7 +123,7 @@ func TestSDKGuestThroughHost(t *testing.T) {
 	for _, e := range res.Emitted {
 		port := e.Port
 		if port == "" {
-			port = transform.DefaultPort
+			port = abi.DefaultPort
 		}
 		got = append(got, em{e.Input, port, string(e.Record.Key), string(e.Record.Value)})
 	}

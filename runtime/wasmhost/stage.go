@@ -1,6 +1,8 @@
 package wasmhost
 
 import (
+	"github.com/sluicehq/sluice/sdk/go/abi"
+
 	"context"
 	"fmt"
 	"log/slog"
@@ -27,11 +29,11 @@ const (
 
 // Host reject codes for records isolated as poison (ABI.md section 10.2).
 const (
-	CodeTrap          uint16 = 0xFF01
-	CodeDeadline      uint16 = 0xFF02
-	CodeMemory        uint16 = 0xFF03
-	CodeGuestError    uint16 = 0xFF04
-	CodeInvalidResult uint16 = 0xFF05
+	CodeTrap          = abi.CodeTrap
+	CodeDeadline      = abi.CodeDeadline
+	CodeMemory        = abi.CodeMemory
+	CodeGuestError    = abi.CodeGuestError
+	CodeInvalidResult = abi.CodeInvalidResult
 )
 
 // Mode says whether guest calls can be interrupted.
@@ -204,12 +206,6 @@ func (h *Host) NewStage(ctx context.Context, m *Module, cfg StageConfig) (*Stage
 
 // Name returns the stage's name.
 func (s *Stage) Name() string { return s.name }
-
-// Module returns the module the stage runs.
-func (s *Stage) Module() *Module { return s.m }
-
-// Ports returns the module's output port names; index 0 is "main".
-func (s *Stage) Ports() []string { return s.m.Meta().Ports }
 
 // Stats returns a snapshot of the stage's counters. Safe for concurrent use.
 func (s *Stage) Stats() Stats {

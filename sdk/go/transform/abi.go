@@ -1,33 +1,33 @@
 package transform
 
-import "encoding/binary"
+import (
+	"encoding/binary"
 
-// ABI v1 constants (sdk/abi/v1/ABI.md). Frame fields are little-endian; offsets are relative to the
-// first byte of their frame.
-const (
-	abiMajor   = 1
-	abiMinor   = 0
-	abiVersion = abiMajor<<16 | abiMinor // value of tf_abi_version
-
-	inMagic  = 0x31424654 // "TFB1"
-	outMagic = 0x31524654 // "TFR1"
-
-	inHeaderSize   = 40 // FrameHeader size in v1.0 (larger values are accepted)
-	descSize       = 48 // RecordDesc / OutDesc size in v1.0
-	outHeaderSize  = 32 // ResultHeader size
-	dispSize       = 12 // Disposition size
-	kindRecords    = 1
-	noTimestamp    = -1 << 63 // INT64_MIN: no time / inherit the input's time
-	inherit32      = 0xFFFFFFFF
-	flagKeyIsNull  = 1
-	maxReasonBytes = 1024 // the host truncates reasons and error messages to this many bytes
+	"github.com/sluicehq/sluice/sdk/go/abi"
 )
 
-// Batch error codes returned by tf_process (ABI section 10.3).
+// The ABI's constants and types are sdk/go/abi's; these names are the SDK's shorthands for them.
 const (
-	errGeneric     = -1
-	errUnsupported = -2
-	errNoMemory    = -3
+	abiMajor   = abi.Major
+	abiMinor   = abi.Minor
+	abiVersion = abi.Version // value of tf_abi_version
+
+	inMagic  = abi.InMagic
+	outMagic = abi.OutMagic
+
+	inHeaderSize   = abi.InHeaderSize // a guest accepts larger ones
+	descSize       = abi.DescSize
+	outHeaderSize  = abi.OutHeaderSize
+	dispSize       = abi.DispSize
+	kindRecords    = abi.KindRecords
+	noTimestamp    = abi.NoTimestamp
+	inherit32      = abi.Inherit
+	flagKeyIsNull  = abi.FlagKeyNull
+	maxReasonBytes = abi.MaxReasonBytes
+
+	errGeneric     = abi.ErrGeneric
+	errUnsupported = abi.ErrUnsupported
+	errNoMemory    = abi.ErrNoMemory
 )
 
 // Code is a reject code (ABI section 10.1). Codes 0xF000 and above are reserved for the host.
@@ -37,43 +37,28 @@ type Code = uint16
 // own purposes.
 const (
 	// CodeUnspecified carries no particular meaning.
-	CodeUnspecified Code = 0
+	CodeUnspecified = abi.CodeUnspecified
 	// CodeInvalidInput: the record is not parseable (not JSON, not UTF-8, wrong shape).
-	CodeInvalidInput Code = 1
+	CodeInvalidInput = abi.CodeInvalidInput
 	// CodeSchema: a field is missing or of the wrong type.
-	CodeSchema Code = 2
+	CodeSchema = abi.CodeSchema
 	// CodeOutOfRange: a value lies outside its allowed range.
-	CodeOutOfRange Code = 3
+	CodeOutOfRange = abi.CodeOutOfRange
 )
 
-// Action is the disposition of one input record (ABI section 7.2).
-type Action uint8
+// Action is the disposition of one input record (ABI section 7.2): the ABI's one action type.
+type Action = abi.Action
 
 // Actions.
 const (
 	// ActionPass keeps the input record unchanged; the host forwards its own copy.
-	ActionPass Action = 0
+	ActionPass = abi.Pass
 	// ActionDrop removes the record; it counts as delivered.
-	ActionDrop Action = 1
+	ActionDrop = abi.Drop
 	// ActionEmit replaces the record by the records emitted for it (zero or more).
-	ActionEmit Action = 2
+	ActionEmit = abi.Emit
 	// ActionReject refuses the record with a code and a reason.
-	ActionReject Action = 3
+	ActionReject = abi.Reject
 )
-
-// String names the action as the ABI does.
-func (a Action) String() string {
-	switch a {
-	case ActionPass:
-		return "PASS"
-	case ActionDrop:
-		return "DROP"
-	case ActionEmit:
-		return "EMIT"
-	case ActionReject:
-		return "REJECT"
-	}
-	return "INVALID"
-}
 
 var le = binary.LittleEndian

@@ -3,6 +3,8 @@ package transform
 import (
 	"errors"
 	"strconv"
+
+	"github.com/sluicehq/sluice/sdk/go/abi"
 )
 
 // Batch is one input frame being processed: a view of its records plus the dispositions the
@@ -314,16 +316,8 @@ func (b *Batch) finish() []byte {
 			d.a, d.b = uint32(nOut), uint32(j-k)
 			for _, e := range b.outs[k:j] {
 				var desc [descSize]byte
-				le.PutUint64(desc[0:], uint64(e.ts))
-				le.PutUint64(desc[8:], uint64(e.input))
-				le.PutUint32(desc[16:], e.keyOff)
-				le.PutUint32(desc[20:], e.keyLen)
-				le.PutUint32(desc[24:], e.valOff)
-				le.PutUint32(desc[28:], e.valLen)
-				le.PutUint32(desc[32:], e.hdrOff)
-				le.PutUint32(desc[36:], e.hdrLen)
-				le.PutUint32(desc[40:], e.port)
-				le.PutUint32(desc[44:], e.flags)
+				abi.PutDesc(desc[:], &abi.Desc{TimeMs: e.ts, Seq: uint64(e.input), KeyOff: e.keyOff, KeyLen: e.keyLen,
+					ValOff: e.valOff, ValLen: e.valLen, HdrOff: e.hdrOff, HdrLen: e.hdrLen, Port: e.port, Flags: e.flags})
 				b.out = append(b.out, desc[:]...)
 				nOut++
 			}

@@ -3,8 +3,9 @@
 package transform
 
 import (
-	"errors"
 	"fmt"
+
+	"github.com/sluicehq/sluice/sdk/go/abi"
 )
 
 // LocalRecord is an input record for RunLocal.
@@ -70,146 +71,58 @@ func RunLocal(config []byte, in []LocalRecord) ([]LocalOutcome, error) {
 // MetaJSON returns the metadata JSON the module reports through tf_meta.
 func MetaJSON() []byte { return mod.meta }
 
-// encodeFrame builds a TFB1 frame as a v1.0 host does.
+// encodeFrame builds a TFB1 frame as the host does (sdk/go/abi).
 func encodeFrame(in []LocalRecord) []byte {
-	descOff := inHeaderSize
-	dataOff := descOff + len(in)*descSize
-	f := make([]byte, dataOff)
-	le.PutUint32(f[0:], inMagic)
-	le.PutUint16(f[4:], abiMajor)
-	le.PutUint16(f[6:], abiMinor)
-	le.PutUint16(f[8:], inHeaderSize)
-	le.PutUint16(f[10:], descSize)
-	le.PutUint32(f[12:], kindRecords)
-	le.PutUint32(f[16:], uint32(len(in)))
-	le.PutUint32(f[24:], uint32(descOff))
-	le.PutUint32(f[32:], uint32(dataOff))
-	for i, r := range in {
-		d := descOff + i*descSize
-		le.PutUint64(f[d:], uint64(r.Timestamp))
-		le.PutUint64(f[d+8:], uint64(i))
-		le.PutUint32(f[d+16:], uint32(len(f)))
-		le.PutUint32(f[d+20:], uint32(len(r.Key)))
-		f = append(f, r.Key...)
-		le.PutUint32(f[d+24:], uint32(len(f)))
-		le.PutUint32(f[d+28:], uint32(len(r.Value)))
-		f = append(f, r.Value...)
-		if len(r.Headers) > 0 {
-			start := len(f)
-			f = le.AppendUint32(f, uint32(len(r.Headers)))
-			for _, h := range r.Headers {
-				f = le.AppendUint32(f, uint32(len(h[0])))
-				f = append(f, h[0]...)
-				f = le.AppendUint32(f, uint32(len(h[1])))
-				f = append(f, h[1]...)
-			}
-			le.PutUint32(f[d+32:], uint32(start))
-			le.PutUint32(f[d+36:], uint32(len(f)-start))
+	size := abi.DataOffset(len(in))
+	for _, r := range in {
+		kv := 0
+		for _, h := range r.Headers {
+			kv += len(h[0]) + len(h[1])
 		}
-		if r.KeyNull {
-			le.PutUint32(f[d+44:], flagKeyIsNull)
-		}
+		size += len(r.Key) + len(r.Value) + abi.HeadersSize(len(r.Headers), kv)
 	}
-	le.PutUint32(f[36:], uint32(len(f)))
+	f := make([]byte, size)
+	abi.PutFrameHeader(f, len(in), size)
+	pos := abi.DataOffset(len(in))
+	for i, r := range in {
+		key := r.Key
+		if key == nil && !r.KeyNull {
+			key = []byte{}
+		} else if r.KeyNull {
+			key = nil
+		}
+		pos = abi.PutRecord(f, i, pos, key, r.Value, r.Timestamp, len(r.Headers),
+			func(k int) (string, []byte) { return r.Headers[k][0], []byte(r.Headers[k][1]) })
+	}
 	return f
 }
 
-var errInvalidResult = errors.New("invalid result frame")
-
-// decodeResult checks a TFR1 frame against ABI section 7 and decodes it.
+// decodeResult checks a TFR1 frame as the host does (sdk/go/abi) and decodes it, keeping what the
+// host would inherit from the input as flags.
 func decodeResult(res []byte, nIn int, ports []string) ([]LocalOutcome, error) {
-	bad := func(format string, args ...any) error {
-		return fmt.Errorf("%w: %s", errInvalidResult, fmt.Sprintf(format, args...))
-	}
-	rng := func(off, n uint32) ([]byte, bool) {
-		end := uint64(off) + uint64(n)
-		if end > uint64(len(res)) {
-			return nil, false
-		}
-		return res[off:end], true
-	}
-	if len(res) < outHeaderSize {
-		return nil, bad("%d bytes", len(res))
-	}
-	if le.Uint32(res) != outMagic {
-		return nil, bad("magic %#x", le.Uint32(res))
-	}
-	hs, ods := le.Uint16(res[4:]), le.Uint16(res[6:])
-	if hs < outHeaderSize || ods < descSize {
-		return nil, bad("header_size %d, out_desc_size %d", hs, ods)
-	}
-	if n := le.Uint32(res[8:]); int(n) != nIn {
-		return nil, bad("n_in %d, want %d", n, nIn)
-	}
-	dispOff, nOut, outOff := le.Uint32(res[12:]), le.Uint32(res[16:]), le.Uint32(res[20:])
-	disps, ok := rng(dispOff, uint32(nIn*dispSize))
-	if !ok {
-		return nil, bad("dispositions outside the frame")
-	}
-	var descs []byte
-	if nOut > 0 {
-		if descs, ok = rng(outOff, nOut*uint32(ods)); !ok {
-			return nil, bad("output descriptors outside the frame")
-		}
-	}
 	out := make([]LocalOutcome, nIn)
-	for i := range out {
-		d := disps[i*dispSize:]
-		o := LocalOutcome{Action: Action(d[0]), Code: le.Uint16(d[2:])}
-		a, b := le.Uint32(d[4:]), le.Uint32(d[8:])
-		switch o.Action {
-		case ActionPass, ActionDrop:
-		case ActionReject:
-			reason, ok := rng(a, b)
-			if !ok {
-				return nil, bad("record %d: reason outside the frame", i)
+	actions, err := abi.DecodeResult(res, nIn, len(ports), make([]Action, 0, nIn), func(i int, d *abi.Disposition) {
+		o := LocalOutcome{Code: d.Code, Reason: string(d.Reason)}
+		for _, x := range d.Outputs {
+			e := LocalEmitted{Port: ports[x.Port], Timestamp: x.TimeMs, KeyInherited: x.KeyInherit, KeyNull: x.KeyNull,
+				HeadersInherited: x.HeadersInherit, Value: append([]byte{}, x.Value...)}
+			if !x.KeyInherit && !x.KeyNull {
+				e.Key = append([]byte{}, x.Key...)
 			}
-			o.Reason = string(reason)
-		case ActionEmit:
-			if uint64(a)+uint64(b) > uint64(nOut) {
-				return nil, bad("record %d: outputs [%d,+%d) beyond n_out %d", i, a, b, nOut)
+			if x.Headers != nil {
+				_ = abi.EachHeader(x.Headers, func(k, v []byte) { // checked by DecodeResult
+					e.Headers = append(e.Headers, [2]string{string(k), string(v)})
+				})
 			}
-			for k := a; k < a+b; k++ {
-				od := descs[int(k)*int(ods):]
-				port := le.Uint32(od[40:])
-				if int(port) >= len(ports) {
-					return nil, bad("record %d: port %d out of range", i, port)
-				}
-				e := LocalEmitted{Port: ports[port], Timestamp: int64(le.Uint64(od[0:]))}
-				if kl := le.Uint32(od[20:]); kl == inherit32 {
-					e.KeyInherited = true
-				} else if le.Uint32(od[44:])&flagKeyIsNull != 0 {
-					e.KeyNull = true
-				} else {
-					key, ok := rng(le.Uint32(od[16:]), kl)
-					if !ok {
-						return nil, bad("record %d: key outside the frame", i)
-					}
-					e.Key = append([]byte{}, key...)
-				}
-				if hl := le.Uint32(od[36:]); hl == inherit32 {
-					e.HeadersInherited = true
-				} else if hl > 0 {
-					hb, ok := rng(le.Uint32(od[32:]), hl)
-					if !ok {
-						return nil, bad("record %d: headers outside the frame", i)
-					}
-					Record{headers: hb}.EachHeader(func(k, v []byte) bool {
-						e.Headers = append(e.Headers, [2]string{string(k), string(v)})
-						return true
-					})
-				}
-				val, ok := rng(le.Uint32(od[24:]), le.Uint32(od[28:]))
-				if !ok {
-					return nil, bad("record %d: value outside the frame", i)
-				}
-				e.Value = append([]byte{}, val...)
-				o.Emitted = append(o.Emitted, e)
-			}
-		default:
-			return nil, bad("record %d: action %d", i, d[0])
+			o.Emitted = append(o.Emitted, e)
 		}
 		out[i] = o
+	})
+	for i, a := range actions {
+		out[i].Action = a
+	}
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/sluicehq/sluice/runtime/transform"
 	"github.com/sluicehq/sluice/runtime/wasmhost"
+	"github.com/sluicehq/sluice/sdk/go/abi"
 	"github.com/sluicehq/sluice/sdk/go/connector"
 )
 
@@ -100,7 +101,7 @@ func TestSDKConformance(t *testing.T) {
 				for _, e := range res.Emitted {
 					port := e.Port
 					if port == "" {
-						port = transform.DefaultPort
+						port = abi.DefaultPort
 					}
 					o.Emitted = append(o.Emitted, emitted{Input: start + e.Input, Port: port, Key: string(e.Record.Key),
 						KeyNil: e.Record.Key == nil, Value: string(e.Record.Value), Millis: e.Record.Time.UnixMilli(),
