@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -14,15 +13,16 @@ import (
 
 	"github.com/tetratelabs/wazero"
 
+	"github.com/sluicehq/sluice/runtime/pipeline"
 	"github.com/sluicehq/sluice/runtime/transform"
 	"github.com/sluicehq/sluice/sdk/go/connector"
 )
 
-// Defaults for StageConfig's zero values (ABI.md section 11).
+// Defaults for StageConfig's zero values (ABI.md section 11): runtime/pipeline's, defined there once.
 const (
-	DefaultMemoryBytes = 64 << 20
-	DefaultTimeout     = 5 * time.Second
-	MaxInstances       = 64
+	DefaultMemoryBytes = pipeline.DefaultTransformMemory
+	DefaultTimeout     = pipeline.DefaultTransformTimeout
+	MaxInstances       = pipeline.MaxTransformInstances
 	defaultPages       = DefaultMemoryBytes / 65536
 	initTimeout        = 30 * time.Second
 )
@@ -43,13 +43,13 @@ type Mode string
 const (
 	// Strict runs guests interruptibly (wazero WithCloseOnContextDone): the per-batch deadline,
 	// ctx cancellation and Close stop a runaway guest. The default.
-	Strict Mode = "strict"
+	Strict Mode = pipeline.ModeStrict
 	// Trusted runs guests without interruption checks: several times faster, but compiled guest
 	// code cannot be preempted, so a running call delays the process's garbage collection until
 	// it returns, and a guest that never returns freezes the whole process at the next
 	// collection. A watchdog logs overruns and Stage.Err reports them when it can. Only for
 	// modules you wrote or reviewed (runtime/RATIONALE.md, "WASM host").
-	Trusted Mode = "trusted"
+	Trusted Mode = pipeline.ModeTrusted
 )
 
 // StageConfig configures one transform stage. Zero values take the defaults.
@@ -162,7 +162,7 @@ func (h *Host) NewStage(ctx context.Context, m *Module, cfg StageConfig) (*Stage
 		cfg.Timeout = DefaultTimeout
 	}
 	if cfg.Instances <= 0 {
-		cfg.Instances = min(runtime.GOMAXPROCS(0), 4)
+		cfg.Instances = pipeline.DefaultTransformInstances()
 	}
 	if cfg.Instances > MaxInstances {
 		return fail(fmt.Errorf("instances %d: at most %d", cfg.Instances, MaxInstances))
