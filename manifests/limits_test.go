@@ -54,3 +54,32 @@ func TestLargeDocuments(t *testing.T) {
 		})
 	}
 }
+
+// TestReferencesExpandWithinBounds checks that a value cannot grow past 16MiB through references
+// (17 uses of a 1MiB file), and that the same file used many times under that bound loads.
+func TestReferencesExpandWithinBounds(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "mib.txt"), []byte(strings.Repeat("x", 1<<20)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	doc := func(n int) string {
+		return "apiVersion: sluice.dev/v1\nkind: Pipeline\nmetadata: {name: p}\nspec:\n  source: {type: testsource, config: {path: in.log}}\n  sinks: [{name: out, type: testdrop}]\n" +
+			"  transforms:\n    - name: t\n      wasm: t.wasm\n      config:\n        big: " + strings.Repeat("${file:mib.txt}", n) + "\n"
+	}
+	for _, tc := range []struct {
+		n    int
+		want string
+	}{{15, ""}, {17, "value larger than 16MiB after resolving references"}} {
+		path := filepath.Join(dir, fmt.Sprintf("p%d.yaml", tc.n))
+		if err := os.WriteFile(path, []byte(doc(tc.n)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		_, diags := manifests.Load([]string{path}, testOptions())
+		switch {
+		case tc.want == "" && len(diags) > 0:
+			t.Errorf("%d references: %v", tc.n, diags)
+		case tc.want != "" && !strings.Contains(diags.Error(), tc.want):
+			t.Errorf("%d references: got %v, want %q", tc.n, diags, tc.want)
+		}
+	}
+}

@@ -27,9 +27,15 @@ func (d *docDecoder) expand(n *yaml.Node, secret bool, col *collector) (out stri
 	var b strings.Builder
 	ok = true
 	runes := 0 // runes in s[:i], for the column of a reference
+	tooLarge := func() bool {
+		if b.Len() <= maxFileBytes {
+			return false
+		}
+		d.errorf(n, "split the value, or read it from one ${file:PATH}", "value larger than %s after resolving references", FormatByteSize(maxFileBytes))
+		return true
+	}
 	for i := 0; i < len(s); {
-		if b.Len() > maxFileBytes {
-			d.errorf(n, "split the value, or read it from one ${file:PATH}", "value larger than %s after resolving references", FormatByteSize(maxFileBytes))
+		if tooLarge() {
 			return "", true, false
 		}
 		switch {
@@ -75,6 +81,9 @@ func (d *docDecoder) expand(n *yaml.Node, secret bool, col *collector) (out stri
 			b.WriteByte(s[i])
 			i++
 		}
+	}
+	if tooLarge() {
+		return "", true, false
 	}
 	return b.String(), true, ok
 }
