@@ -10,7 +10,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sluicehq/sluice/runtime/transform"
 	"github.com/sluicehq/sluice/runtime/wasmhost"
 	"github.com/sluicehq/sluice/sdk/go/connector"
 	"github.com/sluicehq/sluice/transforms/internal/vectors"
@@ -54,42 +53,8 @@ func hostRunner(t *testing.T, h *wasmhost.Host, m *wasmhost.Module, batchSize in
 			return nil, err
 		}
 		defer st.Close(ctx)
-		var out []vectors.Outcome
-		for start := 0; start < len(values); start += batchSize {
-			end := min(start+batchSize, len(values))
-			recs := make([]connector.Record, end-start)
-			for i := range recs {
-				recs[i] = connector.Record{Value: values[start+i]}
-			}
-			res, err := st.Process(ctx, recs)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, outcomes(res, len(recs))...)
-		}
-		return out, nil
+		return vectors.Stage(ctx, st, values, batchSize)
 	}
-}
-
-func outcomes(res transform.Result, n int) []vectors.Outcome {
-	out := make([]vectors.Outcome, n)
-	for o := range res.Outcomes() {
-		v := &out[o.Input]
-		switch o.Action {
-		case transform.Pass:
-			v.Action = vectors.Pass
-		case transform.Drop:
-			v.Action = vectors.Drop
-		case transform.Emit:
-			v.Action = vectors.Emit
-			for _, e := range o.Emitted {
-				v.Emitted = append(v.Emitted, vectors.Output{Port: e.Port, Value: e.Record.Value})
-			}
-		case transform.Reject:
-			v.Action, v.Code, v.Reason = vectors.Reject, o.Rejected.Code, o.Rejected.Reason
-		}
-	}
-	return out
 }
 
 // TestModulesThroughHost runs each committed Go module over its testdata through the host, with

@@ -17,19 +17,9 @@ func Local(config []byte, values [][]byte) ([]Outcome, error) {
 	}
 	out := make([]Outcome, len(res))
 	for i, r := range res {
-		o := Outcome{Code: r.Code, Reason: r.Reason}
-		switch r.Action {
-		case transform.ActionPass:
-			o.Action = Pass
-		case transform.ActionDrop:
-			o.Action = Drop
-		case transform.ActionEmit:
-			o.Action = Emit
-			for _, e := range r.Emitted {
-				o.Emitted = append(o.Emitted, Output{Port: e.Port, Value: e.Value})
-			}
-		case transform.ActionReject:
-			o.Action = Reject
+		o := Outcome{Action: actionName(r.Action), Code: r.Code, Reason: r.Reason}
+		for _, e := range r.Emitted {
+			o.Emitted = append(o.Emitted, Output{Port: e.Port, Value: e.Value})
 		}
 		out[i] = o
 	}

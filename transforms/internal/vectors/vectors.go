@@ -24,6 +24,8 @@ import (
 	"sort"
 	"strings"
 	"testing"
+
+	"github.com/sluicehq/sluice/sdk/go/abi"
 )
 
 // Action names of Outcome.
@@ -33,6 +35,9 @@ const (
 	Emit   = "emit"
 	Reject = "reject"
 )
+
+// actionName is the Outcome.Action of an ABI action: its name in lower case ("pass").
+func actionName(a abi.Action) string { return strings.ToLower(a.String()) }
 
 // Outcome is what a transform did with one input.
 type Outcome struct {

@@ -15,9 +15,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sluicehq/sluice/runtime/transform"
 	"github.com/sluicehq/sluice/runtime/wasmhost"
-	"github.com/sluicehq/sluice/sdk/go/connector"
 	"github.com/sluicehq/sluice/transforms/internal/vectors"
 )
 
@@ -71,42 +69,12 @@ func (f *fixture) run(t testing.TB, lang string, config []byte, values [][]byte,
 		t.Fatalf("%s: new stage: %v", lang, err)
 	}
 	defer st.Close(ctx)
-	out := make([]vectors.Outcome, 0, len(values))
-	for start := 0; start < len(values); start += batch {
-		end := min(start+batch, len(values))
-		recs := make([]connector.Record, end-start)
-		for i := range recs {
-			recs[i] = connector.Record{Value: values[start+i]}
-		}
-		res, err := st.Process(ctx, recs)
-		if err != nil {
-			t.Fatalf("%s: process: %v", lang, err)
-		}
-		out = append(out, outcomes(res, len(recs))...)
+	out, err := vectors.Stage(ctx, st, values, batch)
+	if err != nil {
+		t.Fatalf("%s: process: %v", lang, err)
 	}
 	if s := st.Stats(); s.Traps+s.Timeouts+s.MemoryFaults+s.GuestErrors+s.InvalidResults+s.Poison != 0 {
 		t.Fatalf("%s: the host had to step in: %+v", lang, s)
-	}
-	return out
-}
-
-func outcomes(res transform.Result, n int) []vectors.Outcome {
-	out := make([]vectors.Outcome, n)
-	for o := range res.Outcomes() {
-		v := &out[o.Input]
-		switch o.Action {
-		case transform.Pass:
-			v.Action = vectors.Pass
-		case transform.Drop:
-			v.Action = vectors.Drop
-		case transform.Emit:
-			v.Action = vectors.Emit
-			for _, e := range o.Emitted {
-				v.Emitted = append(v.Emitted, vectors.Output{Port: e.Port, Value: e.Record.Value})
-			}
-		case transform.Reject:
-			v.Action, v.Code, v.Reason = vectors.Reject, o.Rejected.Code, o.Rejected.Reason
-		}
 	}
 	return out
 }
