@@ -53,12 +53,14 @@ func newTransformTestCmd(g *Globals) *cobra.Command {
 		Short: "Run a transform module over a file of records",
 		Long: `Runs MODULE.wasm over the records of --input, one record value per line, in batches, exactly
 as a pipeline stage would. Lines are read as the file source reads them: a line ends at "\n" or
-"\r\n" (the "\r" is not part of the value), and every line, empty or blank ones too, is a record. Values of passed and emitted records go to
-stdout, one per line, in input order. Each rejected input goes to --rejects (stderr when not given)
-as one JSON object per line: {"line": N, "value": "<the input line>", "code": C, "reason": "..."}.
-A summary goes to stderr. Exits 0 when the module ran over the whole input, whatever it decided,
-and non-zero with a message when it could not run (module does not load, config refused, input
-unreadable).`,
+"\r\n" (the "\r" is not part of the value), and every line, empty or blank ones too, is a record.
+--config takes what a manifest's config: takes (JSON or YAML), and the module receives the same
+bytes a pipeline gives it. Values of passed and emitted records go to stdout, one per line, in
+input order. Each rejected input goes to --rejects (stderr when not given) as one JSON object per
+line: {"line": N, "value": "<the input line>", "code": C, "reason": "..."}. A summary goes to
+stderr. Exits 0 when the module ran over the whole input, whatever it decided, and non-zero with a
+message when it could not run (module does not load, config refused, input unreadable, module
+broken).`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runTransformTest(cmd.Context(), g, args[0], f, cmd.OutOrStdout(), cmd.ErrOrStderr())
