@@ -31,6 +31,10 @@ func (r *run) sinkLoop(s *sinkRunner, isDLQ bool) {
 	w := &sinkWriter{r: r, s: s, isDLQ: isDLQ, maxCoalesce: 4 * p.spec.Batch.MaxRecords,
 		out: p.m.RecordsOut.WithLabelValues(pl, s.name), failed: p.m.RecordsFailed.WithLabelValues(pl, s.name),
 		hist: p.m.BatchSeconds.WithLabelValues(pl, s.name), retries: p.m.Retries.WithLabelValues(pl, s.name)}
+	if ps, ok := s.sink.(connector.PipelinedSink); ok {
+		w.pipelinedLoop(ps) // pipelined.go
+		return
+	}
 	for first := range s.ch {
 		if r.workCtx.Err() != nil {
 			continue
@@ -84,10 +88,16 @@ func (w *sinkWriter) records() []connector.Record {
 
 // write writes recs and completes the gathered items. It returns false when the run must stop.
 func (w *sinkWriter) write(recs []connector.Record) bool {
-	r, p := w.r, w.r.p
 	start := time.Now()
-	err := r.writeWithRetry(w.s, recs, w.retries)
-	w.hist.Observe(time.Since(start).Seconds())
+	err := w.r.writeWithRetry(w.s, recs, w.retries)
+	return w.done(recs, err, time.Since(start))
+}
+
+// done completes the gathered items after their write of recs ended with err, which took took.
+// It returns false when the run must stop.
+func (w *sinkWriter) done(recs []connector.Record, err error, took time.Duration) bool {
+	r, p := w.r, w.r.p
+	w.hist.Observe(took.Seconds())
 	var be *connector.BatchError
 	switch {
 	case err == nil:

@@ -13,13 +13,16 @@ import (
 
 // The benchmarks run the same connectors compiled in and through a plugin process in the same
 // run, with large batches (8192 records of 100 bytes), and report both rates, their ratio and the
-// plugin's extra time per batch (the discard sink shows the bare cost of crossing the boundary):
+// plugin's extra time per batch (the discard sink shows the bare cost of crossing the boundary).
+// Sinks run a third time through the plugin with pipelined writes (WriteAsync, benchWindow
+// batches unanswered) and report that rate and ratio too (pipelined-rec/s, pipelined/compiled-in):
 //
 //	go test -run '^$' -bench BenchmarkPlugin -benchtime 3x ./runtime/pluginhost/
 const (
 	benchRecords = 1 << 21 // 2,097,152 records per pass
 	benchBatch   = 8192
 	benchValue   = 100 // bytes
+	benchWindow  = 3   // batches a pipelined sink benchmark keeps unanswered
 )
 
 func BenchmarkPluginSource(b *testing.B) {
@@ -104,6 +107,31 @@ func BenchmarkPluginSink(b *testing.B) {
 		}
 		return time.Since(start)
 	}
+	// pipelined writes with WriteAsync, up to benchWindow batches unanswered, as a runtime
+	// pipelining its writes would.
+	pipelined := func(snk *Sink) time.Duration {
+		if err := snk.Open(ctx); err != nil {
+			b.Fatal(err)
+		}
+		defer snk.Close(ctx)
+		var waits []func() error
+		start := time.Now()
+		for _, batch := range batches {
+			waits = append(waits, snk.WriteAsync(ctx, batch))
+			if len(waits) == benchWindow {
+				if err := waits[0](); err != nil {
+					b.Fatal(err)
+				}
+				waits = waits[1:]
+			}
+		}
+		for _, w := range waits {
+			if err := w(); err != nil {
+				b.Fatal(err)
+			}
+		}
+		return time.Since(start)
+	}
 	for _, c := range []struct {
 		name string
 		cfg  func(dir string) map[string]any
@@ -112,7 +140,7 @@ func BenchmarkPluginSink(b *testing.B) {
 		{"lines", func(dir string) map[string]any { return map[string]any{"path": dir + "/out", "sync": false} }},
 	} {
 		b.Run(c.name, func(b *testing.B) {
-			var inTime, plTime time.Duration
+			var inTime, plTime, pipeTime time.Duration
 			for range b.N {
 				var in connector.Sink
 				if c.name == "discard" {
@@ -126,8 +154,18 @@ func BenchmarkPluginSink(b *testing.B) {
 					b.Fatal(err)
 				}
 				plTime += fill(pl)
+				pl, err = h.NewSink(p, c.name, c.cfg(b.TempDir()), connector.Env{})
+				if err != nil {
+					b.Fatal(err)
+				}
+				pipeTime += pipelined(pl)
 			}
 			report(b, inTime, plTime, len(batches)*b.N)
+			recs := float64(len(batches)*b.N) * benchBatch
+			b.ReportMetric(recs/pipeTime.Seconds(), "pipelined-rec/s")
+			if plTime < 1000*inTime {
+				b.ReportMetric(inTime.Seconds()/pipeTime.Seconds(), "pipelined/compiled-in")
+			}
 		})
 	}
 }

@@ -115,6 +115,7 @@ func (h *Host) inspect(ctx context.Context, path, sum string) (*Plugin, error) {
 		return nil, pr.callError("specs", err)
 	}
 	p.Version, p.SDKVersion, p.Protocol = resp.Version, resp.SdkVersion, pr.client.NegotiatedVersion()
+	p.Features = resp.Features
 	for _, ps := range resp.Specs {
 		s, err := protocol.FromSpec(ps)
 		if err != nil {

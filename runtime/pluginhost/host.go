@@ -127,6 +127,8 @@ type Plugin struct {
 	SDKVersion string
 	// Protocol is the negotiated protocol version.
 	Protocol int
+	// Features are the optional protocol features the plugin implements (protocol.Feature*).
+	Features []string
 	// Specs are the plugin's connectors, with their own names (without Prefix).
 	Specs []connector.Spec
 }

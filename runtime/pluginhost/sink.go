@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"sync"
 
@@ -26,11 +27,12 @@ type Sink struct {
 	mu       sync.Mutex
 	opened   bool
 	openedOn *proc
-
-	buf []byte // the packing buffer, reused by the next Write once a call has fully succeeded
+	idProc   *proc    // the process lastID counts writes on
+	lastID   uint64   // the last write_id sent to idProc
+	bufs     [][]byte // packing buffers whose calls have ended, for reuse
 }
 
-var _ connector.Sink = (*Sink)(nil)
+var _ connector.PipelinedSink = (*Sink)(nil)
 
 // maxRecordBytes is the largest record that crosses the plugin boundary: one protocol message
 // less room for framing.
@@ -150,19 +152,15 @@ func (s *Sink) Write(ctx context.Context, records []connector.Record) error {
 		// gRPC sends the chunk without copying it (protocol.Codec): the buffer is reused only
 		// after a call that returned an answer, when the plugin has received all of it. A
 		// failed call may leave it queued in the transport, so it is then dropped.
-		chunk := s.buf[:0]
-		if sz := protocol.BatchSize(part); cap(chunk) < sz {
-			chunk = make([]byte, 0, sz)
-		}
-		chunk = protocol.AppendBatch(chunk, part)
-		s.buf = nil
+		chunk := s.pack(part)
 		for {
 			pr, err := s.ready(ctx)
 			if err != nil {
 				return err
 			}
+			req := &pb.WriteRequest{Batch: chunk, WriteId: s.nextWrite(pr)}
 			resp, err := call(ctx, s.in, pr, "write", 0, func(ctx context.Context, c pb.ConnectorClient) (*pb.WriteResponse, error) {
-				return c.Write(ctx, &pb.WriteRequest{Batch: chunk})
+				return c.Write(ctx, req)
 			})
 			if err != nil {
 				if ctx.Err() != nil {
@@ -174,7 +172,7 @@ func (s *Sink) Write(ctx context.Context, records []connector.Record) error {
 				continue
 			}
 			s.in.succeeded()
-			s.buf = chunk
+			s.reuse(chunk)
 			if e := errFrom(resp.Error); e != nil {
 				return fmt.Errorf("plugin %s: write %s: %w", s.in.plugin.Name, s.name, e)
 			}
@@ -189,6 +187,114 @@ func (s *Sink) Write(ctx context.Context, records []connector.Record) error {
 		return &connector.BatchError{Failed: failed}
 	}
 	return nil
+}
+
+// WriteAsync implements connector.PipelinedSink: it sends the batch to the plugin and returns at
+// once; wait blocks until the plugin answered and returns what Write would have. The plugin
+// writes the batches one at a time in the order of the calls (protocol.FeatureOrderedWrites),
+// and writes a batch only if the one sent before it was written (WriteRequest.chain), so no
+// batch becomes durable after an earlier one that failed. To a plugin that does not order
+// writes, and for a batch larger than one message or with an oversized record, WriteAsync
+// writes at once with Write and wait returns the outcome. A failed call kills the process; the
+// next write starts a new one.
+func (s *Sink) WriteAsync(ctx context.Context, records []connector.Record) (wait func() error) {
+	if !s.ordered() || protocol.BatchSize(records) > s.in.h.opts.WriteChunkBytes || oversized(records) {
+		err := s.Write(ctx, records)
+		return func() error { return err }
+	}
+	pr, err := s.ready(ctx)
+	if err != nil {
+		return func() error { return err }
+	}
+	buf := s.pack(records)
+	req := &pb.WriteRequest{Batch: buf, WriteId: s.nextWrite(pr), Chain: true}
+	type answer struct {
+		resp *pb.WriteResponse
+		err  error
+	}
+	done := make(chan answer, 1)
+	go func() {
+		resp, err := call(ctx, s.in, pr, "write", 0, func(ctx context.Context, c pb.ConnectorClient) (*pb.WriteResponse, error) {
+			return c.Write(ctx, req)
+		})
+		done <- answer{resp, err}
+	}()
+	return func() error {
+		a := <-done
+		if a.err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			cerr := pr.callError("write", a.err)
+			if ferr := s.in.fail(pr, cerr); ferr != nil {
+				return ferr
+			}
+			return cerr // the process is restarted by the next write
+		}
+		s.in.succeeded()
+		s.reuse(buf)
+		if e := errFrom(a.resp.Error); e != nil {
+			return fmt.Errorf("plugin %s: write %s: %w", s.in.plugin.Name, s.name, e)
+		}
+		if len(a.resp.Failed) > 0 {
+			return protocol.BatchError(a.resp.Failed, 0)
+		}
+		return nil
+	}
+}
+
+// ordered reports whether the plugin orders writes by write_id.
+func (s *Sink) ordered() bool {
+	return slices.Contains(s.in.plugin.Features, protocol.FeatureOrderedWrites)
+}
+
+// nextWrite returns the write_id of the next write on pr, or 0 when the plugin does not order
+// writes. A new process counts from 1 again.
+func (s *Sink) nextWrite(pr *proc) uint64 {
+	if !s.ordered() {
+		return 0
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.idProc != pr {
+		s.idProc, s.lastID = pr, 0
+	}
+	s.lastID++
+	return s.lastID
+}
+
+// pack packs records into a reused buffer. gRPC sends it without copying it (protocol.Codec), so
+// it is reused only after its call returned an answer, when the plugin has received all of it; a
+// failed call may leave it queued in the transport, and it is then dropped.
+func (s *Sink) pack(records []connector.Record) []byte {
+	s.mu.Lock()
+	var buf []byte
+	if n := len(s.bufs); n > 0 {
+		buf, s.bufs = s.bufs[n-1][:0], s.bufs[:n-1]
+	}
+	s.mu.Unlock()
+	if sz := protocol.BatchSize(records); cap(buf) < sz {
+		buf = make([]byte, 0, sz)
+	}
+	return protocol.AppendBatch(buf, records)
+}
+
+// reuse returns a packing buffer whose call was answered.
+func (s *Sink) reuse(buf []byte) {
+	s.mu.Lock()
+	if len(s.bufs) < 4 {
+		s.bufs = append(s.bufs, buf)
+	}
+	s.mu.Unlock()
+}
+
+func oversized(records []connector.Record) bool {
+	for i := range records {
+		if records[i].Size() > maxRecordBytes {
+			return true
+		}
+	}
+	return false
 }
 
 // Close closes the sink in the plugin and stops the process. It is idempotent.

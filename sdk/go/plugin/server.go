@@ -33,7 +33,11 @@ type server struct {
 	mu    sync.Mutex
 	src   *sourceState
 	sink  connector.Sink
-	calls gate // the calls into the open connector, and its read loop
+	calls gate       // the calls into the open connector, and its read loop
+	order writeOrder // the order of sink writes
+	// recs holds the record slices of finished writes, decoded into again by the next ones
+	// (the runtime reuses a batch's slice once Write returned, too).
+	recs [][]connector.Record
 }
 
 // gate counts the calls running in the open connector so that Close reaches the connector only
@@ -109,7 +113,7 @@ func (s *server) Specs(context.Context, *pb.SpecsRequest) (*pb.SpecsResponse, er
 	if err := s.p.check(); err != nil {
 		return nil, fmt.Errorf("specs: %w", err)
 	}
-	resp := &pb.SpecsResponse{Version: s.p.Version, SdkVersion: SDKVersion}
+	resp := &pb.SpecsResponse{Version: s.p.Version, SdkVersion: SDKVersion, Features: []string{protocol.FeatureOrderedWrites}}
 	for _, c := range s.p.Components {
 		ps, err := protocol.Spec(c.Spec)
 		if err != nil {
@@ -322,19 +326,52 @@ func (s *server) Write(ctx context.Context, req *pb.WriteRequest) (*pb.WriteResp
 		return &pb.WriteResponse{Error: protocol.Error(errors.New("write: the sink is closed"))}, nil
 	}
 	defer s.calls.leave()
-	recs, err := protocol.DecodeBatch(req.Batch)
-	if err != nil {
-		return &pb.WriteResponse{Error: protocol.Error(fmt.Errorf("write: %w", err))}, nil
+	// Decoded before waiting for its turn: decoding overlaps the write before it.
+	recs, derr := protocol.DecodeBatchInto(s.recordSlice(), req.Batch)
+	defer s.reuseRecords(recs)
+	if err := s.order.take(ctx, req.WriteId, req.Chain); err != nil {
+		return &pb.WriteResponse{Error: protocol.Error(err)}, nil
 	}
-	err = snk.Write(ctx, recs)
+	err := derr
+	if derr != nil {
+		err = fmt.Errorf("write: %w", derr)
+	} else {
+		err = snk.Write(ctx, recs)
+	}
 	var be *connector.BatchError
-	if errors.As(err, &be) {
+	s.order.done(req.WriteId, err == nil || errors.As(err, &be))
+	if derr == nil && be != nil {
 		if cerr := protocol.CheckIndexes(be, len(recs)); cerr != nil {
 			return &pb.WriteResponse{Error: protocol.Error(fmt.Errorf("write: %w", cerr))}, nil
 		}
 		return &pb.WriteResponse{Failed: protocol.RecordErrors(be)}, nil
 	}
 	return &pb.WriteResponse{Error: protocol.Error(err)}, nil
+}
+
+// recordSlice returns the record slice of a finished write, or nil.
+func (s *server) recordSlice() []connector.Record {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := len(s.recs)
+	if n == 0 {
+		return nil
+	}
+	r := s.recs[n-1]
+	s.recs = s.recs[:n-1]
+	return r
+}
+
+// reuseRecords keeps the record slice of a finished write for a later one.
+func (s *server) reuseRecords(recs []connector.Record) {
+	if cap(recs) == 0 {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.recs) < 4 {
+		s.recs = append(s.recs, recs)
+	}
 }
 
 // Close stops the read loop, waits until no call into the connector runs (the read loop's Read,

@@ -70,7 +70,12 @@ var ErrMalformedBatch = errors.New("malformed record batch")
 // therefore not reuse; empty fields are nil. Empty data is an empty batch. It allocates the
 // record slice, a string per change of partition and the headers; everything else references
 // data.
-func DecodeBatch(data []byte) ([]connector.Record, error) {
+func DecodeBatch(data []byte) ([]connector.Record, error) { return DecodeBatchInto(nil, data) }
+
+// DecodeBatchInto is DecodeBatch decoding into dst's memory when it is large enough, so a caller
+// that is done with the previous batch saves allocating (and collecting) a record slice per
+// batch.
+func DecodeBatchInto(dst []connector.Record, data []byte) ([]connector.Record, error) {
 	if len(data) == 0 {
 		return nil, nil
 	}
@@ -79,7 +84,13 @@ func DecodeBatch(data []byte) ([]connector.Record, error) {
 	if !ok || n > uint64(len(data)/7+1) {
 		return nil, fmt.Errorf("%w: bad record count", ErrMalformedBatch)
 	}
-	out := make([]connector.Record, n)
+	out := dst[:0]
+	if uint64(cap(out)) < n {
+		out = make([]connector.Record, n)
+	} else {
+		out = out[:n]
+		clear(out)
+	}
 	var lastPart string
 	for i := range out {
 		r := &out[i]

@@ -25,6 +25,8 @@ func TestCodecMatchesProto(t *testing.T) {
 	}{
 		{"write batch", &pb.WriteRequest{Batch: big}, func() proto.Message { return &pb.WriteRequest{} }},
 		{"write empty", &pb.WriteRequest{}, func() proto.Message { return &pb.WriteRequest{} }},
+		{"write ordered", &pb.WriteRequest{Batch: big, WriteId: 1 << 40, Chain: true}, func() proto.Message { return &pb.WriteRequest{} }},
+		{"write ordered empty", &pb.WriteRequest{WriteId: 7}, func() proto.Message { return &pb.WriteRequest{} }},
 		{"read batch", &pb.ReadResponse{Batch: []byte{1, 2, 3}}, func() proto.Message { return &pb.ReadResponse{} }},
 		{"read eof", &pb.ReadResponse{Eof: true}, func() proto.Message { return &pb.ReadResponse{} }},
 		{"read error", &pb.ReadResponse{Batch: []byte{9}, Error: &pb.Error{Kind: pb.ErrorKind_ERROR_KIND_PERMANENT, Message: "boom"}}, func() proto.Message { return &pb.ReadResponse{} }},

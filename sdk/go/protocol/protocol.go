@@ -29,3 +29,9 @@ const (
 	// batch crosses in one go rather than in 64 KiB steps.
 	WindowBytes = 16 << 20
 )
+
+// FeatureOrderedWrites is the protocol feature (SpecsResponse.features) by which a plugin writes
+// batches one at a time in the order of their WriteRequest.write_id, whatever order their calls
+// arrive in. The host may then send the next batch before the previous one is answered: its
+// transfer and decoding overlap the connector's Write of the one before.
+const FeatureOrderedWrites = "ordered-writes"

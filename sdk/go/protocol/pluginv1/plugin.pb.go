@@ -14,12 +14,11 @@
 package pluginv1
 
 import (
+	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
+	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
-
-	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
-	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 )
 
 const (
@@ -124,7 +123,13 @@ type SpecsResponse struct {
 	// The plugin's own version string (for example a semantic version), shown by `sluice plugins`.
 	Version string `protobuf:"bytes,2,opt,name=version,proto3" json:"version,omitempty"`
 	// The connector SDK version the plugin was built with.
-	SdkVersion    string `protobuf:"bytes,3,opt,name=sdk_version,json=sdkVersion,proto3" json:"sdk_version,omitempty"`
+	SdkVersion string `protobuf:"bytes,3,opt,name=sdk_version,json=sdkVersion,proto3" json:"sdk_version,omitempty"`
+	// Optional protocol features the plugin implements, by name. The host uses a feature only when
+	// the plugin lists it, so plugins built before it keep working:
+	//
+	//	"ordered-writes": the plugin orders writes by WriteRequest.write_id, so the host may send
+	//	                  the next batch before the previous one is answered.
+	Features      []string `protobuf:"bytes,4,rep,name=features,proto3" json:"features,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -178,6 +183,13 @@ func (x *SpecsResponse) GetSdkVersion() string {
 		return x.SdkVersion
 	}
 	return ""
+}
+
+func (x *SpecsResponse) GetFeatures() []string {
+	if x != nil {
+		return x.Features
+	}
+	return nil
 }
 
 type Spec struct {
@@ -962,7 +974,16 @@ func (x *AckResponse) GetError() *Error {
 type WriteRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The records, packed as described above.
-	Batch         []byte `protobuf:"bytes,1,opt,name=batch,proto3" json:"batch,omitempty"`
+	Batch []byte `protobuf:"bytes,1,opt,name=batch,proto3" json:"batch,omitempty"`
+	// With the "ordered-writes" feature: the number of this write on the connection, from 1,
+	// increasing by one with every write the host sends. The plugin writes the batches one at a
+	// time in this order, whatever order the calls arrive in, so several may be in flight and still
+	// become durable in order. 0: not ordered (one write at a time).
+	WriteId uint64 `protobuf:"varint,2,opt,name=write_id,json=writeId,proto3" json:"write_id,omitempty"`
+	// With write_id: write this batch only if the write before it was written; otherwise answer
+	// with an error without writing it, so that no batch becomes durable after an earlier one that
+	// failed. The host sets it on a batch it sent while the previous one was unanswered.
+	Chain         bool `protobuf:"varint,3,opt,name=chain,proto3" json:"chain,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1002,6 +1023,20 @@ func (x *WriteRequest) GetBatch() []byte {
 		return x.Batch
 	}
 	return nil
+}
+
+func (x *WriteRequest) GetWriteId() uint64 {
+	if x != nil {
+		return x.WriteId
+	}
+	return 0
+}
+
+func (x *WriteRequest) GetChain() bool {
+	if x != nil {
+		return x.Chain
+	}
+	return false
 }
 
 type RecordError struct {
@@ -1195,12 +1230,13 @@ var File_pluginv1_plugin_proto protoreflect.FileDescriptor
 const file_pluginv1_plugin_proto_rawDesc = "" +
 	"\n" +
 	"\x15pluginv1/plugin.proto\x12\x10sluice.plugin.v1\"\x0e\n" +
-	"\fSpecsRequest\"x\n" +
+	"\fSpecsRequest\"\x94\x01\n" +
 	"\rSpecsResponse\x12,\n" +
 	"\x05specs\x18\x01 \x03(\v2\x16.sluice.plugin.v1.SpecR\x05specs\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12\x1f\n" +
 	"\vsdk_version\x18\x03 \x01(\tR\n" +
-	"sdkVersion\"\xb5\x01\n" +
+	"sdkVersion\x12\x1a\n" +
+	"\bfeatures\x18\x04 \x03(\tR\bfeatures\"\xb5\x01\n" +
 	"\x04Spec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x18\n" +
@@ -1259,9 +1295,11 @@ const file_pluginv1_plugin_proto_rawDesc = "" +
 	"AckRequest\x128\n" +
 	"\tpositions\x18\x01 \x03(\v2\x1a.sluice.plugin.v1.PositionR\tpositions\"<\n" +
 	"\vAckResponse\x12-\n" +
-	"\x05error\x18\x01 \x01(\v2\x17.sluice.plugin.v1.ErrorR\x05error\"$\n" +
+	"\x05error\x18\x01 \x01(\v2\x17.sluice.plugin.v1.ErrorR\x05error\"U\n" +
 	"\fWriteRequest\x12\x14\n" +
-	"\x05batch\x18\x01 \x01(\fR\x05batch\"=\n" +
+	"\x05batch\x18\x01 \x01(\fR\x05batch\x12\x19\n" +
+	"\bwrite_id\x18\x02 \x01(\x04R\awriteId\x12\x14\n" +
+	"\x05chain\x18\x03 \x01(\bR\x05chain\"=\n" +
 	"\vRecordError\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x05R\x05index\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\"u\n" +

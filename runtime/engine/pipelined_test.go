@@ -1,0 +1,139 @@
+package engine_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice/runtime/pipeline"
+	"github.com/sluicehq/sluice/sdk/go/connector"
+)
+
+// pipeSink is a connector.PipelinedSink over a memSink, as the contract describes one: it writes
+// the batches handed over in order, one at a time, and writes a batch only if the one handed
+// over before it was written. The first batch holding "fail-once" fails as a whole.
+type pipeSink struct {
+	*memSink
+	mu       sync.Mutex
+	prev     chan bool // closed-over result of the previous batch: true when written
+	inFlight atomic.Int32
+	maxIn    atomic.Int32
+	async    atomic.Int32
+	failed   atomic.Bool
+}
+
+func (s *pipeSink) WriteAsync(ctx context.Context, recs []connector.Record) func() error {
+	s.async.Add(1)
+	if n := s.inFlight.Add(1); n > s.maxIn.Load() {
+		s.maxIn.Store(n)
+	}
+	s.mu.Lock()
+	prev, mine := s.prev, make(chan bool, 1)
+	s.prev = mine
+	s.mu.Unlock()
+	done := make(chan error, 1)
+	go func() {
+		written := true
+		if prev != nil {
+			written = <-prev
+		}
+		var err error
+		switch {
+		case !written:
+			err = errors.New("not written: the batch before it failed")
+		case !s.failed.Load() && containsValue(recs, "fail-once"):
+			s.failed.Store(true)
+			err = errors.New("transient: the whole batch failed")
+		default:
+			err = s.memSink.Write(ctx, recs)
+		}
+		var be *connector.BatchError
+		mine <- err == nil || errors.As(err, &be)
+		done <- err
+	}()
+	return func() error {
+		defer s.inFlight.Add(-1)
+		return <-done
+	}
+}
+
+// Write is the ordinary write the runtime uses again after a failure; it follows the batches
+// handed over before it.
+func (s *pipeSink) Write(ctx context.Context, recs []connector.Record) error {
+	s.mu.Lock()
+	s.prev = nil
+	s.mu.Unlock()
+	return s.memSink.Write(ctx, recs)
+}
+
+func containsValue(recs []connector.Record, v string) bool {
+	for _, r := range recs {
+		if bytes.Contains(r.Value, []byte(v)) {
+			return true
+		}
+	}
+	return false
+}
+
+var pipeSinks sync.Map // id -> *pipeSink
+
+func pipeSinkComponent() connector.Component {
+	return connector.SinkComponent(connector.Spec{Name: "enginetest-pipe", Fields: []connector.Field{{Name: "id", Type: connector.TypeString}}},
+		func(cfg connector.Config, _ connector.Env) (connector.Sink, error) {
+			s, ok := pipeSinks.Load(cfg.String("id"))
+			if !ok {
+				return nil, fmt.Errorf("no test sink %q", cfg.String("id"))
+			}
+			return s.(*pipeSink), nil
+		})
+}
+
+// A pipelined sink gets the batches through WriteAsync, at most a few in flight, and every line
+// arrives once and in order; a batch that failed as a whole is written again, and so are the
+// ones handed over after it, which the sink did not write.
+func TestPipelinedSinkDeliversInOrder(t *testing.T) {
+	dir := t.TempDir()
+	in := filepath.Join(dir, "in.txt")
+	var b strings.Builder
+	var want []string
+	for i := range 20_000 {
+		v := fmt.Sprintf("v%d", i)
+		if i == 9_000 {
+			v = "fail-once"
+		}
+		want = append(want, v)
+		b.WriteString(v + "\n")
+	}
+	if err := os.WriteFile(in, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ps := &pipeSink{memSink: &memSink{delay: time.Millisecond}}
+	id := t.Name()
+	pipeSinks.Store(id, ps)
+	t.Cleanup(func() { pipeSinks.Delete(id) })
+	p := spec("pipelined", pipeline.Component{Type: "file", Config: connector.Config{"path": in}},
+		sink("out", pipeline.Component{Type: "enginetest-pipe", Config: connector.Config{"id": id}}))
+	p.Batch.MaxRecords = 500
+	if err := runPipeline(t, context.Background(), p, openStore(t, filepath.Join(dir, "cp")), nil); err != nil {
+		t.Fatal(err)
+	}
+	got := ps.got()
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Fatalf("got %d values, want %d in order, each once", len(got), len(want))
+	}
+	if ps.async.Load() == 0 || !ps.failed.Load() {
+		t.Fatalf("WriteAsync calls %d, failure injected %v; want both", ps.async.Load(), ps.failed.Load())
+	}
+	t.Logf("%d batches handed over, at most %d in flight", ps.async.Load(), ps.maxIn.Load())
+	if m := ps.maxIn.Load(); m > 3 {
+		t.Fatalf("%d writes in flight, want at most 3", m)
+	}
+}
