@@ -40,49 +40,6 @@ type server struct {
 	recs [][]connector.Record
 }
 
-// gate counts the calls running in the open connector so that Close reaches the connector only
-// after they returned: the connector contract never has Close overlap Read, Ack or Write.
-type gate struct {
-	mu     sync.Mutex
-	n      int
-	closed bool
-	idle   chan struct{} // made by shut, closed once no call runs
-}
-
-// enter admits a call, or reports false once the gate is shut.
-func (g *gate) enter() bool {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.closed {
-		return false
-	}
-	g.n++
-	return true
-}
-
-func (g *gate) leave() {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	g.n--
-	if g.n == 0 && g.idle != nil {
-		close(g.idle)
-	}
-}
-
-// shut admits no more calls and returns a channel closed once the running ones have returned.
-func (g *gate) shut() <-chan struct{} {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	g.closed = true
-	if g.idle == nil {
-		g.idle = make(chan struct{})
-		if g.n == 0 {
-			close(g.idle)
-		}
-	}
-	return g.idle
-}
-
 // sourceState is an open source with its reader goroutine. The reader reads up to two batches
 // ahead of the host (one queued in results, one being read or waiting to be queued); a batch
 // larger than the host's credit is kept in leftover and sent in pieces, so the plugin holds at

@@ -7,6 +7,49 @@ import (
 	"sync"
 )
 
+// gate counts the calls running in the open connector so that Close reaches the connector only
+// after they returned: the connector contract never has Close overlap Read, Ack or Write.
+type gate struct {
+	mu     sync.Mutex
+	n      int
+	closed bool
+	idle   chan struct{} // made by shut, closed once no call runs
+}
+
+// enter admits a call, or reports false once the gate is shut.
+func (g *gate) enter() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return false
+	}
+	g.n++
+	return true
+}
+
+func (g *gate) leave() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.n--
+	if g.n == 0 && g.idle != nil {
+		close(g.idle)
+	}
+}
+
+// shut admits no more calls and returns a channel closed once the running ones have returned.
+func (g *gate) shut() <-chan struct{} {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.closed = true
+	if g.idle == nil {
+		g.idle = make(chan struct{})
+		if g.n == 0 {
+			close(g.idle)
+		}
+	}
+	return g.idle
+}
+
 // writeOrder lets writes into the connector one at a time, in write_id order.
 type writeOrder struct {
 	mu      sync.Mutex
