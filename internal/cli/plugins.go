@@ -52,7 +52,9 @@ func pluginsListCommand(g *Globals) *cobra.Command {
 				return writeJSON(out, pluginsJSON(plugins, derr))
 			}
 			w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(w, "BINARY\tVERSION\tPROTOCOL\tCONNECTORS\tSHA256")
+			if len(plugins) > 0 {
+				fmt.Fprintln(w, "BINARY\tVERSION\tPROTOCOL\tCONNECTORS\tSHA256")
+			}
 			for _, p := range plugins {
 				var cs []string
 				for _, s := range p.Specs {
