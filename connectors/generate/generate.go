@@ -4,8 +4,10 @@ package generate
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"strconv"
 	"strings"
@@ -208,8 +210,22 @@ const (
 type segment struct {
 	kind   kind
 	text   []byte
-	lo, hi float64
+	lo, hi float64 // rand_float bounds
+	n, m   int64   // rand_int bounds; rand_string length
 	words  []string
+}
+
+// parseInt reads a placeholder's integer argument: decimal digits, or a number written as a float
+// ("1e3") whose value is an integer a float64 holds exactly (up to 2^53 in magnitude).
+func parseInt(s string) (int64, bool) {
+	if v, err := strconv.ParseInt(s, 10, 64); err == nil {
+		return v, true
+	}
+	x, err := strconv.ParseFloat(s, 64)
+	if err != nil || x != math.Trunc(x) || math.Abs(x) > 1<<53 {
+		return 0, false
+	}
+	return int64(x), true
 }
 
 func parse(t string) ([]segment, error) {
@@ -242,15 +258,21 @@ func parse(t string) ([]segment, error) {
 }
 
 func placeholder(f []string) (segment, error) {
-	nums := func(want int) ([]float64, error) {
+	args := func(want int) error {
 		if len(f)-1 != want {
-			return nil, fmt.Errorf("{{%s}} takes %d argument(s), got %d", f[0], want, len(f)-1)
+			return fmt.Errorf("{{%s}} takes %d argument(s), got %d", f[0], want, len(f)-1)
 		}
-		out := make([]float64, want)
+		return nil
+	}
+	ints := func(want int) ([]int64, error) {
+		if err := args(want); err != nil {
+			return nil, err
+		}
+		out := make([]int64, want)
 		for k := range out {
-			v, err := strconv.ParseFloat(f[k+1], 64)
-			if err != nil {
-				return nil, fmt.Errorf("{{%s}}: %q is not a number", f[0], f[k+1])
+			v, ok := parseInt(f[k+1])
+			if !ok {
+				return nil, fmt.Errorf("{{%s}}: %q is not an integer in [%d, %d]", f[0], f[k+1], int64(math.MinInt64), int64(math.MaxInt64))
 			}
 			out[k] = v
 		}
@@ -262,28 +284,43 @@ func placeholder(f []string) (segment, error) {
 			return segment{}, fmt.Errorf("{{%s}} takes no arguments", f[0])
 		}
 		return segment{kind: map[string]kind{"seq": seqK, "now": nowK, "now_ms": nowMsK}[f[0]]}, nil
-	case "rand_int", "rand_float":
-		v, err := nums(2)
+	case "rand_int":
+		v, err := ints(2)
 		if err != nil {
 			return segment{}, err
 		}
 		if v[1] < v[0] {
+			return segment{}, fmt.Errorf("{{%s %d %d}}: MAX is below MIN", f[0], v[0], v[1])
+		}
+		return segment{kind: randInt, n: v[0], m: v[1]}, nil
+	case "rand_float":
+		if err := args(2); err != nil {
+			return segment{}, err
+		}
+		var v [2]float64
+		for k := range v {
+			x, err := strconv.ParseFloat(f[k+1], 64)
+			if err != nil && !errors.Is(err, strconv.ErrRange) {
+				return segment{}, fmt.Errorf("{{%s}}: %q is not a number", f[0], f[k+1])
+			}
+			if err != nil || math.IsInf(x, 0) || math.IsNaN(x) {
+				return segment{}, fmt.Errorf("{{%s}}: %q is not a finite number (the largest is %g)", f[0], f[k+1], math.MaxFloat64)
+			}
+			v[k] = x
+		}
+		if v[1] < v[0] {
 			return segment{}, fmt.Errorf("{{%s %v %v}}: MAX is below MIN", f[0], v[0], v[1])
 		}
-		k := randInt
-		if f[0] == "rand_float" {
-			k = randFloat
-		}
-		return segment{kind: k, lo: v[0], hi: v[1]}, nil
+		return segment{kind: randFloat, lo: v[0], hi: v[1]}, nil
 	case "rand_string":
-		v, err := nums(1)
+		v, err := ints(1)
 		if err != nil {
 			return segment{}, err
 		}
 		if v[0] < 0 || v[0] > 4096 {
 			return segment{}, fmt.Errorf("{{rand_string N}}: N must be in [0, 4096]")
 		}
-		return segment{kind: randString, lo: v[0]}, nil
+		return segment{kind: randString, n: v[0]}, nil
 	case "pick":
 		if len(f) < 2 {
 			return segment{}, fmt.Errorf("{{pick}} needs at least one word")
@@ -303,7 +340,7 @@ func estimate(segs ...[]segment) int {
 			case nowK:
 				n += 24
 			case randString:
-				n += int(s.lo)
+				n += int(s.n)
 			default:
 				n += 20
 			}
@@ -325,12 +362,22 @@ func (s *Source) render(b []byte, segs []segment, now time.Time, nowText string)
 		case nowMsK:
 			b = strconv.AppendInt(b, now.UnixMilli(), 10)
 		case randInt:
-			lo, hi := int64(g.lo), int64(g.hi)
-			b = strconv.AppendInt(b, lo+s.rng.Int64N(hi-lo+1), 10)
+			// The span is computed in uint64, where it cannot overflow; the full int64 range
+			// spans every uint64.
+			r := s.rng.Uint64()
+			if span := uint64(g.m) - uint64(g.n); span != math.MaxUint64 {
+				r = s.rng.Uint64N(span + 1)
+			}
+			b = strconv.AppendInt(b, int64(uint64(g.n)+r), 10)
 		case randFloat:
-			b = strconv.AppendFloat(b, g.lo+s.rng.Float64()*(g.hi-g.lo), 'f', 2, 64)
+			u := s.rng.Float64()
+			v := g.lo + u*(g.hi-g.lo)
+			if math.IsInf(g.hi-g.lo, 0) { // the span overflows: weigh the bounds instead
+				v = g.lo*(1-u) + g.hi*u
+			}
+			b = strconv.AppendFloat(b, min(max(v, g.lo), g.hi), 'f', 2, 64)
 		case randString:
-			for k := 0; k < int(g.lo); k++ {
+			for k := 0; k < int(g.n); k++ {
 				b = append(b, byte('a'+s.rng.IntN(26)))
 			}
 		case pick:
