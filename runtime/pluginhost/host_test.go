@@ -293,18 +293,8 @@ func readLines(t *testing.T, path string) []connector.Record {
 
 // Write splits a batch into chunks and maps per-record failures back to the caller's indexes.
 func TestSinkChunksKeepIndexes(t *testing.T) {
-	h := newHost(t, Options{WriteChunkBytes: 1000})
-	p := discoverOne(t, h, pluginDir(t, "seq"))
-	path := filepath.Join(t.TempDir(), "out")
-	snk, err := h.NewSink(p, "lines", connector.Config{"path": path}, connector.Env{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	snk, path := openLines(t, Options{WriteChunkBytes: 1000}, nil)
 	ctx := context.Background()
-	if err := snk.Open(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer snk.Close(ctx)
 	batch := make([]connector.Record, 200) // ~80 bytes each: about 13 records per chunk
 	poison := map[int]bool{0: true, 13: true, 14: true, 99: true, 199: true}
 	for i := range batch {
@@ -313,7 +303,7 @@ func TestSinkChunksKeepIndexes(t *testing.T) {
 			batch[i].Value = fmt.Appendf(nil, "poison %d", i)
 		}
 	}
-	err = snk.Write(ctx, batch)
+	err := snk.Write(ctx, batch)
 	var be *connector.BatchError
 	if !errors.As(err, &be) {
 		t.Fatalf("write = %v, want a BatchError", err)

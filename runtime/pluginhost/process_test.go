@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -100,20 +99,10 @@ func (s *syncBuffer) String() string {
 
 // A record too large for one protocol message fails on its own; the rest of the batch is written.
 func TestSinkOversizedRecord(t *testing.T) {
-	h := newHost(t, Options{})
-	p := discoverOne(t, h, pluginDir(t, "seq"))
-	path := filepath.Join(t.TempDir(), "out")
-	snk, err := h.NewSink(p, "lines", connector.Config{"path": path}, connector.Env{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	snk, path := openLines(t, Options{}, nil)
 	ctx := context.Background()
-	if err := snk.Open(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer snk.Close(ctx)
 	batch := []connector.Record{{Value: []byte("a")}, {Value: []byte("poison x")}, {Value: make([]byte, maxRecordBytes+1)}, {Value: []byte("b")}}
-	err = snk.Write(ctx, batch)
+	err := snk.Write(ctx, batch)
 	var be *connector.BatchError
 	if !errors.As(err, &be) || len(be.Failed) != 2 {
 		t.Fatalf("write = %v; want a BatchError naming 2 records", err)

@@ -14,18 +14,8 @@ import (
 // Batches sent with WriteAsync, several unanswered at a time, are written in order; each wait
 // returns its batch's outcome, per-record failures included.
 func TestSinkWriteAsyncInOrder(t *testing.T) {
-	h := newHost(t, Options{})
-	p := discoverOne(t, h, pluginDir(t, "seq"))
-	path := filepath.Join(t.TempDir(), "out")
-	snk, err := h.NewSink(p, "lines", connector.Config{"path": path, "sync": false}, connector.Env{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	snk, path := openLines(t, Options{}, connector.Config{"sync": false})
 	ctx := context.Background()
-	if err := snk.Open(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer snk.Close(ctx)
 	var want []string
 	var waits []func() error
 	for b := range 40 {
@@ -67,4 +57,27 @@ func checkWait(t *testing.T, batch int, err error) {
 	case err != nil:
 		t.Fatalf("batch %d: %v", batch, err)
 	}
+}
+
+// openLines opens a lines sink of the seq test plugin on host options opts, writing to a fresh
+// file whose path it returns; cfg adds settings. The sink is closed when the test ends.
+func openLines(t *testing.T, opts Options, cfg connector.Config) (*Sink, string) {
+	t.Helper()
+	h := newHost(t, opts)
+	p := discoverOne(t, h, pluginDir(t, "seq"))
+	path := filepath.Join(t.TempDir(), "out")
+	c := connector.Config{"path": path}
+	for k, v := range cfg {
+		c[k] = v
+	}
+	snk, err := h.NewSink(p, "lines", c, connector.Env{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := snk.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { snk.Close(ctx) })
+	return snk, path
 }
