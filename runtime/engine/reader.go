@@ -19,7 +19,7 @@ func (r *run) reader(ctx context.Context, out chan<- []connector.Record) {
 	in := p.m.RecordsIn.WithLabelValues(p.spec.Name, "source")
 	failures := 0
 	for {
-		recs, err := p.source.Read(ctx)
+		recs, err := p.read(ctx)
 		if len(recs) > 0 {
 			in.Add(float64(len(recs)))
 			select {

@@ -164,7 +164,7 @@ func (r *run) writeWithRetry(s *sinkRunner, recs []connector.Record, retries pro
 	h.begin(s.name)
 	defer h.end(s.name)
 	for attempt := 1; ; attempt++ {
-		err := s.sink.Write(r.workCtx, recs)
+		err := r.p.write(r.workCtx, s.sink, s.name, recs)
 		if err == nil {
 			return nil
 		}

@@ -1,0 +1,33 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"runtime/debug"
+
+	"github.com/sluicehq/sluice/sdk/go/connector"
+)
+
+// A connector's panic is a bug in that connector. The engine turns it into a permanent error of
+// the pipeline that called it (the stack goes to the log), so one pipeline's bug never takes
+// down the process and the other pipelines with it.
+
+// read calls the source's Read, recovering a panic.
+func (p *Pipeline) read(ctx context.Context) (recs []connector.Record, err error) {
+	defer p.recovered(&err, "source", "read")
+	return p.source.Read(ctx)
+}
+
+// write calls a sink's Write, recovering a panic.
+func (p *Pipeline) write(ctx context.Context, s connector.Sink, name string, recs []connector.Record) (err error) {
+	defer p.recovered(&err, name, "write")
+	return s.Write(ctx, recs)
+}
+
+// recovered, deferred, replaces *err with a permanent error when the call panicked.
+func (p *Pipeline) recovered(err *error, component, op string) {
+	if x := recover(); x != nil {
+		p.log.Error("connector panicked", "component", component, "op", op, "panic", fmt.Sprint(x), "stack", string(debug.Stack()))
+		*err = fmt.Errorf("panic: %v: %w", x, connector.ErrPermanent)
+	}
+}
