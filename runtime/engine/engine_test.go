@@ -107,7 +107,7 @@ func genSource(count int64, template string) pipeline.Component {
 // testCatalog holds the built-in connectors and the test sinks.
 func testCatalog() *catalog.Catalog {
 	cat := all.Catalog()
-	for _, c := range append([]connector.Component{memSinkComponent(), countSinkComponent(), leakySinkComponent(), pipeSinkComponent()}, panickyComponents()...) {
+	for _, c := range append([]connector.Component{memSinkComponent(), countSinkComponent(), leakySinkComponent(), pipeSinkComponent(), slowOpenSinkComponent()}, panickyComponents()...) {
 		if err := cat.Add(c); err != nil {
 			panic(err)
 		}

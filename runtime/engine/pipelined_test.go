@@ -83,6 +83,44 @@ func containsValue(recs []connector.Record, v string) bool {
 	return false
 }
 
+// slowOpenSink stops the run once its Open is under way (stop: the run's cancel) and waits for its
+// context, like a sink whose system is slow to answer when SIGTERM arrives.
+type slowOpenSink struct {
+	memSink
+	stop context.CancelFunc
+}
+
+func (s *slowOpenSink) Open(ctx context.Context) error {
+	s.stop()
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+var stopOnOpen sync.Map // id -> context.CancelFunc
+
+func slowOpenSinkComponent() connector.Component {
+	return connector.SinkComponent(connector.Spec{Name: "enginetest-slowopen", Fields: []connector.Field{{Name: "id", Type: connector.TypeString}}},
+		func(cfg connector.Config, _ connector.Env) (connector.Sink, error) {
+			cancel, ok := stopOnOpen.Load(cfg.String("id"))
+			if !ok {
+				return nil, fmt.Errorf("no test run %q", cfg.String("id"))
+			}
+			return &slowOpenSink{stop: cancel.(context.CancelFunc)}, nil
+		})
+}
+
+// A stop while the components open (SIGTERM right after start) is a graceful stop, not a failure.
+func TestStopWhileOpeningIsGraceful(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stopOnOpen.Store(t.Name(), cancel)
+	t.Cleanup(func() { stopOnOpen.Delete(t.Name()) })
+	p := spec("slowopen", genSource(10, "{{seq}}"), sink("out", pipeline.Component{Type: "enginetest-slowopen", Config: connector.Config{"id": t.Name()}}))
+	if err := runPipeline(t, ctx, p, openStore(t, t.TempDir()), nil); err != nil {
+		t.Fatalf("run stopped while opening = %v, want nil", err)
+	}
+}
+
 var pipeSinks sync.Map // id -> *pipeSink
 
 func pipeSinkComponent() connector.Component {

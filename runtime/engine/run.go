@@ -77,6 +77,9 @@ func (r *run) run(ctx context.Context) (err error) {
 
 	defer func() { err = r.closeAll(err) }()
 	if err := r.open(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while opening: nothing was read, so nothing is lost
+		}
 		return err
 	}
 	r.p.health.running()
