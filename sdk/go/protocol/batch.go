@@ -88,8 +88,7 @@ func DecodeBatchInto(dst []connector.Record, data []byte) ([]connector.Record, e
 	if uint64(cap(out)) < n {
 		out = make([]connector.Record, n)
 	} else {
-		out = out[:n]
-		clear(out)
+		out = out[:n] // every field of every record is set below
 	}
 	var lastPart string
 	for i := range out {
@@ -108,6 +107,7 @@ func DecodeBatchInto(dst []connector.Record, data []byte) ([]connector.Record, e
 		if !(ok1 && ok2 && ok3 && ok4 && ok5 && ok6 && ok7) {
 			return nil, fmt.Errorf("%w: record %d: truncated or past the end", ErrMalformedBatch, i)
 		}
+		r.Time, r.Position.Partition, r.Headers = time.Time{}, "", nil
 		if ts != 0 {
 			r.Time = time.Unix(0, ts)
 		}

@@ -192,3 +192,23 @@ func BenchmarkDecodeBatch(b *testing.B) {
 		}
 	}
 }
+
+// Decoding into the slice of an earlier batch leaves nothing of that batch behind.
+func TestDecodeBatchIntoReusedSlice(t *testing.T) {
+	full := []connector.Record{{Key: []byte("k"), Value: []byte("a"), Time: time.Unix(1, 2),
+		Headers:  []connector.Header{{Key: "h", Value: []byte("x")}},
+		Position: connector.Position{Partition: "p", Offset: 5, Cursor: []byte{9}}}, {Value: []byte("b")}}
+	bare := []connector.Record{{Value: []byte("c")}}
+	dst, err := protocol.DecodeBatchInto(nil, protocol.AppendBatch(nil, full))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := protocol.DecodeBatchInto(dst, protocol.AppendBatch(nil, bare))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := protocol.DecodeBatch(protocol.AppendBatch(nil, bare))
+	if &got[0] != &dst[0] || !reflect.DeepEqual(got, want) {
+		t.Fatalf("decoded into the old slice: %+v, want %+v (in the same memory)", got, want)
+	}
+}
