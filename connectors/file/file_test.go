@@ -128,17 +128,58 @@ func TestSourceFollowsAppendsAndTruncation(t *testing.T) {
 	}
 }
 
-func TestSourceLineTooLong(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "in.txt")
-	os.WriteFile(path, []byte("ok\n"+strings.Repeat("x", 100)+"\n"), 0o644)
-	s := newSource(t, connector.Config{"path": path, "max_line_bytes": int64(50), "read_buffer": int64(16)})
-	s.Open(context.Background(), nil)
-	var err error
-	for err == nil {
-		_, err = s.Read(context.Background())
-	}
-	if !errors.Is(err, connector.ErrPermanent) || !strings.Contains(err.Error(), "offset 3") {
-		t.Fatalf("err = %v", err)
+// A line over max_line_bytes is not a reason to stop: it becomes one record marked malformed
+// (its first bytes as the value, the reason naming its offset and max_line_bytes) and reading goes
+// on after it, in a bounded and in a followed file, with and without a final newline,
+// whether the line spans several reads or sits within one.
+func TestSourceLineTooLongIsMarkedMalformed(t *testing.T) {
+	for _, chunk := range []int64{16, 1 << 20} { // the line spans reads; the line is within one read
+		for _, follow := range []bool{false, true} {
+			for _, tail := range []string{"\nok2\n", "\r\nok2\n", ""} {
+				path := filepath.Join(t.TempDir(), "in.txt")
+				long := strings.Repeat("x", 3000)
+				os.WriteFile(path, []byte("ok\n"+long+tail), 0o644)
+				s := newSource(t, connector.Config{"path": path, "max_line_bytes": int64(50), "read_buffer": chunk, "follow": follow, "poll_interval": time.Millisecond})
+				s.Open(context.Background(), nil)
+				var got []connector.Record
+				want := 2
+				if tail != "" {
+					want = 3
+				} else if follow {
+					want = 1 // a followed file's last line is read once its newline is written
+				}
+				for len(got) < want {
+					recs, err := s.Read(context.Background())
+					if err != nil {
+						t.Fatalf("follow %v tail %q: after %d records: %v", follow, tail, len(got), err)
+					}
+					got = append(got, recs...)
+				}
+				if len(got) != want || string(got[0].Value) != "ok" {
+					t.Fatalf("follow %v tail %q: got %d records", follow, tail, len(got))
+				}
+				if want == 1 {
+					continue
+				}
+				bad := got[1]
+				if len(bad.Headers) != 1 || bad.Headers[0].Key != connector.HeaderMalformed {
+					t.Fatalf("follow %v tail %q: over-long line not marked malformed: %+v", follow, tail, bad.Headers)
+				}
+				reason := string(bad.Headers[0].Value)
+				if !strings.Contains(reason, "offset 3") || !strings.Contains(reason, "3000 bytes") || !strings.Contains(reason, "max_line_bytes (50)") {
+					t.Fatalf("reason %q", reason)
+				}
+				if string(bad.Value) != long[:50] {
+					t.Fatalf("value %q, want the first max_line_bytes bytes", bad.Value)
+				}
+				if end := int64(3 + 3000 + len(tail) - len("ok2\n")); tail != "" && bad.Position.Offset != end {
+					t.Fatalf("position %d, want %d (after the line)", bad.Position.Offset, end)
+				}
+				if tail != "" && (string(got[2].Value) != "ok2" || got[2].Headers != nil) {
+					t.Fatalf("line after the long one: %q %v", got[2].Value, got[2].Headers)
+				}
+			}
+		}
 	}
 }
 

@@ -30,7 +30,7 @@ var sourceSpec = connector.Spec{
 		{Name: "path", Type: connector.TypeString, Required: true, Description: "The file to read.", Example: "/var/log/prices.jsonl"},
 		{Name: "follow", Type: connector.TypeBool, Default: false, Description: "Keep reading lines appended to the file instead of ending at its end."},
 		{Name: "poll_interval", Type: connector.TypeDuration, Default: 200 * time.Millisecond, Description: "With follow, how often to look for new data."},
-		{Name: "max_line_bytes", Type: connector.TypeByteSize, Default: int64(16 << 20), Description: "Longest accepted line; a longer one stops the pipeline with an error naming its offset."},
+		{Name: "max_line_bytes", Type: connector.TypeByteSize, Default: int64(16 << 20), Description: "Longest accepted line; a longer one goes to the dead letters, with its offset and length in the reason and its first KiB as the value, and reading goes on after it."},
 		{Name: "read_buffer", Type: connector.TypeByteSize, Default: int64(1 << 20), Description: "Bytes read from the file per batch."},
 	},
 }
@@ -57,6 +57,7 @@ type Source struct {
 	f        *os.File
 	offset   int64 // offset of the next byte to read
 	pending  []byte
+	skip     *overlong // the over-long line being skipped, if any
 	eof      bool
 	closeErr error
 }
@@ -141,14 +142,22 @@ func (s *Source) Read(ctx context.Context) ([]connector.Record, error) {
 			return nil, fmt.Errorf("file source: %w", err) // an *os.PathError: "read PATH: ..."
 		}
 		atEOF := errors.Is(err, io.EOF)
-		recs, used := s.split(data, atEOF && !s.follow)
-		s.offset += int64(used)
-		s.pending = data[used:]
-		if len(s.pending) > s.maxLine {
-			return nil, fmt.Errorf("file source: %s: line at offset %d is longer than max_line_bytes (%d): %w", s.path, s.offset, s.maxLine, connector.ErrPermanent)
-		}
-		if len(recs) > 0 {
-			return recs, nil
+		if s.skip != nil {
+			if rec, ok := s.skipLine(data, atEOF && !s.follow); ok {
+				return []connector.Record{rec}, nil
+			}
+		} else {
+			recs, used := s.split(data, atEOF && !s.follow)
+			s.offset += int64(used)
+			s.pending = data[used:]
+			if len(s.pending) > s.maxLine {
+				s.skip = &overlong{start: s.offset, prefix: bytes.Clone(s.pending[:min(len(s.pending), s.maxLine, malformedPrefix)])}
+				s.offset += int64(len(s.pending))
+				s.pending = nil
+			}
+			if len(recs) > 0 {
+				return recs, nil
+			}
 		}
 		if !atEOF {
 			continue
@@ -159,7 +168,7 @@ func (s *Source) Read(ctx context.Context) ([]connector.Record, error) {
 		}
 		// Following: wait for the file to grow, or restart when it shrank.
 		if st, err := s.f.Stat(); err == nil && st.Size() < s.offset {
-			s.offset, s.pending = 0, nil
+			s.offset, s.pending, s.skip = 0, nil, nil
 			continue
 		}
 		t := time.NewTimer(s.poll)
@@ -169,6 +178,53 @@ func (s *Source) Read(ctx context.Context) ([]connector.Record, error) {
 			return nil, ctx.Err()
 		case <-t.C:
 		}
+	}
+}
+
+// malformedPrefix is how many bytes of an over-long line its dead letter keeps.
+const malformedPrefix = 1024
+
+// overlong is a line longer than max_line_bytes, skipped up to its end.
+type overlong struct {
+	start  int64  // offset of its first byte
+	prefix []byte // its first bytes
+}
+
+// skipLine consumes data, read at s.offset, as part of the over-long line being skipped. At the
+// line's end (its newline, or the end of a bounded file with final) it returns the record that
+// marks the line malformed, positioned after it.
+func (s *Source) skipLine(data []byte, final bool) (connector.Record, bool) {
+	end := bytes.IndexByte(data, '\n')
+	newline := end >= 0
+	if !newline {
+		end = len(data)
+		if !final {
+			s.offset += int64(len(data))
+			return connector.Record{}, false
+		}
+	}
+	length := s.offset + int64(end) - s.skip.start
+	s.offset += int64(end)
+	if newline {
+		s.offset++
+		if end > 0 && data[end-1] == '\r' {
+			length--
+		}
+	}
+	l := s.skip
+	s.skip = nil
+	return s.malformed(l.start, length, l.prefix, s.offset), true
+}
+
+// malformed is the record marking the line at start, of length bytes, as over-long: its value is
+// the line's first bytes, its position next, after the line.
+func (s *Source) malformed(start, length int64, prefix []byte, next int64) connector.Record {
+	reason := fmt.Sprintf("line at offset %d is %d bytes, longer than max_line_bytes (%d); the value holds its first %d bytes", start, length, s.maxLine, len(prefix))
+	return connector.Record{
+		Value:    prefix,
+		Headers:  []connector.Header{{Key: connector.HeaderMalformed, Value: []byte(reason)}},
+		Time:     time.Now(),
+		Position: connector.Position{Partition: s.path, Offset: next},
 	}
 }
 
@@ -199,6 +255,12 @@ func (s *Source) split(data []byte, final bool) ([]connector.Record, int) {
 		}
 		if end > used && data[end-1] == '\r' {
 			end-- // "\r\n" ends a line too; the "\r" is not part of the value
+		}
+		if end-used > s.maxLine {
+			p := used + min(s.maxLine, malformedPrefix)
+			recs = append(recs, s.malformed(s.offset+int64(used), int64(end-used), data[used:p:p], s.offset+int64(next)))
+			used = next
+			continue
 		}
 		recs = append(recs, connector.Record{
 			Value:    data[used:end:end],

@@ -15,7 +15,7 @@ import (
 type deadLetter struct {
 	rec    connector.Record
 	stage  string // the transform, sink or "router" that refused it
-	kind   string // rejected | sink_failed | unrouted
+	kind   string // rejected | sink_failed | unrouted | malformed
 	code   int
 	reason string
 }

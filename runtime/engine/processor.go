@@ -3,6 +3,7 @@ package engine
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/sluicehq/sluice/runtime/pipeline"
@@ -24,6 +25,7 @@ func (r *run) processor(in <-chan *pendingBatch) {
 			continue // draining the channel after a failure
 		}
 		out := stageOutput{main: pb.recs}
+		r.malformed(&out)
 		for _, st := range r.stages {
 			if len(out.main) == 0 || !r.applyStage(st, &out) {
 				break
@@ -33,6 +35,34 @@ func (r *run) processor(in <-chan *pendingBatch) {
 			continue
 		}
 		r.route(pb.b, out)
+	}
+}
+
+// malformed moves the records the source marked with connector.HeaderMalformed from out.main to
+// the dead letters, without that header.
+func (r *run) malformed(out *stageOutput) {
+	var kept []connector.Record // nil until the first marked record
+	for i, rec := range out.main {
+		k := slices.IndexFunc(rec.Headers, func(h connector.Header) bool { return h.Key == connector.HeaderMalformed })
+		if k < 0 {
+			if kept != nil {
+				kept = append(kept, rec)
+			}
+			continue
+		}
+		if kept == nil {
+			kept = append(make([]connector.Record, 0, len(out.main)), out.main[:i]...)
+		}
+		reason := string(rec.Headers[k].Value)
+		rec.Headers = slices.Delete(slices.Clone(rec.Headers), k, k+1)
+		if len(rec.Headers) == 0 {
+			rec.Headers = nil
+		}
+		r.p.m.RecordsRejected.WithLabelValues(r.p.spec.Name, "source").Inc()
+		out.letters = append(out.letters, deadLetter{rec: rec, stage: "source", kind: "malformed", reason: reason})
+	}
+	if kept != nil {
+		out.main = kept
 	}
 }
 
@@ -137,8 +167,12 @@ func (r *run) route(b *batch, out stageOutput) {
 	if len(letters) > 0 {
 		if p.dlq == nil {
 			l := letters[0]
-			r.fatal(fmt.Errorf("%d record(s) must go to the dead letters (first at %s, from %s: %s) but %w; add spec.dead_letter, or set on_reject: drop on the transform to drop them knowingly",
-				len(letters), l.rec.Position, l.stage, l.reason, ErrNoDeadLetter))
+			hint := "add spec.dead_letter, or set on_reject: drop on the transform to drop them knowingly"
+			if l.kind == "malformed" {
+				hint = "add spec.dead_letter, or fix the input or the source's limit"
+			}
+			r.fatal(fmt.Errorf("%d record(s) must go to the dead letters (first at %s, from %s: %s) but %w; %s",
+				len(letters), l.rec.Position, l.stage, l.reason, ErrNoDeadLetter, hint))
 			return
 		}
 		ds = append(ds, delivery{s: p.dlq, item: sinkItem{b: b, letters: letters}})

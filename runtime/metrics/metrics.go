@@ -18,7 +18,8 @@ type Metrics struct {
 	RecordsIn *prometheus.CounterVec
 	// RecordsOut counts records a component passed on or made durable.
 	RecordsOut *prometheus.CounterVec
-	// RecordsRejected counts records a transform rejected.
+	// RecordsRejected counts records a transform rejected, and (component "source") records the
+	// source marked malformed.
 	RecordsRejected *prometheus.CounterVec
 	// RecordsFailed counts records a sink could not write (sent to the dead letters).
 	RecordsFailed *prometheus.CounterVec
@@ -56,7 +57,7 @@ func New() *Metrics {
 		Registry:        prometheus.NewRegistry(),
 		RecordsIn:       prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_records_in_total", Help: "Records that entered a component."}, pc),
 		RecordsOut:      prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_records_out_total", Help: "Records a component passed on or made durable."}, pc),
-		RecordsRejected: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_records_rejected_total", Help: "Records a transform rejected."}, pc),
+		RecordsRejected: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_records_rejected_total", Help: "Records a transform rejected, or the source marked malformed (component \"source\")."}, pc),
 		RecordsFailed:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_records_failed_total", Help: "Records a sink could not write."}, pc),
 		DeadLetters:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_dead_letters_total", Help: "Records made durable in the dead-letter sink."}, []string{"pipeline"}),
 		BatchSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "sluice_batch_duration_seconds", Help: "Time one batch spends in a component.",

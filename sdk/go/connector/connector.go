@@ -16,6 +16,12 @@ import (
 	"time"
 )
 
+// HeaderMalformed is the key of the header with which a source marks a record it could not read
+// as data (a line over its length limit, say); the header's value is the reason. The runtime sends
+// such a record, without that header, to the pipeline's dead-letter sink (stage "source", kind
+// "malformed") instead of the transforms and sinks, and commits its position like any other.
+const HeaderMalformed = "sluice-malformed"
+
 // Header is one record header. Keys may repeat.
 type Header struct {
 	Key   string
