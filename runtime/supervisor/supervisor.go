@@ -93,12 +93,13 @@ func New(o Options) (*Supervisor, error) {
 func (s *Supervisor) Metrics() *metrics.Metrics { return s.m }
 
 // Add builds the pipelines: their sources, sinks and dead-letter sinks (no I/O), and checks that
-// every sink reads a port its pipeline's transforms emit. A pipeline with a problem is not added;
+// every sink reads a port its pipeline's transforms emit and that no file sink writes the file
+// its pipeline's source follows. A pipeline with a problem is not added;
 // every problem of every pipeline is returned.
 func (s *Supervisor) Add(ctx context.Context, ps ...*pipeline.Pipeline) []Problem {
 	var problems []Problem
 	for _, cfg := range ps {
-		if pp := s.checkPorts(ctx, cfg); len(pp) > 0 {
+		if pp := append(checkSelfFeeding(cfg), s.checkPorts(ctx, cfg)...); len(pp) > 0 {
 			problems = append(problems, pp...)
 			continue
 		}
