@@ -71,6 +71,12 @@ func setup() error {
 	}
 	s, err := comp.Compile(url)
 	if err != nil {
+		var sve *jsonschema.SchemaValidationError
+		var ve *jsonschema.ValidationError
+		if errors.As(err, &sve) && errors.As(sve.Err, &ve) {
+			// One line naming each offending keyword, instead of the library's indented tree.
+			return errors.New("config: schema: not a valid JSON Schema (draft 2020-12): " + schemamsg.Reason(ve, maxLeaves))
+		}
 		return errors.New("config: schema: " + err.Error())
 	}
 	schema = s
