@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sluicehq/sluice/runtime/admin"
+	"github.com/sluicehq/sluice/runtime/checkpoint"
 	"github.com/sluicehq/sluice/runtime/metrics"
 	"github.com/sluicehq/sluice/runtime/pipeline"
 	"github.com/sluicehq/sluice/runtime/pluginhost"
@@ -95,7 +96,11 @@ func runPipelines(parent context.Context, g *Globals, args []string, f runFlags)
 		<-ctx.Done()
 		stop() // a second signal now takes the default action and ends the process at once
 	}()
-	return l.sup.Run(ctx, supervisor.RunOptions{Reset: f.reset})
+	err = l.sup.Run(ctx, supervisor.RunOptions{Reset: f.reset})
+	if errors.Is(err, checkpoint.ErrCorrupt) {
+		return fmt.Errorf("%w; the file holds every pipeline's source positions: run again with --reset to set it aside (as %s.corrupt) and start the sources from the beginning, or move it away", err, checkpoint.FileName)
+	}
+	return err
 }
 
 // adminPipelines is the supervisor's status as the admin API shows it.

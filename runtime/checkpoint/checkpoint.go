@@ -26,6 +26,10 @@ const FileName = "checkpoints.db"
 // ErrLocked is returned by Open when another process holds the store.
 var ErrLocked = errors.New("checkpoint store is in use by another process")
 
+// ErrCorrupt is returned by Open when the store's file is damaged (truncated, overwritten): the
+// positions it held cannot be read. Recreate sets such a file aside and starts an empty store.
+var ErrCorrupt = errors.New("the checkpoint store is damaged")
+
 // Store is the checkpoint store. It is safe for concurrent use.
 type Store struct {
 	db *bolt.DB
@@ -43,9 +47,27 @@ func Open(dataDir string) (*Store, error) {
 		if errors.Is(err, bolt.ErrTimeout) {
 			return nil, fmt.Errorf("checkpoint: open %s: %w", path, ErrLocked)
 		}
+		if errors.Is(err, bolt.ErrInvalid) || errors.Is(err, bolt.ErrChecksum) || errors.Is(err, bolt.ErrVersionMismatch) {
+			return nil, fmt.Errorf("checkpoint: open %s: %w: %w", path, ErrCorrupt, err)
+		}
 		return nil, fmt.Errorf("checkpoint: open %s: %w", path, err)
 	}
 	return &Store{db: db}, nil
+}
+
+// Recreate opens the store in dataDir like Open, except that a damaged store file (ErrCorrupt) is
+// renamed to FileName+".corrupt", replacing an earlier one, and an empty store is created in its
+// place: every pipeline's positions are lost, so its source starts from the beginning.
+func Recreate(dataDir string) (*Store, error) {
+	s, err := Open(dataDir)
+	if !errors.Is(err, ErrCorrupt) {
+		return s, err
+	}
+	path := filepath.Join(dataDir, FileName)
+	if err := os.Rename(path, path+".corrupt"); err != nil {
+		return nil, fmt.Errorf("checkpoint: set the damaged store aside: %w", err)
+	}
+	return Open(dataDir)
 }
 
 // Close closes the store. It is idempotent.

@@ -123,7 +123,8 @@ func (s *Supervisor) Add(ctx context.Context, ps ...*pipeline.Pipeline) []Proble
 
 // RunOptions adjust Run.
 type RunOptions struct {
-	// Reset forgets the pipelines' checkpoints: their sources start from the beginning.
+	// Reset forgets the pipelines' checkpoints: their sources start from the beginning. A
+	// damaged checkpoint store is set aside and recreated (see checkpoint.Recreate).
 	Reset bool
 }
 
@@ -146,7 +147,11 @@ func (s *Supervisor) Run(ctx context.Context, o RunOptions) error {
 	if s.opts.DataDir == "" {
 		return errors.New("supervisor: a data directory is required to checkpoint")
 	}
-	store, err := checkpoint.Open(s.opts.DataDir)
+	open := checkpoint.Open
+	if o.Reset {
+		open = checkpoint.Recreate
+	}
+	store, err := open(s.opts.DataDir)
 	if err != nil {
 		return err
 	}
