@@ -147,10 +147,11 @@ func runTransformTest(ctx context.Context, g *Globals, path string, f transformT
 	if err != nil {
 		return err
 	}
-	stage, err := h.NewStage(ctx, m, wasmhost.StageConfig{Name: m.Meta().Name, Config: cfg, Mode: wasmhost.Mode(f.mode),
+	name := m.Meta().Name
+	stage, err := h.NewStage(ctx, m, wasmhost.StageConfig{Name: name, Config: cfg, Mode: wasmhost.Mode(f.mode),
 		Timeout: f.timeout, MemoryBytes: f.memoryMiB << 20, Instances: 1})
 	if err != nil {
-		return err
+		return fmt.Errorf("transform %q: %w", name, err)
 	}
 	defer stage.Close(context.Background())
 
@@ -171,7 +172,7 @@ func runTransformTest(ctx context.Context, g *Globals, path string, f transformT
 		}
 		res, err := stage.Process(ctx, batch)
 		if err != nil {
-			return err
+			return fmt.Errorf("transform %q: %w", name, err)
 		}
 		for o := range res.Outcomes() {
 			switch o.Action {

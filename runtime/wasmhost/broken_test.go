@@ -38,7 +38,7 @@ func TestModuleFailingEveryCallIsBroken(t *testing.T) {
 			if !errors.Is(err, transform.ErrBroken) {
 				t.Fatalf("err = %v, want transform.ErrBroken", err)
 			}
-			if !strings.HasPrefix(err.Error(), `transform "t": stage is broken: 8 guest calls in a row failed`) {
+			if !strings.HasPrefix(err.Error(), `stage is broken: 8 guest calls in a row failed`) {
 				t.Fatalf("err = %v", err)
 			}
 			if n := failedCalls(s.Stats()); n != 8 {

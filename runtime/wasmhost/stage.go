@@ -133,12 +133,13 @@ var _ transform.Stage = (*Stage)(nil)
 // NewStage returns. It fails when the config is invalid, an instance cannot be created, or
 // tf_init fails (with the guest's tf_last_error message). Creating one instance may take at most
 // 30s or until ctx ends, whichever comes first; in trusted mode a guest that loops in
-// _initialize or tf_init cannot be interrupted, so NewStage then does not return.
+// _initialize or tf_init cannot be interrupted, so NewStage then does not return. Its errors, like
+// Process's, do not name the stage: the caller does ("init: ...", "config does not match ...").
 func (h *Host) NewStage(ctx context.Context, m *Module, cfg StageConfig) (*Stage, error) {
 	if cfg.Name == "" {
 		cfg.Name = m.meta.Name
 	}
-	fail := func(err error) (*Stage, error) { return nil, fmt.Errorf("transform %q: %w", cfg.Name, err) }
+	fail := func(err error) (*Stage, error) { return nil, err } // the caller names the stage
 	if len(strings.TrimSpace(string(cfg.Config))) == 0 {
 		cfg.Config = []byte("{}")
 	}
@@ -308,7 +309,7 @@ const parallelMinRecords = 256
 // one batch of n records did). Safe for concurrent use.
 func (s *Stage) Process(ctx context.Context, batch []connector.Record) (transform.Result, error) {
 	if s.closed.Load() {
-		return transform.Result{}, fmt.Errorf("transform %q: %w", s.name, ErrClosed)
+		return transform.Result{}, fmt.Errorf("stage: %w", ErrClosed)
 	}
 	var endsBuf [8]int
 	ends := splitFrames(batch, s.fcap, endsBuf[:0])
@@ -322,7 +323,7 @@ func (s *Stage) Process(ctx context.Context, batch []connector.Record) (transfor
 		lo := 0
 		for _, hi := range ends {
 			if err := s.processChunk(ctx, batch[lo:hi], lo, &res, bf); err != nil {
-				return transform.Result{}, fmt.Errorf("transform %q: %w", s.name, err)
+				return transform.Result{}, err
 			}
 			lo = hi
 		}
@@ -345,7 +346,7 @@ func (s *Stage) Process(ctx context.Context, batch []connector.Record) (transfor
 		wg.Wait()
 		for _, err := range errs {
 			if err != nil {
-				return transform.Result{}, fmt.Errorf("transform %q: %w", s.name, err)
+				return transform.Result{}, err
 			}
 		}
 		res.Actions = make([]transform.Action, 0, len(batch))
