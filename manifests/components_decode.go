@@ -94,7 +94,6 @@ func (d *docDecoder) sinks(p *Pipeline, n *yaml.Node) {
 		d.errorf(seq, "add at least one sink", "spec.sinks: the list is empty")
 		return
 	}
-	seen := map[string]int{}
 	for i, item := range seq.Content {
 		il := l.index(i)
 		m, _ := d.mapping(item, il, sinkShape.names())
@@ -104,7 +103,7 @@ func (d *docDecoder) sinks(p *Pipeline, n *yaml.Node) {
 		node := d.resolve(item)
 		s := Sink{From: DefaultPort}
 		var label loc
-		s.Name, label = d.entryName(m, node, il, "sink", "out", seen)
+		s.Name, label = d.entryName(m, node, il, "sink", "out", d.names)
 		fromPos := d.pos(node)
 		if e, ok := m["from"]; ok {
 			fromPos = d.pos(e.val)
@@ -118,10 +117,21 @@ func (d *docDecoder) sinks(p *Pipeline, n *yaml.Node) {
 	}
 }
 
-// entryName decodes the name: of a sink or transform (kind), unique within the pipeline (seen maps
-// names to their lines). The returned label names the entry in later messages: `sink "out"`, or
-// its list position when the name is missing or invalid.
-func (d *docDecoder) entryName(m map[string]entry, node *yaml.Node, il loc, kind, example string, seen map[string]int) (string, loc) {
+// named is a transform's or sink's name already seen in the pipeline.
+type named struct {
+	kind string
+	node *yaml.Node
+}
+
+// reservedNames name the source and the dead-letter sink in metrics and messages.
+var reservedNames = map[string]bool{"source": true, "dead_letter": true}
+
+// entryName decodes the name: of a sink or transform (kind). Transforms and sinks share one
+// namespace within the pipeline (seen; their names are the component label of the metrics), and
+// may not take a reserved name. A name used twice is reported where it comes second in the
+// document. The returned label names the entry in later messages: `sink "out"`, or its list
+// position when the name is missing or invalid.
+func (d *docDecoder) entryName(m map[string]entry, node *yaml.Node, il loc, kind, example string, seen map[string]named) (string, loc) {
 	e, ok := m["name"]
 	if !ok {
 		d.errorf(node, fmt.Sprintf("give each %s a name: name: %s", kind, example), "%s: missing required key \"name\"", il.path)
@@ -131,10 +141,22 @@ func (d *docDecoder) entryName(m map[string]entry, node *yaml.Node, il loc, kind
 	if !ok {
 		return "", il
 	}
-	if line, dup := seen[name]; dup {
-		d.errorf(e.val, kind+" names must be unique within a pipeline", "duplicate %s name %q (first defined at line %d)", kind, name, line)
-	} else {
-		seen[name] = e.val.Line
+	first, dup := seen[name]
+	switch {
+	case reservedNames[name]:
+		d.errorf(e.val, `"source" and "dead_letter" name the pipeline's source and dead-letter sink in metrics and messages; choose another name`,
+			"%s name %q is reserved", kind, name)
+	case dup && first.kind == kind:
+		d.errorf(e.val, kind+" names must be unique within a pipeline", "duplicate %s name %q (first defined at line %d)", kind, name, first.node.Line)
+	case dup:
+		a, b := named{first.kind, first.node}, named{kind, e.val}
+		if b.node.Line < a.node.Line || b.node.Line == a.node.Line && b.node.Column < a.node.Column {
+			a, b = b, a
+		}
+		d.errorf(b.node, "transforms and sinks share one namespace (the component label of the metrics); rename one",
+			"%s name %q is already the name of %s %q (line %d)", b.kind, name, a.kind, name, a.node.Line)
+	default:
+		seen[name] = named{kind, e.val}
 	}
 	return name, loc{label: fmt.Sprintf("%s %q", kind, name)}
 }

@@ -97,6 +97,8 @@ type docDecoder struct {
 	secrets []string
 	// sinkFrom holds the position of each sink's from: (or of the sink), parallel to Pipeline.Sinks.
 	sinkFrom []Pos
+	// names holds the transform and sink names of the pipeline being decoded.
+	names map[string]named
 }
 
 func (d *docDecoder) pos(n *yaml.Node) Pos {

@@ -127,6 +127,7 @@ func (d *docDecoder) spec(p *Pipeline, n *yaml.Node) {
 		return
 	}
 	at := d.resolve(n)
+	d.names = map[string]named{}
 
 	if e, ok := m["source"]; ok && !isNull(d.resolve(e.val)) {
 		p.Source, _ = d.component(e.val, connector.KindSource, loc{label: "source"}, sourceShape.names(), nil)

@@ -170,7 +170,7 @@ var (
 		{name: "config", desc: "Settings of the component; see `sluice docs TYPE`.", value: static(schemaObj{"type": "object"})},
 	}}
 	sinkShape = shape{desc: "A sink the pipeline writes to. Every sink gets every record of its port.", keys: []key{
-		{name: "name", required: true, desc: "Name of the sink, unique within the pipeline.", value: definition("name")},
+		{name: "name", required: true, desc: "Name of the sink, unique among the pipeline's sinks and transforms; not `source` or `dead_letter`.", value: definition("name")},
 		{name: "type", required: true, desc: "Which sink; `sluice components` lists them.", value: componentType(connector.KindSink)},
 		{name: "config", desc: "Settings of the component; see `sluice docs TYPE`.", value: static(schemaObj{"type": "object"})},
 		{name: "from", desc: "Output port of the last transform this sink reads; main when not set.", value: static(schemaObj{"$ref": "#/definitions/name", "default": DefaultPort})},
@@ -180,7 +180,7 @@ var (
 		{name: "config", desc: "Settings of the component; see `sluice docs TYPE`.", value: static(schemaObj{"type": "object"})},
 	}, ruleKeys(deadLetterRules)...)}
 	transformShape = shape{desc: "A WASM transform stage.", keys: []key{
-		{name: "name", required: true, desc: "Name of the transform, unique within the pipeline.", value: definition("name")},
+		{name: "name", required: true, desc: "Name of the transform, unique among the pipeline's transforms and sinks; not `source` or `dead_letter`.", value: definition("name")},
 		{name: "wasm", required: true, desc: "Path of the .wasm module, relative to the manifest file's directory.", value: static(schemaObj{"type": "string", "minLength": 1})},
 		{name: "sha256", desc: "Pins the module's SHA-256 digest (hex); loading fails when it does not match.", value: static(schemaObj{"type": "string", "pattern": "^[0-9a-fA-F]{64}$"})},
 		{name: "config", desc: "Configuration handed to the module once, as JSON, when an instance starts.", value: static(schemaObj{"type": "object"})},

@@ -20,7 +20,6 @@ func (d *docDecoder) transforms(p *Pipeline, n *yaml.Node) {
 		d.errorf(seq, "write transforms as a list: transforms: [{name: ..., wasm: ...}]", "spec.transforms: expected a list, got %s", describe(seq, false))
 		return
 	}
-	seen := map[string]int{}
 	for i, item := range seq.Content {
 		il := l.index(i)
 		m, _ := d.mapping(item, il, transformShape.names())
@@ -32,7 +31,7 @@ func (d *docDecoder) transforms(p *Pipeline, n *yaml.Node) {
 		t.OnReject = OnReject(onRejectRule.Default.(string))
 		errs := d.errs
 		var label loc
-		t.Name, label = d.entryName(m, node, il, "transform", "validate", seen)
+		t.Name, label = d.entryName(m, node, il, "transform", "validate", d.names)
 		col := &collector{fields: t.Fields}
 		if label.path != "" {
 			col.prefix = label.path + "."
