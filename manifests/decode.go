@@ -82,15 +82,17 @@ func (c *collector) field(l loc, p Pos) {
 
 // docDecoder decodes one YAML document, reporting problems to the loader.
 type docDecoder struct {
-	l       *loader
-	file    string
-	dir     string
-	errs    int
-	nodes   int
-	depth   int
-	budget  bool // reported the node budget already
-	aliased bool // followed an alias
-	deep    bool // reported the depth limit already
+	l      *loader
+	file   string
+	dir    string
+	errs   int
+	nodes  int
+	depth  int
+	budget bool // reported the node budget already
+	// overBudget silences every diagnostic after the node budget's.
+	overBudget bool
+	aliased    bool // followed an alias
+	deep       bool // reported the depth limit already
 	// files holds the ${file:PATH} targets read so far, by path: each is read once per document.
 	files map[string]string
 	// secrets holds every secret value seen in the document; its diagnostics are redacted with them.
@@ -109,6 +111,11 @@ func (d *docDecoder) pos(n *yaml.Node) Pos {
 }
 
 func (d *docDecoder) report(p Pos, hint, format string, args ...any) {
+	if d.overBudget {
+		// Past the node budget resolve hands back nil for every value: anything reported now
+		// (a "missing" key that is there) would follow from the size diagnostic, not the document.
+		return
+	}
 	d.errs++
 	d.l.diags = append(d.l.diags, Diagnostic{Pos: p, Message: fmt.Sprintf(format, args...), Hint: hint})
 }
@@ -137,6 +144,7 @@ func (d *docDecoder) resolve(n *yaml.Node) *yaml.Node {
 				d.errorf(n, "give each pipeline its own document (separated by ---) or file; one pipeline needs far fewer values",
 					"document too large: more than %d values", maxNodes)
 			}
+			d.overBudget = true
 		}
 		return nil
 	}

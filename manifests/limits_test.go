@@ -48,6 +48,9 @@ func TestLargeDocuments(t *testing.T) {
 			if found == nil {
 				t.Fatalf("no size diagnostic in:\n%v", diags)
 			}
+			if len(diags) != 1 {
+				t.Errorf("follow-on diagnostics after the size one (the decoder no longer sees the values):\n%v", diags)
+			}
 			if found.Message != tc.want || !strings.Contains(found.Hint, tc.hint) || tc.never != "" && strings.Contains(found.Message+found.Hint, tc.never) {
 				t.Errorf("got %s\nwant message %q with a hint containing %q", found, tc.want, tc.hint)
 			}
