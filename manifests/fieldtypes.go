@@ -2,6 +2,7 @@ package manifests
 
 import (
 	"fmt"
+	"math"
 
 	"gopkg.in/yaml.v3"
 
@@ -29,6 +30,25 @@ type fieldType struct {
 	placeholder func(f connector.Field) *yaml.Node
 }
 
+// int64Bounds bounds an integer schema to int64, as the loader decodes integers (it sets no
+// bound the schema already has); other schemas are returned as they are.
+func int64Bounds(s schemaObj) schemaObj {
+	if s["type"] != "integer" {
+		return s
+	}
+	if _, ok := s["minimum"]; !ok {
+		if _, ok := s["exclusiveMinimum"]; !ok {
+			s["minimum"] = int64(math.MinInt64)
+		}
+	}
+	if _, ok := s["maximum"]; !ok {
+		if _, ok := s["exclusiveMaximum"]; !ok {
+			s["maximum"] = int64(math.MaxInt64)
+		}
+	}
+	return s
+}
+
 // fieldTypes holds every connector.Type the manifests understand; "" means TypeAny. It is filled
 // in init because the collection types' decoders refer back to it.
 var fieldTypes map[connector.Type]*fieldType
@@ -37,13 +57,13 @@ func init() {
 	ref := schemaObj{"$ref": "#/definitions/reference"}
 	withRef := func(typ string) func(connector.Field) (schemaObj, error) {
 		return func(connector.Field) (schemaObj, error) {
-			return schemaObj{"anyOf": []any{schemaObj{"type": typ}, ref}}, nil
+			return schemaObj{"anyOf": []any{int64Bounds(schemaObj{"type": typ}), ref}}, nil
 		}
 	}
 	rangedNumber := func(typ string) func(s, num schemaObj, _ bool) schemaObj {
 		return func(s, num schemaObj, _ bool) schemaObj {
 			num["type"] = typ
-			s["anyOf"] = []any{num, ref}
+			s["anyOf"] = []any{int64Bounds(num), ref}
 			return s
 		}
 	}
@@ -100,6 +120,7 @@ func init() {
 			// A size written with a unit can only be checked for being positive (by pattern).
 			ranged: func(s, num schemaObj, positive bool) schemaObj {
 				num["type"] = "integer"
+				int64Bounds(num)
 				pattern := byteSizePattern
 				if positive {
 					pattern = positiveByteSizePattern

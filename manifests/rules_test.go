@@ -148,3 +148,49 @@ spec:
 	}
 	return path, line
 }
+
+// TestSchemaAndLoaderAgreeOnValues checks values where the schema and the loader used to
+// disagree: whole numbers written as floats, integers beyond 64 bits, fractions of a byte and
+// sections written as null.
+func TestSchemaAndLoaderAgreeOnValues(t *testing.T) {
+	sch := compileSchema(t)
+	for _, c := range []struct {
+		section, name, value string
+		ok                   bool
+	}{
+		{"batch", "max_records", "1.0", true},
+		{"batch", "max_records", "1e3", true},
+		{"batch", "max_records", "1.5", false},
+		{"batch", "max_records", "99999999999999999999", false},
+		{"buffer", "max_records", "9223372036854775807", true},
+		{"buffer", "max_records", "99999999999999999999", false},
+		{"dead_letter", "failure_window", "99999999999999999999", false},
+		{"dead_letter", "failure_window", "100.0", true},
+		{"batch", "max_bytes", "1.5", false},
+		{"batch", "max_bytes", "1.0", true},
+		{"batch", "max_bytes", "2e3", true},
+		{"batch", "max_bytes", "1.5KiB", true},
+		{"buffer", "max_bytes", "0.5", false},
+		{"spec", "batch", "null", true},
+		{"spec", "buffer", "null", true},
+		{"spec", "transforms", "null", true},
+		{"spec", "dead_letter", "null", true},
+		{"spec", "delivery", "null", true},
+	} {
+		t.Run(fmt.Sprintf("%s.%s=%s", c.section, c.name, c.value), func(t *testing.T) {
+			path, _ := rangeManifest(t, manifests.RangedSetting{Section: c.section, Name: c.name}, c.value)
+			if c.section == "spec" && c.name == "batch" { // the template sets batch: drop it
+				b, _ := os.ReadFile(path)
+				os.WriteFile(path, []byte(strings.Replace(string(b), "  batch: {max_records: 1, max_bytes: 1}\n", "", 1)), 0o644)
+			}
+			_, diags := manifests.Load([]string{path}, manifests.LoadOptions{Catalog: testCatalog})
+			serr := sch.Validate(yamlDocuments(t, path)[0])
+			if loader := len(diags) == 0; loader != c.ok {
+				t.Errorf("loader accepts: %v, want %v (%v)", loader, c.ok, diags)
+			}
+			if schema := serr == nil; schema != c.ok {
+				t.Errorf("schema accepts: %v, want %v (%v)", schema, c.ok, serr)
+			}
+		})
+	}
+}

@@ -2,6 +2,7 @@ package manifests
 
 import (
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -110,6 +111,9 @@ func decodeInt(c *scalarIn) (any, bool) {
 		}
 		return v, true
 	case c.tag == "!!float":
+		if v, ok := wholeNumber(c.text); ok {
+			return v, true // 1.0, 1e3: a whole number, as JSON Schema's integer accepts it
+		}
 		return c.bad("use a whole number between -9223372036854775808 and 9223372036854775807")
 	case c.quoted():
 		if _, err := strconv.ParseInt(c.text, 0, 64); err == nil {
@@ -190,7 +194,13 @@ func decodeByteSize(c *scalarIn) (any, bool) {
 		}
 		return v, true
 	}
-	if c.tag != "!!str" && c.tag != "!!float" {
+	if c.tag == "!!float" {
+		if v, ok := wholeNumber(c.text); ok && v >= 0 {
+			return v, true
+		}
+		return c.bad("a number of bytes is whole; for a fraction use a unit: 1.5KiB")
+	}
+	if c.tag != "!!str" {
 		return c.bad("")
 	}
 	v, err := ParseByteSize(c.text)
@@ -198,4 +208,13 @@ func decodeByteSize(c *scalarIn) (any, bool) {
 		return c.failed(err)
 	}
 	return v, true
+}
+
+// wholeNumber reads a YAML float that holds a whole number within int64 (1.0, 1e3).
+func wholeNumber(text string) (int64, bool) {
+	f, err := strconv.ParseFloat(strings.ReplaceAll(text, "_", ""), 64)
+	if err != nil || f != math.Trunc(f) || f < math.MinInt64 || f >= math.MaxInt64 {
+		return 0, false
+	}
+	return int64(f), true
 }

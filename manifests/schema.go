@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
@@ -53,7 +54,7 @@ func JSONSchema(cat Catalog) ([]byte, error) {
 		"bytesize": schemaObj{
 			"description": "A size in bytes: a number, or a number with a unit (KB, MB, GB: powers of 1000; KiB, MiB, GiB: powers of 1024).",
 			"anyOf": []any{
-				schemaObj{"type": "integer", "minimum": 0},
+				schemaObj{"type": "integer", "minimum": 0, "maximum": int64(math.MaxInt64)},
 				schemaObj{"type": "string", "pattern": byteSizePattern},
 				schemaObj{"$ref": "#/definitions/reference"},
 			},

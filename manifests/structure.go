@@ -21,6 +21,8 @@ type key struct {
 	value   func(cat Catalog) (schemaObj, error)
 	// of is, for the docs, the shape of a list's items or of a definition (source, sinks...).
 	of *shape
+	// nullable keys may be written as null, which the loader reads as absent.
+	nullable bool
 }
 
 // valueSchema describes the key's value in the JSON Schema.
@@ -59,6 +61,9 @@ func (s shape) jsonSchema(cat Catalog) (schemaObj, error) {
 		v, err := k.valueSchema(cat)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", k.name, err)
+		}
+		if k.nullable {
+			v = schemaObj{"anyOf": []any{v, schemaObj{"type": "null"}}}
 		}
 		if k.desc != "" {
 			v["description"] = k.desc
@@ -158,12 +163,12 @@ var (
 	}}
 	specShape = shape{keys: []key{
 		{name: "source", required: true, value: definition("source"), of: &sourceShape},
-		{name: "transforms", desc: "WASM transforms, applied in order.", value: listOf("transform", 0), of: &transformShape},
+		{name: "transforms", desc: "WASM transforms, applied in order.", value: listOf("transform", 0), of: &transformShape, nullable: true},
 		{name: "sinks", required: true, desc: "One or more sinks (fan-out).", value: listOf("sink", 1), of: &sinkShape},
-		{name: "dead_letter", value: definition("dead_letter"), of: &deadLetterShape},
-		{name: deliveryRule.Name, desc: deliveryRule.Description, rule: &deliveryRule},
-		{name: "batch", desc: "How the engine groups records into batches.", section: batchRules},
-		{name: "buffer", desc: "Bounds on the records in flight between the source and the sinks.", section: bufferRules},
+		{name: "dead_letter", value: definition("dead_letter"), of: &deadLetterShape, nullable: true},
+		{name: deliveryRule.Name, desc: deliveryRule.Description, rule: &deliveryRule, nullable: true},
+		{name: "batch", desc: "How the engine groups records into batches.", section: batchRules, nullable: true},
+		{name: "buffer", desc: "Bounds on the records in flight between the source and the sinks.", section: bufferRules, nullable: true},
 	}}
 	sourceShape = shape{desc: "The source the pipeline reads from.", keys: []key{
 		{name: "type", required: true, desc: "Which source; `sluice components` lists them.", value: componentType(connector.KindSource)},
