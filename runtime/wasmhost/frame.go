@@ -85,12 +85,13 @@ func encodeFrame(dst []byte, recs []connector.Record) {
 }
 
 // decodeResult parses the TFR1 frame res (a view of guest memory) for the input records recs and
-// appends to out, shifting input indexes by base. Every byte kept is copied out of res. A frame
+// appends to out, shifting input indexes by base. Every byte kept is copied out of res; the bytes
+// of all outputs together, counting repeats, must be at most maxCopy (ABI.md section 7.2). A frame
 // that breaks the ABI leaves out as it was.
-func decodeResult(res []byte, recs []connector.Record, base int, ports []string, out *transform.Result) error {
+func decodeResult(res []byte, recs []connector.Record, base int, ports []string, maxCopy int, out *transform.Result) error {
 	startA, startE, startR := len(out.Actions), len(out.Emitted), len(out.Rejected)
 	var err error
-	out.Actions, err = abi.DecodeResult(res, len(recs), len(ports), out.Actions, func(i int, d *abi.Disposition) {
+	out.Actions, err = abi.DecodeResultWithin(res, len(recs), len(ports), maxCopy, out.Actions, func(i int, d *abi.Disposition) {
 		if d.Action == abi.Emit {
 			in := &recs[i]
 			for k := range d.Outputs {

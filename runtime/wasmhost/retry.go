@@ -204,7 +204,7 @@ func (in *instance) runFrame(ctx context.Context, recs []connector.Record, base 
 	if !ok {
 		return &failure{code: CodeInvalidResult, reason: fmt.Sprintf("invalid result frame: [%d,%d) outside guest memory", ptr, uint64(ptr)+uint64(rlen))}, nil
 	}
-	if err := decodeResult(res, recs, base, s.m.meta.Ports, out); err != nil {
+	if err := decodeResult(res, recs, base, s.m.meta.Ports, int(min(s.limit, abi.MaxResultBytes)), out); err != nil {
 		return &failure{code: CodeInvalidResult, reason: err.Error()}, nil
 	}
 	return nil, nil

@@ -159,3 +159,60 @@ func TestEachHeader(t *testing.T) {
 		t.Fatal("a truncated list was accepted")
 	}
 }
+
+// A result whose EMIT dispositions all name the same OutDescs, which all name the same value
+// bytes, is refused before anything is handed out: the records and bytes it would make the host
+// copy count every repeat.
+func TestDecodeResultBoundsRepeatedOutputs(t *testing.T) {
+	le := binary.LittleEndian
+	value := make([]byte, 4096)
+	build := func(nIn, nOut int) []byte {
+		var o [48]byte
+		ts := int64(NoTimestamp)
+		le.PutUint64(o[0:], uint64(ts))
+		le.PutUint32(o[20:], Inherit)
+		le.PutUint32(o[28:], uint32(len(value)))
+		outs := make([][48]byte, nOut)
+		for k := range outs {
+			outs[k] = o
+		}
+		disps := make([][12]byte, nIn)
+		for i := range disps {
+			disps[i] = disp(2, 0, 0, uint32(nOut))
+		}
+		f := result(uint32(nIn), disps, outs, value)
+		for k := 0; k < nOut; k++ { // every OutDesc points at the one value
+			le.PutUint32(f[32+12*nIn+48*k+24:], uint32(len(f)-len(value)))
+		}
+		return f
+	}
+	tests := []struct {
+		name      string
+		nIn, nOut int
+		want      string
+	}{
+		{"records", 40, 2000, "emitted records over the limit of 65536"},        // 80,000 records of 4 KiB
+		{"bytes", 300, 100, "emitted bytes over the limit of 67108864"},         // 30,000 records, 120 MiB
+		{"bytes from few outputs", 2, 10000, "emitted bytes over the limit of"}, // 20,000 records, 80 MiB
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			calls := 0
+			_, err := DecodeResult(build(tc.nIn, tc.nOut), tc.nIn, 1, nil, func(int, *Disposition) { calls++ })
+			if !errors.Is(err, ErrInvalidResult) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want %q", err, tc.want)
+			}
+			if calls != 0 {
+				t.Fatalf("f called %d times before the frame was refused", calls)
+			}
+		})
+	}
+	// One-to-many within the bounds stays valid, with or without shared bytes.
+	if got, err := decodeAll(build(16, 1000), 16, 1); err != nil || len(got[15].Outputs) != 1000 {
+		t.Fatalf("16 x 1000 outputs of 4 KiB: %v", err)
+	}
+	// A smaller bound (a host passes its guest's memory size) applies to the bytes.
+	if _, err := DecodeResultWithin(build(2, 200), 2, 1, 1<<20, nil, func(int, *Disposition) {}); !errors.Is(err, ErrInvalidResult) {
+		t.Fatalf("1.6 MiB of outputs under a 1 MiB bound: err = %v", err)
+	}
+}

@@ -49,15 +49,27 @@ type Disposition struct {
 // truncated or cleaned (the caller applies MaxReasonBytes). On an error, which wraps
 // ErrInvalidResult, part of the actions may have been appended and f may have been called:
 // discard what it kept.
+//
+// The outputs of all EMIT dispositions together, counting an OutDesc once per disposition that
+// names it, must be at most MaxOutRecords records and MaxResultBytes bytes of keys, values and
+// headers (inherited keys and headers do not count): overlapping EMIT ranges and OutDescs that
+// share bytes cannot make the caller copy more than a frame without repeats could hold. The
+// totals are checked before f is first called.
 func DecodeResult(res []byte, nIn, nPorts int, actions []Action, f func(i int, d *Disposition)) ([]Action, error) {
-	actions, err := decodeResult(res, nIn, nPorts, actions, f)
+	return DecodeResultWithin(res, nIn, nPorts, MaxResultBytes, actions, f)
+}
+
+// DecodeResultWithin is DecodeResult with maxCopy, instead of MaxResultBytes, as the bound on the
+// bytes the outputs reference in total (a host passes its guest's memory size when smaller).
+func DecodeResultWithin(res []byte, nIn, nPorts, maxCopy int, actions []Action, f func(i int, d *Disposition)) ([]Action, error) {
+	actions, err := decodeResult(res, nIn, nPorts, maxCopy, actions, f)
 	if err != nil {
 		return actions, fmt.Errorf("%w: %v", ErrInvalidResult, err)
 	}
 	return actions, nil
 }
 
-func decodeResult(res []byte, nIn, nPorts int, actions []Action, f func(i int, d *Disposition)) ([]Action, error) {
+func decodeResult(res []byte, nIn, nPorts, maxCopy int, actions []Action, f func(i int, d *Disposition)) ([]Action, error) {
 	if len(res) < OutHeaderSize {
 		return actions, errorf("%d bytes, shorter than the %d-byte header", len(res), OutHeaderSize)
 	}
@@ -91,6 +103,9 @@ func decodeResult(res []byte, nIn, nPorts int, actions []Action, f func(i int, d
 		if outs, err = span(res, outOff, nOut*ods, "output descriptors"); err != nil {
 			return actions, err
 		}
+	}
+	if err := checkTotals(disps, outs, n, nOut, ods, maxCopy); err != nil {
+		return actions, err
 	}
 	var d Disposition
 	var scratch []Output
@@ -160,4 +175,49 @@ func decodeOut(res, d []byte, nPorts int) (Output, error) {
 		}
 	}
 	return o, nil
+}
+
+// checkTotals bounds what the EMIT dispositions make the caller copy: records and bytes, counting
+// repeats (section 7.2). Ranges outside n_out are left to the main loop.
+func checkTotals(disps, outs []byte, n, nOut, ods uint32, maxCopy int) error {
+	var records uint64
+	for i := uint32(0); i < n; i++ {
+		p := disps[i*DispSize:]
+		if Action(p[0]) != Emit {
+			continue
+		}
+		first, count := le.Uint32(p[4:]), le.Uint32(p[8:])
+		if uint64(first)+uint64(count) > uint64(nOut) {
+			break // the main loop fails here, before f sees anything past it
+		}
+		records += uint64(count)
+		if records > MaxOutRecords {
+			return errorf("record %d: emitted records over the limit of %d (EMIT ranges counted once per disposition)", i, MaxOutRecords)
+		}
+	}
+	var bytes uint64
+	for i := uint32(0); i < n; i++ {
+		p := disps[i*DispSize:]
+		if Action(p[0]) != Emit {
+			continue
+		}
+		first, count := le.Uint32(p[4:]), le.Uint32(p[8:])
+		if uint64(first)+uint64(count) > uint64(nOut) {
+			break
+		}
+		for j := first; j < first+count; j++ {
+			d := outs[j*ods:]
+			if kl := le.Uint32(d[20:]); kl != Inherit && le.Uint32(d[44:])&FlagKeyNull == 0 {
+				bytes += uint64(kl)
+			}
+			bytes += uint64(le.Uint32(d[28:]))
+			if hl := le.Uint32(d[36:]); hl != Inherit {
+				bytes += uint64(hl)
+			}
+		}
+		if bytes > uint64(maxCopy) {
+			return errorf("record %d: emitted bytes over the limit of %d (outputs counted once per disposition that names them)", i, maxCopy)
+		}
+	}
+	return nil
 }
