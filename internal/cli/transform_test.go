@@ -227,3 +227,29 @@ func TestTransformTestReadsLinesLikeTheFileSource(t *testing.T) {
 		t.Fatalf("summary:\n%s", errOut)
 	}
 }
+
+// Sixteen trapping records evenly spaced in a batch of 1,024 are isolated by transform test as by
+// run (the same rule in the WASM host): before, transform test, with its one instance, stopped with
+// "stage is broken" where run, which splits a batch over several instances, isolated them.
+func TestTransformTestIsolatesSparsePoison(t *testing.T) {
+	dir := t.TempDir()
+	input := filepath.Join(dir, "in.jsonl")
+	var b strings.Builder
+	for i := 0; i < 1024; i++ {
+		if i%64 == 32 {
+			b.WriteString("trap\n")
+		} else {
+			b.WriteString("a\n")
+		}
+	}
+	if err := os.WriteFile(input, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, errOut, err := runTransformCLI(t, "transform", "test", hostileModule, "--input", input, "--rejects", filepath.Join(dir, "rejects.jsonl"))
+	if err != nil {
+		t.Fatalf("%v\n%s", err, errOut)
+	}
+	if !strings.Contains(errOut, "1024 in, 1008 passed, 0 emitted, 0 dropped, 16 rejected") {
+		t.Fatalf("summary missing from stderr:\n%s", errOut)
+	}
+}

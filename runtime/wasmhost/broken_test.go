@@ -24,8 +24,8 @@ func failedCalls(st wasmhost.Stats) uint64 {
 	return st.Traps + st.Timeouts + st.MemoryFaults + st.GuestErrors + st.InvalidResults
 }
 
-// A module that fails on every call is broken after a fixed number of calls, whatever the batch
-// size, instead of bisecting every batch down to single records (about 2n+1 calls each).
+// A module that fails on every call is broken after 2·(2 + ⌈log2 n⌉) calls (24 for 1,024 records)
+// instead of bisecting every batch down to single records (about 2n+1 calls each).
 func TestModuleFailingEveryCallIsBroken(t *testing.T) {
 	for _, tc := range []struct {
 		value   string
@@ -38,18 +38,18 @@ func TestModuleFailingEveryCallIsBroken(t *testing.T) {
 			if !errors.Is(err, transform.ErrBroken) {
 				t.Fatalf("err = %v, want transform.ErrBroken", err)
 			}
-			if !strings.HasPrefix(err.Error(), `stage is broken: 8 guest calls in a row failed`) {
+			if !strings.HasPrefix(err.Error(), `stage is broken: 24 guest calls of one batch failed and none succeeded`) {
 				t.Fatalf("err = %v", err)
 			}
-			if n := failedCalls(s.Stats()); n != 8 {
-				t.Fatalf("%d failed calls, want 8", n)
+			if n := failedCalls(s.Stats()); n != 24 {
+				t.Fatalf("%d failed calls, want 24", n)
 			}
 			// The next batch is refused after one more failed call.
 			if _, err := s.Process(context.Background(), records(tc.value)); !errors.Is(err, transform.ErrBroken) {
 				t.Fatalf("second batch: err = %v", err)
 			}
-			if n := failedCalls(s.Stats()); n != 9 {
-				t.Fatalf("%d failed calls after the second batch, want 9", n)
+			if n := failedCalls(s.Stats()); n != 25 {
+				t.Fatalf("%d failed calls after the second batch, want 25", n)
 			}
 			if st := s.Stats(); st.Broken != 2 {
 				t.Fatalf("stats %+v", st)
@@ -85,28 +85,52 @@ func TestSparsePoisonIsNotBroken(t *testing.T) {
 	}
 }
 
-// Poison records dense enough to cost more failed calls than a batch's budget, although successful
-// calls keep interrupting the failures, also make the stage broken.
-func TestFailureBudgetPerBatch(t *testing.T) {
+// Sixteen poison records evenly spaced in 1,024 fail every call down to segments of 64 records
+// (31 failed calls before the first success): they are all isolated, not taken for a broken
+// module.
+func TestEvenlySpacedPoisonIsIsolated(t *testing.T) {
 	h, _ := newHost(t)
 	s := newStage(t, h, hostileWasm, wasmhost.StageConfig{Name: "t", Instances: 1})
-	vals := repeat("a", 256)
-	// Sixteen poison records placed so that no eight failed calls come in a row; isolating them
-	// all would take 91 failed calls, over the budget of 8·(2+8) = 80.
-	for _, i := range []int{46, 55, 58, 68, 77, 90, 117, 126, 128, 151, 187, 194, 214, 225, 243, 248} {
+	vals := repeat("a", 1024)
+	for i := 32; i < 1024; i += 64 {
 		vals[i] = "trap"
 	}
-	_, err := s.Process(context.Background(), records(vals...))
-	if !errors.Is(err, transform.ErrBroken) || !strings.Contains(err.Error(), "81 guest calls failed on one batch, over its budget of 80") {
-		t.Fatalf("err = %v", err)
+	res, err := s.Process(context.Background(), records(vals...))
+	if err != nil {
+		t.Fatal(err)
 	}
-	if n := failedCalls(s.Stats()); n != 81 {
-		t.Fatalf("%d failed calls, want 81", n)
+	if len(res.Rejected) != 16 || countPass(res) != 1008 {
+		t.Fatalf("%d rejected, %d passed", len(res.Rejected), countPass(res))
+	}
+	for k, r := range res.Rejected {
+		if r.Input != 32+64*k || r.Code != wasmhost.CodeTrap {
+			t.Fatalf("rejected %d: %+v", k, r)
+		}
+	}
+	if st := s.Stats(); st.Broken != 0 || st.Poison != 16 {
+		t.Fatalf("stats %+v", st)
 	}
 }
 
-// Batches of one record carry the count from one batch to the next: each costs two failed calls
-// (the frame and its retry), so the fourth is refused.
+// Calls that overran their deadline are budgeted per batch, 16·(2+⌈log2 n⌉): a module that loops
+// on nearly every record is stopped although successful calls keep interrupting the failures.
+func TestDeadlineBudgetPerBatch(t *testing.T) {
+	h, _ := newHost(t)
+	s := newStage(t, h, hostileWasm, wasmhost.StageConfig{Name: "t", Instances: 1, Timeout: 10 * time.Millisecond})
+	vals := repeat("loop", 128)
+	vals[0] = "a" // one success early, so that only the budget can stop the batch
+	_, err := s.Process(context.Background(), records(vals...))
+	if !errors.Is(err, transform.ErrBroken) || !strings.Contains(err.Error(), "145 guest calls overran their deadline on one batch, over its budget of 144") {
+		t.Fatalf("err = %v", err)
+	}
+	if st := s.Stats(); st.Timeouts != 145 {
+		t.Fatalf("%d deadline failures, want 145", st.Timeouts)
+	}
+}
+
+// Batches of one record cannot reach the limit of failed calls in one batch: after three batches in a row without a
+// successful call (two failed calls each, the frame and its retry), the first failed call of the
+// fourth reports the stage broken.
 func TestBrokenAcrossSmallBatches(t *testing.T) {
 	h, _ := newHost(t)
 	s := newStage(t, h, hostileWasm, wasmhost.StageConfig{Name: "t", Instances: 1})
@@ -119,7 +143,7 @@ func TestBrokenAcrossSmallBatches(t *testing.T) {
 	if _, err := s.Process(context.Background(), records("trap")); !errors.Is(err, transform.ErrBroken) {
 		t.Fatalf("fourth batch: err = %v", err)
 	}
-	if n := failedCalls(s.Stats()); n != 8 {
-		t.Fatalf("%d failed calls, want 8", n)
+	if n := failedCalls(s.Stats()); n != 7 {
+		t.Fatalf("%d failed calls, want 7", n)
 	}
 }

@@ -19,36 +19,59 @@ type failure struct {
 	reason string
 }
 
-// A stage is broken, not its records, when brokenStreak guest calls in a row have failed (counted
-// along each frame's retries and bisection and carried from one batch to the next, so that small
-// batches count too; a successful call resets the count), or when the failed calls of one batch exceed
-// its budget (failureBudget). Bisection runs both halves of a failed frame before it descends, so
-// a frame with one poison record has a successful call at every level, while a module that fails
-// on every call reaches brokenStreak after: the frame, its retry, both halves, both quarters of
-// the first half and both eighths of its first quarter. Isolating one poison record costs at most
-// 2 + ⌈log2 n⌉ failed calls; the budget allows eight of them per batch.
-const brokenStreak = 8
+// A stage is broken, not its records, when (ABI.md section 10.3):
+//   - no guest call of the batch has succeeded and its failed calls reach dryLimit, 2·(2+⌈log2 n⌉):
+//     bisection descends depth-first into the first failed half, so a module that fails on every
+//     call reaches the first record alone after 2 + ⌈log2 n⌉ calls and the limit after as many
+//     again, while a batch with poison records has a successful call as soon as a segment
+//     without poison runs (a run of poison records at the start of the batch costs about two
+//     failed calls per record after the descent, so runs of about ⌈log2 n⌉/2 still isolate);
+//   - brokenBatches batches in a row have ended without a successful call, and a call of the next
+//     one fails before any succeeds (batches of one or two records cannot reach dryLimit); or
+//   - the calls of one batch that overran their deadline exceed deadlineBudget. Traps and other
+//     quick failures are not budgeted: bisection is bounded by 2n+1 calls whatever fails. A deadline
+//     costs the timeout in wall time, so its count is bounded, generously enough to isolate 16
+//     poison records that overrun their deadline in a batch.
+//
+// After a stage was found broken, the next failed call without a successful one before it in its
+// batch reports the stage broken again; a successful call resets it.
+const brokenBatches = 3
 
-func failureBudget(n int) int64 {
-	return 8 * (2 + int64(bits.Len(uint(max(n, 1)-1))))
-}
+func levels(n int) int64 { return 2 + int64(bits.Len(uint(max(n, 1)-1))) }
 
-// batchFailures counts the failed guest calls of one Process call.
+func dryLimit(n int) int64       { return 2 * levels(n) }
+func deadlineBudget(n int) int64 { return 16 * levels(n) }
+
+// batchFailures is the failure accounting of one Process call, shared by its frames.
 type batchFailures struct {
-	failed atomic.Int64
-	budget int64
+	succeeded atomic.Int64 // successful guest calls
+	failed    atomic.Int64 // failed guest calls
+	deadlines atomic.Int64 // calls that overran their deadline
+	dry       int64        // dryLimit
+	budget    int64        // deadlineBudget
 }
 
-// chain is the failure accounting of one frame's calls: its retry and bisection run one after the
-// other, so streak needs no lock.
+func newBatchFailures(n int) *batchFailures {
+	return &batchFailures{dry: dryLimit(n), budget: deadlineBudget(n)}
+}
+
+// endBatch updates the count of batches in a row without a successful call.
+func (s *Stage) endBatch(b *batchFailures) {
+	switch {
+	case b.succeeded.Load() > 0:
+		s.dryBatches.Store(0)
+	case b.failed.Load() > 0:
+		s.dryBatches.Add(1)
+	}
+}
+
+// chain is the failure accounting of one frame's calls.
 type chain struct {
-	streak int64 // failed calls since the last successful one
-	batch  *batchFailures
+	batch *batchFailures
 }
 
 func (s *Stage) processChunk(ctx context.Context, recs []connector.Record, base int, out *transform.Result, bf *batchFailures) error {
-	c := &chain{streak: s.failStreak.Load(), batch: bf}
-	defer func() { s.failStreak.Store(c.streak) }()
+	c := &chain{batch: bf}
 	f, err := s.runFrame(ctx, recs, base, out, c)
 	if err != nil || f == nil {
 		return err
@@ -61,9 +84,9 @@ func (s *Stage) processChunk(ctx context.Context, recs []connector.Record, base 
 	return s.bisect(ctx, recs, base, out, f, c)
 }
 
-// bisect isolates the records of a failed frame that fail alone. It runs both halves before
-// descending into the failed ones (see brokenStreak), collecting each half's result apart so that
-// out stays in input order.
+// bisect isolates the records of a failed frame that fail alone. It descends depth-first: the
+// first half, and the failed parts of it, before the second half (see brokenBatches), collecting
+// each half's result apart so that out stays in input order.
 func (s *Stage) bisect(ctx context.Context, recs []connector.Record, base int, out *transform.Result, f *failure, c *chain) error {
 	if len(recs) == 1 {
 		out.Actions = append(out.Actions, transform.Reject)
@@ -72,24 +95,20 @@ func (s *Stage) bisect(ctx context.Context, recs []connector.Record, base int, o
 		return nil
 	}
 	mid := len(recs) / 2
-	halves := [2][2]int{{0, mid}, {mid, len(recs)}}
-	var parts [2]transform.Result
-	var fails [2]*failure
-	for i, h := range halves {
-		var err error
-		if fails[i], err = s.runFrame(ctx, recs[h[0]:h[1]], base+h[0], &parts[i], c); err != nil {
+	for _, h := range [2][2]int{{0, mid}, {mid, len(recs)}} {
+		var part transform.Result
+		hf, err := s.runFrame(ctx, recs[h[0]:h[1]], base+h[0], &part, c)
+		if err != nil {
 			return err
 		}
-	}
-	for i, h := range halves {
-		if fails[i] != nil {
-			if err := s.bisect(ctx, recs[h[0]:h[1]], base+h[0], &parts[i], fails[i], c); err != nil {
+		if hf != nil {
+			if err := s.bisect(ctx, recs[h[0]:h[1]], base+h[0], &part, hf, c); err != nil {
 				return err
 			}
 		}
-		out.Actions = append(out.Actions, parts[i].Actions...)
-		out.Emitted = append(out.Emitted, parts[i].Emitted...)
-		out.Rejected = append(out.Rejected, parts[i].Rejected...)
+		out.Actions = append(out.Actions, part.Actions...)
+		out.Emitted = append(out.Emitted, part.Emitted...)
+		out.Rejected = append(out.Rejected, part.Rejected...)
 	}
 	return nil
 }
@@ -105,7 +124,7 @@ func (s *Stage) runFrame(ctx context.Context, recs []connector.Record, base int,
 	f, err := in.runFrame(ctx, recs, base, out)
 	if f == nil && err == nil {
 		s.stats.frames.Add(1)
-		c.streak = 0
+		c.batch.succeeded.Add(1)
 		s.release(in)
 		return nil, nil
 	}
@@ -119,18 +138,28 @@ func (s *Stage) runFrame(ctx context.Context, recs []connector.Record, base int,
 		return nil, fmt.Errorf("stage: %w", ErrClosed)
 	}
 	s.countFailure(f)
-	if c.streak++; c.streak >= brokenStreak {
-		n := c.streak
-		return nil, s.broken(fmt.Errorf("%w: %d guest calls in a row failed, the last with %q; the module fails whatever records it gets", transform.ErrBroken, n, f.reason))
+	b := c.batch
+	failed := b.failed.Add(1)
+	if f.code == CodeDeadline {
+		if n := b.deadlines.Add(1); n > b.budget {
+			return nil, s.broken(fmt.Errorf("%w: %d guest calls overran their deadline on one batch, over its budget of %d; a module should reject bad records, not fail on them (ABI.md section 14)", transform.ErrBroken, n, b.budget))
+		}
 	}
-	if n := c.batch.failed.Add(1); n > c.batch.budget {
-		return nil, s.broken(fmt.Errorf("%w: %d guest calls failed on one batch, over its budget of %d, the last with %q; a module should reject bad records, not fail on them (ABI.md section 14)", transform.ErrBroken, n, c.batch.budget, f.reason))
+	if b.succeeded.Load() > 0 {
+		return f, nil
+	}
+	if failed >= b.dry {
+		return nil, s.broken(fmt.Errorf("%w: %d guest calls of one batch failed and none succeeded, the last with %q; the module fails whatever records it gets", transform.ErrBroken, failed, f.reason))
+	}
+	if n := s.dryBatches.Load(); n >= brokenBatches {
+		return nil, s.broken(fmt.Errorf("%w: no guest call succeeded in the last %d batches nor in this one, the last failed with %q; the module fails whatever records it gets", transform.ErrBroken, n, f.reason))
 	}
 	return f, nil
 }
 
 func (s *Stage) broken(err error) error {
 	s.stats.broken.Add(1)
+	s.dryBatches.Store(brokenBatches) // the next failure before a success is broken again
 	s.log.Error("wasm module is broken: stopping the batch instead of bisecting it further", "err", err)
 	return err
 }
