@@ -60,6 +60,9 @@ func transformError(t *manifests.Transform, problems []supervisor.Problem) error
 		case "config":
 			fe.Field = manifests.ConfigField(p.Pointer)
 		case "limits.memory":
+			if t.Limits.MemoryBytes <= wasmhost.MaxMemoryBytes {
+				break // below the module's own memory: the message and hint are the host's
+			}
 			fe.Msg = fmt.Sprintf("%s is more than the %s a wasm32 module can address", manifests.FormatByteSize(t.Limits.MemoryBytes), manifests.FormatByteSize(wasmhost.MaxMemoryBytes))
 			fe.Hint = "give at most " + manifests.FormatByteSize(wasmhost.MaxMemoryBytes)
 		}

@@ -35,6 +35,8 @@ spec:
 			[]string{`pipeline.yaml:10:16: transform "validate": config.colour: not allowed`}},
 		{"memory", "      limits: {memory: 1TiB}\n",
 			[]string{`pipeline.yaml:10:24: transform "validate": limits.memory: must be at least 64KiB and at most 4GiB, got 1TiB`, "hint: a WASM page is 64KiB"}},
+		{"memory below the module's", "      limits: {memory: 2MiB}\n",
+			[]string{`pipeline.yaml:10:16: transform "validate": limits.memory: 2097152 bytes is less than the `, "hint: give at least "}},
 		{"instances", "      limits:\n        instances: 65\n",
 			[]string{`pipeline.yaml:11:20: transform "validate": limits.instances: must be at least 1 and at most 64, got 65`}},
 		{"module pin", `      sha256: "` + strings.Repeat("ab", 32) + `"` + "\n",

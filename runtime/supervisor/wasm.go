@@ -119,7 +119,7 @@ func (s *Supervisor) CheckTransform(ctx context.Context, pipelineName string, t 
 			p.Setting, p.Pointer = "config", c.Pointer
 			p.Hint = "the module's config_schema says what it accepts: sluice transform inspect " + t.Module
 		case "memory":
-			p.Hint = fmt.Sprintf("give at most %d bytes (4GiB)", int64(wasmhost.MaxMemoryBytes))
+			p.Hint = c.Hint
 		case "instances":
 			p.Hint = fmt.Sprintf("give at most %d", wasmhost.MaxInstances)
 		}

@@ -29,16 +29,22 @@ type Problem struct {
 	Pointer string
 	// Message says what is wrong, without naming the setting.
 	Message string
+	// Hint says how to fix it, when there is more to say than the message.
+	Hint string
 }
 
 // Check reports every setting of cfg that NewStage would refuse with this module: a config that
 // is not a JSON object or breaks the module's config_schema (one Problem per failing value), a
-// memory limit above MaxMemoryBytes, more than MaxInstances instances, an unknown mode. Zero
+// memory limit above MaxMemoryBytes or below the module's own initial memory, more than MaxInstances instances, an unknown mode. Zero
 // values mean the defaults and are fine. It is pure and safe to call concurrently.
 func (m *Module) Check(cfg StageConfig) []Problem {
 	var out []Problem
 	if cfg.MemoryBytes > MaxMemoryBytes {
-		out = append(out, Problem{Setting: "memory", Message: fmt.Sprintf("%d bytes is more than the %d bytes (4GiB) a wasm32 module can address", cfg.MemoryBytes, int64(MaxMemoryBytes))})
+		out = append(out, Problem{Setting: "memory", Message: fmt.Sprintf("%d bytes is more than the %d bytes (4GiB) a wasm32 module can address", cfg.MemoryBytes, int64(MaxMemoryBytes)),
+			Hint: fmt.Sprintf("give at most %d bytes (4GiB)", int64(MaxMemoryBytes))})
+	} else if min := m.MinMemoryBytes(); cfg.MemoryBytes > 0 && (cfg.MemoryBytes+65535)/65536*65536 < min {
+		out = append(out, Problem{Setting: "memory", Message: fmt.Sprintf("%d bytes is less than the %d bytes (%d pages of 64KiB) the module's memory starts with", cfg.MemoryBytes, min, m.minPages),
+			Hint: fmt.Sprintf("give at least %s (%d bytes); Go modules need about 16MiB", mib(min), min)})
 	}
 	if cfg.Instances > MaxInstances {
 		out = append(out, Problem{Setting: "instances", Message: fmt.Sprintf("%d is more than the %d instances a stage may have", cfg.Instances, MaxInstances)})
@@ -144,4 +150,12 @@ func numberProblems(v any, ptr string, out []Problem) []Problem {
 		}
 	}
 	return out
+}
+
+// mib writes n bytes in MiB, rounded up to a whole KiB, as the manifest accepts it ("2496KiB", "3MiB").
+func mib(n int64) string {
+	if n%(1<<20) == 0 {
+		return fmt.Sprintf("%dMiB", n>>20)
+	}
+	return fmt.Sprintf("%dKiB", (n+1023)>>10)
 }

@@ -41,11 +41,16 @@ type Meta struct {
 // Module is a loaded, verified, compiled transform module. It is immutable and safe for
 // concurrent use; stages built from it share its compiled code.
 type Module struct {
-	host   *Host
-	bin    []byte
-	meta   Meta
-	schema *jsonschema.Schema
+	host     *Host
+	bin      []byte
+	meta     Meta
+	schema   *jsonschema.Schema
+	minPages uint32 // the initial size of the module's memory, in 64 KiB pages
 }
+
+// MinMemoryBytes is the initial size of the module's linear memory: a memory limit below it cannot
+// instantiate the module.
+func (m *Module) MinMemoryBytes() int64 { return int64(m.minPages) * 65536 }
 
 // Meta returns the module's metadata (a copy).
 func (m *Module) Meta() Meta {
@@ -149,7 +154,7 @@ func (h *Host) load(ctx context.Context, digest string, bin []byte) (*Module, er
 	if err := checkShape(cm); err != nil {
 		return nil, err
 	}
-	m := &Module{host: h, bin: bin}
+	m := &Module{host: h, bin: bin, minPages: cm.ExportedMemories()["memory"].Min()}
 	probe := &Stage{name: "load", log: h.log, glog: newGuestLogger(h.log.With("module_digest", digest[:12])), m: m, group: g}
 	pctx, cancel := context.WithTimeout(ctx, probeTimeout)
 	defer cancel()
