@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sluicehq/sluice/manifests"
+	"github.com/sluicehq/sluice/runtime/pipeline"
 	"github.com/sluicehq/sluice/runtime/transform"
 	"github.com/sluicehq/sluice/runtime/wasmhost"
 	"github.com/sluicehq/sluice/sdk/go/connector"
@@ -33,8 +34,9 @@ func init() {
 	})
 }
 
-// maxInputLine bounds one line of a --input file.
-const maxInputLine = 64 << 20
+// defaultMaxLine bounds one line of a --input file by default: the default max_line_bytes of the
+// file source (connectors/file), so that a file transform test reads is a file a pipeline reads.
+const defaultMaxLine = 16 << 20
 
 type transformTestFlags struct {
 	config    string
@@ -44,6 +46,7 @@ type transformTestFlags struct {
 	mode      string
 	timeout   time.Duration
 	memoryMiB int64
+	maxLine   string
 }
 
 func newTransformTestCmd(g *Globals) *cobra.Command {
@@ -53,7 +56,8 @@ func newTransformTestCmd(g *Globals) *cobra.Command {
 		Short: "Run a transform module over a file of records",
 		Long: `Runs MODULE.wasm over the records of --input, one record value per line, in batches, exactly
 as a pipeline stage would. Lines are read as the file source reads them: a line ends at "\n" or
-"\r\n" (the "\r" is not part of the value), and every line, empty or blank ones too, is a record.
+"\r\n" (the "\r" is not part of the value), and every line, empty or blank ones too, is a record;
+a line longer than --max-line-bytes (16MiB, the file source's max_line_bytes default) stops the test.
 --config takes what a manifest's config: takes (JSON or YAML), and the module receives the same
 bytes a pipeline gives it. Values of passed and emitted records go to stdout, one per line, in
 input order. Each rejected input goes to --rejects (stderr when not given) as one JSON object per
@@ -73,7 +77,8 @@ broken).`,
 	fl.IntVar(&f.batch, "batch", 1024, "records per Process call")
 	fl.StringVar(&f.mode, "mode", "strict", "strict (interruptible) or trusted (faster; a runaway guest cannot be stopped, see sdk/abi/v1/ABI.md section 11)")
 	fl.DurationVar(&f.timeout, "timeout", wasmhost.DefaultTimeout, "deadline of one guest call")
-	fl.Int64Var(&f.memoryMiB, "memory-mib", wasmhost.DefaultMemoryBytes>>20, "memory limit per instance in MiB")
+	fl.Int64Var(&f.memoryMiB, "memory-mib", wasmhost.DefaultMemoryBytes>>20, fmt.Sprintf("memory limit per instance in MiB (1 to %d, as a manifest's limits.memory)", pipeline.MaxTransformMemory>>20))
+	fl.StringVar(&f.maxLine, "max-line-bytes", manifests.FormatByteSize(defaultMaxLine), "longest accepted input line, as the file source's max_line_bytes (a size such as 16MiB)")
 	_ = cmd.MarkFlagRequired("input")
 	return cmd
 }
@@ -97,6 +102,31 @@ func readConfigFlag(v string) ([]byte, error) {
 	return js, nil
 }
 
+// check validates the numeric flags, with the ranges of a manifest's limits, and returns
+// --max-line-bytes in bytes.
+func (f *transformTestFlags) check() (int, error) {
+	if f.batch < 1 {
+		return 0, fmt.Errorf("--batch must be at least 1, got %d", f.batch)
+	}
+	if f.timeout <= 0 {
+		return 0, fmt.Errorf("--timeout must be more than 0, got %s", f.timeout)
+	}
+	if maxMiB := int64(pipeline.MaxTransformMemory >> 20); f.memoryMiB < 1 || f.memoryMiB > maxMiB {
+		return 0, fmt.Errorf("--memory-mib must be at least 1 and at most %d (4GiB), got %d", maxMiB, f.memoryMiB)
+	}
+	n, err := manifests.ParseByteSize(f.maxLine)
+	if err != nil {
+		return 0, fmt.Errorf("--max-line-bytes: %w", err)
+	}
+	if n < 1 || n > maxLineLimit {
+		return 0, fmt.Errorf("--max-line-bytes must be at least 1 and at most %s, got %s", manifests.FormatByteSize(maxLineLimit), f.maxLine)
+	}
+	return int(n), nil
+}
+
+// maxLineLimit is the largest --max-line-bytes: a line is held whole in memory.
+const maxLineLimit = 1 << 30
+
 type rejectLine struct {
 	Line   int    `json:"line"`
 	Value  string `json:"value"`
@@ -108,8 +138,9 @@ func runTransformTest(ctx context.Context, g *Globals, path string, f transformT
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	if f.batch < 1 {
-		return fmt.Errorf("--batch must be at least 1")
+	maxLine, err := f.check()
+	if err != nil {
+		return err
 	}
 	cfg, err := readConfigFlag(f.config)
 	if err != nil {
@@ -148,8 +179,14 @@ func runTransformTest(ctx context.Context, g *Globals, path string, f transformT
 		return err
 	}
 	name := m.Meta().Name
-	stage, err := h.NewStage(ctx, m, wasmhost.StageConfig{Name: name, Config: cfg, Mode: wasmhost.Mode(f.mode),
-		Timeout: f.timeout, MemoryBytes: f.memoryMiB << 20, Instances: 1})
+	scfg := wasmhost.StageConfig{Name: name, Config: cfg, Mode: wasmhost.Mode(f.mode),
+		Timeout: f.timeout, MemoryBytes: f.memoryMiB << 20, Instances: 1}
+	for _, p := range m.Check(scfg) {
+		if p.Setting == "memory" {
+			return fmt.Errorf("--memory-mib: %s: give at least %d", p.Message, (m.MinMemoryBytes()+1<<20-1)>>20)
+		}
+	}
+	stage, err := h.NewStage(ctx, m, scfg)
 	if err != nil {
 		return fmt.Errorf("transform %q: %w", name, err)
 	}
@@ -162,7 +199,7 @@ func runTransformTest(ctx context.Context, g *Globals, path string, f transformT
 	var counts struct{ in, passed, emitted, dropped, rejected int }
 
 	sc := bufio.NewScanner(in)
-	sc.Buffer(make([]byte, 0, 1<<16), maxInputLine)
+	sc.Buffer(make([]byte, 0, 1<<16), maxLine+2) // room for the "\r\n"; longer lines are refused below
 	batch := make([]connector.Record, 0, f.batch)
 	lines := make([]int, 0, f.batch)
 	lineNo := 0
@@ -204,6 +241,9 @@ func runTransformTest(ctx context.Context, g *Globals, path string, f transformT
 	for sc.Scan() {
 		lineNo++
 		v := sc.Bytes()
+		if len(v) > maxLine {
+			return fmt.Errorf("--input: line %d is longer than --max-line-bytes (%d bytes)", lineNo, maxLine)
+		}
 		counts.in++
 		batch = append(batch, connector.Record{Value: append([]byte(nil), v...),
 			Position: connector.Position{Partition: f.input, Offset: int64(lineNo)}})
@@ -216,7 +256,7 @@ func runTransformTest(ctx context.Context, g *Globals, path string, f transformT
 	}
 	if err := sc.Err(); err != nil {
 		if errors.Is(err, bufio.ErrTooLong) {
-			return fmt.Errorf("--input: line %d is longer than %d bytes", lineNo+1, maxInputLine)
+			return fmt.Errorf("--input: line %d is longer than --max-line-bytes (%d bytes)", lineNo+1, maxLine)
 		}
 		return fmt.Errorf("--input: %w", err)
 	}

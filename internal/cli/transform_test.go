@@ -90,6 +90,15 @@ func TestTransformTestFailures(t *testing.T) {
 		{"missing input", []string{hostileModule, "--input", filepath.Join(dir, "nope.jsonl")}, `--input: open`},
 		{"not a transform", []string{"../../runtime/wasmhost/testdata/noexports.wasm", "--input", input}, `missing exports`},
 		{"wrong ABI", []string{"../../runtime/wasmhost/testdata/wrongabi.wasm", "--input", input}, `unsupported ABI version 2.0`},
+		{"batch 0", []string{hostileModule, "--input", input, "--batch", "0"}, `--batch must be at least 1, got 0`},
+		{"negative timeout", []string{hostileModule, "--input", input, "--timeout", "-1s"}, `--timeout must be more than 0, got -1s`},
+		{"zero timeout", []string{hostileModule, "--input", input, "--timeout", "0s"}, `--timeout must be more than 0, got 0s`},
+		{"negative memory", []string{hostileModule, "--input", input, "--memory-mib", "-1"}, `--memory-mib must be at least 1 and at most 4096 (4GiB), got -1`},
+		{"zero memory", []string{hostileModule, "--input", input, "--memory-mib", "0"}, `--memory-mib must be at least 1 and at most 4096 (4GiB), got 0`},
+		{"memory over 4GiB", []string{hostileModule, "--input", input, "--memory-mib", "4097"}, `--memory-mib must be at least 1 and at most 4096 (4GiB), got 4097`},
+		{"memory below the module's", []string{"../../transforms/validate_price/go/validate_price.wasm", "--input", input, "--memory-mib", "1"}, `--memory-mib: 1048576 bytes is less than the `},
+		{"max line not a size", []string{hostileModule, "--input", input, "--max-line-bytes", "lots"}, `--max-line-bytes: `},
+		{"max line 0", []string{hostileModule, "--input", input, "--max-line-bytes", "0"}, `--max-line-bytes must be at least 1`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -251,5 +260,42 @@ func TestTransformTestIsolatesSparsePoison(t *testing.T) {
 	}
 	if !strings.Contains(errOut, "1024 in, 1008 passed, 0 emitted, 0 dropped, 16 rejected") {
 		t.Fatalf("summary missing from stderr:\n%s", errOut)
+	}
+}
+
+// transform test reads lines up to the file source's default max_line_bytes, and --max-line-bytes
+// changes it: before, it accepted lines of up to 64 MiB that a pipeline sends to the dead letters.
+func TestTransformTestMaxLineBytesIsTheFileSources(t *testing.T) {
+	var def any
+	for _, c := range file.Components() {
+		for _, f := range c.Spec.Fields {
+			if c.Spec.Kind == connector.KindSource && f.Name == "max_line_bytes" {
+				def = f.Default
+			}
+		}
+	}
+	if def != int64(defaultMaxLine) {
+		t.Fatalf("file source max_line_bytes default %v, transform test's %d", def, defaultMaxLine)
+	}
+	dir := t.TempDir()
+	input := filepath.Join(dir, "in.jsonl")
+	long := strings.Repeat("x", defaultMaxLine+1)
+	if err := os.WriteFile(input, []byte("a\n"+long+"\r\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err := runTransformCLI(t, "transform", "test", hostileModule, "--input", input)
+	if err == nil || err.Error() != "--input: line 2 is longer than --max-line-bytes (16777216 bytes)" {
+		t.Fatalf("err = %v", err)
+	}
+	_, errOut, err := runTransformCLI(t, "transform", "test", hostileModule, "--input", input, "--max-line-bytes", "17MiB", "--memory-mib", "128")
+	if err != nil || !strings.Contains(errOut, "2 in, 2 passed") {
+		t.Fatalf("with --max-line-bytes 17MiB: %v\n%s", err, errOut)
+	}
+	// A line of exactly the limit, ended by "\r\n", is accepted.
+	if err := os.WriteFile(input, []byte(long[1:]+"\r\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, errOut, err := runTransformCLI(t, "transform", "test", hostileModule, "--input", input, "--memory-mib", "128"); err != nil {
+		t.Fatalf("line of exactly max_line_bytes: %v\n%s", err, errOut)
 	}
 }
