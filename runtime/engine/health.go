@@ -6,30 +6,26 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/sluicehq/sluice/runtime/pipeline"
 )
 
-// State is where a pipeline is in its life.
-type State string
+// State and Status are runtime/pipeline's, so the supervisor's public API reports them without
+// exposing the engine.
+type (
+	State  = pipeline.State
+	Status = pipeline.Status
+)
 
 // Pipeline states.
 const (
-	StateStarting State = "starting" // building stages, opening components
-	StateRunning  State = "running"
-	StateDraining State = "draining" // stop requested: delivering what is in flight
-	StateStopped  State = "stopped"  // stopped on request, everything in flight delivered
-	StateFinished State = "finished" // bounded source exhausted, everything delivered
-	StateFailed   State = "failed"   // stopped by an error; Reason holds it
+	StateStarting = pipeline.StateStarting
+	StateRunning  = pipeline.StateRunning
+	StateDraining = pipeline.StateDraining
+	StateStopped  = pipeline.StateStopped
+	StateFinished = pipeline.StateFinished
+	StateFailed   = pipeline.StateFailed
 )
-
-// Status is what readiness and the admin API report of a pipeline.
-type Status struct {
-	State State `json:"state"`
-	// Ready is true while the pipeline runs and nothing is stuck.
-	Ready bool `json:"ready"`
-	// Reason says why the pipeline is not ready: the error that stopped it, the sink that keeps
-	// failing or the stage holding a batch. Empty when ready.
-	Reason string `json:"reason,omitempty"`
-}
 
 // health tracks a pipeline's state and its busy components (transforms in a Process call, sinks
 // in a write with its retries), so that readiness can tell a stuck pipeline from a busy one.

@@ -180,7 +180,7 @@ func (s *Supervisor) Run(ctx context.Context, o RunOptions) error {
 // Status is the state of one pipeline.
 type Status struct {
 	Name string `json:"name"`
-	engine.Status
+	pipeline.Status
 }
 
 // Status reports every added pipeline, in the order they were added.
