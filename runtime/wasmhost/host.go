@@ -17,6 +17,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"strings"
@@ -198,7 +199,7 @@ func (g *group) compile(ctx context.Context, digest string, bin []byte) (wazero.
 // once (strict mode, default limits) to call tf_abi_version and tf_meta. Errors name the path and
 // wrap ErrDigestMismatch, ErrNotTransform, ErrABIVersion or ErrBadMeta where they apply.
 func (h *Host) Load(ctx context.Context, path, pin string) (*Module, error) {
-	bin, err := os.ReadFile(path)
+	bin, err := readModule(path)
 	if err != nil {
 		return nil, fmt.Errorf("load module: %w", err)
 	}
@@ -242,4 +243,36 @@ func (h *Host) Load(ctx context.Context, path, pin string) (*Module, error) {
 		return nil, fmt.Errorf("load module %s: %w", path, e.err)
 	}
 	return e.m, nil
+}
+
+// MaxModuleBytes bounds the size of a module file (ABI.md section 11). Real modules are far
+// smaller (a Go transform is a few MiB); the cap keeps a wrong path or a bogus file from being read
+// whole into memory.
+const MaxModuleBytes = 256 << 20
+
+// readModule reads the module file at path, refusing one over MaxModuleBytes before reading it
+// (or, when its size is not known in advance, as soon as it has read more).
+func readModule(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	tooBig := func(n int64) error {
+		return fmt.Errorf("%s: %d bytes, more than the %d bytes (256MiB) a module may have", path, n, int64(MaxModuleBytes))
+	}
+	var size int64
+	if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() {
+		if size = fi.Size(); size > MaxModuleBytes {
+			return nil, tooBig(size)
+		}
+	}
+	bin, err := io.ReadAll(io.LimitReader(f, MaxModuleBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if len(bin) > MaxModuleBytes {
+		return nil, fmt.Errorf("%s: more than the %d bytes (256MiB) a module may have", path, int64(MaxModuleBytes))
+	}
+	return bin, nil
 }

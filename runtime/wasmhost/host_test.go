@@ -681,3 +681,26 @@ func TestParallelFramesKeepOrder(t *testing.T) {
 		t.Fatalf("frames %d: the batch did not run on several instances", st.Frames)
 	}
 }
+
+// A module file over MaxModuleBytes is refused, naming the file, before it is read: before, a
+// bogus 1.5 GB file was read whole (validate reached 1.49 GB RSS) and then failed to compile.
+func TestLoadRefusesAnOversizedModule(t *testing.T) {
+	h, _ := newHost(t)
+	big := filepath.Join(t.TempDir(), "big.wasm")
+	f, err := os.Create(big)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write([]byte("\x00asm\x01\x00\x00\x00")); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(wasmhost.MaxModuleBytes + 1); err != nil { // sparse: no disk used
+		t.Fatal(err)
+	}
+	f.Close()
+	_, err = h.Load(context.Background(), big, "")
+	want := fmt.Sprintf("load module: %s: %d bytes, more than the 268435456 bytes (256MiB) a module may have", big, wasmhost.MaxModuleBytes+1)
+	if err == nil || err.Error() != want {
+		t.Fatalf("err = %v, want %q", err, want)
+	}
+}
