@@ -304,3 +304,24 @@ func TestKill9Sink(t *testing.T) {
 		t.Fatalf("restarts = %d, want 2", got)
 	}
 }
+
+// A pinned plugin whose children hold its output pipes (a shell script running sleep) cannot hang
+// discovery: the start fails with an error naming the plugin, and the host gets past it.
+func TestPluginChildHoldsPipes(t *testing.T) {
+	h := newHost(t, Options{StartTimeout: time.Second})
+	for name, script := range map[string]string{
+		"sleeper":     "#!/bin/sh\nsleep 1000\n",
+		"backgrounds": "#!/bin/sh\nsleep 1000 &\nexit 0\n",
+	} {
+		dir := t.TempDir()
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, []byte(script), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		pinFile(t, path)
+		_, err := h.Discover(context.Background(), dir)
+		if !errors.Is(err, ErrNotPlugin) || !strings.Contains(err.Error(), "plugin "+name+":") {
+			t.Fatalf("%s: discover = %v; want a not-a-plugin error naming %s", name, err, name)
+		}
+	}
+}

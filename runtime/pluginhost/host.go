@@ -140,13 +140,13 @@ type Host struct {
 	pins []string // Options.Pins, lower case
 
 	mu      sync.Mutex
-	clients map[*goplugin.Client]struct{}
+	clients map[*goplugin.Client]*running
 	closed  bool
 }
 
 // New returns a Host. It starts nothing.
 func New(opts Options) *Host {
-	h := &Host{opts: opts.withDefaults(), clients: map[*goplugin.Client]struct{}{}}
+	h := &Host{opts: opts.withDefaults(), clients: map[*goplugin.Client]*running{}}
 	for _, p := range opts.Pins {
 		h.pins = append(h.pins, strings.ToLower(strings.TrimSpace(p)))
 	}
@@ -157,15 +157,22 @@ func New(opts Options) *Host {
 func (h *Host) Close() {
 	h.mu.Lock()
 	h.closed = true
-	cs := make([]*goplugin.Client, 0, len(h.clients))
-	for c := range h.clients {
-		cs = append(cs, c)
+	cs := h.clients
+	h.clients = map[*goplugin.Client]*running{}
+	stops := make(map[*goplugin.Client]running, len(cs))
+	for c, r := range cs {
+		stops[c] = *r
 	}
-	h.clients = map[*goplugin.Client]struct{}{}
 	h.mu.Unlock()
-	for _, c := range cs {
-		c.Kill()
+	var wg sync.WaitGroup
+	for c, r := range stops {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			h.stop(r.name, c, r.pid)
+		}()
 	}
+	wg.Wait()
 }
 
 // Register adds every connector of the plugins to cat as Prefix+name, with the reserved fields

@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	goplugin "github.com/hashicorp/go-plugin"
@@ -34,6 +35,18 @@ type proc struct {
 	conn   pb.ConnectorClient
 	pid    int // 0 when unknown
 }
+
+// running is what the host keeps of a started plugin process: its plugin's name and the pid of
+// the process group leader once known (0 before).
+type running struct {
+	name string
+	pid  int
+}
+
+// killGrace bounds how long stopping a plugin waits for go-plugin's own shutdown (a graceful
+// close, then a kill of the plugin process) before it kills the plugin's whole process group, and
+// then how long it waits for the output pipes to close before it gives up on them.
+const killGrace = 5 * time.Second
 
 // grpcGlue is the go-plugin glue on the host side.
 type grpcGlue struct {
@@ -68,7 +81,7 @@ func (h *Host) start(ctx context.Context, p *Plugin, pin string, env []string) (
 	logger := h.opts.Logger.With("plugin", p.Name)
 	cmd := exec.Command(p.Path)
 	cmd.Env = append([]string{}, env...)
-	dieWithParent(cmd)
+	prepareProcess(cmd)
 	versions := map[int]goplugin.PluginSet{}
 	for _, v := range supportedProtocols {
 		versions[v] = goplugin.PluginSet{protocol.PluginName: grpcGlue{}}
@@ -96,15 +109,26 @@ func (h *Host) start(ctx context.Context, p *Plugin, pin string, env []string) (
 			grpc.WithReadBufferSize(1 << 20), grpc.WithWriteBufferSize(1 << 20),
 		},
 	})
+	run := &running{name: p.Name}
 	h.mu.Lock()
-	h.clients[client] = struct{}{}
+	h.clients[client] = run
+	h.mu.Unlock()
+	rpc, err := client.Client()
+	pid := 0
+	if cmd.Process != nil {
+		pid = cmd.Process.Pid
+	}
+	h.mu.Lock()
+	run.pid = pid
 	h.mu.Unlock()
 	fail := func(err error) (*proc, error) {
 		h.forget(client)
-		client.Kill()
+		// A plugin that failed to start gets no graceful close: its group goes first, so that
+		// children holding its pipes cannot keep the client waiting.
+		killGroup(pid)
+		h.stop(p.Name, client, pid)
 		return nil, err
 	}
-	rpc, err := client.Client()
 	if err != nil {
 		return fail(h.startError(p, pin, err))
 	}
@@ -116,10 +140,7 @@ func (h *Host) start(ctx context.Context, p *Plugin, pin string, env []string) (
 	if !ok {
 		return fail(fmt.Errorf("plugin %s: dispense: unexpected client %T", p.Name, raw))
 	}
-	pr := &proc{plugin: p, client: client, conn: conn}
-	if rc := client.ReattachConfig(); rc != nil {
-		pr.pid = rc.Pid
-	}
+	pr := &proc{plugin: p, client: client, conn: conn, pid: pid}
 	logger.Debug("plugin started", "pid", pr.pid, "protocol", client.NegotiatedVersion())
 	return pr, nil
 }
@@ -182,7 +203,37 @@ func (h *Host) kill(pr *proc) {
 		return
 	}
 	h.forget(pr.client)
-	pr.client.Kill()
+	h.stop(pr.plugin.Name, pr.client, pr.pid)
+}
+
+// stop shuts a plugin process down and returns within about twice killGrace whatever the plugin
+// does: go-plugin's Kill waits until the plugin's stdout and stderr pipes close, which a child
+// of the plugin (a shell script's sleep) can hold open forever. When Kill does not return within
+// killGrace, stop kills the plugin's process group; when even that does not release the pipes
+// (a child that left the group), stop gives up on them and logs so.
+func (h *Host) stop(name string, c *goplugin.Client, pid int) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c.Kill()
+	}()
+	t := time.NewTimer(killGrace)
+	defer t.Stop()
+	select {
+	case <-done:
+		// What the plugin started and left behind goes too.
+		killGroup(pid)
+		return
+	case <-t.C:
+	}
+	killGroup(pid)
+	t.Reset(killGrace)
+	select {
+	case <-done:
+	case <-t.C:
+		h.opts.Logger.Warn("plugin process did not release its output pipes after being killed; not waiting any longer",
+			"plugin", name, "pid", pid)
+	}
 }
 
 // callError describes a failed RPC: a missed deadline, a dead process or another transport error.

@@ -4,6 +4,9 @@ package pluginhost
 
 import "os/exec"
 
-// dieWithParent is a no-op where the kernel offers no parent-death signal; the host kills its
-// plugins on Close.
-func dieWithParent(*exec.Cmd) {}
+// prepareProcess does nothing here: the host kills its plugins on Close, and stopping a plugin
+// waits only a bounded time for what it started to let go of its output pipes.
+func prepareProcess(*exec.Cmd) {}
+
+// killGroup does nothing where plugins get no process group of their own.
+func killGroup(int) {}
