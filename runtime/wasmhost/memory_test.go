@@ -101,3 +101,68 @@ func TestMemoryBoundedByLimit(t *testing.T) {
 		t.Fatalf("peak RSS %d MiB is over the bound of %d instances × %d MiB + %d MiB", peak>>20, instances, limit>>20, overhead>>20)
 	}
 }
+
+// overlapChild is set in the environment of the child process TestOverlappingEmitsBounded starts.
+const overlapChild = "SLUICE_WASMHOST_OVERLAP_CHILD"
+
+// TestOverlappingEmitsBounded runs the Go guest's "overlap" (every record EMITs the same 2,000
+// OutDescs, all naming the same 4 KiB value: 8 MB per record from a few KiB of result frame) over
+// 300 records at the default 64 MiB limit, and checks the child's peak RSS against the bound of
+// ABI.md section 11. Before, the host copied 2.4 GB out of one result frame; now a result over the
+// per-call totals is invalid and bisected, and the records past the batch's output budget are
+// rejected.
+func TestOverlappingEmitsBounded(t *testing.T) {
+	const (
+		limit    = wasmhost.DefaultMemoryBytes
+		overhead = wasmhost.HostMemoryOverhead
+	)
+	if guest := os.Getenv(overlapChild); guest != "" {
+		h, _ := newHost(t)
+		s := newStage(t, h, guest, wasmhost.StageConfig{Name: "t", Instances: 1})
+		vals := make([]string, 300)
+		for i := range vals {
+			vals[i] = "overlap"
+		}
+		res, err := s.Process(context.Background(), records(vals...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var bytes int64
+		for _, e := range res.Emitted {
+			bytes += int64(len(e.Record.Value))
+		}
+		fmt.Printf("emitted=%d bytes=%d rejected=%d peak_rss=%d\n", len(res.Emitted), bytes, len(res.Rejected), vmHWM(t))
+		return
+	}
+	if _, err := os.Stat("/proc/self/status"); err != nil {
+		t.Skip("peak RSS needs /proc")
+	}
+	if raceEnabled {
+		t.Skip("the race detector's shadow memory is not part of the bound")
+	}
+	guest := buildGoGuest(t)
+	cmd := exec.Command(os.Args[0], "-test.run=^TestOverlappingEmitsBounded$", "-test.count=1", "-test.v")
+	cmd.Env = append(os.Environ(), overlapChild+"="+guest)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("child: %v\n%.4000s", err, out)
+	}
+	var emitted, bytes, rejected, peak int64
+	for _, line := range strings.Split(string(out), "\n") {
+		if strings.HasPrefix(line, "emitted=") {
+			if _, err := fmt.Sscanf(line, "emitted=%d bytes=%d rejected=%d peak_rss=%d", &emitted, &bytes, &rejected, &peak); err != nil {
+				t.Fatalf("child line %q: %v", line, err)
+			}
+		}
+	}
+	if peak == 0 {
+		t.Fatalf("child printed no measurement:\n%.4000s", out)
+	}
+	t.Logf("emitted %d records (%d MiB), rejected %d; peak RSS %d MiB", emitted, bytes>>20, rejected, peak>>20)
+	if bytes > limit || emitted == 0 || rejected == 0 {
+		t.Fatalf("emitted %d records of %d bytes and rejected %d: want at most %d bytes and the rest rejected", emitted, bytes, rejected, int64(limit))
+	}
+	if bound := int64(limit + overhead); peak > bound {
+		t.Fatalf("peak RSS %d MiB is over the bound of 1 instance × %d MiB + %d MiB", peak>>20, limit>>20, overhead>>20)
+	}
+}

@@ -49,10 +49,41 @@ type batchFailures struct {
 	deadlines atomic.Int64 // calls that overran their deadline
 	dry       int64        // dryLimit
 	budget    int64        // deadlineBudget
+	output    atomic.Int64 // bytes of the emitted records kept so far
+	maxOutput int64
 }
 
-func newBatchFailures(n int) *batchFailures {
-	return &batchFailures{dry: dryLimit(n), budget: deadlineBudget(n)}
+func newBatchFailures(n int, maxOutput int64) *batchFailures {
+	return &batchFailures{dry: dryLimit(n), budget: deadlineBudget(n), maxOutput: maxOutput}
+}
+
+// batchOutputBytes bounds the key, value and header bytes of the records one Process call emits,
+// over all its frames and calls (ABI.md section 11): the per-call bounds alone would let a guest
+// that fails on frames of several records, so that bisection calls it record by record, build a
+// batch result of n times the frame cap. It is the result frame cap, or the memory limit when
+// larger, so that whatever one call may emit, one batch may too.
+func batchOutputBytes(limit uint64) int64 { return int64(max(limit, abi.MaxResultBytes)) }
+
+// takeOutput charges the records out.Emitted[start:] to the batch's output budget. Over the
+// budget, it returns the failure that makes the call's result invalid (the caller removes it from
+// out).
+func (b *batchFailures) takeOutput(out *transform.Result, start int) *failure {
+	var n int64
+	for i := start; i < len(out.Emitted); i++ {
+		r := &out.Emitted[i].Record
+		n += int64(len(r.Key) + len(r.Value))
+		for _, h := range r.Headers {
+			n += int64(len(h.Key) + len(h.Value))
+		}
+	}
+	if n == 0 {
+		return nil
+	}
+	if total := b.output.Add(n); total > b.maxOutput {
+		b.output.Add(-n)
+		return &failure{code: CodeInvalidResult, reason: fmt.Sprintf("invalid result frame: the batch's emitted records would hold more than %d bytes", b.maxOutput)}
+	}
+	return nil
 }
 
 // endBatch updates the count of batches in a row without a successful call.
@@ -121,7 +152,7 @@ func (s *Stage) runFrame(ctx context.Context, recs []connector.Record, base int,
 	if err != nil {
 		return nil, err
 	}
-	f, err := in.runFrame(ctx, recs, base, out)
+	f, err := in.runFrame(ctx, recs, base, out, c.batch)
 	if f == nil && err == nil {
 		s.stats.frames.Add(1)
 		c.batch.succeeded.Add(1)
@@ -179,7 +210,7 @@ func (s *Stage) countFailure(f *failure) {
 	}
 }
 
-func (in *instance) runFrame(ctx context.Context, recs []connector.Record, base int, out *transform.Result) (*failure, error) {
+func (in *instance) runFrame(ctx context.Context, recs []connector.Record, base int, out *transform.Result, b *batchFailures) (*failure, error) {
 	s := in.stage
 	if err := in.enter(); err != nil {
 		return nil, err
@@ -233,8 +264,16 @@ func (in *instance) runFrame(ctx context.Context, recs []connector.Record, base 
 	if !ok {
 		return &failure{code: CodeInvalidResult, reason: fmt.Sprintf("invalid result frame: [%d,%d) outside guest memory", ptr, uint64(ptr)+uint64(rlen))}, nil
 	}
-	if err := decodeResult(res, recs, base, s.m.meta.Ports, int(min(s.limit, abi.MaxResultBytes)), out); err != nil {
+	startA, startE, startR := len(out.Actions), len(out.Emitted), len(out.Rejected)
+	// What one call may copy out: the per-call bound, and what is left of the batch's, so that a
+	// result over either is refused before it is copied.
+	maxCopy := min(int64(min(s.limit, abi.MaxResultBytes)), max(b.maxOutput-b.output.Load(), 0))
+	if err := decodeResult(res, recs, base, s.m.meta.Ports, int(maxCopy), out); err != nil {
 		return &failure{code: CodeInvalidResult, reason: err.Error()}, nil
+	}
+	if f := b.takeOutput(out, startE); f != nil {
+		out.Actions, out.Emitted, out.Rejected = out.Actions[:startA], out.Emitted[:startE], out.Rejected[:startR]
+		return f, nil
 	}
 	return nil, nil
 }

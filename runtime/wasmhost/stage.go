@@ -317,7 +317,7 @@ func (s *Stage) Process(ctx context.Context, batch []connector.Record) (transfor
 	if k := s.cfg.Instances; k > 1 && len(batch) >= 2*parallelMinRecords && len(ends) < k {
 		ends = subdivide(ends, k, parallelMinRecords)
 	}
-	bf := newBatchFailures(len(batch))
+	bf := newBatchFailures(len(batch), batchOutputBytes(s.limit))
 	defer s.endBatch(bf)
 	var res transform.Result
 	if len(ends) <= 1 || s.cfg.Instances == 1 {

@@ -6,7 +6,8 @@
 // "panic" panics (the Go runtime exits), "alloc" allocates without bound, "fill" allocates
 // without bound and writes every page it gets (so all of it is resident), "print" writes to
 // stdout, "upper" EMITs the value upper-cased, "inplace" as the first value of a frame makes the
-// guest write its result frame over the input frame, "probe" EMITs a JSON report of what the sandbox
+// guest write its result frame over the input frame, "overlap" EMITs the same 2,000 OutDescs, all
+// naming the same 4 KiB value, for every such record of the frame (8 MB each), "probe" EMITs a JSON report of what the sandbox
 // lets it see (files, environment, arguments, clock); anything else PASSes.
 package main
 
@@ -88,7 +89,7 @@ func tfProcess(n int32) int64 {
 	outBuf = outBuf[:0]
 	out := make([]byte, 32+12*cnt, 32+12*cnt+64*cnt)
 	var descs, data []byte
-	nOut := 0
+	nOut, shared := 0, -1
 	for i := 0; i < cnt; i++ {
 		d := f[doff+i*dsz:]
 		v := f[le.Uint32(d[24:]) : le.Uint32(d[24:])+le.Uint32(d[28:])]
@@ -108,6 +109,25 @@ func tfProcess(n int32) int64 {
 				}
 				sink = append(sink, b)
 			}
+		case "overlap":
+			if shared < 0 {
+				shared = nOut
+				off := len(data)
+				data = append(data, bytes.Repeat([]byte("x"), 4096)...)
+				for k := 0; k < 2000; k++ {
+					od := make([]byte, 48)
+					le.PutUint64(od[0:], 1<<63)
+					le.PutUint32(od[20:], 0xFFFFFFFF)
+					le.PutUint32(od[24:], uint32(off)) // fixed up below
+					le.PutUint32(od[28:], 4096)
+					le.PutUint32(od[36:], 0xFFFFFFFF)
+					descs = append(descs, od...)
+				}
+				nOut += 2000
+			}
+			disp[0] = 2
+			le.PutUint32(disp[4:], uint32(shared))
+			le.PutUint32(disp[8:], 2000)
 		case "print":
 			fmt.Fprintln(os.Stdout, "hello from go guest")
 		case "upper", "probe":
