@@ -55,6 +55,15 @@ func runPipelines(parent context.Context, g *Globals, args []string, f runFlags)
 	if parent == nil {
 		parent = context.Background()
 	}
+	// Signal handling comes first: a SIGINT/SIGTERM while plugins are discovered or the manifests
+	// loaded is a graceful stop too (exit 0, nothing run), not the default death by the signal.
+	ctx, stop := signal.NotifyContext(parent, syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	go func() {
+		<-ctx.Done()
+		stop() // a second signal now takes the default action and ends the process at once
+	}()
+	stopped := func() bool { return ctx.Err() != nil && parent.Err() == nil }
 	log, err := g.Logger(os.Stderr)
 	if err != nil {
 		return err
@@ -64,14 +73,24 @@ func runPipelines(parent context.Context, g *Globals, args []string, f runFlags)
 	if err != nil {
 		return err
 	}
-	if err := g.discoverPluginsWith(parent, log, pm, args...); err != nil {
+	if err := g.discoverPluginsWith(ctx, log, pm, args...); err != nil && !stopped() {
 		return err
 	}
+	if stopped() {
+		log.Info("stopped by a signal before the pipelines started")
+		return nil
+	}
 	l, err := g.loadPipelines(parent, log, m, supervisor.Options{DrainTimeout: f.drain, StuckAfter: f.stuckAfter}, args)
+	if l != nil {
+		defer l.sup.Close(context.Background())
+	}
+	if stopped() {
+		log.Info("stopped by a signal before the pipelines started")
+		return nil
+	}
 	if err != nil {
 		return err
 	}
-	defer l.sup.Close(context.Background())
 	if len(l.diags) > 0 {
 		for _, d := range l.diags {
 			fmt.Fprintln(os.Stderr, d.String())
@@ -90,12 +109,6 @@ func runPipelines(parent context.Context, g *Globals, args []string, f runFlags)
 		defer srv.Close(context.Background())
 	}
 
-	ctx, stop := signal.NotifyContext(parent, syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	go func() {
-		<-ctx.Done()
-		stop() // a second signal now takes the default action and ends the process at once
-	}()
 	err = l.sup.Run(ctx, supervisor.RunOptions{Reset: f.reset})
 	if errors.Is(err, checkpoint.ErrCorrupt) {
 		return fmt.Errorf("%w; the file holds every pipeline's source positions: run again with --reset to set it aside (as %s.corrupt) and start the sources from the beginning, or move it away", err, checkpoint.FileName)
