@@ -49,6 +49,13 @@ func (d *docDecoder) component(n *yaml.Node, kind connector.Kind, l loc, keys []
 	cfg, ok := d.object(cfgNode, node, reg.Spec.Fields, l.child("config"), false, col)
 	c.Config = connector.Config(cfg)
 	c.Secrets = col.secrets
+	if ok && d.l.opts.CheckComponent != nil {
+		if err := d.l.opts.CheckComponent(kind, &c); err != nil {
+			diag := c.ErrorDiagnostic(l.at(), err)
+			d.report(diag.Pos, diag.Hint, "%s", diag.Message)
+			ok = false
+		}
+	}
 	return c, ok
 }
 

@@ -35,6 +35,12 @@ type LoadOptions struct {
 	// ABI and matches its sha256; the config fits the module's config schema; the limits are
 	// ones the host accepts.
 	CheckModule func(t *Transform) error
+	// CheckComponent, when set, is called once for each source, sink and dead-letter sink whose
+	// type and config decoded without problems. The error it returns becomes a diagnostic as
+	// Component.ErrorDiagnostic places it (a *connector.ConfigError at its config key). The plugin
+	// host plugs its checks in here (the manifest's sha256 pin matches the binary), so that they
+	// are reported together with the manifest's other problems.
+	CheckComponent func(kind connector.Kind, c *Component) error
 }
 
 // loader holds the state of one Load call.

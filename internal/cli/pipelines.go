@@ -11,6 +11,7 @@ import (
 	"github.com/sluicehq/sluice/runtime/pipeline"
 	"github.com/sluicehq/sluice/runtime/supervisor"
 	"github.com/sluicehq/sluice/runtime/wasmhost"
+	"github.com/sluicehq/sluice/sdk/go/connector"
 )
 
 // loaded is what `sluice run` and `sluice validate` share: the manifests loaded and their
@@ -32,6 +33,11 @@ func (g *Globals) loadPipelines(ctx context.Context, log *slog.Logger, m *metric
 	l := &loaded{sup: sup}
 	l.specs, l.diags = manifests.Load(args, manifests.LoadOptions{Catalog: g.Catalog, CheckModule: func(t *manifests.Transform) error {
 		return transformError(t, sup.CheckTransform(ctx, "", t.Transform))
+	}, CheckComponent: func(kind connector.Kind, c *manifests.Component) error {
+		if g.pluginHost == nil {
+			return nil
+		}
+		return g.pluginHost.CheckConfig(kind, c.Type, c.Config)
 	}})
 	if len(l.diags) > 0 {
 		return l, nil

@@ -261,7 +261,8 @@ func orDash(s string) string {
 // Close, and die with the sluice process.
 func registerPlugins(ctx context.Context, g *Globals, log *slog.Logger, pm pluginhost.Metrics, manifestPaths []string) error {
 	opts := pluginhost.Options{Logger: log, Metrics: pm, Pins: manifestPins(manifestPaths), AllowUnpinned: g.AllowUnpinnedPlugins}
-	_, plugins, err := pluginhost.DiscoverAndRegister(ctx, g.Catalog, g.PluginsDir, opts)
+	h, plugins, err := pluginhost.DiscoverAndRegister(ctx, g.Catalog, g.PluginsDir, opts)
+	g.pluginHost = h
 	for _, e := range unjoin(err) {
 		var ue *pluginhost.UnpinnedError
 		if errors.As(e, &ue) {

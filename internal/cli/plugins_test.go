@@ -157,3 +157,28 @@ spec:
 		t.Fatal("an unpinned binary was run")
 	}
 }
+
+// A wrong pin is reported together with the manifest's other problems, not only once they are
+// fixed.
+func TestWrongPinReportedWithOtherProblems(t *testing.T) {
+	dir, _, _ := pluginsDir(t)
+	manifest := writeManifest(t, `apiVersion: sluice.dev/v1
+kind: Pipeline
+metadata: {name: pins}
+spec:
+  source:
+    type: plugin:csv
+    config:
+      path: in.csv
+      sha256: `+strings.Repeat("ab", 32)+`
+  sinks:
+    - name: out
+      type: drop
+      config: {no_such_key: 1}
+`)
+	out, err := runCLI(t, "--plugins-dir", dir, "validate", manifest)
+	if exitCode(err) != 1 || !strings.Contains(out, "pipeline.yaml:9:") || !strings.Contains(out, "config.sha256") ||
+		!strings.Contains(out, "no_such_key") || !strings.Contains(err.Error(), "2 problems found") {
+		t.Fatalf("validate: %v; want the wrong pin (line 9) and the unknown key, 2 problems:\n%s", err, out)
+	}
+}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/sluicehq/sluice/connectors/all"
 	"github.com/sluicehq/sluice/runtime/catalog"
+	"github.com/sluicehq/sluice/runtime/pluginhost"
 )
 
 // Globals are the flags every command shares.
@@ -26,6 +27,9 @@ type Globals struct {
 	Catalog *catalog.Catalog
 	// AllowUnpinnedPlugins lets plugin discovery run binaries that nothing pins.
 	AllowUnpinnedPlugins bool
+
+	// pluginHost runs the plugins of PluginsDir once they are discovered; nil before.
+	pluginHost *pluginhost.Host
 }
 
 // Logger builds the process logger from the flags, writing to w.

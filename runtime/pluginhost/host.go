@@ -141,6 +141,7 @@ type Host struct {
 
 	mu      sync.Mutex
 	clients map[*goplugin.Client]*running
+	types   map[typeKey]*Plugin // the registered connectors' plugins
 	closed  bool
 }
 
@@ -206,10 +207,42 @@ func (h *Host) Register(cat *catalog.Catalog, plugins []*Plugin) error {
 			}
 			if err := cat.Add(comp); err != nil {
 				errs = append(errs, fmt.Errorf("plugin %s: %w", p.Name, err))
+				continue
 			}
+			h.mu.Lock()
+			if h.types == nil {
+				h.types = map[typeKey]*Plugin{}
+			}
+			h.types[typeKey{s.Kind, spec.Name}] = p
+			h.mu.Unlock()
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// typeKey names a registered connector: its kind and its catalog name (Prefix+name).
+type typeKey struct {
+	kind connector.Kind
+	name string
+}
+
+// CheckConfig checks what the host itself reads of a connector's config, the reserved fields:
+// the sha256 pin must match the binary discovery ran, and the variables env copies must be set.
+// It returns a *connector.ConfigError naming the field, or nil; nil too for a type the host did
+// not register. It starts nothing, so manifest loading can report these problems together with
+// the manifest's others.
+func (h *Host) CheckConfig(kind connector.Kind, typ string, cfg connector.Config) error {
+	h.mu.Lock()
+	p := h.types[typeKey{kind, typ}]
+	h.mu.Unlock()
+	if p == nil {
+		return nil
+	}
+	pin, _, _, err := configParts(cfg)
+	if err != nil {
+		return err
+	}
+	return checkPin(p, pin)
 }
 
 // ReservedFields are the fields the host adds to every plugin connector's spec.

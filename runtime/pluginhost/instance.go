@@ -35,15 +35,13 @@ func newInstance(h *Host, p *Plugin, connName string, cfg connector.Config, env 
 	if err != nil {
 		return nil, nil, err
 	}
-	switch {
-	case pin == "":
+	// Refused here, not only when the process starts, so that validate reports it too.
+	if err := checkPin(p, pin); err != nil {
+		return nil, nil, err
+	}
+	if pin == "" {
 		// Unpinned in the manifest: pin what discovery saw, so a binary swapped later is refused.
 		pin = p.SHA256
-	case p.SHA256 != "" && pin != p.SHA256:
-		// Refused here, not only when the process starts, so that validate reports it too.
-		return nil, nil, &connector.ConfigError{Field: FieldSHA256,
-			Msg:  fmt.Sprintf("the plugin binary %s has sha256 %s, not the pinned %s", p.Path, p.SHA256, pin),
-			Hint: "pin the binary you mean to run: sha256sum prints its digest"}
 	}
 	logger := env.Logger
 	if logger == nil {
@@ -51,6 +49,17 @@ func newInstance(h *Host, p *Plugin, connName string, cfg connector.Config, env 
 	}
 	logger = logger.With("plugin", p.Name)
 	return &instance{h: h, plugin: p, conn: connName, pin: pin, env: penv, logger: logger}, rest, nil
+}
+
+// checkPin refuses a manifest pin (lower case, trimmed; "" when none) that differs from the sum
+// of the binary discovery ran.
+func checkPin(p *Plugin, pin string) error {
+	if pin != "" && p.SHA256 != "" && pin != p.SHA256 {
+		return &connector.ConfigError{Field: FieldSHA256,
+			Msg:  fmt.Sprintf("the plugin binary %s has sha256 %s, not the pinned %s", p.Path, p.SHA256, pin),
+			Hint: "pin the binary you mean to run: sha256sum prints its digest"}
+	}
+	return nil
 }
 
 // current returns the running process, or nil.
