@@ -111,16 +111,34 @@ func pluginsInspectCommand(g *Globals) *cobra.Command {
 				}
 			}
 			if len(found) == 0 {
+				var unpinned []*pluginhost.UnpinnedError
 				for _, e := range derr {
-					if filepath.Base(e.Path) == args[0] {
-						var ue *pluginhost.UnpinnedError
-						if errors.As(e, &ue) {
+					var ue *pluginhost.UnpinnedError
+					isUnpinned := errors.As(e, &ue)
+					if base := filepath.Base(e.Path); base == args[0] || base == name {
+						if isUnpinned {
 							return fmt.Errorf("plugins inspect: %w; %s", e, pinHint(ue))
 						}
 						return e
 					}
+					if isUnpinned {
+						unpinned = append(unpinned, ue)
+					}
 				}
-				return fmt.Errorf("plugins inspect: no plugin binary or connector named %q in %s", args[0], g.PluginsDir)
+				switch len(unpinned) {
+				case 0:
+					return fmt.Errorf("plugins inspect: no plugin binary or connector named %q in %s", args[0], g.PluginsDir)
+				case 1:
+					// Its connectors are unknown until it runs: it may be the one asked for.
+					return fmt.Errorf("plugins inspect: no pinned plugin binary or connector named %q in %s; %s was not run because nothing pins its sha256 %s, so its connectors are unknown; %s",
+						args[0], g.PluginsDir, filepath.Base(unpinned[0].Path), unpinned[0].SHA256, pinHint(unpinned[0]))
+				}
+				names := make([]string, len(unpinned))
+				for i, ue := range unpinned {
+					names[i] = filepath.Base(ue.Path)
+				}
+				return fmt.Errorf("plugins inspect: no pinned plugin binary or connector named %q in %s; %d binaries were not run because nothing pins them, so their connectors are unknown: %s; to run one, pin it with `sha256sum NAME > NAME.sha256` in %s, pin it in a manifest, or pass --allow-unpinned-plugins (`plugins list` prints each one's sha256)",
+					args[0], g.PluginsDir, len(unpinned), strings.Join(names, ", "), g.PluginsDir)
 			}
 			out := cmd.OutOrStdout()
 			if asJSON {
@@ -171,12 +189,18 @@ func (g *Globals) inspectPlugins(ctx context.Context) ([]*pluginhost.Plugin, []*
 	return plugins, derrs, nil
 }
 
+// unjoin flattens errors.Join trees (DiscoverAndRegister joins discovery's joined failures with
+// registration's) into their leaves.
 func unjoin(err error) []error {
 	if err == nil {
 		return nil
 	}
 	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		return j.Unwrap()
+		var out []error
+		for _, e := range j.Unwrap() {
+			out = append(out, unjoin(e)...)
+		}
+		return out
 	}
 	return []error{err}
 }

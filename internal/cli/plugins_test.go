@@ -182,3 +182,32 @@ spec:
 		t.Fatalf("validate: %v; want the wrong pin (line 9) and the unknown key, 2 problems:\n%s", err, out)
 	}
 }
+
+// Every unpinned binary gets its "not pinned" warning, not only the first.
+func TestEveryUnpinnedBinaryWarned(t *testing.T) {
+	dir, _, _ := pluginsDir(t)
+	if err := os.WriteFile(filepath.Join(dir, "unpinned2"), []byte("#!/bin/sh\necho hi\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	stderr, err := runCLIStderr(t, "--plugins-dir", dir, "validate", writeManifest(t, goodManifest))
+	if err != nil {
+		t.Fatalf("validate: %v\n%s", err, stderr)
+	}
+	for _, name := range []string{"binary=unpinned ", "binary=unpinned2 "} {
+		if !strings.Contains(stderr, "not pinned") || !strings.Contains(stderr, name) {
+			t.Errorf("no warning for %s:\n%s", name, stderr)
+		}
+	}
+}
+
+// inspect of an unpinned plugin says it is not pinned and how to pin it, whether it is named as a
+// binary, as plugin:BINARY, or by a connector name nothing pinned provides.
+func TestInspectUnpinned(t *testing.T) {
+	dir, _, _ := pluginsDir(t)
+	for _, name := range []string{"unpinned", "plugin:unpinned", "evil"} {
+		_, err := runPluginsCLI(t, "--plugins-dir", dir, "plugins", "inspect", name)
+		if err == nil || !strings.Contains(err.Error(), "nothing pins") || !strings.Contains(err.Error(), "sha256sum unpinned > unpinned.sha256") {
+			t.Errorf("inspect %s: %v; want that unpinned is not pinned and how to pin it", name, err)
+		}
+	}
+}
