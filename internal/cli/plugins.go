@@ -302,10 +302,12 @@ func registerPlugins(ctx context.Context, g *Globals, log *slog.Logger, pm plugi
 }
 
 // manifestPins returns the sha256 pins of plugin connectors (`type: plugin:...` with a
-// `config.sha256`) in the manifests at paths: files, or directories of *.yaml and *.yml files.
+// `config.sha256`, its ${env:NAME} and ${file:PATH} references resolved) in the manifests at paths:
+// files, or directories of *.yaml and *.yml files.
 // It reads what it can and ignores the rest; loading the manifests reports their problems.
 func manifestPins(paths []string) []string {
 	var pins []string
+	var dir string // of the manifest being read
 	var walk func(n *yaml.Node)
 	walk = func(n *yaml.Node) {
 		if n.Kind == yaml.MappingNode {
@@ -321,7 +323,9 @@ func manifestPins(paths []string) []string {
 			if typ != nil && cfg != nil && strings.HasPrefix(typ.Value, pluginhost.Prefix) && cfg.Kind == yaml.MappingNode {
 				for i := 0; i+1 < len(cfg.Content); i += 2 {
 					if cfg.Content[i].Value == pluginhost.FieldSHA256 && cfg.Content[i+1].Kind == yaml.ScalarNode {
-						pins = append(pins, cfg.Content[i+1].Value)
+						if pin, ok := resolvePin(cfg.Content[i+1].Value, dir); ok {
+							pins = append(pins, pin)
+						}
 					}
 				}
 			}
@@ -331,6 +335,7 @@ func manifestPins(paths []string) []string {
 		}
 	}
 	for _, path := range manifestFiles(paths) {
+		dir = filepath.Dir(path)
 		f, err := os.Open(path)
 		if err != nil {
 			continue
@@ -346,6 +351,52 @@ func manifestPins(paths []string) []string {
 		f.Close()
 	}
 	return pins
+}
+
+// resolvePin resolves the ${env:NAME} and ${file:PATH} references (PATH relative to the
+// manifest's directory dir) and $${ escapes in a pin the way loading the manifest does. ok is
+// false when a reference cannot be resolved; loading the manifest reports it.
+func resolvePin(s, dir string) (string, bool) {
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		switch {
+		case strings.HasPrefix(s[i:], "$${"):
+			b.WriteString("${")
+			i += 3
+		case strings.HasPrefix(s[i:], "${"):
+			end := strings.IndexByte(s[i:], '}')
+			if end < 0 {
+				return "", false
+			}
+			body := s[i+2 : i+end]
+			i += end + 1
+			switch {
+			case strings.HasPrefix(body, "env:"):
+				v, ok := os.LookupEnv(body[len("env:"):])
+				if !ok {
+					return "", false
+				}
+				b.WriteString(v)
+			case strings.HasPrefix(body, "file:") && len(body) > len("file:"):
+				path := body[len("file:"):]
+				if !filepath.IsAbs(path) {
+					path = filepath.Join(dir, path)
+				}
+				data, err := os.ReadFile(path)
+				if err != nil || len(data) > 4<<10 {
+					return "", false
+				}
+				v := strings.TrimSuffix(string(data), "\n")
+				b.WriteString(strings.TrimSuffix(v, "\r"))
+			default:
+				return "", false
+			}
+		default:
+			b.WriteByte(s[i])
+			i++
+		}
+	}
+	return b.String(), true
 }
 
 // manifestFiles expands directories to their *.yaml and *.yml files.

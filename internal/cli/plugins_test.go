@@ -211,3 +211,33 @@ func TestInspectUnpinned(t *testing.T) {
 		}
 	}
 }
+
+// A manifest pin written as ${env:NAME} or ${file:PATH} pins the binary during discovery too.
+func TestPluginPinReferences(t *testing.T) {
+	dir, sum, _ := pluginsDir(t)
+	if err := os.Remove(filepath.Join(dir, "sluice-plugin-csv.sha256")); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("SLUICE_TEST_CSV_PIN", sum)
+	for _, ref := range []string{"${env:SLUICE_TEST_CSV_PIN}", "${file:csv.sha256}"} {
+		manifest := writeManifest(t, `apiVersion: sluice.dev/v1
+kind: Pipeline
+metadata: {name: pins}
+spec:
+  source:
+    type: plugin:csv
+    config:
+      path: in.csv
+      sha256: "`+ref+`"
+  sinks:
+    - name: out
+      type: drop
+`)
+		if err := os.WriteFile(filepath.Join(filepath.Dir(manifest), "csv.sha256"), []byte(sum+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := runCLI(t, "--plugins-dir", dir, "validate", manifest); err != nil {
+			t.Errorf("validate with the pin %s: %v\n%s", ref, err, out)
+		}
+	}
+}
