@@ -35,10 +35,12 @@ test-go: build
 	$(GO) test -count=1 -timeout 20m ./...
 	cd $(SDK_MODULE) && $(GO) test -count=1 -timeout 10m ./...
 
-# The race detector on the runtime, every connector and the SDK module. The set is derived, so a
-# new package under runtime/ or connectors/ is in it without editing this file; `make -s
-# race-packages` prints it (the SDK module's packages are all raced too).
-RACE_PKGS = $(shell $(GO) list ./runtime/... ./connectors/...)
+# The race detector on the runtime (its public API under runtime/, its implementation under
+# internal/, less the command line, the benchmark driver and the service tests), every connector
+# and the SDK module. The set is derived, so a new package under runtime/, internal/ or
+# connectors/ is in it without editing this file; `make -s race-packages` prints it (the SDK
+# module's packages are all raced too).
+RACE_PKGS = $(filter-out %/internal/cli %/internal/bench/engine %/internal/servicetest,$(shell $(GO) list ./runtime/... ./internal/... ./connectors/...))
 
 race-packages:
 	@echo $(RACE_PKGS) | tr ' ' '\n'

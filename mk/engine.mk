@@ -5,4 +5,4 @@ BENCH_TARGETS += bench-engine
 bench-engine:
 	@echo "== engine =="
 	$(GO) run ./internal/bench/engine
-	$(GO) test -run '^$$' -bench . -benchtime 2x ./runtime/engine/
+	$(GO) test -run '^$$' -bench . -benchtime 2x ./internal/engine/

@@ -28,11 +28,11 @@ plugin-example:
 
 # Records/s through a plugin source and sink against the same connector compiled in.
 bench-plugins:
-	$(GO) test -run '^$$' -bench 'BenchmarkPlugin' -benchtime 5x -count 1 ./runtime/pluginhost/
+	$(GO) test -run '^$$' -bench 'BenchmarkPlugin' -benchtime 5x -count 1 ./internal/pluginhost/
 BENCH_TARGETS += bench-plugins
 
 # The example plugin is its own module (it requires the SDK module alone), outside `go test
-# ./...`: its compiled-in conformance test runs here; runtime/pluginhost runs the same suite
+# ./...`: its compiled-in conformance test runs here; internal/pluginhost runs the same suite
 # through the plugin binary.
 .PHONY: test-plugin-example
 test-plugin-example:

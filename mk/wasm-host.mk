@@ -1,11 +1,11 @@
-# WASM host (runtime/wasmhost): its test guests and its benchmarks.
+# WASM host (internal/wasmhost): its test guests and its benchmarks.
 
 .PHONY: wasm-host-testdata bench-wasm
 
-# Rebuilds the committed test guests of runtime/wasmhost/testdata (C with clang-14, WAT with wasm-as).
+# Rebuilds the committed test guests of internal/wasmhost/testdata (C with clang-14, WAT with wasm-as).
 # The Go test guest is built by the tests themselves with the Go toolchain.
 wasm-host-testdata: wasm-toolchains
-	runtime/wasmhost/testdata/build.sh
+	internal/wasmhost/testdata/build.sh
 
 # Records/s through one transform stage for the test guests and every validate_price module under
 # transforms/validate_price, batch sizes 1, 64 and 1024, strict and trusted mode, plus instance
@@ -14,6 +14,6 @@ wasm-host-testdata: wasm-toolchains
 BENCH_WASM_TIME ?= 1s
 bench-wasm:
 	@mkdir -p build
-	$(GO) test -run '^$$' -bench 'BenchmarkStage|BenchmarkStageParallel|BenchmarkWarmup|BenchmarkLoad|BenchmarkGuestLoop' -benchtime $(BENCH_WASM_TIME) -count 1 ./runtime/wasmhost/ > build/bench-wasm.txt
-	@awk -f runtime/wasmhost/testdata/benchtable.awk build/bench-wasm.txt
+	$(GO) test -run '^$$' -bench 'BenchmarkStage|BenchmarkStageParallel|BenchmarkWarmup|BenchmarkLoad|BenchmarkGuestLoop' -benchtime $(BENCH_WASM_TIME) -count 1 ./internal/wasmhost/ > build/bench-wasm.txt
+	@awk -f internal/wasmhost/testdata/benchtable.awk build/bench-wasm.txt
 BENCH_TARGETS += bench-wasm

@@ -6,11 +6,11 @@ import (
 	"fmt"
 	"log/slog"
 
+	"github.com/sluicehq/sluice/internal/metrics"
+	"github.com/sluicehq/sluice/internal/wasmhost"
 	"github.com/sluicehq/sluice/manifests"
-	"github.com/sluicehq/sluice/runtime/metrics"
 	"github.com/sluicehq/sluice/runtime/pipeline"
 	"github.com/sluicehq/sluice/runtime/supervisor"
-	"github.com/sluicehq/sluice/runtime/wasmhost"
 	"github.com/sluicehq/sluice/sdk/go/connector"
 )
 

@@ -15,7 +15,7 @@ import (
 	"github.com/spf13/cobra"
 	"gopkg.in/yaml.v3"
 
-	"github.com/sluicehq/sluice/runtime/pluginhost"
+	"github.com/sluicehq/sluice/internal/pluginhost"
 	"github.com/sluicehq/sluice/sdk/go/connector"
 )
 

@@ -12,8 +12,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sluicehq/sluice/connectors/all"
+	"github.com/sluicehq/sluice/internal/pluginhost"
 	"github.com/sluicehq/sluice/runtime/catalog"
-	"github.com/sluicehq/sluice/runtime/pluginhost"
 )
 
 // Globals are the flags every command shares.

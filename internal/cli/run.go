@@ -13,11 +13,11 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/sluicehq/sluice/runtime/admin"
-	"github.com/sluicehq/sluice/runtime/checkpoint"
-	"github.com/sluicehq/sluice/runtime/metrics"
+	"github.com/sluicehq/sluice/internal/admin"
+	"github.com/sluicehq/sluice/internal/checkpoint"
+	"github.com/sluicehq/sluice/internal/metrics"
+	"github.com/sluicehq/sluice/internal/pluginhost"
 	"github.com/sluicehq/sluice/runtime/pipeline"
-	"github.com/sluicehq/sluice/runtime/pluginhost"
 	"github.com/sluicehq/sluice/runtime/supervisor"
 )
 

@@ -16,10 +16,10 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/sluicehq/sluice/internal/wasmhost"
 	"github.com/sluicehq/sluice/manifests"
 	"github.com/sluicehq/sluice/runtime/pipeline"
 	"github.com/sluicehq/sluice/runtime/transform"
-	"github.com/sluicehq/sluice/runtime/wasmhost"
 	"github.com/sluicehq/sluice/sdk/go/connector"
 )
 

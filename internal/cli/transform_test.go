@@ -17,7 +17,7 @@ import (
 	"github.com/sluicehq/sluice/sdk/go/connector"
 )
 
-const hostileModule = "../../runtime/wasmhost/testdata/hostile.wasm"
+const hostileModule = "../../internal/wasmhost/testdata/hostile.wasm"
 
 // runTransformCLI runs the command line with args and returns stdout and stderr apart.
 func runTransformCLI(t *testing.T, args ...string) (string, string, error) {
@@ -88,8 +88,8 @@ func TestTransformTestFailures(t *testing.T) {
 		{"init refused", []string{hostileModule, "--input", input, "--config", "@" + cfgFile}, `init: fail_init is set`},
 		{"config not an object", []string{hostileModule, "--input", input, "--config", "[1]"}, `--config:1:1: config: expected a mapping, got a list`},
 		{"missing input", []string{hostileModule, "--input", filepath.Join(dir, "nope.jsonl")}, `--input: open`},
-		{"not a transform", []string{"../../runtime/wasmhost/testdata/noexports.wasm", "--input", input}, `missing exports`},
-		{"wrong ABI", []string{"../../runtime/wasmhost/testdata/wrongabi.wasm", "--input", input}, `unsupported ABI version 2.0`},
+		{"not a transform", []string{"../../internal/wasmhost/testdata/noexports.wasm", "--input", input}, `missing exports`},
+		{"wrong ABI", []string{"../../internal/wasmhost/testdata/wrongabi.wasm", "--input", input}, `unsupported ABI version 2.0`},
 		{"batch 0", []string{hostileModule, "--input", input, "--batch", "0"}, `--batch must be at least 1, got 0`},
 		{"negative timeout", []string{hostileModule, "--input", input, "--timeout", "-1s"}, `--timeout must be more than 0, got -1s`},
 		{"zero timeout", []string{hostileModule, "--input", input, "--timeout", "0s"}, `--timeout must be more than 0, got 0s`},
@@ -132,7 +132,7 @@ func TestTransformInspect(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &meta); err != nil || meta.Name != "hostile" || len(meta.Ports) != 2 {
 		t.Fatalf("inspect --json: %v %q", err, out)
 	}
-	if _, _, err := runTransformCLI(t, "transform", "inspect", "../../runtime/wasmhost/testdata/wrongabi.wasm"); err == nil {
+	if _, _, err := runTransformCLI(t, "transform", "inspect", "../../internal/wasmhost/testdata/wrongabi.wasm"); err == nil {
 		t.Fatal("inspect of a wrong-ABI module succeeded")
 	}
 }

@@ -10,7 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/sluicehq/sluice/runtime/metrics"
+	"github.com/sluicehq/sluice/internal/metrics"
 	"github.com/sluicehq/sluice/runtime/supervisor"
 )
 

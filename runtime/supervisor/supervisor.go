@@ -19,10 +19,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sluicehq/sluice/internal/checkpoint"
+	"github.com/sluicehq/sluice/internal/engine"
+	"github.com/sluicehq/sluice/internal/metrics"
 	"github.com/sluicehq/sluice/runtime/catalog"
-	"github.com/sluicehq/sluice/runtime/checkpoint"
-	"github.com/sluicehq/sluice/runtime/engine"
-	"github.com/sluicehq/sluice/runtime/metrics"
 	"github.com/sluicehq/sluice/runtime/pipeline"
 	"github.com/sluicehq/sluice/sdk/go/connector"
 )

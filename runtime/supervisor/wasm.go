@@ -13,9 +13,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/sluicehq/sluice/internal/wasmhost"
 	"github.com/sluicehq/sluice/runtime/pipeline"
 	"github.com/sluicehq/sluice/runtime/transform"
-	"github.com/sluicehq/sluice/runtime/wasmhost"
 )
 
 // wasmStages builds WASM transform stages on one lazily created host shared by every pipeline of

@@ -1,6 +1,6 @@
 // Package abi is the Sluice transform ABI, version 1, in Go: the constants, the action type, the
 // encoding of input frames (TFB1) and the checked decoding of result frames (TFR1) that
-// sdk/abi/v1/ABI.md specifies. The WASM host (runtime/wasmhost) and the Go guest SDK
+// sdk/abi/v1/ABI.md specifies. The WASM host (internal/wasmhost) and the Go guest SDK
 // (sdk/go/transform) both use it, so the two sides of the boundary cannot drift apart. It depends
 // on the standard library only, so that guests built with it stay small.
 package abi

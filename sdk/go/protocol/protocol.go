@@ -3,7 +3,7 @@
 // the packed record batches and the conversions between the connector types of sdk/go/connector
 // and the generated messages of package pluginv1. It is the one boundary where protobuf types
 // meet connector types, shared by the plugin server (sdk/go/plugin) and the plugin host
-// (runtime/pluginhost), which live in different modules, hence a public package.
+// (internal/pluginhost), which live in different modules, hence a public package.
 //
 // Plugin authors do not use it: package plugin speaks the protocol for them. Its API follows the
 // protocol, not the compatibility promise of the connector SDK, and may change with it.

@@ -15,7 +15,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sluicehq/sluice/runtime/wasmhost"
+	"github.com/sluicehq/sluice/internal/wasmhost"
 	"github.com/sluicehq/sluice/transforms/internal/vectors"
 )
 

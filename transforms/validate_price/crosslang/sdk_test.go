@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/internal/wasmhost"
 	"github.com/sluicehq/sluice/runtime/transform"
-	"github.com/sluicehq/sluice/runtime/wasmhost"
 	"github.com/sluicehq/sluice/sdk/go/abi"
 	"github.com/sluicehq/sluice/sdk/go/connector"
 )

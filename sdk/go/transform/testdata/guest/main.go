@@ -1,4 +1,4 @@
-// Command guest is a test module for the SDK, run through the host by runtime/wasmhost's
+// Command guest is a test module for the SDK, run through the host by internal/wasmhost's
 // TestSDKGuestThroughHost: each record value is a command.
 package main
 

@@ -1,0 +1,168 @@
+package wasmhost_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/sluicehq/sluice/internal/wasmhost"
+)
+
+// peakRSSChild is set in the environment of the child process TestMemoryBoundedByLimit starts.
+const peakRSSChild = "SLUICE_WASMHOST_PEAK_RSS_CHILD"
+
+// vmHWM returns the process's peak resident set size in bytes (VmHWM of /proc/self/status).
+func vmHWM(t testing.TB) int64 {
+	f, err := os.Open("/proc/self/status")
+	if err != nil {
+		t.Skipf("peak RSS needs /proc: %v", err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			if err != nil {
+				t.Fatalf("VmHWM %q: %v", rest, err)
+			}
+			return kb << 10
+		}
+	}
+	t.Fatal("no VmHWM in /proc/self/status")
+	return 0
+}
+
+// TestMemoryBoundedByLimit runs a module that grows its memory until refused, writing all of it,
+// and then fails (the Go guest's "fill": the Go runtime exits out of memory), on
+// a batch whose retries and bisection create instance after instance, and checks the process's
+// peak RSS against the bound of ABI.md section 11: instances × limit plus a fixed overhead. It
+// measures in a child process (this test binary, re-run) so that nothing else the tests did
+// counts.
+func TestMemoryBoundedByLimit(t *testing.T) {
+	const (
+		limit     = 256 << 20
+		instances = 2
+		overhead  = wasmhost.HostMemoryOverhead
+	)
+	if guest := os.Getenv(peakRSSChild); guest != "" {
+		h, _ := newHost(t)
+		s := newStage(t, h, guest, wasmhost.StageConfig{Name: "t", Instances: instances, MemoryBytes: limit})
+		vals := make([]string, 600)
+		for i := range vals {
+			vals[i] = "a"
+		}
+		// Poison spread over the batch: every frame fails, is retried and is bisected.
+		for _, i := range []int{3, 150, 299, 301, 450, 599} {
+			vals[i] = "fill"
+		}
+		res, err := s.Process(context.Background(), records(vals...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := s.Stats()
+		fmt.Printf("rejected=%d memory_faults=%d restarts=%d peak_rss=%d\n", len(res.Rejected), st.MemoryFaults, st.InstanceRestarts, vmHWM(t))
+		return
+	}
+	if _, err := os.Stat("/proc/self/status"); err != nil {
+		t.Skip("peak RSS needs /proc")
+	}
+	if raceEnabled {
+		t.Skip("the race detector's shadow memory is not part of the bound")
+	}
+	guest := buildGoGuest(t)
+	cmd := exec.Command(os.Args[0], "-test.run=^TestMemoryBoundedByLimit$", "-test.count=1", "-test.v")
+	cmd.Env = append(os.Environ(), peakRSSChild+"="+guest)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("child: %v\n%s", err, out)
+	}
+	var rejected, faults, restarts, peak int64
+	for _, line := range strings.Split(string(out), "\n") {
+		if strings.HasPrefix(line, "rejected=") {
+			if _, err := fmt.Sscanf(line, "rejected=%d memory_faults=%d restarts=%d peak_rss=%d", &rejected, &faults, &restarts, &peak); err != nil {
+				t.Fatalf("child line %q: %v", line, err)
+			}
+		}
+	}
+	if peak == 0 {
+		t.Fatalf("child printed no measurement:\n%s", out)
+	}
+	if rejected != 6 || faults < 12 {
+		t.Fatalf("child rejected %d records after %d memory faults, want 6 and at least 12:\n%s", rejected, faults, out)
+	}
+	bound := int64(instances*limit + overhead)
+	t.Logf("peak RSS %d MiB after %d memory faults and %d instance restarts; bound %d MiB", peak>>20, faults, restarts, bound>>20)
+	if peak > bound {
+		t.Fatalf("peak RSS %d MiB is over the bound of %d instances × %d MiB + %d MiB", peak>>20, instances, limit>>20, overhead>>20)
+	}
+}
+
+// overlapChild is set in the environment of the child process TestOverlappingEmitsBounded starts.
+const overlapChild = "SLUICE_WASMHOST_OVERLAP_CHILD"
+
+// TestOverlappingEmitsBounded runs the Go guest's "overlap" (every record EMITs the same 2,000
+// OutDescs, all naming the same 4 KiB value: 8 MB per record from a few KiB of result frame) over
+// 300 records at the default 64 MiB limit, and checks the child's peak RSS against the bound of
+// ABI.md section 11. Before, the host copied 2.4 GB out of one result frame; now a result over the
+// per-call totals is invalid and bisected, and the records past the batch's output budget are
+// rejected.
+func TestOverlappingEmitsBounded(t *testing.T) {
+	const (
+		limit    = wasmhost.DefaultMemoryBytes
+		overhead = wasmhost.HostMemoryOverhead
+	)
+	if guest := os.Getenv(overlapChild); guest != "" {
+		h, _ := newHost(t)
+		s := newStage(t, h, guest, wasmhost.StageConfig{Name: "t", Instances: 1})
+		vals := make([]string, 300)
+		for i := range vals {
+			vals[i] = "overlap"
+		}
+		res, err := s.Process(context.Background(), records(vals...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var bytes int64
+		for _, e := range res.Emitted {
+			bytes += int64(len(e.Record.Value))
+		}
+		fmt.Printf("emitted=%d bytes=%d rejected=%d peak_rss=%d\n", len(res.Emitted), bytes, len(res.Rejected), vmHWM(t))
+		return
+	}
+	if _, err := os.Stat("/proc/self/status"); err != nil {
+		t.Skip("peak RSS needs /proc")
+	}
+	if raceEnabled {
+		t.Skip("the race detector's shadow memory is not part of the bound")
+	}
+	guest := buildGoGuest(t)
+	cmd := exec.Command(os.Args[0], "-test.run=^TestOverlappingEmitsBounded$", "-test.count=1", "-test.v")
+	cmd.Env = append(os.Environ(), overlapChild+"="+guest)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("child: %v\n%.4000s", err, out)
+	}
+	var emitted, bytes, rejected, peak int64
+	for _, line := range strings.Split(string(out), "\n") {
+		if strings.HasPrefix(line, "emitted=") {
+			if _, err := fmt.Sscanf(line, "emitted=%d bytes=%d rejected=%d peak_rss=%d", &emitted, &bytes, &rejected, &peak); err != nil {
+				t.Fatalf("child line %q: %v", line, err)
+			}
+		}
+	}
+	if peak == 0 {
+		t.Fatalf("child printed no measurement:\n%.4000s", out)
+	}
+	t.Logf("emitted %d records (%d MiB), rejected %d; peak RSS %d MiB", emitted, bytes>>20, rejected, peak>>20)
+	if bytes > limit || emitted == 0 || rejected == 0 {
+		t.Fatalf("emitted %d records of %d bytes and rejected %d: want at most %d bytes and the rest rejected", emitted, bytes, rejected, int64(limit))
+	}
+	if bound := int64(limit + overhead); peak > bound {
+		t.Fatalf("peak RSS %d MiB is over the bound of 1 instance × %d MiB + %d MiB", peak>>20, limit>>20, overhead>>20)
+	}
+}
