@@ -57,7 +57,7 @@ func (r *run) commit() {
 	p.m.CheckpointTime.WithLabelValues(p.spec.Name).Set(float64(p.opts.Clock().UnixNano()) / 1e9)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := p.source.Ack(ctx, ps); err != nil {
+	if err := p.guard("source", "ack", func() error { return p.source.Ack(ctx, ps) }); err != nil {
 		// The checkpoint store holds the truth; a failed upstream commit only means the
 		// source system shows an older position until the next ack.
 		p.log.Warn("source ack failed", "err", err)

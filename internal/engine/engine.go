@@ -206,10 +206,10 @@ func (p *Pipeline) newSink(name string, c pipeline.Component) (*sinkRunner, erro
 func (p *Pipeline) Discard(ctx context.Context) error {
 	var errs []error
 	if p.source != nil {
-		errs = append(errs, p.source.Close(ctx))
+		errs = append(errs, p.guard("source", "close", func() error { return p.source.Close(ctx) }))
 	}
 	for _, s := range p.allSinks() {
-		errs = append(errs, s.sink.Close(ctx))
+		errs = append(errs, p.guard(s.name, "close", func() error { return s.sink.Close(ctx) }))
 	}
 	return redactErr(errors.Join(errs...), p.secrets)
 }

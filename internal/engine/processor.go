@@ -74,7 +74,11 @@ func (r *run) applyStage(st stageRunner, out *stageOutput) bool {
 	in := out.main
 	start := time.Now()
 	p.health.begin(name)
-	res, err := st.stage.Process(r.workCtx, in)
+	var res transform.Result
+	err := p.guard(name, "process", func() (err error) {
+		res, err = st.stage.Process(r.workCtx, in)
+		return err
+	})
 	p.health.end(name)
 	p.m.BatchSeconds.WithLabelValues(pl, name).Observe(time.Since(start).Seconds())
 	p.m.RecordsIn.WithLabelValues(pl, name).Add(float64(len(in)))

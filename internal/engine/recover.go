@@ -8,9 +8,10 @@ import (
 	"github.com/sluicehq/sluice/sdk/go/connector"
 )
 
-// A connector's panic is a bug in that connector. The engine turns it into a permanent error of
-// the pipeline that called it (the stack goes to the log), so one pipeline's bug never takes
-// down the process and the other pipelines with it.
+// A panic in a connector or a transform stage is a bug in it. The engine turns it into a
+// permanent error of the pipeline that called it (the stack goes to the log), so one pipeline's
+// bug never takes down the process and the other pipelines with it. Every call the engine makes
+// into a component goes through read, write or guard.
 
 // read calls the source's Read, recovering a panic.
 func (p *Pipeline) read(ctx context.Context) (recs []connector.Record, err error) {
@@ -22,6 +23,12 @@ func (p *Pipeline) read(ctx context.Context) (recs []connector.Record, err error
 func (p *Pipeline) write(ctx context.Context, s connector.Sink, name string, recs []connector.Record) (err error) {
 	defer p.recovered(&err, name, "write")
 	return s.Write(ctx, recs)
+}
+
+// guard calls f, recovering a panic; component and op name the call in the error and the log.
+func (p *Pipeline) guard(component, op string, f func() error) (err error) {
+	defer p.recovered(&err, component, op)
+	return f()
 }
 
 // recovered, deferred, replaces *err with a permanent error when the call panicked.

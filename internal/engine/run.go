@@ -104,7 +104,9 @@ func (r *run) open(ctx context.Context) error {
 		r.stages = append(r.stages, stageRunner{spec: t, stage: st})
 	}
 	for _, s := range p.allSinks() {
-		if err := openWithRetry(ctx, p.log, func(c context.Context) error { return s.sink.Open(c) }); err != nil {
+		if err := openWithRetry(ctx, p.log, func(c context.Context) error {
+			return p.guard(s.name, "open", func() error { return s.sink.Open(c) })
+		}); err != nil {
 			return fmt.Errorf("pipeline %q: open sink %q: %w", pl, s.name, err)
 		}
 	}
@@ -112,7 +114,9 @@ func (r *run) open(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("pipeline %q: %w", pl, err)
 	}
-	if err := openWithRetry(ctx, p.log, func(c context.Context) error { return p.source.Open(c, resume) }); err != nil {
+	if err := openWithRetry(ctx, p.log, func(c context.Context) error {
+		return p.guard("source", "open", func() error { return p.source.Open(c, resume) })
+	}); err != nil {
 		return fmt.Errorf("pipeline %q: open source %s: %w", pl, p.spec.Source.Type, err)
 	}
 	if len(resume) > 0 {
@@ -128,16 +132,16 @@ func (r *run) closeAll(err error) error {
 	cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	var errs []error
-	if cerr := p.source.Close(cctx); cerr != nil {
+	if cerr := p.guard("source", "close", func() error { return p.source.Close(cctx) }); cerr != nil {
 		errs = append(errs, fmt.Errorf("close source: %w", cerr))
 	}
 	for _, s := range p.allSinks() {
-		if cerr := s.sink.Close(cctx); cerr != nil {
+		if cerr := p.guard(s.name, "close", func() error { return s.sink.Close(cctx) }); cerr != nil {
 			errs = append(errs, fmt.Errorf("close sink %q: %w", s.name, cerr))
 		}
 	}
 	for _, st := range r.stages {
-		if cerr := st.stage.Close(cctx); cerr != nil {
+		if cerr := p.guard(st.spec.Name, "close", func() error { return st.stage.Close(cctx) }); cerr != nil {
 			errs = append(errs, fmt.Errorf("close transform %q: %w", st.spec.Name, cerr))
 		}
 	}
