@@ -198,7 +198,10 @@ func (s *Sink) Write(ctx context.Context, records []connector.Record) error {
 // writes at once with Write and wait returns the outcome. A failed call kills the process; the
 // next write starts a new one.
 func (s *Sink) WriteAsync(ctx context.Context, records []connector.Record) (wait func() error) {
-	if !s.ordered() || protocol.BatchSize(records) > s.in.h.opts.WriteChunkBytes || oversized(records) {
+	// One pass over the records for the size; a record's Size exceeds its packed size by at
+	// most 64 bytes, so a batch that small has no oversized record.
+	size := protocol.BatchSize(records)
+	if !s.ordered() || size > s.in.h.opts.WriteChunkBytes || (size+64 > maxRecordBytes && oversized(records)) {
 		err := s.Write(ctx, records)
 		return func() error { return err }
 	}
@@ -206,7 +209,7 @@ func (s *Sink) WriteAsync(ctx context.Context, records []connector.Record) (wait
 	if err != nil {
 		return func() error { return err }
 	}
-	buf := s.pack(records)
+	buf := s.packSized(records, size)
 	req := &pb.WriteRequest{Batch: buf, WriteId: s.nextWrite(pr), Chain: true}
 	type answer struct {
 		resp *pb.WriteResponse
@@ -267,14 +270,19 @@ func (s *Sink) nextWrite(pr *proc) uint64 {
 // it is reused only after its call returned an answer, when the plugin has received all of it; a
 // failed call may leave it queued in the transport, and it is then dropped.
 func (s *Sink) pack(records []connector.Record) []byte {
+	return s.packSized(records, protocol.BatchSize(records))
+}
+
+// packSized is pack for records whose protocol.BatchSize is size.
+func (s *Sink) packSized(records []connector.Record, size int) []byte {
 	s.mu.Lock()
 	var buf []byte
 	if n := len(s.bufs); n > 0 {
 		buf, s.bufs = s.bufs[n-1][:0], s.bufs[:n-1]
 	}
 	s.mu.Unlock()
-	if sz := protocol.BatchSize(records); cap(buf) < sz {
-		buf = make([]byte, 0, sz)
+	if cap(buf) < size {
+		buf = make([]byte, 0, size)
 	}
 	return protocol.AppendBatch(buf, records)
 }
