@@ -285,6 +285,7 @@ func (s *server) Write(ctx context.Context, req *pb.WriteRequest) (*pb.WriteResp
 	defer s.calls.leave()
 	// Decoded before waiting for its turn: decoding overlaps the write before it.
 	recs, derr := protocol.DecodeBatchInto(s.recordSlice(), req.Batch)
+	defer protocol.ReleaseBatch(req.Batch) // after the connector's Write: the records alias it
 	defer s.reuseRecords(recs)
 	if err := s.order.take(ctx, req.WriteId, req.Chain); err != nil {
 		return &pb.WriteResponse{Error: protocol.Error(err)}, nil

@@ -81,3 +81,36 @@ func TestCodecRejectsGarbage(t *testing.T) {
 		t.Fatal("a truncated message was accepted")
 	}
 }
+
+// A WriteRequest's batch that the receiver released is received into again; one it did not
+// release is never overwritten.
+func TestCodecReleasedBatchReused(t *testing.T) {
+	recvBufs = bufRecycler{} // other tests leave batches unreleased
+	recv := func(fill byte) []byte {
+		t.Helper()
+		data, err := Codec().Marshal(&pb.WriteRequest{Batch: bytes.Repeat([]byte{fill}, 200<<10), WriteId: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m pb.WriteRequest
+		if err := Codec().Unmarshal(data, &m); err != nil {
+			t.Fatal(err)
+		}
+		return m.Batch
+	}
+	a := recv('a')
+	b := recv('b')
+	if &a[0] == &b[0] || a[0] != 'a' || a[len(a)-1] != 'a' {
+		t.Fatal("an unreleased batch was received into")
+	}
+	ReleaseBatch(a)
+	ReleaseBatch(a) // twice: nothing
+	c := recv('c')
+	if &c[0] != &a[0] {
+		t.Fatal("a released batch's memory was not reused")
+	}
+	if d := recv('d'); &d[0] == &a[0] || c[0] != 'c' || b[0] != 'b' {
+		t.Fatal("a batch in use was received into")
+	}
+	ReleaseBatch([]byte("not a batch")) // nothing
+}
