@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 )
 
@@ -20,7 +21,21 @@ import (
 // as data (a line over its length limit, say); the header's value is the reason. The runtime sends
 // such a record, without that header, to the pipeline's dead-letter sink (stage "source", kind
 // "malformed") instead of the transforms and sinks, and commits its position like any other.
-const HeaderMalformed = "sluice-malformed"
+//
+// Header keys starting with ReservedHeaderPrefix belong to the runtime. A source that forwards
+// headers from an upstream system (Kafka or Pulsar message headers, HTTP response headers) must
+// drop or rename the upstream ones that start with it (IsReservedHeader tells), or a producer
+// could send its own records to the dead letters.
+const HeaderMalformed = ReservedHeaderPrefix + "malformed"
+
+// ReservedHeaderPrefix starts every header key the runtime gives a meaning to.
+const ReservedHeaderPrefix = "sluice-"
+
+// IsReservedHeader reports whether a header key is the runtime's (starts with
+// ReservedHeaderPrefix, in any letter case), so a source forwarding upstream headers can drop it.
+func IsReservedHeader(key string) bool {
+	return len(key) >= len(ReservedHeaderPrefix) && strings.EqualFold(key[:len(ReservedHeaderPrefix)], ReservedHeaderPrefix)
+}
 
 // Header is one record header. Keys may repeat.
 type Header struct {
