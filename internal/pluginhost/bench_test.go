@@ -15,7 +15,8 @@ import (
 // run, with large batches (8192 records of 100 bytes), and report both rates, their ratio and the
 // plugin's extra time per batch (the discard sink shows the bare cost of crossing the boundary).
 // Sinks run a third time through the plugin with pipelined writes (WriteAsync, benchWindow
-// batches unanswered) and report that rate and ratio too (pipelined-rec/s, pipelined/compiled-in):
+// batches unanswered) and report that rate and ratio too (pipelined-rec/s, pipelined/compiled-in),
+// with the CPU time the host and the plugin process spent per pipelined pass:
 //
 //	go test -run '^$' -bench BenchmarkPlugin -benchtime 3x ./internal/pluginhost/
 const (
@@ -140,7 +141,7 @@ func BenchmarkPluginSink(b *testing.B) {
 		{"lines", func(dir string) map[string]any { return map[string]any{"path": dir + "/out", "sync": false} }},
 	} {
 		b.Run(c.name, func(b *testing.B) {
-			var inTime, plTime, pipeTime time.Duration
+			var inTime, plTime, pipeTime, hostCPU, pluginCPU time.Duration
 			for range b.N {
 				var in connector.Sink
 				if c.name == "discard" {
@@ -158,11 +159,20 @@ func BenchmarkPluginSink(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				pipeTime += pipelined(pl)
+				self0, child0 := cpuTimes()
+				pipeTime += pipelined(pl) // closes the sink: the plugin process has been waited for
+				self1, child1 := cpuTimes()
+				hostCPU += self1 - self0
+				pluginCPU += child1 - child0
 			}
 			report(b, inTime, plTime, len(batches)*b.N)
 			recs := float64(len(batches)*b.N) * benchBatch
 			b.ReportMetric(recs/pipeTime.Seconds(), "pipelined-rec/s")
+			// CPU per pass of the pipelined runs (getrusage; 0 where not measured): the host's,
+			// and the plugin process's whole life (start and stop included). Unlike the rates,
+			// these hardly move when the machine is busy with other work.
+			b.ReportMetric(hostCPU.Seconds()*1000/float64(b.N), "pipelined-host-cpu-ms/pass")
+			b.ReportMetric(pluginCPU.Seconds()*1000/float64(b.N), "pipelined-plugin-cpu-ms/pass")
 			if plTime < 1000*inTime {
 				b.ReportMetric(inTime.Seconds()/pipeTime.Seconds(), "pipelined/compiled-in")
 			}
