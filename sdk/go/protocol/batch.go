@@ -139,7 +139,9 @@ func DecodeBatchInto(dst []connector.Record, data []byte) ([]connector.Record, e
 	return out, nil
 }
 
-// readUvarint reads the varint at data[pos:]; the one-byte case is inlined by the compiler.
+// readUvarint reads the varint at data[pos:], the one-byte case without calling
+// binary.Uvarint. (It is not inlined: the compiler's budget is exceeded by the call to the slow
+// path, and so are readBytes and readVarint.)
 func readUvarint(data []byte, pos int) (uint64, int, bool) {
 	if pos < len(data) && data[pos] < 0x80 {
 		return uint64(data[pos]), pos + 1, true
