@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -260,6 +261,34 @@ func TestTransformTestIsolatesSparsePoison(t *testing.T) {
 	}
 	if !strings.Contains(errOut, "1024 in, 1008 passed, 0 emitted, 0 dropped, 16 rejected") {
 		t.Fatalf("summary missing from stderr:\n%s", errOut)
+	}
+}
+
+// Defect 3: transform test isolates a run of poison records at the start of a batch as a
+// pipeline does (the same stage code); before, 12, 30 or 60 leading poison records in 1,024 made
+// it report the stage broken.
+func TestTransformTestIsolatesLeadingPoisonRun(t *testing.T) {
+	for _, run := range []int{12, 30, 60} {
+		dir := t.TempDir()
+		input := filepath.Join(dir, "in.jsonl")
+		var b strings.Builder
+		for i := 0; i < 1024; i++ {
+			if i < run {
+				b.WriteString("trap\n")
+			} else {
+				b.WriteString("a\n")
+			}
+		}
+		if err := os.WriteFile(input, []byte(b.String()), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		_, errOut, err := runTransformCLI(t, "transform", "test", hostileModule, "--input", input, "--rejects", filepath.Join(dir, "rejects.jsonl"))
+		if err != nil {
+			t.Fatalf("%d poison: %v\n%s", run, err, errOut)
+		}
+		if want := fmt.Sprintf("1024 in, %d passed, 0 emitted, 0 dropped, %d rejected", 1024-run, run); !strings.Contains(errOut, want) {
+			t.Fatalf("%d poison: summary missing from stderr:\n%s", run, errOut)
+		}
 	}
 }
 

@@ -24,8 +24,9 @@ func failedCalls(st wasmhost.Stats) uint64 {
 	return st.Traps + st.Timeouts + st.MemoryFaults + st.GuestErrors + st.InvalidResults
 }
 
-// A module that fails on every call is broken after 2·(2 + ⌈log2 n⌉) calls (24 for 1,024 records)
-// instead of bisecting every batch down to single records (about 2n+1 calls each).
+// A module that fails on every call is broken after the descent of bisection to the first record
+// (2 + ⌈log2 n⌉ calls, 12 for 1,024 records) and 7 probes of single records spread over the batch,
+// 19 calls, instead of bisecting every batch down to single records (about 2n+1 calls each).
 func TestModuleFailingEveryCallIsBroken(t *testing.T) {
 	for _, tc := range []struct {
 		value   string
@@ -38,18 +39,18 @@ func TestModuleFailingEveryCallIsBroken(t *testing.T) {
 			if !errors.Is(err, transform.ErrBroken) {
 				t.Fatalf("err = %v, want transform.ErrBroken", err)
 			}
-			if !strings.HasPrefix(err.Error(), `stage is broken: 24 guest calls of one batch failed and none succeeded`) {
+			if !strings.HasPrefix(err.Error(), `stage is broken: all 8 records probed across the batch of 1024 failed alone and no guest call of the batch succeeded`) {
 				t.Fatalf("err = %v", err)
 			}
-			if n := failedCalls(s.Stats()); n != 24 {
-				t.Fatalf("%d failed calls, want 24", n)
+			if n := failedCalls(s.Stats()); n != 19 {
+				t.Fatalf("%d failed calls, want 19", n)
 			}
 			// The next batch is refused after one more failed call.
 			if _, err := s.Process(context.Background(), records(tc.value)); !errors.Is(err, transform.ErrBroken) {
 				t.Fatalf("second batch: err = %v", err)
 			}
-			if n := failedCalls(s.Stats()); n != 25 {
-				t.Fatalf("%d failed calls after the second batch, want 25", n)
+			if n := failedCalls(s.Stats()); n != 20 {
+				t.Fatalf("%d failed calls after the second batch, want 20", n)
 			}
 			if st := s.Stats(); st.Broken != 2 {
 				t.Fatalf("stats %+v", st)
@@ -62,6 +63,52 @@ func TestModuleFailingEveryCallIsBroken(t *testing.T) {
 				t.Fatalf("mixed batch: %v %+v", err, res)
 			}
 		})
+	}
+}
+
+// Defect 3: a run of poison records at the start of a batch is isolated whatever its length and
+// the number of instances; before, 12 leading poison records in 1,024 made one instance report
+// the stage broken (24 failed calls with none succeeding) while two instances isolated them.
+func TestLeadingPoisonRunIsIsolated(t *testing.T) {
+	for _, run := range []int{12, 30, 60, 500} {
+		for _, inst := range []int{1, 2} {
+			h, _ := newHost(t)
+			s := newStage(t, h, hostileWasm, wasmhost.StageConfig{Name: "t", Instances: inst})
+			vals := repeat("a", 1024)
+			for i := range run {
+				vals[i] = "trap"
+			}
+			res, err := s.Process(context.Background(), records(vals...))
+			if err != nil {
+				t.Fatalf("%d poison, %d instances: %v", run, inst, err)
+			}
+			if len(res.Rejected) != run || countPass(res) != 1024-run {
+				t.Fatalf("%d poison, %d instances: %d rejected, %d passed", run, inst, len(res.Rejected), countPass(res))
+			}
+			for k, r := range res.Rejected {
+				if r.Input != k {
+					t.Fatalf("rejected %d: %+v", k, r)
+				}
+			}
+			if st := s.Stats(); st.Broken != 0 {
+				t.Fatalf("stats %+v", st)
+			}
+		}
+	}
+}
+
+// A batch whose records fail alone at all 8 probed places, spread evenly over it, is broken: the
+// answer depends on the records only.
+func TestProbesAllFailingIsBroken(t *testing.T) {
+	for _, inst := range []int{1, 2} {
+		h, _ := newHost(t)
+		s := newStage(t, h, hostileWasm, wasmhost.StageConfig{Name: "t", Instances: inst})
+		vals := repeat("trap", 1024)
+		vals[1] = "a" // not probed: the batch is still broken
+		_, err := s.Process(context.Background(), records(vals...))
+		if !errors.Is(err, transform.ErrBroken) {
+			t.Fatalf("%d instances: err = %v", inst, err)
+		}
 	}
 }
 
@@ -128,22 +175,45 @@ func TestDeadlineBudgetPerBatch(t *testing.T) {
 	}
 }
 
-// Batches of one record cannot reach the limit of failed calls in one batch: after three batches in a row without a
-// successful call (two failed calls each, the frame and its retry), the first failed call of the
-// fourth reports the stage broken.
+// Defect 3: batches of one record (a slow stream) with a run of poison records are isolated;
+// before, four poison records in a row made the stage broken ("no guest call succeeded in the
+// last 3 batches nor in this one"). Each costs two failed calls (the frame and its retry), so 31
+// in a row are 62 failed calls, under the limit of 64.
+func TestPoisonRunInOneRecordBatches(t *testing.T) {
+	h, _ := newHost(t)
+	s := newStage(t, h, hostileWasm, wasmhost.StageConfig{Name: "t", Instances: 1})
+	for round := 0; round < 2; round++ {
+		for i := 0; i < 31; i++ {
+			res, err := s.Process(context.Background(), records("trap"))
+			if err != nil || len(res.Rejected) != 1 {
+				t.Fatalf("round %d, batch %d: %v %+v", round, i, err, res)
+			}
+		}
+		if res, err := s.Process(context.Background(), records("a")); err != nil || countPass(res) != 1 {
+			t.Fatalf("round %d: %v %+v", round, err, res)
+		}
+	}
+	if st := s.Stats(); st.Broken != 0 || st.Poison != 62 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+// A module failing every call on batches of one record is broken after 64 failed calls in a row
+// with no successful call between them: the first failed call of the 32nd batch that reaches it.
 func TestBrokenAcrossSmallBatches(t *testing.T) {
 	h, _ := newHost(t)
 	s := newStage(t, h, hostileWasm, wasmhost.StageConfig{Name: "t", Instances: 1})
-	for i := 0; i < 3; i++ {
+	for i := 0; i < 31; i++ {
 		res, err := s.Process(context.Background(), records("trap"))
 		if err != nil || len(res.Rejected) != 1 {
 			t.Fatalf("batch %d: %v %+v", i, err, res)
 		}
 	}
-	if _, err := s.Process(context.Background(), records("trap")); !errors.Is(err, transform.ErrBroken) {
-		t.Fatalf("fourth batch: err = %v", err)
+	_, err := s.Process(context.Background(), records("trap"))
+	if !errors.Is(err, transform.ErrBroken) || !strings.Contains(err.Error(), "64 guest calls in a row failed") {
+		t.Fatalf("32nd batch: err = %v", err)
 	}
-	if n := failedCalls(s.Stats()); n != 7 {
-		t.Fatalf("%d failed calls, want 7", n)
+	if n := failedCalls(s.Stats()); n != 64 {
+		t.Fatalf("%d failed calls, want 64", n)
 	}
 }

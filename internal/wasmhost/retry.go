@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"math/bits"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -20,41 +21,54 @@ type failure struct {
 }
 
 // A stage is broken, not its records, when (ABI.md section 10.3):
-//   - no guest call of the batch has succeeded and its failed calls reach dryLimit, 2·(2+⌈log2 n⌉):
-//     bisection descends depth-first into the first failed half, so a module that fails on every
-//     call reaches the first record alone after 2 + ⌈log2 n⌉ calls and the limit after as many
-//     again, while a batch with poison records has a successful call as soon as a segment
-//     without poison runs (a run of poison records at the start of the batch costs about two
-//     failed calls per record after the descent, so runs of about ⌈log2 n⌉/2 still isolate);
-//   - brokenBatches batches in a row have ended without a successful call, and a call of the next
-//     one fails before any succeeds (batches of one or two records cannot reach dryLimit); or
-//   - the calls of one batch that overran their deadline exceed deadlineBudget. Traps and other
-//     quick failures are not budgeted: bisection is bounded by 2n+1 calls whatever fails. A deadline
-//     costs the timeout in wall time, so its count is bounded, generously enough to isolate 16
-//     poison records that overrun their deadline in a batch.
+//   - probing says so: when a call of one record fails and no guest call of the batch has
+//     succeeded, the stage calls the guest on single records spread evenly over the whole batch,
+//     at indexes ⌊n·k/8⌋ for k = 0..7 (probes of them, the record that just failed excepted). When
+//     the batch has at least 8 records and all 8 fail alone, the module is broken. When one
+//     succeeds, the batch has had a successful call and is bisected to the end (at most 2n+1
+//     calls, traps and errors not budgeted). Bisection descends depth-first into the first failed
+//     half, so a module that fails every call reaches a single record after 2 + ⌈log2 n⌉ calls
+//     and is found broken 7 probes later (19 calls for 1,024 records). The answer depends on the
+//     records only, not on the number of instances or on timing: a run of poison records, at the
+//     start of a batch or anywhere, is isolated unless it covers all 8 probed places;
+//   - dryCallLimit failed calls in a row, across batches, were made while their batch had no
+//     successful call, with no successful call between them: this stops a module failing every
+//     call on batches too small to probe (fewer than 8 records; a batch of one record costs two
+//     failed calls, the frame and its retry, so 32 in a row). Failed calls of a batch that has had
+//     a successful call do not count, so a run of poison records in a large batch cannot reach it.
+//     A flood of poison records is the dead letter's max_failure_ratio's to stop; or
+//   - the calls of one batch that overran their deadline exceed deadlineBudget, 16·(2+⌈log2 n⌉).
+//     Traps and other quick failures are not budgeted: bisection is bounded by 2n+1 calls whatever
+//     fails. A deadline costs the timeout in wall time, so its count is bounded, generously enough
+//     to isolate 16 poison records that overrun their deadline in a batch.
 //
 // After a stage was found broken, the next failed call without a successful one before it in its
 // batch reports the stage broken again; a successful call resets it.
-const brokenBatches = 3
+const (
+	probes       = 8
+	dryCallLimit = 64
+)
 
 func levels(n int) int64 { return 2 + int64(bits.Len(uint(max(n, 1)-1))) }
 
-func dryLimit(n int) int64       { return 2 * levels(n) }
 func deadlineBudget(n int) int64 { return 16 * levels(n) }
 
 // batchFailures is the failure accounting of one Process call, shared by its frames.
 type batchFailures struct {
-	succeeded atomic.Int64 // successful guest calls
-	failed    atomic.Int64 // failed guest calls
-	deadlines atomic.Int64 // calls that overran their deadline
-	dry       int64        // dryLimit
-	budget    int64        // deadlineBudget
-	output    atomic.Int64 // bytes of the emitted records kept so far
+	recs      []connector.Record // the whole batch, for probes
+	succeeded atomic.Int64       // successful guest calls
+	deadlines atomic.Int64       // calls that overran their deadline
+	budget    int64              // deadlineBudget
+	output    atomic.Int64       // bytes of the emitted records kept so far
 	maxOutput int64
+
+	probeMu  sync.Mutex
+	probed   bool  // the batch was probed
+	probeErr error // the stage is broken, by the probes
 }
 
-func newBatchFailures(n int, maxOutput int64) *batchFailures {
-	return &batchFailures{dry: dryLimit(n), budget: deadlineBudget(n), maxOutput: maxOutput}
+func newBatchFailures(recs []connector.Record, maxOutput int64) *batchFailures {
+	return &batchFailures{recs: recs, budget: deadlineBudget(len(recs)), maxOutput: maxOutput}
 }
 
 // batchOutputBytes bounds the key, value and header bytes of the records one Process call emits,
@@ -86,16 +100,6 @@ func (b *batchFailures) takeOutput(out *transform.Result, start int) *failure {
 	return nil
 }
 
-// endBatch updates the count of batches in a row without a successful call.
-func (s *Stage) endBatch(b *batchFailures) {
-	switch {
-	case b.succeeded.Load() > 0:
-		s.dryBatches.Store(0)
-	case b.failed.Load() > 0:
-		s.dryBatches.Add(1)
-	}
-}
-
 // chain is the failure accounting of one frame's calls.
 type chain struct {
 	batch *batchFailures
@@ -116,7 +120,7 @@ func (s *Stage) processChunk(ctx context.Context, recs []connector.Record, base 
 }
 
 // bisect isolates the records of a failed frame that fail alone. It descends depth-first: the
-// first half, and the failed parts of it, before the second half (see brokenBatches), collecting
+// first half, and the failed parts of it, before the second half (see probes), collecting
 // each half's result apart so that out stays in input order.
 func (s *Stage) bisect(ctx context.Context, recs []connector.Record, base int, out *transform.Result, f *failure, c *chain) error {
 	if len(recs) == 1 {
@@ -148,14 +152,42 @@ func (s *Stage) bisect(ctx context.Context, recs []connector.Record, base int, o
 // (the instance has then been replaced) and an error when the call could not be made, ctx ended
 // or the stage is broken (wrapping transform.ErrBroken).
 func (s *Stage) runFrame(ctx context.Context, recs []connector.Record, base int, out *transform.Result, c *chain) (*failure, error) {
+	b := c.batch
+	f, err := s.call(ctx, recs, base, out, b, b)
+	if f == nil || err != nil {
+		return f, err
+	}
+	if b.succeeded.Load() > 0 {
+		return f, nil
+	}
+	if len(recs) == 1 && len(b.recs) >= probes {
+		if err := s.probe(ctx, b, base, f); err != nil {
+			return nil, err
+		}
+		if b.succeeded.Load() > 0 {
+			return f, nil
+		}
+	}
+	if n := s.dryCalls.Load(); n >= dryCallLimit {
+		return nil, s.broken(fmt.Errorf("%w: %d guest calls in a row failed with no successful call in their batches, the last with %q; the module fails whatever records it gets", transform.ErrBroken, n, f.reason))
+	}
+	return f, nil
+}
+
+// call runs one guest call on a pooled instance and does its accounting: a successful call resets
+// the stage's count of dry failed calls, a failed one adds to it when its batch has had no
+// successful call, and a call that overran its deadline is charged to the batch's budget. out
+// gets the call's result, charged to ob's output budget.
+func (s *Stage) call(ctx context.Context, recs []connector.Record, base int, out *transform.Result, b, ob *batchFailures) (*failure, error) {
 	in, err := s.acquire(ctx)
 	if err != nil {
 		return nil, err
 	}
-	f, err := in.runFrame(ctx, recs, base, out, c.batch)
+	f, err := in.runFrame(ctx, recs, base, out, ob)
 	if f == nil && err == nil {
 		s.stats.frames.Add(1)
-		c.batch.succeeded.Add(1)
+		b.succeeded.Add(1)
+		s.dryCalls.Store(0)
 		s.release(in)
 		return nil, nil
 	}
@@ -169,28 +201,58 @@ func (s *Stage) runFrame(ctx context.Context, recs []connector.Record, base int,
 		return nil, fmt.Errorf("stage: %w", ErrClosed)
 	}
 	s.countFailure(f)
-	b := c.batch
-	failed := b.failed.Add(1)
+	if b.succeeded.Load() == 0 {
+		s.dryCalls.Add(1)
+	}
 	if f.code == CodeDeadline {
 		if n := b.deadlines.Add(1); n > b.budget {
 			return nil, s.broken(fmt.Errorf("%w: %d guest calls overran their deadline on one batch, over its budget of %d; a module should reject bad records, not fail on them (ABI.md section 14)", transform.ErrBroken, n, b.budget))
 		}
 	}
-	if b.succeeded.Load() > 0 {
-		return f, nil
-	}
-	if failed >= b.dry {
-		return nil, s.broken(fmt.Errorf("%w: %d guest calls of one batch failed and none succeeded, the last with %q; the module fails whatever records it gets", transform.ErrBroken, failed, f.reason))
-	}
-	if n := s.dryBatches.Load(); n >= brokenBatches {
-		return nil, s.broken(fmt.Errorf("%w: no guest call succeeded in the last %d batches nor in this one, the last failed with %q; the module fails whatever records it gets", transform.ErrBroken, n, f.reason))
-	}
 	return f, nil
+}
+
+// probe calls the guest on single records at indexes ⌊n·k/8⌋ of the batch, the record at failed
+// (which has just failed alone with f) excepted, once per batch; it returns an error wrapping
+// transform.ErrBroken when all of them fail and no call of the batch succeeded meanwhile. A probe
+// that succeeds stops probing: the batch has had a successful call. The probes' results are
+// thrown away (bisection calls those records again), so their output is not charged to the batch.
+func (s *Stage) probe(ctx context.Context, b *batchFailures, failed int, f *failure) error {
+	b.probeMu.Lock()
+	defer b.probeMu.Unlock()
+	if b.probed {
+		return b.probeErr
+	}
+	b.probed = true
+	n := len(b.recs)
+	for k := 0; k < probes; k++ {
+		i := n * k / probes
+		if i == failed {
+			continue
+		}
+		if b.succeeded.Load() > 0 {
+			return nil
+		}
+		var scratch transform.Result
+		pf, err := s.call(ctx, b.recs[i:i+1], i, &scratch, b, &batchFailures{maxOutput: b.maxOutput})
+		if err != nil {
+			return err
+		}
+		if pf == nil {
+			return nil
+		}
+		f = pf
+	}
+	if b.succeeded.Load() > 0 {
+		return nil
+	}
+	b.probeErr = s.broken(fmt.Errorf("%w: all %d records probed across the batch of %d failed alone and no guest call of the batch succeeded, the last with %q; the module fails whatever records it gets", transform.ErrBroken, probes, n, f.reason))
+	return b.probeErr
 }
 
 func (s *Stage) broken(err error) error {
 	s.stats.broken.Add(1)
-	s.dryBatches.Store(brokenBatches) // the next failure before a success is broken again
+	s.dryCalls.Store(dryCallLimit) // the next failure before a success is broken again
 	s.log.Error("wasm module is broken: stopping the batch instead of bisecting it further", "err", err)
 	return err
 }

@@ -116,9 +116,9 @@ type Stage struct {
 	done   chan struct{}
 	closed atomic.Bool
 	stats  stageStats
-	// dryBatches counts the batches in a row that ended without a successful guest call
-	// (brokenBatches).
-	dryBatches atomic.Int64
+	// dryCalls counts the failed guest calls in a row, with no successful call between them,
+	// made while their batch had no successful call (dryCallLimit).
+	dryCalls atomic.Int64
 
 	mu      sync.Mutex
 	all     map[*instance]struct{}
@@ -305,9 +305,10 @@ const parallelMinRecords = 256
 // frame is bisected and records that fail alone come back as Rejected with a host code
 // (CodeTrap, ...). An error means the batch could not be processed at all: ctx was cancelled, the
 // stage was closed, no replacement instance could be created, or the module is broken (an error
-// wrapping transform.ErrBroken: the batch's calls failed 2·(2+⌈log2 n⌉) times with none
-// succeeding, three batches in a row had no successful call, or the batch's calls overran their
-// deadline more than 16·(2+⌈log2 n⌉) times; see brokenBatches). Safe for concurrent use.
+// wrapping transform.ErrBroken: with no call of the batch succeeding, 8 single records spread
+// evenly over it all failed alone; 64 failed calls in a row were made in batches without a
+// successful call; or the batch's calls overran their deadline more than 16·(2+⌈log2 n⌉) times;
+// see probes). Safe for concurrent use.
 func (s *Stage) Process(ctx context.Context, batch []connector.Record) (transform.Result, error) {
 	if s.closed.Load() {
 		return transform.Result{}, fmt.Errorf("stage: %w", ErrClosed)
@@ -317,8 +318,7 @@ func (s *Stage) Process(ctx context.Context, batch []connector.Record) (transfor
 	if k := s.cfg.Instances; k > 1 && len(batch) >= 2*parallelMinRecords && len(ends) < k {
 		ends = subdivide(ends, k, parallelMinRecords)
 	}
-	bf := newBatchFailures(len(batch), batchOutputBytes(s.limit))
-	defer s.endBatch(bf)
+	bf := newBatchFailures(batch, batchOutputBytes(s.limit))
 	var res transform.Result
 	if len(ends) <= 1 || s.cfg.Instances == 1 {
 		res.Actions = make([]transform.Action, 0, len(batch))
