@@ -78,17 +78,14 @@ func newBatchFailures(recs []connector.Record, maxOutput int64) *batchFailures {
 // larger, so that whatever one call may emit, one batch may too.
 func batchOutputBytes(limit uint64) int64 { return int64(max(limit, abi.MaxResultBytes)) }
 
-// takeOutput charges the records out.Emitted[start:] to the batch's output budget. Over the
+// takeOutput charges the records out.Emitted[start:] to the batch's output budget, at their host
+// size (connector.Record.Size: headers and records without bytes are not free). Over the
 // budget, it returns the failure that makes the call's result invalid (the caller removes it from
 // out).
 func (b *batchFailures) takeOutput(out *transform.Result, start int) *failure {
 	var n int64
 	for i := start; i < len(out.Emitted); i++ {
-		r := &out.Emitted[i].Record
-		n += int64(len(r.Key) + len(r.Value))
-		for _, h := range r.Headers {
-			n += int64(len(h.Key) + len(h.Value))
-		}
+		n += int64(out.Emitted[i].Record.Size())
 	}
 	if n == 0 {
 		return nil

@@ -39,9 +39,14 @@ const (
 	MaxFrameRecords = 4096     // input frame
 	MaxResultBytes  = 64 << 20 // result frame
 	MaxOutRecords   = 65536    // n_out of a result frame
-	MaxReasonBytes  = 1024     // reject reasons and tf_last_error, truncated by the host
-	MaxMetaBytes    = 64 << 10 // tf_meta
-	MaxLogLine      = 1024     // tf_host_v1.log, stdout and stderr lines
+	MaxOutHeaders   = 1024     // headers of one emitted record (its encoded header list's count)
+	// HeaderCost is what a host charges for each header of an emitted record on top of its key
+	// and value bytes (section 7.2): the header's memory on the host, so that empty headers are
+	// not free. sdk/go/connector's Record.Size charges the same.
+	HeaderCost     = 48
+	MaxReasonBytes = 1024     // reject reasons and tf_last_error, truncated by the host
+	MaxMetaBytes   = 64 << 10 // tf_meta
+	MaxLogLine     = 1024     // tf_host_v1.log, stdout and stderr lines
 )
 
 // DefaultPort is output port 0 of every module: passed records and emitted records of port index

@@ -216,3 +216,58 @@ func TestDecodeResultBoundsRepeatedOutputs(t *testing.T) {
 		t.Fatalf("1.6 MiB of outputs under a 1 MiB bound: err = %v", err)
 	}
 }
+
+// TestDecodeResultChargesHeaders covers emitted records with many empty headers: 8 encoded bytes
+// each, but a header costs the host far more, so HeaderCost is charged for each and an output
+// may have at most MaxOutHeaders.
+func TestDecodeResultChargesHeaders(t *testing.T) {
+	le := binary.LittleEndian
+	build := func(nIn, nOut, nHeaders int) []byte {
+		hdrs := make([]byte, 4+8*nHeaders) // nHeaders headers with empty keys and values
+		le.PutUint32(hdrs, uint32(nHeaders))
+		var o [48]byte
+		ts := int64(NoTimestamp)
+		le.PutUint64(o[0:], uint64(ts))
+		le.PutUint32(o[20:], Inherit)
+		le.PutUint32(o[36:], uint32(len(hdrs)))
+		outs := make([][48]byte, nOut)
+		for k := range outs {
+			outs[k] = o
+		}
+		disps := make([][12]byte, nIn)
+		for i := range disps {
+			disps[i] = disp(2, 0, 0, uint32(nOut))
+		}
+		f := result(uint32(nIn), disps, outs, hdrs)
+		for k := 0; k < nOut; k++ { // every OutDesc names the one header list
+			le.PutUint32(f[32+12*nIn+48*k+32:], uint32(len(f)-len(hdrs)))
+		}
+		return f
+	}
+	tests := []struct {
+		name               string
+		nIn, nOut, headers int
+		want               string
+	}{
+		// One output of 100,000 empty headers: 800 KB encoded, about 5 MB on the host.
+		{"headers per output", 1, 1, 100000, "100000 headers, over the limit of 1024"},
+		// 2,000 records of 1,024 empty headers: 16 MB encoded, 114 MB charged.
+		{"empty headers charged", 2, 1000, 1024, "emitted bytes over the limit of 67108864"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			calls := 0
+			_, err := DecodeResult(build(tc.nIn, tc.nOut, tc.headers), tc.nIn, 1, nil, func(int, *Disposition) { calls++ })
+			if !errors.Is(err, ErrInvalidResult) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want %q", err, tc.want)
+			}
+			if calls != 0 {
+				t.Fatalf("f called %d times before the frame was refused", calls)
+			}
+		})
+	}
+	// Within the bounds: 1,024 headers on each of 100 outputs (5.7 MB charged).
+	if got, err := decodeAll(build(1, 100, MaxOutHeaders), 1, 1); err != nil || len(got[0].Outputs) != 100 {
+		t.Fatalf("100 outputs of 1,024 empty headers: %v", err)
+	}
+}

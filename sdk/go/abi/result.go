@@ -52,9 +52,10 @@ type Disposition struct {
 //
 // The outputs of all EMIT dispositions together, counting an OutDesc once per disposition that
 // names it, must be at most MaxOutRecords records and MaxResultBytes bytes of keys, values and
-// headers (inherited keys and headers do not count): overlapping EMIT ranges and OutDescs that
-// share bytes cannot make the caller copy more than a frame without repeats could hold. The
-// totals are checked before f is first called.
+// headers, each header costing HeaderCost bytes more than its encoding (inherited keys and
+// headers do not count); an output may have at most MaxOutHeaders headers. Overlapping EMIT
+// ranges and OutDescs that share bytes cannot make the caller copy more than a frame without
+// repeats could hold. The totals are checked before f is first called.
 func DecodeResult(res []byte, nIn, nPorts int, actions []Action, f func(i int, d *Disposition)) ([]Action, error) {
 	return DecodeResultWithin(res, nIn, nPorts, MaxResultBytes, actions, f)
 }
@@ -104,7 +105,7 @@ func decodeResult(res []byte, nIn, nPorts, maxCopy int, actions []Action, f func
 			return actions, err
 		}
 	}
-	if err := checkTotals(disps, outs, n, nOut, ods, maxCopy); err != nil {
+	if err := checkTotals(res, disps, outs, n, nOut, ods, maxCopy); err != nil {
 		return actions, err
 	}
 	var d Disposition
@@ -170,6 +171,9 @@ func decodeOut(res, d []byte, nPorts int) (Output, error) {
 		if o.Headers, err = span(res, le.Uint32(d[32:]), hl, "headers"); err != nil {
 			return o, err
 		}
+		if c := headerCount(o.Headers); c > MaxOutHeaders {
+			return o, errorf("%d headers, over the limit of %d", c, MaxOutHeaders)
+		}
 		if err := EachHeader(o.Headers, func(_, _ []byte) {}); err != nil {
 			return o, err
 		}
@@ -177,9 +181,18 @@ func decodeOut(res, d []byte, nPorts int) (Output, error) {
 	return o, nil
 }
 
+// headerCount is the count of the encoded header list b, 0 when b is too short to hold one.
+func headerCount(b []byte) uint32 {
+	if len(b) < 4 {
+		return 0
+	}
+	return le.Uint32(b)
+}
+
 // checkTotals bounds what the EMIT dispositions make the caller copy: records and bytes, counting
-// repeats (section 7.2). Ranges outside n_out are left to the main loop.
-func checkTotals(disps, outs []byte, n, nOut, ods uint32, maxCopy int) error {
+// repeats and HeaderCost per header (section 7.2). Ranges outside n_out, and header lists outside
+// the frame, are left to the main loop.
+func checkTotals(res, disps, outs []byte, n, nOut, ods uint32, maxCopy int) error {
 	var records uint64
 	for i := uint32(0); i < n; i++ {
 		p := disps[i*DispSize:]
@@ -211,8 +224,15 @@ func checkTotals(disps, outs []byte, n, nOut, ods uint32, maxCopy int) error {
 				bytes += uint64(kl)
 			}
 			bytes += uint64(le.Uint32(d[28:]))
-			if hl := le.Uint32(d[36:]); hl != Inherit {
+			if hl := le.Uint32(d[36:]); hl != Inherit && hl != 0 {
 				bytes += uint64(hl)
+				if h, err := span(res, le.Uint32(d[32:]), hl, "headers"); err == nil {
+					c := headerCount(h)
+					if c > MaxOutHeaders {
+						return errorf("record %d, output %d: %d headers, over the limit of %d", i, j, c, MaxOutHeaders)
+					}
+					bytes += uint64(c) * HeaderCost
+				}
 			}
 		}
 		if bytes > uint64(maxCopy) {

@@ -80,12 +80,17 @@ type Record struct {
 	Position Position
 }
 
+// HeaderOverhead is what Record.Size charges for each header on top of its key and value: the
+// Header in its slice and the string and slice headers it holds, so that many empty headers do
+// not pass for a small record.
+const HeaderOverhead = 48
+
 // Size is the approximate memory footprint of the record's payload in bytes, used by the runtime
 // to bound its queues.
 func (r *Record) Size() int {
 	n := len(r.Key) + len(r.Value) + len(r.Position.Cursor) + 64
 	for _, h := range r.Headers {
-		n += len(h.Key) + len(h.Value)
+		n += HeaderOverhead + len(h.Key) + len(h.Value)
 	}
 	return n
 }
