@@ -14,6 +14,18 @@ import (
 // created, so retries and bisection do not add to the bound.
 const HostMemoryOverhead = 192 << 20
 
+// BatchOutputBytes is the output budget of one Process call of a stage whose instances have
+// memoryBytes of memory each (ABI.md section 11): the emitted records it keeps, over all its frames
+// and calls, are charged at their host size (connector.Record.Size: key, value and cursor bytes,
+// a fixed cost per record and per header), and a call whose records would take the batch over
+// the budget has an invalid result. Only kept records are charged: a call that fails copies
+// nothing it keeps. The per-call bounds alone would let a guest that fails on frames of several
+// records, so that bisection calls it record by record, build a batch result of n times the
+// result frame cap. It is 256 MiB, or 4 times the memory limit when larger, enough for
+// one-to-many transforms of real records (an explode of 20 items from 4.5 KB orders keeps about
+// 90 MB for a batch of 1,024); each stage processing a batch adds it to the process's bound.
+func BatchOutputBytes(memoryBytes int64) int64 { return max(256<<20, 4*memoryBytes) }
+
 // linearMemory backs one instance's linear memory outside the Go heap (memory_linux.go) or, where
 // that is not available, in it. Guest calls and host reads of guest memory run between enter and
 // exit; Free during a call (Stage.Close, Host.Close) is deferred to exit, so memory is never

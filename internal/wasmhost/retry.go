@@ -71,13 +71,6 @@ func newBatchFailures(recs []connector.Record, maxOutput int64) *batchFailures {
 	return &batchFailures{recs: recs, budget: deadlineBudget(len(recs)), maxOutput: maxOutput}
 }
 
-// batchOutputBytes bounds the key, value and header bytes of the records one Process call emits,
-// over all its frames and calls (ABI.md section 11): the per-call bounds alone would let a guest
-// that fails on frames of several records, so that bisection calls it record by record, build a
-// batch result of n times the frame cap. It is the result frame cap, or the memory limit when
-// larger, so that whatever one call may emit, one batch may too.
-func batchOutputBytes(limit uint64) int64 { return int64(max(limit, abi.MaxResultBytes)) }
-
 // takeOutput charges the records out.Emitted[start:] to the batch's output budget, at their host
 // size (connector.Record.Size: headers and records without bytes are not free). Over the
 // budget, it returns the failure that makes the call's result invalid (the caller removes it from

@@ -318,7 +318,7 @@ func (s *Stage) Process(ctx context.Context, batch []connector.Record) (transfor
 	if k := s.cfg.Instances; k > 1 && len(batch) >= 2*parallelMinRecords && len(ends) < k {
 		ends = subdivide(ends, k, parallelMinRecords)
 	}
-	bf := newBatchFailures(batch, batchOutputBytes(s.limit))
+	bf := newBatchFailures(batch, BatchOutputBytes(int64(s.limit)))
 	var res transform.Result
 	if len(ends) <= 1 || s.cfg.Instances == 1 {
 		res.Actions = make([]transform.Action, 0, len(batch))
