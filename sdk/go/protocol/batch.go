@@ -97,9 +97,29 @@ func DecodeBatchInto(dst []connector.Record, data []byte) ([]connector.Record, e
 		var ts int64
 		var hn uint64
 		var ok1, ok2, ok3, ok4, ok5, ok6, ok7 bool
-		r.Key, pos, ok1 = readBytes(data, pos)
-		r.Value, pos, ok2 = readBytes(data, pos)
-		ts, pos, ok3 = readVarint(data, pos)
+		// The common record (key and value shorter than 128 bytes, no time) read without
+		// calls; anything else, including every malformed case, by the general readers.
+		if pos+3 <= len(data) && data[pos] < 0x80 && int(data[pos]) < len(data)-pos-2 &&
+			data[pos+1+int(data[pos])] < 0x80 {
+			kl := int(data[pos])
+			vp := pos + 1 + kl
+			vl := int(data[vp])
+			if end := vp + 1 + vl; end < len(data) && data[end] == 0 {
+				r.Key, r.Value = nil, nil
+				if kl > 0 {
+					r.Key = data[pos+1 : vp : vp]
+				}
+				if vl > 0 {
+					r.Value = data[vp+1 : end : end]
+				}
+				pos, ok1, ok2, ok3 = end+1, true, true, true
+			}
+		}
+		if !ok1 {
+			r.Key, pos, ok1 = readBytes(data, pos)
+			r.Value, pos, ok2 = readBytes(data, pos)
+			ts, pos, ok3 = readVarint(data, pos)
+		}
 		p, pos, ok4 = readBytes(data, pos)
 		r.Position.Offset, pos, ok5 = readVarint(data, pos)
 		r.Position.Cursor, pos, ok6 = readBytes(data, pos)

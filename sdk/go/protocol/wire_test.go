@@ -1,6 +1,7 @@
 package protocol_test
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -210,5 +211,61 @@ func TestDecodeBatchIntoReusedSlice(t *testing.T) {
 	want, _ := protocol.DecodeBatch(protocol.AppendBatch(nil, bare))
 	if &got[0] != &dst[0] || !reflect.DeepEqual(got, want) {
 		t.Fatalf("decoded into the old slice: %+v, want %+v (in the same memory)", got, want)
+	}
+}
+
+func BenchmarkDecodeBatchInto(b *testing.B) {
+	data := protocol.AppendBatch(nil, benchRecords())
+	b.SetBytes(int64(len(data)))
+	var recs []connector.Record
+	for range b.N {
+		var err error
+		if recs, err = protocol.DecodeBatchInto(recs, data); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// Short records take the decoder's fast path, others the general one: a batch mixing them
+// round-trips, and no change of a single byte makes decoding panic or read past the batch.
+func TestDecodeBatchFastPathMixed(t *testing.T) {
+	long := bytes.Repeat([]byte("v"), 200)
+	recs := []connector.Record{
+		{Key: []byte("k"), Value: []byte("short"), Position: connector.Position{Partition: "p", Offset: 1}},
+		{Value: long, Position: connector.Position{Partition: "p", Offset: 2}},
+		{Value: []byte("timed"), Time: time.Unix(5, 6), Position: connector.Position{Partition: "q", Offset: 3}},
+		{Position: connector.Position{Partition: "q", Offset: 4}},
+		{Key: long, Value: []byte("x"), Position: connector.Position{Offset: 5, Cursor: []byte{1}}},
+	}
+	data := protocol.AppendBatch(nil, recs)
+	got, err := protocol.DecodeBatch(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(recs) {
+		t.Fatalf("%d records, want %d", len(got), len(recs))
+	}
+	for i := range recs {
+		w, g := recs[i], got[i]
+		if !bytes.Equal(g.Key, w.Key) || !bytes.Equal(g.Value, w.Value) || !g.Time.Equal(w.Time) ||
+			g.Position.Partition != w.Position.Partition || g.Position.Offset != w.Position.Offset ||
+			!bytes.Equal(g.Position.Cursor, w.Position.Cursor) {
+			t.Fatalf("record %d = %+v, want %+v", i, g, w)
+		}
+	}
+	for i := range data {
+		for _, v := range []byte{0, 1, 0x7f, 0x80, 0xff, data[i] + 1, data[i] - 1} {
+			mut := bytes.Clone(data)
+			mut[i] = v
+			recs, err := protocol.DecodeBatch(mut[:len(mut):len(mut)])
+			if err != nil {
+				continue
+			}
+			for _, r := range recs {
+				if len(r.Key)+len(r.Value) > len(mut) {
+					t.Fatalf("byte %d = %#x: a record larger than the batch", i, v)
+				}
+			}
+		}
 	}
 }
