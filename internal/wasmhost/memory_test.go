@@ -167,3 +167,71 @@ func TestOverlappingEmitsBounded(t *testing.T) {
 		t.Fatalf("peak RSS %d MiB is over the bound of 1 instance × %d MiB + 2 × %d MiB of output + %d MiB", peak>>20, limit>>20, budget>>20, overhead>>20)
 	}
 }
+
+// headersChild is set in the environment of the child process TestEmptyHeadersBounded starts.
+const headersChild = "SLUICE_WASMHOST_HEADERS_CHILD"
+
+// TestEmptyHeadersBounded runs the Go guest's "headers" (one emitted record of 100,000 empty
+// headers: 0.8 MB of result frame, several MB on the host) on every other record of 600 at the
+// default 64 MiB limit, and checks the child's peak RSS against the bound of ABI.md section 11.
+// Before, empty headers were free for the output budget and the host kept every such record;
+// now a record of more than 1,024 headers is an invalid result.
+func TestEmptyHeadersBounded(t *testing.T) {
+	const (
+		limit    = wasmhost.DefaultMemoryBytes
+		overhead = wasmhost.HostMemoryOverhead
+	)
+	if guest := os.Getenv(headersChild); guest != "" {
+		h, _ := newHost(t)
+		s := newStage(t, h, guest, wasmhost.StageConfig{Name: "t", Instances: 1})
+		vals := make([]string, 600)
+		for i := range vals {
+			vals[i] = "a"
+			if i%2 == 1 {
+				vals[i] = "headers"
+			}
+		}
+		res, err := s.Process(context.Background(), records(vals...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var headers int64
+		for _, e := range res.Emitted {
+			headers += int64(len(e.Record.Headers))
+		}
+		fmt.Printf("emitted=%d headers=%d rejected=%d peak_rss=%d\n", len(res.Emitted), headers, len(res.Rejected), vmHWM(t))
+		return
+	}
+	if _, err := os.Stat("/proc/self/status"); err != nil {
+		t.Skip("peak RSS needs /proc")
+	}
+	if raceEnabled {
+		t.Skip("the race detector's shadow memory is not part of the bound")
+	}
+	guest := buildGoGuest(t)
+	cmd := exec.Command(os.Args[0], "-test.run=^TestEmptyHeadersBounded$", "-test.count=1", "-test.v")
+	cmd.Env = append(os.Environ(), headersChild+"="+guest)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("child: %v\n%.4000s", err, out)
+	}
+	var emitted, headers, rejected, peak int64
+	for _, line := range strings.Split(string(out), "\n") {
+		if strings.HasPrefix(line, "emitted=") {
+			if _, err := fmt.Sscanf(line, "emitted=%d headers=%d rejected=%d peak_rss=%d", &emitted, &headers, &rejected, &peak); err != nil {
+				t.Fatalf("child line %q: %v", line, err)
+			}
+		}
+	}
+	if peak == 0 {
+		t.Fatalf("child printed no measurement:\n%.4000s", out)
+	}
+	t.Logf("emitted %d records with %d headers, rejected %d; peak RSS %d MiB", emitted, headers, rejected, peak>>20)
+	budget := wasmhost.BatchOutputBytes(limit)
+	if bound := int64(limit) + 2*budget + overhead; peak > bound {
+		t.Fatalf("peak RSS %d MiB is over the bound of 1 instance × %d MiB + 2 × %d MiB of output + %d MiB", peak>>20, limit>>20, budget>>20, overhead>>20)
+	}
+	if rejected != 300 || headers != 0 {
+		t.Fatalf("rejected %d records and kept %d headers: want the 300 records of 100,000 headers rejected", rejected, headers)
+	}
+}

@@ -7,8 +7,10 @@
 // without bound and writes every page it gets (so all of it is resident), "print" writes to
 // stdout, "upper" EMITs the value upper-cased, "inplace" as the first value of a frame makes the
 // guest write its result frame over the input frame, "overlap" EMITs the same 2,000 OutDescs, all
-// naming the same 4 KiB value, for every such record of the frame (8 MB each), "probe" EMITs a JSON report of what the sandbox
-// lets it see (files, environment, arguments, clock); anything else PASSes.
+// naming the same 4 KiB value, for every such record of the frame (8 MB each), "headers" EMITs
+// one record with an empty value and 100,000 empty headers (one header list of 0.8 MB shared by
+// every such record of the frame), "probe" EMITs a JSON report of what the sandbox lets it see
+// (files, environment, arguments, clock); anything else PASSes.
 package main
 
 import (
@@ -89,7 +91,7 @@ func tfProcess(n int32) int64 {
 	outBuf = outBuf[:0]
 	out := make([]byte, 32+12*cnt, 32+12*cnt+64*cnt)
 	var descs, data []byte
-	nOut, shared := 0, -1
+	nOut, shared, hdrs := 0, -1, -1
 	for i := 0; i < cnt; i++ {
 		d := f[doff+i*dsz:]
 		v := f[le.Uint32(d[24:]) : le.Uint32(d[24:])+le.Uint32(d[28:])]
@@ -128,6 +130,23 @@ func tfProcess(n int32) int64 {
 			disp[0] = 2
 			le.PutUint32(disp[4:], uint32(shared))
 			le.PutUint32(disp[8:], 2000)
+		case "headers":
+			if hdrs < 0 {
+				hdrs = len(data)
+				h := make([]byte, 4+8*100000) // 100,000 headers with empty keys and values
+				le.PutUint32(h, 100000)
+				data = append(data, h...)
+			}
+			disp[0] = 2
+			le.PutUint32(disp[4:], uint32(nOut))
+			le.PutUint32(disp[8:], 1)
+			od := make([]byte, 48)
+			le.PutUint64(od[0:], 1<<63)
+			le.PutUint32(od[20:], 0xFFFFFFFF)
+			le.PutUint32(od[32:], uint32(hdrs)) // fixed up below
+			le.PutUint32(od[36:], 4+8*100000)
+			descs = append(descs, od...)
+			nOut++
 		case "print":
 			fmt.Fprintln(os.Stdout, "hello from go guest")
 		case "upper", "probe":
@@ -155,6 +174,9 @@ func tfProcess(n int32) int64 {
 	for j := 0; j < nOut; j++ {
 		od := descs[48*j:]
 		le.PutUint32(od[24:], le.Uint32(od[24:])+uint32(dataOff))
+		if hl := le.Uint32(od[36:]); hl != 0 && hl != 0xFFFFFFFF {
+			le.PutUint32(od[32:], le.Uint32(od[32:])+uint32(dataOff))
+		}
 	}
 	out = append(append(out, descs...), data...)
 	le.PutUint32(out[0:], 0x31524654)
