@@ -232,7 +232,7 @@ func (p *Pipeline) Name() string { return p.spec.Name }
 func (p *Pipeline) Ready() bool { return p.Status().Ready }
 
 // Status reports the pipeline's state, readiness and, when it is not ready, why.
-func (p *Pipeline) Status() Status {
+func (p *Pipeline) Status() pipeline.Status {
 	s := p.health.status()
 	s.Reason = pipeline.Redact(s.Reason, p.secrets)
 	return s

@@ -10,23 +10,6 @@ import (
 	"github.com/sluicehq/sluice/runtime/pipeline"
 )
 
-// State and Status are runtime/pipeline's, so the supervisor's public API reports them without
-// exposing the engine.
-type (
-	State  = pipeline.State
-	Status = pipeline.Status
-)
-
-// Pipeline states.
-const (
-	StateStarting = pipeline.StateStarting
-	StateRunning  = pipeline.StateRunning
-	StateDraining = pipeline.StateDraining
-	StateStopped  = pipeline.StateStopped
-	StateFinished = pipeline.StateFinished
-	StateFailed   = pipeline.StateFailed
-)
-
 // health tracks a pipeline's state and its busy components (transforms in a Process call, sinks
 // in a write with its retries), so that readiness can tell a stuck pipeline from a busy one.
 type health struct {
@@ -34,7 +17,7 @@ type health struct {
 	stuckAfter time.Duration
 
 	mu    sync.Mutex
-	state State
+	state pipeline.State
 	err   string
 	busy  map[string]*activity
 }
@@ -46,17 +29,17 @@ type activity struct {
 }
 
 func newHealth(now func() time.Time, stuckAfter time.Duration) *health {
-	return &health{now: now, stuckAfter: stuckAfter, state: StateStarting, busy: map[string]*activity{}}
+	return &health{now: now, stuckAfter: stuckAfter, state: pipeline.StateStarting, busy: map[string]*activity{}}
 }
 
-func (h *health) setState(s State) {
+func (h *health) setState(s pipeline.State) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.state = s
 }
 
-func (h *health) running()  { h.setState(StateRunning) }
-func (h *health) draining() { h.setState(StateDraining) }
+func (h *health) running()  { h.setState(pipeline.StateRunning) }
+func (h *health) draining() { h.setState(pipeline.StateDraining) }
 
 // finish records how Run ended.
 func (h *health) finish(err error, stopped bool) {
@@ -64,11 +47,11 @@ func (h *health) finish(err error, stopped bool) {
 	defer h.mu.Unlock()
 	switch {
 	case err != nil:
-		h.state, h.err = StateFailed, err.Error()
+		h.state, h.err = pipeline.StateFailed, err.Error()
 	case stopped:
-		h.state = StateStopped
+		h.state = pipeline.StateStopped
 	default:
-		h.state = StateFinished
+		h.state = pipeline.StateFinished
 	}
 	clear(h.busy)
 }
@@ -101,20 +84,20 @@ func (h *health) end(component string) {
 	delete(h.busy, component)
 }
 
-func (h *health) status() Status {
+func (h *health) status() pipeline.Status {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	switch h.state {
-	case StateFailed:
-		return Status{State: h.state, Reason: h.err}
-	case StateRunning:
+	case pipeline.StateFailed:
+		return pipeline.Status{State: h.state, Reason: h.err}
+	case pipeline.StateRunning:
 	default:
-		return Status{State: h.state, Reason: "pipeline is " + string(h.state)}
+		return pipeline.Status{State: h.state, Reason: "pipeline is " + string(h.state)}
 	}
 	if reason := h.stuckLocked(); reason != "" {
-		return Status{State: h.state, Reason: reason}
+		return pipeline.Status{State: h.state, Reason: reason}
 	}
-	return Status{State: h.state, Ready: true}
+	return pipeline.Status{State: h.state, Ready: true}
 }
 
 // stuckLocked describes the components stuck for longer than stuckAfter, failing ones first.

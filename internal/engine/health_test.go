@@ -189,7 +189,7 @@ func TestNotReadyWhileASinkKeepsFailing(t *testing.T) {
 
 	gate.failing.Store(false)
 	close(gate.open)
-	waitFor(t, "ready again once the sink recovers", func() bool { return h.e.Ready() || h.e.Status().State == engine.StateFinished })
+	waitFor(t, "ready again once the sink recovers", func() bool { return h.e.Ready() || h.e.Status().State == pipeline.StateFinished })
 	if err := h.wait(t); err != nil {
 		t.Fatal(err)
 	}
@@ -236,7 +236,7 @@ func TestNotReadyWhileAStageHoldsABatchTooLong(t *testing.T) {
 	if err := h.wait(t); err != nil {
 		t.Fatal(err)
 	}
-	if s := h.e.Status(); s.State != engine.StateFinished {
+	if s := h.e.Status(); s.State != pipeline.StateFinished {
 		t.Fatalf("status after the end = %+v", s)
 	}
 }
@@ -263,7 +263,7 @@ func TestBrokenTransformStopsThePipelineAndSaysWhy(t *testing.T) {
 		t.Fatalf("err = %v; want ErrBroken naming the transform", err)
 	}
 	st := h.e.Status()
-	if st.Ready || st.State != engine.StateFailed || !strings.Contains(st.Reason, `transform "validate" is broken`) {
+	if st.Ready || st.State != pipeline.StateFailed || !strings.Contains(st.Reason, `transform "validate" is broken`) {
 		t.Fatalf("status = %+v; want failed with the reason", st)
 	}
 	if n := value(h.m.StagesBroken.WithLabelValues("broken", "validate")); n != 1 {
