@@ -37,6 +37,43 @@ func vmHWM(t testing.TB) int64 {
 	return 0
 }
 
+// runMeasuringChild re-runs the calling test (this test binary, so that nothing else the tests did
+// counts towards the peak RSS) with env set to the Go guest's path, and scans the line the child
+// printed in format into vals, the last of which is the peak RSS and must not be 0. It skips where
+// peak RSS cannot be measured or bounded, and returns the child's output.
+func runMeasuringChild(t *testing.T, env, format string, vals ...*int64) []byte {
+	t.Helper()
+	if _, err := os.Stat("/proc/self/status"); err != nil {
+		t.Skip("peak RSS needs /proc")
+	}
+	if raceEnabled {
+		t.Skip("the race detector's shadow memory is not part of the bound")
+	}
+	guest := buildGoGuest(t)
+	cmd := exec.Command(os.Args[0], "-test.run=^"+t.Name()+"$", "-test.count=1", "-test.v")
+	cmd.Env = append(os.Environ(), env+"="+guest)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("child: %v\n%.4000s", err, out)
+	}
+	prefix, _, _ := strings.Cut(format, "%")
+	args := make([]any, len(vals))
+	for i, v := range vals {
+		args[i] = v
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		if strings.HasPrefix(line, prefix) {
+			if _, err := fmt.Sscanf(line, format, args...); err != nil {
+				t.Fatalf("child line %q: %v", line, err)
+			}
+		}
+	}
+	if *vals[len(vals)-1] == 0 {
+		t.Fatalf("child printed no measurement:\n%.4000s", out)
+	}
+	return out
+}
+
 // TestMemoryBoundedByLimit runs a module that grows its memory until refused, writing all of it,
 // and then fails (the Go guest's "fill": the Go runtime exits out of memory), on
 // a batch whose retries and bisection create instance after instance, and checks the process's
@@ -68,30 +105,8 @@ func TestMemoryBoundedByLimit(t *testing.T) {
 		fmt.Printf("rejected=%d memory_faults=%d restarts=%d peak_rss=%d\n", len(res.Rejected), st.MemoryFaults, st.InstanceRestarts, vmHWM(t))
 		return
 	}
-	if _, err := os.Stat("/proc/self/status"); err != nil {
-		t.Skip("peak RSS needs /proc")
-	}
-	if raceEnabled {
-		t.Skip("the race detector's shadow memory is not part of the bound")
-	}
-	guest := buildGoGuest(t)
-	cmd := exec.Command(os.Args[0], "-test.run=^TestMemoryBoundedByLimit$", "-test.count=1", "-test.v")
-	cmd.Env = append(os.Environ(), peakRSSChild+"="+guest)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("child: %v\n%s", err, out)
-	}
 	var rejected, faults, restarts, peak int64
-	for _, line := range strings.Split(string(out), "\n") {
-		if strings.HasPrefix(line, "rejected=") {
-			if _, err := fmt.Sscanf(line, "rejected=%d memory_faults=%d restarts=%d peak_rss=%d", &rejected, &faults, &restarts, &peak); err != nil {
-				t.Fatalf("child line %q: %v", line, err)
-			}
-		}
-	}
-	if peak == 0 {
-		t.Fatalf("child printed no measurement:\n%s", out)
-	}
+	out := runMeasuringChild(t, peakRSSChild, "rejected=%d memory_faults=%d restarts=%d peak_rss=%d", &rejected, &faults, &restarts, &peak)
 	if rejected != 6 || faults < 12 {
 		t.Fatalf("child rejected %d records after %d memory faults, want 6 and at least 12:\n%s", rejected, faults, out)
 	}
@@ -134,30 +149,8 @@ func TestOverlappingEmitsBounded(t *testing.T) {
 		fmt.Printf("emitted=%d bytes=%d rejected=%d peak_rss=%d\n", len(res.Emitted), bytes, len(res.Rejected), vmHWM(t))
 		return
 	}
-	if _, err := os.Stat("/proc/self/status"); err != nil {
-		t.Skip("peak RSS needs /proc")
-	}
-	if raceEnabled {
-		t.Skip("the race detector's shadow memory is not part of the bound")
-	}
-	guest := buildGoGuest(t)
-	cmd := exec.Command(os.Args[0], "-test.run=^TestOverlappingEmitsBounded$", "-test.count=1", "-test.v")
-	cmd.Env = append(os.Environ(), overlapChild+"="+guest)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("child: %v\n%.4000s", err, out)
-	}
 	var emitted, bytes, rejected, peak int64
-	for _, line := range strings.Split(string(out), "\n") {
-		if strings.HasPrefix(line, "emitted=") {
-			if _, err := fmt.Sscanf(line, "emitted=%d bytes=%d rejected=%d peak_rss=%d", &emitted, &bytes, &rejected, &peak); err != nil {
-				t.Fatalf("child line %q: %v", line, err)
-			}
-		}
-	}
-	if peak == 0 {
-		t.Fatalf("child printed no measurement:\n%.4000s", out)
-	}
+	runMeasuringChild(t, overlapChild, "emitted=%d bytes=%d rejected=%d peak_rss=%d", &emitted, &bytes, &rejected, &peak)
 	t.Logf("emitted %d records (%d MiB), rejected %d; peak RSS %d MiB", emitted, bytes>>20, rejected, peak>>20)
 	budget := wasmhost.BatchOutputBytes(limit)
 	if bytes > budget || emitted == 0 || rejected == 0 {
@@ -202,30 +195,8 @@ func TestEmptyHeadersBounded(t *testing.T) {
 		fmt.Printf("emitted=%d headers=%d rejected=%d peak_rss=%d\n", len(res.Emitted), headers, len(res.Rejected), vmHWM(t))
 		return
 	}
-	if _, err := os.Stat("/proc/self/status"); err != nil {
-		t.Skip("peak RSS needs /proc")
-	}
-	if raceEnabled {
-		t.Skip("the race detector's shadow memory is not part of the bound")
-	}
-	guest := buildGoGuest(t)
-	cmd := exec.Command(os.Args[0], "-test.run=^TestEmptyHeadersBounded$", "-test.count=1", "-test.v")
-	cmd.Env = append(os.Environ(), headersChild+"="+guest)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("child: %v\n%.4000s", err, out)
-	}
 	var emitted, headers, rejected, peak int64
-	for _, line := range strings.Split(string(out), "\n") {
-		if strings.HasPrefix(line, "emitted=") {
-			if _, err := fmt.Sscanf(line, "emitted=%d headers=%d rejected=%d peak_rss=%d", &emitted, &headers, &rejected, &peak); err != nil {
-				t.Fatalf("child line %q: %v", line, err)
-			}
-		}
-	}
-	if peak == 0 {
-		t.Fatalf("child printed no measurement:\n%.4000s", out)
-	}
+	runMeasuringChild(t, headersChild, "emitted=%d headers=%d rejected=%d peak_rss=%d", &emitted, &headers, &rejected, &peak)
 	t.Logf("emitted %d records with %d headers, rejected %d; peak RSS %d MiB", emitted, headers, rejected, peak>>20)
 	budget := wasmhost.BatchOutputBytes(limit)
 	if bound := int64(limit) + 2*budget + overhead; peak > bound {
