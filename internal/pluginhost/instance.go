@@ -25,7 +25,9 @@ type instance struct {
 
 	mu       sync.Mutex
 	proc     *proc
-	failures int // consecutive failed attempts
+	opened   bool  // the runtime's Open succeeded once
+	openedOn *proc // the process on which the connector's Open succeeded
+	failures int   // consecutive failed attempts
 	lastErr  error
 	closed   bool
 }
@@ -191,17 +193,43 @@ func (in *instance) close(ctx context.Context) error {
 // errFrom converts a connector error carried in a response.
 func errFrom(e *pb.Error) error { return protocol.FromError(e) }
 
-// ready returns a process the connector is open on, launching a process and opening the
-// connector on it again after a crash. state reports whether the connector was opened by the
-// runtime and on which process; openOn opens it on a new process; notOpen is the error when the
-// runtime has not opened it.
-func (in *instance) ready(ctx context.Context, state func() (bool, *proc), openOn func(context.Context, *proc) error, notOpen func() error) (*proc, error) {
-	for {
-		opened, openedOn := state()
-		if !opened {
-			return nil, notOpen()
+// openedProc returns the process on which the connector's Open succeeded, or nil.
+func (in *instance) openedProc() *proc {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return in.openedOn
+}
+
+// openCall runs the connector's Open call f on pr and records pr as the process the connector
+// is open on. The connector's own error comes back as *openErr.
+func (in *instance) openCall(ctx context.Context, pr *proc, f func(context.Context, pb.ConnectorClient) (*pb.OpenResponse, error)) error {
+	resp, err := call(ctx, in, pr, "open", 0, f)
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
 		}
-		pr := in.current()
+		return pr.callError("open", err)
+	}
+	if e := errFrom(resp.Error); e != nil {
+		return &openErr{fmt.Errorf("plugin %s: open %s: %w", in.plugin.Name, in.conn, e)}
+	}
+	in.mu.Lock()
+	in.openedOn = pr
+	in.mu.Unlock()
+	return nil
+}
+
+// ready returns a process the connector is open on, launching a process and opening the
+// connector on it again with openOn after a crash. op and kind ("source", "sink") name the
+// caller's operation in the error returned when the runtime has not opened the connector.
+func (in *instance) ready(ctx context.Context, op, kind string, openOn func(context.Context, *proc) error) (*proc, error) {
+	for {
+		in.mu.Lock()
+		opened, openedOn, pr := in.opened, in.openedOn, in.proc
+		in.mu.Unlock()
+		if !opened {
+			return nil, fmt.Errorf("plugin %s: %s %s: the %s is not open", in.plugin.Name, op, in.conn, kind)
+		}
 		if pr != nil && pr == openedOn {
 			return pr, nil
 		}
@@ -244,5 +272,8 @@ func (in *instance) open(ctx context.Context, openOn func(context.Context, *proc
 		}
 		return err
 	}
+	in.mu.Lock()
+	in.opened = true
+	in.mu.Unlock()
 	return nil
 }

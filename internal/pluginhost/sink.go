@@ -24,12 +24,10 @@ type Sink struct {
 	env  *pb.Env
 	name string
 
-	mu       sync.Mutex
-	opened   bool
-	openedOn *proc
-	idProc   *proc    // the process lastID counts writes on
-	lastID   uint64   // the last write_id sent to idProc
-	bufs     [][]byte // packing buffers whose calls have ended, for reuse
+	mu     sync.Mutex
+	idProc *proc    // the process lastID counts writes on
+	lastID uint64   // the last write_id sent to idProc
+	bufs   [][]byte // packing buffers whose calls have ended, for reuse
 }
 
 var _ connector.PipelinedSink = (*Sink)(nil)
@@ -60,43 +58,16 @@ func (s *Sink) pid() int {
 }
 
 // Open starts the plugin process and opens the sink.
-func (s *Sink) Open(ctx context.Context) error {
-	if err := s.in.open(ctx, s.openOn); err != nil {
-		return err
-	}
-	s.mu.Lock()
-	s.opened = true
-	s.mu.Unlock()
-	return nil
-}
+func (s *Sink) Open(ctx context.Context) error { return s.in.open(ctx, s.openOn) }
 
 func (s *Sink) openOn(ctx context.Context, pr *proc) error {
-	resp, err := call(ctx, s.in, pr, "open", 0, func(ctx context.Context, c pb.ConnectorClient) (*pb.OpenResponse, error) {
+	return s.in.openCall(ctx, pr, func(ctx context.Context, c pb.ConnectorClient) (*pb.OpenResponse, error) {
 		return c.OpenSink(ctx, &pb.OpenSinkRequest{Name: s.name, ConfigJson: s.cfg, Env: s.env})
 	})
-	if err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		return pr.callError("open", err)
-	}
-	if e := errFrom(resp.Error); e != nil {
-		return &openErr{fmt.Errorf("plugin %s: open %s: %w", s.in.plugin.Name, s.name, e)}
-	}
-	s.mu.Lock()
-	s.openedOn = pr
-	s.mu.Unlock()
-	return nil
 }
 
 func (s *Sink) ready(ctx context.Context) (*proc, error) {
-	return s.in.ready(ctx, func() (bool, *proc) {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		return s.opened, s.openedOn
-	}, s.openOn, func() error {
-		return fmt.Errorf("plugin %s: write %s: the sink is not open", s.in.plugin.Name, s.name)
-	})
+	return s.in.ready(ctx, "write", "sink", s.openOn)
 }
 
 // Write makes the batch durable through the plugin. Per-record failures come back as a

@@ -26,12 +26,10 @@ type Source struct {
 	env  *pb.Env
 	name string
 
-	mu       sync.Mutex
-	resume   map[string]connector.Position
-	order    []string // partitions in first-seen order
-	openedOn *proc    // the process on which OpenSource succeeded
-	opened   bool     // Open succeeded once
-	seq      uint64   // batches received from openedOn
+	mu     sync.Mutex
+	resume map[string]connector.Position
+	order  []string // partitions in first-seen order
+	seq    uint64   // batches received from the process the source is open on
 
 	pending *prefetch     // owned by the goroutine calling Read
 	closing chan struct{} // closed by Close; stops a prefetch in flight
@@ -89,13 +87,7 @@ func (s *Source) positions() []connector.Position {
 // returned; the process stays up after the latter so Close reaches the connector.
 func (s *Source) Open(ctx context.Context, resume []connector.Position) error {
 	s.remember(resume)
-	if err := s.in.open(ctx, s.openOn); err != nil {
-		return err
-	}
-	s.mu.Lock()
-	s.opened = true
-	s.mu.Unlock()
-	return nil
+	return s.in.open(ctx, s.openOn)
 }
 
 // openErr marks the connector's own Open failure, as opposed to a process failure.
@@ -105,33 +97,20 @@ func (e *openErr) Error() string { return e.err.Error() }
 func (e *openErr) Unwrap() error { return e.err }
 
 func (s *Source) openOn(ctx context.Context, pr *proc) error {
-	resp, err := call(ctx, s.in, pr, "open", 0, func(ctx context.Context, c pb.ConnectorClient) (*pb.OpenResponse, error) {
+	err := s.in.openCall(ctx, pr, func(ctx context.Context, c pb.ConnectorClient) (*pb.OpenResponse, error) {
 		return c.OpenSource(ctx, &pb.OpenSourceRequest{Name: s.name, ConfigJson: s.cfg, Env: s.env, Resume: protocol.Positions(s.positions())})
 	})
-	if err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		return pr.callError("open", err)
+	if err == nil {
+		s.mu.Lock()
+		s.seq = 0
+		s.mu.Unlock()
 	}
-	if e := errFrom(resp.Error); e != nil {
-		return &openErr{fmt.Errorf("plugin %s: open %s: %w", s.in.plugin.Name, s.name, e)}
-	}
-	s.mu.Lock()
-	s.openedOn, s.seq = pr, 0
-	s.mu.Unlock()
-	return nil
+	return err
 }
 
 // ready returns a process with the source open on it, restarting one when needed.
 func (s *Source) ready(ctx context.Context) (*proc, error) {
-	return s.in.ready(ctx, func() (bool, *proc) {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		return s.opened, s.openedOn
-	}, s.openOn, func() error {
-		return fmt.Errorf("plugin %s: read %s: the source is not open", s.in.plugin.Name, s.name)
-	})
+	return s.in.ready(ctx, "read", "source", s.openOn)
 }
 
 // readResult is the outcome of one Read call into the plugin, the batch still packed: Read
@@ -240,8 +219,9 @@ func (s *Source) Read(ctx context.Context) ([]connector.Record, error) {
 			}
 			continue
 		}
+		opened := s.in.openedProc()
 		s.mu.Lock()
-		if s.openedOn == pr {
+		if opened == pr {
 			s.seq++
 			seq = s.seq
 		}
@@ -268,9 +248,7 @@ func (s *Source) Read(ctx context.Context) ([]connector.Record, error) {
 // plugin. When the plugin is down they are passed on restart, through Open.
 func (s *Source) Ack(ctx context.Context, positions []connector.Position) error {
 	s.remember(positions)
-	s.mu.Lock()
-	pr := s.openedOn
-	s.mu.Unlock()
+	pr := s.in.openedProc()
 	if pr == nil || s.in.current() != pr {
 		return nil
 	}
