@@ -131,25 +131,10 @@ func TestPluginPinsInManifests(t *testing.T) {
 	if err := os.Remove(filepath.Join(dir, "sluice-plugin-csv.sha256")); err != nil {
 		t.Fatal(err)
 	}
-	manifest := func(pin string) string {
-		return writeManifest(t, `apiVersion: sluice.dev/v1
-kind: Pipeline
-metadata: {name: pins}
-spec:
-  source:
-    type: plugin:csv
-    config:
-      path: in.csv
-`+pin+`
-  sinks:
-    - name: out
-      type: drop
-`)
-	}
-	if out, err := runCLI(t, "--plugins-dir", dir, "validate", manifest("      sha256: "+sum)); err != nil {
+	if out, err := runCLI(t, "--plugins-dir", dir, "validate", csvManifest(t, sum, "")); err != nil {
 		t.Fatalf("validate with the pin: %v\n%s", err, out)
 	}
-	out, err := runCLI(t, "--plugins-dir", dir, "validate", manifest(""))
+	out, err := runCLI(t, "--plugins-dir", dir, "validate", csvManifest(t, "", ""))
 	if exitCode(err) != 1 || !strings.Contains(out, `unknown type "plugin:csv"`) {
 		t.Fatalf("validate without a pin: %v; want plugin:csv unknown:\n%s", err, out)
 	}
@@ -158,24 +143,35 @@ spec:
 	}
 }
 
-// A wrong pin is reported together with the manifest's other problems, not only once they are
-// fixed.
-func TestWrongPinReportedWithOtherProblems(t *testing.T) {
-	dir, _, _ := pluginsDir(t)
-	manifest := writeManifest(t, `apiVersion: sluice.dev/v1
+// csvManifest writes a pipeline from the csv plugin to a drop sink: pin is the source's
+// config.sha256 (line 9), "" for none; sinkConfig is the sink's config, "" for none.
+func csvManifest(t *testing.T, pin, sinkConfig string) string {
+	t.Helper()
+	var pinLine, sinkLine string
+	if pin != "" {
+		pinLine = "\n      sha256: " + pin
+	}
+	if sinkConfig != "" {
+		sinkLine = "\n      config: " + sinkConfig
+	}
+	return writeManifest(t, `apiVersion: sluice.dev/v1
 kind: Pipeline
 metadata: {name: pins}
 spec:
   source:
     type: plugin:csv
     config:
-      path: in.csv
-      sha256: `+strings.Repeat("ab", 32)+`
+      path: in.csv`+pinLine+`
   sinks:
     - name: out
-      type: drop
-      config: {no_such_key: 1}
-`)
+      type: drop`+sinkLine+"\n")
+}
+
+// A wrong pin is reported together with the manifest's other problems, not only once they are
+// fixed.
+func TestWrongPinReportedWithOtherProblems(t *testing.T) {
+	dir, _, _ := pluginsDir(t)
+	manifest := csvManifest(t, strings.Repeat("ab", 32), "{no_such_key: 1}")
 	out, err := runCLI(t, "--plugins-dir", dir, "validate", manifest)
 	if exitCode(err) != 1 || !strings.Contains(out, "pipeline.yaml:9:") || !strings.Contains(out, "config.sha256") ||
 		!strings.Contains(out, "no_such_key") || !strings.Contains(err.Error(), "2 problems found") {
@@ -220,19 +216,7 @@ func TestPluginPinReferences(t *testing.T) {
 	}
 	t.Setenv("SLUICE_TEST_CSV_PIN", sum)
 	for _, ref := range []string{"${env:SLUICE_TEST_CSV_PIN}", "${file:csv.sha256}"} {
-		manifest := writeManifest(t, `apiVersion: sluice.dev/v1
-kind: Pipeline
-metadata: {name: pins}
-spec:
-  source:
-    type: plugin:csv
-    config:
-      path: in.csv
-      sha256: "`+ref+`"
-  sinks:
-    - name: out
-      type: drop
-`)
+		manifest := csvManifest(t, "\""+ref+"\"", "")
 		if err := os.WriteFile(filepath.Join(filepath.Dir(manifest), "csv.sha256"), []byte(sum+"\n"), 0o644); err != nil {
 			t.Fatal(err)
 		}
