@@ -19,6 +19,7 @@ import (
 	"github.com/sluicehq/sluice/connectors/all"
 	"github.com/sluicehq/sluice/internal/checkpoint"
 	"github.com/sluicehq/sluice/internal/engine"
+	"github.com/sluicehq/sluice/internal/metrics"
 	"github.com/sluicehq/sluice/runtime/catalog"
 	"github.com/sluicehq/sluice/runtime/pipeline"
 	"github.com/sluicehq/sluice/runtime/transform"
@@ -280,11 +281,19 @@ func TestTransformsRouteRejectsAndPorts(t *testing.T) {
 		pipeline.Sink{Name: "alerts", Component: newMemSink(t, alerts), From: "alerts"})
 	p.Transforms = []pipeline.Transform{{Name: "reject", OnReject: pipeline.RejectToDeadLetter}}
 	p.DeadLetter = &pipeline.Component{Type: "file", Config: connector.Config{"path": dlq}}
-	err := runPipeline(t, context.Background(), p, openStore(t, filepath.Join(dir, "data")), func(context.Context, string, pipeline.Transform, *slog.Logger) (transform.Stage, error) {
-		return rejectStage{}, nil
-	})
+	m := metrics.New()
+	e, err := engine.New(p, engine.Options{Catalog: testCatalog(), Checkpoints: openStore(t, filepath.Join(dir, "data")), Metrics: m, DrainTimeout: 10 * time.Second,
+		NewStage: func(context.Context, string, pipeline.Transform, *slog.Logger) (transform.Stage, error) {
+			return rejectStage{}, nil
+		}})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if err := e.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if n := value(m.RecordsRejected.WithLabelValues("route", "reject")); n != 1000 {
+		t.Fatalf("sluice_records_rejected_total = %v, want 1000", n)
 	}
 	// Per 5 inputs: ok → main; bad → dlq (rejected); skip → dropped; split → main (A:) and
 	// alerts (B:); refuse → main sink refuses it → dlq (sink_failed).

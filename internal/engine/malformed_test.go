@@ -8,8 +8,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sluicehq/sluice/internal/engine"
+	"github.com/sluicehq/sluice/internal/metrics"
 	"github.com/sluicehq/sluice/runtime/pipeline"
 	"github.com/sluicehq/sluice/sdk/go/connector"
 )
@@ -27,8 +29,16 @@ func TestMalformedSourceRecordGoesToTheDeadLetters(t *testing.T) {
 	p := spec("long", src, sink("out", newMemSink(t, out)))
 	d := newMemSink(t, dlq)
 	p.DeadLetter = &d
-	if err := runPipeline(t, context.Background(), p, openStore(t, filepath.Join(dir, "data")), nil); err != nil {
+	m := metrics.New()
+	eng, err := engine.New(p, engine.Options{Catalog: testCatalog(), Checkpoints: openStore(t, filepath.Join(dir, "data")), Metrics: m, DrainTimeout: 10 * time.Second})
+	if err != nil {
 		t.Fatal(err)
+	}
+	if err := eng.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if n := value(m.RecordsRejected.WithLabelValues("long", "source")); n != 1 {
+		t.Fatalf("sluice_records_rejected_total{component=\"source\"} = %v, want 1", n)
 	}
 	if got := out.got(); len(got) != 2 || got[0] != "a" || got[1] != "b" {
 		t.Fatalf("sink got %q, want a and b", got)
@@ -50,7 +60,7 @@ func TestMalformedSourceRecordGoesToTheDeadLetters(t *testing.T) {
 	}
 
 	p = spec("long2", src, sink("out", newMemSink(t, &memSink{})))
-	err := runPipeline(t, context.Background(), p, openStore(t, filepath.Join(dir, "data2")), nil)
+	err = runPipeline(t, context.Background(), p, openStore(t, filepath.Join(dir, "data2")), nil)
 	if !errors.Is(err, engine.ErrNoDeadLetter) || !strings.Contains(err.Error(), "max_line_bytes") {
 		t.Fatalf("without a dead-letter sink: err = %v", err)
 	}
