@@ -58,10 +58,10 @@ func (r *run) malformed(out *stageOutput) {
 		if len(rec.Headers) == 0 {
 			rec.Headers = nil
 		}
-		r.p.m.RecordsRejected.WithLabelValues(r.p.spec.Name, "source").Inc()
 		out.letters = append(out.letters, deadLetter{rec: rec, stage: "source", kind: "malformed", reason: reason})
 	}
 	if kept != nil {
+		r.p.m.RecordsRejected.WithLabelValues(r.p.spec.Name, "source").Add(float64(len(out.main) - len(kept)))
 		out.main = kept
 	}
 }
@@ -95,6 +95,12 @@ func (r *run) applyStage(st stageRunner, out *stageOutput) bool {
 		return false
 	}
 	next := make([]connector.Record, 0, len(in))
+	rejected := 0
+	defer func() {
+		if rejected > 0 {
+			p.m.RecordsRejected.WithLabelValues(pl, name).Add(float64(rejected))
+		}
+	}()
 	for o := range res.Outcomes() {
 		switch o.Action {
 		case transform.Pass:
@@ -113,6 +119,7 @@ func (r *run) applyStage(st stageRunner, out *stageOutput) bool {
 				}
 			}
 		case transform.Reject:
+			rejected++
 			if !r.reject(st, in[o.Input], o.Rejected, out) {
 				return false
 			}
@@ -126,7 +133,6 @@ func (r *run) applyStage(st stageRunner, out *stageOutput) bool {
 // reject applies the transform's on_reject policy to one rejected record. It returns false when
 // the policy stops the pipeline.
 func (r *run) reject(st stageRunner, rec connector.Record, rej transform.Rejected, out *stageOutput) bool {
-	r.p.m.RecordsRejected.WithLabelValues(r.p.spec.Name, st.spec.Name).Inc()
 	switch st.spec.OnReject {
 	case pipeline.RejectDrop:
 	case pipeline.RejectStop:
@@ -154,8 +160,9 @@ func (r *run) route(b *batch, out stageOutput) {
 		}
 		sinks := p.byPort[port]
 		if len(sinks) == 0 {
+			reason := fmt.Sprintf("no sink reads output port %q", port)
 			for i := range recs {
-				letters = append(letters, deadLetter{rec: recs[i], stage: "router", kind: "unrouted", reason: fmt.Sprintf("no sink reads output port %q", port)})
+				letters = append(letters, deadLetter{rec: recs[i], stage: "router", kind: "unrouted", reason: reason})
 			}
 			return
 		}
