@@ -3,6 +3,7 @@ package connector
 import (
 	"fmt"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -320,7 +321,7 @@ func normalizeValue(f Field, v any, path string) (any, error) {
 		if !ok {
 			return nil, wrongType(path, "a string", v)
 		}
-		if len(f.Enum) > 0 && !contains(f.Enum, s) {
+		if len(f.Enum) > 0 && !slices.Contains(f.Enum, s) {
 			return nil, &ConfigError{Field: path, Msg: fmt.Sprintf("%q is not one of %s", s, strings.Join(f.Enum, ", "))}
 		}
 		return s, nil
@@ -397,13 +398,4 @@ func normalizeValue(f Field, v any, path string) (any, error) {
 		return out, nil
 	}
 	return v, nil
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
