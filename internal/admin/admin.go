@@ -11,16 +11,9 @@ import (
 	"net"
 	"net/http"
 	"time"
-)
 
-// Pipeline is what the admin API reports of one pipeline.
-type Pipeline struct {
-	Name  string `json:"name"`
-	State string `json:"state"`
-	Ready bool   `json:"ready"`
-	// Reason says why the pipeline is not ready; empty when it is.
-	Reason string `json:"reason,omitempty"`
-}
+	"github.com/sluicehq/sluice/runtime/supervisor"
+)
 
 // Server is the admin HTTP server.
 type Server struct {
@@ -35,8 +28,8 @@ type Server struct {
 //   - GET /metrics: Prometheus metrics from the given handler;
 //   - GET /pipelines: JSON list of pipelines: name, state, ready and the reason when not ready.
 //
-// pipelines is called on every request and must be safe for concurrent use.
-func Start(addr string, metrics http.Handler, pipelines func() []Pipeline, log *slog.Logger) (*Server, error) {
+// pipelines (typically a Supervisor's Status method) is called on every request and must be safe for concurrent use.
+func Start(addr string, metrics http.Handler, pipelines func() []supervisor.Status, log *slog.Logger) (*Server, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("admin: listen on %s: %w", addr, err)
@@ -47,7 +40,7 @@ func Start(addr string, metrics http.Handler, pipelines func() []Pipeline, log *
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		var notReady []Pipeline
+		var notReady []supervisor.Status
 		ps := pipelines()
 		for _, p := range ps {
 			if !p.Ready {
@@ -73,7 +66,7 @@ func Start(addr string, metrics http.Handler, pipelines func() []Pipeline, log *
 	mux.HandleFunc("GET /pipelines", func(w http.ResponseWriter, _ *http.Request) {
 		out := pipelines()
 		if out == nil {
-			out = []Pipeline{}
+			out = []supervisor.Status{}
 		}
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(out)

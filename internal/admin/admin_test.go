@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"github.com/sluicehq/sluice/internal/admin"
+	"github.com/sluicehq/sluice/runtime/pipeline"
+	"github.com/sluicehq/sluice/runtime/supervisor"
 )
 
 func get(t *testing.T, url string) (int, string) {
@@ -27,11 +29,11 @@ func get(t *testing.T, url string) (int, string) {
 // Defect 8: /readyz and /pipelines say why a pipeline is not ready.
 func TestReadinessCarriesTheReason(t *testing.T) {
 	var mu sync.Mutex
-	ps := []admin.Pipeline{{Name: "a", State: "running", Ready: true}, {Name: "b", State: "running", Ready: true}}
-	srv, err := admin.Start("127.0.0.1:0", http.NotFoundHandler(), func() []admin.Pipeline {
+	ps := []supervisor.Status{{Name: "a", Status: pipeline.Status{State: pipeline.StateRunning, Ready: true}}, {Name: "b", Status: pipeline.Status{State: pipeline.StateRunning, Ready: true}}}
+	srv, err := admin.Start("127.0.0.1:0", http.NotFoundHandler(), func() []supervisor.Status {
 		mu.Lock()
 		defer mu.Unlock()
-		return append([]admin.Pipeline(nil), ps...)
+		return append([]supervisor.Status(nil), ps...)
 	}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
@@ -42,14 +44,14 @@ func TestReadinessCarriesTheReason(t *testing.T) {
 		t.Fatalf("/readyz = %d %q while every pipeline is ready", code, body)
 	}
 	mu.Lock()
-	ps[1] = admin.Pipeline{Name: "b", State: "running", Reason: `stuck longer than 2m0s: "out" has been failing for 3m0s`}
+	ps[1] = supervisor.Status{Name: "b", Status: pipeline.Status{State: pipeline.StateRunning, Reason: `stuck longer than 2m0s: "out" has been failing for 3m0s`}}
 	mu.Unlock()
 	code, body := get(t, base+"/readyz")
 	if code != 503 || !strings.Contains(body, `b: stuck longer than 2m0s: "out" has been failing`) || strings.Contains(body, "a:") {
 		t.Fatalf("/readyz = %d %q; want 503 naming b and why", code, body)
 	}
 	_, body = get(t, base+"/pipelines")
-	var list []admin.Pipeline
+	var list []supervisor.Status
 	if err := json.Unmarshal([]byte(body), &list); err != nil {
 		t.Fatal(err)
 	}

@@ -101,7 +101,7 @@ func runPipelines(parent context.Context, g *Globals, args []string, f runFlags)
 		return &exitError{code: 1, msg: "no pipelines found in " + strings.Join(args, ", ")}
 	}
 	if g.AdminAddr != "" {
-		srv, err := admin.Start(g.AdminAddr, m.Handler(), func() []admin.Pipeline { return adminPipelines(l.sup) }, log)
+		srv, err := admin.Start(g.AdminAddr, m.Handler(), l.sup.Status, log)
 		if err != nil {
 			return adminListenError(err)
 		}
@@ -117,15 +117,6 @@ func runPipelines(parent context.Context, g *Globals, args []string, f runFlags)
 }
 
 // adminPipelines is the supervisor's status as the admin API shows it.
-func adminPipelines(sup *supervisor.Supervisor) []admin.Pipeline {
-	sts := sup.Status()
-	out := make([]admin.Pipeline, len(sts))
-	for i, st := range sts {
-		out[i] = admin.Pipeline{Name: st.Name, State: string(st.State), Ready: st.Ready, Reason: st.Reason}
-	}
-	return out
-}
-
 // discoverPlugins registers the plugin binaries of --plugins-dir as plugin:NAME components. The
 // sha256 pins of the manifests at manifestPaths let their binaries run.
 func (g *Globals) discoverPlugins(ctx context.Context, log *slog.Logger, manifestPaths ...string) error {
