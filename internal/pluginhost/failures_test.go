@@ -231,7 +231,7 @@ func TestKill9Source(t *testing.T) {
 		if kills[batch] {
 			owed++
 		}
-		if pid := src.pid(); owed > 0 && pid != 0 {
+		if pid := src.in.pid(); owed > 0 && pid != 0 {
 			ackedAtKill = append(ackedAtKill, acked)
 			kill9(t, pid)
 			owed--
@@ -284,7 +284,7 @@ func TestKill9Sink(t *testing.T) {
 			batch[i].Value = testconn.Value(int64(b*size+i), 8)
 		}
 		if b == 50 || b == 120 {
-			kill9(t, snk.pid())
+			kill9(t, snk.in.pid())
 		}
 		if err := snk.Write(ctx, batch); err != nil {
 			t.Fatalf("write batch %d: %v", b, err)

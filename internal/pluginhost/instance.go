@@ -32,8 +32,14 @@ type instance struct {
 	closed   bool
 }
 
-func newInstance(h *Host, p *Plugin, connName string, cfg connector.Config, env connector.Env) (*instance, connector.Config, error) {
+// newInstance builds the instance for connector connName of p. It returns the configuration for
+// the plugin, without the host's reserved fields, as JSON.
+func newInstance(h *Host, p *Plugin, connName string, cfg connector.Config, env connector.Env) (*instance, []byte, error) {
 	pin, penv, rest, err := configParts(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	js, err := protocol.EncodeConfig(rest)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -50,7 +56,7 @@ func newInstance(h *Host, p *Plugin, connName string, cfg connector.Config, env 
 		logger = h.opts.Logger
 	}
 	logger = logger.With("plugin", p.Name)
-	return &instance{h: h, plugin: p, conn: connName, pin: pin, env: penv, logger: logger}, rest, nil
+	return &instance{h: h, plugin: p, conn: connName, pin: pin, env: penv, logger: logger}, js, nil
 }
 
 // checkPin refuses a manifest pin (lower case, trimmed; "" when none) that differs from the sum
@@ -69,6 +75,14 @@ func (in *instance) current() *proc {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	return in.proc
+}
+
+// pid returns the process id of the running plugin process, 0 when none runs.
+func (in *instance) pid() int {
+	if pr := in.current(); pr != nil {
+		return pr.pid
+	}
+	return 0
 }
 
 // drop stops the current process, if any, without counting a failure (a retried Open).

@@ -133,7 +133,7 @@ func TestOpenRetryLeavesNoProcess(t *testing.T) {
 		if err := src.Open(ctx, nil); err == nil || !errors.Is(err, connector.ErrPermanent) {
 			t.Fatalf("open = %v, want the connector's permanent error", err)
 		}
-		pids = append(pids, src.pid())
+		pids = append(pids, src.in.pid())
 	}
 	if err := src.Close(ctx); err != nil {
 		t.Fatal(err)

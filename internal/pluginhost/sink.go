@@ -38,23 +38,11 @@ const maxRecordBytes = protocol.MaxMessageBytes - 64<<10
 
 // NewSink builds a proxy for the sink connName of plugin p. It starts nothing.
 func (h *Host) NewSink(p *Plugin, connName string, cfg connector.Config, env connector.Env) (*Sink, error) {
-	in, rest, err := newInstance(h, p, connName, cfg, env)
-	if err != nil {
-		return nil, err
-	}
-	js, err := protocol.EncodeConfig(rest)
+	in, js, err := newInstance(h, p, connName, cfg, env)
 	if err != nil {
 		return nil, err
 	}
 	return &Sink{in: in, cfg: js, env: protocol.Env(env), name: connName}, nil
-}
-
-// pid returns the process id of the running plugin process, 0 when none runs.
-func (s *Sink) pid() int {
-	if pr := s.in.current(); pr != nil {
-		return pr.pid
-	}
-	return 0
 }
 
 // Open starts the plugin process and opens the sink.

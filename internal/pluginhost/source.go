@@ -41,24 +41,12 @@ var _ connector.Source = (*Source)(nil)
 // NewSource builds a proxy for the source connName of plugin p. cfg may hold the reserved
 // fields FieldSHA256 and FieldEnv; the rest goes to the plugin as JSON. It starts nothing.
 func (h *Host) NewSource(p *Plugin, connName string, cfg connector.Config, env connector.Env) (*Source, error) {
-	in, rest, err := newInstance(h, p, connName, cfg, env)
-	if err != nil {
-		return nil, err
-	}
-	js, err := protocol.EncodeConfig(rest)
+	in, js, err := newInstance(h, p, connName, cfg, env)
 	if err != nil {
 		return nil, err
 	}
 	return &Source{in: in, cfg: js, env: protocol.Env(env), name: connName, resume: map[string]connector.Position{},
 		closing: make(chan struct{})}, nil
-}
-
-// pid returns the process id of the running plugin process, 0 when none runs.
-func (s *Source) pid() int {
-	if pr := s.in.current(); pr != nil {
-		return pr.pid
-	}
-	return 0
 }
 
 func (s *Source) remember(ps []connector.Position) {
