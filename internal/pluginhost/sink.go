@@ -130,13 +130,11 @@ func (s *Sink) Write(ctx context.Context, records []connector.Record) error {
 				}
 				continue
 			}
-			s.in.succeeded()
-			s.reuse(chunk)
-			if e := errFrom(resp.Error); e != nil {
-				return fmt.Errorf("plugin %s: write %s: %w", s.in.plugin.Name, s.name, e)
-			}
-			if len(resp.Failed) > 0 {
-				failed = append(failed, protocol.BatchError(resp.Failed, start).Failed...)
+			err = s.answered(resp, chunk, start)
+			if be, ok := err.(*connector.BatchError); ok { // per-record failures; the connector's own error is wrapped
+				failed = append(failed, be.Failed...)
+			} else if err != nil {
+				return err
 			}
 			break
 		}
@@ -193,16 +191,23 @@ func (s *Sink) WriteAsync(ctx context.Context, records []connector.Record) (wait
 			}
 			return cerr // the process is restarted by the next write
 		}
-		s.in.succeeded()
-		s.reuse(buf)
-		if e := errFrom(a.resp.Error); e != nil {
-			return fmt.Errorf("plugin %s: write %s: %w", s.in.plugin.Name, s.name, e)
-		}
-		if len(a.resp.Failed) > 0 {
-			return protocol.BatchError(a.resp.Failed, 0)
-		}
-		return nil
+		return s.answered(a.resp, buf, 0)
 	}
+}
+
+// answered takes the plugin's answer to a write of buf, whose first record is the caller's
+// record start: it resets the failure count, reuses buf and returns the connector's error or the
+// per-record failures (*connector.BatchError, indexes from start).
+func (s *Sink) answered(resp *pb.WriteResponse, buf []byte, start int) error {
+	s.in.succeeded()
+	s.reuse(buf)
+	if e := errFrom(resp.Error); e != nil {
+		return fmt.Errorf("plugin %s: write %s: %w", s.in.plugin.Name, s.name, e)
+	}
+	if len(resp.Failed) > 0 {
+		return protocol.BatchError(resp.Failed, start)
+	}
+	return nil
 }
 
 // ordered reports whether the plugin orders writes by write_id.
