@@ -160,32 +160,51 @@ func TestEachHeader(t *testing.T) {
 	}
 }
 
+// sharedOutputs builds a result of nIn EMIT dispositions that each name all nOut OutDescs, every
+// OutDesc naming the one data (at the descriptor's offset/length pair at field: 24 for the value,
+// 32 for the headers) and inheriting the key.
+func sharedOutputs(nIn, nOut int, data []byte, field int) []byte {
+	le := binary.LittleEndian
+	var o [48]byte
+	ts := int64(NoTimestamp)
+	le.PutUint64(o[0:], uint64(ts))
+	le.PutUint32(o[20:], Inherit)
+	le.PutUint32(o[field+4:], uint32(len(data)))
+	outs := make([][48]byte, nOut)
+	for k := range outs {
+		outs[k] = o
+	}
+	disps := make([][12]byte, nIn)
+	for i := range disps {
+		disps[i] = disp(2, 0, 0, uint32(nOut))
+	}
+	f := result(uint32(nIn), disps, outs, data)
+	for k := 0; k < nOut; k++ {
+		le.PutUint32(f[32+12*nIn+48*k+field:], uint32(len(f)-len(data)))
+	}
+	return f
+}
+
+// wantRefused checks that DecodeResult refuses f with an error containing want before calling
+// its callback.
+func wantRefused(t *testing.T, f []byte, nIn int, want string) {
+	t.Helper()
+	calls := 0
+	_, err := DecodeResult(f, nIn, 1, nil, func(int, *Disposition) { calls++ })
+	if !errors.Is(err, ErrInvalidResult) || !strings.Contains(err.Error(), want) {
+		t.Fatalf("err = %v, want %q", err, want)
+	}
+	if calls != 0 {
+		t.Fatalf("f called %d times before the frame was refused", calls)
+	}
+}
+
 // A result whose EMIT dispositions all name the same OutDescs, which all name the same value
 // bytes, is refused before anything is handed out: the records and bytes it would make the host
 // copy count every repeat.
 func TestDecodeResultBoundsRepeatedOutputs(t *testing.T) {
-	le := binary.LittleEndian
 	value := make([]byte, 4096)
-	build := func(nIn, nOut int) []byte {
-		var o [48]byte
-		ts := int64(NoTimestamp)
-		le.PutUint64(o[0:], uint64(ts))
-		le.PutUint32(o[20:], Inherit)
-		le.PutUint32(o[28:], uint32(len(value)))
-		outs := make([][48]byte, nOut)
-		for k := range outs {
-			outs[k] = o
-		}
-		disps := make([][12]byte, nIn)
-		for i := range disps {
-			disps[i] = disp(2, 0, 0, uint32(nOut))
-		}
-		f := result(uint32(nIn), disps, outs, value)
-		for k := 0; k < nOut; k++ { // every OutDesc points at the one value
-			le.PutUint32(f[32+12*nIn+48*k+24:], uint32(len(f)-len(value)))
-		}
-		return f
-	}
+	build := func(nIn, nOut int) []byte { return sharedOutputs(nIn, nOut, value, 24) }
 	tests := []struct {
 		name      string
 		nIn, nOut int
@@ -197,14 +216,7 @@ func TestDecodeResultBoundsRepeatedOutputs(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			calls := 0
-			_, err := DecodeResult(build(tc.nIn, tc.nOut), tc.nIn, 1, nil, func(int, *Disposition) { calls++ })
-			if !errors.Is(err, ErrInvalidResult) || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("err = %v, want %q", err, tc.want)
-			}
-			if calls != 0 {
-				t.Fatalf("f called %d times before the frame was refused", calls)
-			}
+			wantRefused(t, build(tc.nIn, tc.nOut), tc.nIn, tc.want)
 		})
 	}
 	// One-to-many within the bounds stays valid, with or without shared bytes.
@@ -225,24 +237,7 @@ func TestDecodeResultChargesHeaders(t *testing.T) {
 	build := func(nIn, nOut, nHeaders int) []byte {
 		hdrs := make([]byte, 4+8*nHeaders) // nHeaders headers with empty keys and values
 		le.PutUint32(hdrs, uint32(nHeaders))
-		var o [48]byte
-		ts := int64(NoTimestamp)
-		le.PutUint64(o[0:], uint64(ts))
-		le.PutUint32(o[20:], Inherit)
-		le.PutUint32(o[36:], uint32(len(hdrs)))
-		outs := make([][48]byte, nOut)
-		for k := range outs {
-			outs[k] = o
-		}
-		disps := make([][12]byte, nIn)
-		for i := range disps {
-			disps[i] = disp(2, 0, 0, uint32(nOut))
-		}
-		f := result(uint32(nIn), disps, outs, hdrs)
-		for k := 0; k < nOut; k++ { // every OutDesc names the one header list
-			le.PutUint32(f[32+12*nIn+48*k+32:], uint32(len(f)-len(hdrs)))
-		}
-		return f
+		return sharedOutputs(nIn, nOut, hdrs, 32)
 	}
 	tests := []struct {
 		name               string
@@ -256,14 +251,7 @@ func TestDecodeResultChargesHeaders(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			calls := 0
-			_, err := DecodeResult(build(tc.nIn, tc.nOut, tc.headers), tc.nIn, 1, nil, func(int, *Disposition) { calls++ })
-			if !errors.Is(err, ErrInvalidResult) || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("err = %v, want %q", err, tc.want)
-			}
-			if calls != 0 {
-				t.Fatalf("f called %d times before the frame was refused", calls)
-			}
+			wantRefused(t, build(tc.nIn, tc.nOut, tc.headers), tc.nIn, tc.want)
 		})
 	}
 	// Within the bounds: 1,024 headers on each of 100 outputs (5.7 MB charged).
