@@ -87,15 +87,18 @@ func encodeFrame(dst []byte, recs []connector.Record) {
 // decodeResult parses the TFR1 frame res (a view of guest memory) for the input records recs and
 // appends to out, shifting input indexes by base. Every byte kept is copied out of res; the bytes
 // of all outputs together, counting repeats, must be at most maxCopy (ABI.md section 7.2). A frame
-// that breaks the ABI leaves out as it was.
-func decodeResult(res []byte, recs []connector.Record, base int, ports []string, maxCopy int, out *transform.Result) error {
+// that breaks the ABI leaves out as it was. It returns the host size (connector.Record.Size) of
+// the records it appended to out.Emitted, summed as they are built, for the batch's output budget.
+func decodeResult(res []byte, recs []connector.Record, base int, ports []string, maxCopy int, out *transform.Result) (int64, error) {
 	startA, startE, startR := len(out.Actions), len(out.Emitted), len(out.Rejected)
+	var size int64
 	var err error
 	out.Actions, err = abi.DecodeResultWithin(res, len(recs), len(ports), maxCopy, out.Actions, func(i int, d *abi.Disposition) {
 		if d.Action == abi.Emit {
 			in := &recs[i]
 			for k := range d.Outputs {
 				out.Emitted = append(out.Emitted, emitted(&d.Outputs[k], in, base+i, ports))
+				size += int64(out.Emitted[len(out.Emitted)-1].Record.Size())
 			}
 			return
 		}
@@ -109,8 +112,9 @@ func decodeResult(res []byte, recs []connector.Record, base int, ports []string,
 		out.Actions = out.Actions[:startA]
 		out.Emitted = out.Emitted[:startE]
 		out.Rejected = out.Rejected[:startR]
+		return 0, err
 	}
-	return err
+	return size, nil
 }
 
 // emitted builds the record of one output of input in, copying its bytes out of guest memory.

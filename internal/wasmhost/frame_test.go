@@ -21,7 +21,7 @@ func TestDecodeResultLeavesOutUntouched(t *testing.T) {
 	le.PutUint32(f[12:], abi.OutHeaderSize)
 	f[abi.OutHeaderSize+abi.DispSize] = 9 // record 1: unknown action, after record 0 passed
 	out := transform.Result{Actions: []transform.Action{transform.Drop}}
-	err := decodeResult(f, make([]connector.Record, 2), 0, []string{"main"}, abi.MaxResultBytes, &out)
+	_, err := decodeResult(f, make([]connector.Record, 2), 0, []string{"main"}, abi.MaxResultBytes, &out)
 	if !errors.Is(err, abi.ErrInvalidResult) || err.Error() != "invalid result frame: record 1: unknown action 9" {
 		t.Fatalf("err = %v", err)
 	}

@@ -71,15 +71,10 @@ func newBatchFailures(recs []connector.Record, maxOutput int64) *batchFailures {
 	return &batchFailures{recs: recs, budget: deadlineBudget(len(recs)), maxOutput: maxOutput}
 }
 
-// takeOutput charges the records out.Emitted[start:] to the batch's output budget, at their host
-// size (connector.Record.Size: headers and records without bytes are not free). Over the
-// budget, it returns the failure that makes the call's result invalid (the caller removes it from
-// out).
-func (b *batchFailures) takeOutput(out *transform.Result, start int) *failure {
-	var n int64
-	for i := start; i < len(out.Emitted); i++ {
-		n += int64(out.Emitted[i].Record.Size())
-	}
+// takeOutput charges n bytes of emitted records, at their host size (connector.Record.Size:
+// headers and records without bytes are not free), to the batch's output budget. Over the budget,
+// it returns the failure that makes the call's result invalid (the caller removes it from out).
+func (b *batchFailures) takeOutput(n int64) *failure {
 	if n == 0 {
 		return nil
 	}
@@ -320,10 +315,11 @@ func (in *instance) runFrame(ctx context.Context, recs []connector.Record, base 
 	// What one call may copy out: the per-call bound, and what is left of the batch's, so that a
 	// result over either is refused before it is copied.
 	maxCopy := min(int64(min(s.limit, abi.MaxResultBytes)), max(b.maxOutput-b.output.Load(), 0))
-	if err := decodeResult(res, recs, base, s.m.meta.Ports, int(maxCopy), out); err != nil {
+	size, err := decodeResult(res, recs, base, s.m.meta.Ports, int(maxCopy), out)
+	if err != nil {
 		return &failure{code: CodeInvalidResult, reason: err.Error()}, nil
 	}
-	if f := b.takeOutput(out, startE); f != nil {
+	if f := b.takeOutput(size); f != nil {
 		out.Actions, out.Emitted, out.Rejected = out.Actions[:startA], out.Emitted[:startE], out.Rejected[:startR]
 		return f, nil
 	}
