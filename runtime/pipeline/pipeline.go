@@ -273,7 +273,8 @@ func (b BufferPolicy) withDefaults() BufferPolicy {
 	return b
 }
 
-// Secrets returns the secret values of the pipeline's components, for redaction.
+// Secrets returns the secret values of the pipeline's components, for redaction, longest first
+// (the order Redact needs, so that it need not sort them on every call).
 func (p *Pipeline) Secrets() []string {
 	out := append([]string(nil), p.Source.Secrets...)
 	for _, s := range p.Sinks {
@@ -282,17 +283,26 @@ func (p *Pipeline) Secrets() []string {
 	if p.DeadLetter != nil {
 		out = append(out, p.DeadLetter.Secrets...)
 	}
+	sort.SliceStable(out, longerFirst(out))
 	return out
 }
 
+func longerFirst(ss []string) func(i, j int) bool {
+	return func(i, j int) bool { return len(ss[i]) > len(ss[j]) }
+}
+
 // Redact replaces every secret value in s with "[redacted]", longest first so that a secret
-// containing another is hidden whole.
+// containing another is hidden whole. Secrets already longest first (as Pipeline.Secrets returns
+// them) are not copied or sorted again.
 func Redact(s string, secrets []string) string {
 	if len(secrets) == 0 || s == "" {
 		return s
 	}
-	sorted := append([]string(nil), secrets...)
-	sort.Slice(sorted, func(i, j int) bool { return len(sorted[i]) > len(sorted[j]) })
+	sorted := secrets
+	if !sort.SliceIsSorted(secrets, longerFirst(secrets)) {
+		sorted = append([]string(nil), secrets...)
+		sort.Slice(sorted, longerFirst(sorted))
+	}
 	for _, sec := range sorted {
 		if sec != "" {
 			s = strings.ReplaceAll(s, sec, "[redacted]")

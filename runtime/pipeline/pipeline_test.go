@@ -47,3 +47,17 @@ func TestRedactHidesLongestSecretsFirst(t *testing.T) {
 		t.Fatalf("got %q", got)
 	}
 }
+
+func TestSecretsComeLongestFirst(t *testing.T) {
+	p := &pipeline.Pipeline{
+		Source: pipeline.Component{Secrets: []string{"secret"}},
+		Sinks:  []pipeline.Sink{{Component: pipeline.Component{Secrets: []string{"secret-long"}}}},
+	}
+	secrets := p.Secrets()
+	if len(secrets) != 2 || secrets[0] != "secret-long" || secrets[1] != "secret" {
+		t.Fatalf("secrets = %q, want longest first", secrets)
+	}
+	if got := pipeline.Redact("user secret-long and secret", secrets); got != "user [redacted] and [redacted]" {
+		t.Fatalf("got %q", got)
+	}
+}
