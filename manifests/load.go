@@ -96,23 +96,33 @@ func (l *loader) expandPath(p string) []string {
 	if !st.IsDir() {
 		return []string{p}
 	}
-	entries, err := os.ReadDir(p)
+	out, err := DirFiles(p)
 	if err != nil {
 		l.diags = append(l.diags, Diagnostic{Pos: Pos{File: p}, Message: fmt.Sprintf("cannot read directory: %v", unwrapPathError(err))})
 		return nil
+	}
+	if len(out) == 0 {
+		l.diags = append(l.diags, Diagnostic{Pos: Pos{File: p}, Message: "no manifests in directory", Hint: "manifests end in .yaml or .yml"})
+	}
+	return out
+}
+
+// DirFiles lists the manifests of directory dir, as Load reads them: its *.yaml and *.yml files
+// (the extension in any case), sorted, not recursive.
+func DirFiles(dir string) ([]string, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
 	}
 	var out []string
 	for _, e := range entries {
 		ext := strings.ToLower(filepath.Ext(e.Name()))
 		if !e.IsDir() && (ext == ".yaml" || ext == ".yml") {
-			out = append(out, filepath.Join(p, e.Name()))
+			out = append(out, filepath.Join(dir, e.Name()))
 		}
 	}
 	sort.Strings(out)
-	if len(out) == 0 {
-		l.diags = append(l.diags, Diagnostic{Pos: Pos{File: p}, Message: "no manifests in directory", Hint: "manifests end in .yaml or .yml"})
-	}
-	return out
+	return out, nil
 }
 
 // loadBytes decodes every document of one file.

@@ -16,6 +16,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/sluicehq/sluice/internal/pluginhost"
+	"github.com/sluicehq/sluice/manifests"
 	"github.com/sluicehq/sluice/sdk/go/connector"
 )
 
@@ -399,20 +400,16 @@ func resolvePin(s, dir string) (string, bool) {
 	return b.String(), true
 }
 
-// manifestFiles expands directories to their *.yaml and *.yml files.
+// manifestFiles expands directories to their manifests (manifests.DirFiles).
 func manifestFiles(paths []string) []string {
 	var files []string
 	for _, p := range paths {
-		ents, err := os.ReadDir(p)
-		if err != nil {
+		fs, err := manifests.DirFiles(p)
+		if err != nil { // not a directory: a manifest itself
 			files = append(files, p)
 			continue
 		}
-		for _, e := range ents {
-			if ext := filepath.Ext(e.Name()); !e.IsDir() && (ext == ".yaml" || ext == ".yml") {
-				files = append(files, filepath.Join(p, e.Name()))
-			}
-		}
+		files = append(files, fs...)
 	}
 	return files
 }

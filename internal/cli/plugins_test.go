@@ -143,6 +143,22 @@ func TestPluginPinsInManifests(t *testing.T) {
 	}
 }
 
+// A pin in a manifest of a directory counts whatever the case of its .yaml extension, as loading
+// the directory reads that manifest.
+func TestPluginPinInManifestDirectory(t *testing.T) {
+	dir, sum, _ := pluginsDir(t)
+	if err := os.Remove(filepath.Join(dir, "sluice-plugin-csv.sha256")); err != nil {
+		t.Fatal(err)
+	}
+	mdir := filepath.Dir(csvManifest(t, sum, ""))
+	if err := os.Rename(filepath.Join(mdir, "pipeline.yaml"), filepath.Join(mdir, "pipeline.YAML")); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := runCLI(t, "--plugins-dir", dir, "validate", mdir); err != nil {
+		t.Fatalf("validate the directory with the pin: %v\n%s", err, out)
+	}
+}
+
 // csvManifest writes a pipeline from the csv plugin to a drop sink: pin is the source's
 // config.sha256 (line 9), "" for none; sinkConfig is the sink's config, "" for none.
 func csvManifest(t *testing.T, pin, sinkConfig string) string {
