@@ -3,6 +3,7 @@ package manifests
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
@@ -119,8 +120,82 @@ func (d *docDecoder) sinks(p *Pipeline, n *yaml.Node) {
 			}
 		}
 		s.Component, _ = d.component(item, connector.KindSink, label, sinkShape.names(), m)
+		var bp sinkBatchPos
+		if e, ok := m["batch"]; ok && !isNull(d.resolve(e.val)) {
+			s.Batch, bp = d.sinkBatch(e, node, label)
+		}
 		p.Sinks = append(p.Sinks, s)
 		d.sinkFrom = append(d.sinkFrom, fromPos)
+		d.sinkBatches = append(d.sinkBatches, bp)
+	}
+}
+
+// sinkBatchPos is where a sink's batch settings are written, for the checks against the
+// pipeline's batch and buffer (made once those are decoded).
+type sinkBatchPos struct {
+	records, bytes Pos
+	// set records which of max_records and max_bytes the manifest sets.
+	setRecords, setBytes bool
+}
+
+// sinkBatch decodes a sink's batch: settings. Unset fields stay zero: the pipeline's batch
+// values fill them in (checkSinkBatches).
+func (d *docDecoder) sinkBatch(e entry, sinkNode *yaml.Node, label loc) (*BatchPolicy, sinkBatchPos) {
+	pos := sinkBatchPos{records: d.pos(e.key), bytes: d.pos(e.key)}
+	v, ok := d.ruleSection(e.val, sinkNode, sinkBatchRules, label.child("batch"), nil)
+	if !ok {
+		return nil, pos
+	}
+	b := &BatchPolicy{}
+	if x, set := v["max_records"]; set {
+		b.MaxRecords, pos.setRecords, pos.records = int(x.(int64)), true, d.pos(mappingValue(e.val, "max_records"))
+	}
+	if x, set := v["max_bytes"]; set {
+		b.MaxBytes, pos.setBytes, pos.bytes = x.(int64), true, d.pos(mappingValue(e.val, "max_bytes"))
+	}
+	if x, set := v["linger"]; set {
+		b.Linger = x.(time.Duration)
+	}
+	return b, pos
+}
+
+// checkSinkBatches fills the unset fields of each sink batch with the pipeline's batch values and
+// reports a sink batch that cannot work: larger than the buffer (it holds its records' share of
+// the budget while it fills, so it would never fill), or smaller than the pipeline's batches
+// (which it gathers whole, never split).
+func (d *docDecoder) checkSinkBatches(p *Pipeline) {
+	for i := range p.Sinks {
+		s := &p.Sinks[i]
+		if s.Batch == nil || i >= len(d.sinkBatches) {
+			continue
+		}
+		at := d.sinkBatches[i]
+		b := s.Batch
+		if b.MaxRecords <= 0 {
+			b.MaxRecords = p.Batch.MaxRecords
+		}
+		if b.MaxBytes <= 0 {
+			b.MaxBytes = p.Batch.MaxBytes
+		}
+		if b.Linger <= 0 {
+			b.Linger = p.Batch.Linger
+		}
+		switch {
+		case at.setRecords && p.Buffer.MaxRecords > 0 && b.MaxRecords > p.Buffer.MaxRecords:
+			d.report(at.records, fmt.Sprintf("raise spec.buffer.max_records to at least %d (about twice that lets the other sinks go on while this batch fills), or lower this max_records", b.MaxRecords),
+				"sink %q: batch.max_records (%d) is larger than spec.buffer.max_records (%d): a sink batch holds its records in the buffer while it fills", s.Name, b.MaxRecords, p.Buffer.MaxRecords)
+		case at.setRecords && b.MaxRecords < p.Batch.MaxRecords:
+			d.report(at.records, fmt.Sprintf("lower spec.batch.max_records to at most %d, or raise this max_records", b.MaxRecords),
+				"sink %q: batch.max_records (%d) is smaller than spec.batch.max_records (%d): a sink batch gathers the pipeline's batches whole", s.Name, b.MaxRecords, p.Batch.MaxRecords)
+		}
+		switch {
+		case at.setBytes && p.Buffer.MaxBytes > 0 && b.MaxBytes > p.Buffer.MaxBytes:
+			d.report(at.bytes, fmt.Sprintf("raise spec.buffer.max_bytes to at least %s (about twice that lets the other sinks go on while this batch fills), or lower this max_bytes", FormatByteSize(b.MaxBytes)),
+				"sink %q: batch.max_bytes (%s) is larger than spec.buffer.max_bytes (%s): a sink batch holds its records in the buffer while it fills", s.Name, FormatByteSize(b.MaxBytes), FormatByteSize(p.Buffer.MaxBytes))
+		case at.setBytes && b.MaxBytes < p.Batch.MaxBytes:
+			d.report(at.bytes, fmt.Sprintf("lower spec.batch.max_bytes to at most %s, or raise this max_bytes", FormatByteSize(b.MaxBytes)),
+				"sink %q: batch.max_bytes (%s) is smaller than spec.batch.max_bytes (%s): a sink batch gathers the pipeline's batches whole", s.Name, FormatByteSize(b.MaxBytes), FormatByteSize(p.Batch.MaxBytes))
+		}
 	}
 }
 

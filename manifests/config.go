@@ -18,7 +18,7 @@ func (p *Pipeline) Config() *pipeline.Pipeline {
 		out.Transforms = append(out.Transforms, t.Transform)
 	}
 	for _, s := range p.Sinks {
-		out.Sinks = append(out.Sinks, pipeline.Sink{Component: s.Component.Component, Name: s.Name, From: s.From})
+		out.Sinks = append(out.Sinks, pipeline.Sink{Component: s.Component.Component, Name: s.Name, From: s.From, Batch: s.Batch})
 	}
 	if p.DeadLetter != nil {
 		c := p.DeadLetter.Component

@@ -99,6 +99,8 @@ type docDecoder struct {
 	secrets []string
 	// sinkFrom holds the position of each sink's from: (or of the sink), parallel to Pipeline.Sinks.
 	sinkFrom []Pos
+	// sinkBatches holds, parallel to Pipeline.Sinks, where each sink's batch settings are written.
+	sinkBatches []sinkBatchPos
 	// names holds the transform and sink names of the pipeline being decoded.
 	names map[string]named
 }

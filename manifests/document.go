@@ -201,6 +201,10 @@ func (d *docDecoder) spec(p *Pipeline, n *yaml.Node) {
 			"spec.buffer.max_bytes (%s) is smaller than spec.batch.max_bytes (%s)", FormatByteSize(p.Buffer.MaxBytes), FormatByteSize(p.Batch.MaxBytes))
 	}
 
+	if bok && fok {
+		d.checkSinkBatches(p)
+	}
+
 	if len(p.Transforms) == 0 {
 		for i, s := range p.Sinks {
 			if s.From != DefaultPort {

@@ -313,6 +313,9 @@ func dumpPipelines(ps []*manifests.Pipeline) []any {
 		for _, s := range p.Sinks {
 			c := dumpComponent(s.Component)
 			c["name"], c["from"] = s.Name, s.From
+			if s.Batch != nil {
+				c["batch"] = fmt.Sprintf("%+v", *s.Batch)
+			}
 			ss = append(ss, c)
 		}
 		m["transforms"], m["sinks"] = ts, ss

@@ -40,6 +40,12 @@ var (
 		{Field: connector.Field{Name: "max_bytes", Type: connector.TypeByteSize, Default: int64(pipeline.DefaultBatchBytes), Description: "Most bytes of record payload in one batch."}, min: atLeast(1)},
 		{Field: connector.Field{Name: "linger", Type: connector.TypeDuration, Default: pipeline.DefaultBatchLinger, Description: "How long to wait for a batch to fill before sending it on."}},
 	}
+	// sinkBatchRules are batchRules for a sink's own batch: an unset field takes the pipeline's.
+	sinkBatchRules = []rule{
+		{Field: connector.Field{Name: "max_records", Type: connector.TypeInt, Description: "Most records in one write to this sink; unset means spec.batch.max_records. At least spec.batch.max_records (whole batches are gathered) and at most spec.buffer.max_records."}, min: atLeast(1)},
+		{Field: connector.Field{Name: "max_bytes", Type: connector.TypeByteSize, Description: "Most bytes of record payload in one write to this sink; unset means spec.batch.max_bytes. At least spec.batch.max_bytes and at most spec.buffer.max_bytes."}, min: atLeast(1)},
+		{Field: connector.Field{Name: "linger", Type: connector.TypeDuration, Description: "How long the first record waiting for this sink may wait for the batch to fill; unset means spec.batch.linger."}},
+	}
 	bufferRules = []rule{
 		{Field: connector.Field{Name: "max_records", Type: connector.TypeInt, Default: int64(pipeline.DefaultBufferRecords), Description: "Most records in flight between the source and the sinks; the source pauses when it is reached."}, min: atLeast(1)},
 		{Field: connector.Field{Name: "max_bytes", Type: connector.TypeByteSize, Default: int64(pipeline.DefaultBufferBytes), Description: "Most bytes of record payload in flight between the source and the sinks."}, min: atLeast(1)},

@@ -179,6 +179,7 @@ var (
 		{name: "type", required: true, desc: "Which sink; `sluice components` lists them.", value: componentType(connector.KindSink)},
 		{name: "config", desc: "Settings of the component; see `sluice docs TYPE`.", value: static(schemaObj{"type": "object"})},
 		{name: "from", desc: "Output port of the last transform this sink reads; main when not set.", value: static(schemaObj{"$ref": "#/definitions/name", "default": DefaultPort})},
+		{name: "batch", desc: "This sink's own batches, gathered from the pipeline's without holding up the other sinks: for a lake that wants large commits beside a cache that wants every record at once. Not set: the sink writes the pipeline's batches as they come.", section: sinkBatchRules, nullable: true},
 	}}
 	deadLetterShape = shape{desc: "Where rejected and failed records go, with the reason.", keys: append([]key{
 		{name: "type", required: true, desc: "Which sink; `sluice components` lists them.", value: componentType(connector.KindSink)},

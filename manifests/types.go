@@ -70,6 +70,9 @@ type Sink struct {
 	Name string
 	// From is the output port the sink reads; DefaultPort ("main") when not set.
 	From string
+	// Batch is the sink's own batch policy, with the pipeline's values in the fields the manifest
+	// does not set; nil when the sink has none.
+	Batch *BatchPolicy
 }
 
 // DefaultPort is the port a sink reads when its manifest entry names none.

@@ -105,6 +105,8 @@ type sinkRunner struct {
 	name string
 	sink connector.Sink
 	ch   chan sinkItem
+	// batch is the sink's own batch policy (defaults applied); nil when it has none.
+	batch *pipeline.BatchPolicy
 }
 
 // New builds the pipeline's components from the catalog. It does no I/O. Zero-valued policies of
@@ -163,6 +165,7 @@ func (p *Pipeline) build() error {
 			errs = append(errs, &ComponentError{Component: s.Name, Kind: connector.KindSink, Err: err})
 			continue
 		}
+		r.batch = s.Batch
 		p.sinks = append(p.sinks, r)
 		p.byPort[s.Port()] = append(p.byPort[s.Port()], r)
 	}

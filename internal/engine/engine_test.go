@@ -108,7 +108,9 @@ func genSource(count int64, template string) pipeline.Component {
 // testCatalog holds the built-in connectors and the test sinks.
 func testCatalog() *catalog.Catalog {
 	cat := all.Catalog()
-	for _, c := range append([]connector.Component{memSinkComponent(), countSinkComponent(), leakySinkComponent(), pipeSinkComponent(), slowOpenSinkComponent()}, panickyComponents()...) {
+	comps := []connector.Component{memSinkComponent(), countSinkComponent(), leakySinkComponent(), pipeSinkComponent(), slowOpenSinkComponent()}
+	comps = append(append(comps, panickyComponents()...), objectComponents()...)
+	for _, c := range comps {
 		if err := cat.Add(c); err != nil {
 			panic(err)
 		}

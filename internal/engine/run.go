@@ -32,6 +32,15 @@ type sinkItem struct {
 
 func (it sinkItem) len() int { return len(it.recs) + len(it.letters) }
 
+// size is the payload size of the item's records (connector.Record.Size).
+func (it sinkItem) size() int64 {
+	var n int64
+	for i := range it.recs {
+		n += int64(it.recs[i].Size())
+	}
+	return n
+}
+
 type pendingBatch struct {
 	b    *batch
 	recs []connector.Record

@@ -24,13 +24,18 @@ type sinkWriter struct {
 }
 
 // sinkLoop writes the items of one sink, coalescing what is queued into one Write when the sink
-// falls behind, and hands failed records to the dead-letter sink.
+// falls behind (or gathering them into the sink's own batches), and hands failed records to the
+// dead-letter sink.
 func (r *run) sinkLoop(s *sinkRunner, isDLQ bool) {
 	p := r.p
 	pl := p.spec.Name
 	w := &sinkWriter{r: r, s: s, isDLQ: isDLQ, maxCoalesce: 4 * p.spec.Batch.MaxRecords,
 		out: p.m.RecordsOut.WithLabelValues(pl, s.name), failed: p.m.RecordsFailed.WithLabelValues(pl, s.name),
 		hist: p.m.BatchSeconds.WithLabelValues(pl, s.name), retries: p.m.Retries.WithLabelValues(pl, s.name)}
+	if s.batch != nil {
+		w.batchLoop(*s.batch) // sinkbatch.go
+		return
+	}
 	if ps, ok := s.sink.(connector.PipelinedSink); ok {
 		w.pipelinedLoop(ps) // pipelined.go
 		return

@@ -131,6 +131,13 @@ type Sink struct {
 	Name string
 	// From is the output port the sink reads; DefaultPort when empty.
 	From string
+	// Batch is the sink's own batch policy: the engine gathers the pipeline's batches for this
+	// sink until one of its limits is reached or its linger has passed since the first record
+	// waiting, without holding up the other sinks. Nil means the sink writes the pipeline's
+	// batches as they come (coalescing what is queued when it falls behind). Zero fields take the
+	// pipeline's batch values (WithDefaults). A sink batch holds its records' share of the buffer
+	// budget while it fills, so it must fit in the buffer.
+	Batch *BatchPolicy
 }
 
 // Port returns the port the sink reads, DefaultPort when From is empty.
@@ -189,7 +196,8 @@ type BufferPolicy struct {
 }
 
 // WithDefaults returns a copy of p with every zero-valued policy and limit replaced by its
-// default. Slices and maps are shared with p.
+// default, and the zero fields of every sink batch by the pipeline's batch values. Slices and maps
+// are shared with p, except Sinks when a sink has a batch.
 func (p *Pipeline) WithDefaults() *Pipeline {
 	c := *p
 	c.FailureLimit = c.FailureLimit.withDefaults()
@@ -200,6 +208,17 @@ func (p *Pipeline) WithDefaults() *Pipeline {
 	}
 	if c.StuckAfter <= 0 {
 		c.StuckAfter = DefaultStuckAfter
+	}
+	copied := false
+	for i, s := range p.Sinks {
+		if s.Batch == nil {
+			continue
+		}
+		if !copied {
+			c.Sinks, copied = append([]Sink(nil), p.Sinks...), true
+		}
+		b := s.Batch.over(c.Batch)
+		c.Sinks[i].Batch = &b
 	}
 	if len(c.Transforms) > 0 {
 		c.Transforms = make([]Transform, len(p.Transforms))
@@ -259,6 +278,20 @@ func (b BatchPolicy) withDefaults() BatchPolicy {
 	}
 	if b.Linger <= 0 {
 		b.Linger = DefaultBatchLinger
+	}
+	return b
+}
+
+// over returns b with its zero fields taken from the pipeline's batch policy p.
+func (b BatchPolicy) over(p BatchPolicy) BatchPolicy {
+	if b.MaxRecords <= 0 {
+		b.MaxRecords = p.MaxRecords
+	}
+	if b.MaxBytes <= 0 {
+		b.MaxBytes = p.MaxBytes
+	}
+	if b.Linger <= 0 {
+		b.Linger = p.Linger
 	}
 	return b
 }

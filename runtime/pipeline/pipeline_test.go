@@ -35,6 +35,24 @@ func TestWithDefaultsFillsZeroValuesOnly(t *testing.T) {
 	}
 }
 
+func TestSinkBatchTakesThePipelinesValues(t *testing.T) {
+	p := &pipeline.Pipeline{
+		Name:  "p",
+		Batch: pipeline.BatchPolicy{MaxRecords: 10},
+		Sinks: []pipeline.Sink{{Name: "plain"}, {Name: "lake", Batch: &pipeline.BatchPolicy{MaxRecords: 500}}},
+	}
+	d := p.WithDefaults()
+	if d.Sinks[0].Batch != nil {
+		t.Errorf("a sink without a batch got %+v", d.Sinks[0].Batch)
+	}
+	if b := d.Sinks[1].Batch; b.MaxRecords != 500 || b.MaxBytes != pipeline.DefaultBatchBytes || b.Linger != pipeline.DefaultBatchLinger {
+		t.Errorf("sink batch = %+v", b)
+	}
+	if p.Sinks[1].Batch.MaxBytes != 0 {
+		t.Error("WithDefaults changed the receiver's sink batch")
+	}
+}
+
 func TestSinkPortDefaultsToMain(t *testing.T) {
 	if got := (&pipeline.Sink{}).Port(); got != pipeline.DefaultPort {
 		t.Fatalf("port = %q", got)
