@@ -6,6 +6,7 @@ import (
 	"github.com/sluicehq/sluice/connectors/file"
 	"github.com/sluicehq/sluice/connectors/generate"
 	"github.com/sluicehq/sluice/connectors/stdout"
+	"github.com/sluicehq/sluice/connectors/websocket"
 	"github.com/sluicehq/sluice/runtime/catalog"
 	"github.com/sluicehq/sluice/sdk/go/connector"
 )
@@ -13,7 +14,7 @@ import (
 // Components returns every built-in connector.
 func Components() []connector.Component {
 	out := append([]connector.Component(nil), file.Components()...)
-	return append(out, generate.Component(), drop.Component(), stdout.Component())
+	return append(out, generate.Component(), drop.Component(), stdout.Component(), websocket.Component())
 }
 
 // Catalog returns a new catalog holding every built-in connector. Each call returns a catalog of
