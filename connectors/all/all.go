@@ -5,6 +5,7 @@ import (
 	"github.com/sluicehq/sluice/connectors/drop"
 	"github.com/sluicehq/sluice/connectors/file"
 	"github.com/sluicehq/sluice/connectors/generate"
+	"github.com/sluicehq/sluice/connectors/http"
 	"github.com/sluicehq/sluice/connectors/stdout"
 	"github.com/sluicehq/sluice/connectors/websocket"
 	"github.com/sluicehq/sluice/runtime/catalog"
@@ -14,6 +15,7 @@ import (
 // Components returns every built-in connector.
 func Components() []connector.Component {
 	out := append([]connector.Component(nil), file.Components()...)
+	out = append(out, http.Components()...)
 	return append(out, generate.Component(), drop.Component(), stdout.Component(), websocket.Component())
 }
 
