@@ -6,6 +6,7 @@ import (
 	"github.com/sluicehq/sluice/connectors/file"
 	"github.com/sluicehq/sluice/connectors/generate"
 	"github.com/sluicehq/sluice/connectors/http"
+	"github.com/sluicehq/sluice/connectors/kafka"
 	"github.com/sluicehq/sluice/connectors/stdout"
 	"github.com/sluicehq/sluice/connectors/websocket"
 	"github.com/sluicehq/sluice/runtime/catalog"
@@ -16,6 +17,7 @@ import (
 func Components() []connector.Component {
 	out := append([]connector.Component(nil), file.Components()...)
 	out = append(out, http.Components()...)
+	out = append(out, kafka.Components()...)
 	return append(out, generate.Component(), drop.Component(), stdout.Component(), websocket.Component())
 }
 
