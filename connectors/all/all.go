@@ -7,6 +7,7 @@ import (
 	"github.com/sluicehq/sluice/connectors/generate"
 	"github.com/sluicehq/sluice/connectors/http"
 	"github.com/sluicehq/sluice/connectors/kafka"
+	"github.com/sluicehq/sluice/connectors/postgres"
 	"github.com/sluicehq/sluice/connectors/stdout"
 	"github.com/sluicehq/sluice/connectors/websocket"
 	"github.com/sluicehq/sluice/runtime/catalog"
@@ -18,7 +19,7 @@ func Components() []connector.Component {
 	out := append([]connector.Component(nil), file.Components()...)
 	out = append(out, http.Components()...)
 	out = append(out, kafka.Components()...)
-	return append(out, generate.Component(), drop.Component(), stdout.Component(), websocket.Component())
+	return append(out, generate.Component(), drop.Component(), stdout.Component(), websocket.Component(), postgres.Component())
 }
 
 // Catalog returns a new catalog holding every built-in connector. Each call returns a catalog of
