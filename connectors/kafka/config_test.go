@@ -46,3 +46,33 @@ func TestSourceConfigErrorsNameTheField(t *testing.T) {
 		t.Fatalf("valid config refused: %v", err)
 	}
 }
+
+func TestSinkConfigErrorsNameTheField(t *testing.T) {
+	base := func() map[string]any { return map[string]any{"brokers": []any{"localhost:9092"}, "topic": "out"} }
+	for _, tc := range []struct {
+		name  string
+		edit  func(m map[string]any)
+		field string
+	}{
+		{"bad template", func(m map[string]any) { m["key"] = "{{commodity" }, "key"},
+		{"bad topic", func(m map[string]any) { m["topic"] = "a b" }, "topic"},
+		{"bad topic template", func(m map[string]any) { m["topic"] = "x-{{" }, "topic"},
+		{"bad partition", func(m map[string]any) { m["partition"] = "one" }, "partition"},
+		{"acks without idempotence off", func(m map[string]any) { m["acks"] = "leader" }, "acks"},
+		{"negative linger", func(m map[string]any) { m["linger"] = -time.Second }, "linger"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := base()
+			tc.edit(m)
+			_, err := NewSink(sinkConfig(t, m), connector.Env{})
+			var ce *connector.ConfigError
+			if !errors.As(err, &ce) || ce.Field != tc.field {
+				t.Fatalf("NewSink: %v; want a *connector.ConfigError on %s", err, tc.field)
+			}
+		})
+	}
+	if _, err := NewSink(sinkConfig(t, map[string]any{"brokers": []any{"localhost:9092"}, "topic": "prices.{{commodity}}",
+		"key": "{{key}}", "partition": "{{header.p}}", "acks": "leader", "idempotent": false, "compression": "zstd"}), connector.Env{}); err != nil {
+		t.Fatalf("valid config refused: %v", err)
+	}
+}

@@ -1,6 +1,8 @@
 package kafka
 
 import (
+	"bytes"
+	"strings"
 	"testing"
 	"time"
 
@@ -35,4 +37,37 @@ func TestConformanceSource(t *testing.T) {
 			})
 		})
 	}
+}
+
+func TestConformanceSink(t *testing.T) {
+	b := sharedBroker(t)
+	// The broker refuses a produce batch over 2000 bytes on this topic: the poison records are
+	// larger, and the records batched with them must still arrive.
+	maxBytes := "2000"
+	conntest.TestSink(t, conntest.SinkHarness{
+		Setup: func(t *testing.T) (conntest.SinkFactory, func(t *testing.T) []connector.Record) {
+			topic := b.topic(t, 3, map[string]*string{"max.message.bytes": &maxBytes})
+			cfg := sinkConfig(t, map[string]any{"brokers": []any{b.addr}, "topic": topic})
+			return func() (connector.Sink, error) { return NewSink(cfg, connector.Env{}) },
+				func(t *testing.T) []connector.Record {
+					var out []connector.Record
+					for _, r := range b.readAll(t, topic) {
+						out = append(out, connector.Record{Key: r.Key, Value: r.Value})
+					}
+					return out
+				}
+		},
+		Poison: func(i int) connector.Record {
+			return connector.Record{Key: []byte("poison"), Value: bytes.Repeat([]byte("x"), 3000)}
+		},
+		Identity: func(r connector.Record) string {
+			if strings.HasPrefix(string(r.Value), "xxx") {
+				return "poison"
+			}
+			return string(r.Value)
+		},
+		Broken: func(t *testing.T) (connector.Sink, error) {
+			return NewSink(sinkConfig(t, map[string]any{"brokers": []any{b.addr}, "topic": uniqueName(t, "missing")}), connector.Env{})
+		},
+	})
 }

@@ -191,3 +191,12 @@ func sourceConfig(t testing.TB, values map[string]any) connector.Config {
 	}
 	return cfg
 }
+
+func sinkConfig(t testing.TB, values map[string]any) connector.Config {
+	t.Helper()
+	cfg, err := sinkSpec.Config(values)
+	if err != nil {
+		t.Fatalf("sink config: %v", err)
+	}
+	return cfg
+}

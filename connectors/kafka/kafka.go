@@ -1,5 +1,6 @@
 // Package kafka provides the Kafka source (consumer groups, per-partition positions, offsets
-// committed only once records are durable in every sink, rebalances that wait for what was read),
+// committed only once records are durable in every sink, rebalances that wait for what was read)
+// and the Kafka sink (idempotent producer, topic, key and partition from record templates), both
 // built on franz-go.
 package kafka
 
@@ -26,11 +27,14 @@ import (
 	"github.com/sluicehq/sluice/sdk/go/connector"
 )
 
-// Components returns the Kafka source, for a catalog.
+// Components returns the Kafka source and sink, for a catalog.
 func Components() []connector.Component {
 	return []connector.Component{
 		connector.SourceComponent(sourceSpec, func(cfg connector.Config, env connector.Env) (connector.Source, error) {
 			return NewSource(cfg, env)
+		}),
+		connector.SinkComponent(sinkSpec, func(cfg connector.Config, env connector.Env) (connector.Sink, error) {
+			return NewSink(cfg, env)
 		}),
 	}
 }
