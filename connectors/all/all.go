@@ -8,6 +8,7 @@ import (
 	"github.com/sluicehq/sluice/connectors/http"
 	"github.com/sluicehq/sluice/connectors/kafka"
 	"github.com/sluicehq/sluice/connectors/postgres"
+	"github.com/sluicehq/sluice/connectors/redis"
 	"github.com/sluicehq/sluice/connectors/stdout"
 	"github.com/sluicehq/sluice/connectors/websocket"
 	"github.com/sluicehq/sluice/runtime/catalog"
@@ -19,6 +20,7 @@ func Components() []connector.Component {
 	out := append([]connector.Component(nil), file.Components()...)
 	out = append(out, http.Components()...)
 	out = append(out, kafka.Components()...)
+	out = append(out, redis.Components()...)
 	return append(out, generate.Component(), drop.Component(), stdout.Component(), websocket.Component(), postgres.Component())
 }
 
