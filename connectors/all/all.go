@@ -9,19 +9,32 @@ import (
 	"github.com/sluicehq/sluice/connectors/kafka"
 	"github.com/sluicehq/sluice/connectors/postgres"
 	"github.com/sluicehq/sluice/connectors/redis"
+	"github.com/sluicehq/sluice/connectors/scraper"
 	"github.com/sluicehq/sluice/connectors/stdout"
 	"github.com/sluicehq/sluice/connectors/websocket"
 	"github.com/sluicehq/sluice/runtime/catalog"
 	"github.com/sluicehq/sluice/sdk/go/connector"
 )
 
-// Components returns every built-in connector.
+// Components returns every built-in connector. One connector package per line, so that adding
+// one is a one-line change.
 func Components() []connector.Component {
-	out := append([]connector.Component(nil), file.Components()...)
-	out = append(out, http.Components()...)
-	out = append(out, kafka.Components()...)
-	out = append(out, redis.Components()...)
-	return append(out, generate.Component(), drop.Component(), stdout.Component(), websocket.Component(), postgres.Component())
+	var out []connector.Component
+	for _, cs := range [][]connector.Component{
+		file.Components(),
+		{generate.Component()},
+		{drop.Component()},
+		{stdout.Component()},
+		http.Components(),
+		kafka.Components(),
+		{postgres.Component()},
+		redis.Components(),
+		{websocket.Component()},
+		{scraper.Component()},
+	} {
+		out = append(out, cs...)
+	}
+	return out
 }
 
 // Catalog returns a new catalog holding every built-in connector. Each call returns a catalog of
