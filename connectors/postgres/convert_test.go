@@ -184,7 +184,10 @@ func TestExtract(t *testing.T) {
 	x.add([]string{"q", "price"}, 1)
 	x.add([]string{"q"}, 2)
 	x.add([]string{"we\"ird"}, 3)
-	ins := make([]input, 4)
+	x.add([]string{"z", "1", "a"}, 4)
+	x.add([]string{"z", "0"}, 5)
+	x.add([]string{"z", "7"}, 6)
+	ins := make([]input, 7)
 	value := `{ "z": [1, {"a": 9}], "a": "x\ny", "q": {"price": 1.5e2, "other": null}, "we\"ird": true, "a": "last" }`
 	if err := x.extract([]byte(value), ins); err != nil {
 		t.Fatal(err)
@@ -200,6 +203,9 @@ func TestExtract(t *testing.T) {
 	}
 	if ins[3].kind != inBool || !ins[3].b {
 		t.Errorf("we\"ird = %+v", ins[3])
+	}
+	if ins[4].kind != inNumber || string(ins[4].s) != "9" || ins[5].kind != inNumber || string(ins[5].s) != "1" || ins[6].kind != inNull {
+		t.Errorf("z.1.a, z.0, z.7 = %+v, %+v, %+v; want 9, 1 and nothing", ins[4], ins[5], ins[6])
 	}
 	for _, bad := range []string{``, `[]`, `"s"`, `{`, `{"a"}`, `{"a":1,}`, `{"a":01}`, `{"a":"\x"}`, `{"a":tru}`, `{"a":1} x`, `{"a":[1,]}`,
 		`{"a":"` + "\x01" + `"}`, strings.Repeat(`{"a":`, 2000) + "1" + strings.Repeat("}", 2000)} {

@@ -3,6 +3,7 @@ package postgres
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"unicode/utf16"
 	"unicode/utf8"
 )
@@ -11,6 +12,7 @@ import (
 // take the value at this path, and the fields below it that some column reads.
 type pathNode struct {
 	name     string
+	index    int // the name as an array index, -1 when it is not a number
 	cols     []int
 	children []*pathNode
 }
@@ -21,9 +23,22 @@ func (n *pathNode) child(name string) *pathNode {
 			return c
 		}
 	}
-	c := &pathNode{name: name}
+	c := &pathNode{name: name, index: -1}
+	if i, err := strconv.Atoi(name); err == nil && i >= 0 && strconv.Itoa(i) == name {
+		c.index = i
+	}
 	n.children = append(n.children, c)
 	return c
+}
+
+// element returns the child that names array element i.
+func (n *pathNode) element(i int) *pathNode {
+	for _, c := range n.children {
+		if c.index == i {
+			return c
+		}
+	}
+	return nil
 }
 
 // lookup returns the child named by key, the raw bytes of a JSON key without escapes.
@@ -38,8 +53,8 @@ func (n *pathNode) lookup(key []byte) *pathNode {
 
 // extractor reads, in one pass over a JSON object, the values of every column's path.
 type extractor struct {
-	root    pathNode
-	scratch []byte // decoded strings of the current record
+	root    pathNode // its children are the value's top-level fields
+	scratch []byte   // decoded strings of the current record
 	depth   int
 }
 
@@ -155,7 +170,9 @@ func (x *extractor) object(d []byte, i int, node *pathNode, ins []input) (int, e
 	}
 }
 
-func (x *extractor) array(d []byte, i int) (int, error) {
+// array parses the array starting at d[i] == '[' and returns the index after it. node (nil:
+// nothing below is read) says which elements to capture, by index.
+func (x *extractor) array(d []byte, i int, node *pathNode, ins []input) (int, error) {
 	if x.depth++; x.depth > maxDepth {
 		return 0, fmt.Errorf("nested deeper than %d levels", maxDepth)
 	}
@@ -164,9 +181,13 @@ func (x *extractor) array(d []byte, i int) (int, error) {
 	if i < len(d) && d[i] == ']' {
 		return i + 1, nil
 	}
-	for {
+	for n := 0; ; n++ {
+		var child *pathNode
+		if node != nil && len(node.children) > 0 {
+			child = node.element(n)
+		}
 		var err error
-		if i, err = x.value(d, i, nil, nil); err != nil {
+		if i, err = x.value(d, i, child, ins); err != nil {
 			return 0, err
 		}
 		i = skipWS(d, i)
@@ -199,7 +220,7 @@ func (x *extractor) value(d []byte, i int, node *pathNode, ins []input) (int, er
 		}
 		in = input{kind: inObject, raw: d[start:i]}
 	case c == '[':
-		if i, err = x.array(d, i); err != nil {
+		if i, err = x.array(d, i, node, ins); err != nil {
 			return 0, err
 		}
 		in = input{kind: inArray, raw: d[start:i]}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 )
 
 // connect opens the connection and checks (or creates) the table; on any failure the sink is
@@ -120,6 +121,10 @@ func (s *Sink) setup(ctx context.Context) error {
 	if s.cfg.Mode == modeUpsert {
 		if err := s.checkConflictTarget(ctx, info); err != nil {
 			return err
+		}
+		s.valueOIDs = append(s.valueOIDs[:0], pgtype.Int8OID)
+		for _, c := range s.cfg.cols {
+			s.valueOIDs = append(s.valueOIDs, info.columns[c.name].base)
 		}
 		if _, err := s.conn.Exec(ctx, "DROP TABLE IF EXISTS "+stageTable); err != nil {
 			return err

@@ -37,6 +37,13 @@ type Sink struct {
 	rows []int
 	idx  []int
 
+	// Parameters of a small upsert, and the types of its VALUES: the staging sequence number,
+	// then the table's type of each column (set on connecting).
+	params    [][]byte
+	oids      []uint32
+	formats   []int16
+	valueOIDs []uint32
+
 	eo eoState
 }
 
@@ -47,13 +54,14 @@ var (
 
 // statements are the SQL texts of one sink, built once.
 type statements struct {
-	table     string // the quoted table name
-	copy      string // COPY of the batch's rows (into the table, or the staging table for upsert)
-	upsert    string // INSERT ... SELECT ... ON CONFLICT from the staging table
-	stage     string // creates the staging table
-	clear     string // empties the staging table
-	fields    int    // fields per COPY row
-	positions string // the quoted positions table
+	table     string    // the quoted table name
+	copy      string    // COPY of the batch's rows (into the table, or the staging table for upsert)
+	upsert    string    // INSERT ... SELECT ... ON CONFLICT from the staging table
+	values    [2]string // upsert of a small batch: before and after its VALUES rows
+	stage     string    // creates the staging table
+	clear     string    // empties the staging table
+	fields    int       // fields per COPY row
+	positions string    // the quoted positions table
 }
 
 // stageTable is the temporary table a batch goes through in upsert mode.
@@ -124,6 +132,10 @@ func buildStatements(c *config) statements {
 	}
 	st.upsert = fmt.Sprintf("INSERT INTO %s (%s) SELECT DISTINCT ON (%s) %s FROM %s ORDER BY %s, %s DESC ON CONFLICT (%s) %s",
 		st.table, list, keyList, list, stageTable, keyList, seqColumn, keyList, action)
+	st.values = [2]string{
+		fmt.Sprintf("INSERT INTO %s (%s) SELECT DISTINCT ON (%s) %s FROM (VALUES ", st.table, list, keyList, list),
+		fmt.Sprintf(") AS v (%s, %s) ORDER BY %s, %s DESC ON CONFLICT (%s) %s", seqColumn, list, keyList, seqColumn, keyList, action),
+	}
 	return st
 }
 
@@ -243,11 +255,20 @@ func (s *Sink) store(ctx context.Context, positions []connector.Position, tx boo
 	n := len(s.idx)
 	var err error
 	var committing bool
-	if !tx && s.cfg.Mode == modeAppend {
+	small := s.cfg.Mode == modeUpsert && n <= smallUpsert
+	switch {
+	case !tx && s.cfg.Mode == modeAppend:
 		_, err = s.copyRows(ctx, 0, n) // one COPY commits on its own
-	} else {
+	case !tx && small:
+		err = s.upsertValues(ctx, 0, n) // so does one INSERT
+	default:
 		committing, err = s.inTx(ctx, func(t pgx.Tx) error {
-			if n > 0 {
+			switch {
+			case small && n > 0:
+				if err := s.upsertValues(ctx, 0, n); err != nil {
+					return err
+				}
+			case n > 0:
 				if err := s.writeRows(ctx, 0, n); err != nil {
 					return err
 				}
@@ -307,6 +328,46 @@ func (s *Sink) writeRows(ctx context.Context, lo, hi int) error {
 		return nil
 	}
 	_, err := s.conn.Exec(ctx, s.sql.upsert)
+	return err
+}
+
+// smallUpsert is the largest batch upserted with one INSERT ... VALUES, in one round trip, rather
+// than through the staging table.
+const smallUpsert = 64
+
+// upsertValues upserts rows [lo, hi) with one INSERT whose VALUES are the encoded rows, passed as
+// binary parameters as they are.
+func (s *Sink) upsertValues(ctx context.Context, lo, hi int) error {
+	var sql strings.Builder
+	sql.WriteString(s.sql.values[0])
+	s.params, s.oids, s.formats = s.params[:0], s.oids[:0], s.formats[:0]
+	for r := lo; r < hi; r++ {
+		if r > lo {
+			sql.WriteString(", ")
+		}
+		sql.WriteByte('(')
+		row := s.buf[s.rows[r]+2 : s.rows[r+1]]
+		for f := range s.sql.fields {
+			if f > 0 {
+				sql.WriteString(", ")
+			}
+			sql.WriteByte('$')
+			sql.WriteString(strconv.Itoa(len(s.params) + 1))
+			l := int32(binary.BigEndian.Uint32(row))
+			row = row[4:]
+			if l < 0 {
+				s.params = append(s.params, nil)
+			} else {
+				s.params = append(s.params, row[:l:l])
+				row = row[l:]
+			}
+			s.oids = append(s.oids, s.valueOIDs[f])
+			s.formats = append(s.formats, pgtype.BinaryFormatCode)
+		}
+		sql.WriteByte(')')
+	}
+	sql.WriteString(s.sql.values[1])
+	_, err := s.conn.PgConn().ExecParams(ctx, sql.String(), s.params, s.oids, s.formats, nil).Close()
 	return err
 }
 

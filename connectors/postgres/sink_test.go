@@ -213,6 +213,18 @@ func TestUpsertIntegration(t *testing.T) {
 	if got := psql(t, dsn, "SELECT count(*) FROM "+pgx.Identifier{table}.Sanitize()); got != "4" {
 		t.Fatalf("count after a redelivery = %s; want 4", got)
 	}
+	// A batch too large for one INSERT goes through the staging table, with the same semantics.
+	var batch []connector.Record
+	for i := range 300 {
+		batch = append(batch, rec(fmt.Sprintf(`{"commodity":"c%d","day":"2024-06-01","price":%d,"n":%d}`, i%10, i, i)))
+	}
+	if err := s.Write(ctx, batch); err != nil {
+		t.Fatal(err)
+	}
+	got := psql(t, dsn, fmt.Sprintf("SELECT count(*), min(n), max(n), sum(price) FROM %s WHERE day = '2024-06-01'", pgx.Identifier{table}.Sanitize()))
+	if want := fmt.Sprintf("10|290|299|%d", (290+299)*10/2); got != want {
+		t.Fatalf("after a batch of 300 over 10 keys: count, min, max, sum = %s; want %s (the last record of each key)", got, want)
+	}
 }
 
 // With only key columns, upsert inserts what is new and leaves the rest.

@@ -15,7 +15,7 @@ var sinkSpec = connector.Spec{
 	ExactlyOnce: true,
 	Description: "Each record value is a JSON object; `columns` names the table columns to fill and their SQL types. " +
 		"A column takes the field of the same name, or the one `from` names: a dotted path into the value " +
-		"(`quote.price`), or record metadata: `@key`, `@value` (the whole value), `@time`, `@partition`, `@offset`, " +
+		"(`quote.price`; a number indexes an array: `legs.0.price`), or record metadata: `@key`, `@value` (the whole value), `@time`, `@partition`, `@offset`, " +
 		"`@headers` (a JSON array of `{key, value}`) or `@header.NAME` (the first header NAME). " +
 		"A missing field or a JSON null is NULL, except in a key column.\n\n" +
 		"```yaml\n" +
@@ -53,9 +53,9 @@ var sinkSpec = connector.Spec{
 		"`value_column`. Without it, the table must exist; it is checked on open: every column present with the " +
 		"declared type (varchar, char and text are interchangeable), no NOT NULL column without a default left out, " +
 		"INSERT (and for upsert UPDATE) granted, and for upsert a unique index on exactly the key columns.\n\n" +
-		"**Modes.** `append` writes each batch with one binary COPY. `upsert` copies the batch into a temporary " +
-		"table and runs one `INSERT ... SELECT ... ON CONFLICT (key) DO UPDATE`; within a batch the last record of " +
-		"each key wins. Upsert keeps a temporary table on its connection, so it needs session pooling if a " +
+		"**Modes.** `append` writes each batch with one binary COPY. `upsert` runs one " +
+		"`INSERT ... ON CONFLICT (key) DO UPDATE` per batch: a batch of up to 64 records as its VALUES, a larger one " +
+		"copied first into a temporary table; within a batch the last record of each key wins. Upsert keeps a temporary table on its connection, so it needs session pooling if a " +
 		"pooler such as PgBouncer sits in between.\n\n" +
 		"**Refused rows.** A row the database refuses (a constraint, a value out of range, a trigger's exception) goes " +
 		"to the dead letters with the database's message, and only that row: the sink finds it through the line " +
