@@ -17,12 +17,12 @@ type pageState struct {
 	// Max is the largest cursor field (raw JSON) seen in the cycle before this page; for a finished
 	// cycle, its last value (with cursor.token: the token of its last response).
 	Max    json.RawMessage `json:"m,omitempty"`
-	Index  int64       `json:"i,omitempty"` // pages of the cycle before this one
-	URL    string      `json:"u,omitempty"` // next-link and Link header pagination
-	Page   int64       `json:"p,omitempty"`
-	Offset int64       `json:"o,omitempty"`
-	Token  string      `json:"t,omitempty"`
-	Done   bool        `json:"d,omitempty"` // the cycle is over
+	Index  int64           `json:"i,omitempty"` // pages of the cycle before this one
+	URL    string          `json:"u,omitempty"` // next-link and Link header pagination
+	Page   int64           `json:"p,omitempty"`
+	Offset int64           `json:"o,omitempty"`
+	Token  string          `json:"t,omitempty"`
+	Done   bool            `json:"d,omitempty"` // the cycle is over
 	// ETag and LastModified are the validators of the cycle's first response, for the next cycle's
 	// conditional request.
 	ETag         string `json:"e,omitempty"`

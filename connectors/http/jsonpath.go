@@ -13,6 +13,7 @@ import (
 	"github.com/theory/jsonpath"
 	"github.com/theory/jsonpath/spec"
 
+	"github.com/sluicehq/sluice/connectors/internal/jsontext"
 	"github.com/sluicehq/sluice/sdk/go/connector"
 	"github.com/sluicehq/sluice/sdk/go/template"
 )
@@ -86,8 +87,8 @@ func (s *selector) selectAll(doc []byte) ([][]byte, error) {
 		if !s.wildcard {
 			return [][]byte{raw}, nil
 		}
-		if first := firstByte(raw); first == '[' {
-			return splitArray(raw), nil
+		if first := jsontext.FirstByte(raw); first == '[' {
+			return jsontext.SplitArray(raw), nil
 		} else if first != '{' {
 			return nil, nil // [*] of a scalar selects nothing
 		}
@@ -144,71 +145,6 @@ func encode(v any) ([]byte, error) {
 		return nil, err
 	}
 	return bytes.TrimRight(b.Bytes(), "\n"), nil
-}
-
-func firstByte(b []byte) byte {
-	for _, c := range b {
-		switch c {
-		case ' ', '\t', '\r', '\n':
-			continue
-		}
-		return c
-	}
-	return 0
-}
-
-// splitArray returns the elements of a valid JSON array as subslices of it.
-func splitArray(arr []byte) [][]byte {
-	var out [][]byte
-	depth, start := 0, -1
-	inStr, esc := false, false
-	for i, c := range arr {
-		if inStr {
-			switch {
-			case esc:
-				esc = false
-			case c == '\\':
-				esc = true
-			case c == '"':
-				inStr = false
-			}
-			continue
-		}
-		switch c {
-		case ' ', '\t', '\r', '\n':
-			continue
-		case '"':
-			inStr = true
-		case '[', '{':
-			depth++
-			if depth == 1 {
-				continue
-			}
-		case ']', '}':
-			depth--
-			if depth == 0 {
-				if start >= 0 {
-					out = append(out, trimSpace(arr[start:i]))
-				}
-				return out
-			}
-		case ',':
-			if depth == 1 {
-				out = append(out, trimSpace(arr[start:i]))
-				start = -1
-				continue
-			}
-		}
-		if depth >= 1 && start < 0 {
-			start = i
-		}
-	}
-	return out
-}
-
-func trimSpace(b []byte) []byte {
-	b = bytes.TrimSpace(b)
-	return b[:len(b):len(b)]
 }
 
 // cursorValue is a value of the cursor field: its raw JSON, ordered by compareCursor.

@@ -16,6 +16,7 @@ import (
 
 	"github.com/robfig/cron/v3"
 
+	"github.com/sluicehq/sluice/connectors/internal/jsontext"
 	"github.com/sluicehq/sluice/sdk/go/connector"
 	"github.com/sluicehq/sluice/sdk/go/template"
 )
@@ -513,27 +514,17 @@ func (s *Source) request(st *pageState) (*url.URL, []byte, error) {
 func (s *Source) items(resp *response) (items []item, doc []byte, ok bool) {
 	if s.ndjson(resp.header.Get("Content-Type")) {
 		var out []item
-		rest := resp.body
-		for len(rest) > 0 {
-			line := rest
-			if i := indexByte(rest, '\n'); i >= 0 {
-				line, rest = rest[:i], rest[i+1:]
-			} else {
-				rest = nil
-			}
-			line = trimSpace(line)
-			if len(line) == 0 {
-				continue
-			}
+		jsontext.Lines(resp.body, func(line []byte, _ int) bool {
 			if !json.Valid(line) {
 				out = append(out, item{raw: line, bad: "NDJSON line is not JSON"})
-				continue
+			} else {
+				out = append(out, item{raw: line})
 			}
-			out = append(out, item{raw: line})
-		}
+			return true
+		})
 		return out, nil, true
 	}
-	doc = trimSpace(resp.body)
+	doc = jsontext.TrimSpace(resp.body)
 	if len(doc) == 0 {
 		return nil, nil, true
 	}
@@ -546,8 +537,8 @@ func (s *Source) items(resp *response) (items []item, doc []byte, ok bool) {
 		if raws, err = s.records.selectAll(doc); err != nil {
 			return []item{{raw: doc, bad: err.Error()}}, nil, false
 		}
-	} else if firstByte(doc) == '[' {
-		raws = splitArray(doc)
+	} else if jsontext.FirstByte(doc) == '[' {
+		raws = jsontext.SplitArray(doc)
 	} else {
 		raws = [][]byte{doc}
 	}
@@ -574,15 +565,6 @@ func (s *Source) ndjson(ct string) bool {
 	}
 	mt, _, _ := mime.ParseMediaType(ct)
 	return strings.Contains(mt, "ndjson") || strings.Contains(mt, "jsonl") || strings.Contains(mt, "json-lines") || strings.Contains(mt, "json-seq")
-}
-
-func indexByte(b []byte, c byte) int {
-	for i, x := range b {
-		if x == c {
-			return i
-		}
-	}
-	return -1
 }
 
 // nextState is the state of the page after st, or nil when st's page is the cycle's last. n is

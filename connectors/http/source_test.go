@@ -628,11 +628,11 @@ func TestScheduleWaitsAndReadReturnsOnCancel(t *testing.T) {
 func TestNextLinkParsing(t *testing.T) {
 	for in, want := range map[string]string{
 		`<https://api.x/p?page=2>; rel="next", <https://api.x/p?page=9>; rel="last"`: "https://api.x/p?page=2",
-		`<https://api.x/p?page=1>; rel="prev first", </p?page=3>; rel=next`:           "/p?page=3",
-		`<a>; title="x, rel=next"; rel="prev"`:                                         "",
-		`<b>;rel="Next"`:                                                               "b",
-		`garbage`:                                                                      "",
-		``:                                                                             "",
+		`<https://api.x/p?page=1>; rel="prev first", </p?page=3>; rel=next`:          "/p?page=3",
+		`<a>; title="x, rel=next"; rel="prev"`:                                       "",
+		`<b>;rel="Next"`:                                                             "b",
+		`garbage`:                                                                    "",
+		``:                                                                           "",
 	} {
 		if got := nextLink([]string{in}); got != want {
 			t.Errorf("nextLink(%q) = %q, want %q", in, got, want)
@@ -723,4 +723,3 @@ func TestConformance(t *testing.T) {
 		},
 	})
 }
-
