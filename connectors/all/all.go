@@ -11,6 +11,7 @@ import (
 	"github.com/sluicehq/sluice/connectors/redis"
 	"github.com/sluicehq/sluice/connectors/scraper"
 	"github.com/sluicehq/sluice/connectors/stdout"
+	"github.com/sluicehq/sluice/connectors/webhook"
 	"github.com/sluicehq/sluice/connectors/websocket"
 	"github.com/sluicehq/sluice/runtime/catalog"
 	"github.com/sluicehq/sluice/sdk/go/connector"
@@ -31,6 +32,7 @@ func Components() []connector.Component {
 		redis.Components(),
 		{websocket.Component()},
 		{scraper.Component()},
+		webhook.Components(),
 	} {
 		out = append(out, cs...)
 	}
