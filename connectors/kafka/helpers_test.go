@@ -109,6 +109,12 @@ func (b *broker) waitTopic(t testing.TB, name string, partitions int32) {
 // with the value valueOf(i), and waits until all are acknowledged.
 func (b *broker) produce(t testing.TB, topic string, partitions, n int, valueOf func(i int) []byte) {
 	t.Helper()
+	b.produceRange(t, topic, partitions, 0, n, valueOf)
+}
+
+// produceRange is produce for the records from to to (excluded).
+func (b *broker) produceRange(t testing.TB, topic string, partitions, from, to int, valueOf func(i int) []byte) {
+	t.Helper()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(b.addr), kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.ProducerLinger(5*time.Millisecond),
 		kgo.MetadataMinAge(100*time.Millisecond))
 	if err != nil {
@@ -117,7 +123,7 @@ func (b *broker) produce(t testing.TB, topic string, partitions, n int, valueOf 
 	defer cl.Close()
 	ctx := testContext(t, 5*time.Minute)
 	errs := make(chan error, 1)
-	for i := range n {
+	for i := from; i < to; i++ {
 		r := &kgo.Record{Topic: topic, Partition: int32(i % partitions), Key: fmt.Appendf(nil, "k%d", i), Value: valueOf(i)}
 		cl.Produce(ctx, r, func(_ *kgo.Record, err error) {
 			if err != nil {

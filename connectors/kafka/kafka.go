@@ -54,8 +54,8 @@ func connectionFields() []connector.Field {
 		{Name: "brokers", Type: connector.TypeList, Elem: &connector.Field{Type: connector.TypeString}, Required: true,
 			Description: "Bootstrap brokers, as `host:port`; the others are discovered from them.", Example: []any{"localhost:9092"}},
 		{Name: "client_id", Type: connector.TypeString, Default: "sluice", Description: "The client id the brokers see in their logs and quotas."},
-		{Name: "connect_timeout", Type: connector.TypeDuration, Default: 10 * time.Second,
-			Description: "How long opening waits for a broker to answer before it fails with the last connection error; the runtime then retries with backoff."},
+		{Name: "connect_timeout", Type: connector.TypeDuration, Default: 30 * time.Second,
+			Description: "How long opening keeps trying to reach the brokers (with backoff) before it fails with the last connection error; the runtime then opens again, with backoff, a few times."},
 		{Name: "tls", Type: connector.TypeObject, Description: "TLS to the brokers.", Fields: []connector.Field{
 			{Name: "enabled", Type: connector.TypeBool, Default: false, Description: "Connect with TLS. Implied by any other tls field."},
 			{Name: "ca_file", Type: connector.TypeString, Description: "PEM file of the certificate authorities to trust instead of the system's."},
@@ -198,6 +198,38 @@ func (c *connConfig) classify(what string, err error) error {
 		return fmt.Errorf("%s: TLS: %v (check tls.ca_file and tls.server_name): %w", what, err, connector.ErrPermanent)
 	}
 	return fmt.Errorf("%s: %w", what, err)
+}
+
+// await calls try until it succeeds, fails for good (classify says permanent), or
+// connect_timeout passes, waiting between tries (250ms doubling, at most 2s): brokers that are
+// starting, or a network that is coming up, get the whole connect_timeout to answer.
+func (c *connConfig) await(ctx context.Context, what string, dial *dialWatch, try func(context.Context) error) error {
+	cctx, cancel := context.WithTimeout(ctx, c.ConnectTimeout)
+	defer cancel()
+	wait := 250 * time.Millisecond
+	for {
+		err := try(cctx)
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if cerr := c.classify(what, err); errors.Is(cerr, connector.ErrPermanent) {
+			return cerr
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-cctx.Done():
+			t.Stop()
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return c.reach(what, err, dial)
+		case <-t.C:
+		}
+		wait = min(2*wait, 2*time.Second)
+	}
 }
 
 // reach wraps the failure to talk to any broker within connect_timeout with the last connection

@@ -209,17 +209,18 @@ func (s *Sink) Open(ctx context.Context) error {
 		return &connector.ConfigError{Field: "brokers", Msg: err.Error()}
 	}
 	s.cl = cl
-	cctx, cancel := context.WithTimeout(ctx, s.conn.ConnectTimeout)
-	defer cancel()
 	if s.staticTopic == "" {
-		if _, err := kadm.NewClient(cl).BrokerMetadata(cctx); err != nil {
-			return s.openErr(ctx, err)
-		}
-		return nil
+		return s.conn.await(ctx, "kafka sink", s.dial, func(c context.Context) error {
+			_, err := kadm.NewClient(cl).BrokerMetadata(c)
+			return err
+		})
 	}
-	md, err := topicMetadata(cctx, cl, []string{s.staticTopic})
-	if err != nil {
-		return s.openErr(ctx, err)
+	var md map[string]topicInfo
+	if err := s.conn.await(ctx, "kafka sink", s.dial, func(c context.Context) (err error) {
+		md, err = topicMetadata(c, cl, []string{s.staticTopic})
+		return err
+	}); err != nil {
+		return err
 	}
 	t, ok := md[s.staticTopic]
 	switch {
@@ -230,13 +231,6 @@ func (s *Sink) Open(ctx context.Context) error {
 		return s.conn.classify("kafka sink", fmt.Errorf("topic %q: %w", s.staticTopic, t.err))
 	}
 	return nil
-}
-
-func (s *Sink) openErr(ctx context.Context, err error) error {
-	if ctx.Err() != nil {
-		return ctx.Err()
-	}
-	return s.conn.reach("kafka sink", err, s.dial)
 }
 
 // Write produces the records and returns once the brokers acknowledged every one of them. Records

@@ -375,14 +375,12 @@ func (s *Source) Open(ctx context.Context, resume []connector.Position) error {
 // check asks the brokers for the topics' metadata within connect_timeout and returns the topics
 // to read (all those matching the pattern, with one).
 func (s *Source) check(ctx context.Context, cl *kgo.Client) ([]topicInfo, error) {
-	cctx, cancel := context.WithTimeout(ctx, s.conn.ConnectTimeout)
-	defer cancel()
-	md, err := topicMetadata(cctx, cl, s.topics)
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		return nil, s.conn.reach("kafka source", err, s.dial)
+	var md map[string]topicInfo
+	if err := s.conn.await(ctx, "kafka source", s.dial, func(c context.Context) (err error) {
+		md, err = topicMetadata(c, cl, s.topics)
+		return err
+	}); err != nil {
+		return nil, err
 	}
 	var out []topicInfo
 	if s.pattern != "" {
@@ -658,7 +656,9 @@ func (s *Source) onAssigned(_ context.Context, _ *kgo.Client, assigned map[strin
 			ps.owned, ps.read, ps.floor, ps.acked, ps.committed = true, -1, -1, -1, -1
 		}
 	}
-	s.log.Info("partitions assigned", "group", s.group, "partitions", describe(assigned))
+	if len(assigned) > 0 {
+		s.log.Info("partitions assigned", "group", s.group, "partitions", describe(assigned))
+	}
 }
 
 // onOffsetsFetched notes the partitions the group has no committed offset for, and the committed

@@ -1,0 +1,207 @@
+package kafka
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+
+	"github.com/sluicehq/sluice/runtime/pipeline"
+	"github.com/sluicehq/sluice/sdk/go/connector"
+)
+
+// TestSourceOpenFaultsIntegration checks the errors Open gives for an unknown topic (permanent,
+// naming it) and for brokers nobody listens on (transient, naming the address and the cause).
+func TestSourceOpenFaultsIntegration(t *testing.T) {
+	b := sharedBroker(t)
+	missing := uniqueName(t, "missing")
+	src, err := NewSource(sourceConfig(t, map[string]any{"brokers": []any{b.addr}, "topics": []any{missing}, "group": "g"}), connector.Env{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = src.Open(testContext(t, time.Minute), nil)
+	_ = src.Close(context.Background())
+	if !errors.Is(err, connector.ErrPermanent) || !strings.Contains(err.Error(), missing) || !strings.Contains(err.Error(), "does not exist") {
+		t.Fatalf("Open with an unknown topic: %v; want a permanent error naming the topic", err)
+	}
+	t.Logf("unknown topic: %v", err)
+
+	dead := fmt.Sprintf("127.0.0.1:%d", freePorts(t, 1)[0])
+	src, err = NewSource(sourceConfig(t, map[string]any{"brokers": []any{dead}, "topics": []any{"prices"}, "connect_timeout": time.Second}), connector.Env{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = src.Open(testContext(t, time.Minute), nil)
+	_ = src.Close(context.Background())
+	if err == nil || errors.Is(err, connector.ErrPermanent) || !strings.Contains(err.Error(), dead) || !strings.Contains(err.Error(), "connection refused") {
+		t.Fatalf("Open with no broker listening: %v; want a transient error naming %s and the refused connection", err, dead)
+	}
+	t.Logf("unreachable: %v", err)
+}
+
+// TestPrivateBrokerIntegration runs the checks that need a broker of their own: SASL, a broker
+// that is down when the pipeline starts, and a broker restarted while records stream.
+func TestPrivateBrokerIntegration(t *testing.T) {
+	if raceEnabled {
+		t.Skip("starts and restarts a Kafka broker; it runs in the plain test pass")
+	}
+	pb := startPrivateBroker(t)
+	adm := kadm.NewClient(pb.client(t))
+	newTopic := func(t *testing.T, partitions int32) string {
+		name := uniqueName(t, "t")
+		resp, err := adm.CreateTopic(testContext(t, time.Minute), partitions, 1, nil, name)
+		if err == nil {
+			err = resp.Err
+		}
+		if err != nil {
+			t.Fatalf("create topic: %v", err)
+		}
+		(&broker{addr: pb.addr(), adm: adm, cl: pb.client(t)}).waitTopic(t, name, partitions)
+		return name
+	}
+
+	t.Run("SASL", func(t *testing.T) {
+		topic := newTopic(t, 1)
+		pbk := &broker{addr: pb.addr(), adm: adm}
+		pbk.produce(t, topic, 1, 10, seqValue(1))
+		for _, mech := range []string{saslPlain, saslScramSHA256, saslScramSHA512} {
+			for _, password := range []string{saslPassword, "wrong-password"} {
+				sasl := map[string]any{"mechanism": mech, "username": saslUser, "password": password}
+				src, err := NewSource(sourceConfig(t, map[string]any{"brokers": []any{pb.saslAddr()}, "topics": []any{topic}, "sasl": sasl}), connector.Env{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				ctx := testContext(t, time.Minute)
+				err = src.Open(ctx, nil)
+				if password != saslPassword {
+					_ = src.Close(ctx)
+					if !errors.Is(err, connector.ErrPermanent) || !strings.Contains(err.Error(), "authentication") || !strings.Contains(err.Error(), saslUser) ||
+						strings.Contains(err.Error(), password) {
+						t.Fatalf("%s with a wrong password: Open = %v; want a permanent error about the authentication of %s, without the password", mech, err, saslUser)
+					}
+					t.Logf("%s, wrong password: %v", mech, err)
+					snk, err := NewSink(sinkConfig(t, map[string]any{"brokers": []any{pb.saslAddr()}, "topic": topic, "sasl": sasl}), connector.Env{})
+					if err != nil {
+						t.Fatal(err)
+					}
+					if err := snk.Open(ctx); !errors.Is(err, connector.ErrPermanent) {
+						t.Fatalf("%s sink with a wrong password: Open = %v; want a permanent error", mech, err)
+					}
+					_ = snk.Close(ctx)
+					continue
+				}
+				if err != nil {
+					t.Fatalf("%s: Open: %v", mech, err)
+				}
+				recs, err := src.Read(ctx)
+				_ = src.Close(ctx)
+				if err != nil || len(recs) == 0 {
+					t.Fatalf("%s: Read = %d records, %v", mech, len(recs), err)
+				}
+			}
+		}
+	})
+
+	// One stop of the broker serves two checks: a pipeline that was running when the broker went
+	// away resumes by itself, and a pipeline started while it is away says why it cannot open,
+	// is not ready, retries, and runs once the broker is back.
+	t.Run("BrokerDown", func(t *testing.T) {
+		bin := sluiceBinary(t)
+		pbk := &broker{addr: pb.addr(), adm: adm, cl: pb.client(t)}
+		const partitions, n, nLate = 3, 40_000, 3_000
+		in, out, late := newTopic(t, partitions), newTopic(t, partitions), newTopic(t, partitions)
+		pbk.produce(t, in, partitions, n/2, seqValue(partitions))
+		pbk.produce(t, late, partitions, nLate, seqValue(partitions))
+
+		// Kafka → Kafka, running when the broker stops.
+		p := &pipeline.Pipeline{
+			Name: "restart",
+			Source: pipeline.Component{Type: "kafka", Config: connector.Config{"brokers": []any{pb.addr()}, "topics": []any{in}, "group": uniqueName(t, "g"),
+				"session_timeout": 6 * time.Second, "heartbeat_interval": time.Second}},
+			Sinks: []pipeline.Sink{{Name: "out", Component: pipeline.Component{Type: "kafka", Config: connector.Config{"brokers": []any{pb.addr()}, "topic": out,
+				"partition": "{{header.kafka_partition}}"}}}},
+		}
+		stop := startEngine(t, p, filepath.Join(t.TempDir(), "data"))
+		outRecords := func() int64 {
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			defer cancel()
+			ends, err := adm.ListEndOffsets(ctx, out)
+			if err != nil {
+				return 0
+			}
+			var total int64
+			ends.Each(func(o kadm.ListedOffset) { total += max(0, o.Offset) })
+			return total
+		}
+		waitFor(t, 2*time.Minute, "the first records through", func() bool { return outRecords() > 0 })
+		before := outRecords()
+		pb.stop()
+		t.Logf("broker stopped with %d records in the output topic", before)
+
+		// `sluice run` started while the broker is down.
+		dir := t.TempDir()
+		lateOut := filepath.Join(dir, "late.jsonl")
+		m := writeManifest(t, filepath.Join(dir, "late.yaml"), "unreachable",
+			fmt.Sprintf("{brokers: [%q], topics: [%s], group: %s, connect_timeout: 5s}", pb.addr(), late, uniqueName(t, "g")),
+			fmt.Sprintf("    - {name: out, type: file, config: {path: %q, fsync: false}}\n", lateOut), "")
+		proc := startSluice(t, bin, dir, "sluice", m)
+		waitFor(t, time.Minute, "a failed open in the log", func() bool {
+			if proc.exited() {
+				t.Fatalf("sluice exited:\n%s", proc.logTail())
+			}
+			return strings.Contains(proc.logText(), "open failed; retrying")
+		})
+		line := grepLines(proc.logText(), "open failed; retrying")
+		if !strings.Contains(line, pb.addr()) || !strings.Contains(line, "connection refused") {
+			t.Fatalf("the open failure does not say which broker and why:\n%s", line)
+		}
+		t.Logf("while the broker is down: %s", line)
+		if code, body := proc.readyz(); code != 503 {
+			t.Fatalf("/readyz = %d %q while the broker is down; want 503", code, body)
+		}
+
+		pb.start()
+		// The second half is produced once the broker is back, by the same plain producer.
+		pbk.produceRange(t, in, partitions, n/2, n, seqValue(partitions))
+		waitFor(t, 2*time.Minute, "every record delivered by the late pipeline", func() bool {
+			if proc.exited() {
+				t.Fatalf("sluice exited:\n%s", proc.logTail())
+			}
+			return countLines(lateOut) >= nLate
+		})
+		if code, body := proc.readyz(); code != 200 {
+			t.Fatalf("/readyz = %d %q once running; want 200", code, body)
+		}
+		proc.terminate()
+		checkComplete(t, readSeq(t, lateOut), partitions, nLate)
+
+		var recs []seqRecord
+		waitFor(t, 3*time.Minute, "every record in the output topic", func() bool {
+			if outRecords() < n {
+				return false
+			}
+			recs = recs[:0]
+			seen := map[seqRecord]bool{}
+			for _, r := range pbk.readAll(t, out) {
+				var s seqRecord
+				if err := json.Unmarshal(r.Value, &s); err != nil {
+					t.Fatal(err)
+				}
+				recs = append(recs, s)
+				seen[s] = true
+			}
+			return len(seen) == n
+		})
+		if err := stop(); err != nil {
+			t.Fatalf("the pipeline failed: %v", err)
+		}
+		dups := checkComplete(t, recs, partitions, n)
+		t.Logf("broker restart: %d records, %d duplicates", n, dups)
+	})
+}
