@@ -255,6 +255,9 @@ func (s *Source) Open(ctx context.Context, resume []connector.Position) error {
 			s.log.Info("http source: resuming a cycle", "page", st.Index+1, "skip", p.Offset)
 		}
 	}
+	if s.client != nil {
+		s.client.close() // a failed Open, retried
+	}
 	s.client = newClient(&s.cfg, s.log)
 	if s.client.oauth != nil {
 		if err := s.client.token(ctx); err != nil {

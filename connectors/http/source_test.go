@@ -723,3 +723,25 @@ func TestConformance(t *testing.T) {
 		},
 	})
 }
+
+func TestTimeoutsAreRetried(t *testing.T) {
+	var calls atomic.Int32
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if calls.Add(1) == 1 {
+			select { // hang past the source's timeout
+			case <-release:
+			case <-r.Context().Done():
+			}
+			return
+		}
+		io.WriteString(w, `[{"n":1}]`)
+	}))
+	defer srv.Close()
+	defer close(release)
+	s := newSource(t, map[string]any{"url": srv.URL, "timeout": 100 * time.Millisecond, "retry": map[string]any{"initial_backoff": time.Millisecond, "max_backoff": time.Millisecond}})
+	open(t, s)
+	if recs := drain(t, s, nil); len(recs) != 1 || calls.Load() != 2 {
+		t.Fatalf("%d records after %d requests", len(recs), calls.Load())
+	}
+}

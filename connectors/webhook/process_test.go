@@ -17,12 +17,16 @@ import (
 	"time"
 )
 
+// binDir holds the binary sluiceBinary built, if a test asked for it.
+var binDir string
+
 // sluiceBinary builds cmd/sluice once for the package's process tests.
 var sluiceBinary = sync.OnceValues(func() (string, error) {
 	dir, err := os.MkdirTemp("", "sluice-webhook-test-")
 	if err != nil {
 		return "", err
 	}
+	binDir = dir
 	bin := filepath.Join(dir, "sluice")
 	cmd := exec.Command("go", "build", "-o", bin, "github.com/sluicehq/sluice/cmd/sluice")
 	if out, err := cmd.CombinedOutput(); err != nil {
@@ -33,8 +37,8 @@ var sluiceBinary = sync.OnceValues(func() (string, error) {
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if bin, err := sluiceBinary(); err == nil {
-		os.RemoveAll(filepath.Dir(bin))
+	if binDir != "" {
+		os.RemoveAll(binDir) // built by a test that ran
 	}
 	os.Exit(code)
 }

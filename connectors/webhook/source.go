@@ -143,7 +143,8 @@ func (s *Source) Addr() string {
 }
 
 // Open replays the write-ahead store after the resume position (ack: durable), then starts
-// listening. Until Open, the port is closed, so senders see a connection error and retry.
+// listening. Until Open, the port is closed, so senders see a connection error and retry. A failed
+// Open leaves nothing open, so the runtime may call it again.
 func (s *Source) Open(_ context.Context, resume []connector.Position) error {
 	var after int64
 	for _, p := range resume {
@@ -151,37 +152,31 @@ func (s *Source) Open(_ context.Context, resume []connector.Position) error {
 			after = max(after, p.Offset)
 		}
 	}
-	if s.durable {
-		if s.dataDir == "" {
-			return fmt.Errorf("webhook source: ack: durable needs a data directory (sluice run --data-dir): %w", connector.ErrPermanent)
-		}
-		store, replay, err := openWAL(s.dataDir, after, s.committed)
-		if err != nil {
-			return err
-		}
-		s.store = store
-		if len(replay) > 0 {
-			s.log.Info("webhook source: replaying records taken before the restart", "records", len(replay))
-			s.committed(replay)
-			s.mu.Lock()
-			for _, r := range replay {
-				s.pendRecords++
-				s.pendBytes += int64(r.Size())
-			}
-			s.mu.Unlock()
-		}
+	if s.durable && s.dataDir == "" {
+		return fmt.Errorf("webhook source: ack: durable needs a data directory (sluice run --data-dir): %w", connector.ErrPermanent)
 	}
-	ln, err := net.Listen("tcp", s.cfg.Address)
+	ln, err := s.listen()
 	if err != nil {
-		return fmt.Errorf("webhook source: listen: %w", err)
+		return err
 	}
-	if s.cfg.TLS.CertFile != "" {
-		cert, err := tls.LoadX509KeyPair(s.cfg.TLS.CertFile, s.cfg.TLS.KeyFile)
+	var replay []connector.Record
+	if s.durable {
+		store, recs, err := openWAL(s.dataDir, after, s.committed)
 		if err != nil {
 			ln.Close()
-			return fmt.Errorf("webhook source: tls: %w", err)
+			return err
 		}
-		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"h2", "http/1.1"}})
+		s.store, replay = store, recs
+	}
+	if len(replay) > 0 {
+		s.log.Info("webhook source: replaying records taken before the restart", "records", len(replay))
+		s.mu.Lock()
+		for _, r := range replay {
+			s.pendRecords++
+			s.pendBytes += int64(r.Size())
+		}
+		s.mu.Unlock()
+		s.committed(replay)
 	}
 	s.srv = &http.Server{
 		Handler:           s,
@@ -202,6 +197,25 @@ func (s *Source) Open(_ context.Context, resume []connector.Position) error {
 		}
 	}()
 	return nil
+}
+
+// listen opens the port, with TLS when configured.
+func (s *Source) listen() (net.Listener, error) {
+	var cert tls.Certificate
+	if s.cfg.TLS.CertFile != "" {
+		var err error
+		if cert, err = tls.LoadX509KeyPair(s.cfg.TLS.CertFile, s.cfg.TLS.KeyFile); err != nil {
+			return nil, fmt.Errorf("webhook source: tls: %w", err)
+		}
+	}
+	ln, err := net.Listen("tcp", s.cfg.Address)
+	if err != nil {
+		return nil, fmt.Errorf("webhook source: listen: %w", err)
+	}
+	if s.cfg.TLS.CertFile != "" {
+		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"h2", "http/1.1"}})
+	}
+	return ln, nil
 }
 
 // committed takes records made durable by the store (or replayed from it) into the queue.

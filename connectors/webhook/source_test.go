@@ -3,14 +3,23 @@ package webhook
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/hmac"
+	"crypto/rand"
 	"crypto/sha256"
 	"crypto/sha512"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
+	"math/big"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -463,4 +472,99 @@ func TestConformance(t *testing.T) {
 			return NewSource(conntest.Config(t, sourceSpec, map[string]any{"address": "127.0.0.1:0"}), connector.Env{DataDir: f})
 		},
 	})
+}
+
+// selfSigned writes a certificate for 127.0.0.1 and its key, and returns their paths and a pool
+// trusting it.
+func selfSigned(t *testing.T) (certFile, keyFile string, pool *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "webhook test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600)
+	cert, _ := x509.ParseCertificate(der)
+	pool = x509.NewCertPool()
+	pool.AddCert(cert)
+	return certFile, keyFile, pool
+}
+
+func TestTLS(t *testing.T) {
+	certFile, keyFile, pool := selfSigned(t)
+	s := start(t, t.TempDir(), map[string]any{"tls": map[string]any{"cert_file": certFile, "key_file": keyFile}})
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	resp, err := hc.Post("https://"+s.Addr()+"/events", "application/json", strings.NewReader(`{"secure":true}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.TLS == nil {
+		t.Fatalf("HTTPS post: %d", resp.StatusCode)
+	}
+	if r := readN(t, s, 1); string(r[0].Value) != `{"secure":true}` {
+		t.Fatalf("record %s", r[0].Value)
+	}
+	// Plain HTTP to the TLS port gets no 2xx.
+	if resp, err := http.Post("http://"+s.Addr()+"/events", "application/json", strings.NewReader(`{}`)); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode/100 == 2 {
+			t.Fatal("plain HTTP accepted on the TLS port")
+		}
+	}
+	// A missing key file fails Open.
+	bad, err := NewSource(conntest.Config(t, sourceSpec, map[string]any{"address": "127.0.0.1:0", "ack": "delivered",
+		"tls": map[string]any{"cert_file": certFile, "key_file": filepath.Join(t.TempDir(), "missing.pem")}}), connector.Env{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bad.Close(context.Background())
+	if err := bad.Open(context.Background(), nil); err == nil || !strings.Contains(err.Error(), "tls") {
+		t.Fatalf("Open with a missing key: %v", err)
+	}
+}
+
+// TestOpenAgainAfterAFailedOpen: the runtime retries a failed Open on the same source (the port
+// was taken); the retry must find the store free and replay it once.
+func TestOpenAgainAfterAFailedOpen(t *testing.T) {
+	dir := t.TempDir()
+	first := start(t, dir, nil)
+	post(t, first, `[1,2,3]`)
+	addr := first.Addr()
+	s, err := NewSource(conntest.Config(t, sourceSpec, map[string]any{"address": addr}), connector.Env{DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(context.Background())
+	if err := s.Open(context.Background(), nil); err == nil || !strings.Contains(err.Error(), "listen") {
+		t.Fatalf("Open on a taken port: %v", err)
+	}
+	first.Close(context.Background())
+	if err := s.Open(context.Background(), nil); err != nil {
+		t.Fatalf("second Open: %v", err)
+	}
+	if got := values(readN(t, s, 3)); got != "1 2 3" {
+		t.Fatalf("replayed %s", got)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.queue) != 0 || s.pendRecords != 3 {
+		t.Fatalf("after one replay: %d queued, %d pending", len(s.queue), s.pendRecords)
+	}
 }
