@@ -68,7 +68,7 @@ var (
 			Description: "How many recent records max_failure_ratio looks at."}, min: atLeast(1)},
 	}
 	deliveryRule = rule{Field: connector.Field{Name: "delivery", Type: connector.TypeString, Default: string(pipeline.DefaultDelivery),
-		Enum: []string{string(AtLeastOnce), string(ExactlyOnce)}, Description: "Delivery guarantee: exactly_once needs sinks that store positions with the data."}}
+		Enum: []string{string(AtLeastOnce), string(ExactlyOnce)}, Description: "Delivery guarantee. exactly_once needs every sink to store source positions with its data (`sluice docs TYPE` says which can) and a source whose positions are ordered; each sink then holds every record once, across crashes. The dead-letter sink is written at least once, except that a record a sink refuses can miss it after a crash right after that sink's write (which stored its position)."}}
 	onRejectRule = rule{Field: connector.Field{Name: "on_reject", Type: connector.TypeString, Default: string(pipeline.DefaultOnReject),
 		Enum: []string{string(RejectToDeadLetter), string(RejectDrop), string(RejectStop)}, Description: "What happens to records the transform rejects: send them to the dead-letter sink, drop them, or stop the pipeline."}}
 )

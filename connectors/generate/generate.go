@@ -33,7 +33,8 @@ var spec = connector.Spec{
 		"| `{{pick A B C}}` | one of the words, at random |\n\n" +
 		"The time is taken once per batch. With `count` the source is bounded and ends after that many records; " +
 		"its position is the sequence number, so a restarted pipeline continues after the last delivered record " +
-		"(random values are drawn afresh). The key, when `key` is set, is rendered from the same placeholders.",
+		"(random values are drawn afresh). The key, when `key` is set, is rendered from the same placeholders.\n\n" +
+		"Positions are ordered (the sequence number), so the source can feed a pipeline with `delivery: exactly_once`.",
 	Fields: []connector.Field{
 		{Name: "template", Type: connector.TypeString, Default: DefaultTemplate, Description: "The record value, with placeholders."},
 		{Name: "key", Type: connector.TypeString, Default: "", Description: "The record key, with placeholders; empty for no key.", Example: "{{pick gold silver copper}}"},
@@ -64,9 +65,13 @@ type Source struct {
 }
 
 var (
-	_ connector.Source        = (*Source)(nil)
-	_ connector.BacklogSource = (*Source)(nil)
+	_ connector.Source              = (*Source)(nil)
+	_ connector.BacklogSource       = (*Source)(nil)
+	_ connector.ComparablePositions = (*Source)(nil)
 )
+
+// PositionsComparable is true: a record's position is its sequence number.
+func (s *Source) PositionsComparable() bool { return true }
 
 // New builds a generate source. It does no I/O.
 func New(cfg connector.Config, _ connector.Env) (*Source, error) {

@@ -90,7 +90,11 @@ func problemDiagnostics(problems []supervisor.Problem, specs []*manifests.Pipeli
 			diags = append(diags, manifests.Diagnostic{Message: p.Error(), Hint: p.Hint})
 			continue
 		}
-		diags = append(diags, problemDiagnostic(p, mp))
+		d := problemDiagnostic(p, mp)
+		if d.Hint == "" {
+			d.Hint = p.Hint
+		}
+		diags = append(diags, d)
 	}
 	return diags
 }

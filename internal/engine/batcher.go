@@ -102,8 +102,8 @@ func (b *batchBuilder) send(recs []connector.Record, bytes int64, read time.Time
 	if err := r.budget.acquire(r.workCtx, int64(len(recs)), bytes); err != nil {
 		return false
 	}
-	bt := &batch{records: int64(len(recs)), bytes: bytes}
-	bt.id = r.tracker.Add(ackset.LastPositions(recs))
+	bt := &batch{records: int64(len(recs)), bytes: bytes, last: ackset.LastPositions(recs)}
+	bt.id = r.tracker.Add(bt.last)
 	r.inflight.add(bt.id, read)
 	select {
 	case b.out <- &pendingBatch{b: bt, recs: recs}:

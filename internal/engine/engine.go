@@ -8,12 +8,16 @@
 // the source resumes after the last saved positions and at most the un-checkpointed tail is read
 // again.
 //
+// With delivery exactly_once every sink stores the source positions with its data (WriteTx), the
+// source resumes from what the sinks stored and each sink gets only the records after what it
+// holds (exactlyonce.go).
+//
 // Memory is bounded: a pipeline never holds more than its buffer policy's records and bytes
 // between the source and the sinks (a single batch larger than the budget is let through alone).
 //
 // The roles live one per file: run.go opens, wires and closes; reader.go, batcher.go,
-// processor.go (transforms and routing), sinkloop.go and committer.go are the stages; health.go
-// and monitor.go report readiness and lag.
+// processor.go (transforms and routing), sinkloop.go (with sinkbatch.go and pipelined.go) and
+// committer.go are the stages; health.go and monitor.go report readiness and lag.
 package engine
 
 import (
@@ -71,6 +75,9 @@ type ComponentError struct {
 	Component string
 	Kind      connector.Kind
 	Err       error
+	// Hint says how to fix it, when the engine knows; a *connector.ConfigError in Err carries its
+	// own.
+	Hint string
 }
 
 func (e *ComponentError) Error() string {
@@ -103,10 +110,20 @@ type Pipeline struct {
 
 type sinkRunner struct {
 	name string
+	typ  string
 	sink connector.Sink
 	ch   chan sinkItem
 	// batch is the sink's own batch policy (defaults applied); nil when it has none.
 	batch *pipeline.BatchPolicy
+	// tx is the sink written through WriteTx: set for every sink (not the dead-letter sink) of an
+	// exactly_once pipeline.
+	tx connector.TransactionalSink
+	// skip is, per partition, the offset up to which this sink already holds the records (what it
+	// stored, or the local checkpoint), while the source re-reads them for another sink; only the
+	// processor touches it (exactly_once).
+	skip map[string]int64
+	// stored is what the sink stored when the run started (exactly_once), for its sink loop.
+	stored map[string]int64
 }
 
 // New builds the pipeline's components from the catalog. It does no I/O. Zero-valued policies of
@@ -130,12 +147,6 @@ func New(spec *pipeline.Pipeline, o Options) (*Pipeline, error) {
 	}
 	if o.MonitorInterval <= 0 {
 		o.MonitorInterval = time.Second
-	}
-	if spec.Delivery == pipeline.ExactlyOnce {
-		// The engine does not yet resume from positions stored in sinks, so exactly-once cannot
-		// be honoured even by a sink that could store them; refusing is better than silently
-		// delivering at least once.
-		return nil, fmt.Errorf("engine: pipeline %q: delivery exactly_once is not supported by this runtime yet; use delivery: at_least_once", spec.Name)
 	}
 	if len(spec.Transforms) > 0 && o.NewStage == nil {
 		return nil, fmt.Errorf("engine: pipeline %q has transforms but no stage factory", spec.Name)
@@ -177,6 +188,9 @@ func (p *Pipeline) build() error {
 			p.dlq = r
 		}
 	}
+	if spec.Delivery == pipeline.ExactlyOnce {
+		errs = append(errs, p.checkExactlyOnce()...) // exactlyonce.go
+	}
 	if len(errs) > 0 {
 		_ = p.Discard(context.Background())
 		return errors.Join(errs...)
@@ -201,7 +215,7 @@ func (p *Pipeline) newSink(name string, c pipeline.Component) (*sinkRunner, erro
 	if err != nil {
 		return nil, err
 	}
-	return &sinkRunner{name: name, sink: s, ch: make(chan sinkItem, 16)}, nil
+	return &sinkRunner{name: name, typ: c.Type, sink: s, ch: make(chan sinkItem, 16)}, nil
 }
 
 // Discard releases the components of a pipeline that will not run (after validation). It must

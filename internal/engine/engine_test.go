@@ -463,15 +463,6 @@ func newEngine(p *pipeline.Pipeline, store *checkpoint.Store) (*engine.Pipeline,
 	return engine.New(p, engine.Options{Catalog: testCatalog(), Checkpoints: store})
 }
 
-func TestExactlyOnceIsRefusedWhereSinksCannotHonourIt(t *testing.T) {
-	p := spec("eo", genSource(10, "x"), sink("out", pipeline.Component{Type: "drop"}))
-	p.Delivery = pipeline.ExactlyOnce
-	_, err := engine.New(p, engine.Options{Catalog: testCatalog(), Checkpoints: openStore(t, t.TempDir())})
-	if err == nil || !strings.Contains(err.Error(), "at_least_once") {
-		t.Fatalf("err = %v, want a refusal naming the fix", err)
-	}
-}
-
 // leakySink quotes its password in a log line and in its error, as careless drivers do.
 type leakySink struct {
 	password string

@@ -73,7 +73,7 @@ func (w *sinkWriter) completeOldest(q []inFlight) ([]inFlight, bool) {
 	}
 	for _, g := range q {
 		w.items = g.items
-		if !w.write(g.recs) {
+		if !w.write(g.recs, nil) {
 			return nil, false
 		}
 	}

@@ -144,14 +144,16 @@ func (r *run) reject(st stageRunner, rec connector.Record, rej transform.Rejecte
 	return true
 }
 
+// delivery is one sink's part of a batch.
+type delivery struct {
+	s    *sinkRunner
+	item sinkItem
+}
+
 // route hands the batch's records to the sinks of their ports and its dead letters to the
 // dead-letter sink, or completes it at once when nothing is left to deliver.
 func (r *run) route(b *batch, out stageOutput) {
 	p := r.p
-	type delivery struct {
-		s    *sinkRunner
-		item sinkItem
-	}
 	var ds []delivery
 	letters := out.letters
 	add := func(port string, recs []connector.Record) {
@@ -167,7 +169,14 @@ func (r *run) route(b *batch, out stageOutput) {
 			return
 		}
 		for _, s := range sinks {
-			ds = append(ds, delivery{s: s, item: sinkItem{b: b, recs: recs}})
+			it := sinkItem{b: b, recs: recs}
+			if s.tx != nil {
+				if it.recs = forSink(s, recs, b.last); len(it.recs) == 0 {
+					continue
+				}
+				it.pos = b.last
+			}
+			ds = append(ds, delivery{s: s, item: it})
 		}
 	}
 	add(pipeline.DefaultPort, out.main)
@@ -190,12 +199,33 @@ func (r *run) route(b *batch, out stageOutput) {
 	}
 	if len(ds) == 0 {
 		r.finish(b)
+		r.movePositions(b, ds)
 		return
 	}
 	b.pending.Store(int32(len(ds)))
 	for _, d := range ds {
 		select {
 		case d.s.ch <- d.item:
+		case <-r.workCtx.Done():
+			return
+		}
+	}
+	r.movePositions(b, ds)
+}
+
+// movePositions hands, in exactly_once mode, the batch's positions to every sink that gets none
+// of its records, so that what each sink stores moves on with the source even when its records
+// are filtered out, dead-lettered or routed to other sinks.
+func (r *run) movePositions(b *batch, ds []delivery) {
+	if r.p.spec.Delivery != pipeline.ExactlyOnce {
+		return
+	}
+	for _, s := range r.p.sinks {
+		if slices.ContainsFunc(ds, func(d delivery) bool { return d.s == s }) {
+			continue
+		}
+		select {
+		case s.ch <- sinkItem{pos: b.last}:
 		case <-r.workCtx.Done():
 			return
 		}

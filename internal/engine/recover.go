@@ -25,6 +25,12 @@ func (p *Pipeline) write(ctx context.Context, s connector.Sink, name string, rec
 	return s.Write(ctx, recs)
 }
 
+// writeTx calls a transactional sink's WriteTx, recovering a panic.
+func (p *Pipeline) writeTx(ctx context.Context, s connector.TransactionalSink, name string, recs []connector.Record, pos []connector.Position) (err error) {
+	defer p.recovered(&err, name, "write")
+	return s.WriteTx(ctx, recs, pos)
+}
+
 // guard calls f, recovering a panic; component and op name the call in the error and the log.
 func (p *Pipeline) guard(component, op string, f func() error) (err error) {
 	defer p.recovered(&err, component, op)

@@ -19,13 +19,17 @@ type batch struct {
 	id      uint64
 	records int64
 	bytes   int64
-	failed  atomic.Int32 // records of the batch sent to the dead letters
+	last    []connector.Position // the last position of each partition the batch holds
+	failed  atomic.Int32         // records of the batch sent to the dead letters
 	pending atomic.Int32
 }
 
 type sinkItem struct {
-	b    *batch
+	b    *batch // nil for an item that only moves a sink's positions (exactly_once)
 	recs []connector.Record
+	// pos is, in exactly_once mode, the batch's last positions: what a write of this item and the
+	// items before it covers.
+	pos []connector.Position
 	// dead-letter items carry the reasons, one per record.
 	letters []deadLetter
 }
@@ -101,7 +105,8 @@ func (r *run) run(ctx context.Context) (err error) {
 	return r.result(ctx)
 }
 
-// open builds the transform stages and opens the sinks, then the source at its checkpoint.
+// open builds the transform stages and opens the sinks, then the source at its checkpoint (in
+// exactly_once mode, at the earliest position the sinks stored).
 func (r *run) open(ctx context.Context) error {
 	p := r.p
 	pl := p.spec.Name
@@ -122,6 +127,11 @@ func (r *run) open(ctx context.Context) error {
 	resume, err := p.opts.Checkpoints.Load(pl)
 	if err != nil {
 		return fmt.Errorf("pipeline %q: %w", pl, err)
+	}
+	if p.spec.Delivery == pipeline.ExactlyOnce {
+		if resume, err = r.resumeExactlyOnce(ctx, resume); err != nil { // exactlyonce.go
+			return fmt.Errorf("pipeline %q: %w", pl, err)
+		}
 	}
 	if err := openWithRetry(ctx, p.log, func(c context.Context) error {
 		return p.guard("source", "open", func() error { return p.source.Open(c, resume) })

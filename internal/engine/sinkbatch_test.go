@@ -121,6 +121,9 @@ func (s *feedSource) ackedAt(part string) (connector.Position, bool) {
 
 func (s *feedSource) Close(context.Context) error { return nil }
 
+// PositionsComparable is true: offsets grow within a partition.
+func (s *feedSource) PositionsComparable() bool { return true }
+
 // writeLog is a sink that keeps every record and the size of every write.
 type writeLog struct {
 	mu     sync.Mutex

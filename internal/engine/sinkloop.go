@@ -32,8 +32,8 @@ func (r *run) sinkLoop(s *sinkRunner, isDLQ bool) {
 	w := &sinkWriter{r: r, s: s, isDLQ: isDLQ, maxCoalesce: 4 * p.spec.Batch.MaxRecords,
 		out: p.m.RecordsOut.WithLabelValues(pl, s.name), failed: p.m.RecordsFailed.WithLabelValues(pl, s.name),
 		hist: p.m.BatchSeconds.WithLabelValues(pl, s.name), retries: p.m.Retries.WithLabelValues(pl, s.name)}
-	if s.batch != nil {
-		w.batchLoop(*s.batch) // sinkbatch.go
+	if s.batch != nil || s.tx != nil {
+		w.batchLoop() // sinkbatch.go
 		return
 	}
 	if ps, ok := s.sink.(connector.PipelinedSink); ok {
@@ -45,7 +45,7 @@ func (r *run) sinkLoop(s *sinkRunner, isDLQ bool) {
 			continue
 		}
 		w.gather(first)
-		if !w.write(w.records()) {
+		if !w.write(w.records(), nil) {
 			return
 		}
 	}
@@ -91,10 +91,11 @@ func (w *sinkWriter) records() []connector.Record {
 	return w.buf
 }
 
-// write writes recs and completes the gathered items. It returns false when the run must stop.
-func (w *sinkWriter) write(recs []connector.Record) bool {
+// write writes recs (through WriteTx with pos, in exactly_once mode) and completes the gathered
+// items. It returns false when the run must stop.
+func (w *sinkWriter) write(recs []connector.Record, pos []connector.Position) bool {
 	start := time.Now()
-	err := w.r.writeWithRetry(w.s, recs, w.retries)
+	err := w.r.writeWithRetry(w.s, recs, pos, w.retries)
 	return w.done(recs, err, time.Since(start))
 }
 
@@ -161,15 +162,21 @@ func (w *sinkWriter) deadLetter(be *connector.BatchError, n int) bool {
 	return true
 }
 
-// writeWithRetry retries a failed write with backoff until it succeeds, the error is permanent
-// or per-record (*BatchError), or the run fails. While it retries, the pipeline's health knows
+// writeWithRetry writes recs to s (through WriteTx with pos when s is written exactly once),
+// retrying a failed write with backoff until it succeeds, the error is permanent or per-record
+// (*BatchError), or the run fails. While it retries, the pipeline's health knows
 // the sink is failing.
-func (r *run) writeWithRetry(s *sinkRunner, recs []connector.Record, retries prometheus.Counter) error {
+func (r *run) writeWithRetry(s *sinkRunner, recs []connector.Record, pos []connector.Position, retries prometheus.Counter) error {
 	h := r.p.health
 	h.begin(s.name)
 	defer h.end(s.name)
 	for attempt := 1; ; attempt++ {
-		err := r.p.write(r.workCtx, s.sink, s.name, recs)
+		var err error
+		if s.tx != nil {
+			err = r.p.writeTx(r.workCtx, s.tx, s.name, recs, pos)
+		} else {
+			err = r.p.write(r.workCtx, s.sink, s.name, recs)
+		}
 		if err == nil {
 			return nil
 		}

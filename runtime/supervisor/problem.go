@@ -56,7 +56,7 @@ func componentProblems(pipelineName string, err error) []Problem {
 			if ce.Component == "dead_letter" {
 				kind = "dead_letter"
 			}
-			out = append(out, Problem{Pipeline: pipelineName, Kind: kind, Component: ce.Component, Err: ce.Err})
+			out = append(out, Problem{Pipeline: pipelineName, Kind: kind, Component: ce.Component, Err: ce.Err, Hint: ce.Hint})
 			return
 		}
 		switch u := e.(type) {
