@@ -238,3 +238,102 @@ func TestSinkErrorNamesTheOperationOnce(t *testing.T) {
 		t.Fatalf("%q names the write %d times, want once", err, n)
 	}
 }
+
+func openTxSink(t *testing.T, path string, env connector.Env) *file.Sink {
+	t.Helper()
+	s, err := file.NewSink(connector.Config{"path": path, "fsync": true}, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Open(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close(context.Background()) })
+	return s
+}
+
+func recs(vs ...string) []connector.Record {
+	var out []connector.Record
+	for _, v := range vs {
+		out = append(out, connector.Record{Value: []byte(v)})
+	}
+	return out
+}
+
+func TestSinkTransactionCutsWhatWasNotCommitted(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "out.txt")
+	env := connector.Env{Pipeline: "p", Component: "out"}
+	s := openTxSink(t, path, env)
+	if ps, err := s.StoredPositions(ctx); err != nil || len(ps) != 0 {
+		t.Fatalf("stored positions of a new file: %v, %v", ps, err)
+	}
+	if err := s.WriteTx(ctx, recs("a", "b"), []connector.Position{{Partition: "in", Offset: 2}}); err != nil {
+		t.Fatal(err)
+	}
+	s.Close(ctx)
+	// A crash after the records of the next transaction were appended, before its commit.
+	f, _ := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	f.WriteString("c\nd\nto")
+	f.Close()
+	s = openTxSink(t, path, env)
+	ps, err := s.StoredPositions(ctx)
+	if err != nil || len(ps) != 1 || ps[0].Partition != "in" || ps[0].Offset != 2 {
+		t.Fatalf("stored positions after the crash: %v, %v", ps, err)
+	}
+	if b, _ := os.ReadFile(path); string(b) != "a\nb\n" {
+		t.Fatalf("file = %q, want the committed records only", b)
+	}
+	if err := s.WriteTx(ctx, nil, []connector.Position{{Partition: "in", Offset: 9}}); err != nil {
+		t.Fatal(err)
+	}
+	s.Close(ctx)
+	// Another pipeline's sink of the same name stored nothing in this file.
+	other := openTxSink(t, path, connector.Env{Pipeline: "q", Component: "out"})
+	if ps, err := other.StoredPositions(ctx); err != nil || len(ps) != 0 {
+		t.Fatalf("positions of another pipeline: %v, %v", ps, err)
+	}
+}
+
+func TestSinkExactlyOnceRefusals(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "out.txt")
+	first := openTxSink(t, path, connector.Env{Pipeline: "p", Component: "a"})
+	if _, err := first.StoredPositions(ctx); err != nil {
+		t.Fatal(err)
+	}
+	second := openTxSink(t, path, connector.Env{Pipeline: "p", Component: "b"})
+	if _, err := second.StoredPositions(ctx); !errors.Is(err, connector.ErrPermanent) || !strings.Contains(err.Error(), "another sink") {
+		t.Fatalf("a second sink writing the file exactly once: %v", err)
+	}
+	noSync, _ := file.NewSink(connector.Config{"path": path, "fsync": false}, connector.Env{})
+	var ce *connector.ConfigError
+	if err := noSync.CheckExactlyOnce(); !errors.As(err, &ce) || ce.Field != "fsync" {
+		t.Fatalf("fsync: false for exactly_once: %v", err)
+	}
+}
+
+func TestSinkWriteOutsideTransactionForgetsPositions(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "out.txt")
+	env := connector.Env{Pipeline: "p", Component: "out"}
+	s := openTxSink(t, path, env)
+	s.StoredPositions(ctx)
+	if err := s.WriteTx(ctx, recs("a"), []connector.Position{{Offset: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	s.Close(ctx)
+	s = openTxSink(t, path, env)
+	if err := s.Write(ctx, recs("b")); err != nil {
+		t.Fatal(err)
+	}
+	s.Close(ctx)
+	// The positions no longer describe the file: an exactly-once run keeps "b" and starts over.
+	s = openTxSink(t, path, env)
+	if ps, err := s.StoredPositions(ctx); err != nil || len(ps) != 0 {
+		t.Fatalf("positions after a plain write: %v, %v", ps, err)
+	}
+	if b, _ := os.ReadFile(path); string(b) != "a\nb\n" {
+		t.Fatalf("file = %q", b)
+	}
+}

@@ -12,13 +12,20 @@ import (
 )
 
 var sinkSpec = connector.Spec{
-	Name:    "file",
-	Summary: "Appends one record value per line to a file and fsyncs before acknowledging.",
+	Name:        "file",
+	Summary:     "Appends one record value per line to a file and fsyncs before acknowledging.",
+	ExactlyOnce: true,
 	Description: "Every batch is appended with one write and made durable with fsync before the write is acknowledged, " +
 		"so a record the runtime counts as delivered survives a crash or power loss.\n\n" +
-		"Delivery is at least once: after a crash, the records between the last checkpoint and the crash can appear twice. " +
+		"With `delivery: at_least_once` (the default), the records between the last checkpoint and a crash can appear twice. " +
 		"A line torn by a crash in the middle of a write (a last line without its newline) is cut off when the sink opens " +
-		"again, since its batch was never acknowledged and will be written again.",
+		"again, since its batch was never acknowledged and will be written again.\n\n" +
+		"With `delivery: exactly_once` each write is a transaction: the records are appended and synced, then the source " +
+		"positions they cover are committed to `PATH.positions` (written beside the file and renamed into place). " +
+		"On restart the file is cut back to the length of the last committed transaction and the pipeline resumes after " +
+		"the positions stored there, so every record is in the file once, whatever moment a crash came. " +
+		"One sink at a time may write a file exactly once (it holds a lock on it). `fsync: false` is refused for exactly_once. " +
+		"A write outside exactly_once removes `PATH.positions`, since the file then holds records no position describes.",
 	Fields: []connector.Field{
 		{Name: "path", Type: connector.TypeString, Required: true, Description: "The file to append to; created with its directory when missing.", Example: "/var/lib/sluice/out.jsonl"},
 		{Name: "fsync", Type: connector.TypeBool, Default: true, Description: "Sync every write to disk before acknowledging it. Turning it off trades durability on power loss for speed; a process crash still loses nothing."},
@@ -27,17 +34,22 @@ var sinkSpec = connector.Spec{
 
 // Sink appends record values as lines. Write is called from one goroutine at a time.
 type Sink struct {
-	path  string
-	fsync bool
-	f     *os.File
-	end   int64 // size of the file's durable, whole-line content
-	buf   []byte
+	path                string
+	fsync               bool
+	pipeline, component string // whose positions WriteTx stores
+	f                   *os.File
+	end                 int64 // size of the file's durable, whole-line content
+	buf                 []byte
+	// Exactly-once state (sinktx.go): the positions file as last committed, nil until
+	// StoredPositions; whether this sink holds the file's lock; whether a Write outside a
+	// transaction removed the positions file already.
+	tx     *positionsFile
+	locked bool
+	forgot bool
 }
 
-var _ connector.Sink = (*Sink)(nil)
-
 // NewSink builds a file sink from its configuration. It does no I/O.
-func NewSink(cfg connector.Config, _ connector.Env) (*Sink, error) {
+func NewSink(cfg connector.Config, env connector.Env) (*Sink, error) {
 	var c struct {
 		Path  string `config:"path"`
 		Fsync bool   `config:"fsync"`
@@ -48,7 +60,7 @@ func NewSink(cfg connector.Config, _ connector.Env) (*Sink, error) {
 	if c.Path == "" {
 		return nil, &connector.ConfigError{Field: "path", Msg: "must not be empty"}
 	}
-	return &Sink{path: c.Path, fsync: c.Fsync}, nil
+	return &Sink{path: c.Path, fsync: c.Fsync, pipeline: env.Pipeline, component: env.Component}, nil
 }
 
 // Open opens the file for appending and cuts off a torn last line left by a crash.
@@ -111,6 +123,16 @@ func (s *Sink) Write(_ context.Context, records []connector.Record) error {
 	if s.f == nil {
 		return fmt.Errorf("file sink: write before open")
 	}
+	if !s.forgot {
+		if err := s.forgetPositions(); err != nil {
+			return err
+		}
+	}
+	return s.write(records)
+}
+
+// write appends the batch and syncs it (when fsync is set).
+func (s *Sink) write(records []connector.Record) error {
 	s.buf = s.buf[:0]
 	for i := range records {
 		s.buf = append(s.buf, records[i].Value...)
@@ -148,9 +170,9 @@ func (s *Sink) Close(context.Context) error {
 		return nil
 	}
 	err := s.f.Sync()
-	if cerr := s.f.Close(); err == nil {
+	if cerr := s.f.Close(); err == nil { // releases the lock too
 		err = cerr
 	}
-	s.f = nil
+	s.f, s.tx, s.locked = nil, nil, false
 	return err
 }

@@ -24,7 +24,9 @@ var sourceSpec = connector.Spec{
 		"so a restarted pipeline continues exactly after the last checkpointed line.\n\n" +
 		"With `follow: false` (the default) the source is bounded: it ends at the end of the file, and a last line without a " +
 		"newline is read as a record. With `follow: true` it keeps waiting for appended lines, like `tail -F`; a line is only " +
-		"read once its newline is written, and a file that shrinks (truncation, rotation in place) is read again from the start.",
+		"read once its newline is written, and a file that shrinks (truncation, rotation in place) is read again from the start.\n\n" +
+		"Without `follow`, positions are byte offsets that only grow, so the source can feed a pipeline with " +
+		"`delivery: exactly_once`. With `follow` it cannot: after a truncation the same offsets name other lines.",
 	Bounded: true,
 	Fields: []connector.Field{
 		{Name: "path", Type: connector.TypeString, Required: true, Description: "The file to read.", Example: "/var/log/prices.jsonl"},
@@ -63,8 +65,9 @@ type Source struct {
 }
 
 var (
-	_ connector.Source        = (*Source)(nil)
-	_ connector.BacklogSource = (*Source)(nil)
+	_ connector.Source              = (*Source)(nil)
+	_ connector.BacklogSource       = (*Source)(nil)
+	_ connector.ComparablePositions = (*Source)(nil)
 )
 
 // NewSource builds a file source from its configuration. It does no I/O.
@@ -96,6 +99,10 @@ func NewSource(cfg connector.Config, _ connector.Env) (*Source, error) {
 	}
 	return &Source{path: abs, follow: c.Follow, poll: c.PollInterval, maxLine: c.MaxLineBytes, chunk: c.ReadBuffer}, nil
 }
+
+// PositionsComparable reports whether a later line always has a larger offset: true unless the
+// source follows the file, which may be truncated and read again from the start.
+func (s *Source) PositionsComparable() bool { return !s.follow }
 
 // Open opens the file and seeks after the resume position of its partition.
 func (s *Source) Open(_ context.Context, resume []connector.Position) error {

@@ -1,0 +1,111 @@
+package main_test
+
+import (
+	"bytes"
+	"fmt"
+	"math/rand"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestKill9ExactlyOnce runs pipelines with delivery: exactly_once into two file sinks (one with a
+// batch of its own, so the two commit at different points) and kills `sluice run` with SIGKILL at
+// ten random moments, restarting it with the same data directory each time, then lets a run
+// finish. Each sink's file must then hold every record once, in order.
+func TestKill9ExactlyOnce(t *testing.T) {
+	bin := buildSluice(t)
+	seed := time.Now().UnixNano()
+	rng := rand.New(rand.NewSource(seed))
+	t.Logf("seed %d", seed)
+	// Sized so that ten kills at most 430ms into a run come before the end: the generate source
+	// is held to 40,000 records/s, the file source's small batches each cost three fsyncs per sink.
+	const n = 200_000
+	for _, source := range []string{"generate", "file"} {
+		t.Run(source, func(t *testing.T) {
+			dir := t.TempDir()
+			var src string
+			switch source {
+			case "generate":
+				src = fmt.Sprintf(`{type: generate, config: {count: %d, template: "{{seq}}", batch_size: 100, rate: 40000}}`, n)
+			case "file":
+				var in bytes.Buffer
+				for i := 1; i <= n; i++ {
+					fmt.Fprintf(&in, "%d\n", i)
+				}
+				inPath := filepath.Join(dir, "in.txt")
+				if err := os.WriteFile(inPath, in.Bytes(), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				src = fmt.Sprintf(`{type: file, config: {path: %q, read_buffer: 2KiB}}`, inPath)
+			}
+			a, b := filepath.Join(dir, "a.txt"), filepath.Join(dir, "b.txt")
+			manifest := fmt.Sprintf(`apiVersion: sluice.dev/v1
+kind: Pipeline
+metadata: {name: eo}
+spec:
+  source: %s
+  sinks:
+    - {name: a, type: file, config: {path: %q}}
+    - {name: b, type: file, config: {path: %q}, batch: {max_records: 1500, linger: 20ms}}
+  delivery: exactly_once
+  batch: {max_records: 100, linger: 1ms}
+  buffer: {max_records: 6000}
+`, src, a, b)
+			mPath := filepath.Join(dir, "eo.yaml")
+			if err := os.WriteFile(mPath, []byte(manifest), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			kills := 0
+			for attempt := 0; ; attempt++ {
+				if attempt > 40 {
+					t.Fatalf("no run completed after %d attempts", attempt)
+				}
+				var stderr bytes.Buffer
+				cmd := exec.Command(bin, "run", "--data-dir", filepath.Join(dir, "data"), "--admin-addr", "", mPath)
+				cmd.Stderr = &stderr
+				if err := cmd.Start(); err != nil {
+					t.Fatal(err)
+				}
+				done := make(chan error, 1)
+				go func() { done <- cmd.Wait() }()
+				var timer <-chan time.Time
+				if kills < 10 {
+					timer = time.After(time.Duration(rng.Intn(400)+30) * time.Millisecond)
+				}
+				select {
+				case err := <-done:
+					if err != nil {
+						t.Fatalf("run failed: %v\n%s", err, stderr.String())
+					}
+					if kills < 10 {
+						// Finished before the kill: the kills are not random enough to test anything.
+						t.Fatalf("run %d finished before it was killed; the test needs slower runs", attempt)
+					}
+				case <-timer:
+					_ = cmd.Process.Signal(syscall.SIGKILL)
+					<-done
+					kills++
+					t.Logf("kill %d: a holds %d lines, b %d", kills, len(lines(t, a)), len(lines(t, b)))
+					continue
+				}
+				break
+			}
+			for _, path := range []string{a, b} {
+				got := lines(t, path)
+				for i, l := range got {
+					if v, err := strconv.Atoi(l); err != nil || v != i+1 {
+						t.Fatalf("%s: line %d is %q, want %d: a record twice, lost or out of order after %d kills", filepath.Base(path), i+1, l, i+1, kills)
+					}
+				}
+				if len(got) != n {
+					t.Fatalf("%s: %d lines, want %d", filepath.Base(path), len(got), n)
+				}
+			}
+		})
+	}
+}
