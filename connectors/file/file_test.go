@@ -337,3 +337,28 @@ func TestSinkWriteOutsideTransactionForgetsPositions(t *testing.T) {
 		t.Fatalf("file = %q", b)
 	}
 }
+
+func TestSinkCrashInTheFirstTransactionKeepsNothingOfIt(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "out.txt")
+	if err := os.WriteFile(path, []byte("before\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	env := connector.Env{Pipeline: "p", Component: "out"}
+	s := openTxSink(t, path, env)
+	if _, err := s.StoredPositions(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s.Close(ctx)
+	// The first transaction appended its records; the process died before the commit.
+	f, _ := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	f.WriteString("1\n2\n")
+	f.Close()
+	s = openTxSink(t, path, env)
+	if ps, err := s.StoredPositions(ctx); err != nil || len(ps) != 0 {
+		t.Fatalf("stored positions: %v, %v", ps, err)
+	}
+	if b, _ := os.ReadFile(path); string(b) != "before\n" {
+		t.Fatalf("file = %q, want what it held before the first transaction", b)
+	}
+}

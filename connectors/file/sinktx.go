@@ -68,11 +68,17 @@ func (s *Sink) StoredPositions(context.Context) ([]connector.Position, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.tx = pf
-	if pf.End < 0 { // no positions file yet: what the file holds stays
+	if pf.End < 0 {
+		// No positions file yet: what the file holds stays, and is committed as the start, so
+		// that a crash in the first transaction leaves a positions file to cut the file back to.
 		pf.End = s.end
+		if err := s.commitPositions(pf); err != nil {
+			return nil, err
+		}
+		s.tx = pf
 		return nil, nil
 	}
+	s.tx = pf
 	if pf.End > s.end {
 		return nil, fmt.Errorf("file sink: %s holds %d bytes but its last transaction ended at %d: it was truncated or replaced; remove %s to write it again from scratch: %w",
 			s.path, s.end, pf.End, s.positionsPath(), connector.ErrPermanent)
