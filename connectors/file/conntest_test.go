@@ -75,3 +75,36 @@ func TestConformanceSink(t *testing.T) {
 		},
 	})
 }
+
+func TestConformanceTransactionalSink(t *testing.T) {
+	var path string
+	conntest.TestTransactionalSink(t, conntest.TransactionalSinkHarness{
+		Setup: func(t *testing.T) (conntest.TxSinkFactory, func(t *testing.T) []connector.Record) {
+			path = filepath.Join(t.TempDir(), "out.jsonl")
+			cfg := conntest.Config(t, file.Components()[1].Spec, map[string]any{"path": path})
+			return func(env connector.Env) (connector.TransactionalSink, error) {
+					return file.NewSink(cfg, env)
+				}, func(t *testing.T) []connector.Record {
+					b, err := os.ReadFile(path)
+					if err != nil {
+						t.Fatalf("read back: %v", err)
+					}
+					var out []connector.Record
+					for _, l := range strings.SplitAfter(string(b), "\n") {
+						if l != "" {
+							out = append(out, connector.Record{Value: []byte(strings.TrimSuffix(l, "\n"))})
+						}
+					}
+					return out
+				}
+		},
+		// The commit is the rename of PATH.positions.tmp: a directory in its place fails it after the
+		// records were appended.
+		BreakCommit: func(t *testing.T) func() {
+			if err := os.Mkdir(path+".positions.tmp", 0o755); err != nil {
+				t.Fatal(err)
+			}
+			return func() { os.Remove(path + ".positions.tmp") }
+		},
+	})
+}

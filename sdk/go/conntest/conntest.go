@@ -10,7 +10,8 @@
 //
 // The suite checks at-least-once delivery, resume strictly after a position, Close after a failed
 // Open, prompt return of Read on cancellation, idempotent Close and, for sinks, that a
-// *connector.BatchError names exactly the records that failed. Every check runs as a subtest, so
+// *connector.BatchError names exactly the records that failed. TestTransactionalSink checks a
+// connector.TransactionalSink's stored positions and transactions. Every check runs as a subtest, so
 // -run selects them. The suite never asserts timings: hang guards fail a check that does not
 // return at all within Timeout.
 package conntest
