@@ -480,6 +480,11 @@ func (s *Source) request(st *pageState) (*url.URL, []byte, error) {
 		if u, err = url.Parse(st.URL); err != nil {
 			return nil, nil, fmt.Errorf("http source: next page URL %q: %w", st.URL, err)
 		}
+		if u.Scheme != s.base.Scheme || u.Host != s.base.Host {
+			// A checkpoint taken before url changed: its credentials must not go to the old host.
+			return nil, nil, fmt.Errorf("http source: the checkpointed page %s is not on %s://%s, the configured url's host; reset the pipeline's checkpoint (sluice run --reset) to start over: %w",
+				u.Redacted(), s.base.Scheme, s.base.Host, connector.ErrPermanent)
+		}
 	} else {
 		cp := *s.base
 		u = &cp
