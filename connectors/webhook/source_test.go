@@ -14,6 +14,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -566,5 +567,73 @@ func TestOpenAgainAfterAFailedOpen(t *testing.T) {
 	defer s.mu.Unlock()
 	if len(s.queue) != 0 || s.pendRecords != 3 {
 		t.Fatalf("after one replay: %d queued, %d pending", len(s.queue), s.pendRecords)
+	}
+}
+
+// TestRealDeliveries posts the fixtures of testdata as their senders would: a signed GitHub-style
+// ping, a Stripe-style array of events, a batch of web analytics as NDJSON. Each record is the
+// sender's JSON, byte for byte (an array element or line as written, whitespace inside kept).
+func TestRealDeliveries(t *testing.T) {
+	const secret = "It's a Secret to Everybody"
+	s := start(t, t.TempDir(), map[string]any{"auth": map[string]any{"hmac": map[string]any{"header": "X-Hub-Signature-256", "secret": secret, "prefix": "sha256="}},
+		"headers": []any{"X-GitHub-Event", "X-GitHub-Delivery"}})
+	read := func(name string) string {
+		b, err := os.ReadFile(filepath.Join("testdata", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	signed := func(body string) string { sig, _ := sign(body, secret, false); return "sha256=" + sig }
+
+	ping := read("github_ping.json")
+	if code, _, body := post(t, s, ping, "X-Hub-Signature-256", signed(ping), "X-GitHub-Event", "ping", "X-GitHub-Delivery", "72d3162e-cc78-11e3-81ab-4c9367dc0958"); code != 200 {
+		t.Fatalf("ping: %d %s", code, body)
+	}
+	r := readN(t, s, 1)[0]
+	if string(r.Value) != strings.TrimSpace(ping) || len(r.Headers) != 2 || string(r.Headers[0].Value) != "ping" {
+		t.Fatalf("ping record %s %v", r.Value, r.Headers)
+	}
+
+	payments := read("payments.json")
+	var want []json.RawMessage
+	if err := json.Unmarshal([]byte(payments), &want); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, body := post(t, s, payments, "X-Hub-Signature-256", signed(payments)); code != 200 || body != `{"accepted":25}` {
+		t.Fatalf("payments: %d %s", code, body)
+	}
+	for i, r := range readN(t, s, 25) {
+		if string(r.Value) != string(want[i]) {
+			t.Fatalf("payment %d: %s, want %s", i, r.Value, want[i])
+		}
+	}
+
+	analytics := read("analytics.ndjson")
+	if code, _, body := post(t, s, analytics, "Content-Type", "application/x-ndjson", "X-Hub-Signature-256", signed(analytics)); code != 200 || body != `{"accepted":200}` {
+		t.Fatalf("analytics: %d %s", code, body)
+	}
+	lines := strings.Split(strings.TrimSpace(analytics), "\n")
+	for i, r := range readN(t, s, 200) {
+		if string(r.Value) != lines[i] {
+			t.Fatalf("analytics line %d: %s", i, r.Value)
+		}
+	}
+}
+
+// TestGitHubSignatureExample checks the signature against the example in GitHub's webhook
+// documentation (secret "It's a Secret to Everybody", payload "Hello, World!").
+func TestGitHubSignatureExample(t *testing.T) {
+	s := start(t, t.TempDir(), map[string]any{"auth": map[string]any{"hmac": map[string]any{"header": "X-Hub-Signature-256", "secret": "It's a Secret to Everybody", "prefix": "sha256="}}})
+	req, _ := http.NewRequest(http.MethodPost, "http://"+s.Addr()+"/events", strings.NewReader("Hello, World!"))
+	req.Header.Set("X-Hub-Signature-256", "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	// The signature is right; the body is not JSON, so it is refused for that (400), not 401.
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("GitHub's example delivery: %d, want 400 (signature accepted, body not JSON)", resp.StatusCode)
 	}
 }
