@@ -8,6 +8,7 @@ import (
 	"github.com/sluicehq/sluice/connectors/http"
 	"github.com/sluicehq/sluice/connectors/kafka"
 	"github.com/sluicehq/sluice/connectors/postgres"
+	"github.com/sluicehq/sluice/connectors/pulsar"
 	"github.com/sluicehq/sluice/connectors/redis"
 	"github.com/sluicehq/sluice/connectors/scraper"
 	"github.com/sluicehq/sluice/connectors/stdout"
@@ -33,6 +34,7 @@ func Components() []connector.Component {
 		{websocket.Component()},
 		{scraper.Component()},
 		webhook.Components(),
+		pulsar.Components(),
 	} {
 		out = append(out, cs...)
 	}
