@@ -68,8 +68,9 @@ var sourceSpec = connector.Spec{
 		"after resetting the subscription's cursor, run with `--reset` as well.\n\n" +
 		"**Records.** The value is the payload, the key the message key, the time the event time when the producer set one " +
 		"and the publish time otherwise. Properties become headers (those starting with `sluice-` are dropped, as the runtime " +
-		"reserves them), with `pulsar_topic`, `pulsar_message_id` (ledger:entry:partition:batch), `pulsar_publish_time` and, " +
-		"when set, `pulsar_event_time` (epoch milliseconds) and `pulsar_redelivery_count`.\n\n" +
+		"reserves them), after the metadata headers `pulsar_topic`, `pulsar_message_id` (ledger:entry:partition:batch), " +
+		"`pulsar_publish_time` and, when set, `pulsar_event_time` (epoch milliseconds) and `pulsar_redelivery_count`, which " +
+		"templates and transforms can read (`{{header.pulsar_topic}}`).\n\n" +
 		"**Backlog.** With `admin_url`, the subscription's backlog per partition (messages not acknowledged yet, and their bytes) " +
 		"is exported as `sluice_source_backlog_records` and `_bytes`. Pulsar counts a producer's batch as one message there; " +
 		"in a `shared` subscription every process reports the subscription's whole backlog.",
@@ -359,12 +360,6 @@ func (s *Source) records(msgs []pulsar.ConsumerMessage) []connector.Record {
 		p.queue = append(p.queue, pending{id: id, key: key})
 
 		h0 := len(hdrs)
-		for k, v := range m.Properties() {
-			if connector.IsReservedHeader(k) {
-				continue
-			}
-			hdrs = append(hdrs, connector.Header{Key: k, Value: []byte(v)})
-		}
 		hdrs = append(hdrs, connector.Header{Key: HeaderTopic, Value: p.name})
 		at := len(buf)
 		buf = appendIDText(buf, id)
@@ -384,6 +379,12 @@ func (s *Source) records(msgs []pulsar.ConsumerMessage) []connector.Record {
 			at = len(buf)
 			buf = strconv.AppendUint(buf, uint64(n), 10)
 			hdrs = append(hdrs, connector.Header{Key: HeaderRedeliveryCount, Value: since(buf, at)})
+		}
+		for k, v := range m.Properties() {
+			if connector.IsReservedHeader(k) {
+				continue
+			}
+			hdrs = append(hdrs, connector.Header{Key: k, Value: []byte(v)})
 		}
 		var k []byte
 		if mk := m.Key(); mk != "" {
