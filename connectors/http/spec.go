@@ -53,7 +53,7 @@ var sourceSpec = connector.Spec{
 			"Empty: an array response gives one record per element, anything else one record.", Example: "$.data[*]"},
 		{Name: "format", Type: connector.TypeString, Default: "auto", Enum: []string{"auto", "json", "ndjson"}, Description: "How to read responses: `auto` reads NDJSON when the `Content-Type` says ndjson or jsonl, JSON otherwise."},
 		{Name: "key", Type: connector.TypeString, Description: "Template of the record key from the record's fields (`{{id}}`); a record it cannot be rendered for goes to the dead letters."},
-		{Name: "pagination", Type: connector.TypeObject, Description: "How to get the next page; set one of `next`, `link_header`, `page_param`, `offset_param` or `cursor`. Unset: one page per cycle.", Fields: []connector.Field{
+		{Name: "pagination", Type: connector.TypeObject, Example: map[string]any{"next": "$.links.next"}, Description: "How to get the next page; set one of `next`, `link_header`, `page_param`, `offset_param` or `cursor`. Unset: one page per cycle.", Fields: []connector.Field{
 			{Name: "next", Type: connector.TypeString, Description: "JSONPath of the next page's URL in the response (absolute or relative to the page); missing, null or empty on the last page.", Example: "$.links.next"},
 			{Name: "link_header", Type: connector.TypeBool, Default: false, Description: "Follow the `rel=\"next\"` URL of the `Link` response header."},
 			{Name: "page_param", Type: connector.TypeString, Description: "Query parameter of the page number; pages are requested until one has no records (or fewer than `limit`)."},
@@ -65,7 +65,7 @@ var sourceSpec = connector.Spec{
 			{Name: "cursor_param", Type: connector.TypeString, Description: "Query parameter of the next-page token."},
 			{Name: "max_pages", Type: connector.TypeInt, Default: int64(0), Description: "Stop a cycle after this many pages; 0 means no limit."},
 		}},
-		{Name: "cursor", Type: connector.TypeObject, Description: "Incremental polling: what the next cycle asks for.", Fields: []connector.Field{
+		{Name: "cursor", Type: connector.TypeObject, Example: map[string]any{"field": "$.updated_at", "param": "since"}, Description: "Incremental polling: what the next cycle asks for.", Fields: []connector.Field{
 			{Name: "field", Type: connector.TypeString, Description: "JSONPath of the cursor field in each record; its largest value is the next cycle's cursor.", Example: "$.updated_at"},
 			{Name: "token", Type: connector.TypeString, Description: "JSONPath of a token in the response; its value in a cycle's last response is the next cycle's cursor (change feeds)."},
 			{Name: "param", Type: connector.TypeString, Description: "Query parameter carrying the cursor in a cycle's requests.", Example: "since"},
