@@ -47,3 +47,26 @@ func TestConformanceSourceIntegration(t *testing.T) {
 		})
 	}
 }
+
+// TestConformanceSinkIntegration runs the conformance suite on the sink, on a 2-partition topic.
+// The poisoned records are larger than the broker's message limit (5 MiB).
+func TestConformanceSinkIntegration(t *testing.T) {
+	b := needBroker(t)
+	conntest.TestSink(t, conntest.SinkHarness{
+		Timeout: 2 * time.Minute,
+		Setup: func(t *testing.T) (conntest.SinkFactory, func(t *testing.T) []connector.Record) {
+			topic := uniqueTopic(t, "sinkconf")
+			b.createPartitioned(t, topic, 2)
+			cfg := sinkConfig(t, b, map[string]any{"topic": topic})
+			return func() (connector.Sink, error) { return NewSink(cfg, connector.Env{}) },
+				func(t *testing.T) []connector.Record { return b.readTopic(t, topic) }
+		},
+		Poison: func(i int) connector.Record {
+			return connector.Record{Value: make([]byte, 6<<20), Key: []byte("poison")}
+		},
+		Broken: func(t *testing.T) (connector.Sink, error) {
+			return NewSink(conntest.Config(t, sinkSpec, map[string]any{"url": "pulsar://127.0.0.1:1", "topic": "x",
+				"operation_timeout": 2 * time.Second, "connection_timeout": time.Second}), connector.Env{})
+		},
+	})
+}

@@ -181,6 +181,68 @@ func sourceConfig(t testing.TB, b broker, values map[string]any) connector.Confi
 	return conntest.Config(t, sourceSpec, v)
 }
 
+// sinkConfig builds a sink configuration through the spec.
+func sinkConfig(t testing.TB, b broker, values map[string]any) connector.Config {
+	t.Helper()
+	v := map[string]any{"url": b.url, "operation_timeout": 60 * time.Second}
+	for k, x := range values {
+		v[k] = x
+	}
+	return conntest.Config(t, sinkSpec, v)
+}
+
+// openSink builds and opens a sink, closed at the end of the test.
+func openSink(t testing.TB, cfg connector.Config) *Sink {
+	t.Helper()
+	s, err := NewSink(cfg, connector.Env{})
+	if err != nil {
+		t.Fatalf("NewSink: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := s.Open(ctx); err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { _ = s.Close(context.Background()) })
+	return s
+}
+
+// readTopic reads every message of a topic (all its partitions) with a reader from the earliest
+// message, as records: value, key, properties as headers, event time as time.
+func (b broker) readTopic(t testing.TB, topic string) []connector.Record {
+	t.Helper()
+	parts, err := b.client.TopicPartitions(topic)
+	if err != nil {
+		t.Fatalf("partitions of %s: %v", topic, err)
+	}
+	var out []connector.Record
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	for _, p := range parts {
+		r, err := b.client.CreateReader(pulsar.ReaderOptions{Topic: p, StartMessageID: pulsar.EarliestMessageID()})
+		if err != nil {
+			t.Fatalf("reader of %s: %v", p, err)
+		}
+		for r.HasNext() {
+			m, err := r.Next(ctx)
+			if err != nil {
+				r.Close()
+				t.Fatalf("read %s: %v", p, err)
+			}
+			rec := connector.Record{Value: m.Payload(), Time: m.EventTime(), Position: connector.Position{Partition: p}}
+			if m.Key() != "" {
+				rec.Key = []byte(m.Key())
+			}
+			for k, v := range m.Properties() {
+				rec.Headers = append(rec.Headers, connector.Header{Key: k, Value: []byte(v)})
+			}
+			out = append(out, rec)
+		}
+		r.Close()
+	}
+	return out
+}
+
 // openSource builds and opens a source, closed at the end of the test.
 func openSource(t testing.TB, cfg connector.Config, resume []connector.Position) *Source {
 	t.Helper()

@@ -18,11 +18,14 @@ import (
 	"github.com/sluicehq/sluice/sdk/go/connector"
 )
 
-// Components returns the Pulsar source, for a catalog.
+// Components returns the Pulsar source and the Pulsar sink, for a catalog.
 func Components() []connector.Component {
 	return []connector.Component{
 		connector.SourceComponent(sourceSpec, func(cfg connector.Config, env connector.Env) (connector.Source, error) {
 			return NewSource(cfg, env)
+		}),
+		connector.SinkComponent(sinkSpec, func(cfg connector.Config, env connector.Env) (connector.Sink, error) {
+			return NewSink(cfg, env)
 		}),
 	}
 }
