@@ -70,7 +70,7 @@ func main() {
 	}
 	fmt.Printf("engine benchmark: 100-byte records, %d cores\n\n", numCPU())
 	fmt.Printf("%-16s %-8s %10s %8s %12s %8s %9s %9s %8s %9s\n", "scenario", "impl", "records", "secs", "records/s", "MB/s", "p50", "p99", "cpu s", "peak MiB")
-	for _, sc := range []string{"memory-drop/sluice", "generate-drop/direct", "generate-drop/sluice", "file-file/direct", "file-file/sluice"} {
+	for _, sc := range []string{"memory-drop/sluice", "memory-eo/sluice", "generate-drop/direct", "generate-drop/sluice", "file-file/direct", "file-file/sluice", "file-file-eo/sluice"} {
 		args := []string{"-child", sc, "-records", fmt.Sprint(*records), "-file-records", fmt.Sprint(*fileRecords)}
 		cmd := exec.Command(os.Args[0], args...)
 		cmd.Stderr = os.Stderr
@@ -90,6 +90,8 @@ func main() {
 			float64(r.Records)/secs, float64(r.Bytes)/secs/1e6, dur(r.P50), dur(r.P99), r.CPU.Seconds(), float64(r.MaxRSS)/(1<<20))
 	}
 	fmt.Println("\nmemory-drop = pre-rendered batches replayed from memory: the engine's own cost per record.")
+	fmt.Println("memory-eo = the same with delivery: exactly_once into a transactional sink that drops the records.")
+	fmt.Println("file-file-eo = file → file with delivery: exactly_once (records synced, then the positions file renamed into place).")
 	fmt.Println("direct = a hand-written program doing the same work without the engine (the ceiling);")
 	fmt.Println("for file-file it fsyncs every 4096 lines, the largest write the engine's sink coalesces.")
 	fmt.Println("p50/p99 = latency from a record's creation (generate) or read (file) to its batch's durable write.")
@@ -139,7 +141,7 @@ func runChild(name string, records, fileRecords int64) (result, error) {
 		}
 		r.Elapsed = time.Since(start)
 		return r, nil
-	case "memory-drop/sluice":
+	case "memory-drop/sluice", "memory-eo/sluice":
 		memSources.Store("bench-memory", records)
 		err := r.measure(dir, pipeline.Component{Type: "bench-memory", Config: connector.Config{}}, nil)
 		return r, err
@@ -161,8 +163,8 @@ func runChild(name string, records, fileRecords int64) (result, error) {
 			return r, err
 		}
 		r.Elapsed, r.Records, r.Bytes = time.Since(start), n, b
-	case "file-file/sluice":
-		fs, ferr := file.NewSink(connector.Config{"path": out, "fsync": true}, connector.Env{})
+	case "file-file/sluice", "file-file-eo/sluice":
+		fs, ferr := file.NewSink(connector.Config{"path": out, "fsync": true}, connector.Env{Pipeline: r.Scenario, Component: "out"})
 		if ferr != nil {
 			return r, ferr
 		}
@@ -176,12 +178,19 @@ func runChild(name string, records, fileRecords int64) (result, error) {
 }
 
 // measure runs source → latency sink (writing through inner, or dropping when nil) through the
-// engine and fills the result.
+// engine and fills the result. Scenarios ending in -eo run with delivery: exactly_once.
 func (r *result) measure(dir string, source pipeline.Component, inner connector.Sink) error {
 	lat := &latencySink{inner: inner}
-	latencySinks.Store("bench-latency", lat)
+	var sink connector.Sink = lat
+	p := benchPipeline(r.Scenario, source, "bench-latency")
+	if strings.HasSuffix(r.Scenario, "-eo") {
+		p.Delivery = pipeline.ExactlyOnce
+		tx, _ := inner.(connector.TransactionalSink)
+		sink = &txLatencySink{latencySink: lat, tx: tx}
+	}
+	latencySinks.Store("bench-latency", sink)
 	start := time.Now()
-	if err := runEngine(dir, benchPipeline(r.Scenario, source, "bench-latency")); err != nil {
+	if err := runEngine(dir, p); err != nil {
 		return err
 	}
 	r.Elapsed = time.Since(start)
@@ -300,9 +309,9 @@ var latencySinks sync.Map
 func benchCatalog() *catalog.Catalog {
 	cat := all.Catalog()
 	for _, c := range []connector.Component{
-		connector.SinkComponent(connector.Spec{Name: "bench-latency", Summary: "benchmark sink"}, func(connector.Config, connector.Env) (connector.Sink, error) {
+		connector.SinkComponent(connector.Spec{Name: "bench-latency", Summary: "benchmark sink", ExactlyOnce: true}, func(connector.Config, connector.Env) (connector.Sink, error) {
 			s, _ := latencySinks.Load("bench-latency")
-			return s.(*latencySink), nil
+			return s.(connector.Sink), nil
 		}),
 		connector.SourceComponent(connector.Spec{Name: "bench-memory", Summary: "benchmark source"}, newMemorySource),
 	} {
@@ -333,6 +342,12 @@ func (s *latencySink) Write(ctx context.Context, recs []connector.Record) error 
 			return err
 		}
 	}
+	s.note(recs)
+	return nil
+}
+
+// note records the latency of a written batch's first record and counts the batch.
+func (s *latencySink) note(recs []connector.Record) {
 	now := time.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -340,6 +355,33 @@ func (s *latencySink) Write(ctx context.Context, recs []connector.Record) error 
 	s.records += int64(len(recs))
 	for i := range recs {
 		s.bytes += int64(len(recs[i].Value))
+	}
+}
+
+// txLatencySink is latencySink for exactly_once: its transactions go to tx (or store nothing,
+// dropping the records, when tx is nil).
+type txLatencySink struct {
+	*latencySink
+	tx connector.TransactionalSink
+}
+
+func (s *txLatencySink) CheckExactlyOnce() error { return nil }
+
+func (s *txLatencySink) StoredPositions(ctx context.Context) ([]connector.Position, error) {
+	if s.tx == nil {
+		return nil, nil
+	}
+	return s.tx.StoredPositions(ctx)
+}
+
+func (s *txLatencySink) WriteTx(ctx context.Context, recs []connector.Record, pos []connector.Position) error {
+	if s.tx != nil {
+		if err := s.tx.WriteTx(ctx, recs, pos); err != nil {
+			return err
+		}
+	}
+	if len(recs) > 0 {
+		s.note(recs)
 	}
 	return nil
 }
@@ -374,6 +416,7 @@ func newMemorySource(connector.Config, connector.Env) (connector.Source, error) 
 	return &memorySource{batch: batch, left: n.(int64)}, nil
 }
 
+func (s *memorySource) PositionsComparable() bool                        { return true }
 func (s *memorySource) Open(context.Context, []connector.Position) error { return nil }
 func (s *memorySource) Ack(context.Context, []connector.Position) error  { return nil }
 func (s *memorySource) Close(context.Context) error                      { return nil }
