@@ -48,6 +48,8 @@ var scenarios = []string{
 	"upsert/pgx-decode-copy", "upsert/sluice",
 	"append-tx/sluice",
 	"generate-engine/sluice",
+	"kafka-eo/sluice",
+	"kafka-validate-eo/sluice",
 }
 
 func main() {
@@ -123,6 +125,9 @@ func main() {
 	fmt.Println("table, then INSERT ... SELECT ... ON CONFLICT), the same work the sink does from the same JSON values.")
 	fmt.Println("append-tx = WriteTx: rows and source positions in one transaction (exactly-once).")
 	fmt.Println("generate-engine = generate → engine → postgres sink, the default batch policy (at least once).")
+	fmt.Printf("kafka-validate-eo = Kafka (%d partitions, filled beforehand) → validate_price (the C module) → postgres, exactly_once,\n", kafkaPartitions)
+	fmt.Println("  `sluice run` in the child: records/s from the first row stored to the last; p50/p99 = Kafka timestamp to")
+	fmt.Printf("  commit of records then produced at %d/s. kafka-eo = the same without the transform.\n", kafkaRate)
 	fmt.Println("p50/p99 = time of one write (engine: from a record's creation to its batch's commit). cpu/peak = the client process only.")
 }
 
@@ -174,6 +179,9 @@ type row struct {
 	Price     float64 `json:"price"`
 	Pad       string  `json:"pad"`
 }
+
+// kafkaRate is the steady rate of the Kafka scenario's latency phase, records/s.
+const kafkaRate = 20_000
 
 var columns = []string{"seq", "commodity", "price", "pad"}
 
@@ -312,6 +320,16 @@ func runChild(ctx context.Context, dsn, name string, n, batch int) (result, erro
 		if lat, err = runEngine(ctx, dsn, table, n); err != nil {
 			return r, err
 		}
+	case "kafka-eo/sluice", "kafka-validate-eo/sluice":
+		guest := ""
+		if scenario == "kafka-validate-eo" {
+			guest = "c"
+		}
+		if err := runKafka(ctx, conn, dsn, table, guest, n, kafkaRate, &r); err != nil {
+			return r, err
+		}
+		r.Bytes = r.Records * int64(len(kafkaValue(n)))
+		return r, nil
 	default:
 		return r, fmt.Errorf("unknown scenario %q", name)
 	}
@@ -386,7 +404,6 @@ func runEngine(ctx context.Context, dsn, table string, n int) ([]time.Duration, 
 	}
 	return lat.lat, nil
 }
-
 
 // latencySink wraps the postgres sink and records each batch's latency from its first record's
 // creation to its commit.
