@@ -67,3 +67,33 @@ func readBackN(t *testing.T, dsn, table string) []connector.Record {
 	}
 	return out
 }
+
+func TestConformanceTransactionalSinkIntegration(t *testing.T) {
+	dsn := pgDSN(t)
+	for _, mode := range []string{"append", "upsert"} {
+		t.Run(mode, func(t *testing.T) {
+			var positions string
+			conntest.TestTransactionalSink(t, conntest.TransactionalSinkHarness{
+				Setup: func(t *testing.T) (conntest.TxSinkFactory, func(t *testing.T) []connector.Record) {
+					table := uniqueTable(t, dsn, "pgtx")
+					positions = uniqueTable(t, dsn, "pgtxpos")
+					exec1(t, dsn, fmt.Sprintf("CREATE TABLE %s (n bigint PRIMARY KEY CHECK (n >= 0))", pgx.Identifier{table}.Sanitize()))
+					cfg := conntest.Config(t, spec, map[string]any{"dsn": dsn, "table": table, "mode": mode, "key": []any{"n"}, "positions_table": positions,
+						"columns": map[string]any{"n": "bigint"}})
+					return func(env connector.Env) (connector.TransactionalSink, error) { return postgres.NewSink(cfg, env) },
+						func(t *testing.T) []connector.Record { return readBackN(t, dsn, table) }
+				},
+				Poison: func(i int) connector.Record { return connector.Record{Value: fmt.Appendf(nil, `{"n":%d}`, -i)} },
+				// A trigger on the positions table fails the transaction after the rows went in.
+				BreakCommit: func(t *testing.T) func() {
+					fn := uniqueTable(t, dsn, "pgtxfn")
+					exec1(t, dsn,
+						fmt.Sprintf(`CREATE FUNCTION %s() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'broken on purpose' USING ERRCODE = 'XX000'; END $$`,
+							pgx.Identifier{fn}.Sanitize()),
+						fmt.Sprintf(`CREATE TRIGGER broken BEFORE INSERT OR UPDATE ON %s FOR EACH ROW EXECUTE FUNCTION %s()`, pgx.Identifier{positions}.Sanitize(), pgx.Identifier{fn}.Sanitize()))
+					return func() { exec1(t, dsn, "DROP FUNCTION "+pgx.Identifier{fn}.Sanitize()+" CASCADE") }
+				},
+			})
+		})
+	}
+}
