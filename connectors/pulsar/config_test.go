@@ -129,10 +129,26 @@ func TestClassify(t *testing.T) {
 		{errors.New("ConsumerBusy: Exclusive consumer is already connected"), false, "another consumer holds it"},
 		{errors.New("something else"), false, "something else"},
 	} {
-		got := classify(tc.err, "doing", "pulsar://h:1")
+		got := classify(tc.err, "doing", "pulsar://h:1", nil)
 		if errors.Is(got, connector.ErrPermanent) != tc.permanent || !strings.Contains(got.Error(), tc.says) || strings.Contains(got.Error(), "\n") {
 			t.Errorf("classify(%v) = %v; want permanent=%v, saying %q on one line", tc.err, got, tc.permanent, tc.says)
 		}
+	}
+}
+
+func TestClassifyWithConnectionProblems(t *testing.T) {
+	timeout := errors.Join(errors.New("context deadline exceeded"), errors.New("connection error"))
+	var c connProblems
+	log := newClientLogger(nil, &c)
+	log.WithError(errors.New("x509: certificate signed by unknown authority")).Warn("Failed to perform initial handshake")
+	got := classify(timeout, "doing", "pulsar+ssl://h:1", &c)
+	if errors.Is(got, connector.ErrPermanent) || !strings.Contains(got.Error(), "cannot reach") || !strings.Contains(got.Error(), "x509: certificate signed by unknown authority") {
+		t.Fatalf("classify = %v; want the TLS failure in a transient error", got)
+	}
+	log.Warnf("Failed to establish connection with broker: '%s'", "Unable to authenticate")
+	got = classify(timeout, "doing", "pulsar://h:1", &c)
+	if !errors.Is(got, connector.ErrPermanent) || !strings.Contains(got.Error(), "refused the connection") || !strings.Contains(got.Error(), "Unable to authenticate") {
+		t.Fatalf("classify = %v; want a permanent error with the broker's reason", got)
 	}
 }
 

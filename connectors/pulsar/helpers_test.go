@@ -39,6 +39,9 @@ func TestMain(m *testing.M) {
 	if sharedClient != nil {
 		sharedClient.Close()
 	}
+	if buildDir != "" {
+		os.RemoveAll(buildDir)
+	}
 	os.Exit(code)
 }
 

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/apache/pulsar-client-go/pulsar"
-	plog "github.com/apache/pulsar-client-go/pulsar/log"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluicehq/sluice/sdk/go/connector"
@@ -108,8 +107,10 @@ func decodeConn(spec *connector.Spec, cfg connector.Config) (connConfig, error) 
 	return c, nil
 }
 
-// newClient builds a client; it does not connect (the first lookup does).
-func (c connConfig) newClient(log *slog.Logger) (pulsar.Client, error) {
+// newClient builds a client; it does not connect (the first lookup does). Why the client's last
+// connection attempt failed is kept in conn, for the errors the client itself reports only as
+// "connection error".
+func (c connConfig) newClient(log *slog.Logger, conn *connProblems) (pulsar.Client, error) {
 	opts := pulsar.ClientOptions{
 		URL:                        c.URL,
 		ConnectionTimeout:          c.ConnectionTimeout,
@@ -117,7 +118,7 @@ func (c connConfig) newClient(log *slog.Logger) (pulsar.Client, error) {
 		TLSTrustCertsFilePath:      c.TLS.TrustCertsFile,
 		TLSAllowInsecureConnection: c.TLS.AllowInsecure,
 		TLSValidateHostname:        c.TLS.ValidateHostname,
-		Logger:                     clientLogger(log),
+		Logger:                     newClientLogger(log, conn),
 		// The client's own metrics stay private: the runtime exports its own, and two clients in
 		// one process must not collide on the default registry.
 		MetricsRegisterer: prometheus.NewRegistry(),
@@ -137,44 +138,21 @@ func (c connConfig) newClient(log *slog.Logger) (pulsar.Client, error) {
 	return cl, nil
 }
 
-// clientLogger passes the client's log to the component's logger, one level lower: the client
-// reports every (re)connection at info, which is the runtime's debug.
-func clientLogger(log *slog.Logger) plog.Logger {
-	if log == nil {
-		return plog.DefaultNopLogger()
-	}
-	return plog.NewLoggerWithSlog(slog.New(demoted{log.Handler()}))
-}
-
-type demoted struct{ h slog.Handler }
-
-func lower(l slog.Level) slog.Level {
-	switch {
-	case l >= slog.LevelError:
-		return slog.LevelWarn
-	case l >= slog.LevelInfo:
-		return slog.LevelDebug
-	}
-	return l - 4
-}
-
-func (d demoted) Enabled(ctx context.Context, l slog.Level) bool { return d.h.Enabled(ctx, lower(l)) }
-func (d demoted) Handle(ctx context.Context, r slog.Record) error {
-	r.Level = lower(r.Level)
-	return d.h.Handle(ctx, r)
-}
-func (d demoted) WithAttrs(as []slog.Attr) slog.Handler { return demoted{d.h.WithAttrs(as)} }
-func (d demoted) WithGroup(name string) slog.Handler    { return demoted{d.h.WithGroup(name)} }
-
 // classify turns an error of the client into one the runtime acts on: problems retrying cannot
 // fix (authentication, authorization, a topic that does not exist and may not be created, an
 // invalid topic name) are marked connector.ErrPermanent; the rest (unreachable broker, timeouts)
 // are left to the runtime's retries. what says what was being done.
-func classify(err error, what string, url string) error {
+func classify(err error, what string, url string, conn *connProblems) error {
 	if err == nil {
 		return nil
 	}
 	msg := err.Error()
+	if last, auth := conn.last(); last != "" && (strings.Contains(msg, "connection error") || strings.Contains(msg, "deadline exceeded")) {
+		if auth {
+			return fmt.Errorf("%s: %s refused the connection: %s (check token, token_file or tls.cert_file): %w", what, url, last, connector.ErrPermanent)
+		}
+		msg += ": " + last
+	}
 	var perr *pulsar.Error
 	result := pulsar.Result(-1)
 	if errors.As(err, &perr) {

@@ -90,6 +90,7 @@ type Sink struct {
 	eventTime  bool
 	opts       pulsar.ProducerOptions
 	maxProds   int
+	problems   *connProblems
 	clientMu   sync.Mutex
 	client     pulsar.Client
 	producers  map[string]*list.Element // of *producerEntry
@@ -213,7 +214,8 @@ func (s *Sink) Open(ctx context.Context) error {
 	if s.client != nil {
 		return errors.New("pulsar sink: already open")
 	}
-	client, err := s.conn.newClient(s.log)
+	s.problems = &connProblems{}
+	client, err := s.conn.newClient(s.log, s.problems)
 	if err != nil {
 		return fmt.Errorf("pulsar sink: %w: %w", err, connector.ErrPermanent)
 	}
@@ -248,7 +250,7 @@ func (s *Sink) producer(ctx context.Context, topic string) (*producerEntry, erro
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		return nil, classify(err, fmt.Sprintf("pulsar sink: create a producer for %s", topic), s.conn.URL)
+		return nil, classify(err, fmt.Sprintf("pulsar sink: create a producer for %s", topic), s.conn.URL, s.problems)
 	}
 	e := &producerEntry{topic: topic, p: p}
 	s.producers[topic] = s.lru.PushFront(e)

@@ -110,6 +110,7 @@ type Source struct {
 	cumulative bool // acks may be cumulative (exclusive, failover)
 	admin      *admin
 	log        *slog.Logger
+	problems   *connProblems
 
 	client   pulsar.Client
 	consumer pulsar.Consumer
@@ -255,7 +256,8 @@ func (s *Source) Open(ctx context.Context, resume []connector.Position) error {
 			skip[p.Partition] = k
 		}
 	}
-	client, err := s.conn.newClient(s.log)
+	s.problems = &connProblems{}
+	client, err := s.conn.newClient(s.log, s.problems)
 	if err != nil {
 		return fmt.Errorf("pulsar source: %w: %w", err, connector.ErrPermanent)
 	}
@@ -288,7 +290,7 @@ func (s *Source) Open(ctx context.Context, resume []connector.Position) error {
 		if ctx.Err() == nil {
 			client.Close()
 		}
-		return classify(err, fmt.Sprintf("pulsar source: subscribe %q to %s", s.sub, s.describe()), s.conn.URL)
+		return classify(err, fmt.Sprintf("pulsar source: subscribe %q to %s", s.sub, s.describe()), s.conn.URL, s.problems)
 	}
 	s.mu.Lock()
 	s.client, s.consumer, s.ch = client, consumer, ch
