@@ -6,8 +6,10 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/maintnotifications"
@@ -26,6 +28,8 @@ type Sink struct {
 	// uncertain is set when a WriteTx failed without telling whether its EXEC ran; the next
 	// WriteTx reads the stored positions first and skips what they cover.
 	uncertain bool
+	// known holds the positions hash as this sink last stored or read it, nil before it knows.
+	known map[string]string
 }
 
 var (
@@ -53,6 +57,7 @@ func (s *Sink) Open(ctx context.Context) error {
 	if s.client != nil {
 		return nil
 	}
+	routeClientLog.Do(func() { redis.SetLogger(clientLog{}) })
 	tlsCfg, err := s.cfg.tlsConfig()
 	if err != nil {
 		return fmt.Errorf("redis: %w: %w", err, connector.ErrPermanent)
@@ -125,8 +130,21 @@ func (s *Sink) openError(where string, err error) error {
 		return fmt.Errorf("redis: TLS at %s: the server certificate is not trusted: %v: %w", where, err, connector.ErrPermanent)
 	case errors.As(err, &recErr):
 		return fmt.Errorf("redis: TLS at %s: the server does not speak TLS: %v: %w", where, err, connector.ErrPermanent)
+	case strings.Contains(msg, "remote error: tls:"):
+		return fmt.Errorf("redis: TLS at %s: the server refused the connection (a client certificate it wants, or one it does not trust): %v: %w", where, err, connector.ErrPermanent)
 	}
 	return fmt.Errorf("redis: connect to %s: %w", where, err)
+}
+
+// routeClientLog sends go-redis's own log lines (a failed dial, a pool problem), which it writes
+// to stderr by default, to slog at debug level: the runtime logs each failed write with its
+// error already. go-redis has one logger per process, so this is done once.
+var routeClientLog sync.Once
+
+type clientLog struct{}
+
+func (clientLog) Printf(ctx context.Context, format string, v ...any) {
+	slog.Default().DebugContext(ctx, "redis client: "+fmt.Sprintf(format, v...))
 }
 
 // Write sends the batch as one pipeline. Records that cannot be rendered or that Redis refuses

@@ -57,6 +57,9 @@ func (s *Sink) readPositions(ctx context.Context) (map[string]connector.Position
 		return nil, errors.New("redis: read positions before open")
 	}
 	h, err := s.client.HGetAll(ctx, s.posKey).Result()
+	if err == nil {
+		s.known = h
+	}
 	if err != nil {
 		if redis.HasErrorPrefix(err, "WRONGTYPE") {
 			return nil, fmt.Errorf("redis: positions_key %q holds a value that is not a hash: %w", s.posKey, connector.ErrPermanent)
@@ -131,33 +134,44 @@ func (s *Sink) WriteTx(ctx context.Context, records []connector.Record, position
 // the transaction was aborted for records refused while queueing, which it removed.
 func (s *Sink) execTx(ctx context.Context, positions []connector.Position) (retry bool, err error) {
 	// The last command, the positions' HSET (or, with none, a read of the key), succeeds only if
-	// EXEC ran.
+	// EXEC ran. The first reads the positions as the transaction finds them, to catch another
+	// writer of the same pipeline and sink.
 	last := redis.NewCmd(ctx, "EXISTS", s.posKey)
+	var check *redis.Cmd
 	if len(positions) > 0 {
+		var enc []byte
 		args := make([]any, 0, 2+2*len(positions))
 		args = append(args, "HSET", s.posKey)
-		var enc []byte
 		for _, p := range positions {
 			start := len(enc)
 			enc = appendPosition(enc, p)
 			args = append(args, p.Partition, enc[start:len(enc):len(enc)])
 		}
 		last = redis.NewCmd(ctx, args...)
+		if s.known != nil {
+			args := []any{"HMGET", s.posKey}
+			for _, p := range positions {
+				args = append(args, p.Partition)
+			}
+			check = redis.NewCmd(ctx, args...)
+		}
 	}
 	pipe := s.client.TxPipeline()
+	if check != nil {
+		_ = pipe.Process(ctx, check)
+	}
 	_ = pipe.BatchProcess(ctx, s.b.cmds...)
 	_ = pipe.Process(ctx, last)
 	_, execErr := pipe.Exec(ctx)
-	if execErr == nil {
-		return false, nil
-	}
 	lastErr := last.Err()
 	var rerr redis.Error
 	switch {
-	case lastErr == nil:
+	case execErr == nil || lastErr == nil:
 		// EXEC ran and stored the positions: the refusals are the records' own.
-		_ = s.b.collect(true)
-		return false, nil
+		if execErr != nil {
+			_ = s.b.collect(true)
+		}
+		return false, s.stored(check, positions, last.Args())
 	case redis.HasErrorPrefix(lastErr, "WRONGTYPE"):
 		return false, fmt.Errorf("redis: positions_key %q holds a value that is not a hash: %w", s.posKey, connector.ErrPermanent)
 	case redis.HasErrorPrefix(execErr, "EXECABORT") && s.b.dropQueueRefused():
@@ -167,4 +181,36 @@ func (s *Sink) execTx(ctx context.Context, positions []connector.Position) (retr
 	}
 	s.uncertain = true
 	return false, fmt.Errorf("redis: transaction: %w", execErr)
+}
+
+// stored compares the positions the transaction found (check's reply) with those this sink
+// stored last, and remembers the ones it stored now (the HSET's arguments).
+func (s *Sink) stored(check *redis.Cmd, positions []connector.Position, hset []any) error {
+	if len(positions) == 0 {
+		return nil
+	}
+	var changed error
+	if check != nil {
+		found, _ := check.Slice()
+		for i, p := range positions {
+			var got, want any
+			if i < len(found) {
+				got = found[i]
+			}
+			if v, ok := s.known[p.Partition]; ok {
+				want = v
+			}
+			if got != want && changed == nil {
+				changed = fmt.Errorf("redis: positions_key %q changed under this sink: partition %q holds %v where this sink stored %v; "+
+					"is another process running pipeline %q?: %w", s.posKey, p.Partition, got, want, s.env.Pipeline, connector.ErrPermanent)
+			}
+		}
+	}
+	if s.known == nil {
+		s.known = map[string]string{}
+	}
+	for i := 2; i+1 < len(hset); i += 2 {
+		s.known[hset[i].(string)] = string(hset[i+1].([]byte))
+	}
+	return changed
 }

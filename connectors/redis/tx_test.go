@@ -239,3 +239,34 @@ func TestPositionsKeyOfAnotherType(t *testing.T) {
 		t.Fatalf("WriteTx: %v; want a permanent error", err)
 	}
 }
+
+// TestWriteTxSecondWriter checks a sink notices when the positions it stored were changed by
+// another writer (a second process running the same pipeline) and stops.
+func TestWriteTxSecondWriter(t *testing.T) {
+	addr := sharedRedis(t)
+	c := client(t, addr)
+	ctx := testCtx(t, time.Minute)
+	prefix := unique(t, "tx")
+	dropKeys(t, c, prefix)
+	values := map[string]any{"addr": addr, "mode": "stream", "stream": prefix + ":s", "positions_key": prefix + ":pos"}
+	env := connector.Env{Pipeline: "prices", Component: "cache"}
+	a, b := openSink(t, values, env), openSink(t, values, env)
+	for _, s := range []*Sink{a, b} {
+		checkStored(t, s, nil)
+	}
+	if err := a.WriteTx(ctx, posRecs("p", 1, 2), []connector.Position{{Partition: "p", Offset: 2}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.WriteTx(ctx, posRecs("p", 3, 4), []connector.Position{{Partition: "p", Offset: 4}}); err != nil {
+		t.Fatal(err)
+	}
+	err := b.WriteTx(ctx, posRecs("p", 1, 2), []connector.Position{{Partition: "p", Offset: 2}})
+	if !errors.Is(err, connector.ErrPermanent) || !strings.Contains(err.Error(), "another process") {
+		t.Fatalf("second writer: %v; want a permanent error about another process", err)
+	}
+	// The first one notices too.
+	err = a.WriteTx(ctx, posRecs("p", 5, 5), []connector.Position{{Partition: "p", Offset: 5}})
+	if !errors.Is(err, connector.ErrPermanent) {
+		t.Fatalf("first writer after the second: %v; want a permanent error", err)
+	}
+}
