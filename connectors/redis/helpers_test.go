@@ -127,6 +127,11 @@ type privateRedis struct {
 
 func startPrivateRedis(t *testing.T, extra ...string) *privateRedis {
 	t.Helper()
+	return startPrivateRedisOn(t, freePort(t), extra...)
+}
+
+func startPrivateRedisOn(t *testing.T, port int, extra ...string) *privateRedis {
+	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		if os.Getenv("CI") == "true" {
@@ -134,7 +139,7 @@ func startPrivateRedis(t *testing.T, extra ...string) *privateRedis {
 		}
 		t.Skipf("redis-server not found: %v (run `make services`, which installs it)", err)
 	}
-	p := &privateRedis{t: t, dir: t.TempDir(), port: freePort(t)}
+	p := &privateRedis{t: t, dir: t.TempDir(), port: port}
 	p.args = append([]string{"--bind", "127.0.0.1", "--port", strconv.Itoa(p.port), "--dir", p.dir,
 		"--save", "", "--appendonly", "yes", "--appendfsync", "always", "--logfile", "redis.log"}, extra...)
 	p.args = append([]string{bin}, p.args...)
