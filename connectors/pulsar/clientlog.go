@@ -15,9 +15,21 @@ import (
 // refused or failed connection until its operation timeout and then reports "connection error";
 // the reason (a TLS failure, the broker refusing the credentials) is only in its log.
 type connProblems struct {
-	mu   sync.Mutex
-	msg  string
-	auth bool
+	mu      sync.Mutex
+	msg     string
+	auth    bool
+	refused chan struct{} // closed at the first refusal of the credentials
+	closed  bool
+}
+
+func newConnProblems() *connProblems { return &connProblems{refused: make(chan struct{})} }
+
+// refusals is closed once the broker refused the credentials.
+func (c *connProblems) refusals() <-chan struct{} {
+	if c == nil {
+		return nil
+	}
+	return c.refused
 }
 
 // Messages of the client (internal/connection.go) that say a connection attempt failed.
@@ -38,6 +50,10 @@ func (c *connProblems) observe(msg string) {
 			auth := f == "Failed to load auth credentials" ||
 				f == "Failed to establish connection with broker" && (strings.Contains(lower, "auth") || strings.Contains(lower, "token") || strings.Contains(lower, "credential"))
 			c.mu.Lock()
+			if auth && !c.closed && c.refused != nil {
+				close(c.refused)
+				c.closed = true
+			}
 			c.msg, c.auth = msg, auth
 			c.mu.Unlock()
 			return

@@ -179,7 +179,10 @@ func classify(err error, what string, url string, conn *connProblems) error {
 
 // withContext runs f, which cannot be cancelled, and returns when it does or when ctx is done;
 // in the latter case cleanup receives f's result once f returns.
-func withContext[T any](ctx context.Context, f func() (T, error), cleanup func(T, error)) (T, error) {
+//
+// The client retries a connection the broker refused until its operation timeout; a refusal of
+// the credentials (refused is closed) ends the wait at once, with errRefused.
+func withContext[T any](ctx context.Context, refused <-chan struct{}, f func() (T, error), cleanup func(T, error)) (T, error) {
 	type result struct {
 		v   T
 		err error
@@ -189,15 +192,22 @@ func withContext[T any](ctx context.Context, f func() (T, error), cleanup func(T
 		v, err := f()
 		ch <- result{v, err}
 	}()
+	var err error
 	select {
 	case r := <-ch:
 		return r.v, r.err
 	case <-ctx.Done():
-		go func() {
-			r := <-ch
-			cleanup(r.v, r.err)
-		}()
-		var zero T
-		return zero, ctx.Err()
+		err = ctx.Err()
+	case <-refused:
+		err = errRefused
 	}
+	go func() {
+		r := <-ch
+		cleanup(r.v, r.err)
+	}()
+	var zero T
+	return zero, err
 }
+
+// errRefused is the error of an operation cut short because the broker refused the credentials.
+var errRefused = errors.New("connection error")

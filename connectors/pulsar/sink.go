@@ -214,7 +214,7 @@ func (s *Sink) Open(ctx context.Context) error {
 	if s.client != nil {
 		return errors.New("pulsar sink: already open")
 	}
-	s.problems = &connProblems{}
+	s.problems = newConnProblems()
 	client, err := s.conn.newClient(s.log, s.problems)
 	if err != nil {
 		return fmt.Errorf("pulsar sink: %w: %w", err, connector.ErrPermanent)
@@ -240,7 +240,7 @@ func (s *Sink) producer(ctx context.Context, topic string) (*producerEntry, erro
 	opts := s.opts
 	opts.Topic = topic
 	client := s.client
-	p, err := withContext(ctx, func() (pulsar.Producer, error) { return client.CreateProducer(opts) },
+	p, err := withContext(ctx, s.problems.refusals(), func() (pulsar.Producer, error) { return client.CreateProducer(opts) },
 		func(p pulsar.Producer, err error) {
 			if err == nil {
 				p.Close()

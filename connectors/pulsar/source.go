@@ -256,7 +256,7 @@ func (s *Source) Open(ctx context.Context, resume []connector.Position) error {
 			skip[p.Partition] = k
 		}
 	}
-	s.problems = &connProblems{}
+	s.problems = newConnProblems()
 	client, err := s.conn.newClient(s.log, s.problems)
 	if err != nil {
 		return fmt.Errorf("pulsar source: %w: %w", err, connector.ErrPermanent)
@@ -279,7 +279,7 @@ func (s *Source) Open(ctx context.Context, resume []connector.Position) error {
 	default:
 		opts.Topics = s.topics
 	}
-	consumer, err := withContext(ctx, func() (pulsar.Consumer, error) { return client.Subscribe(opts) },
+	consumer, err := withContext(ctx, s.problems.refusals(), func() (pulsar.Consumer, error) { return client.Subscribe(opts) },
 		func(c pulsar.Consumer, err error) {
 			if err == nil {
 				c.Close()
@@ -287,7 +287,7 @@ func (s *Source) Open(ctx context.Context, resume []connector.Position) error {
 			client.Close()
 		})
 	if err != nil {
-		if ctx.Err() == nil {
+		if ctx.Err() == nil && !errors.Is(err, errRefused) { // otherwise the cleanup closes it
 			client.Close()
 		}
 		return classify(err, fmt.Sprintf("pulsar source: subscribe %q to %s", s.sub, s.describe()), s.conn.URL, s.problems)
