@@ -143,3 +143,39 @@ func receiveUntilMarker(t *testing.T, c *goredis.Client, sub *goredis.PubSub, ch
 		out = append(out, rec(m.Payload))
 	}
 }
+
+// TestConformanceTransactionalSink runs the exactly-once contract checks on stream mode. The
+// sink reaches Redis through a proxy, so that a commit can be broken: the proxy holds the
+// transaction's request until the write times out, and the server never runs it.
+func TestConformanceTransactionalSink(t *testing.T) {
+	addr := sharedRedis(t)
+	c := client(t, addr)
+	var px *proxy
+	conntest.TestTransactionalSink(t, conntest.TransactionalSinkHarness{
+		Setup: func(t *testing.T) (conntest.TxSinkFactory, func(t *testing.T) []connector.Record) {
+			prefix := unique(t, "ct")
+			dropKeys(t, c, prefix)
+			// The checks name their pipelines conntest-<time>; their positions use the default key.
+			dropKeys(t, c, "sluice:positions:conntest-")
+			px = startProxy(t, addr)
+			cfg := conntest.Config(t, sinkSpec, map[string]any{"addr": px.Addr(), "mode": "stream", "stream": prefix, "fields": "object", "timeout": time.Second})
+			return func(env connector.Env) (connector.TransactionalSink, error) { return NewSink(cfg, env) },
+				func(t *testing.T) []connector.Record {
+					msgs, err := c.XRange(testCtx(t, time.Minute), prefix, "-", "+").Result()
+					if err != nil {
+						t.Fatal(err)
+					}
+					var out []connector.Record
+					for _, m := range msgs {
+						out = append(out, rec(fmt.Sprintf(`{"n":%v}`, m.Values["n"])))
+					}
+					return out
+				}
+		},
+		Poison: func(int) connector.Record { return rec(`not json`) },
+		BreakCommit: func(t *testing.T) func() {
+			px.set(true, true)
+			return px.cut
+		},
+	})
+}

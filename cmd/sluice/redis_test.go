@@ -1,0 +1,144 @@
+package main_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math/rand"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/sluicehq/sluice/internal/testenv"
+)
+
+// TestKill9ExactlyOnceRedisIntegration runs file → two Redis streams (a stream shows a duplicate;
+// the second sink has a batch of its own, so the two commit at different points) with delivery:
+// exactly_once, and kills `sluice run` with SIGKILL at ten random moments, restarting it each
+// time, then lets a run finish. redis-cli must then count every record exactly once in each
+// stream, and each positions hash must hold the end of the file.
+func TestKill9ExactlyOnceRedisIntegration(t *testing.T) {
+	addr := testenv.Require(t, "REDIS_ADDR")
+	bin := buildSluice(t)
+	seed := time.Now().UnixNano()
+	rng := rand.New(rand.NewSource(seed))
+	t.Logf("seed %d", seed)
+	// Sized so that ten kills at most 430ms into a run come before the end.
+	const n = 300_000
+	dir := t.TempDir()
+	var in bytes.Buffer
+	commodities := []string{"gold", "silver", "copper", "oil"}
+	for i := 1; i <= n; i++ {
+		fmt.Fprintf(&in, `{"seq":%d,"commodity":%q,"price":%d.25}`+"\n", i, commodities[i%4], i%1000)
+	}
+	inPath := filepath.Join(dir, "in.jsonl")
+	if err := os.WriteFile(inPath, in.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	host, port, _ := net.SplitHostPort(addr)
+	rdb := redis.NewClient(&redis.Options{Addr: addr})
+	defer rdb.Close()
+	cli := func(args ...string) string {
+		out, err := exec.Command("redis-cli", append([]string{"-h", host, "-p", port}, args...)...).Output()
+		if err != nil {
+			t.Fatalf("redis-cli %s: %v", strings.Join(args, " "), err)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	prefix := "sluicetest:eo-kill:" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	streams := map[string]string{"a": prefix + ":a", "b": prefix + ":b"}
+	positions := map[string]string{"a": prefix + ":pos:a", "b": prefix + ":pos:b"}
+	t.Cleanup(func() { cli("DEL", streams["a"], streams["b"], positions["a"], positions["b"]) })
+	sink := func(name, batch string) string {
+		return fmt.Sprintf("    - {name: %s, type: redis%s, config: {addr: %q, mode: stream, stream: %q, fields: object, positions_key: %q}}\n",
+			name, batch, addr, streams[name], positions[name])
+	}
+	manifest := `apiVersion: sluice.dev/v1
+kind: Pipeline
+metadata: {name: eo-redis}
+spec:
+  source: {type: file, config: {path: ` + strconv.Quote(inPath) + `, read_buffer: 16KiB}}
+  sinks:
+` + sink("a", "") + sink("b", ", batch: {max_records: 1500, linger: 20ms}") + `  delivery: exactly_once
+  batch: {max_records: 200, linger: 1ms}
+  buffer: {max_records: 6000}
+`
+	mPath := filepath.Join(dir, "eo.yaml")
+	if err := os.WriteFile(mPath, []byte(manifest), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	kills := 0
+	for attempt := 0; ; attempt++ {
+		if attempt > 40 {
+			t.Fatalf("no run completed after %d attempts", attempt)
+		}
+		var stderr bytes.Buffer
+		cmd := exec.Command(bin, "run", "--data-dir", filepath.Join(dir, "data"), "--admin-addr", "", "--log-level", "warn", mPath)
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		var timer <-chan time.Time
+		if kills < 10 {
+			timer = time.After(time.Duration(rng.Intn(400)+30) * time.Millisecond)
+		}
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("run failed: %v\n%s", err, stderr.String())
+			}
+			if kills < 10 {
+				t.Fatalf("run %d finished before it was killed; the test needs slower runs", attempt)
+			}
+		case <-timer:
+			_ = cmd.Process.Signal(syscall.SIGKILL)
+			<-done
+			kills++
+			if strings.Contains(stderr.String(), "level=ERROR") {
+				t.Logf("run %d logged errors:\n%s", attempt, stderr.String())
+			}
+			t.Logf("kill %d: stream a holds %s entries, b %s", kills, cli("XLEN", streams["a"]), cli("XLEN", streams["b"]))
+			continue
+		}
+		break
+	}
+	for _, name := range []string{"a", "b"} {
+		if got := cli("XLEN", streams[name]); got != strconv.Itoa(n) {
+			t.Errorf("stream %s: redis-cli XLEN = %s, want %d: a record lost or stored twice after %d kills", name, got, n, kills)
+		}
+		// Every seq once, in order.
+		seq := 0
+		for start := "-"; ; {
+			msgs, err := rdb.XRangeN(context.Background(), streams[name], start, "+", 10000).Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(msgs) == 0 {
+				break
+			}
+			for _, m := range msgs {
+				if seq++; m.Values["seq"] != strconv.Itoa(seq) {
+					t.Fatalf("stream %s: entry %d has seq %v, want %d", name, seq, m.Values["seq"], seq)
+				}
+			}
+			start = "(" + msgs[len(msgs)-1].ID
+		}
+		partition, err := filepath.Abs(inPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := cli("HGET", positions[name], partition), fmt.Sprintf(`{"offset":%d}`, in.Len()); got != want {
+			t.Errorf("stream %s: stored position %s; want %s (the end of the file)", name, got, want)
+		}
+	}
+}
