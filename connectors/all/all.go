@@ -6,6 +6,7 @@ import (
 	"github.com/sluicehq/sluice/connectors/file"
 	"github.com/sluicehq/sluice/connectors/generate"
 	"github.com/sluicehq/sluice/connectors/http"
+	"github.com/sluicehq/sluice/connectors/iceberg"
 	"github.com/sluicehq/sluice/connectors/kafka"
 	"github.com/sluicehq/sluice/connectors/postgres"
 	"github.com/sluicehq/sluice/connectors/pulsar"
@@ -35,6 +36,7 @@ func Components() []connector.Component {
 		{scraper.Component()},
 		webhook.Components(),
 		pulsar.Components(),
+		iceberg.Components(),
 	} {
 		out = append(out, cs...)
 	}

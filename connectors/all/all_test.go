@@ -12,7 +12,7 @@ func TestCatalogHoldsEveryBuiltInAndIsFreshEachCall(t *testing.T) {
 	for _, want := range []struct {
 		kind connector.Kind
 		name string
-	}{{connector.KindSource, "file"}, {connector.KindSource, "generate"}, {connector.KindSink, "file"}, {connector.KindSink, "drop"}, {connector.KindSink, "stdout"}} {
+	}{{connector.KindSource, "file"}, {connector.KindSource, "generate"}, {connector.KindSink, "file"}, {connector.KindSink, "drop"}, {connector.KindSink, "stdout"}, {connector.KindSink, "iceberg"}} {
 		if _, ok := a.Lookup(want.kind, want.name); !ok {
 			t.Errorf("%s %q is missing", want.kind, want.name)
 		}

@@ -1,0 +1,424 @@
+package iceberg
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"iter"
+	"strings"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+	ice "github.com/apache/iceberg-go"
+	"github.com/apache/iceberg-go/catalog"
+	"github.com/apache/iceberg-go/table"
+
+	"github.com/sluicehq/sluice/sdk/go/connector"
+)
+
+// maxConflictRetries bounds how often one write re-reads the table and commits again after
+// other writers committed first.
+const maxConflictRetries = 20
+
+// Sink appends records to an Iceberg table. The runtime calls Write or WriteTx from one goroutine
+// at a time.
+type Sink struct {
+	plan      catalogPlan
+	ident     table.Identifier
+	name      string // the table as the manifest names it
+	cols      []column
+	partition []partitionField // nil: not declared
+	tableProp ice.Properties
+	key       string // the snapshot summary key of this pipeline's sink
+	env       connector.Env
+
+	cat    catalog.Catalog
+	tbl    *table.Table
+	schema *arrow.Schema // the table's, with field ids
+	conv   *converter
+	mem    memory.Allocator
+
+	stored map[string]connector.Position // what the table holds for this sink, as of tbl
+	unsure bool                          // a commit failed in a way that leaves its outcome unknown
+}
+
+var (
+	_ connector.Sink              = (*Sink)(nil)
+	_ connector.TransactionalSink = (*Sink)(nil)
+)
+
+// NewSink builds an Iceberg sink from its configuration. It does no I/O: it checks the schema,
+// the partition spec against it, the table name and the catalog settings.
+func NewSink(cfg connector.Config, env connector.Env) (*Sink, error) {
+	var c struct {
+		Catalog    catalogConfig     `config:"catalog"`
+		Table      string            `config:"table"`
+		Schema     []columnConfig    `config:"schema"`
+		Partition  []string          `config:"partition"`
+		Properties map[string]string `config:"table_properties"`
+	}
+	if err := sinkSpec.Decode(cfg, &c); err != nil {
+		return nil, err
+	}
+	plan, err := checkCatalog(c.Catalog)
+	if err != nil {
+		return nil, err
+	}
+	i := strings.LastIndexByte(c.Table, '.')
+	if i <= 0 || i == len(c.Table)-1 || strings.Contains(c.Table, "..") {
+		return nil, &connector.ConfigError{Field: "table", Msg: fmt.Sprintf("%q is not namespace.table", c.Table), Hint: "market.prices"}
+	}
+	cols, err := parseColumns(c.Schema)
+	if err != nil {
+		return nil, err
+	}
+	s := &Sink{
+		plan:      plan,
+		ident:     strings.Split(c.Table, "."),
+		name:      c.Table,
+		cols:      cols,
+		tableProp: ice.Properties(c.Properties),
+		key:       summaryKey(env.Pipeline, env.Component),
+		env:       env,
+		mem:       memory.DefaultAllocator,
+	}
+	if c.Partition != nil {
+		if s.partition, err = parsePartition(c.Partition, cols); err != nil {
+			return nil, err
+		}
+		if _, err := partitionSpec(s.partition, icebergSchema(cols)); err != nil {
+			return nil, &connector.ConfigError{Field: "partition", Msg: err.Error()}
+		}
+	}
+	return s, nil
+}
+
+// CheckExactlyOnce reports that every configuration can be written exactly once.
+func (s *Sink) CheckExactlyOnce() error { return nil }
+
+// errorf prefixes an error with the sink and its table.
+func (s *Sink) errorf(format string, args ...any) error {
+	return fmt.Errorf("iceberg sink: table %s: "+format, append([]any{s.name}, args...)...)
+}
+
+// Open connects to the catalog, creates the namespace and the table when missing, and brings an
+// existing table's schema up to the declared one (or refuses, naming the column).
+func (s *Sink) Open(ctx context.Context) error {
+	cat, err := s.plan.open(ctx)
+	if err != nil {
+		return fmt.Errorf("iceberg sink: catalog %s: %w", s.plan.display, err)
+	}
+	s.cat = cat
+	ns := catalog.NamespaceFromIdent(s.ident)
+	if err := cat.CreateNamespace(ctx, ns, nil); err != nil && !errors.Is(err, catalog.ErrNamespaceAlreadyExists) {
+		return s.errorf("create namespace %s: %w", strings.Join(ns, "."), err)
+	}
+	tbl, err := cat.LoadTable(ctx, s.ident)
+	if errors.Is(err, catalog.ErrNoSuchTable) {
+		tbl, err = s.create(ctx)
+	}
+	if err != nil {
+		return s.errorf("%w", err)
+	}
+	if tbl, err = s.evolve(ctx, tbl); err != nil {
+		return err
+	}
+	return s.use(tbl)
+}
+
+// create makes the table with the declared schema, partition spec and properties.
+func (s *Sink) create(ctx context.Context) (*table.Table, error) {
+	sc := icebergSchema(s.cols)
+	opts := []catalog.CreateTableOpt{catalog.WithProperties(s.tableProp)}
+	if len(s.partition) > 0 {
+		spec, err := partitionSpec(s.partition, sc)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, catalog.WithPartitionSpec(spec))
+	}
+	tbl, err := s.cat.CreateTable(ctx, s.ident, sc, opts...)
+	if errors.Is(err, catalog.ErrTableAlreadyExists) { // created by another writer meanwhile
+		return s.cat.LoadTable(ctx, s.ident)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("create: %w", err)
+	}
+	s.env.Logger.Info("created iceberg table", "table", s.name, "catalog", s.plan.display)
+	return tbl, nil
+}
+
+// evolve checks an existing table against the declared schema and partitioning, and commits the
+// schema changes Iceberg allows without rewriting data.
+func (s *Sink) evolve(ctx context.Context, tbl *table.Table) (*table.Table, error) {
+	permanent := func(err error) error {
+		return fmt.Errorf("iceberg sink: table %s: %w (%w)", s.name, err, connector.ErrPermanent)
+	}
+	if s.partition != nil {
+		if same, have := samePartitioning(tbl.Spec(), tbl.Schema(), s.partition); !same {
+			return nil, permanent(&connector.ConfigError{Field: "partition",
+				Msg:  fmt.Sprintf("the table is partitioned by %s, not by the declared %s", have, declared(s.partition)),
+				Hint: "declare the table's partitioning (or leave partition out), or evolve the table's partition spec with an Iceberg tool"})
+		}
+	}
+	ch, err := diffSchema(tbl.Schema(), s.cols)
+	if err != nil {
+		return nil, permanent(err)
+	}
+	if ch.empty() {
+		return tbl, nil
+	}
+	tx := tbl.NewTransaction()
+	up := tx.UpdateSchema(true, false)
+	var what []string
+	for _, c := range ch.add {
+		up.AddColumn([]string{c.name}, c.typ, c.doc, false, nil)
+		what = append(what, "add "+c.name+" "+c.typ.String())
+	}
+	for _, c := range ch.widen {
+		up.UpdateColumn([]string{c.name}, table.ColumnUpdate{FieldType: ice.Optional[ice.Type]{Valid: true, Val: c.typ}})
+		what = append(what, "widen "+c.name+" to "+c.typ.String())
+	}
+	for _, c := range ch.relax {
+		up.UpdateColumn([]string{c.name}, table.ColumnUpdate{Required: ice.Optional[bool]{Valid: true, Val: false}})
+		what = append(what, "make "+c.name+" optional")
+	}
+	if err := up.Commit(); err != nil {
+		return nil, permanent(fmt.Errorf("schema update (%s): %w", strings.Join(what, ", "), err))
+	}
+	out, err := tx.Commit(ctx)
+	if err != nil {
+		return nil, s.errorf("commit schema update (%s): %w", strings.Join(what, ", "), err)
+	}
+	s.env.Logger.Info("evolved iceberg table schema", "table", s.name, "changes", strings.Join(what, ", "))
+	return out, nil
+}
+
+func declared(fields []partitionField) string {
+	var out []string
+	for _, f := range fields {
+		out = append(out, describeField(f.transform, f.source))
+	}
+	return "[" + strings.Join(out, ", ") + "]"
+}
+
+// use makes tbl the table the sink writes to: its Arrow schema and a converter for it.
+func (s *Sink) use(tbl *table.Table) error {
+	sc, err := table.SchemaToArrowSchema(tbl.Schema(), nil, true, false)
+	if err != nil {
+		return s.errorf("arrow schema: %w", err)
+	}
+	conv, err := newConverter(s.cols, sc, s.mem)
+	if err != nil {
+		return s.errorf("%w", err)
+	}
+	if s.conv != nil {
+		s.conv.release()
+	}
+	s.tbl, s.schema, s.conv = tbl, sc, conv
+	s.stored, err = storedPositions(tbl, s.key)
+	if err != nil {
+		return s.errorf("%w", err)
+	}
+	return nil
+}
+
+// Write appends the records as one commit. Records that do not fit the schema are reported in a
+// *connector.BatchError after the others are committed.
+func (s *Sink) Write(ctx context.Context, records []connector.Record) error {
+	if err := s.ready(ctx); err != nil {
+		return err
+	}
+	batch, failed := s.conv.convert(records, nil)
+	if batch == nil {
+		return batchError(failed)
+	}
+	files, err := s.writeFiles(ctx, batch)
+	if err != nil {
+		return err
+	}
+	for attempt := 0; ; attempt++ {
+		err := s.commit(ctx, files, nil, false)
+		if err == nil {
+			return batchError(failed)
+		}
+		if !isConflict(err) {
+			return s.errorf("commit: %w", err)
+		}
+		if err := s.retryAfterConflict(ctx, attempt, err); err != nil {
+			return err
+		}
+	}
+}
+
+// isConflict reports whether a commit failed because the table moved since it was read, which
+// leaves nothing committed. The REST catalog answers 409 (table.ErrCommitFailed); the SQL catalog
+// checks the commit's requirements itself and returns their "requirement failed" error unwrapped.
+func isConflict(err error) bool {
+	return errors.Is(err, table.ErrCommitFailed) || strings.Contains(err.Error(), "requirement failed:")
+}
+
+// retryAfterConflict reloads the table after a conflicting commit, or gives up after
+// maxConflictRetries attempts.
+func (s *Sink) retryAfterConflict(ctx context.Context, attempt int, err error) error {
+	if attempt >= maxConflictRetries {
+		return s.errorf("commit: still conflicting with other writers after %d attempts: %w", attempt+1, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return s.refresh(ctx)
+}
+
+func (s *Sink) ready(ctx context.Context) error {
+	if s.conv == nil {
+		return errors.New("iceberg sink: write before open")
+	}
+	return ctx.Err()
+}
+
+func batchError(failed []connector.RecordError) error {
+	if len(failed) == 0 {
+		return nil
+	}
+	return &connector.BatchError{Failed: failed}
+}
+
+// writeFiles writes the batch as Parquet data files of the table (one or more per partition)
+// and releases it.
+func (s *Sink) writeFiles(ctx context.Context, batch arrow.RecordBatch) ([]ice.DataFile, error) {
+	one := func(yield func(arrow.RecordBatch, error) bool) { yield(batch, nil) }
+	var files []ice.DataFile
+	for df, err := range table.WriteRecords(ctx, s.tbl, s.schema, iter.Seq2[arrow.RecordBatch, error](one)) {
+		if err != nil {
+			return nil, s.errorf("write data files: %w", err)
+		}
+		files = append(files, df)
+	}
+	return files, nil
+}
+
+// StoredPositions returns the positions of the latest snapshot this pipeline's sink committed,
+// read afresh from the catalog.
+func (s *Sink) StoredPositions(ctx context.Context) ([]connector.Position, error) {
+	if s.cat == nil {
+		return nil, errors.New("iceberg sink: StoredPositions before open")
+	}
+	if err := s.refresh(ctx); err != nil {
+		return nil, err
+	}
+	return sortedPositions(s.stored), nil
+}
+
+// refresh reloads the table and what it holds for this sink.
+func (s *Sink) refresh(ctx context.Context) error {
+	tbl, err := s.cat.LoadTable(ctx, s.ident)
+	if err != nil {
+		return s.errorf("load: %w", err)
+	}
+	if tbl.Schema().ID != s.tbl.Schema().ID {
+		return s.use(tbl)
+	}
+	stored, err := storedPositions(tbl, s.key)
+	if err != nil {
+		return s.errorf("%w", err)
+	}
+	s.tbl, s.stored, s.unsure = tbl, stored, false
+	return nil
+}
+
+// WriteTx appends the records and stores the positions in the same commit's snapshot summary.
+// Records at or before what the table already holds for their partition are skipped, so a
+// retried write whose first commit did land stores nothing twice.
+func (s *Sink) WriteTx(ctx context.Context, records []connector.Record, positions []connector.Position) error {
+	if err := s.ready(ctx); err != nil {
+		return err
+	}
+	if s.unsure {
+		if err := s.refresh(ctx); err != nil {
+			return err
+		}
+	}
+	batch, failed := s.conv.convert(records, func(i int) bool {
+		p, ok := s.stored[records[i].Position.Partition]
+		return ok && records[i].Position.Offset <= p.Offset
+	})
+	next, moved := mergePositions(s.stored, positions)
+	if batch == nil && !moved {
+		return batchError(failed)
+	}
+	var files []ice.DataFile
+	if batch != nil {
+		var err error
+		if files, err = s.writeFiles(ctx, batch); err != nil {
+			return err
+		}
+	}
+	value, err := encodePositions(next)
+	if err != nil {
+		return s.errorf("%w", err)
+	}
+	props := ice.Properties{s.key: value}
+	for attempt := 0; ; attempt++ {
+		err := s.commit(ctx, files, props, true)
+		if err == nil {
+			s.stored = next
+			return batchError(failed)
+		}
+		if !isConflict(err) {
+			s.unsure = true // the catalog may have taken the commit: re-read before the next one
+			return s.errorf("commit: %w", err)
+		}
+		// Another writer committed first. If it was not this sink, commit again on top of it.
+		before := s.stored
+		if err := s.retryAfterConflict(ctx, attempt, err); err != nil {
+			return err
+		}
+		if !equalPositions(before, s.stored) {
+			return s.errorf("another writer committed positions for pipeline %q sink %q meanwhile (now %s): two instances of this pipeline write to the table; exactly-once delivery cannot hold (%w)",
+				s.env.Pipeline, s.env.Component, describePositions(s.stored), connector.ErrPermanent)
+		}
+	}
+}
+
+// commit appends files (none: an empty append, moving positions alone) with the summary props.
+// With pin, the commit requires the table's current snapshot to be the one the sink last read,
+// instead of letting iceberg-go replay it on top of whatever was committed meanwhile.
+func (s *Sink) commit(ctx context.Context, files []ice.DataFile, props ice.Properties, pin bool) error {
+	tx := s.tbl.NewTransaction()
+	if pin {
+		if err := tx.AssertRefSnapshotID(""); err != nil {
+			return err
+		}
+	}
+	var err error
+	if len(files) > 0 {
+		err = tx.AddDataFiles(ctx, files, props, table.WithoutDuplicateCheck())
+	} else {
+		err = tx.AddFiles(ctx, nil, props, false)
+	}
+	if err != nil {
+		return fmt.Errorf("stage append: %w", err)
+	}
+	tbl, err := tx.Commit(ctx)
+	if err != nil {
+		return err
+	}
+	s.tbl = tbl
+	return nil
+}
+
+// Close releases the catalog connection. It is idempotent.
+func (s *Sink) Close(context.Context) error {
+	if s.conv != nil {
+		s.conv.release()
+		s.conv = nil
+	}
+	var err error
+	if s.cat != nil {
+		err = closeCatalog(s.cat)
+		s.cat = nil
+	}
+	s.tbl = nil
+	return err
+}
