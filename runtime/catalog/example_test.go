@@ -21,6 +21,6 @@ func Example() {
 	empty, _ := catalog.New()
 	fmt.Println(empty.Names(connector.KindSink))
 	// Output:
-	// [audit drop file kafka postgres pulsar redis stdout]
+	// [audit drop file iceberg kafka postgres pulsar redis stdout]
 	// []
 }
