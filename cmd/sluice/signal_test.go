@@ -53,10 +53,23 @@ spec:
 `, filepath.Join(dir, "out.txt"))), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	// The first delay leaves the process time to start the Go runtime; signal handling cannot
-	// exist before that.
-	for _, delay := range []time.Duration{30, 50, 80, 120, 200, 400} {
-		delay *= time.Millisecond
+	// Signal handling cannot exist before the Go runtime has initialised every package and
+	// reached main, which takes tens of milliseconds on an idle machine and several times that on
+	// a loaded one. So the delays count from a start-up time measured here, as the slowest of
+	// three `sluice version` runs (the same initialisation, then an exit), with half again for
+	// margin; plugin discovery and manifest loading follow, and the signal lands in them.
+	var startup time.Duration
+	for range 3 {
+		t0 := time.Now()
+		if out, err := exec.Command(bin, "version").CombinedOutput(); err != nil {
+			t.Fatalf("sluice version: %v\n%s", err, out)
+		}
+		startup = max(startup, time.Since(t0))
+	}
+	startup += startup / 2
+	t.Logf("start-up allowance %v", startup)
+	for _, delay := range []time.Duration{0, 20, 50, 90, 170, 370} {
+		delay = startup + delay*time.Millisecond
 		var stderr bytes.Buffer
 		cmd := exec.Command(bin, "--plugins-dir", plugins, "run", "--data-dir", filepath.Join(dir, "data"), "--admin-addr", "", manifest)
 		cmd.Stderr = &stderr
@@ -68,7 +81,7 @@ spec:
 		err := cmd.Wait()
 		var ee *exec.ExitError
 		if errors.As(err, &ee) {
-			t.Errorf("SIGTERM %v after the start: %v, want exit 0; stderr:\n%s", delay, err, stderr.String())
+			t.Errorf("SIGTERM %v after the start (start-up allowance %v): %v, want exit 0; stderr:\n%s", delay, startup, err, stderr.String())
 		} else if err != nil {
 			t.Fatal(err)
 		}

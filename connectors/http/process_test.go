@@ -171,8 +171,13 @@ spec:
 	if next != len(fx.lines) {
 		t.Fatalf("lost data: only the first %d of %d records reached the sink (%d kills)", next, len(fx.lines), kills)
 	}
-	if dups > kills*300 {
-		t.Fatalf("%d records repeated after %d kills: more than the in-flight tail (300 per kill)", dups, kills)
+	// What a kill repeats is what reached the sink after the last saved checkpoint: at most the
+	// in-flight budget (300 records) plus what the committer had not saved yet, which on a loaded
+	// machine can be a few batches more. 1,000 per kill is over three budgets; restarting from the
+	// first page would repeat thousands.
+	const repeatBound = 1000
+	if dups > kills*repeatBound {
+		t.Fatalf("%d records repeated after %d kills: more than %d per kill", dups, kills, repeatBound)
 	}
 	n429, n500 := 0, 0
 	faults.Range(func(_, v any) bool {
@@ -187,7 +192,8 @@ spec:
 		t.Fatalf("the run saw %d 429s and %d 500s; the test means to show both survived", n429, n500)
 	}
 	// Each restart asks first for the page of its checkpoint: at most the page after the last one
-	// the killed run was served, at least the oldest page that was still in flight.
+	// the killed run was served, at least the oldest page that was still in flight or delivered
+	// but not yet checkpointed (the same bound as the repeats).
 	served := api.pagesServed()
 	for _, at := range restarts {
 		if at == 0 || at >= len(served) {
@@ -196,7 +202,7 @@ spec:
 		var prev, first int
 		fmt.Sscanf(strings.TrimPrefix(served[at-1], "|"), "%d", &prev)
 		fmt.Sscanf(strings.TrimPrefix(served[at], "|"), "%d", &first)
-		if first > prev+100 || first < prev-400 {
+		if first > prev+100 || first < prev-repeatBound {
 			t.Fatalf("a run killed after page %d restarted at page %d: want the checkpointed page, within the in-flight pages", prev/100+1, first/100+1)
 		}
 	}
