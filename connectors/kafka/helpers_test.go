@@ -206,3 +206,43 @@ func sinkConfig(t testing.TB, values map[string]any) connector.Config {
 	}
 	return cfg
 }
+
+// readCommitted reads a topic from its start up to its last stable offsets, as a consumer with
+// isolation.level=read_committed does: records of aborted or open transactions are not returned.
+// Transaction markers are read (and dropped) to know when the end is reached.
+func (b *broker) readCommitted(t testing.TB, topic string) []*kgo.Record {
+	t.Helper()
+	ctx := testContext(t, 2*time.Minute)
+	ends, err := b.adm.ListCommittedOffsets(ctx, topic)
+	if err != nil {
+		t.Fatalf("list committed offsets: %v", err)
+	}
+	want := map[int32]int64{}
+	ends.Each(func(o kadm.ListedOffset) {
+		if o.Offset > 0 {
+			want[o.Partition] = o.Offset
+		}
+	})
+	cl, err := kgo.NewClient(kgo.SeedBrokers(b.addr), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.KeepControlRecords(), kgo.MetadataMinAge(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	var out []*kgo.Record
+	for len(want) > 0 {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("read %s back: %d records, still waiting for partitions %v", topic, len(out), want)
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			if !r.Attrs.IsControl() {
+				out = append(out, r)
+			}
+			if end, ok := want[r.Partition]; ok && r.Offset+1 >= end {
+				delete(want, r.Partition)
+			}
+		})
+	}
+	return out
+}

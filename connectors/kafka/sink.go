@@ -37,7 +37,17 @@ var sinkSpec = connector.Spec{
 		"dead-lettered (they may then land after records of later batches). Any other failure (brokers unreachable, timeouts) " +
 		"fails the write, which the runtime retries with backoff.\n\n" +
 		"The sink can serve as a pipeline's `dead_letter` sink: the dead-letter envelope is the value, the original key and " +
-		"headers are kept.",
+		"headers are kept.\n\n" +
+		"With `delivery: exactly_once` the sink writes each batch in one Kafka transaction (a transactional producer whose " +
+		"`transactional.id` is `sluice-PIPELINE-SINK`, so a restarted process fences the one it replaces and aborts what it left " +
+		"open), together with a record of the source positions the batch covers in `positions_topic` (a compacted topic of one " +
+		"partition, created when missing, keyed by pipeline and sink). On start the sink reads its positions back with a " +
+		"read-committed consumer and the runtime resumes after them, so a consumer reading the topics with " +
+		"`isolation.level=read_committed` sees every record once, across crashes. A record too large for `batch_max_bytes` or " +
+		"for its topic's `max.message.bytes` is dead-lettered before the transaction; a record the brokers refuse inside a " +
+		"transaction aborts it, and the transaction is written again without that record, which goes to the dead letters. " +
+		"Exactly-once needs `acks: all` and `idempotent: true`, and one process per pipeline writing through this sink.",
+	ExactlyOnce: true,
 	Fields: append(connectionFields(),
 		connector.Field{Name: "topic", Type: connector.TypeString, Required: true,
 			Description: "The topic, a record template.", Example: "prices-valid"},
@@ -59,6 +69,10 @@ var sinkSpec = connector.Spec{
 			Description: "Most records the producer holds unacknowledged."},
 		connector.Field{Name: "delivery_timeout", Type: connector.TypeDuration, Default: 2 * time.Minute,
 			Description: "How long a write waits for the brokers to acknowledge its records before it fails (and the runtime retries it)."},
+		connector.Field{Name: "positions_topic", Type: connector.TypeString, Default: "__sluice_positions",
+			Description: "With `delivery: exactly_once`: the compacted topic, of one partition, on the same cluster, that holds the source positions each transaction covers, one record per pipeline and sink. Created when missing."},
+		connector.Field{Name: "transaction_timeout", Type: connector.TypeDuration, Default: time.Minute,
+			Description: "With `delivery: exactly_once`: how long the brokers let a transaction stay open before they abort it. At most the brokers' `transaction.max.timeout.ms`."},
 	),
 }
 
@@ -85,6 +99,15 @@ type Sink struct {
 	hdrs  []kgo.RecordHeader
 	keys  []byte
 
+	// Exactly-once (txsink.go).
+	acks, idempotent bool
+	compressed       bool
+	batchMax         int64
+	pipeline, comp   string
+	positionsTopic   string
+	txTimeout        time.Duration
+	tx               txState
+
 	closed   bool
 	closeErr error
 }
@@ -104,11 +127,15 @@ func NewSink(cfg connector.Config, env connector.Env) (*Sink, error) {
 		BatchMax     int64         `config:"batch_max_bytes"`
 		MaxBuffered  int           `config:"max_buffered_records"`
 		DeliveryTime time.Duration `config:"delivery_timeout"`
+		Positions    string        `config:"positions_topic"`
+		TxTimeout    time.Duration `config:"transaction_timeout"`
 	}
 	if err := sinkSpec.Decode(cfg, &c); err != nil {
 		return nil, err
 	}
-	s := &Sink{log: logger(env), topics: map[string]string{}, deliveryTO: c.DeliveryTime}
+	s := &Sink{log: logger(env), topics: map[string]string{}, deliveryTO: c.DeliveryTime,
+		acks: c.Acks == "all", idempotent: c.Idempotent, compressed: c.Compression != "none", batchMax: c.BatchMax,
+		pipeline: env.Pipeline, comp: env.Component, positionsTopic: c.Positions, txTimeout: c.TxTimeout}
 	if err := sinkSpec.Decode(cfg, &s.conn); err != nil {
 		return nil, err
 	}
@@ -154,6 +181,12 @@ func NewSink(cfg connector.Config, env connector.Env) (*Sink, error) {
 	}
 	if c.DeliveryTime <= 0 {
 		return nil, &connector.ConfigError{Field: "delivery_timeout", Msg: "must be greater than 0"}
+	}
+	if err := checkTopicName(c.Positions); err != nil {
+		return nil, &connector.ConfigError{Field: "positions_topic", Msg: err.Error()}
+	}
+	if c.TxTimeout < time.Second {
+		return nil, &connector.ConfigError{Field: "transaction_timeout", Msg: "must be at least 1s"}
 	}
 	opts := []kgo.Opt{
 		kgo.ProducerLinger(c.Linger),
@@ -467,6 +500,7 @@ func (s *Sink) Close(ctx context.Context) error {
 		return s.closeErr
 	}
 	s.closed = true
+	s.closeTx()
 	if s.cl == nil {
 		return nil
 	}
