@@ -1,7 +1,11 @@
 package iceberg_test
 
 import (
+	"strings"
 	"testing"
+
+	"github.com/sluicehq/sluice/connectors/iceberg"
+	"github.com/sluicehq/sluice/internal/testenv"
 
 	"github.com/sluicehq/sluice/sdk/go/connector"
 	"github.com/sluicehq/sluice/sdk/go/conntest"
@@ -34,4 +38,52 @@ func TestConformanceSink(t *testing.T) {
 			return newSinkFromConfig(cfg)
 		},
 	})
+}
+
+// txHarness runs the transactional checks on the destinations d makes; with a proxy, the sink
+// goes through it and BreakCommit makes the proxy refuse the next commit.
+func txHarness(d func(t *testing.T) (dest, *commitProxy), breakable bool) conntest.TransactionalSinkHarness {
+	schema := []any{map[string]any{"name": "n", "type": "long", "required": true}}
+	var proxy *commitProxy
+	h := conntest.TransactionalSinkHarness{
+		Setup: func(t *testing.T) (conntest.TxSinkFactory, func(t *testing.T) []connector.Record) {
+			var dst dest
+			dst, proxy = d(t)
+			name := uniqueTable(t, dst)
+			cat := dst.catalog
+			if proxy != nil { // the sink talks to the catalog through the proxy
+				proxy.table = name[strings.LastIndexByte(name, '.')+1:]
+				cat = map[string]any{"type": "rest", "uri": proxy.srv.URL}
+			}
+			cfg := conntest.Config(t, spec, map[string]any{"catalog": cat, "table": name, "schema": schema})
+			return func(e connector.Env) (connector.TransactionalSink, error) {
+					return iceberg.NewSink(cfg, e)
+				}, func(t *testing.T) []connector.Record {
+					var out []connector.Record
+					for _, row := range readRows(t, dst, name) {
+						out = append(out, connector.Record{Value: []byte(row)})
+					}
+					return out
+				}
+		},
+		Poison: func(i int) connector.Record { return connector.Record{Value: []byte(`{"n":null}`)} },
+	}
+	if breakable {
+		h.BreakCommit = func(t *testing.T) func() {
+			proxy.mode.Store(proxyRefuse)
+			return func() { proxy.mode.Store(proxyPass) }
+		}
+	}
+	return h
+}
+
+func TestConformanceTransactionalSink(t *testing.T) {
+	conntest.TestTransactionalSink(t, txHarness(func(t *testing.T) (dest, *commitProxy) { return sqliteDest(t), nil }, false))
+}
+
+func TestConformanceTransactionalSinkRESTIntegration(t *testing.T) {
+	uri := testenv.Require(t, "ICEBERG_REST_URI")
+	conntest.TestTransactionalSink(t, txHarness(func(t *testing.T) (dest, *commitProxy) {
+		return restDest(t, uri), newCommitProxy(t, uri)
+	}, true))
 }

@@ -103,3 +103,37 @@ func testExactlyOnceWriters(t *testing.T, d dest) {
 		t.Errorf("the table holds %v\nwant %v", count, want)
 	}
 }
+
+// TestLostCommitAnswerIntegration: the catalog takes a commit but its answer is lost (a 502 from a
+// proxy). The sink finds its positions in the table and reports success; a retry of the same write
+// stores nothing twice.
+func TestLostCommitAnswerIntegration(t *testing.T) {
+	uri := testenv.Require(t, "ICEBERG_REST_URI")
+	d := restDest(t, uri)
+	proxy := newCommitProxy(t, uri)
+	name := uniqueTable(t, d)
+	proxy.table = name[strings.LastIndexByte(name, '.')+1:]
+	s := openSink(t, map[string]any{"catalog": map[string]any{"type": "rest", "uri": proxy.srv.URL}, "table": name,
+		"schema": []any{col("part", "string", true), col("seq", "long", true)}}, env("lost"))
+	if err := s.WriteTx(ctx(t), seqRecords("p", 0, 10), []connector.Position{pos("p", 9)}); err != nil {
+		t.Fatalf("first write: %v", err)
+	}
+	proxy.mode.Store(proxyLoseAnswer)
+	if err := s.WriteTx(ctx(t), seqRecords("p", 10, 10), []connector.Position{pos("p", 19)}); err != nil {
+		t.Fatalf("write whose answer was lost = %v; want nil (the commit landed)", err)
+	}
+	if proxy.hits.Load() != 1 {
+		t.Fatalf("the proxy broke %d commits, want 1", proxy.hits.Load())
+	}
+	// The runtime retries a write it saw fail: the same records again store nothing twice.
+	if err := s.WriteTx(ctx(t), seqRecords("p", 10, 10), []connector.Position{pos("p", 19)}); err != nil {
+		t.Fatalf("repeated write: %v", err)
+	}
+	rows := readRows(t, d, name)
+	if len(rows) != 20 {
+		t.Errorf("the table holds %d rows, want 20: %v", len(rows), rows)
+	}
+	if got, err := s.StoredPositions(ctx(t)); err != nil || !slices.EqualFunc(got, []connector.Position{pos("p", 19)}, samePosition) {
+		t.Errorf("StoredPositions = %v, %v; want p@19", got, err)
+	}
+}

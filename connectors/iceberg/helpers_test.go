@@ -7,8 +7,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -175,4 +180,50 @@ func newSinkErr(cfg connector.Config) (*iceberg.Sink, error) {
 
 func specConfig(t *testing.T, values map[string]any) connector.Config {
 	return conntest.Config(t, spec, values)
+}
+
+// commitProxy stands between the sink and the REST catalog and can break the next commit of a
+// table: refuse it (nothing reaches the catalog) or lose its answer (the catalog commits, the
+// sink sees an error).
+type commitProxy struct {
+	srv   *httptest.Server
+	table string       // the table whose commits are broken
+	mode  atomic.Int32 // proxyPass, proxyRefuse, proxyLoseAnswer; reset after one commit
+	hits  atomic.Int32 // commits broken so far
+}
+
+const (
+	proxyPass int32 = iota
+	proxyRefuse
+	proxyLoseAnswer
+)
+
+func newCommitProxy(t *testing.T, target string) *commitProxy {
+	u, err := url.Parse(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &commitProxy{}
+	rp := httputil.NewSingleHostReverseProxy(u)
+	p.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		commit := r.Method == http.MethodPost && p.table != "" && strings.HasSuffix(r.URL.Path, "/tables/"+p.table)
+		if !commit {
+			rp.ServeHTTP(w, r)
+			return
+		}
+		switch p.mode.Swap(proxyPass) {
+		case proxyRefuse:
+			p.hits.Add(1)
+			http.Error(w, `{"error":{"message":"broken by the test","type":"ServiceFailureException","code":500}}`, http.StatusInternalServerError)
+		case proxyLoseAnswer:
+			p.hits.Add(1)
+			rec := httptest.NewRecorder()
+			rp.ServeHTTP(rec, r)
+			http.Error(w, `{"error":{"message":"answer lost by the test","type":"BadGatewayException","code":502}}`, http.StatusBadGateway)
+		default:
+			rp.ServeHTTP(w, r)
+		}
+	}))
+	t.Cleanup(p.srv.Close)
+	return p
 }

@@ -366,8 +366,7 @@ func (s *Sink) WriteTx(ctx context.Context, records []connector.Record, position
 			return batchError(failed)
 		}
 		if !isConflict(err) {
-			s.unsure = true // the catalog may have taken the commit: re-read before the next one
-			return s.errorf("commit: %w", err)
+			return s.unknownOutcome(ctx, err, next, moved, failed)
 		}
 		// Another writer committed first. If it was not this sink, commit again on top of it.
 		before := s.stored
@@ -379,6 +378,21 @@ func (s *Sink) WriteTx(ctx context.Context, records []connector.Record, position
 				s.env.Pipeline, s.env.Component, describePositions(s.stored), connector.ErrPermanent)
 		}
 	}
+}
+
+// unknownOutcome follows a commit that failed in a way that leaves open whether the catalog took
+// it (a timeout, a 5xx, a dropped connection). It re-reads the table: if the positions this commit
+// carried are there, the commit landed and the write succeeded. If they cannot be read, the sink
+// stays unsure and the next WriteTx re-reads them first (and skips what they cover).
+func (s *Sink) unknownOutcome(ctx context.Context, err error, next map[string]connector.Position, moved bool, failed []connector.RecordError) error {
+	s.unsure = true
+	if moved {
+		if rerr := s.refresh(ctx); rerr == nil && equalPositions(s.stored, next) {
+			s.env.Logger.Warn("iceberg commit reported an error but landed", "table", s.name, "error", err)
+			return batchError(failed)
+		}
+	}
+	return s.errorf("commit: %w", err)
 }
 
 // commit appends files (none: an empty append, moving positions alone) with the summary props.
