@@ -123,7 +123,11 @@ func (r *run) resumeExactlyOnce(ctx context.Context, local []connector.Position)
 		s.skip, s.stored = map[string]int64{}, map[string]int64{}
 		for part, h := range held[i] {
 			s.stored[part] = h.Offset
-			if from, ok := at[part]; !ok || h.Offset > from {
+			// Also where the source resumes right after what the sink holds: a source may start
+			// earlier than asked (a Kafka consumer group resumes from the group's committed
+			// offset, which can lag the local checkpoint by one commit), and the sink must not
+			// be given those records again.
+			if from, ok := at[part]; !ok || h.Offset >= from {
 				s.skip[part] = h.Offset
 			}
 		}

@@ -1,0 +1,120 @@
+package kafka
+
+import (
+	"encoding/json"
+	"fmt"
+	"math/rand"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+)
+
+// TestKillNineExactlyOnceIntegration runs Kafka → Kafka (a consumer group) and file → Kafka with
+// delivery: exactly_once, kills `sluice run` with kill -9 ten times each at random points of the
+// stream, restarting it each time, and lets the last run finish: a read-committed consumer of
+// the output topic must then see every record exactly once, each partition in order.
+func TestKillNineExactlyOnceIntegration(t *testing.T) {
+	b := sharedBroker(t)
+	bin := sluiceBinary(t)
+	const partitions, n, kills = 3, 60_000, 10
+	seed := time.Now().UnixNano()
+	rng := rand.New(rand.NewSource(seed))
+	t.Logf("seed %d", seed)
+	run := func(t *testing.T, source string, sinkPartition string) {
+		out, positions := b.topic(t, partitions, nil), b.positionsTopic(t)
+		dir := t.TempDir()
+		m := filepath.Join(dir, "eo.yaml")
+		y := "apiVersion: sluice.dev/v1\nkind: Pipeline\nmetadata: {name: eo}\nspec:\n  source: " + source + "\n  sinks:\n" +
+			fmt.Sprintf("    - {name: out, type: kafka, config: {brokers: [%q], topic: %s, partition: '%s', positions_topic: %s}}\n", b.addr, out, sinkPartition, positions) +
+			"  delivery: exactly_once\n  batch: {max_records: 500, linger: 5ms}\n  buffer: {max_records: 5000}\n"
+		if err := os.WriteFile(m, []byte(y), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		// The end offsets count aborted records and markers too: a sign of progress only.
+		written := func() int64 {
+			ends, err := b.adm.ListEndOffsets(testContext(t, 10*time.Second), out)
+			if err != nil {
+				return 0
+			}
+			var total int64
+			ends.Each(func(o kadm.ListedOffset) { total += max(0, o.Offset) })
+			return total
+		}
+		p := startSluice(t, bin, dir, "eo", m)
+		for k := range kills {
+			base, step := written(), int64(500+rng.Intn(4000))
+			waitFor(t, 2*time.Minute, fmt.Sprintf("records flowing before kill %d", k+1), func() bool {
+				if p.exited() {
+					t.Fatalf("sluice exited before kill %d:\n%s", k+1, p.logTail())
+				}
+				return written() >= base+step
+			})
+			p.kill()
+			t.Logf("kill -9 number %d at about %d offsets written", k+1, written())
+			p = startSluice(t, bin, dir, "eo", m)
+		}
+		var recs []seqRecord
+		byPart := map[int32][]seqRecord{}
+		waitFor(t, 3*time.Minute, "every record read committed", func() bool {
+			if p.exited() && !p.exitOK {
+				t.Fatalf("sluice exited:\n%s", p.logTail())
+			}
+			got := b.readCommitted(t, out)
+			if len(got) < n {
+				time.Sleep(time.Second)
+				return false
+			}
+			recs, byPart = recs[:0], map[int32][]seqRecord{}
+			for _, r := range got {
+				var s seqRecord
+				if err := json.Unmarshal(r.Value, &s); err != nil {
+					t.Fatalf("output record %q: %v", r.Value, err)
+				}
+				if int32(s.P) != r.Partition {
+					t.Fatalf("record of input partition %d in output partition %d", s.P, r.Partition)
+				}
+				byPart[r.Partition] = append(byPart[r.Partition], s)
+				recs = append(recs, s)
+			}
+			return true
+		})
+		if !p.exited() {
+			p.terminate()
+		}
+		for part := range int32(partitions) {
+			checkOrder(t, byPart[part])
+		}
+		dups := checkComplete(t, recs, partitions, n)
+		t.Logf("kill -9 ×%d: %d records, %d read committed, %d duplicates", kills, n, len(recs), dups)
+		fmt.Printf("kafka exactly_once kill -9 x%d (%s): %d records, %d read committed, %d duplicates\n", kills, t.Name(), n, len(recs), dups)
+		if dups != 0 || len(recs) != n {
+			t.Fatalf("%d duplicates among %d records read committed; want each of %d once", dups, len(recs), n)
+		}
+		if errs := grepLines(p.logText(), "level=ERROR"); errs != "" {
+			t.Logf("the last run logged errors:\n%s", errs)
+		}
+	}
+	t.Run("KafkaToKafka", func(t *testing.T) {
+		in := b.topic(t, partitions, nil)
+		b.produce(t, in, partitions, n, seqValue(partitions))
+		// A static member (instance_id): the restarted process takes its partitions back at once.
+		run(t, fmt.Sprintf("{type: kafka, config: %s}", groupSource(b.addr, in, uniqueName(t, "g"), ", instance_id: eo-0")), "{{header.kafka_partition}}")
+	})
+	t.Run("FileToKafka", func(t *testing.T) {
+		var sb strings.Builder
+		val := seqValue(partitions)
+		for i := range n {
+			sb.Write(val(i))
+			sb.WriteByte('\n')
+		}
+		path := filepath.Join(t.TempDir(), "in.jsonl")
+		if err := os.WriteFile(path, []byte(sb.String()), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		run(t, fmt.Sprintf("{type: file, config: {path: %q, read_buffer: 16KiB}}", path), "{{p}}")
+	})
+}
