@@ -105,22 +105,38 @@ func (l *clientLogger) WithField(k string, v interface{}) plog.Entry {
 }
 func (l *clientLogger) WithError(err error) plog.Entry { return l.with(plog.Fields{"error": err}) }
 
-func (l *clientLogger) Debug(args ...interface{}) { l.emit(slog.LevelDebug-4, fmt.Sprint(args...)) }
-func (l *clientLogger) Info(args ...interface{})  { l.emit(slog.LevelDebug, fmt.Sprint(args...)) }
+func (l *clientLogger) Debug(args ...interface{}) { l.emit(levelDebug, args...) }
+func (l *clientLogger) Info(args ...interface{})  { l.emit(slog.LevelDebug, args...) }
 func (l *clientLogger) Warn(args ...interface{})  { l.problem(slog.LevelDebug, fmt.Sprint(args...)) }
 func (l *clientLogger) Error(args ...interface{}) { l.problem(slog.LevelWarn, fmt.Sprint(args...)) }
 
-func (l *clientLogger) Debugf(f string, args ...interface{}) {
-	l.emit(slog.LevelDebug-4, fmt.Sprintf(f, args...))
-}
-func (l *clientLogger) Infof(f string, args ...interface{}) {
-	l.emit(slog.LevelDebug, fmt.Sprintf(f, args...))
-}
+func (l *clientLogger) Debugf(f string, args ...interface{}) { l.emitf(levelDebug, f, args...) }
+func (l *clientLogger) Infof(f string, args ...interface{})  { l.emitf(slog.LevelDebug, f, args...) }
 func (l *clientLogger) Warnf(f string, args ...interface{}) {
 	l.problem(slog.LevelDebug, fmt.Sprintf(f, args...))
 }
 func (l *clientLogger) Errorf(f string, args ...interface{}) {
 	l.problem(slog.LevelWarn, fmt.Sprintf(f, args...))
+}
+
+// levelDebug is where the client's debug log goes: below the runtime's debug. The client logs
+// per message at debug; formatting those only when enabled matters for throughput.
+const levelDebug = slog.LevelDebug - 4
+
+func (l *clientLogger) enabled(level slog.Level) bool {
+	return l.log.Enabled(context.Background(), level)
+}
+
+func (l *clientLogger) emit(level slog.Level, args ...interface{}) {
+	if l.enabled(level) {
+		l.write(level, fmt.Sprint(args...))
+	}
+}
+
+func (l *clientLogger) emitf(level slog.Level, f string, args ...interface{}) {
+	if l.enabled(level) {
+		l.write(level, fmt.Sprintf(f, args...))
+	}
 }
 
 // problem logs a warning or error of the client and remembers it when it is a connection failure.
@@ -130,14 +146,13 @@ func (l *clientLogger) problem(level slog.Level, msg string) {
 	} else {
 		l.conn.observe(msg)
 	}
-	l.emit(level, msg)
+	if l.enabled(level) {
+		l.write(level, msg)
+	}
 }
 
-func (l *clientLogger) emit(level slog.Level, msg string) {
+func (l *clientLogger) write(level slog.Level, msg string) {
 	ctx := context.Background()
-	if !l.log.Enabled(ctx, level) {
-		return
-	}
 	keys := make([]string, 0, len(l.fields))
 	for k := range l.fields {
 		keys = append(keys, k)
