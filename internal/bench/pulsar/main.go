@@ -246,15 +246,33 @@ func createPartitioned(client pulsar.Client, topic string) error {
 // waits until all are persisted (one flush at the end: the fastest a plain program can be). lat,
 // when set, gets each record's send-to-persisted latency.
 func produce(ctx context.Context, client pulsar.Client, topic string, from, n, rate int, lat *latencies) error {
-	p, err := client.CreateProducer(pulsar.ProducerOptions{Topic: topic, MaxPendingMessages: 10000})
+	p, err := newProducer(client, topic)
 	if err != nil {
 		return err
 	}
 	defer p.Close()
+	vals := make([][]byte, n)
+	for i := range vals {
+		vals[i] = value(from + i)
+	}
+	return sendAll(ctx, p, vals, rate, lat)
+}
+
+func newProducer(client pulsar.Client, topic string) (pulsar.Producer, error) {
+	return client.CreateProducer(pulsar.ProducerOptions{Topic: topic, MaxPendingMessages: 10000})
+}
+
+// sendAll is produce with a producer made and the values rendered beforehand.
+func sendAll(ctx context.Context, p pulsar.Producer, vals [][]byte, rate int, lat *latencies) error {
+	from, n := 0, len(vals)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var first error
 	start := time.Now()
+	var lats []time.Duration // one slot per message: the callbacks take no lock
+	if lat != nil {
+		lats = make([]time.Duration, n)
+	}
 	for i := from; i < from+n; i++ {
 		if rate > 0 && (i-from)%50 == 0 {
 			if d := time.Until(start.Add(time.Duration(i-from) * time.Second / time.Duration(rate))); d > 0 {
@@ -263,9 +281,9 @@ func produce(ctx context.Context, client pulsar.Client, topic string, from, n, r
 		}
 		wg.Add(1)
 		sentAt := time.Now()
-		p.SendAsync(ctx, &pulsar.ProducerMessage{Payload: value(i)}, func(_ pulsar.MessageID, _ *pulsar.ProducerMessage, err error) {
-			if lat != nil {
-				lat.add(time.Since(sentAt))
+		p.SendAsync(ctx, &pulsar.ProducerMessage{Payload: vals[i]}, func(_ pulsar.MessageID, _ *pulsar.ProducerMessage, err error) {
+			if lats != nil {
+				lats[i] = time.Since(sentAt)
 			}
 			if err != nil {
 				mu.Lock()
@@ -279,6 +297,9 @@ func produce(ctx context.Context, client pulsar.Client, topic string, from, n, r
 		return err
 	}
 	wg.Wait()
+	if lat != nil {
+		lat.d = append(lat.d, lats...)
+	}
 	return first
 }
 
@@ -364,9 +385,18 @@ func produceClient(o options, r *result) error {
 	client := newClient(o.url)
 	defer client.Close()
 	lat := &latencies{}
+	p, err := newProducer(client, o.topic) // not timed, as the sink's producer is made in Open
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	vals := make([][]byte, o.records)
+	for i := range vals {
+		vals[i] = value(i)
+	}
 	var phase cpuPhase
 	phase.start()
-	if err := produce(context.Background(), client, o.topic, 0, o.records, 0, lat); err != nil {
+	if err := sendAll(context.Background(), p, vals, 0, lat); err != nil {
 		return err
 	}
 	r.Elapsed, r.CPU = phase.stop()
