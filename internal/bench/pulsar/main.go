@@ -95,6 +95,7 @@ func main() {
 		}
 		r, err := runChild(*child, o)
 		pprof.StopCPUProfile()
+		r.MaxRSS = peakRSS()
 		if err != nil {
 			fatal(fmt.Errorf("%s: %w", *child, err))
 		}
@@ -174,7 +175,6 @@ func spawn(sc, topic string, records, rate int, profiles string) (result, error)
 	if err := json.Unmarshal(out, &r); err != nil {
 		return r, fmt.Errorf("%s: %w: %s", sc, err, out)
 	}
-	r.MaxRSS = cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss * 1024
 	return r, nil
 }
 
@@ -615,6 +615,23 @@ func mustConfig(spec connector.Spec, v map[string]any) connector.Config {
 		fatal(err)
 	}
 	return cfg
+}
+
+// peakRSS is this process's peak resident set (VmHWM). The rusage of a child would count the
+// parent's pages too: os/exec's vfork'd child is charged the parent's resident set before exec.
+func peakRSS() int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+			var kb int64
+			fmt.Sscanf(strings.TrimSpace(v), "%d", &kb)
+			return kb * 1024
+		}
+	}
+	return 0
 }
 
 func dur(d time.Duration) string {
