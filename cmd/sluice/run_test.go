@@ -103,7 +103,17 @@ spec:
 	first := strings.Fields(mustRead(t, out))
 	// Second run: continues after the last delivered record, with no gap and no repeat.
 	cmd, stderr = start()
-	time.Sleep(300 * time.Millisecond)
+	// Signal once the process serves its admin endpoint: it has reached main and installed its
+	// signal handling (on a loaded machine that can take much more than a fixed sleep).
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if resp, err := http.Get("http://" + addr + "/healthz"); err == nil {
+			resp.Body.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("second run never served /healthz; stderr:\n%s", stderr)
+		}
+	}
 	cmd.Process.Signal(syscall.SIGINT)
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("second run: %v\n%s", err, stderr)

@@ -56,8 +56,7 @@ spec:
 	// Signal handling cannot exist before the Go runtime has initialised every package and
 	// reached main, which takes tens of milliseconds on an idle machine and several times that on
 	// a loaded one. So the delays count from a start-up time measured here, as the slowest of
-	// three `sluice version` runs (the same initialisation, then an exit), with half again for
-	// margin; plugin discovery and manifest loading follow, and the signal lands in them.
+	// three `sluice version` runs (the same initialisation, then an exit), doubled for margin; plugin discovery and manifest loading follow, and the signal lands in them.
 	var startup time.Duration
 	for range 3 {
 		t0 := time.Now()
@@ -66,7 +65,7 @@ spec:
 		}
 		startup = max(startup, time.Since(t0))
 	}
-	startup += startup / 2
+	startup *= 2
 	t.Logf("start-up allowance %v", startup)
 	for _, delay := range []time.Duration{0, 20, 50, 90, 170, 370} {
 		delay = startup + delay*time.Millisecond
