@@ -114,10 +114,10 @@ func checkDelivery(produced []sent, seqs []int) delivery {
 	return d
 }
 
-// TestPulsarToFileIntegration: 100,000 records from a plain producer on a 4-partition topic,
+// TestPulsarToFile100kIntegration: 100,000 records from a plain producer on a 4-partition topic,
 // read by the Pulsar source into a file sink while they are produced: every record arrives once,
 // each partition's in the order it was produced.
-func TestPulsarToFileIntegration(t *testing.T) {
+func TestPulsarToFile100kIntegration(t *testing.T) {
 	b := needBroker(t)
 	const n = 100_000
 	topic := uniqueTopic(t, "tofile")

@@ -142,11 +142,11 @@ func tailText(s string, n int) string {
 	return strings.Join(ls, "\n")
 }
 
-// TestAuthIntegration: with a broker that authenticates and authorizes, the right token (given
+// TestAuthPrivateBrokerIntegration: with a broker that authenticates and authorizes, the right token (given
 // inline or in a file) reads and writes, and the backlog comes through the admin API with it; a
 // wrong or missing token, or a role without permission, fails Open with a permanent error that
 // says so.
-func TestAuthIntegration(t *testing.T) {
+func TestAuthPrivateBrokerIntegration(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a private Pulsar broker")
 	}

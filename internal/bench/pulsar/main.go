@@ -341,7 +341,9 @@ func consumeClient(o options, r *result) error {
 		}
 		if n == o.records-1 {
 			r.Elapsed, r.CPU = phase.stop()
-			go func() { produced <- produce(context.Background(), client, o.topic, o.records, o.records/5, o.rate, nil) }()
+			go func() {
+				produced <- produce(context.Background(), client, o.topic, o.records, o.records/5, o.rate, nil)
+			}()
 		}
 	}
 	for _, m := range last {
