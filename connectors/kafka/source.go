@@ -127,6 +127,7 @@ type Source struct {
 	resume   map[string]int64 // checkpointed offsets handed to Open, by partition name
 	noCommit map[topicPartition]bool
 	ackSig   chan struct{} // closed and replaced on every Ack
+	queue    []chunk       // polled and not yet handed out
 	closing  bool
 
 	warnMu     sync.Mutex
@@ -439,15 +440,19 @@ func (s *Source) stateLocked(topic string, partition int32) *partState {
 	return ps
 }
 
-// Read returns the records of the next poll, waiting until there is at least one.
+// Read returns up to max_poll_records of the records polled, polling when none are left, and
+// waits until there is at least one.
 func (s *Source) Read(ctx context.Context) ([]connector.Record, error) {
 	for {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		recs, retry, err := s.poll(ctx)
-		if len(recs) > 0 || err != nil {
-			return recs, err
+		if recs := s.take(); len(recs) > 0 {
+			return recs, nil
+		}
+		retry, err := s.poll(ctx)
+		if err != nil {
+			return nil, err
 		}
 		if retry {
 			// Only errors the client retries by itself: give it a moment.
@@ -462,14 +467,22 @@ func (s *Source) Read(ctx context.Context) ([]connector.Record, error) {
 	}
 }
 
-// poll makes one PollRecords call and converts what it returned. In a group, rebalances wait
-// while a poll's records are being registered (BlockRebalanceOnPoll), so a revoke always sees
-// every record handed out from its partitions.
-func (s *Source) poll(ctx context.Context) (recs []connector.Record, retry bool, perr error) {
-	fs := s.cl.PollRecords(ctx, s.maxPoll)
+// chunk is what one poll returned for one partition, not yet handed out.
+type chunk struct {
+	tp   topicPartition
+	recs []*kgo.Record
+}
+
+// poll takes everything the client has buffered into the queue, so the client fetches the next
+// records while these are converted and delivered (PollRecords with a small limit would leave the
+// rest of a fetch buffered, and the client fetches again only once it is drained). In a group,
+// rebalances wait until the records are queued (BlockRebalanceOnPoll); a revoke then drops the
+// queued records of its partitions.
+func (s *Source) poll(ctx context.Context) (retry bool, perr error) {
+	fs := s.cl.PollFetches(ctx)
 	defer s.cl.AllowRebalance()
 	if fs.IsClientClosed() {
-		return nil, false, errors.New("kafka source: the client is closed")
+		return false, errors.New("kafka source: the client is closed")
 	}
 	for _, fe := range fs.Errors() {
 		switch err := fe.Err; {
@@ -478,7 +491,7 @@ func (s *Source) poll(ctx context.Context) (recs []connector.Record, retry bool,
 				perr = ctx.Err()
 			}
 		case isPermanentFetchErr(err):
-			return nil, false, s.conn.classify("kafka source", fmt.Errorf("%s/%d: %w", fe.Topic, fe.Partition, err))
+			return false, s.conn.classify("kafka source", fmt.Errorf("%s/%d: %w", fe.Topic, fe.Partition, err))
 		default:
 			retry = true
 			// The client retries lost connections, leader moves and group errors by itself; a
@@ -486,11 +499,20 @@ func (s *Source) poll(ctx context.Context) (recs []connector.Record, retry bool,
 			s.warn("kafka source: fetch error; the client retries", "topic", fe.Topic, "partition", fe.Partition, "err", err)
 		}
 	}
-	n := fs.NumRecords()
-	if n == 0 {
-		return nil, retry, perr
-	}
-	return s.convert(fs, n), false, nil
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	fs.EachPartition(func(p kgo.FetchTopicPartition) {
+		if len(p.Records) > 0 {
+			s.queue = append(s.queue, chunk{tp: topicPartition{p.Topic, p.Partition}, recs: p.Records})
+			retry = false
+		}
+	})
+	return retry, perr
+}
+
+// dropQueuedLocked forgets the queued records of the partitions. s.mu is held.
+func (s *Source) dropQueuedLocked(parts map[string][]int32) {
+	s.queue = slices.DeleteFunc(s.queue, func(c chunk) bool { return slices.Contains(parts[c.tp.topic], c.tp.partition) })
 }
 
 // isPermanentFetchErr reports the fetch errors retrying cannot fix.
@@ -499,11 +521,25 @@ func isPermanentFetchErr(err error) bool {
 		errors.Is(err, kerr.GroupAuthorizationFailed) || errors.Is(err, kerr.ClusterAuthorizationFailed)
 }
 
-// convert turns a poll's records into connector records. Headers and offset texts of the whole
-// poll share three allocations.
-func (s *Source) convert(fs kgo.Fetches, n int) []connector.Record {
-	nh := 0
-	fs.EachRecord(func(r *kgo.Record) { nh += len(r.Headers) })
+// take hands out up to max_poll_records queued records as connector records, noting per
+// partition what was handed out. Headers and offset texts of the whole batch share three
+// allocations.
+func (s *Source) take() []connector.Record {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n, nh := 0, 0
+	for _, c := range s.queue {
+		k := min(len(c.recs), s.maxPoll-n)
+		for _, r := range c.recs[:k] {
+			nh += len(r.Headers)
+		}
+		if n += k; n == s.maxPoll {
+			break
+		}
+	}
+	if n == 0 {
+		return nil
+	}
 	if s.headers {
 		nh += 3 * n
 	}
@@ -513,22 +549,23 @@ func (s *Source) convert(fs kgo.Fetches, n int) []connector.Record {
 	if s.headers {
 		digits = make([]byte, 0, n*8)
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	fs.EachPartition(func(p kgo.FetchTopicPartition) {
-		if len(p.Records) == 0 {
-			return
+	for len(s.queue) > 0 && len(recs) < n {
+		c := &s.queue[0]
+		k := min(len(c.recs), n-len(recs))
+		part := c.recs[:k]
+		if c.recs = c.recs[k:]; len(c.recs) == 0 {
+			s.queue[0] = chunk{}
+			s.queue = s.queue[1:]
 		}
-		ps := s.stateLocked(p.Topic, p.Partition)
+		ps := s.stateLocked(part[0].Topic, part[0].Partition)
 		if !ps.owned {
-			// Not ours (any more): its new owner reads these from the group's offsets.
-			return
+			continue // not ours (any more): its owner reads these from the group's offsets
 		}
 		if ps.floor < 0 {
-			ps.floor = p.Records[0].Offset
+			ps.floor = part[0].Offset
 		}
-		ps.read = p.Records[len(p.Records)-1].Offset
-		for _, r := range p.Records {
+		ps.read = part[len(part)-1].Offset
+		for _, r := range part {
 			h0 := len(hdrs)
 			if s.headers {
 				d0 := len(digits)
@@ -550,7 +587,7 @@ func (s *Source) convert(fs kgo.Fetches, n int) []connector.Record {
 			}
 			recs = append(recs, rec)
 		}
-	})
+	}
 	return recs
 }
 
@@ -650,6 +687,7 @@ func (s *Source) commit(ctx context.Context, offsets map[string]map[int32]kgo.Ep
 func (s *Source) onAssigned(_ context.Context, _ *kgo.Client, assigned map[string][]int32) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.dropQueuedLocked(assigned) // anything queued predates this assignment's offsets
 	for t, parts := range assigned {
 		for _, p := range parts {
 			ps := s.stateLocked(t, p)
@@ -716,6 +754,9 @@ func (s *Source) onRevoked(ctx context.Context, _ *kgo.Client, revoked map[strin
 	if len(revoked) == 0 {
 		return
 	}
+	s.mu.Lock()
+	s.dropQueuedLocked(revoked)
+	s.mu.Unlock()
 	if waiting := s.awaitAcks(ctx, revoked); waiting != nil {
 		s.log.Warn("revoke_timeout passed before the records read from revoked partitions were delivered; their new owner reads them again",
 			"group", s.group, "partitions", waiting, "revoke_timeout", s.revokeTO)
@@ -781,6 +822,7 @@ func (s *Source) onLost(_ context.Context, _ *kgo.Client, lost map[string][]int3
 	s.commitMu.Lock()
 	defer s.commitMu.Unlock()
 	s.mu.Lock()
+	s.dropQueuedLocked(lost)
 	for t, parts := range lost {
 		for _, p := range parts {
 			if ps := s.parts[topicPartition{t, p}]; ps != nil {
