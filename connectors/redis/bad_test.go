@@ -182,8 +182,12 @@ func TestWrongCredentials(t *testing.T) {
 			}
 			s := newSink(t, values, connector.Env{})
 			err := s.Open(ctx)
-			s.Close(ctx)
 			t.Log(err)
+			// The runtime retries Open: a second one checks again.
+			if err2 := s.Open(ctx); err2 == nil || err2.Error() != err.Error() {
+				t.Errorf("second Open: %v; want the first one's error again", err2)
+			}
+			s.Close(ctx)
 			if !errors.Is(err, connector.ErrPermanent) {
 				t.Fatalf("Open: %v; want a permanent error", err)
 			}

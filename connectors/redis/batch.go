@@ -34,13 +34,17 @@ func (b *batch) reset(ctx context.Context) {
 	b.arena, b.args, b.cmds, b.owner, b.failed = b.arena[:0], b.args[:0], b.cmds[:0], b.owner[:0], b.failed[:0]
 }
 
-// release drops buffers grown by a large batch, and the references the commands hold.
-func (b *batch) release() {
-	clear(b.args[:cap(b.args)])
-	clear(b.cmds[:cap(b.cmds)])
+// done drops the references the commands hold to the records, which the runtime may release
+// once the write returns, and buffers grown by an unusually large batch.
+func (b *batch) done() {
+	clear(b.args)
+	clear(b.cmds)
 	b.ctx = nil
 	if cap(b.arena) > 16<<20 {
 		b.arena = nil
+	}
+	if cap(b.args) > 1<<20 {
+		b.args, b.cmds, b.owner = nil, nil, nil
 	}
 }
 

@@ -166,3 +166,22 @@ func TestWrongPasswordStopsPipeline(t *testing.T) {
 		}
 	}
 }
+
+// TestExactlyOnceRefused checks a pipeline asking exactly_once of a publish or cluster sink is
+// refused when it is built, before anything runs, naming the sink and the setting.
+func TestExactlyOnceRefused(t *testing.T) {
+	for _, tc := range []struct {
+		values map[string]any
+		want   string
+	}{
+		{map[string]any{"addr": "localhost:6379", "mode": "publish", "channel": "alerts"}, "mode: publish cannot be exactly once"},
+		{map[string]any{"addrs": []any{"a:1", "b:2"}, "mode": "stream", "stream": "s"}, "addrs: a Redis Cluster cannot be written exactly once"},
+	} {
+		p := &pipeline.Pipeline{Name: "eo", Source: generateSource(10), Delivery: pipeline.ExactlyOnce,
+			Sinks: []pipeline.Sink{sinkOf(t, "cache", tc.values)}}
+		_, err := engine.New(p, engine.Options{Catalog: testCatalog(t)})
+		if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "cache") {
+			t.Errorf("engine.New with %v: %v; want an error naming sink cache and saying %q", tc.values, err, tc.want)
+		}
+	}
+}

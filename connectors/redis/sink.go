@@ -80,6 +80,8 @@ func (s *Sink) Open(ctx context.Context) error {
 		})
 	}
 	if err := s.check(ctx); err != nil {
+		_ = s.client.Close()
+		s.client = nil // the next Open starts over
 		return err
 	}
 	return nil
@@ -157,6 +159,7 @@ func (s *Sink) Write(ctx context.Context, records []connector.Record) error {
 		return err
 	}
 	s.b.reset(ctx)
+	defer s.b.done()
 	for i := range records {
 		s.b.add(i, &records[i])
 	}
@@ -179,7 +182,6 @@ func (s *Sink) Close(context.Context) error {
 	}
 	err := s.client.Close()
 	s.client = nil
-	s.b.release()
 	return err
 }
 

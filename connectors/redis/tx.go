@@ -113,6 +113,7 @@ func (s *Sink) WriteTx(ctx context.Context, records []connector.Record, position
 		stored, s.uncertain = m, false
 	}
 	s.b.reset(ctx)
+	defer s.b.done()
 	for i := range records {
 		if p, ok := stored[records[i].Position.Partition]; ok && records[i].Position.Offset <= p.Offset {
 			continue // written by the transaction whose reply was lost

@@ -55,7 +55,8 @@ type result struct {
 // scenarios: the sink's mode and its configuration, and the command the direct program sends.
 // "paced" is stream mode with the source held to paceRate records/s: the latency of a sink that
 // keeps up, where the other scenarios measure throughput with records queueing in the budget.
-var scenarios = []string{"stream/direct", "stream/sluice", "hash/direct", "hash/sluice", "paced/direct", "paced/sluice"}
+// "tx" is stream mode with delivery exactly_once: each batch and its positions in one MULTI/EXEC.
+var scenarios = []string{"stream/direct", "stream/sluice", "tx/direct", "tx/sluice", "hash/direct", "hash/sluice", "paced/direct", "paced/sluice"}
 
 const (
 	paceRate     = 20_000
@@ -66,10 +67,10 @@ const (
 func main() {
 	child := flag.String("child", "", "run one scenario/impl in this process (internal)")
 	addr := flag.String("addr", "", "with -child: the Redis server")
-	records := flag.Int64("records", 1_000_000, "records of the stream scenario; hash writes a third, paced at most pacedRecords")
+	records := flag.Int64("records", 1_000_000, "records of the stream scenario; tx writes half, hash a third, paced at most pacedRecords")
 	cpuprofile := flag.String("cpuprofile", "", "with -child: write a CPU profile")
 	rounds := flag.Int("rounds", 3, "rounds of the throughput scenarios; the median is shown")
-	only := flag.String("only", "", "run only the scenarios whose name contains this (stream, hash, paced)")
+	only := flag.String("only", "", "run only the scenarios whose name contains this (stream, tx, hash, paced)")
 	flag.Parse()
 	if *child != "" {
 		if *cpuprofile != "" {
@@ -126,7 +127,7 @@ func main() {
 			r.rate(), float64(r.Bytes)/secs/1e6, dur(r.P50), dur(r.P99), r.CPU.Seconds(), float64(r.MaxRSS)/(1<<20))
 	}
 	fmt.Println()
-	for _, mode := range []string{"stream", "hash", "paced"} {
+	for _, mode := range []string{"stream", "tx", "hash", "paced"} {
 		if rates[mode+"/direct"] > 0 {
 			var each []string
 			for _, r := range runs[mode+"/sluice"] {
@@ -143,6 +144,8 @@ func main() {
 	fmt.Println("\ndirect = generate's records written by a plain program: one go-redis pipeline (XADD, or HSET of the")
 	fmt.Println("fields json.Unmarshal finds) per batch, the next batch generated meanwhile by another goroutine.")
 	fmt.Println("sluice = generate → redis sink through the engine, default policies.")
+	fmt.Println("tx = stream with delivery exactly_once: direct sends each batch and an HSET of its last position in")
+	fmt.Println("one MULTI/EXEC (go-redis TxPipeline); sluice writes through WriteTx.")
 	fmt.Printf("paced = stream with the source held to %d records/s (%d records, batch linger %v): latency when the sink keeps up.\n", paceRate, pacedRecords, pacedLinger)
 	fmt.Println("p50/p99 = latency from a record's creation to the reply of its batch's pipeline; in stream and hash")
 	fmt.Println("the source outruns Redis, so sluice's latency there is mostly the wait in the pipeline's buffer.")
@@ -254,6 +257,8 @@ func runChild(name, addr string, records int64) (result, error) {
 		records = min(records, pacedRecords)
 	case "hash":
 		records /= 3
+	case "tx":
+		records /= 2
 	}
 	switch impl {
 	case "direct":
@@ -309,6 +314,9 @@ func (r *result) direct(mode, addr string, records int64) error {
 	start := time.Now()
 	for recs := range batches {
 		pipe := c.Pipeline()
+		if mode == "tx" {
+			pipe = c.TxPipeline()
+		}
 		for i := range recs {
 			if mode != "hash" {
 				pipe.XAdd(ctx, &goredis.XAddArgs{Stream: "prices", Values: []any{"value", recs[i].Value}})
@@ -319,6 +327,10 @@ func (r *result) direct(mode, addr string, records int64) error {
 				return err
 			}
 			pipe.HSet(ctx, fmt.Sprint("price:", fields["seq"]), fields)
+		}
+		if mode == "tx" {
+			last := recs[len(recs)-1].Position
+			pipe.HSet(ctx, "positions", last.Partition, fmt.Sprintf(`{"offset":%d}`, last.Offset))
 		}
 		if _, err := pipe.Exec(ctx); err != nil {
 			return err
@@ -399,8 +411,12 @@ func (r *result) sluice(mode, addr string, records int64) error {
 		return err
 	}
 	lat := &latencySink{inner: inner}
-	cat, err := catalog.New(generate.Component(), connector.SinkComponent(connector.Spec{Name: "bench-latency", Summary: "benchmark sink"},
-		func(connector.Config, connector.Env) (connector.Sink, error) { return lat, nil }))
+	var snk connector.Sink = lat
+	if mode == "tx" {
+		snk = &txLatencySink{latencySink: lat, tx: inner}
+	}
+	cat, err := catalog.New(generate.Component(), connector.SinkComponent(connector.Spec{Name: "bench-latency", Summary: "benchmark sink", ExactlyOnce: mode == "tx"},
+		func(connector.Config, connector.Env) (connector.Sink, error) { return snk, nil }))
 	if err != nil {
 		return err
 	}
@@ -416,8 +432,11 @@ func (r *result) sluice(mode, addr string, records int64) error {
 	defer store.Close()
 	p := &pipeline.Pipeline{Name: "bench", Source: pipeline.Component{Type: "generate", Config: genConfig(mode, records)},
 		Sinks: []pipeline.Sink{{Name: "out", Component: pipeline.Component{Type: "bench-latency", Config: connector.Config{}}}}}
-	if mode == "paced" {
+	switch mode {
+	case "paced":
 		p.Batch.Linger = pacedLinger
+	case "tx":
+		p.Delivery = pipeline.ExactlyOnce
 	}
 	e, err := engine.New(p, engine.Options{Catalog: cat, Checkpoints: store})
 	if err != nil {
@@ -449,6 +468,15 @@ func (s *latencySink) Write(ctx context.Context, recs []connector.Record) error 
 	if err := s.inner.Write(ctx, recs); err != nil {
 		return err
 	}
+	s.observe(recs)
+	return nil
+}
+
+// observe counts a written batch and the latency of its first record.
+func (s *latencySink) observe(recs []connector.Record) {
+	if len(recs) == 0 {
+		return
+	}
 	now := time.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -457,6 +485,24 @@ func (s *latencySink) Write(ctx context.Context, recs []connector.Record) error 
 	for i := range recs {
 		s.bytes += int64(len(recs[i].Value))
 	}
+}
+
+// txLatencySink is latencySink for delivery exactly_once: it writes through WriteTx.
+type txLatencySink struct {
+	*latencySink
+	tx connector.TransactionalSink
+}
+
+func (s *txLatencySink) CheckExactlyOnce() error { return s.tx.CheckExactlyOnce() }
+func (s *txLatencySink) StoredPositions(ctx context.Context) ([]connector.Position, error) {
+	return s.tx.StoredPositions(ctx)
+}
+
+func (s *txLatencySink) WriteTx(ctx context.Context, recs []connector.Record, pos []connector.Position) error {
+	if err := s.tx.WriteTx(ctx, recs, pos); err != nil {
+		return err
+	}
+	s.observe(recs)
 	return nil
 }
 
