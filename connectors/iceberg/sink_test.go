@@ -77,11 +77,11 @@ func readWithPyIceberg(t *testing.T, d dest, name, sortBy string) pyTable {
 	return got
 }
 
-func TestCommoditiesSQLiteIntegration(t *testing.T) {
+func TestCommodities100kSQLiteIntegration(t *testing.T) {
 	testCommodities(t, sqliteDest(t))
 }
 
-func TestCommoditiesRESTIntegration(t *testing.T) {
+func TestCommodities100kRESTIntegration(t *testing.T) {
 	testCommodities(t, restDest(t, testenv.Require(t, "ICEBERG_REST_URI")))
 }
 
@@ -89,7 +89,7 @@ func TestCommoditiesRESTIntegration(t *testing.T) {
 // PyIceberg every row, the partitions and the positions in the snapshot summaries.
 func testCommodities(t *testing.T, d dest) {
 	testenv.Require(t, "PYICEBERG_PYTHON")
-	const n, batch = 100_000 / raceScale, 25_000 / raceScale
+	const n, batch = 100_000, 25_000
 	name := uniqueTable(t, d)
 	cfg := map[string]any{"catalog": d.catalog, "table": name, "schema": commoditySchema, "partition": []any{"day(ts)", "commodity"}}
 	e := env("prices")

@@ -1,0 +1,176 @@
+package main_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math/rand"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice/internal/testenv"
+)
+
+// icebergCounts reads each table with PyIceberg: its row count, distinct, smallest and largest
+// seq, and the positions of the latest snapshot carrying the sink's summary key.
+const icebergCounts = `
+import json, sys
+import pyarrow.compute as pc
+from pyiceberg.catalog import load_catalog
+name, props, key = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
+out = {}
+for ident in sys.argv[4:]:
+    t = load_catalog(name, **props).load_table(ident)
+    seq = t.scan(selected_fields=("seq",)).to_arrow()["seq"]
+    pos, snap = None, t.current_snapshot()
+    while snap is not None and pos is None:
+        props_ = snap.summary.additional_properties if snap.summary else {}
+        pos = props_.get(key + "." + ident.split("_")[-1])
+        snap = t.snapshot_by_id(snap.parent_snapshot_id) if snap.parent_snapshot_id else None
+    out[ident] = {"rows": len(seq), "distinct": pc.count_distinct(seq).as_py(),
+                  "min": pc.min(seq).as_py(), "max": pc.max(seq).as_py(), "positions": pos}
+print(json.dumps(out))
+`
+
+// TestKill9ExactlyOnceIcebergIntegration runs file → two iceberg sinks (two tables of one SQLite
+// catalog, committing every 5,000 and every 20,000 records) with delivery: exactly_once, and kills
+// `sluice run` with SIGKILL at ten random moments, restarting it each time, then lets a run finish.
+// PyIceberg must then read every record exactly once in each table, and the latest snapshot of
+// each sink must hold the end of the file as its position.
+func TestKill9ExactlyOnceIcebergIntegration(t *testing.T) {
+	python := testenv.Require(t, "PYICEBERG_PYTHON")
+	bin := buildSluice(t)
+	seed := time.Now().UnixNano()
+	rng := rand.New(rand.NewSource(seed))
+	t.Logf("seed %d", seed)
+	const n = 300_000
+	dir := t.TempDir()
+	var in bytes.Buffer
+	commodities := []string{"gold", "silver", "copper", "oil"}
+	for i := 1; i <= n; i++ {
+		fmt.Fprintf(&in, `{"seq":%d,"commodity":%q,"price":%d.25,"ts":%d}`+"\n", i, commodities[i%4], i%1000, 1714564800000+int64(i)*1000)
+	}
+	inPath := filepath.Join(dir, "in.jsonl")
+	if err := os.WriteFile(inPath, in.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	db, wh := filepath.Join(dir, "catalog.db"), "file://"+filepath.Join(dir, "warehouse")
+	sink := func(name, batch string) string {
+		return fmt.Sprintf(`    - name: %s
+      type: iceberg%s
+      config:
+        catalog: {type: sql, uri: %q, warehouse: %q, name: lake}
+        table: market.prices_%s
+        schema: [{name: seq, type: long, required: true}, {name: commodity, type: string, required: true},
+                 {name: price, type: double}, {name: ts, type: timestamptz}]
+        partition: ["day(ts)", commodity]
+`, name, batch, "sqlite:///"+db, wh, name)
+	}
+	manifest := `apiVersion: sluice.dev/v1
+kind: Pipeline
+metadata: {name: eo-iceberg}
+spec:
+  source: {type: file, config: {path: ` + strconv.Quote(inPath) + `, read_buffer: 64KiB}}
+  sinks:
+` + sink("a", "\n      batch: {max_records: 5000, linger: 50ms}") + sink("b", "\n      batch: {max_records: 20000, linger: 200ms}") + `  delivery: exactly_once
+  batch: {max_records: 5000, linger: 20ms}
+  buffer: {max_records: 50000}
+`
+	mPath := filepath.Join(dir, "eo.yaml")
+	if err := os.WriteFile(mPath, []byte(manifest), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	type table struct {
+		Rows, Distinct int
+		Min, Max       int
+		Positions      string
+	}
+	read := func() (map[string]table, error) {
+		props, _ := json.Marshal(map[string]string{"type": "sql", "uri": "sqlite:///" + db, "warehouse": wh})
+		cmd := exec.Command(python, "-c", icebergCounts, "lake", string(props), "sluice.positions.eo-iceberg", "market.prices_a", "market.prices_b")
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil {
+			return nil, fmt.Errorf("%v: %s", err, stderr.String())
+		}
+		var got map[string]table
+		return got, json.Unmarshal(out, &got)
+	}
+	// A kill lands after a random number (0 to 2) of sink a's commits in that run, plus up to
+	// 300ms: progress, not time, so that the kills fall while the sinks write on an idle machine
+	// and on a loaded one alike. Each commit leaves a manifest list (snap-*.avro) that stays.
+	commits := func() int {
+		m, _ := filepath.Glob(filepath.Join(dir, "warehouse", "*", "prices_a", "metadata", "snap-*.avro"))
+		return len(m)
+	}
+	kills := 0
+	for attempt := 0; ; attempt++ {
+		if attempt > 40 {
+			t.Fatalf("no run completed after %d attempts", attempt)
+		}
+		var stderr bytes.Buffer
+		cmd := exec.Command(bin, "run", "--data-dir", filepath.Join(dir, "data"), "--admin-addr", "", "--log-level", "warn", mPath)
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		done, exited := make(chan error, 1), make(chan struct{})
+		go func() { done <- cmd.Wait(); close(exited) }()
+		kill := make(chan string, 1)
+		if kills < 10 {
+			wait, extra, before := rng.Intn(3), time.Duration(rng.Intn(300))*time.Millisecond, commits()
+			go func() {
+				deadline := time.Now().Add(2 * time.Minute)
+				for commits() < before+wait && time.Now().Before(deadline) {
+					select {
+					case <-exited:
+						return
+					case <-time.After(10 * time.Millisecond):
+					}
+				}
+				time.Sleep(extra)
+				kill <- fmt.Sprintf("after %d commit(s) of sink a and %v", wait, extra)
+			}()
+		}
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("run failed: %v\n%s", err, stderr.String())
+			}
+			if kills < 10 {
+				t.Fatalf("run %d finished before it was killed; the test needs slower runs", attempt)
+			}
+		case when := <-kill:
+			_ = cmd.Process.Signal(syscall.SIGKILL)
+			<-done
+			kills++
+			if strings.Contains(stderr.String(), "level=ERROR") {
+				t.Logf("run %d logged errors:\n%s", attempt, stderr.String())
+			}
+			t.Logf("kill %d %s", kills, when)
+			continue
+		}
+		break
+	}
+	got, err := read()
+	if err != nil {
+		t.Fatalf("pyiceberg: %v", err)
+	}
+	for _, name := range []string{"market.prices_a", "market.prices_b"} {
+		tb := got[name]
+		if tb.Rows != n || tb.Distinct != n || tb.Min != 1 || tb.Max != n {
+			t.Errorf("%s: rows %d, distinct seq %d, seq %d..%d; want %d, %d, 1..%d: a record lost or stored twice after %d kills",
+				name, tb.Rows, tb.Distinct, tb.Min, tb.Max, n, n, n, kills)
+		}
+		if want := fmt.Sprintf(`[{"partition":%q,"offset":%d}]`, inPath, in.Len()); tb.Positions != want {
+			t.Errorf("%s: positions in the latest snapshot %s; want %s (the end of the file)", name, tb.Positions, want)
+		}
+	}
+}

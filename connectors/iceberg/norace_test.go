@@ -1,5 +1,0 @@
-//go:build !race
-
-package iceberg_test
-
-const raceScale = 1
