@@ -174,3 +174,39 @@ spec:
 		}
 	}
 }
+
+// TestIcebergBadConfigNamesTheSink: a partition the schema cannot take is refused by validate at
+// its manifest line; an unreachable catalog stops run with an error naming the sink and the
+// catalog.
+func TestIcebergBadConfigNamesTheSink(t *testing.T) {
+	bin := buildSluice(t)
+	dir := t.TempDir()
+	manifest := func(partition string) string {
+		p := filepath.Join(dir, "p.yaml")
+		if err := os.WriteFile(p, []byte(`apiVersion: sluice.dev/v1
+kind: Pipeline
+metadata: {name: lake-down}
+spec:
+  source: {type: generate, config: {count: 10}}
+  sinks:
+    - name: lake
+      type: iceberg
+      config:
+        catalog: {type: rest, uri: "http://127.0.0.1:1"}
+        table: market.prices
+        schema: [{name: seq, type: long}, {name: ts, type: timestamptz}]
+        partition: [`+partition+`]
+`), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	out, err := exec.Command(bin, "validate", manifest(`"day(seq)"`)).CombinedOutput()
+	if want := `p.yaml:13:21: sink "lake": config.partition[0]: "day(seq)": transform day does not apply to column "seq" of type long`; err == nil || !strings.Contains(string(out), want) {
+		t.Errorf("validate = %v\n%s\nwant an error with %q", err, out, want)
+	}
+	out, err = exec.Command(bin, "run", "--data-dir", filepath.Join(dir, "data"), "--admin-addr", "", manifest(`"day(ts)"`)).CombinedOutput()
+	if want := `pipeline "lake-down": open sink "lake": iceberg sink: catalog http://127.0.0.1:1: `; err == nil || !strings.Contains(string(out), want) {
+		t.Errorf("run = %v\n%s\nwant an error with %q", err, out, want)
+	}
+}
