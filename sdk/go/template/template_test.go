@@ -12,10 +12,10 @@ import (
 
 func record() *connector.Record {
 	return &connector.Record{
-		Key:     []byte("k-1"),
-		Value:   []byte(`{"commodity":"corn","price":4.25,"ok":true,"nested":{"a":{"b":"deep"}},"items":[{"sku":"x1"},{"sku":"x2"}],"esc":"a\"b\u00e9","null":null,"obj":{ "x" : [1, 2] },"key":"field-named-key"}`),
-		Headers: []connector.Header{{Key: "trace-id", Value: []byte("t9")}, {Key: "trace-id", Value: []byte("second")}},
-		Time:    time.Date(2026, 3, 4, 5, 6, 7, 891_000_000, time.FixedZone("x", 3600)),
+		Key:      []byte("k-1"),
+		Value:    []byte(`{"commodity":"corn","price":4.25,"ok":true,"nested":{"a":{"b":"deep"}},"items":[{"sku":"x1"},{"sku":"x2"}],"esc":"a\"b\u00e9","null":null,"obj":{ "x" : [1, 2] },"key":"field-named-key"}`),
+		Headers:  []connector.Header{{Key: "trace-id", Value: []byte("t9")}, {Key: "trace-id", Value: []byte("second")}},
+		Time:     time.Date(2026, 3, 4, 5, 6, 7, 891_000_000, time.FixedZone("x", 3600)),
 		Position: connector.Position{Partition: "prices/3", Offset: 42},
 	}
 }
