@@ -63,7 +63,11 @@ var sinkSpec = connector.Spec{
 		"single node, each batch and the source positions it covers are written in one `MULTI`/`EXEC`, the " +
 		"positions in the hash `positions_key` (one field per source partition), and the pipeline resumes from " +
 		"them: every record is written once. Publish mode and cluster mode cannot be exactly once (a message " +
-		"cannot be unpublished; a transaction cannot span cluster slots), and a manifest asking for it is refused.",
+		"cannot be unpublished; a transaction cannot span cluster slots), and a manifest asking for it is refused. " +
+		"Redis acknowledges a write before it is on disk unless it runs with `appendonly yes` and `appendfsync always`; " +
+		"a server that loses acknowledged writes (a crash, a failover to a lagging replica) loses records and positions " +
+		"together, and the sink stops when it finds its positions moved back: restarted, the pipeline writes the lost " +
+		"records again from where Redis stands.",
 	ExactlyOnce: true,
 	Fields: []connector.Field{
 		{Name: "addr", Type: connector.TypeString, Description: "Address of a single Redis node, `host:port`. Either `addr` or `addrs` is required.", Example: "localhost:6379"},

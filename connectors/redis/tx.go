@@ -203,7 +203,9 @@ func (s *Sink) stored(check *redis.Cmd, positions []connector.Position, hset []a
 			}
 			if got != want && changed == nil {
 				changed = fmt.Errorf("redis: positions_key %q changed under this sink: partition %q holds %v where this sink stored %v; "+
-					"is another process running pipeline %q?: %w", s.posKey, p.Partition, got, want, s.env.Pipeline, connector.ErrPermanent)
+					"either another process is running pipeline %q, or the server lost writes it had acknowledged (a restart without "+
+					"appendfsync always, a failover to a replica that lagged); a restart of the pipeline resumes from what Redis holds: %w",
+					s.posKey, p.Partition, got, want, s.env.Pipeline, connector.ErrPermanent)
 			}
 		}
 	}
