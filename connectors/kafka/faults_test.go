@@ -108,6 +108,48 @@ func TestPrivateBrokerIntegration(t *testing.T) {
 		}
 	})
 
+	t.Run("TLS", func(t *testing.T) {
+		topic := newTopic(t, 1)
+		pbk := &broker{addr: pb.addr(), adm: adm}
+		pbk.produce(t, topic, 1, 10, seqValue(1))
+		ctx := testContext(t, time.Minute)
+		// Trusting the test's CA: reads; the sink writes.
+		src, err := NewSource(sourceConfig(t, map[string]any{"brokers": []any{pb.tlsAddr()}, "topics": []any{topic}, "tls": map[string]any{"ca_file": pb.caFile}}), connector.Env{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := src.Open(ctx, nil); err != nil {
+			t.Fatalf("Open over TLS: %v", err)
+		}
+		recs, err := src.Read(ctx)
+		_ = src.Close(ctx)
+		if err != nil || len(recs) == 0 {
+			t.Fatalf("Read over TLS = %d records, %v", len(recs), err)
+		}
+		snk, err := NewSink(sinkConfig(t, map[string]any{"brokers": []any{pb.tlsAddr()}, "topic": topic, "tls": map[string]any{"ca_file": pb.caFile}}), connector.Env{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := snk.Open(ctx); err != nil {
+			t.Fatalf("sink Open over TLS: %v", err)
+		}
+		if err := snk.Write(ctx, []connector.Record{{Value: []byte("over tls")}}); err != nil {
+			t.Fatalf("sink Write over TLS: %v", err)
+		}
+		_ = snk.Close(ctx)
+		// Trusting only the system's CAs: a permanent error that says why.
+		src, err = NewSource(sourceConfig(t, map[string]any{"brokers": []any{pb.tlsAddr()}, "topics": []any{topic}, "tls": map[string]any{"enabled": true}}), connector.Env{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = src.Open(ctx, nil)
+		_ = src.Close(ctx)
+		if !errors.Is(err, connector.ErrPermanent) || !strings.Contains(err.Error(), "TLS") {
+			t.Fatalf("Open over TLS without the CA: %v; want a permanent TLS error", err)
+		}
+		t.Logf("untrusted certificate: %v", err)
+	})
+
 	// One stop of the broker serves two checks: a pipeline that was running when the broker went
 	// away resumes by itself, and a pipeline started while it is away says why it cannot open,
 	// is not ready, retries, and runs once the broker is back.
@@ -204,4 +246,68 @@ func TestPrivateBrokerIntegration(t *testing.T) {
 		dups := checkComplete(t, recs, partitions, n)
 		t.Logf("broker restart: %d records, %d duplicates", n, dups)
 	})
+}
+
+// TestBacklogIntegration checks the lag the source reports per partition: after the given
+// positions without a group; after the group's committed offsets in one.
+func TestBacklogIntegration(t *testing.T) {
+	b := sharedBroker(t)
+	topic := b.topic(t, 2, nil)
+	b.produce(t, topic, 2, 100, seqValue(2)) // 50 per partition
+	ctx := testContext(t, 2*time.Minute)
+	backlog := func(src *Source, after []connector.Position) map[string]int64 {
+		t.Helper()
+		bl, err := src.Backlog(ctx, after)
+		if err != nil {
+			t.Fatalf("Backlog: %v", err)
+		}
+		out := map[string]int64{}
+		for _, x := range bl {
+			out[x.Partition] = x.Records
+		}
+		return out
+	}
+	p0, p1 := topic+"/0", topic+"/1"
+
+	direct, err := NewSource(sourceConfig(t, map[string]any{"brokers": []any{b.addr}, "topics": []any{topic}}), connector.Env{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := direct.Open(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	defer direct.Close(ctx)
+	if got := backlog(direct, []connector.Position{{Partition: p0, Offset: 9}}); got[p0] != 40 || got[p1] != 50 {
+		t.Fatalf("backlog without a group, after %s@9: %v; want %s 40 and %s 50 (from its start)", p0, got, p0, p1)
+	}
+
+	group, err := NewSource(sourceConfig(t, map[string]any{"brokers": []any{b.addr}, "topics": []any{topic}, "group": uniqueName(t, "g")}), connector.Env{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := group.Open(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	defer group.Close(ctx)
+	last := map[string]connector.Position{}
+	for n := 0; n < 100; {
+		recs, err := group.Read(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range recs {
+			last[r.Position.Partition] = r.Position
+		}
+		n += len(recs)
+	}
+	if err := group.Ack(ctx, []connector.Position{last[p0], last[p1]}); err != nil {
+		t.Fatal(err)
+	}
+	if got := backlog(group, nil); got[p0] != 0 || got[p1] != 0 {
+		t.Fatalf("backlog of a group that committed everything: %v; want 0 and 0", got)
+	}
+	b.produceRange(t, topic, 2, 100, 120, seqValue(2)) // 10 more per partition
+	if got := backlog(group, nil); got[p0] != 10 || got[p1] != 10 {
+		t.Fatalf("backlog after 10 more records per partition: %v; want 10 and 10", got)
+	}
 }

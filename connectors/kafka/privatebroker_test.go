@@ -2,6 +2,13 @@ package kafka
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
 	"fmt"
 	"net"
 	"os"
@@ -21,13 +28,15 @@ import (
 // privateBroker is a single-node Kafka (KRaft) of a test's own, started from the jars that
 // `make services` resolved, on free ports and a data dir of its own, so a test may stop and
 // restart it without touching the shared broker. Besides PLAINTEXT it has a SASL_PLAINTEXT
-// listener with the users saslUser (PLAIN) and saslUser's SCRAM-SHA-256/512 credentials.
+// listener with the users saslUser (PLAIN) and saslUser's SCRAM-SHA-256/512 credentials, and an
+// SSL listener whose certificate a CA of the test's own (caFile) signed.
 type privateBroker struct {
-	t                    testing.TB
-	lib, dir             string
-	port, saslPort, ctrl int
-	cmd                  *exec.Cmd
-	exited               chan struct{}
+	t                             testing.TB
+	lib, dir                      string
+	port, saslPort, tlsPort, ctrl int
+	caFile                        string // the CA that signed the TLS listener's certificate
+	cmd                           *exec.Cmd
+	exited                        chan struct{}
 }
 
 const (
@@ -46,16 +55,19 @@ func startPrivateBroker(t testing.TB) *privateBroker {
 	if _, err := exec.LookPath("java"); err != nil {
 		t.Fatalf("java is not on PATH (`make services` installs it): %v", err)
 	}
-	ports := freePorts(t, 3)
-	b := &privateBroker{t: t, lib: lib, dir: t.TempDir(), port: ports[0], saslPort: ports[1], ctrl: ports[2]}
+	ports := freePorts(t, 4)
+	b := &privateBroker{t: t, lib: lib, dir: t.TempDir(), port: ports[0], saslPort: ports[1], ctrl: ports[2], tlsPort: ports[3]}
+	keystore := b.writeCerts()
 	props := fmt.Sprintf(`process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:%[3]d
-listeners=PLAINTEXT://127.0.0.1:%[1]d,SASL_PLAINTEXT://127.0.0.1:%[2]d,CONTROLLER://127.0.0.1:%[3]d
-advertised.listeners=PLAINTEXT://127.0.0.1:%[1]d,SASL_PLAINTEXT://127.0.0.1:%[2]d
+listeners=PLAINTEXT://127.0.0.1:%[1]d,SASL_PLAINTEXT://127.0.0.1:%[2]d,SSL://127.0.0.1:%[7]d,CONTROLLER://127.0.0.1:%[3]d
+advertised.listeners=PLAINTEXT://127.0.0.1:%[1]d,SASL_PLAINTEXT://127.0.0.1:%[2]d,SSL://127.0.0.1:%[7]d
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,SSL:SSL
+ssl.keystore.type=PEM
+ssl.keystore.location=%[8]s
 sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512
 listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_%[5]s="%[6]s";
 listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
@@ -73,7 +85,7 @@ share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
 num.network.threads=2
 num.io.threads=2
-`, b.port, b.saslPort, b.ctrl, filepath.Join(b.dir, "data"), saslUser, saslPassword)
+`, b.port, b.saslPort, b.ctrl, filepath.Join(b.dir, "data"), saslUser, saslPassword, b.tlsPort, keystore)
 	if err := os.WriteFile(filepath.Join(b.dir, "server.properties"), []byte(props), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -111,9 +123,53 @@ func (b *privateBroker) java(args ...string) *exec.Cmd {
 	return cmd
 }
 
-// addr is the PLAINTEXT listener; saslAddr the SASL_PLAINTEXT one.
+// addr is the PLAINTEXT listener; saslAddr the SASL_PLAINTEXT one, tlsAddr the SSL one.
 func (b *privateBroker) addr() string     { return fmt.Sprintf("127.0.0.1:%d", b.port) }
 func (b *privateBroker) saslAddr() string { return fmt.Sprintf("127.0.0.1:%d", b.saslPort) }
+func (b *privateBroker) tlsAddr() string  { return fmt.Sprintf("127.0.0.1:%d", b.tlsPort) }
+
+// writeCerts makes a CA and a certificate for 127.0.0.1 signed by it, writes the CA to b.caFile
+// and returns the path of the broker's PEM keystore (its key, then its certificate chain).
+func (b *privateBroker) writeCerts() string {
+	b.t.Helper()
+	newKey := func() *ecdsa.PrivateKey {
+		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			b.t.Fatal(err)
+		}
+		return k
+	}
+	caKey, srvKey := newKey(), newKey()
+	now := time.Now()
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "sluice test CA"}, NotBefore: now.Add(-time.Hour),
+		NotAfter: now.Add(24 * time.Hour), IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	ca, _ := x509.ParseCertificate(caDER)
+	srvTmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "127.0.0.1"}, NotBefore: now.Add(-time.Hour),
+		NotAfter: now.Add(24 * time.Hour), IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, DNSNames: []string{"localhost"},
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	srvDER, err := x509.CreateCertificate(rand.Reader, srvTmpl, ca, &srvKey.PublicKey, caKey)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	pkcs8, err := x509.MarshalPKCS8PrivateKey(srvKey)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	b.caFile = filepath.Join(b.dir, "ca.pem")
+	keystore := filepath.Join(b.dir, "keystore.pem")
+	ks := append(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pkcs8}), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srvDER})...)
+	if err := os.WriteFile(keystore, append(ks, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})...), 0o600); err != nil {
+		b.t.Fatal(err)
+	}
+	if err := os.WriteFile(b.caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o644); err != nil {
+		b.t.Fatal(err)
+	}
+	return keystore
+}
 
 // start starts the broker process and waits until it answers.
 func (b *privateBroker) start() {
