@@ -94,6 +94,8 @@ var sourceSpec = connector.Spec{
 		connector.Field{Name: "balancer", Type: connector.TypeString, Default: balancerCooperativeSticky,
 			Enum:        []string{balancerCooperativeSticky, balancerSticky, balancerRange, balancerRoundRobin},
 			Description: "How the group spreads partitions. `cooperative-sticky` moves only the partitions that change owner; the others keep flowing during a rebalance."},
+		connector.Field{Name: "metadata_max_age", Type: connector.TypeDuration, Default: time.Minute,
+			Description: "How often the topics' metadata is refreshed, so how soon a group reads a new topic matching topic_pattern or partitions added to a topic."},
 		connector.Field{Name: "instance_id", Type: connector.TypeString,
 			Description: "A static group membership id, stable across restarts of this process: a restart within session_timeout gets its partitions back without a rebalance. Must differ between processes."},
 	),
@@ -183,6 +185,7 @@ func NewSource(cfg connector.Config, env connector.Env) (*Source, error) {
 		RevokeTO        time.Duration `config:"revoke_timeout"`
 		Balancer        string        `config:"balancer"`
 		InstanceID      string        `config:"instance_id"`
+		MetadataMaxAge  time.Duration `config:"metadata_max_age"`
 	}
 	if err := sourceSpec.Decode(cfg, &c); err != nil {
 		return nil, err
@@ -229,13 +232,16 @@ func NewSource(cfg connector.Config, env connector.Env) (*Source, error) {
 		v    int64
 	}{{"max_poll_records", int64(c.MaxPollRecords)}, {"fetch_max_bytes", c.FetchMaxBytes}, {"fetch_max_partition_bytes", c.FetchPartBytes},
 		{"fetch_max_wait", int64(c.FetchMaxWait)}, {"session_timeout", int64(c.SessionTimeout)}, {"heartbeat_interval", int64(c.Heartbeat)},
-		{"rebalance_timeout", int64(c.RebalanceTO)}, {"revoke_timeout", int64(c.RevokeTO)}} {
+		{"rebalance_timeout", int64(c.RebalanceTO)}, {"revoke_timeout", int64(c.RevokeTO)}, {"metadata_max_age", int64(c.MetadataMaxAge)}} {
 		if f.v <= 0 {
 			return nil, &connector.ConfigError{Field: f.name, Msg: "must be greater than 0"}
 		}
 	}
 	if c.FetchMaxBytes > 1<<31-1 || c.FetchPartBytes > 1<<31-1 {
 		return nil, &connector.ConfigError{Field: "fetch_max_bytes", Msg: "must be less than 2 GiB"}
+	}
+	if c.MetadataMaxAge < time.Second {
+		return nil, &connector.ConfigError{Field: "metadata_max_age", Msg: "must be at least 1s"}
 	}
 	if c.Heartbeat*3 > c.SessionTimeout {
 		return nil, &connector.ConfigError{Field: "heartbeat_interval", Msg: fmt.Sprintf("%s is more than a third of session_timeout (%s)", c.Heartbeat, c.SessionTimeout)}
@@ -250,6 +256,7 @@ func NewSource(cfg connector.Config, env connector.Env) (*Source, error) {
 		kgo.FetchMaxBytes(int32(c.FetchMaxBytes)),
 		kgo.FetchMaxPartitionBytes(int32(c.FetchPartBytes)),
 		kgo.FetchMaxWait(c.FetchMaxWait),
+		kgo.MetadataMaxAge(c.MetadataMaxAge),
 	}
 	if c.Isolation == "read_committed" {
 		s.opts = append(s.opts, kgo.FetchIsolationLevel(kgo.ReadCommitted()))

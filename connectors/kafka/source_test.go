@@ -1,0 +1,134 @@
+package kafka
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/sluicehq/sluice/sdk/go/connector"
+)
+
+// readN reads until n records came.
+func readN(t *testing.T, ctx context.Context, src *Source, n int) []connector.Record {
+	t.Helper()
+	var out []connector.Record
+	for len(out) < n {
+		recs, err := src.Read(ctx)
+		if err != nil {
+			t.Fatalf("Read after %d of %d records: %v", len(out), n, err)
+		}
+		out = append(out, recs...)
+	}
+	return out
+}
+
+func openSource(t *testing.T, ctx context.Context, values map[string]any) *Source {
+	t.Helper()
+	src, err := NewSource(sourceConfig(t, values), connector.Env{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := src.Open(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = src.Close(context.Background()) })
+	return src
+}
+
+// TestRecordShapeIntegration checks what a Kafka record becomes: key, value, time and headers
+// kept, reserved headers dropped, the metadata headers first; and topic_pattern in a group.
+func TestRecordShapeIntegration(t *testing.T) {
+	b := sharedBroker(t)
+	a, c := b.topic(t, 1, nil), b.topic(t, 1, nil)
+	when := time.UnixMilli(1_700_000_000_123)
+	ctx := testContext(t, 2*time.Minute)
+	for _, topic := range []string{a, c} {
+		r := &kgo.Record{Topic: topic, Key: []byte("k"), Value: []byte(`{"v":1}`), Timestamp: when,
+			Headers: []kgo.RecordHeader{{Key: "trace", Value: []byte("t1")}, {Key: "Sluice-Malformed", Value: []byte("forged")}, {Key: "trace", Value: []byte("t2")}}}
+		if err := b.cl.ProduceSync(ctx, r).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pattern := regexp.QuoteMeta(a) + "|" + regexp.QuoteMeta(c)
+	src := openSource(t, ctx, map[string]any{"brokers": []any{b.addr}, "topic_pattern": pattern, "group": uniqueName(t, "g")})
+	got := readN(t, ctx, src, 2)
+	seen := map[string]bool{}
+	for _, r := range got {
+		topic, _ := headerValue(r, HeaderTopic)
+		seen[topic] = true
+		if string(r.Key) != "k" || string(r.Value) != `{"v":1}` || !r.Time.Equal(when) {
+			t.Errorf("record %q/%q at %v; want key k, value {\"v\":1}, time %v", r.Key, r.Value, r.Time, when)
+		}
+		want := []string{HeaderTopic + "=" + topic, HeaderPartition + "=0", HeaderOffset + "=0", "trace=t1", "trace=t2"}
+		var have []string
+		for _, h := range r.Headers {
+			have = append(have, h.Key+"="+string(h.Value))
+		}
+		if fmt.Sprint(have) != fmt.Sprint(want) {
+			t.Errorf("headers %v; want %v (metadata first, upstream kept in order, sluice- dropped)", have, want)
+		}
+		if r.Position.Partition != topic+"/0" || r.Position.Offset != 0 {
+			t.Errorf("position %v; want %s/0@0", r.Position, topic)
+		}
+	}
+	if !seen[a] || !seen[c] {
+		t.Fatalf("read topics %v; want %s and %s through topic_pattern %s", seen, a, c, pattern)
+	}
+}
+
+func headerValue(r connector.Record, key string) (string, bool) {
+	for _, h := range r.Headers {
+		if h.Key == key {
+			return string(h.Value), true
+		}
+	}
+	return "", false
+}
+
+// TestStartIntegration checks where a group without committed offsets starts: latest, or the
+// first record at or after a time.
+func TestStartIntegration(t *testing.T) {
+	b := sharedBroker(t)
+	topic := b.topic(t, 1, nil)
+	ctx := testContext(t, 2*time.Minute)
+	base := time.Now().Add(-time.Hour).Truncate(time.Second)
+	for i := range 10 {
+		r := &kgo.Record{Topic: topic, Value: []byte(strconv.Itoa(i)), Timestamp: base.Add(time.Duration(i) * time.Minute)}
+		if err := b.cl.ProduceSync(ctx, r).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	at := openSource(t, ctx, map[string]any{"brokers": []any{b.addr}, "topics": []any{topic}, "group": uniqueName(t, "g"),
+		"start": base.Add(6*time.Minute + 30*time.Second).UTC().Format(time.RFC3339)})
+	if got := readN(t, ctx, at, 1); string(got[0].Value) != "7" {
+		t.Fatalf("start at a time: first record %q; want 7 (the first at or after it)", got[0].Value)
+	}
+
+	latest := openSource(t, ctx, map[string]any{"brokers": []any{b.addr}, "topics": []any{topic}, "group": uniqueName(t, "g"), "start": "latest"})
+	// Produce new records until the source returns one: whenever it settled on the end, the first
+	// record it returns must be a new one, never one of the ten before.
+	read := make(chan []connector.Record, 1)
+	go func() {
+		recs, _ := latest.Read(ctx)
+		read <- recs
+	}()
+	for i := 0; ; i++ {
+		if err := b.cl.ProduceSync(ctx, &kgo.Record{Topic: topic, Value: []byte("new" + strconv.Itoa(i))}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case got := <-read:
+			if len(got) == 0 || !strings.HasPrefix(string(got[0].Value), "new") {
+				t.Fatalf("start latest: read %v first; want a record produced after the start", got)
+			}
+			return
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
