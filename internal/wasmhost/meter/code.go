@@ -4,8 +4,8 @@ package meter
 const (
 	frameFunc = iota
 	frameBlock
-	frameLoop
 	frameIf
+	frameLoop // a loop, wrapped in three more labels (see loopHeader)
 )
 
 // maxLocals bounds the locals of a function, as browsers do (the JavaScript API's implementation
@@ -41,8 +41,8 @@ var simdOK = func() (ok [256]bool) {
 	return ok
 }()
 
-// analyse walks every body once, then decides which functions are light and what each region
-// costs.
+// analyse walks every body once, then decides which functions are light, which need a check at
+// their entry, and what each region costs.
 func (m *module) analyse() {
 	for i := range m.funcs {
 		w := walker{m: m, f: &m.funcs[i]}
@@ -98,6 +98,97 @@ func (m *module) analyse() {
 			m.loops += len(f.regions) - 1
 		}
 	}
+	m.decideChecks()
+}
+
+// UncheckedCost bounds the work of a function without an entry check: its code outside loops and
+// that of the functions without entry checks it calls from there.
+const UncheckedCost = 1 << 15
+
+// decideChecks gives an entry check to the heavy functions that need one, so that the work between
+// two checks stays bounded: functions that can be called through a table (call_indirect may reach
+// anything the module's tables can hold), functions on a cycle of direct calls (recursion), and
+// functions whose code outside loops, with the unchecked functions it calls from there, may run
+// more than UncheckedCost instructions (call trees). The others only charge their entry: whatever
+// they run without a check is bounded, and their loops check every iteration.
+func (m *module) decideChecks() {
+	n := len(m.funcs)
+	// Tarjan's strongly connected components over the direct calls between heavy functions.
+	index := make([]int32, n)
+	low := make([]int32, n)
+	onStack := make([]bool, n)
+	var stack []uint32
+	next := int32(1)
+	var visit func(v uint32)
+	visit = func(v uint32) {
+		index[v], low[v] = next, next
+		next++
+		stack = append(stack, v)
+		onStack[v] = true
+		for _, c := range m.funcs[v].calls {
+			w := c.callee
+			if m.funcs[w].light {
+				continue
+			}
+			if w == v {
+				m.funcs[v].checked = true
+			}
+			if index[w] == 0 {
+				visit(w)
+				low[v] = min(low[v], low[w])
+			} else if onStack[w] {
+				low[v] = min(low[v], index[w])
+			}
+		}
+		if low[v] == index[v] {
+			var comp []uint32
+			for {
+				w := stack[len(stack)-1]
+				stack = stack[:len(stack)-1]
+				onStack[w] = false
+				comp = append(comp, w)
+				if w == v {
+					break
+				}
+			}
+			if len(comp) > 1 {
+				for _, w := range comp {
+					m.funcs[w].checked = true
+				}
+			}
+			// Components come out callees first: the unchecked cost of v's callees is known.
+			for _, w := range comp {
+				m.uncheckedCost(w)
+			}
+		}
+	}
+	for v := range m.funcs {
+		if !m.funcs[v].light && index[v] == 0 {
+			visit(uint32(v))
+		}
+	}
+}
+
+// uncheckedCost decides whether heavy function i needs an entry check, its callees decided.
+func (m *module) uncheckedCost(i uint32) {
+	f := &m.funcs[i]
+	if f.addrTaken {
+		f.checked = true
+	}
+	if f.checked {
+		return
+	}
+	u := f.regions[0]
+	for _, c := range f.calls {
+		if g := &m.funcs[c.callee]; c.region == 0 && !g.light && !g.checked {
+			u += g.unchecked
+		}
+	}
+	f.unchecked = u
+	if u > UncheckedCost {
+		f.checked = true
+		f.unchecked = 0
+	}
 }
 
 // writeBody appends the rewritten body of function i to out.
@@ -127,18 +218,85 @@ func (w *walker) checkTail() {
 	w.out = append(w.out, 0x0b)
 }
 
-// charge appends "L = src - cost; check", src being the global (function entry) or L.
-func (w *walker) charge(fromGlobal bool, cost int64) {
-	if fromGlobal {
-		w.local(0x23, w.m.nGlobals)
-	} else {
-		w.local(0x20, w.L)
-	}
+// entryCheck appends "L = global - cost", and with check "if L < 0 then L = refill(L)".
+func (w *walker) entryCheck(cost int64, check bool) {
+	w.local(0x23, w.m.nGlobals)
 	w.out = append(w.out, 0x42)
 	w.out = appendS64(w.out, cost)
 	w.out = append(w.out, 0x7d) // i64.sub
-	w.local(0x22, w.L)          // local.tee
+	if !check {
+		w.local(0x21, w.L) // local.set
+		return
+	}
+	w.local(0x22, w.L) // local.tee
 	w.checkTail()
+}
+
+// loopHeader replaces the loop instruction at start (block type bt, region cost) by
+//
+//	block bt                 ;; $done
+//	  loop P->P              ;; $retry
+//	    block P->P           ;; $refill
+//	      loop bt            ;; the loop
+//	        L = L - cost; br_if $refill (L < 0)
+//
+// and loopEnd closes it with
+//
+//	      end
+//	      br $done
+//	    end
+//	    L = refill(L) + cost
+//	    br $retry
+//	  end
+//	  unreachable
+//	end
+//
+// so that the call to refill is outside the loop: a call inside it, even one never made, makes
+// the compiler keep the loop's values where the call cannot clobber them, which slowed byte
+// loops by 5-15%. The check branches out with the loop's parameters, which are then on the stack,
+// and enters it again after the refill, whose grant the check then finds whole (the cost added
+// back pays for the check's second run: the iteration is charged once). Branches from inside the loop to labels outside it count
+// the three added labels (crossed).
+func (w *walker) loopHeader(start int, bt int64, cost int64) {
+	r := &w.r
+	btBytes := r.b[start+1 : r.p]
+	pp := []byte{0x40}
+	if bt >= 0 {
+		if p := w.m.types[bt].params; len(p) > 0 {
+			pp = appendS64(nil, int64(w.m.findType(funcType{params: p, results: p})))
+		}
+	}
+	w.flush(start)
+	w.out = append(w.out, 0x02)
+	w.out = append(w.out, btBytes...)
+	w.out = append(w.out, 0x03)
+	w.out = append(w.out, pp...)
+	w.out = append(w.out, 0x02)
+	w.out = append(w.out, pp...)
+	w.out = append(w.out, 0x03)
+	w.out = append(w.out, btBytes...)
+	w.local(0x20, w.L)
+	w.out = append(w.out, 0x42)
+	w.out = appendS64(w.out, cost)
+	w.out = append(w.out, 0x7d)                         // i64.sub
+	w.local(0x22, w.L)                                  // local.tee
+	w.out = append(w.out, 0x42, 0x00, 0x53, 0x0d, 0x01) // i64.const 0; i64.lt_s; br_if 1
+	w.copied = r.p
+}
+
+// loopEnd replaces the end of a loop at start whose region costs cost (see loopHeader).
+func (w *walker) loopEnd(start int, cost int64) {
+	w.flush(start)
+	w.out = append(w.out, 0x0b, 0x0c, 0x02, 0x0b) // end; br 2; end
+	w.local(0x20, w.L)
+	w.out = append(w.out, 0x10)
+	w.out = appendU32(w.out, w.m.nImpFuncs) // call refill
+	w.out = append(w.out, 0x42)
+	w.out = appendS64(w.out, cost)
+	w.out = append(w.out, 0x7c) // i64.add
+	w.local(0x21, w.L)
+	w.out = append(w.out, 0x0c, 0x00, 0x0b, 0x00, 0x0b) // br 0; end; unreachable; end
+	w.copied = w.r.p
 }
 
 func (w *walker) writeBack() {
@@ -152,7 +310,8 @@ func (w *walker) reload() {
 }
 
 // bulk appends the charge of a bulk instruction whose length operand is on the stack: one unit
-// per 2^shift of it.
+// per 2^shift of it. The next check (loop iteration, function entry) acts on it: a check here
+// would put a call into loops.
 func (w *walker) bulk(shift int64) {
 	w.local(0x21, w.S)
 	w.local(0x20, w.L)
@@ -160,8 +319,7 @@ func (w *walker) bulk(shift int64) {
 	w.out = append(w.out, 0xad, 0x42) // i64.extend_i32_u; i64.const
 	w.out = appendS64(w.out, shift)
 	w.out = append(w.out, 0x88, 0x7d) // i64.shr_u; i64.sub
-	w.local(0x22, w.L)
-	w.checkTail()
+	w.local(0x21, w.L)
 	w.local(0x20, w.S)
 }
 
@@ -204,7 +362,7 @@ func (w *walker) locals() {
 	}
 }
 
-func (w *walker) blockType() {
+func (w *walker) blockType() int64 {
 	r := &w.r
 	bt := r.sleb(33)
 	switch {
@@ -220,6 +378,18 @@ func (w *walker) blockType() {
 			r.fail("type index %d out of range", bt)
 		}
 	}
+	return bt
+}
+
+// crossed returns how many labels the wrappers add between the current point and branch depth l.
+func (w *walker) crossed(l uint32) uint32 {
+	var n uint32
+	for i := len(w.ctrl) - int(l); i < len(w.ctrl); i++ {
+		if w.ctrl[i] == frameLoop {
+			n += 3
+		}
+	}
+	return n
 }
 
 func (w *walker) memarg() {
@@ -249,7 +419,7 @@ func (w *walker) walk() {
 	if !w.emit {
 		f.regions = append(f.regions[:0], 0)
 	} else if w.heavy {
-		w.charge(true, f.regions[0])
+		w.entryCheck(f.regions[0], f.checked)
 	}
 	m := w.m
 	for {
@@ -270,18 +440,21 @@ func (w *walker) walk() {
 			}
 			w.ctrl = append(w.ctrl, kind)
 		case op == 0x03:
-			w.blockType()
-			w.ctrl = append(w.ctrl, frameLoop)
+			bt := w.blockType()
 			region := w.nRegions
 			w.nRegions++
 			w.regStack = append(w.regStack, region)
 			if !w.emit {
 				f.hasLoop = true
 				f.regions = append(f.regions, 0)
+				if bt >= 0 && len(m.types[bt].params) > 0 {
+					p := m.types[bt].params
+					m.findType(funcType{params: p, results: p})
+				}
 			} else if w.heavy {
-				w.flush(r.p)
-				w.charge(false, f.regions[region])
+				w.loopHeader(start, bt, f.regions[region])
 			}
+			w.ctrl = append(w.ctrl, frameLoop)
 		case op == 0x05:
 			if w.ctrl[len(w.ctrl)-1] != frameIf {
 				r.p = start
@@ -291,7 +464,11 @@ func (w *walker) walk() {
 			kind := w.ctrl[len(w.ctrl)-1]
 			w.ctrl = w.ctrl[:len(w.ctrl)-1]
 			if kind == frameLoop {
+				region := w.regStack[len(w.regStack)-1]
 				w.regStack = w.regStack[:len(w.regStack)-1]
+				if w.emit && w.heavy {
+					w.loopEnd(start, f.regions[region])
+				}
 			}
 			if kind == frameFunc {
 				if !r.done() {
@@ -307,21 +484,45 @@ func (w *walker) walk() {
 				return
 			}
 		case op == 0x0c || op == 0x0d:
-			if l := w.label(); w.emit && w.heavy && int(l) == len(w.ctrl)-1 {
+			l := w.label()
+			if w.emit && w.heavy && int(l) == len(w.ctrl)-1 {
 				w.flush(start)
 				w.writeBack()
+			}
+			if c := w.crossed(l); c > 0 && w.emit {
+				w.flush(start)
+				w.out = append(w.out, op)
+				w.out = appendU32(w.out, l+c)
+				w.copied = r.p
 			}
 		case op == 0x0e:
 			n := r.count()
 			out := false
+			var labels []uint32
+			moved := false
 			for i := uint64(0); i <= uint64(n); i++ {
-				if int(w.label()) == len(w.ctrl)-1 {
+				l := w.label()
+				if int(l) == len(w.ctrl)-1 {
 					out = true
 				}
+				if c := w.crossed(l); c > 0 {
+					moved = true
+					l += c
+				}
+				labels = append(labels, l)
 			}
 			if out && w.emit && w.heavy {
 				w.flush(start)
 				w.writeBack()
+			}
+			if moved && w.emit {
+				w.flush(start)
+				w.out = append(w.out, 0x0e)
+				w.out = appendU32(w.out, n)
+				for _, l := range labels {
+					w.out = appendU32(w.out, l)
+				}
+				w.copied = r.p
 			}
 		case op == 0x0f:
 			if w.emit && w.heavy {
@@ -413,6 +614,7 @@ func (w *walker) walk() {
 			refType(r)
 		case op == 0xd2:
 			x := r.u32()
+			m.refFunc(x)
 			if y := m.fn(r, x); w.emit && x != y {
 				w.flush(start)
 				w.out = append(w.out, 0xd2)

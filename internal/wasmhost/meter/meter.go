@@ -11,23 +11,31 @@
 //	export "sluice_meter_fuel"              the counter (mutable i64), read and set by the host
 //	                                        around calls
 //
-// Work is charged in units of at most one executed instruction: every function entry and every loop
-// header (the start of each loop iteration) subtracts the instruction count of its region (the
-// function's or the loop's body outside the loops nested in it, each instruction counted once
-// whichever branches run) and calls refill when the counter drops below zero. Each executed
-// instruction belongs to one region and runs at most once per entry of it, so the charge bounds
-// the work. A
-// function without loops, indirect calls and bulk memory instructions, whose calls reach only such
-// functions and whose whole call tree is at most LightCost instructions, is "light": it is left as
-// it is and its cost is charged at each of its call sites instead. memory.fill, memory.copy,
-// memory.init and the table bulk instructions are charged one unit per 16 bytes (per 4 table
-// elements) of their length operand, and checked, before they run. The host is therefore entered
-// once per granted amount of work, whatever the module does: loops, recursion, call trees without
-// loops, bulk copies.
+// Work is charged in units of at most one executed instruction. Code is cut into regions: a
+// function's body, and each loop's body, without the loops nested in them. A region costs its
+// instruction count (each instruction once, whichever branches run), plus the whole call tree of
+// each light function it calls (below). Every loop iteration and every function entry subtracts
+// the cost of the region it starts; every executed instruction belongs to one region and runs at
+// most once per entry of it, so the charges bound the work. Bulk instructions (memory.fill,
+// memory.copy, memory.init, table.init, table.copy, table.fill, table.grow) are charged one unit
+// per 16 bytes (per 4 table elements) of their length operand before they run.
+//
+// Checks (a call to refill when the counter is below zero) come with every loop iteration, and at
+// the entry of the functions that need one: those a table may hold (call_indirect can reach
+// them), those on a cycle of calls (recursion), and those that would otherwise run more than
+// UncheckedCost instructions, with the unchecked functions they call, before a check (call trees
+// without loops). Other functions only charge at their entry: what they run before the next check
+// is bounded. A function without loops, indirect calls and bulk instructions whose call tree is at
+// most LightCost instructions of such functions is light: it is left as it is, and charged at
+// its call sites. The host is therefore entered once per granted amount of work whatever the
+// module does (loops, recursion, call trees, bulk copies), give or take UncheckedCost; it reads
+// the counter after a call to see the work since the last check.
 //
 // Inside a function the counter lives in a local (a register, for a compiler), written back to the
-// global before calls to functions that use it, after them read back, and before the function
-// returns; a check costs a subtraction, a comparison and a branch.
+// global before calls to functions that use it, read back after them, and before the function
+// returns. A check costs a subtraction, a comparison and a branch: the call to refill is placed
+// outside the loop (see loopHeader), because a call inside a loop, even one never made, makes the
+// compiler keep the loop's values where the call cannot clobber them.
 //
 // Function indices of the module's own functions move up by two (the added imports come after
 // the module's imported functions): calls, ref.func, exports, the start function, element
@@ -126,6 +134,9 @@ type function struct {
 	calls      []callSite // direct calls of defined functions
 	light      bool
 	cost       int64 // light: the cost of its call tree; state of the light analysis otherwise
+	addrTaken  bool  // in a table or named by ref.func: call_indirect may reach it
+	checked    bool  // heavy, with a check at its entry (decideChecks)
+	unchecked  int64 // heavy without an entry check: the most its entry may run without a check
 }
 
 type callSite struct {
@@ -161,6 +172,13 @@ func (m *module) fn(r *reader, x uint32) uint32 {
 	return x + 2
 }
 
+// refFunc notes that function x (an input index) can be called through a table.
+func (m *module) refFunc(x uint32) {
+	if x >= m.nImpFuncs && x < m.nFuncs() {
+		m.funcs[x-m.nImpFuncs].addrTaken = true
+	}
+}
+
 func (m *module) global(r *reader, x uint32) {
 	if x >= m.nGlobals {
 		r.fail("global index %d out of range", x)
@@ -186,7 +204,6 @@ func (m *module) parse() {
 	}
 	r.p = 8
 	last := 0
-	var funcTypes []uint32
 	for !r.done() {
 		id := r.byte()
 		size := r.u32()
@@ -217,10 +234,11 @@ func (m *module) parse() {
 			m.parseImports(sr)
 		case 3:
 			n := sr.count()
-			for i := uint32(0); i < n; i++ {
+			m.funcs = make([]function, n)
+			for i := range m.funcs {
 				t := sr.u32()
 				m.typeIdx(sr, t)
-				funcTypes = append(funcTypes, t)
+				m.funcs[i].typ = t
 			}
 		case 4:
 			n := sr.count()
@@ -244,25 +262,29 @@ func (m *module) parse() {
 		case 10:
 			m.hasCode = true
 			n := sr.count()
-			if int(n) != len(funcTypes) {
-				sr.fail("%d function bodies for %d functions", n, len(funcTypes))
+			if int(n) != len(m.funcs) {
+				sr.fail("%d function bodies for %d functions", n, len(m.funcs))
 			}
-			m.funcs = make([]function, n)
 			for i := range m.funcs {
 				size := sr.u32()
-				off := sr.p
-				m.funcs[i] = function{typ: funcTypes[i], body: sr.bytes(int(size)), bodyOff: off}
+				m.funcs[i].bodyOff = sr.p
+				m.funcs[i].body = sr.bytes(int(size))
 			}
 		}
-		// Sections 7 (export), 8 (start), 9 (element), 11 (data) and 12 (data count) are checked
-		// when they are written, once every index space is known.
+		if id == 9 {
+			var scratch []byte
+			m.elements(sr, &scratch)
+		}
+		// Sections 7 (export), 8 (start), 11 (data) and 12 (data count) are checked when they
+		// are written, once every index space is known.
 		if id != 7 && id != 8 && id != 9 && id != 11 && id != 12 && !sr.done() {
 			sr.fail("%d bytes left at the end of section %d", len(sr.b)-sr.p, id)
 		}
 	}
-	if !m.hasCode && len(funcTypes) > 0 {
-		r.fail("%d functions without a code section", len(funcTypes))
+	if !m.hasCode && len(m.funcs) > 0 {
+		r.fail("%d functions without a code section", len(m.funcs))
 	}
+
 	// The added imports' types: existing ones when the module has them.
 	m.refillType = m.findType(funcType{params: []byte{0x7e}, results: []byte{0x7e}})
 	m.growType = m.findType(funcType{params: []byte{0x7f}, results: []byte{0x7f}})
@@ -408,6 +430,7 @@ func (m *module) constExpr(r *reader, out *[]byte) {
 		case 0xd2:
 			x := r.u32()
 			y := m.fn(r, x)
+			m.refFunc(x)
 			if out != nil && x != y {
 				*out = append(*out, r.b[start:at]...)
 				*out = append(*out, 0xd2)

@@ -196,7 +196,9 @@ func (m *module) elements(r *reader, out *[]byte) {
 		k := r.count()
 		*out = appendU32(*out, k)
 		for i := uint32(0); i < k; i++ {
-			*out = appendU32(*out, m.fn(r, r.u32()))
+			x := r.u32()
+			m.refFunc(x)
+			*out = appendU32(*out, m.fn(r, x))
 		}
 	}
 	exprs := func() {
