@@ -55,8 +55,10 @@ var (
 			min: atLeast(pipeline.MinTransformMemory), max: atMost(pipeline.MaxTransformMemory),
 			hint: fmt.Sprintf("a WASM page is %s and a wasm32 module addresses at most %s", FormatByteSize(pipeline.MinTransformMemory), FormatByteSize(pipeline.MaxTransformMemory))},
 		{Field: connector.Field{Name: "timeout", Type: connector.TypeDuration, Default: pipeline.DefaultTransformTimeout, Description: "Deadline of one call into the module (one frame of a batch)."}},
-		{Field: connector.Field{Name: "mode", Type: connector.TypeString, Default: pipeline.DefaultTransformMode, Enum: []string{pipeline.ModeStrict, pipeline.ModeTrusted},
-			Description: "strict interrupts a guest at its deadline; trusted runs faster but cannot interrupt a runaway guest."}},
+		{Field: connector.Field{Name: "mode", Type: connector.TypeString, Default: pipeline.DefaultTransformMode, Enum: []string{pipeline.ModeMetered, pipeline.ModeStrict, pipeline.ModeTrusted},
+			Description: "metered runs the module rewritten to count its work, which lets the host stop it at its deadline at close to full speed; strict interrupts it with the WASM runtime's own checks, several times slower; trusted runs at full speed but cannot interrupt a runaway guest."}},
+		{Field: connector.Field{Name: "fuel", Type: connector.TypeInt, Description: "Metered mode only: most units of work (about one WASM instruction each) one call may use per record of its frame; a call that needs more fails like one past its deadline, on any machine. Unset means no bound; `sluice transform test` prints what a module uses."},
+			min: atLeast(1)},
 		{Field: connector.Field{Name: "instances", Type: connector.TypeInt, Description: "Size of the pre-warmed instance pool; unset means the number of CPUs the process may use, at most 4."},
 			min: atLeast(1), max: atMost(pipeline.MaxTransformInstances)},
 	}

@@ -84,6 +84,7 @@ func (d *docDecoder) transforms(p *Pipeline, n *yaml.Node) {
 			t.Limits.Mode, _ = v["mode"].(string)
 			inst, _ := v["instances"].(int64)
 			t.Limits.Instances = int(inst)
+			t.Limits.Fuel, _ = v["fuel"].(int64)
 		}
 		if e, ok := m["on_reject"]; ok && !isNull(d.resolve(e.val)) {
 			if v, ok := d.value(e.val, onRejectRule.Field, label.child("on_reject"), false, nil); ok {

@@ -44,6 +44,7 @@ type transformTestFlags struct {
 	rejects   string
 	batch     int
 	mode      string
+	fuel      int64
 	timeout   time.Duration
 	memoryMiB int64
 	maxLine   string
@@ -75,7 +76,8 @@ broken).`,
 	fl.StringVar(&f.input, "input", "", "JSON lines file of record values (- for stdin)")
 	fl.StringVar(&f.rejects, "rejects", "", "file to write rejected records to as JSON lines (default stderr)")
 	fl.IntVar(&f.batch, "batch", 1024, "records per Process call")
-	fl.StringVar(&f.mode, "mode", "strict", "strict (interruptible) or trusted (faster; a runaway guest cannot be stopped, see sdk/abi/v1/ABI.md section 11)")
+	fl.StringVar(&f.mode, "mode", pipeline.DefaultTransformMode, "metered (counts the guest's work, which lets the host stop it; close to full speed), strict (the runtime's own interruption, slower) or trusted (full speed; a runaway guest cannot be stopped); see sdk/abi/v1/ABI.md section 11")
+	fl.Int64Var(&f.fuel, "fuel", 0, "metered mode: most units of work a call may use per record (as a manifest's limits.fuel; 0: no bound)")
 	fl.DurationVar(&f.timeout, "timeout", wasmhost.DefaultTimeout, "deadline of one guest call")
 	fl.Int64Var(&f.memoryMiB, "memory-mib", wasmhost.DefaultMemoryBytes>>20, fmt.Sprintf("memory limit per instance in MiB (1 to %d, as a manifest's limits.memory)", pipeline.MaxTransformMemory>>20))
 	fl.StringVar(&f.maxLine, "max-line-bytes", manifests.FormatByteSize(defaultMaxLine), "longest accepted input line, as the file source's max_line_bytes (a size such as 16MiB)")
@@ -180,7 +182,7 @@ func runTransformTest(ctx context.Context, g *Globals, path string, f transformT
 	}
 	name := m.Meta().Name
 	scfg := wasmhost.StageConfig{Name: name, Config: cfg, Mode: wasmhost.Mode(f.mode),
-		Timeout: f.timeout, MemoryBytes: f.memoryMiB << 20, Instances: 1}
+		Timeout: f.timeout, MemoryBytes: f.memoryMiB << 20, Instances: 1, Fuel: f.fuel}
 	for _, p := range m.Check(scfg) {
 		if p.Setting == "memory" {
 			return fmt.Errorf("--memory-mib: %s: give at least %d", p.Message, (m.MinMemoryBytes()+1<<20-1)>>20)
@@ -272,6 +274,9 @@ func runTransformTest(ctx context.Context, g *Globals, path string, f transformT
 	st := stage.Stats()
 	fmt.Fprintf(stderr, "%s %s: %d in, %d passed, %d emitted, %d dropped, %d rejected (%d isolated by the host)\n",
 		m.Meta().Name, m.Meta().Version, counts.in, counts.passed, counts.emitted, counts.dropped, counts.rejected, st.Poison)
+	if scfg.Mode == wasmhost.Metered && counts.in > 0 {
+		fmt.Fprintf(stderr, "fuel: %d units in successful calls, %d per record\n", st.Fuel, st.Fuel/uint64(counts.in))
+	}
 	return nil
 }
 

@@ -2,6 +2,7 @@ package wasmhost
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,7 +23,7 @@ const MaxMemoryBytes = pipeline.MaxTransformMemory
 // Problem is one setting of a StageConfig that NewStage would refuse, found without building
 // anything.
 type Problem struct {
-	// Setting is "config", "memory", "instances" or "mode".
+	// Setting is "config", "memory", "instances", "mode" or "fuel".
 	Setting string
 	// Pointer is, for Setting "config", the JSON pointer of the offending value within the
 	// config ("/max_price", "/fields/0"); "" means the config as a whole.
@@ -35,7 +36,9 @@ type Problem struct {
 
 // Check reports every setting of cfg that NewStage would refuse with this module: a config that
 // is not a JSON object or breaks the module's config_schema (one Problem per failing value), a
-// memory limit above MaxMemoryBytes or below the module's own initial memory, more than MaxInstances instances, an unknown mode. Zero
+// memory limit above MaxMemoryBytes or below the module's own initial memory, more than
+// MaxInstances instances, an unknown mode, metered mode for a module that cannot be metered, a
+// negative fuel budget or one outside metered mode. Zero
 // values mean the defaults and are fine. It is pure and safe to call concurrently.
 func (m *Module) Check(cfg StageConfig) []Problem {
 	var out []Problem
@@ -49,8 +52,18 @@ func (m *Module) Check(cfg StageConfig) []Problem {
 	if cfg.Instances > MaxInstances {
 		out = append(out, Problem{Setting: "instances", Message: fmt.Sprintf("%d is more than the %d instances a stage may have", cfg.Instances, MaxInstances)})
 	}
-	if cfg.Mode != "" && cfg.Mode != Strict && cfg.Mode != Trusted {
-		out = append(out, Problem{Setting: "mode", Message: fmt.Sprintf("%q: want strict or trusted", cfg.Mode)})
+	switch {
+	case cfg.Mode != "" && !cfg.Mode.valid():
+		out = append(out, Problem{Setting: "mode", Message: fmt.Sprintf("%q: want metered, strict or trusted", cfg.Mode)})
+	case cfg.Mode == Metered && m.meterErr != nil:
+		out = append(out, Problem{Setting: "mode", Message: m.meterErr.Error(),
+			Hint: "mode strict interrupts it with the runtime's own checks (several times slower); trusted cannot interrupt it"})
+	}
+	switch {
+	case cfg.Fuel < 0:
+		out = append(out, Problem{Setting: "fuel", Message: fmt.Sprintf("%d: want a positive number of units per record", cfg.Fuel)})
+	case cfg.Fuel > 0 && cfg.Mode != Metered:
+		out = append(out, Problem{Setting: "fuel", Message: fmt.Sprintf("a fuel budget needs mode metered, not %s", cmp.Or(cfg.Mode, Strict))})
 	}
 	return append(out, m.configProblems(cfg.Config)...)
 }

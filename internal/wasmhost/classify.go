@@ -18,8 +18,8 @@ func (in *instance) classify(ctx context.Context, err error) (*failure, error) {
 	}
 	var ge errGuest
 	if errors.As(err, &ge) {
-		if in.nearMemoryLimit() {
-			return &failure{code: CodeMemory, reason: "memory limit exceeded"}, nil
+		if f := in.memoryFailure(); f != nil {
+			return f, nil
 		}
 		return &failure{code: CodeGuestError, reason: cleanText([]byte(ge.Error()), abi.MaxReasonBytes)}, nil
 	}
@@ -32,8 +32,15 @@ func (in *instance) classify(ctx context.Context, err error) (*failure, error) {
 			return nil, fmt.Errorf("guest call cancelled: %w", context.Canceled)
 		}
 	}
+	var fe *fuelError
+	if errors.As(err, &fe) {
+		return &failure{code: CodeDeadline, reason: fe.Error()}, nil
+	}
+	if f := in.memoryFailure(); f != nil {
+		return f, nil
+	}
 	desc := describeCallError(err)
-	if in.nearMemoryLimit() || strings.Contains(strings.ToLower(desc), "out of memory") {
+	if in.meter == nil && strings.Contains(strings.ToLower(desc), "out of memory") {
 		return &failure{code: CodeMemory, reason: "memory limit exceeded"}, nil
 	}
 	if in.stderrFirst != "" {
@@ -42,10 +49,27 @@ func (in *instance) classify(ctx context.Context, err error) (*failure, error) {
 	return &failure{code: CodeTrap, reason: cleanText([]byte(desc), abi.MaxReasonBytes)}, nil
 }
 
-// nearMemoryLimit says whether a failure is best explained by the memory cap. wazero refuses a
-// memory.grow past the cap without telling the host, and the guest then fails in its own way (Go
-// prints "out of memory" and exits, C and Rust abort), so this is a heuristic: the guest said it
-// ran out of memory, or its memory grew during the failed call to at least half the cap.
+// memoryFailure says whether a failed call hit the memory limit: in metered mode exactly (the
+// host refused a memory.grow during the call), otherwise by nearMemoryLimit's heuristic.
+func (in *instance) memoryFailure() *failure {
+	if in.meter != nil {
+		r := in.meter.refused
+		if r == nil {
+			return nil
+		}
+		return &failure{code: CodeMemory, reason: fmt.Sprintf("memory limit exceeded: growing memory from %s to %s was refused, the limit is %s", mib(int64(r.from)), mib(int64(r.to)), mib(int64(r.limit)))}
+	}
+	if in.nearMemoryLimit() {
+		return &failure{code: CodeMemory, reason: "memory limit exceeded"}
+	}
+	return nil
+}
+
+// nearMemoryLimit says whether a failure is best explained by the memory cap. Outside metered
+// mode wazero refuses a memory.grow past the cap without telling the host, and the guest then
+// fails in its own way (Go prints "out of memory" and exits, C and Rust abort), so this is a
+// heuristic: the guest said it ran out of memory, or its memory grew during the failed call to
+// at least half the cap.
 func (in *instance) nearMemoryLimit() bool {
 	if in.oom {
 		return true

@@ -70,10 +70,13 @@ type loadEntry struct {
 }
 
 // groupKey identifies a wazero Runtime: memory limit and interruptibility are runtime-wide.
+// Metered and trusted stages share runtimes: neither uses wazero's interruption.
 type groupKey struct {
 	pages  uint32
 	strict bool
 }
+
+func (m Mode) valid() bool { return m == Metered || m == Strict || m == Trusted }
 
 type group struct {
 	key groupKey
@@ -172,24 +175,29 @@ func (h *Host) group(ctx context.Context, key groupKey) (*group, error) {
 		_ = rt.Close(ctx)
 		return nil, fmt.Errorf("wasm host: %w", err)
 	}
+	if err := instantiateMeter(ctx, rt); err != nil {
+		_ = rt.Close(ctx)
+		return nil, fmt.Errorf("wasm host: %w", err)
+	}
 	g := &group{key: key, rt: rt, compiled: map[string]wazero.CompiledModule{}}
 	h.groups[key] = g
 	return g, nil
 }
 
-// compile returns the module compiled for this runtime; the shared cache makes every compile
-// after the first cheap.
-func (g *group) compile(ctx context.Context, digest string, bin []byte) (wazero.CompiledModule, error) {
+// compile returns the module compiled for this runtime, key naming bin (the digest, with
+// "/metered" for the rewritten module); the shared cache makes every compile after the first
+// cheap.
+func (g *group) compile(ctx context.Context, key string, bin []byte) (wazero.CompiledModule, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if cm := g.compiled[digest]; cm != nil {
+	if cm := g.compiled[key]; cm != nil {
 		return cm, nil
 	}
 	cm, err := g.rt.CompileModule(ctx, bin)
 	if err != nil {
 		return nil, err
 	}
-	g.compiled[digest] = cm
+	g.compiled[key] = cm
 	return cm, nil
 }
 

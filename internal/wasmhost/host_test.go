@@ -76,6 +76,15 @@ func records(values ...string) []connector.Record {
 	return out
 }
 
+// stoppingModes are the modes that stop a runaway guest.
+var stoppingModes = []wasmhost.Mode{wasmhost.Metered, wasmhost.Strict}
+
+func forStoppingModes(t *testing.T, f func(*testing.T, wasmhost.Mode)) {
+	for _, mode := range stoppingModes {
+		t.Run(string(mode), func(t *testing.T) { f(t, mode) })
+	}
+}
+
 // runWithin fails the test instead of hanging when f does not return in time.
 func runWithin(t *testing.T, d time.Duration, f func()) {
 	t.Helper()
@@ -168,9 +177,11 @@ func TestMeta(t *testing.T) {
 }
 
 // The hostile-guest tests of issue 3: each must end with the runtime alive and the stage usable.
-func TestTrapOnOneRecordOfThousand(t *testing.T) {
+func TestTrapOnOneRecordOfThousand(t *testing.T) { forStoppingModes(t, testTrapOnOneRecordOfThousand) }
+
+func testTrapOnOneRecordOfThousand(t *testing.T, mode wasmhost.Mode) {
 	h, _ := newHost(t)
-	s := newStage(t, h, hostileWasm, wasmhost.StageConfig{Name: "t", Instances: 2})
+	s := newStage(t, h, hostileWasm, wasmhost.StageConfig{Name: "t", Mode: mode, Instances: 2})
 	vals := make([]string, 1000)
 	for i := range vals {
 		vals[i] = fmt.Sprintf("record %d", i)
@@ -209,8 +220,12 @@ func TestTrapOnOneRecordOfThousand(t *testing.T) {
 }
 
 func TestInfiniteLoopStoppedAtDeadline(t *testing.T) {
+	forStoppingModes(t, testInfiniteLoopStoppedAtDeadline)
+}
+
+func testInfiniteLoopStoppedAtDeadline(t *testing.T, mode wasmhost.Mode) {
 	h, _ := newHost(t)
-	s := newStage(t, h, hostileWasm, wasmhost.StageConfig{Name: "t", Instances: 1, Timeout: 250 * time.Millisecond})
+	s := newStage(t, h, hostileWasm, wasmhost.StageConfig{Name: "t", Mode: mode, Instances: 1, Timeout: 250 * time.Millisecond})
 	var res transform.Result
 	var err error
 	runWithin(t, time.Minute, func() { res, err = s.Process(context.Background(), records("a", "loop forever", "b", "c")) })
@@ -229,9 +244,11 @@ func TestInfiniteLoopStoppedAtDeadline(t *testing.T) {
 	}
 }
 
-func TestCancelStopsLoop(t *testing.T) {
+func TestCancelStopsLoop(t *testing.T) { forStoppingModes(t, testCancelStopsLoop) }
+
+func testCancelStopsLoop(t *testing.T, mode wasmhost.Mode) {
 	h, _ := newHost(t)
-	s := newStage(t, h, hostileWasm, wasmhost.StageConfig{Name: "t", Instances: 1, Timeout: time.Hour})
+	s := newStage(t, h, hostileWasm, wasmhost.StageConfig{Name: "t", Mode: mode, Instances: 1, Timeout: time.Hour})
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	var err error
@@ -245,19 +262,28 @@ func TestCancelStopsLoop(t *testing.T) {
 }
 
 func TestMemoryGrowthStoppedAtLimit(t *testing.T) {
+	forStoppingModes(t, testMemoryGrowthStoppedAtLimit)
+}
+
+func testMemoryGrowthStoppedAtLimit(t *testing.T, mode wasmhost.Mode) {
 	h, _ := newHost(t)
-	s := newStage(t, h, hostileWasm, wasmhost.StageConfig{Name: "t", Instances: 1, MemoryBytes: 4 << 20})
+	s := newStage(t, h, hostileWasm, wasmhost.StageConfig{Name: "t", Mode: mode, Instances: 1, MemoryBytes: 4 << 20})
 	var res transform.Result
 	var err error
 	runWithin(t, time.Minute, func() { res, err = s.Process(context.Background(), records("a", "grow", "b")) })
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(res.Rejected) != 1 || res.Rejected[0].Input != 1 || res.Rejected[0].Code != wasmhost.CodeMemory || res.Rejected[0].Reason != "memory limit exceeded" {
+	if len(res.Rejected) != 1 || res.Rejected[0].Input != 1 || res.Rejected[0].Code != wasmhost.CodeMemory {
 		t.Fatalf("rejected %+v", res.Rejected)
 	}
+	// Metered mode knows: the host refused the guest's memory.grow. Strict mode infers it.
+	if r := res.Rejected[0].Reason; (mode == wasmhost.Strict && r != "memory limit exceeded") ||
+		(mode == wasmhost.Metered && !regexp.MustCompile(`^memory limit exceeded: growing memory from \d+[KM]iB to \d+[KM]iB was refused, the limit is 4MiB$`).MatchString(r)) {
+		t.Fatalf("reason %q", r)
+	}
 	// Another stage of the same module with a larger cap lives in another runtime.
-	big := newStage(t, h, hostileWasm, wasmhost.StageConfig{Name: "big", Instances: 1, MemoryBytes: 64 << 20})
+	big := newStage(t, h, hostileWasm, wasmhost.StageConfig{Name: "big", Mode: mode, Instances: 1, MemoryBytes: 64 << 20})
 	if _, err := big.Process(context.Background(), records("a")); err != nil {
 		t.Fatal(err)
 	}
@@ -348,15 +374,17 @@ func TestInitFailure(t *testing.T) {
 		}
 	})
 	t.Run("init loops forever", func(t *testing.T) {
-		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
-		defer cancel()
-		var err error
-		runWithin(t, time.Minute, func() {
-			_, err = h.NewStage(ctx, m, wasmhost.StageConfig{Name: "t", Config: []byte(`{"loop_init": true}`)})
+		forStoppingModes(t, func(t *testing.T, mode wasmhost.Mode) {
+			ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+			defer cancel()
+			var err error
+			runWithin(t, time.Minute, func() {
+				_, err = h.NewStage(ctx, m, wasmhost.StageConfig{Name: "t", Mode: mode, Config: []byte(`{"loop_init": true}`)})
+			})
+			if err == nil || !strings.Contains(err.Error(), `init: deadline exceeded`) {
+				t.Fatalf("err = %v", err)
+			}
 		})
-		if err == nil || !strings.Contains(err.Error(), `init: deadline exceeded`) {
-			t.Fatalf("err = %v", err)
-		}
 	})
 }
 
@@ -466,6 +494,10 @@ func countPass(r transform.Result) int {
 }
 
 func TestCloseInterruptsRunningCall(t *testing.T) {
+	forStoppingModes(t, testCloseInterruptsRunningCall)
+}
+
+func testCloseInterruptsRunningCall(t *testing.T, mode wasmhost.Mode) {
 	tests := []struct {
 		name  string
 		close func(h *wasmhost.Host, s *wasmhost.Stage) error
@@ -476,7 +508,7 @@ func TestCloseInterruptsRunningCall(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			h, _ := newHost(t)
-			s := newStage(t, h, hostileWasm, wasmhost.StageConfig{Name: "t", Instances: 2, Timeout: time.Hour})
+			s := newStage(t, h, hostileWasm, wasmhost.StageConfig{Name: "t", Mode: mode, Instances: 2, Timeout: time.Hour})
 			type out struct {
 				res transform.Result
 				err error
@@ -505,9 +537,11 @@ func TestCloseInterruptsRunningCall(t *testing.T) {
 	}
 }
 
-func TestGuestLogsAreRateLimited(t *testing.T) {
+func TestGuestLogsAreRateLimited(t *testing.T) { forStoppingModes(t, testGuestLogsAreRateLimited) }
+
+func testGuestLogsAreRateLimited(t *testing.T, mode wasmhost.Mode) {
 	h, logs := newHost(t)
-	s := newStage(t, h, hostileWasm, wasmhost.StageConfig{Name: "t", Instances: 1})
+	s := newStage(t, h, hostileWasm, wasmhost.StageConfig{Name: "t", Mode: mode, Instances: 1})
 	vals := make([]string, 5000)
 	for i := range vals {
 		vals[i] = fmt.Sprintf("log line %d", i)

@@ -15,6 +15,8 @@ import (
 	"github.com/santhosh-tekuri/jsonschema/v6"
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
+
+	"github.com/sluicehq/sluice/internal/wasmhost/meter"
 )
 
 const (
@@ -46,6 +48,10 @@ type Module struct {
 	meta     Meta
 	schema   *jsonschema.Schema
 	minPages uint32 // the initial size of the module's memory, in 64 KiB pages
+	// metered is the module rewritten for metered mode (package meter), or nil with meterErr
+	// saying why it cannot be.
+	metered  []byte
+	meterErr error
 }
 
 // MinMemoryBytes is the initial size of the module's linear memory: a memory limit below it cannot
@@ -155,6 +161,7 @@ func (h *Host) load(ctx context.Context, digest string, bin []byte) (*Module, er
 		return nil, err
 	}
 	m := &Module{host: h, bin: bin, minPages: cm.ExportedMemories()["memory"].Min()}
+	m.rewrite()
 	probe := &Stage{name: "load", log: h.log, glog: newGuestLogger(h.log.With("module_digest", digest[:12])), m: m, group: g}
 	pctx, cancel := context.WithTimeout(ctx, probeTimeout)
 	defer cancel()
@@ -176,6 +183,16 @@ func (h *Host) load(ctx context.Context, digest string, bin []byte) (*Module, er
 	}
 	m.meta.Digest = digest
 	return m, nil
+}
+
+// rewrite makes the module's metered form, or notes why there is none.
+func (m *Module) rewrite() {
+	out, _, err := meter.Rewrite(m.bin)
+	if err != nil {
+		m.meterErr = fmt.Errorf("the module cannot be metered: %w; run it in strict mode", err)
+		return
+	}
+	m.metered = out
 }
 
 func (m *Module) parseMeta(raw []byte, version uint32) error {

@@ -11,6 +11,8 @@ import (
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
+
+	"github.com/sluicehq/sluice/internal/wasmhost/meter"
 )
 
 // instance is one guest instance; used by one goroutine at a time.
@@ -35,6 +37,7 @@ type instance struct {
 	calls       atomic.Uint64 // trusted mode: guest calls started
 	started     atomic.Int64  // trusted mode: start of the running call (unix nanos), 0 when idle
 	reported    atomic.Uint64 // trusted mode: the last call reported as an overrun
+	meter       *meterState   // metered mode
 }
 
 // enter and exit bracket every guest call and host access to the instance's memory (see
@@ -68,6 +71,9 @@ func (s *Stage) instantiate(ctx context.Context, cm wazero.CompiledModule) (_ *i
 	in.stdout = lineWriter{g: s.glog, level: slog.LevelInfo, source: "stdout", oom: &in.oom}
 	in.stderr = lineWriter{g: s.glog, level: slog.LevelWarn, source: "stderr", oom: &in.oom, first: &in.stderrFirst}
 	in.envCtx = context.WithValue(context.Background(), callEnvKey{}, in)
+	if s.cfg.Mode == Metered {
+		in.meter = newMeterState()
+	}
 	mc := wazero.NewModuleConfig().WithName("").WithStartFunctions("_initialize").
 		WithStdout(&in.stdout).WithStderr(&in.stderr)
 	mod, err := s.group.rt.InstantiateModule(withMemoryAllocator(context.WithValue(ctx, callEnvKey{}, in), in), cm, mc)
@@ -81,6 +87,14 @@ func (s *Stage) instantiate(ctx context.Context, cm wazero.CompiledModule) (_ *i
 	if in.mem == nil {
 		_ = mod.Close(ctx)
 		return nil, fmt.Errorf("%w: no exported memory", ErrNotTransform)
+	}
+	if in.meter != nil {
+		fuel, ok := mod.ExportedGlobal(meter.FuelExport).(api.MutableGlobal)
+		if !ok {
+			_ = mod.Close(ctx)
+			return nil, fmt.Errorf("metered module without its counter %q", meter.FuelExport)
+		}
+		in.meter.fuel = fuel
 	}
 	in.fns = map[string]api.Function{}
 	for _, r := range requiredExport {
@@ -105,6 +119,9 @@ func (s *Stage) instantiate(ctx context.Context, cm wazero.CompiledModule) (_ *i
 
 // call runs a no-argument or one-argument export and returns its single result.
 func (in *instance) call(ctx context.Context, name string, args ...uint64) (uint64, error) {
+	if in.meter != nil {
+		in.meter.arm(ctx, 0)
+	}
 	copy(in.stack[:], args)
 	err := in.fns[name].CallWithStack(context.WithValue(ctx, callEnvKey{}, in), in.stack[:])
 	in.stdout.flush()

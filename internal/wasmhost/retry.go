@@ -270,11 +270,17 @@ func (in *instance) runFrame(ctx context.Context, recs []connector.Record, base 
 	in.memBefore = in.mem.Size()
 	in.stderrFirst = ""
 	var cctx context.Context = in.envCtx
-	if s.cfg.Mode == Strict {
+	ms := in.meter
+	switch s.cfg.Mode {
+	case Strict:
 		var cancel context.CancelFunc
 		cctx, cancel = context.WithTimeout(context.WithValue(ctx, callEnvKey{}, in), s.cfg.Timeout)
 		defer cancel()
-	} else {
+	case Metered:
+		ms.refused = nil
+		ms.hold(ctx, time.Now().Add(s.cfg.Timeout))
+		defer ms.release()
+	default:
 		call := in.calls.Add(1)
 		start := time.Now()
 		in.started.Store(start.UnixNano())
@@ -291,6 +297,9 @@ func (in *instance) runFrame(ctx context.Context, recs []connector.Record, base 
 	view, _ := in.mem.Read(in.inPtr, uint32(n))
 	encodeFrame(view, recs)
 	in.stack[0] = uint64(uint32(n))
+	if ms != nil {
+		ms.arm(ctx, s.cfg.Fuel*int64(len(recs)))
+	}
 	err := in.process.CallWithStack(cctx, in.stack[:])
 	if in.stdout.buf != nil || in.stderr.buf != nil {
 		in.stdout.flush()
@@ -298,6 +307,16 @@ func (in *instance) runFrame(ctx context.Context, recs []connector.Record, base 
 	}
 	if err != nil {
 		return in.classify(ctx, err)
+	}
+	var used int64
+	if ms != nil {
+		// Work after the guest's last check is charged but not checked: the budget is checked
+		// again here.
+		used = ms.used()
+		if budget := s.cfg.Fuel * int64(len(recs)); budget > 0 && used > budget {
+			fe := &fuelError{used: used, budget: budget}
+			return &failure{code: CodeDeadline, reason: fe.Error()}, nil
+		}
 	}
 	v := in.stack[0]
 	if uint32(v>>32) == 0xFFFFFFFF {
@@ -323,5 +342,6 @@ func (in *instance) runFrame(ctx context.Context, recs []connector.Record, base 
 		out.Actions, out.Emitted, out.Rejected = out.Actions[:startA], out.Emitted[:startE], out.Rejected[:startR]
 		return f, nil
 	}
+	s.stats.fuel.Add(uint64(used))
 	return nil, nil
 }

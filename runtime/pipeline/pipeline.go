@@ -87,7 +87,10 @@ const DefaultOnReject = RejectToDeadLetter
 
 // Transform execution modes.
 const (
-	// ModeStrict interrupts a guest at its deadline.
+	// ModeMetered runs a rewritten module that counts its work and lets the host stop it at its
+	// deadline, at close to ModeTrusted's speed.
+	ModeMetered = "metered"
+	// ModeStrict interrupts a guest at its deadline with the runtime's own checks (slower).
 	ModeStrict = "strict"
 	// ModeTrusted runs faster but cannot interrupt a runaway guest.
 	ModeTrusted = "trusted"
@@ -168,10 +171,13 @@ type Limits struct {
 	MemoryBytes int64
 	// Timeout is the deadline of one guest call. Default DefaultTransformTimeout.
 	Timeout time.Duration
-	// Mode is ModeStrict (the default) or ModeTrusted.
+	// Mode is ModeStrict (the default), ModeMetered or ModeTrusted.
 	Mode string
 	// Instances is the pool size. Default DefaultTransformInstances().
 	Instances int
+	// Fuel bounds, in metered mode, the work of one guest call to Fuel units per record of its
+	// frame; 0 means no bound.
+	Fuel int64
 }
 
 // FailureLimit stops a pipeline when more than Ratio of the last Window records went to the

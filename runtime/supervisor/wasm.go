@@ -118,7 +118,7 @@ func (s *Supervisor) CheckTransform(ctx context.Context, pipelineName string, t 
 		case "config":
 			p.Setting, p.Pointer = "config", c.Pointer
 			p.Hint = "the module's config_schema says what it accepts: sluice transform inspect " + t.Module
-		case "memory":
+		case "memory", "mode":
 			p.Hint = c.Hint
 		case "instances":
 			p.Hint = fmt.Sprintf("give at most %d", wasmhost.MaxInstances)
@@ -132,7 +132,7 @@ func (s *Supervisor) CheckTransform(ctx context.Context, pipelineName string, t 
 func stageConfig(t pipeline.Transform, log *slog.Logger) wasmhost.StageConfig {
 	t = t.WithDefaults()
 	return wasmhost.StageConfig{Name: t.Name, Config: t.Config, MemoryBytes: t.Limits.MemoryBytes,
-		Timeout: t.Limits.Timeout, Mode: wasmhost.Mode(t.Limits.Mode), Instances: t.Limits.Instances, Logger: log}
+		Timeout: t.Limits.Timeout, Mode: wasmhost.Mode(t.Limits.Mode), Instances: t.Limits.Instances, Fuel: t.Limits.Fuel, Logger: log}
 }
 
 // newStage is the engine's stage factory.

@@ -5,6 +5,8 @@
 //   "slow..."   a busy loop of 300 million iterations (a fraction of a second), then PASS
 //   "spin..."   a busy loop of one million iterations, then PASS (benchmarks loop cost)
 //   "grow..."   allocates memory until malloc fails, then aborts
+//   "recurse..." recursion without end and without a loop (it ends when the stack overflows)
+//   "tree..."   an exponential call tree without a loop: 2^60 calls of depth 60
 //   "fail..."   the whole call returns batch error -1
 //   "reject..." REJECT with code 3 and reason "value: out of range"
 //   "drop..."   DROP
@@ -85,6 +87,21 @@ static uint8_t *ensure_out(uint32_t need) {
 
 static const char REASON[] = "value: out of range";
 
+// Called through volatile function pointers, so that the compiler cannot turn the recursion
+// into a loop.
+static volatile int sink;
+static int recurse(int d);
+static int tree(int d);
+static int (*volatile recurse_p)(int) = recurse;
+static int (*volatile tree_p)(int) = tree;
+static int recurse(int d) { int r = recurse_p(d + 1); sink = r; return r + d; }
+static int tree(int d) {
+    if (d == 0) return sink;
+    int a = tree_p(d - 1);
+    sink = a;
+    return tree_p(d - 1) + a;
+}
+
 EXPORT("tf_process") int64_t tf_process(int32_t in_len) {
     const uint8_t *f = in_buf;
     if (rd32(f) != 0x31424654 || rd32(f + 12) != 1) { last_err = "unsupported frame"; return -2; }
@@ -115,6 +132,10 @@ EXPORT("tf_process") int64_t tf_process(int32_t in_len) {
             for (volatile int x = 0; x < 300000000; x++) {}
         } else if (starts(v, vl, "spin")) {
             for (volatile int x = 0; x < 1000000; x++) {}
+        } else if (starts(v, vl, "recurse")) {
+            sink = recurse_p(0);
+        } else if (starts(v, vl, "tree")) {
+            sink = tree_p(60);
         } else if (starts(v, vl, "grow")) {
             for (;;) {
                 volatile char *p = malloc(1 << 20);
