@@ -49,6 +49,8 @@ func TestKill9ExactlyOnceIcebergIntegration(t *testing.T) {
 	seed := time.Now().UnixNano()
 	rng := rand.New(rand.NewSource(seed))
 	t.Logf("seed %d", seed)
+	// The file source is held to 40,000 lines/s: a kill comes at most two commits of sink a
+	// (10,000 lines) and 300ms (12,000) into a run, so ten kills never reach the end.
 	const n = 300_000
 	dir := t.TempDir()
 	var in bytes.Buffer
@@ -76,7 +78,7 @@ func TestKill9ExactlyOnceIcebergIntegration(t *testing.T) {
 kind: Pipeline
 metadata: {name: eo-iceberg}
 spec:
-  source: {type: file, config: {path: ` + strconv.Quote(inPath) + `, read_buffer: 64KiB}}
+  source: {type: file, config: {path: ` + strconv.Quote(inPath) + `, read_buffer: 64KiB, rate: 40000}}
   sinks:
 ` + sink("a", "\n      batch: {max_records: 5000, linger: 50ms}") + sink("b", "\n      batch: {max_records: 20000, linger: 200ms}") + `  delivery: exactly_once
   batch: {max_records: 5000, linger: 20ms}

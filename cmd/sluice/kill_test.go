@@ -79,12 +79,13 @@ func TestKill9LosesNothing(t *testing.T) {
 			if err := os.WriteFile(inPath, in.Bytes(), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			// Small batches make the copy take long enough to be killed in the middle.
+			// Small batches, and a source held to 50,000 lines/s: eight kills at most 160ms into a
+			// run (64,000 lines) all come before the end, however fast the machine.
 			manifest := fmt.Sprintf(`apiVersion: sluice.dev/v1
 kind: Pipeline
 metadata: {name: copy}
 spec:
-  source: {type: file, config: {path: %q, read_buffer: 4KiB}}
+  source: {type: file, config: {path: %q, read_buffer: 4KiB, rate: 50000}}
   sinks:
     - {name: out, type: file, config: {path: %q}}
   batch: {max_records: 40, linger: 1ms}
@@ -116,6 +117,9 @@ spec:
 				case err := <-done:
 					if err != nil {
 						t.Fatalf("run failed: %v\n%s", err, stderr.String())
+					}
+					if attempt < 8 {
+						t.Fatalf("run %d finished before it was killed", attempt)
 					}
 				case <-timer:
 					_ = cmd.Process.Signal(syscall.SIGKILL)

@@ -27,8 +27,8 @@ func TestKill9ExactlyOncePostgresIntegration(t *testing.T) {
 	seed := time.Now().UnixNano()
 	rng := rand.New(rand.NewSource(seed))
 	t.Logf("seed %d", seed)
-	// Sized so that ten kills at most 430ms into a run come before the end (a run writes a few
-	// tens of thousands of rows per second in 200-record transactions).
+	// Sized so that ten kills at most 430ms into a run come before the end: the file source is held
+	// to 50,000 lines/s (at most 215,000 lines in ten runs), however fast the machine.
 	const n = 300_000
 	dir := t.TempDir()
 	var in bytes.Buffer
@@ -52,7 +52,7 @@ func TestKill9ExactlyOncePostgresIntegration(t *testing.T) {
 kind: Pipeline
 metadata: {name: eo-postgres}
 spec:
-  source: {type: file, config: {path: ` + strconv.Quote(inPath) + `, read_buffer: 16KiB}}
+  source: {type: file, config: {path: ` + strconv.Quote(inPath) + `, read_buffer: 16KiB, rate: 50000}}
   sinks:
 ` + sink("a", a, "") + sink("b", b, ", batch: {max_records: 1500, linger: 20ms}") + `  delivery: exactly_once
   batch: {max_records: 200, linger: 1ms}

@@ -362,3 +362,29 @@ func TestSinkCrashInTheFirstTransactionKeepsNothingOfIt(t *testing.T) {
 		t.Fatalf("file = %q, want what it held before the first transaction", b)
 	}
 }
+
+func TestSourceRateIsPacedAndCancellable(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "in.txt")
+	os.WriteFile(path, []byte("1\n2\n3\n4\n5\n6\n"), 0o644)
+	if _, err := file.NewSource(connector.Config{"path": path, "rate": float64(-1)}, connector.Env{}); err == nil || !strings.Contains(err.Error(), "rate") {
+		t.Fatalf("a negative rate: %v, want an error naming rate", err)
+	}
+	// At 1 line/s the first batch (six lines) is due after six seconds; cancelling ends the wait.
+	s := newSource(t, connector.Config{"path": path, "rate": float64(1)})
+	if err := s.Open(context.Background(), nil); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { time.Sleep(50 * time.Millisecond); cancel() }()
+	if recs, err := s.Read(ctx); !errors.Is(err, context.Canceled) || len(recs) != 0 {
+		t.Fatalf("got %d records, err %v; want a wait ended by cancellation", len(recs), err)
+	}
+	// A rate above what is read hands every line on, in order.
+	s = newSource(t, connector.Config{"path": path, "rate": float64(1e6), "read_buffer": int64(4)})
+	if err := s.Open(context.Background(), nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(values(readAll(t, s)), ","); got != "1,2,3,4,5,6" {
+		t.Fatalf("values %q", got)
+	}
+}

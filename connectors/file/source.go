@@ -34,6 +34,7 @@ var sourceSpec = connector.Spec{
 		{Name: "poll_interval", Type: connector.TypeDuration, Default: 200 * time.Millisecond, Description: "With follow, how often to look for new data."},
 		{Name: "max_line_bytes", Type: connector.TypeByteSize, Default: int64(16 << 20), Description: "Longest accepted line; a longer one goes to the dead letters, with its offset and length in the reason and its first KiB as the value, and reading goes on after it."},
 		{Name: "read_buffer", Type: connector.TypeByteSize, Default: int64(1 << 20), Description: "Bytes read from the file per batch."},
+		{Name: "rate", Type: connector.TypeFloat, Default: float64(0), Description: "Most lines per second, averaged from when the source opened (a batch is handed on once all its lines are due); 0 reads as fast as the pipeline takes them.", Example: 5000.0},
 	},
 }
 
@@ -62,6 +63,10 @@ type Source struct {
 	skip     *overlong // the over-long line being skipped, if any
 	eof      bool
 	closeErr error
+
+	rate    float64   // lines per second; 0 is unlimited
+	start   time.Time // when the rate's clock started
+	emitted int64     // lines handed on since start
 }
 
 var (
@@ -78,6 +83,7 @@ func NewSource(cfg connector.Config, _ connector.Env) (*Source, error) {
 		PollInterval time.Duration `config:"poll_interval"`
 		MaxLineBytes int           `config:"max_line_bytes"`
 		ReadBuffer   int           `config:"read_buffer"`
+		Rate         float64       `config:"rate"`
 	}
 	if err := sourceSpec.Decode(cfg, &c); err != nil {
 		return nil, err
@@ -93,11 +99,14 @@ func NewSource(cfg connector.Config, _ connector.Env) (*Source, error) {
 			return nil, &connector.ConfigError{Field: f.name, Msg: "must be greater than 0"}
 		}
 	}
+	if c.Rate < 0 {
+		return nil, &connector.ConfigError{Field: "rate", Msg: "must not be negative; 0 reads as fast as the pipeline takes the lines"}
+	}
 	abs, err := filepath.Abs(c.Path)
 	if err != nil {
 		return nil, &connector.ConfigError{Field: "path", Msg: err.Error()}
 	}
-	return &Source{path: abs, follow: c.Follow, poll: c.PollInterval, maxLine: c.MaxLineBytes, chunk: c.ReadBuffer}, nil
+	return &Source{path: abs, follow: c.Follow, poll: c.PollInterval, maxLine: c.MaxLineBytes, chunk: c.ReadBuffer, rate: c.Rate}, nil
 }
 
 // PositionsComparable reports whether a later line always has a larger offset: true unless the
@@ -132,6 +141,30 @@ func (s *Source) Open(_ context.Context, resume []connector.Position) error {
 	return nil
 }
 
+// pace waits until n more lines are due at the configured rate.
+func (s *Source) pace(ctx context.Context, n int) error {
+	if s.rate <= 0 {
+		return nil
+	}
+	if s.start.IsZero() {
+		s.start = time.Now()
+	}
+	s.emitted += int64(n)
+	due := s.start.Add(time.Duration(float64(s.emitted) / s.rate * float64(time.Second)))
+	wait := time.Until(due)
+	if wait <= 0 {
+		return nil
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
 // Read returns the complete lines of the next chunk of the file.
 func (s *Source) Read(ctx context.Context) ([]connector.Record, error) {
 	for {
@@ -163,6 +196,9 @@ func (s *Source) Read(ctx context.Context) ([]connector.Record, error) {
 				s.pending = nil
 			}
 			if len(recs) > 0 {
+				if err := s.pace(ctx, len(recs)); err != nil {
+					return nil, err
+				}
 				return recs, nil
 			}
 		}

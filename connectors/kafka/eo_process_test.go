@@ -20,11 +20,11 @@ import (
 func TestKillNineExactlyOnceIntegration(t *testing.T) {
 	b := sharedBroker(t)
 	bin := sluiceBinary(t)
-	const partitions, n, kills = 3, 60_000, 10
+	const partitions, kills = 3, 10
 	seed := time.Now().UnixNano()
 	rng := rand.New(rand.NewSource(seed))
 	t.Logf("seed %d", seed)
-	run := func(t *testing.T, source string, sinkPartition string) {
+	run := func(t *testing.T, source string, sinkPartition string, n int) {
 		out, positions := b.topic(t, partitions, nil), b.positionsTopic(t)
 		dir := t.TempDir()
 		m := filepath.Join(dir, "eo.yaml")
@@ -46,13 +46,19 @@ func TestKillNineExactlyOnceIntegration(t *testing.T) {
 		}
 		p := startSluice(t, bin, dir, "eo", m)
 		for k := range kills {
+			// Polled often: a file source on an idle machine writes tens of thousands of records
+			// between two polls of waitFor, and the run must not end before its kill.
 			base, step := written(), int64(500+rng.Intn(4000))
-			waitFor(t, 2*time.Minute, fmt.Sprintf("records flowing before kill %d", k+1), func() bool {
+			deadline := time.Now().Add(2 * time.Minute)
+			for written() < base+step {
 				if p.exited() {
-					t.Fatalf("sluice exited before kill %d:\n%s", k+1, p.logTail())
+					t.Fatalf("sluice exited before kill %d (n=%d, too few records for ten kills?):\n%s", k+1, n, p.logTail())
 				}
-				return written() >= base+step
-			})
+				if time.Now().After(deadline) {
+					t.Fatalf("no records flowing before kill %d", k+1)
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
 			p.kill()
 			t.Logf("kill -9 number %d at about %d offsets written", k+1, written())
 			p = startSluice(t, bin, dir, "eo", m)
@@ -100,11 +106,15 @@ func TestKillNineExactlyOnceIntegration(t *testing.T) {
 	}
 	t.Run("KafkaToKafka", func(t *testing.T) {
 		in := b.topic(t, partitions, nil)
+		const n = 60_000
 		b.produce(t, in, partitions, n, seqValue(partitions))
 		// A static member (instance_id): the restarted process takes its partitions back at once.
-		run(t, fmt.Sprintf("{type: kafka, config: %s}", groupSource(b.addr, in, uniqueName(t, "g"), ", instance_id: eo-0")), "{{header.kafka_partition}}")
+		run(t, fmt.Sprintf("{type: kafka, config: %s}", groupSource(b.addr, in, uniqueName(t, "g"), ", instance_id: eo-0")), "{{header.kafka_partition}}", n)
 	})
 	t.Run("FileToKafka", func(t *testing.T) {
+		// More records than the group case: the file source reads far faster than a consumer
+		// fetches, and every kill must come before the end.
+		const n = 240_000
 		var sb strings.Builder
 		val := seqValue(partitions)
 		for i := range n {
@@ -115,6 +125,6 @@ func TestKillNineExactlyOnceIntegration(t *testing.T) {
 		if err := os.WriteFile(path, []byte(sb.String()), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		run(t, fmt.Sprintf("{type: file, config: {path: %q, read_buffer: 16KiB}}", path), "{{p}}")
+		run(t, fmt.Sprintf("{type: file, config: {path: %q, read_buffer: 16KiB}}", path), "{{p}}", n)
 	})
 }
