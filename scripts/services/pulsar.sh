@@ -30,6 +30,12 @@ pulsar_start() {
 	if pid_alive "$PULSAR_PID"; then
 		return 0
 	fi
+	# A first start killed before its bookie wrote its cookie leaves metadata that names a bookie
+	# with no VERSION file, and every later start fails on it; such a data dir holds no messages.
+	if [ -e "$PULSAR_DIR/data/metadata" ] && [ ! -f "$PULSAR_DIR/data/bookkeeper/current/VERSION" ]; then
+		log "pulsar: $PULSAR_DIR/data was left by a start that did not finish; starting afresh"
+		rm -rf "$PULSAR_DIR/data/metadata" "$PULSAR_DIR/data/bookkeeper"
+	fi
 	mkdir -p "$PULSAR_DIR/data" "$PULSAR_DIR/logs"
 	{
 		cat "$PULSAR_DIR/dist/conf/standalone.conf"
