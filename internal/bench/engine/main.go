@@ -23,6 +23,7 @@ import (
 	"github.com/sluicehq/sluice/connectors/all"
 	"github.com/sluicehq/sluice/connectors/file"
 	"github.com/sluicehq/sluice/connectors/generate"
+	"github.com/sluicehq/sluice/internal/bench/peak"
 	"github.com/sluicehq/sluice/internal/checkpoint"
 	"github.com/sluicehq/sluice/internal/engine"
 	"github.com/sluicehq/sluice/runtime/catalog"
@@ -65,6 +66,7 @@ func main() {
 			fatal(err)
 		}
 		pprof.StopCPUProfile()
+		r.MaxRSS = peak.RSS()
 		json.NewEncoder(os.Stdout).Encode(r)
 		return
 	}
@@ -84,7 +86,6 @@ func main() {
 		}
 		ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
 		r.CPU = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-		r.MaxRSS = ru.Maxrss * 1024
 		secs := r.Elapsed.Seconds()
 		fmt.Printf("%-16s %-8s %10d %8.2f %12.0f %8.1f %9s %9s %8.2f %9.1f\n", r.Scenario, r.Impl, r.Records, secs,
 			float64(r.Records)/secs, float64(r.Bytes)/secs/1e6, dur(r.P50), dur(r.P99), r.CPU.Seconds(), float64(r.MaxRSS)/(1<<20))

@@ -31,6 +31,7 @@ import (
 	"github.com/uptrace/bun/driver/sqliteshim"
 
 	"github.com/sluicehq/sluice/connectors/iceberg"
+	"github.com/sluicehq/sluice/internal/bench/peak"
 	"github.com/sluicehq/sluice/sdk/go/connector"
 )
 
@@ -96,6 +97,7 @@ func main() {
 		if err != nil {
 			fatal(err)
 		}
+		r.MaxRSS = peak.RSS()
 		json.NewEncoder(os.Stdout).Encode(r)
 		return
 	}
@@ -115,7 +117,6 @@ func main() {
 		}
 		ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
 		r.CPU = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-		r.MaxRSS = ru.Maxrss * 1024
 		rate := float64(r.Records) / r.Elapsed.Seconds()
 		ratio := "-"
 		if r.Impl == "direct" {

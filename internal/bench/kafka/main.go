@@ -40,6 +40,7 @@ import (
 
 	"github.com/sluicehq/sluice/connectors/all"
 	"github.com/sluicehq/sluice/connectors/kafka"
+	"github.com/sluicehq/sluice/internal/bench/peak"
 	"github.com/sluicehq/sluice/internal/testenv"
 	"github.com/sluicehq/sluice/runtime/pipeline"
 	"github.com/sluicehq/sluice/runtime/supervisor"
@@ -84,6 +85,7 @@ func main() {
 			fatal(err)
 		}
 		pprof.StopCPUProfile()
+		r.MaxRSS = peak.RSS()
 		json.NewEncoder(os.Stdout).Encode(r)
 		return
 	}
@@ -155,7 +157,6 @@ func runScenario(sc, addr, input string) result {
 	}
 	ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
 	r.CPU = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-	r.MaxRSS = ru.Maxrss * 1024
 	return r
 }
 

@@ -23,6 +23,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/sluicehq/sluice/connectors/all"
 	"github.com/sluicehq/sluice/connectors/postgres"
+	"github.com/sluicehq/sluice/internal/bench/peak"
 	"github.com/sluicehq/sluice/internal/checkpoint"
 	"github.com/sluicehq/sluice/internal/engine"
 	"github.com/sluicehq/sluice/internal/testenv"
@@ -78,6 +79,7 @@ func main() {
 		if err != nil {
 			fatal(fmt.Errorf("%s: %w", *child, err))
 		}
+		r.MaxRSS = peak.RSS()
 		json.NewEncoder(os.Stdout).Encode(r)
 		return
 	}
@@ -144,7 +146,6 @@ func spawn(sc string, records, batch int) (result, error) {
 	}
 	ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
 	r.CPU = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-	r.MaxRSS = ru.Maxrss * 1024
 	return r, nil
 }
 

@@ -30,6 +30,7 @@ import (
 	"github.com/sluicehq/sluice/connectors/all"
 	"github.com/sluicehq/sluice/connectors/file"
 	pulsarconn "github.com/sluicehq/sluice/connectors/pulsar"
+	"github.com/sluicehq/sluice/internal/bench/peak"
 	"github.com/sluicehq/sluice/internal/testenv"
 	"github.com/sluicehq/sluice/runtime/pipeline"
 	"github.com/sluicehq/sluice/runtime/supervisor"
@@ -95,7 +96,7 @@ func main() {
 		}
 		r, err := runChild(*child, o)
 		pprof.StopCPUProfile()
-		r.MaxRSS = peakRSS()
+		r.MaxRSS = peak.RSS()
 		if err != nil {
 			fatal(fmt.Errorf("%s: %w", *child, err))
 		}
@@ -617,23 +618,6 @@ func mustConfig(spec connector.Spec, v map[string]any) connector.Config {
 		fatal(err)
 	}
 	return cfg
-}
-
-// peakRSS is this process's peak resident set (VmHWM). The rusage of a child would count the
-// parent's pages too: os/exec's vfork'd child is charged the parent's resident set before exec.
-func peakRSS() int64 {
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return 0
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
-			var kb int64
-			fmt.Sscanf(strings.TrimSpace(v), "%d", &kb)
-			return kb * 1024
-		}
-	}
-	return 0
 }
 
 func dur(d time.Duration) string {

@@ -27,6 +27,7 @@ import (
 
 	"github.com/sluicehq/sluice/connectors/generate"
 	"github.com/sluicehq/sluice/connectors/redis"
+	"github.com/sluicehq/sluice/internal/bench/peak"
 	"github.com/sluicehq/sluice/internal/checkpoint"
 	"github.com/sluicehq/sluice/internal/engine"
 	"github.com/sluicehq/sluice/runtime/catalog"
@@ -85,6 +86,7 @@ func main() {
 		if err != nil {
 			fatal(err)
 		}
+		r.MaxRSS = peak.RSS()
 		json.NewEncoder(os.Stdout).Encode(r)
 		return
 	}
@@ -168,7 +170,6 @@ func runScenario(sc, addr string, records int64) (result, error) {
 	}
 	ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
 	r.CPU = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-	r.MaxRSS = ru.Maxrss * 1024
 	return r, nil
 }
 

@@ -35,6 +35,7 @@ import (
 
 	"github.com/sluicehq/sluice/connectors/all"
 	"github.com/sluicehq/sluice/connectors/file"
+	"github.com/sluicehq/sluice/internal/bench/peak"
 	"github.com/sluicehq/sluice/internal/checkpoint"
 	"github.com/sluicehq/sluice/internal/engine"
 	"github.com/sluicehq/sluice/runtime/pipeline"
@@ -66,6 +67,7 @@ func main() {
 		if err != nil {
 			fatal(err)
 		}
+		r.MaxRSS = peak.RSS()
 		json.NewEncoder(os.Stdout).Encode(r)
 		return
 	}
@@ -86,7 +88,6 @@ func main() {
 		}
 		ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
 		r.CPU = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-		r.MaxRSS = ru.Maxrss * 1024
 		secs := r.Elapsed.Seconds()
 		fmt.Printf("%-9s %-17s %9d %7.2f %10.0f %7.1f %9s %9s %7.2f %9.1f\n", r.Scenario, r.Impl, r.Records, secs,
 			float64(r.Records)/secs, float64(r.Bytes)/secs/1e6, dur(r.P50), dur(r.P99), r.CPU.Seconds(), float64(r.MaxRSS)/(1<<20))
