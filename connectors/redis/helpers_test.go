@@ -203,6 +203,7 @@ type proxy struct {
 	conns    []net.Conn
 	holdUp   bool // requests are not forwarded
 	holdDown bool // replies are not forwarded
+	held     int  // bytes dropped while holding, both ways
 }
 
 func startProxy(t *testing.T, upstream string) *proxy {
@@ -246,6 +247,9 @@ func (p *proxy) pipe(dst, src net.Conn, hold func() bool) {
 		if n > 0 {
 			p.mu.Lock()
 			h := hold()
+			if h {
+				p.held += n
+			}
 			p.mu.Unlock()
 			if !h {
 				if _, werr := dst.Write(buf[:n]); werr != nil {
@@ -265,6 +269,13 @@ func (p *proxy) set(holdUp, holdDown bool) {
 	p.mu.Lock()
 	p.holdUp, p.holdDown = holdUp, holdDown
 	p.mu.Unlock()
+}
+
+// heldBytes is how many bytes were dropped while holding.
+func (p *proxy) heldBytes() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.held
 }
 
 // cut closes every connection and stops holding anything.

@@ -161,7 +161,10 @@ func TestWriteTxLostReply(t *testing.T) {
 			if ran {
 				waitFor(t, "the transaction to run", func() bool { return c.HGet(ctx, posKey, "p").Val() == `{"offset":10}` })
 			} else {
-				waitFor(t, "the request to be held", func() bool { return c.XLen(ctx, prefix+":s").Val() == 3 })
+				waitFor(t, "the request to be held", func() bool { return px.heldBytes() > 0 })
+				if n := c.XLen(ctx, prefix+":s").Val(); n != 3 {
+					t.Fatalf("the stream holds %d entries while the transaction is held, want 3", n)
+				}
 			}
 			px.cut()
 			err := <-done
