@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/sluicehq/sluice/connectors/internal/pause"
 	"github.com/sluicehq/sluice/sdk/go/connector"
 )
 
@@ -151,18 +152,7 @@ func (s *Source) pace(ctx context.Context, n int) error {
 	}
 	s.emitted += int64(n)
 	due := s.start.Add(time.Duration(float64(s.emitted) / s.rate * float64(time.Second)))
-	wait := time.Until(due)
-	if wait <= 0 {
-		return nil
-	}
-	t := time.NewTimer(wait)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
+	return pause.Sleep(ctx, time.Until(due))
 }
 
 // Read returns the complete lines of the next chunk of the file.

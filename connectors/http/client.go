@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -18,6 +17,7 @@ import (
 	"golang.org/x/oauth2/clientcredentials"
 	"golang.org/x/time/rate"
 
+	"github.com/sluicehq/sluice/connectors/internal/pause"
 	"github.com/sluicehq/sluice/sdk/go/connector"
 )
 
@@ -69,7 +69,7 @@ func newClient(c *config, log *slog.Logger) *client {
 		userAgent: c.UserAgent,
 		headers:   http.Header{},
 		log:       log,
-		sleep:     sleepCtx,
+		sleep:     pause.Sleep,
 		bearer:    c.Auth.Bearer,
 	}
 	for k, v := range c.Headers {
@@ -276,15 +276,7 @@ func unwrapURLError(err error) error {
 // backoff is the wait before retry number attempt: initial·2^(attempt-1), capped, with jitter
 // drawn from its upper half.
 func (c *client) backoff(attempt int) time.Duration {
-	d := c.initial
-	for i := 1; i < attempt && d < c.maxWait; i++ {
-		d *= 2
-	}
-	d = min(d, c.maxWait)
-	if d <= 0 {
-		return 0
-	}
-	return d/2 + rand.N(d/2+1)
+	return pause.Backoff(attempt, c.initial, c.maxWait)
 }
 
 // retryAfter reads a Retry-After header: seconds or an HTTP date. Zero when absent or invalid.
@@ -313,20 +305,6 @@ func snippet(b []byte) string {
 		s = s[:200] + "..."
 	}
 	return strings.ToValidUTF8(s, "?")
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
 
 func ctxErr(ctx context.Context, err error) error {

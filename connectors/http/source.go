@@ -17,6 +17,7 @@ import (
 	"github.com/robfig/cron/v3"
 
 	"github.com/sluicehq/sluice/connectors/internal/jsontext"
+	"github.com/sluicehq/sluice/connectors/internal/pause"
 	"github.com/sluicehq/sluice/sdk/go/connector"
 	"github.com/sluicehq/sluice/sdk/go/template"
 )
@@ -296,7 +297,7 @@ func (s *Source) startCycle(ctx context.Context) error {
 		if s.cycles > 0 || (s.last != nil && !s.incremental()) {
 			return io.EOF
 		}
-	} else if err := sleepCtx(ctx, s.nextCycle().Sub(s.now())); err != nil {
+	} else if err := pause.Sleep(ctx, s.nextCycle().Sub(s.now())); err != nil {
 		return err
 	}
 	since := s.cfg.Cursor.Initial

@@ -20,6 +20,7 @@ import (
 
 	"github.com/PuerkitoBio/goquery"
 	"github.com/robfig/cron/v3"
+	"github.com/sluicehq/sluice/connectors/internal/pause"
 	"github.com/sluicehq/sluice/sdk/go/connector"
 	bolt "go.etcd.io/bbolt"
 )
@@ -227,7 +228,7 @@ func (s *Source) rounds(ctx context.Context) {
 			close(s.ended)
 			return
 		}
-		if !sleep(ctx, time.Until(next)) {
+		if pause.Sleep(ctx, time.Until(next)) != nil {
 			return
 		}
 		if err := s.startRound(); err != nil {

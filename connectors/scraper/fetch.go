@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -15,6 +14,8 @@ import (
 	"time"
 
 	"github.com/temoto/robotstxt"
+
+	"github.com/sluicehq/sluice/connectors/internal/pause"
 )
 
 // fetcher fetches pages politely: robots.txt, a delay and a concurrency limit per host, retries
@@ -79,7 +80,7 @@ func (g *hostGate) acquire(ctx context.Context, delay time.Duration) error {
 	start := time.Now().Add(max(wait, 0))
 	g.next = start.Add(d)
 	g.mu.Unlock()
-	if wait > 0 && !sleep(ctx, wait) {
+	if wait > 0 && pause.Sleep(ctx, wait) != nil {
 		<-g.sem
 		return ctx.Err()
 	}
@@ -189,13 +190,13 @@ func (f *fetcher) get(ctx context.Context, u *url.URL) (*page, error) {
 			}
 			return p, nil
 		}
-		wait := backoff(attempt+1, time.Second, f.maxRetryWait)
+		wait := pause.Backoff(attempt+1, time.Second, f.maxRetryWait)
 		if retryAfter > 0 {
 			wait = min(retryAfter, f.maxRetryWait)
 			g.holdOff(wait)
 		}
 		f.log.Debug("page fetch failed; retrying", "url", u.String(), "err", lastErr, "wait", wait)
-		if !sleep(ctx, wait) {
+		if pause.Sleep(ctx, wait) != nil {
 			return nil, ctx.Err()
 		}
 	}
@@ -303,29 +304,4 @@ func proxyFor(req *http.Request) (*url.URL, error) {
 		return s.url, nil
 	}
 	return nil, nil
-}
-
-// ---- helpers ----
-
-func backoff(attempt int, lo, hi time.Duration) time.Duration {
-	d := lo
-	for i := 1; i < attempt && d < hi; i++ {
-		d *= 2
-	}
-	d = min(d, hi)
-	return d/2 + rand.N(d/2+1)
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	if d <= 0 {
-		return ctx.Err() == nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }

@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
@@ -22,6 +21,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/sluicehq/sluice/connectors/internal/pause"
 	"github.com/sluicehq/sluice/sdk/go/connector"
 )
 
@@ -358,7 +358,7 @@ func (s *Source) runClient(ctx context.Context, opts *websocket.DialOptions, con
 		s.log.Warn("websocket connection dropped; reconnecting", "url", s.redactedURL(), "err", err)
 		for {
 			attempt++
-			if !sleep(ctx, backoff(attempt, s.cfg.ReconnectMin, s.cfg.ReconnectMax)) {
+			if pause.Sleep(ctx, pause.Backoff(attempt, s.cfg.ReconnectMin, s.cfg.ReconnectMax)) != nil {
 				return
 			}
 			conn, err = s.dial(ctx, opts)
@@ -490,23 +490,3 @@ func (s *Source) serve(ctx context.Context, w http.ResponseWriter, r *http.Reque
 }
 
 // ---- helpers ----
-
-func backoff(attempt int, lo, hi time.Duration) time.Duration {
-	d := lo
-	for i := 1; i < attempt && d < hi; i++ {
-		d *= 2
-	}
-	d = min(d, hi)
-	return d/2 + rand.N(d/2+1) // jitter in [d/2, d]
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
-}
