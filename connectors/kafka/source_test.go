@@ -12,21 +12,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluicehq/sluice/sdk/go/connector"
+	"github.com/sluicehq/sluice/sdk/go/conntest"
 )
-
-// readN reads until n records came.
-func readN(t *testing.T, ctx context.Context, src *Source, n int) []connector.Record {
-	t.Helper()
-	var out []connector.Record
-	for len(out) < n {
-		recs, err := src.Read(ctx)
-		if err != nil {
-			t.Fatalf("Read after %d of %d records: %v", len(out), n, err)
-		}
-		out = append(out, recs...)
-	}
-	return out
-}
 
 func openSource(t *testing.T, ctx context.Context, values map[string]any) *Source {
 	t.Helper()
@@ -57,7 +44,7 @@ func TestRecordShapeIntegration(t *testing.T) {
 	}
 	pattern := regexp.QuoteMeta(a) + "|" + regexp.QuoteMeta(c)
 	src := openSource(t, ctx, map[string]any{"brokers": []any{b.addr}, "topic_pattern": pattern, "group": uniqueName(t, "g")})
-	got := readN(t, ctx, src, 2)
+	got := conntest.ReadN(t, ctx, src, 2)
 	seen := map[string]bool{}
 	for _, r := range got {
 		topic, _ := headerValue(r, HeaderTopic)
@@ -106,7 +93,7 @@ func TestStartIntegration(t *testing.T) {
 	}
 	at := openSource(t, ctx, map[string]any{"brokers": []any{b.addr}, "topics": []any{topic}, "group": uniqueName(t, "g"),
 		"start": base.Add(6*time.Minute + 30*time.Second).UTC().Format(time.RFC3339)})
-	if got := readN(t, ctx, at, 1); string(got[0].Value) != "7" {
+	if got := conntest.ReadN(t, ctx, at, 1); string(got[0].Value) != "7" {
 		t.Fatalf("start at a time: first record %q; want 7 (the first at or after it)", got[0].Value)
 	}
 

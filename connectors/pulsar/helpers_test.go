@@ -267,15 +267,7 @@ func readN(t testing.TB, s connector.Source, n int) []connector.Record {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	var out []connector.Record
-	for len(out) < n {
-		recs, err := s.Read(ctx)
-		if err != nil {
-			t.Fatalf("Read after %d of %d records: %v", len(out), n, err)
-		}
-		out = append(out, recs...)
-	}
-	return out
+	return conntest.ReadN(t, ctx, s, n)
 }
 
 // readAll reads until every value of want came, failing after a generous deadline.

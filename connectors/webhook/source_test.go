@@ -75,15 +75,7 @@ func readN(t *testing.T, s *Source, n int) []connector.Record {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	var out []connector.Record
-	for len(out) < n {
-		recs, err := s.Read(ctx)
-		if err != nil {
-			t.Fatalf("Read after %d of %d records: %v", len(out), n, err)
-		}
-		out = append(out, recs...)
-	}
-	return out
+	return conntest.ReadN(t, ctx, s, n)
 }
 
 func values(recs []connector.Record) string {

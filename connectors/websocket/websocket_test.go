@@ -35,20 +35,6 @@ func testCtx(t *testing.T) context.Context {
 	return ctx
 }
 
-// readN reads until n records arrived, failing on a read error or the test's deadline.
-func readN(t *testing.T, ctx context.Context, s *Source, n int) []connector.Record {
-	t.Helper()
-	var out []connector.Record
-	for len(out) < n {
-		recs, err := s.Read(ctx)
-		if err != nil {
-			t.Fatalf("read after %d of %d records: %v", len(out), n, err)
-		}
-		out = append(out, recs...)
-	}
-	return out
-}
-
 func header(r connector.Record, key string) string {
 	for _, h := range r.Headers {
 		if h.Key == key {
@@ -86,7 +72,7 @@ func TestServerDeliversEveryMessageOfManyClients(t *testing.T) {
 			}
 		}()
 	}
-	recs := readN(t, ctx, s, clients*each)
+	recs := conntest.ReadN(t, ctx, s, clients*each)
 	wg.Wait()
 	close(errs)
 	for err := range errs {
@@ -172,7 +158,7 @@ func TestServerAuthAndConnectionLimit(t *testing.T) {
 	if err := c1.Write(ctx, websocket.MessageText, []byte("one")); err != nil {
 		t.Fatal(err)
 	}
-	readN(t, ctx, s, 1) // c1 is served
+	conntest.ReadN(t, ctx, s, 1) // c1 is served
 	if _, resp, err := websocket.Dial(ctx, base+"?access_token=s3cret", nil); err == nil || resp.StatusCode != http.StatusServiceUnavailable {
 		t.Fatalf("second connection over max_connections: %v, %v", resp, err)
 	}
@@ -194,7 +180,7 @@ func TestServerAuthAndConnectionLimit(t *testing.T) {
 	if err := c2.Write(ctx, websocket.MessageText, []byte("two")); err != nil {
 		t.Fatal(err)
 	}
-	if r := readN(t, ctx, s, 1); string(r[0].Value) != "two" {
+	if r := conntest.ReadN(t, ctx, s, 1); string(r[0].Value) != "two" {
 		t.Fatalf("got %q", r[0].Value)
 	}
 }
@@ -215,7 +201,7 @@ func TestOversizedMessageIsMalformed(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	recs := readN(t, ctx, s, 3)
+	recs := conntest.ReadN(t, ctx, s, 3)
 	if string(recs[0].Value) != "short" || header(recs[0], connector.HeaderMalformed) != "" {
 		t.Fatalf("first: %q %v", recs[0].Value, recs[0].Headers)
 	}
@@ -293,7 +279,7 @@ func TestClientReconnectsAfterADroppedConnection(t *testing.T) {
 	if err := s.Open(ctx, nil); err != nil {
 		t.Fatal(err)
 	}
-	recs := readN(t, ctx, s, 1000)
+	recs := conntest.ReadN(t, ctx, s, 1000)
 	for i, r := range recs {
 		if want := fmt.Sprintf("m%d", i+1); string(r.Value) != want {
 			t.Fatalf("record %d = %q, want %q", i, r.Value, want)

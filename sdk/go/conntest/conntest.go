@@ -285,3 +285,18 @@ func guard(t *testing.T, d time.Duration, what string, f func()) {
 
 // Value is the default payload of record i in the sink checks.
 func Value(i int) []byte { return fmt.Appendf(nil, `{"n":%d}`, i) }
+
+// ReadN reads from src until at least n records came and returns them, failing the test on a read
+// error (the context's end included, so give ctx a deadline).
+func ReadN(t testing.TB, ctx context.Context, src connector.Source, n int) []connector.Record {
+	t.Helper()
+	var out []connector.Record
+	for len(out) < n {
+		recs, err := src.Read(ctx)
+		if err != nil {
+			t.Fatalf("Read after %d of %d records: %v", len(out), n, err)
+		}
+		out = append(out, recs...)
+	}
+	return out
+}
