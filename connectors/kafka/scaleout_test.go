@@ -33,10 +33,10 @@ func groupSource(brokers, topic, group, extra string) string {
 
 const procSpecExtra = "  buffer: {max_records: 10000}\n"
 
-// producePaced writes n seqValue records in chunks, pausing between them, so that consumers see
-// a stream rather than one burst. It returns a channel that yields the first error, or nil once
+// producePaced writes the seqValue records from..n-1 in chunks, pausing between them, so that
+// consumers see a stream rather than one burst. It returns a channel that yields the first error, or nil once
 // everything is acknowledged.
-func producePaced(t *testing.T, addr, topic string, partitions, n, chunks int, pause time.Duration) <-chan error {
+func producePaced(t *testing.T, addr, topic string, partitions, from, n, chunks int, pause time.Duration) <-chan error {
 	t.Helper()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.MetadataMinAge(100*time.Millisecond))
 	if err != nil {
@@ -49,8 +49,8 @@ func producePaced(t *testing.T, addr, topic string, partitions, n, chunks int, p
 		defer cl.Close()
 		var mu sync.Mutex
 		var first error
-		per := (n + chunks - 1) / chunks
-		for i := 0; i < n; {
+		per := (n - from + chunks - 1) / chunks
+		for i := from; i < n; {
 			end := min(n, i+per)
 			for ; i < end; i++ {
 				r := &kgo.Record{Topic: topic, Partition: int32(i % partitions), Value: value(i)}
@@ -105,7 +105,7 @@ func TestScaleOutThreeProcessesIntegration(t *testing.T) {
 			return code == 200
 		})
 	}
-	produced := producePaced(t, b.addr, topic, partitions, n, 5, 1500*time.Millisecond) // 60k per chunk: the kill and the stop land mid-stream
+	produced := producePaced(t, b.addr, topic, partitions, 0, n, 5, 1500*time.Millisecond) // 60k per chunk: the kill and the stop land mid-stream
 	lines := func() int {
 		total := 0
 		for _, o := range outs {
@@ -181,20 +181,28 @@ func TestKillNineFiveTimesKafkaToKafkaIntegration(t *testing.T) {
 		return total
 	}
 	p := startSluice(t, bin, dir, "k2k", m)
-	produced := producePaced(t, b.addr, in, partitions, n, 5, 1500*time.Millisecond)
+	// The input comes in one chunk per kill, paced over about a second, and the kill lands once a
+	// third of it is in the output: while the chunk still streams in, and never after the input
+	// ran out, however fast or slow the machine (a producer on its own clock could finish before
+	// the last kill, leaving nothing to wait for).
+	chunk := n / (kills + 1)
 	for k := range kills {
 		base := outRecords()
+		produced := producePaced(t, b.addr, in, partitions, k*chunk, (k+1)*chunk, 20, 50*time.Millisecond)
 		waitFor(t, 2*time.Minute, fmt.Sprintf("records flowing before kill %d", k+1), func() bool {
 			if p.exited() {
 				t.Fatalf("sluice exited:\n%s", p.logTail())
 			}
-			return outRecords() >= base+8_000
+			return outRecords() >= base+int64(chunk/3)
 		})
 		p.kill()
 		t.Logf("kill -9 number %d with %d records in the output topic", k+1, outRecords())
 		p = startSluice(t, bin, dir, "k2k", m)
+		if err := <-produced; err != nil {
+			t.Fatalf("produce: %v", err)
+		}
 	}
-	if err := <-produced; err != nil {
+	if err := <-producePaced(t, b.addr, in, partitions, kills*chunk, n, 20, 50*time.Millisecond); err != nil {
 		t.Fatalf("produce: %v", err)
 	}
 	waitFor(t, 3*time.Minute, "every record in the output topic", func() bool {

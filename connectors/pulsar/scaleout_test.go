@@ -28,6 +28,14 @@ const (
 // persisted, on the channel.
 func (b broker) producePaced(t *testing.T, topic string, n, chunks int, pause time.Duration) <-chan []sent {
 	t.Helper()
+	all := make([]sent, n)
+	return b.produceRange(t, topic, all, 0, n, chunks, pause)
+}
+
+// produceRange sends the seqMessage records from..to-1 into all[from:to], in chunks with a pause
+// between them, and passes all on once they are persisted.
+func (b broker) produceRange(t *testing.T, topic string, all []sent, from, to, chunks int, pause time.Duration) <-chan []sent {
+	t.Helper()
 	out := make(chan []sent, 1)
 	p, err := b.client.CreateProducer(pulsar.ProducerOptions{Topic: topic, BatchingMaxPublishDelay: 5 * time.Millisecond,
 		MaxPendingMessages: 10000, SendTimeout: 2 * time.Minute})
@@ -36,13 +44,12 @@ func (b broker) producePaced(t *testing.T, topic string, n, chunks int, pause ti
 	}
 	go func() {
 		defer p.Close()
-		all := make([]sent, n)
 		var wg sync.WaitGroup
 		var mu sync.Mutex
 		var failed error
-		per := (n + chunks - 1) / chunks
-		for i := 0; i < n; {
-			for end := min(n, i+per); i < end; i++ {
+		per := (to - from + chunks - 1) / chunks
+		for i := from; i < to; {
+			for end := min(to, i+per); i < end; i++ {
 				m, idx := seqMessage(i), i
 				all[i] = sent{value: string(m.Payload), key: m.Key}
 				wg.Add(1)
@@ -186,18 +193,23 @@ func TestKillNineFiveTimesPulsarToPulsarIntegration(t *testing.T) {
 	}
 
 	p := startSluice(t, bin, dir, "p2p", m)
-	produced := b.producePaced(t, in, n, 10, 500*time.Millisecond)
+	// One chunk of input per kill, paced over about a second; the kill lands once a third of it
+	// is in the output: while the chunk still streams in, and never after the input ran out,
+	// however fast or slow the machine.
+	sentRecs, chunk := make([]sent, n), n/(kills+1)
 	for k := range kills {
 		base := outCount()
+		produced := b.produceRange(t, in, sentRecs, k*chunk, (k+1)*chunk, 20, 50*time.Millisecond)
 		waitFor(t, 2*time.Minute, fmt.Sprintf("records flowing before kill %d", k+1), func() bool {
 			p.alive()
-			return outCount() >= base+8_000
+			return outCount() >= base+chunk/3
 		})
 		p.kill()
 		t.Logf("kill -9 number %d with %d messages in the output topic", k+1, outCount())
 		p = startSluice(t, bin, dir, "p2p", m)
+		<-produced
 	}
-	sentRecs := <-produced
+	<-b.produceRange(t, in, sentRecs, kills*chunk, n, 20, 50*time.Millisecond)
 	var d delivery
 	waitFor(t, 3*time.Minute, "every record in the output topic", func() bool {
 		p.alive()
