@@ -3,14 +3,19 @@ package transforms_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
+	"math/rand"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/sluicehq/sluice/internal/wasmhost"
+	"github.com/sluicehq/sluice/runtime/transform"
 	"github.com/sluicehq/sluice/sdk/go/connector"
 	"github.com/sluicehq/sluice/transforms/internal/vectors"
 )
@@ -77,6 +82,118 @@ func TestModulesThroughHost(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestMeteredRunsLikeTheOriginal runs every first-party module (the Go transforms and
+// validate_price in all four languages) in metered mode, the default, which runs the module as
+// rewritten at load, and in trusted mode, which runs the module as built, over each case of its
+// test vectors plus 3,000 byte-level mutations of them: the results must be identical, byte for
+// byte (actions, emitted records with their keys, headers and ports, reject codes and reasons).
+func TestMeteredRunsLikeTheOriginal(t *testing.T) {
+	h := newHost(t)
+	ctx := context.Background()
+	modules := slices.Clone(goModules)
+	for _, lang := range []string{"c", "rust", "assemblyscript"} {
+		modules = append(modules, goModule{"validate_price/" + lang, "validate_price/" + lang + "/validate_price.wasm", "validate_price/testdata"})
+	}
+	for _, gm := range modules {
+		t.Run(gm.src, func(t *testing.T) {
+			m, err := h.Load(ctx, gm.wasm, "")
+			if err != nil {
+				t.Fatalf("%v (modules over 4 MiB are built by make wasm-go, not committed)", err)
+			}
+			cases, err := vectors.Cases(gm.testdata)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rng := rand.New(rand.NewSource(int64(len(gm.src))))
+			for _, c := range cases {
+				recs := make([]connector.Record, 0, len(c.Input)+3000)
+				for _, v := range c.Input {
+					recs = append(recs, connector.Record{Value: v})
+				}
+				for range 3000 {
+					recs = append(recs, connector.Record{Value: mutate(rng, c.Input[rng.Intn(len(c.Input))])})
+				}
+				run := func(mode wasmhost.Mode) transform.Result {
+					st, err := h.NewStage(ctx, m, wasmhost.StageConfig{Name: "t", Config: c.Config, Instances: 1, Mode: mode})
+					if err != nil {
+						t.Fatalf("%s: %v", mode, err)
+					}
+					defer st.Close(ctx)
+					var all transform.Result
+					for i := 0; i < len(recs); i += 256 {
+						res, err := st.Process(ctx, recs[i:min(len(recs), i+256)])
+						if err != nil {
+							t.Fatalf("%s: %v", mode, err)
+						}
+						for j := range res.Emitted {
+							res.Emitted[j].Input += i
+						}
+						for j := range res.Rejected {
+							res.Rejected[j].Input += i
+						}
+						all.Actions = append(all.Actions, res.Actions...)
+						all.Emitted = append(all.Emitted, res.Emitted...)
+						all.Rejected = append(all.Rejected, res.Rejected...)
+					}
+					return all
+				}
+				want, got := run(wasmhost.Trusted), run(wasmhost.Metered)
+				if len(want.Actions) != len(recs) {
+					t.Fatalf("case %q: %d actions for %d records", c.Name, len(want.Actions), len(recs))
+				}
+				if !reflect.DeepEqual(got, want) {
+					t.Errorf("case %q: metered and trusted results differ: %s", c.Name, firstDifference(want, got))
+				}
+				t.Logf("case %q: %d records, %d emitted, %d rejected: identical", c.Name, len(recs), len(want.Emitted), len(want.Rejected))
+			}
+		})
+	}
+}
+
+// firstDifference describes where two results first differ.
+func firstDifference(want, got transform.Result) string {
+	for i := range min(len(want.Actions), len(got.Actions)) {
+		if want.Actions[i] != got.Actions[i] {
+			return fmt.Sprintf("record %d: action %v, original %v", i, got.Actions[i], want.Actions[i])
+		}
+	}
+	for i := range min(len(want.Emitted), len(got.Emitted)) {
+		if !reflect.DeepEqual(want.Emitted[i], got.Emitted[i]) {
+			return fmt.Sprintf("emitted %d: %+v, original %+v", i, got.Emitted[i], want.Emitted[i])
+		}
+	}
+	for i := range min(len(want.Rejected), len(got.Rejected)) {
+		if !reflect.DeepEqual(want.Rejected[i], got.Rejected[i]) {
+			return fmt.Sprintf("rejected %d: %+v, original %+v", i, got.Rejected[i], want.Rejected[i])
+		}
+	}
+	return fmt.Sprintf("%d/%d/%d actions/emitted/rejected, original %d/%d/%d", len(got.Actions), len(got.Emitted), len(got.Rejected),
+		len(want.Actions), len(want.Emitted), len(want.Rejected))
+}
+
+// mutate changes a few bytes of v: replacements by bytes that matter to JSON and UTF-8,
+// insertions and deletions.
+func mutate(rng *rand.Rand, v []byte) []byte {
+	out := append([]byte(nil), v...)
+	interesting := []byte("\"\\{}[],:0123456789eE.-+ \t\x00\x7f\x80\xbf\xc0\xc2\xe0\xed\xf0\xf4\xf5\xffu")
+	for n := 1 + rng.Intn(3); n > 0; n-- {
+		if len(out) == 0 {
+			out = append(out, interesting[rng.Intn(len(interesting))])
+			continue
+		}
+		i := rng.Intn(len(out))
+		switch rng.Intn(3) {
+		case 0:
+			out[i] = interesting[rng.Intn(len(interesting))]
+		case 1:
+			out = append(out[:i], append([]byte{interesting[rng.Intn(len(interesting))]}, out[i:]...)...)
+		default:
+			out = append(out[:i], out[i+1:]...)
+		}
+	}
+	return out
 }
 
 // TestModulesAreReproducible rebuilds each module from source with the flags of mk/wasm-go.mk and

@@ -94,7 +94,10 @@ func (r *run) applyStage(st stageRunner, out *stageOutput) bool {
 		r.fatal(fmt.Errorf("transform %q: %d actions for %d records", name, len(res.Actions), len(in)))
 		return false
 	}
-	next := make([]connector.Record, 0, len(in))
+	// next stays nil while every record so far passed: a batch that passes whole goes on as it
+	// came, without a copy (the common case of a validator on good data).
+	var next []connector.Record
+	changed := false
 	rejected := 0
 	defer func() {
 		if rejected > 0 {
@@ -102,9 +105,17 @@ func (r *run) applyStage(st stageRunner, out *stageOutput) bool {
 		}
 	}()
 	for o := range res.Outcomes() {
+		if o.Action == transform.Pass {
+			if changed {
+				next = append(next, in[o.Input])
+			}
+			continue
+		}
+		if !changed {
+			changed = true
+			next = append(make([]connector.Record, 0, len(in)), in[:o.Input]...)
+		}
 		switch o.Action {
-		case transform.Pass:
-			next = append(next, in[o.Input])
 		case transform.Drop:
 		case transform.Emit:
 			for _, e := range o.Emitted {
@@ -124,6 +135,9 @@ func (r *run) applyStage(st stageRunner, out *stageOutput) bool {
 				return false
 			}
 		}
+	}
+	if !changed {
+		next = in
 	}
 	p.m.RecordsOut.WithLabelValues(pl, name).Add(float64(len(next)))
 	out.main = next

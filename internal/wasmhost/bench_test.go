@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -71,7 +72,7 @@ func benchStage(b *testing.B, instances int, batches []int) {
 	recs := priceRecords(4096)
 	h, _ := newHost(b) // one host: each module is compiled once for all sub-benchmarks
 	for _, g := range benchGuests(b) {
-		for _, mode := range []wasmhost.Mode{wasmhost.Strict, wasmhost.Trusted} {
+		for _, mode := range []wasmhost.Mode{wasmhost.Metered, wasmhost.Strict, wasmhost.Trusted} {
 			for _, bs := range batches {
 				b.Run(fmt.Sprintf("guest=%s/mode=%s/batch=%d", g.name, mode, bs), func(b *testing.B) {
 					s := newStage(b, h, g.path, wasmhost.StageConfig{Name: "bench", Mode: mode, Instances: instances, MemoryBytes: g.memory, Timeout: time.Minute})
@@ -177,7 +178,7 @@ func BenchmarkLoad(b *testing.B) {
 // one-million-iteration loop (the "spin" record of the C test guest), in each mode. ns/op is per
 // call; ns/iter per loop iteration.
 func BenchmarkGuestLoop(b *testing.B) {
-	for _, mode := range []wasmhost.Mode{wasmhost.Strict, wasmhost.Trusted} {
+	for _, mode := range []wasmhost.Mode{wasmhost.Metered, wasmhost.Strict, wasmhost.Trusted} {
 		b.Run("mode="+string(mode), func(b *testing.B) {
 			h, _ := newHost(b)
 			s := newStage(b, h, hostileWasm, wasmhost.StageConfig{Name: "loop", Mode: mode, Instances: 1, Timeout: time.Minute})
@@ -192,4 +193,65 @@ func BenchmarkGuestLoop(b *testing.B) {
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/1e6, "ns/iter")
 		})
 	}
+}
+
+// BenchmarkModeRatio compares metered mode (the default) with trusted mode, the ceiling, for each
+// validate_price module and batch sizes 1, 64 and 1024, one instance each. The two modes run in
+// alternating rounds of the same records and each round is timed in CPU time of the process
+// (guest code, host code and garbage collection), so that other load on a shared machine, which
+// swings wall-clock rates by 2x, does not decide the ratio; the medians of the rounds are
+// reported, with the ratio metered/trusted. Run it with -benchtime 1x: it sets its own length.
+func BenchmarkModeRatio(b *testing.B) {
+	recs := priceRecords(4096)
+	h, _ := newHost(b)
+	const rounds = 9
+	for _, g := range benchGuests(b) {
+		if !strings.HasPrefix(g.name, "validate_price.") {
+			continue
+		}
+		for _, bs := range []int{1, 64, 1024} {
+			b.Run(fmt.Sprintf("guest=%s/batch=%d", g.name, bs), func(b *testing.B) {
+				ctx := context.Background()
+				modes := []wasmhost.Mode{wasmhost.Metered, wasmhost.Trusted}
+				stages := make([]*wasmhost.Stage, len(modes))
+				for i, mode := range modes {
+					stages[i] = newStage(b, h, g.path, wasmhost.StageConfig{Name: "bench", Mode: mode, Instances: 1, MemoryBytes: g.memory, Timeout: time.Minute})
+				}
+				per := 200_000 // records per round and mode
+				if bs == 1 {
+					per = 20_000
+				}
+				if g.name == "validate_price.go" {
+					per /= 4
+				}
+				rates := make([][]float64, len(modes))
+				for range rounds {
+					for i, s := range stages {
+						cpu0 := processCPU()
+						for done, off := 0, 0; done < per; done, off = done+bs, off+bs {
+							if off+bs > len(recs) {
+								off = 0
+							}
+							if _, err := s.Process(ctx, recs[off:off+bs]); err != nil {
+								b.Fatal(err)
+							}
+						}
+						rates[i] = append(rates[i], float64(per)/(processCPU()-cpu0).Seconds())
+					}
+				}
+				med := func(xs []float64) float64 { sort.Float64s(xs); return xs[len(xs)/2] }
+				m, t := med(rates[0]), med(rates[1])
+				b.ReportMetric(m, "metered_rec/cpu_s")
+				b.ReportMetric(t, "trusted_rec/cpu_s")
+				b.ReportMetric(m/t, "ratio")
+			})
+		}
+	}
+}
+
+// processCPU is the CPU time the process has used, user and system.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

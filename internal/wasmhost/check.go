@@ -37,9 +37,9 @@ type Problem struct {
 // Check reports every setting of cfg that NewStage would refuse with this module: a config that
 // is not a JSON object or breaks the module's config_schema (one Problem per failing value), a
 // memory limit above MaxMemoryBytes or below the module's own initial memory, more than
-// MaxInstances instances, an unknown mode, metered mode for a module that cannot be metered, a
-// negative fuel budget or one outside metered mode. Zero
-// values mean the defaults and are fine. It is pure and safe to call concurrently.
+// MaxInstances instances, an unknown mode, metered mode (the default) for a module that cannot be
+// metered, a negative fuel budget or one outside metered mode. Zero values mean the defaults and
+// are fine. It is pure and safe to call concurrently.
 func (m *Module) Check(cfg StageConfig) []Problem {
 	var out []Problem
 	if cfg.MemoryBytes > MaxMemoryBytes {
@@ -52,18 +52,19 @@ func (m *Module) Check(cfg StageConfig) []Problem {
 	if cfg.Instances > MaxInstances {
 		out = append(out, Problem{Setting: "instances", Message: fmt.Sprintf("%d is more than the %d instances a stage may have", cfg.Instances, MaxInstances)})
 	}
+	mode := cmp.Or(cfg.Mode, Mode(pipeline.DefaultTransformMode))
 	switch {
-	case cfg.Mode != "" && !cfg.Mode.valid():
+	case !mode.valid():
 		out = append(out, Problem{Setting: "mode", Message: fmt.Sprintf("%q: want metered, strict or trusted", cfg.Mode)})
-	case cfg.Mode == Metered && m.meterErr != nil:
+	case mode == Metered && m.meterErr != nil:
 		out = append(out, Problem{Setting: "mode", Message: m.meterErr.Error(),
 			Hint: "mode strict interrupts it with the runtime's own checks (several times slower); trusted cannot interrupt it"})
 	}
 	switch {
 	case cfg.Fuel < 0:
 		out = append(out, Problem{Setting: "fuel", Message: fmt.Sprintf("%d: want a positive number of units per record", cfg.Fuel)})
-	case cfg.Fuel > 0 && cfg.Mode != Metered:
-		out = append(out, Problem{Setting: "fuel", Message: fmt.Sprintf("a fuel budget needs mode metered, not %s", cmp.Or(cfg.Mode, Strict))})
+	case cfg.Fuel > 0 && mode != Metered:
+		out = append(out, Problem{Setting: "fuel", Message: fmt.Sprintf("a fuel budget needs mode metered, not %s", mode)})
 	}
 	return append(out, m.configProblems(cfg.Config)...)
 }

@@ -46,12 +46,11 @@ const (
 	// when its deadline passed, ctx ended, the stage is closing or the call used its fuel budget
 	// (StageConfig.Fuel). Within about 10% of Trusted's speed, and a running call lets the
 	// process's garbage collection through at each refill. A module the rewriter cannot handle
-	// cannot run in this mode (Module.Check says why).
+	// cannot run in this mode (Module.Check says why). The default.
 	Metered Mode = pipeline.ModeMetered
 	// Strict runs guests interruptibly with wazero's own mechanism (WithCloseOnContextDone): the
 	// per-batch deadline, ctx cancellation and Close stop a runaway guest, at the price of a call
 	// into the host at every loop iteration (5-15x slower than Trusted on real validators).
-	// The default.
 	Strict Mode = pipeline.ModeStrict
 	// Trusted runs guests without interruption checks: several times faster, but compiled guest
 	// code cannot be preempted, so a running call delays the process's garbage collection until
@@ -71,7 +70,7 @@ type StageConfig struct {
 	MemoryBytes int64
 	// Timeout is the deadline of one guest call (one frame). Default 5s.
 	Timeout time.Duration
-	// Mode is Strict (default), Metered or Trusted.
+	// Mode is Metered (default), Strict or Trusted.
 	Mode Mode
 	// Fuel, in metered mode, bounds the work of a guest call to Fuel units per record of its
 	// frame (a unit is at most one WebAssembly instruction, or 16 bytes of a bulk memory
@@ -162,7 +161,7 @@ func (h *Host) NewStage(ctx context.Context, m *Module, cfg StageConfig) (*Stage
 		return fail(err)
 	}
 	if cfg.Mode == "" {
-		cfg.Mode = Strict
+		cfg.Mode = pipeline.DefaultTransformMode
 	}
 	if !cfg.Mode.valid() {
 		return fail(fmt.Errorf("mode %q: want metered, strict or trusted", cfg.Mode))

@@ -36,7 +36,7 @@ const (
 const (
 	DefaultTransformMemory  = 64 << 20
 	DefaultTransformTimeout = 5 * time.Second
-	DefaultTransformMode    = ModeStrict
+	DefaultTransformMode    = ModeMetered
 	// MaxTransformInstances caps a stage's instance pool.
 	MaxTransformInstances = 64
 	// MinTransformMemory is the smallest memory limit: one 64 KiB WASM page.
@@ -171,7 +171,7 @@ type Limits struct {
 	MemoryBytes int64
 	// Timeout is the deadline of one guest call. Default DefaultTransformTimeout.
 	Timeout time.Duration
-	// Mode is ModeStrict (the default), ModeMetered or ModeTrusted.
+	// Mode is ModeMetered (the default), ModeStrict or ModeTrusted.
 	Mode string
 	// Instances is the pool size. Default DefaultTransformInstances().
 	Instances int

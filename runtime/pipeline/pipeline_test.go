@@ -27,7 +27,7 @@ func TestWithDefaultsFillsZeroValuesOnly(t *testing.T) {
 	}
 	tr := d.Transforms[0]
 	if tr.Limits.Instances != 2 || tr.Limits.MemoryBytes != pipeline.DefaultTransformMemory || tr.Limits.Timeout != pipeline.DefaultTransformTimeout ||
-		tr.Limits.Mode != pipeline.ModeStrict || tr.OnReject != pipeline.RejectToDeadLetter || string(tr.Config) != "{}" {
+		tr.Limits.Mode != pipeline.ModeMetered || tr.OnReject != pipeline.RejectToDeadLetter || string(tr.Config) != "{}" {
 		t.Errorf("transform = %+v", tr)
 	}
 	if p.Batch.MaxBytes != 0 || p.Transforms[0].Limits.MemoryBytes != 0 {

@@ -5,6 +5,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"flag"
@@ -15,6 +16,7 @@ import (
 	"path/filepath"
 	"runtime/pprof"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -28,12 +30,20 @@ import (
 	"github.com/sluicehq/sluice/internal/engine"
 	"github.com/sluicehq/sluice/runtime/catalog"
 	"github.com/sluicehq/sluice/runtime/pipeline"
+	"github.com/sluicehq/sluice/runtime/supervisor"
 	"github.com/sluicehq/sluice/sdk/go/connector"
 )
 
 // A 100-byte record: the template renders to exactly 100 bytes for 7-digit sequence numbers and
 // within a few bytes otherwise.
 const template = `{"seq":{{seq}},"commodity":"{{pick gold silver copper}}","price":{{rand_float 10 99}},"pad":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}`
+
+// priceTemplate renders valid validate_price inputs of about 100 bytes (a price, a commodity, an
+// RFC 3339 timestamp), so that every record passes and the transform's whole check runs.
+const priceTemplate = `{"seq":{{seq}},"commodity":"{{pick gold silver copper}}","price":{{rand_float 10 99}},"ts":"2026-11-22T02:30:00Z","unit":"USD/oz"}`
+
+// validatePrice is the C validate_price module, relative to the repository root.
+const validatePrice = "transforms/validate_price/c/validate_price.wasm"
 
 type result struct {
 	Scenario string        `json:"scenario"`
@@ -51,6 +61,7 @@ func main() {
 	records := flag.Int64("records", 5_000_000, "records for generate → drop")
 	fileRecords := flag.Int64("file-records", 2_000_000, "records for file → file")
 	cpuprofile := flag.String("cpuprofile", "", "with -child: write a CPU profile")
+	memprofile := flag.String("memprofile", "", "with -child: write an allocation profile")
 	flag.Parse()
 	if *child != "" {
 		if *cpuprofile != "" {
@@ -66,13 +77,22 @@ func main() {
 			fatal(err)
 		}
 		pprof.StopCPUProfile()
+		if *memprofile != "" {
+			f, err := os.Create(*memprofile)
+			if err != nil {
+				fatal(err)
+			}
+			pprof.Lookup("allocs").WriteTo(f, 0)
+			f.Close()
+		}
 		r.MaxRSS = peak.RSS()
 		json.NewEncoder(os.Stdout).Encode(r)
 		return
 	}
 	fmt.Printf("engine benchmark: 100-byte records, %d cores\n\n", numCPU())
 	fmt.Printf("%-16s %-8s %10s %8s %12s %8s %9s %9s %8s %9s\n", "scenario", "impl", "records", "secs", "records/s", "MB/s", "p50", "p99", "cpu s", "peak MiB")
-	for _, sc := range []string{"memory-drop/sluice", "memory-eo/sluice", "generate-drop/direct", "generate-drop/sluice", "file-file/direct", "file-file/sluice", "file-file-eo/sluice"} {
+	for _, sc := range []string{"memory-drop/sluice", "memory-eo/sluice", "generate-drop/direct", "generate-drop/sluice", "file-file/direct", "file-file/sluice", "file-file-eo/sluice",
+		"gen-wasm-drop/none", "gen-wasm-drop/trusted", "gen-wasm-drop/default", "gen-wasm-drop/strict"} {
 		args := []string{"-child", sc, "-records", fmt.Sprint(*records), "-file-records", fmt.Sprint(*fileRecords)}
 		cmd := exec.Command(os.Args[0], args...)
 		cmd.Stderr = os.Stderr
@@ -96,6 +116,9 @@ func main() {
 	fmt.Println("direct = a hand-written program doing the same work without the engine (the ceiling);")
 	fmt.Println("for file-file it fsyncs every 4096 lines, the largest write the engine's sink coalesces.")
 	fmt.Println("p50/p99 = latency from a record's creation (generate) or read (file) to its batch's durable write.")
+	fmt.Println("gen-wasm-drop = generate → validate_price (C) → drop through the supervisor, default settings: impl is")
+	fmt.Println("the transform's limits.mode (default = metered; none = no transform, the ceiling); each includes")
+	fmt.Println("loading and compiling the module.")
 }
 
 func dur(d time.Duration) string {
@@ -149,6 +172,9 @@ func runChild(name string, records, fileRecords int64) (result, error) {
 	case "generate-drop/sluice":
 		err := r.measure(dir, pipeline.Component{Type: "generate", Config: genConfig(records)}, nil)
 		return r, err
+	case "gen-wasm-drop/none", "gen-wasm-drop/trusted", "gen-wasm-drop/default", "gen-wasm-drop/strict":
+		err := r.measureWASM(dir, records)
+		return r, err
 	}
 	// file → file: write the input first (not timed).
 	in := filepath.Join(dir, "in.jsonl")
@@ -196,6 +222,43 @@ func (r *result) measure(dir string, source pipeline.Component, inner connector.
 	}
 	r.Elapsed = time.Since(start)
 	r.Records, r.Bytes = lat.records, lat.bytes
+	r.P50, r.P99 = lat.percentiles()
+	return nil
+}
+
+// measureWASM runs generate → validate_price (C) → latency sink through the supervisor, as
+// `sluice run` does, on default settings apart from the transform's mode (r.Impl; "default"
+// leaves it unset, "none" runs no transform).
+func (r *result) measureWASM(dir string, records int64) error {
+	lat := &latencySink{}
+	latencySinks.Store("bench-latency", lat)
+	cfg := connector.Config{"count": records, "template": priceTemplate, "seed": int64(42)}
+	p := benchPipeline(r.Scenario, pipeline.Component{Type: "generate", Config: cfg}, "bench-latency")
+	if r.Impl != "none" {
+		mode := r.Impl
+		if mode == "default" {
+			mode = ""
+		}
+		p.Transforms = []pipeline.Transform{{Name: "validate", Module: cmp.Or(os.Getenv("SLUICE_BENCH_MODULE"), validatePrice), Limits: pipeline.Limits{Mode: mode, Instances: benchInstances()}}}
+	}
+	ctx := context.Background()
+	start := time.Now()
+	sup, err := supervisor.New(supervisor.Options{Catalog: benchCatalog(), DataDir: filepath.Join(dir, "data")})
+	if err != nil {
+		return err
+	}
+	defer sup.Close(ctx)
+	if problems := sup.Add(ctx, p); len(problems) > 0 {
+		return fmt.Errorf("%v", problems)
+	}
+	if err := sup.Run(ctx, supervisor.RunOptions{}); err != nil {
+		return err
+	}
+	r.Elapsed = time.Since(start)
+	r.Records, r.Bytes = lat.records, lat.bytes
+	if r.Records != records {
+		return fmt.Errorf("%d of %d records reached the sink: the input is meant to be valid", r.Records, records)
+	}
 	r.P50, r.P99 = lat.percentiles()
 	return nil
 }
@@ -436,4 +499,10 @@ func (s *memorySource) Read(context.Context) ([]connector.Record, error) {
 	}
 	s.left -= n
 	return out, nil
+}
+
+// benchInstances is SLUICE_BENCH_INSTANCES, for experiments; 0 (the default) means the default.
+func benchInstances() int {
+	n, _ := strconv.Atoi(os.Getenv("SLUICE_BENCH_INSTANCES"))
+	return n
 }
