@@ -97,7 +97,8 @@ func TestGoGuest(t *testing.T) {
 		reason      string
 	}{
 		{"panic", "panic", wasmhost.CodeTrap, "wasm trap: unreachable (stderr: panic: asked to panic)"},
-		{"unbounded allocation", "alloc", wasmhost.CodeMemory, "memory limit exceeded"},
+		// Metered mode (the default) knows the refused growth exactly.
+		{"unbounded allocation", "alloc", wasmhost.CodeMemory, "memory limit exceeded: growing memory from 32MiB to 33MiB was refused, the limit is 32MiB"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

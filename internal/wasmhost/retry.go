@@ -92,8 +92,12 @@ type chain struct {
 
 func (s *Stage) processChunk(ctx context.Context, recs []connector.Record, base int, out *transform.Result, bf *batchFailures) error {
 	c := &chain{batch: bf}
+	start := time.Now()
 	f, err := s.runFrame(ctx, recs, base, out, c)
 	if err != nil || f == nil {
+		if err == nil {
+			s.notePerRecord(time.Since(start), len(recs))
+		}
 		return err
 	}
 	s.log.Warn("wasm call failed; retrying the frame on a fresh instance", "records", len(recs), "reason", f.reason)

@@ -133,6 +133,9 @@ type Stage struct {
 	// dryCalls counts the failed guest calls in a row, with no successful call between them,
 	// made while their batch had no successful call (dryCallLimit).
 	dryCalls atomic.Int64
+	// perRecord is a moving average of a frame's time per record, in nanoseconds (see
+	// Process: a batch is split for several instances only into frames worth it).
+	perRecord atomic.Int64
 
 	mu      sync.Mutex
 	all     map[*instance]struct{}
@@ -331,13 +334,43 @@ func frameCapFor(limit uint64) frameCap {
 	return c
 }
 
-// parallelMinRecords is the smallest frame Process splits off to run on another instance.
-const parallelMinRecords = 256
+// A frame Process splits off to run on another instance has at least parallelMinRecords
+// records and, by the stage's recent time per record, at least parallelMinWork of guest work:
+// handing a frame to another instance costs a goroutine, its scheduling and a merge of the
+// results, and cheap frames run in parallel compete for the cores with the rest of the pipeline
+// (the source, the sinks), which on a 2-core machine made a 1,024-record batch of a fast
+// validator slower split in two than whole (runtime/RATIONALE.md, WASM host).
+const (
+	parallelMinRecords = 256
+	parallelMinWork    = 500 * time.Microsecond
+)
+
+// minParallelFrame is the fewest records of a frame split off for another instance.
+func (s *Stage) minParallelFrame() int {
+	ns := s.perRecord.Load()
+	if ns <= 0 {
+		return parallelMinRecords
+	}
+	return max(parallelMinRecords, int(int64(parallelMinWork)/ns))
+}
+
+// notePerRecord folds the time of a frame of n records into the moving average.
+func (s *Stage) notePerRecord(d time.Duration, n int) {
+	if n <= 0 {
+		return
+	}
+	x := max(1, int64(d)/int64(n))
+	old := s.perRecord.Load()
+	if old > 0 {
+		x = old + (x-old)/8
+	}
+	s.perRecord.Store(x)
+}
 
 // Process runs the batch through the guest: frames of at most 4 MiB / 4,096 records, one guest
-// call each. When the stage has several instances and the batch has at least 512 records, the
-// frames are cut smaller (at least 256 records each) and run on several instances at once; the
-// result is in input order either way. A failed call (trap, deadline, memory limit, guest error,
+// call each. When the stage has several instances and the batch is large enough, the frames are
+// cut smaller (each at least 256 records and, by the stage's recent time per record, 0.5 ms of
+// guest work) and run on several instances at once; the result is in input order either way. A failed call (trap, deadline, memory limit, guest error,
 // invalid result) discards the instance and is retried once on a fresh one; if it fails again the
 // frame is bisected and records that fail alone come back as Rejected with a host code
 // (CodeTrap, ...). An error means the batch could not be processed at all: ctx was cancelled, the
@@ -352,8 +385,10 @@ func (s *Stage) Process(ctx context.Context, batch []connector.Record) (transfor
 	}
 	var endsBuf [8]int
 	ends := splitFrames(batch, s.fcap, endsBuf[:0])
-	if k := s.cfg.Instances; k > 1 && len(batch) >= 2*parallelMinRecords && len(ends) < k {
-		ends = subdivide(ends, k, parallelMinRecords)
+	if k := s.cfg.Instances; k > 1 && len(ends) < k {
+		if least := s.minParallelFrame(); len(batch) >= 2*least {
+			ends = subdivide(ends, k, least)
+		}
 	}
 	bf := newBatchFailures(batch, BatchOutputBytes(int64(s.limit)))
 	var res transform.Result
