@@ -85,7 +85,7 @@ END {
 		for (k = 1; k <= wn; k++) printf "%-30s %10.0f µs\n", worder[k], w[worder[k]]
 	}
 	if (ln > 0) {
-		printf "\nload of a module already in the cache directory (read, hash, compile from cache, probe)\n"
+		printf "\nload and first stage of a module already in the cache directory (read, hash, compile from cache, probe, rewritten module from cache, one instance)\n"
 		for (k = 1; k <= ln; k++) printf "%-30s %10.1f ms\n", lorder[k], ld[lorder[k]]
 	}
 	if (("strict" in loop) && ("trusted" in loop) && ("metered" in loop)) {
