@@ -15,6 +15,7 @@ import (
 
 	"github.com/sluicehq/sluice/internal/admin"
 	"github.com/sluicehq/sluice/internal/checkpoint"
+	"github.com/sluicehq/sluice/internal/gctune"
 	"github.com/sluicehq/sluice/internal/metrics"
 	"github.com/sluicehq/sluice/internal/pluginhost"
 	"github.com/sluicehq/sluice/runtime/pipeline"
@@ -55,6 +56,7 @@ func runPipelines(parent context.Context, g *Globals, args []string, f runFlags)
 	if parent == nil {
 		parent = context.Background()
 	}
+	gctune.Apply()
 	// Signal handling comes first: a SIGINT/SIGTERM while plugins are discovered or the manifests
 	// loaded is a graceful stop too (exit 0, nothing run), not the default death by the signal.
 	ctx, stop := signal.NotifyContext(parent, syscall.SIGINT, syscall.SIGTERM)

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -23,8 +24,9 @@ type health struct {
 }
 
 type activity struct {
-	since     time.Time // start of the current call or write
-	failSince time.Time // first failure of the current write; zero while it has not failed
+	since     time.Time   // start of the oldest call or write in progress
+	starts    []time.Time // starts of the calls in progress (a transform takes several batches at once)
+	failSince time.Time   // first failure of the current write; zero while it has not failed
 	lastErr   string
 }
 
@@ -56,11 +58,19 @@ func (h *health) finish(err error, stopped bool) {
 	clear(h.busy)
 }
 
-// begin marks a component busy with one batch.
-func (h *health) begin(component string) {
+// begin marks a component busy with one more batch; end, given what begin returned, marks that
+// batch done.
+func (h *health) begin(component string) time.Time {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.busy[component] = &activity{since: h.now()}
+	now := h.now()
+	a := h.busy[component]
+	if a == nil {
+		a = &activity{since: now}
+		h.busy[component] = a
+	}
+	a.starts = append(a.starts, now)
+	return now
 }
 
 // failing records that the component's current batch failed and is being retried.
@@ -77,11 +87,21 @@ func (h *health) failing(component string, err error) {
 	a.lastErr = err.Error()
 }
 
-// end marks a component done with its batch.
-func (h *health) end(component string) {
+func (h *health) end(component string, start time.Time) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	delete(h.busy, component)
+	a := h.busy[component]
+	if a == nil {
+		return
+	}
+	if i := slices.Index(a.starts, start); i >= 0 {
+		a.starts = slices.Delete(a.starts, i, i+1)
+	}
+	if len(a.starts) == 0 {
+		delete(h.busy, component)
+		return
+	}
+	a.since = slices.MinFunc(a.starts, time.Time.Compare)
 }
 
 func (h *health) status() pipeline.Status {

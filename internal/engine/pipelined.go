@@ -59,9 +59,9 @@ func (w *sinkWriter) pipelinedLoop(ps connector.PipelinedSink) {
 func (w *sinkWriter) completeOldest(q []inFlight) ([]inFlight, bool) {
 	r, h := w.r, w.r.p.health
 	f := q[0]
-	h.begin(w.s.name)
+	started := h.begin(w.s.name)
 	err := f.wait()
-	h.end(w.s.name)
+	h.end(w.s.name, started)
 	var be *connector.BatchError
 	if err == nil || errors.As(err, &be) || r.workCtx.Err() != nil {
 		w.items = f.items

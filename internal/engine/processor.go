@@ -18,24 +18,77 @@ type stageOutput struct {
 	letters []deadLetter                  // rejected records
 }
 
-// processor runs the transforms on each batch in order and routes the results.
+// processor runs the transforms on each batch and routes the results, in the order the batches
+// were read. With transforms, up to lanes() batches go through them at once, each on its own
+// goroutine (a stage is safe for concurrent use and has an instance for each), so that one
+// batch's guest calls do not wait for the previous batch's; the results are routed one at a time,
+// in order.
 func (r *run) processor(in <-chan *pendingBatch) {
-	for pb := range in {
-		if r.workCtx.Err() != nil {
-			continue // draining the channel after a failure
-		}
-		out := stageOutput{main: pb.recs}
-		r.malformed(&out)
-		for _, st := range r.stages {
-			if len(out.main) == 0 || !r.applyStage(st, &out) {
-				break
+	lanes := r.lanes()
+	if lanes <= 1 {
+		for pb := range in {
+			if out, ok := r.transform(pb); ok {
+				r.route(pb.b, out)
 			}
 		}
-		if r.workCtx.Err() != nil {
-			continue
-		}
-		r.route(pb.b, out)
+		return
 	}
+	type job struct {
+		pb   *pendingBatch
+		out  stageOutput
+		ok   bool
+		done chan struct{}
+	}
+	// order holds the batches being transformed, oldest first: one more than its capacity can be
+	// in progress (the one the router waits for), so lanes in all.
+	order := make(chan *job, lanes-1)
+	go func() {
+		defer close(order)
+		for pb := range in {
+			j := &job{pb: pb, done: make(chan struct{})}
+			order <- j
+			go func() {
+				defer close(j.done)
+				j.out, j.ok = r.transform(pb)
+			}()
+		}
+	}()
+	for j := range order {
+		<-j.done
+		if j.ok && r.workCtx.Err() == nil {
+			r.route(j.pb.b, j.out)
+		}
+	}
+}
+
+// maxLanes bounds the batches transformed at once, whatever the instance pools.
+const maxLanes = 8
+
+// lanes is how many batches the processor transforms at once: the largest instance pool of the
+// pipeline's transforms (at most maxLanes), 1 without transforms (routing alone gains nothing
+// from more).
+func (r *run) lanes() int {
+	n := 1
+	for _, st := range r.stages {
+		n = max(n, min(st.spec.Limits.Instances, maxLanes))
+	}
+	return n
+}
+
+// transform runs the transforms on one batch. It reports false when the batch must not be
+// routed: the run is failing (after a failure the batches still queued are drained unread).
+func (r *run) transform(pb *pendingBatch) (stageOutput, bool) {
+	if r.workCtx.Err() != nil {
+		return stageOutput{}, false // draining the channel after a failure
+	}
+	out := stageOutput{main: pb.recs}
+	r.malformed(&out)
+	for _, st := range r.stages {
+		if len(out.main) == 0 || !r.applyStage(st, &out) {
+			break
+		}
+	}
+	return out, r.workCtx.Err() == nil
 }
 
 // malformed moves the records the source marked with connector.HeaderMalformed from out.main to
@@ -73,13 +126,13 @@ func (r *run) applyStage(st stageRunner, out *stageOutput) bool {
 	pl, name := p.spec.Name, st.spec.Name
 	in := out.main
 	start := time.Now()
-	p.health.begin(name)
+	began := p.health.begin(name)
 	var res transform.Result
 	err := p.guard(name, "process", func() (err error) {
 		res, err = st.stage.Process(r.workCtx, in)
 		return err
 	})
-	p.health.end(name)
+	p.health.end(name, began)
 	p.m.BatchSeconds.WithLabelValues(pl, name).Observe(time.Since(start).Seconds())
 	p.m.RecordsIn.WithLabelValues(pl, name).Add(float64(len(in)))
 	switch {

@@ -168,8 +168,7 @@ func (w *sinkWriter) deadLetter(be *connector.BatchError, n int) bool {
 // the sink is failing.
 func (r *run) writeWithRetry(s *sinkRunner, recs []connector.Record, pos []connector.Position, retries prometheus.Counter) error {
 	h := r.p.health
-	h.begin(s.name)
-	defer h.end(s.name)
+	defer h.end(s.name, h.begin(s.name))
 	for attempt := 1; ; attempt++ {
 		var err error
 		if s.tx != nil {

@@ -28,6 +28,7 @@ import (
 	"github.com/sluicehq/sluice/internal/bench/peak"
 	"github.com/sluicehq/sluice/internal/checkpoint"
 	"github.com/sluicehq/sluice/internal/engine"
+	"github.com/sluicehq/sluice/internal/gctune"
 	"github.com/sluicehq/sluice/runtime/catalog"
 	"github.com/sluicehq/sluice/runtime/pipeline"
 	"github.com/sluicehq/sluice/runtime/supervisor"
@@ -64,6 +65,9 @@ func main() {
 	memprofile := flag.String("memprofile", "", "with -child: write an allocation profile")
 	flag.Parse()
 	if *child != "" {
+		if !strings.HasSuffix(*child, "/direct") {
+			gctune.Apply() // as `sluice run` does; the plain programs keep Go's default
+		}
 		if *cpuprofile != "" {
 			f, err := os.Create(*cpuprofile)
 			if err != nil {

@@ -32,6 +32,7 @@ import (
 
 	"github.com/sluicehq/sluice/connectors/iceberg"
 	"github.com/sluicehq/sluice/internal/bench/peak"
+	"github.com/sluicehq/sluice/internal/gctune"
 	"github.com/sluicehq/sluice/sdk/go/connector"
 )
 
@@ -85,6 +86,9 @@ func main() {
 	cpuprofile := flag.String("cpuprofile", "", "with -child: write a CPU profile")
 	flag.Parse()
 	if *child != "" {
+		if strings.Contains(*child, "/sluice") {
+			gctune.Apply() // as `sluice run` does; the plain programs keep Go's default
+		}
 		if *cpuprofile != "" {
 			f, err := os.Create(*cpuprofile)
 			if err != nil {

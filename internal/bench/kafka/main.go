@@ -29,6 +29,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"runtime/trace"
 	"slices"
 	"strings"
 	"sync"
@@ -41,6 +42,7 @@ import (
 	"github.com/sluicehq/sluice/connectors/all"
 	"github.com/sluicehq/sluice/connectors/kafka"
 	"github.com/sluicehq/sluice/internal/bench/peak"
+	"github.com/sluicehq/sluice/internal/gctune"
 	"github.com/sluicehq/sluice/internal/testenv"
 	"github.com/sluicehq/sluice/runtime/pipeline"
 	"github.com/sluicehq/sluice/runtime/supervisor"
@@ -72,8 +74,19 @@ const partitions = 3
 func main() {
 	child := flag.String("child", "", "run one scenario/impl in this process (internal)")
 	cpuprofile := flag.String("cpuprofile", "", "with -child: write a CPU profile")
+	fillOnly := flag.Bool("fill", false, "create -topic on -brokers, fill it with -records records and exit (to profile a -child on it)")
 	flag.Parse()
+	if *fillOnly {
+		adm, cl := admin(*brokers)
+		defer cl.Close()
+		must(createTopic(adm, *topicFlag))
+		must(fill(*brokers, *topicFlag, *records))
+		return
+	}
 	if *child != "" {
+		if strings.Contains(*child, "/sluice") {
+			gctune.Apply() // as `sluice run` does; the plain programs keep Go's default
+		}
 		if *cpuprofile != "" {
 			f, err := os.Create(*cpuprofile)
 			must(err)
@@ -293,6 +306,11 @@ func runChild(name string) (result, error) {
 	case "kafka-validate-drop/sluice":
 		_, file, _, _ := runtime.Caller(0) // validate_price in C is a reviewed module: trusted mode
 		module := filepath.Join(filepath.Dir(file), "..", "..", "..", "transforms", "validate_price", "c", "validate_price.wasm")
+		if tf := os.Getenv("SLUICE_BENCH_TRACE"); tf != "" {
+			f, _ := os.Create(tf)
+			trace.Start(f)
+			defer trace.Stop()
+		}
 		if _, err := os.Stat(module); err != nil {
 			return r, err
 		}

@@ -26,6 +26,7 @@ import (
 	"github.com/sluicehq/sluice/internal/bench/peak"
 	"github.com/sluicehq/sluice/internal/checkpoint"
 	"github.com/sluicehq/sluice/internal/engine"
+	"github.com/sluicehq/sluice/internal/gctune"
 	"github.com/sluicehq/sluice/internal/testenv"
 	"github.com/sluicehq/sluice/runtime/pipeline"
 	"github.com/sluicehq/sluice/sdk/go/connector"
@@ -67,6 +68,9 @@ func main() {
 		return
 	}
 	if *child != "" {
+		if strings.Contains(*child, "/sluice") {
+			gctune.Apply() // as `sluice run` does; the plain programs keep Go's default
+		}
 		if *cpuprofile != "" {
 			f, err := os.Create(*cpuprofile)
 			if err != nil {

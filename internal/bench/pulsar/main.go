@@ -31,6 +31,7 @@ import (
 	"github.com/sluicehq/sluice/connectors/file"
 	pulsarconn "github.com/sluicehq/sluice/connectors/pulsar"
 	"github.com/sluicehq/sluice/internal/bench/peak"
+	"github.com/sluicehq/sluice/internal/gctune"
 	"github.com/sluicehq/sluice/internal/testenv"
 	"github.com/sluicehq/sluice/runtime/pipeline"
 	"github.com/sluicehq/sluice/runtime/supervisor"
@@ -87,6 +88,9 @@ func main() {
 	}
 	o := options{url: url, topic: *topic, records: *records, rate: *rate}
 	if *child != "" {
+		if strings.Contains(*child, "/sluice") {
+			gctune.Apply() // as `sluice run` does; the plain programs keep Go's default
+		}
 		if *cpuprofile != "" {
 			f, err := os.Create(*cpuprofile)
 			if err != nil {

@@ -30,6 +30,7 @@ import (
 	"github.com/sluicehq/sluice/internal/bench/peak"
 	"github.com/sluicehq/sluice/internal/checkpoint"
 	"github.com/sluicehq/sluice/internal/engine"
+	"github.com/sluicehq/sluice/internal/gctune"
 	"github.com/sluicehq/sluice/runtime/catalog"
 	"github.com/sluicehq/sluice/runtime/pipeline"
 	"github.com/sluicehq/sluice/sdk/go/connector"
@@ -74,6 +75,9 @@ func main() {
 	only := flag.String("only", "", "run only the scenarios whose name contains this (stream, tx, hash, paced)")
 	flag.Parse()
 	if *child != "" {
+		if strings.Contains(*child, "/sluice") {
+			gctune.Apply() // as `sluice run` does; the plain programs keep Go's default
+		}
 		if *cpuprofile != "" {
 			f, err := os.Create(*cpuprofile)
 			if err != nil {

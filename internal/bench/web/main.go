@@ -38,6 +38,7 @@ import (
 	"github.com/sluicehq/sluice/internal/bench/peak"
 	"github.com/sluicehq/sluice/internal/checkpoint"
 	"github.com/sluicehq/sluice/internal/engine"
+	"github.com/sluicehq/sluice/internal/gctune"
 	"github.com/sluicehq/sluice/runtime/pipeline"
 	"github.com/sluicehq/sluice/sdk/go/connector"
 )
@@ -63,6 +64,9 @@ func main() {
 	child := flag.String("child", "", "run one scenario/impl in this process (internal)")
 	flag.Parse()
 	if *child != "" {
+		if strings.Contains(*child, "/sluice") {
+			gctune.Apply() // as `sluice run` does; the plain programs keep Go's default
+		}
 		r, err := runChild(*child)
 		if err != nil {
 			fatal(err)
