@@ -29,7 +29,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
-	"runtime/trace"
 	"slices"
 	"strings"
 	"sync"
@@ -304,18 +303,13 @@ func runChild(name string) (result, error) {
 	case "kafka-drop/sluice":
 		return r, r.sluice(dir, kafkaSource(*topicFlag), nil, nil)
 	case "kafka-validate-drop/sluice":
-		_, file, _, _ := runtime.Caller(0) // validate_price in C is a reviewed module: trusted mode
+		_, file, _, _ := runtime.Caller(0) // the default mode (metered)
 		module := filepath.Join(filepath.Dir(file), "..", "..", "..", "transforms", "validate_price", "c", "validate_price.wasm")
-		if tf := os.Getenv("SLUICE_BENCH_TRACE"); tf != "" {
-			f, _ := os.Create(tf)
-			trace.Start(f)
-			defer trace.Stop()
-		}
 		if _, err := os.Stat(module); err != nil {
 			return r, err
 		}
 		return r, r.sluice(dir, kafkaSource(*topicFlag), []pipeline.Transform{{Name: "validate", Module: module, Config: []byte("{}"),
-			Limits: pipeline.Limits{Mode: pipeline.ModeTrusted}, OnReject: pipeline.RejectDrop}}, nil)
+			OnReject: pipeline.RejectDrop}}, nil)
 	case "file-kafka/direct", "file-kafka/sluice":
 		in := filepath.Join(dir, "in.jsonl")
 		if err := writeInput(in, *records); err != nil {
