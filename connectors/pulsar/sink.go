@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -95,10 +96,7 @@ type Sink struct {
 	client     pulsar.Client
 	producers  map[string]*list.Element // of *producerEntry
 	lru        list.List                // front: most recently used
-	msgs       []pulsar.ProducerMessage // Write's scratch
-	abandoned  bool                     // the last write returned before the broker answered
-	targets    []*producerEntry
-	recordErrs []connector.RecordError
+	free       [][]pulsar.ProducerMessage // message slices of completed writes, for the next ones
 }
 
 type property struct {
@@ -109,7 +107,7 @@ type property struct {
 type producerEntry struct {
 	topic string
 	p     pulsar.Producer
-	used  bool // by the write in progress
+	used  int // writes in flight that send to it (not evicted meanwhile)
 }
 
 var _ connector.Sink = (*Sink)(nil)
@@ -257,12 +255,12 @@ func (s *Sink) producer(ctx context.Context, topic string) (*producerEntry, erro
 	return e, nil
 }
 
-// evict closes the least recently used producers past max_producers, except those the write in
-// progress uses.
+// evict closes the least recently used producers past max_producers, except those writes in
+// flight use.
 func (s *Sink) evict() {
 	for el := s.lru.Back(); el != nil && len(s.producers) > s.maxProds; {
 		prev := el.Prev()
-		if e := el.Value.(*producerEntry); !e.used {
+		if e := el.Value.(*producerEntry); e.used == 0 {
 			s.lru.Remove(el)
 			delete(s.producers, e.topic)
 			e.p.Close()
@@ -274,95 +272,115 @@ func (s *Sink) evict() {
 // Write sends every record, flushes the producers it used and waits until the broker persisted
 // every message. Records refused on their own come back in a *connector.BatchError.
 func (s *Sink) Write(ctx context.Context, records []connector.Record) error {
+	return s.WriteAsync(ctx, records)()
+}
+
+var _ connector.PipelinedSink = (*Sink)(nil)
+
+// WriteAsync hands every record to its topic's producer and returns; wait flushes those
+// producers and waits until the broker persisted every message (or refused it). A producer sends
+// its messages in order over one connection, so writes become durable in the order they were
+// handed over; after a write fails as a whole, the engine writes it and the later ones again (at
+// least once: the later ones may be stored twice). The records and the message slice stay
+// untouched until wait returned.
+func (s *Sink) WriteAsync(ctx context.Context, records []connector.Record) (wait func() error) {
 	if s.client == nil {
-		return errors.New("pulsar sink: write before open")
+		return func() error { return errors.New("pulsar sink: write before open") }
 	}
 	if err := ctx.Err(); err != nil {
-		return err
+		return func() error { return err }
 	}
 	w := &write{errs: make([]error, len(records)), done: make(chan struct{})}
-	s.recordErrs = s.recordErrs[:0]
-	if cap(s.msgs) < len(records) || s.abandoned {
-		// After a write that returned early the client may still read the old messages.
-		s.msgs, s.abandoned = make([]pulsar.ProducerMessage, len(records)), false
-	}
-	msgs := s.msgs[:len(records)]
-	clear(msgs)
+	msgs := s.messages(len(records))
 	callback := w.callback(msgs)
-	s.targets = s.targets[:0]
-	defer func() {
-		for _, e := range s.targets {
-			e.used = false
-		}
-		s.evict()
-	}()
 	w.pending.Store(1) // released once every record was handed over
-	var failure error
 	for i := range records {
 		r := &records[i]
 		topic, err := s.topicOf(r)
 		if err != nil {
-			s.refuse(i, err)
+			w.refuse(i, err)
 			continue
 		}
 		e, err := s.producer(ctx, topic)
 		if err != nil {
 			if errors.Is(err, connector.ErrPermanent) && s.static == "" {
-				s.refuse(i, err) // this record's topic: does not exist, invalid, not allowed
+				w.refuse(i, err) // this record's topic: does not exist, invalid, not allowed
 				continue
 			}
-			failure = err
+			w.failure = err
 			break
 		}
-		if !e.used {
-			e.used = true
-			s.targets = append(s.targets, e)
+		if !slices.Contains(w.targets, e) {
+			e.used++
+			w.targets = append(w.targets, e)
 		}
 		m := &msgs[i]
 		if err := s.message(m, r); err != nil {
-			s.refuse(i, err)
+			w.refuse(i, err)
 			continue
 		}
 		w.pending.Add(1)
 		e.p.SendAsync(ctx, m, callback)
 	}
-	if failure == nil {
-		for _, e := range s.targets {
-			if err := e.p.FlushWithCtx(ctx); err != nil && ctx.Err() == nil {
-				failure = fmt.Errorf("pulsar sink: flush %s: %w", e.topic, err)
-				break
+	return func() error {
+		defer func() {
+			for _, e := range w.targets {
+				e.used--
+			}
+			s.evict()
+		}()
+		if w.failure == nil {
+			for _, e := range w.targets {
+				if err := e.p.FlushWithCtx(ctx); err != nil && ctx.Err() == nil {
+					w.failure = fmt.Errorf("pulsar sink: flush %s: %w", e.topic, err)
+					break
+				}
 			}
 		}
-	}
-	w.release()
-	select {
-	case <-w.done:
-	case <-ctx.Done():
-		s.abandoned = true
-		return ctx.Err() // the messages handed over may still be persisted: the retry duplicates them
-	}
-	if failure != nil {
-		return failure
-	}
-	for i, err := range w.errs {
-		if err == nil {
-			continue
+		w.release()
+		select {
+		case <-w.done:
+			s.free = append(s.free, msgs) // the client is done with them
+		case <-ctx.Done():
+			return ctx.Err() // the messages handed over may still be persisted: the retry duplicates them
 		}
-		if !refusedAlone(err, s.static == "") {
-			return fmt.Errorf("pulsar sink: send to %s: %w", s.topicName(&records[i]), classifyWrite(err, s.static != ""))
+		if w.failure != nil {
+			return w.failure
 		}
-		s.recordErrs = append(s.recordErrs, connector.RecordError{Index: i, Err: fmt.Errorf("pulsar sink: %w", err)})
+		for i, err := range w.errs {
+			if err == nil {
+				continue
+			}
+			if !refusedAlone(err, s.static == "") {
+				return fmt.Errorf("pulsar sink: send to %s: %w", s.topicName(&records[i]), classifyWrite(err, s.static != ""))
+			}
+			w.refuse(i, fmt.Errorf("pulsar sink: %w", err))
+		}
+		if len(w.recordErrs) > 0 {
+			sort.Slice(w.recordErrs, func(a, b int) bool { return w.recordErrs[a].Index < w.recordErrs[b].Index })
+			return &connector.BatchError{Failed: w.recordErrs}
+		}
+		return nil
 	}
-	if len(s.recordErrs) > 0 {
-		sort.Slice(s.recordErrs, func(a, b int) bool { return s.recordErrs[a].Index < s.recordErrs[b].Index })
-		return &connector.BatchError{Failed: append([]connector.RecordError(nil), s.recordErrs...)}
+}
+
+// messages returns a cleared slice of n messages, reusing one of a completed write.
+func (s *Sink) messages(n int) []pulsar.ProducerMessage {
+	for len(s.free) > 0 {
+		m := s.free[len(s.free)-1]
+		s.free = s.free[:len(s.free)-1]
+		if cap(m) >= n {
+			m = m[:n]
+			clear(m)
+			return m
+		}
 	}
-	return nil
+	return make([]pulsar.ProducerMessage, n)
 }
 
 // refuse records that record i cannot be written, for a reason of its own.
-func (s *Sink) refuse(i int, err error) {
-	s.recordErrs = append(s.recordErrs, connector.RecordError{Index: i, Err: err})
+func (w *write) refuse(i int, err error) {
+	w.recordErrs = append(w.recordErrs, connector.RecordError{Index: i, Err: err})
 }
 
 func (s *Sink) topicOf(r *connector.Record) (string, error) {
@@ -442,11 +460,15 @@ func classifyWrite(err error, static bool) error {
 }
 
 // write tracks the messages of one Write until the broker answered for each.
+// write is one write in flight: its messages' outcomes, and what it refused before sending.
 type write struct {
-	pending atomic.Int64
-	errs    []error
-	done    chan struct{}
-	once    sync.Once
+	pending    atomic.Int64
+	errs       []error
+	done       chan struct{}
+	once       sync.Once
+	targets    []*producerEntry // the producers its messages went to
+	failure    error            // a failure of the whole write (a producer, a flush)
+	recordErrs []connector.RecordError
 }
 
 func (w *write) release() {

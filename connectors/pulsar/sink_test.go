@@ -167,3 +167,56 @@ func TestSinkConfigErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestSinkWritesInFlightIntegration hands the sink several writes before waiting for any, as the
+// engine does with a connector.PipelinedSink: each wait reports its own write's refused records
+// (by index into that write), the message slices of completed writes are reused, and the topic
+// holds every other record once, in the order handed over.
+func TestSinkWritesInFlightIntegration(t *testing.T) {
+	b := needBroker(t)
+	topic := uniqueTopic(t, "inflight")
+	s := openSink(t, sinkConfig(t, b, map[string]any{"topic": topic, "properties": map[string]any{"c": "{{commodity}}"}}))
+	ctx := context.Background()
+	var want []string
+	const writes, per = 12, 500
+	var waits []func() error
+	for w := range writes {
+		recs := make([]connector.Record, per)
+		for i := range recs {
+			v := fmt.Sprintf(`{"commodity":"gold","w":%d,"i":%d}`, w, i)
+			if i == w { // one record per write whose property template cannot render
+				v = fmt.Sprintf(`{"w":%d,"i":%d}`, w, i)
+			} else {
+				want = append(want, v)
+			}
+			recs[i] = connector.Record{Value: []byte(v)}
+		}
+		waits = append(waits, s.WriteAsync(ctx, recs))
+		if len(waits) == 3 { // three in flight, as the engine keeps at most
+			checkRefused(t, waits[0](), w-2)
+			waits = waits[1:]
+		}
+	}
+	for i, wait := range waits {
+		checkRefused(t, wait(), writes-len(waits)+i)
+	}
+	var got []string
+	for _, r := range b.readTopic(t, topic) {
+		got = append(got, string(r.Value))
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("the topic holds %d messages, want the %d written in order", len(got), len(want))
+	}
+	if len(s.free) == 0 {
+		t.Error("no message slice kept for reuse after the writes completed")
+	}
+}
+
+// checkRefused checks that write w's error names exactly its record w as refused.
+func checkRefused(t *testing.T, err error, w int) {
+	t.Helper()
+	var be *connector.BatchError
+	if !errors.As(err, &be) || len(be.Failed) != 1 || be.Failed[0].Index != w || !strings.Contains(be.Failed[0].Err.Error(), "commodity") {
+		t.Fatalf("write %d: %v; want its record %d refused for the missing commodity", w, err, w)
+	}
+}
