@@ -81,22 +81,22 @@ var compressionLevels = map[string]pulsar.CompressionLevel{"default": pulsar.Def
 
 // Sink produces records to Pulsar. Write is called from one goroutine at a time.
 type Sink struct {
-	conn       connConfig
-	log        *slog.Logger
-	topic      *template.Template
-	static     string // the topic, when topic has no placeholder
-	key        *template.Template
-	props      []property
-	headers    bool
-	eventTime  bool
-	opts       pulsar.ProducerOptions
-	maxProds   int
-	problems   *connProblems
-	clientMu   sync.Mutex
-	client     pulsar.Client
-	producers  map[string]*list.Element // of *producerEntry
-	lru        list.List                // front: most recently used
-	free       [][]pulsar.ProducerMessage // message slices of completed writes, for the next ones
+	conn      connConfig
+	log       *slog.Logger
+	topic     *template.Template
+	static    string // the topic, when topic has no placeholder
+	key       *template.Template
+	props     []property
+	headers   bool
+	eventTime bool
+	opts      pulsar.ProducerOptions
+	maxProds  int
+	problems  *connProblems
+	clientMu  sync.Mutex
+	client    pulsar.Client
+	producers map[string]*list.Element   // of *producerEntry
+	lru       list.List                  // front: most recently used
+	free      [][]pulsar.ProducerMessage // message slices of completed writes, for the next ones
 }
 
 type property struct {
