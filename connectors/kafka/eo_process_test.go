@@ -24,7 +24,9 @@ func TestKillNineExactlyOnceIntegration(t *testing.T) {
 	seed := time.Now().UnixNano()
 	rng := rand.New(rand.NewSource(seed))
 	t.Logf("seed %d", seed)
-	run := func(t *testing.T, source string, sinkPartition string, n int) {
+	// run runs the pipeline through the kills. feed, when set, adds the input chunk by chunk: it
+	// is called with k before the wait for kill k+1, and with kills after the last kill.
+	run := func(t *testing.T, source string, sinkPartition string, n int, feed func(k int)) {
 		out, positions := b.topic(t, partitions, nil), b.positionsTopic(t)
 		dir := t.TempDir()
 		m := filepath.Join(dir, "eo.yaml")
@@ -49,6 +51,12 @@ func TestKillNineExactlyOnceIntegration(t *testing.T) {
 			// Polled often: a file source on an idle machine writes tens of thousands of records
 			// between two polls of waitFor, and the run must not end before its kill.
 			base, step := written(), int64(500+rng.Intn(4000))
+			if feed != nil {
+				// The chunk fed now is more than the step: the run cannot run out of input
+				// before its kill, however fast it is.
+				feed(k)
+				step = min(step, int64(n/(kills+1)/2))
+			}
 			deadline := time.Now().Add(2 * time.Minute)
 			for written() < base+step {
 				if p.exited() {
@@ -62,6 +70,9 @@ func TestKillNineExactlyOnceIntegration(t *testing.T) {
 			p.kill()
 			t.Logf("kill -9 number %d at about %d offsets written", k+1, written())
 			p = startSluice(t, bin, dir, "eo", m)
+		}
+		if feed != nil {
+			feed(kills)
 		}
 		var recs []seqRecord
 		byPart := map[int32][]seqRecord{}
@@ -107,9 +118,16 @@ func TestKillNineExactlyOnceIntegration(t *testing.T) {
 	t.Run("KafkaToKafka", func(t *testing.T) {
 		in := b.topic(t, partitions, nil)
 		const n = 60_000
-		b.produce(t, in, partitions, n, seqValue(partitions))
+		chunk := n / (kills + 1)
+		feed := func(k int) {
+			to := (k + 1) * chunk
+			if k == kills {
+				to = n
+			}
+			b.produceRange(t, in, partitions, k*chunk, to, seqValue(partitions))
+		}
 		// A static member (instance_id): the restarted process takes its partitions back at once.
-		run(t, fmt.Sprintf("{type: kafka, config: %s}", groupSource(b.addr, in, uniqueName(t, "g"), ", instance_id: eo-0")), "{{header.kafka_partition}}", n)
+		run(t, fmt.Sprintf("{type: kafka, config: %s}", groupSource(b.addr, in, uniqueName(t, "g"), ", instance_id: eo-0")), "{{header.kafka_partition}}", n, feed)
 	})
 	t.Run("FileToKafka", func(t *testing.T) {
 		// More records than the group case: the file source reads far faster than a consumer
@@ -125,6 +143,6 @@ func TestKillNineExactlyOnceIntegration(t *testing.T) {
 		if err := os.WriteFile(path, []byte(sb.String()), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		run(t, fmt.Sprintf("{type: file, config: {path: %q, read_buffer: 16KiB}}", path), "{{p}}", n)
+		run(t, fmt.Sprintf("{type: file, config: {path: %q, read_buffer: 16KiB}}", path), "{{p}}", n, nil)
 	})
 }
