@@ -82,7 +82,7 @@ func parseColumns(cfgs []columnConfig) ([]column, error) {
 			col.path = strings.Split(from, ".")
 			for _, p := range col.path {
 				if p == "" {
-					return nil, &connector.ConfigError{Field: field + ".from", Msg: fmt.Sprintf("%q has an empty path segment", from), Hint: "a path names nested fields of the JSON value with dots: quote.price"}
+					return nil, &connector.ConfigError{Field: field + ".from", Msg: fmt.Sprintf("%q has an empty path segment", from), Hint: "a path names nested fields of the JSON value with dots, and array elements by number: quote.price, items.0.sku"}
 				}
 			}
 		}

@@ -92,6 +92,45 @@ func TestConvertNested(t *testing.T) {
 	}
 }
 
+// A from path indexes arrays by number, as record templates and the postgres sink's paths do:
+// "items.0.sku" is the sku of the first item. A missing element is null; a number segment also
+// names an object key of that name.
+func TestConvertArrayIndexes(t *testing.T) {
+	cols, err := parseColumns([]columnConfig{
+		{Name: "first", Type: "string", From: "items.0.sku"},
+		{Name: "second_qty", Type: "int", From: "items.1.qty"},
+		{Name: "third", Type: "string", From: "items.2.sku"},
+		{Name: "tag", Type: "string", From: "tags.1"},
+		{Name: "matrix", Type: "long", From: "m.1.0"},
+		{Name: "n", Type: "long"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newTestConverter(t, cols)
+	recs := []connector.Record{
+		{Value: []byte(`{"items":[{"sku":"a","qty":1},{"sku":"b","qty":2,"x":[{"y":1}]}],"tags":["x","y","z"],"m":[[1,2],[3,4]],"n":7}`)},
+		{Value: []byte(`{"items":{"0":{"sku":"key0"}},"tags":[],"m":[],"n":8}`)},
+		{Value: []byte(`{"items":"not an array","n":9}`)},
+	}
+	batch, failed := c.convert(recs, nil)
+	if len(failed) > 0 {
+		t.Fatalf("failed: %v", failed[0].Err)
+	}
+	defer batch.Release()
+	b, _ := json.Marshal(batch)
+	want := `[{"first":"a","second_qty":2,"third":null,"tag":"y","matrix":3,"n":7},` +
+		`{"first":"key0","second_qty":null,"third":null,"tag":null,"matrix":null,"n":8},` +
+		`{"first":null,"second_qty":null,"third":null,"tag":null,"matrix":null,"n":9}]`
+	if !jsonSame(string(b), want) {
+		t.Errorf("batch = %s\nwant    %s", b, want)
+	}
+	// Malformed JSON inside an array that a path walks into is still reported.
+	if _, failed := c.convert([]connector.Record{{Value: []byte(`{"items":[{"sku":"a"},}`)}}, nil); len(failed) != 1 {
+		t.Errorf("a malformed array was accepted: %v", failed)
+	}
+}
+
 func jsonSame(a, b string) bool {
 	var x, y any
 	if json.Unmarshal([]byte(a), &x) != nil || json.Unmarshal([]byte(b), &y) != nil {

@@ -3,6 +3,7 @@ package iceberg
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"unicode/utf16"
 	"unicode/utf8"
 )
@@ -231,29 +232,8 @@ func walkObject(b []byte, i int, node *pathNode, spans []span, scratch *[]byte, 
 			return 0, &syntaxError{i, "want ':' after a key"}
 		}
 		i = skipSpace(b, i+1)
-		if child != nil && child.children != nil && i < len(b) && b[i] == '{' {
-			start := i
-			if depth > 1000 {
-				return 0, errDepth
-			}
-			i, err = walkObject(b, i, child, spans, scratch, depth+1)
-			if err != nil {
-				return 0, err
-			}
-			for _, c := range child.cols {
-				spans[c] = span{kind: jObject, start: start, end: i}
-			}
-		} else {
-			var sp span
-			sp, i, err = scanValue(b, i, depth)
-			if err != nil {
-				return 0, err
-			}
-			if child != nil {
-				for _, c := range child.cols {
-					spans[c] = sp
-				}
-			}
+		if i, err = walkValue(b, i, child, spans, scratch, depth); err != nil {
+			return 0, err
 		}
 		i = skipSpace(b, i)
 		if i >= len(b) {
@@ -266,6 +246,71 @@ func walkObject(b []byte, i int, node *pathNode, spans []span, scratch *[]byte, 
 			return i + 1, nil
 		default:
 			return 0, &syntaxError{i, fmt.Sprintf("want ',' or '}', got %q", b[i])}
+		}
+	}
+}
+
+// walkValue reads the value at i, which node (nil: no column reads it) stands for: into an
+// object or array when paths lead below it, else noting its span for the node's columns.
+func walkValue(b []byte, i int, node *pathNode, spans []span, scratch *[]byte, depth int) (int, error) {
+	if node != nil && node.children != nil && i < len(b) && (b[i] == '{' || b[i] == '[') {
+		start := i
+		if depth > 1000 {
+			return 0, errDepth
+		}
+		kind := jObject
+		var err error
+		if b[i] == '{' {
+			i, err = walkObject(b, i, node, spans, scratch, depth+1)
+		} else {
+			kind = jArray
+			i, err = walkArray(b, i, node, spans, scratch, depth+1)
+		}
+		if err != nil {
+			return 0, err
+		}
+		for _, c := range node.cols {
+			spans[c] = span{kind: kind, start: start, end: i}
+		}
+		return i, nil
+	}
+	sp, i, err := scanValue(b, i, depth)
+	if err != nil {
+		return 0, err
+	}
+	if node != nil {
+		for _, c := range node.cols {
+			spans[c] = sp
+		}
+	}
+	return i, nil
+}
+
+// walkArray walks the array at i, whose elements node's children name by index ("items.0.sku":
+// the children "0", "1", ... of the node of "items").
+func walkArray(b []byte, i int, node *pathNode, spans []span, scratch *[]byte, depth int) (int, error) {
+	i = skipSpace(b, i+1)
+	if i < len(b) && b[i] == ']' {
+		return i + 1, nil
+	}
+	var idx [20]byte
+	for k := 0; ; k++ {
+		child := node.children[string(strconv.AppendInt(idx[:0], int64(k), 10))]
+		var err error
+		if i, err = walkValue(b, i, child, spans, scratch, depth); err != nil {
+			return 0, err
+		}
+		i = skipSpace(b, i)
+		if i >= len(b) {
+			return 0, &syntaxError{i, "unterminated array"}
+		}
+		switch b[i] {
+		case ',':
+			i = skipSpace(b, i+1)
+		case ']':
+			return i + 1, nil
+		default:
+			return 0, &syntaxError{i, fmt.Sprintf("want ',' or ']', got %q", b[i])}
 		}
 	}
 }

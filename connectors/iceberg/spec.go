@@ -65,7 +65,7 @@ var sinkSpec = connector.Spec{
 				{Name: "name", Type: connector.TypeString, Required: true, Description: "The column's name."},
 				{Name: "type", Type: connector.TypeString, Required: true, Description: "boolean, int, long, float, double, decimal(P,S), date, time, timestamp, timestamptz, string, uuid or binary."},
 				{Name: "required", Type: connector.TypeBool, Default: false, Description: "Records without a value for the column go to the dead letters."},
-				{Name: "from", Type: connector.TypeString, Description: "A dotted path to the field in the JSON value, such as `quote.price`; default: the column's name."},
+				{Name: "from", Type: connector.TypeString, Description: "A dotted path to the field in the JSON value, such as `quote.price`; a number indexes an array (`items.0.sku`); default: the column's name."},
 				{Name: "doc", Type: connector.TypeString, Description: "The column's documentation, stored in the table's schema."},
 			}}},
 		{Name: "partition", Type: connector.TypeList, Elem: &connector.Field{Type: connector.TypeString},
