@@ -369,3 +369,39 @@ func TestSourceErrorsIntegration(t *testing.T) {
 		}
 	})
 }
+
+// TestSourceInitialPositionIntegration: a new subscription with initial_position latest reads
+// only what is produced after it was created; earliest (the default) reads the topic from its
+// start. Once the subscription exists, the broker's cursor decides, whatever the setting.
+func TestSourceInitialPositionIntegration(t *testing.T) {
+	b := needBroker(t)
+	topic := uniqueTopic(t, "initial")
+	b.produce(t, topic, 10, numbered) // before any subscription
+	latest := openSource(t, sourceConfig(t, b, map[string]any{"topics": []any{topic}, "subscription": "late", "initial_position": "latest"}), nil)
+	earliest := openSource(t, sourceConfig(t, b, map[string]any{"topics": []any{topic}, "subscription": "early"}), nil)
+	b.produce(t, topic, 5, func(i int) *pulsar.ProducerMessage { return numbered(100 + i) })
+	got := values(readN(t, latest, 5))
+	for i := range 5 {
+		if got[string(conntest.Value(100+i))] != 1 {
+			t.Fatalf("latest: record %d missing or repeated in %v", 100+i, got)
+		}
+	}
+	if len(got) != 5 {
+		t.Fatalf("latest read %d distinct records, want only the 5 produced after it subscribed: %v", len(got), got)
+	}
+	if got := values(readN(t, earliest, 15)); len(got) != 15 || got[string(conntest.Value(0))] != 1 {
+		t.Fatalf("earliest read %v, want the 10 records from before it subscribed and the 5 after", got)
+	}
+	// Nothing more comes to latest: the 10 older records stay unread.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	for {
+		recs, err := latest.Read(ctx)
+		if len(recs) > 0 {
+			t.Fatalf("latest read %d more records after the 5 new ones: %v", len(recs), values(recs))
+		}
+		if err != nil {
+			break // the second is over
+		}
+	}
+}
