@@ -109,7 +109,7 @@ func sig(params, results []api.ValueType) string {
 }
 
 // checkShape verifies exports and imports against ABI.md sections 2 and 3.
-func checkShape(cm wazero.CompiledModule) error {
+func checkShape(cm wazero.CompiledModule, metered bool) error {
 	exports := cm.ExportedFunctions()
 	var missing, wrong []string
 	for _, r := range requiredExport {
@@ -133,8 +133,8 @@ func checkShape(cm wazero.CompiledModule) error {
 	}
 	for _, d := range cm.ImportedFunctions() {
 		mod, name, _ := d.Import()
-		if mod == "wasi_snapshot_preview1" {
-			continue
+		if mod == "wasi_snapshot_preview1" || (metered && mod == meter.ImportModule) {
+			continue // a metered module imports what the rewrite added (it refuses modules using those names)
 		}
 		want, ok := allowedImports[mod][name]
 		if !ok {
@@ -147,22 +147,31 @@ func checkShape(cm wazero.CompiledModule) error {
 	return nil
 }
 
-// load compiles and probes a module that is not loaded yet.
+// load compiles and probes a module that is not loaded yet. The probe runs the module as the
+// default mode does, metered, when the rewrite can handle it: a stage at the default memory limit
+// then reuses that compilation, and a cold start compiles the module once, not twice (a Go module
+// takes about a second). A module that cannot be metered is probed in strict mode.
 func (h *Host) load(ctx context.Context, digest string, bin []byte) (*Module, error) {
-	g, err := h.group(ctx, groupKey{pages: defaultPages, strict: true})
+	m := &Module{host: h, bin: bin}
+	m.rewrite()
+	probeBin, key, mode := bin, digest, Strict
+	if m.metered != nil {
+		probeBin, key, mode = m.metered, digest+"/metered", Metered
+	}
+	g, err := h.group(ctx, groupKey{pages: defaultPages, strict: mode == Strict})
 	if err != nil {
 		return nil, err
 	}
-	cm, err := g.compile(ctx, digest, bin)
+	cm, err := g.compile(ctx, key, probeBin)
 	if err != nil {
 		return nil, fmt.Errorf("%w: compile: %v", ErrNotTransform, err)
 	}
-	if err := checkShape(cm); err != nil {
+	if err := checkShape(cm, mode == Metered); err != nil {
 		return nil, err
 	}
-	m := &Module{host: h, bin: bin, minPages: cm.ExportedMemories()["memory"].Min()}
-	m.rewrite()
-	probe := &Stage{name: "load", log: h.log, glog: newGuestLogger(h.log.With("module_digest", digest[:12])), m: m, group: g}
+	m.minPages = cm.ExportedMemories()["memory"].Min()
+	probe := &Stage{name: "load", log: h.log, glog: newGuestLogger(h.log.With("module_digest", digest[:12])), m: m, group: g,
+		cfg: StageConfig{Mode: mode}}
 	pctx, cancel := context.WithTimeout(ctx, probeTimeout)
 	defer cancel()
 	in, err := probe.instantiate(pctx, cm)
