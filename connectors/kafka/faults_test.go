@@ -150,6 +150,51 @@ func TestPrivateBrokerIntegration(t *testing.T) {
 		t.Logf("untrusted certificate: %v", err)
 	})
 
+	// A listener that requires a client certificate: the source and the sink with tls.cert_file
+	// and tls.key_file read and write; without a certificate the broker refuses the handshake and
+	// Open fails (it does not hang).
+	t.Run("MutualTLS", func(t *testing.T) {
+		topic := newTopic(t, 1)
+		pbk := &broker{addr: pb.addr(), adm: adm}
+		pbk.produce(t, topic, 1, 10, seqValue(1))
+		ctx := testContext(t, time.Minute)
+		mtls := map[string]any{"ca_file": pb.caFile, "cert_file": pb.clientCert, "key_file": pb.clientKey}
+		src, err := NewSource(sourceConfig(t, map[string]any{"brokers": []any{pb.mtlsAddr()}, "topics": []any{topic}, "tls": mtls}), connector.Env{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := src.Open(ctx, nil); err != nil {
+			t.Fatalf("Open with a client certificate: %v", err)
+		}
+		recs, err := src.Read(ctx)
+		_ = src.Close(ctx)
+		if err != nil || len(recs) == 0 {
+			t.Fatalf("Read with a client certificate = %d records, %v", len(recs), err)
+		}
+		snk, err := NewSink(sinkConfig(t, map[string]any{"brokers": []any{pb.mtlsAddr()}, "topic": topic, "tls": mtls}), connector.Env{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := snk.Open(ctx); err != nil {
+			t.Fatalf("sink Open with a client certificate: %v", err)
+		}
+		if err := snk.Write(ctx, []connector.Record{{Value: []byte("over mutual tls")}}); err != nil {
+			t.Fatalf("sink Write with a client certificate: %v", err)
+		}
+		_ = snk.Close(ctx)
+		src, err = NewSource(sourceConfig(t, map[string]any{"brokers": []any{pb.mtlsAddr()}, "topics": []any{topic},
+			"tls": map[string]any{"ca_file": pb.caFile}, "connect_timeout": 5 * time.Second}), connector.Env{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = src.Open(ctx, nil)
+		_ = src.Close(ctx)
+		if !errors.Is(err, connector.ErrPermanent) || !strings.Contains(err.Error(), "tls.cert_file") {
+			t.Fatalf("Open without a client certificate: %v; want a permanent error that says to set tls.cert_file", err)
+		}
+		t.Logf("without a client certificate: %v", err)
+	})
+
 	// One stop of the broker serves two checks: a pipeline that was running when the broker went
 	// away resumes by itself, and a pipeline started while it is away says why it cannot open,
 	// is not ready, retries, and runs once the broker is back.

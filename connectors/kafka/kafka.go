@@ -196,8 +196,30 @@ func (c *connConfig) classify(what string, err error) error {
 		return fmt.Errorf("%s: not authorized: %v (grant the ACLs to the configured user): %w", what, err, connector.ErrPermanent)
 	case errors.As(err, &unknownCA), errors.As(err, &hostname), errors.As(err, &certVerify):
 		return fmt.Errorf("%s: TLS: %v (check tls.ca_file and tls.server_name): %w", what, err, connector.ErrPermanent)
+	case clientCertRefused(err):
+		hint := "the brokers require a client certificate: set tls.cert_file and tls.key_file"
+		if c.TLS.CertFile != "" {
+			hint = "the brokers refused the client certificate: check that tls.cert_file is signed by a CA they trust, and tls.key_file"
+		}
+		return fmt.Errorf("%s: TLS: %v (%s): %w", what, err, hint, connector.ErrPermanent)
 	}
 	return fmt.Errorf("%s: %w", what, err)
+}
+
+// clientCertRefused reports whether err holds a TLS alert with which a server refuses the
+// client's certificate, or its lack of one. crypto/tls reports a received alert as a
+// *net.OpError "remote error" around an unexported type, so the alert is known by its text.
+func clientCertRefused(err error) bool {
+	var oe *net.OpError
+	if !errors.As(err, &oe) || oe.Op != "remote error" || oe.Err == nil {
+		return false
+	}
+	switch oe.Err.Error() {
+	case "tls: bad certificate", "tls: certificate required", "tls: unsupported certificate",
+		"tls: unknown certificate", "tls: unknown certificate authority", "tls: access denied":
+		return true
+	}
+	return false
 }
 
 // await calls try until it succeeds, fails for good (classify says permanent), or

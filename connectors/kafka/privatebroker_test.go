@@ -34,7 +34,9 @@ type privateBroker struct {
 	t                             testing.TB
 	lib, dir                      string
 	port, saslPort, tlsPort, ctrl int
+	mtlsPort                      int    // an SSL listener that requires a client certificate
 	caFile                        string // the CA that signed the TLS listener's certificate
+	clientCert, clientKey         string // a client certificate the CA signed, and its key
 	cmd                           *exec.Cmd
 	exited                        chan struct{}
 }
@@ -55,19 +57,24 @@ func startPrivateBroker(t testing.TB) *privateBroker {
 	if _, err := exec.LookPath("java"); err != nil {
 		t.Fatalf("java is not on PATH (`make services` installs it): %v", err)
 	}
-	ports := freePorts(t, 4)
-	b := &privateBroker{t: t, lib: lib, dir: t.TempDir(), port: ports[0], saslPort: ports[1], ctrl: ports[2], tlsPort: ports[3]}
+	ports := freePorts(t, 5)
+	b := &privateBroker{t: t, lib: lib, dir: t.TempDir(), port: ports[0], saslPort: ports[1], ctrl: ports[2], tlsPort: ports[3], mtlsPort: ports[4]}
 	keystore := b.writeCerts()
 	props := fmt.Sprintf(`process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:%[3]d
-listeners=PLAINTEXT://127.0.0.1:%[1]d,SASL_PLAINTEXT://127.0.0.1:%[2]d,SSL://127.0.0.1:%[7]d,CONTROLLER://127.0.0.1:%[3]d
-advertised.listeners=PLAINTEXT://127.0.0.1:%[1]d,SASL_PLAINTEXT://127.0.0.1:%[2]d,SSL://127.0.0.1:%[7]d
+listeners=PLAINTEXT://127.0.0.1:%[1]d,SASL_PLAINTEXT://127.0.0.1:%[2]d,SSL://127.0.0.1:%[7]d,MTLS://127.0.0.1:%[9]d,CONTROLLER://127.0.0.1:%[3]d
+advertised.listeners=PLAINTEXT://127.0.0.1:%[1]d,SASL_PLAINTEXT://127.0.0.1:%[2]d,SSL://127.0.0.1:%[7]d,MTLS://127.0.0.1:%[9]d
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,SSL:SSL
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,SSL:SSL,MTLS:SSL
 ssl.keystore.type=PEM
 ssl.keystore.location=%[8]s
+listener.name.mtls.ssl.keystore.type=PEM
+listener.name.mtls.ssl.keystore.location=%[8]s
+listener.name.mtls.ssl.client.auth=required
+listener.name.mtls.ssl.truststore.type=PEM
+listener.name.mtls.ssl.truststore.location=%[10]s
 sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512
 listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_%[5]s="%[6]s";
 listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
@@ -85,7 +92,7 @@ share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
 num.network.threads=2
 num.io.threads=2
-`, b.port, b.saslPort, b.ctrl, filepath.Join(b.dir, "data"), saslUser, saslPassword, b.tlsPort, keystore)
+`, b.port, b.saslPort, b.ctrl, filepath.Join(b.dir, "data"), saslUser, saslPassword, b.tlsPort, keystore, b.mtlsPort, b.caFile)
 	if err := os.WriteFile(filepath.Join(b.dir, "server.properties"), []byte(props), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -128,6 +135,9 @@ func (b *privateBroker) addr() string     { return fmt.Sprintf("127.0.0.1:%d", b
 func (b *privateBroker) saslAddr() string { return fmt.Sprintf("127.0.0.1:%d", b.saslPort) }
 func (b *privateBroker) tlsAddr() string  { return fmt.Sprintf("127.0.0.1:%d", b.tlsPort) }
 
+// mtlsAddr is the SSL listener that requires a client certificate signed by the test's CA.
+func (b *privateBroker) mtlsAddr() string { return fmt.Sprintf("127.0.0.1:%d", b.mtlsPort) }
+
 // writeCerts makes a CA and a certificate for 127.0.0.1 signed by it, writes the CA to b.caFile
 // and returns the path of the broker's PEM keystore (its key, then its certificate chain).
 func (b *privateBroker) writeCerts() string {
@@ -166,6 +176,25 @@ func (b *privateBroker) writeCerts() string {
 		b.t.Fatal(err)
 	}
 	if err := os.WriteFile(b.caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o644); err != nil {
+		b.t.Fatal(err)
+	}
+	// A client certificate for the listener that requires one.
+	cliKey := newKey()
+	cliTmpl := &x509.Certificate{SerialNumber: big.NewInt(3), Subject: pkix.Name{CommonName: "sluice-test-client"}, NotBefore: now.Add(-time.Hour),
+		NotAfter: now.Add(24 * time.Hour), KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
+	cliDER, err := x509.CreateCertificate(rand.Reader, cliTmpl, ca, &cliKey.PublicKey, caKey)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	cliPKCS8, err := x509.MarshalPKCS8PrivateKey(cliKey)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	b.clientCert, b.clientKey = filepath.Join(b.dir, "client.pem"), filepath.Join(b.dir, "client-key.pem")
+	if err := os.WriteFile(b.clientCert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cliDER}), 0o644); err != nil {
+		b.t.Fatal(err)
+	}
+	if err := os.WriteFile(b.clientKey, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: cliPKCS8}), 0o600); err != nil {
 		b.t.Fatal(err)
 	}
 	return keystore
