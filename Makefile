@@ -47,7 +47,7 @@ race-packages:
 
 # The race run leaves out the tests that spend their time in child processes (which are not built
 # with the race detector), in stopped servers or in bulk volume; `make test-go` runs them all.
-RACE_SKIP = Kill9|KillNine|ScaleOut|Outage|100k|HundredThousand|PrivateBroker
+RACE_SKIP = Kill9|KillNine|ScaleOut|Outage|100k|HundredThousand|PrivateBroker|RebalanceWithoutCrash|RunningPipeline
 
 test-race:
 	$(GO) test -race -count=1 -timeout 15m -skip '$(RACE_SKIP)' $(RACE_PKGS)
