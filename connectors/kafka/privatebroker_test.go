@@ -2,14 +2,7 @@ package kafka
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
 	"net"
 	"os"
 	"os/exec"
@@ -138,66 +131,12 @@ func (b *privateBroker) tlsAddr() string  { return fmt.Sprintf("127.0.0.1:%d", b
 // mtlsAddr is the SSL listener that requires a client certificate signed by the test's CA.
 func (b *privateBroker) mtlsAddr() string { return fmt.Sprintf("127.0.0.1:%d", b.mtlsPort) }
 
-// writeCerts makes a CA and a certificate for 127.0.0.1 signed by it, writes the CA to b.caFile
-// and returns the path of the broker's PEM keystore (its key, then its certificate chain).
+// writeCerts makes a CA, a server certificate for 127.0.0.1 and a client certificate signed by
+// it (testenv.Certs), notes the CA and the client's files, and returns the broker's PEM keystore.
 func (b *privateBroker) writeCerts() string {
-	b.t.Helper()
-	newKey := func() *ecdsa.PrivateKey {
-		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			b.t.Fatal(err)
-		}
-		return k
-	}
-	caKey, srvKey := newKey(), newKey()
-	now := time.Now()
-	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "sluice test CA"}, NotBefore: now.Add(-time.Hour),
-		NotAfter: now.Add(24 * time.Hour), IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		b.t.Fatal(err)
-	}
-	ca, _ := x509.ParseCertificate(caDER)
-	srvTmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "127.0.0.1"}, NotBefore: now.Add(-time.Hour),
-		NotAfter: now.Add(24 * time.Hour), IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, DNSNames: []string{"localhost"},
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	srvDER, err := x509.CreateCertificate(rand.Reader, srvTmpl, ca, &srvKey.PublicKey, caKey)
-	if err != nil {
-		b.t.Fatal(err)
-	}
-	pkcs8, err := x509.MarshalPKCS8PrivateKey(srvKey)
-	if err != nil {
-		b.t.Fatal(err)
-	}
-	b.caFile = filepath.Join(b.dir, "ca.pem")
-	keystore := filepath.Join(b.dir, "keystore.pem")
-	ks := append(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pkcs8}), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srvDER})...)
-	if err := os.WriteFile(keystore, append(ks, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})...), 0o600); err != nil {
-		b.t.Fatal(err)
-	}
-	if err := os.WriteFile(b.caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o644); err != nil {
-		b.t.Fatal(err)
-	}
-	// A client certificate for the listener that requires one.
-	cliKey := newKey()
-	cliTmpl := &x509.Certificate{SerialNumber: big.NewInt(3), Subject: pkix.Name{CommonName: "sluice-test-client"}, NotBefore: now.Add(-time.Hour),
-		NotAfter: now.Add(24 * time.Hour), KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
-	cliDER, err := x509.CreateCertificate(rand.Reader, cliTmpl, ca, &cliKey.PublicKey, caKey)
-	if err != nil {
-		b.t.Fatal(err)
-	}
-	cliPKCS8, err := x509.MarshalPKCS8PrivateKey(cliKey)
-	if err != nil {
-		b.t.Fatal(err)
-	}
-	b.clientCert, b.clientKey = filepath.Join(b.dir, "client.pem"), filepath.Join(b.dir, "client-key.pem")
-	if err := os.WriteFile(b.clientCert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cliDER}), 0o644); err != nil {
-		b.t.Fatal(err)
-	}
-	if err := os.WriteFile(b.clientKey, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: cliPKCS8}), 0o600); err != nil {
-		b.t.Fatal(err)
-	}
-	return keystore
+	c := testenv.Certs(b.t, b.dir)
+	b.caFile, b.clientCert, b.clientKey = c.CA, c.ClientCert, c.ClientKey
+	return c.Keystore
 }
 
 // start starts the broker process and waits until it answers.
