@@ -119,7 +119,9 @@ func TestScaleOutSharedIntegration(t *testing.T) {
 	}
 	produced := b.producePaced(t, topic, n, 100, 20*time.Millisecond) // a steady stream: the kill lands while records are in flight
 	lines := func() int { return countLines(outs[0]) + countLines(outs[1]) + countLines(outs[2]) }
-	readAll := func() []int { return append(append(readSeqs(t, outs[0]), readSeqs(t, outs[1])...), readSeqs(t, outs[2])...) }
+	readAll := func() []int {
+		return append(append(readSeqs(t, outs[0]), readSeqs(t, outs[1])...), readSeqs(t, outs[2])...)
+	}
 	waitFor(t, 3*time.Minute, "half the records delivered, some by p1", func() bool {
 		for _, p := range procs {
 			p.alive()
