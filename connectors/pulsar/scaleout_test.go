@@ -119,7 +119,7 @@ func TestScaleOutSharedIntegration(t *testing.T) {
 	}
 	produced := b.producePaced(t, topic, n, 100, 20*time.Millisecond) // a steady stream: the kill lands while records are in flight
 	lines := func() int { return countLines(outs[0]) + countLines(outs[1]) + countLines(outs[2]) }
-	readAll := func() []int {
+	delivered := func() []int {
 		return append(append(readSeqs(t, outs[0]), readSeqs(t, outs[1])...), readSeqs(t, outs[2])...)
 	}
 	waitFor(t, 3*time.Minute, "half the records delivered, some by p1", func() bool {
@@ -144,10 +144,10 @@ func TestScaleOutSharedIntegration(t *testing.T) {
 		if lines() < n {
 			return false
 		}
-		return checkDelivery(sentRecs, readAll()).missing == 0
+		return checkDelivery(sentRecs, delivered()).missing == 0
 	})
 	procs[2].terminate()
-	d := checkDelivery(sentRecs, readAll())
+	d := checkDelivery(sentRecs, delivered())
 	msg := fmt.Sprintf("pulsar scale-out: 3 processes on a shared subscription, 4 partitions, %d records: %d missing, %d duplicates after one kill -9 and one SIGTERM (bound %d)",
 		n, d.missing, d.duplicates, dupBoundShared)
 	t.Log(msg)
