@@ -5,10 +5,8 @@ import (
 	"fmt"
 	"math/rand"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -60,41 +58,9 @@ spec:
 			if err := os.WriteFile(mPath, []byte(manifest), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			kills := 0
-			for attempt := 0; ; attempt++ {
-				if attempt > 40 {
-					t.Fatalf("no run completed after %d attempts", attempt)
-				}
-				var stderr bytes.Buffer
-				cmd := exec.Command(bin, "run", "--data-dir", filepath.Join(dir, "data"), "--admin-addr", "", mPath)
-				cmd.Stderr = &stderr
-				if err := cmd.Start(); err != nil {
-					t.Fatal(err)
-				}
-				done := make(chan error, 1)
-				go func() { done <- cmd.Wait() }()
-				var timer <-chan time.Time
-				if kills < 10 {
-					timer = time.After(time.Duration(rng.Intn(400)+30) * time.Millisecond)
-				}
-				select {
-				case err := <-done:
-					if err != nil {
-						t.Fatalf("run failed: %v\n%s", err, stderr.String())
-					}
-					if kills < 10 {
-						// Finished before the kill: the kills are not random enough to test anything.
-						t.Fatalf("run %d finished before it was killed; the test needs slower runs", attempt)
-					}
-				case <-timer:
-					_ = cmd.Process.Signal(syscall.SIGKILL)
-					<-done
-					kills++
-					t.Logf("kill %d: a holds %d lines, b %d", kills, len(lines(t, a)), len(lines(t, b)))
-					continue
-				}
-				break
-			}
+			kills := killRuns(t, bin, dir, mPath, rng, 10, nil, func() string {
+				return fmt.Sprintf("a holds %d lines, b %d", len(lines(t, a)), len(lines(t, b)))
+			})
 			for _, path := range []string{a, b} {
 				got := lines(t, path)
 				for i, l := range got {

@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -112,55 +111,23 @@ spec:
 		m, _ := filepath.Glob(filepath.Join(dir, "warehouse", "*", "prices_a", "metadata", "snap-*.avro"))
 		return len(m)
 	}
-	kills := 0
-	for attempt := 0; ; attempt++ {
-		if attempt > 40 {
-			t.Fatalf("no run completed after %d attempts", attempt)
-		}
-		var stderr bytes.Buffer
-		cmd := exec.Command(bin, "run", "--data-dir", filepath.Join(dir, "data"), "--admin-addr", "", "--log-level", "warn", mPath)
-		cmd.Stderr = &stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		done, exited := make(chan error, 1), make(chan struct{})
-		go func() { done <- cmd.Wait(); close(exited) }()
+	kills := killRuns(t, bin, dir, mPath, rng, 10, func(exited <-chan struct{}) <-chan string {
 		kill := make(chan string, 1)
-		if kills < 10 {
-			wait, extra, before := rng.Intn(3), time.Duration(rng.Intn(300))*time.Millisecond, commits()
-			go func() {
-				deadline := time.Now().Add(2 * time.Minute)
-				for commits() < before+wait && time.Now().Before(deadline) {
-					select {
-					case <-exited:
-						return
-					case <-time.After(10 * time.Millisecond):
-					}
+		wait, extra, before := rng.Intn(3), time.Duration(rng.Intn(300))*time.Millisecond, commits()
+		go func() {
+			deadline := time.Now().Add(2 * time.Minute)
+			for commits() < before+wait && time.Now().Before(deadline) {
+				select {
+				case <-exited:
+					return
+				case <-time.After(10 * time.Millisecond):
 				}
-				time.Sleep(extra)
-				kill <- fmt.Sprintf("after %d commit(s) of sink a and %v", wait, extra)
-			}()
-		}
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Fatalf("run failed: %v\n%s", err, stderr.String())
 			}
-			if kills < 10 {
-				t.Fatalf("run %d finished before it was killed; the test needs slower runs", attempt)
-			}
-		case when := <-kill:
-			_ = cmd.Process.Signal(syscall.SIGKILL)
-			<-done
-			kills++
-			if strings.Contains(stderr.String(), "level=ERROR") {
-				t.Logf("run %d logged errors:\n%s", attempt, stderr.String())
-			}
-			t.Logf("kill %d %s", kills, when)
-			continue
-		}
-		break
-	}
+			time.Sleep(extra)
+			kill <- fmt.Sprintf("after %d commit(s) of sink a and %v", wait, extra)
+		}()
+		return kill
+	}, nil)
 	got, err := read()
 	if err != nil {
 		t.Fatalf("pyiceberg: %v", err)

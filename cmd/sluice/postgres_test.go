@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -69,43 +68,9 @@ spec:
 		}
 		return strings.TrimSpace(string(out))
 	}
-	kills := 0
-	for attempt := 0; ; attempt++ {
-		if attempt > 40 {
-			t.Fatalf("no run completed after %d attempts", attempt)
-		}
-		var stderr bytes.Buffer
-		cmd := exec.Command(bin, "run", "--data-dir", filepath.Join(dir, "data"), "--admin-addr", "", "--log-level", "warn", mPath)
-		cmd.Stderr = &stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		var timer <-chan time.Time
-		if kills < 10 {
-			timer = time.After(time.Duration(rng.Intn(400)+30) * time.Millisecond)
-		}
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Fatalf("run failed: %v\n%s", err, stderr.String())
-			}
-			if kills < 10 {
-				t.Fatalf("run %d finished before it was killed; the test needs slower runs", attempt)
-			}
-		case <-timer:
-			_ = cmd.Process.Signal(syscall.SIGKILL)
-			<-done
-			kills++
-			if strings.Contains(stderr.String(), "level=ERROR") {
-				t.Logf("run %d logged errors:\n%s", attempt, stderr.String())
-			}
-			t.Logf("kill %d: a holds %s rows (count|distinct), b %s", kills, count(a), count(b))
-			continue
-		}
-		break
-	}
+	kills := killRuns(t, bin, dir, mPath, rng, 10, nil, func() string {
+		return fmt.Sprintf("a holds %s rows (count|distinct), b %s", count(a), count(b))
+	})
 	for _, table := range []string{a, b} {
 		if got, want := psqlRun(t, dsn, fmt.Sprintf("SELECT count(*), count(DISTINCT seq), min(seq), max(seq) FROM %s", table)), fmt.Sprintf("%d|%d|1|%d", n, n, n); got != want {
 			t.Errorf("%s: count, distinct, min, max of seq = %s; want %s: a record lost or stored twice after %d kills", table, got, want, kills)

@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -76,43 +75,9 @@ spec:
 	if err := os.WriteFile(mPath, []byte(manifest), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	kills := 0
-	for attempt := 0; ; attempt++ {
-		if attempt > 40 {
-			t.Fatalf("no run completed after %d attempts", attempt)
-		}
-		var stderr bytes.Buffer
-		cmd := exec.Command(bin, "run", "--data-dir", filepath.Join(dir, "data"), "--admin-addr", "", "--log-level", "warn", mPath)
-		cmd.Stderr = &stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		var timer <-chan time.Time
-		if kills < 10 {
-			timer = time.After(time.Duration(rng.Intn(400)+30) * time.Millisecond)
-		}
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Fatalf("run failed: %v\n%s", err, stderr.String())
-			}
-			if kills < 10 {
-				t.Fatalf("run %d finished before it was killed; the test needs slower runs", attempt)
-			}
-		case <-timer:
-			_ = cmd.Process.Signal(syscall.SIGKILL)
-			<-done
-			kills++
-			if strings.Contains(stderr.String(), "level=ERROR") {
-				t.Logf("run %d logged errors:\n%s", attempt, stderr.String())
-			}
-			t.Logf("kill %d: stream a holds %s entries, b %s", kills, cli("XLEN", streams["a"]), cli("XLEN", streams["b"]))
-			continue
-		}
-		break
-	}
+	kills := killRuns(t, bin, dir, mPath, rng, 10, nil, func() string {
+		return fmt.Sprintf("stream a holds %s entries, b %s", cli("XLEN", streams["a"]), cli("XLEN", streams["b"]))
+	})
 	for _, name := range []string{"a", "b"} {
 		if got := cli("XLEN", streams[name]); got != strconv.Itoa(n) {
 			t.Errorf("stream %s: redis-cli XLEN = %s, want %d: a record lost or stored twice after %d kills", name, got, n, kills)
