@@ -7,6 +7,7 @@ import (
 	"hash/fnv"
 	"maps"
 	"slices"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -103,11 +104,27 @@ func (s *Sink) lockKey() int64 {
 	return int64(h.Sum64())
 }
 
+// lockWait is how long lockAndRead waits for a session that holds the lock to end.
+const lockWait = 3 * time.Second
+
 // lockAndRead takes the session advisory lock of this sink's positions and reads them.
 func (s *Sink) lockAndRead(ctx context.Context) (map[string]connector.Position, error) {
+	// A session that just ended may still hold the lock for a moment: the server releases it
+	// when it has processed the disconnection, which a new connection can overtake. A holder
+	// still there after lockWait is another process.
 	var locked bool
-	if err := s.conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", s.lockKey()).Scan(&locked); err != nil {
-		return nil, fmt.Errorf("postgres sink: lock the positions: %w", err)
+	for deadline := time.Now().Add(lockWait); ; {
+		if err := s.conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", s.lockKey()).Scan(&locked); err != nil {
+			return nil, fmt.Errorf("postgres sink: lock the positions: %w", err)
+		}
+		if locked || time.Now().After(deadline) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
 	if !locked {
 		return nil, fmt.Errorf("postgres sink: another session holds the exactly-once lock of pipeline %q, sink %q on %s: "+

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -149,6 +150,13 @@ func (s *Sink) Open(ctx context.Context) error {
 func (s *Sink) Close(ctx context.Context) error {
 	if s.conn == nil {
 		return nil
+	}
+	if s.eo.active && !s.conn.IsClosed() {
+		// Release the exactly-once lock before disconnecting: the server would release it only
+		// once it has processed the disconnection, which the next Open may overtake.
+		uctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		_, _ = s.conn.Exec(uctx, "SELECT pg_advisory_unlock($1)", s.lockKey())
+		cancel()
 	}
 	err := s.conn.Close(ctx)
 	s.conn = nil
