@@ -62,6 +62,35 @@ func sqliteDest(t *testing.T) dest {
 	}
 }
 
+// pgDest is a SQL catalog in the test services' Postgres (dsn, a postgres:// URL), under a
+// catalog name of its own, with a local warehouse in a temporary directory.
+func pgDest(t *testing.T, dsn string) dest {
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := fmt.Sprintf("lake_%d", time.Now().UnixNano())
+	wh := "file://" + filepath.Join(t.TempDir(), "warehouse")
+	pg := *u
+	pg.Scheme = "postgresql"
+	py := *u
+	py.Scheme, py.RawQuery = "postgresql+psycopg2", ""
+	return dest{
+		catalog: map[string]any{"type": "sql", "uri": pg.String(), "warehouse": wh, "name": name},
+		open: func(t *testing.T) catalog.Catalog {
+			cat, err := catalog.Load(ctx(t), name, ice.Properties{
+				"type": "sql", "uri": dsn, sqlcat.DriverKey: "pgx", sqlcat.DialectKey: string(sqlcat.Postgres), "warehouse": wh,
+			})
+			if err != nil {
+				t.Fatalf("open postgres catalog: %v", err)
+			}
+			return cat
+		},
+		pyName:  name,
+		pyProps: map[string]string{"type": "sql", "uri": py.String(), "warehouse": wh},
+	}
+}
+
 // restDest is the REST catalog of the test services.
 func restDest(t *testing.T, uri string) dest {
 	return dest{

@@ -81,6 +81,11 @@ func TestCommodities100kSQLiteIntegration(t *testing.T) {
 	testCommodities(t, sqliteDest(t))
 }
 
+// The SQL catalog on Postgres: written by the sink, read back by PyIceberg.
+func TestCommodities100kPostgresCatalogIntegration(t *testing.T) {
+	testCommodities(t, pgDest(t, testenv.Require(t, "PG_DSN")))
+}
+
 func TestCommodities100kRESTIntegration(t *testing.T) {
 	testCommodities(t, restDest(t, testenv.Require(t, "ICEBERG_REST_URI")))
 }
