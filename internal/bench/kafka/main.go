@@ -30,6 +30,7 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -118,7 +119,7 @@ func main() {
 	must(fill(addr, input, *records))
 	fmt.Printf("filled in %.1fs\n\n", time.Since(start).Seconds())
 
-	scenarios := []string{"kafka-drop/direct", "kafka-drop/sluice", "kafka-validate-drop/sluice", "file-kafka/direct", "file-kafka/sluice", "e2e-rate/direct", "e2e-rate/sluice"}
+	scenarios := []string{"kafka-drop/direct", "kafka-drop/sluice", "kafka-validate-drop/direct", "kafka-validate-drop/sluice", "file-kafka/direct", "file-kafka/sluice", "e2e-rate/direct", "e2e-rate/sluice"}
 	runs := map[string][]result{}
 	for round := range *rounds {
 		fmt.Printf("round %d of %d...\n", round+1, *rounds)
@@ -133,10 +134,7 @@ func main() {
 		rs := runs[sc]
 		slices.SortFunc(rs, func(a, b result) int { return cmpFloat(a.rate(), b.rate()) })
 		r := rs[len(rs)/2]
-		family := "kafka-drop"
-		if strings.HasPrefix(r.Scenario, "file-") || strings.HasPrefix(r.Scenario, "e2e-") {
-			family = r.Scenario
-		}
+		family := r.Scenario
 		ratio := "-"
 		if r.Impl == "direct" {
 			ceiling[family] = r.rate()
@@ -147,7 +145,13 @@ func main() {
 		fmt.Printf("%-20s %-7s %9d %10.0f %-17s %6s %9s %9s %7.2f %9.1f\n", r.Scenario, r.Impl, r.Records, r.rate(), spread, ratio,
 			dur(r.P50), dur(r.P99), r.CPU.Seconds(), float64(r.MaxRSS)/(1<<20))
 	}
+	if c := ceiling["kafka-drop"]; c > 0 {
+		rs := runs["kafka-validate-drop/sluice"]
+		fmt.Printf("\nkafka-validate-drop/sluice over kafka-drop/direct (a plain consumer that validates nothing): %.2f\n", rs[len(rs)/2].rate()/c)
+	}
 	fmt.Println("\ndirect = a plain franz-go program doing the same work (the ceiling); ratio = sluice records/s ÷ direct records/s.")
+	fmt.Println("kafka-validate-drop/direct validates each value the way a plain Go program would: encoding/json into a struct, then")
+	fmt.Println("  the checks of validate_price (a non-empty commodity, a price in (0, 1e9], a ts of epoch ms or RFC 3339).")
 	fmt.Println("kafka-drop, kafka-validate-drop: a group reads the filled topic from its start; p50/p99 = from the source returning a batch to its delivery.")
 	fmt.Println("file-kafka: p50/p99 = from the file source reading a batch to the brokers acknowledging all of it.")
 	fmt.Printf("e2e-rate: %d records/s produced for %ds; p50/p99 = from a record's creation (producer) to its poll (direct) or its delivery (sluice).\n", *rate, *rateSecs)
@@ -243,6 +247,41 @@ func deleteTopic(adm *kadm.Client, name string) {
 	_, _ = adm.DeleteTopics(ctx, name)
 }
 
+// plainValidate is validate_price's check as a plain Go program would write it: encoding/json
+// into a struct, then the rules of transforms/validate_price/SPEC.md for its default config.
+func plainValidate(v []byte) error {
+	var p struct {
+		Commodity *string         `json:"commodity"`
+		Price     *float64        `json:"price"`
+		TS        json.RawMessage `json:"ts"`
+	}
+	if err := json.Unmarshal(v, &p); err != nil {
+		return err
+	}
+	switch {
+	case p.Commodity == nil || *p.Commodity == "":
+		return errors.New("commodity: must be a non-empty string")
+	case p.Price == nil || !(*p.Price > 0) || *p.Price > 1e9:
+		return errors.New("price: must be in (0, 1e9]")
+	case len(p.TS) == 0:
+		return errors.New("ts: missing")
+	}
+	if p.TS[0] == '"' {
+		var s string
+		if err := json.Unmarshal(p.TS, &s); err != nil {
+			return err
+		}
+		if _, err := time.Parse(time.RFC3339Nano, s); err != nil {
+			return fmt.Errorf("ts: %w", err)
+		}
+		return nil
+	}
+	if _, err := strconv.ParseInt(string(p.TS), 10, 64); err != nil {
+		return fmt.Errorf("ts: %w", err)
+	}
+	return nil
+}
+
 // value is record i, 100 bytes, accepted by validate_price.
 func value(dst []byte, i int64) []byte {
 	start := len(dst)
@@ -299,7 +338,9 @@ func runChild(name string) (result, error) {
 	defer os.RemoveAll(dir)
 	switch name {
 	case "kafka-drop/direct":
-		return r, r.directConsume(*topicFlag, *records, nil)
+		return r, r.directConsume(*topicFlag, *records, nil, nil)
+	case "kafka-validate-drop/direct":
+		return r, r.directConsume(*topicFlag, *records, nil, plainValidate)
 	case "kafka-drop/sluice":
 		return r, r.sluice(dir, kafkaSource(*topicFlag), nil, nil)
 	case "kafka-validate-drop/sluice":
@@ -343,7 +384,7 @@ func runChild(name string) (result, error) {
 		defer stopProducing()
 		if impl == "direct" {
 			var lat []time.Duration
-			err := r.directConsume(topic, n, &lat)
+			err := r.directConsume(topic, n, &lat, nil)
 			r.P50, r.P99 = percentiles(lat)
 			return r, err
 		}
@@ -363,7 +404,7 @@ func kafkaSource(topic string) pipeline.Component {
 
 // directConsume reads n records of topic in a new group with a plain franz-go consumer. With lat,
 // it records each poll's latency from its first record's creation.
-func (r *result) directConsume(topic string, n int64, lat *[]time.Duration) error {
+func (r *result) directConsume(topic string, n int64, lat *[]time.Duration, check func(v []byte) error) error {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(*brokers), kgo.ConsumeTopics(topic), kgo.ConsumerGroup(fmt.Sprintf("bench_%d", time.Now().UnixNano())),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	if err != nil {
@@ -382,7 +423,11 @@ func (r *result) directConsume(topic string, n int64, lat *[]time.Duration) erro
 			start = now // paced: measure from the first record
 		}
 		first := true
+		var bad error
 		fs.EachRecord(func(rec *kgo.Record) {
+			if check != nil && bad == nil {
+				bad = check(rec.Value)
+			}
 			r.Records++
 			r.Bytes += int64(len(rec.Value))
 			if lat != nil && first {
@@ -390,6 +435,9 @@ func (r *result) directConsume(topic string, n int64, lat *[]time.Duration) erro
 				first = false
 			}
 		})
+		if bad != nil {
+			return fmt.Errorf("the plain validation refused a record the benchmark meant to be valid: %w", bad)
+		}
 	}
 	r.Elapsed = time.Since(start)
 	return nil
