@@ -30,7 +30,6 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -42,6 +41,7 @@ import (
 	"github.com/sluicehq/sluice/connectors/all"
 	"github.com/sluicehq/sluice/connectors/kafka"
 	"github.com/sluicehq/sluice/internal/bench/peak"
+	"github.com/sluicehq/sluice/internal/bench/plaincheck"
 	"github.com/sluicehq/sluice/internal/gctune"
 	"github.com/sluicehq/sluice/internal/testenv"
 	"github.com/sluicehq/sluice/runtime/pipeline"
@@ -247,41 +247,6 @@ func deleteTopic(adm *kadm.Client, name string) {
 	_, _ = adm.DeleteTopics(ctx, name)
 }
 
-// plainValidate is validate_price's check as a plain Go program would write it: encoding/json
-// into a struct, then the rules of transforms/validate_price/SPEC.md for its default config.
-func plainValidate(v []byte) error {
-	var p struct {
-		Commodity *string         `json:"commodity"`
-		Price     *float64        `json:"price"`
-		TS        json.RawMessage `json:"ts"`
-	}
-	if err := json.Unmarshal(v, &p); err != nil {
-		return err
-	}
-	switch {
-	case p.Commodity == nil || *p.Commodity == "":
-		return errors.New("commodity: must be a non-empty string")
-	case p.Price == nil || !(*p.Price > 0) || *p.Price > 1e9:
-		return errors.New("price: must be in (0, 1e9]")
-	case len(p.TS) == 0:
-		return errors.New("ts: missing")
-	}
-	if p.TS[0] == '"' {
-		var s string
-		if err := json.Unmarshal(p.TS, &s); err != nil {
-			return err
-		}
-		if _, err := time.Parse(time.RFC3339Nano, s); err != nil {
-			return fmt.Errorf("ts: %w", err)
-		}
-		return nil
-	}
-	if _, err := strconv.ParseInt(string(p.TS), 10, 64); err != nil {
-		return fmt.Errorf("ts: %w", err)
-	}
-	return nil
-}
-
 // value is record i, 100 bytes, accepted by validate_price.
 func value(dst []byte, i int64) []byte {
 	start := len(dst)
@@ -340,7 +305,7 @@ func runChild(name string) (result, error) {
 	case "kafka-drop/direct":
 		return r, r.directConsume(*topicFlag, *records, nil, nil)
 	case "kafka-validate-drop/direct":
-		return r, r.directConsume(*topicFlag, *records, nil, plainValidate)
+		return r, r.directConsume(*topicFlag, *records, nil, plaincheck.ValidatePrice)
 	case "kafka-drop/sluice":
 		return r, r.sluice(dir, kafkaSource(*topicFlag), nil, nil)
 	case "kafka-validate-drop/sluice":

@@ -31,6 +31,7 @@ import (
 	"github.com/sluicehq/sluice/connectors/file"
 	pulsarconn "github.com/sluicehq/sluice/connectors/pulsar"
 	"github.com/sluicehq/sluice/internal/bench/peak"
+	"github.com/sluicehq/sluice/internal/bench/plaincheck"
 	"github.com/sluicehq/sluice/internal/gctune"
 	"github.com/sluicehq/sluice/internal/testenv"
 	"github.com/sluicehq/sluice/runtime/pipeline"
@@ -55,13 +56,13 @@ type result struct {
 // scenarios in the order they run; a plain program runs right before the pipelines it is the
 // ceiling of, so that they see the same machine.
 var scenarios = []string{
-	"consume/client", "consume/sluice-drop", "consume/sluice-validate-drop",
+	"consume/client", "consume/sluice-drop", "consume/client-validate", "consume/sluice-validate-drop",
 	"produce/client", "produce/sluice-file",
 }
 
 // ceilings maps a scenario to the plain program it is compared with.
 var ceilings = map[string]string{
-	"consume/sluice-drop": "consume/client", "consume/sluice-validate-drop": "consume/client",
+	"consume/sluice-drop": "consume/client", "consume/sluice-validate-drop": "consume/client-validate",
 	"produce/sluice-file": "produce/client",
 }
 
@@ -155,10 +156,14 @@ func main() {
 		fmt.Printf("%-10s %-22s %9d %6.2f %10.0f %6.1f %6s %9s %9s %6.2f %8.1f  %s\n", r.Scenario, r.Impl, r.Records, secs,
 			rate2[sc], float64(r.Bytes)/secs/1e6, ratio, dur(r.P50), dur(r.P99), r.CPU.Seconds(), float64(r.MaxRSS)/(1<<20), strings.Join(each, " "))
 	}
+	if c := rate2["consume/client"]; c > 0 && rate2["consume/sluice-validate-drop"] > 0 {
+		fmt.Printf("\nconsume/sluice-validate-drop over consume/client (a plain consumer that validates nothing): %.2f\n", rate2["consume/sluice-validate-drop"]/c)
+	}
 	fmt.Println("\nconsume: a topic filled beforehand is drained; records/s from the first record received to the last.")
 	fmt.Println("  client = a plain pulsar-client-go consumer (failover subscription, the source's prefetch, messages from its")
 	fmt.Println("  channel, a cumulative ack per partition every 1,000 messages); sluice-drop = pulsar source → drop sink through the engine (default batch policy, linger 5ms);")
-	fmt.Println("  sluice-validate-drop = the same with validate_price, the C module, as a WASM transform.")
+	fmt.Println("  sluice-validate-drop = the same with validate_price, the C module, as a WASM transform; its ceiling client-validate")
+	fmt.Println("  is the plain consumer checking each value as a plain Go program would (encoding/json into a struct, then the rules).")
 	fmt.Printf("  p50/p99 = publish time to receipt (client) or to the sink's write (sluice) of %d records then produced at %d/s.\n", *records/5, *rate)
 	fmt.Println("produce: client = a plain pulsar-client-go producer (SendAsync, default batching, one flush at the end);")
 	fmt.Println("  sluice-file = file → pulsar sink through the engine; p50/p99 = send (client) or read (sluice) to persisted.")
@@ -188,7 +193,9 @@ func runChild(name string, o options) (result, error) {
 	r := result{Scenario: scenario, Impl: impl}
 	switch name {
 	case "consume/client":
-		return r, consumeClient(o, &r)
+		return r, consumeClient(o, nil, &r)
+	case "consume/client-validate":
+		return r, consumeClient(o, plaincheck.ValidatePrice, &r)
 	case "consume/sluice-drop":
 		return r, consumeSluice(o, "", &r)
 	case "consume/sluice-validate-drop":
@@ -309,7 +316,7 @@ func sendAll(ctx context.Context, p pulsar.Producer, vals [][]byte, rate int, la
 }
 
 // consumeClient is the ceiling of the consume scenarios.
-func consumeClient(o options, r *result) error {
+func consumeClient(o options, check func([]byte) error, r *result) error {
 	client := newClient(o.url)
 	defer client.Close()
 	// The same prefetch as the source's defaults: 1,000 per partition, and a channel of 1,000.
@@ -330,6 +337,11 @@ func consumeClient(o options, r *result) error {
 		m := (<-ch).Message
 		if n == 0 {
 			phase.start()
+		}
+		if check != nil {
+			if err := check(m.Payload()); err != nil {
+				return fmt.Errorf("the plain validation refused a record the benchmark meant to be valid: %w", err)
+			}
 		}
 		if n < o.records {
 			r.Records++
