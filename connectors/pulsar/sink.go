@@ -28,8 +28,9 @@ var sinkSpec = connector.Spec{
 		"the partition of their key, so the messages of one key keep their order.\n\n" +
 		"The sink keeps one producer per topic (at most `max_producers`, the least recently used closed first). Producers batch " +
 		"messages (`batching_max_delay`, `batching_max_messages`, `batching_max_size`) and compress batches (`compression`); " +
-		"a write hands every record over, flushes the producers it used and returns only when the broker has persisted every " +
-		"message, so `batching_max_delay` never delays the end of a write. Delivery is at least once: a write that failed as a " +
+		"a write hands every record over and ends only when the broker has persisted every message. The engine keeps up to " +
+		"three writes in flight; the newest one flushes the producers, so `batching_max_delay` can only delay a write that " +
+		"newer ones follow. Delivery is at least once: a write that failed as a " +
 		"whole (broker unreachable, `send_timeout`) is written again.\n\n" +
 		"A record refused on its own goes to the dead letters with the reason while the others are written: a message larger " +
 		"than the broker's limit (`maxMessageSize`, 5 MiB by default), a template that cannot be rendered for it, a rendered " +
@@ -97,6 +98,7 @@ type Sink struct {
 	producers map[string]*list.Element   // of *producerEntry
 	lru       list.List                  // front: most recently used
 	free      [][]pulsar.ProducerMessage // message slices of completed writes, for the next ones
+	handed    uint64                     // writes handed over so far
 }
 
 type property struct {
@@ -290,7 +292,8 @@ func (s *Sink) WriteAsync(ctx context.Context, records []connector.Record) (wait
 	if err := ctx.Err(); err != nil {
 		return func() error { return err }
 	}
-	w := &write{errs: make([]error, len(records)), done: make(chan struct{})}
+	s.handed++
+	w := &write{errs: make([]error, len(records)), done: make(chan struct{}), seq: s.handed}
 	msgs := s.messages(len(records))
 	callback := w.callback(msgs)
 	w.pending.Store(1) // released once every record was handed over
@@ -329,7 +332,11 @@ func (s *Sink) WriteAsync(ctx context.Context, records []connector.Record) (wait
 			}
 			s.evict()
 		}()
-		if w.failure == nil {
+		// Flush only the newest write: a flush waits for every message the producer holds, so
+		// flushing an older write would wait for the newer ones too. An older write's last
+		// messages go out as the newer ones fill the producer's batches, or after
+		// batching_max_delay.
+		if w.failure == nil && w.seq == s.handed {
 			for _, e := range w.targets {
 				if err := e.p.FlushWithCtx(ctx); err != nil && ctx.Err() == nil {
 					w.failure = fmt.Errorf("pulsar sink: flush %s: %w", e.topic, err)
@@ -466,6 +473,7 @@ type write struct {
 	errs       []error
 	done       chan struct{}
 	once       sync.Once
+	seq        uint64           // its number among the writes handed over
 	targets    []*producerEntry // the producers its messages went to
 	failure    error            // a failure of the whole write (a producer, a flush)
 	recordErrs []connector.RecordError
