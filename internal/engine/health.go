@@ -24,8 +24,7 @@ type health struct {
 }
 
 type activity struct {
-	since     time.Time   // start of the oldest call or write in progress
-	starts    []time.Time // starts of the calls in progress (a transform takes several batches at once)
+	starts    []time.Time // starts of the calls or writes in progress (a transform takes several batches at once)
 	failSince time.Time   // first failure of the current write; zero while it has not failed
 	lastErr   string
 }
@@ -66,7 +65,7 @@ func (h *health) begin(component string) time.Time {
 	now := h.now()
 	a := h.busy[component]
 	if a == nil {
-		a = &activity{since: now}
+		a = &activity{}
 		h.busy[component] = a
 	}
 	a.starts = append(a.starts, now)
@@ -99,9 +98,7 @@ func (h *health) end(component string, start time.Time) {
 	}
 	if len(a.starts) == 0 {
 		delete(h.busy, component)
-		return
 	}
-	a.since = slices.MinFunc(a.starts, time.Time.Compare)
 }
 
 func (h *health) status() pipeline.Status {
@@ -131,11 +128,12 @@ func (h *health) stuckLocked() string {
 	var failing, slow []string
 	for _, n := range names {
 		a := h.busy[n]
+		held := now.Sub(slices.MinFunc(a.starts, time.Time.Compare)) // the oldest call in progress
 		switch {
 		case !a.failSince.IsZero() && now.Sub(a.failSince) > h.stuckAfter:
 			failing = append(failing, fmt.Sprintf("%q has been failing for %s (last error: %s)", n, now.Sub(a.failSince).Round(time.Second), a.lastErr))
-		case now.Sub(a.since) > h.stuckAfter:
-			slow = append(slow, fmt.Sprintf("%q has held one batch for %s", n, now.Sub(a.since).Round(time.Second)))
+		case held > h.stuckAfter:
+			slow = append(slow, fmt.Sprintf("%q has held one batch for %s", n, held.Round(time.Second)))
 		}
 	}
 	all := append(failing, slow...)

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -20,9 +21,15 @@ import (
 )
 
 // slowStage takes longer on some batches than on others, drops the records whose number ends in
-// 7 and emits those ending in 3 twice, and records how many batches it held at once.
+// 7 and emits those ending in 3 twice, and records how many batches it held at once. Its first
+// call waits (at most a minute) for a second call to start, so that "several at once" does not
+// depend on timing: with one batch at a time, the first call waits its minute out and the test
+// fails.
 type slowStage struct {
 	now, most atomic.Int32
+	calls     atomic.Int32
+	second    chan struct{} // closed when a call starts while another runs
+	once      sync.Once
 }
 
 func (*slowStage) Name() string                { return "slow" }
@@ -31,6 +38,15 @@ func (s *slowStage) Process(_ context.Context, in []connector.Record) (transform
 	n := s.now.Add(1)
 	defer s.now.Add(-1)
 	for m := s.most.Load(); n > m && !s.most.CompareAndSwap(m, n); m = s.most.Load() {
+	}
+	if n > 1 {
+		s.once.Do(func() { close(s.second) })
+	}
+	if s.calls.Add(1) == 1 {
+		select {
+		case <-s.second:
+		case <-time.After(time.Minute):
+		}
 	}
 	first, _ := strconv.Atoi(string(bytes.TrimPrefix(in[0].Value, []byte("line-"))))
 	if first/100%3 == 0 {
@@ -74,7 +90,7 @@ func TestBatchesTransformedAtOnceKeepTheirOrder(t *testing.T) {
 	p := spec("lanes", pipeline.Component{Type: "file", Config: connector.Config{"path": in}}, sink("out", newMemSink(t, out)))
 	p.Batch.MaxRecords = 100
 	p.Transforms = []pipeline.Transform{{Name: "slow", Limits: pipeline.Limits{Instances: 4}}}
-	st := &slowStage{}
+	st := &slowStage{second: make(chan struct{})}
 	e, err := engine.New(p, engine.Options{Catalog: testCatalog(), Checkpoints: openStore(t, filepath.Join(dir, "data")), DrainTimeout: 10 * time.Second,
 		NewStage: func(context.Context, string, pipeline.Transform, *slog.Logger) (transform.Stage, error) {
 			return st, nil
