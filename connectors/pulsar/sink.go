@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -107,9 +106,10 @@ type property struct {
 }
 
 type producerEntry struct {
-	topic string
-	p     pulsar.Producer
-	used  int // writes in flight that send to it (not evicted meanwhile)
+	topic     string
+	p         pulsar.Producer
+	used      int    // writes in flight that send to it (not evicted meanwhile)
+	lastWrite uint64 // the last write that sent to it (write.seq)
 }
 
 var _ connector.Sink = (*Sink)(nil)
@@ -313,7 +313,8 @@ func (s *Sink) WriteAsync(ctx context.Context, records []connector.Record) (wait
 			w.failure = err
 			break
 		}
-		if !slices.Contains(w.targets, e) {
+		if e.lastWrite != w.seq { // the first record of this write for the producer
+			e.lastWrite = w.seq
 			e.used++
 			w.targets = append(w.targets, e)
 		}
