@@ -113,7 +113,7 @@ func TestMeteredRunsLikeTheOriginal(t *testing.T) {
 					recs = append(recs, connector.Record{Value: v})
 				}
 				for range 3000 {
-					recs = append(recs, connector.Record{Value: mutate(rng, c.Input[rng.Intn(len(c.Input))])})
+					recs = append(recs, connector.Record{Value: vectors.Mutate(rng, c.Input[rng.Intn(len(c.Input))])})
 				}
 				run := func(mode wasmhost.Mode) transform.Result {
 					st, err := h.NewStage(ctx, m, wasmhost.StageConfig{Name: "t", Config: c.Config, Instances: 1, Mode: mode})
@@ -171,29 +171,6 @@ func firstDifference(want, got transform.Result) string {
 	}
 	return fmt.Sprintf("%d/%d/%d actions/emitted/rejected, original %d/%d/%d", len(got.Actions), len(got.Emitted), len(got.Rejected),
 		len(want.Actions), len(want.Emitted), len(want.Rejected))
-}
-
-// mutate changes a few bytes of v: replacements by bytes that matter to JSON and UTF-8,
-// insertions and deletions.
-func mutate(rng *rand.Rand, v []byte) []byte {
-	out := append([]byte(nil), v...)
-	interesting := []byte("\"\\{}[],:0123456789eE.-+ \t\x00\x7f\x80\xbf\xc0\xc2\xe0\xed\xf0\xf4\xf5\xffu")
-	for n := 1 + rng.Intn(3); n > 0; n-- {
-		if len(out) == 0 {
-			out = append(out, interesting[rng.Intn(len(interesting))])
-			continue
-		}
-		i := rng.Intn(len(out))
-		switch rng.Intn(3) {
-		case 0:
-			out[i] = interesting[rng.Intn(len(interesting))]
-		case 1:
-			out = append(out[:i], append([]byte{interesting[rng.Intn(len(interesting))]}, out[i:]...)...)
-		default:
-			out = append(out[:i], out[i+1:]...)
-		}
-	}
-	return out
 }
 
 // TestModulesAreReproducible rebuilds each module from source with the flags of mk/wasm-go.mk and

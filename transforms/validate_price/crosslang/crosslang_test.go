@@ -197,7 +197,7 @@ func TestGeneratedInputs(t *testing.T) {
 			}
 			nPrices := len(values)
 			for i := 0; i < 3000; i++ {
-				values = append(values, mutate(rng, cases[0].Input[rng.Intn(len(cases[0].Input))]))
+				values = append(values, vectors.Mutate(rng, cases[0].Input[rng.Intn(len(cases[0].Input))]))
 			}
 			ref := f.run(t, "go", []byte(cfg.json), values, 512)
 			passed, above := 0, 0
@@ -320,30 +320,6 @@ func timestamp(rng *rand.Rand) string {
 	default:
 		return []string{"1e3", "1.0", "-0", "null", `"1700000000000"`, "[1]", "0"}[rng.Intn(7)]
 	}
-}
-
-// mutate changes a few bytes of v: replacements by interesting bytes (quotes, brackets,
-// backslashes, UTF-8 lead and continuation bytes), insertions and deletions.
-func mutate(rng *rand.Rand, v []byte) []byte {
-	out := append([]byte(nil), v...)
-	interesting := []byte("\"\\{}[],:0123456789eE.-+ \t\n\x00\x7f\x80\xbf\xc0\xc2\xe0\xed\xf0\xf4\xf5\xffu")
-	for n := 1 + rng.Intn(3); n > 0; n-- {
-		if len(out) == 0 {
-			out = append(out, interesting[rng.Intn(len(interesting))])
-			continue
-		}
-		i := rng.Intn(len(out))
-		switch rng.Intn(3) {
-		case 0:
-			out[i] = interesting[rng.Intn(len(interesting))]
-		case 1:
-			out = append(out[:i], append([]byte{interesting[rng.Intn(len(interesting))]}, out[i:]...)...)
-		default:
-			out = append(out[:i], out[i+1:]...)
-		}
-	}
-	// Record values are one line of the vectors file: keep them free of newlines.
-	return bytes.ReplaceAll(out, []byte("\n"), []byte(" "))
 }
 
 // TestConfigs checks SPEC section 1 through the host: which configs start a stage, in every
