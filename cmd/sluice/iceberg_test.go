@@ -1,8 +1,6 @@
 package main_test
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
 	"math/rand"
 	"os"
@@ -52,15 +50,7 @@ func TestKill9ExactlyOnceIcebergIntegration(t *testing.T) {
 	// (10,000 lines) and 300ms (12,000) into a run, so ten kills never reach the end.
 	const n = 300_000
 	dir := t.TempDir()
-	var in bytes.Buffer
-	commodities := []string{"gold", "silver", "copper", "oil"}
-	for i := 1; i <= n; i++ {
-		fmt.Fprintf(&in, `{"seq":%d,"commodity":%q,"price":%d.25,"ts":%d}`+"\n", i, commodities[i%4], i%1000, 1714564800000+int64(i)*1000)
-	}
-	inPath := filepath.Join(dir, "in.jsonl")
-	if err := os.WriteFile(inPath, in.Bytes(), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	inPath, inLen := writeCommodities(t, dir, n, 1000)
 	db, wh := filepath.Join(dir, "catalog.db"), "file://"+filepath.Join(dir, "warehouse")
 	sink := func(name, batch string) string {
 		return fmt.Sprintf(`    - name: %s
@@ -87,23 +77,6 @@ spec:
 	if err := os.WriteFile(mPath, []byte(manifest), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	type table struct {
-		Rows, Distinct int
-		Min, Max       int
-		Positions      string
-	}
-	read := func() (map[string]table, error) {
-		props, _ := json.Marshal(map[string]string{"type": "sql", "uri": "sqlite:///" + db, "warehouse": wh})
-		cmd := exec.Command(python, "-c", icebergCounts, "lake", string(props), "sluice.positions.eo-iceberg", "market.prices_a", "market.prices_b")
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		out, err := cmd.Output()
-		if err != nil {
-			return nil, fmt.Errorf("%v: %s", err, stderr.String())
-		}
-		var got map[string]table
-		return got, json.Unmarshal(out, &got)
-	}
 	// A kill lands after a random number (0 to 2) of sink a's commits in that run, plus up to
 	// 300ms: progress, not time, so that the kills fall while the sinks write on an idle machine
 	// and on a loaded one alike. Each commit leaves a manifest list (snap-*.avro) that stays.
@@ -128,9 +101,9 @@ spec:
 		}()
 		return kill
 	}, nil)
-	got, err := read()
+	got, err := readIcebergTables(python, db, wh, "sluice.positions.eo-iceberg", "market.prices_a", "market.prices_b")
 	if err != nil {
-		t.Fatalf("pyiceberg: %v", err)
+		t.Fatal(err)
 	}
 	for _, name := range []string{"market.prices_a", "market.prices_b"} {
 		tb := got[name]
@@ -138,7 +111,7 @@ spec:
 			t.Errorf("%s: rows %d, distinct seq %d, seq %d..%d; want %d, %d, 1..%d: a record lost or stored twice after %d kills",
 				name, tb.Rows, tb.Distinct, tb.Min, tb.Max, n, n, n, kills)
 		}
-		if want := fmt.Sprintf(`[{"partition":%q,"offset":%d}]`, inPath, in.Len()); tb.Positions != want {
+		if want := fmt.Sprintf(`[{"partition":%q,"offset":%d}]`, inPath, inLen); tb.Positions != want {
 			t.Errorf("%s: positions in the latest snapshot %s; want %s (the end of the file)", name, tb.Positions, want)
 		}
 	}

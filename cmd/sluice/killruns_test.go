@@ -2,14 +2,21 @@ package main_test
 
 import (
 	"bytes"
+	"context"
+	"encoding/json"
 	"fmt"
 	"math/rand"
+	"net"
+	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // killRuns runs `sluice run` on the manifest with the data directory dir/data again and again,
@@ -68,4 +75,85 @@ func killRuns(t *testing.T, bin, dir, manifest string, rng *rand.Rand, kills int
 			t.Log(msg)
 		}
 	}
+}
+
+// writeCommodities writes n JSON lines {"seq":1..n, "commodity", "price"} into dir/in.jsonl, with
+// "ts" in epoch milliseconds (1714564800000 + i·tsStepMs) when tsStepMs > 0. It returns the path
+// and the file's size, the position a sink stores once it has every line.
+func writeCommodities(t *testing.T, dir string, n int, tsStepMs int64) (string, int) {
+	t.Helper()
+	var in bytes.Buffer
+	commodities := []string{"gold", "silver", "copper", "oil"}
+	for i := 1; i <= n; i++ {
+		fmt.Fprintf(&in, `{"seq":%d,"commodity":%q,"price":%d.25`, i, commodities[i%4], i%1000)
+		if tsStepMs > 0 {
+			fmt.Fprintf(&in, `,"ts":%d`, 1714564800000+int64(i)*tsStepMs)
+		}
+		in.WriteString("}\n")
+	}
+	path := filepath.Join(dir, "in.jsonl")
+	if err := os.WriteFile(path, in.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path, in.Len()
+}
+
+// redisCLI returns a function that runs redis-cli against addr and returns its trimmed output.
+func redisCLI(t *testing.T, addr string) func(args ...string) string {
+	host, port, _ := net.SplitHostPort(addr)
+	return func(args ...string) string {
+		t.Helper()
+		out, err := exec.Command("redis-cli", append([]string{"-h", host, "-p", port}, args...)...).Output()
+		if err != nil {
+			t.Fatalf("redis-cli %s: %v", strings.Join(args, " "), err)
+		}
+		return strings.TrimSpace(string(out))
+	}
+}
+
+// checkStreamSeqs checks that a Redis stream holds the seqs 1..n, each once, in order.
+func checkStreamSeqs(t *testing.T, addr, stream string, n int) {
+	t.Helper()
+	rdb := redis.NewClient(&redis.Options{Addr: addr})
+	defer rdb.Close()
+	seq := 0
+	for start := "-"; ; {
+		msgs, err := rdb.XRangeN(context.Background(), stream, start, "+", 10000).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(msgs) == 0 {
+			break
+		}
+		for _, m := range msgs {
+			if seq++; m.Values["seq"] != strconv.Itoa(seq) {
+				t.Fatalf("stream %s: entry %d has seq %v, want %d", stream, seq, m.Values["seq"], seq)
+			}
+		}
+		start = "(" + msgs[len(msgs)-1].ID
+	}
+	if seq != n {
+		t.Fatalf("stream %s: %d entries, want %d", stream, seq, n)
+	}
+}
+
+// icebergTable is what icebergCounts reports of one table.
+type icebergTable struct {
+	Rows, Distinct, Min, Max int
+	Positions                string
+}
+
+// readIcebergTables reads tables of the SQLite catalog db (warehouse wh) with PyIceberg; key is
+// the sink's snapshot summary key without the sink name ("sluice.positions.PIPELINE").
+func readIcebergTables(python, db, wh, key string, idents ...string) (map[string]icebergTable, error) {
+	props, _ := json.Marshal(map[string]string{"type": "sql", "uri": "sqlite:///" + db, "warehouse": wh})
+	cmd := exec.Command(python, append([]string{"-c", icebergCounts, "lake", string(props), key}, idents...)...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("pyiceberg: %v: %s", err, stderr.String())
+	}
+	var got map[string]icebergTable
+	return got, json.Unmarshal(out, &got)
 }

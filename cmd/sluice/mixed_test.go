@@ -1,21 +1,13 @@
 package main_test
 
 import (
-	"bytes"
-	"context"
-	"encoding/json"
 	"fmt"
 	"math/rand"
-	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 
 	"github.com/sluicehq/sluice/internal/testenv"
 )
@@ -38,26 +30,11 @@ func TestKill9ExactlyOnceMixedSinksIntegration(t *testing.T) {
 	// Held to 40,000 lines/s: ten kills at most 430 ms into a run come before the end.
 	const n = 200_000
 	dir := t.TempDir()
-	var in bytes.Buffer
-	commodities := []string{"gold", "silver", "copper", "oil"}
-	for i := 1; i <= n; i++ {
-		fmt.Fprintf(&in, `{"seq":%d,"commodity":%q,"price":%d.25,"ts":%d}`+"\n", i, commodities[i%4], i%1000, 1714564800000+int64(i)*1000)
-	}
-	inPath := filepath.Join(dir, "in.jsonl")
-	if err := os.WriteFile(inPath, in.Bytes(), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	inPath, inLen := writeCommodities(t, dir, n, 1000)
 	suffix := strconv.FormatInt(time.Now().UnixNano(), 36)
 	pgTable, pgPos := "eo_mixed_"+suffix, "eo_mixed_pos_"+suffix
 	stream, redisPos := "sluicetest:eo-mixed:"+suffix, "sluicetest:eo-mixed:pos:"+suffix
-	host, port, _ := net.SplitHostPort(addr)
-	cli := func(args ...string) string {
-		out, err := exec.Command("redis-cli", append([]string{"-h", host, "-p", port}, args...)...).Output()
-		if err != nil {
-			t.Fatalf("redis-cli %s: %v", strings.Join(args, " "), err)
-		}
-		return strings.TrimSpace(string(out))
-	}
+	cli := redisCLI(t, addr)
 	t.Cleanup(func() {
 		psqlRun(t, dsn, fmt.Sprintf("DROP TABLE IF EXISTS %s, %s", pgTable, pgPos))
 		cli("DEL", stream, redisPos)
@@ -97,52 +74,24 @@ spec:
 	if got, want := psqlRun(t, dsn, fmt.Sprintf("SELECT count(*), count(DISTINCT seq), min(seq), max(seq) FROM %s", pgTable)), fmt.Sprintf("%d|%d|1|%d", n, n, n); got != want {
 		t.Errorf("postgres: count, distinct, min, max of seq = %s; want %s after %d kills", got, want, kills)
 	}
-	if got, want := psqlRun(t, dsn, fmt.Sprintf(`SELECT "offset" FROM %s WHERE pipeline = 'eo-mixed' AND sink = 'pg'`, pgPos)), strconv.Itoa(in.Len()); got != want {
+	if got, want := psqlRun(t, dsn, fmt.Sprintf(`SELECT "offset" FROM %s WHERE pipeline = 'eo-mixed' AND sink = 'pg'`, pgPos)), strconv.Itoa(inLen); got != want {
 		t.Errorf("postgres: stored position %s; want %s (the end of the file)", got, want)
 	}
 	// Redis: every seq once, in order.
 	if got := cli("XLEN", stream); got != strconv.Itoa(n) {
 		t.Errorf("redis: XLEN = %s, want %d after %d kills", got, n, kills)
 	}
-	rdb := redis.NewClient(&redis.Options{Addr: addr})
-	defer rdb.Close()
-	seq := 0
-	for start := "-"; ; {
-		msgs, err := rdb.XRangeN(context.Background(), stream, start, "+", 10000).Result()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(msgs) == 0 {
-			break
-		}
-		for _, m := range msgs {
-			if seq++; m.Values["seq"] != strconv.Itoa(seq) {
-				t.Fatalf("redis: entry %d has seq %v, want %d", seq, m.Values["seq"], seq)
-			}
-		}
-		start = "(" + msgs[len(msgs)-1].ID
-	}
+	checkStreamSeqs(t, addr, stream, n)
 	// Iceberg: every seq once, and the position of the latest commit.
-	props, _ := json.Marshal(map[string]string{"type": "sql", "uri": "sqlite:///" + db, "warehouse": wh})
-	cmd := exec.Command(python, "-c", icebergCounts, "lake", string(props), "sluice.positions.eo-mixed", "market.prices_lake")
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
+	got, err := readIcebergTables(python, db, wh, "sluice.positions.eo-mixed", "market.prices_lake")
 	if err != nil {
-		t.Fatalf("pyiceberg: %v: %s", err, stderr.String())
-	}
-	var got map[string]struct {
-		Rows, Distinct, Min, Max int
-		Positions                string
-	}
-	if err := json.Unmarshal(out, &got); err != nil {
 		t.Fatal(err)
 	}
 	tb := got["market.prices_lake"]
 	if tb.Rows != n || tb.Distinct != n || tb.Min != 1 || tb.Max != n {
 		t.Errorf("iceberg: rows %d, distinct seq %d, seq %d..%d; want %d, %d, 1..%d after %d kills", tb.Rows, tb.Distinct, tb.Min, tb.Max, n, n, n, kills)
 	}
-	if want := fmt.Sprintf(`[{"partition":%q,"offset":%d}]`, inPath, in.Len()); tb.Positions != want {
+	if want := fmt.Sprintf(`[{"partition":%q,"offset":%d}]`, inPath, inLen); tb.Positions != want {
 		t.Errorf("iceberg: positions in the latest snapshot %s; want %s (the end of the file)", tb.Positions, want)
 	}
 }

@@ -1,7 +1,6 @@
 package main_test
 
 import (
-	"bytes"
 	"fmt"
 	"math/rand"
 	"os"
@@ -30,15 +29,7 @@ func TestKill9ExactlyOncePostgresIntegration(t *testing.T) {
 	// to 50,000 lines/s (at most 215,000 lines in ten runs), however fast the machine.
 	const n = 300_000
 	dir := t.TempDir()
-	var in bytes.Buffer
-	commodities := []string{"gold", "silver", "copper", "oil"}
-	for i := 1; i <= n; i++ {
-		fmt.Fprintf(&in, `{"seq":%d,"commodity":%q,"price":%d.25,"ts":%d}`+"\n", i, commodities[i%4], i%1000, 1714564800000+int64(i))
-	}
-	inPath := filepath.Join(dir, "in.jsonl")
-	if err := os.WriteFile(inPath, in.Bytes(), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	inPath, inLen := writeCommodities(t, dir, n, 1)
 	suffix := strconv.FormatInt(time.Now().UnixNano(), 36)
 	a, b, pos := "eo_kill_a_"+suffix, "eo_kill_b_"+suffix, "eo_kill_pos_"+suffix
 	t.Cleanup(func() { psqlRun(t, dsn, fmt.Sprintf("DROP TABLE IF EXISTS %s, %s, %s", a, b, pos)) })
@@ -77,7 +68,7 @@ spec:
 		}
 	}
 	got := psqlRun(t, dsn, fmt.Sprintf(`SELECT string_agg(sink || '@' || "offset", ',' ORDER BY sink) FROM %s WHERE pipeline = 'eo-postgres'`, pos))
-	if want := fmt.Sprintf("a@%d,b@%d", in.Len(), in.Len()); got != want {
+	if want := fmt.Sprintf("a@%d,b@%d", inLen, inLen); got != want {
 		t.Errorf("stored positions %s; want %s (the end of the file for each sink)", got, want)
 	}
 }

@@ -1,20 +1,13 @@
 package main_test
 
 import (
-	"bytes"
-	"context"
 	"fmt"
 	"math/rand"
-	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 
 	"github.com/sluicehq/sluice/internal/testenv"
 )
@@ -34,25 +27,8 @@ func TestKill9ExactlyOnceRedisIntegration(t *testing.T) {
 	// to 50,000 lines/s (at most 215,000 lines in ten runs), however fast the machine.
 	const n = 300_000
 	dir := t.TempDir()
-	var in bytes.Buffer
-	commodities := []string{"gold", "silver", "copper", "oil"}
-	for i := 1; i <= n; i++ {
-		fmt.Fprintf(&in, `{"seq":%d,"commodity":%q,"price":%d.25}`+"\n", i, commodities[i%4], i%1000)
-	}
-	inPath := filepath.Join(dir, "in.jsonl")
-	if err := os.WriteFile(inPath, in.Bytes(), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	host, port, _ := net.SplitHostPort(addr)
-	rdb := redis.NewClient(&redis.Options{Addr: addr})
-	defer rdb.Close()
-	cli := func(args ...string) string {
-		out, err := exec.Command("redis-cli", append([]string{"-h", host, "-p", port}, args...)...).Output()
-		if err != nil {
-			t.Fatalf("redis-cli %s: %v", strings.Join(args, " "), err)
-		}
-		return strings.TrimSpace(string(out))
-	}
+	inPath, inLen := writeCommodities(t, dir, n, 0)
+	cli := redisCLI(t, addr)
 	prefix := "sluicetest:eo-kill:" + strconv.FormatInt(time.Now().UnixNano(), 36)
 	streams := map[string]string{"a": prefix + ":a", "b": prefix + ":b"}
 	positions := map[string]string{"a": prefix + ":pos:a", "b": prefix + ":pos:b"}
@@ -82,28 +58,12 @@ spec:
 		if got := cli("XLEN", streams[name]); got != strconv.Itoa(n) {
 			t.Errorf("stream %s: redis-cli XLEN = %s, want %d: a record lost or stored twice after %d kills", name, got, n, kills)
 		}
-		// Every seq once, in order.
-		seq := 0
-		for start := "-"; ; {
-			msgs, err := rdb.XRangeN(context.Background(), streams[name], start, "+", 10000).Result()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(msgs) == 0 {
-				break
-			}
-			for _, m := range msgs {
-				if seq++; m.Values["seq"] != strconv.Itoa(seq) {
-					t.Fatalf("stream %s: entry %d has seq %v, want %d", name, seq, m.Values["seq"], seq)
-				}
-			}
-			start = "(" + msgs[len(msgs)-1].ID
-		}
+		checkStreamSeqs(t, addr, streams[name], n)
 		partition, err := filepath.Abs(inPath)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got, want := cli("HGET", positions[name], partition), fmt.Sprintf(`{"offset":%d}`, in.Len()); got != want {
+		if got, want := cli("HGET", positions[name], partition), fmt.Sprintf(`{"offset":%d}`, inLen); got != want {
 			t.Errorf("stream %s: stored position %s; want %s (the end of the file)", name, got, want)
 		}
 	}
