@@ -12,19 +12,18 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/sluicehq/sluice/connectors/all"
 	"github.com/sluicehq/sluice/connectors/file"
 	"github.com/sluicehq/sluice/connectors/generate"
+	"github.com/sluicehq/sluice/internal/bench/child"
 	"github.com/sluicehq/sluice/internal/bench/peak"
 	"github.com/sluicehq/sluice/internal/checkpoint"
 	"github.com/sluicehq/sluice/internal/engine"
@@ -58,14 +57,14 @@ type result struct {
 }
 
 func main() {
-	child := flag.String("child", "", "run one scenario/impl in this process (internal)")
+	childName := flag.String("child", "", "run one scenario/impl in this process (internal)")
 	records := flag.Int64("records", 5_000_000, "records for generate → drop")
 	fileRecords := flag.Int64("file-records", 2_000_000, "records for file → file")
 	cpuprofile := flag.String("cpuprofile", "", "with -child: write a CPU profile")
 	memprofile := flag.String("memprofile", "", "with -child: write an allocation profile")
 	flag.Parse()
-	if *child != "" {
-		if !strings.HasSuffix(*child, "/direct") {
+	if *childName != "" {
+		if !strings.HasSuffix(*childName, "/direct") {
 			gctune.Apply() // as `sluice run` does; the plain programs keep Go's default
 		}
 		if *cpuprofile != "" {
@@ -76,7 +75,7 @@ func main() {
 			pprof.StartCPUProfile(f)
 			defer pprof.StopCPUProfile()
 		}
-		r, err := runChild(*child, *records, *fileRecords)
+		r, err := runChild(*childName, *records, *fileRecords)
 		if err != nil {
 			fatal(err)
 		}
@@ -98,18 +97,12 @@ func main() {
 	for _, sc := range []string{"memory-drop/sluice", "memory-eo/sluice", "generate-drop/direct", "generate-drop/sluice", "file-file/direct", "file-file/sluice", "file-file-eo/sluice",
 		"gen-wasm-drop/none", "gen-wasm-drop/trusted", "gen-wasm-drop/default", "gen-wasm-drop/strict"} {
 		args := []string{"-child", sc, "-records", fmt.Sprint(*records), "-file-records", fmt.Sprint(*fileRecords)}
-		cmd := exec.Command(os.Args[0], args...)
-		cmd.Stderr = os.Stderr
-		out, err := cmd.Output()
+		var r result
+		cpu, err := child.Run(&r, args...)
 		if err != nil {
 			fatal(fmt.Errorf("%s: %w", sc, err))
 		}
-		var r result
-		if err := json.Unmarshal(out, &r); err != nil {
-			fatal(fmt.Errorf("%s: %w: %s", sc, err, out))
-		}
-		ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
-		r.CPU = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+		r.CPU = cpu
 		secs := r.Elapsed.Seconds()
 		fmt.Printf("%-16s %-8s %10d %8.2f %12.0f %8.1f %9s %9s %8.2f %9.1f\n", r.Scenario, r.Impl, r.Records, secs,
 			float64(r.Records)/secs, float64(r.Bytes)/secs/1e6, dur(r.P50), dur(r.P99), r.CPU.Seconds(), float64(r.MaxRSS)/(1<<20))

@@ -14,12 +14,10 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime/pprof"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -32,6 +30,7 @@ import (
 	"github.com/uptrace/bun/driver/sqliteshim"
 
 	"github.com/sluicehq/sluice/connectors/iceberg"
+	"github.com/sluicehq/sluice/internal/bench/child"
 	"github.com/sluicehq/sluice/internal/bench/peak"
 	"github.com/sluicehq/sluice/internal/gctune"
 	"github.com/sluicehq/sluice/sdk/go/connector"
@@ -140,18 +139,12 @@ func main() {
 
 // runOne runs one scenario in a child process and adds its CPU time.
 func runOne(sc string, commits, batch int) result {
-	cmd := exec.Command(os.Args[0], "-child", sc, "-commits", fmt.Sprint(commits), "-batch", fmt.Sprint(batch))
-	cmd.Stderr = os.Stderr
-	out, err := cmd.Output()
+	var r result
+	cpu, err := child.Run(&r, "-child", sc, "-commits", fmt.Sprint(commits), "-batch", fmt.Sprint(batch))
 	if err != nil {
 		fatal(fmt.Errorf("%s: %w", sc, err))
 	}
-	var r result
-	if err := json.Unmarshal(out, &r); err != nil {
-		fatal(fmt.Errorf("%s: %w: %s", sc, err, out))
-	}
-	ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
-	r.CPU = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	r.CPU = cpu
 	return r
 }
 

@@ -25,14 +25,12 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -40,6 +38,7 @@ import (
 
 	"github.com/sluicehq/sluice/connectors/all"
 	"github.com/sluicehq/sluice/connectors/kafka"
+	"github.com/sluicehq/sluice/internal/bench/child"
 	"github.com/sluicehq/sluice/internal/bench/peak"
 	"github.com/sluicehq/sluice/internal/bench/plaincheck"
 	"github.com/sluicehq/sluice/internal/gctune"
@@ -161,18 +160,12 @@ func main() {
 // runScenario runs one scenario in a child process and adds its CPU time and peak RSS.
 func runScenario(sc, addr, input string) result {
 	args := []string{"-child", sc, "-records", fmt.Sprint(*records), "-brokers", addr, "-topic", input, "-rate", fmt.Sprint(*rate), "-rate-secs", fmt.Sprint(*rateSecs)}
-	cmd := exec.Command(os.Args[0], args...)
-	cmd.Stderr = os.Stderr
-	out, err := cmd.Output()
+	var r result
+	cpu, err := child.Run(&r, args...)
 	if err != nil {
 		fatal(fmt.Errorf("%s: %w", sc, err))
 	}
-	var r result
-	if err := json.Unmarshal(out, &r); err != nil {
-		fatal(fmt.Errorf("%s: %w: %s", sc, err, out))
-	}
-	ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
-	r.CPU = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	r.CPU = cpu
 	return r
 }
 

@@ -10,19 +10,18 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/sluicehq/sluice/connectors/all"
 	"github.com/sluicehq/sluice/connectors/postgres"
+	"github.com/sluicehq/sluice/internal/bench/child"
 	"github.com/sluicehq/sluice/internal/bench/peak"
 	"github.com/sluicehq/sluice/internal/checkpoint"
 	"github.com/sluicehq/sluice/internal/engine"
@@ -138,18 +137,12 @@ func main() {
 }
 
 func spawn(sc string, records, batch int) (result, error) {
-	cmd := exec.Command(os.Args[0], "-child", sc, "-records", strconv.Itoa(records), "-batch", strconv.Itoa(batch))
-	cmd.Stderr = os.Stderr
-	out, err := cmd.Output()
-	if err != nil {
-		return result{}, fmt.Errorf("%s: %w", sc, err)
-	}
 	var r result
-	if err := json.Unmarshal(out, &r); err != nil {
-		return r, fmt.Errorf("%s: %w: %s", sc, err, out)
+	cpu, err := child.Run(&r, "-child", sc, "-records", strconv.Itoa(records), "-batch", strconv.Itoa(batch))
+	if err != nil {
+		return r, fmt.Errorf("%s: %w", sc, err)
 	}
-	ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
-	r.CPU = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	r.CPU = cpu
 	return r, nil
 }
 

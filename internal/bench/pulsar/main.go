@@ -14,7 +14,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime/pprof"
 	"slices"
@@ -30,6 +29,7 @@ import (
 	"github.com/sluicehq/sluice/connectors/all"
 	"github.com/sluicehq/sluice/connectors/file"
 	pulsarconn "github.com/sluicehq/sluice/connectors/pulsar"
+	"github.com/sluicehq/sluice/internal/bench/child"
 	"github.com/sluicehq/sluice/internal/bench/peak"
 	"github.com/sluicehq/sluice/internal/bench/plaincheck"
 	"github.com/sluicehq/sluice/internal/gctune"
@@ -175,15 +175,9 @@ func spawn(sc, topic string, records, rate int, profiles string) (result, error)
 	if profiles != "" {
 		args = append(args, "-cpuprofile", filepath.Join(profiles, strings.ReplaceAll(sc, "/", "-")+".prof"))
 	}
-	cmd := exec.Command(os.Args[0], args...)
-	cmd.Stderr = os.Stderr
-	out, err := cmd.Output()
-	if err != nil {
-		return result{}, fmt.Errorf("%s: %w", sc, err)
-	}
-	var r result
-	if err := json.Unmarshal(out, &r); err != nil {
-		return r, fmt.Errorf("%s: %w: %s", sc, err, out)
+	var r result // its CPU time is the timed phase's, measured by the child itself
+	if _, err := child.Run(&r, args...); err != nil {
+		return r, fmt.Errorf("%s: %w", sc, err)
 	}
 	return r, nil
 }

@@ -20,13 +20,13 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/sluicehq/sluice/connectors/generate"
 	"github.com/sluicehq/sluice/connectors/redis"
+	"github.com/sluicehq/sluice/internal/bench/child"
 	"github.com/sluicehq/sluice/internal/bench/peak"
 	"github.com/sluicehq/sluice/internal/checkpoint"
 	"github.com/sluicehq/sluice/internal/engine"
@@ -162,18 +162,12 @@ func (r result) rate() float64 { return float64(r.Records) / r.Elapsed.Seconds()
 
 // runScenario runs one scenario in a child process and adds its CPU time and peak RSS.
 func runScenario(sc, addr string, records int64) (result, error) {
-	cmd := exec.Command(os.Args[0], "-child", sc, "-addr", addr, "-records", fmt.Sprint(records))
-	cmd.Stderr = os.Stderr
-	out, err := cmd.Output()
-	if err != nil {
-		return result{}, fmt.Errorf("%s: %w", sc, err)
-	}
 	var r result
-	if err := json.Unmarshal(out, &r); err != nil {
-		return r, fmt.Errorf("%s: %w: %s", sc, err, out)
+	cpu, err := child.Run(&r, "-child", sc, "-addr", addr, "-records", fmt.Sprint(records))
+	if err != nil {
+		return r, fmt.Errorf("%s: %w", sc, err)
 	}
-	ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
-	r.CPU = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	r.CPU = cpu
 	return r, nil
 }
 

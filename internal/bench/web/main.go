@@ -23,18 +23,17 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/sluicehq/sluice/connectors/all"
 	"github.com/sluicehq/sluice/connectors/file"
+	"github.com/sluicehq/sluice/internal/bench/child"
 	"github.com/sluicehq/sluice/internal/bench/peak"
 	"github.com/sluicehq/sluice/internal/checkpoint"
 	"github.com/sluicehq/sluice/internal/engine"
@@ -61,13 +60,13 @@ var (
 )
 
 func main() {
-	child := flag.String("child", "", "run one scenario/impl in this process (internal)")
+	childName := flag.String("child", "", "run one scenario/impl in this process (internal)")
 	flag.Parse()
-	if *child != "" {
-		if strings.Contains(*child, "/sluice") {
+	if *childName != "" {
+		if strings.Contains(*childName, "/sluice") {
 			gctune.Apply() // as `sluice run` does; the plain programs keep Go's default
 		}
-		r, err := runChild(*child)
+		r, err := runChild(*childName)
 		if err != nil {
 			fatal(err)
 		}
@@ -80,18 +79,12 @@ func main() {
 	fmt.Printf("%-9s %-17s %9s %7s %10s %7s %9s %9s %7s %9s\n", "scenario", "impl", "records", "secs", "records/s", "MB/s", "p50", "p99", "cpu s", "peak MiB")
 	for _, sc := range []string{"webhook/direct", "webhook/sluice-durable", "webhook/sluice-delivered", "polling/direct", "polling/sluice"} {
 		args := []string{"-child", sc, "-clients", fmt.Sprint(*clients), "-requests", fmt.Sprint(*requests), "-pages", fmt.Sprint(*pages)}
-		cmd := exec.Command(os.Args[0], args...)
-		cmd.Stderr = os.Stderr
-		out, err := cmd.Output()
+		var r result
+		cpu, err := child.Run(&r, args...)
 		if err != nil {
 			fatal(fmt.Errorf("%s: %w", sc, err))
 		}
-		var r result
-		if err := json.Unmarshal(out, &r); err != nil {
-			fatal(fmt.Errorf("%s: %w: %s", sc, err, out))
-		}
-		ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
-		r.CPU = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+		r.CPU = cpu
 		secs := r.Elapsed.Seconds()
 		fmt.Printf("%-9s %-17s %9d %7.2f %10.0f %7.1f %9s %9s %7.2f %9.1f\n", r.Scenario, r.Impl, r.Records, secs,
 			float64(r.Records)/secs, float64(r.Bytes)/secs/1e6, dur(r.P50), dur(r.P99), r.CPU.Seconds(), float64(r.MaxRSS)/(1<<20))
