@@ -133,7 +133,11 @@ func emitted(o *abi.Output, in *connector.Record, input int, ports []string) tra
 	case !o.KeyNull:
 		r.Key = append(make([]byte, 0, len(o.Key)), o.Key...)
 	}
-	r.Value = append(make([]byte, 0, len(o.Value)), o.Value...)
+	if o.ValueInherit {
+		r.Value = in.Value
+	} else {
+		r.Value = append(make([]byte, 0, len(o.Value)), o.Value...)
+	}
 	switch {
 	case o.HeadersInherit:
 		r.Headers = in.Headers

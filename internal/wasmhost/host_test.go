@@ -320,7 +320,7 @@ func TestLoadFailures(t *testing.T) {
 		{"no exports", "testdata/noexports.wasm", "", wasmhost.ErrNotTransform, "missing exports tf_abi_version, tf_meta, tf_reserve, tf_init, tf_process, tf_last_error"},
 		{"empty module", empty, "", wasmhost.ErrNotTransform, "missing exports"},
 		{"not wasm", garbage, "", wasmhost.ErrNotTransform, "compile"},
-		{"wrong ABI version", "testdata/wrongabi.wasm", "", wasmhost.ErrABIVersion, "unsupported ABI version 2.0 (host supports 1.0)"},
+		{"wrong ABI version", "testdata/wrongabi.wasm", "", wasmhost.ErrABIVersion, "unsupported ABI version 2.0 (host supports 1.1)"},
 		{"pin mismatch", hostileWasm, strings.Repeat("ab", 32), wasmhost.ErrDigestMismatch, "pinned abab"},
 		{"missing file", filepath.Join(dir, "nope.wasm"), "", os.ErrNotExist, "no such file"},
 	}

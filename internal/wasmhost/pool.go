@@ -109,10 +109,10 @@ func (s *Stage) instantiate(ctx context.Context, cm wazero.CompiledModule) (_ *i
 	in.abi = uint32(v)
 	if major, minor := in.abi>>16, in.abi&0xffff; major != abi.Major {
 		_ = mod.Close(ctx)
-		return nil, fmt.Errorf("%w %d.%d (host supports %d.%d)", ErrABIVersion, major, minor, abi.Major, abi.Minor)
-	} else if minor > abi.Minor {
+		return nil, fmt.Errorf("%w %d.%d (host supports %d.%d)", ErrABIVersion, major, minor, abi.Major, abi.HostMinor)
+	} else if minor > abi.HostMinor {
 		_ = mod.Close(ctx)
-		return nil, fmt.Errorf("%w: module needs ABI %d.%d, host supports %d.%d", ErrABIVersion, major, minor, abi.Major, abi.Minor)
+		return nil, fmt.Errorf("%w: module needs ABI %d.%d, host supports %d.%d", ErrABIVersion, major, minor, abi.Major, abi.HostMinor)
 	}
 	return in, nil
 }

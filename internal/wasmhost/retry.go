@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/tetratelabs/wazero/api"
+
 	"github.com/sluicehq/sluice/runtime/transform"
 	"github.com/sluicehq/sluice/sdk/go/connector"
 )
@@ -262,6 +264,36 @@ func (s *Stage) countFailure(f *failure) {
 }
 
 func (in *instance) runFrame(ctx context.Context, recs []connector.Record, base int, out *transform.Result, b *batchFailures) (*failure, error) {
+	return in.invoke(ctx, in.process, frameLen(recs), len(recs), func(view []byte) { encodeFrame(view, recs) }, func(res []byte, used int64) *failure {
+		return in.takeResult(res, used, recs, base, out, b)
+	})
+}
+
+// takeResult decodes the result frame of a tf_process call into out.
+func (in *instance) takeResult(res []byte, used int64, recs []connector.Record, base int, out *transform.Result, b *batchFailures) *failure {
+	s := in.stage
+	startA, startE, startR := len(out.Actions), len(out.Emitted), len(out.Rejected)
+	// What one call may copy out: the per-call bound, and what is left of the batch's, so that a
+	// result over either is refused before it is copied.
+	maxCopy := min(int64(min(s.limit, abi.MaxResultBytes)), max(b.maxOutput-b.output.Load(), 0))
+	size, err := decodeResult(res, recs, base, s.m.meta.Ports, int(maxCopy), out)
+	if err != nil {
+		return &failure{code: CodeInvalidResult, reason: err.Error()}
+	}
+	if f := b.takeOutput(size); f != nil {
+		out.Actions, out.Emitted, out.Rejected = out.Actions[:startA], out.Emitted[:startE], out.Rejected[:startR]
+		return f
+	}
+	s.stats.fuel.Add(uint64(used))
+	return nil
+}
+
+// invoke runs one guest call of export fn on a frame of n bytes, written by write into the
+// input buffer, for nrec records (the fuel budget), under the stage's deadline and mode. It
+// hands the result frame, a view into guest memory, and the fuel the call used (metered mode) to
+// read, which copies out what it keeps and returns the failure of an unusable result; or it
+// returns the failure of the call.
+func (in *instance) invoke(ctx context.Context, fn api.Function, n, nrec int, write func(view []byte), read func(res []byte, used int64) *failure) (*failure, error) {
 	s := in.stage
 	if err := in.enter(); err != nil {
 		return nil, err
@@ -270,7 +302,6 @@ func (in *instance) runFrame(ctx context.Context, recs []connector.Record, base 
 	defer s.glog.endCall(false)
 	in.busy.Store(true)
 	defer in.busy.Store(false)
-	n := frameLen(recs)
 	in.memBefore = in.mem.Size()
 	in.stderrFirst = ""
 	var cctx context.Context = in.envCtx
@@ -295,36 +326,37 @@ func (in *instance) runFrame(ctx context.Context, recs []connector.Record, base 
 			}
 		}()
 	}
+	classify := func(err error) (*failure, error) { return in.classify(ctx, err) }
 	if err := in.reserve(cctx, n); err != nil {
-		return in.classify(ctx, err)
+		return classify(err)
 	}
 	view, _ := in.mem.Read(in.inPtr, uint32(n))
-	encodeFrame(view, recs)
+	write(view)
 	in.stack[0] = uint64(uint32(n))
 	if ms != nil {
-		ms.arm(ctx, s.cfg.Fuel*int64(len(recs)))
+		ms.arm(ctx, s.cfg.Fuel*int64(nrec))
 	}
-	err := in.process.CallWithStack(cctx, in.stack[:])
+	err := fn.CallWithStack(cctx, in.stack[:])
 	if in.stdout.buf != nil || in.stderr.buf != nil {
 		in.stdout.flush()
 		in.stderr.flush()
 	}
 	if err != nil {
-		return in.classify(ctx, err)
+		return classify(err)
 	}
 	var used int64
 	if ms != nil {
 		// Work after the guest's last check is charged but not checked: the budget is checked
 		// again here.
 		used = ms.used()
-		if budget := s.cfg.Fuel * int64(len(recs)); budget > 0 && used > budget {
+		if budget := s.cfg.Fuel * int64(nrec); budget > 0 && used > budget {
 			fe := &fuelError{used: used, budget: budget}
 			return &failure{code: CodeDeadline, reason: fe.Error()}, nil
 		}
 	}
 	v := in.stack[0]
 	if uint32(v>>32) == 0xFFFFFFFF {
-		return in.classify(ctx, errGuest{code: int32(uint32(v)), msg: in.lastError(cctx)})
+		return classify(errGuest{code: int32(uint32(v)), msg: in.lastError(cctx)})
 	}
 	ptr, rlen := uint32(v>>32), uint32(v)
 	if rlen > abi.MaxResultBytes {
@@ -334,18 +366,5 @@ func (in *instance) runFrame(ctx context.Context, recs []connector.Record, base 
 	if !ok {
 		return &failure{code: CodeInvalidResult, reason: fmt.Sprintf("invalid result frame: [%d,%d) outside guest memory", ptr, uint64(ptr)+uint64(rlen))}, nil
 	}
-	startA, startE, startR := len(out.Actions), len(out.Emitted), len(out.Rejected)
-	// What one call may copy out: the per-call bound, and what is left of the batch's, so that a
-	// result over either is refused before it is copied.
-	maxCopy := min(int64(min(s.limit, abi.MaxResultBytes)), max(b.maxOutput-b.output.Load(), 0))
-	size, err := decodeResult(res, recs, base, s.m.meta.Ports, int(maxCopy), out)
-	if err != nil {
-		return &failure{code: CodeInvalidResult, reason: err.Error()}, nil
-	}
-	if f := b.takeOutput(size); f != nil {
-		out.Actions, out.Emitted, out.Rejected = out.Actions[:startA], out.Emitted[:startE], out.Rejected[:startR]
-		return f, nil
-	}
-	s.stats.fuel.Add(uint64(used))
-	return nil, nil
+	return read(res, used), nil
 }

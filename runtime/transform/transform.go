@@ -119,3 +119,60 @@ type Stage interface {
 	Process(ctx context.Context, in []connector.Record) (Result, error)
 	Close(ctx context.Context) error
 }
+
+// Aggregator is implemented by the stages of aggregate modules (ABI.md section 13): the engine's
+// aggregate operator owns keys, windows and state, and calls the guest to fold records into
+// state blobs, merge two blobs and turn blobs into records. Its methods may be called from one
+// goroutine at a time.
+type Aggregator interface {
+	Name() string
+	// Step folds recs into slots. Each AggRecord's Seq is the index of its input in inputs (copies
+	// of one input, for several windows, are adjacent). The result has one outcome per input
+	// named by recs, and the new states of the slots that changed.
+	Step(ctx context.Context, inputs []connector.Record, recs []abi.AggRecord, slots []abi.Slot) (StepResult, error)
+	// Emit turns slots into records (Final slots close).
+	Emit(ctx context.Context, slots []abi.Slot) (EmitResult, error)
+	// Merge folds each slot's Other state into its State.
+	Merge(ctx context.Context, slots []abi.Slot) ([]StateChange, error)
+	// Module names the module and its state layout, which state written by it must match.
+	Module() (name string, stateVersion int)
+	// CanMerge reports whether the module exports tf_agg_merge (needed by session windows).
+	CanMerge() bool
+	Close(ctx context.Context) error
+}
+
+// StepResult is the outcome of a Step call. Result.Actions holds one action per input record in
+// inputs (Pass for an input no AggRecord names), combined over its copies as ABI.md 13.3 says.
+type StepResult struct {
+	Result
+	States []StateChange
+}
+
+// StateChange is the new state of one slot of a call.
+type StateChange struct {
+	Slot   int
+	Delete bool
+	State  []byte // owned by the caller
+}
+
+// SlotRecord is a record emitted from a slot.
+type SlotRecord struct {
+	Slot   int
+	Port   string
+	Record connector.Record
+}
+
+// SlotFailure is a slot whose emit failed alone: its records are lost, and the engine sends a
+// description of the slot to the dead letters.
+type SlotFailure struct {
+	Slot   int
+	Code   uint16
+	Reason string
+}
+
+// EmitResult is the outcome of an Emit call.
+type EmitResult struct {
+	Records []SlotRecord
+	States  []StateChange // early updates only
+	Failed  []SlotFailure
+}

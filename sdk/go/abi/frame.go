@@ -27,7 +27,7 @@ func DataOffset(n int) int { return InHeaderSize + n*DescSize }
 func PutFrameHeader(dst []byte, n, frameLen int) {
 	le.PutUint32(dst[0:], InMagic)
 	le.PutUint16(dst[4:], Major)
-	le.PutUint16(dst[6:], Minor)
+	le.PutUint16(dst[6:], HostMinor)
 	le.PutUint16(dst[8:], InHeaderSize)
 	le.PutUint16(dst[10:], DescSize)
 	le.PutUint32(dst[12:], KindRecords)

@@ -28,7 +28,8 @@ type Output struct {
 	Key            []byte // nil when KeyNull or KeyInherit
 	KeyInherit     bool   // the input's key (and its null flag)
 	KeyNull        bool
-	Value          []byte
+	Value          []byte // nil when ValueInherit
+	ValueInherit   bool   // the input's value (ABI 1.1, section 13.4)
 	Headers        []byte // encoded header list (see EachHeader); nil for none
 	HeadersInherit bool   // the input's headers
 }
@@ -160,7 +161,9 @@ func decodeOut(res, d []byte, nPorts int) (Output, error) {
 	} else if o.Key, err = span(res, le.Uint32(d[16:]), kl, "key"); err != nil {
 		return o, err
 	}
-	if o.Value, err = span(res, le.Uint32(d[24:]), le.Uint32(d[28:]), "value"); err != nil {
+	if vl := le.Uint32(d[28:]); vl == Inherit {
+		o.ValueInherit = true
+	} else if o.Value, err = span(res, le.Uint32(d[24:]), vl, "value"); err != nil {
 		return o, err
 	}
 	switch hl := le.Uint32(d[36:]); hl {
@@ -223,7 +226,9 @@ func checkTotals(res, disps, outs []byte, n, nOut, ods uint32, maxCopy int) erro
 			if kl := le.Uint32(d[20:]); kl != Inherit && le.Uint32(d[44:])&FlagKeyNull == 0 {
 				bytes += uint64(kl)
 			}
-			bytes += uint64(le.Uint32(d[28:]))
+			if vl := le.Uint32(d[28:]); vl != Inherit {
+				bytes += uint64(vl)
+			}
 			if hl := le.Uint32(d[36:]); hl != Inherit && hl != 0 {
 				bytes += uint64(hl)
 				if h, err := span(res, le.Uint32(d[32:]), hl, "headers"); err == nil {
