@@ -36,9 +36,14 @@ type Meta struct {
 	Ports []string `json:"ports"`
 	// ConfigSchema is the JSON Schema of the config object, or nil.
 	ConfigSchema json.RawMessage `json:"config_schema,omitempty"`
+	// StateVersion is an aggregate module's state layout version (ABI.md section 13.1).
+	StateVersion int `json:"state_version,omitempty"`
 	// Digest is the lowercase hex sha256 of the module file.
 	Digest string `json:"digest"`
 }
+
+// IsAggregate reports whether the module is an aggregate module (meta kinds lists "aggregate").
+func (m Meta) IsAggregate() bool { return slices.Contains(m.Kinds, abi.KindAggregate) }
 
 // Module is a loaded, verified, compiled transform module. It is immutable and safe for
 // concurrent use; stages built from it share its compiled code.
@@ -52,6 +57,7 @@ type Module struct {
 	// saying why it cannot be.
 	metered  []byte
 	meterErr error
+	canMerge bool // an aggregate module exports tf_agg_merge
 }
 
 // MinMemoryBytes is the initial size of the module's linear memory: a memory limit below it cannot
@@ -87,7 +93,10 @@ var (
 	}
 	nameRe     = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
 	portRe     = regexp.MustCompile(`^[a-z][a-z0-9_]{0,63}$`)
-	knownKinds = []string{"validate", "filter", "map", "flatmap", "route"}
+	knownKinds = []string{"validate", "filter", "map", "flatmap", "route", abi.KindAggregate}
+	// aggExports are the exports of aggregate modules (ABI.md section 13.1); tf_agg_merge is
+	// optional.
+	aggExports = []string{"tf_agg_step", "tf_agg_emit", "tf_agg_merge"}
 )
 
 func sig(params, results []api.ValueType) string {
@@ -127,6 +136,13 @@ func checkShape(cm wazero.CompiledModule, metered bool) error {
 	}
 	if len(wrong) > 0 {
 		return fmt.Errorf("%w: wrong export signatures: %s", ErrNotTransform, strings.Join(wrong, "; "))
+	}
+	for _, name := range aggExports {
+		if d, ok := exports[name]; ok {
+			if got, want := sig(d.ParamTypes(), d.ResultTypes()), sig([]api.ValueType{i32}, []api.ValueType{i64}); got != want {
+				return fmt.Errorf("%w: wrong export signatures: %s is (%s), want (%s)", ErrNotTransform, name, got, want)
+			}
+		}
 	}
 	if _, ok := cm.ExportedMemories()["memory"]; !ok {
 		return fmt.Errorf("%w: no exported memory named \"memory\"", ErrNotTransform)
@@ -189,6 +205,20 @@ func (h *Host) load(ctx context.Context, digest string, bin []byte) (*Module, er
 	}
 	if err := m.parseMeta(raw, in.abi); err != nil {
 		return nil, err
+	}
+	if m.meta.IsAggregate() {
+		if in.abi&0xffff < abi.MinorAggregate {
+			return nil, fmt.Errorf("%w: kinds lists %q but the module reports ABI %s; aggregate modules report 1.1 (ABI.md section 13.1)", ErrBadMeta, abi.KindAggregate, m.meta.ABI)
+		}
+		for _, name := range aggExports[:2] {
+			if in.fns[name] == nil {
+				return nil, fmt.Errorf("%w: an aggregate module must export %s (ABI.md section 13.1)", ErrNotTransform, name)
+			}
+		}
+		m.canMerge = in.fns["tf_agg_merge"] != nil
+	}
+	if m.meta.StateVersion < 0 {
+		return nil, fmt.Errorf("%w: state_version %d must be 0 or more", ErrBadMeta, m.meta.StateVersion)
 	}
 	m.meta.Digest = digest
 	return m, nil

@@ -101,6 +101,11 @@ func (s *Stage) instantiate(ctx context.Context, cm wazero.CompiledModule) (_ *i
 		in.fns[r.name] = mod.ExportedFunction(r.name)
 	}
 	in.process = in.fns["tf_process"]
+	for _, name := range aggExports {
+		if f := mod.ExportedFunction(name); f != nil {
+			in.fns[name] = f
+		}
+	}
 	v, err := in.call(ctx, "tf_abi_version")
 	if err != nil {
 		_ = mod.Close(ctx)

@@ -79,6 +79,9 @@ type StageConfig struct {
 	Fuel int64
 	// Instances is the pool size. Default min(GOMAXPROCS, 4); at most 64.
 	Instances int
+	// StateBytes bounds one state blob of an aggregate module (ABI.md section 13.2). Default
+	// abi.DefaultMaxState.
+	StateBytes int
 	// Logger receives the stage's and the guest's logs, e.g. scoped to the pipeline. Nil means
 	// the host's logger. The stage adds transform, module and module_version attributes.
 	Logger *slog.Logger
