@@ -163,7 +163,44 @@ type Transform struct {
 	Limits Limits
 	// OnReject defaults to DefaultOnReject.
 	OnReject OnReject
+	// Aggregate is set for an aggregate stage (manifest key aggregate:), whose module is an
+	// aggregate module (ABI.md section 13): Module, SHA256 and Config are then the aggregate
+	// mapping's wasm, sha256 and config.
+	Aggregate *Aggregate
 }
+
+// Aggregate configures an aggregate stage: keys, event time, windows and state.
+type Aggregate struct {
+	// Key is a JSONPath into the record value ("$.commodity"), "$" for the whole value, or empty
+	// for the record key.
+	Key string
+	// Time is a JSONPath to the event time (epoch ms, or RFC 3339 text); empty means processing
+	// time.
+	Time string
+	// Window: at most one of Tumbling, Hopping (with Every) and Session is set; none means one
+	// slot per key, expired by TTL.
+	Tumbling, Hopping, Every, Session time.Duration
+	// AllowedLateness holds the watermark that far behind the largest event time seen.
+	AllowedLateness time.Duration
+	// TTL expires the slot of a key idle that long (stages without a window); 0 keeps slots.
+	TTL time.Duration
+	// Early emits updates of open windows that changed, that often; 0 emits only when windows
+	// close.
+	Early time.Duration
+	// Late is LateDeadLetter (default), LateDrop, or the name of an output port.
+	Late string
+	// StateBytes bounds one state blob; 0 means the ABI's default (64 KiB).
+	StateBytes int
+	// MemoryBytes bounds the state blobs held in memory (the rest is read back from the store);
+	// 0 means the default (256 MiB).
+	MemoryBytes int64
+}
+
+// Where late records go (Aggregate.Late).
+const (
+	LateDeadLetter = "dead_letter"
+	LateDrop       = "drop"
+)
 
 // Limits bound a transform stage. Zero values mean the defaults above.
 type Limits struct {

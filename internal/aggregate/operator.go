@@ -1,0 +1,772 @@
+package aggregate
+
+import (
+	"cmp"
+	"container/heap"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sluicehq/sluice/runtime/pipeline"
+	"github.com/sluicehq/sluice/runtime/transform"
+	"github.com/sluicehq/sluice/sdk/go/abi"
+	"github.com/sluicehq/sluice/sdk/go/connector"
+)
+
+// Metrics are an operator's instruments, labelled by the caller.
+type Metrics struct {
+	Late          prometheus.Counter // late records, whatever the policy
+	WindowsClosed prometheus.Counter // slots emitted final
+	Slots         prometheus.Gauge   // slots held
+	StateBytes    prometheus.Gauge   // bytes of state blobs held in memory
+	Spilled       prometheus.Gauge   // slots whose blob is only in the store
+	Watermark     prometheus.Gauge   // the watermark, Unix seconds
+}
+
+// Out is a record produced by the operator from a slot.
+type Out struct {
+	Port   string
+	Record connector.Record
+	// At is the input whose event time closed the window (its position is the record's), or -1
+	// when no input of the call did (processing time, a tick, the end of the input).
+	At int
+}
+
+// Letter is a record the operator sends to the dead letters: a late input, or the description of a
+// slot whose emit failed.
+type Letter struct {
+	Input  int              // the late input, or -1
+	Record connector.Record // the slot's description when Input is -1
+	At     int              // as Out.At, for slot failures
+	Code   uint16
+	Reason string
+}
+
+// Result is what a Process, Tick or Flush call made.
+type Result struct {
+	// Result holds one action per input record, in input order, with the records the guest
+	// emitted for them and the rejected ones (transform.Result's rules). Late inputs are Drop
+	// here and listed in Letters (dead_letter), or Emit on the late port.
+	transform.Result
+	Out     []Out
+	Letters []Letter
+}
+
+type slotID struct {
+	key   string
+	start int64 // the window's start; a session's first start; 0 without windows
+}
+
+type slot struct {
+	start, end int64
+	keyNull    bool
+	state      []byte // nil: no state (a new slot), unless onDisk
+	onDisk     bool   // the blob is only in the store
+	lastTs     int64  // the largest event time folded
+	dirty      uint64 // the batch that last changed it; <= committed when durable
+	early      bool   // changed since the last early update
+}
+
+// change is a slot's value after a batch (the store's record of it), or its deletion.
+type change struct {
+	start, end, lastTs int64
+	keyNull            bool
+	state              []byte
+	del                bool
+}
+
+type delta struct {
+	batch     uint64
+	wm, maxTs int64
+	changes   map[slotID]*change
+}
+
+// Operator is an aggregate stage's host side. Process, Tick and Flush are called from one
+// goroutine, in batch order; Commit may be called from another.
+type Operator struct {
+	cfg      Config
+	g        transform.Aggregator
+	pipeline string
+	stage    string
+	m        Metrics
+	store    Store
+
+	mu        sync.Mutex
+	slots     map[slotID]*slot
+	sessions  map[string][]int64 // session windows: a key's open sessions, by slotID.start
+	ends      endHeap
+	maxTs     int64
+	wm        int64
+	mem       int64
+	spilled   int
+	deltas    []*delta
+	committed uint64
+	lastEarly time.Time
+	lastSweep int64
+	resume    map[string]int64 // restored positions: inputs at or before them are not folded again
+}
+
+// New makes an operator over guest g for stage of pipeline, with its state in store.
+func New(cfg Config, g transform.Aggregator, store Store, pipelineName, stage string, m Metrics) (*Operator, error) {
+	if cfg.Clock == nil {
+		cfg.Clock = time.Now
+	}
+	if cfg.MemoryBytes <= 0 {
+		cfg.MemoryBytes = DefaultMemory
+	}
+	if cfg.Window.Kind == Session && !g.CanMerge() {
+		name, _ := g.Module()
+		return nil, fmt.Errorf("session windows need a module that merges states, and %s does not export tf_agg_merge", name)
+	}
+	o := &Operator{cfg: cfg, g: g, pipeline: pipelineName, stage: stage, m: m, store: store,
+		slots: map[slotID]*slot{}, sessions: map[string][]int64{},
+		maxTs: math.MinInt64, wm: math.MinInt64, lastSweep: math.MinInt64, lastEarly: cfg.Clock()}
+	return o, nil
+}
+
+// eventTime reports whether the stage runs on event time.
+func (o *Operator) eventTime() bool { return o.cfg.Time != nil }
+
+// Resume tells the operator the positions its restored state reflects (the checkpoint saved with
+// it), so that inputs at or before them, read again when a source resumes from an earlier
+// position, are not folded twice. Only for sources whose positions compare.
+func (o *Operator) Resume(ps []connector.Position) {
+	o.resume = map[string]int64{}
+	for _, p := range ps {
+		o.resume[p.Partition] = p.Offset
+	}
+}
+
+func (o *Operator) folded(p connector.Position) bool {
+	if o.resume == nil {
+		return false
+	}
+	off, ok := o.resume[p.Partition]
+	return ok && p.Offset <= off
+}
+
+// frame gathers the records of one guest step call.
+type frame struct {
+	recs  []abi.AggRecord
+	slots []abi.Slot
+	ids   []slotID
+	index map[slotID]int
+	seqs  []int // the inputs in the frame, in order
+}
+
+func (f *frame) reset() {
+	f.recs, f.slots, f.ids, f.seqs = f.recs[:0], f.slots[:0], f.ids[:0], f.seqs[:0]
+	clear(f.index)
+}
+
+// outcome of one input, gathered before the result is put in input order.
+type gathered struct {
+	emitted  []transform.Emitted
+	rejected []transform.Rejected
+}
+
+// Process folds a batch into the state and emits the windows the batch's event times closed.
+// batch is the engine's batch id, by which Commit later makes the changes durable.
+func (o *Operator) Process(ctx context.Context, batch uint64, recs []connector.Record) (Result, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	d := &delta{batch: batch, changes: map[slotID]*change{}}
+	var res Result
+	res.Actions = make([]transform.Action, len(recs))
+	var g gathered
+	var closeAt []closeStep
+	now := o.cfg.Clock()
+	procTime := now.UnixMilli()
+	if !o.eventTime() {
+		o.advance(procTime, -1, &closeAt)
+	}
+	f := &frame{index: map[slotID]int{}}
+	var wins [][2]int64
+	for i := range recs {
+		rec := &recs[i]
+		if o.folded(rec.Position) {
+			res.Actions[i] = transform.Drop
+			continue
+		}
+		key, keyNull, err := o.key(rec)
+		if err != nil {
+			o.reject(&res, &g, i, err)
+			continue
+		}
+		t := procTime
+		if o.eventTime() {
+			if t, err = timeOf(rec.Value, o.cfg.Time); err != nil {
+				if errors.Is(err, errMissing) {
+					err = fmt.Errorf("time %s is missing", o.cfg.Time.String())
+				} else {
+					err = fmt.Errorf("time %s: %v", o.cfg.Time.String(), err)
+				}
+				o.reject(&res, &g, i, err)
+				continue
+			}
+		}
+		res.Actions[i] = transform.Drop
+		folded := false
+		switch o.cfg.Window.Kind {
+		case NoWindow:
+			if err := o.addRecord(f, d, slotID{key: key}, math.MinInt64, math.MaxInt64, keyNull, i, t, rec); err != nil {
+				return Result{}, err
+			}
+			folded = true
+		case Session:
+			ok, err := o.addSession(ctx, f, d, &res, &g, recs, key, keyNull, i, t)
+			if err != nil {
+				return Result{}, err
+			}
+			folded = ok
+		default:
+			wins = o.cfg.Window.windowsOf(t, wins[:0])
+			for _, w := range wins {
+				if w[1] <= o.wm {
+					continue // closed
+				}
+				if err := o.addRecord(f, d, slotID{key: key, start: w[0]}, w[0], w[1], keyNull, i, t, rec); err != nil {
+					return Result{}, err
+				}
+				folded = true
+			}
+		}
+		if !folded {
+			o.late(&res, &g, i, rec, t)
+			continue
+		}
+		if o.eventTime() {
+			o.advance(t, i, &closeAt)
+		}
+	}
+	if err := o.step(ctx, f, d, recs, &res, &g); err != nil {
+		return Result{}, err
+	}
+	if err := o.closeWindows(ctx, closeAt, d, &res); err != nil {
+		return Result{}, err
+	}
+	if err := o.earlyUpdates(ctx, now, d, &res); err != nil {
+		return Result{}, err
+	}
+	o.sweep(d)
+	o.finish(d, &res, &g)
+	return res, nil
+}
+
+// Tick closes the windows processing time closed and makes early updates, without input (a
+// pipeline whose source is idle). batch is a batch id of its own.
+func (o *Operator) Tick(ctx context.Context, batch uint64) (Result, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	d := &delta{batch: batch, changes: map[slotID]*change{}}
+	var res Result
+	var closeAt []closeStep
+	now := o.cfg.Clock()
+	if !o.eventTime() {
+		o.advance(now.UnixMilli(), -1, &closeAt)
+	}
+	if err := o.closeWindows(ctx, closeAt, d, &res); err != nil {
+		return Result{}, err
+	}
+	if err := o.earlyUpdates(ctx, now, d, &res); err != nil {
+		return Result{}, err
+	}
+	o.sweep(d)
+	o.finish(d, &res, &gathered{})
+	return res, nil
+}
+
+// Flush closes every open window: the input has ended. Slots without a window stay.
+func (o *Operator) Flush(ctx context.Context, batch uint64) (Result, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	d := &delta{batch: batch, changes: map[slotID]*change{}}
+	var res Result
+	if o.cfg.Window.Kind != NoWindow {
+		closeAt := []closeStep{{at: -1, wm: math.MaxInt64}}
+		if err := o.closeWindows(ctx, closeAt, d, &res); err != nil {
+			return Result{}, err
+		}
+	}
+	o.finish(d, &res, &gathered{})
+	return res, nil
+}
+
+// HasTimers reports whether the operator needs Tick calls while its source is idle, and how
+// often: processing-time windows close by the clock, and early updates are due by it.
+func (o *Operator) HasTimers() (time.Duration, bool) {
+	var every time.Duration
+	if !o.eventTime() && o.cfg.Window.Kind != NoWindow {
+		w := o.cfg.Window
+		span := map[WindowKind]time.Duration{Tumbling: w.Size, Hopping: w.Every, Session: w.Gap}[w.Kind]
+		every = min(max(span/10, 10*time.Millisecond), time.Second)
+	}
+	if o.cfg.Early > 0 && (every == 0 || o.cfg.Early < every) {
+		every = o.cfg.Early
+	}
+	return every, every > 0
+}
+
+func (o *Operator) key(rec *connector.Record) (string, bool, error) {
+	switch {
+	case o.cfg.WholeValue:
+		return string(shortKey(rec.Value)), false, nil
+	case o.cfg.Key == nil:
+		return string(shortKey(rec.Key)), rec.Key == nil, nil
+	}
+	k, err := keyOf(nil, rec.Value, o.cfg.Key)
+	if errors.Is(err, errMissing) {
+		return "", false, fmt.Errorf("key %s is missing", o.cfg.Key.String())
+	}
+	if err != nil {
+		return "", false, fmt.Errorf("key %s: %v", o.cfg.Key.String(), err)
+	}
+	return string(k), false, nil
+}
+
+func (o *Operator) reject(res *Result, g *gathered, i int, err error) {
+	res.Actions[i] = transform.Reject
+	g.rejected = append(g.rejected, transform.Rejected{Input: i, Code: abi.CodeAggregateInput, Reason: "aggregate: " + err.Error()})
+}
+
+func (o *Operator) late(res *Result, g *gathered, i int, rec *connector.Record, t int64) {
+	o.m.Late.Inc()
+	switch o.cfg.Late {
+	case LateDrop:
+		res.Actions[i] = transform.Drop
+	case LatePort:
+		res.Actions[i] = transform.Emit
+		g.emitted = append(g.emitted, transform.Emitted{Input: i, Port: o.cfg.LatePort, Record: *rec})
+	default:
+		res.Actions[i] = transform.Drop
+		res.Letters = append(res.Letters, Letter{Input: i, At: i, Code: abi.CodeLate, Reason: fmt.Sprintf(
+			"late: event time %s is behind the watermark %s (allowed_lateness %s); every window it belongs to has closed",
+			msTime(t), msTime(o.wm), o.cfg.Lateness)})
+	}
+}
+
+func msTime(ms int64) string { return time.UnixMilli(ms).UTC().Format(time.RFC3339Nano) }
+
+type closeStep struct {
+	at int
+	wm int64
+}
+
+// advance moves the watermark for event time t seen at input at.
+func (o *Operator) advance(t int64, at int, closeAt *[]closeStep) {
+	if t > o.maxTs {
+		o.maxTs = t
+	}
+	wm := satSub(o.maxTs, o.cfg.Lateness.Milliseconds())
+	if wm > o.wm {
+		o.wm = wm
+		*closeAt = append(*closeAt, closeStep{at: at, wm: wm})
+	}
+}
+
+func satSub(a, b int64) int64 {
+	if a < math.MinInt64+b {
+		return math.MinInt64
+	}
+	return a - b
+}
+
+// get returns a slot, reading its blob back from the store when it was spilled.
+func (o *Operator) get(id slotID) (*slot, error) {
+	s := o.slots[id]
+	if s == nil || !s.onDisk {
+		return s, nil
+	}
+	st, err := o.store.loadState(o.pipeline, o.stage, id)
+	if err != nil {
+		return nil, err
+	}
+	s.state, s.onDisk = st, false
+	o.spilled--
+	o.mem += int64(len(st))
+	return s, nil
+}
+
+// addRecord adds input i to the frame, in slot id (created when new).
+func (o *Operator) addRecord(f *frame, d *delta, id slotID, start, end int64, keyNull bool, i int, t int64, rec *connector.Record) error {
+	s, err := o.get(id)
+	if err != nil {
+		return err
+	}
+	if s == nil {
+		s = &slot{start: start, end: end, keyNull: keyNull, lastTs: t}
+		o.slots[id] = s
+		if end != math.MaxInt64 {
+			heap.Push(&o.ends, endEntry{end: end, id: id})
+		}
+	} else if o.cfg.TTL > 0 && o.cfg.Window.Kind == NoWindow && t-s.lastTs > o.cfg.TTL.Milliseconds() && s.state != nil {
+		// Idle longer than the TTL: the slot starts anew, whatever the sweep has done yet.
+		o.mem -= int64(len(s.state))
+		s.state = nil
+	}
+	s.lastTs = max(s.lastTs, t)
+	s.dirty = d.batch
+	idx, ok := f.index[id]
+	if !ok {
+		idx = len(f.slots)
+		f.index[id] = idx
+		f.slots = append(f.slots, abi.Slot{Start: s.start, End: s.end, Key: []byte(id.key), KeyNull: s.keyNull, State: s.state})
+		f.ids = append(f.ids, id)
+	}
+	if len(f.seqs) == 0 || f.seqs[len(f.seqs)-1] != i {
+		f.seqs = append(f.seqs, i)
+	}
+	f.recs = append(f.recs, abi.AggRecord{Slot: uint32(idx), Seq: uint64(i), TimeMs: t, Key: rec.Key, KeyNull: rec.Key == nil, Value: rec.Value})
+	d.changes[id] = o.changeOf(s) // the state is updated when the step returns
+	return nil
+}
+
+func (o *Operator) changeOf(s *slot) *change {
+	return &change{start: s.start, end: s.end, lastTs: s.lastTs, keyNull: s.keyNull, state: s.state}
+}
+
+// addSession folds input i into the session of key around t, merging the sessions it joins. It
+// reports false when the record is late.
+func (o *Operator) addSession(ctx context.Context, f *frame, d *delta, res *Result, g *gathered, recs []connector.Record, key string, keyNull bool, i int, t int64) (bool, error) {
+	gap := o.cfg.Window.Gap.Milliseconds()
+	lo, hi := t, t+gap
+	if hi <= o.wm {
+		return false, nil
+	}
+	var join []slotID
+	for _, st := range o.sessions[key] {
+		id := slotID{key: key, start: st}
+		s := o.slots[id]
+		if s != nil && s.end > o.wm && s.start < hi && lo < s.end {
+			join = append(join, id)
+		}
+	}
+	switch len(join) {
+	case 0:
+		id := slotID{key: key, start: t}
+		for o.slots[id] != nil { // a closed-but-kept id cannot collide: closed slots are deleted
+			id.start++
+		}
+		o.sessions[key] = append(o.sessions[key], id.start)
+		return true, o.addRecord(f, d, id, lo, hi, keyNull, i, t, &recs[i])
+	case 1:
+	default:
+		// The record bridges sessions: fold what the frame holds, then merge the others into the
+		// first.
+		if err := o.step(ctx, f, d, recs, res, g); err != nil {
+			return false, err
+		}
+		if err := o.mergeSessions(ctx, d, join); err != nil {
+			return false, err
+		}
+	}
+	id := join[0]
+	s, err := o.get(id)
+	if err != nil {
+		return false, err
+	}
+	s.start, s.end = min(s.start, lo), max(s.end, hi)
+	heap.Push(&o.ends, endEntry{end: s.end, id: id})
+	return true, o.addRecord(f, d, id, s.start, s.end, keyNull, i, t, &recs[i])
+}
+
+func (o *Operator) mergeSessions(ctx context.Context, d *delta, join []slotID) error {
+	into, err := o.get(join[0])
+	if err != nil {
+		return err
+	}
+	for _, id := range join[1:] {
+		other, err := o.get(id)
+		if err != nil {
+			return err
+		}
+		if other.state != nil && into.state != nil {
+			ch, err := o.g.Merge(ctx, []abi.Slot{{Start: into.start, End: into.end, Key: []byte(id.key), KeyNull: into.keyNull, State: into.state, Other: other.state}})
+			if err != nil {
+				return err
+			}
+			for _, c := range ch {
+				o.setState(into, c)
+			}
+		} else if into.state == nil {
+			o.setState(into, transform.StateChange{State: other.state})
+		}
+		into.start, into.end = min(into.start, other.start), max(into.end, other.end)
+		into.lastTs = max(into.lastTs, other.lastTs)
+		o.remove(id, d)
+	}
+	into.dirty = d.batch
+	d.changes[join[0]] = o.changeOf(into)
+	return nil
+}
+
+func (o *Operator) setState(s *slot, c transform.StateChange) {
+	o.mem -= int64(len(s.state))
+	if c.Delete {
+		s.state = nil
+	} else {
+		s.state = c.State
+	}
+	o.mem += int64(len(s.state))
+	s.early = true
+}
+
+// remove forgets a slot, durably with batch d.
+func (o *Operator) remove(id slotID, d *delta) {
+	s := o.slots[id]
+	if s == nil {
+		return
+	}
+	o.mem -= int64(len(s.state))
+	if s.onDisk {
+		o.spilled--
+	}
+	delete(o.slots, id)
+	if o.cfg.Window.Kind == Session {
+		ss := o.sessions[id.key]
+		if k := slices.Index(ss, id.start); k >= 0 {
+			ss = slices.Delete(ss, k, k+1)
+		}
+		if len(ss) == 0 {
+			delete(o.sessions, id.key)
+		} else {
+			o.sessions[id.key] = ss
+		}
+	}
+	d.changes[id] = &change{del: true}
+}
+
+// step calls the guest on the frame and applies its outcome.
+func (o *Operator) step(ctx context.Context, f *frame, d *delta, recs []connector.Record, res *Result, g *gathered) error {
+	if len(f.recs) == 0 {
+		return nil
+	}
+	sr, err := o.g.Step(ctx, recs, f.recs, f.slots)
+	if err != nil {
+		return err
+	}
+	for _, i := range f.seqs {
+		res.Actions[i] = sr.Actions[i]
+	}
+	g.emitted = append(g.emitted, sr.Emitted...)
+	g.rejected = append(g.rejected, sr.Rejected...)
+	for _, c := range sr.States {
+		id := f.ids[c.Slot]
+		s := o.slots[id]
+		o.setState(s, c)
+		d.changes[id] = o.changeOf(s)
+	}
+	// A new slot the guest gave no state is not created (ABI.md 13.3).
+	for k, id := range f.ids {
+		if s := o.slots[id]; s != nil && s.state == nil && f.slots[k].State == nil && !s.onDisk {
+			if !slices.ContainsFunc(sr.States, func(c transform.StateChange) bool { return c.Slot == k }) {
+				o.remove(id, d)
+			}
+		}
+	}
+	f.reset()
+	return nil
+}
+
+// closeWindows emits, final, the slots whose window ended at or before each step's watermark.
+func (o *Operator) closeWindows(ctx context.Context, steps []closeStep, d *delta, res *Result) error {
+	for _, st := range steps {
+		var ids []slotID
+		var slots []abi.Slot
+		for o.ends.Len() > 0 && o.ends[0].end <= st.wm {
+			e := heap.Pop(&o.ends).(endEntry)
+			s, err := o.get(e.id)
+			if err != nil {
+				return err
+			}
+			if s == nil || s.end != e.end || slices.Contains(ids, e.id) {
+				continue // stale: the slot closed already, or a session grew
+			}
+			ids = append(ids, e.id)
+			slots = append(slots, abi.Slot{Start: s.start, End: s.end, Key: []byte(e.id.key), KeyNull: s.keyNull, State: s.state, Final: true})
+		}
+		if len(slots) == 0 {
+			continue
+		}
+		if err := o.emit(ctx, slots, ids, st.at, d, res); err != nil {
+			return err
+		}
+		for _, id := range ids {
+			o.remove(id, d)
+		}
+		o.m.WindowsClosed.Add(float64(len(ids)))
+	}
+	return nil
+}
+
+// emit calls the guest's emit on slots and adds what it made to res.
+func (o *Operator) emit(ctx context.Context, slots []abi.Slot, ids []slotID, at int, d *delta, res *Result) error {
+	// A slot without state (a new slot the guest never stored) has nothing to emit.
+	keep := slots[:0:0]
+	var keepIDs []slotID
+	for k := range slots {
+		if slots[k].State != nil {
+			keep = append(keep, slots[k])
+			keepIDs = append(keepIDs, ids[k])
+		}
+	}
+	if len(keep) == 0 {
+		return nil
+	}
+	er, err := o.g.Emit(ctx, keep)
+	if err != nil {
+		return err
+	}
+	for _, r := range er.Records {
+		res.Out = append(res.Out, Out{Port: r.Port, Record: r.Record, At: at})
+	}
+	for _, c := range er.States {
+		id := keepIDs[c.Slot]
+		if s := o.slots[id]; s != nil {
+			o.setState(s, c)
+			s.dirty = d.batch
+			d.changes[id] = o.changeOf(s)
+		}
+	}
+	for _, fl := range er.Failed {
+		sl := keep[fl.Slot]
+		desc, _ := json.Marshal(map[string]any{"key": string(sl.Key), "window_start": sl.Start, "window_end": sl.End, "state_bytes": len(sl.State)})
+		res.Letters = append(res.Letters, Letter{Input: -1, At: at, Record: connector.Record{Key: sl.Key, Value: desc, Time: time.UnixMilli(min(sl.End, math.MaxInt64/2)).UTC()},
+			Code: fl.Code, Reason: "aggregate: emitting the slot failed: " + fl.Reason})
+	}
+	return nil
+}
+
+// earlyUpdates emits, not final, the open slots that changed since the last early update.
+func (o *Operator) earlyUpdates(ctx context.Context, now time.Time, d *delta, res *Result) error {
+	if o.cfg.Early <= 0 || now.Sub(o.lastEarly) < o.cfg.Early {
+		return nil
+	}
+	o.lastEarly = now
+	var ids []slotID
+	for id, s := range o.slots {
+		if s.early && !s.onDisk && s.state != nil {
+			ids = append(ids, id)
+		}
+	}
+	slices.SortFunc(ids, func(a, b slotID) int { return cmp.Or(cmp.Compare(a.start, b.start), cmp.Compare(a.key, b.key)) })
+	slots := make([]abi.Slot, len(ids))
+	for k, id := range ids {
+		s := o.slots[id]
+		s.early = false
+		slots[k] = abi.Slot{Start: s.start, End: s.end, Key: []byte(id.key), KeyNull: s.keyNull, State: s.state}
+	}
+	return o.emit(ctx, slots, ids, -1, d, res)
+}
+
+// sweep forgets the slots of a stage without windows that have been idle longer than the TTL,
+// in event time: checked when the watermark has moved a quarter of the TTL since the last sweep.
+func (o *Operator) sweep(d *delta) {
+	if o.cfg.TTL <= 0 || o.cfg.Window.Kind != NoWindow {
+		return
+	}
+	ttl := o.cfg.TTL.Milliseconds()
+	now := o.maxTs
+	if !o.eventTime() {
+		now = o.cfg.Clock().UnixMilli()
+	}
+	if o.lastSweep != math.MinInt64 && now-o.lastSweep < max(ttl/4, 1) {
+		return
+	}
+	o.lastSweep = now
+	for id, s := range o.slots {
+		if now-s.lastTs > ttl {
+			o.remove(id, d)
+		}
+	}
+}
+
+// finish puts the gathered outcomes in input order, records the batch's changes and keeps memory
+// within its bound.
+func (o *Operator) finish(d *delta, res *Result, g *gathered) {
+	slices.SortStableFunc(g.emitted, func(a, b transform.Emitted) int { return cmp.Compare(a.Input, b.Input) })
+	slices.SortStableFunc(g.rejected, func(a, b transform.Rejected) int { return cmp.Compare(a.Input, b.Input) })
+	res.Emitted, res.Rejected = g.emitted, g.rejected
+	d.wm, d.maxTs = o.wm, o.maxTs
+	o.deltas = append(o.deltas, d)
+	o.spill()
+	o.m.Slots.Set(float64(len(o.slots)))
+	o.m.StateBytes.Set(float64(o.mem))
+	o.m.Spilled.Set(float64(o.spilled))
+	if o.wm != math.MinInt64 && o.eventTime() {
+		o.m.Watermark.Set(float64(o.wm) / 1000)
+	}
+}
+
+// spill drops durable blobs from memory while the blobs held exceed the bound, down to 90% of it.
+// A slot changed by a batch not yet committed stays: the store does not hold its state yet.
+func (o *Operator) spill() {
+	if o.mem <= o.cfg.MemoryBytes {
+		return
+	}
+	target := o.cfg.MemoryBytes / 10 * 9
+	for _, s := range o.slots {
+		if o.mem <= target {
+			return
+		}
+		if s.onDisk || s.state == nil || s.dirty > o.committed {
+			continue
+		}
+		o.mem -= int64(len(s.state))
+		s.state, s.onDisk = nil, true
+		o.spilled++
+	}
+}
+
+// Pending reports the batches whose changes are not yet durable.
+func (o *Operator) Pending() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return len(o.deltas)
+}
+
+// String forms of paths, for messages.
+func (p Path) String() string {
+	s := "$"
+	for _, seg := range p {
+		s += "." + seg
+	}
+	return s
+}
+
+// endHeap orders slots by window end.
+type endEntry struct {
+	end int64
+	id  slotID
+}
+
+type endHeap []endEntry
+
+func (h endHeap) Len() int           { return len(h) }
+func (h endHeap) Less(i, j int) bool { return h[i].end < h[j].end }
+func (h endHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *endHeap) Push(x any)        { *h = append(*h, x.(endEntry)) }
+func (h *endHeap) Pop() any {
+	old := *h
+	e := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return e
+}
+
+// LatePolicy maps the manifest's late key.
+func LatePolicy(s string) (LateKind, string) {
+	switch s {
+	case "", pipeline.LateDeadLetter:
+		return LateDeadLetter, ""
+	case pipeline.LateDrop:
+		return LateDrop, ""
+	}
+	return LatePort, s
+}

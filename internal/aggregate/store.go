@@ -1,0 +1,230 @@
+package aggregate
+
+import (
+	"container/heap"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Store is the embedded store (the checkpoint store's bbolt file) that holds the operators'
+// state. Each stage has a bucket "aggregate/PIPELINE/STAGE" with a "meta" record and a "slots"
+// bucket: one record per slot, keyed by its window start (8 bytes, big-endian, sign bit flipped
+// so that keys sort by time) and its key.
+type Store struct {
+	DB *bolt.DB
+}
+
+// BucketPrefix is the prefix of a pipeline's state buckets: the checkpoint store's Reset of a
+// pipeline removes them with its positions.
+func BucketPrefix(pipeline string) string { return "aggregate/" + pipeline + "/" }
+
+func bucketName(pipeline, stage string) []byte { return []byte(BucketPrefix(pipeline) + stage) }
+
+var (
+	slotsBucket = []byte("slots")
+	metaKey     = []byte("meta")
+)
+
+// meta is a stage's record of what wrote its state.
+type meta struct {
+	Format       int    `json:"format"`
+	Module       string `json:"module"`
+	StateVersion int    `json:"state_version"`
+	Watermark    int64  `json:"watermark"`
+	MaxTime      int64  `json:"max_time"`
+	Committed    uint64 `json:"-"`
+}
+
+const storeFormat = 1
+
+func slotKey(id slotID) []byte {
+	k := make([]byte, 8+len(id.key))
+	binary.BigEndian.PutUint64(k, uint64(id.start)^(1<<63))
+	copy(k[8:], id.key)
+	return k
+}
+
+func idOf(k []byte) slotID {
+	return slotID{start: int64(binary.BigEndian.Uint64(k) ^ (1 << 63)), key: string(k[8:])}
+}
+
+// Slot record: version 1, flags (bit 0: key null), start, end, last event time (int64 LE), state.
+func encodeChange(c *change) []byte {
+	v := make([]byte, 2+24+len(c.state))
+	v[0] = 1
+	if c.keyNull {
+		v[1] = 1
+	}
+	binary.LittleEndian.PutUint64(v[2:], uint64(c.start))
+	binary.LittleEndian.PutUint64(v[10:], uint64(c.end))
+	binary.LittleEndian.PutUint64(v[18:], uint64(c.lastTs))
+	copy(v[26:], c.state)
+	return v
+}
+
+func decodeSlot(v []byte) (*slot, error) {
+	if len(v) < 26 || v[0] != 1 {
+		return nil, errors.New("unknown slot record")
+	}
+	s := &slot{keyNull: v[1]&1 != 0,
+		start:  int64(binary.LittleEndian.Uint64(v[2:])),
+		end:    int64(binary.LittleEndian.Uint64(v[10:])),
+		lastTs: int64(binary.LittleEndian.Uint64(v[18:]))}
+	if len(v) > 26 {
+		s.state = append([]byte(nil), v[26:]...)
+	}
+	return s, nil
+}
+
+// ErrStateMismatch is wrapped by Restore's error when the stored state was written by another
+// module or another state version.
+var ErrStateMismatch = errors.New("the stored aggregate state was written by an incompatible module")
+
+// loadState reads the blob of a spilled slot.
+func (s Store) loadState(pipeline, stage string, id slotID) ([]byte, error) {
+	var st []byte
+	err := s.DB.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketName(pipeline, stage))
+		if b == nil || b.Bucket(slotsBucket) == nil {
+			return errors.New("its bucket is missing")
+		}
+		v := b.Bucket(slotsBucket).Get(slotKey(id))
+		if v == nil {
+			return errors.New("it is missing")
+		}
+		sl, err := decodeSlot(v)
+		if err != nil {
+			return err
+		}
+		st = sl.state
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("aggregate %q: read the state of key %q back from the store: %w", stage, id.key, err)
+	}
+	return st, nil
+}
+
+// Restore loads the stage's durable state: the state that matches the positions saved with it.
+// Blobs beyond the memory bound stay in the store. It fails with ErrStateMismatch when the state
+// was written by another module or state version, and with a clear error when a record is
+// damaged.
+func (o *Operator) Restore() error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	name, version := o.g.Module()
+	return o.store.DB.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketName(o.pipeline, o.stage))
+		if b == nil {
+			return nil
+		}
+		var m meta
+		if raw := b.Get(metaKey); raw != nil {
+			if err := json.Unmarshal(raw, &m); err != nil {
+				return fmt.Errorf("aggregate %q: the stored state's metadata is damaged: %v; `sluice reset` the pipeline to start over", o.stage, err)
+			}
+		}
+		if m.Format != storeFormat {
+			return fmt.Errorf("aggregate %q: the stored state has format %d, this version reads %d; `sluice reset` the pipeline to start over", o.stage, m.Format, storeFormat)
+		}
+		if m.Module != name || m.StateVersion != version {
+			return fmt.Errorf("%w: aggregate %q: the state in the store was written by module %s with state_version %d, and this stage runs %s with state_version %d; the state layouts differ, so it cannot resume from it. Run the old module, or `sluice reset` the pipeline (its positions and state) to start over",
+				ErrStateMismatch, o.stage, m.Module, m.StateVersion, name, version)
+		}
+		o.wm, o.maxTs = m.Watermark, m.MaxTime
+		sb := b.Bucket(slotsBucket)
+		if sb == nil {
+			return nil
+		}
+		defer heap.Init(&o.ends)
+		return sb.ForEach(func(k, v []byte) error {
+			if len(k) < 8 {
+				return fmt.Errorf("aggregate %q: a damaged slot key in the store; `sluice reset` the pipeline to start over", o.stage)
+			}
+			id := idOf(k)
+			s, err := decodeSlot(v)
+			if err != nil {
+				return fmt.Errorf("aggregate %q: the stored state of key %q is damaged: %v; `sluice reset` the pipeline to start over", o.stage, id.key, err)
+			}
+			if o.mem+int64(len(s.state)) > o.cfg.MemoryBytes {
+				s.state, s.onDisk = nil, true
+				o.spilled++
+			}
+			o.mem += int64(len(s.state))
+			o.slots[id] = s
+			if s.end != math.MaxInt64 {
+				o.ends = append(o.ends, endEntry{end: s.end, id: id})
+			}
+			if o.cfg.Window.Kind == Session {
+				o.sessions[id.key] = append(o.sessions[id.key], id.start)
+			}
+			return nil
+		})
+	})
+}
+
+// Committable takes the changes of the batches up to through (every batch up to it is delivered),
+// for Commit. It returns nil when there are none.
+func (o *Operator) Committable(through uint64) *Commit {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	n := 0
+	for n < len(o.deltas) && o.deltas[n].batch <= through {
+		n++
+	}
+	if n == 0 {
+		return nil
+	}
+	c := &Commit{o: o, deltas: o.deltas[:n:n], through: through}
+	o.deltas = o.deltas[n:]
+	return c
+}
+
+// Commit is a set of batches' changes to write in the checkpoint store's transaction.
+type Commit struct {
+	o       *Operator
+	deltas  []*delta
+	through uint64
+}
+
+// Write puts the changes in tx, the transaction that saves the positions they reflect.
+func (c *Commit) Write(tx *bolt.Tx) error {
+	o := c.o
+	b, err := tx.CreateBucketIfNotExists(bucketName(o.pipeline, o.stage))
+	if err != nil {
+		return err
+	}
+	sb, err := b.CreateBucketIfNotExists(slotsBucket)
+	if err != nil {
+		return err
+	}
+	for _, d := range c.deltas {
+		for id, ch := range d.changes {
+			if ch.del {
+				if err := sb.Delete(slotKey(id)); err != nil {
+					return err
+				}
+				continue
+			}
+			if err := sb.Put(slotKey(id), encodeChange(ch)); err != nil {
+				return err
+			}
+		}
+	}
+	last := c.deltas[len(c.deltas)-1]
+	name, version := o.g.Module()
+	raw, _ := json.Marshal(meta{Format: storeFormat, Module: name, StateVersion: version, Watermark: last.wm, MaxTime: last.maxTs})
+	return b.Put(metaKey, raw)
+}
+
+// Done records that the commit is durable: its slots may leave memory.
+func (c *Commit) Done() {
+	c.o.mu.Lock()
+	defer c.o.mu.Unlock()
+	c.o.committed = max(c.o.committed, c.through)
+}
