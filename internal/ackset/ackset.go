@@ -21,6 +21,13 @@ type Set struct {
 	parts   map[string]*queue
 	ready   map[string]connector.Position // released and not yet taken
 	pending int                           // batches added and not done
+
+	// ordered: positions are released in batch order across partitions (NewOrdered).
+	ordered  bool
+	order    []uint64          // batches added and not released, oldest first (ordered)
+	doneIDs  map[uint64]*batch // done and not yet released (ordered)
+	lastBat  map[uint64][]connector.Position
+	released uint64 // the last batch released (ordered)
 }
 
 type batch struct {
@@ -43,6 +50,18 @@ func New() *Set {
 	return &Set{batches: map[uint64]*batch{}, parts: map[string]*queue{}, ready: map[string]connector.Position{}}
 }
 
+// NewOrdered returns a tracker that releases positions in batch order across all partitions: a
+// batch's positions are released only when every batch added before it, of any partition, is
+// done. Take's positions then reflect exactly the batches up to TakeThrough's id, which state
+// derived from all partitions together (aggregate stages) needs.
+func NewOrdered() *Set {
+	s := New()
+	s.ordered = true
+	s.doneIDs = map[uint64]*batch{}
+	s.lastBat = map[uint64][]connector.Position{}
+	return s
+}
+
 // Add registers a batch by the last position it holds in each partition, in read order, and
 // returns its id. Batches must be added in the order the source returned them.
 func (s *Set) Add(last []connector.Position) uint64 {
@@ -62,6 +81,10 @@ func (s *Set) Add(last []connector.Position) uint64 {
 	}
 	s.batches[id] = b
 	s.pending++
+	if s.ordered {
+		s.order = append(s.order, id)
+		s.lastBat[id] = last
+	}
 	return id
 }
 
@@ -77,6 +100,23 @@ func (s *Set) Done(id uint64) error {
 	delete(s.batches, id)
 	b.done = true
 	s.pending--
+	if s.ordered {
+		s.doneIDs[id] = b
+		for len(s.order) > 0 {
+			first := s.order[0]
+			if _, ok := s.doneIDs[first]; !ok {
+				break
+			}
+			delete(s.doneIDs, first)
+			for _, p := range s.lastBat[first] {
+				s.ready[p.Partition] = p
+			}
+			delete(s.lastBat, first)
+			s.order = s.order[1:]
+			s.released = first
+		}
+		return nil
+	}
 	for _, part := range b.parts {
 		q := s.parts[part]
 		for q.head < len(q.items) && q.items[q.head].b.done {
@@ -107,6 +147,15 @@ func (s *Set) Take() []connector.Position {
 		delete(s.ready, k)
 	}
 	return out
+}
+
+// TakeThrough is Take for an ordered tracker, with the id of the last batch whose positions are
+// released (0 when none was yet): every batch up to it is done.
+func (s *Set) TakeThrough() ([]connector.Position, uint64) {
+	ps := s.Take()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return ps, s.released
 }
 
 // Pending returns the number of batches added and not yet done.

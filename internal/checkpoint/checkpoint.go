@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -134,7 +135,24 @@ func (s *Store) Save(pipeline string, positions []connector.Position) error {
 	if len(positions) == 0 {
 		return nil
 	}
+	return s.SaveWith(pipeline, positions, nil)
+}
+
+// DB is the store's bbolt database, for state kept beside the positions (aggregate stages).
+func (s *Store) DB() *bolt.DB { return s.db }
+
+// SaveWith is Save that also runs also, when not nil, in the same transaction: what it writes is
+// durable with the positions, or not at all.
+func (s *Store) SaveWith(pipeline string, positions []connector.Position, also func(tx *bolt.Tx) error) error {
 	err := s.db.Update(func(tx *bolt.Tx) error {
+		if also != nil {
+			if err := also(tx); err != nil {
+				return err
+			}
+		}
+		if len(positions) == 0 {
+			return nil
+		}
 		b, err := tx.CreateBucketIfNotExists(bucketName(pipeline))
 		if err != nil {
 			return err
@@ -152,9 +170,24 @@ func (s *Store) Save(pipeline string, positions []connector.Position) error {
 	return nil
 }
 
-// Reset forgets every position of a pipeline, so its source starts from the beginning.
+// Reset forgets every position of a pipeline, so its source starts from the beginning, and the
+// state of its aggregate stages (buckets "aggregate/PIPELINE/..."), which reflects those
+// positions.
 func (s *Store) Reset(pipeline string) error {
 	return s.db.Update(func(tx *bolt.Tx) error {
+		var state [][]byte
+		prefix := "aggregate/" + pipeline + "/"
+		_ = tx.ForEach(func(name []byte, _ *bolt.Bucket) error {
+			if strings.HasPrefix(string(name), prefix) {
+				state = append(state, append([]byte(nil), name...))
+			}
+			return nil
+		})
+		for _, name := range state {
+			if err := tx.DeleteBucket(name); err != nil {
+				return err
+			}
+		}
 		if tx.Bucket(bucketName(pipeline)) == nil {
 			return nil
 		}

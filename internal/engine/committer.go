@@ -1,7 +1,10 @@
 package engine
 
 import (
+	"fmt"
+
 	"context"
+	bolt "go.etcd.io/bbolt"
 	"sync"
 	"time"
 
@@ -45,11 +48,36 @@ func (r *run) committer() {
 // commit saves the positions released since the last commit, then acks the source.
 func (r *run) commit() {
 	p := r.p
-	ps := r.tracker.Take()
-	if len(ps) == 0 {
+	var ps []connector.Position
+	if r.firstAggregate() < len(r.stages) {
+		// The state of aggregate stages is saved with the positions it reflects.
+		var through uint64
+		ps, through = r.tracker.TakeThrough()
+		commits := r.aggregateCommits(through)
+		if len(ps) == 0 && len(commits) == 0 {
+			return
+		}
+		err := p.opts.Checkpoints.(StateStore).SaveWith(p.spec.Name, ps, func(tx *bolt.Tx) error {
+			for _, c := range commits {
+				if err := c.Write(tx); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			r.fatal(fmt.Errorf("checkpoint: save %q with its aggregate state: %w", p.spec.Name, err))
+			return
+		}
+		for _, c := range commits {
+			c.Done()
+		}
+		if len(ps) == 0 {
+			return
+		}
+	} else if ps = r.tracker.Take(); len(ps) == 0 {
 		return
-	}
-	if err := p.opts.Checkpoints.Save(p.spec.Name, ps); err != nil {
+	} else if err := p.opts.Checkpoints.Save(p.spec.Name, ps); err != nil {
 		r.fatal(err)
 		return
 	}

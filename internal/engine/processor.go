@@ -27,7 +27,7 @@ func (r *run) processor(in <-chan *pendingBatch) {
 	lanes := r.lanes()
 	if lanes <= 1 {
 		for pb := range in {
-			if out, ok := r.transform(pb); ok {
+			if out, ok := r.transform(pb); ok && r.ordered(pb, &out) {
 				r.route(pb.b, out)
 			}
 		}
@@ -55,7 +55,7 @@ func (r *run) processor(in <-chan *pendingBatch) {
 	}()
 	for j := range order {
 		<-j.done
-		if j.ok && r.workCtx.Err() == nil {
+		if j.ok && r.workCtx.Err() == nil && r.ordered(j.pb, &j.out) {
 			r.route(j.pb.b, j.out)
 		}
 	}
@@ -83,7 +83,7 @@ func (r *run) transform(pb *pendingBatch) (stageOutput, bool) {
 	}
 	out := stageOutput{main: pb.recs}
 	r.malformed(&out)
-	for _, st := range r.stages {
+	for _, st := range r.stages[:r.firstAggregate()] {
 		if len(out.main) == 0 || !r.applyStage(st, &out) {
 			break
 		}

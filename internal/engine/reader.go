@@ -32,6 +32,7 @@ func (r *run) reader(ctx context.Context, out chan<- []connector.Record) {
 		case err == nil:
 			failures = 0
 		case errors.Is(err, io.EOF):
+			r.sourceEnded.Store(true)
 			return
 		case ctx.Err() != nil:
 			return

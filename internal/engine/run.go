@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/internal/ackset"
+	"github.com/sluicehq/sluice/internal/aggregate"
 	"github.com/sluicehq/sluice/runtime/pipeline"
 	"github.com/sluicehq/sluice/runtime/transform"
 	"github.com/sluicehq/sluice/sdk/go/connector"
@@ -48,6 +49,7 @@ func (it sinkItem) size() int64 {
 type pendingBatch struct {
 	b    *batch
 	recs []connector.Record
+	kind int // dataBatch, or tickBatch and flushBatch without records (aggregate.go)
 }
 
 // run is the state of one Run call, shared by the stages.
@@ -63,16 +65,24 @@ type run struct {
 	workCtx   context.Context
 	fail      context.CancelCauseFunc
 	commitSig chan struct{}
+
+	sourceEnded atomic.Bool        // the source returned io.EOF
+	lastPos     connector.Position // the position of the last record through the ordered stages
 }
 
 type stageRunner struct {
 	spec  pipeline.Transform
 	stage transform.Stage
+	agg   *aggregate.Operator // an aggregate stage's operator (aggregate.go)
 }
 
 func newRun(p *Pipeline) *run {
 	pl := p.spec.Name
-	return &run{p: p, tracker: ackset.New(), commitSig: make(chan struct{}, 1),
+	tracker := ackset.New()
+	if hasAggregates(p.spec) {
+		tracker = ackset.NewOrdered()
+	}
+	return &run{p: p, tracker: tracker, commitSig: make(chan struct{}, 1),
 		failures:  newFailureWindow(p.spec.FailureLimit.Ratio, p.spec.FailureLimit.Window),
 		budget:    newBudget(int64(p.spec.Buffer.MaxRecords), p.spec.Buffer.MaxBytes, p.m.InFlightRecords.WithLabelValues(pl), p.m.InFlightBytes.WithLabelValues(pl)),
 		inflight:  newInflight(),
@@ -115,7 +125,14 @@ func (r *run) open(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("pipeline %q: transform %q: %w", pl, t.Name, err)
 		}
-		r.stages = append(r.stages, stageRunner{spec: t, stage: st})
+		sr := stageRunner{spec: t, stage: st}
+		if t.Aggregate != nil {
+			if sr.agg, err = r.openAggregate(t, st); err != nil {
+				_ = st.Close(ctx)
+				return fmt.Errorf("pipeline %q: transform %q: %w", pl, t.Name, err)
+			}
+		}
+		r.stages = append(r.stages, sr)
 	}
 	for _, s := range p.allSinks() {
 		if err := openWithRetry(ctx, p.log, func(c context.Context) error {
@@ -128,6 +145,7 @@ func (r *run) open(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("pipeline %q: %w", pl, err)
 	}
+	r.resumeAggregates(resume)
 	if p.spec.Delivery == pipeline.ExactlyOnce {
 		if resume, err = r.resumeExactlyOnce(ctx, resume); err != nil { // exactlyonce.go
 			return fmt.Errorf("pipeline %q: %w", pl, err)
@@ -226,7 +244,7 @@ func (r *run) flow(readCtx context.Context) {
 		close(dlqDone)
 	}
 
-	r.processor(batches) // returns when batches is closed
+	r.processor(r.withTimers(batches)) // returns when batches is closed
 	for _, s := range p.sinks {
 		close(s.ch)
 	}

@@ -48,6 +48,14 @@ type Metrics struct {
 	Retries *prometheus.CounterVec
 	// PipelineUp is 1 while a pipeline runs.
 	PipelineUp *prometheus.GaugeVec
+
+	// Aggregate stages (labels pipeline, component: the stage).
+	AggLate          *prometheus.CounterVec
+	AggWindowsClosed *prometheus.CounterVec
+	AggSlots         *prometheus.GaugeVec
+	AggStateBytes    *prometheus.GaugeVec
+	AggSpilled       *prometheus.GaugeVec
+	AggWatermark     *prometheus.GaugeVec
 }
 
 // New builds the collectors, with Go and process collectors beside them.
@@ -78,10 +86,18 @@ func New() *Metrics {
 			Help: "Times a pipeline was stopped because a transform reported itself broken (it fails whatever records it is given)."}, pc),
 		Retries:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_sink_retries_total", Help: "Sink write retries."}, pc),
 		PipelineUp: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "sluice_pipeline_up", Help: "1 while the pipeline runs."}, []string{"pipeline"}),
+		AggLate: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_aggregate_late_records_total",
+			Help: "Records an aggregate stage received after every window they belong to had closed (sent where the stage's late: says)."}, pc),
+		AggWindowsClosed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_aggregate_windows_closed_total", Help: "Windows an aggregate stage closed and emitted."}, pc),
+		AggSlots:         prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "sluice_aggregate_slots", Help: "(key, window) slots an aggregate stage holds."}, pc),
+		AggStateBytes:    prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "sluice_aggregate_state_memory_bytes", Help: "Bytes of state an aggregate stage holds in memory."}, pc),
+		AggSpilled:       prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "sluice_aggregate_spilled_slots", Help: "Slots whose state an aggregate stage keeps only on disk."}, pc),
+		AggWatermark:     prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "sluice_aggregate_watermark_seconds", Help: "An event-time aggregate stage's watermark, Unix seconds."}, pc),
 	}
 	m.Registry.MustRegister(m.RecordsIn, m.RecordsOut, m.RecordsRejected, m.RecordsFailed, m.DeadLetters, m.BatchSeconds,
 		m.InFlightRecords, m.InFlightBytes, m.CheckpointTime, m.OldestInFlight, m.BacklogRecords, m.BacklogBytes,
 		m.PipelineReady, m.StagesBroken, m.Retries, m.PipelineUp,
+		m.AggLate, m.AggWindowsClosed, m.AggSlots, m.AggStateBytes, m.AggSpilled, m.AggWatermark,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -130,9 +130,18 @@ func (s *Supervisor) CheckTransform(ctx context.Context, pipelineName string, t 
 
 // stageConfig is the WASM stage configuration of a transform, its defaults applied.
 func stageConfig(t pipeline.Transform, log *slog.Logger) wasmhost.StageConfig {
+	if t.Aggregate != nil && t.Limits.Instances == 0 {
+		// The host calls an aggregate stage one batch at a time: one instance, and a spare
+		// for a replacement, is all it uses.
+		t.Limits.Instances = 1
+	}
 	t = t.WithDefaults()
-	return wasmhost.StageConfig{Name: t.Name, Config: t.Config, MemoryBytes: t.Limits.MemoryBytes,
+	c := wasmhost.StageConfig{Name: t.Name, Config: t.Config, MemoryBytes: t.Limits.MemoryBytes,
 		Timeout: t.Limits.Timeout, Mode: wasmhost.Mode(t.Limits.Mode), Instances: t.Limits.Instances, Fuel: t.Limits.Fuel, Logger: log}
+	if t.Aggregate != nil {
+		c.StateBytes = t.Aggregate.StateBytes
+	}
+	return c
 }
 
 // newStage is the engine's stage factory.

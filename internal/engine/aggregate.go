@@ -1,0 +1,353 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/sluicehq/sluice/internal/aggregate"
+	"github.com/sluicehq/sluice/runtime/pipeline"
+	"github.com/sluicehq/sluice/runtime/transform"
+	"github.com/sluicehq/sluice/sdk/go/connector"
+)
+
+// Aggregate stages (internal/aggregate) keep state derived from every record before them, so:
+//   - they run, with the stages after them, one batch at a time in read order, on the goroutine
+//     that routes batches (the stages before them still run several batches at once);
+//   - the tracker releases positions in batch order across partitions (ackset.NewOrdered), and
+//     the committer writes the state changes of the batches it releases in the transaction that
+//     saves their positions, so the store always holds state that matches its positions;
+//   - processing-time windows and early updates need the clock to act while the source is idle:
+//     tick batches, with no records, go through the stages in order;
+//   - at the end of a bounded source, the open windows close (flush), except in exactly_once
+//     mode, where their records would carry the position of the last record, which the sinks
+//     already hold.
+
+// StateStore is what aggregate stages need of the checkpoint store: its database, and saving
+// positions with other writes in one transaction. internal/checkpoint.Store is one.
+type StateStore interface {
+	DB() *bolt.DB
+	SaveWith(pipeline string, positions []connector.Position, also func(tx *bolt.Tx) error) error
+}
+
+// hasAggregates reports whether the pipeline has an aggregate stage.
+func hasAggregates(spec *pipeline.Pipeline) bool {
+	for _, t := range spec.Transforms {
+		if t.Aggregate != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// openAggregate builds the operator of an aggregate stage and restores its state.
+func (r *run) openAggregate(t pipeline.Transform, st transform.Stage) (*aggregate.Operator, error) {
+	p := r.p
+	g, ok := st.(transform.Aggregator)
+	if !ok {
+		return nil, errors.New("its module is not an aggregate module (ABI 1.1, meta kinds: aggregate); use it as a transform with wasm:")
+	}
+	ss, ok := p.opts.Checkpoints.(StateStore)
+	if !ok {
+		return nil, errors.New("aggregate stages need the embedded checkpoint store")
+	}
+	cfg, err := operatorConfig(t.Aggregate)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Clock = p.opts.Clock
+	pl := p.spec.Name
+	m := aggregate.Metrics{
+		Late:          p.m.AggLate.WithLabelValues(pl, t.Name),
+		WindowsClosed: p.m.AggWindowsClosed.WithLabelValues(pl, t.Name),
+		Slots:         p.m.AggSlots.WithLabelValues(pl, t.Name),
+		StateBytes:    p.m.AggStateBytes.WithLabelValues(pl, t.Name),
+		Spilled:       p.m.AggSpilled.WithLabelValues(pl, t.Name),
+		Watermark:     p.m.AggWatermark.WithLabelValues(pl, t.Name),
+	}
+	op, err := aggregate.New(cfg, g, aggregate.Store{DB: ss.DB()}, pl, t.Name, m)
+	if err != nil {
+		return nil, err
+	}
+	if err := op.Restore(); err != nil {
+		return nil, err
+	}
+	return op, nil
+}
+
+// operatorConfig maps a stage's manifest settings.
+func operatorConfig(a *pipeline.Aggregate) (aggregate.Config, error) {
+	var c aggregate.Config
+	switch a.Key {
+	case "":
+	case "$":
+		c.WholeValue = true
+	default:
+		k, err := aggregate.ParsePath(a.Key)
+		if err != nil {
+			return c, fmt.Errorf("key: %w", err)
+		}
+		c.Key = k
+	}
+	if a.Time != "" {
+		t, err := aggregate.ParsePath(a.Time)
+		if err != nil {
+			return c, fmt.Errorf("time: %w", err)
+		}
+		c.Time = t
+	}
+	switch {
+	case a.Tumbling > 0:
+		c.Window = aggregate.Window{Kind: aggregate.Tumbling, Size: a.Tumbling}
+	case a.Hopping > 0:
+		c.Window = aggregate.Window{Kind: aggregate.Hopping, Size: a.Hopping, Every: a.Every}
+		if a.Every <= 0 || a.Every > a.Hopping {
+			return c, fmt.Errorf("window: hopping %s needs every, at most the window", a.Hopping)
+		}
+	case a.Session > 0:
+		c.Window = aggregate.Window{Kind: aggregate.Session, Gap: a.Session}
+	}
+	c.Lateness, c.TTL, c.Early, c.MemoryBytes = a.AllowedLateness, a.TTL, a.Early, a.MemoryBytes
+	c.Late, c.LatePort = aggregate.LatePolicy(a.Late)
+	return c, nil
+}
+
+// resumeAggregates tells the operators the positions their restored state reflects (the local
+// checkpoint), when the source's positions compare: records the source delivers again up to
+// them (an exactly_once resume from a sink's earlier position, a consumer group's older
+// committed offset) are not folded twice.
+func (r *run) resumeAggregates(local []connector.Position) {
+	p := r.p
+	cp, ok := p.source.(connector.ComparablePositions)
+	if !ok || !p.comparable(cp) {
+		return
+	}
+	for _, st := range r.stages {
+		if st.agg != nil {
+			st.agg.Resume(local)
+		}
+	}
+}
+
+// firstAggregate is the index of the first aggregate stage, or len(r.stages).
+func (r *run) firstAggregate() int {
+	for i, st := range r.stages {
+		if st.agg != nil {
+			return i
+		}
+	}
+	return len(r.stages)
+}
+
+// timers is how often tick batches are due, 0 for none.
+func (r *run) timers() time.Duration {
+	var every time.Duration
+	for _, st := range r.stages {
+		if st.agg == nil {
+			continue
+		}
+		if d, ok := st.agg.HasTimers(); ok && (every == 0 || d < every) {
+			every = d
+		}
+	}
+	return every
+}
+
+// withTimers forwards the batches of in, adds a tick batch every tick while they come, and
+// after in is exhausted a flush batch when the source reached its end (see the top of this
+// file). It returns in itself when the pipeline needs neither.
+func (r *run) withTimers(in <-chan *pendingBatch) <-chan *pendingBatch {
+	if r.firstAggregate() == len(r.stages) {
+		return in
+	}
+	out := make(chan *pendingBatch, 1)
+	every := r.timers()
+	go func() {
+		defer close(out)
+		var tick <-chan time.Time
+		if every > 0 {
+			t := time.NewTicker(every)
+			defer t.Stop()
+			tick = t.C
+		}
+		send := func(pb *pendingBatch) bool {
+			select {
+			case out <- pb:
+				return true
+			case <-r.workCtx.Done():
+				return false
+			}
+		}
+		for {
+			select {
+			case pb, ok := <-in:
+				if !ok {
+					if r.sourceEnded.Load() && r.workCtx.Err() == nil && r.p.spec.Delivery != pipeline.ExactlyOnce {
+						send(r.emptyBatch(flushBatch))
+					}
+					return
+				}
+				if !send(pb) {
+					return
+				}
+			case <-tick:
+				if !send(r.emptyBatch(tickBatch)) {
+					return
+				}
+			}
+		}
+	}()
+	return out
+}
+
+// Kinds of batches without records.
+const (
+	dataBatch = iota
+	tickBatch
+	flushBatch
+)
+
+// emptyBatch registers a batch without records: a tick or the flush.
+func (r *run) emptyBatch(kind int) *pendingBatch {
+	bt := &batch{}
+	bt.id = r.tracker.Add(nil)
+	r.inflight.add(bt.id, r.p.opts.Clock())
+	return &pendingBatch{b: bt, kind: kind}
+}
+
+// ordered runs the stages from the first aggregate stage on, in read order. It returns false
+// when the run must stop.
+func (r *run) ordered(pb *pendingBatch, out *stageOutput) bool {
+	for _, st := range r.stages[r.firstAggregate():] {
+		if st.agg != nil {
+			if !r.applyAggregate(st, pb, out) {
+				return false
+			}
+			continue
+		}
+		if len(out.main) > 0 && !r.applyStage(st, out) {
+			return false
+		}
+	}
+	if len(pb.recs) > 0 {
+		r.lastPos = pb.recs[len(pb.recs)-1].Position
+	}
+	return true
+}
+
+// applyAggregate runs one aggregate stage on out.main (and its clock, for ticks and the flush)
+// and folds what it made into out.
+func (r *run) applyAggregate(st stageRunner, pb *pendingBatch, out *stageOutput) bool {
+	p := r.p
+	pl, name := p.spec.Name, st.spec.Name
+	in := out.main
+	start := time.Now()
+	began := p.health.begin(name)
+	var res aggregate.Result
+	err := p.guard(name, "process", func() (err error) {
+		switch {
+		case pb.kind == tickBatch:
+			res, err = st.agg.Tick(r.workCtx, pb.b.id)
+		case pb.kind == flushBatch:
+			res, err = st.agg.Flush(r.workCtx, pb.b.id)
+		default:
+			res, err = st.agg.Process(r.workCtx, pb.b.id, in)
+		}
+		return err
+	})
+	p.health.end(name, began)
+	p.m.BatchSeconds.WithLabelValues(pl, name).Observe(time.Since(start).Seconds())
+	p.m.RecordsIn.WithLabelValues(pl, name).Add(float64(len(in)))
+	switch {
+	case errors.Is(err, transform.ErrBroken):
+		p.m.StagesBroken.WithLabelValues(pl, name).Inc()
+		r.fatal(fmt.Errorf("transform %q is broken, so the pipeline stopped (what was delivered is checkpointed): %w", name, err))
+		return false
+	case err != nil:
+		r.fatal(fmt.Errorf("transform %q: %w", name, err))
+		return false
+	}
+	if pb.kind != dataBatch {
+		in = nil
+		res.Actions = nil
+	}
+	// Records of the inputs, as a plain stage's.
+	next := make([]connector.Record, 0, len(in)+len(res.Out))
+	rejected := 0
+	for o := range res.Outcomes() {
+		switch o.Action {
+		case transform.Pass:
+			next = append(next, in[o.Input])
+		case transform.Emit:
+			for _, e := range o.Emitted {
+				e.Record.Position = in[o.Input].Position
+				r.routeTo(out, &next, e.Port, e.Record)
+			}
+		case transform.Reject:
+			rejected++
+			if !r.reject(st, in[o.Input], o.Rejected, out) {
+				return false
+			}
+		}
+	}
+	if rejected > 0 {
+		p.m.RecordsRejected.WithLabelValues(pl, name).Add(float64(rejected))
+	}
+	at := func(i int) connector.Position {
+		switch {
+		case i >= 0:
+			return in[i].Position
+		case len(in) > 0:
+			return in[len(in)-1].Position
+		}
+		return r.lastPos
+	}
+	for _, o := range res.Out {
+		o.Record.Position = at(o.At)
+		r.routeTo(out, &next, o.Port, o.Record)
+	}
+	for _, l := range res.Letters {
+		rec := l.Record
+		if l.Input >= 0 {
+			rec = in[l.Input]
+		} else {
+			rec.Position = at(l.At)
+		}
+		kind := "rejected"
+		if l.Input >= 0 {
+			kind = "late"
+		}
+		out.letters = append(out.letters, deadLetter{rec: rec, stage: name, kind: kind, code: int(l.Code), reason: l.Reason})
+	}
+	p.m.RecordsOut.WithLabelValues(pl, name).Add(float64(len(next)))
+	out.main = next
+	return true
+}
+
+// routeTo adds a record to the main records or to its port's.
+func (r *run) routeTo(out *stageOutput, main *[]connector.Record, port string, rec connector.Record) {
+	if port == "" || port == pipeline.DefaultPort {
+		*main = append(*main, rec)
+		return
+	}
+	if out.routed == nil {
+		out.routed = map[string][]connector.Record{}
+	}
+	out.routed[port] = append(out.routed[port], rec)
+}
+
+// aggregateCommits takes, for the committer, the state changes of the batches up to through.
+func (r *run) aggregateCommits(through uint64) []*aggregate.Commit {
+	var cs []*aggregate.Commit
+	for _, st := range r.stages {
+		if st.agg == nil {
+			continue
+		}
+		if c := st.agg.Committable(through); c != nil {
+			cs = append(cs, c)
+		}
+	}
+	return cs
+}
