@@ -126,14 +126,14 @@ func (o *Operator) Restore() error {
 		var m meta
 		if raw := b.Get(metaKey); raw != nil {
 			if err := json.Unmarshal(raw, &m); err != nil {
-				return fmt.Errorf("aggregate %q: the stored state's metadata is damaged: %v; `sluice reset` the pipeline to start over", o.stage, err)
+				return fmt.Errorf("aggregate %q: the stored state's metadata is damaged: %v; start over with `sluice run --reset`", o.stage, err)
 			}
 		}
 		if m.Format != storeFormat {
-			return fmt.Errorf("aggregate %q: the stored state has format %d, this version reads %d; `sluice reset` the pipeline to start over", o.stage, m.Format, storeFormat)
+			return fmt.Errorf("aggregate %q: the stored state has format %d, this version reads %d; start over with `sluice run --reset`", o.stage, m.Format, storeFormat)
 		}
 		if m.Module != name || m.StateVersion != version {
-			return fmt.Errorf("%w: aggregate %q: the state in the store was written by module %s with state_version %d, and this stage runs %s with state_version %d; the state layouts differ, so it cannot resume from it. Run the old module, or `sluice reset` the pipeline (its positions and state) to start over",
+			return fmt.Errorf("%w: aggregate %q: the state in the store was written by module %s with state_version %d, and this stage runs %s with state_version %d; the state layouts differ, so it cannot resume from it. Run the old module, or start over with `sluice run --reset` (it forgets the positions and the state)",
 				ErrStateMismatch, o.stage, m.Module, m.StateVersion, name, version)
 		}
 		o.wm, o.maxTs = m.Watermark, m.MaxTime
@@ -144,12 +144,12 @@ func (o *Operator) Restore() error {
 		defer heap.Init(&o.ends)
 		return sb.ForEach(func(k, v []byte) error {
 			if len(k) < 8 {
-				return fmt.Errorf("aggregate %q: a damaged slot key in the store; `sluice reset` the pipeline to start over", o.stage)
+				return fmt.Errorf("aggregate %q: a damaged slot key in the store; start over with `sluice run --reset`", o.stage)
 			}
 			id := idOf(k)
 			s, err := decodeSlot(v)
 			if err != nil {
-				return fmt.Errorf("aggregate %q: the stored state of key %q is damaged: %v; `sluice reset` the pipeline to start over", o.stage, id.key, err)
+				return fmt.Errorf("aggregate %q: the stored state of key %q is damaged: %v; start over with `sluice run --reset`", o.stage, id.key, err)
 			}
 			if o.mem+int64(len(s.state)) > o.cfg.MemoryBytes {
 				s.state, s.onDisk = nil, true

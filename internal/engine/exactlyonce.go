@@ -31,6 +31,13 @@ func (p *Pipeline) checkExactlyOnce() []error {
 				Hint: fmt.Sprintf("use delivery: at_least_once, or a source whose positions are ordered offsets (`sluice docs %s` says when they are)", p.spec.Source.Type)})
 		}
 	}
+	for _, t := range p.spec.Transforms {
+		if a := t.Aggregate; a != nil && (a.Time == "" || a.Early > 0) {
+			errs = append(errs, &ComponentError{Component: t.Name, Kind: "transform",
+				Err:  errors.New("delivery exactly_once needs an aggregate stage on event time without early updates: processing time and early updates cannot be reproduced after a restart"),
+				Hint: "set aggregate.time to the event time's path and remove aggregate.early, or use delivery: at_least_once"})
+		}
+	}
 	for _, s := range p.sinks {
 		tx, ok := s.sink.(connector.TransactionalSink)
 		if !ok {

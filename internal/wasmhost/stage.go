@@ -383,6 +383,9 @@ func (s *Stage) notePerRecord(d time.Duration, n int) {
 // successful call; or the batch's calls overran their deadline more than 16·(2+⌈log2 n⌉) times;
 // see probes). Safe for concurrent use.
 func (s *Stage) Process(ctx context.Context, batch []connector.Record) (transform.Result, error) {
+	if s.m.meta.IsAggregate() {
+		return transform.Result{}, fmt.Errorf("module %s is an aggregate module: it runs in an aggregate stage (ABI.md section 13), not as a transform", s.m.meta.Name)
+	}
 	if s.closed.Load() {
 		return transform.Result{}, fmt.Errorf("stage: %w", ErrClosed)
 	}

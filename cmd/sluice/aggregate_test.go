@@ -1,0 +1,395 @@
+package main_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math"
+	"math/rand"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice/internal/testenv"
+)
+
+// The stats module (transforms/stats) through `sluice run`: golden aggregates computed here
+// from the input, independently of the module and the host, and the same aggregates after
+// kill -9 at random moments.
+
+// statsRow is one output of stats.
+type statsRow struct {
+	Key         string  `json:"key"`
+	WindowStart int64   `json:"window_start"`
+	WindowEnd   int64   `json:"window_end"`
+	Count       int64   `json:"count"`
+	Min         float64 `json:"min"`
+	Max         float64 `json:"max"`
+	Mean        float64 `json:"mean"`
+	Stddev      float64 `json:"stddev"`
+	First       float64 `json:"first"`
+	Last        float64 `json:"last"`
+}
+
+type windowKey struct {
+	key   string
+	start int64
+}
+
+// priceInput is one generated record.
+type priceInput struct {
+	seq       int
+	commodity string
+	price     float64 // NaN: the price is not a number (a malformed record)
+	ts        int64
+}
+
+const (
+	statsWindow   = 60_000 // 1m tumbling
+	statsLateness = 10_000 // allowed_lateness 10s
+)
+
+// writePrices writes n commodity prices over ~n·40 ms of event time: mostly in order, some up to
+// 5 s out of order, one in 400 more than a minute behind (late), one in 500 with a price that is
+// not a number. Event times are unique, so first and last are well defined.
+func writePrices(t *testing.T, dir string, n int, seed int64) (string, []priceInput) {
+	t.Helper()
+	rng := rand.New(rand.NewSource(seed))
+	names := []string{"corn", "wheat", "soybeans", "gold", "crude_oil", "coffee"}
+	price := map[string]float64{"corn": 450, "wheat": 600, "soybeans": 1200, "gold": 2300, "crude_oil": 80, "coffee": 190}
+	used := map[int64]bool{}
+	var in []priceInput
+	var buf bytes.Buffer
+	base := int64(1_714_564_800_000)
+	for i := 1; i <= n; i++ {
+		c := names[rng.Intn(len(names))]
+		price[c] = math.Round((price[c]*(1+rng.NormFloat64()*0.002))*100) / 100
+		ts := base + int64(i)*40 - int64(rng.Intn(5000))
+		if rng.Intn(400) == 0 {
+			ts -= 70_000 + int64(rng.Intn(20_000))
+		}
+		for used[ts] {
+			ts++
+		}
+		used[ts] = true
+		p := priceInput{seq: i, commodity: c, price: price[c], ts: ts}
+		if rng.Intn(500) == 0 {
+			p.price = math.NaN()
+			fmt.Fprintf(&buf, `{"seq":%d,"commodity":%q,"price":"n/a","ts":%d}`+"\n", i, c, ts)
+		} else {
+			fmt.Fprintf(&buf, `{"seq":%d,"commodity":%q,"price":%s,"ts":%d}`+"\n", i, c, strconv.FormatFloat(p.price, 'f', -1, 64), ts)
+		}
+		in = append(in, p)
+	}
+	path := filepath.Join(dir, "prices.jsonl")
+	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path, in
+}
+
+// expectStats computes the aggregates of 1-minute tumbling windows with 10 s of allowed lateness,
+// with two-pass formulas, and which records are late or malformed. A record is late when its
+// window ended at or before the watermark (the largest event time before it, minus the
+// lateness); a malformed record moves the watermark like any other (the host reads its time, the
+// module rejects it). Windows that ended by the final watermark are closed ones; flush adds the
+// others (the end of a bounded input).
+func expectStats(in []priceInput, flush bool) (map[windowKey]statsRow, map[int]string) {
+	type acc struct {
+		vals            []float64
+		firstTs, lastTs int64
+		first, last     float64
+		start, end      int64
+		key             string
+	}
+	accs := map[windowKey]*acc{}
+	letters := map[int]string{} // seq → "late" or "rejected"
+	maxTs := int64(math.MinInt64)
+	for _, p := range in {
+		start := p.ts - ((p.ts%statsWindow)+statsWindow)%statsWindow
+		if maxTs != math.MinInt64 && start+statsWindow <= maxTs-statsLateness {
+			letters[p.seq] = "late"
+			continue
+		}
+		maxTs = max(maxTs, p.ts)
+		if math.IsNaN(p.price) {
+			letters[p.seq] = "rejected"
+			continue
+		}
+		k := windowKey{p.commodity, start}
+		a := accs[k]
+		if a == nil {
+			a = &acc{firstTs: math.MaxInt64, lastTs: math.MinInt64, start: start, end: start + statsWindow, key: p.commodity}
+			accs[k] = a
+		}
+		a.vals = append(a.vals, p.price)
+		if p.ts < a.firstTs {
+			a.firstTs, a.first = p.ts, p.price
+		}
+		if p.ts > a.lastTs {
+			a.lastTs, a.last = p.ts, p.price
+		}
+	}
+	out := map[windowKey]statsRow{}
+	for k, a := range accs {
+		if !flush && a.end > maxTs-statsLateness {
+			continue // still open at the end
+		}
+		sum := 0.0
+		mn, mx := math.Inf(1), math.Inf(-1)
+		for _, v := range a.vals {
+			sum += v
+			mn, mx = math.Min(mn, v), math.Max(mx, v)
+		}
+		mean := sum / float64(len(a.vals))
+		ss := 0.0
+		for _, v := range a.vals {
+			ss += (v - mean) * (v - mean)
+		}
+		out[k] = statsRow{Key: a.key, WindowStart: a.start, WindowEnd: a.end, Count: int64(len(a.vals)), Min: mn, Max: mx,
+			Mean: mean, Stddev: math.Sqrt(ss / float64(len(a.vals))), First: a.first, Last: a.last}
+	}
+	return out, letters
+}
+
+// close reports whether two floats agree to 1e-9 relative (Welford's running mean and the
+// two-pass mean round differently in the last bits).
+func closeTo(a, b float64) bool {
+	return math.Abs(a-b) <= 1e-9*math.Max(1, math.Max(math.Abs(a), math.Abs(b)))
+}
+
+// checkStats compares output rows with the expected ones: every expected window present, each
+// row equal to its window's, nothing else. It returns the number of repeated rows.
+func checkStats(t *testing.T, rows []statsRow, want map[windowKey]statsRow) int {
+	t.Helper()
+	seen := map[windowKey]int{}
+	bad := 0
+	for _, r := range rows {
+		k := windowKey{r.Key, r.WindowStart}
+		w, ok := want[k]
+		switch {
+		case !ok:
+			t.Errorf("unexpected window %+v", r)
+			bad++
+		case r.WindowEnd != w.WindowEnd || r.Count != w.Count || r.Min != w.Min || r.Max != w.Max || r.First != w.First || r.Last != w.Last ||
+			!closeTo(r.Mean, w.Mean) || !closeTo(r.Stddev, w.Stddev):
+			t.Errorf("window %s@%d:\n got %+v\nwant %+v", r.Key, r.WindowStart, r, w)
+			bad++
+		}
+		seen[k]++
+		if bad > 10 {
+			t.FailNow()
+		}
+	}
+	dups := 0
+	for k := range want {
+		if seen[k] == 0 {
+			t.Errorf("window %s@%d missing", k.key, k.start)
+		}
+		dups += max(seen[k]-1, 0)
+	}
+	return dups
+}
+
+func readStatsRows(t *testing.T, path string) []statsRow {
+	t.Helper()
+	var rows []statsRow
+	for _, l := range lines(t, path) {
+		var r statsRow
+		if err := json.Unmarshal([]byte(l), &r); err != nil {
+			t.Fatalf("output line %q: %v", l, err)
+		}
+		rows = append(rows, r)
+	}
+	return rows
+}
+
+// checkLetters checks the dead letters: every late and malformed input there with the right
+// kind, nothing else.
+func checkLetters(t *testing.T, path string, want map[int]string) {
+	t.Helper()
+	got := map[int]string{}
+	for _, l := range lines(t, path) {
+		var env struct {
+			Kind  string `json:"kind"`
+			Code  int    `json:"code"`
+			Value string `json:"value"`
+		}
+		if err := json.Unmarshal([]byte(l), &env); err != nil {
+			t.Fatalf("dead letter %q: %v", l, err)
+		}
+		var v struct {
+			Seq int `json:"seq"`
+		}
+		if err := json.Unmarshal([]byte(env.Value), &v); err != nil {
+			t.Fatalf("dead letter value %q: %v", env.Value, err)
+		}
+		if env.Kind == "late" && env.Code != 0xFF07 {
+			t.Errorf("late record %d has code %d, want 0xFF07", v.Seq, env.Code)
+		}
+		got[v.Seq] = env.Kind
+	}
+	for seq, kind := range want {
+		if got[seq] != kind {
+			t.Errorf("input %d: dead letter kind %q, want %q", seq, got[seq], kind)
+		}
+	}
+	for seq := range got {
+		if _, ok := want[seq]; !ok {
+			t.Errorf("input %d is in the dead letters and should not be", seq)
+		}
+	}
+}
+
+func statsModule(t *testing.T) string {
+	t.Helper()
+	_, file, _, _ := runtime.Caller(0)
+	p := filepath.Join(filepath.Dir(file), "..", "..", "transforms", "stats", "stats.wasm")
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("%v: run `make wasm-go`", err)
+	}
+	return p
+}
+
+func statsManifest(inPath, outPath, dlqPath, module, extraSource, tail string) string {
+	return fmt.Sprintf(`apiVersion: sluice.dev/v1
+kind: Pipeline
+metadata: {name: stats}
+spec:
+  source: {type: file, config: {path: %q%s}}
+  transforms:
+    - name: stats
+      aggregate:
+        wasm: %q
+        key: $.commodity
+        time: $.ts
+        window: {tumbling: 1m}
+        allowed_lateness: 10s
+        late: dead_letter
+        config: {field: price}
+  sinks:
+    - {name: out, type: file, config: {path: %q}}
+  dead_letter: {type: file, config: {path: %q}, max_failure_ratio: 1}
+%s`, inPath, extraSource, module, outPath, dlqPath, tail)
+}
+
+func TestStatsGoldenAggregates(t *testing.T) {
+	bin := buildSluice(t)
+	dir := t.TempDir()
+	inPath, in := writePrices(t, dir, 20_000, 7)
+	want, letters := expectStats(in, true)
+	outPath, dlqPath := filepath.Join(dir, "out.jsonl"), filepath.Join(dir, "dlq.jsonl")
+	mPath := filepath.Join(dir, "stats.yaml")
+	if err := os.WriteFile(mPath, []byte(statsManifest(inPath, outPath, dlqPath, statsModule(t), "", "")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(bin, "run", "--data-dir", filepath.Join(dir, "data"), "--admin-addr", "", mPath).CombinedOutput()
+	if err != nil {
+		t.Fatalf("sluice run: %v\n%s", err, out)
+	}
+	rows := readStatsRows(t, outPath)
+	if dups := checkStats(t, rows, want); dups != 0 {
+		t.Errorf("%d windows emitted twice in one uninterrupted run", dups)
+	}
+	checkLetters(t, dlqPath, letters)
+	late := 0
+	for _, k := range letters {
+		if k == "late" {
+			late++
+		}
+	}
+	t.Logf("%d inputs, %d windows, %d late and %d malformed inputs in the dead letters", len(in), len(want), late, len(letters)-late)
+}
+
+// TestStatsKill9 kills `sluice run` five times at random moments; the final aggregates must be
+// those of an uninterrupted run (windows emitted again after a kill are equal to the first).
+func TestStatsKill9(t *testing.T) {
+	bin := buildSluice(t)
+	seed := time.Now().UnixNano()
+	rng := rand.New(rand.NewSource(seed))
+	t.Logf("seed %d", seed)
+	dir := t.TempDir()
+	inPath, in := writePrices(t, dir, 60_000, seed)
+	want, letters := expectStats(in, true)
+	outPath, dlqPath := filepath.Join(dir, "out.jsonl"), filepath.Join(dir, "dlq.jsonl")
+	mPath := filepath.Join(dir, "stats.yaml")
+	// The source is held to 50,000 lines/s: five kills at most 430 ms into a run come before the
+	// end.
+	m := statsManifest(inPath, outPath, dlqPath, statsModule(t), ", read_buffer: 8KiB, rate: 50000", "  batch: {max_records: 100, linger: 1ms}\n")
+	if err := os.WriteFile(mPath, []byte(m), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	kills := killRuns(t, bin, dir, mPath, rng, 5, nil, func() string {
+		return fmt.Sprintf("%d rows out", len(lines(t, outPath)))
+	})
+	dups := checkStats(t, readStatsRows(t, outPath), want)
+	checkLetters(t, dlqPath, letters)
+	t.Logf("%d kills; %d windows, %d emitted again after a kill", kills, len(want), dups)
+}
+
+// TestStatsKill9ExactlyOncePostgresIntegration runs stats into Postgres with exactly_once and
+// kills it ten times: every closed window is in the table once, with the right aggregates.
+func TestStatsKill9ExactlyOncePostgresIntegration(t *testing.T) {
+	dsn := testenv.Require(t, "PG_DSN")
+	bin := buildSluice(t)
+	seed := time.Now().UnixNano()
+	rng := rand.New(rand.NewSource(seed))
+	t.Logf("seed %d", seed)
+	dir := t.TempDir()
+	inPath, in := writePrices(t, dir, 100_000, seed)
+	want, _ := expectStats(in, false) // exactly_once: the windows still open at the end stay open
+	suffix := strconv.FormatInt(time.Now().UnixNano(), 36)
+	table, pos := "stats_eo_"+suffix, "stats_eo_pos_"+suffix
+	t.Cleanup(func() { psqlRun(t, dsn, fmt.Sprintf("DROP TABLE IF EXISTS %s, %s", table, pos)) })
+	m := fmt.Sprintf(`apiVersion: sluice.dev/v1
+kind: Pipeline
+metadata: {name: stats-eo}
+spec:
+  source: {type: file, config: {path: %q, read_buffer: 8KiB, rate: 50000}}
+  transforms:
+    - name: stats
+      aggregate:
+        wasm: %q
+        key: $.commodity
+        time: $.ts
+        window: {tumbling: 1m}
+        allowed_lateness: 10s
+        late: drop
+        config: {field: price}
+      on_reject: drop
+  sinks:
+    - {name: pg, type: postgres, config: {dsn: %q, table: %s, create_table: true, positions_table: %s,
+        columns: {key: text, window_start: bigint, window_end: bigint, count: bigint, min: double precision, max: double precision,
+                  mean: double precision, stddev: double precision, first: double precision, last: double precision}}}
+  delivery: exactly_once
+  batch: {max_records: 100, linger: 1ms}
+`, inPath, statsModule(t), dsn, table, pos)
+	mPath := filepath.Join(dir, "stats.yaml")
+	if err := os.WriteFile(mPath, []byte(m), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	kills := killRuns(t, bin, dir, mPath, rng, 10, nil, func() string {
+		out, err := exec.Command("psql", dsn, "-X", "-At", "-c", "SELECT count(*) FROM "+table).Output()
+		if err != nil {
+			return "no table yet"
+		}
+		return strings.TrimSpace(string(out)) + " rows"
+	})
+	raw := psqlRun(t, dsn, fmt.Sprintf(`SELECT coalesce(json_agg(json_build_object('key', key, 'window_start', window_start, 'window_end', window_end,
+		'count', count, 'min', min, 'max', max, 'mean', mean, 'stddev', stddev, 'first', first, 'last', last)), '[]') FROM %s`, table))
+	var rows []statsRow
+	if err := json.Unmarshal([]byte(raw), &rows); err != nil {
+		t.Fatal(err)
+	}
+	sort.Slice(rows, func(i, j int) bool { return rows[i].WindowStart < rows[j].WindowStart })
+	if dups := checkStats(t, rows, want); dups != 0 {
+		t.Errorf("%d windows stored more than once after %d kills with exactly_once", dups, kills)
+	}
+	t.Logf("%d kills; %d windows, each stored once", kills, len(want))
+}
