@@ -15,6 +15,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	bolt "go.etcd.io/bbolt"
 	"log/slog"
 	"sync"
 	"time"
@@ -68,6 +69,10 @@ type lazyStore struct{ s *checkpoint.Store }
 func (l *lazyStore) Load(pipeline string) ([]connector.Position, error) { return l.s.Load(pipeline) }
 func (l *lazyStore) Save(pipeline string, ps []connector.Position) error {
 	return l.s.Save(pipeline, ps)
+}
+func (l *lazyStore) DB() *bolt.DB { return l.s.DB() }
+func (l *lazyStore) SaveWith(pipeline string, ps []connector.Position, also func(tx *bolt.Tx) error) error {
+	return l.s.SaveWith(pipeline, ps, also)
 }
 
 // New returns a supervisor. It does no I/O; it registers the WASM stage collector on the metrics
