@@ -1,7 +1,7 @@
 # Builds the C, Rust and AssemblyScript guest modules from source (issue 3) with the toolchains of
 # mk/wasm-toolchains.mk: validate_price in each language (the committed .wasm files, rebuilt in
 # place), the SDK examples (under build/wasm/examples) and the SDK probe modules of the conformance
-# test (under build/wasm/sdktest). `make test` runs it before the tests, so
+# and aggregation tests (under build/wasm/sdktest). `make test` runs it before the tests, so
 # the cross-language test always sees modules built from the current sources.
 
 WASM_C_FLAGS    := --target=wasm32-wasi -O2 -mexec-model=reactor -Wall -Wextra -Werror -Wl,--strip-all -Isdk/c
@@ -14,15 +14,18 @@ WASM_C_GUESTS := \
 	transforms/validate_price/c/validate_price.c:transforms/validate_price/c/validate_price.wasm \
 	examples/transform-c/positive_amount.c:build/wasm/examples/positive_amount_c.wasm \
 	sdk/c/testdata/probe.c:build/wasm/sdktest/probe_c.wasm \
-	sdk/c/testdata/probe_batch.c:build/wasm/sdktest/probe_c_batch.wasm
+	sdk/c/testdata/probe_batch.c:build/wasm/sdktest/probe_c_batch.wasm \
+	sdk/c/testdata/agg_probe.c:build/wasm/sdktest/agg_probe_c.wasm
 WASM_RUST_GUESTS := \
 	transforms/validate_price/rust/validate_price.rs:transforms/validate_price/rust/validate_price.wasm \
 	examples/transform-rust/positive_amount.rs:build/wasm/examples/positive_amount_rust.wasm \
-	sdk/rust/testdata/probe.rs:build/wasm/sdktest/probe_rust.wasm
+	sdk/rust/testdata/probe.rs:build/wasm/sdktest/probe_rust.wasm \
+	sdk/rust/testdata/agg_probe.rs:build/wasm/sdktest/agg_probe_rust.wasm
 WASM_AS_GUESTS := \
 	transforms/validate_price/assemblyscript/validate_price.ts:transforms/validate_price/assemblyscript/validate_price.wasm \
 	examples/transform-assemblyscript/positive_amount.ts:build/wasm/examples/positive_amount_assemblyscript.wasm \
-	sdk/assemblyscript/testdata/probe.ts:build/wasm/sdktest/probe_assemblyscript.wasm
+	sdk/assemblyscript/testdata/probe.ts:build/wasm/sdktest/probe_assemblyscript.wasm \
+	sdk/assemblyscript/testdata/agg_probe.ts:build/wasm/sdktest/agg_probe_assemblyscript.wasm
 
 .PHONY: wasm-guests wasm-guests-c wasm-guests-rust wasm-guests-assemblyscript
 wasm-guests: wasm-toolchains

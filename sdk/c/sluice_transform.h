@@ -25,6 +25,10 @@
  *
  * Also included: a strict RFC 8259 JSON validator and a small zero-copy scanner (sluice_json_*)
  * so that validators can read fields without a JSON library.
+ *
+ * Aggregate modules (ABI 1.1, ABI.md section 13) define SLUICE_AGGREGATE before including the
+ * header and declare themselves with SLUICE_AGGREGATE_MODULE (see "Aggregation" below). Without
+ * SLUICE_AGGREGATE the header compiles to exactly the plain (1.0) SDK.
  */
 #ifndef SLUICE_TRANSFORM_H
 #define SLUICE_TRANSFORM_H
@@ -189,6 +193,79 @@ int sluice_json_scan_next(sluice_json_scan *sc, sluice_json_value *name, sluice_
  * occurrence), 0 (no such member) or -1 (not valid JSON or not an object). */
 int sluice_json_find(const uint8_t *p, size_t n, const char *name, sluice_json_value *out);
 
+#ifdef SLUICE_AGGREGATE
+/* ---- Aggregation (ABI 1.1, ABI.md section 13) -------------------------------------------------
+ *
+ * The host owns keys, windows and state; the module folds records into an opaque state blob per
+ * slot (one key in one window) and turns a slot's state into records when the host asks:
+ *
+ *     #define SLUICE_AGGREGATE
+ *     #define SLUICE_TRANSFORM_IMPLEMENTATION
+ *     #include "sluice_transform.h"
+ *
+ *     static int add(sluice_ctx *c, const sluice_slot *s, const uint8_t *st, uint32_t len,
+ *                    const sluice_record *r) {
+ *         uint64_t n = 0;
+ *         if (len == 8) memcpy(&n, st, 8);   // len 0: a new slot
+ *         n++;
+ *         sluice_state_set(c, &n, 8);        // the record is dropped (absorbed) by default
+ *         return 0;
+ *     }
+ *     static int out(sluice_ctx *c, const sluice_slot *s, const uint8_t *st, uint32_t len) {
+ *         char b[32];
+ *         uint64_t n = 0;
+ *         if (len == 8) memcpy(&n, st, 8);
+ *         sluice_emit(c, 0, b, (size_t)snprintf(b, sizeof b, "{\"count\":%llu}", (unsigned long long)n));
+ *         return 0;
+ *     }
+ *     static int merge(sluice_ctx *c, const sluice_slot *s, const uint8_t *a, uint32_t alen,
+ *                      const uint8_t *b, uint32_t blen) { ... sluice_state_set(c, ...); return 0; }
+ *     SLUICE_AGGREGATE_MODULE("{\"name\":\"count\",\"version\":\"0.1.0\",\"abi\":\"1.1\","
+ *                             "\"kinds\":[\"aggregate\"],\"state_version\":1}", NULL, add, out, merge)
+ *
+ * Callbacks return 0, or a negative batch error (return sluice_error("...")), which fails the
+ * whole call. Inside accumulate the dispositions of the current record are those of a plain
+ * transform with DROP as the default: sluice_drop, sluice_pass (forward the record on port main),
+ * sluice_reject (the record is not folded: a state set for it is discarded), sluice_emit,
+ * sluice_emit_kv and sluice_emit_input. Inside emit, sluice_emit and sluice_emit_kv write the
+ * slot's records: an inherited key is the slot's key, an inherited time window_end - 1, and they
+ * carry no headers. Dispositions mean nothing in emit and merge and are ignored there; a merge
+ * emits nothing. */
+
+#define SLUICE_ABI_VERSION_AGGREGATE 0x00010001
+
+/* One slot of an aggregation frame. Pointers are valid only during the current call. */
+typedef struct sluice_slot {
+    uint32_t index;       /* position of the slot in the frame */
+    int64_t window_start; /* Unix ms, inclusive; INT64_MIN when the stage has no window */
+    int64_t window_end;   /* Unix ms, exclusive; INT64_MAX when the stage has no window */
+    const uint8_t *key;   /* NULL when key_is_null */
+    uint32_t key_len;
+    int key_is_null;
+    int final; /* emit: the window closes and the slot is deleted after the call */
+} sluice_slot;
+
+/* accumulate folds one record into its slot: state/state_len is the slot's current state (the
+ * frame's, or the one an earlier record of the same call set; state_len 0 = a new slot). */
+typedef int (*sluice_accumulate_fn)(sluice_ctx *ctx, const sluice_slot *slot, const uint8_t *state,
+                                    uint32_t state_len, const sluice_record *rec);
+/* emit writes the records of a slot (slot->final: the window closes). */
+typedef int (*sluice_agg_emit_fn)(sluice_ctx *ctx, const sluice_slot *slot, const uint8_t *state,
+                                  uint32_t state_len);
+/* merge folds `other` into the slot's state and sets the result with sluice_state_set. */
+typedef int (*sluice_merge_fn)(sluice_ctx *ctx, const sluice_slot *slot, const uint8_t *state,
+                               uint32_t state_len, const uint8_t *other, uint32_t other_len);
+
+/* Sets the new state of the current slot (copied; the last call wins). len 0 deletes the slot.
+ * A slot whose callback sets nothing keeps its state; in a final emit the state is ignored.
+ * Returns 0, or -1 (out of memory, or outside an aggregation callback). */
+int sluice_state_set(sluice_ctx *ctx, const void *state, size_t len);
+/* accumulate only: emits the input record itself on `port` (its key, value, headers and time,
+ * ABI.md 13.4), e.g. beside an alert on another port. Returns 0, or -1 (out of memory, or not in
+ * accumulate). */
+int sluice_emit_input(sluice_ctx *ctx, uint32_t port);
+#endif /* SLUICE_AGGREGATE */
+
 /* ---- Registration ---------------------------------------------------------------------------- */
 
 int64_t sluice__process_records(int32_t in_len, sluice_record_fn fn);
@@ -225,6 +302,30 @@ int64_t sluice__ptrlen(const void *p, size_t len);
         return sluice__process_batch(in_len, ON_BATCH);                                    \
     }
 
+#ifdef SLUICE_AGGREGATE
+int64_t sluice__agg_step(int32_t in_len, sluice_accumulate_fn fn);
+int64_t sluice__agg_emit(int32_t in_len, sluice_agg_emit_fn fn);
+int64_t sluice__agg_merge(int32_t in_len, sluice_merge_fn fn);
+int64_t sluice__agg_process(int32_t in_len);
+
+/* Declares an aggregate module: META is the metadata JSON literal ("abi":"1.1", "kinds" with
+ * "aggregate", optionally "state_version"), INIT an sluice_init_fn or NULL, then the callbacks.
+ * MERGE may be NULL for a module that is not used with session windows: tf_agg_merge then fails
+ * with batch error -1. tf_process returns -2, as ABI.md 13.1 asks. */
+#define SLUICE_AGGREGATE_MODULE(META, INIT, ACCUMULATE, EMIT, MERGE)                           \
+    SLUICE__COMMON(META, INIT)                                                                 \
+    SLUICE__EXPORT(tf_process) int64_t tf_process(int32_t in_len) { return sluice__agg_process(in_len); } \
+    SLUICE__EXPORT(tf_agg_step) int64_t tf_agg_step(int32_t in_len) {                         \
+        return sluice__agg_step(in_len, ACCUMULATE);                                           \
+    }                                                                                          \
+    SLUICE__EXPORT(tf_agg_emit) int64_t tf_agg_emit(int32_t in_len) {                         \
+        return sluice__agg_emit(in_len, EMIT);                                                 \
+    }                                                                                          \
+    SLUICE__EXPORT(tf_agg_merge) int64_t tf_agg_merge(int32_t in_len) {                       \
+        return sluice__agg_merge(in_len, MERGE);                                               \
+    }
+#endif /* SLUICE_AGGREGATE */
+
 #ifdef __cplusplus
 }
 #endif
@@ -256,6 +357,12 @@ struct sluice_ctx {
     uint32_t cur;       /* current record */
     uint32_t last_emit; /* input index of the last emit (emits come in input order) */
     int failed;         /* out of memory or misuse while building the result */
+#ifdef SLUICE_AGGREGATE
+    uint32_t kind;      /* the aggregation frame kind (2 step, 3 merge, 4 emit); 0 otherwise */
+    uint32_t n_slots, slot_off;
+    int state_set;      /* sluice_state_set was called for the current record or slot */
+    uint32_t state_len; /* its length, in sluice__agg_pend */
+#endif
 };
 
 /* Guest-owned buffers (ABI.md 9): the input buffer, the result frame and the OutDesc table. */
@@ -291,7 +398,11 @@ void sluice_metric_add(const char *name, int64_t delta) {
     sluice__host_metric_add(name, (int32_t)strlen(name), delta);
 }
 
+#ifdef SLUICE_AGGREGATE
+SLUICE__EXPORT(tf_abi_version) int32_t tf_abi_version(void) { return SLUICE_ABI_VERSION_AGGREGATE; }
+#else
 SLUICE__EXPORT(tf_abi_version) int32_t tf_abi_version(void) { return SLUICE_ABI_VERSION; }
+#endif
 
 SLUICE__EXPORT(tf_last_error) int64_t tf_last_error(void) {
     return sluice__ptrlen(sluice__err, sluice__err_len);
@@ -343,6 +454,9 @@ static uint32_t sluice__out_put(const void *p, size_t len) {
 static inline uint8_t *sluice__disp(uint32_t i) { return sluice__out + 32 + (size_t)i * 12; }
 
 static void sluice__set(sluice_ctx *ctx, uint8_t action, uint16_t code, uint32_t a, uint32_t b) {
+#ifdef SLUICE_AGGREGATE
+    if (ctx->kind > 2) return; /* merge and emit frames have no dispositions */
+#endif
     uint8_t *d = sluice__disp(ctx->cur);
     d[0] = action;
     d[1] = 0;
@@ -367,6 +481,9 @@ void sluice_reject(sluice_ctx *ctx, uint16_t code, const char *reason) {
 int sluice_emit_kv(sluice_ctx *ctx, uint32_t port, const void *key, size_t key_len,
                    const void *value, size_t len, int64_t ts_ms) {
     if (ctx->failed) return -1;
+#ifdef SLUICE_AGGREGATE
+    if (ctx->kind == 3) return -1; /* a merge emits nothing */
+#endif
     if (ctx->cur < ctx->last_emit) {
         ctx->failed = 2;
         return -1;
@@ -407,6 +524,13 @@ int sluice_emit_kv(sluice_ctx *ctx, uint32_t port, const void *key, size_t key_l
     sluice__put32(o + 36, 0xFFFFFFFFu); /* inherit the input's headers */
     sluice__put32(o + 40, port);
     sluice__put32(o + 44, flags);
+#ifdef SLUICE_AGGREGATE
+    if (ctx->kind == 4) { /* a slot's record: seq is the slot index, no disposition */
+        sluice__put32(o + 36, 0); /* no headers */
+        sluice__n_od++;
+        return 0;
+    }
+#endif
     uint8_t *d = sluice__disp(ctx->cur);
     uint32_t a = sluice__u32(d + 4), b = sluice__u32(d + 8);
     if (d[0] == SLUICE_ACTION_EMIT && a + b == sluice__n_od)
@@ -522,6 +646,264 @@ int64_t sluice__process_batch(int32_t in_len, sluice_batch_fn fn) {
     }
     return sluice__finish(&ctx);
 }
+
+#ifdef SLUICE_AGGREGATE
+/* ---- Aggregation ------------------------------------------------------------------------------ */
+
+/* The state of one slot during a call: `cur` points at the frame's state or at `buf`, which the
+ * slot keeps across calls (grown when needed, never shrunk). */
+typedef struct sluice__aslot {
+    uint8_t *buf;
+    uint32_t cap;
+    const uint8_t *cur;
+    uint32_t len;
+    const uint8_t *frame_state; /* the state the frame carried */
+    uint32_t frame_len;         /* its length (0 = a new slot) */
+    int changed;        /* a state was set during this call */
+    uint32_t out_off;   /* offset of the new state in the result frame */
+} sluice__aslot;
+
+static sluice__aslot *sluice__aslots;
+static uint32_t sluice__aslots_cap;
+static uint8_t *sluice__agg_pend; /* the state the current callback set */
+static uint32_t sluice__agg_pend_cap;
+
+int sluice_state_set(sluice_ctx *ctx, const void *state, size_t len) {
+    if (ctx->kind < 2) return -1;
+    if (len > 0x7FFFFFFFu) {
+        ctx->failed = 1;
+        return -1;
+    }
+    if (len > sluice__agg_pend_cap) {
+        uint32_t c = sluice__agg_pend_cap ? sluice__agg_pend_cap : 64;
+        while (c < len) c *= 2;
+        uint8_t *p = (uint8_t *)malloc(c);
+        if (!p) {
+            ctx->failed = 1;
+            return -1;
+        }
+        if (len) memcpy(p, state, len); /* before the free: state may point into the old buffer */
+        free(sluice__agg_pend);
+        sluice__agg_pend = p;
+        sluice__agg_pend_cap = c;
+    } else if (len) {
+        memmove(sluice__agg_pend, state, len);
+    }
+    ctx->state_set = 1;
+    ctx->state_len = (uint32_t)len;
+    return 0;
+}
+
+int sluice_emit_input(sluice_ctx *ctx, uint32_t port) {
+    if (ctx->kind != 2) return -1;
+    if (sluice_emit_kv(ctx, port, NULL, (size_t)-1, NULL, 0, SLUICE_NO_TS)) return -1;
+    sluice__put32(sluice__od + (size_t)(sluice__n_od - 1) * 48 + 28, 0xFFFFFFFFu); /* inherit the value */
+    return 0;
+}
+
+/* Makes the state the current callback set the slot's state. */
+static int sluice__agg_commit(sluice_ctx *ctx, uint32_t s) {
+    sluice__aslot *e = &sluice__aslots[s];
+    uint32_t len = ctx->state_len;
+    if (len > e->cap) {
+        uint8_t *p = (uint8_t *)malloc(len);
+        if (!p) return -1;
+        free(e->buf);
+        e->buf = p;
+        e->cap = len;
+    }
+    if (len) memcpy(e->buf, sluice__agg_pend, len);
+    e->cur = len ? e->buf : NULL;
+    e->len = len;
+    e->changed = 1;
+    return 0;
+}
+
+/* Checks an aggregation frame of the given kind and prepares the slots and the result buffer. */
+static int sluice__agg_begin(sluice_ctx *ctx, int32_t in_len, uint32_t kind) {
+    uint32_t len = (uint32_t)in_len;
+    memset(ctx, 0, sizeof *ctx);
+    sluice__err_len = 0;
+    if (!sluice__in || len < 40 || len > sluice__in_cap) return sluice_error("frame: bad length"), SLUICE_ERR_FRAME;
+    const uint8_t *f = sluice__in;
+    uint32_t hsize = sluice__u16(f + 8), dsize = sluice__u16(f + 10);
+    if (memcmp(f, "TFB1", 4) != 0 || sluice__u16(f + 4) != 1 || sluice__u32(f + 12) != kind || hsize < 40 ||
+        dsize < 48)
+        return sluice_error("frame: unsupported magic, version or kind"), SLUICE_ERR_FRAME;
+    uint32_t n = sluice__u32(f + 16), ns = sluice__u32(f + 20);
+    uint32_t doff = sluice__u32(f + 24), soff = sluice__u32(f + 28);
+    if (kind != 2) n = 0;
+    if ((uint64_t)doff + (uint64_t)n * dsize > len || (uint64_t)soff + (uint64_t)ns * 48 > len)
+        return sluice_error("frame: descriptors out of range"), SLUICE_ERR_FRAME;
+    for (uint32_t i = 0; i < n; i++)
+        if (sluice__u32(f + doff + (size_t)i * dsize + 40) >= ns)
+            return sluice_error("frame: a record's slot is out of range"), SLUICE_ERR_FRAME;
+    for (uint32_t s = 0; s < ns; s++) {
+        const uint8_t *d = f + soff + (size_t)s * 48;
+        for (int k = 16; k <= 32; k += 8) /* key, state, other; an empty one's offset is unspecified */
+            if (sluice__u32(d + k + 4) && (uint64_t)sluice__u32(d + k) + sluice__u32(d + k + 4) > len)
+                return sluice_error("frame: a slot's key or state is out of range"), SLUICE_ERR_FRAME;
+    }
+    if (ns > sluice__aslots_cap) {
+        sluice__aslot *t = (sluice__aslot *)realloc(sluice__aslots, (size_t)ns * sizeof *t);
+        if (!t) return sluice_error("out of memory"), SLUICE_ERR_NOMEM;
+        memset(t + sluice__aslots_cap, 0, (size_t)(ns - sluice__aslots_cap) * sizeof *t);
+        sluice__aslots = t;
+        sluice__aslots_cap = ns;
+    }
+    for (uint32_t s = 0; s < ns; s++) {
+        const uint8_t *d = f + soff + (size_t)s * 48;
+        sluice__aslot *e = &sluice__aslots[s];
+        e->len = e->frame_len = sluice__u32(d + 28);
+        e->cur = e->frame_state = e->len ? f + sluice__u32(d + 24) : NULL;
+        e->changed = 0;
+    }
+    ctx->frame = f, ctx->frame_len = len, ctx->n = n, ctx->desc_off = doff, ctx->desc_size = dsize;
+    ctx->kind = kind, ctx->n_slots = ns, ctx->slot_off = soff;
+    sluice__out_len = 0;
+    sluice__n_od = 0;
+    if ((uint64_t)n * 12 + 32 > 0x7FFFFFFFu || sluice__out_grow(32 + n * 12))
+        return sluice_error("out of memory"), SLUICE_ERR_NOMEM;
+    memset(sluice__out, 0, 32 + (size_t)n * 12);
+    for (uint32_t i = 0; i < n; i++) sluice__disp(i)[0] = SLUICE_ACTION_DROP; /* the default */
+    sluice__out_len = 32 + n * 12;
+    return 0;
+}
+
+static void sluice__slot_at(const sluice_ctx *ctx, uint32_t s, sluice_slot *slot) {
+    const uint8_t *d = ctx->frame + ctx->slot_off + (size_t)s * 48;
+    uint32_t flags = sluice__u32(d + 40);
+    memcpy(&slot->window_start, d, 8);
+    memcpy(&slot->window_end, d + 8, 8);
+    slot->index = s;
+    slot->key_is_null = (flags & 2) != 0;
+    slot->key_len = sluice__u32(d + 20);
+    slot->key = slot->key_is_null ? NULL : ctx->frame + sluice__u32(d + 16);
+    slot->final = (flags & 1) != 0;
+}
+
+/* Writes the new states, the OutDesc and StateOut tables and the header (ABI.md 13.3). In a step
+ * or an emit, a slot whose state comes out as it went in gets no StateOut; a merge returns one for
+ * every slot its callback set. A new slot that stays empty is not created; a slot emptied by its
+ * callback is deleted. */
+static int64_t sluice__agg_finish(sluice_ctx *ctx) {
+    if (ctx->failed == 2) return sluice_error("emit: records must be emitted in input order");
+    if (ctx->failed) return sluice_error("out of memory building the result frame"), SLUICE_ERR_NOMEM;
+    uint32_t n_state = 0;
+    for (uint32_t s = 0; s < ctx->n_slots; s++) {
+        sluice__aslot *e = &sluice__aslots[s];
+        if (!e->changed) continue;
+        if (e->len == e->frame_len && (e->len == 0 || (ctx->kind != 3 && memcmp(e->cur, e->frame_state, e->len) == 0))) {
+            e->changed = 0;
+            continue;
+        }
+        if (e->len) {
+            e->out_off = sluice__out_put(e->cur, e->len);
+            if (e->out_off == UINT32_MAX) return sluice_error("out of memory"), SLUICE_ERR_NOMEM;
+        }
+        n_state++;
+    }
+    uint32_t pad = (8 - (sluice__out_len & 7)) & 7;
+    static const uint8_t zeros[8];
+    if (sluice__out_put(zeros, pad) == UINT32_MAX) return sluice_error("out of memory"), SLUICE_ERR_NOMEM;
+    uint32_t od_off = sluice__out_put(sluice__od, (size_t)sluice__n_od * 48);
+    if (od_off == UINT32_MAX || sluice__out_grow(n_state * 16)) return sluice_error("out of memory"), SLUICE_ERR_NOMEM;
+    uint32_t st_off = sluice__out_len;
+    for (uint32_t s = 0; s < ctx->n_slots; s++) {
+        sluice__aslot *e = &sluice__aslots[s];
+        if (!e->changed) continue;
+        uint8_t *o = sluice__out + sluice__out_len;
+        sluice__put32(o, s);
+        sluice__put32(o + 4, e->len ? 0 : 1); /* 1 = delete */
+        sluice__put32(o + 8, e->len ? e->out_off : 0);
+        sluice__put32(o + 12, e->len);
+        sluice__out_len += 16;
+    }
+    uint8_t *h = sluice__out;
+    memcpy(h, "TFR1", 4);
+    sluice__put16(h + 4, 32);
+    sluice__put16(h + 6, 48);
+    sluice__put32(h + 8, ctx->n);
+    sluice__put32(h + 12, 32);
+    sluice__put32(h + 16, sluice__n_od);
+    sluice__put32(h + 20, od_off);
+    sluice__put32(h + 24, n_state);
+    sluice__put32(h + 28, st_off);
+    return sluice__ptrlen(sluice__out, sluice__out_len);
+}
+
+/* A negative callback result fails the call; `what` is the message when the callback set none. */
+static int64_t sluice__agg_failed(int rc, const char *what) {
+    if (!sluice__err_len) sluice_error(what);
+    return rc;
+}
+
+int64_t sluice__agg_step(int32_t in_len, sluice_accumulate_fn fn) {
+    sluice_ctx ctx;
+    int rc = sluice__agg_begin(&ctx, in_len, 2);
+    if (rc) return rc;
+    sluice_record rec;
+    sluice_slot slot;
+    for (uint32_t i = 0; i < ctx.n; i++) {
+        sluice_record_at(&ctx, i, &rec);
+        uint32_t s = sluice__u32(ctx.frame + ctx.desc_off + (size_t)i * ctx.desc_size + 40);
+        sluice__slot_at(&ctx, s, &slot);
+        sluice__aslot *e = &sluice__aslots[s];
+        ctx.state_set = 0;
+        rc = fn(&ctx, &slot, e->cur, e->len, &rec);
+        if (rc < 0) return sluice__agg_failed(rc, "accumulate failed");
+        /* A rejected record is not folded (ABI.md 13.3). */
+        if (ctx.state_set && sluice__disp(i)[0] != SLUICE_ACTION_REJECT && sluice__agg_commit(&ctx, s))
+            return sluice_error("out of memory"), SLUICE_ERR_NOMEM;
+    }
+    return sluice__agg_finish(&ctx);
+}
+
+int64_t sluice__agg_emit(int32_t in_len, sluice_agg_emit_fn fn) {
+    sluice_ctx ctx;
+    int rc = sluice__agg_begin(&ctx, in_len, 4);
+    if (rc) return rc;
+    sluice_slot slot;
+    for (uint32_t s = 0; s < ctx.n_slots; s++) {
+        sluice__slot_at(&ctx, s, &slot);
+        sluice__aslot *e = &sluice__aslots[s];
+        ctx.cur = s;
+        ctx.state_set = 0;
+        rc = fn(&ctx, &slot, e->cur, e->len);
+        if (rc < 0) return sluice__agg_failed(rc, "emit failed");
+        /* A final emit's state is ignored: the slot is deleted. */
+        if (ctx.state_set && !slot.final && sluice__agg_commit(&ctx, s))
+            return sluice_error("out of memory"), SLUICE_ERR_NOMEM;
+    }
+    return sluice__agg_finish(&ctx);
+}
+
+int64_t sluice__agg_merge(int32_t in_len, sluice_merge_fn fn) {
+    sluice_ctx ctx;
+    if (!fn) return sluice_error("merge: this module does not merge states (no session windows)");
+    int rc = sluice__agg_begin(&ctx, in_len, 3);
+    if (rc) return rc;
+    sluice_slot slot;
+    for (uint32_t s = 0; s < ctx.n_slots; s++) {
+        sluice__slot_at(&ctx, s, &slot);
+        const uint8_t *d = ctx.frame + ctx.slot_off + (size_t)s * 48;
+        uint32_t olen = sluice__u32(d + 36);
+        sluice__aslot *e = &sluice__aslots[s];
+        ctx.cur = s;
+        ctx.state_set = 0;
+        rc = fn(&ctx, &slot, e->cur, e->len, olen ? ctx.frame + sluice__u32(d + 32) : NULL, olen);
+        if (rc < 0) return sluice__agg_failed(rc, "merge failed");
+        if (ctx.state_set && sluice__agg_commit(&ctx, s)) return sluice_error("out of memory"), SLUICE_ERR_NOMEM;
+    }
+    return sluice__agg_finish(&ctx);
+}
+
+int64_t sluice__agg_process(int32_t in_len) {
+    (void)in_len;
+    sluice__err_len = 0;
+    return sluice_error("tf_process: an aggregate module takes aggregation frames (tf_agg_step)"), SLUICE_ERR_FRAME;
+}
+#endif /* SLUICE_AGGREGATE */
 
 /* ---- JSON ------------------------------------------------------------------------------------ */
 

@@ -1,4 +1,4 @@
-// AssemblyScript guest SDK for Sluice WASM transforms, ABI v1.0 (sdk/abi/v1/ABI.md).
+// AssemblyScript guest SDK for Sluice WASM transforms, ABI v1.0 and 1.1 (sdk/abi/v1/ABI.md).
 //
 // A module registers its metadata and callbacks once, at top level, and re-exports the ABI
 // functions from its entry file:
@@ -10,6 +10,7 @@
 // host's input frame (valid during the current batch) and the JSON helpers in ./json work on them.
 // Reasons are UTF-8 bytes encoded once (reason("...") at top level), so rejecting allocates nothing.
 // The guest is single-threaded; the SDK keeps its buffers in globals and reuses them.
+// Aggregate modules (ABI 1.1) use ./aggregate, and re-export the ABI functions from there.
 
 export * from "./json";
 
@@ -212,6 +213,16 @@ export class Output {
     else this.set(ACTION_EMIT, 0, nOd, 1);
     nOd++;
   }
+
+  /** Aggregate modules, in accumulate: emits the input record itself on output port `port`, with
+   * its key, value, headers and time (ABI.md 13.4), e.g. beside an alert on another port. */
+  emitInput(port: u32): void {
+    __resultOutDesc(NO_TS, this.cur, 0, 0xFFFFFFFF, 0, 0xFFFFFFFF, 0xFFFFFFFF, port, 0);
+    const d = outPtr + 32 + <usize>this.cur * 12;
+    const a = load<u32>(d, 4), b = load<u32>(d, 8);
+    if (load<u8>(d) == ACTION_EMIT && a + b == nOd - 1) store<u32>(d, b + 1, 8);
+    else this.set(ACTION_EMIT, 0, nOd - 1, 1);
+  }
 }
 
 /** init callback: gets the config JSON bytes; returns null on success or an error message. */
@@ -329,5 +340,81 @@ export function tf_process(inLen: i32): i64 {
   store<u32>(h, nOd, 16);
   store<u32>(h, odOff, 20);
   store<u64>(h, 0, 24);
+  return (<i64>outPtr << 32) | <i64>outLen;
+}
+
+// ---- Internals shared with ./aggregate (not part of the API) -------------------------------
+
+/** @internal The input buffer (tf_reserve) and its capacity. */
+export function __input(): usize { return inPtr; }
+/** @internal */
+export function __inputCap(): u32 { return inCap; }
+/** @internal Sets or clears the message of tf_last_error. */
+export function __setError(msg: string | null): void {
+  if (msg === null) errLen = 0;
+  else setError(msg);
+}
+/** @internal Registers the metadata and the init callback. */
+export function __register(meta: string, init: InitFn | null): void {
+  metaBuf = String.UTF8.encode(meta);
+  initFn = init;
+}
+/** @internal Starts a result frame with n dispositions set to `action`. */
+export function __resultBegin(n: u32, action: u8): void {
+  outLen = 0;
+  nOd = 0;
+  outReserve(32 + n * 12);
+  memory.fill(outPtr, 0, 32 + <usize>n * 12);
+  for (let i: u32 = 0; i < n; i++) store<u8>(outPtr + 32 + <usize>i * 12, action);
+  outLen = 32 + n * 12;
+}
+/** @internal Appends bytes to the result frame; returns their offset. */
+export function __resultPut(ptr: usize, len: u32): u32 {
+  return outPut(ptr, len);
+}
+/** @internal The action of disposition i. */
+export function __resultAction(i: u32): u8 {
+  return load<u8>(outPtr + 32 + <usize>i * 12);
+}
+/** @internal Appends an OutDesc. */
+export function __resultOutDesc(tsMs: i64, seq: u32, keyOff: u32, keyLen: u32, valOff: u32, valLen: u32,
+                                hdrLen: u32, port: u32, flags: u32): void {
+  if ((nOd + 1) * 48 > odCap) {
+    const c: u32 = odCap ? odCap * 2 : 48 * 64;
+    odPtr = odPtr ? heap.realloc(odPtr, c) : heap.alloc(c);
+    odCap = c;
+  }
+  const o = odPtr + <usize>nOd * 48;
+  store<i64>(o, tsMs);
+  store<u64>(o, <u64>seq, 8);
+  store<u32>(o, keyOff, 16);
+  store<u32>(o, keyLen, 20);
+  store<u32>(o, valOff, 24);
+  store<u32>(o, valLen, 28);
+  store<u32>(o, 0, 32);
+  store<u32>(o, hdrLen, 36);
+  store<u32>(o, port, 40);
+  store<u32>(o, flags, 44);
+  nOd++;
+}
+/** @internal Pads the data to 8 bytes, appends the OutDescs and the nState StateOuts at
+ * `states`, writes the header and returns the result frame's ptrlen. */
+export function __resultFinish(nIn: u32, states: usize, nState: u32): i64 {
+  outReserve(8 + nOd * 48 + nState * 16);
+  while (outLen & 7) { store<u8>(outPtr + outLen, 0); outLen++; }
+  const odOff = outLen;
+  if (nOd) outPut(odPtr, nOd * 48);
+  const stOff = outLen;
+  if (nState) outPut(states, nState * 16);
+  const h = outPtr;
+  store<u32>(h, 0x31524654);
+  store<u16>(h, 32, 4);
+  store<u16>(h, 48, 6);
+  store<u32>(h, nIn, 8);
+  store<u32>(h, 32, 12);
+  store<u32>(h, nOd, 16);
+  store<u32>(h, odOff, 20);
+  store<u32>(h, nState, 24);
+  store<u32>(h, stOff, 28);
   return (<i64>outPtr << 32) | <i64>outLen;
 }

@@ -1,4 +1,4 @@
-//! Guest SDK for Sluice WASM transforms, ABI v1.0 (`sdk/abi/v1/ABI.md`).
+//! Guest SDK for Sluice WASM transforms, ABI v1.0 and 1.1 (`sdk/abi/v1/ABI.md`).
 //!
 //! Standard library only, edition 2021, builds with rustc 1.63 for `wasm32-unknown-unknown`.
 //! A validator in ten lines:
@@ -17,17 +17,17 @@
 //! ```
 //!
 //! Types with configuration implement [`Validator`] (one decision per record) or [`Transform`]
-//! (drop, emit to ports, reject) and export it with [`export_validator!`] or
-//! [`export_transform!`]. The macros define the ABI exports (`tf_abi_version`, `tf_meta`,
-//! `tf_reserve`, `tf_init`, `tf_process`, `tf_last_error`) in the calling crate, which must be
-//! built as a `cdylib` with `-C panic=abort`. The guest is single-threaded; the SDK keeps its
-//! buffers in statics and reuses them for every batch.
+//! (drop, emit to ports, reject) and export it with [`export_validator!`] or [`export_transform!`];
+//! aggregate modules (ABI 1.1) implement [`Aggregate`] and use [`export_aggregate!`] ([`aggregate`]).
+//! The macros define the ABI exports (`tf_abi_version`, `tf_meta`, `tf_reserve`, `tf_init`,
+//! `tf_process`, `tf_last_error`, ...) in the calling crate, which must be built as a `cdylib` with
+//! `-C panic=abort`. The guest is single-threaded; the SDK keeps its buffers in statics and reuses them.
 
 #![deny(missing_docs)]
 
 use std::convert::TryInto;
 
-/// The ABI version this SDK implements: `(major << 16) | minor`.
+/// The ABI version of a plain transform: `(major << 16) | minor` (aggregate modules: 1.1).
 pub const ABI_VERSION: i32 = 0x0001_0000;
 
 /// Well-known reject codes (ABI.md 10.1). Codes 4..=0xEFFF are free for each transform;
@@ -384,7 +384,7 @@ pub mod __rt {
         Ok((f, n, doff, dsize))
     }
 
-    fn record(f: &'static [u8], i: u32, doff: usize, dsize: usize) -> Record<'static> {
+    pub(crate) fn record(f: &'static [u8], i: u32, doff: usize, dsize: usize) -> Record<'static> {
         let d = &f[doff + i as usize * dsize..];
         let ts = i64::from_le_bytes(d[0..8].try_into().unwrap());
         let flags = u32le(d, 44);
@@ -544,4 +544,7 @@ macro_rules! validator {
     };
 }
 
+pub mod aggregate;
 pub mod json;
+
+pub use aggregate::{Aggregate, Emitter, Slot, State, ABI_VERSION_AGGREGATE};
