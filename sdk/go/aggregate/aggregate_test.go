@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"math/rand"
 	"reflect"
 	"strings"
 	"testing"
@@ -591,6 +593,15 @@ func TestCallErrors(t *testing.T) {
 	if _, code := call(abi.KindStep, uint32(n)); code != abi.ErrUnsupported || !strings.Contains(string(mod.lastErr), "kind 4") {
 		t.Fatalf("emit frame to step: %d %q", code, mod.lastErr)
 	}
+	// A record whose value lies outside the frame, after a good one.
+	recs := []abi.AggRecord{rec(0, "a"), rec(0, "b")}
+	frame = make([]byte, abi.AggFrameSize(recs, slots))
+	n = abi.PutAggFrame(frame, abi.KindStep, recs, slots)
+	binary.LittleEndian.PutUint32(frame[abi.InHeaderSize+abi.DescSize+28:], 1<<20)
+	copy(reserve(uint32(n)), frame)
+	if _, code := call(abi.KindStep, uint32(n)); code != abi.ErrUnsupported || !strings.Contains(string(mod.lastErr), "record 1") {
+		t.Fatalf("record outside the frame: %d %q", code, mod.lastErr)
+	}
 	copy(reserve(64), bytes.Repeat([]byte{0xAB}, 64))
 	if _, code := call(abi.KindEmit, 64); code != abi.ErrUnsupported {
 		t.Fatalf("garbage: %d %q", code, mod.lastErr)
@@ -701,4 +712,103 @@ func TestLocal(t *testing.T) {
 	if len(out) != 1 || string(out[0].Value) != "11|22|33" || out[0].Slot != 0 || l.Len() != 1 || l.State(b) != nil {
 		t.Fatalf("emit %+v, %d slots left", out, l.Len())
 	}
+}
+
+// TestDecodeMatchesABI: the SDK's frame reader accepts and rejects what abi.DecodeAggFrame does,
+// and reads the same slots and records, on valid frames and on frames with bytes changed at
+// random.
+func TestDecodeMatchesABI(t *testing.T) {
+	rng := rand.New(rand.NewSource(1))
+	var in input
+	var ref abi.AggInput
+	accepted, refused := 0, 0
+	for iter := 0; iter < 20000; iter++ {
+		ns := 1 + rng.Intn(4)
+		slots := make([]abi.Slot, ns)
+		for i := range slots {
+			slots[i] = abi.Slot{Start: rng.Int63(), End: rng.Int63(), Key: randBytes(rng), KeyNull: rng.Intn(5) == 0,
+				State: randBytes(rng), Final: rng.Intn(2) == 0}
+		}
+		kind := uint32(abi.KindStep + rng.Intn(3))
+		var recs []abi.AggRecord
+		if kind == abi.KindStep {
+			recs = make([]abi.AggRecord, 1+rng.Intn(5))
+			for i := range recs {
+				recs[i] = abi.AggRecord{Slot: uint32(rng.Intn(ns)), Seq: rng.Uint64(), TimeMs: rng.Int63(), Key: randBytes(rng),
+					KeyNull: rng.Intn(5) == 0, Value: randBytes(rng)}
+			}
+		}
+		if kind == abi.KindMerge {
+			for i := range slots {
+				slots[i].Other = append(randBytes(rng), 1)
+			}
+		}
+		frame := make([]byte, abi.AggFrameSize(recs, slots))
+		frame = frame[:abi.PutAggFrame(frame, kind, recs, slots)]
+		if iter%2 == 1 { // change a few bytes of the header and descriptors
+			for k := 1 + rng.Intn(3); k > 0; k-- {
+				frame[rng.Intn(min(len(frame), abi.InHeaderSize+len(recs)*abi.DescSize+ns*abi.SlotDescSize))] ^= byte(1 << rng.Intn(8))
+			}
+		}
+		refErr := decodeABI(frame, &ref)
+		err := in.decode(frame)
+		var got []Record
+		var gotSlots []int
+		for i := 0; err == nil && i < in.n; i++ {
+			var r Record
+			var s int
+			if s, err = in.record(i, &r); err == nil {
+				got, gotSlots = append(got, r), append(gotSlots, s)
+			}
+		}
+		if (err == nil) != (refErr == nil) {
+			t.Fatalf("frame %d: SDK %v, abi %v", iter, err, refErr)
+		}
+		if err != nil {
+			refused++
+			continue
+		}
+		accepted++
+		if in.kind != ref.Kind || len(got) != len(ref.Records) || len(in.slots) != len(ref.Slots) {
+			t.Fatalf("frame %d: kind %d/%d, %d/%d records, %d/%d slots", iter, in.kind, ref.Kind, len(got), len(ref.Records), len(in.slots), len(ref.Slots))
+		}
+		for i, r := range ref.Records {
+			g := got[i]
+			key := r.Key
+			if r.KeyNull {
+				key = nil
+			}
+			if gotSlots[i] != int(r.Slot) || g.Seq != r.Seq || g.Time != r.TimeMs || g.KeyNull != r.KeyNull ||
+				!bytes.Equal(g.Key, key) || !bytes.Equal(g.Value, r.Value) || g.Index != i {
+				t.Fatalf("frame %d record %d: %+v, abi %+v", iter, i, g, r)
+			}
+		}
+		for i, s := range ref.Slots {
+			g := in.slots[i]
+			if g.Start != s.Start || g.End != s.End || g.Final != s.Final || g.KeyNull != s.KeyNull ||
+				!bytes.Equal(g.Key, s.Key) || !bytes.Equal(g.State, s.State) || !bytes.Equal(g.Other, s.Other) {
+				t.Fatalf("frame %d slot %d: %+v, abi %+v", iter, i, g, s)
+			}
+		}
+	}
+	if accepted < 1000 || refused < 1000 {
+		t.Fatalf("%d frames accepted, %d refused: the cases are not mixed enough", accepted, refused)
+	}
+}
+
+// decodeABI is abi.DecodeAggFrame, with a panic as an error: it computes n_records × desc_size and
+// n_slots × 48 in 32 bits, so a frame whose counts overflow them gets past its range checks.
+func decodeABI(frame []byte, in *abi.AggInput) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("panic: %v", p)
+		}
+	}()
+	return abi.DecodeAggFrame(frame, in)
+}
+
+func randBytes(rng *rand.Rand) []byte {
+	b := make([]byte, rng.Intn(6))
+	rng.Read(b)
+	return b
 }

@@ -52,13 +52,13 @@ type module struct {
 	lastErr []byte
 	err     error // a failure of the current call found by an Emit (unknown port)
 
-	frame   abi.AggInput
+	frame   input
 	slots   []Slot
 	state   [][]byte // per slot of the frame: its current state (a view of bufs[i] while touched)
 	bufs    [][]byte // per slot index: a buffer the SDK owns, reused across frames
 	touched []bool   // per slot of the frame: state holds the slot's current state
-	disp    []disposition
-	outs    []outDesc
+	disp    []byte   // the dispositions of a step, written in place, copied into out at the end
+	outs    []byte   // the OutDescs, written as they come, copied into out at the end
 	step    Step
 	emitter Emitter
 }
@@ -142,16 +142,16 @@ func call(kind uint32, n uint32) (res []byte, code int32) {
 		setLastError(errors.New(name + ": no aggregation registered"))
 		return nil, abi.ErrGeneric
 	}
-	if err := abi.DecodeAggFrame(m.in[:n], &m.frame); err != nil {
-		setLastError(errors.New(name + ": unsupported input frame: " + err.Error()))
+	if err := m.frame.decode(m.in[:n]); err != nil {
+		setLastError(errors.New(name + ": " + err.Error()))
 		return nil, abi.ErrUnsupported
 	}
-	if m.frame.Kind != kind {
-		setLastError(errors.New(name + ": unsupported input frame: kind " + itoa(int(m.frame.Kind)) + ", want " + itoa(int(kind))))
+	if m.frame.kind != kind {
+		setLastError(errors.New(name + ": unsupported input frame: kind " + itoa(int(m.frame.kind)) + ", want " + itoa(int(kind))))
 		return nil, abi.ErrUnsupported
 	}
-	if kind == abi.KindStep && len(m.frame.Records) == 0 || kind != abi.KindStep && len(m.frame.Records) != 0 || len(m.frame.Slots) == 0 {
-		setLastError(errors.New(name + ": unsupported input frame: " + itoa(len(m.frame.Records)) + " records, " + itoa(len(m.frame.Slots)) + " slots"))
+	if kind == abi.KindStep && m.frame.n == 0 || kind != abi.KindStep && m.frame.n != 0 || len(m.frame.slots) == 0 {
+		setLastError(errors.New(name + ": unsupported input frame: " + itoa(m.frame.n) + " records, " + itoa(len(m.frame.slots)) + " slots"))
 		return nil, abi.ErrUnsupported
 	}
 	if kind == abi.KindMerge && m.funcs.Merge == nil {
@@ -180,6 +180,9 @@ func call(kind uint32, n uint32) (res []byte, code int32) {
 	}
 	if err != nil {
 		setLastError(errors.New(name + ": " + err.Error()))
+		if _, ok := err.(frameError); ok {
+			return nil, abi.ErrUnsupported
+		}
 		return nil, abi.ErrGeneric
 	}
 	return m.out, 0
@@ -187,7 +190,7 @@ func call(kind uint32, n uint32) (res []byte, code int32) {
 
 // reset prepares the per-frame buffers for the decoded frame.
 func (m *module) reset() {
-	ns := len(m.frame.Slots)
+	ns := len(m.frame.slots)
 	m.err = nil
 	m.out = append(m.out[:0], make([]byte, abi.OutHeaderSize)...)
 	m.outs = m.outs[:0]
@@ -202,8 +205,8 @@ func (m *module) reset() {
 	for len(m.bufs) < ns {
 		m.bufs = append(m.bufs, nil)
 	}
-	for i := range m.frame.Slots {
-		s := &m.frame.Slots[i]
+	for i := range m.frame.slots {
+		s := &m.frame.slots[i]
 		d := &m.slots[i]
 		*d = Slot{Start: s.Start, End: s.End, Final: s.Final, KeyNull: s.KeyNull, Index: i}
 		if !s.KeyNull {
@@ -229,7 +232,7 @@ func (m *module) release() {
 func (m *module) open(i int) []byte {
 	if !m.touched[i] {
 		m.touched[i] = true
-		m.bufs[i] = append(m.bufs[i][:0], m.frame.Slots[i].State...)
+		m.bufs[i] = append(m.bufs[i][:0], m.frame.slots[i].State...)
 		m.state[i] = m.bufs[i]
 	}
 	return m.state[i]
@@ -248,22 +251,20 @@ func (m *module) keep(i int, st []byte) {
 }
 
 func (m *module) runStep() error {
-	recs := m.frame.Records
-	if cap(m.disp) < len(recs) {
-		m.disp = make([]disposition, 0, len(recs))
+	n := m.frame.n
+	if cap(m.disp) < n*abi.DispSize {
+		m.disp = make([]byte, n*abi.DispSize)
 	}
-	m.disp = m.disp[:len(recs)]
+	m.disp = m.disp[:n*abi.DispSize]
 	s := &m.step
-	s.m = m
+	*s = Step{m: m}
 	acc := m.funcs.Accumulate
-	for i := range recs {
-		r := &recs[i]
-		slot := int(r.Slot)
-		*s = Step{Slot: &m.slots[slot], m: m, action: abi.Drop}
-		s.Record = Record{Value: r.Value[:len(r.Value):len(r.Value)], Time: r.TimeMs, Seq: r.Seq, Index: i, KeyNull: r.KeyNull}
-		if !r.KeyNull {
-			s.Record.Key = r.Key[:len(r.Key):len(r.Key)]
+	for i := 0; i < n; i++ {
+		slot, err := m.frame.record(i, &s.Record)
+		if err != nil {
+			return err
 		}
+		s.Slot, s.action = &m.slots[slot], abi.Drop
 		prev := m.open(slot)
 		st, err := acc(s, prev)
 		if err != nil {
@@ -281,27 +282,33 @@ func (m *module) runStep() error {
 		} else {
 			m.state[slot] = prev
 		}
-		d := disposition{action: s.action}
+		p := m.disp[i*abi.DispSize : (i+1)*abi.DispSize : (i+1)*abi.DispSize]
+		var code uint16
+		var a, b uint32
 		switch s.action {
 		case abi.Reject:
 			reason := s.reason
 			if len(reason) > abi.MaxReasonBytes {
 				reason = reason[:abi.MaxReasonBytes]
 			}
-			d.code, d.a, d.b = s.code, uint32(len(m.out)), uint32(len(reason))
+			code, a, b = s.code, uint32(len(m.out)), uint32(len(reason))
 			m.out = append(m.out, reason...)
+			s.reason = ""
 		case abi.Emit:
-			d.a, d.b = uint32(s.outMark), uint32(len(m.outs)-s.outMark)
+			a, b = uint32(s.outMark), uint32(len(m.outs)/abi.DescSize-s.outMark)
 		}
-		m.disp[i] = d
+		p[0], p[1] = byte(s.action), 0
+		le.PutUint16(p[2:], code)
+		le.PutUint32(p[4:], a)
+		le.PutUint32(p[8:], b)
 	}
-	m.finish(len(recs), false)
+	m.finish(n, false)
 	return nil
 }
 
 func (m *module) runMerge() error {
-	for i := range m.frame.Slots {
-		o := m.frame.Slots[i].Other
+	for i := range m.frame.slots {
+		o := m.frame.slots[i].Other
 		if len(o) == 0 {
 			return errors.New("slot " + itoa(i) + " has no other state")
 		}
@@ -320,8 +327,8 @@ func (m *module) runMerge() error {
 
 func (m *module) runEmit() error {
 	e := &m.emitter
-	for i := range m.frame.Slots {
-		st := m.frame.Slots[i].State
+	for i := range m.frame.slots {
+		st := m.frame.slots[i].State
 		e.Slot, e.m, e.setState = &m.slots[i], m, false
 		if err := m.funcs.Emit(e, st[:len(st):len(st)]); err != nil {
 			return err
@@ -351,7 +358,7 @@ func (m *module) finish(n int, all bool) {
 			continue
 		}
 		st := m.state[i]
-		if !all && bytes.Equal(st, m.frame.Slots[i].State) {
+		if !all && bytes.Equal(st, m.frame.slots[i].State) {
 			m.touched[i] = false // unchanged: the host keeps the state the frame carried
 			continue
 		}
@@ -360,28 +367,10 @@ func (m *module) finish(n int, all bool) {
 	}
 	m.align()
 	dispOff := len(m.out)
-	for i := 0; i < n; i++ {
-		d := &m.disp[i]
-		m.out = append(m.out, byte(d.action), 0)
-		m.out = le.AppendUint16(m.out, d.code)
-		m.out = le.AppendUint32(m.out, d.a)
-		m.out = le.AppendUint32(m.out, d.b)
-	}
+	m.out = append(m.out, m.disp[:n*abi.DispSize]...)
 	m.align()
 	outOff := len(m.out)
-	for k := range m.outs {
-		o := &m.outs[k]
-		m.out = le.AppendUint64(m.out, uint64(o.ts))
-		m.out = le.AppendUint64(m.out, uint64(o.seq))
-		m.out = le.AppendUint32(m.out, o.keyOff)
-		m.out = le.AppendUint32(m.out, o.keyLen)
-		m.out = le.AppendUint32(m.out, o.valOff)
-		m.out = le.AppendUint32(m.out, o.valLen)
-		m.out = le.AppendUint32(m.out, o.hdrOff)
-		m.out = le.AppendUint32(m.out, o.hdrLen)
-		m.out = le.AppendUint32(m.out, o.port)
-		m.out = le.AppendUint32(m.out, o.flags)
-	}
+	m.out = append(m.out, m.outs...)
 	stateOff := len(m.out)
 	pos := uint32(stateStart)
 	for i := range m.state {
@@ -409,7 +398,7 @@ func (m *module) finish(n int, all bool) {
 	le.PutUint16(h[6:], abi.DescSize)
 	le.PutUint32(h[8:], uint32(n))
 	le.PutUint32(h[12:], uint32(dispOff))
-	le.PutUint32(h[16:], uint32(len(m.outs)))
+	le.PutUint32(h[16:], uint32(len(m.outs)/abi.DescSize))
 	le.PutUint32(h[20:], uint32(outOff))
 	le.PutUint32(h[24:], uint32(nState))
 	le.PutUint32(h[28:], uint32(stateOff))

@@ -78,24 +78,6 @@ type Out struct {
 	Headers []Header
 }
 
-// disposition is the decision for one record of a step frame.
-type disposition struct {
-	action Action
-	code   uint16
-	a, b   uint32
-}
-
-// outDesc is one emitted record; its bytes are in the result buffer already.
-type outDesc struct {
-	ts             int64
-	seq            uint32
-	port           uint32
-	keyOff, keyLen uint32
-	valOff, valLen uint32
-	hdrOff, hdrLen uint32
-	flags          uint32
-}
-
 // emitOut appends the key, headers and value (what build appends; nil inherits the input's value)
 // of o to the result frame under construction and records its descriptor, with seq the input
 // record's index (step) or the slot's (emit). Shared by Step and Emitter: a nil Key and nil
@@ -109,19 +91,19 @@ func (m *module) emitOut(seq uint32, o *Out, build func(dst []byte) []byte) bool
 		}
 		return false
 	}
-	d := outDesc{ts: abi.NoTimestamp, seq: seq, port: p, keyLen: abi.Inherit, hdrLen: abi.Inherit}
+	d := abi.Desc{TimeMs: abi.NoTimestamp, Seq: uint64(seq), Port: p, KeyLen: abi.Inherit, HdrLen: abi.Inherit}
 	switch {
 	case o.KeyNull:
-		d.keyLen, d.flags = 0, abi.FlagKeyNull
+		d.KeyLen, d.Flags = 0, abi.FlagKeyNull
 	case o.Key != nil:
-		d.keyOff, d.keyLen = uint32(len(m.out)), uint32(len(o.Key))
+		d.KeyOff, d.KeyLen = uint32(len(m.out)), uint32(len(o.Key))
 		m.out = append(m.out, o.Key...)
 	}
 	if o.HasTime {
-		d.ts = o.Time
+		d.TimeMs = o.Time
 	}
 	if o.Headers != nil {
-		d.hdrOff, d.hdrLen = 0, 0
+		d.HdrOff, d.HdrLen = 0, 0
 		if len(o.Headers) > 0 {
 			start := len(m.out)
 			m.out = le.AppendUint32(m.out, uint32(len(o.Headers)))
@@ -131,17 +113,19 @@ func (m *module) emitOut(seq uint32, o *Out, build func(dst []byte) []byte) bool
 				m.out = le.AppendUint32(m.out, uint32(len(h.Value)))
 				m.out = append(m.out, h.Value...)
 			}
-			d.hdrOff, d.hdrLen = uint32(start), uint32(len(m.out)-start)
+			d.HdrOff, d.HdrLen = uint32(start), uint32(len(m.out)-start)
 		}
 	}
 	if build == nil {
-		d.valLen = abi.Inherit
+		d.ValLen = abi.Inherit
 	} else {
 		start := len(m.out)
 		m.out = build(m.out)
-		d.valOff, d.valLen = uint32(start), uint32(len(m.out)-start)
+		d.ValOff, d.ValLen = uint32(start), uint32(len(m.out)-start)
 	}
-	m.outs = append(m.outs, d)
+	k := len(m.outs)
+	m.outs = append(m.outs, make([]byte, abi.DescSize)...)
+	abi.PutDesc(m.outs[k:], &d)
 	return true
 }
 
@@ -177,7 +161,7 @@ type Step struct {
 func (s *Step) discard() {
 	if s.action == abi.Emit {
 		s.m.out = s.m.out[:s.mark]
-		s.m.outs = s.m.outs[:s.outMark]
+		s.m.outs = s.m.outs[:s.outMark*abi.DescSize]
 	}
 }
 
@@ -197,7 +181,7 @@ func (s *Step) Reject(code Code, reason string) {
 func (s *Step) emit(o *Out, build func(dst []byte) []byte) {
 	if s.action != abi.Emit {
 		s.action = abi.Emit
-		s.mark, s.outMark = len(s.m.out), len(s.m.outs)
+		s.mark, s.outMark = len(s.m.out), len(s.m.outs)/abi.DescSize
 	}
 	s.m.emitOut(uint32(s.Record.Index), o, build)
 }
