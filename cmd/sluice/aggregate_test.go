@@ -315,22 +315,54 @@ func TestStatsKill9(t *testing.T) {
 	rng := rand.New(rand.NewSource(seed))
 	t.Logf("seed %d", seed)
 	dir := t.TempDir()
-	inPath, in := writePrices(t, dir, 60_000, seed)
+	inPath, in := writePrices(t, dir, 150_000, seed)
 	want, letters := expectStats(in, true)
 	outPath, dlqPath := filepath.Join(dir, "out.jsonl"), filepath.Join(dir, "dlq.jsonl")
 	mPath := filepath.Join(dir, "stats.yaml")
-	// The source is held to 50,000 lines/s: five kills at most 430 ms into a run come before the
-	// end.
+	// Each run is killed once it has written 20-80 more rows, at most 400 of the ~900 windows in
+	// five kills; the source is held to 50,000 lines/s, so the kills fall at any point of a batch's
+	// life.
 	m := statsManifest(inPath, outPath, dlqPath, statsModule(t), ", read_buffer: 8KiB, rate: 50000", "  batch: {max_records: 100, linger: 1ms}\n")
 	if err := os.WriteFile(mPath, []byte(m), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	kills := killRuns(t, bin, dir, mPath, rng, 5, nil, func() string {
+	kills := killRuns(t, bin, dir, mPath, rng, 5, afterRows(outPath, rng), func() string {
 		return fmt.Sprintf("%d rows out", len(lines(t, outPath)))
 	})
 	dups := checkStats(t, readStatsRows(t, outPath), want)
 	checkLetters(t, dlqPath, letters)
 	t.Logf("%d kills; %d windows, %d emitted again after a kill", kills, len(want), dups)
+}
+
+// afterRows is a killRuns trigger: the kill is due once the file at path has 20-80 more lines
+// than when the run started.
+func afterRows(path string, rng *rand.Rand) func(exited <-chan struct{}) <-chan string {
+	return afterCount(func() int {
+		b, _ := os.ReadFile(path)
+		return bytes.Count(b, []byte("\n"))
+	}, rng)
+}
+
+// afterCount is a killRuns trigger: the kill is due once count has grown by 20-80.
+func afterCount(count func() int, rng *rand.Rand) func(exited <-chan struct{}) <-chan string {
+	return func(exited <-chan struct{}) <-chan string {
+		c := make(chan string, 1)
+		start, more := count(), 20+rng.Intn(61)
+		go func() {
+			for {
+				select {
+				case <-exited:
+					return
+				case <-time.After(5 * time.Millisecond):
+				}
+				if n := count(); n >= start+more {
+					c <- fmt.Sprintf("at %d rows", n)
+					return
+				}
+			}
+		}()
+		return c
+	}
 }
 
 // TestStatsKill9ExactlyOncePostgresIntegration runs stats into Postgres with exactly_once and
@@ -342,7 +374,7 @@ func TestStatsKill9ExactlyOncePostgresIntegration(t *testing.T) {
 	rng := rand.New(rand.NewSource(seed))
 	t.Logf("seed %d", seed)
 	dir := t.TempDir()
-	inPath, in := writePrices(t, dir, 100_000, seed)
+	inPath, in := writePrices(t, dir, 250_000, seed)
 	want, _ := expectStats(in, false) // exactly_once: the windows still open at the end stay open
 	suffix := strconv.FormatInt(time.Now().UnixNano(), 36)
 	table, pos := "stats_eo_"+suffix, "stats_eo_pos_"+suffix
@@ -374,21 +406,25 @@ spec:
 	if err := os.WriteFile(mPath, []byte(m), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	kills := killRuns(t, bin, dir, mPath, rng, 10, nil, func() string {
+	rows := func() int {
 		out, err := exec.Command("psql", dsn, "-X", "-At", "-c", "SELECT count(*) FROM "+table).Output()
 		if err != nil {
-			return "no table yet"
+			return 0 // no table yet
 		}
-		return strings.TrimSpace(string(out)) + " rows"
-	})
+		n, _ := strconv.Atoi(strings.TrimSpace(string(out)))
+		return n
+	}
+	// Each run is killed once the table has 20-80 more rows: at most 800 of the ~1,000 windows
+	// in ten kills.
+	kills := killRuns(t, bin, dir, mPath, rng, 10, afterCount(rows, rng), func() string { return fmt.Sprintf("%d rows", rows()) })
 	raw := psqlRun(t, dsn, fmt.Sprintf(`SELECT coalesce(json_agg(json_build_object('key', key, 'window_start', window_start, 'window_end', window_end,
 		'count', count, 'min', min, 'max', max, 'mean', mean, 'stddev', stddev, 'first', first, 'last', last)), '[]') FROM %s`, table))
-	var rows []statsRow
-	if err := json.Unmarshal([]byte(raw), &rows); err != nil {
+	var stored []statsRow
+	if err := json.Unmarshal([]byte(raw), &stored); err != nil {
 		t.Fatal(err)
 	}
-	sort.Slice(rows, func(i, j int) bool { return rows[i].WindowStart < rows[j].WindowStart })
-	if dups := checkStats(t, rows, want); dups != 0 {
+	sort.Slice(stored, func(i, j int) bool { return stored[i].WindowStart < stored[j].WindowStart })
+	if dups := checkStats(t, stored, want); dups != 0 {
 		t.Errorf("%d windows stored more than once after %d kills with exactly_once", dups, kills)
 	}
 	t.Logf("%d kills; %d windows, each stored once", kills, len(want))
