@@ -10,17 +10,9 @@ import "encoding/binary"
 // Version of the ABI this package implements (ABI.md section 12).
 const (
 	Major = 1
-	// Minor is the minor a plain transform reports (1.0); aggregate modules report MinorAggregate.
-	Minor = 0
+	Minor = 0 // a plain transform's; aggregate modules report MinorAggregate (agg.go)
 	// Version is what a plain transform's tf_abi_version returns: major << 16 | minor.
 	Version = Major<<16 | Minor
-	// MinorAggregate is the minor that brought aggregation (ABI.md section 13): 1.1.
-	MinorAggregate = 1
-	// VersionAggregate is what an aggregate module's tf_abi_version returns.
-	VersionAggregate = Major<<16 | MinorAggregate
-	// HostMinor is the highest minor a host built with this package supports, and the minor it
-	// writes in its frames.
-	HostMinor = MinorAggregate
 )
 
 // Frame layout (ABI.md sections 6 and 7). Fields are little-endian; offsets are relative to the
