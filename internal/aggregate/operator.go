@@ -82,10 +82,36 @@ type change struct {
 	del                bool
 }
 
+// pkey names a slot of a partition (partitioned mode; "" otherwise).
+type pkey struct {
+	part string
+	id   slotID
+}
+
 type delta struct {
-	batch     uint64
-	wm, maxTs int64
-	changes   map[slotID]*change
+	batch   uint64
+	marks   map[string]mark // each changed partition's watermark after the batch
+	changes map[pkey]*change
+}
+
+// mark is a partition's event-time progress.
+type mark struct{ wm, maxTs int64 }
+
+// part is the state of one source partition (partitioned mode), or of the whole stage.
+type part struct {
+	name      string
+	slots     map[slotID]*slot
+	sessions  map[string][]int64 // session windows: a key's open sessions, by slotID.start
+	ends      endHeap
+	maxTs     int64
+	wm        int64
+	lastSweep int64
+	restore   bool // partitioned: restore from the state log before the next record
+}
+
+func newPart(name string) *part {
+	return &part{name: name, slots: map[slotID]*slot{}, sessions: map[string][]int64{},
+		maxTs: math.MinInt64, wm: math.MinInt64, lastSweep: math.MinInt64}
 }
 
 // Operator is an aggregate stage's host side. Process, Tick and Flush are called from one
@@ -99,18 +125,19 @@ type Operator struct {
 	store    Store
 
 	mu        sync.Mutex
-	slots     map[slotID]*slot
-	sessions  map[string][]int64 // session windows: a key's open sessions, by slotID.start
-	ends      endHeap
-	maxTs     int64
-	wm        int64
+	parts     map[string]*part
 	mem       int64
 	spilled   int
 	deltas    []*delta
 	committed uint64
 	lastEarly time.Time
-	lastSweep int64
 	resume    map[string]int64 // restored positions: inputs at or before them are not folded again
+
+	// Partitioned mode (a source whose partitions move between processes): state per source
+	// partition, kept in the source's state log (statelog.go) instead of the local store.
+	log     connector.StateLog
+	written map[pkey][]version // versions of each slot in the log not yet deleted, oldest first
+	cleanup []connector.StateEntry
 }
 
 // New makes an operator over guest g for stage of pipeline, with its state in store.
@@ -126,8 +153,7 @@ func New(cfg Config, g transform.Aggregator, store Store, pipelineName, stage st
 		return nil, fmt.Errorf("session windows need a module that merges states, and %s does not export tf_agg_merge", name)
 	}
 	o := &Operator{cfg: cfg, g: g, pipeline: pipelineName, stage: stage, m: m, store: store,
-		slots: map[slotID]*slot{}, sessions: map[string][]int64{},
-		maxTs: math.MinInt64, wm: math.MinInt64, lastSweep: math.MinInt64, lastEarly: cfg.Clock()}
+		parts: map[string]*part{"": newPart("")}, lastEarly: cfg.Clock()}
 	return o, nil
 }
 
@@ -136,8 +162,13 @@ func (o *Operator) eventTime() bool { return o.cfg.Time != nil }
 
 // Resume tells the operator the positions its restored state reflects (the checkpoint saved with
 // it), so that inputs at or before them, read again when a source resumes from an earlier
-// position, are not folded twice. Only for sources whose positions compare.
+// position, are not folded twice. Only for sources whose positions compare, and not in
+// partitioned mode, whose state comes from the state log at the positions the source resumes
+// from.
 func (o *Operator) Resume(ps []connector.Position) {
+	if o.log != nil {
+		return
+	}
 	o.resume = map[string]int64{}
 	for _, p := range ps {
 		o.resume[p.Partition] = p.Offset
@@ -152,12 +183,27 @@ func (o *Operator) folded(p connector.Position) bool {
 	return ok && p.Offset <= off
 }
 
+// partOf returns the state of a record's partition: its own in partitioned mode, the stage's
+// otherwise.
+func (o *Operator) partOf(name string) *part {
+	if o.log == nil {
+		return o.parts[""]
+	}
+	p := o.parts[name]
+	if p == nil {
+		p = newPart(name)
+		p.restore = true
+		o.parts[name] = p
+	}
+	return p
+}
+
 // frame gathers the records of one guest step call.
 type frame struct {
 	recs  []abi.AggRecord
 	slots []abi.Slot
-	ids   []slotID
-	index map[slotID]int
+	ids   []pkey
+	index map[pkey]int
 	seqs  []int // the inputs in the frame, in order
 }
 
@@ -172,12 +218,16 @@ type gathered struct {
 	rejected []transform.Rejected
 }
 
+func newDelta(batch uint64) *delta {
+	return &delta{batch: batch, marks: map[string]mark{}, changes: map[pkey]*change{}}
+}
+
 // Process folds a batch into the state and emits the windows the batch's event times closed.
 // batch is the engine's batch id, by which Commit later makes the changes durable.
 func (o *Operator) Process(ctx context.Context, batch uint64, recs []connector.Record) (Result, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	d := &delta{batch: batch, changes: map[slotID]*change{}}
+	d := newDelta(batch)
 	var res Result
 	res.Actions = make([]transform.Action, len(recs))
 	var g gathered
@@ -185,15 +235,24 @@ func (o *Operator) Process(ctx context.Context, batch uint64, recs []connector.R
 	now := o.cfg.Clock()
 	procTime := now.UnixMilli()
 	if !o.eventTime() {
-		o.advance(procTime, -1, &closeAt)
+		o.advance(o.parts[""], procTime, -1, &closeAt, d)
 	}
-	f := &frame{index: map[slotID]int{}}
+	f := &frame{index: map[pkey]int{}}
 	var wins [][2]int64
 	for i := range recs {
 		rec := &recs[i]
 		if o.folded(rec.Position) {
 			res.Actions[i] = transform.Drop
 			continue
+		}
+		p := o.partOf(rec.Position.Partition)
+		if p.restore {
+			if err := o.step(ctx, f, d, recs, &res, &g); err != nil {
+				return Result{}, err
+			}
+			if err := o.restorePart(ctx, p, rec.Position.Offset, d); err != nil {
+				return Result{}, err
+			}
 		}
 		key, keyNull, err := o.key(rec)
 		if err != nil {
@@ -216,12 +275,12 @@ func (o *Operator) Process(ctx context.Context, batch uint64, recs []connector.R
 		folded := false
 		switch o.cfg.Window.Kind {
 		case NoWindow:
-			if err := o.addRecord(f, d, slotID{key: key}, math.MinInt64, math.MaxInt64, keyNull, i, t, rec); err != nil {
+			if err := o.addRecord(f, d, p, slotID{key: key}, math.MinInt64, math.MaxInt64, keyNull, i, t, rec); err != nil {
 				return Result{}, err
 			}
 			folded = true
 		case Session:
-			ok, err := o.addSession(ctx, f, d, &res, &g, recs, key, keyNull, i, t)
+			ok, err := o.addSession(ctx, f, d, p, &res, &g, recs, key, keyNull, i, t)
 			if err != nil {
 				return Result{}, err
 			}
@@ -229,21 +288,21 @@ func (o *Operator) Process(ctx context.Context, batch uint64, recs []connector.R
 		default:
 			wins = o.cfg.Window.windowsOf(t, wins[:0])
 			for _, w := range wins {
-				if w[1] <= o.wm {
+				if w[1] <= p.wm {
 					continue // closed
 				}
-				if err := o.addRecord(f, d, slotID{key: key, start: w[0]}, w[0], w[1], keyNull, i, t, rec); err != nil {
+				if err := o.addRecord(f, d, p, slotID{key: key, start: w[0]}, w[0], w[1], keyNull, i, t, rec); err != nil {
 					return Result{}, err
 				}
 				folded = true
 			}
 		}
 		if !folded {
-			o.late(&res, &g, i, rec, t)
+			o.late(&res, &g, i, rec, t, p)
 			continue
 		}
 		if o.eventTime() {
-			o.advance(t, i, &closeAt)
+			o.advance(p, t, i, &closeAt, d)
 		}
 	}
 	if err := o.step(ctx, f, d, recs, &res, &g); err != nil {
@@ -265,12 +324,12 @@ func (o *Operator) Process(ctx context.Context, batch uint64, recs []connector.R
 func (o *Operator) Tick(ctx context.Context, batch uint64) (Result, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	d := &delta{batch: batch, changes: map[slotID]*change{}}
+	d := newDelta(batch)
 	var res Result
 	var closeAt []closeStep
 	now := o.cfg.Clock()
 	if !o.eventTime() {
-		o.advance(now.UnixMilli(), -1, &closeAt)
+		o.advance(o.parts[""], now.UnixMilli(), -1, &closeAt, d)
 	}
 	if err := o.closeWindows(ctx, closeAt, d, &res); err != nil {
 		return Result{}, err
@@ -287,16 +346,28 @@ func (o *Operator) Tick(ctx context.Context, batch uint64) (Result, error) {
 func (o *Operator) Flush(ctx context.Context, batch uint64) (Result, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	d := &delta{batch: batch, changes: map[slotID]*change{}}
+	d := newDelta(batch)
 	var res Result
 	if o.cfg.Window.Kind != NoWindow {
-		closeAt := []closeStep{{at: -1, wm: math.MaxInt64}}
+		var closeAt []closeStep
+		for _, p := range o.sortedParts() {
+			closeAt = append(closeAt, closeStep{p: p, at: -1, wm: math.MaxInt64})
+		}
 		if err := o.closeWindows(ctx, closeAt, d, &res); err != nil {
 			return Result{}, err
 		}
 	}
 	o.finish(d, &res, &gathered{})
 	return res, nil
+}
+
+func (o *Operator) sortedParts() []*part {
+	ps := make([]*part, 0, len(o.parts))
+	for _, p := range o.parts {
+		ps = append(ps, p)
+	}
+	slices.SortFunc(ps, func(a, b *part) int { return cmp.Compare(a.name, b.name) })
+	return ps
 }
 
 // HasTimers reports whether the operator needs Tick calls while its source is idle, and how
@@ -336,7 +407,7 @@ func (o *Operator) reject(res *Result, g *gathered, i int, err error) {
 	g.rejected = append(g.rejected, transform.Rejected{Input: i, Code: abi.CodeAggregateInput, Reason: "aggregate: " + err.Error()})
 }
 
-func (o *Operator) late(res *Result, g *gathered, i int, rec *connector.Record, t int64) {
+func (o *Operator) late(res *Result, g *gathered, i int, rec *connector.Record, t int64, p *part) {
 	o.m.Late.Inc()
 	switch o.cfg.Late {
 	case LateDrop:
@@ -348,26 +419,29 @@ func (o *Operator) late(res *Result, g *gathered, i int, rec *connector.Record, 
 		res.Actions[i] = transform.Drop
 		res.Letters = append(res.Letters, Letter{Input: i, At: i, Code: abi.CodeLate, Reason: fmt.Sprintf(
 			"late: event time %s is behind the watermark %s (allowed_lateness %s); every window it belongs to has closed",
-			msTime(t), msTime(o.wm), o.cfg.Lateness)})
+			msTime(t), msTime(p.wm), o.cfg.Lateness)})
 	}
 }
 
 func msTime(ms int64) string { return time.UnixMilli(ms).UTC().Format(time.RFC3339Nano) }
 
 type closeStep struct {
+	p  *part
 	at int
 	wm int64
 }
 
-// advance moves the watermark for event time t seen at input at.
-func (o *Operator) advance(t int64, at int, closeAt *[]closeStep) {
-	if t > o.maxTs {
-		o.maxTs = t
+// advance moves a partition's watermark for event time t seen at input at.
+func (o *Operator) advance(p *part, t int64, at int, closeAt *[]closeStep, d *delta) {
+	if t > p.maxTs {
+		p.maxTs = t
+		d.marks[p.name] = mark{p.wm, p.maxTs}
 	}
-	wm := satSub(o.maxTs, o.cfg.Lateness.Milliseconds())
-	if wm > o.wm {
-		o.wm = wm
-		*closeAt = append(*closeAt, closeStep{at: at, wm: wm})
+	wm := satSub(p.maxTs, o.cfg.Lateness.Milliseconds())
+	if wm > p.wm {
+		p.wm = wm
+		d.marks[p.name] = mark{p.wm, p.maxTs}
+		*closeAt = append(*closeAt, closeStep{p: p, at: at, wm: wm})
 	}
 }
 
@@ -379,8 +453,8 @@ func satSub(a, b int64) int64 {
 }
 
 // get returns a slot, reading its blob back from the store when it was spilled.
-func (o *Operator) get(id slotID) (*slot, error) {
-	s := o.slots[id]
+func (o *Operator) get(p *part, id slotID) (*slot, error) {
+	s := p.slots[id]
 	if s == nil || !s.onDisk {
 		return s, nil
 	}
@@ -394,17 +468,17 @@ func (o *Operator) get(id slotID) (*slot, error) {
 	return s, nil
 }
 
-// addRecord adds input i to the frame, in slot id (created when new).
-func (o *Operator) addRecord(f *frame, d *delta, id slotID, start, end int64, keyNull bool, i int, t int64, rec *connector.Record) error {
-	s, err := o.get(id)
+// addRecord adds input i to the frame, in slot id of p (created when new).
+func (o *Operator) addRecord(f *frame, d *delta, p *part, id slotID, start, end int64, keyNull bool, i int, t int64, rec *connector.Record) error {
+	s, err := o.get(p, id)
 	if err != nil {
 		return err
 	}
 	if s == nil {
 		s = &slot{start: start, end: end, keyNull: keyNull, lastTs: t}
-		o.slots[id] = s
+		p.slots[id] = s
 		if end != math.MaxInt64 {
-			heap.Push(&o.ends, endEntry{end: end, id: id})
+			heap.Push(&p.ends, endEntry{end: end, id: id})
 		}
 	} else if o.cfg.TTL > 0 && o.cfg.Window.Kind == NoWindow && t-s.lastTs > o.cfg.TTL.Milliseconds() && s.state != nil {
 		// Idle longer than the TTL: the slot starts anew, whatever the sweep has done yet.
@@ -413,18 +487,19 @@ func (o *Operator) addRecord(f *frame, d *delta, id slotID, start, end int64, ke
 	}
 	s.lastTs = max(s.lastTs, t)
 	s.dirty = d.batch
-	idx, ok := f.index[id]
+	k := pkey{p.name, id}
+	idx, ok := f.index[k]
 	if !ok {
 		idx = len(f.slots)
-		f.index[id] = idx
+		f.index[k] = idx
 		f.slots = append(f.slots, abi.Slot{Start: s.start, End: s.end, Key: []byte(id.key), KeyNull: s.keyNull, State: s.state})
-		f.ids = append(f.ids, id)
+		f.ids = append(f.ids, k)
 	}
 	if len(f.seqs) == 0 || f.seqs[len(f.seqs)-1] != i {
 		f.seqs = append(f.seqs, i)
 	}
 	f.recs = append(f.recs, abi.AggRecord{Slot: uint32(idx), Seq: uint64(i), TimeMs: t, Key: rec.Key, KeyNull: rec.Key == nil, Value: rec.Value})
-	d.changes[id] = o.changeOf(s) // the state is updated when the step returns
+	d.changes[k] = o.changeOf(s) // the state is updated when the step returns
 	return nil
 }
 
@@ -434,28 +509,28 @@ func (o *Operator) changeOf(s *slot) *change {
 
 // addSession folds input i into the session of key around t, merging the sessions it joins. It
 // reports false when the record is late.
-func (o *Operator) addSession(ctx context.Context, f *frame, d *delta, res *Result, g *gathered, recs []connector.Record, key string, keyNull bool, i int, t int64) (bool, error) {
+func (o *Operator) addSession(ctx context.Context, f *frame, d *delta, p *part, res *Result, g *gathered, recs []connector.Record, key string, keyNull bool, i int, t int64) (bool, error) {
 	gap := o.cfg.Window.Gap.Milliseconds()
 	lo, hi := t, t+gap
-	if hi <= o.wm {
+	if hi <= p.wm {
 		return false, nil
 	}
 	var join []slotID
-	for _, st := range o.sessions[key] {
+	for _, st := range p.sessions[key] {
 		id := slotID{key: key, start: st}
-		s := o.slots[id]
-		if s != nil && s.end > o.wm && s.start < hi && lo < s.end {
+		s := p.slots[id]
+		if s != nil && s.end > p.wm && s.start < hi && lo < s.end {
 			join = append(join, id)
 		}
 	}
 	switch len(join) {
 	case 0:
 		id := slotID{key: key, start: t}
-		for o.slots[id] != nil { // a closed-but-kept id cannot collide: closed slots are deleted
+		for p.slots[id] != nil { // a closed-but-kept id cannot collide: closed slots are deleted
 			id.start++
 		}
-		o.sessions[key] = append(o.sessions[key], id.start)
-		return true, o.addRecord(f, d, id, lo, hi, keyNull, i, t, &recs[i])
+		p.sessions[key] = append(p.sessions[key], id.start)
+		return true, o.addRecord(f, d, p, id, lo, hi, keyNull, i, t, &recs[i])
 	case 1:
 	default:
 		// The record bridges sessions: fold what the frame holds, then merge the others into the
@@ -463,27 +538,27 @@ func (o *Operator) addSession(ctx context.Context, f *frame, d *delta, res *Resu
 		if err := o.step(ctx, f, d, recs, res, g); err != nil {
 			return false, err
 		}
-		if err := o.mergeSessions(ctx, d, join); err != nil {
+		if err := o.mergeSessions(ctx, d, p, join); err != nil {
 			return false, err
 		}
 	}
 	id := join[0]
-	s, err := o.get(id)
+	s, err := o.get(p, id)
 	if err != nil {
 		return false, err
 	}
 	s.start, s.end = min(s.start, lo), max(s.end, hi)
-	heap.Push(&o.ends, endEntry{end: s.end, id: id})
-	return true, o.addRecord(f, d, id, s.start, s.end, keyNull, i, t, &recs[i])
+	heap.Push(&p.ends, endEntry{end: s.end, id: id})
+	return true, o.addRecord(f, d, p, id, s.start, s.end, keyNull, i, t, &recs[i])
 }
 
-func (o *Operator) mergeSessions(ctx context.Context, d *delta, join []slotID) error {
-	into, err := o.get(join[0])
+func (o *Operator) mergeSessions(ctx context.Context, d *delta, p *part, join []slotID) error {
+	into, err := o.get(p, join[0])
 	if err != nil {
 		return err
 	}
 	for _, id := range join[1:] {
-		other, err := o.get(id)
+		other, err := o.get(p, id)
 		if err != nil {
 			return err
 		}
@@ -500,10 +575,10 @@ func (o *Operator) mergeSessions(ctx context.Context, d *delta, join []slotID) e
 		}
 		into.start, into.end = min(into.start, other.start), max(into.end, other.end)
 		into.lastTs = max(into.lastTs, other.lastTs)
-		o.remove(id, d)
+		o.remove(p, id, d)
 	}
 	into.dirty = d.batch
-	d.changes[join[0]] = o.changeOf(into)
+	d.changes[pkey{p.name, join[0]}] = o.changeOf(into)
 	return nil
 }
 
@@ -519,8 +594,8 @@ func (o *Operator) setState(s *slot, c transform.StateChange) {
 }
 
 // remove forgets a slot, durably with batch d.
-func (o *Operator) remove(id slotID, d *delta) {
-	s := o.slots[id]
+func (o *Operator) remove(p *part, id slotID, d *delta) {
+	s := p.slots[id]
 	if s == nil {
 		return
 	}
@@ -528,19 +603,19 @@ func (o *Operator) remove(id slotID, d *delta) {
 	if s.onDisk {
 		o.spilled--
 	}
-	delete(o.slots, id)
+	delete(p.slots, id)
 	if o.cfg.Window.Kind == Session {
-		ss := o.sessions[id.key]
+		ss := p.sessions[id.key]
 		if k := slices.Index(ss, id.start); k >= 0 {
 			ss = slices.Delete(ss, k, k+1)
 		}
 		if len(ss) == 0 {
-			delete(o.sessions, id.key)
+			delete(p.sessions, id.key)
 		} else {
-			o.sessions[id.key] = ss
+			p.sessions[id.key] = ss
 		}
 	}
-	d.changes[id] = &change{del: true}
+	d.changes[pkey{p.name, id}] = &change{del: true}
 }
 
 // step calls the guest on the frame and applies its outcome.
@@ -557,18 +632,19 @@ func (o *Operator) step(ctx context.Context, f *frame, d *delta, recs []connecto
 	}
 	g.emitted = append(g.emitted, sr.Emitted...)
 	g.rejected = append(g.rejected, sr.Rejected...)
+	given := make([]bool, len(f.ids))
 	for _, c := range sr.States {
-		id := f.ids[c.Slot]
-		s := o.slots[id]
+		k := f.ids[c.Slot]
+		given[c.Slot] = true
+		s := o.parts[k.part].slots[k.id]
 		o.setState(s, c)
-		d.changes[id] = o.changeOf(s)
+		d.changes[k] = o.changeOf(s)
 	}
 	// A new slot the guest gave no state is not created (ABI.md 13.3).
-	for k, id := range f.ids {
-		if s := o.slots[id]; s != nil && s.state == nil && f.slots[k].State == nil && !s.onDisk {
-			if !slices.ContainsFunc(sr.States, func(c transform.StateChange) bool { return c.Slot == k }) {
-				o.remove(id, d)
-			}
+	for n, k := range f.ids {
+		p := o.parts[k.part]
+		if s := p.slots[k.id]; s != nil && s.state == nil && f.slots[n].State == nil && !s.onDisk && !given[n] {
+			o.remove(p, k.id, d)
 		}
 	}
 	f.reset()
@@ -578,11 +654,12 @@ func (o *Operator) step(ctx context.Context, f *frame, d *delta, recs []connecto
 // closeWindows emits, final, the slots whose window ended at or before each step's watermark.
 func (o *Operator) closeWindows(ctx context.Context, steps []closeStep, d *delta, res *Result) error {
 	for _, st := range steps {
+		p := st.p
 		var ids []slotID
 		var slots []abi.Slot
-		for o.ends.Len() > 0 && o.ends[0].end <= st.wm {
-			e := heap.Pop(&o.ends).(endEntry)
-			s, err := o.get(e.id)
+		for p.ends.Len() > 0 && p.ends[0].end <= st.wm {
+			e := heap.Pop(&p.ends).(endEntry)
+			s, err := o.get(p, e.id)
 			if err != nil {
 				return err
 			}
@@ -595,19 +672,19 @@ func (o *Operator) closeWindows(ctx context.Context, steps []closeStep, d *delta
 		if len(slots) == 0 {
 			continue
 		}
-		if err := o.emit(ctx, slots, ids, st.at, d, res); err != nil {
+		if err := o.emit(ctx, p, slots, ids, st.at, d, res); err != nil {
 			return err
 		}
 		for _, id := range ids {
-			o.remove(id, d)
+			o.remove(p, id, d)
 		}
 		o.m.WindowsClosed.Add(float64(len(ids)))
 	}
 	return nil
 }
 
-// emit calls the guest's emit on slots and adds what it made to res.
-func (o *Operator) emit(ctx context.Context, slots []abi.Slot, ids []slotID, at int, d *delta, res *Result) error {
+// emit calls the guest's emit on slots of p and adds what it made to res.
+func (o *Operator) emit(ctx context.Context, p *part, slots []abi.Slot, ids []slotID, at int, d *delta, res *Result) error {
 	// A slot without state (a new slot the guest never stored) has nothing to emit.
 	keep := slots[:0:0]
 	var keepIDs []slotID
@@ -629,10 +706,10 @@ func (o *Operator) emit(ctx context.Context, slots []abi.Slot, ids []slotID, at 
 	}
 	for _, c := range er.States {
 		id := keepIDs[c.Slot]
-		if s := o.slots[id]; s != nil {
+		if s := p.slots[id]; s != nil {
 			o.setState(s, c)
 			s.dirty = d.batch
-			d.changes[id] = o.changeOf(s)
+			d.changes[pkey{p.name, id}] = o.changeOf(s)
 		}
 	}
 	for _, fl := range er.Failed {
@@ -650,40 +727,48 @@ func (o *Operator) earlyUpdates(ctx context.Context, now time.Time, d *delta, re
 		return nil
 	}
 	o.lastEarly = now
-	var ids []slotID
-	for id, s := range o.slots {
-		if s.early && !s.onDisk && s.state != nil {
-			ids = append(ids, id)
+	for _, p := range o.sortedParts() {
+		var ids []slotID
+		for id, s := range p.slots {
+			if s.early && !s.onDisk && s.state != nil {
+				ids = append(ids, id)
+			}
+		}
+		slices.SortFunc(ids, func(a, b slotID) int { return cmp.Or(cmp.Compare(a.start, b.start), cmp.Compare(a.key, b.key)) })
+		slots := make([]abi.Slot, len(ids))
+		for k, id := range ids {
+			s := p.slots[id]
+			s.early = false
+			slots[k] = abi.Slot{Start: s.start, End: s.end, Key: []byte(id.key), KeyNull: s.keyNull, State: s.state}
+		}
+		if err := o.emit(ctx, p, slots, ids, -1, d, res); err != nil {
+			return err
 		}
 	}
-	slices.SortFunc(ids, func(a, b slotID) int { return cmp.Or(cmp.Compare(a.start, b.start), cmp.Compare(a.key, b.key)) })
-	slots := make([]abi.Slot, len(ids))
-	for k, id := range ids {
-		s := o.slots[id]
-		s.early = false
-		slots[k] = abi.Slot{Start: s.start, End: s.end, Key: []byte(id.key), KeyNull: s.keyNull, State: s.state}
-	}
-	return o.emit(ctx, slots, ids, -1, d, res)
+	return nil
 }
 
 // sweep forgets the slots of a stage without windows that have been idle longer than the TTL,
-// in event time: checked when the watermark has moved a quarter of the TTL since the last sweep.
+// in event time: checked when the partition's time has moved a quarter of the TTL since its last
+// sweep.
 func (o *Operator) sweep(d *delta) {
 	if o.cfg.TTL <= 0 || o.cfg.Window.Kind != NoWindow {
 		return
 	}
 	ttl := o.cfg.TTL.Milliseconds()
-	now := o.maxTs
-	if !o.eventTime() {
-		now = o.cfg.Clock().UnixMilli()
-	}
-	if o.lastSweep != math.MinInt64 && now-o.lastSweep < max(ttl/4, 1) {
-		return
-	}
-	o.lastSweep = now
-	for id, s := range o.slots {
-		if now-s.lastTs > ttl {
-			o.remove(id, d)
+	for _, p := range o.parts {
+		now := p.maxTs
+		if !o.eventTime() {
+			now = o.cfg.Clock().UnixMilli()
+		}
+		if p.lastSweep != math.MinInt64 && now-p.lastSweep < max(ttl/4, 1) {
+			continue
+		}
+		p.lastSweep = now
+		for id, s := range p.slots {
+			if now-s.lastTs > ttl {
+				o.remove(p, id, d)
+			}
 		}
 	}
 }
@@ -694,25 +779,36 @@ func (o *Operator) finish(d *delta, res *Result, g *gathered) {
 	slices.SortStableFunc(g.emitted, func(a, b transform.Emitted) int { return cmp.Compare(a.Input, b.Input) })
 	slices.SortStableFunc(g.rejected, func(a, b transform.Rejected) int { return cmp.Compare(a.Input, b.Input) })
 	res.Emitted, res.Rejected = g.emitted, g.rejected
-	d.wm, d.maxTs = o.wm, o.maxTs
+	for name, p := range o.parts {
+		if _, ok := d.marks[name]; ok {
+			d.marks[name] = mark{p.wm, p.maxTs}
+		}
+	}
 	o.deltas = append(o.deltas, d)
 	o.spill()
-	o.m.Slots.Set(float64(len(o.slots)))
+	slots := 0
+	wm := int64(math.MaxInt64)
+	for _, p := range o.parts {
+		slots += len(p.slots)
+		wm = min(wm, p.wm)
+	}
+	o.m.Slots.Set(float64(slots))
 	o.m.StateBytes.Set(float64(o.mem))
 	o.m.Spilled.Set(float64(o.spilled))
-	if o.wm != math.MinInt64 && o.eventTime() {
-		o.m.Watermark.Set(float64(o.wm) / 1000)
+	if wm != math.MinInt64 && wm != math.MaxInt64 && o.eventTime() {
+		o.m.Watermark.Set(float64(wm) / 1000)
 	}
 }
 
 // spill drops durable blobs from memory while the blobs held exceed the bound, down to 90% of it.
-// A slot changed by a batch not yet committed stays: the store does not hold its state yet.
+// A slot changed by a batch not yet committed stays: the store does not hold its state yet. In
+// partitioned mode nothing spills: the state log is read only when a partition is assigned.
 func (o *Operator) spill() {
-	if o.mem <= o.cfg.MemoryBytes {
+	if o.mem <= o.cfg.MemoryBytes || o.log != nil {
 		return
 	}
 	target := o.cfg.MemoryBytes / 10 * 9
-	for _, s := range o.slots {
+	for _, s := range o.parts[""].slots {
 		if o.mem <= target {
 			return
 		}

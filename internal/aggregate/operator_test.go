@@ -137,10 +137,10 @@ func rec(i int, key string, ts int64, v float64) connector.Record {
 
 // window is one expected or emitted aggregate.
 type window struct {
-	Key        string  `json:"key"`
-	Start, End int64   `json:"start"`
-	Count      uint64  `json:"count"`
-	Sum        float64 `json:"sum"`
+	Key        string
+	Start, End int64
+	Count      uint64
+	Sum        float64
 }
 
 func decodeOuts(t *testing.T, outs []Out) []window {
@@ -446,7 +446,7 @@ func TestKeysWithoutWindowExpireByTTL(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	s := o.slots[slotID{key: "a"}]
+	s := o.parts[""].slots[slotID{key: "a"}]
 	if c, sum := decodeSum(s.state); c != 1 || sum != 4 {
 		t.Fatalf("slot a after its TTL: count %d sum %v, want a fresh slot with 1 and 4", c, sum)
 	}
@@ -454,7 +454,7 @@ func TestKeysWithoutWindowExpireByTTL(t *testing.T) {
 	if _, err := o.Process(ctx, 10, []connector.Record{rec(4, "c", 100_000, 1)}); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := o.slots[slotID{key: "a"}]; ok {
+	if _, ok := o.parts[""].slots[slotID{key: "a"}]; ok {
 		t.Fatal("slot a outlived its TTL")
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"math"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/sluicehq/sluice/sdk/go/connector"
 )
 
 // Store is the embedded store (the checkpoint store's bbolt file) that holds the operators'
@@ -110,13 +112,17 @@ func (s Store) loadState(pipeline, stage string, id slotID) ([]byte, error) {
 	return st, nil
 }
 
-// Restore loads the stage's durable state: the state that matches the positions saved with it.
+// Restore loads the stage's durable state (not in partitioned mode, whose state is in the state
+// log): the state that matches the positions saved with it.
 // Blobs beyond the memory bound stay in the store. It fails with ErrStateMismatch when the state
 // was written by another module or state version, and with a clear error when a record is
 // damaged.
 func (o *Operator) Restore() error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	if o.log != nil {
+		return nil
+	}
 	name, version := o.g.Module()
 	return o.store.DB.View(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketName(o.pipeline, o.stage))
@@ -136,12 +142,13 @@ func (o *Operator) Restore() error {
 			return fmt.Errorf("%w: aggregate %q: the state in the store was written by module %s with state_version %d, and this stage runs %s with state_version %d; the state layouts differ, so it cannot resume from it. Run the old module, or start over with `sluice run --reset` (it forgets the positions and the state)",
 				ErrStateMismatch, o.stage, m.Module, m.StateVersion, name, version)
 		}
-		o.wm, o.maxTs = m.Watermark, m.MaxTime
+		p := o.parts[""]
+		p.wm, p.maxTs = m.Watermark, m.MaxTime
 		sb := b.Bucket(slotsBucket)
 		if sb == nil {
 			return nil
 		}
-		defer heap.Init(&o.ends)
+		defer heap.Init(&p.ends)
 		return sb.ForEach(func(k, v []byte) error {
 			if len(k) < 8 {
 				return fmt.Errorf("aggregate %q: a damaged slot key in the store; start over with `sluice run --reset`", o.stage)
@@ -156,12 +163,12 @@ func (o *Operator) Restore() error {
 				o.spilled++
 			}
 			o.mem += int64(len(s.state))
-			o.slots[id] = s
+			p.slots[id] = s
 			if s.end != math.MaxInt64 {
-				o.ends = append(o.ends, endEntry{end: s.end, id: id})
+				p.ends = append(p.ends, endEntry{end: s.end, id: id})
 			}
 			if o.cfg.Window.Kind == Session {
-				o.sessions[id.key] = append(o.sessions[id.key], id.start)
+				p.sessions[id.key] = append(p.sessions[id.key], id.start)
 			}
 			return nil
 		})
@@ -180,21 +187,28 @@ func (o *Operator) Committable(through uint64) *Commit {
 	if n == 0 {
 		return nil
 	}
-	c := &Commit{o: o, deltas: o.deltas[:n:n], through: through}
+	c := &Commit{o: o, deltas: o.deltas[:n:n], through: through, cleanup: o.cleanup}
 	o.deltas = o.deltas[n:]
+	o.cleanup = nil
 	return c
 }
 
-// Commit is a set of batches' changes to write in the checkpoint store's transaction.
+// Commit is a set of batches' changes to write in the checkpoint store's transaction (and, in
+// partitioned mode, in the state log).
 type Commit struct {
 	o       *Operator
 	deltas  []*delta
 	through uint64
+	cleanup []connector.StateEntry // partitioned: deletions due in the state log
+	written []writtenVersion       // partitioned: the versions AppendLog wrote
 }
 
 // Write puts the changes in tx, the transaction that saves the positions they reflect.
 func (c *Commit) Write(tx *bolt.Tx) error {
 	o := c.o
+	if o.log != nil {
+		return nil // partitioned: the state goes to the state log (AppendLog)
+	}
 	b, err := tx.CreateBucketIfNotExists(bucketName(o.pipeline, o.stage))
 	if err != nil {
 		return err
@@ -203,22 +217,31 @@ func (c *Commit) Write(tx *bolt.Tx) error {
 	if err != nil {
 		return err
 	}
+	m := mark{math.MinInt64, math.MinInt64}
+	if raw := b.Get(metaKey); raw != nil {
+		var old meta
+		if json.Unmarshal(raw, &old) == nil {
+			m = mark{old.Watermark, old.MaxTime}
+		}
+	}
 	for _, d := range c.deltas {
-		for id, ch := range d.changes {
+		for k, ch := range d.changes {
 			if ch.del {
-				if err := sb.Delete(slotKey(id)); err != nil {
+				if err := sb.Delete(slotKey(k.id)); err != nil {
 					return err
 				}
 				continue
 			}
-			if err := sb.Put(slotKey(id), encodeChange(ch)); err != nil {
+			if err := sb.Put(slotKey(k.id), encodeChange(ch)); err != nil {
 				return err
 			}
 		}
+		if dm, ok := d.marks[""]; ok {
+			m = dm
+		}
 	}
-	last := c.deltas[len(c.deltas)-1]
 	name, version := o.g.Module()
-	raw, _ := json.Marshal(meta{Format: storeFormat, Module: name, StateVersion: version, Watermark: last.wm, MaxTime: last.maxTs})
+	raw, _ := json.Marshal(meta{Format: storeFormat, Module: name, StateVersion: version, Watermark: m.wm, MaxTime: m.maxTs})
 	return b.Put(metaKey, raw)
 }
 

@@ -1,0 +1,32 @@
+package connector
+
+import "context"
+
+// StateLogSource is implemented by sources whose partitions move between processes, such as a
+// Kafka consumer group: stateful stages (aggregations) keep the state of each partition in a log
+// the source provides, so that when a partition moves to another process its state follows.
+type StateLogSource interface {
+	// StateLog opens the log named name (created when missing), or returns ok false when the
+	// source, as configured, has no partitions that move (a Kafka source without a group).
+	StateLog(ctx context.Context, name string) (log StateLog, ok bool, err error)
+	// OnAssigned registers f, called with the names of the partitions (Position.Partition) each
+	// time the process is given partitions, before any of their records is read.
+	OnAssigned(f func(partitions []string))
+}
+
+// StateLog is a durable, compacted log of state entries by key, per source partition.
+type StateLog interface {
+	// Append writes entries and returns once they are durable. A nil Value deletes the key.
+	Append(ctx context.Context, entries []StateEntry) error
+	// Read returns the entries of one source partition, oldest first, up to the end of the log
+	// when called.
+	Read(ctx context.Context, partition string) ([]StateEntry, error)
+	Close() error
+}
+
+// StateEntry is one entry of a StateLog.
+type StateEntry struct {
+	Partition string // the source partition it belongs to
+	Key       []byte
+	Value     []byte // nil: a deletion
+}
