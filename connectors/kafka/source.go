@@ -138,6 +138,9 @@ type Source struct {
 
 	closed   bool
 	closeErr error
+
+	hookMu        sync.Mutex
+	assignedHooks []func(partitions []string) // statelog.go
 }
 
 var (
@@ -695,12 +698,15 @@ func (s *Source) onAssigned(_ context.Context, _ *kgo.Client, assigned map[strin
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.dropQueuedLocked(assigned) // anything queued predates this assignment's offsets
+	var names []string
 	for t, parts := range assigned {
 		for _, p := range parts {
 			ps := s.stateLocked(t, p)
 			ps.owned, ps.read, ps.floor, ps.acked, ps.committed = true, -1, -1, -1, -1
+			names = append(names, ps.name)
 		}
 	}
+	s.notifyAssigned(names)
 	if len(assigned) > 0 {
 		s.log.Info("partitions assigned", "group", s.group, "partitions", describe(assigned))
 	}

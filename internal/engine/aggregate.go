@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"time"
@@ -70,6 +71,27 @@ func (r *run) openAggregate(t pipeline.Transform, st transform.Stage) (*aggregat
 	op, err := aggregate.New(cfg, g, aggregate.Store{DB: ss.DB()}, pl, t.Name, m)
 	if err != nil {
 		return nil, err
+	}
+	// A source whose partitions move between processes keeps the state per partition in its
+	// state log, so that it follows them (internal/aggregate/statelog.go).
+	if src, ok := p.source.(connector.StateLogSource); ok {
+		var log connector.StateLog
+		err := p.guard("source", "state log", func() (err error) {
+			log, ok, err = src.StateLog(r.workCtx, pl+"."+t.Name)
+			return err
+		})
+		if err != nil {
+			return nil, fmt.Errorf("state log: %w", err)
+		}
+		if ok {
+			if err := op.UseStateLog(log); err != nil {
+				_ = log.Close()
+				return nil, err
+			}
+			r.stateLogs = append(r.stateLogs, log)
+			src.OnAssigned(op.Assigned)
+			p.log.Info("aggregate state follows the source's partitions", "transform", t.Name)
+		}
 	}
 	if err := op.Restore(); err != nil {
 		return nil, err
@@ -336,6 +358,38 @@ func (r *run) routeTo(out *stageOutput, main *[]connector.Record, port string, r
 		out.routed = map[string][]connector.Record{}
 	}
 	out.routed[port] = append(out.routed[port], rec)
+}
+
+// appendStateLogs appends the commits' changes to the state logs (partitioned mode), after the
+// positions are saved and before the source is acked.
+func (r *run) appendStateLogs(commits []*aggregate.Commit, ps []connector.Position) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, c := range commits {
+		if err := c.AppendLog(ctx, ps); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ackedAggregates tells the operators the source committed ps: for a source with a state log,
+// only as far as it says it committed each partition.
+func (r *run) ackedAggregates(ps []connector.Position) {
+	if src, ok := r.p.source.(connector.StateLogSource); ok {
+		var done []connector.Position
+		for _, p := range ps {
+			if off, ok := src.Committed(p.Partition); ok {
+				done = append(done, connector.Position{Partition: p.Partition, Offset: min(off, p.Offset)})
+			}
+		}
+		ps = done
+	}
+	for _, st := range r.stages {
+		if st.agg != nil {
+			st.agg.Acked(ps)
+		}
+	}
 }
 
 // aggregateCommits takes, for the committer, the state changes of the batches up to through.

@@ -49,7 +49,8 @@ func (r *run) committer() {
 func (r *run) commit() {
 	p := r.p
 	var ps []connector.Position
-	if r.firstAggregate() < len(r.stages) {
+	aggregates := r.firstAggregate() < len(r.stages)
+	if aggregates {
 		// The state of aggregate stages is saved with the positions it reflects.
 		var through uint64
 		ps, through = r.tracker.TakeThrough()
@@ -67,6 +68,10 @@ func (r *run) commit() {
 		})
 		if err != nil {
 			r.fatal(fmt.Errorf("checkpoint: save %q with its aggregate state: %w", p.spec.Name, err))
+			return
+		}
+		if err := r.appendStateLogs(commits, ps); err != nil {
+			r.fatal(err)
 			return
 		}
 		for _, c := range commits {
@@ -89,6 +94,8 @@ func (r *run) commit() {
 		// The checkpoint store holds the truth; a failed upstream commit only means the
 		// source system shows an older position until the next ack.
 		p.log.Warn("source ack failed", "err", err)
+	} else if aggregates {
+		r.ackedAggregates(ps)
 	}
 }
 

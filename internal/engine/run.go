@@ -68,6 +68,7 @@ type run struct {
 
 	sourceEnded atomic.Bool        // the source returned io.EOF
 	lastPos     connector.Position // the position of the last record through the ordered stages
+	stateLogs   []connector.StateLog
 }
 
 type stageRunner struct {
@@ -181,6 +182,9 @@ func (r *run) closeAll(err error) error {
 		if cerr := p.guard(st.spec.Name, "close", func() error { return st.stage.Close(cctx) }); cerr != nil {
 			errs = append(errs, fmt.Errorf("close transform %q: %w", st.spec.Name, cerr))
 		}
+	}
+	for _, l := range r.stateLogs {
+		_ = l.Close()
 	}
 	p.m.PipelineUp.WithLabelValues(p.spec.Name).Set(0)
 	p.m.PipelineReady.WithLabelValues(p.spec.Name).Set(0)

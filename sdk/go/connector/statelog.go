@@ -12,6 +12,10 @@ type StateLogSource interface {
 	// OnAssigned registers f, called with the names of the partitions (Position.Partition) each
 	// time the process is given partitions, before any of their records is read.
 	OnAssigned(f func(partitions []string))
+	// Committed returns the position (Offset) of the last record of a partition whose
+	// commit upstream this process knows of, so that state versions are cleaned up only up to
+	// what is committed (an Ack may skip partitions the process no longer owns).
+	Committed(partition string) (offset int64, ok bool)
 }
 
 // StateLog is a durable, compacted log of state entries by key, per source partition.
