@@ -52,6 +52,10 @@ var sourceSpec = connector.Spec{
 		"`revoke_timeout`, until what was read from them is delivered, commits it, and from then on never commits those " +
 		"partitions again, so their new owner starts where this process stopped. A member that dies (`kill -9`) is replaced " +
 		"after `session_timeout`; its records read and not yet committed are read again by the new owner (at-least-once).\n\n" +
+		"**Aggregate stages in a group** keep each partition's state in a compacted topic `sluice.GROUP.PIPELINE.STAGE.state` " +
+		"(created when missing, with as many partitions as the first topic), so that the state follows a partition to its " +
+		"next owner, which resumes with exactly the state of the group's committed offset. The members need the right to " +
+		"create, write and read that topic.\n\n" +
 		"**Without a `group`**, the source reads every partition of the topics present when it opens, resuming each strictly " +
 		"after its checkpointed position, and commits nothing to Kafka.\n\n" +
 		"The source reports its lag per partition (`sluice_source_backlog_records`): the records after the last durable " +
