@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/sluicehq/sluice/sdk/go/template"
 )
 
@@ -138,7 +140,7 @@ var errMissing = errors.New("missing")
 func keyOf(dst, value []byte, p Path) ([]byte, error) {
 	raw, ok, err := template.Lookup(value, p)
 	if err != nil {
-		return nil, fmt.Errorf("the value is not JSON: %v", err)
+		return nil, err
 	}
 	if !ok {
 		return nil, errMissing
@@ -162,7 +164,7 @@ func shortKey(k []byte) []byte {
 func timeOf(value []byte, p Path) (int64, error) {
 	raw, ok, err := template.Lookup(value, p)
 	if err != nil {
-		return 0, fmt.Errorf("the value is not JSON: %v", err)
+		return 0, err
 	}
 	if !ok {
 		return 0, errMissing
@@ -220,4 +222,55 @@ func floorDiv(a, b int64) int64 {
 		q--
 	}
 	return q
+}
+
+// DiscardMetrics returns instruments registered nowhere, for operators outside a pipeline
+// (`sluice transform test`, benchmarks).
+func DiscardMetrics() Metrics {
+	c := func(n string) prometheus.Counter { return prometheus.NewCounter(prometheus.CounterOpts{Name: n}) }
+	g := func(n string) prometheus.Gauge { return prometheus.NewGauge(prometheus.GaugeOpts{Name: n}) }
+	return Metrics{Late: c("late"), WindowsClosed: c("closed"), Slots: g("slots"), StateBytes: g("bytes"), Spilled: g("spilled"), Watermark: g("wm")}
+}
+
+// ParseWindow parses a window written as tumbling:1m, hopping:5m/1m or session:30s (the
+// command line's form of a manifest's window:); "" is no window.
+func ParseWindow(s string) (Window, error) {
+	if s == "" {
+		return Window{}, nil
+	}
+	kind, spec, ok := strings.Cut(s, ":")
+	bad := fmt.Errorf("window %q: write tumbling:SIZE, hopping:SIZE/EVERY or session:GAP (for example tumbling:1m)", s)
+	if !ok {
+		return Window{}, bad
+	}
+	dur := func(v string) (time.Duration, error) {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < time.Millisecond {
+			return 0, bad
+		}
+		return d, nil
+	}
+	switch kind {
+	case "tumbling":
+		d, err := dur(spec)
+		return Window{Kind: Tumbling, Size: d}, err
+	case "session":
+		d, err := dur(spec)
+		return Window{Kind: Session, Gap: d}, err
+	case "hopping":
+		size, every, ok := strings.Cut(spec, "/")
+		if !ok {
+			return Window{}, bad
+		}
+		s, err := dur(size)
+		if err != nil {
+			return Window{}, err
+		}
+		e, err := dur(every)
+		if err != nil || e > s || s%e != 0 {
+			return Window{}, fmt.Errorf("window %q: every must divide the window and be at most it", spec)
+		}
+		return Window{Kind: Hopping, Size: s, Every: e}, nil
+	}
+	return Window{}, bad
 }

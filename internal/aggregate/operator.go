@@ -238,6 +238,7 @@ func (o *Operator) Process(ctx context.Context, batch uint64, recs []connector.R
 		o.advance(o.parts[""], procTime, -1, &closeAt, d)
 	}
 	f := &frame{index: map[pkey]int{}}
+	flush := func() error { return o.step(ctx, f, d, recs, &res, &g) }
 	var wins [][2]int64
 	for i := range recs {
 		rec := &recs[i]
@@ -275,7 +276,7 @@ func (o *Operator) Process(ctx context.Context, batch uint64, recs []connector.R
 		folded := false
 		switch o.cfg.Window.Kind {
 		case NoWindow:
-			if err := o.addRecord(f, d, p, slotID{key: key}, math.MinInt64, math.MaxInt64, keyNull, i, t, rec); err != nil {
+			if err := o.addRecord(f, d, p, slotID{key: key}, math.MinInt64, math.MaxInt64, keyNull, i, t, rec, flush); err != nil {
 				return Result{}, err
 			}
 			folded = true
@@ -291,7 +292,7 @@ func (o *Operator) Process(ctx context.Context, batch uint64, recs []connector.R
 				if w[1] <= p.wm {
 					continue // closed
 				}
-				if err := o.addRecord(f, d, p, slotID{key: key, start: w[0]}, w[0], w[1], keyNull, i, t, rec); err != nil {
+				if err := o.addRecord(f, d, p, slotID{key: key, start: w[0]}, w[0], w[1], keyNull, i, t, rec, flush); err != nil {
 					return Result{}, err
 				}
 				folded = true
@@ -469,7 +470,7 @@ func (o *Operator) get(p *part, id slotID) (*slot, error) {
 }
 
 // addRecord adds input i to the frame, in slot id of p (created when new).
-func (o *Operator) addRecord(f *frame, d *delta, p *part, id slotID, start, end int64, keyNull bool, i int, t int64, rec *connector.Record) error {
+func (o *Operator) addRecord(f *frame, d *delta, p *part, id slotID, start, end int64, keyNull bool, i int, t int64, rec *connector.Record, flush func() error) error {
 	s, err := o.get(p, id)
 	if err != nil {
 		return err
@@ -480,10 +481,20 @@ func (o *Operator) addRecord(f *frame, d *delta, p *part, id slotID, start, end 
 		if end != math.MaxInt64 {
 			heap.Push(&p.ends, endEntry{end: end, id: id})
 		}
-	} else if o.cfg.TTL > 0 && o.cfg.Window.Kind == NoWindow && t-s.lastTs > o.cfg.TTL.Milliseconds() && s.state != nil {
-		// Idle longer than the TTL: the slot starts anew, whatever the sweep has done yet.
+	} else if o.cfg.TTL > 0 && o.cfg.Window.Kind == NoWindow && o.expired(p, s, t) {
+		// Idle longer than the TTL: the slot starts anew, whatever the sweep has done yet. The
+		// records the frame holds for it are folded first, into the state they belong to.
+		if _, in := f.index[pkey{p.name, id}]; in {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+		if s = p.slots[id]; s == nil { // the step removed it: it never had state
+			s = &slot{start: start, end: end, keyNull: keyNull, lastTs: t}
+			p.slots[id] = s
+		}
 		o.mem -= int64(len(s.state))
-		s.state = nil
+		s.state, s.lastTs = nil, t
 	}
 	s.lastTs = max(s.lastTs, t)
 	s.dirty = d.batch
@@ -501,6 +512,15 @@ func (o *Operator) addRecord(f *frame, d *delta, p *part, id slotID, start, end 
 	f.recs = append(f.recs, abi.AggRecord{Slot: uint32(idx), Seq: uint64(i), TimeMs: t, Key: rec.Key, KeyNull: rec.Key == nil, Value: rec.Value})
 	d.changes[k] = o.changeOf(s) // the state is updated when the step returns
 	return nil
+}
+
+// expired reports whether a slot of a stage without windows outlived the TTL when a record at t
+// comes: it is more than the TTL after the slot's last record, or the watermark (the largest
+// time before this record) passed the slot's last record by more than the TTL, which the sweep
+// frees. Both depend on the records before this one only, not on how they were batched.
+func (o *Operator) expired(p *part, s *slot, t int64) bool {
+	ttl := o.cfg.TTL.Milliseconds()
+	return t-s.lastTs > ttl || (p.wm != math.MinInt64 && s.lastTs < satSub(p.wm, ttl))
 }
 
 func (o *Operator) changeOf(s *slot) *change {
@@ -530,7 +550,7 @@ func (o *Operator) addSession(ctx context.Context, f *frame, d *delta, p *part, 
 			id.start++
 		}
 		p.sessions[key] = append(p.sessions[key], id.start)
-		return true, o.addRecord(f, d, p, id, lo, hi, keyNull, i, t, &recs[i])
+		return true, o.addRecord(f, d, p, id, lo, hi, keyNull, i, t, &recs[i], nil)
 	case 1:
 	default:
 		// The record bridges sessions: fold what the frame holds, then merge the others into the
@@ -549,7 +569,7 @@ func (o *Operator) addSession(ctx context.Context, f *frame, d *delta, p *part, 
 	}
 	s.start, s.end = min(s.start, lo), max(s.end, hi)
 	heap.Push(&p.ends, endEntry{end: s.end, id: id})
-	return true, o.addRecord(f, d, p, id, s.start, s.end, keyNull, i, t, &recs[i])
+	return true, o.addRecord(f, d, p, id, s.start, s.end, keyNull, i, t, &recs[i], nil)
 }
 
 func (o *Operator) mergeSessions(ctx context.Context, d *delta, p *part, join []slotID) error {
@@ -757,16 +777,12 @@ func (o *Operator) sweep(d *delta) {
 	}
 	ttl := o.cfg.TTL.Milliseconds()
 	for _, p := range o.parts {
-		now := p.maxTs
-		if !o.eventTime() {
-			now = o.cfg.Clock().UnixMilli()
-		}
-		if p.lastSweep != math.MinInt64 && now-p.lastSweep < max(ttl/4, 1) {
+		if p.wm == math.MinInt64 || (p.lastSweep != math.MinInt64 && p.wm-p.lastSweep < max(ttl/4, 1)) {
 			continue
 		}
-		p.lastSweep = now
+		p.lastSweep = p.wm
 		for id, s := range p.slots {
-			if now-s.lastTs > ttl {
+			if s.lastTs < satSub(p.wm, ttl) { // expired: the next record of the key starts anew
 				o.remove(p, id, d)
 			}
 		}

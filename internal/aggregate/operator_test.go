@@ -536,3 +536,42 @@ func TestParsePath(t *testing.T) {
 		}
 	}
 }
+
+// TTL expiry does not depend on how records are batched: one record per batch and random
+// batches leave every key with the same state, out-of-order records and TTLs passed inside a
+// batch included.
+func TestTTLDoesNotDependOnBatching(t *testing.T) {
+	recs := dataset(4000, 9, 21)
+	final := func(batches func() int) map[string][2]float64 {
+		db := openDB(t, t.TempDir())
+		defer db.Close()
+		cfg := Config{Key: mustPath("$.k"), Time: mustPath("$.ts"), TTL: 2 * time.Second}
+		o, err := New(cfg, &sumGuest{name: "sum"}, Store{DB: db}, "p", "d", testMetrics())
+		if err != nil {
+			t.Fatal(err)
+		}
+		id := uint64(0)
+		for lo := 0; lo < len(recs); {
+			hi := min(lo+batches(), len(recs))
+			id++
+			if _, err := o.Process(context.Background(), id, recs[lo:hi]); err != nil {
+				t.Fatal(err)
+			}
+			lo = hi
+		}
+		out := map[string][2]float64{}
+		for k, s := range o.parts[""].slots {
+			c, sum := decodeSum(s.state)
+			out[k.key] = [2]float64{float64(c), sum}
+		}
+		return out
+	}
+	one := final(func() int { return 1 })
+	r := rand.New(rand.NewPCG(3, 3))
+	for trial := 0; trial < 5; trial++ {
+		got := final(func() int { return 1 + r.IntN(300) })
+		if fmt.Sprint(got) != fmt.Sprint(one) {
+			t.Fatalf("trial %d: state %v\nwith one record per batch %v", trial, got, one)
+		}
+	}
+}

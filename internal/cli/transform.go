@@ -48,6 +48,7 @@ type transformTestFlags struct {
 	timeout   time.Duration
 	memoryMiB int64
 	maxLine   string
+	agg       aggTestFlags // aggregate modules (aggtest.go)
 }
 
 func newTransformTestCmd(g *Globals) *cobra.Command {
@@ -81,6 +82,7 @@ broken).`,
 	fl.DurationVar(&f.timeout, "timeout", wasmhost.DefaultTimeout, "deadline of one guest call")
 	fl.Int64Var(&f.memoryMiB, "memory-mib", wasmhost.DefaultMemoryBytes>>20, fmt.Sprintf("memory limit per instance in MiB (1 to %d, as a manifest's limits.memory)", pipeline.MaxTransformMemory>>20))
 	fl.StringVar(&f.maxLine, "max-line-bytes", manifests.FormatByteSize(defaultMaxLine), "longest accepted input line, as the file source's max_line_bytes (a size such as 16MiB)")
+	f.agg.register(fl)
 	_ = cmd.MarkFlagRequired("input")
 	return cmd
 }
@@ -193,6 +195,10 @@ func runTransformTest(ctx context.Context, g *Globals, path string, f transformT
 		return fmt.Errorf("transform %q: %w", name, err)
 	}
 	defer stage.Close(context.Background())
+	process, finish, err := f.agg.processor(m, stage)
+	if err != nil {
+		return err
+	}
 
 	out := bufio.NewWriterSize(stdout, 1<<16)
 	rej := bufio.NewWriter(rejOut)
@@ -209,9 +215,12 @@ func runTransformTest(ctx context.Context, g *Globals, path string, f transformT
 		if len(batch) == 0 {
 			return nil
 		}
-		res, err := stage.Process(ctx, batch)
+		res, err := process(ctx, batch)
 		if err != nil {
 			return fmt.Errorf("transform %q: %w", name, err)
+		}
+		if err := res.write(out, enc, lines, &counts.emitted, &counts.rejected); err != nil {
+			return err
 		}
 		for o := range res.Outcomes() {
 			switch o.Action {
@@ -264,6 +273,15 @@ func runTransformTest(ctx context.Context, g *Globals, path string, f transformT
 	}
 	if err := flush(); err != nil {
 		return err
+	}
+	if finish != nil {
+		res, err := finish(ctx)
+		if err != nil {
+			return fmt.Errorf("transform %q: %w", name, err)
+		}
+		if err := res.write(out, enc, nil, &counts.emitted, &counts.rejected); err != nil {
+			return err
+		}
 	}
 	if err := out.Flush(); err != nil {
 		return fmt.Errorf("stdout: %w", err)

@@ -328,3 +328,41 @@ func TestTransformTestMaxLineBytesIsTheFileSources(t *testing.T) {
 		t.Fatalf("line of exactly max_line_bytes: %v\n%s", err, errOut)
 	}
 }
+
+// An aggregate module runs through the host's windows: window rows on stdout (the open ones
+// closed at the end of the input), late records and unusable ones with the rejects.
+func TestTransformTestAggregate(t *testing.T) {
+	dir := t.TempDir()
+	input := filepath.Join(dir, "in.jsonl")
+	in := `{"commodity":"corn","price":1,"ts":1000}
+{"commodity":"corn","price":3,"ts":2000}
+{"commodity":"gold","price":10,"ts":3000}
+{"commodity":"corn","price":5,"ts":61000}
+{"commodity":"corn","price":7,"ts":500}
+oops
+`
+	if err := os.WriteFile(input, []byte(in), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rejects := filepath.Join(dir, "rejects.jsonl")
+	out, errOut, err := runTransformCLI(t, "transform", "test", "../../transforms/stats/stats.wasm", "--input", input, "--rejects", rejects,
+		"--key", "$.commodity", "--time", "$.ts", "--window", "tumbling:1m", "--config", "{field: price}")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, errOut)
+	}
+	want := `{"key":"corn","window_start":0,"window_end":60000,"count":2,"min":1,"max":3,"mean":2,"stddev":1,"first":1,"last":3}
+{"key":"gold","window_start":0,"window_end":60000,"count":1,"min":10,"max":10,"mean":10,"stddev":0,"first":10,"last":10}
+{"key":"corn","window_start":60000,"window_end":120000,"count":1,"min":5,"max":5,"mean":5,"stddev":0,"first":5,"last":5}
+`
+	if out != want {
+		t.Fatalf("stdout:\n%s\nwant:\n%s", out, want)
+	}
+	b, _ := os.ReadFile(rejects)
+	if !strings.Contains(string(b), `"line":5`) || !strings.Contains(string(b), `"code":65287`) || !strings.Contains(string(b), `"line":6`) || !strings.Contains(string(b), `"code":65286`) {
+		t.Fatalf("rejects:\n%s", b)
+	}
+	// The aggregate flags are refused for a plain module.
+	if _, errOut, err := runTransformCLI(t, "transform", "test", hostileModule, "--input", input, "--window", "tumbling:1m"); err == nil {
+		t.Fatalf("--window accepted for a plain module:\n%s", errOut)
+	}
+}
