@@ -429,3 +429,51 @@ spec:
 	}
 	t.Logf("%d kills; %d windows, each stored once", kills, len(want))
 }
+
+// TestStatsRefusesStateOfAnotherModule runs stats, then the same stage with another aggregate
+// module over the same data directory: the state the first wrote cannot be resumed by the
+// second, which must say so instead of folding records into blobs it cannot read.
+func TestStatsRefusesStateOfAnotherModule(t *testing.T) {
+	bin := buildSluice(t)
+	dir := t.TempDir()
+	inPath, _ := writePrices(t, dir, 2_000, 3)
+	outPath, dlqPath := filepath.Join(dir, "out.jsonl"), filepath.Join(dir, "dlq.jsonl")
+	mPath := filepath.Join(dir, "stats.yaml")
+	// A following source keeps windows open, so state remains in the store when it stops.
+	m := statsManifest(inPath, outPath, dlqPath, statsModule(t), ", follow: true", "")
+	if err := os.WriteFile(mPath, []byte(m), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "run", "--data-dir", filepath.Join(dir, "data"), "--admin-addr", "", mPath)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for len(lines(t, outPath)) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no window after a minute:\n%s", stderr.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(500 * time.Millisecond) // let a commit of the state happen
+	_ = cmd.Process.Signal(os.Interrupt)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("stop: %v\n%s", err, stderr.String())
+	}
+	dedupe := filepath.Join(filepath.Dir(statsModule(t)), "..", "dedupe", "dedupe.wasm")
+	m2 := strings.Replace(m, statsModule(t), dedupe, 1)
+	m2 = strings.Replace(m2, "config: {field: price}", "config: {}", 1)
+	if err := os.WriteFile(mPath, []byte(m2), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(bin, "run", "--data-dir", filepath.Join(dir, "data"), "--admin-addr", "", mPath).CombinedOutput()
+	if err == nil {
+		t.Fatalf("the run with another module over the state of stats succeeded:\n%s", out)
+	}
+	if !strings.Contains(string(out), "module stats with state_version 1 wrote it") || !strings.Contains(string(out), "sluice run --reset") {
+		t.Fatalf("unclear error:\n%s", out)
+	}
+	t.Logf("%s", out)
+}

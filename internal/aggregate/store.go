@@ -1,12 +1,15 @@
 package aggregate
 
 import (
+	"bytes"
 	"container/heap"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
+	"slices"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -132,15 +135,15 @@ func (o *Operator) Restore() error {
 		var m meta
 		if raw := b.Get(metaKey); raw != nil {
 			if err := json.Unmarshal(raw, &m); err != nil {
-				return fmt.Errorf("aggregate %q: the stored state's metadata is damaged: %v; start over with `sluice run --reset`", o.stage, err)
+				return fmt.Errorf("the stored aggregate state's metadata is damaged: %v; start over with `sluice run --reset`", err)
 			}
 		}
 		if m.Format != storeFormat {
-			return fmt.Errorf("aggregate %q: the stored state has format %d, this version reads %d; start over with `sluice run --reset`", o.stage, m.Format, storeFormat)
+			return fmt.Errorf("the stored aggregate state has format %d, this version reads %d; start over with `sluice run --reset`", m.Format, storeFormat)
 		}
 		if m.Module != name || m.StateVersion != version {
-			return fmt.Errorf("%w: aggregate %q: the state in the store was written by module %s with state_version %d, and this stage runs %s with state_version %d; the state layouts differ, so it cannot resume from it. Run the old module, or start over with `sluice run --reset` (it forgets the positions and the state)",
-				ErrStateMismatch, o.stage, m.Module, m.StateVersion, name, version)
+			return fmt.Errorf("%w: module %s with state_version %d wrote it, and this stage runs %s with state_version %d; the state layouts differ, so it cannot resume from it. Run the old module, or start over with `sluice run --reset` (it forgets the positions and the state)",
+				ErrStateMismatch, m.Module, m.StateVersion, name, version)
 		}
 		p := o.parts[""]
 		p.wm, p.maxTs = m.Watermark, m.MaxTime
@@ -151,12 +154,12 @@ func (o *Operator) Restore() error {
 		defer heap.Init(&p.ends)
 		return sb.ForEach(func(k, v []byte) error {
 			if len(k) < 8 {
-				return fmt.Errorf("aggregate %q: a damaged slot key in the store; start over with `sluice run --reset`", o.stage)
+				return errors.New("a damaged slot key in the stored aggregate state; start over with `sluice run --reset`")
 			}
 			id := idOf(k)
 			s, err := decodeSlot(v)
 			if err != nil {
-				return fmt.Errorf("aggregate %q: the stored state of key %q is damaged: %v; start over with `sluice run --reset`", o.stage, id.key, err)
+				return fmt.Errorf("the stored aggregate state of key %q is damaged: %v; start over with `sluice run --reset`", id.key, err)
 			}
 			if o.mem+int64(len(s.state)) > o.cfg.MemoryBytes {
 				s.state, s.onDisk = nil, true
@@ -224,18 +227,18 @@ func (c *Commit) Write(tx *bolt.Tx) error {
 			m = mark{old.Watermark, old.MaxTime}
 		}
 	}
-	for _, d := range c.deltas {
-		for k, ch := range d.changes {
-			if ch.del {
-				if err := sb.Delete(slotKey(k.id)); err != nil {
-					return err
-				}
-				continue
-			}
-			if err := sb.Put(slotKey(k.id), encodeChange(ch)); err != nil {
+	for _, w := range c.writes() {
+		if w.ch.del {
+			if err := sb.Delete(w.key); err != nil {
 				return err
 			}
+			continue
 		}
+		if err := sb.Put(w.key, encodeChange(w.ch)); err != nil {
+			return err
+		}
+	}
+	for _, d := range c.deltas {
 		if dm, ok := d.marks[""]; ok {
 			m = dm
 		}
@@ -243,6 +246,33 @@ func (c *Commit) Write(tx *bolt.Tx) error {
 	name, version := o.g.Module()
 	raw, _ := json.Marshal(meta{Format: storeFormat, Module: name, StateVersion: version, Watermark: m.wm, MaxTime: m.maxTs})
 	return b.Put(metaKey, raw)
+}
+
+// slotWrite is the last change of one slot in a commit, under its store key.
+type slotWrite struct {
+	key []byte
+	ch  *change
+}
+
+// writes is the last change of each slot the commit's batches changed, in key order. A bbolt
+// transaction keeps the nodes it changes unsplit until it commits, so that Puts of new slots in
+// random order, or Deletes of slots created by the same commit, move a node's whole entry list
+// each time: with tens of thousands of slots that made a commit quadratic. In key order new slots
+// are appended, and a slot created and deleted within the commit is written once, as a Delete.
+func (c *Commit) writes() []slotWrite {
+	last := c.deltas[len(c.deltas)-1].changes
+	if len(c.deltas) > 1 {
+		last = make(map[pkey]*change, len(last))
+		for _, d := range c.deltas {
+			maps.Copy(last, d.changes)
+		}
+	}
+	ws := make([]slotWrite, 0, len(last))
+	for k, ch := range last {
+		ws = append(ws, slotWrite{key: slotKey(k.id), ch: ch})
+	}
+	slices.SortFunc(ws, func(a, b slotWrite) int { return bytes.Compare(a.key, b.key) })
+	return ws
 }
 
 // Done records that the commit is durable: its slots may leave memory.
