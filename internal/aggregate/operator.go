@@ -677,15 +677,20 @@ func (o *Operator) closeWindows(ctx context.Context, steps []closeStep, d *delta
 		p := st.p
 		var ids []slotID
 		var slots []abi.Slot
+		var taken map[slotID]bool // a session's end can be in the heap more than once
 		for p.ends.Len() > 0 && p.ends[0].end <= st.wm {
 			e := heap.Pop(&p.ends).(endEntry)
 			s, err := o.get(p, e.id)
 			if err != nil {
 				return err
 			}
-			if s == nil || s.end != e.end || slices.Contains(ids, e.id) {
+			if s == nil || s.end != e.end || taken[e.id] {
 				continue // stale: the slot closed already, or a session grew
 			}
+			if taken == nil {
+				taken = map[slotID]bool{}
+			}
+			taken[e.id] = true
 			ids = append(ids, e.id)
 			slots = append(slots, abi.Slot{Start: s.start, End: s.end, Key: []byte(e.id.key), KeyNull: s.keyNull, State: s.state, Final: true})
 		}
