@@ -1,6 +1,7 @@
 /* agg_probe: an aggregate module (ABI 1.1) written with the C SDK, for the cross-language
  * aggregation test (transforms/validate_price/crosslang/agg_test.go). The Rust and AssemblyScript
- * probes (sdk/{rust,assemblyscript}/testdata/agg_probe.*) behave identically:
+ * probes (sdk/{rust,assemblyscript}/testdata/agg_probe.*) and the Go one
+ * (sdk/go/aggregate/testdata/probe) behave identically:
  *
  * - state: 16 bytes, little-endian {u64 count, f64 sum} over the number "n" of each record value;
  * - accumulate: a record without a numeric "n" is rejected with code 2 and "n: missing or not a

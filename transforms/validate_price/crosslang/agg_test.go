@@ -8,6 +8,7 @@ import (
 	"math"
 	"math/rand"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strconv"
@@ -25,12 +26,36 @@ import (
 )
 
 // The aggregate probe modules of sdk/{c,rust,assemblyscript}/testdata/agg_probe.*, built by
-// make wasm-guests. sdk/c/testdata/agg_probe.c describes their common behaviour; aggModel below
-// is the same behaviour in Go, which gives the expectations.
-var aggLanguages = []string{"c", "rust", "assemblyscript"}
+// make wasm-guests, and sdk/go/aggregate/testdata/probe, which each test builds (aggProbePaths).
+// sdk/c/testdata/agg_probe.c describes their common behaviour; aggModel below is the same
+// behaviour in Go, which gives the expectations.
+var aggLanguages = []string{"c", "rust", "assemblyscript", "go"}
 
-func aggProbePath(lang string) string {
-	return filepath.Join("..", "..", "..", "build", "wasm", "sdktest", "agg_probe_"+lang+".wasm")
+// aggProbePaths returns the module of each language: the C, Rust and AssemblyScript probes from
+// build/wasm/sdktest, and the Go probe compiled into a temporary directory of the test with the
+// sdk/go module (as internal/wasmhost's buildSDKGuest builds its Go SDK guest).
+func aggProbePaths(t *testing.T) map[string]string {
+	t.Helper()
+	paths := map[string]string{}
+	for _, lang := range aggLanguages {
+		if lang == "go" {
+			continue
+		}
+		p := filepath.Join("..", "..", "..", "build", "wasm", "sdktest", "agg_probe_"+lang+".wasm")
+		if _, err := os.Stat(p); err != nil {
+			t.Fatalf("%s: %v: run make wasm-guests, which builds the aggregate probes", lang, err)
+		}
+		paths[lang] = p
+	}
+	out := filepath.Join(t.TempDir(), "agg_probe_go.wasm")
+	cmd := exec.Command("go", "build", "-buildmode=c-shared", "-trimpath", "-o", out, ".")
+	cmd.Dir = filepath.Join("..", "..", "..", "sdk", "go", "aggregate", "testdata", "probe")
+	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go: build %s: %v\n%s", cmd.Dir, err, b)
+	}
+	paths["go"] = out
+	return paths
 }
 
 // aggGuest is one instance of an aggregate module, driven through the ABI exports directly with
@@ -44,12 +69,11 @@ type aggGuest struct {
 	cap  int
 }
 
-func newAggGuest(t *testing.T, ctx context.Context, lang string) *aggGuest {
+func newAggGuest(t *testing.T, ctx context.Context, lang, path string) *aggGuest {
 	t.Helper()
-	path := aggProbePath(lang)
 	bin, err := os.ReadFile(path)
 	if err != nil {
-		t.Fatalf("%s: %v: run make wasm-guests, which builds the aggregate probes", lang, err)
+		t.Fatalf("%s: %v", lang, err)
 	}
 	rt := wazero.NewRuntime(ctx)
 	t.Cleanup(func() { rt.Close(ctx) })
@@ -228,7 +252,11 @@ func (g *aggGuest) emit(t *testing.T, ctx context.Context, slots []abi.Slot) agg
 	}
 	var r aggResult
 	if err := abi.DecodeEmitResult(res, len(slots), aggPorts, abi.MaxResultBytes, func(slot int, o *abi.Output) {
-		r.Emitted = append(r.Emitted, toAggOutput(slot, o))
+		out := toAggOutput(slot, o)
+		// In an emit result, hdr_len 0xFFFFFFFF means no headers, as 0 does (ABI.md 13.3): the
+		// Go SDK writes the former, the C, Rust and AssemblyScript SDKs the latter.
+		out.HeadersInherit = false
+		r.Emitted = append(r.Emitted, out)
 	}); err != nil {
 		t.Fatalf("%s: emit: %v", g.lang, err)
 	}
@@ -421,12 +449,12 @@ func aggStepFrame() ([]abi.Slot, []abi.AggRecord) {
 	return stepSlots, stepRecs
 }
 
-// TestAggregateSDKs runs the aggregate probe of each SDK (C, Rust, AssemblyScript) on the same
+// TestAggregateSDKs runs the aggregate probe of each SDK (C, Rust, AssemblyScript, Go) on the same
 // aggregation frames: a step with several slots and several records per slot (hopping-window
 // copies sharing a seq, a new slot, rejects, negative numbers emitted with value inheritance),
 // an emit (final and early, with and without windows, null and escaped keys), a merge, and the
 // step again on the same instance. The decoded results, state bytes included, must be the same
-// in the three languages and match aggModel.
+// in the four languages and match aggModel.
 func TestAggregateSDKs(t *testing.T) {
 	ctx := context.Background()
 	m := aggModel{t: t}
@@ -441,9 +469,10 @@ func TestAggregateSDKs(t *testing.T) {
 		t.Fatalf("model step states %+v", wantStep.States)
 	}
 
+	paths := aggProbePaths(t)
 	results := map[string][]aggResult{}
 	for _, lang := range aggLanguages {
-		g := newAggGuest(t, ctx, lang)
+		g := newAggGuest(t, ctx, lang, paths[lang])
 
 		v, err := g.call(ctx, "tf_abi_version")
 		if err != nil || uint32(v) != abi.VersionAggregate {
@@ -564,8 +593,9 @@ func TestAggregateSDKsGenerated(t *testing.T) {
 	values := []string{`{"n":0}`, `{"n":-0}`, `{"n":12}`, `{"n":-7}`, `{"n":0.1}`, `{"n":-2.5e-3}`, `{"n":1E3}`,
 		`{"n":-123456789.125}`, `{"n":1e308}`, `{"a":[1,{"n":2}],"n":5}`, `{"n":"5"}`, `{"m":1}`, `[1]`, `{"n":`,
 		`{"n":true}`, ` { "n" : -4.5 } `, `{"n":9007199254740993}`, `{"n\u0000":1,"n":2}`, ``}
+	paths := aggProbePaths(t)
 	for _, lang := range aggLanguages {
-		g := newAggGuest(t, ctx, lang)
+		g := newAggGuest(t, ctx, lang, paths[lang])
 		if err := g.write(ctx, []byte("{}")); err != nil {
 			t.Fatal(err)
 		}
@@ -614,7 +644,7 @@ func TestAggregateSDKsGenerated(t *testing.T) {
 
 // TestAggregateSDKsThroughHost runs the same step, emit and merge through the WASM host
 // (internal/wasmhost), which checks every result frame and combines the hopping copies of an
-// input: the three probes must be accepted, agree, and give what aggModel expects.
+// input: the four probes must be accepted, agree, and give what aggModel expects.
 func TestAggregateSDKsThroughHost(t *testing.T) {
 	ctx := context.Background()
 	m := aggModel{t: t}
@@ -640,12 +670,9 @@ func TestAggregateSDKsThroughHost(t *testing.T) {
 		Merge []transform.StateChange
 	}
 	results := map[string]outcome{}
+	paths := aggProbePaths(t)
 	for _, lang := range aggLanguages {
-		p := aggProbePath(lang)
-		if _, err := os.Stat(p); err != nil {
-			t.Fatalf("%s: %v: run make wasm-guests, which builds the aggregate probes", lang, err)
-		}
-		mod, err := h.Load(ctx, p, "")
+		mod, err := h.Load(ctx, paths[lang], "")
 		if err != nil {
 			t.Fatalf("%s: %v", lang, err)
 		}
