@@ -6,7 +6,7 @@
 .PHONY: bench-aggregate
 BENCH_TARGETS += bench-aggregate
 
-AGG_RECORDS       ?= 5000000
+AGG_RECORDS       ?= 2000000
 AGG_BENCH_RECORDS ?= 1000000
 
 bench-aggregate:

@@ -86,7 +86,7 @@ type result struct {
 
 func main() {
 	childName := flag.String("child", "", "run one impl/keys scenario in this process (internal)")
-	records := flag.Int64("records", 5_000_000, "input records per scenario")
+	records := flag.Int64("records", 2_000_000, "input records per scenario")
 	rate := flag.Int64("rate", 1000, "records per second of event time")
 	keyList := flag.String("keys", "10,10000,1000000", "distinct key counts, comma-separated")
 	module := flag.String("module", statsModule, "the stats module")
