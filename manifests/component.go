@@ -52,8 +52,10 @@ func closestField(fields map[string]Pos, field string, def Pos) Pos {
 
 // FieldError is a problem with one setting of a manifest entry, found by a check outside the
 // loader (a module's config schema, the host's limits). Field is the setting's path under the
-// entry: "sha256", "limits.memory", "config", "config.max_price", "config.fields[0]" (see
-// ConfigField). The loader places it at that key of the manifest.
+// entry: "wasm", "sha256", "limits.memory", "config", "config.max_price", "config.fields[0]" (see
+// ConfigField), the same in an aggregate stage, whose module settings are under aggregate:, or
+// one of the stage's own ("aggregate.window.session"). The loader places it at that key of the
+// manifest.
 type FieldError struct {
 	Field string
 	Msg   string
@@ -84,7 +86,9 @@ func ConfigField(pointer string) string {
 }
 
 // diagnostics turns an error of the CheckModule hook into diagnostics: each *FieldError in it
-// (errors.Join may hold several) at its field, anything else at the wasm: value.
+// (errors.Join may hold several) at its field, anything else at the wasm: value. In an aggregate
+// stage, the messages name the module's settings by where the manifest writes them
+// ("aggregate.config.field").
 func (t *Transform) diagnostics(label string, err error) []Diagnostic {
 	var errs []error
 	if j, ok := err.(interface{ Unwrap() []error }); ok {
@@ -96,7 +100,11 @@ func (t *Transform) diagnostics(label string, err error) []Diagnostic {
 	for _, e := range errs {
 		var fe *FieldError
 		if errors.As(e, &fe) {
-			out = append(out, Diagnostic{Pos: t.fieldPos(fe.Field), Message: fmt.Sprintf("%s: %s: %s", label, fe.Field, fe.Msg), Hint: fe.Hint})
+			name := fe.Field
+			if t.Aggregate != nil && name != "aggregate" && !strings.HasPrefix(name, "aggregate.") {
+				name = "aggregate." + name
+			}
+			out = append(out, Diagnostic{Pos: t.fieldPos(fe.Field), Message: fmt.Sprintf("%s: %s: %s", label, name, fe.Msg), Hint: fe.Hint})
 			continue
 		}
 		out = append(out, Diagnostic{Pos: t.WasmPos, Message: fmt.Sprintf("%s: %v", label, e)})

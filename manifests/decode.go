@@ -103,6 +103,11 @@ type docDecoder struct {
 	sinkBatches []sinkBatchPos
 	// names holds the transform and sink names of the pipeline being decoded.
 	names map[string]named
+	// latePorts holds the ports the aggregate stages of the pipeline send late records to.
+	latePorts []latePort
+	// badTime holds, by the position of their aggregate: key, the aggregate stages of the
+	// pipeline whose time: has a problem (already reported).
+	badTime map[Pos]bool
 }
 
 func (d *docDecoder) pos(n *yaml.Node) Pos {

@@ -18,6 +18,7 @@ func RenderPipelineDocs() string {
 	writeShapeRows(&b, "", documentShape)
 	b.WriteString("\nSources and sinks take the settings of their type under `config:`; `sluice docs TYPE` describes them. ")
 	b.WriteString("A transform's `config:` goes to its module as JSON. ")
+	b.WriteString("An aggregate stage (`aggregate:` instead of `wasm:`) runs an aggregate module (ABI 1.1, meta kinds: aggregate): the runtime takes each record's key and time, puts the record in its windows, keeps one state per key and window in the embedded store, saved with the source positions it reflects, and has the module fold records into states and turn a state into records when its window closes (or, with `early`, while it is open); records none of whose windows is still open are late. ")
 	b.WriteString("Durations are written with a unit (`500ms`, `30s`); byte sizes as a number of bytes or with a unit (`64KiB`, `16MiB`, `1GB`). ")
 	b.WriteString("Any value may use `${env:NAME}` or `${file:PATH}`.\n")
 	return b.String()
@@ -29,6 +30,8 @@ func writeShapeRows(b *strings.Builder, prefix string, s shape) {
 		req := ""
 		if k.required {
 			req = "yes"
+		} else if alt := s.alternatives(k.name); alt != "" {
+			req = alt
 		}
 		typ, def, allowed, desc := keyDocs(k)
 		fmt.Fprintf(b, "| `%s` | %s | %s | %s | %s | %s |\n", path, typ, req, cell(def), cell(allowed), cell(desc))
@@ -89,6 +92,9 @@ func keyDocs(k key) (typ, def, allowed, desc string) {
 	}
 	if k.name == "type" && s["type"] == "string" {
 		allowed = "a component name; `sluice components` lists them"
+	}
+	if k.allowed != "" {
+		allowed = k.allowed
 	}
 	return typ, def, allowed, desc
 }

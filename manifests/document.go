@@ -128,6 +128,7 @@ func (d *docDecoder) spec(p *Pipeline, n *yaml.Node) {
 	}
 	at := d.resolve(n)
 	d.names = map[string]named{}
+	d.latePorts, d.badTime = nil, map[Pos]bool{}
 
 	if e, ok := m["source"]; ok && !isNull(d.resolve(e.val)) {
 		p.Source, _ = d.component(e.val, connector.KindSource, loc{label: "source"}, sourceShape.names(), nil)
@@ -169,7 +170,9 @@ func (d *docDecoder) spec(p *Pipeline, n *yaml.Node) {
 	p.FailureLimit = FailureLimit{Ratio: ratio, Window: int(window)}
 
 	p.Delivery = Delivery(deliveryRule.Default.(string))
+	var deliveryAt *yaml.Node
 	if e, ok := m["delivery"]; ok && !isNull(d.resolve(e.val)) {
+		deliveryAt = d.resolve(e.val)
 		if v, ok := d.value(e.val, deliveryRule.Field, l.child("delivery"), false, nil); ok {
 			p.Delivery = Delivery(v.(string))
 		}
@@ -183,6 +186,8 @@ func (d *docDecoder) spec(p *Pipeline, n *yaml.Node) {
 			}
 		}
 	}
+
+	d.checkAggregates(p, deliveryAt)
 
 	bv, bok := d.ruleSection(m["batch"].val, at, batchRules, l.child("batch"), nil)
 	if bok {

@@ -4,7 +4,7 @@ import "github.com/sluicehq/sluice/sdk/go/connector"
 
 // RangedSetting is a setting of a built-in section that has a range, for the tests.
 type RangedSetting struct {
-	Section  string // "batch", "buffer", "limits", "dead_letter"
+	Section  string // "batch", "buffer", "limits", "aggregate.limits", "dead_letter"
 	Name     string
 	Type     connector.Type
 	Min, Max *float64
@@ -17,7 +17,7 @@ func RangedSettings() []RangedSetting {
 	for _, sec := range []struct {
 		name  string
 		rules []rule
-	}{{"batch", batchRules}, {"buffer", bufferRules}, {"limits", limitsRules}, {"dead_letter", deadLetterRules}} {
+	}{{"batch", batchRules}, {"buffer", bufferRules}, {"limits", limitsRules}, {"aggregate.limits", aggregateLimitsRules}, {"dead_letter", deadLetterRules}} {
 		for _, r := range sec.rules {
 			if !r.min.set && !r.max.set {
 				continue
@@ -50,7 +50,7 @@ func EnumSettings() []EnumSetting {
 	for _, sec := range []struct {
 		name  string
 		rules []rule
-	}{{"batch", batchRules}, {"buffer", bufferRules}, {"limits", limitsRules}, {"dead_letter", deadLetterRules},
+	}{{"batch", batchRules}, {"buffer", bufferRules}, {"limits", limitsRules}, {"aggregate.limits", aggregateLimitsRules}, {"dead_letter", deadLetterRules},
 		{"spec", []rule{deliveryRule}}, {"transform", []rule{onRejectRule}}} {
 		for _, r := range sec.rules {
 			if len(r.Enum) > 0 {

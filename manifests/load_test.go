@@ -45,6 +45,15 @@ func testOptions() manifests.LoadOptions {
 			if strings.Contains(t.Module, "broken") {
 				return errors.New("module does not export sluice_abi_version_1")
 			}
+			// Modules that do not fit their stage, as the WASM host's check reports them.
+			switch base := filepath.Base(t.Module); {
+			case base == "plain.wasm" && t.Aggregate != nil:
+				return &manifests.FieldError{Field: "wasm", Msg: "module " + base + " is not an aggregate module (ABI 1.1, kinds: aggregate); use it as a transform with wasm:", Hint: "sluice transform inspect shows a module's kinds"}
+			case strings.HasPrefix(base, "agg") && t.Aggregate == nil:
+				return &manifests.FieldError{Field: "wasm", Msg: "module " + base + " is an aggregate module; use it under aggregate:"}
+			case strings.Contains(base, "nomerge") && t.Aggregate != nil && t.Aggregate.Session > 0:
+				return &manifests.FieldError{Field: "aggregate.window.session", Msg: "session windows need a module that merges states", Hint: "use tumbling or hopping windows"}
+			}
 			if strings.Contains(t.Module, "strict") {
 				// Problems with settings, as the WASM host's check reports them.
 				return errors.Join(
@@ -280,7 +289,7 @@ func TestLoadPaths(t *testing.T) {
 	// A directory and a file inside it are loaded once.
 	good := "testdata/good"
 	pipelines, diags := manifests.Load([]string{good, filepath.Join(good, "refs.yaml")}, testOptions())
-	if len(diags) > 0 || len(pipelines) != 3 {
+	if len(diags) > 0 || len(pipelines) != 7 {
 		t.Errorf("got %d pipelines, diagnostics %v", len(pipelines), diags)
 	}
 	if (manifests.Diagnostics(nil)).Err() != nil {
@@ -304,11 +313,20 @@ func dumpPipelines(ps []*manifests.Pipeline) []any {
 		}
 		var ts, ss []any
 		for _, t := range p.Transforms {
-			ts = append(ts, map[string]any{
+			tm := map[string]any{
 				"name": t.Name, "wasm": t.Module, "sha256": t.SHA256, "config": string(t.Config),
 				"limits": fmt.Sprintf("%+v", t.Limits), "on_reject": t.OnReject,
 				"pos": t.Pos.String(), "wasm_pos": t.WasmPos.String(),
-			})
+			}
+			if t.Aggregate != nil {
+				tm["aggregate"] = fmt.Sprintf("%+v", *t.Aggregate)
+				fields := map[string]string{}
+				for k, p := range t.Fields {
+					fields[k] = p.String()
+				}
+				tm["fields"] = fields
+			}
+			ts = append(ts, tm)
 		}
 		for _, s := range p.Sinks {
 			c := dumpComponent(s.Component)

@@ -7,8 +7,16 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/sluicehq/sluice/internal/aggregate"
 	"github.com/sluicehq/sluice/runtime/pipeline"
+	"github.com/sluicehq/sluice/sdk/go/abi"
 	"github.com/sluicehq/sluice/sdk/go/connector"
+)
+
+// Lower bounds of an aggregate stage's state limits: limits.state and limits.state_memory.
+const (
+	minAggregateState       = 1 << 10
+	minAggregateStateMemory = 1 << 20
 )
 
 // bound is one end of the range a numeric setting accepts.
@@ -62,6 +70,27 @@ var (
 		{Field: connector.Field{Name: "instances", Type: connector.TypeInt, Description: "Size of the pre-warmed instance pool; unset means the number of CPUs the process may use, at most 4."},
 			min: atLeast(1), max: atMost(pipeline.MaxTransformInstances)},
 	}
+	// aggregateLimitsRules are the limits of an aggregate stage: a transform's, and the bounds of
+	// its state.
+	aggregateLimitsRules = append(aggregateInstances(append([]rule(nil), limitsRules...)),
+		rule{Field: connector.Field{Name: "state", Type: connector.TypeByteSize, Default: int64(abi.DefaultMaxState), Description: "Largest state of one slot (one key in one window) the module may return; a call that returns a larger one fails."},
+			min: atLeast(minAggregateState), max: atMost(abi.MaxStateLimit)},
+		rule{Field: connector.Field{Name: "state_memory", Type: connector.TypeByteSize, Default: int64(aggregate.DefaultMemory), Description: "Most bytes of state the stage keeps in memory; beyond it, state already saved in the embedded store leaves memory and is read back when needed."},
+			min: atLeast(minAggregateStateMemory)},
+	)
+	// windowRules are the keys of an aggregate stage's window: (exactly one kind: windowShape).
+	windowRules = []rule{
+		{Field: connector.Field{Name: "tumbling", Type: connector.TypeDuration, Description: "Windows of this length, one after the other: [k·length, (k+1)·length) in Unix milliseconds. At least 1ms, whole milliseconds."}},
+		{Field: connector.Field{Name: "hopping", Type: connector.TypeDuration, Description: "Windows of this length, one starting every `every`; a record falls in each window that holds its time. A multiple of every, whole milliseconds."}},
+		{Field: connector.Field{Name: "every", Type: connector.TypeDuration, Description: "Hopping windows only, and required with them: how often a window starts. At least 1ms and at most hopping."}},
+		{Field: connector.Field{Name: "session", Type: connector.TypeDuration, Description: "Session windows: a key's records less than this gap apart share one window, which closes once the gap has passed. Needs a module that exports tf_agg_merge. At least 1ms, whole milliseconds."}},
+	}
+	allowedLatenessRule = rule{Field: connector.Field{Name: "allowed_lateness", Type: connector.TypeDuration, Default: time.Duration(0),
+		Description: "How far the watermark stays behind the largest event time seen: a window closes once the watermark passes its end, so records up to this late still count."}}
+	ttlRule = rule{Field: connector.Field{Name: "ttl", Type: connector.TypeDuration,
+		Description: "Stages without window only: a key's slot is removed once no record of the key has come for this long (in event time when the stage sets time:). Unset: slots are kept."}}
+	earlyRule = rule{Field: connector.Field{Name: "early", Type: connector.TypeDuration,
+		Description: "Emit updates of the open windows that changed, this often (processing time). Unset: a window's records are emitted once, when it closes. Delivery exactly_once refuses it."}}
 	deadLetterRules = []rule{
 		{Field: connector.Field{Name: "max_failure_ratio", Type: connector.TypeFloat, Default: float64(pipeline.DefaultFailureRatio),
 			Description: "Stop the pipeline when more than this share of the last failure_window records went to the dead letters; 1 never stops."},
@@ -74,6 +103,17 @@ var (
 	onRejectRule = rule{Field: connector.Field{Name: "on_reject", Type: connector.TypeString, Default: string(pipeline.DefaultOnReject),
 		Enum: []string{string(RejectToDeadLetter), string(RejectDrop), string(RejectStop)}, Description: "What happens to records the transform rejects: send them to the dead-letter sink, drop them, or stop the pipeline."}}
 )
+
+// aggregateInstances rewords, in rules (a copy of limitsRules), the instances setting for an
+// aggregate stage, which the runtime calls one batch at a time.
+func aggregateInstances(rules []rule) []rule {
+	for i := range rules {
+		if rules[i].Name == "instances" {
+			rules[i].Description = "Size of the pre-warmed instance pool; unset means 1, since the runtime calls an aggregate stage one batch at a time."
+		}
+	}
+	return rules
+}
 
 func fieldsOf(rules []rule) []connector.Field {
 	out := make([]connector.Field, len(rules))

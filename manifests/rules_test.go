@@ -14,7 +14,7 @@ import (
 
 // TestSchemaAndLoaderAgreeOnRanges generates, from the loader's own rule tables, values just
 // outside and just inside the range of every ranged setting (batch, buffer, transform limits,
-// dead-letter failure limit), and checks that the JSON Schema and the loader both refuse the bad
+// aggregate stage limits, dead-letter failure limit), and checks that the JSON Schema and the loader both refuse the bad
 // ones (the loader at the value's line) and both accept the good ones. Byte sizes are tried as
 // numbers and, when they must be positive, as a zero with a unit; the exact range of a size
 // written with a unit is the loader's alone (draft-07 cannot compute units).
@@ -130,6 +130,9 @@ spec:
 	case "limits":
 		doc += "  transforms:\n    - name: t\n      wasm: t.wasm\n      limits:\n        " + s.Name + ": " + v + "\n"
 		line += 3
+	case "aggregate.limits":
+		doc += "  transforms:\n    - name: t\n      aggregate:\n        wasm: t.wasm\n        limits:\n          " + s.Name + ": " + v + "\n"
+		line += 4
 	case "dead_letter":
 		doc += "  dead_letter:\n    type: testdrop\n    " + s.Name + ": " + v + "\n"
 		line++

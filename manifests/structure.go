@@ -2,7 +2,9 @@ package manifests
 
 import (
 	"fmt"
+	"strings"
 
+	"github.com/sluicehq/sluice/runtime/pipeline"
 	"github.com/sluicehq/sluice/sdk/go/connector"
 )
 
@@ -23,6 +25,8 @@ type key struct {
 	of *shape
 	// nullable keys may be written as null, which the loader reads as absent.
 	nullable bool
+	// allowed overrides, in the docs, the allowed values worked out from value.
+	allowed string
 }
 
 // valueSchema describes the key's value in the JSON Schema.
@@ -42,6 +46,34 @@ func (k key) valueSchema(cat Catalog) (schemaObj, error) {
 type shape struct {
 	desc string
 	keys []key
+	// oneOf lists alternatives: the mapping holds the keys of exactly one of them and none of
+	// the others' (a transform's wasm or aggregate; a window's kind).
+	oneOf []alternative
+}
+
+// alternative is one way of writing a mapping: keys it requires, and optional keys that belong
+// to it alone.
+type alternative struct {
+	required, with []string
+}
+
+// alternatives renders, for the docs, the alternatives of oneOf when key is required by one
+// ("one of `wasm`, `aggregate`"), or "" when it is not.
+func (s shape) alternatives(key string) string {
+	in := false
+	parts := make([]string, len(s.oneOf))
+	for i, alt := range s.oneOf {
+		in = in || contains(alt.required, key)
+		quoted := make([]string, len(alt.required))
+		for j, k := range alt.required {
+			quoted[j] = "`" + k + "`"
+		}
+		parts[i] = strings.Join(quoted, " with ")
+	}
+	if !in {
+		return ""
+	}
+	return "one of " + strings.Join(parts, ", ")
 }
 
 // names lists the keys the loader accepts.
@@ -77,10 +109,43 @@ func (s shape) jsonSchema(cat Catalog) (schemaObj, error) {
 	if len(req) > 0 {
 		out["required"] = req
 	}
+	if len(s.oneOf) > 0 {
+		out["oneOf"] = s.oneOfSchema()
+	}
 	if s.desc != "" {
 		out["description"] = s.desc
 	}
 	return out, nil
+}
+
+// oneOfSchema says that the mapping holds the keys of exactly one alternative of oneOf: each
+// branch requires its keys and refuses those of the other alternatives.
+func (s shape) oneOfSchema() []any {
+	var out []any
+	for i, alt := range s.oneOf {
+		branch := schemaObj{"required": anySlice(alt.required)}
+		var others []any
+		for j, o := range s.oneOf {
+			for _, k := range append(o.required[:len(o.required):len(o.required)], o.with...) {
+				if j != i && !contains(alt.required, k) && !contains(alt.with, k) {
+					others = append(others, schemaObj{"required": []any{k}})
+				}
+			}
+		}
+		if len(others) > 0 {
+			branch["not"] = schemaObj{"anyOf": others}
+		}
+		out = append(out, branch)
+	}
+	return out
+}
+
+func anySlice(ss []string) []any {
+	out := make([]any, len(ss))
+	for i, s := range ss {
+		out[i] = s
+	}
+	return out
 }
 
 // Value descriptions for keys.
@@ -185,12 +250,40 @@ var (
 		{name: "type", required: true, desc: "Which sink; `sluice components` lists them.", value: componentType(connector.KindSink)},
 		{name: "config", desc: "Settings of the component; see `sluice docs TYPE`.", value: static(schemaObj{"type": "object"})},
 	}, ruleKeys(deadLetterRules)...)}
-	transformShape = shape{desc: "A WASM transform stage.", keys: []key{
+	transformShape = shape{desc: "A WASM transform stage: a plain transform (wasm:) or an aggregate stage (aggregate:).", oneOf: []alternative{{required: []string{"wasm"}, with: []string{"sha256", "config", "limits"}}, {required: []string{"aggregate"}}}, keys: []key{
 		{name: "name", required: true, desc: "Name of the transform, unique among the pipeline's transforms and sinks; not `source` or `dead_letter`.", value: definition("name")},
-		{name: "wasm", required: true, desc: "Path of the .wasm module, relative to the manifest file's directory.", value: static(schemaObj{"type": "string", "minLength": 1})},
-		{name: "sha256", desc: "Pins the module's SHA-256 digest (hex); loading fails when it does not match.", value: static(schemaObj{"type": "string", "pattern": "^[0-9a-fA-F]{64}$"})},
-		{name: "config", desc: "Configuration handed to the module once, as JSON, when an instance starts.", value: static(schemaObj{"type": "object"})},
+		{name: "wasm", desc: "Path of the .wasm module, relative to the manifest file's directory. A transform has wasm: or aggregate:, not both.", value: static(wasmSchema)},
+		{name: "sha256", desc: sha256Desc, value: static(sha256Schema)},
+		{name: "config", desc: configDesc, value: static(schemaObj{"type": "object"})},
 		{name: "limits", desc: "Resource limits of the transform's WASM instances.", section: limitsRules},
+		{name: "aggregate", desc: "Makes the transform an aggregate stage: the runtime keys the records, puts them in windows and keeps a state per key and window, which an aggregate module (ABI 1.1, meta kinds: aggregate) folds records into and turns into records when the window closes. A transform has wasm: or aggregate:, not both.", shape: &aggregateShape},
 		{name: onRejectRule.Name, desc: onRejectRule.Description, rule: &onRejectRule},
 	}}
+	aggregateShape = shape{keys: []key{
+		{name: "wasm", required: true, desc: "Path of the aggregate module, relative to the manifest file's directory.", value: static(wasmSchema)},
+		{name: "sha256", desc: sha256Desc, value: static(sha256Schema)},
+		{name: "key", desc: "JSONPath of the key in the record value (`$.commodity`, `$.items[0].sku`, `$['odd key']`); `$` is the whole value. Unset: the record key. A record without the path is rejected.", value: static(jsonPathSchema), nullable: true},
+		{name: "time", desc: "JSONPath of the event time in the record value: epoch milliseconds, or RFC 3339 text. Unset: processing time (the runtime's clock), which delivery exactly_once refuses.", value: static(jsonPathSchema), nullable: true},
+		{name: "window", desc: "The windows a record's time falls in: exactly one of tumbling, hopping (with every) and session. Unset: one slot per key, kept until ttl expires it.", shape: &windowShape, nullable: true},
+		{name: allowedLatenessRule.Name, desc: allowedLatenessRule.Description, rule: &allowedLatenessRule, nullable: true},
+		{name: ttlRule.Name, desc: ttlRule.Description, rule: &ttlRule, nullable: true},
+		{name: earlyRule.Name, desc: earlyRule.Description, rule: &earlyRule, nullable: true},
+		{name: "late", desc: "Where late records go (every window of their time has closed): dead_letter, drop (counted in the metrics), or the name of an output port, which a sink must read with from:.",
+			value: static(schemaObj{"type": "string", "pattern": NamePattern, "default": pipeline.LateDeadLetter}), allowed: "`dead_letter`, `drop` or a port name", nullable: true},
+		{name: "config", desc: configDesc, value: static(schemaObj{"type": "object"})},
+		{name: "limits", desc: "Resource limits of the stage's WASM instances and of its state.", section: aggregateLimitsRules},
+	}}
+	windowShape = shape{oneOf: []alternative{{required: []string{"tumbling"}}, {required: []string{"hopping", "every"}}, {required: []string{"session"}}}, keys: ruleKeys(windowRules)}
+)
+
+// Values shared by a transform's and an aggregate stage's keys.
+const (
+	sha256Desc = "Pins the module's SHA-256 digest (hex); loading fails when it does not match."
+	configDesc = "Configuration handed to the module once, as JSON, when an instance starts."
+)
+
+var (
+	wasmSchema     = schemaObj{"type": "string", "minLength": 1}
+	sha256Schema   = schemaObj{"type": "string", "pattern": "^[0-9a-fA-F]{64}$"}
+	jsonPathSchema = schemaObj{"type": "string", "pattern": `^\$`}
 )

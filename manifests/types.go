@@ -83,12 +83,22 @@ const DefaultPort = pipeline.DefaultPort
 // what the module's tf_init receives: the JSON text of the config: mapping, keys in written order,
 // numbers as written, no HTML escaping, references resolved, "{}" when the manifest has none (see
 // ConfigJSON for the conversions); Limits and OnReject have their defaults applied.
+//
+// An aggregate stage (aggregate:) takes Module, SHA256, Config and Limits from its aggregate:
+// mapping, and the rest of that mapping goes to Aggregate, with the defaults of limits.state and
+// limits.state_memory applied and Late set (pipeline.LateDeadLetter unless the manifest says
+// otherwise).
 type Transform struct {
 	pipeline.Transform
-	Pos     Pos
-	WasmPos Pos // position of the wasm: key's value, for module diagnostics
+	Pos Pos
+	// WasmPos is the position of the wasm: key's value (under aggregate: in an aggregate stage),
+	// for module diagnostics.
+	WasmPos Pos
 	// Fields holds the position of each key under the transform ("sha256", "config",
-	// "config.max_price", "config.fields[0]", "limits.memory"), for later diagnostics.
+	// "config.max_price", "config.fields[0]", "limits.memory"), for later diagnostics. In an
+	// aggregate stage the module's settings (wasm, sha256, config, limits) keep these names,
+	// although the manifest writes them under aggregate:, and the stage's own keys are
+	// "aggregate", "aggregate.time", "aggregate.window", "aggregate.window.session"...
 	Fields map[string]Pos
 }
 

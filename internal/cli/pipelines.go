@@ -32,7 +32,7 @@ func (g *Globals) loadPipelines(ctx context.Context, log *slog.Logger, m *metric
 	}
 	l := &loaded{sup: sup}
 	l.specs, l.diags = manifests.Load(args, manifests.LoadOptions{Catalog: g.Catalog, CheckModule: func(t *manifests.Transform) error {
-		return transformError(t, sup.CheckTransform(ctx, "", t.Transform))
+		return transformError(t, append(sup.CheckStageKind(ctx, "", t.Transform), sup.CheckTransform(ctx, "", t.Transform)...))
 	}, CheckComponent: func(kind connector.Kind, c *manifests.Component) error {
 		if g.pluginHost == nil {
 			return nil
@@ -52,14 +52,18 @@ func (g *Globals) loadPipelines(ctx context.Context, log *slog.Logger, m *metric
 }
 
 // transformError turns the supervisor's problems with a transform into the manifest loader's
-// errors: a *manifests.FieldError per setting, placed at its key.
+// errors: a *manifests.FieldError per setting, placed at its key. A problem of the module itself
+// ("wasm") is placed at the wasm: value, or, when it comes with a hint (a module that does not
+// fit its stage), at the wasm: key with the hint.
 func transformError(t *manifests.Transform, problems []supervisor.Problem) error {
 	var errs []error
 	for _, p := range problems {
 		switch p.Setting {
 		case "wasm":
-			errs = append(errs, p.Err)
-			continue
+			if p.Hint == "" {
+				errs = append(errs, p.Err)
+				continue
+			}
 		}
 		fe := &manifests.FieldError{Field: p.Setting, Msg: p.Err.Error(), Hint: p.Hint}
 		switch p.Setting {

@@ -19,9 +19,10 @@ type Problem struct {
 	// Component is "source", "dead_letter", the sink's name or the transform's name.
 	Component string
 	// Setting names the offending setting when known: "from" for a sink's port; for a transform
-	// "wasm", "sha256", "config" (see Pointer), "limits.memory", "limits.instances" or
-	// "limits.mode". A connector's own configuration problems are in Err as a
-	// *connector.ConfigError naming the field.
+	// "wasm", "sha256", "config" (see Pointer), "limits.memory", "limits.instances",
+	// "limits.mode" or, for an aggregate stage, "aggregate.window.session" (the module settings
+	// of an aggregate stage keep their names). A connector's own configuration problems are in
+	// Err as a *connector.ConfigError naming the field.
 	Setting string
 	// Pointer is, for a transform's "config", the JSON pointer of the offending value ("" for
 	// the config as a whole).
@@ -75,8 +76,9 @@ func componentProblems(pipelineName string, err error) []Problem {
 	return out
 }
 
-// checkPorts reports the sinks of a pipeline that read a port none of its transforms emits. It
-// loads the modules whose ports it does not know yet.
+// checkPorts reports the sinks of a pipeline that read a port none of its transforms emits: the
+// ports their modules declare, and the late port of an aggregate stage. It loads the modules
+// whose ports it does not know yet.
 func (s *Supervisor) checkPorts(ctx context.Context, cfg *pipeline.Pipeline) []Problem {
 	var problems []Problem
 	known := map[string]bool{pipeline.DefaultPort: true}
@@ -86,6 +88,9 @@ func (s *Supervisor) checkPorts(ctx context.Context, cfg *pipeline.Pipeline) []P
 		if err != nil {
 			problems = append(problems, Problem{Pipeline: cfg.Name, Kind: "transform", Component: t.Name, Setting: "wasm", Err: err})
 			continue
+		}
+		if a := t.Aggregate; a != nil && a.Late != "" && a.Late != pipeline.LateDeadLetter && a.Late != pipeline.LateDrop {
+			ports = append(ports[:len(ports):len(ports)], a.Late)
 		}
 		for _, port := range ports {
 			if !known[port] {
