@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sluicehq/sluice/internal/aggregate"
 	"github.com/sluicehq/sluice/manifests"
 	"github.com/sluicehq/sluice/runtime/pipeline"
 	"github.com/sluicehq/sluice/sdk/go/abi"
@@ -34,7 +33,7 @@ func TestAggregateStages(t *testing.T) {
 		return p.Transforms[i]
 	}
 	abs := func(rel string) string { return filepath.Join("testdata/good", rel) }
-	defaultState, defaultMemory := abi.DefaultMaxState, int64(aggregate.DefaultMemory)
+	defaultState, defaultMemory := abi.DefaultMaxState, int64(pipeline.DefaultAggregateMemory)
 	tests := []struct {
 		pipeline string
 		index    int
@@ -190,7 +189,7 @@ func TestPipelineDocsDescribeAggregates(t *testing.T) {
 		fmt.Sprintf("| `spec.transforms[].aggregate.late` | string |  | `%s` | `dead_letter`, `drop` or a port name |", pipeline.LateDeadLetter),
 		fmt.Sprintf("| `spec.transforms[].aggregate.limits.memory` | bytesize |  | `%s` |", manifests.FormatByteSize(pipeline.DefaultTransformMemory)),
 		fmt.Sprintf("| `spec.transforms[].aggregate.limits.state` | bytesize |  | `%s` | at least 1KiB and at most %s |", manifests.FormatByteSize(abi.DefaultMaxState), manifests.FormatByteSize(abi.MaxStateLimit)),
-		fmt.Sprintf("| `spec.transforms[].aggregate.limits.state_memory` | bytesize |  | `%s` | at least 1MiB |", manifests.FormatByteSize(aggregate.DefaultMemory)),
+		fmt.Sprintf("| `spec.transforms[].aggregate.limits.state_memory` | bytesize |  | `%s` | at least 1MiB |", manifests.FormatByteSize(pipeline.DefaultAggregateMemory)),
 		"An aggregate stage (`aggregate:` instead of `wasm:`)",
 	} {
 		if !strings.Contains(doc, want) {

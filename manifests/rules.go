@@ -7,7 +7,6 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"github.com/sluicehq/sluice/internal/aggregate"
 	"github.com/sluicehq/sluice/runtime/pipeline"
 	"github.com/sluicehq/sluice/sdk/go/abi"
 	"github.com/sluicehq/sluice/sdk/go/connector"
@@ -75,7 +74,7 @@ var (
 	aggregateLimitsRules = append(aggregateInstances(append([]rule(nil), limitsRules...)),
 		rule{Field: connector.Field{Name: "state", Type: connector.TypeByteSize, Default: int64(abi.DefaultMaxState), Description: "Largest state of one slot (one key in one window) the module may return; a call that returns a larger one fails."},
 			min: atLeast(minAggregateState), max: atMost(abi.MaxStateLimit)},
-		rule{Field: connector.Field{Name: "state_memory", Type: connector.TypeByteSize, Default: int64(aggregate.DefaultMemory), Description: "Most bytes of state the stage keeps in memory; beyond it, state already saved in the embedded store leaves memory and is read back when needed."},
+		rule{Field: connector.Field{Name: "state_memory", Type: connector.TypeByteSize, Default: int64(pipeline.DefaultAggregateMemory), Description: "Most bytes of state the stage keeps in memory; beyond it, state already saved in the embedded store leaves memory and is read back when needed."},
 			min: atLeast(minAggregateStateMemory)},
 	)
 	// windowRules are the keys of an aggregate stage's window: (exactly one kind: windowShape).

@@ -8,9 +8,9 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"github.com/sluicehq/sluice/internal/aggregate"
 	"github.com/sluicehq/sluice/runtime/pipeline"
 	"github.com/sluicehq/sluice/sdk/go/connector"
+	"github.com/sluicehq/sluice/sdk/go/template"
 )
 
 func (d *docDecoder) transforms(p *Pipeline, n *yaml.Node) {
@@ -248,7 +248,7 @@ func (d *docDecoder) jsonPath(m map[string]entry, k string, l loc, hint string) 
 		d.errorf(e.val, hint, "%s: empty path", kl.at())
 		return "", false
 	}
-	if _, err := aggregate.ParsePath(s); err != nil {
+	if _, err := template.ParseJSONPath(s); err != nil {
 		d.errorf(e.val, hint, "%s: %v", kl.at(), err)
 		return "", false
 	}

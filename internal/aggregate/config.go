@@ -15,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/sluicehq/sluice/runtime/pipeline"
 	"github.com/sluicehq/sluice/sdk/go/template"
 )
 
@@ -79,7 +80,7 @@ type Config struct {
 }
 
 // DefaultMemory is the default bound of the state blobs an operator keeps in memory.
-const DefaultMemory = 256 << 20
+const DefaultMemory = pipeline.DefaultAggregateMemory
 
 // maxKeyBytes is the longest key kept as it is; a longer one is replaced by its SHA-256.
 const maxKeyBytes = 128
@@ -87,50 +88,11 @@ const maxKeyBytes = 128
 // Path is a JSONPath into a record value: `$.a.b`, `$.items[0].sku`, `$['odd key']`.
 type Path []string
 
-// ParsePath parses a JSONPath of member names and array indexes. "$" alone parses to an empty,
-// non-nil Path (the whole value).
+// ParsePath parses a JSONPath of member names and array indexes (template.ParseJSONPath). "$"
+// alone parses to an empty, non-nil Path (the whole value).
 func ParsePath(s string) (Path, error) {
-	if !strings.HasPrefix(s, "$") {
-		return nil, fmt.Errorf("%q must start with $ (for example $.commodity)", s)
-	}
-	p := Path{}
-	rest := s[1:]
-	for rest != "" {
-		switch {
-		case strings.HasPrefix(rest, "['"):
-			end := strings.Index(rest[2:], "']")
-			if end < 0 {
-				return nil, fmt.Errorf("%q: unclosed ['...']", s)
-			}
-			p = append(p, rest[2:2+end])
-			rest = rest[2+end+2:]
-		case rest[0] == '[':
-			end := strings.IndexByte(rest, ']')
-			if end < 0 {
-				return nil, fmt.Errorf("%q: unclosed [", s)
-			}
-			n, err := strconv.Atoi(rest[1:end])
-			if err != nil || n < 0 {
-				return nil, fmt.Errorf("%q: [%s] is not an array index", s, rest[1:end])
-			}
-			p = append(p, rest[1:end])
-			rest = rest[end+1:]
-		case rest[0] == '.':
-			rest = rest[1:]
-			end := strings.IndexAny(rest, ".[")
-			if end < 0 {
-				end = len(rest)
-			}
-			if end == 0 {
-				return nil, fmt.Errorf("%q: empty member name", s)
-			}
-			p = append(p, rest[:end])
-			rest = rest[end:]
-		default:
-			return nil, fmt.Errorf("%q: unexpected %q (use $.name, $[0] or $['name'])", s, rest[:1])
-		}
-	}
-	return p, nil
+	p, err := template.ParseJSONPath(s)
+	return Path(p), err
 }
 
 var errMissing = errors.New("missing")

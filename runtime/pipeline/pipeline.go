@@ -196,6 +196,10 @@ type Aggregate struct {
 	MemoryBytes int64
 }
 
+// DefaultAggregateMemory is the default bound of the state blobs an aggregate stage holds in
+// memory (Aggregate.MemoryBytes).
+const DefaultAggregateMemory = 256 << 20
+
 // Where late records go (Aggregate.Late).
 const (
 	LateDeadLetter = "dead_letter"
