@@ -21,7 +21,7 @@ func TestParseMeta(t *testing.T) {
 		{"no version", `{"name":"x","abi":"1.0","kinds":["map"]}`, v10, "version is required"},
 		{"abi disagrees", `{"name":"x","version":"1","abi":"1.1","kinds":["map"]}`, v10, `abi "1.1", but tf_abi_version says 1.0`},
 		{"no kinds", `{"name":"x","version":"1","abi":"1.0"}`, v10, "kinds must list"},
-		{"unknown kind", `{"name":"x","version":"1","abi":"1.0","kinds":["aggregate"]}`, v10, `unknown kind "aggregate"`},
+		{"unknown kind", `{"name":"x","version":"1","abi":"1.0","kinds":["reduce"]}`, v10, `unknown kind "reduce"`},
 		{"main not first", `{"name":"x","version":"1","abi":"1.0","kinds":["map"],"ports":["alerts","main"]}`, v10, `ports[0] must be "main"`},
 		{"duplicate port", `{"name":"x","version":"1","abi":"1.0","kinds":["map"],"ports":["main","a","a"]}`, v10, `port "a" must be unique`},
 		{"bad port name", `{"name":"x","version":"1","abi":"1.0","kinds":["map"],"ports":["main","Alerts"]}`, v10, `port "Alerts"`},
