@@ -138,6 +138,10 @@ type Operator struct {
 	log     connector.StateLog
 	written map[pkey][]version // versions of each slot in the log not yet deleted, oldest first
 	cleanup []connector.StateEntry
+
+	frame       *frame // reused by Process
+	keyBuf      []byte // reused by key
+	lastChanges int    // slots the last batch changed: a size hint for the next
 }
 
 // New makes an operator over guest g for stage of pipeline, with its state in store.
@@ -222,12 +226,16 @@ func newDelta(batch uint64) *delta {
 	return &delta{batch: batch, marks: map[string]mark{}, changes: map[pkey]*change{}}
 }
 
+func newDeltaFor(batch uint64, n int) *delta {
+	return &delta{batch: batch, marks: map[string]mark{}, changes: make(map[pkey]*change, n)}
+}
+
 // Process folds a batch into the state and emits the windows the batch's event times closed.
 // batch is the engine's batch id, by which Commit later makes the changes durable.
 func (o *Operator) Process(ctx context.Context, batch uint64, recs []connector.Record) (Result, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	d := newDelta(batch)
+	d := newDeltaFor(batch, min(len(recs), o.lastChanges+16))
 	var res Result
 	res.Actions = make([]transform.Action, len(recs))
 	var g gathered
@@ -237,7 +245,11 @@ func (o *Operator) Process(ctx context.Context, batch uint64, recs []connector.R
 	if !o.eventTime() {
 		o.advance(o.parts[""], procTime, -1, &closeAt, d)
 	}
-	f := &frame{index: map[pkey]int{}}
+	if o.frame == nil {
+		o.frame = &frame{index: map[pkey]int{}}
+	}
+	f := o.frame
+	f.reset()
 	flush := func() error { return o.step(ctx, f, d, recs, &res, &g) }
 	var wins [][2]int64
 	for i := range recs {
@@ -393,7 +405,10 @@ func (o *Operator) key(rec *connector.Record) (string, bool, error) {
 	case o.cfg.Key == nil:
 		return string(shortKey(rec.Key)), rec.Key == nil, nil
 	}
-	k, err := keyOf(nil, rec.Value, o.cfg.Key)
+	k, err := keyOf(o.keyBuf[:0], rec.Value, o.cfg.Key)
+	if k != nil {
+		o.keyBuf = k[:0]
+	}
 	if errors.Is(err, errMissing) {
 		return "", false, fmt.Errorf("key %s is missing", o.cfg.Key.String())
 	}
@@ -510,7 +525,6 @@ func (o *Operator) addRecord(f *frame, d *delta, p *part, id slotID, start, end 
 		f.seqs = append(f.seqs, i)
 	}
 	f.recs = append(f.recs, abi.AggRecord{Slot: uint32(idx), Seq: uint64(i), TimeMs: t, Key: rec.Key, KeyNull: rec.Key == nil, Value: rec.Value})
-	d.changes[k] = o.changeOf(s) // the state is updated when the step returns
 	return nil
 }
 
@@ -656,16 +670,21 @@ func (o *Operator) step(ctx context.Context, f *frame, d *delta, recs []connecto
 	for _, c := range sr.States {
 		k := f.ids[c.Slot]
 		given[c.Slot] = true
-		s := o.parts[k.part].slots[k.id]
-		o.setState(s, c)
-		d.changes[k] = o.changeOf(s)
+		o.setState(o.parts[k.part].slots[k.id], c)
 	}
-	// A new slot the guest gave no state is not created (ABI.md 13.3).
+	// Each slot of the frame changed (its state, or its last event time); a new slot the guest
+	// gave no state is not created (ABI.md 13.3).
 	for n, k := range f.ids {
 		p := o.parts[k.part]
-		if s := p.slots[k.id]; s != nil && s.state == nil && f.slots[n].State == nil && !s.onDisk && !given[n] {
-			o.remove(p, k.id, d)
+		s := p.slots[k.id]
+		if s == nil {
+			continue
 		}
+		if s.state == nil && f.slots[n].State == nil && !s.onDisk && !given[n] {
+			o.remove(p, k.id, d)
+			continue
+		}
+		d.changes[k] = o.changeOf(s)
 	}
 	f.reset()
 	return nil
@@ -806,6 +825,7 @@ func (o *Operator) finish(d *delta, res *Result, g *gathered) {
 		}
 	}
 	o.deltas = append(o.deltas, d)
+	o.lastChanges = len(d.changes)
 	o.spill()
 	slots := 0
 	wm := int64(math.MaxInt64)
