@@ -516,4 +516,5 @@ func TestRustBadStates(t *testing.T) {
 		p.merge([]abi.Slot{{Key: []byte("a"), Other: bad}})
 		p.merge([]abi.Slot{{Key: []byte("a"), State: good, Other: good}, {Key: []byte("b"), State: bad, Other: good}})
 	}
+	p.merge([]abi.Slot{{Key: []byte("a"), State: good, Other: good}, {Key: []byte("b"), State: good}}) // no other state
 }
