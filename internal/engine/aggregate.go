@@ -265,10 +265,8 @@ func (r *run) applyAggregate(st stageRunner, pb *pendingBatch, out *stageOutput)
 	p := r.p
 	pl, name := p.spec.Name, st.spec.Name
 	in := out.main
-	start := time.Now()
-	began := p.health.begin(name)
 	var res aggregate.Result
-	err := p.guard(name, "process", func() (err error) {
+	if !r.callStage(name, len(in), func() (err error) {
 		switch {
 		case pb.kind == tickBatch:
 			res, err = st.agg.Tick(r.workCtx, pb.b.id)
@@ -278,17 +276,7 @@ func (r *run) applyAggregate(st stageRunner, pb *pendingBatch, out *stageOutput)
 			res, err = st.agg.Process(r.workCtx, pb.b.id, in)
 		}
 		return err
-	})
-	p.health.end(name, began)
-	p.m.BatchSeconds.WithLabelValues(pl, name).Observe(time.Since(start).Seconds())
-	p.m.RecordsIn.WithLabelValues(pl, name).Add(float64(len(in)))
-	switch {
-	case errors.Is(err, transform.ErrBroken):
-		p.m.StagesBroken.WithLabelValues(pl, name).Inc()
-		r.fatal(fmt.Errorf("transform %q is broken, so the pipeline stopped (what was delivered is checkpointed): %w", name, err))
-		return false
-	case err != nil:
-		r.fatal(fmt.Errorf("transform %q: %w", name, err))
+	}) {
 		return false
 	}
 	if pb.kind != dataBatch {

@@ -125,25 +125,14 @@ func (r *run) applyStage(st stageRunner, out *stageOutput) bool {
 	p := r.p
 	pl, name := p.spec.Name, st.spec.Name
 	in := out.main
-	start := time.Now()
-	began := p.health.begin(name)
 	var res transform.Result
-	err := p.guard(name, "process", func() (err error) {
+	if !r.callStage(name, len(in), func() (err error) {
 		res, err = st.stage.Process(r.workCtx, in)
 		return err
-	})
-	p.health.end(name, began)
-	p.m.BatchSeconds.WithLabelValues(pl, name).Observe(time.Since(start).Seconds())
-	p.m.RecordsIn.WithLabelValues(pl, name).Add(float64(len(in)))
-	switch {
-	case errors.Is(err, transform.ErrBroken):
-		p.m.StagesBroken.WithLabelValues(pl, name).Inc()
-		r.fatal(fmt.Errorf("transform %q is broken, so the pipeline stopped (what was delivered is checkpointed): %w", name, err))
+	}) {
 		return false
-	case err != nil:
-		r.fatal(fmt.Errorf("transform %q: %w", name, err))
-		return false
-	case len(res.Actions) != len(in):
+	}
+	if len(res.Actions) != len(in) {
 		r.fatal(fmt.Errorf("transform %q: %d actions for %d records", name, len(res.Actions), len(in)))
 		return false
 	}
@@ -194,6 +183,29 @@ func (r *run) applyStage(st stageRunner, out *stageOutput) bool {
 	}
 	p.m.RecordsOut.WithLabelValues(pl, name).Add(float64(len(next)))
 	out.main = next
+	return true
+}
+
+// callStage makes one call of a stage on n records, with its readiness tracking, timing and
+// metrics. It stops the run and returns false when the call fails.
+func (r *run) callStage(name string, n int, call func() error) bool {
+	p := r.p
+	pl := p.spec.Name
+	start := time.Now()
+	began := p.health.begin(name)
+	err := p.guard(name, "process", call)
+	p.health.end(name, began)
+	p.m.BatchSeconds.WithLabelValues(pl, name).Observe(time.Since(start).Seconds())
+	p.m.RecordsIn.WithLabelValues(pl, name).Add(float64(n))
+	switch {
+	case errors.Is(err, transform.ErrBroken):
+		p.m.StagesBroken.WithLabelValues(pl, name).Inc()
+		r.fatal(fmt.Errorf("transform %q is broken, so the pipeline stopped (what was delivered is checkpointed): %w", name, err))
+		return false
+	case err != nil:
+		r.fatal(fmt.Errorf("transform %q: %w", name, err))
+		return false
+	}
 	return true
 }
 
