@@ -45,20 +45,9 @@ func (s *Stage) aggCall(ctx context.Context, export string, kind uint32, recs []
 			s.stats.fuel.Add(uint64(used))
 			return read(res)
 		})
-	if f == nil && err == nil {
-		s.stats.frames.Add(1)
-		s.dryCalls.Store(0)
-		s.release(in)
-		return nil, nil
+	if f, err = s.settle(in, f, err); f == nil || err != nil {
+		return f, err
 	}
-	s.discard(in)
-	if err != nil {
-		return nil, err
-	}
-	if s.closed.Load() {
-		return nil, fmt.Errorf("stage: %w", ErrClosed)
-	}
-	s.countFailure(f)
 	if n := s.dryCalls.Add(1); n >= dryCallLimit {
 		return nil, s.broken(fmt.Errorf("%w: %d guest calls in a row failed, the last with %q; the module fails whatever it gets", transform.ErrBroken, n, f.reason))
 	}

@@ -175,9 +175,30 @@ func (s *Stage) call(ctx context.Context, recs []connector.Record, base int, out
 		return nil, err
 	}
 	f, err := in.runFrame(ctx, recs, base, out, ob)
+	if f, err = s.settle(in, f, err); f == nil || err != nil {
+		if f == nil && err == nil {
+			b.succeeded.Add(1)
+		}
+		return f, err
+	}
+	if b.succeeded.Load() == 0 {
+		s.dryCalls.Add(1)
+	}
+	if f.code == CodeDeadline {
+		if n := b.deadlines.Add(1); n > b.budget {
+			return nil, s.broken(fmt.Errorf("%w: %d guest calls overran their deadline on one batch, over its budget of %d; a module should reject bad records, not fail on them (ABI.md section 14)", transform.ErrBroken, n, b.budget))
+		}
+	}
+	return f, nil
+}
+
+// settle ends a guest call on an instance: after a success the instance goes back to the pool;
+// after a failure it is closed (its replacement is made by the next call that needs it) and the
+// failure counted. It returns the call's failure, or an error when the call could not be made or
+// the stage was closed under it (not the records' fault, so no bisection).
+func (s *Stage) settle(in *instance, f *failure, err error) (*failure, error) {
 	if f == nil && err == nil {
 		s.stats.frames.Add(1)
-		b.succeeded.Add(1)
 		s.dryCalls.Store(0)
 		s.release(in)
 		return nil, nil
@@ -187,19 +208,9 @@ func (s *Stage) call(ctx context.Context, recs []connector.Record, base int, out
 		return nil, err
 	}
 	if s.closed.Load() {
-		// The call failed because Close (or Host.Close) closed the instance under it: not the
-		// records' fault, so no bisection.
 		return nil, fmt.Errorf("stage: %w", ErrClosed)
 	}
 	s.countFailure(f)
-	if b.succeeded.Load() == 0 {
-		s.dryCalls.Add(1)
-	}
-	if f.code == CodeDeadline {
-		if n := b.deadlines.Add(1); n > b.budget {
-			return nil, s.broken(fmt.Errorf("%w: %d guest calls overran their deadline on one batch, over its budget of %d; a module should reject bad records, not fail on them (ABI.md section 14)", transform.ErrBroken, n, b.budget))
-		}
-	}
 	return f, nil
 }
 
