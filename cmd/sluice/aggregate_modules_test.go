@@ -19,6 +19,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/sluicehq/sluice/transforms/stats/statsref"
 )
 
 // The anomaly and dedupe modules, processing-time windows, early updates, the aggregate metrics
@@ -671,7 +673,7 @@ spec:
 
 // readStatsFile reads the stats rows of a file that a running pipeline may be writing (a last
 // line without its newline yet is left out).
-func readStatsFile(t *testing.T, path string) []statsRow {
+func readStatsFile(t *testing.T, path string) []statsref.Row {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
@@ -680,12 +682,12 @@ func readStatsFile(t *testing.T, path string) []statsRow {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var rows []statsRow
+	var rows []statsref.Row
 	for _, l := range strings.SplitAfter(string(b), "\n") {
 		if !strings.HasSuffix(l, "\n") {
 			break
 		}
-		var r statsRow
+		var r statsref.Row
 		if err := json.Unmarshal([]byte(l), &r); err != nil {
 			t.Fatalf("output line %q: %v", l, err)
 		}
@@ -694,7 +696,7 @@ func readStatsFile(t *testing.T, path string) []statsRow {
 	return rows
 }
 
-func sumCounts(rows []statsRow) int64 {
+func sumCounts(rows []statsref.Row) int64 {
 	var n int64
 	for _, r := range rows {
 		n += r.Count
@@ -758,12 +760,12 @@ spec:
 		t.Errorf("the windows count %d records, want the 150 written", n)
 	}
 	gotCount, gotSum := map[string]int64{}, map[string]float64{}
-	seen := map[windowKey]bool{}
+	seen := map[statsref.Window]bool{}
 	for _, w := range rows {
 		if w.WindowEnd-w.WindowStart != 1000 || w.WindowStart%1000 != 0 {
 			t.Errorf("window [%d, %d) is not a 1 s tumbling window", w.WindowStart, w.WindowEnd)
 		}
-		if k := (windowKey{w.Key, w.WindowStart}); seen[k] {
+		if k := (statsref.Window{Key: w.Key, Start: w.WindowStart}); seen[k] {
 			t.Errorf("window %s@%d emitted twice", w.Key, w.WindowStart)
 		} else {
 			seen[k] = true
@@ -944,7 +946,7 @@ spec:
 	}
 	r.stop(t)
 	// The sink has the closed windows; the open ones are not emitted at SIGTERM.
-	if dups := checkStats(t, readStatsRows(t, outPath), closed); dups != 0 {
+	if dups := statsref.Check(t, readStatsRows(t, outPath), closed); dups != 0 {
 		t.Errorf("%d windows emitted twice", dups)
 	}
 	t.Logf("%d records, %d late, %d windows closed, %d open", len(in), late, len(closed), len(all)-len(closed))

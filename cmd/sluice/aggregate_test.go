@@ -17,30 +17,12 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/internal/testenv"
+	"github.com/sluicehq/sluice/transforms/stats/statsref"
 )
 
 // The stats module (transforms/stats) through `sluice run`: golden aggregates computed here
 // from the input, independently of the module and the host, and the same aggregates after
 // kill -9 at random moments.
-
-// statsRow is one output of stats.
-type statsRow struct {
-	Key         string  `json:"key"`
-	WindowStart int64   `json:"window_start"`
-	WindowEnd   int64   `json:"window_end"`
-	Count       int64   `json:"count"`
-	Min         float64 `json:"min"`
-	Max         float64 `json:"max"`
-	Mean        float64 `json:"mean"`
-	Stddev      float64 `json:"stddev"`
-	First       float64 `json:"first"`
-	Last        float64 `json:"last"`
-}
-
-type windowKey struct {
-	key   string
-	start int64
-}
 
 // priceInput is one generated record.
 type priceInput struct {
@@ -94,114 +76,27 @@ func writePrices(t *testing.T, dir string, n int, seed int64) (string, []priceIn
 	return path, in
 }
 
-// expectStats computes the aggregates of 1-minute tumbling windows with 10 s of allowed lateness,
-// with two-pass formulas, and which records are late or malformed. A record is late when its
-// window ended at or before the watermark (the largest event time before it, minus the
-// lateness); a malformed record moves the watermark like any other (the host reads its time, the
-// module rejects it). Windows that ended by the final watermark are closed ones; flush adds the
-// others (the end of a bounded input).
-func expectStats(in []priceInput, flush bool) (map[windowKey]statsRow, map[int]string) {
-	type acc struct {
-		vals            []float64
-		firstTs, lastTs int64
-		first, last     float64
-		start, end      int64
-		key             string
+// expectStats is statsref.Expect on the generated records, with the dead-letter fates by seq.
+func expectStats(in []priceInput, flush bool) (map[statsref.Window]statsref.Row, map[int]string) {
+	ref := make([]statsref.Input, len(in))
+	for i, p := range in {
+		ref[i] = statsref.Input{Key: p.commodity, Price: p.price, TS: p.ts}
 	}
-	accs := map[windowKey]*acc{}
-	letters := map[int]string{} // seq → "late" or "rejected"
-	maxTs := int64(math.MinInt64)
-	for _, p := range in {
-		start := p.ts - ((p.ts%statsWindow)+statsWindow)%statsWindow
-		if maxTs != math.MinInt64 && start+statsWindow <= maxTs-statsLateness {
-			letters[p.seq] = "late"
-			continue
-		}
-		maxTs = max(maxTs, p.ts)
-		if math.IsNaN(p.price) {
-			letters[p.seq] = "rejected"
-			continue
-		}
-		k := windowKey{p.commodity, start}
-		a := accs[k]
-		if a == nil {
-			a = &acc{firstTs: math.MaxInt64, lastTs: math.MinInt64, start: start, end: start + statsWindow, key: p.commodity}
-			accs[k] = a
-		}
-		a.vals = append(a.vals, p.price)
-		if p.ts < a.firstTs {
-			a.firstTs, a.first = p.ts, p.price
-		}
-		if p.ts > a.lastTs {
-			a.lastTs, a.last = p.ts, p.price
+	want, fates := statsref.Expect(ref, statsWindow, statsLateness, flush)
+	letters := map[int]string{}
+	for i, f := range fates {
+		if f != "" {
+			letters[in[i].seq] = f
 		}
 	}
-	out := map[windowKey]statsRow{}
-	for k, a := range accs {
-		if !flush && a.end > maxTs-statsLateness {
-			continue // still open at the end
-		}
-		sum := 0.0
-		mn, mx := math.Inf(1), math.Inf(-1)
-		for _, v := range a.vals {
-			sum += v
-			mn, mx = math.Min(mn, v), math.Max(mx, v)
-		}
-		mean := sum / float64(len(a.vals))
-		ss := 0.0
-		for _, v := range a.vals {
-			ss += (v - mean) * (v - mean)
-		}
-		out[k] = statsRow{Key: a.key, WindowStart: a.start, WindowEnd: a.end, Count: int64(len(a.vals)), Min: mn, Max: mx,
-			Mean: mean, Stddev: math.Sqrt(ss / float64(len(a.vals))), First: a.first, Last: a.last}
-	}
-	return out, letters
+	return want, letters
 }
 
-// close reports whether two floats agree to 1e-9 relative (Welford's running mean and the
-// two-pass mean round differently in the last bits).
-func closeTo(a, b float64) bool {
-	return math.Abs(a-b) <= 1e-9*math.Max(1, math.Max(math.Abs(a), math.Abs(b)))
-}
-
-// checkStats compares output rows with the expected ones: every expected window present, each
-// row equal to its window's, nothing else. It returns the number of repeated rows.
-func checkStats(t *testing.T, rows []statsRow, want map[windowKey]statsRow) int {
+func readStatsRows(t *testing.T, path string) []statsref.Row {
 	t.Helper()
-	seen := map[windowKey]int{}
-	bad := 0
-	for _, r := range rows {
-		k := windowKey{r.Key, r.WindowStart}
-		w, ok := want[k]
-		switch {
-		case !ok:
-			t.Errorf("unexpected window %+v", r)
-			bad++
-		case r.WindowEnd != w.WindowEnd || r.Count != w.Count || r.Min != w.Min || r.Max != w.Max || r.First != w.First || r.Last != w.Last ||
-			!closeTo(r.Mean, w.Mean) || !closeTo(r.Stddev, w.Stddev):
-			t.Errorf("window %s@%d:\n got %+v\nwant %+v", r.Key, r.WindowStart, r, w)
-			bad++
-		}
-		seen[k]++
-		if bad > 10 {
-			t.FailNow()
-		}
-	}
-	dups := 0
-	for k := range want {
-		if seen[k] == 0 {
-			t.Errorf("window %s@%d missing", k.key, k.start)
-		}
-		dups += max(seen[k]-1, 0)
-	}
-	return dups
-}
-
-func readStatsRows(t *testing.T, path string) []statsRow {
-	t.Helper()
-	var rows []statsRow
+	var rows []statsref.Row
 	for _, l := range lines(t, path) {
-		var r statsRow
+		var r statsref.Row
 		if err := json.Unmarshal([]byte(l), &r); err != nil {
 			t.Fatalf("output line %q: %v", l, err)
 		}
@@ -294,7 +189,7 @@ func TestStatsGoldenAggregates(t *testing.T) {
 		t.Fatalf("sluice run: %v\n%s", err, out)
 	}
 	rows := readStatsRows(t, outPath)
-	if dups := checkStats(t, rows, want); dups != 0 {
+	if dups := statsref.Check(t, rows, want); dups != 0 {
 		t.Errorf("%d windows emitted twice in one uninterrupted run", dups)
 	}
 	checkLetters(t, dlqPath, letters)
@@ -329,7 +224,7 @@ func TestStatsKill9(t *testing.T) {
 	kills := killRuns(t, bin, dir, mPath, rng, 5, afterRows(outPath, rng), func() string {
 		return fmt.Sprintf("%d rows out", len(lines(t, outPath)))
 	})
-	dups := checkStats(t, readStatsRows(t, outPath), want)
+	dups := statsref.Check(t, readStatsRows(t, outPath), want)
 	checkLetters(t, dlqPath, letters)
 	t.Logf("%d kills; %d windows, %d emitted again after a kill", kills, len(want), dups)
 }
@@ -419,12 +314,12 @@ spec:
 	kills := killRuns(t, bin, dir, mPath, rng, 10, afterCount(rows, rng), func() string { return fmt.Sprintf("%d rows", rows()) })
 	raw := psqlRun(t, dsn, fmt.Sprintf(`SELECT coalesce(json_agg(json_build_object('key', key, 'window_start', window_start, 'window_end', window_end,
 		'count', count, 'min', min, 'max', max, 'mean', mean, 'stddev', stddev, 'first', first, 'last', last)), '[]') FROM %s`, table))
-	var stored []statsRow
+	var stored []statsref.Row
 	if err := json.Unmarshal([]byte(raw), &stored); err != nil {
 		t.Fatal(err)
 	}
 	sort.Slice(stored, func(i, j int) bool { return stored[i].WindowStart < stored[j].WindowStart })
-	if dups := checkStats(t, stored, want); dups != 0 {
+	if dups := statsref.Check(t, stored, want); dups != 0 {
 		t.Errorf("%d windows stored more than once after %d kills with exactly_once", dups, kills)
 	}
 	t.Logf("%d kills; %d windows, each stored once", kills, len(want))

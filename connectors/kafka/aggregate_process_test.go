@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
 	"math/rand"
 	"os"
@@ -14,6 +15,8 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/sluicehq/sluice/transforms/stats/statsref"
 )
 
 // An aggregate stage (transforms/stats) in a consumer group of two `sluice run` processes: one
@@ -26,24 +29,6 @@ type aggInput struct {
 	commodity string
 	price     float64
 	ts        int64
-}
-
-type aggRow struct {
-	Key         string  `json:"key"`
-	WindowStart int64   `json:"window_start"`
-	WindowEnd   int64   `json:"window_end"`
-	Count       int64   `json:"count"`
-	Min         float64 `json:"min"`
-	Max         float64 `json:"max"`
-	Mean        float64 `json:"mean"`
-	Stddev      float64 `json:"stddev"`
-	First       float64 `json:"first"`
-	Last        float64 `json:"last"`
-}
-
-type aggKey struct {
-	key   string
-	start int64
 }
 
 // aggDataset makes n records per partition, each partition with its own commodities, event time
@@ -76,63 +61,9 @@ func aggDataset(partitions, n int, seed int64) [][]aggInput {
 	return out
 }
 
-// aggExpect computes, for one partition's records in order, the 1-minute windows with 10 s of
-// allowed lateness that its watermark closed, with two-pass formulas.
-func aggExpect(in []aggInput, into map[aggKey]aggRow) {
-	const size, lateness = 60_000, 10_000
-	type acc struct {
-		vals            []float64
-		firstTs, lastTs int64
-		first, last     float64
-	}
-	accs := map[aggKey]*acc{}
-	maxTs := int64(math.MinInt64)
-	for _, r := range in {
-		start := r.ts - ((r.ts%size)+size)%size
-		if maxTs != math.MinInt64 && start+size <= maxTs-lateness {
-			continue // late
-		}
-		maxTs = max(maxTs, r.ts)
-		k := aggKey{r.commodity, start}
-		a := accs[k]
-		if a == nil {
-			a = &acc{firstTs: math.MaxInt64, lastTs: math.MinInt64}
-			accs[k] = a
-		}
-		a.vals = append(a.vals, r.price)
-		if r.ts < a.firstTs {
-			a.firstTs, a.first = r.ts, r.price
-		}
-		if r.ts > a.lastTs {
-			a.lastTs, a.last = r.ts, r.price
-		}
-	}
-	for k, a := range accs {
-		if k.start+size > maxTs-lateness {
-			continue // still open
-		}
-		sum, mn, mx := 0.0, math.Inf(1), math.Inf(-1)
-		for _, v := range a.vals {
-			sum += v
-			mn, mx = math.Min(mn, v), math.Max(mx, v)
-		}
-		mean := sum / float64(len(a.vals))
-		ss := 0.0
-		for _, v := range a.vals {
-			ss += (v - mean) * (v - mean)
-		}
-		into[k] = aggRow{Key: k.key, WindowStart: k.start, WindowEnd: k.start + size, Count: int64(len(a.vals)), Min: mn, Max: mx,
-			Mean: mean, Stddev: math.Sqrt(ss / float64(len(a.vals))), First: a.first, Last: a.last}
-	}
-}
-
-func aggClose(a, b float64) bool {
-	return math.Abs(a-b) <= 1e-9*math.Max(1, math.Max(math.Abs(a), math.Abs(b)))
-}
-
-func readAggRows(t *testing.T, paths ...string) []aggRow {
+func readAggRows(t *testing.T, paths ...string) []statsref.Row {
 	t.Helper()
-	var rows []aggRow
+	var rows []statsref.Row
 	for _, p := range paths {
 		b, err := os.ReadFile(p)
 		if err != nil && !os.IsNotExist(err) {
@@ -142,7 +73,7 @@ func readAggRows(t *testing.T, paths ...string) []aggRow {
 			if l == "" {
 				continue
 			}
-			var r aggRow
+			var r statsref.Row
 			if err := json.Unmarshal([]byte(l), &r); err != nil {
 				t.Fatalf("%s: %q: %v", p, l, err)
 			}
@@ -161,9 +92,14 @@ func TestAggregateStateFollowsPartitionsIntegration(t *testing.T) {
 	seed := time.Now().UnixNano()
 	t.Logf("seed %d", seed)
 	data := aggDataset(partitions, perPart, seed)
-	want := map[aggKey]aggRow{}
-	for _, in := range data {
-		aggExpect(in, want)
+	want := map[statsref.Window]statsref.Row{}
+	for _, in := range data { // per partition: its own watermark
+		ref := make([]statsref.Input, len(in))
+		for i, r := range in {
+			ref[i] = statsref.Input{Key: r.commodity, Price: r.price, TS: r.ts}
+		}
+		w, _ := statsref.Expect(ref, 60_000, 10_000, false)
+		maps.Copy(want, w)
 	}
 	stats, err := filepath.Abs("../../transforms/stats/stats.wasm")
 	if err != nil {
@@ -233,9 +169,9 @@ func TestAggregateStateFollowsPartitionsIntegration(t *testing.T) {
 		if bp.exited() || a2.exited() {
 			t.Fatalf("a process exited:\nb:\n%s\na2:\n%s", bp.logTail(), a2.logTail())
 		}
-		seen := map[aggKey]bool{}
+		seen := map[statsref.Window]bool{}
 		for _, r := range readAggRows(t, outs...) {
-			seen[aggKey{r.Key, r.WindowStart}] = true
+			seen[statsref.Window{Key: r.Key, Start: r.WindowStart}] = true
 		}
 		for k := range want {
 			if !seen[k] {
@@ -247,29 +183,7 @@ func TestAggregateStateFollowsPartitionsIntegration(t *testing.T) {
 	bp.terminate()
 	a2.terminate()
 	got := readAggRows(t, outs...)
-	seen := map[aggKey]int{}
-	bad := 0
-	for _, r := range got {
-		k := aggKey{r.Key, r.WindowStart}
-		w, ok := want[k]
-		switch {
-		case !ok:
-			t.Errorf("unexpected window %+v", r)
-			bad++
-		case r.Count != w.Count || r.Min != w.Min || r.Max != w.Max || r.First != w.First || r.Last != w.Last || r.WindowEnd != w.WindowEnd ||
-			!aggClose(r.Mean, w.Mean) || !aggClose(r.Stddev, w.Stddev):
-			t.Errorf("window %s@%d:\n got %+v\nwant %+v", r.Key, r.WindowStart, r, w)
-			bad++
-		}
-		seen[k]++
-		if bad > 10 {
-			t.FailNow()
-		}
-	}
-	dups := 0
-	for _, n := range seen {
-		dups += max(n-1, 0)
-	}
+	dups := statsref.Check(t, got, want)
 	for _, p := range []string{"a", "b", "a2"} {
 		t.Logf("%s group events:\n%s", p, grepLines(readFileString(filepath.Join(dir, p+".log")), "partitions assigned", "partitions revoked", "partitions lost"))
 	}
