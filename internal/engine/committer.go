@@ -72,7 +72,7 @@ func (r *run) committer() {
 // aggregateCommitInterval is the least time between two commits of a pipeline with aggregate
 // stages (Kafka Streams commits every 30 s by default, 100 ms with exactly-once). A crash replays
 // at most this much more input; delivery is not delayed, only the saved positions.
-const aggregateCommitInterval = time.Second
+const aggregateCommitInterval = 250 * time.Millisecond
 
 // commit saves the positions released since the last commit, then acks the source.
 func (r *run) commit() {
