@@ -906,20 +906,9 @@ kind: Pipeline
 metadata: {name: aggmetrics}
 spec:
   source: {type: file, config: {path: %q, follow: true}}
-  transforms:
-    - name: stats
-      aggregate:
-        wasm: %q
-        key: $.commodity
-        time: $.ts
-        window: {tumbling: 1m}
-        allowed_lateness: 10s
-        late: drop
-        config: {field: price}
-      on_reject: drop
-  sinks:
+%s  sinks:
     - {name: out, type: file, config: {path: %q}}
-`, inPath, statsModule(t), outPath))
+`, inPath, statsStage(statsModule(t), "drop", "drop"), outPath))
 	addr := freeAddr(t)
 	r := startRun(t, dir, m, addr)
 	var body string

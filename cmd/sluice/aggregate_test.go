@@ -152,13 +152,11 @@ func statsModule(t *testing.T) string {
 	return p
 }
 
-func statsManifest(inPath, outPath, dlqPath, module, extraSource, tail string) string {
-	return fmt.Sprintf(`apiVersion: sluice.dev/v1
-kind: Pipeline
-metadata: {name: stats}
-spec:
-  source: {type: file, config: {path: %q%s}}
-  transforms:
+// statsStage is the transforms section of the tests' stats stage: 1-minute tumbling windows of
+// $.ts per $.commodity, 10 s of allowed lateness (the statsWindow and statsLateness the expected
+// rows are computed with), late records and malformed ones as late and onReject say.
+func statsStage(module, late, onReject string) string {
+	s := fmt.Sprintf(`  transforms:
     - name: stats
       aggregate:
         wasm: %q
@@ -166,12 +164,25 @@ spec:
         time: $.ts
         window: {tumbling: 1m}
         allowed_lateness: 10s
-        late: dead_letter
+        late: %s
         config: {field: price}
-  sinks:
+`, module, late)
+	if onReject != "" {
+		s += "      on_reject: " + onReject + "\n"
+	}
+	return s
+}
+
+func statsManifest(inPath, outPath, dlqPath, module, extraSource, tail string) string {
+	return fmt.Sprintf(`apiVersion: sluice.dev/v1
+kind: Pipeline
+metadata: {name: stats}
+spec:
+  source: {type: file, config: {path: %q%s}}
+%s  sinks:
     - {name: out, type: file, config: {path: %q}}
   dead_letter: {type: file, config: {path: %q}, max_failure_ratio: 1}
-%s`, inPath, extraSource, module, outPath, dlqPath, tail)
+%s`, inPath, extraSource, statsStage(module, "dead_letter", ""), outPath, dlqPath, tail)
 }
 
 func TestStatsGoldenAggregates(t *testing.T) {
@@ -279,24 +290,13 @@ kind: Pipeline
 metadata: {name: stats-eo}
 spec:
   source: {type: file, config: {path: %q, read_buffer: 8KiB, rate: 50000}}
-  transforms:
-    - name: stats
-      aggregate:
-        wasm: %q
-        key: $.commodity
-        time: $.ts
-        window: {tumbling: 1m}
-        allowed_lateness: 10s
-        late: drop
-        config: {field: price}
-      on_reject: drop
-  sinks:
+%s  sinks:
     - {name: pg, type: postgres, config: {dsn: %q, table: %s, create_table: true, positions_table: %s,
         columns: {key: text, window_start: bigint, window_end: bigint, count: bigint, min: double precision, max: double precision,
                   mean: double precision, stddev: double precision, first: double precision, last: double precision}}}
   delivery: exactly_once
   batch: {max_records: 100, linger: 1ms}
-`, inPath, statsModule(t), dsn, table, pos)
+`, inPath, statsStage(statsModule(t), "drop", "drop"), dsn, table, pos)
 	mPath := filepath.Join(dir, "stats.yaml")
 	if err := os.WriteFile(mPath, []byte(m), 0o644); err != nil {
 		t.Fatal(err)
@@ -352,7 +352,6 @@ func TestStatsRefusesStateOfAnotherModule(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	time.Sleep(500 * time.Millisecond) // let a commit of the state happen
 	_ = cmd.Process.Signal(os.Interrupt)
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("stop: %v\n%s", err, stderr.String())
