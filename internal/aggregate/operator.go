@@ -126,6 +126,7 @@ type Operator struct {
 
 	mu        sync.Mutex
 	parts     map[string]*part
+	single    *part // parts[""], the stage's state when it is not partitioned
 	mem       int64
 	spilled   int
 	deltas    []*delta
@@ -156,8 +157,9 @@ func New(cfg Config, g transform.Aggregator, store Store, pipelineName, stage st
 		name, _ := g.Module()
 		return nil, fmt.Errorf("session windows need a module that merges states, and %s does not export tf_agg_merge", name)
 	}
+	single := newPart("")
 	o := &Operator{cfg: cfg, g: g, pipeline: pipelineName, stage: stage, m: m, store: store,
-		parts: map[string]*part{"": newPart("")}, lastEarly: cfg.Clock()}
+		parts: map[string]*part{"": single}, single: single, lastEarly: cfg.Clock()}
 	return o, nil
 }
 
@@ -191,7 +193,7 @@ func (o *Operator) folded(p connector.Position) bool {
 // otherwise.
 func (o *Operator) partOf(name string) *part {
 	if o.log == nil {
-		return o.parts[""]
+		return o.single
 	}
 	p := o.parts[name]
 	if p == nil {
@@ -222,11 +224,8 @@ type gathered struct {
 	rejected []transform.Rejected
 }
 
-func newDelta(batch uint64) *delta {
-	return &delta{batch: batch, marks: map[string]mark{}, changes: map[pkey]*change{}}
-}
-
-func newDeltaFor(batch uint64, n int) *delta {
+// newDelta starts the changes of a batch expected to change about n slots.
+func newDelta(batch uint64, n int) *delta {
 	return &delta{batch: batch, marks: map[string]mark{}, changes: make(map[pkey]*change, n)}
 }
 
@@ -235,7 +234,7 @@ func newDeltaFor(batch uint64, n int) *delta {
 func (o *Operator) Process(ctx context.Context, batch uint64, recs []connector.Record) (Result, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	d := newDeltaFor(batch, min(len(recs), o.lastChanges+16))
+	d := newDelta(batch, min(len(recs), o.lastChanges+16))
 	var res Result
 	res.Actions = make([]transform.Action, len(recs))
 	var g gathered
@@ -243,7 +242,7 @@ func (o *Operator) Process(ctx context.Context, batch uint64, recs []connector.R
 	now := o.cfg.Clock()
 	procTime := now.UnixMilli()
 	if !o.eventTime() {
-		o.advance(o.parts[""], procTime, -1, &closeAt, d)
+		o.advance(o.single, procTime, -1, &closeAt, d)
 	}
 	if o.frame == nil {
 		o.frame = &frame{index: map[pkey]int{}}
@@ -337,12 +336,12 @@ func (o *Operator) Process(ctx context.Context, batch uint64, recs []connector.R
 func (o *Operator) Tick(ctx context.Context, batch uint64) (Result, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	d := newDelta(batch)
+	d := newDelta(batch, 0)
 	var res Result
 	var closeAt []closeStep
 	now := o.cfg.Clock()
 	if !o.eventTime() {
-		o.advance(o.parts[""], now.UnixMilli(), -1, &closeAt, d)
+		o.advance(o.single, now.UnixMilli(), -1, &closeAt, d)
 	}
 	if err := o.closeWindows(ctx, closeAt, d, &res); err != nil {
 		return Result{}, err
@@ -359,7 +358,7 @@ func (o *Operator) Tick(ctx context.Context, batch uint64) (Result, error) {
 func (o *Operator) Flush(ctx context.Context, batch uint64) (Result, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	d := newDelta(batch)
+	d := newDelta(batch, 0)
 	var res Result
 	if o.cfg.Window.Kind != NoWindow {
 		var closeAt []closeStep
@@ -849,7 +848,7 @@ func (o *Operator) spill() {
 		return
 	}
 	target := o.cfg.MemoryBytes / 10 * 9
-	for _, s := range o.parts[""].slots {
+	for _, s := range o.single.slots {
 		if o.mem <= target {
 			return
 		}
@@ -860,13 +859,6 @@ func (o *Operator) spill() {
 		s.state, s.onDisk = nil, true
 		o.spilled++
 	}
-}
-
-// Pending reports the batches whose changes are not yet durable.
-func (o *Operator) Pending() int {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return len(o.deltas)
 }
 
 // String forms of paths, for messages.

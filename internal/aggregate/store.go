@@ -145,7 +145,7 @@ func (o *Operator) Restore() error {
 			return fmt.Errorf("%w: module %s with state_version %d wrote it, and this stage runs %s with state_version %d; the state layouts differ, so it cannot resume from it. Run the old module, or start over with `sluice run --reset` (it forgets the positions and the state)",
 				ErrStateMismatch, m.Module, m.StateVersion, name, version)
 		}
-		p := o.parts[""]
+		p := o.single
 		p.wm, p.maxTs = m.Watermark, m.MaxTime
 		sb := b.Bucket(slotsBucket)
 		if sb == nil {
