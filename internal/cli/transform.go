@@ -66,7 +66,13 @@ input order. Each rejected input goes to --rejects (stderr when not given) as on
 line: {"line": N, "value": "<the input line>", "code": C, "reason": "..."}. A summary goes to
 stderr. Exits 0 when the module ran over the whole input, whatever it decided, and non-zero with a
 message when it could not run (module does not load, config refused, input unreadable, module
-broken).`,
+broken).
+
+An aggregate module (ABI 1.1) runs through the same host side as in an aggregate: stage, in
+memory: --key, --time, --window (tumbling:1m, hopping:5m/1m or session:30s), --allowed-lateness
+and --ttl play the manifest's key, time, window, allowed_lateness and ttl. Window rows go to
+stdout as windows close, the open ones when the input ends; late records go with the rejects
+(code 65287).`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runTransformTest(cmd.Context(), g, args[0], f, cmd.OutOrStdout(), cmd.ErrOrStderr())
