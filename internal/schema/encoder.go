@@ -3,6 +3,7 @@ package schema
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -140,7 +141,10 @@ func (e *Encoder) open(ctx context.Context) (*encodeState, error) {
 			return nil, fmt.Errorf("subject %s holds a %s schema, and encode.format is %s: %w", c.Subject, ss.Type, c.Format, connector.ErrPermanent)
 		}
 		if refs, err = e.reg.collect(ctx, ss.References); err != nil {
-			return nil, err
+			if errors.Is(err, ErrUnavailable) || errors.Is(err, connector.ErrPermanent) || errors.Is(err, context.Canceled) {
+				return nil, err
+			}
+			return nil, fmt.Errorf("subject %s version %d: %w: %w", c.Subject, ss.Version, err, connector.ErrPermanent)
 		}
 		text = ss.Schema.Schema
 		info = Info{ID: ss.ID, Subject: c.Subject, Version: ss.Version}

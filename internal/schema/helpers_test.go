@@ -8,7 +8,6 @@ import (
 
 	"github.com/sluicehq/sluice/internal/schema"
 	"github.com/sluicehq/sluice/internal/schema/registrytest"
-	"github.com/sluicehq/sluice/sdk/go/connector"
 )
 
 // wire prefixes payload with the registry wire-format header of id.
@@ -70,5 +69,3 @@ func sameJSON(t testing.TB, got []byte, want string) {
 		t.Fatalf("JSON differs\n got: %s\nwant: %s", got, want)
 	}
 }
-
-var _ = connector.ErrPermanent
