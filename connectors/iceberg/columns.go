@@ -42,6 +42,9 @@ type column struct {
 	precision int      // decimal only
 	scale     int      // decimal only
 	doc       string
+	// undeclared: a table column the manifest does not declare, written with evolve from the
+	// field of its name (a string column then takes objects and arrays as their JSON text).
+	undeclared bool
 }
 
 // columnConfig is one element of the schema field.
@@ -55,9 +58,9 @@ type columnConfig struct {
 
 // parseColumns checks the declared schema: names unique and non-empty, types known, paths
 // well formed.
-func parseColumns(cfgs []columnConfig) ([]column, error) {
-	if len(cfgs) == 0 {
-		return nil, &connector.ConfigError{Field: "schema", Msg: "must declare at least one column"}
+func parseColumns(cfgs []columnConfig, evolve bool) ([]column, error) {
+	if len(cfgs) == 0 && !evolve {
+		return nil, &connector.ConfigError{Field: "schema", Msg: "must declare at least one column", Hint: "or set evolve: true to take the columns from the records"}
 	}
 	seen := map[string]bool{}
 	out := make([]column, 0, len(cfgs))
@@ -166,7 +169,7 @@ func (c schemaChange) empty() bool { return len(c.add)+len(c.widen)+len(c.relax)
 // type along Iceberg's promotions and making a required column optional are changes the table
 // can take without rewriting data; anything else (a narrowing or unrelated type change, an
 // optional column becoming required, a new required column) is an error naming the column.
-func diffSchema(table *ice.Schema, cols []column) (schemaChange, error) {
+func diffSchema(table *ice.Schema, cols []column, evolve bool) (schemaChange, error) {
 	var ch schemaChange
 	declared := map[string]bool{}
 	for _, c := range cols {
@@ -193,7 +196,7 @@ func diffSchema(table *ice.Schema, cols []column) (schemaChange, error) {
 		}
 	}
 	for _, f := range table.Fields() {
-		if f.Required && !declared[f.Name] {
+		if f.Required && !declared[f.Name] && !(evolve && adoptable(f)) {
 			ch.missing = append(ch.missing, f.Name)
 		}
 	}
@@ -217,4 +220,66 @@ func promotable(from, to ice.Type) bool {
 		return ok && t.Scale() == f.Scale() && t.Precision() > f.Precision()
 	}
 	return false
+}
+
+// adoptable reports whether a table column the manifest does not declare can be written from
+// the record field of its name: a primitive type the sink converts to.
+func adoptable(f ice.NestedField) bool {
+	_, err := parseType(f.Type.String())
+	return err == nil && f.Name != "" && !strings.Contains(f.Name, ".")
+}
+
+// undeclared returns the table columns that evolve writes besides the declared ones: those of a
+// type the sink converts to, not declared, and not named like the first field of a declared
+// column's path (that field is the declared column's).
+func undeclared(table *ice.Schema, cols []column) []column {
+	taken := map[string]bool{}
+	for _, c := range cols {
+		taken[c.name], taken[c.path[0]] = true, true
+	}
+	var out []column
+	for _, f := range table.Fields() {
+		if taken[f.Name] || !adoptable(f) {
+			continue
+		}
+		c, _ := parseType(f.Type.String())
+		c.name, c.required, c.doc, c.path, c.undeclared = f.Name, f.Required, f.Doc, []string{f.Name}, true
+		out = append(out, c)
+	}
+	return out
+}
+
+// newColumn is a field of the records that evolve adds to the table.
+type newColumn struct {
+	name string
+	kind kind // kString, kLong, kDouble or kBoolean
+}
+
+// inferKind is the column type evolve gives a field from one of its values: string for a string
+// (also one that holds a time: its format says nothing certain), long for an integral number that
+// fits, double for any other number, boolean, and string for an object or array (its JSON text).
+func inferKind(sp span, raw []byte) kind {
+	switch sp.kind {
+	case jTrue, jFalse:
+		return kBoolean
+	case jNumber:
+		if _, err := parseInt(raw, 64); err == nil {
+			return kLong
+		}
+		return kDouble
+	}
+	return kString
+}
+
+// typeOfKind is the Iceberg type of an inferred column.
+func typeOfKind(k kind) ice.Type {
+	switch k {
+	case kBoolean:
+		return ice.PrimitiveTypes.Bool
+	case kLong:
+		return ice.PrimitiveTypes.Int64
+	case kDouble:
+		return ice.PrimitiveTypes.Float64
+	}
+	return ice.PrimitiveTypes.String
 }

@@ -1,6 +1,7 @@
 package iceberg
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"math"
@@ -41,6 +42,14 @@ type converter struct {
 	cells   []cell
 	scratch []byte // unescaped keys
 	buf     []byte // unescaped strings and decoded binaries of the current record
+
+	// With evolve: the fields of the current record no column reads, and those of the batch
+	// (in order of first appearance) that should become columns.
+	evolve  bool
+	unread  []unread
+	found   []newColumn
+	foundAt map[string]int
+	keyBuf  []byte
 }
 
 // newConverter builds the converter of the declared columns into sc, the Arrow schema of the
@@ -78,6 +87,16 @@ func newConverter(cols []column, sc *arrow.Schema, mem memory.Allocator) (*conve
 		}
 	}
 	return c, nil
+}
+
+// evolving makes the converter note the top-level fields that no column reads and that are not
+// among known (the table's columns), for convert to return.
+func (c *converter) evolving(known []string) {
+	c.evolve = true
+	c.foundAt = map[string]int{}
+	for _, k := range known {
+		c.root.child(k)
+	}
 }
 
 // release frees the builders.
@@ -158,9 +177,15 @@ func appender(col column, b array.Builder, buf *[]byte) (func(*cell), error) {
 
 // convert turns the records into one record batch of the table's schema. Records for which skip
 // returns true are left out; records that do not fit the schema are left out and reported in
-// failed, by index. The batch is nil when no record is kept.
+// failed, by index. The batch is nil when no record is kept. With evolve, c.found lists
+// afterwards the fields of the kept records that no column reads, each with the type its values
+// call for.
 func (c *converter) convert(records []connector.Record, skip func(i int) bool) (batch arrow.RecordBatch, failed []connector.RecordError) {
 	c.bld.Reserve(len(records))
+	if c.evolve {
+		c.found = c.found[:0]
+		clear(c.foundAt)
+	}
 	n := 0
 	for i := range records {
 		if skip != nil && skip(i) {
@@ -168,6 +193,13 @@ func (c *converter) convert(records []connector.Record, skip func(i int) bool) (
 		}
 		if err := c.decode(records[i].Value); err != nil {
 			failed = append(failed, connector.RecordError{Index: i, Err: err})
+			continue
+		}
+		if len(c.unread) > 0 {
+			c.note(records[i].Value)
+		}
+		if len(c.cols) == 0 {
+			failed = append(failed, connector.RecordError{Index: i, Err: errors.New("the table has no columns yet, and the value has no field that is not null to add one from")})
 			continue
 		}
 		for j, app := range c.apps {
@@ -207,7 +239,12 @@ func (c *converter) decode(v []byte) error {
 		}
 		return errors.New("the value is not a JSON object")
 	}
-	end, err := walkObject(v, i, &c.root, c.spans, &c.scratch, 0)
+	var extra *[]unread
+	if c.evolve {
+		c.unread = c.unread[:0]
+		extra = &c.unread
+	}
+	end, err := walkObject(v, i, &c.root, c.spans, &c.scratch, 0, extra)
 	if err != nil {
 		return err
 	}
@@ -216,10 +253,41 @@ func (c *converter) decode(v []byte) error {
 	}
 	for j := range c.cols {
 		if err := c.cell(j, v); err != nil {
+			if col := &c.cols[j]; col.undeclared {
+				return fmt.Errorf("column %s (%s in the table, not declared in schema): %w", col.name, col.typ, err)
+			}
 			return fmt.Errorf("column %s: %w", c.cols[j].name, err)
 		}
 	}
 	return nil
+}
+
+// note adds the unread fields of the record v to c.found. A field's type comes from its first
+// value in the batch, except that integral and fractional numbers together make a double. A key
+// that is empty, holds a dot or is not valid UTF-8 cannot name a column and is left out.
+func (c *converter) note(v []byte) {
+	for _, u := range c.unread {
+		key := v[u.key.start:u.key.end]
+		if u.key.esc {
+			var err error
+			if c.keyBuf, err = unescape(c.keyBuf[:0], key); err != nil {
+				continue
+			}
+			key = c.keyBuf
+		}
+		k := inferKind(u.val, v[u.val.start:u.val.end])
+		if at, ok := c.foundAt[string(key)]; ok {
+			if f := &c.found[at]; f.kind == kLong && k == kDouble {
+				f.kind = kDouble
+			}
+			continue
+		}
+		if len(key) == 0 || bytes.IndexByte(key, '.') >= 0 || !utf8.Valid(key) {
+			continue
+		}
+		c.foundAt[string(key)] = len(c.found)
+		c.found = append(c.found, newColumn{name: string(key), kind: k})
+	}
 }
 
 // cell converts column j's span of the value v into c.cells[j].
@@ -340,6 +408,13 @@ func (c *converter) cell(j int, v []byte) error {
 		}
 	case kString:
 		if sp.kind != jString {
+			if col.undeclared && (sp.kind == jObject || sp.kind == jArray) {
+				if !utf8.Valid(raw) {
+					return errors.New("the JSON text is not valid UTF-8")
+				}
+				x.b = raw // its JSON text, whose structure the scan checked
+				break
+			}
 			return want("a string")
 		}
 		b, err := str()

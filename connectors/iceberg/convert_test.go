@@ -22,7 +22,7 @@ func benchColumns(t testing.TB) []column {
 		{Name: "price", Type: "double", Required: true},
 		{Name: "ts", Type: "timestamptz", Required: true},
 		{Name: "pad", Type: "string"},
-	})
+	}, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +68,7 @@ func TestConvertNested(t *testing.T) {
 		{Name: "note", Type: "string"},
 		{Name: "local", Type: "timestamp"},
 		{Name: "small", Type: "int"},
-	})
+	}, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +103,7 @@ func TestConvertArrayIndexes(t *testing.T) {
 		{Name: "tag", Type: "string", From: "tags.1"},
 		{Name: "matrix", Type: "long", From: "m.1.0"},
 		{Name: "n", Type: "long"},
-	})
+	}, false)
 	if err != nil {
 		t.Fatal(err)
 	}

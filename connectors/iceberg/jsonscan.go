@@ -200,9 +200,17 @@ func skipNested(b []byte, i int, depth int) (int, error) {
 	return 0, &syntaxError{len(b), "unterminated object or array"}
 }
 
+// unread is a top-level field of a record that no column reads, with a value other than null:
+// where its key (inside the quotes) and its value lie.
+type unread struct {
+	key, val span
+}
+
 // walkObject reads the object at b[i] and fills spans[col] for every column node names, and
-// descends into nested objects the tree names. It returns the offset after the object.
-func walkObject(b []byte, i int, node *pathNode, spans []span, scratch *[]byte, depth int) (int, error) {
+// descends into nested objects the tree names. It returns the offset after the object. When
+// extra is not nil, the fields of this object that node does not name and whose value is not
+// null are appended to it.
+func walkObject(b []byte, i int, node *pathNode, spans []span, scratch *[]byte, depth int, extra *[]unread) (int, error) {
 	if i >= len(b) || b[i] != '{' {
 		return 0, &syntaxError{i, "want an object"}
 	}
@@ -218,7 +226,8 @@ func walkObject(b []byte, i int, node *pathNode, spans []span, scratch *[]byte, 
 		if err != nil {
 			return 0, err
 		}
-		key := b[i+1 : end-1]
+		keyStart := i + 1
+		key := b[keyStart : end-1]
 		if esc {
 			*scratch, err = unescape((*scratch)[:0], key)
 			if err != nil {
@@ -232,7 +241,15 @@ func walkObject(b []byte, i int, node *pathNode, spans []span, scratch *[]byte, 
 			return 0, &syntaxError{i, "want ':' after a key"}
 		}
 		i = skipSpace(b, i+1)
-		if i, err = walkValue(b, i, child, spans, scratch, depth); err != nil {
+		if child == nil && extra != nil {
+			var sp span
+			if sp, i, err = scanValue(b, i, depth); err != nil {
+				return 0, err
+			}
+			if sp.kind != jNull {
+				*extra = append(*extra, unread{key: span{kind: jString, esc: esc, start: keyStart, end: end - 1}, val: sp})
+			}
+		} else if i, err = walkValue(b, i, child, spans, scratch, depth); err != nil {
 			return 0, err
 		}
 		i = skipSpace(b, i)
@@ -261,7 +278,7 @@ func walkValue(b []byte, i int, node *pathNode, spans []span, scratch *[]byte, d
 		kind := jObject
 		var err error
 		if b[i] == '{' {
-			i, err = walkObject(b, i, node, spans, scratch, depth+1)
+			i, err = walkObject(b, i, node, spans, scratch, depth+1, nil)
 		} else {
 			kind = jArray
 			i, err = walkArray(b, i, node, spans, scratch, depth+1)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"slices"
 	"strings"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -23,14 +24,15 @@ const maxConflictRetries = 20
 // Sink appends records to an Iceberg table. The runtime calls Write or WriteTx from one goroutine
 // at a time.
 type Sink struct {
-	plan      catalogPlan
-	ident     table.Identifier
-	name      string // the table as the manifest names it
-	cols      []column
-	partition []partitionField // nil: not declared
-	tableProp ice.Properties
-	key       string // the snapshot summary key of this pipeline's sink
-	env       connector.Env
+	plan        catalogPlan
+	ident       table.Identifier
+	name        string // the table as the manifest names it
+	cols        []column
+	partition   []partitionField // nil: not declared
+	tableProp   ice.Properties
+	key         string // the snapshot summary key of this pipeline's sink
+	fromRecords bool   // evolve: add columns for the records' new top-level fields
+	env         connector.Env
 
 	cat    catalog.Catalog
 	tbl    *table.Table
@@ -56,6 +58,7 @@ func NewSink(cfg connector.Config, env connector.Env) (*Sink, error) {
 		Schema     []columnConfig    `config:"schema"`
 		Partition  []string          `config:"partition"`
 		Properties map[string]string `config:"table_properties"`
+		Evolve     bool              `config:"evolve"`
 	}
 	if err := sinkSpec.Decode(cfg, &c); err != nil {
 		return nil, err
@@ -68,19 +71,20 @@ func NewSink(cfg connector.Config, env connector.Env) (*Sink, error) {
 	if i <= 0 || i == len(c.Table)-1 || strings.Contains(c.Table, "..") {
 		return nil, &connector.ConfigError{Field: "table", Msg: fmt.Sprintf("%q is not namespace.table", c.Table), Hint: "market.prices"}
 	}
-	cols, err := parseColumns(c.Schema)
+	cols, err := parseColumns(c.Schema, c.Evolve)
 	if err != nil {
 		return nil, err
 	}
 	s := &Sink{
-		plan:      plan,
-		ident:     strings.Split(c.Table, "."),
-		name:      c.Table,
-		cols:      cols,
-		tableProp: ice.Properties(c.Properties),
-		key:       summaryKey(env.Pipeline, env.Component),
-		env:       env,
-		mem:       memory.DefaultAllocator,
+		plan:        plan,
+		ident:       strings.Split(c.Table, "."),
+		name:        c.Table,
+		cols:        cols,
+		tableProp:   ice.Properties(c.Properties),
+		key:         summaryKey(env.Pipeline, env.Component),
+		fromRecords: c.Evolve,
+		env:         env,
+		mem:         memory.DefaultAllocator,
 	}
 	if c.Partition != nil {
 		if s.partition, err = parsePartition(c.Partition, cols); err != nil {
@@ -161,7 +165,7 @@ func (s *Sink) evolve(ctx context.Context, tbl *table.Table) (*table.Table, erro
 				Hint: "declare the table's partitioning (or leave partition out), or evolve the table's partition spec with an Iceberg tool"})
 		}
 	}
-	ch, err := diffSchema(tbl.Schema(), s.cols)
+	ch, err := diffSchema(tbl.Schema(), s.cols, s.fromRecords)
 	if err != nil {
 		return nil, permanent(err)
 	}
@@ -208,9 +212,20 @@ func (s *Sink) use(tbl *table.Table) error {
 	if err != nil {
 		return s.errorf("arrow schema: %w", err)
 	}
-	conv, err := newConverter(s.cols, sc, s.mem)
+	cols := s.cols
+	if s.fromRecords {
+		cols = slices.Concat(s.cols, undeclared(tbl.Schema(), s.cols))
+	}
+	conv, err := newConverter(cols, sc, s.mem)
 	if err != nil {
 		return s.errorf("%w", err)
+	}
+	if s.fromRecords {
+		var known []string
+		for _, f := range tbl.Schema().Fields() {
+			known = append(known, f.Name)
+		}
+		conv.evolving(known)
 	}
 	if s.conv != nil {
 		s.conv.release()
@@ -229,7 +244,10 @@ func (s *Sink) Write(ctx context.Context, records []connector.Record) error {
 	if err := s.ready(ctx); err != nil {
 		return err
 	}
-	batch, failed := s.conv.convert(records, nil)
+	batch, failed, err := s.convert(ctx, records, nil)
+	if err != nil {
+		return err
+	}
 	if batch == nil {
 		return batchError(failed)
 	}
@@ -244,6 +262,65 @@ func (s *Sink) Write(ctx context.Context, records []connector.Record) error {
 		}
 		if !isConflict(err) {
 			return s.errorf("commit: %w", err)
+		}
+		if err := s.retryAfterConflict(ctx, attempt, err); err != nil {
+			return err
+		}
+	}
+}
+
+// maxEvolveRounds bounds how often one write adds columns and converts its records again.
+const maxEvolveRounds = 3
+
+// convert turns the records into a record batch of the table. With evolve, when some have
+// top-level fields that are no column, it first adds those columns to the table (a commit of
+// its own, before any data file carrying them) and converts the records again.
+func (s *Sink) convert(ctx context.Context, records []connector.Record, skip func(int) bool) (arrow.RecordBatch, []connector.RecordError, error) {
+	for round := 0; ; round++ {
+		batch, failed := s.conv.convert(records, skip)
+		if len(s.conv.found) == 0 || round == maxEvolveRounds {
+			return batch, failed, nil
+		}
+		if batch != nil {
+			batch.Release()
+		}
+		if err := s.addColumns(ctx, slices.Clone(s.conv.found)); err != nil {
+			return nil, nil, err
+		}
+	}
+}
+
+// addColumns adds optional columns to the table, those another writer has not added meanwhile,
+// and makes the result the table the sink writes to. A commit that loses the race to another
+// writer's is made again on the table as it is then.
+func (s *Sink) addColumns(ctx context.Context, cols []newColumn) error {
+	for attempt := 0; ; attempt++ {
+		sc := s.tbl.Schema()
+		var what []string
+		tx := s.tbl.NewTransaction()
+		up := tx.UpdateSchema(true, false)
+		for _, c := range cols {
+			if _, ok := sc.FindFieldByName(c.name); ok {
+				continue
+			}
+			typ := typeOfKind(c.kind)
+			up.AddColumn([]string{c.name}, typ, "", false, nil)
+			what = append(what, c.name+" "+typ.String())
+		}
+		if len(what) == 0 {
+			return s.use(s.tbl)
+		}
+		if err := up.Commit(); err != nil {
+			return s.errorf("add columns %s: %w (%w)", strings.Join(what, ", "), err, connector.ErrPermanent)
+		}
+		tbl, err := tx.Commit(ctx)
+		if err == nil {
+			s.env.Logger.Info("added columns to iceberg table", "table", s.name, "columns", strings.Join(what, ", "))
+			return s.use(tbl)
+		}
+		if !isConflict(err) {
+			s.unsure = true // the commit may have landed; the next write reads the table again
+			return s.errorf("commit added columns %s: %w", strings.Join(what, ", "), err)
 		}
 		if err := s.retryAfterConflict(ctx, attempt, err); err != nil {
 			return err
@@ -339,17 +416,26 @@ func (s *Sink) WriteTx(ctx context.Context, records []connector.Record, position
 			return err
 		}
 	}
-	batch, failed := s.conv.convert(records, func(i int) bool {
+	was := s.stored
+	batch, failed, err := s.convert(ctx, records, func(i int) bool {
 		p, ok := s.stored[records[i].Position.Partition]
 		return ok && records[i].Position.Offset <= p.Offset
 	})
+	if err != nil {
+		return err
+	}
+	if !equalPositions(was, s.stored) { // read again while adding columns
+		if batch != nil {
+			batch.Release()
+		}
+		return s.otherInstance()
+	}
 	next, moved := mergePositions(s.stored, positions)
 	if batch == nil && !moved {
 		return batchError(failed)
 	}
 	var files []ice.DataFile
 	if batch != nil {
-		var err error
 		if files, err = s.writeFiles(ctx, batch); err != nil {
 			return err
 		}
@@ -374,10 +460,16 @@ func (s *Sink) WriteTx(ctx context.Context, records []connector.Record, position
 			return err
 		}
 		if !equalPositions(before, s.stored) {
-			return s.errorf("another writer committed positions for pipeline %q sink %q meanwhile (now %s): two instances of this pipeline write to the table; exactly-once delivery cannot hold (%w)",
-				s.env.Pipeline, s.env.Component, describePositions(s.stored), connector.ErrPermanent)
+			return s.otherInstance()
 		}
 	}
+}
+
+// otherInstance is the error of a WriteTx that found positions of this pipeline's sink it did
+// not commit.
+func (s *Sink) otherInstance() error {
+	return s.errorf("another writer committed positions for pipeline %q sink %q meanwhile (now %s): two instances of this pipeline write to the table; exactly-once delivery cannot hold (%w)",
+		s.env.Pipeline, s.env.Component, describePositions(s.stored), connector.ErrPermanent)
 }
 
 // unknownOutcome follows a commit that failed in a way that leaves open whether the catalog took

@@ -27,7 +27,23 @@ var sinkSpec = connector.Spec{
 		"to long, float to double, decimal(P,S) to a larger P) or become optional. Any other difference (a narrowing " +
 		"or unrelated type, an optional column declared required, a new required column, a required table column " +
 		"left out of the manifest, a different partitioning) stops the sink at open with a message naming the column. " +
-		"Table columns the manifest does not declare are written as null.\n\n" +
+		"Table columns the manifest does not declare are written as null (with `evolve`, from the records).\n\n" +
+		"**Evolution from the records.** With `evolve: true`, a top-level field of a record's value that is no " +
+		"column (neither a column's name nor the first field of a column's `from`) becomes a new optional column, " +
+		"committed to the table before the data file that first carries it; rows written before read it as null. " +
+		"Its type comes from its values in the write that first carries it: a string is string (also one that " +
+		"holds a time), an integral number that fits is long, any other number double (integral and fractional " +
+		"numbers together make double), a boolean boolean, an object or array string, holding its JSON text. A " +
+		"null alone adds nothing until a value arrives; a field whose key is empty or holds a dot is left out. " +
+		"A later value that does not fit the column (a string in a long column, a fraction in a long column: " +
+		"Iceberg cannot widen long to double) sends its record to the dead letters with the column's name, its " +
+		"type and the reason: declare such a field in `schema` with the type it needs. Table columns that " +
+		"`schema` does not declare (added by an earlier run or by another writer) are written from the field of " +
+		"their name, converted by their type; a string column among them takes objects and arrays as JSON text. " +
+		"With `evolve`, `schema` may be left out: a table the sink creates starts without columns and takes them " +
+		"all from the records (declare the columns that are partitioned, or whose type inference would get " +
+		"wrong, such as timestamps). When another writer changed the schema first, the sink reads the table " +
+		"again and adds only what is still missing.\n\n" +
 		"**Values.** boolean: true/false; int, long: JSON integers; float, double: JSON numbers; decimal(P,S): a " +
 		"number or a numeric string, never rounded (more than S decimal places is an error); date: `YYYY-MM-DD` or " +
 		"days since 1970-01-01; time: `HH:MM:SS[.ffffff]`; timestamp and timestamptz: RFC 3339 (a missing zone " +
@@ -55,7 +71,7 @@ var sinkSpec = connector.Spec{
 				{Name: "properties", Type: connector.TypeMap, Elem: &connector.Field{Type: connector.TypeString}, Description: "Further catalog properties passed to iceberg-go as they are (rest: `prefix`, `scope`, ...)."},
 			}},
 		{Name: "table", Type: connector.TypeString, Required: true, Description: "The table, `namespace.table` (a nested namespace as `a.b.table`).", Example: "market.prices"},
-		{Name: "schema", Type: connector.TypeList, Required: true, Description: "The columns, in order. Each takes the JSON field of its name, or the one `from` names.",
+		{Name: "schema", Type: connector.TypeList, Description: "The columns, in order. Each takes the JSON field of its name, or the one `from` names. Required unless `evolve` is true.",
 			Example: []any{
 				map[string]any{"name": "commodity", "type": "string", "required": true},
 				map[string]any{"name": "price", "type": "double", "required": true},
@@ -68,6 +84,8 @@ var sinkSpec = connector.Spec{
 				{Name: "from", Type: connector.TypeString, Description: "A dotted path to the field in the JSON value, such as `quote.price`; a number indexes an array (`items.0.sku`); default: the column's name."},
 				{Name: "doc", Type: connector.TypeString, Description: "The column's documentation, stored in the table's schema."},
 			}}},
+		{Name: "evolve", Type: connector.TypeBool, Default: false,
+			Description: "Add an optional column to the table for each new top-level field of the records, of a type inferred from its values (see Evolution from the records), and write the table's undeclared columns from the records. Off, fields that are no column are ignored."},
 		{Name: "partition", Type: connector.TypeList, Elem: &connector.Field{Type: connector.TypeString},
 			Description: "The partition spec of a table the sink creates: columns (identity) and transforms `year(col)`, `month(col)`, `day(col)`, `hour(col)`, `bucket(N, col)`, `truncate(W, col)`. When set, an existing table must be partitioned the same way.",
 			Example:     []any{"day(ts)", "commodity"}},

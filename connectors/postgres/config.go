@@ -72,10 +72,37 @@ type config struct {
 	PositionsTable string         `config:"positions_table"`
 	ConnectTimeout time.Duration  `config:"connect_timeout"`
 	WriteTimeout   time.Duration  `config:"write_timeout"`
+	Evolve         bool           `config:"evolve"`
 
 	table     ident    // the target table
 	positions ident    // the positions table
 	cols      []column // in table order: key columns first, then by name, then value_column
+}
+
+// undeclared returns the table's columns that evolve writes besides the declared ones: those
+// of a type the sink converts to that no declared column names or reads the first field of, and
+// that are not generated.
+func undeclared(declared []column, info *tableInfo) []column {
+	taken := map[string]bool{}
+	for _, col := range declared {
+		taken[col.name] = true
+		if col.src == srcPath {
+			taken[col.path[0]] = true
+		}
+	}
+	var out []column
+	for _, name := range info.order {
+		tc := info.columns[name]
+		if taken[name] || tc.generated || name == seqColumn {
+			continue
+		}
+		t, err := parseType(tc.typ)
+		if err != nil || !t.compatible(tc.base) {
+			continue
+		}
+		out = append(out, column{name: name, typ: t, src: srcPath, path: []string{name}, from: name})
+	}
+	return out
 }
 
 // ident is a possibly schema-qualified table name; Schema is empty when unqualified.
@@ -158,6 +185,13 @@ func parseConfig(cfg connector.Config) (*config, error) {
 	if c.WriteTimeout <= 0 {
 		return nil, &connector.ConfigError{Field: "write_timeout", Msg: "must be greater than 0"}
 	}
+	if c.Evolve && c.Layout == layoutDeadLetter {
+		return nil, &connector.ConfigError{Field: "evolve", Msg: "must not be set with layout: dead_letter, whose columns are fixed"}
+	}
+	if c.Evolve && !c.CreateTable {
+		return nil, &connector.ConfigError{Field: "evolve", Msg: "needs create_table: true: the sink adds columns only to a table it may create",
+			Hint: "set create_table: true (an existing table is used as it is, and gains the columns)"}
+	}
 	if c.Layout == layoutDeadLetter {
 		return &c, c.deadLetterLayout()
 	}
@@ -180,8 +214,8 @@ func (c *config) deadLetterLayout() error {
 }
 
 func (c *config) columnsLayout() error {
-	if len(c.Columns) == 0 && c.ValueColumn == "" {
-		return &connector.ConfigError{Field: "columns", Msg: "is required: name the columns to fill (or set value_column to store each value whole)",
+	if len(c.Columns) == 0 && c.ValueColumn == "" && !c.Evolve {
+		return &connector.ConfigError{Field: "columns", Msg: "is required: name the columns to fill (or set value_column to store each value whole, or evolve to take them from the records)",
 			Hint: "columns: {commodity: text, price: double precision, ts: timestamptz}"}
 	}
 	names := make([]string, 0, len(c.Columns))

@@ -266,6 +266,11 @@ func TestConfigErrors(t *testing.T) {
 		{"wrong scheme", func(m map[string]any) { m["dsn"] = "mysql://u@h/db" }, "dsn"},
 		{"zero write_timeout", func(m map[string]any) { m["write_timeout"] = time.Duration(0) }, "write_timeout"},
 		{"bad mode", func(m map[string]any) { m["mode"] = "merge" }, "mode"},
+		{"evolve without create_table", func(m map[string]any) { m["evolve"] = true }, "evolve"},
+		{"evolve with dead_letter", func(m map[string]any) {
+			delete(m, "columns")
+			m["layout"], m["evolve"], m["create_table"] = "dead_letter", true, true
+		}, "evolve"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			m := base()

@@ -56,6 +56,19 @@ type extractor struct {
 	root    pathNode // its children are the value's top-level fields
 	scratch []byte   // decoded strings of the current record
 	depth   int
+
+	// With evolve: the top-level fields of the current record that the root does not name and
+	// whose value is not null.
+	evolve bool
+	unread []unreadField
+}
+
+// unreadField is where a top-level field no column reads lies in a record's value: its key
+// (inside the quotes) and its value.
+type unreadField struct {
+	keyStart, keyEnd int
+	esc              bool
+	valStart, valEnd int
 }
 
 // maxDepth bounds the nesting of a JSON value, so a hostile value cannot exhaust the stack.
@@ -79,6 +92,7 @@ func (x *extractor) extract(value []byte, ins []input) error {
 	}
 	x.scratch = x.scratch[:0] // decoded text is never longer than its JSON, so this never grows
 	x.depth = 0
+	x.unread = x.unread[:0]
 	i := skipWS(value, 0)
 	if i == len(value) || value[i] != '{' {
 		if i == len(value) {
@@ -136,8 +150,10 @@ func (x *extractor) object(d []byte, i int, node *pathNode, ins []input) (int, e
 		if err != nil {
 			return 0, err
 		}
+		keyStart := i + 1
 		var child *pathNode
-		if node != nil && len(node.children) > 0 {
+		top := x.evolve && node == &x.root
+		if node != nil && (len(node.children) > 0 || top) {
 			key := d[i+1 : end-1]
 			if escaped {
 				n := len(x.scratch)
@@ -152,7 +168,15 @@ func (x *extractor) object(d []byte, i int, node *pathNode, ins []input) (int, e
 			return 0, syntaxErr(d, i, "':'")
 		}
 		i = skipWS(d, i+1)
-		if i, err = x.value(d, i, child, ins); err != nil {
+		if top && child == nil {
+			start := i
+			if i, err = x.value(d, i, nil, ins); err != nil {
+				return 0, err
+			}
+			if d[start] != 'n' {
+				x.unread = append(x.unread, unreadField{keyStart: keyStart, keyEnd: end - 1, esc: escaped, valStart: start, valEnd: i})
+			}
+		} else if i, err = x.value(d, i, child, ins); err != nil {
 			return 0, err
 		}
 		i = skipWS(d, i)
@@ -183,7 +207,8 @@ func (x *extractor) array(d []byte, i int, node *pathNode, ins []input) (int, er
 	}
 	for n := 0; ; n++ {
 		var child *pathNode
-		if node != nil && len(node.children) > 0 {
+		top := x.evolve && node == &x.root
+		if node != nil && (len(node.children) > 0 || top) {
 			child = node.element(n)
 		}
 		var err error

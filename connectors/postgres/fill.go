@@ -25,9 +25,23 @@ type columnsFiller struct {
 	meta     []int  // columns reading record metadata
 	offset   []byte // the record's offset as text
 	headers  []byte // the record's headers as JSON
+
+	// With evolve: the top-level fields of the batch's records that are no column, in order of
+	// first appearance, each with the type its values call for.
+	found   []newColumn
+	foundAt map[string]int
+	keyBuf  []byte
 }
 
-func newColumnsFiller(cols []column) *columnsFiller {
+// newColumn is a field of the records that evolve adds to the table.
+type newColumn struct {
+	name string
+	typ  sqlType
+}
+
+// newColumnsFiller reads cols from the records. With evolve, it also notes the top-level fields
+// that no column reads and that are not among known (the table's columns).
+func newColumnsFiller(cols []column, known []string, evolve bool) *columnsFiller {
 	f := &columnsFiller{cols: cols}
 	for i, c := range cols {
 		if c.src == srcPath {
@@ -37,7 +51,63 @@ func newColumnsFiller(cols []column) *columnsFiller {
 			f.meta = append(f.meta, i)
 		}
 	}
+	if evolve {
+		f.x.evolve, f.needJSON, f.foundAt = true, true, map[string]int{}
+		for _, k := range known {
+			f.x.root.child(k)
+		}
+	}
 	return f
+}
+
+// reset forgets the fields found in the previous batch.
+func (f *columnsFiller) reset() {
+	f.found = f.found[:0]
+	clear(f.foundAt)
+}
+
+// note adds the unread fields of the record just filled (whose value is v) to f.found. A field's
+// type comes from its first value in the batch, except that integral and fractional numbers
+// together make double precision. A key Postgres cannot take as a column name is left out.
+func (f *columnsFiller) note(v []byte) {
+	for _, u := range f.x.unread {
+		key := v[u.keyStart:u.keyEnd]
+		if u.esc {
+			f.keyBuf = unescape(f.keyBuf[:0], key)
+			key = f.keyBuf
+		}
+		t := inferType(v[u.valStart:u.valEnd])
+		if at, ok := f.foundAt[string(key)]; ok {
+			if c := &f.found[at]; c.typ.kind == kBigint && t.kind == kDouble {
+				c.typ = t
+			}
+			continue
+		}
+		if checkName(string(key)) != nil || !utf8.Valid(key) || string(key) == seqColumn {
+			continue
+		}
+		f.foundAt[string(key)] = len(f.found)
+		f.found = append(f.found, newColumn{name: string(key), typ: t})
+	}
+}
+
+// inferType is the column type evolve gives a field from one of its values (JSON text, not
+// null): text for a string (also one that holds a time: its format says nothing certain), bigint
+// for an integral number that fits, double precision for any other number, boolean, and jsonb for
+// an object or array.
+func inferType(raw []byte) sqlType {
+	switch raw[0] {
+	case '"':
+		return sqlType{kind: kText}
+	case 't', 'f':
+		return sqlType{kind: kBoolean}
+	case '{', '[':
+		return sqlType{kind: kJSONB}
+	}
+	if _, ok := parseInt(raw); ok {
+		return sqlType{kind: kBigint}
+	}
+	return sqlType{kind: kDouble}
 }
 
 func (f *columnsFiller) fill(r *connector.Record, ins []input) error {

@@ -112,6 +112,13 @@ func (s *Sink) setup(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	return s.useTable(ctx, info)
+}
+
+// useTable checks the table described by info against the columns and prepares the writes:
+// with evolve, the table's undeclared columns join the configured ones.
+func (s *Sink) useTable(ctx context.Context, info *tableInfo) error {
+	s.useColumns(info)
 	if err := s.checkColumns(info); err != nil {
 		return err
 	}

@@ -22,12 +22,14 @@ import (
 // Sink writes records into a Postgres table. The runtime calls Write (or WriteTx) from one
 // goroutine at a time; the sink holds one connection, opened by Open and again after it is lost.
 type Sink struct {
-	cfg    *config
-	env    connector.Env
-	log    *slog.Logger
-	sql    statements
-	filler filler
-	tm     *pgtype.Map
+	cfg      *config
+	declared []column // the configured columns; cfg.cols adds the table's undeclared ones with evolve
+	env      connector.Env
+	log      *slog.Logger
+	sql      statements
+	filler   filler
+	cf       *columnsFiller // the filler of the columns layout
+	tm       *pgtype.Map
 
 	conn *pgx.Conn
 
@@ -94,14 +96,54 @@ func NewSink(cfg connector.Config, env connector.Env) (*Sink, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Sink{cfg: c, env: env, log: log, tm: pgtype.NewMap(), ins: make([]input, len(c.cols))}
+	s := &Sink{cfg: c, declared: c.cols, env: env, log: log, tm: pgtype.NewMap(), ins: make([]input, len(c.cols))}
 	if c.Layout == layoutDeadLetter {
 		s.filler = deadLetterFiller{}
 	} else {
-		s.filler = newColumnsFiller(c.cols)
+		s.cf = newColumnsFiller(c.cols, nil, false)
+		s.filler = s.cf
 	}
 	s.sql = buildStatements(c)
 	return s, nil
+}
+
+// useColumns makes the sink write the configured columns and, with evolve, the table's others
+// that it can fill, and notes the records' fields that are none of the table's columns.
+func (s *Sink) useColumns(info *tableInfo) {
+	if !s.cfg.Evolve {
+		return
+	}
+	s.cfg.cols = slices.Concat(s.declared, undeclared(s.declared, info))
+	s.cf = newColumnsFiller(s.cfg.cols, info.order, true)
+	s.filler = s.cf
+	s.ins = make([]input, len(s.cfg.cols))
+	s.sql = buildStatements(s.cfg)
+}
+
+// addColumns adds the records' new fields to the table as columns (in one ALTER TABLE of its
+// own, before the rows' transaction, so that its lock lasts only as long as the change) and
+// reads the table again; a column another process added meanwhile is kept with its type.
+func (s *Sink) addColumns(ctx context.Context, cols []newColumn) error {
+	adds := make([]string, len(cols))
+	for i, c := range cols {
+		adds[i] = "ADD COLUMN IF NOT EXISTS " + quote(c.name) + " " + c.typ.String()
+	}
+	if _, err := s.conn.Exec(ctx, "ALTER TABLE "+s.sql.table+" "+strings.Join(adds, ", ")); err != nil {
+		return s.failed(fmt.Errorf("add columns: %w", err), false, nil)
+	}
+	s.log.Info("added columns to table", "table", s.cfg.table.String(), "columns", strings.Join(adds, ", "))
+	info, err := s.describe(ctx)
+	if err == nil {
+		err = s.useTable(ctx, info)
+	}
+	if err != nil {
+		var pe *permanentError
+		if errors.As(err, &pe) {
+			return err
+		}
+		return s.failed(err, false, nil)
+	}
+	return nil
 }
 
 func buildStatements(c *config) statements {
@@ -185,6 +227,12 @@ func (s *Sink) write(ctx context.Context, records []connector.Record, positions 
 		skip = s.eo.stored
 	}
 	failed := s.encode(records, skip)
+	for round := 0; s.cf != nil && len(s.cf.found) > 0 && round < 3; round++ {
+		if err := s.addColumns(ctx, slices.Clone(s.cf.found)); err != nil {
+			return err
+		}
+		failed = s.encode(records, skip)
+	}
 	if len(s.idx) == 0 && len(positions) == 0 {
 		return batchError(failed)
 	}
@@ -218,6 +266,10 @@ func (s *Sink) encode(records []connector.Record, skip func(*connector.Record) b
 	}
 	var failed []connector.RecordError
 	upsert := s.cfg.Mode == modeUpsert
+	evolve := s.cfg.Evolve && s.cf != nil
+	if evolve {
+		s.cf.reset()
+	}
 	for i := range records {
 		r := &records[i]
 		if skip(r) {
@@ -225,6 +277,11 @@ func (s *Sink) encode(records []connector.Record, skip func(*connector.Record) b
 		}
 		if err := s.filler.fill(r, s.ins); err != nil {
 			failed = append(failed, connector.RecordError{Index: i, Err: err})
+			continue
+		}
+		if evolve && len(s.cfg.cols) == 0 {
+			s.cf.note(r.Value)
+			failed = append(failed, connector.RecordError{Index: i, Err: errors.New("the table has no columns yet, and the value has no field that is not null to add one from")})
 			continue
 		}
 		start := len(s.buf)
@@ -252,6 +309,9 @@ func (s *Sink) encode(records []connector.Record, skip func(*connector.Record) b
 		}
 		s.rows = append(s.rows, start)
 		s.idx = append(s.idx, i)
+		if evolve && len(s.cf.x.unread) > 0 {
+			s.cf.note(r.Value)
+		}
 	}
 	s.rows = append(s.rows, len(s.buf))
 	return failed

@@ -53,6 +53,21 @@ var sinkSpec = connector.Spec{
 		"`value_column`. Without it, the table must exist; it is checked on open: every column present with the " +
 		"declared type (varchar, char and text are interchangeable), no NOT NULL column without a default left out, " +
 		"INSERT (and for upsert UPDATE) granted, and for upsert a unique index on exactly the key columns.\n\n" +
+		"**Evolution from the records.** With `create_table: true` and `evolve: true`, a top-level field of a " +
+		"record's value that is no column of the table (neither a column's name nor the first field of a column's " +
+		"`from`) is added to the table with `ALTER TABLE ... ADD COLUMN IF NOT EXISTS` before the batch's rows are " +
+		"written; rows written before hold NULL there. Its type comes from its values in the batch that first " +
+		"carries it: a string is `text` (also one that holds a time), an integral number that fits is `bigint`, any " +
+		"other number `double precision` (integral and fractional numbers together make `double precision`), a " +
+		"boolean `boolean`, an object or array `jsonb`. A null alone adds nothing until a value arrives; a key " +
+		"Postgres cannot take as a column name is left out. Values are then converted as for a configured column of " +
+		"that type: a value that does not convert (a word in a `bigint` column, a fraction in a `bigint` column) " +
+		"sends its record to the dead letters with the column and the reason; declare such a field in `columns` " +
+		"with the type it needs. The table's columns that `columns` does not name (added by an earlier run or " +
+		"another process) are written from the field of their name, in upsert mode too. `columns` may then be left " +
+		"out: a table created without columns takes them all from the records. The `ALTER TABLE` runs on its own, " +
+		"before the transaction of the rows (and positions), so its lock is held only for the change; when another " +
+		"process added the column first, its type is kept.\n\n" +
 		"**Modes.** `append` writes each batch with one binary COPY. `upsert` runs one " +
 		"`INSERT ... ON CONFLICT (key) DO UPDATE` per batch: a batch of up to 64 records as its VALUES, a larger one " +
 		"copied first into a temporary table; within a batch the last record of each key wins. Upsert keeps a temporary table on its connection, so it needs session pooling if a " +
@@ -89,7 +104,9 @@ var sinkSpec = connector.Spec{
 		{Name: "key", Type: connector.TypeList, Elem: &connector.Field{Type: connector.TypeString},
 			Description: "Key columns, from `columns`: the conflict target of upsert (a primary key or unique index on exactly these columns) and the primary key of a created table. A record whose key column is missing or null goes to the dead letters."},
 		{Name: "columns", Type: connector.TypeMap, Example: map[string]any{"commodity": "text", "price": "double precision", "ts": "timestamptz"},
-			Description: "Column name → SQL type, or `{type: ..., from: ...}` where `from` is a dotted path into the JSON value or `@key`, `@value`, `@time`, `@partition`, `@offset`, `@headers`, `@header.NAME`."},
+			Description: "Column name → SQL type, or `{type: ..., from: ...}` where `from` is a dotted path into the JSON value or `@key`, `@value`, `@time`, `@partition`, `@offset`, `@headers`, `@header.NAME`. Required unless `value_column` or `evolve` is set."},
+		{Name: "evolve", Type: connector.TypeBool, Default: false,
+			Description: "With `create_table: true`: add a column to the table for each new top-level field of the records, of a type inferred from its values (see Evolution from the records), and write the table's other columns from the fields of their names. Off, fields that are no column are ignored."},
 		{Name: "value_column", Type: connector.TypeString, Default: "",
 			Description: "A jsonb column that receives each record value whole (which must then be JSON), besides `columns`."},
 		{Name: "layout", Type: connector.TypeString, Default: layoutColumns, Enum: []string{layoutColumns, layoutDeadLetter},
