@@ -248,7 +248,7 @@ func TestAvroDecodeBadPayloads(t *testing.T) {
 		{"truncated", wire(id, good[:len(good)-3]), `schema id 1 (subject prices-value): field "checksum": payload ends early`},
 		{"trailing bytes", wire(id, append(append([]byte{}, good...), 1, 2)), `2 bytes left after the value`},
 		{"bad enum index", wire(id, badEnum(t)), `field "category": enum index 7 out of range for shop.Category`},
-		{"unknown id", wire(99, good), `schema id 99: unknown schema id: the registry does not have it`},
+		{"unknown id", wire(99, good), `schema id 99: unknown schema id: the registry does not know it`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -168,7 +168,7 @@ type namedSchema struct {
 }
 
 // errUnknownID is returned by schemaByID for an id the registry does not have (HTTP 404).
-var errUnknownID = errors.New("unknown schema id: the registry does not have it")
+var errUnknownID = errors.New("unknown schema id: the registry does not know it")
 
 // schemaByID fetches the schema of id and its references.
 func (r *registry) schemaByID(ctx context.Context, id int) (fetched, error) {
