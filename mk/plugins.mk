@@ -26,9 +26,13 @@ plugin-example:
 	cd examples/plugin-csv && $(GO) build -mod=mod -o ../../bin/plugins/sluice-plugin-csv .
 	cd bin/plugins && sha256sum sluice-plugin-csv > sluice-plugin-csv.sha256
 
-# Records/s through a plugin source and sink against the same connector compiled in.
+# A plugin source and sink against the same connectors compiled in, in PLUGIN_ROUNDS alternating
+# rounds: records/s, batch latency, CPU time and peak memory of both processes, and the ratios
+# plugin/compiled-in per round and their medians (BenchmarkPlugin in internal/pluginhost).
+PLUGIN_ROUNDS ?= 5
 bench-plugins:
-	$(GO) test -run '^$$' -bench 'BenchmarkPlugin' -benchtime 5x -count 1 ./internal/pluginhost/
+	@echo "== plugins =="
+	$(GO) test -run '^$$' -bench 'BenchmarkPlugin' -benchtime 1x -count 1 ./internal/pluginhost/ -args -plugin-rounds=$(PLUGIN_ROUNDS)
 BENCH_TARGETS += bench-plugins
 
 # The example plugin is its own module (it requires the SDK module alone), outside `go test

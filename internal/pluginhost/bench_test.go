@@ -3,7 +3,14 @@ package pluginhost
 import (
 	"context"
 	"errors"
+	"flag"
+	"fmt"
 	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -11,79 +18,181 @@ import (
 	"github.com/sluicehq/sluice/sdk/go/connector"
 )
 
-// The benchmarks run the same connectors compiled in and through a plugin process in the same
-// run, with large batches (8192 records of 100 bytes), and report both rates, their ratio and the
-// plugin's extra time per batch (the discard sink shows the bare cost of crossing the boundary).
-// Sinks run a third time through the plugin with pipelined writes (WriteAsync, benchWindow
-// batches unanswered) and report that rate and ratio too (pipelined-rec/s, pipelined/compiled-in),
-// with the CPU time the host and the plugin process spent per pipelined pass:
+// BenchmarkPlugin runs the same connectors compiled in and through a plugin process, in
+// alternating rounds (compiled in first in odd rounds, the plugin first in even ones), so that
+// other load on a shared machine falls on both sides alike. It prints, per round and side, the
+// records/s, the latency of a batch (p50, p99, max), the CPU time of the host process and of the
+// plugin process, records per CPU second, and the peak resident memory of both processes; then
+// the medians of the rounds, and three ratios plugin/compiled-in per round with their medians:
 //
-//	go test -run '^$' -bench BenchmarkPlugin -benchtime 3x ./internal/pluginhost/
-const (
-	benchRecords = 1 << 21 // 2,097,152 records per pass
-	benchBatch   = 8192
-	benchValue   = 100 // bytes
-	benchWindow  = 3   // batches a pipelined sink benchmark keeps unanswered
-)
-
-func BenchmarkPluginSource(b *testing.B) {
+//   - ratio: records/s (wall time). On a machine busy with other work it flatters the plugin,
+//     whose two processes get a larger share of the cores than the single compiled-in one.
+//   - cpu ratio: records per CPU second of both processes together, what the plugin costs; on
+//     an idle machine the processes overlap, so the wall ratio is higher.
+//   - bound: compiled-in CPU over the CPU of the busier process of the plugin pass; on an idle
+//     machine with a core each the wall ratio cannot exceed it.
+//
+// Scenarios:
+//
+//   - source: the seq source read to its end (batches of 8192 records, 100-byte values);
+//   - sink-pipelined: the lines sink (an append to a file in memory, no fsync) written with
+//     WriteAsync, benchWindow writes in flight, as the engine drives a connector.PipelinedSink;
+//   - sink-sequential: the same sink, one Write at a time.
+//
+// The compiled-in side of both sink scenarios is the sink's ordinary Write, one at a time (it
+// is not pipelined). Run it with -benchtime 1x: it sets its own length (-plugin-rounds,
+// -plugin-records after -args):
+//
+//	go test -run '^$' -bench BenchmarkPlugin -benchtime 1x ./internal/pluginhost/ -args -plugin-rounds=5
+func BenchmarkPlugin(b *testing.B) {
 	h := New(Options{})
 	defer h.Close()
 	p := discoverOne(b, h, pluginDir(b, "seq"))
-	cfg := connector.Config{"count": int64(benchRecords), "batch": int64(benchBatch), "size": int64(benchValue)}
-	ctx := context.Background()
-	drain := func(src connector.Source) (time.Duration, int) {
-		if err := src.Open(ctx, nil); err != nil {
-			b.Fatal(err)
-		}
-		defer src.Close(ctx)
-		// The first batch also pays for starting the reader; time from there on.
-		first, err := src.Read(ctx)
-		if err != nil {
-			b.Fatal(err)
-		}
-		n, batches := len(first), 0
-		start := time.Now()
-		for {
-			recs, err := src.Read(ctx)
-			if errors.Is(err, io.EOF) {
-				break
+	fmt.Printf("\nplugin vs compiled in: %d records per pass in batches of %d, %d-byte values, %d alternating rounds, %d cores\n",
+		*benchRecords, benchBatch, benchValue, *benchRounds, runtime.NumCPU())
+	for _, sc := range []string{"source", "sink-pipelined", "sink-sequential"} {
+		b.Run(sc, func(b *testing.B) {
+			var run func(plugin bool) passStats
+			if sc == "source" {
+				run = func(plugin bool) passStats { return benchSource(b, h, p, plugin) }
+			} else {
+				batches := benchBatches(b)
+				run = func(plugin bool) passStats { return benchSink(b, h, p, batches, plugin, sc == "sink-pipelined") }
 			}
-			if err != nil {
-				b.Fatal(err)
+			var in, pl []passStats
+			for round := range *benchRounds {
+				if round%2 == 0 {
+					in = append(in, run(false))
+					pl = append(pl, run(true))
+				} else {
+					pl = append(pl, run(true))
+					in = append(in, run(false))
+				}
 			}
-			n += len(recs)
-			batches++
-		}
-		if n != benchRecords {
-			b.Fatalf("read %d records, want %d", n, benchRecords)
-		}
-		return time.Since(start), batches
+			printRounds(b, sc, in, pl)
+		})
 	}
-	var inTime, plTime time.Duration
-	var batches int
-	b.ResetTimer()
-	for range b.N {
-		in, _ := testconn.NewSeq(cfg, connector.Env{})
-		d, _ := drain(in)
-		inTime += d
-		pl, err := h.NewSource(p, "seq", cfg, connector.Env{})
-		if err != nil {
-			b.Fatal(err)
-		}
-		d, n := drain(pl)
-		plTime += d
-		batches += n
-	}
-	report(b, inTime, plTime, batches)
 }
 
-func BenchmarkPluginSink(b *testing.B) {
-	h := New(Options{})
-	defer h.Close()
-	p := discoverOne(b, h, pluginDir(b, "seq"))
+var (
+	benchRounds  = flag.Int("plugin-rounds", 5, "BenchmarkPlugin: alternating rounds per scenario")
+	benchRecords = flag.Int("plugin-records", 1<<21, "BenchmarkPlugin: records per pass")
+)
+
+const (
+	benchBatch    = 8192
+	benchValue    = 100 // bytes
+	benchWindow   = 3   // writes in flight in the pipelined sink scenario, as the engine keeps
+	benchDistinct = 8   // distinct input batches of the sink scenarios, written in turn
+)
+
+// passStats is what one timed pass measured. The first batch of a source and opening and
+// closing either connector are outside the pass.
+type passStats struct {
+	records    int
+	wall       time.Duration
+	hostCPU    time.Duration
+	pluginCPU  time.Duration   // 0 compiled in
+	lat        []time.Duration // per batch: a Read; a Write; WriteAsync until its wait returned
+	hostPeak   int64           // bytes; -1 when the peak could not be reset before the pass
+	pluginPeak int64
+}
+
+func (s passStats) rate() float64    { return float64(s.records) / s.wall.Seconds() }
+func (s passStats) cpuRate() float64 { return float64(s.records) / (s.hostCPU + s.pluginCPU).Seconds() }
+
+// busiest is the CPU time of the busier process of the pass: on an idle machine with a core for
+// each, the pass cannot take less wall time.
+func (s passStats) busiest() time.Duration { return max(s.hostCPU, s.pluginCPU) }
+
+// meter measures a pass: wall time, CPU of this process and of the plugin process pid (0: none),
+// peak memory of both.
+type meter struct {
+	pid              int
+	start            time.Time
+	host0, plugin0   time.Duration
+	peakReset        bool
+	lat              []time.Duration
+	records          int
+	hostCPU, plugCPU time.Duration
+	wall             time.Duration
+}
+
+func startMeter(pid int) *meter {
+	runtime.GC()
+	m := &meter{pid: pid, peakReset: resetPeakRSS()}
+	m.host0 = selfCPU()
+	if pid != 0 {
+		m.plugin0 = procCPU(pid)
+	}
+	m.start = time.Now()
+	return m
+}
+
+// stop ends the pass; the plugin process must still run.
+func (m *meter) stop() passStats {
+	wall := time.Since(m.start)
+	s := passStats{records: m.records, wall: wall, hostCPU: selfCPU() - m.host0, lat: m.lat, hostPeak: peakRSS(0)}
+	if !m.peakReset {
+		s.hostPeak = -1
+	}
+	if m.pid != 0 {
+		s.pluginCPU = procCPU(m.pid) - m.plugin0
+		s.pluginPeak = peakRSS(m.pid)
+	}
+	return s
+}
+
+func benchSource(b *testing.B, h *Host, p *Plugin, plugin bool) passStats {
 	ctx := context.Background()
-	gen, _ := testconn.NewSeq(connector.Config{"count": int64(benchRecords), "batch": int64(benchBatch), "size": int64(benchValue)}, connector.Env{})
+	cfg := connector.Config{"count": int64(*benchRecords), "batch": int64(benchBatch), "size": int64(benchValue)}
+	var src connector.Source
+	var pid func() int
+	if plugin {
+		s, err := h.NewSource(p, "seq", cfg, connector.Env{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		src, pid = s, s.in.pid
+	} else {
+		src, _ = testconn.NewSeq(cfg, connector.Env{})
+		pid = func() int { return 0 }
+	}
+	if err := src.Open(ctx, nil); err != nil {
+		b.Fatal(err)
+	}
+	defer src.Close(ctx)
+	// The first batch also pays for starting the reader; the pass starts after it.
+	first, err := src.Read(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	n := len(first)
+	m := startMeter(pid())
+	for {
+		t := time.Now()
+		recs, err := src.Read(ctx)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			b.Fatal(err)
+		}
+		m.lat = append(m.lat, time.Since(t))
+		m.records += len(recs)
+	}
+	s := m.stop()
+	if n+s.records != *benchRecords {
+		b.Fatalf("read %d records, want %d", n+s.records, *benchRecords)
+	}
+	return s
+}
+
+// benchBatches returns the sink scenarios' input: benchDistinct batches of the seq source's
+// records, written in turn until a pass has written -plugin-records records.
+func benchBatches(b *testing.B) [][]connector.Record {
+	ctx := context.Background()
+	gen, _ := testconn.NewSeq(connector.Config{"count": int64(benchDistinct * benchBatch), "batch": int64(benchBatch), "size": int64(benchValue)}, connector.Env{})
 	if err := gen.Open(ctx, nil); err != nil {
 		b.Fatal(err)
 	}
@@ -91,105 +200,195 @@ func BenchmarkPluginSink(b *testing.B) {
 	for {
 		recs, err := gen.Read(ctx)
 		if errors.Is(err, io.EOF) {
-			break
+			return batches
+		}
+		if err != nil {
+			b.Fatal(err)
 		}
 		batches = append(batches, recs)
 	}
-	fill := func(snk connector.Sink) time.Duration {
-		if err := snk.Open(ctx); err != nil {
+}
+
+func benchSink(b *testing.B, h *Host, p *Plugin, batches [][]connector.Record, plugin, pipelined bool) passStats {
+	ctx := context.Background()
+	dir := benchDir(b)
+	cfg := connector.Config{"path": filepath.Join(dir, "out"), "sync": false}
+	var snk connector.Sink
+	pid := 0
+	var ps *Sink
+	if plugin {
+		s, err := h.NewSink(p, "lines", cfg, connector.Env{})
+		if err != nil {
 			b.Fatal(err)
 		}
-		defer snk.Close(ctx)
-		start := time.Now()
-		for _, batch := range batches {
+		snk, ps = s, s
+	} else {
+		snk, _ = testconn.NewLines(cfg, connector.Env{})
+	}
+	if err := snk.Open(ctx); err != nil {
+		b.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	defer snk.Close(ctx)
+	if ps != nil {
+		pid = ps.in.pid()
+	}
+	passes := *benchRecords / benchBatch
+	m := startMeter(pid)
+	if pipelined && ps != nil {
+		type pending struct {
+			start time.Time
+			wait  func() error
+		}
+		var q []pending
+		complete := func() {
+			if err := q[0].wait(); err != nil {
+				b.Fatal(err)
+			}
+			m.lat = append(m.lat, time.Since(q[0].start))
+			q = q[1:]
+		}
+		for i := range passes {
+			batch := batches[i%len(batches)]
+			q = append(q, pending{time.Now(), ps.WriteAsync(ctx, batch)})
+			m.records += len(batch)
+			if len(q) == benchWindow {
+				complete()
+			}
+		}
+		for len(q) > 0 {
+			complete()
+		}
+	} else {
+		for i := range passes {
+			batch := batches[i%len(batches)]
+			t := time.Now()
 			if err := snk.Write(ctx, batch); err != nil {
 				b.Fatal(err)
 			}
+			m.lat = append(m.lat, time.Since(t))
+			m.records += len(batch)
 		}
-		return time.Since(start)
 	}
-	// pipelined writes with WriteAsync, up to benchWindow batches unanswered, as a runtime
-	// pipelining its writes would.
-	pipelined := func(snk *Sink) time.Duration {
-		if err := snk.Open(ctx); err != nil {
-			b.Fatal(err)
-		}
-		defer snk.Close(ctx)
-		var waits []func() error
-		start := time.Now()
-		for _, batch := range batches {
-			waits = append(waits, snk.WriteAsync(ctx, batch))
-			if len(waits) == benchWindow {
-				if err := waits[0](); err != nil {
-					b.Fatal(err)
-				}
-				waits = waits[1:]
-			}
-		}
-		for _, w := range waits {
-			if err := w(); err != nil {
-				b.Fatal(err)
-			}
-		}
-		return time.Since(start)
-	}
-	for _, c := range []struct {
-		name string
-		cfg  func(dir string) map[string]any
-	}{
-		{"discard", func(string) map[string]any { return nil }},
-		{"lines", func(dir string) map[string]any { return map[string]any{"path": dir + "/out", "sync": false} }},
-	} {
-		b.Run(c.name, func(b *testing.B) {
-			var inTime, plTime, pipeTime, hostCPU, pluginCPU time.Duration
-			for range b.N {
-				var in connector.Sink
-				if c.name == "discard" {
-					in, _ = testconn.NewDiscard(nil, connector.Env{})
-				} else {
-					in, _ = testconn.NewLines(c.cfg(b.TempDir()), connector.Env{})
-				}
-				inTime += fill(in)
-				pl, err := h.NewSink(p, c.name, c.cfg(b.TempDir()), connector.Env{})
-				if err != nil {
-					b.Fatal(err)
-				}
-				plTime += fill(pl)
-				pl, err = h.NewSink(p, c.name, c.cfg(b.TempDir()), connector.Env{})
-				if err != nil {
-					b.Fatal(err)
-				}
-				self0, child0 := cpuTimes()
-				pipeTime += pipelined(pl) // closes the sink: the plugin process has been waited for
-				self1, child1 := cpuTimes()
-				hostCPU += self1 - self0
-				pluginCPU += child1 - child0
-			}
-			report(b, inTime, plTime, len(batches)*b.N)
-			recs := float64(len(batches)*b.N) * benchBatch
-			b.ReportMetric(recs/pipeTime.Seconds(), "pipelined-rec/s")
-			// CPU per pass of the pipelined runs (getrusage; 0 where not measured): the host's,
-			// and the plugin process's whole life (start and stop included). Unlike the rates,
-			// these hardly move when the machine is busy with other work.
-			b.ReportMetric(hostCPU.Seconds()*1000/float64(b.N), "pipelined-host-cpu-ms/pass")
-			b.ReportMetric(pluginCPU.Seconds()*1000/float64(b.N), "pipelined-plugin-cpu-ms/pass")
-			if plTime < 1000*inTime {
-				b.ReportMetric(inTime.Seconds()/pipeTime.Seconds(), "pipelined/compiled-in")
-			}
-		})
-	}
+	return m.stop()
 }
 
-func report(b *testing.B, inTime, plTime time.Duration, batches int) {
-	recs := float64(batches) * benchBatch
-	inRate := recs / inTime.Seconds()
-	plRate := recs / plTime.Seconds()
-	b.ReportMetric(plRate, "plugin-rec/s")
-	// A sink that does nothing compiled in has no meaningful rate: report only the plugin's.
-	if plTime < 1000*inTime {
-		b.ReportMetric(inRate, "compiled-in-rec/s")
-		b.ReportMetric(plRate/inRate, "plugin/compiled-in")
+// benchDir returns a new directory for a sink's file: in memory (/dev/shm) where there is one,
+// so that the disk's writeback, which other work on the machine shares, stays out of the
+// measurement; the test's temporary directory otherwise.
+func benchDir(b *testing.B) string {
+	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
+		if dir, err := os.MkdirTemp("/dev/shm", "pluginhost-bench-"); err == nil {
+			return dir
+		}
 	}
-	b.ReportMetric(float64((plTime-inTime).Microseconds())/float64(batches), "overhead-µs/batch")
+	return b.TempDir()
+}
+
+// printRounds prints a scenario's rounds and medians and reports the medians as metrics.
+func printRounds(b *testing.B, scenario string, in, pl []passStats) {
+	w := os.Stdout
+	fmt.Fprintf(w, "\n== %s ==\n", scenario)
+	fmt.Fprintf(w, "%-5s %-11s %11s %9s %9s %9s %10s %10s %12s %9s %9s %8s %9s %8s\n",
+		"round", "side", "records/s", "p50", "p99", "max", "host cpu", "plugin cpu", "rec/cpu-s", "host MiB", "plug MiB", "ratio", "cpu ratio", "bound")
+	var ratios, cpuRatios, bounds []float64
+	for i := range in {
+		for _, side := range []struct {
+			name string
+			s    passStats
+		}{{"compiled-in", in[i]}, {"plugin", pl[i]}} {
+			s := side.s
+			p50, p99, pmax := percentiles(s.lat)
+			fmt.Fprintf(w, "%-5d %-11s %11.0f %9s %9s %9s %9.0fms %9.0fms %12.0f %9s %9s", i+1, side.name, s.rate(),
+				ms(p50), ms(p99), ms(pmax), msf(s.hostCPU), msf(s.pluginCPU), s.cpuRate(), mib(s.hostPeak), mib(s.pluginPeak))
+			if side.name == "plugin" {
+				r, cr, br := s.rate()/in[i].rate(), s.cpuRate()/in[i].cpuRate(), in[i].busiest().Seconds()/s.busiest().Seconds()
+				ratios, cpuRatios, bounds = append(ratios, r), append(cpuRatios, cr), append(bounds, br)
+				fmt.Fprintf(w, " %8.2f %9.2f %8.2f", r, cr, br)
+			}
+			fmt.Fprintln(w)
+		}
+	}
+	med := func(ss []passStats, f func(passStats) float64) float64 {
+		xs := make([]float64, len(ss))
+		for i, s := range ss {
+			xs[i] = f(s)
+		}
+		return median(xs)
+	}
+	for _, side := range []struct {
+		name string
+		ss   []passStats
+	}{{"compiled-in", in}, {"plugin", pl}} {
+		var lat []time.Duration
+		for _, s := range side.ss {
+			lat = append(lat, s.lat...)
+		}
+		p50, p99, pmax := percentiles(lat)
+		fmt.Fprintf(w, "%-5s %-11s %11.0f %9s %9s %9s %9.0fms %9.0fms %12.0f %9s %9s", "med", side.name,
+			med(side.ss, passStats.rate), ms(p50), ms(p99), ms(pmax),
+			med(side.ss, func(s passStats) float64 { return s.hostCPU.Seconds() * 1000 }),
+			med(side.ss, func(s passStats) float64 { return s.pluginCPU.Seconds() * 1000 }),
+			med(side.ss, passStats.cpuRate),
+			mib(int64(med(side.ss, func(s passStats) float64 { return float64(s.hostPeak) }))),
+			mib(int64(med(side.ss, func(s passStats) float64 { return float64(s.pluginPeak) }))))
+		if side.name == "plugin" {
+			fmt.Fprintf(w, " %8.2f %9.2f %8.2f", median(ratios), median(cpuRatios), median(bounds))
+		}
+		fmt.Fprintln(w)
+	}
+	fmt.Fprintf(w, "ratios per round (plugin/compiled-in, wall): %s; median %.2f\n", floats(ratios), median(ratios))
+	fmt.Fprintf(w, "cpu ratios per round (records per CPU second, both processes): %s; median %.2f\n", floats(cpuRatios), median(cpuRatios))
+	fmt.Fprintf(w, "bounds per round (compiled-in CPU / the busier process's CPU): %s; median %.2f\n", floats(bounds), median(bounds))
+	b.ReportMetric(med(in, passStats.rate), "compiled-in-rec/s")
+	b.ReportMetric(med(pl, passStats.rate), "plugin-rec/s")
+	b.ReportMetric(median(ratios), "ratio")
+	b.ReportMetric(median(cpuRatios), "cpu-ratio")
+	b.ReportMetric(median(bounds), "bound")
 	b.ReportMetric(0, "ns/op")
+}
+
+func percentiles(lat []time.Duration) (p50, p99, pmax time.Duration) {
+	if len(lat) == 0 {
+		return 0, 0, 0
+	}
+	s := slices.Clone(lat)
+	slices.Sort(s)
+	return s[len(s)/2], s[min(len(s)-1, len(s)*99/100)], s[len(s)-1]
+}
+
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func ms(d time.Duration) string {
+	return fmt.Sprintf("%.2fms", d.Seconds()*1000)
+}
+
+func msf(d time.Duration) float64 { return d.Seconds() * 1000 }
+
+func mib(n int64) string {
+	if n < 0 {
+		return "-"
+	}
+	if n == 0 {
+		return "0"
+	}
+	return fmt.Sprintf("%.0f", float64(n)/(1<<20))
+}
+
+func floats(xs []float64) string {
+	s := make([]string, len(xs))
+	for i, x := range xs {
+		s[i] = fmt.Sprintf("%.2f", x)
+	}
+	return strings.Join(s, " ")
 }
