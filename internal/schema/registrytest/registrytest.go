@@ -9,6 +9,8 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -85,7 +87,9 @@ func New(t testing.TB, opts ...Option) *Registry {
 // NewTLS starts a registry served over HTTPS with a self-signed certificate; CAFile writes it out.
 func NewTLS(t testing.TB, opts ...Option) *Registry {
 	r := newRegistry(opts)
-	r.Server = httptest.NewTLSServer(r)
+	r.Server = httptest.NewUnstartedServer(r)
+	r.Server.Config.ErrorLog = log.New(io.Discard, "", 0) // clients refusing the certificate are expected
+	r.Server.StartTLS()
 	r.URL = r.Server.URL
 	t.Cleanup(r.Server.Close)
 	return r
