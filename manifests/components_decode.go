@@ -1,12 +1,16 @@
 package manifests
 
 import (
+	"errors"
 	"fmt"
+	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/sluicehq/sluice/internal/schema"
 	"github.com/sluicehq/sluice/sdk/go/connector"
 )
 
@@ -50,6 +54,9 @@ func (d *docDecoder) component(n *yaml.Node, kind connector.Kind, l loc, keys []
 	cfg, ok := d.object(cfgNode, node, reg.Spec.Fields, l.child("config"), false, col)
 	c.Config = connector.Config(cfg)
 	c.Secrets = col.secrets
+	if !d.codec(&c, m, kind, l, keys) {
+		ok = false
+	}
 	if ok && d.l.opts.CheckComponent != nil {
 		if err := d.l.opts.CheckComponent(kind, &c); err != nil {
 			diag := c.ErrorDiagnostic(l.at(), err)
@@ -58,6 +65,50 @@ func (d *docDecoder) component(n *yaml.Node, kind connector.Kind, l loc, keys []
 		}
 	}
 	return c, ok
+}
+
+// codec decodes a source's decode: or a sink's encode: mapping (when keys, the component's
+// shape, has the key) against its spec in internal/schema, and checks it as the runtime will
+// (schema.NewDecoder, schema.NewEncoder: a bad setting is reported at its key). It reports false
+// when the mapping has errors.
+func (d *docDecoder) codec(c *Component, m map[string]entry, kind connector.Kind, l loc, keys []string) bool {
+	name, spec := "decode", schema.DecodeSpec
+	if kind == connector.KindSink {
+		name, spec = "encode", schema.EncodeSpec
+	}
+	e, present := m[name]
+	if !present || !slices.Contains(keys, name) || isNull(d.resolve(e.val)) {
+		return true
+	}
+	c.CodecFields = map[string]Pos{name: d.pos(e.key)}
+	col := &collector{fields: c.CodecFields, doc: &d.secrets}
+	v, ok := d.object(e.val, e.val, spec.Fields, l.child(name), false, col)
+	c.Secrets = append(c.Secrets, col.secrets...)
+	if !ok {
+		return false
+	}
+	if f, ok := v["schema_file"].(string); ok && f != "" && !filepath.IsAbs(f) {
+		v["schema_file"] = filepath.Join(filepath.Dir(d.file), f) // like wasm:, relative to the manifest
+	}
+	var err error
+	if kind == connector.KindSink {
+		c.Encode = connector.Config(v)
+		_, err = schema.NewEncoder(c.Encode)
+	} else {
+		c.Decode = connector.Config(v)
+		_, err = schema.NewDecoder(c.Decode)
+	}
+	if err == nil {
+		return true
+	}
+	var ce *connector.ConfigError
+	if errors.As(err, &ce) {
+		field := name + "." + ce.Field
+		d.report(closestField(c.CodecFields, field, c.CodecFields[name]), c.Redact(ce.Hint), "%s", c.Redact(fmt.Sprintf("%s: %s: %s", l.at(), field, ce.Msg)))
+	} else {
+		d.report(c.CodecFields[name], "", "%s", c.Redact(fmt.Sprintf("%s: %s: %v", l.at(), name, err)))
+	}
+	return false
 }
 
 // didYouMeanSep is didYouMean followed by the separator before the list of known names.

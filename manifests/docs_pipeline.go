@@ -43,6 +43,8 @@ func writeShapeRows(b *strings.Builder, prefix string, s shape) {
 			}
 		case k.shape != nil:
 			writeShapeRows(b, path+".", *k.shape)
+		case k.fields != nil:
+			writeFieldRows(b, path+".", k.fields)
 		case k.of != nil && typ == "list":
 			writeShapeRows(b, path+"[].", *k.of)
 		case k.of != nil:
@@ -64,7 +66,7 @@ func keyDocs(k key) (typ, def, allowed, desc string) {
 	case k.rule != nil:
 		typ, def, allowed, _ = ruleDocs(*k.rule)
 		return typ, def, allowed, desc
-	case k.section != nil, k.shape != nil:
+	case k.section != nil, k.shape != nil, k.fields != nil:
 		return "mapping", "", "", desc
 	}
 	s, err := k.value(emptyCatalog{})

@@ -289,7 +289,7 @@ func TestLoadPaths(t *testing.T) {
 	// A directory and a file inside it are loaded once.
 	good := "testdata/good"
 	pipelines, diags := manifests.Load([]string{good, filepath.Join(good, "refs.yaml")}, testOptions())
-	if len(diags) > 0 || len(pipelines) != 7 {
+	if len(diags) > 0 || len(pipelines) != 8 {
 		t.Errorf("got %d pipelines, diagnostics %v", len(pipelines), diags)
 	}
 	if (manifests.Diagnostics(nil)).Err() != nil {
@@ -352,7 +352,21 @@ func dumpComponent(c manifests.Component) map[string]any {
 	}
 	secrets := append([]string(nil), c.Secrets...)
 	sort.Strings(secrets)
-	return map[string]any{"type": c.Type, "pos": c.Pos.String(), "config": typed(map[string]any(c.Config)), "fields": fields, "secrets": secrets}
+	out := map[string]any{"type": c.Type, "pos": c.Pos.String(), "config": typed(map[string]any(c.Config)), "fields": fields, "secrets": secrets}
+	if c.Decode != nil {
+		out["decode"] = typed(map[string]any(c.Decode))
+	}
+	if c.Encode != nil {
+		out["encode"] = typed(map[string]any(c.Encode))
+	}
+	if c.CodecFields != nil {
+		cf := map[string]string{}
+		for k, p := range c.CodecFields {
+			cf[k] = p.String()
+		}
+		out["codec_fields"] = cf
+	}
+	return out
 }
 
 func typed(v any) any {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/sluicehq/sluice/internal/schema"
 	"github.com/sluicehq/sluice/runtime/pipeline"
 	"github.com/sluicehq/sluice/sdk/go/connector"
 )
@@ -20,7 +21,10 @@ type key struct {
 	rule    *rule
 	section []rule
 	shape   *shape
-	value   func(cat Catalog) (schemaObj, error)
+	// fields is a mapping checked against connector fields, nested objects included (decode:,
+	// encode:).
+	fields []connector.Field
+	value  func(cat Catalog) (schemaObj, error)
 	// of is, for the docs, the shape of a list's items or of a definition (source, sinks...).
 	of *shape
 	// nullable keys may be written as null, which the loader reads as absent.
@@ -38,6 +42,8 @@ func (k key) valueSchema(cat Catalog) (schemaObj, error) {
 		return rulesSchema(k.section, "")
 	case k.shape != nil:
 		return k.shape.jsonSchema(cat)
+	case k.fields != nil:
+		return fieldsSchema(k.fields)
 	}
 	return k.value(cat)
 }
@@ -238,6 +244,7 @@ var (
 	sourceShape = shape{desc: "The source the pipeline reads from.", keys: []key{
 		{name: "type", required: true, desc: "Which source; `sluice components` lists them.", value: componentType(connector.KindSource)},
 		{name: "config", desc: "Settings of the component; see `sluice docs TYPE`.", value: static(schemaObj{"type": "object"})},
+		{name: "decode", desc: schema.DecodeSpec.Summary, fields: schema.DecodeSpec.Fields, nullable: true},
 	}}
 	sinkShape = shape{desc: "A sink the pipeline writes to. Every sink gets every record of its port.", keys: []key{
 		{name: "name", required: true, desc: "Name of the sink, unique among the pipeline's sinks and transforms; not `source` or `dead_letter`.", value: definition("name")},
@@ -245,6 +252,7 @@ var (
 		{name: "config", desc: "Settings of the component; see `sluice docs TYPE`.", value: static(schemaObj{"type": "object"})},
 		{name: "from", desc: "Output port of the last transform this sink reads; main when not set.", value: static(schemaObj{"$ref": "#/definitions/name", "default": DefaultPort})},
 		{name: "batch", desc: "This sink's own batches, gathered from the pipeline's without holding up the other sinks: for a lake that wants large commits beside a cache that wants every record at once. Not set: the sink writes the pipeline's batches as they come.", section: sinkBatchRules, nullable: true},
+		{name: "encode", desc: schema.EncodeSpec.Summary, fields: schema.EncodeSpec.Fields, nullable: true},
 	}}
 	deadLetterShape = shape{desc: "Where rejected and failed records go, with the reason.", keys: append([]key{
 		{name: "type", required: true, desc: "Which sink; `sluice components` lists them.", value: componentType(connector.KindSink)},

@@ -62,6 +62,10 @@ type Component struct {
 	pipeline.Component
 	Pos    Pos            // of the component's mapping
 	Fields map[string]Pos // position of each top-level config key, for later diagnostics
+	// CodecFields holds the position of each key of the source's decode: or the sink's encode:
+	// mapping, by its path ("decode", "decode.format", "encode.registry.url"), for later
+	// diagnostics. Nil when the manifest has neither.
+	CodecFields map[string]Pos
 }
 
 // Sink is a named sink reading from one transform output port.

@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/internal/metrics"
+	"github.com/sluicehq/sluice/internal/schema"
 	"github.com/sluicehq/sluice/runtime/catalog"
 	"github.com/sluicehq/sluice/runtime/pipeline"
 	"github.com/sluicehq/sluice/runtime/transform"
@@ -102,6 +103,7 @@ type Pipeline struct {
 	log     *slog.Logger
 	m       *metrics.Metrics
 	source  connector.Source
+	dec     *schema.Decoder // the source's decode:, nil without one
 	sinks   []*sinkRunner
 	dlq     *sinkRunner
 	byPort  map[string][]*sinkRunner
@@ -124,6 +126,8 @@ type sinkRunner struct {
 	skip map[string]int64
 	// stored is what the sink stored when the run started (exactly_once), for its sink loop.
 	stored map[string]int64
+	// enc is the sink's encode:, nil without one.
+	enc *schema.Encoder
 }
 
 // New builds the pipeline's components from the catalog. It does no I/O. Zero-valued policies of
@@ -203,6 +207,13 @@ func (p *Pipeline) newSource(c pipeline.Component) (connector.Source, error) {
 	if !ok {
 		return nil, fmt.Errorf("unknown source type %q", c.Type)
 	}
+	if c.Decode != nil {
+		dec, err := schema.NewDecoder(c.Decode)
+		if err != nil {
+			return nil, fmt.Errorf("decode: %w", err)
+		}
+		p.dec = dec
+	}
 	return reg.NewSource(c.Config, p.env("source"))
 }
 
@@ -211,11 +222,18 @@ func (p *Pipeline) newSink(name string, c pipeline.Component) (*sinkRunner, erro
 	if !ok {
 		return nil, fmt.Errorf("unknown sink type %q", c.Type)
 	}
+	var enc *schema.Encoder
+	if c.Encode != nil {
+		var err error
+		if enc, err = schema.NewEncoder(c.Encode); err != nil {
+			return nil, fmt.Errorf("encode: %w", err)
+		}
+	}
 	s, err := reg.NewSink(c.Config, p.env(name))
 	if err != nil {
 		return nil, err
 	}
-	return &sinkRunner{name: name, typ: c.Type, sink: s, ch: make(chan sinkItem, 16)}, nil
+	return &sinkRunner{name: name, typ: c.Type, sink: s, ch: make(chan sinkItem, 16), enc: enc}, nil
 }
 
 // Discard releases the components of a pipeline that will not run (after validation). It must

@@ -83,6 +83,9 @@ func (r *run) transform(pb *pendingBatch) (stageOutput, bool) {
 	}
 	out := stageOutput{main: pb.recs}
 	r.malformed(&out)
+	if !r.decode(&out) { // codec.go
+		return stageOutput{}, false
+	}
 	for _, st := range r.stages[:r.firstAggregate()] {
 		if len(out.main) == 0 || !r.applyStage(st, &out) {
 			break
@@ -235,7 +238,11 @@ func (r *run) route(b *batch, out stageOutput) {
 	p := r.p
 	var ds []delivery
 	letters := out.letters
+	stopped := false
 	add := func(port string, recs []connector.Record) {
+		if stopped {
+			return
+		}
 		if len(recs) == 0 {
 			return
 		}
@@ -255,12 +262,27 @@ func (r *run) route(b *batch, out stageOutput) {
 				}
 				it.pos = b.last
 			}
+			if s.enc != nil {
+				var failed []deadLetter
+				var ok bool
+				if it.recs, failed, ok = r.encode(s, it.recs); !ok { // codec.go
+					stopped = true
+					return
+				}
+				letters = append(letters, failed...)
+				if len(it.recs) == 0 {
+					continue
+				}
+			}
 			ds = append(ds, delivery{s: s, item: it})
 		}
 	}
 	add(pipeline.DefaultPort, out.main)
 	for port, recs := range out.routed {
 		add(port, recs)
+	}
+	if stopped {
+		return
 	}
 	b.failed.Add(int32(len(letters)))
 	if len(letters) > 0 {

@@ -142,6 +142,9 @@ func (r *run) open(ctx context.Context) error {
 			return fmt.Errorf("pipeline %q: open sink %q: %w", pl, s.name, err)
 		}
 	}
+	if err := r.openCodecs(); err != nil { // codec.go
+		return fmt.Errorf("pipeline %q: %w", pl, err)
+	}
 	resume, err := p.opts.Checkpoints.Load(pl)
 	if err != nil {
 		return fmt.Errorf("pipeline %q: %w", pl, err)

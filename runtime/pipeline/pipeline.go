@@ -126,6 +126,13 @@ type Component struct {
 	// Secrets lists the values of secret fields (and what references in them resolved to), so
 	// logs and errors can redact them.
 	Secrets []string
+	// Decode (a source's) is the validated decode: mapping: how the source's record values are
+	// turned from Avro, Protobuf or JSON Schema payloads (with a schema registry's wire header)
+	// into the JSON the transforms see. Nil when the manifest has none.
+	Decode connector.Config
+	// Encode (a sink's) is the validated encode: mapping: how the JSON record values are turned
+	// into a registry's wire format before the sink writes them. Nil when the manifest has none.
+	Encode connector.Config
 }
 
 // Sink is a named sink reading from one transform output port.
