@@ -17,7 +17,8 @@
 // # Registry
 //
 // Schemas are fetched by id (GET /schemas/ids/{id}, with their references) and the subject of an
-// id from GET /schemas/ids/{id}/versions (the first subject listed). Each id is fetched once, by
+// id from GET /schemas/ids/{id}/versions: the first subject listed, since registries give an
+// identical schema registered under several subjects one id. Each id is fetched once, by
 // whichever goroutine asks first, and kept parsed, up to registry.cache_size ids; an id the
 // registry does not know (HTTP 404) is remembered as unknown as well. Failures retrying may fix
 // (the registry cannot be reached, answers 5xx or 429, or times out) are not remembered: they are

@@ -98,11 +98,17 @@ func (r *registry) open(ctx context.Context) error {
 		return err
 	}
 	_, err := r.cl.SupportedTypes(ctx)
-	var re *sr.ResponseError
-	if errors.As(err, &re) && re.StatusCode == http.StatusNotFound {
-		return nil // an older registry without the endpoint; it answered
+	if statusOf(err) != http.StatusNotFound {
+		return classify("GET /schemas/types", err)
 	}
-	return classify("GET /schemas/types", err)
+	// An older registry without the endpoint, or a URL that is not a registry API at all
+	// (which would make every schema id look unknown): every registry lists its subjects.
+	_, err = r.cl.Subjects(ctx)
+	if statusOf(err) == http.StatusNotFound {
+		return fmt.Errorf("schema registry: %s answers GET /subjects with 404: registry.url is not the base of a schema registry API "+
+			"(for Apicurio, end it with /apis/ccompat/v7): %w", r.cfg.URL, connector.ErrPermanent)
+	}
+	return classify("GET /subjects", err)
 }
 
 // classify turns a registry error into ErrUnavailable (unreachable, 5xx, 429, timeouts),

@@ -271,3 +271,18 @@ func TestDecodeFormatMismatch(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+func TestOpenRefusesANonRegistryURL(t *testing.T) {
+	reg := registrytest.New(t)
+	cfg, err := schema.DecodeSpec.Config(map[string]any{"format": "avro", "registry": map[string]any{"url": reg.URL + "/not-the-api"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := schema.NewDecoder(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Open(context.Background()); !errors.Is(err, connector.ErrPermanent) || !strings.Contains(err.Error(), "not the base of a schema registry API") {
+		t.Fatalf("Open: %v, want a permanent error about the URL", err)
+	}
+}
