@@ -1,5 +1,5 @@
 # Real servers for the integration tests (Kafka, Pulsar, PostgreSQL, Redis, Iceberg REST catalog,
-# PyIceberg). See scripts/services/README.md.
+# schema registry, PyIceberg). See scripts/services/README.md.
 SERVICES_SH := bash scripts/services/services.sh
 
 .PHONY: services services-down services-status services-summary

@@ -3,15 +3,15 @@
 #   services.sh up [NAME...]      install what is missing, start, wait for a real round trip, write build/services.env
 #   services.sh down [NAME...]    stop them
 #   services.sh status [NAME...]  what runs, its address and resident memory
-# NAME is one of: kafka pulsar postgres redis pyiceberg iceberg-rest (default: all, or $SLUICE_SERVICES).
+# NAME is one of: kafka pulsar postgres redis pyiceberg iceberg-rest schema-registry (default: all, or $SLUICE_SERVICES).
 set -euo pipefail
 
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-for f in kafka pulsar postgres redis pyiceberg iceberg-rest; do
+for f in kafka pulsar postgres redis pyiceberg iceberg-rest schema-registry; do
 	. "$(dirname "${BASH_SOURCE[0]}")/$f.sh"
 done
 
-ALL="postgres redis kafka pulsar iceberg-rest pyiceberg"
+ALL="postgres redis kafka pulsar iceberg-rest schema-registry pyiceberg"
 
 fn() { echo "${1//-/_}_$2"; } # fn iceberg-rest start -> iceberg_rest_start
 
@@ -22,6 +22,7 @@ addr_of() {
 	postgres) echo "$SVC_HOST:$PG_PORT" ;;
 	redis) echo "$SVC_HOST:$REDIS_PORT" ;;
 	iceberg-rest) echo "http://$SVC_HOST:$ICEBERG_REST_PORT" ;;
+	schema-registry) echo "$SR_URL" ;;
 	pyiceberg) echo "$PYI_VENV/bin/python" ;;
 	esac
 }
@@ -104,7 +105,7 @@ cmd_down() {
 cmd_status() {
 	local name pid state rss ext total=0
 	SVC_PROBE=$SVC_DIR/bin/svcprobe
-	printf '%-13s %-9s %-8s %-8s %s\n' SERVICE STATE PID RSS_MB ADDRESS
+	printf '%-15s %-9s %-8s %-8s %s\n' SERVICE STATE PID RSS_MB ADDRESS
 	for name in "$@"; do
 		pid=$("$(fn "$name" pid)" 2>/dev/null || true)
 		ext=""
@@ -127,9 +128,9 @@ cmd_status() {
 		elif [ "$name" = pyiceberg ]; then
 			pid="(none)"
 		fi
-		printf '%-13s %-9s %-8s %-8s %s\n' "$name" "$state" "${pid:--}" "$rss" "$(addr_of "$name")"
+		printf '%-15s %-9s %-8s %-8s %s\n' "$name" "$state" "${pid:--}" "$rss" "$(addr_of "$name")"
 	done
-	printf '%-13s %-9s %-8s %-8s\n' total "" "" "$total"
+	printf '%-15s %-9s %-8s %-8s\n' total "" "" "$total"
 	[ -f "$SVC_ENV_FILE" ] && echo "env file: $SVC_ENV_FILE" || echo "env file: none (run make services)"
 	echo "(external: answers on its port but was started outside this checkout; down leaves it running)"
 }
