@@ -161,6 +161,25 @@ func BenchmarkConvert(b *testing.B) {
 		}
 		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(recs)), "ns/record")
 	})
+	// With evolve on and every field a column: what evolve costs once the table has caught up.
+	b.Run("scanner-evolve", func(b *testing.B) {
+		c := newTestConverter(b, cols)
+		var known []string
+		for _, col := range cols {
+			known = append(known, col.name)
+		}
+		c.evolving(known)
+		b.SetBytes(int64(size))
+		b.ReportAllocs()
+		for b.Loop() {
+			batch, failed := c.convert(recs, nil)
+			if len(failed) > 0 || len(c.found) > 0 {
+				b.Fatal(failed, c.found)
+			}
+			batch.Release()
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(recs)), "ns/record")
+	})
 	b.Run("encoding-json", func(b *testing.B) {
 		c := newTestConverter(b, cols)
 		b.SetBytes(int64(size))
