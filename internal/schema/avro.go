@@ -36,12 +36,13 @@ type avroNode struct {
 	logical avro.LogicalType
 	name    string // type name for messages: "double", "shop.Listing"
 
-	fields   []avroField // record
-	elem     *avroNode   // array items, map values
-	branches []*avroNode // union
-	nullIdx  int         // union: index of the null branch, or -1
-	symbols  []string    // enum
-	symJSON  [][]byte    // enum: symbols as JSON strings
+	fields   []avroField    // record
+	fieldIdx map[string]int // record: index of each field by name
+	elem     *avroNode      // array items, map values
+	branches []*avroNode    // union
+	nullIdx  int            // union: index of the null branch, or -1
+	symbols  []string       // enum
+	symJSON  [][]byte       // enum: symbols as JSON strings
 	symIdx   map[string]int
 	size     int  // fixed
 	scale    int  // decimal
@@ -195,7 +196,7 @@ func (c *avroCompiler) compile(s avro.Schema) (*avroNode, error) {
 		}
 		return n, nil
 	case *avro.RecordSchema:
-		n := &avroNode{kind: avRecord, name: s.FullName(), zeroSize: true}
+		n := &avroNode{kind: avRecord, name: s.FullName(), zeroSize: true, fieldIdx: map[string]int{}}
 		c.named[s.FullName()] = n
 		c.records = append(c.records, n)
 		for i, f := range s.Fields() {
@@ -215,6 +216,7 @@ func (c *avroCompiler) compile(s avro.Schema) (*avroNode, error) {
 			if !fn.zeroSize {
 				n.zeroSize = false
 			}
+			n.fieldIdx[f.Name()] = len(n.fields)
 			n.fields = append(n.fields, af)
 		}
 		return n, nil

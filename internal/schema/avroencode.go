@@ -1,7 +1,6 @@
 package schema
 
 import (
-	"bytes"
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
@@ -23,20 +22,6 @@ type encodeOptions struct {
 
 var appendLong = binary.AppendVarint // zigzag varint, as Avro writes int and long
 
-// parseJSON reads a JSON value with numbers kept as json.Number, so that integers keep every digit.
-func parseJSON(b []byte) (any, error) {
-	d := json.NewDecoder(bytes.NewReader(b))
-	d.UseNumber()
-	var v any
-	if err := d.Decode(&v); err != nil {
-		return nil, fmt.Errorf("value is not JSON: %v", err)
-	}
-	if _, err := d.Token(); err == nil {
-		return nil, fmt.Errorf("value is not JSON: more than one value")
-	}
-	return v, nil
-}
-
 // encodeAvro appends the Avro binary form of the JSON value to dst.
 func encodeAvro(n *avroNode, jsonValue, dst []byte, o *encodeOptions) ([]byte, error) {
 	v, err := parseJSON(jsonValue)
@@ -56,7 +41,7 @@ func jsonType(v any) string {
 		return "string"
 	case []any:
 		return "array"
-	case map[string]any:
+	case map[string]any, jsonObject:
 		return "object"
 	case []byte:
 		return "bytes"
@@ -96,7 +81,7 @@ func (n *avroNode) natural(v any) bool {
 		return n.kind == avString || n.kind == avEnum
 	case []any:
 		return n.kind == avArray
-	case map[string]any:
+	case map[string]any, jsonObject:
 		return n.kind == avRecord || n.kind == avMap || n.kind == avDuration
 	case []byte:
 		return n.kind == avBytes || n.kind == avFixed || n.kind == avDecimalBytes || n.kind == avDecimalFixed
@@ -182,7 +167,7 @@ func (n *avroNode) encode(dst []byte, v any, o *encodeOptions) ([]byte, error) {
 		}
 		return append(dst, b...), nil
 	case avDuration:
-		m, ok := v.(map[string]any)
+		m, ok := asMap(v)
 		if !ok {
 			b, err := n.bytes(v)
 			if err != nil || len(b) != 12 {
@@ -224,7 +209,7 @@ func (n *avroNode) encode(dst []byte, v any, o *encodeOptions) ([]byte, error) {
 		}
 		return append(dst, 0), nil
 	case avMap:
-		m, ok := v.(map[string]any)
+		m, ok := asMap(v)
 		if !ok {
 			return dst, mismatch(n, v)
 		}
@@ -246,6 +231,9 @@ func (n *avroNode) encode(dst []byte, v any, o *encodeOptions) ([]byte, error) {
 		}
 		return append(dst, 0), nil
 	case avRecord:
+		if obj, ok := v.(jsonObject); ok {
+			return n.encodeObject(dst, obj, o)
+		}
 		m, ok := v.(map[string]any)
 		if !ok {
 			return dst, mismatch(n, v)
@@ -282,6 +270,69 @@ func (n *avroNode) encode(dst []byte, v any, o *encodeOptions) ([]byte, error) {
 		return n.encodeUnion(dst, v, o)
 	}
 	return dst, errorf("unsupported schema node %s", n.name)
+}
+
+// asMap returns a JSON object (or a default's map) as a map; a key given twice keeps its last value.
+func asMap(v any) (map[string]any, bool) {
+	switch m := v.(type) {
+	case map[string]any:
+		return m, true
+	case jsonObject:
+		out := make(map[string]any, len(m))
+		for _, kv := range m {
+			out[kv.key] = kv.val
+		}
+		return out, true
+	}
+	return nil, false
+}
+
+// absent marks a record field the JSON object does not have.
+type absent struct{}
+
+// encodeObject writes a parsed JSON object as record n: each field from its member (the last, if
+// the key is given twice), or its default when there is none.
+func (n *avroNode) encodeObject(dst []byte, obj jsonObject, o *encodeOptions) ([]byte, error) {
+	var small [16]any
+	vals := small[:0]
+	if len(n.fields) > len(small) {
+		vals = make([]any, 0, len(n.fields))
+	}
+	for range n.fields {
+		vals = append(vals, absent{})
+	}
+	for _, kv := range obj {
+		i, ok := n.fieldIdx[kv.key]
+		if !ok {
+			if o.ignoreUnknown {
+				continue
+			}
+			var unknown []string
+			for _, kv := range obj {
+				if _, ok := n.fieldIdx[kv.key]; !ok {
+					unknown = append(unknown, kv.key)
+				}
+			}
+			slices.Sort(unknown)
+			return dst, inField(errorf("not a field of record %s (set ignore_unknown_fields to drop such fields)", n.name), unknown[0])
+		}
+		vals[i] = kv.val
+	}
+	for i := range n.fields {
+		f := &n.fields[i]
+		if _, ok := vals[i].(absent); ok {
+			if !f.hasDef {
+				return dst, inField(errorf("missing, and the schema gives it no default"), f.name)
+			}
+			dst = append(dst, f.def...)
+			continue
+		}
+		var err error
+		if dst, err = f.node.encode(dst, vals[i], o); err != nil {
+			return dst, inField(err, f.name)
+		}
+	}
+	return dst, nil
 }
 
 // encodeUnion writes v with the first branch its JSON type is natural for that takes it, else the
