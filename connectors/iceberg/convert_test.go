@@ -216,3 +216,45 @@ func mapConvert(b *testing.B, bld *array.RecordBuilder, recs []connector.Record)
 	}
 	return bld.NewRecordBatch()
 }
+
+// TestConvertFindsNewFields: with evolve, the converter lists the top-level fields no column
+// reads, typed from their values in the batch, and leaves out nulls, the fields of refused
+// records, the first fields of `from` paths, other known names and keys that cannot be names.
+func TestConvertFindsNewFields(t *testing.T) {
+	cols, err := parseColumns([]columnConfig{
+		{Name: "seq", Type: "long", Required: true},
+		{Name: "price", Type: "double", From: "quote.price"},
+	}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newTestConverter(t, cols)
+	c.evolving([]string{"seq", "price", "legacy"})
+	recs := []connector.Record{
+		{Value: []byte(`{"seq":1,"quote":{"price":1.5,"venue":"x"},"n":1,"s":"a","b":true,"o":{"k":[1]},"z":null,"legacy":5}`)},
+		{Value: []byte(`{"seq":2,"n":2.5,"a":[],"ts":"2026-12-01T00:00:00Z","big":123456789012345678901,"only_null":null}`)},
+		{Value: []byte(`{"seq":"bad","refused":1}`)},
+		{Value: []byte(`{"seq":3,"":1,"a.b":2,"n":3,"s":4,"z":false,"\u0063":"escaped"}`)},
+	}
+	batch, failed := c.convert(recs, nil)
+	if batch == nil || len(failed) != 1 || failed[0].Index != 2 {
+		t.Fatalf("failed = %v; want record 2 only", failed)
+	}
+	batch.Release()
+	var got []string
+	for _, f := range c.found {
+		got = append(got, f.name+" "+typeOfKind(f.kind).String())
+	}
+	want := "n double, s string, b boolean, o string, a string, ts string, big double, z boolean, c string"
+	if strings.Join(got, ", ") != want {
+		t.Errorf("found %s\nwant  %s", strings.Join(got, ", "), want)
+	}
+	// Once the fields are known (columns of the table), nothing is found.
+	c.evolving([]string{"n", "s", "b", "o", "z"})
+	if batch, _ := c.convert(recs[:1], nil); batch != nil {
+		batch.Release()
+	}
+	if len(c.found) != 0 {
+		t.Errorf("found %v after every field became known", c.found)
+	}
+}
