@@ -129,3 +129,12 @@ func (d *Decoder) load(ctx context.Context, id int) (*decodeEntry, error) {
 	}
 	return &decodeEntry{info: info, codec: c}, nil
 }
+
+// Close releases the registry client's idle connections. It is idempotent and safe after a failed
+// Open; the decoder may be opened again.
+func (d *Decoder) Close() error {
+	if d.reg != nil {
+		d.reg.transport.CloseIdleConnections()
+	}
+	return nil
+}

@@ -207,3 +207,12 @@ func (e *Encoder) Encode(_ context.Context, jsonValue, dst []byte) ([]byte, Info
 	}
 	return out, st.info, nil
 }
+
+// Close releases the registry client's idle connections. It is idempotent and safe after a failed
+// Open; the encoder may be opened again.
+func (e *Encoder) Close() error {
+	if e.reg != nil {
+		e.reg.transport.CloseIdleConnections()
+	}
+	return nil
+}
