@@ -3,15 +3,15 @@
 #   services.sh up [NAME...]      install what is missing, start, wait for a real round trip, write build/services.env
 #   services.sh down [NAME...]    stop them
 #   services.sh status [NAME...]  what runs, its address and resident memory
-# NAME is one of: kafka pulsar postgres redis pyiceberg iceberg-rest schema-registry (default: all, or $SLUICE_SERVICES).
+# NAME is one of: kafka pulsar postgres redis pyiceberg iceberg-rest schema-registry schemaclient (default: all, or $SLUICE_SERVICES).
 set -euo pipefail
 
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-for f in kafka pulsar postgres redis pyiceberg iceberg-rest schema-registry; do
+for f in kafka pulsar postgres redis pyiceberg iceberg-rest schema-registry schemaclient; do
 	. "$(dirname "${BASH_SOURCE[0]}")/$f.sh"
 done
 
-ALL="postgres redis kafka pulsar iceberg-rest schema-registry pyiceberg"
+ALL="postgres redis kafka pulsar iceberg-rest schema-registry pyiceberg schemaclient"
 
 fn() { echo "${1//-/_}_$2"; } # fn iceberg-rest start -> iceberg_rest_start
 
@@ -24,6 +24,7 @@ addr_of() {
 	iceberg-rest) echo "http://$SVC_HOST:$ICEBERG_REST_PORT" ;;
 	schema-registry) echo "$SR_URL" ;;
 	pyiceberg) echo "$PYI_VENV/bin/python" ;;
+	schemaclient) echo "$SCL_VENV/bin/python" ;;
 	esac
 }
 
@@ -125,7 +126,7 @@ cmd_status() {
 		if [ -n "$pid" ]; then
 			rss=$(rss_mb "$pid")
 			total=$((total + rss))
-		elif [ "$name" = pyiceberg ]; then
+		elif [ "$name" = pyiceberg ] || [ "$name" = schemaclient ]; then
 			pid="(none)"
 		fi
 		printf '%-15s %-9s %-8s %-8s %s\n' "$name" "$state" "${pid:--}" "$rss" "$(addr_of "$name")"
