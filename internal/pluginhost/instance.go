@@ -158,12 +158,23 @@ func (in *instance) succeeded() {
 	in.mu.Unlock()
 }
 
-// call runs one RPC with the host's deadline (plus extra) and records its latency.
+// call runs one RPC on go-plugin's connection with the host's deadline (plus extra) and records
+// its latency.
 func call[T any](ctx context.Context, in *instance, pr *proc, method string, extra time.Duration, f func(context.Context, pb.ConnectorClient) (T, error)) (T, error) {
+	return callOn(ctx, in, pr.conn, method, extra, f)
+}
+
+// bulkCall is call for the calls that carry batches (Read, Write): on the data connection when
+// the process has one.
+func bulkCall[T any](ctx context.Context, in *instance, pr *proc, method string, extra time.Duration, f func(context.Context, pb.ConnectorClient) (T, error)) (T, error) {
+	return callOn(ctx, in, pr.bulk(), method, extra, f)
+}
+
+func callOn[T any](ctx context.Context, in *instance, c pb.ConnectorClient, method string, extra time.Duration, f func(context.Context, pb.ConnectorClient) (T, error)) (T, error) {
 	cctx, cancel := context.WithTimeout(ctx, in.h.opts.CallTimeout+extra)
 	defer cancel()
 	start := time.Now()
-	resp, err := f(cctx, pr.conn)
+	resp, err := f(cctx, c)
 	in.h.opts.Metrics.PluginCall(in.plugin.Name, method, time.Since(start), err)
 	return resp, err
 }

@@ -8,16 +8,21 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"os"
 	"os/exec"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 	goplugin "github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	"github.com/sluicehq/sluice/sdk/go/connector"
@@ -34,6 +39,19 @@ type proc struct {
 	client *goplugin.Client
 	conn   pb.ConnectorClient
 	pid    int // 0 when unknown
+	// data is the client on the data connection (protocol.FeatureDataConnection), nil without
+	// one; dataCC is its connection, closed when the process is stopped.
+	data   pb.ConnectorClient
+	dataCC *grpc.ClientConn
+}
+
+// bulk returns the client for the calls that carry batches (Read, Write): the data
+// connection's when there is one.
+func (pr *proc) bulk() pb.ConnectorClient {
+	if pr.data != nil {
+		return pr.data
+	}
+	return pr.conn
 }
 
 // running is what the host keeps of a started plugin process: its plugin's name and the pid of
@@ -82,6 +100,13 @@ func (h *Host) start(ctx context.Context, p *Plugin, pin string, env []string) (
 	cmd := exec.Command(p.Path)
 	cmd.Env = append([]string{}, env...)
 	prepareProcess(cmd)
+	// Every process gets a data connection (the plugin reports in its specs whether it serves
+	// it); a plugin that does not know it leaves descriptor 3 alone.
+	dataHost, dataPlugin, derr := dataPair()
+	if derr == nil {
+		cmd.ExtraFiles = []*os.File{dataPlugin} // descriptor 3
+		cmd.Env = append(cmd.Env, protocol.EnvDataFD+"=3")
+	}
 	versions := map[int]goplugin.PluginSet{}
 	for _, v := range supportedProtocols {
 		versions[v] = goplugin.PluginSet{protocol.PluginName: grpcGlue{}}
@@ -102,18 +127,16 @@ func (h *Host) start(ctx context.Context, p *Plugin, pin string, env []string) (
 		Logger:           newLogBridge(logger),
 		SyncStdout:       &lineLogger{logger: logger, stream: "stdout"},
 		SyncStderr:       &lineLogger{logger: logger, stream: "stderr"},
-		GRPCDialOptions: []grpc.DialOption{
-			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(protocol.MaxMessageBytes), grpc.MaxCallSendMsgSize(protocol.MaxMessageBytes),
-				grpc.ForceCodecV2(protocol.Codec())),
-			grpc.WithInitialWindowSize(protocol.WindowBytes), grpc.WithInitialConnWindowSize(protocol.WindowBytes),
-			grpc.WithReadBufferSize(1 << 20), grpc.WithWriteBufferSize(1 << 20),
-		},
+		GRPCDialOptions:  dialOptions(),
 	})
 	run := &running{name: p.Name}
 	h.mu.Lock()
 	h.clients[client] = run
 	h.mu.Unlock()
 	rpc, err := client.Client()
+	if dataPlugin != nil {
+		dataPlugin.Close() // the process has its copy, or never started
+	}
 	pid := 0
 	if cmd.Process != nil {
 		pid = cmd.Process.Pid
@@ -122,6 +145,9 @@ func (h *Host) start(ctx context.Context, p *Plugin, pin string, env []string) (
 	run.pid = pid
 	h.mu.Unlock()
 	fail := func(err error) (*proc, error) {
+		if dataHost != nil {
+			dataHost.Close()
+		}
 		h.forget(client)
 		// A plugin that failed to start gets no graceful close: its group goes first, so that
 		// children holding its pipes cannot keep the client waiting.
@@ -141,8 +167,51 @@ func (h *Host) start(ctx context.Context, p *Plugin, pin string, env []string) (
 		return fail(fmt.Errorf("plugin %s: dispense: unexpected client %T", p.Name, raw))
 	}
 	pr := &proc{plugin: p, client: client, conn: conn, pid: pid}
+	if dataHost != nil {
+		if slices.Contains(p.Features, protocol.FeatureDataConnection) {
+			cc, err := dialData(dataHost)
+			if err != nil {
+				return fail(fmt.Errorf("plugin %s: data connection: %w", p.Name, err))
+			}
+			pr.data, pr.dataCC = pb.NewConnectorClient(cc), cc
+		} else {
+			dataHost.Close() // discovery, or a plugin without the feature
+		}
+	}
 	logger.Debug("plugin started", "pid", pr.pid, "protocol", client.NegotiatedVersion())
 	return pr, nil
+}
+
+// dialOptions are the gRPC options of both connections to a plugin: large messages and windows,
+// 1 MiB buffers and the batch codec.
+func dialOptions() []grpc.DialOption {
+	return []grpc.DialOption{
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(protocol.MaxMessageBytes), grpc.MaxCallSendMsgSize(protocol.MaxMessageBytes),
+			grpc.ForceCodecV2(protocol.Codec())),
+		grpc.WithInitialWindowSize(protocol.WindowBytes), grpc.WithInitialConnWindowSize(protocol.WindowBytes),
+		grpc.WithReadBufferSize(1 << 20), grpc.WithWriteBufferSize(1 << 20),
+	}
+}
+
+// dialData returns a gRPC client connection over the host's end of a data connection, in plain
+// text (no other process can reach it). It is never re-dialled: once the connection breaks (the
+// process died), every call on it fails, and it never goes idle.
+func dialData(conn net.Conn) (*grpc.ClientConn, error) {
+	var used atomic.Bool
+	dial := func(context.Context, string) (net.Conn, error) {
+		if used.Swap(true) {
+			return nil, errors.New("the data connection is closed")
+		}
+		return conn, nil
+	}
+	opts := append(dialOptions(), grpc.WithContextDialer(dial), grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithIdleTimeout(0))
+	cc, err := grpc.NewClient("passthrough:///sluice-data", opts...)
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	return cc, nil
 }
 
 // startError turns go-plugin's start failures into messages that say what is wrong.
@@ -201,6 +270,9 @@ func (h *Host) forget(c *goplugin.Client) {
 func (h *Host) kill(pr *proc) {
 	if pr == nil {
 		return
+	}
+	if pr.dataCC != nil {
+		pr.dataCC.Close()
 	}
 	h.forget(pr.client)
 	h.stop(pr.plugin.Name, pr.client, pr.pid)

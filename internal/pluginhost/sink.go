@@ -118,7 +118,7 @@ func (s *Sink) Write(ctx context.Context, records []connector.Record) error {
 				return err
 			}
 			req := &pb.WriteRequest{Batch: chunk, WriteId: s.nextWrite(pr)}
-			resp, err := call(ctx, s.in, pr, "write", 0, func(ctx context.Context, c pb.ConnectorClient) (*pb.WriteResponse, error) {
+			resp, err := bulkCall(ctx, s.in, pr, "write", 0, func(ctx context.Context, c pb.ConnectorClient) (*pb.WriteResponse, error) {
 				return c.Write(ctx, req)
 			})
 			if err != nil {
@@ -174,7 +174,7 @@ func (s *Sink) WriteAsync(ctx context.Context, records []connector.Record) (wait
 	}
 	done := make(chan answer, 1)
 	go func() {
-		resp, err := call(ctx, s.in, pr, "write", 0, func(ctx context.Context, c pb.ConnectorClient) (*pb.WriteResponse, error) {
+		resp, err := bulkCall(ctx, s.in, pr, "write", 0, func(ctx context.Context, c pb.ConnectorClient) (*pb.WriteResponse, error) {
 			return c.Write(ctx, req)
 		})
 		done <- answer{resp, err}

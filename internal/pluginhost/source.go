@@ -113,7 +113,7 @@ type readResult struct {
 // readOnce asks the plugin for batch seq.
 func (s *Source) readOnce(ctx context.Context, pr *proc, seq uint64) readResult {
 	o := &s.in.h.opts
-	resp, err := call(ctx, s.in, pr, "read", o.ReadWait, func(ctx context.Context, c pb.ConnectorClient) (*pb.ReadResponse, error) {
+	resp, err := bulkCall(ctx, s.in, pr, "read", o.ReadWait, func(ctx context.Context, c pb.ConnectorClient) (*pb.ReadResponse, error) {
 		return c.Read(ctx, &pb.ReadRequest{MaxRecords: int32(o.ReadCreditRecords), MaxBytes: o.ReadCreditBytes,
 			MaxWaitMs: o.ReadWait.Milliseconds(), Seq: seq})
 	})

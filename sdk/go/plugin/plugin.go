@@ -86,16 +86,14 @@ func Serve(p Plugin) {
 	tuneGC()
 	logger := slog.New(newLogHandler(logOut, slog.LevelDebug))
 	srv := NewServer(p, logger)
+	srv.(*server).data = serveData(srv)
 	goplugin.Serve(&goplugin.ServeConfig{
 		HandshakeConfig: goplugin.HandshakeConfig{ProtocolVersion: protocol.ProtocolVersion, MagicCookieKey: protocol.MagicCookieKey, MagicCookieValue: protocol.MagicCookieValue},
 		VersionedPlugins: map[int]goplugin.PluginSet{
 			protocol.ProtocolVersion: {protocol.PluginName: &grpcPlugin{server: srv}},
 		},
 		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
-			opts = append(opts, grpc.MaxRecvMsgSize(protocol.MaxMessageBytes), grpc.MaxSendMsgSize(protocol.MaxMessageBytes),
-				grpc.InitialWindowSize(protocol.WindowBytes), grpc.InitialConnWindowSize(protocol.WindowBytes),
-				grpc.ReadBufferSize(1<<20), grpc.WriteBufferSize(1<<20), grpc.ForceServerCodecV2(protocol.Codec()))
-			return grpc.NewServer(opts...)
+			return grpc.NewServer(append(opts, serverOptions()...)...)
 		},
 		Logger: newHCLogger(logOut),
 	})

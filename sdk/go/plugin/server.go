@@ -29,6 +29,7 @@ type server struct {
 	pb.UnimplementedConnectorServer
 	p      Plugin
 	logger *slog.Logger
+	data   bool // Serve serves it on a data connection too (protocol.FeatureDataConnection)
 
 	mu    sync.Mutex
 	src   *sourceState
@@ -71,6 +72,9 @@ func (s *server) Specs(context.Context, *pb.SpecsRequest) (*pb.SpecsResponse, er
 		return nil, fmt.Errorf("specs: %w", err)
 	}
 	resp := &pb.SpecsResponse{Version: s.p.Version, SdkVersion: SDKVersion, Features: []string{protocol.FeatureOrderedWrites}}
+	if s.data {
+		resp.Features = append(resp.Features, protocol.FeatureDataConnection)
+	}
 	for _, c := range s.p.Components {
 		ps, err := protocol.Spec(c.Spec)
 		if err != nil {

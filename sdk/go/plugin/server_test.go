@@ -204,4 +204,9 @@ func TestSpecsRefusesBadComponents(t *testing.T) {
 	if err != nil || len(resp.Specs) != 2 || resp.Specs[0].Kind != "source" || resp.Specs[1].Kind != "sink" {
 		t.Fatalf("specs = %v, %v; want a source and a sink named a", resp, err)
 	}
+	// A server that Serve did not put on a data connection does not claim one: the host would
+	// wait on a connection nobody serves.
+	if got := fmt.Sprint(resp.Features); got != "["+protocol.FeatureOrderedWrites+"]" {
+		t.Fatalf("features = %s; want only %s", got, protocol.FeatureOrderedWrites)
+	}
 }

@@ -35,3 +35,15 @@ const (
 // arrive in. The host may then send the next batch before the previous one is answered: its
 // transfer and decoding overlap the connector's Write of the one before.
 const FeatureOrderedWrites = "ordered-writes"
+
+// FeatureDataConnection is the protocol feature by which a plugin serves the Connector service a
+// second time, on a connection the host hands it at start: a stream socket inherited as the file
+// descriptor named by the environment variable EnvDataFD, with gRPC over it in plain text. The
+// host then sends Read and Write, the calls that carry batches, on that connection and the rest
+// on go-plugin's. No other process can reach it (it has no address: only the host and the plugin
+// hold it), so it needs neither the mutual TLS of go-plugin's socket nor its cost.
+const FeatureDataConnection = "data-connection"
+
+// EnvDataFD names the environment variable through which the host passes the data connection's
+// file descriptor to a plugin (FeatureDataConnection). A plugin started without it has none.
+const EnvDataFD = "SLUICE_PLUGIN_DATA_FD"

@@ -129,6 +129,11 @@ type SpecsResponse struct {
 	//
 	//	"ordered-writes": the plugin orders writes by WriteRequest.write_id, so the host may send
 	//	                  the next batch before the previous one is answered.
+	//	"data-connection": the plugin serves this service a second time, in plain text, on a stream
+	//	                   socket the host passed it as the file descriptor named by the
+	//	                   environment variable SLUICE_PLUGIN_DATA_FD; the host sends Read and
+	//	                   Write there. Only the two processes hold it (it has no address), so it
+	//	                   needs no TLS.
 	Features      []string `protobuf:"bytes,4,rep,name=features,proto3" json:"features,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
