@@ -139,11 +139,17 @@ func TestEvolveUpsertExactlyOnceIntegration(t *testing.T) {
 	if err := again.WriteTx(ctx, numbered(`{"id":3,"note":"third","rank":3,"code":%d}`, 106, 1), []connector.Position{{Partition: "p", Offset: 106}}); err != nil {
 		t.Fatalf("WriteTx after restart: %v", err)
 	}
-	if got, want := columnTypes(t, dsn, table), "id bigint, note text, rank bigint, code text"; got != want {
+	// Another process adds a column while the sink is open: its ALTER does nothing, and the
+	// sink writes the column with the type it finds.
+	exec1(t, dsn, fmt.Sprintf(`ALTER TABLE %q ADD COLUMN label text`, table))
+	if err := again.WriteTx(ctx, numbered(`{"id":4,"label":%d}`, 107, 1), []connector.Position{{Partition: "p", Offset: 107}}); err != nil {
+		t.Fatalf("WriteTx of a column added meanwhile: %v", err)
+	}
+	if got, want := columnTypes(t, dsn, table), "id bigint, note text, rank bigint, code text, label text"; got != want {
 		t.Errorf("columns = %s; want %s", got, want)
 	}
-	got := psql(t, dsn, fmt.Sprintf(`SELECT id, note, rank, code FROM %q WHERE id <= 4 ORDER BY id`, table))
-	if want := "1|first|1|\n2|second||\n3|third|3|106\n4|||"; got != want {
+	got := psql(t, dsn, fmt.Sprintf(`SELECT id, note, rank, code, label FROM %q WHERE id <= 5 ORDER BY id`, table))
+	if want := "1|first|1||\n2|second|||\n3|third|3|106|\n4||||107\n5||||"; got != want {
 		t.Errorf("rows:\n%s\nwant:\n%s", got, want)
 	}
 	if got := psql(t, dsn, fmt.Sprintf(`SELECT count(*) FROM %q`, table)); got != "103" {
