@@ -149,6 +149,8 @@ func TestConfigErrors(t *testing.T) {
 		{"decode", map[string]any{"format": "protobuf", "registry": map[string]any{"url": "http://x", "token": "t", "username": "u"}}, "registry.token"},
 		{"decode", map[string]any{"format": "avro", "registry": map[string]any{"url": "http://x", "tls": map[string]any{"cert_file": "c"}}}, "registry.tls.cert_file"},
 		{"decode", map[string]any{"format": "avro", "registry": map[string]any{"url": "http://x", "cache_size": 0}}, "registry.cache_size"},
+		{"decode", map[string]any{"format": "avro", "registry": map[string]any{"url": "http://u:secret@x"}}, "registry.url"},
+		{"decode", map[string]any{"format": "avro", "registry": map[string]any{"url": "localhost:8081"}}, "registry.url"},
 		{"encode", map[string]any{"format": "avro", "registry": map[string]any{"url": "http://x"}}, "subject"},
 		{"encode", map[string]any{"format": "json", "registry": map[string]any{"url": "http://x"}}, "registry"},
 		{"encode", map[string]any{"format": "avro", "registry": map[string]any{"url": "http://x"}, "subject": "s", "auto_register": true}, "auto_register"},

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"sync"
@@ -124,6 +125,9 @@ func classify(op string, err error) error {
 		}
 		return &unavailableError{op: op, err: err}
 	}
+	if re.URL != "" {
+		op = re.Method + " " + redact(re.URL)
+	}
 	switch {
 	case re.StatusCode >= 500 || re.StatusCode == http.StatusTooManyRequests || re.StatusCode == http.StatusRequestTimeout:
 		return &unavailableError{op: op, err: fmt.Errorf("HTTP %d: %s", re.StatusCode, reason(re))}
@@ -132,6 +136,15 @@ func classify(op string, err error) error {
 			op, re.StatusCode, reason(re), connector.ErrPermanent)
 	}
 	return err
+}
+
+// redact hides a password given in a URL.
+func redact(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return raw
+	}
+	return u.Redacted()
 }
 
 // reason is what the registry said about a refused request.

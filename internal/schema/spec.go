@@ -1,6 +1,9 @@
 package schema
 
 import (
+	"fmt"
+	"net/url"
+	"strings"
 	"time"
 
 	"github.com/sluicehq/sluice/sdk/go/connector"
@@ -142,6 +145,16 @@ func (c *registryConfig) check(needed bool, format string) error {
 				Hint: "give the schema registry's base URL, e.g. registry: {url: http://localhost:8081}"}
 		}
 		return nil
+	}
+	for _, raw := range strings.Split(c.URL, ",") {
+		u, err := url.Parse(raw)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return &connector.ConfigError{Field: "registry.url", Msg: fmt.Sprintf("%q is not an http or https URL", raw)}
+		}
+		if u.User != nil {
+			return &connector.ConfigError{Field: "registry.url", Msg: "holds credentials",
+				Hint: "give them as registry.username and registry.password (or registry.token), which stay out of logs"}
+		}
 	}
 	if c.Token != "" && (c.Username != "" || c.Password != "") {
 		return &connector.ConfigError{Field: "registry.token", Msg: "excludes registry.username and registry.password"}
