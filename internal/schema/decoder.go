@@ -73,7 +73,7 @@ func (d *Decoder) Decode(ctx context.Context, payload, dst []byte) ([]byte, Info
 	if err != nil {
 		return dst, Info{}, &RecordError{Reason: err.Error()}
 	}
-	e, err := d.codecs.get(id, func() (*decodeEntry, error) { return d.load(ctx, id) })
+	e, err := d.codecs.get(ctx, id, func() (*decodeEntry, error) { return d.load(ctx, id) })
 	if err != nil {
 		return dst, Info{ID: id}, err
 	}

@@ -293,17 +293,37 @@ type cacheEntry[V any] struct {
 	err  error
 }
 
-func (c *cache[V]) get(id int, fetch func() (V, error)) (V, error) {
-	if e, ok := c.items.Load(id); ok {
-		ce := e.(*cacheEntry[V])
-		<-ce.done
-		return ce.v, ce.err
+func (c *cache[V]) get(ctx context.Context, id int, fetch func() (V, error)) (V, error) {
+	for {
+		v, err, retry := c.get1(ctx, id, fetch)
+		if !retry {
+			return v, err
+		}
 	}
-	ce := &cacheEntry[V]{done: make(chan struct{})}
-	if e, loaded := c.items.LoadOrStore(id, ce); loaded {
-		ce = e.(*cacheEntry[V])
-		<-ce.done
-		return ce.v, ce.err
+}
+
+// get1 returns the value of id, fetching it unless another goroutine is; retry is true when that
+// goroutine's fetch ended with its own context, which says nothing of ours.
+func (c *cache[V]) get1(ctx context.Context, id int, fetch func() (V, error)) (v V, err error, retry bool) {
+	e, loaded := c.items.Load(id)
+	if !loaded {
+		e, loaded = c.items.LoadOrStore(id, &cacheEntry[V]{done: make(chan struct{})})
+	}
+	ce := e.(*cacheEntry[V])
+	if loaded {
+		select {
+		case <-ce.done:
+		default:
+			select {
+			case <-ce.done:
+			case <-ctx.Done():
+				return v, ctx.Err(), false
+			}
+		}
+		if isContextErr(ce.err) && ctx.Err() == nil {
+			return v, nil, true
+		}
+		return ce.v, ce.err, false
 	}
 	if c.n.Add(1) > int64(c.size) {
 		c.items.Range(func(k, _ any) bool {
@@ -316,10 +336,15 @@ func (c *cache[V]) get(id int, fetch func() (V, error)) (V, error) {
 		})
 	}
 	ce.v, ce.err = fetch()
-	if ce.err != nil && (errors.Is(ce.err, ErrUnavailable) || errors.Is(ce.err, context.Canceled) || errors.Is(ce.err, context.DeadlineExceeded)) {
+	if ce.err != nil && (errors.Is(ce.err, ErrUnavailable) || isContextErr(ce.err)) {
 		c.items.Delete(id)
 		c.n.Add(-1)
 	}
 	close(ce.done)
-	return ce.v, ce.err
+	return ce.v, ce.err, false
+}
+
+// isContextErr reports whether err is the end of a caller's context (not a registry timeout).
+func isContextErr(err error) bool {
+	return !errors.Is(err, ErrUnavailable) && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded))
 }

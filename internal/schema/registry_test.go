@@ -3,6 +3,8 @@ package schema_test
 import (
 	"context"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -284,5 +286,36 @@ func TestOpenRefusesANonRegistryURL(t *testing.T) {
 	}
 	if err := d.Open(context.Background()); !errors.Is(err, connector.ErrPermanent) || !strings.Contains(err.Error(), "not the base of a schema registry API") {
 		t.Fatalf("Open: %v, want a permanent error about the URL", err)
+	}
+}
+
+func TestDecodeWaitingForAFetchEndsWithItsContext(t *testing.T) {
+	release := make(chan struct{})
+	reg := registrytest.New(t)
+	id := reg.Register(t, "s", "AVRO", `"long"`)
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/schemas/ids/") {
+			<-release
+		}
+		reg.ServeHTTP(w, r)
+	}))
+	defer slow.Close()
+	defer close(release)
+	d := newDecoder(t, map[string]any{"format": "avro", "registry": map[string]any{"url": slow.URL}})
+	first, cancelFirst := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := d.Decode(first, wire(id, []byte{4}), nil)
+		done <- err
+	}()
+	time.Sleep(50 * time.Millisecond) // the first call is fetching
+	waiter, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if _, _, err := d.Decode(waiter, wire(id, []byte{4}), nil); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("waiting decode: %v, want its own deadline", err)
+	}
+	cancelFirst()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("first decode: %v, want canceled", err)
 	}
 }
