@@ -262,3 +262,121 @@ func compareRows(t *testing.T, what string, got, want map[string]int) {
 		t.Fatalf("%s: %d difference(s), first ones:\n%s", what, len(diffs), strings.Join(diffs[:min(6, len(diffs))], "\n"))
 	}
 }
+
+// The producer's schema gains a field mid-stream (a compatible change, registered by the
+// independent client as a new version): the records decoded with the new schema land in an
+// Iceberg table with evolve: true, which gains the column; PyIceberg reads every row, the old
+// ones with null in it and the new ones with their values.
+func TestSchemaEvolutionIntoIcebergIntegration(t *testing.T) {
+	url := testenv.Require(t, "SCHEMA_REGISTRY_URL")
+	python := testenv.Require(t, "PYICEBERG_PYTHON")
+	b := sharedBroker(t)
+	bin := sluiceBinary(t)
+	in := b.topic(t, 1, nil)
+	dir := t.TempDir()
+	db, wh := filepath.Join(dir, "catalog.db"), "file://"+filepath.Join(dir, "warehouse")
+	manifest := fmt.Sprintf(`apiVersion: sluice.dev/v1
+kind: Pipeline
+metadata: {name: evolve}
+spec:
+  source:
+    type: kafka
+    config: {brokers: [%q], topics: [%s], group: %s-g, start: earliest}
+    decode: {format: avro, registry: {url: %q}}
+  sinks:
+    - name: lake
+      type: iceberg
+      config:
+        catalog: {type: sql, uri: %q, warehouse: %q, name: lake}
+        table: rentals.listings
+        schema: [{name: id, type: long, required: true}, {name: city, type: string}, {name: rent, type: double}]
+        evolve: true
+  dead_letter: {type: file, config: {path: %q}}
+`, b.addr, in, in, url, "sqlite:///"+db, wh, filepath.Join(dir, "dlq.jsonl"))
+	path := filepath.Join(dir, "evolve.yaml")
+	if err := os.WriteFile(path, []byte(manifest), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	props, _ := json.Marshal(map[string]string{"type": "sql", "uri": "sqlite:///" + db, "warehouse": wh})
+	const read = `
+import json, sys
+from pyiceberg.catalog import load_catalog
+try:
+    t = load_catalog("lake", **json.loads(sys.argv[1])).load_table("rentals.listings")
+except Exception as e:
+    print(json.dumps({"rows": [], "columns": [], "error": str(e)}))
+    sys.exit(0)
+print(json.dumps({"columns": [f"{f.name} {f.field_type}" for f in t.schema().fields],
+                  "rows": sorted(t.scan().to_arrow().to_pylist(), key=lambda r: r["id"])}))
+`
+	type table struct {
+		Columns []string
+		Rows    []map[string]any
+	}
+	readTable := func() table {
+		out, err := exec.Command(python, "-c", read, string(props)).CombinedOutput()
+		if err != nil {
+			t.Fatalf("pyiceberg: %v\n%s", err, out)
+		}
+		var tb table
+		if err := json.Unmarshal(out, &tb); err != nil {
+			t.Fatalf("pyiceberg output: %s", out)
+		}
+		return tb
+	}
+	rows := func(from, to int, v2 bool) []byte {
+		var buf bytes.Buffer
+		for i := from; i < to; i++ {
+			row := map[string]any{"id": i, "city": []string{"Lyon", "Porto", "Gent"}[i%3], "rent": 500 + float64(i)/4}
+			if v2 {
+				row["grade"] = []string{"A", "B", "C"}[i%3]
+			}
+			line, _ := json.Marshal(row)
+			buf.Write(line)
+			buf.WriteByte('\n')
+		}
+		return buf.Bytes()
+	}
+	v1, _ := filepath.Abs("testdata/schema/evolve_v1.avsc")
+	v2, _ := filepath.Abs("testdata/schema/evolve_v2.avsc")
+
+	p := startSluice(t, bin, dir, "evolve", path)
+	schemaClient(t, rows(0, 1000, false), "produce", "--bootstrap", b.addr, "--registry", url, "--topic", in, "--format", "avro", "--schema", v1)
+	waitFor(t, 2*time.Minute, "the first 1000 rows in the table", func() bool {
+		if p.exited() {
+			t.Fatalf("sluice exited:\n%s", p.logTail())
+		}
+		return len(readTable().Rows) >= 1000
+	})
+	if tb := readTable(); slices.ContainsFunc(tb.Columns, func(c string) bool { return strings.HasPrefix(c, "grade") }) {
+		t.Fatalf("the table has a grade column before any record has the field: %v", tb.Columns)
+	}
+	schemaClient(t, rows(1000, 2000, true), "produce", "--bootstrap", b.addr, "--registry", url, "--topic", in, "--format", "avro", "--schema", v2)
+	var tb table
+	waitFor(t, 2*time.Minute, "all 2000 rows in the table", func() bool {
+		if p.exited() {
+			t.Fatalf("sluice exited:\n%s", p.logTail())
+		}
+		tb = readTable()
+		return len(tb.Rows) >= 2000
+	})
+	p.terminate()
+	if !slices.Contains(tb.Columns, "grade string") {
+		t.Fatalf("table columns %v, want a grade string column", tb.Columns)
+	}
+	if len(tb.Rows) != 2000 {
+		t.Fatalf("the table has %d rows, want 2000", len(tb.Rows))
+	}
+	for i, r := range tb.Rows {
+		if int(r["id"].(float64)) != i {
+			t.Fatalf("row %d has id %v: a row is missing or doubled", i, r["id"])
+		}
+		want := any(nil)
+		if i >= 1000 {
+			want = []string{"A", "B", "C"}[i%3]
+		}
+		if r["grade"] != want || r["rent"].(float64) != 500+float64(i)/4 {
+			t.Fatalf("row %d = %v, want grade %v and rent %v", i, r, want, 500+float64(i)/4)
+		}
+	}
+}
