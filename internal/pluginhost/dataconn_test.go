@@ -4,7 +4,9 @@ package pluginhost
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -150,5 +152,36 @@ func TestKill9SinkPipelined(t *testing.T) {
 	}
 	if len(seen) != batches*size {
 		t.Fatalf("%d distinct records in the file, want %d", len(seen), batches*size)
+	}
+}
+
+// Stopping a plugin closes the host's end of its data connection, also when no call used it (gRPC
+// dials it only with the first call).
+func TestDataConnectionClosed(t *testing.T) {
+	h := newHost(t, Options{})
+	p := discoverOne(t, h, pluginDir(t, "seq"))
+	ctx := context.Background()
+	for _, write := range []bool{false, true} {
+		snk, err := h.NewSink(p, "discard", nil, connector.Env{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := snk.Open(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if write {
+			if err := snk.Write(ctx, []connector.Record{{Value: []byte("x")}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		pr := snk.in.current()
+		if err := snk.Close(ctx); err != nil {
+			t.Fatal(err)
+		}
+		// Closed here, the read fails with net.ErrClosed; left open, it would see the dead
+		// plugin's end (EOF).
+		if _, err := pr.raw.Read(make([]byte, 1)); !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("written %v: the host's end of the data connection is still open after Close (read: %v)", write, err)
+		}
 	}
 }

@@ -171,6 +171,9 @@ func (h *Host) Close() {
 		go func() {
 			defer wg.Done()
 			h.stop(r.name, c, r.pid)
+			if r.data != nil {
+				r.data.Close()
+			}
 		}()
 	}
 	wg.Wait()

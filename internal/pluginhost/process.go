@@ -43,6 +43,7 @@ type proc struct {
 	// one; dataCC is its connection, closed when the process is stopped.
 	data   pb.ConnectorClient
 	dataCC *grpc.ClientConn
+	raw    net.Conn // the host's end of the data connection, nil without one
 }
 
 // bulk returns the client for the calls that carry batches (Read, Write): the data
@@ -59,6 +60,7 @@ func (pr *proc) bulk() pb.ConnectorClient {
 type running struct {
 	name string
 	pid  int
+	data net.Conn // the host's end of its data connection, closed with it; nil without one
 }
 
 // killGrace bounds how long stopping a plugin waits for go-plugin's own shutdown (a graceful
@@ -173,7 +175,10 @@ func (h *Host) start(ctx context.Context, p *Plugin, pin string, env []string) (
 			if err != nil {
 				return fail(fmt.Errorf("plugin %s: data connection: %w", p.Name, err))
 			}
-			pr.data, pr.dataCC = pb.NewConnectorClient(cc), cc
+			pr.data, pr.dataCC, pr.raw = pb.NewConnectorClient(cc), cc, dataHost
+			h.mu.Lock()
+			run.data = dataHost
+			h.mu.Unlock()
 		} else {
 			dataHost.Close() // discovery, or a plugin without the feature
 		}
@@ -273,6 +278,7 @@ func (h *Host) kill(pr *proc) {
 	}
 	if pr.dataCC != nil {
 		pr.dataCC.Close()
+		pr.raw.Close() // gRPC dials it only with the first call
 	}
 	h.forget(pr.client)
 	h.stop(pr.plugin.Name, pr.client, pr.pid)
