@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -379,4 +380,100 @@ print(json.dumps({"columns": [f"{f.name} {f.field_type}" for f in t.schema().fie
 			t.Fatalf("row %d = %v, want grade %v and rent %v", i, r, want, 500+float64(i)/4)
 		}
 	}
+}
+
+// A registry nobody answers at is retried, then `sluice run` stops with an error that names it;
+// a schema the registry refuses under the subject's compatibility rule stops `sluice run` at once,
+// with the registry's reason and without retrying.
+func TestSchemaRegistryFaultsIntegration(t *testing.T) {
+	url := testenv.Require(t, "SCHEMA_REGISTRY_URL")
+	b := sharedBroker(t)
+	bin := sluiceBinary(t)
+	run := func(t *testing.T, decode, encode string) (string, error) {
+		t.Helper()
+		in, out := b.topic(t, 1, nil), b.topic(t, 1, nil)
+		dir := t.TempDir()
+		manifest := fmt.Sprintf(`apiVersion: sluice.dev/v1
+kind: Pipeline
+metadata: {name: faults}
+spec:
+  source:
+    type: kafka
+    config: {brokers: [%[1]q], topics: [%[2]s], group: %[2]s-g}
+    decode: %[4]s
+  sinks:
+    - name: out
+      type: kafka
+      config: {brokers: [%[1]q], topic: %[3]s}
+      encode: %[5]s
+`, b.addr, in, out, decode, encode)
+		path := filepath.Join(dir, "faults.yaml")
+		if err := os.WriteFile(path, []byte(manifest), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if o, err := exec.Command(bin, "validate", path).CombinedOutput(); err != nil {
+			t.Fatalf("sluice validate: %v\n%s", err, o)
+		}
+		cmd := exec.Command(bin, "run", "--data-dir", filepath.Join(dir, "data"), "--admin-addr", "", path)
+		done := make(chan struct{})
+		var o []byte
+		var err error
+		go func() { o, err = cmd.CombinedOutput(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(2 * time.Minute):
+			_ = cmd.Process.Kill()
+			<-done
+			t.Fatalf("sluice run did not stop within 2 minutes:\n%s", o)
+		}
+		return string(o), err
+	}
+
+	t.Run("unreachable", func(t *testing.T) {
+		dead := fmt.Sprintf("http://127.0.0.1:%d", freePorts(t, 1)[0])
+		out, err := run(t, fmt.Sprintf("{format: avro, registry: {url: %q, timeout: 2s}}", dead), "{format: json}")
+		if err == nil {
+			t.Fatalf("sluice run succeeded against a registry nobody answers at:\n%s", out)
+		}
+		t.Logf("sluice run:\n%s", out)
+		if !strings.Contains(out, "open failed; retrying") || !strings.Contains(out, dead) || !strings.Contains(out, "connection refused") {
+			t.Fatalf("the output does not show retries and an error naming the registry (%s) and why:\n%s", dead, out)
+		}
+	})
+
+	t.Run("incompatible", func(t *testing.T) {
+		subject := uniqueName(t, "prices") + "-value"
+		put := func(method, path, body string) {
+			req, _ := http.NewRequest(method, url+path, strings.NewReader(body))
+			req.Header.Set("Content-Type", "application/vnd.schemaregistry.v1+json")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			if resp.StatusCode != 200 {
+				var b bytes.Buffer
+				b.ReadFrom(resp.Body)
+				t.Fatalf("%s %s: %d %s", method, path, resp.StatusCode, b.String())
+			}
+		}
+		v1 := `{"type":"record","name":"Price","fields":[{"name":"commodity","type":"string"}]}`
+		body, _ := json.Marshal(map[string]string{"schema": v1})
+		put("POST", "/subjects/"+subject+"/versions", string(body))
+		put("PUT", "/config/"+subject, `{"compatibility":"BACKWARD"}`)
+		// A new field without a default: readers of v2 cannot read v1 records.
+		v2 := `{"type":"record","name":"Price","fields":[{"name":"commodity","type":"string"},{"name":"price","type":"double"}]}`
+		start := time.Now()
+		out, err := run(t, "{format: json}", fmt.Sprintf("{format: avro, registry: {url: %q}, subject: %s, schema: %q, auto_register: true}", url, subject, v2))
+		if err == nil {
+			t.Fatalf("sluice run succeeded with a schema the registry refuses:\n%s", out)
+		}
+		t.Logf("sluice run:\n%s", out)
+		if !strings.Contains(out, subject) || !strings.Contains(strings.ToLower(out), "incompatible") {
+			t.Fatalf("the error does not name the subject and the registry's reason:\n%s", out)
+		}
+		if strings.Contains(out, "open failed; retrying") {
+			t.Fatalf("a refused schema was retried (took %s):\n%s", time.Since(start), out)
+		}
+	})
 }
