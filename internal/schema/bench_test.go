@@ -135,3 +135,22 @@ func BenchmarkEncodeAvro(b *testing.B) {
 	}
 	reportRecords(b)
 }
+
+// BenchmarkDecodeProtobuf decodes wire-format Protobuf Listings to JSON (dynamicpb and protojson).
+func BenchmarkDecodeProtobuf(b *testing.B) {
+	reg := registrytest.New(b)
+	id := reg.Register(b, "listings-value", "PROTOBUF", listingProto)
+	payload := wire(id, append([]byte{0}, listingWire()...))
+	d := newDecoder(b, map[string]any{"format": "protobuf", "registry": map[string]any{"url": reg.URL}})
+	ctx := context.Background()
+	var dst []byte
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		var err error
+		if dst, _, err = d.Decode(ctx, payload, dst[:0]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	reportRecords(b)
+}

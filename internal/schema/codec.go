@@ -3,6 +3,7 @@ package schema
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"strings"
@@ -12,6 +13,8 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
+	"google.golang.org/protobuf/types/descriptorpb"
 	"google.golang.org/protobuf/types/dynamicpb"
 
 	"github.com/sluicehq/sluice/internal/schemamsg"
@@ -69,7 +72,17 @@ func compileProto(text string, refs []namedSchema, popts protobufOptions, eopts 
 		srcs[r.name] = r.text
 	}
 	comp := protocompile.Compiler{
-		Resolver: protocompile.WithStandardImports(&protocompile.SourceResolver{Accessor: protocompile.SourceAccessorFromMap(srcs)}),
+		Resolver: protocompile.WithStandardImports(protocompile.ResolverFunc(func(path string) (protocompile.SearchResult, error) {
+			src, ok := srcs[path]
+			if !ok {
+				return protocompile.SearchResult{}, fmt.Errorf("%s: %w", path, protoregistry.NotFound)
+			}
+			if fdp := serializedProto(src); fdp != nil {
+				fdp.Name = proto.String(path)
+				return protocompile.SearchResult{Proto: fdp}, nil
+			}
+			return protocompile.SearchResult{Source: strings.NewReader(src)}, nil
+		})),
 	}
 	files, err := comp.Compile(context.Background(), protoFile)
 	if err != nil {
@@ -97,6 +110,60 @@ func compileProto(text string, refs []namedSchema, popts protobufOptions, eopts 
 	}
 	c.msgIdx = messageIndexes(c.msg)
 	return c, nil
+}
+
+// serializedProto returns the file descriptor of a schema the registry holds in serialized form
+// (base64 of a FileDescriptorProto, as Confluent's Python and Go serializers register them), or nil
+// for .proto source.
+func serializedProto(text string) *descriptorpb.FileDescriptorProto {
+	b, err := base64.StdEncoding.DecodeString(strings.TrimSpace(text))
+	if err != nil || len(b) == 0 {
+		return nil
+	}
+	fdp := &descriptorpb.FileDescriptorProto{}
+	if err := proto.Unmarshal(b, fdp); err != nil || len(fdp.GetMessageType())+len(fdp.GetEnumType()) == 0 {
+		return nil
+	}
+	// Serializers leave json_name out; the compiler, which always sets it when it parses source,
+	// would take the absent names for clashing custom ones.
+	var fill func(ms []*descriptorpb.DescriptorProto)
+	setJSONNames := func(fs []*descriptorpb.FieldDescriptorProto) {
+		for _, f := range fs {
+			if f.JsonName == nil {
+				f.JsonName = proto.String(jsonName(f.GetName()))
+			}
+		}
+	}
+	fill = func(ms []*descriptorpb.DescriptorProto) {
+		for _, m := range ms {
+			setJSONNames(m.Field)
+			setJSONNames(m.Extension)
+			fill(m.NestedType)
+		}
+	}
+	fill(fdp.MessageType)
+	setJSONNames(fdp.Extension)
+	return fdp
+}
+
+// jsonName is protoc's default JSON name of a field: underscores dropped, the letter after each
+// one upper-cased.
+func jsonName(name string) string {
+	var sb strings.Builder
+	upper := false
+	for _, c := range []byte(name) {
+		switch {
+		case c == '_':
+			upper = true
+		case upper && 'a' <= c && c <= 'z':
+			sb.WriteByte(c - 'a' + 'A')
+			upper = false
+		default:
+			sb.WriteByte(c)
+			upper = false
+		}
+	}
+	return sb.String()
 }
 
 func messageNames(ms protoreflect.MessageDescriptors, out []string) []string {

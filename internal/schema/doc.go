@@ -76,7 +76,9 @@
 // their zero value included (protobuf.emit_unpopulated, default true, so every record has every
 // field), enums as names (protobuf.enums_as_ints for numbers), int64 and uint64 as decimal
 // strings, bytes as base64, well-known types (Timestamp, Duration, wrappers, Struct) in their
-// JSON forms. The message indexes of each value select its message. Encoding reads the same
+// JSON forms. The message indexes of each value select its message. The registry may hold a
+// Protobuf schema as .proto source or in serialized form (the base64 of a FileDescriptorProto, as
+// Confluent's Python serializer registers it); both are read. Encoding reads the same
 // mapping (both field-name styles) into the message named by encode.message (default: the
 // schema's first message); unknown fields are refused unless ignore_unknown_fields.
 //

@@ -1,6 +1,7 @@
 package schema_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"strings"
@@ -199,5 +200,44 @@ func TestProtobufEncode(t *testing.T) {
 				t.Fatalf("err = %v, want a *RecordError containing %q", err, c.want)
 			}
 		})
+	}
+}
+
+// confluentSerializedProto is a schema as Confluent's Python ProtobufSerializer registers it: the
+// base64 of a FileDescriptorProto (package xcheck.rdnb5gz5c1hxf; messages Listing, with the
+// nested AttrsEntry and Seller, and Other; enum Category).
+const confluentSerializedProto = "ChNtZG5iNWd6NWMxaHhmLnByb3RvEhR4Y2hlY2sucmRuYjVnejVjMWh4ZiK2AgoHTGlzdGluZxIKCgJpZBgBIAEoAxILCgNza3UYAiABKAkSDQoFcHJpY2UYAyABKAESDAoEdGFncxgEIAMoCRI3CgVhdHRycxgFIAMoCzIoLnhjaGVjay5yZG5iNWd6NWMxaHhmLkxpc3RpbmcuQXR0cnNFbnRyeRI0CgZzZWxsZXIYBiABKAsyJC54Y2hlY2sucmRuYjVnejVjMWh4Zi5MaXN0aW5nLlNlbGxlchIwCghjYXRlZ29yeRgHIAEoDjIeLnhjaGVjay5yZG5iNWd6NWMxaHhmLkNhdGVnb3J5GiwKCkF0dHJzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgDOgI4ARomCgZTZWxsZXISDAoEbmFtZRgBIAEoCRIOCgZyYXRpbmcYAiABKAIiEgoFT3RoZXISCQoBeBgBIAEoCSoiCghDYXRlZ29yeRILCgdVTktOT1dOEAASCQoFR0FNRVMQAWIGcHJvdG8z"
+
+func TestProtobufSerializedSchema(t *testing.T) {
+	reg := registrytest.New(t)
+	id := reg.Register(t, "xcheck-value", "PROTOBUF", confluentSerializedProto)
+	d := newDecoder(t, map[string]any{"format": "protobuf", "registry": registryCfg(reg)})
+	ctx := context.Background()
+	for _, c := range []struct {
+		name    string
+		payload []byte // written by Confluent's Python serializer
+		want    string
+	}{
+		{"Listing", []byte{0x00, 0x08, 0x07, 0x12, 0x01, 0x73, 0x19, 0, 0, 0, 0, 0, 0, 0xf8, 0x3f, 0x22, 0x01, 0x61, 0x2a, 0x05, 0x0a, 0x01, 0x6b, 0x10, 0x02,
+			0x32, 0x0b, 0x0a, 0x04, 0x61, 0x63, 0x6d, 0x65, 0x15, 0x00, 0x00, 0x90, 0x40, 0x38, 0x01},
+			`{"id":"7","sku":"s","price":1.5,"tags":["a"],"attrs":{"k":"2"},"seller":{"name":"acme","rating":4.5},"category":"GAMES"}`},
+		{"Listing.Seller", []byte{0x04, 0x00, 0x02, 0x0a, 0x01, 0x6e, 0x15, 0x00, 0x00, 0x00, 0x40}, `{"name":"n","rating":2}`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			out, _, err := d.Decode(ctx, wire(id, c.payload), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sameJSON(t, out, c.want)
+		})
+	}
+	enc := newEncoder(t, map[string]any{"format": "protobuf", "registry": registryCfg(reg), "subject": "xcheck-value",
+		"message": "xcheck.rdnb5gz5c1hxf.Listing.Seller"})
+	out, _, err := enc.Encode(ctx, []byte(`{"name":"n","rating":2}`), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := wire(id, []byte{0x04, 0x00, 0x02, 0x0a, 0x01, 0x6e, 0x15, 0x00, 0x00, 0x00, 0x40}); !bytes.Equal(out, want) {
+		t.Fatalf("encoded % x, Confluent's serializer writes % x", out, want)
 	}
 }
