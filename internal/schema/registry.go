@@ -123,6 +123,11 @@ func classify(op string, err error) error {
 		if errors.Is(err, context.Canceled) {
 			return err
 		}
+		var cv *tls.CertificateVerificationError
+		if errors.As(err, &cv) {
+			return fmt.Errorf("schema registry: %s: %w (set registry.tls.ca_file to the CA that signs the registry's certificate): %w",
+				op, err, connector.ErrPermanent)
+		}
 		return &unavailableError{op: op, err: err}
 	}
 	if re.URL != "" {

@@ -121,7 +121,7 @@ func TestRegistryTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := untrusted.Open(ctx); err == nil || !strings.Contains(err.Error(), "certificate") {
+	if err := untrusted.Open(ctx); !errors.Is(err, connector.ErrPermanent) || !strings.Contains(err.Error(), "registry.tls.ca_file") {
 		t.Fatalf("Open without the CA: %v, want a certificate error", err)
 	}
 }
