@@ -1,0 +1,34 @@
+package main_test
+
+import (
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestExampleManifestsValidate checks that the example pipelines stay valid as the manifest
+// format and the components evolve (the plugin example needs its plugin built; its own test runs
+// it).
+func TestExampleManifestsValidate(t *testing.T) {
+	bin := buildSluice(t)
+	files, err := filepath.Glob("../../examples/*/*.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ran := 0
+	for _, f := range files {
+		if strings.Contains(f, "plugin-") {
+			continue
+		}
+		ran++
+		cmd := exec.Command(bin, "validate", f)
+		cmd.Env = append(cmd.Environ(), "KAFKA=127.0.0.1:9092", "REGISTRY=http://127.0.0.1:8081")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("sluice validate %s: %v\n%s", f, err, out)
+		}
+	}
+	if ran < 3 {
+		t.Fatalf("only %d example manifests found", ran)
+	}
+}
