@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -389,5 +390,41 @@ func TestEncodeIncompatibleSchemaStops(t *testing.T) {
 	}
 	if n := reg.Hits("POST /subjects/prices-clean-value/versions"); n != 1 {
 		t.Fatalf("the schema was registered %d times, want once (no retry of a refusal); took %v", n, time.Since(start))
+	}
+}
+
+// decode: and encode: work on any connector: a file source decoding plain JSON (format json: a
+// line that is not JSON is a dead letter) into a file sink encoding with a JSON Schema from the
+// registry (a value the schema refuses is a dead letter naming what is wrong).
+func TestCodecsOnFiles(t *testing.T) {
+	reg := registrytest.New(t)
+	reg.Register(t, "prices-json-value", "JSON", `{"type":"object","properties":{"price":{"type":"number","exclusiveMinimum":0}},"required":["price"]}`)
+	dir := t.TempDir()
+	in, out := filepath.Join(dir, "in.jsonl"), filepath.Join(dir, "out.bin")
+	if err := os.WriteFile(in, []byte("{\"price\":1}\nnot json\n{\"price\":-2}\n{\"price\":3}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dlq := &memSink{}
+	p := spec("files", pipeline.Component{Type: "file", Config: connector.Config{"path": in}, Decode: connector.Config{"format": "json"}},
+		sink("out", pipeline.Component{Type: "file", Config: connector.Config{"path": out},
+			Encode: connector.Config{"format": "json_schema", "registry": map[string]any{"url": reg.URL}, "subject": "prices-json-value"}}))
+	d := newMemSink(t, dlq)
+	p.DeadLetter = &d
+	if err := runPipeline(t, context.Background(), p, openStore(t, filepath.Join(dir, "data")), nil); err != nil {
+		t.Fatal(err)
+	}
+	lines := readLines(t, out)
+	if len(lines) != 2 {
+		t.Fatalf("out has %q, want the two valid prices", lines)
+	}
+	for i, want := range []string{`{"price":1}`, `{"price":3}`} {
+		if l := lines[i]; len(l) < 5 || l[0] != 0 || l[5:] != want {
+			t.Fatalf("line %d = %q, want the wire header and %s", i, l, want)
+		}
+	}
+	ls := letters(t, dlq)
+	if len(ls) != 2 || ls[0].Kind != "decode_failed" || ls[1].Kind != "encode_failed" || ls[1].Stage != "out" ||
+		!strings.Contains(ls[1].Reason, "prices-json-value") || !strings.Contains(ls[1].Reason, "/price") {
+		t.Fatalf("dead letters: %+v", ls)
 	}
 }
