@@ -50,7 +50,7 @@ func (s *sliceSource) Read(ctx context.Context) ([]connector.Record, error) {
 	return out, nil
 }
 func (s *sliceSource) Ack(context.Context, []connector.Position) error { return nil }
-func (s *sliceSource) Close(context.Context) error                   { return nil }
+func (s *sliceSource) Close(context.Context) error                     { return nil }
 
 // recSink keeps whole records (value and headers).
 type recSink struct {
