@@ -1,6 +1,7 @@
 package aggregate
 
 import (
+	"bytes"
 	"cmp"
 	"container/heap"
 	"context"
@@ -9,8 +10,10 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -72,6 +75,7 @@ type slot struct {
 	lastTs     int64  // the largest event time folded
 	dirty      uint64 // the batch that last changed it; <= committed when durable
 	early      bool   // changed since the last early update
+	key        string // its slotID's key, the one string of it the operator keeps
 }
 
 // change is a slot's value after a batch (the store's record of it), or its deletion.
@@ -89,10 +93,19 @@ type pkey struct {
 }
 
 type delta struct {
-	batch   uint64
-	marks   map[string]mark // each changed partition's watermark after the batch
-	changes map[pkey]*change
+	batch uint64
+	marks map[string]mark // each changed partition's watermark after the batch
+	// changes in the order the batch made them: a slot's later entry supersedes its earlier ones.
+	changes []changed
 }
+
+type changed struct {
+	k  pkey
+	ch change
+}
+
+// put records a slot's change.
+func (d *delta) put(k pkey, ch change) { d.changes = append(d.changes, changed{k, ch}) }
 
 // mark is a partition's event-time progress.
 type mark struct{ wm, maxTs int64 }
@@ -209,12 +222,15 @@ type frame struct {
 	recs  []abi.AggRecord
 	slots []abi.Slot
 	ids   []pkey
+	ptrs  []*slot // the slots of ids: none leaves its partition while the frame holds it
+	given []bool  // step's scratch
 	index map[pkey]int
 	seqs  []int // the inputs in the frame, in order
 }
 
 func (f *frame) reset() {
-	f.recs, f.slots, f.ids, f.seqs = f.recs[:0], f.slots[:0], f.ids[:0], f.seqs[:0]
+	clear(f.ptrs)
+	f.recs, f.slots, f.ids, f.ptrs, f.seqs = f.recs[:0], f.slots[:0], f.ids[:0], f.ptrs[:0], f.seqs[:0]
 	clear(f.index)
 }
 
@@ -226,7 +242,7 @@ type gathered struct {
 
 // newDelta starts the changes of a batch expected to change about n slots.
 func newDelta(batch uint64, n int) *delta {
-	return &delta{batch: batch, marks: map[string]mark{}, changes: make(map[pkey]*change, n)}
+	return &delta{batch: batch, marks: map[string]mark{}, changes: make([]changed, 0, n)}
 }
 
 // Process folds a batch into the state and emits the windows the batch's event times closed.
@@ -234,7 +250,7 @@ func newDelta(batch uint64, n int) *delta {
 func (o *Operator) Process(ctx context.Context, batch uint64, recs []connector.Record) (Result, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	d := newDelta(batch, min(len(recs), o.lastChanges+16))
+	d := newDelta(batch, min(2*len(recs), o.lastChanges+16))
 	var res Result
 	res.Actions = make([]transform.Action, len(recs))
 	var g gathered
@@ -266,11 +282,14 @@ func (o *Operator) Process(ctx context.Context, batch uint64, recs []connector.R
 				return Result{}, err
 			}
 		}
-		key, keyNull, err := o.key(rec)
+		kb, keyNull, err := o.key(rec)
 		if err != nil {
 			o.reject(&res, &g, i, err)
 			continue
 		}
+		// key aliases the key's bytes until the next record: slots are looked up with it, and a
+		// slot made keeps a copy (addRecord).
+		key := unsafe.String(unsafe.SliceData(kb), len(kb))
 		t := procTime
 		if o.eventTime() {
 			if t, err = timeOf(rec.Value, o.cfg.Time); err != nil {
@@ -292,7 +311,7 @@ func (o *Operator) Process(ctx context.Context, batch uint64, recs []connector.R
 			}
 			folded = true
 		case Session:
-			ok, err := o.addSession(ctx, f, d, p, &res, &g, recs, key, keyNull, i, t)
+			ok, err := o.addSession(ctx, f, d, p, &res, &g, recs, strings.Clone(key), keyNull, i, t)
 			if err != nil {
 				return Result{}, err
 			}
@@ -397,25 +416,29 @@ func (o *Operator) HasTimers() (time.Duration, bool) {
 	return every, every > 0
 }
 
-func (o *Operator) key(rec *connector.Record) (string, bool, error) {
+// key returns a record's key, in bytes valid until the next call.
+func (o *Operator) key(rec *connector.Record) ([]byte, bool, error) {
 	switch {
 	case o.cfg.WholeValue:
-		return string(shortKey(rec.Value)), false, nil
+		return shortKey(rec.Value), false, nil
 	case o.cfg.Key == nil:
-		return string(shortKey(rec.Key)), rec.Key == nil, nil
+		return shortKey(rec.Key), rec.Key == nil, nil
 	}
 	k, err := keyOf(o.keyBuf[:0], rec.Value, o.cfg.Key)
 	if k != nil {
 		o.keyBuf = k[:0]
 	}
 	if errors.Is(err, errMissing) {
-		return "", false, fmt.Errorf("key %s is missing", o.cfg.Key.String())
+		return nil, false, fmt.Errorf("key %s is missing", o.cfg.Key.String())
 	}
 	if err != nil {
-		return "", false, fmt.Errorf("key %s: %v", o.cfg.Key.String(), err)
+		return nil, false, fmt.Errorf("key %s: %v", o.cfg.Key.String(), err)
 	}
-	return string(k), false, nil
+	return k, false, nil
 }
+
+// keyBytes is a slot key's bytes for a frame, which only reads them.
+func keyBytes(k string) []byte { return unsafe.Slice(unsafe.StringData(k), len(k)) }
 
 func (o *Operator) reject(res *Result, g *gathered, i int, err error) {
 	res.Actions[i] = transform.Reject
@@ -483,14 +506,19 @@ func (o *Operator) get(p *part, id slotID) (*slot, error) {
 	return s, nil
 }
 
-// addRecord adds input i to the frame, in slot id of p (created when new).
+// addRecord adds input i to the frame, in slot id of p (created when new). id.key may alias
+// bytes that change after the call: the slot keeps its own copy.
 func (o *Operator) addRecord(f *frame, d *delta, p *part, id slotID, start, end int64, keyNull bool, i int, t int64, rec *connector.Record, flush func() error) error {
 	s, err := o.get(p, id)
 	if err != nil {
 		return err
 	}
+	if s != nil {
+		id.key = s.key
+	}
 	if s == nil {
-		s = &slot{start: start, end: end, keyNull: keyNull, lastTs: t}
+		id.key = strings.Clone(id.key)
+		s = &slot{start: start, end: end, keyNull: keyNull, lastTs: t, key: id.key}
 		p.slots[id] = s
 		if end != math.MaxInt64 {
 			heap.Push(&p.ends, endEntry{end: end, id: id})
@@ -504,7 +532,7 @@ func (o *Operator) addRecord(f *frame, d *delta, p *part, id slotID, start, end 
 			}
 		}
 		if s = p.slots[id]; s == nil { // the step removed it: it never had state
-			s = &slot{start: start, end: end, keyNull: keyNull, lastTs: t}
+			s = &slot{start: start, end: end, keyNull: keyNull, lastTs: t, key: id.key}
 			p.slots[id] = s
 		}
 		o.mem -= int64(len(s.state))
@@ -517,8 +545,9 @@ func (o *Operator) addRecord(f *frame, d *delta, p *part, id slotID, start, end 
 	if !ok {
 		idx = len(f.slots)
 		f.index[k] = idx
-		f.slots = append(f.slots, abi.Slot{Start: s.start, End: s.end, Key: []byte(id.key), KeyNull: s.keyNull, State: s.state})
+		f.slots = append(f.slots, abi.Slot{Start: s.start, End: s.end, Key: keyBytes(id.key), KeyNull: s.keyNull, State: s.state})
 		f.ids = append(f.ids, k)
+		f.ptrs = append(f.ptrs, s)
 	}
 	if len(f.seqs) == 0 || f.seqs[len(f.seqs)-1] != i {
 		f.seqs = append(f.seqs, i)
@@ -536,8 +565,8 @@ func (o *Operator) expired(p *part, s *slot, t int64) bool {
 	return t-s.lastTs > ttl || (p.wm != math.MinInt64 && s.lastTs < satSub(p.wm, ttl))
 }
 
-func (o *Operator) changeOf(s *slot) *change {
-	return &change{start: s.start, end: s.end, lastTs: s.lastTs, keyNull: s.keyNull, state: s.state}
+func changeOf(s *slot) change {
+	return change{start: s.start, end: s.end, lastTs: s.lastTs, keyNull: s.keyNull, state: s.state}
 }
 
 // addSession folds input i into the session of key around t, merging the sessions it joins. It
@@ -611,7 +640,7 @@ func (o *Operator) mergeSessions(ctx context.Context, d *delta, p *part, join []
 		o.remove(p, id, d)
 	}
 	into.dirty = d.batch
-	d.changes[pkey{p.name, join[0]}] = o.changeOf(into)
+	d.put(pkey{p.name, join[0]}, changeOf(into))
 	return nil
 }
 
@@ -648,7 +677,7 @@ func (o *Operator) remove(p *part, id slotID, d *delta) {
 			p.sessions[id.key] = ss
 		}
 	}
-	d.changes[pkey{p.name, id}] = &change{del: true}
+	d.put(pkey{p.name, id}, change{del: true})
 }
 
 // step calls the guest on the frame and applies its outcome.
@@ -665,25 +694,22 @@ func (o *Operator) step(ctx context.Context, f *frame, d *delta, recs []connecto
 	}
 	g.emitted = append(g.emitted, sr.Emitted...)
 	g.rejected = append(g.rejected, sr.Rejected...)
-	given := make([]bool, len(f.ids))
+	given := f.given[:0]
+	given = append(given, make([]bool, len(f.ids))...)
+	f.given = given
 	for _, c := range sr.States {
-		k := f.ids[c.Slot]
 		given[c.Slot] = true
-		o.setState(o.parts[k.part].slots[k.id], c)
+		o.setState(f.ptrs[c.Slot], c)
 	}
 	// Each slot of the frame changed (its state, or its last event time); a new slot the guest
 	// gave no state is not created (ABI.md 13.3).
 	for n, k := range f.ids {
-		p := o.parts[k.part]
-		s := p.slots[k.id]
-		if s == nil {
-			continue
-		}
+		s := f.ptrs[n]
 		if s.state == nil && f.slots[n].State == nil && !s.onDisk && !given[n] {
-			o.remove(p, k.id, d)
+			o.remove(o.parts[k.part], k.id, d)
 			continue
 		}
-		d.changes[k] = o.changeOf(s)
+		d.put(k, changeOf(s))
 	}
 	f.reset()
 	return nil
@@ -710,7 +736,7 @@ func (o *Operator) closeWindows(ctx context.Context, steps []closeStep, d *delta
 			}
 			taken[e.id] = true
 			ids = append(ids, e.id)
-			slots = append(slots, abi.Slot{Start: s.start, End: s.end, Key: []byte(e.id.key), KeyNull: s.keyNull, State: s.state, Final: true})
+			slots = append(slots, abi.Slot{Start: s.start, End: s.end, Key: keyBytes(e.id.key), KeyNull: s.keyNull, State: s.state, Final: true})
 		}
 		if len(slots) == 0 {
 			continue
@@ -752,13 +778,13 @@ func (o *Operator) emit(ctx context.Context, p *part, slots []abi.Slot, ids []sl
 		if s := p.slots[id]; s != nil {
 			o.setState(s, c)
 			s.dirty = d.batch
-			d.changes[pkey{p.name, id}] = o.changeOf(s)
+			d.put(pkey{p.name, id}, changeOf(s))
 		}
 	}
 	for _, fl := range er.Failed {
 		sl := keep[fl.Slot]
 		desc, _ := json.Marshal(map[string]any{"key": string(sl.Key), "window_start": sl.Start, "window_end": sl.End, "state_bytes": len(sl.State)})
-		res.Letters = append(res.Letters, Letter{Input: -1, At: at, Record: connector.Record{Key: sl.Key, Value: desc, Time: time.UnixMilli(min(sl.End, math.MaxInt64/2)).UTC()},
+		res.Letters = append(res.Letters, Letter{Input: -1, At: at, Record: connector.Record{Key: bytes.Clone(sl.Key), Value: desc, Time: time.UnixMilli(min(sl.End, math.MaxInt64/2)).UTC()},
 			Code: fl.Code, Reason: "aggregate: emitting the slot failed: " + fl.Reason})
 	}
 	return nil
@@ -782,7 +808,7 @@ func (o *Operator) earlyUpdates(ctx context.Context, now time.Time, d *delta, re
 		for k, id := range ids {
 			s := p.slots[id]
 			s.early = false
-			slots[k] = abi.Slot{Start: s.start, End: s.end, Key: []byte(id.key), KeyNull: s.keyNull, State: s.state}
+			slots[k] = abi.Slot{Start: s.start, End: s.end, Key: keyBytes(id.key), KeyNull: s.keyNull, State: s.state}
 		}
 		if err := o.emit(ctx, p, slots, ids, -1, d, res); err != nil {
 			return err

@@ -165,6 +165,7 @@ func (o *Operator) restorePart(ctx context.Context, p *part, first int64, d *del
 		}
 		p.slots[id] = s
 		o.mem += int64(len(s.state))
+		s.key = id.key
 		o.written[pkey{p.name, id}] = []version{{ver: b.ver}}
 		if s.end != math.MaxInt64 {
 			p.ends = append(p.ends, endEntry{end: s.end, id: id})
@@ -189,7 +190,8 @@ func (c *Commit) logEntries(positions []connector.Position) []connector.StateEnt
 	var keys []pkey
 	marks := map[string]mark{}
 	for _, d := range c.deltas {
-		for k, ch := range d.changes {
+		for n := range d.changes {
+			k, ch := d.changes[n].k, &d.changes[n].ch
 			if _, ok := changes[k]; !ok {
 				keys = append(keys, k)
 			}

@@ -1,15 +1,15 @@
 package aggregate
 
 import (
-	"bytes"
+	"cmp"
 	"container/heap"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
 	"math"
 	"slices"
+	"strings"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -59,9 +59,15 @@ func idOf(k []byte) slotID {
 }
 
 // Slot record: version 1, flags (bit 0: key null), start, end, last event time (int64 LE), state.
-func encodeChange(c *change) []byte {
-	v := make([]byte, 2+24+len(c.state))
+func encodeChange(c *change) []byte { return appendChange(nil, c) }
+
+// appendChange appends c's slot record to dst.
+func appendChange(dst []byte, c *change) []byte {
+	n := len(dst)
+	dst = slices.Grow(dst, 2+24+len(c.state))[:n+2+24+len(c.state)]
+	v := dst[n:]
 	v[0] = 1
+	v[1] = 0
 	if c.keyNull {
 		v[1] = 1
 	}
@@ -69,7 +75,7 @@ func encodeChange(c *change) []byte {
 	binary.LittleEndian.PutUint64(v[10:], uint64(c.end))
 	binary.LittleEndian.PutUint64(v[18:], uint64(c.lastTs))
 	copy(v[26:], c.state)
-	return v
+	return dst
 }
 
 func decodeSlot(v []byte) (*slot, error) {
@@ -166,6 +172,7 @@ func (o *Operator) Restore() error {
 				o.spilled++
 			}
 			o.mem += int64(len(s.state))
+			s.key = id.key
 			p.slots[id] = s
 			if s.end != math.MaxInt64 {
 				p.ends = append(p.ends, endEntry{end: s.end, id: id})
@@ -227,14 +234,28 @@ func (c *Commit) Write(tx *bolt.Tx) error {
 			m = mark{old.Watermark, old.MaxTime}
 		}
 	}
-	for _, w := range c.writes() {
+	// The values stay in one buffer until the transaction ends (bbolt keeps them, not copies).
+	ws := c.writes()
+	size := 0
+	for _, w := range ws {
+		if !w.ch.del {
+			size += 26 + len(w.ch.state)
+		}
+	}
+	vals := make([]byte, 0, size)
+	var key []byte
+	for _, w := range ws {
+		key = binary.BigEndian.AppendUint64(key[:0], uint64(w.id.start)^(1<<63))
+		key = append(key, w.id.key...)
 		if w.ch.del {
-			if err := sb.Delete(w.key); err != nil {
+			if err := sb.Delete(key); err != nil {
 				return err
 			}
 			continue
 		}
-		if err := sb.Put(w.key, encodeChange(w.ch)); err != nil {
+		n := len(vals)
+		vals = appendChange(vals, w.ch)
+		if err := sb.Put(key, vals[n:len(vals):len(vals)]); err != nil {
 			return err
 		}
 	}
@@ -248,9 +269,10 @@ func (c *Commit) Write(tx *bolt.Tx) error {
 	return b.Put(metaKey, raw)
 }
 
-// slotWrite is the last change of one slot in a commit, under its store key.
+// slotWrite is the last change of one slot in a commit.
 type slotWrite struct {
-	key []byte
+	id  slotID
+	seq int // its place among the commit's changes
 	ch  *change
 }
 
@@ -259,20 +281,32 @@ type slotWrite struct {
 // random order, or Deletes of slots created by the same commit, move a node's whole entry list
 // each time: with tens of thousands of slots that made a commit quadratic. In key order new slots
 // are appended, and a slot created and deleted within the commit is written once, as a Delete.
+//
+// The batches' changes are sorted by store key (window start, then key: slotKey's order) and
+// their order, and the last of each slot is kept.
 func (c *Commit) writes() []slotWrite {
-	last := c.deltas[len(c.deltas)-1].changes
-	if len(c.deltas) > 1 {
-		last = make(map[pkey]*change, len(last))
-		for _, d := range c.deltas {
-			maps.Copy(last, d.changes)
+	n := 0
+	for _, d := range c.deltas {
+		n += len(d.changes)
+	}
+	ws := make([]slotWrite, 0, n)
+	for _, d := range c.deltas {
+		for k := range d.changes {
+			e := &d.changes[k]
+			ws = append(ws, slotWrite{id: e.k.id, seq: len(ws), ch: &e.ch})
 		}
 	}
-	ws := make([]slotWrite, 0, len(last))
-	for k, ch := range last {
-		ws = append(ws, slotWrite{key: slotKey(k.id), ch: ch})
+	slices.SortFunc(ws, func(a, b slotWrite) int {
+		return cmp.Or(cmp.Compare(a.id.start, b.id.start), strings.Compare(a.id.key, b.id.key), cmp.Compare(a.seq, b.seq))
+	})
+	out := ws[:0]
+	for k := range ws {
+		if k+1 < len(ws) && ws[k+1].id == ws[k].id {
+			continue // superseded
+		}
+		out = append(out, ws[k])
 	}
-	slices.SortFunc(ws, func(a, b slotWrite) int { return bytes.Compare(a.key, b.key) })
-	return ws
+	return out
 }
 
 // Done records that the commit is durable: its slots may leave memory.

@@ -72,6 +72,7 @@ type stepRun struct {
 	deleted   []bool
 	changed   []bool
 	copies    []stepCopy
+	local     []int32 // call's scratch: each slot's number in the call's frame, or -1
 	succeeded int
 	alone     int // records that failed alone
 }
@@ -161,23 +162,32 @@ func (r *stepRun) bisect(ctx context.Context, lo, hi int, f *failure) error {
 // keeps their outcomes and the slots' new states.
 func (r *stepRun) call(ctx context.Context, lo, hi int) (*failure, error) {
 	s := r.s
-	local := map[uint32]uint32{}
+	if r.local == nil {
+		r.local = make([]int32, len(r.slots))
+		for i := range r.local {
+			r.local[i] = -1
+		}
+	}
+	local := r.local
 	var slots []abi.Slot
 	var global []int
 	recs := make([]abi.AggRecord, hi-lo)
 	for i := lo; i < hi; i++ {
 		rec := r.recs[i]
-		ls, ok := local[rec.Slot]
-		if !ok {
-			ls = uint32(len(slots))
+		ls := local[rec.Slot]
+		if ls < 0 {
+			ls = int32(len(slots))
 			local[rec.Slot] = ls
 			sl := r.slots[rec.Slot]
 			sl.State, sl.Other, sl.Final = r.cur[rec.Slot], nil, false
 			slots = append(slots, sl)
 			global = append(global, int(rec.Slot))
 		}
-		rec.Slot = ls
+		rec.Slot = uint32(ls)
 		recs[i-lo] = rec
+	}
+	for _, g := range global {
+		local[g] = -1
 	}
 	ports := s.m.meta.Ports
 	maxCopy := int(min(s.limit, abi.MaxResultBytes))
