@@ -177,3 +177,27 @@ build_probe() {
 	(cd "$SVC_ROOT" && go build -o "$SVC_PROBE" ./internal/testenv/cmd/svcprobe) >"$SVC_DIR/bin/build.log" 2>&1 ||
 		fail svcprobe "$SVC_DIR/bin/build.log" "building the probe failed"
 }
+
+# venv_install NAME VENV REQUIREMENTS: (re)creates the virtual environment VENV with the packages of
+# REQUIREMENTS unless it already holds exactly them (a stamp of the file's hash), logging to the
+# venv's directory. Downloads go through the pip cache under $SVC_CACHE.
+venv_install() {
+	local name=$1 venv=$2 req=$3 dir sum py
+	dir=$(dirname "$venv")
+	sum=$(sha256sum "$req" | cut -d' ' -f1)
+	if [ -x "$venv/bin/python" ] && [ "$(cat "$venv/.stamp" 2>/dev/null)" = "$sum" ]; then
+		return 0
+	fi
+	py=${PYTHON:-python3}
+	command -v "$py" >/dev/null || apt_install python3 python3-venv
+	rm -rf "$venv"
+	mkdir -p "$dir"
+	if ! "$py" -m venv "$venv" >"$dir/venv.log" 2>&1; then
+		apt_install python3-venv
+		"$py" -m venv "$venv" >"$dir/venv.log" 2>&1 || fail "$name" "$dir/venv.log" "python3 -m venv failed"
+	fi
+	log "installing $name into $venv"
+	PIP_CACHE_DIR=$SVC_CACHE/pip "$venv/bin/pip" install -q --disable-pip-version-check -r "$req" \
+		>"$dir/pip.log" 2>&1 || fail "$name" "$dir/pip.log" "pip install failed"
+	echo "$sum" >"$venv/.stamp"
+}

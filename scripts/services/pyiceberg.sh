@@ -5,25 +5,7 @@ PYI_DIR=$SVC_DIR/pyiceberg
 PYI_VENV=$PYI_DIR/venv
 PYI_REQ=$SVC_ROOT/infra/pyiceberg/requirements.txt
 
-pyiceberg_install() {
-	local sum py
-	sum=$(sha256sum "$PYI_REQ" | cut -d' ' -f1)
-	if [ -x "$PYI_VENV/bin/python" ] && [ "$(cat "$PYI_VENV/.stamp" 2>/dev/null)" = "$sum" ]; then
-		return 0
-	fi
-	py=${PYTHON:-python3}
-	command -v "$py" >/dev/null || apt_install python3 python3-venv
-	rm -rf "$PYI_VENV"
-	mkdir -p "$PYI_DIR"
-	if ! "$py" -m venv "$PYI_VENV" >"$PYI_DIR/venv.log" 2>&1; then
-		apt_install python3-venv
-		"$py" -m venv "$PYI_VENV" >"$PYI_DIR/venv.log" 2>&1 || fail pyiceberg "$PYI_DIR/venv.log" "python3 -m venv failed"
-	fi
-	log "installing pyiceberg into $PYI_VENV"
-	PIP_CACHE_DIR=$SVC_CACHE/pip "$PYI_VENV/bin/pip" install -q --disable-pip-version-check -r "$PYI_REQ" \
-		>"$PYI_DIR/pip.log" 2>&1 || fail pyiceberg "$PYI_DIR/pip.log" "pip install failed"
-	echo "$sum" >"$PYI_VENV/.stamp"
-}
+pyiceberg_install() { venv_install pyiceberg "$PYI_VENV" "$PYI_REQ"; }
 
 pyiceberg_probe() { "$PYI_VENV/bin/python" "$SVC_ROOT/infra/pyiceberg/probe.py"; }
 
