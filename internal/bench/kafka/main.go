@@ -39,6 +39,7 @@ import (
 	"github.com/sluicehq/sluice/connectors/all"
 	"github.com/sluicehq/sluice/connectors/kafka"
 	"github.com/sluicehq/sluice/internal/bench/child"
+	"github.com/sluicehq/sluice/internal/bench/latency"
 	"github.com/sluicehq/sluice/internal/bench/peak"
 	"github.com/sluicehq/sluice/internal/bench/plaincheck"
 	"github.com/sluicehq/sluice/internal/gctune"
@@ -343,7 +344,7 @@ func runChild(name string) (result, error) {
 		if impl == "direct" {
 			var lat []time.Duration
 			err := r.directConsume(topic, n, &lat, nil)
-			r.P50, r.P99 = percentiles(lat)
+			r.P50, r.P99 = latency.Percentiles(lat)
 			return r, err
 		}
 		src := kafkaSource(topic)
@@ -529,17 +530,10 @@ func (r *result) sluice(dir string, source pipeline.Component, transforms []pipe
 		return fmt.Errorf("stopped with %d of %d records", lat.records, want)
 	}
 	slices.Sort(lat.lat)
-	r.P50, r.P99 = percentiles(lat.lat)
+	r.P50, r.P99 = latency.Percentiles(lat.lat)
 	return nil
 }
 
-func percentiles(lat []time.Duration) (time.Duration, time.Duration) {
-	if len(lat) == 0 {
-		return 0, 0
-	}
-	slices.Sort(lat)
-	return lat[len(lat)/2], lat[len(lat)*99/100]
-}
 
 // stampSource sets each record's time to when the source returned it, so the latency sink
 // measures the pipeline, not the age of the filled topic.

@@ -27,6 +27,7 @@ import (
 	"github.com/sluicehq/sluice/connectors/generate"
 	"github.com/sluicehq/sluice/connectors/redis"
 	"github.com/sluicehq/sluice/internal/bench/child"
+	"github.com/sluicehq/sluice/internal/bench/latency"
 	"github.com/sluicehq/sluice/internal/bench/peak"
 	"github.com/sluicehq/sluice/internal/checkpoint"
 	"github.com/sluicehq/sluice/internal/engine"
@@ -341,7 +342,7 @@ func (r *result) direct(mode, addr string, records int64) error {
 		r.Records += int64(len(recs))
 	}
 	r.Elapsed = time.Since(start)
-	r.P50, r.P99 = percentiles(lat)
+	r.P50, r.P99 = latency.Percentiles(lat)
 	return readErr
 }
 
@@ -390,7 +391,7 @@ func (r *result) sink(mode, addr string, records int64) error {
 		r.Records += int64(len(recs))
 	}
 	r.Elapsed = time.Since(start)
-	r.P50, r.P99 = percentiles(lat)
+	r.P50, r.P99 = latency.Percentiles(lat)
 	return nil
 }
 
@@ -447,7 +448,7 @@ func (r *result) sluice(mode, addr string, records int64) error {
 	}
 	r.Elapsed = time.Since(start)
 	r.Records, r.Bytes = lat.records, lat.bytes
-	r.P50, r.P99 = percentiles(lat.lat)
+	r.P50, r.P99 = latency.Percentiles(lat.lat)
 	return nil
 }
 
@@ -505,10 +506,3 @@ func (s *txLatencySink) WriteTx(ctx context.Context, recs []connector.Record, po
 	return nil
 }
 
-func percentiles(lat []time.Duration) (time.Duration, time.Duration) {
-	if len(lat) == 0 {
-		return 0, 0
-	}
-	slices.Sort(lat)
-	return lat[len(lat)/2], lat[len(lat)*99/100]
-}

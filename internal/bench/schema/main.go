@@ -24,6 +24,7 @@ import (
 
 	"github.com/sluicehq/sluice/connectors/all"
 	"github.com/sluicehq/sluice/internal/bench/child"
+	"github.com/sluicehq/sluice/internal/bench/latency"
 	"github.com/sluicehq/sluice/internal/bench/peak"
 	"github.com/sluicehq/sluice/internal/checkpoint"
 	"github.com/sluicehq/sluice/internal/engine"
@@ -190,7 +191,7 @@ func runChild(impl string, n int64) (result, error) {
 			values = asJSON(ps)
 		}
 		src := &memorySource{values: values, left: n}
-		snk := &latencySink{}
+		snk := &latency.Sink{}
 		p := &pipeline.Pipeline{Name: "bench", Source: object(src),
 			Sinks: []pipeline.Sink{{Name: "out", Component: object(snk)}}}
 		if impl == "sluice" {
@@ -210,8 +211,8 @@ func runChild(impl string, n int64) (result, error) {
 			return r, err
 		}
 		r.Elapsed = time.Since(start)
-		r.Records, r.Bytes = snk.records, snk.bytes
-		r.P50, r.P99 = snk.percentiles()
+		r.Records, r.Bytes = snk.Counts()
+		r.P50, r.P99 = snk.Percentiles()
 		if r.Records != n {
 			return r, fmt.Errorf("the sink got %d records of %d", r.Records, n)
 		}
@@ -288,37 +289,6 @@ func (s *memorySource) Read(context.Context) ([]connector.Record, error) {
 	return recs, nil
 }
 
-// latencySink drops what it gets, counting records and JSON bytes and noting each batch's
-// latency from its read.
-type latencySink struct {
-	mu             sync.Mutex
-	lat            []time.Duration
-	records, bytes int64
-}
-
-func (s *latencySink) Open(context.Context) error  { return nil }
-func (s *latencySink) Close(context.Context) error { return nil }
-func (s *latencySink) Write(_ context.Context, recs []connector.Record) error {
-	now := time.Now()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.lat = append(s.lat, now.Sub(recs[0].Time))
-	s.records += int64(len(recs))
-	for i := range recs {
-		s.bytes += int64(len(recs[i].Value))
-	}
-	return nil
-}
-
-func (s *latencySink) percentiles() (time.Duration, time.Duration) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if len(s.lat) == 0 {
-		return 0, 0
-	}
-	slices.Sort(s.lat)
-	return s.lat[len(s.lat)/2], s.lat[len(s.lat)*99/100]
-}
 
 var objects sync.Map
 

@@ -34,6 +34,7 @@ import (
 	"github.com/sluicehq/sluice/connectors/all"
 	"github.com/sluicehq/sluice/connectors/file"
 	"github.com/sluicehq/sluice/internal/bench/child"
+	"github.com/sluicehq/sluice/internal/bench/latency"
 	"github.com/sluicehq/sluice/internal/bench/peak"
 	"github.com/sluicehq/sluice/internal/checkpoint"
 	"github.com/sluicehq/sluice/internal/engine"
@@ -364,7 +365,7 @@ func (r *result) polling(dir, impl string) error {
 	if impl == "direct" {
 		return r.pollDirect(url)
 	}
-	lat := &latencySink{}
+	lat := &latency.Sink{}
 	cat := all.Catalog()
 	if err := cat.Add(connector.SinkComponent(connector.Spec{Name: "bench-latency", Summary: "benchmark sink"},
 		func(connector.Config, connector.Env) (connector.Sink, error) { return lat, nil })); err != nil {
@@ -389,8 +390,8 @@ func (r *result) polling(dir, impl string) error {
 		return err
 	}
 	r.Elapsed = time.Since(start)
-	r.Records, r.Bytes = lat.records, lat.bytes
-	r.P50, r.P99 = lat.percentiles()
+	r.Records, r.Bytes = lat.Counts()
+	r.P50, r.P99 = lat.Percentiles()
 	return nil
 }
 
@@ -433,34 +434,3 @@ func (r *result) pollDirect(url string) error {
 	return nil
 }
 
-// latencySink drops records, noting each batch's latency from its records' time (when their page
-// was read).
-type latencySink struct {
-	mu             sync.Mutex
-	lat            []time.Duration
-	records, bytes int64
-}
-
-func (s *latencySink) Open(context.Context) error  { return nil }
-func (s *latencySink) Close(context.Context) error { return nil }
-func (s *latencySink) Write(_ context.Context, recs []connector.Record) error {
-	now := time.Now()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.lat = append(s.lat, now.Sub(recs[0].Time))
-	s.records += int64(len(recs))
-	for i := range recs {
-		s.bytes += int64(len(recs[i].Value))
-	}
-	return nil
-}
-
-func (s *latencySink) percentiles() (time.Duration, time.Duration) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if len(s.lat) == 0 {
-		return 0, 0
-	}
-	slices.Sort(s.lat)
-	return s.lat[len(s.lat)/2], s.lat[len(s.lat)*99/100]
-}
