@@ -534,7 +534,6 @@ func (r *result) sluice(dir string, source pipeline.Component, transforms []pipe
 	return nil
 }
 
-
 // stampSource sets each record's time to when the source returned it, so the latency sink
 // measures the pipeline, not the age of the filled topic.
 type stampSource struct{ *kafka.Source }

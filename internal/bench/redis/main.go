@@ -505,4 +505,3 @@ func (s *txLatencySink) WriteTx(ctx context.Context, recs []connector.Record, po
 	s.observe(recs)
 	return nil
 }
-

@@ -289,7 +289,6 @@ func (s *memorySource) Read(context.Context) ([]connector.Record, error) {
 	return recs, nil
 }
 
-
 var objects sync.Map
 
 // object registers a source or sink instance under a fresh id and returns the component that

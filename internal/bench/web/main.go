@@ -433,4 +433,3 @@ func (r *result) pollDirect(url string) error {
 	r.P50, r.P99 = lat[len(lat)/2], lat[len(lat)*99/100]
 	return nil
 }
-
