@@ -76,6 +76,11 @@ type slot struct {
 	dirty      uint64 // the batch that last changed it; <= committed when durable
 	early      bool   // changed since the last early update
 	key        string // its slotID's key, the one string of it the operator keeps
+	logged     uint64 // the commit's scratch: the last commit that wrote its change (store.go)
+	frame      uint64 // the frame's generation while the frame holds it
+	frameIdx   int    // its index in that frame
+	removed    bool   // no longer in its partition: its entries in the ends heap are stale
+	closing    bool   // taken by closeWindows
 }
 
 // change is a slot's value after a batch (the store's record of it), or its deletion.
@@ -102,10 +107,11 @@ type delta struct {
 type changed struct {
 	k  pkey
 	ch change
+	s  *slot // the slot changed (removed, for a deletion)
 }
 
-// put records a slot's change.
-func (d *delta) put(k pkey, ch change) { d.changes = append(d.changes, changed{k, ch}) }
+// put records a change of slot s.
+func (d *delta) put(k pkey, s *slot, ch change) { d.changes = append(d.changes, changed{k, ch, s}) }
 
 // mark is a partition's event-time progress.
 type mark struct{ wm, maxTs int64 }
@@ -144,6 +150,9 @@ type Operator struct {
 	spilled   int
 	deltas    []*delta
 	committed uint64
+	inSlots   uint64 // the last batch whose changes are all in the store's slots bucket (store.go)
+	compactAt int64  // the delta log's size that makes a commit compact it: compactLogBytes
+	compact   bool   // spill waits for the delta log to be compacted into the slots bucket
 	lastEarly time.Time
 	resume    map[string]int64 // restored positions: inputs at or before them are not folded again
 
@@ -172,7 +181,7 @@ func New(cfg Config, g transform.Aggregator, store Store, pipelineName, stage st
 	}
 	single := newPart("")
 	o := &Operator{cfg: cfg, g: g, pipeline: pipelineName, stage: stage, m: m, store: store,
-		parts: map[string]*part{"": single}, single: single, lastEarly: cfg.Clock()}
+		parts: map[string]*part{"": single}, single: single, lastEarly: cfg.Clock(), compactAt: compactLogBytes}
 	return o, nil
 }
 
@@ -224,14 +233,14 @@ type frame struct {
 	ids   []pkey
 	ptrs  []*slot // the slots of ids: none leaves its partition while the frame holds it
 	given []bool  // step's scratch
-	index map[pkey]int
-	seqs  []int // the inputs in the frame, in order
+	seqs  []int   // the inputs in the frame, in order
+	gen   uint64  // the frame's generation: a slot whose frame field equals it is in the frame
 }
 
 func (f *frame) reset() {
 	clear(f.ptrs)
 	f.recs, f.slots, f.ids, f.ptrs, f.seqs = f.recs[:0], f.slots[:0], f.ids[:0], f.ptrs[:0], f.seqs[:0]
-	clear(f.index)
+	f.gen++
 }
 
 // outcome of one input, gathered before the result is put in input order.
@@ -261,7 +270,7 @@ func (o *Operator) Process(ctx context.Context, batch uint64, recs []connector.R
 		o.advance(o.single, procTime, -1, &closeAt, d)
 	}
 	if o.frame == nil {
-		o.frame = &frame{index: map[pkey]int{}}
+		o.frame = &frame{gen: 1}
 	}
 	f := o.frame
 	f.reset()
@@ -496,14 +505,19 @@ func (o *Operator) get(p *part, id slotID) (*slot, error) {
 	if s == nil || !s.onDisk {
 		return s, nil
 	}
+	return s, o.load(s, id)
+}
+
+// load reads a spilled slot's blob back from the store.
+func (o *Operator) load(s *slot, id slotID) error {
 	st, err := o.store.loadState(o.pipeline, o.stage, id)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	s.state, s.onDisk = st, false
 	o.spilled--
 	o.mem += int64(len(st))
-	return s, nil
+	return nil
 }
 
 // addRecord adds input i to the frame, in slot id of p (created when new). id.key may alias
@@ -521,12 +535,12 @@ func (o *Operator) addRecord(f *frame, d *delta, p *part, id slotID, start, end 
 		s = &slot{start: start, end: end, keyNull: keyNull, lastTs: t, key: id.key}
 		p.slots[id] = s
 		if end != math.MaxInt64 {
-			heap.Push(&p.ends, endEntry{end: end, id: id})
+			heap.Push(&p.ends, endEntry{end: end, id: id, s: s})
 		}
 	} else if o.cfg.TTL > 0 && o.cfg.Window.Kind == NoWindow && o.expired(p, s, t) {
 		// Idle longer than the TTL: the slot starts anew, whatever the sweep has done yet. The
 		// records the frame holds for it are folded first, into the state they belong to.
-		if _, in := f.index[pkey{p.name, id}]; in {
+		if s.frame == f.gen {
 			if err := flush(); err != nil {
 				return err
 			}
@@ -540,11 +554,11 @@ func (o *Operator) addRecord(f *frame, d *delta, p *part, id slotID, start, end 
 	}
 	s.lastTs = max(s.lastTs, t)
 	s.dirty = d.batch
-	k := pkey{p.name, id}
-	idx, ok := f.index[k]
-	if !ok {
+	idx := s.frameIdx
+	if s.frame != f.gen {
 		idx = len(f.slots)
-		f.index[k] = idx
+		s.frame, s.frameIdx = f.gen, idx
+		k := pkey{p.name, id}
 		f.slots = append(f.slots, abi.Slot{Start: s.start, End: s.end, Key: keyBytes(id.key), KeyNull: s.keyNull, State: s.state})
 		f.ids = append(f.ids, k)
 		f.ptrs = append(f.ptrs, s)
@@ -610,7 +624,7 @@ func (o *Operator) addSession(ctx context.Context, f *frame, d *delta, p *part, 
 		return false, err
 	}
 	s.start, s.end = min(s.start, lo), max(s.end, hi)
-	heap.Push(&p.ends, endEntry{end: s.end, id: id})
+	heap.Push(&p.ends, endEntry{end: s.end, id: id, s: s})
 	return true, o.addRecord(f, d, p, id, s.start, s.end, keyNull, i, t, &recs[i], nil)
 }
 
@@ -640,7 +654,7 @@ func (o *Operator) mergeSessions(ctx context.Context, d *delta, p *part, join []
 		o.remove(p, id, d)
 	}
 	into.dirty = d.batch
-	d.put(pkey{p.name, join[0]}, changeOf(into))
+	d.put(pkey{p.name, join[0]}, into, changeOf(into))
 	return nil
 }
 
@@ -665,6 +679,7 @@ func (o *Operator) remove(p *part, id slotID, d *delta) {
 	if s.onDisk {
 		o.spilled--
 	}
+	s.removed = true
 	delete(p.slots, id)
 	if o.cfg.Window.Kind == Session {
 		ss := p.sessions[id.key]
@@ -677,7 +692,7 @@ func (o *Operator) remove(p *part, id slotID, d *delta) {
 			p.sessions[id.key] = ss
 		}
 	}
-	d.put(pkey{p.name, id}, change{del: true})
+	d.put(pkey{p.name, id}, s, change{del: true})
 }
 
 // step calls the guest on the frame and applies its outcome.
@@ -709,7 +724,7 @@ func (o *Operator) step(ctx context.Context, f *frame, d *delta, recs []connecto
 			o.remove(o.parts[k.part], k.id, d)
 			continue
 		}
-		d.put(k, changeOf(s))
+		d.put(k, s, changeOf(s))
 	}
 	f.reset()
 	return nil
@@ -721,20 +736,20 @@ func (o *Operator) closeWindows(ctx context.Context, steps []closeStep, d *delta
 		p := st.p
 		var ids []slotID
 		var slots []abi.Slot
-		var taken map[slotID]bool // a session's end can be in the heap more than once
 		for p.ends.Len() > 0 && p.ends[0].end <= st.wm {
 			e := heap.Pop(&p.ends).(endEntry)
-			s, err := o.get(p, e.id)
-			if err != nil {
-				return err
+			s := e.s
+			// Stale: the slot closed already, or a session grew (a session's end can be in the
+			// heap more than once).
+			if s.removed || s.closing || s.end != e.end {
+				continue
 			}
-			if s == nil || s.end != e.end || taken[e.id] {
-				continue // stale: the slot closed already, or a session grew
+			if s.onDisk {
+				if err := o.load(s, e.id); err != nil {
+					return err
+				}
 			}
-			if taken == nil {
-				taken = map[slotID]bool{}
-			}
-			taken[e.id] = true
+			s.closing = true
 			ids = append(ids, e.id)
 			slots = append(slots, abi.Slot{Start: s.start, End: s.end, Key: keyBytes(e.id.key), KeyNull: s.keyNull, State: s.state, Final: true})
 		}
@@ -755,8 +770,8 @@ func (o *Operator) closeWindows(ctx context.Context, steps []closeStep, d *delta
 // emit calls the guest's emit on slots of p and adds what it made to res.
 func (o *Operator) emit(ctx context.Context, p *part, slots []abi.Slot, ids []slotID, at int, d *delta, res *Result) error {
 	// A slot without state (a new slot the guest never stored) has nothing to emit.
-	keep := slots[:0:0]
-	var keepIDs []slotID
+	keep := make([]abi.Slot, 0, len(slots))
+	keepIDs := make([]slotID, 0, len(slots))
 	for k := range slots {
 		if slots[k].State != nil {
 			keep = append(keep, slots[k])
@@ -778,7 +793,7 @@ func (o *Operator) emit(ctx context.Context, p *part, slots []abi.Slot, ids []sl
 		if s := p.slots[id]; s != nil {
 			o.setState(s, c)
 			s.dirty = d.batch
-			d.put(pkey{p.name, id}, changeOf(s))
+			d.put(pkey{p.name, id}, s, changeOf(s))
 		}
 	}
 	for _, fl := range er.Failed {
@@ -867,7 +882,8 @@ func (o *Operator) finish(d *delta, res *Result, g *gathered) {
 }
 
 // spill drops durable blobs from memory while the blobs held exceed the bound, down to 90% of it.
-// A slot changed by a batch not yet committed stays: the store does not hold its state yet. In
+// A slot changed since the delta log was last compacted stays: the slots bucket, from which a
+// spilled blob is read back, does not hold its state yet; the next commit is asked to compact. In
 // partitioned mode nothing spills: the state log is read only when a partition is assigned.
 func (o *Operator) spill() {
 	if o.mem <= o.cfg.MemoryBytes || o.log != nil {
@@ -878,7 +894,11 @@ func (o *Operator) spill() {
 		if o.mem <= target {
 			return
 		}
-		if s.onDisk || s.state == nil || s.dirty > o.committed {
+		if s.onDisk || s.state == nil {
+			continue
+		}
+		if s.dirty > o.inSlots {
+			o.compact = true
 			continue
 		}
 		o.mem -= int64(len(s.state))
@@ -900,6 +920,7 @@ func (p Path) String() string {
 type endEntry struct {
 	end int64
 	id  slotID
+	s   *slot
 }
 
 type endHeap []endEntry

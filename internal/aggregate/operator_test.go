@@ -512,7 +512,11 @@ func TestStateOfAnotherModuleIsRefused(t *testing.T) {
 	t.Log(err)
 	// A damaged record is named.
 	_ = db.Update(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketName("p", "stats")).Bucket(slotsBucket).Put(slotKey(slotID{key: "zz", start: 1}), []byte{9, 9})
+		sb, err := tx.Bucket(bucketName("p", "stats")).CreateBucketIfNotExists(slotsBucket)
+		if err != nil {
+			return err
+		}
+		return sb.Put(slotKey(slotID{key: "zz", start: 1}), []byte{9, 9})
 	})
 	o3, _ := New(tumblingConfig(), &sumGuest{name: "sum", version: 1}, Store{DB: db}, "p", "stats", testMetrics())
 	if err := o3.Restore(); err == nil || !contains(err.Error(), `key "zz" is damaged`) {

@@ -168,7 +168,7 @@ func (o *Operator) restorePart(ctx context.Context, p *part, first int64, d *del
 		s.key = id.key
 		o.written[pkey{p.name, id}] = []version{{ver: b.ver}}
 		if s.end != math.MaxInt64 {
-			p.ends = append(p.ends, endEntry{end: s.end, id: id})
+			p.ends = append(p.ends, endEntry{end: s.end, id: id, s: s})
 		}
 		if o.cfg.Window.Kind == Session {
 			p.sessions[id.key] = append(p.sessions[id.key], id.start)

@@ -1,6 +1,7 @@
 package aggregate
 
 import (
+	"bytes"
 	"cmp"
 	"container/heap"
 	"encoding/binary"
@@ -9,7 +10,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
-	"strings"
+	"unsafe"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -17,9 +18,10 @@ import (
 )
 
 // Store is the embedded store (the checkpoint store's bbolt file) that holds the operators'
-// state. Each stage has a bucket "aggregate/PIPELINE/STAGE" with a "meta" record and a "slots"
+// state. Each stage has a bucket "aggregate/PIPELINE/STAGE" with a "meta" record, a "slots"
 // bucket: one record per slot, keyed by its window start (8 bytes, big-endian, sign bit flipped
-// so that keys sort by time) and its key.
+// so that keys sort by time) and its key; and a "log" bucket, the changes made since the slots
+// bucket was last brought up to date (the delta log, see Commit.Write).
 type Store struct {
 	DB *bolt.DB
 }
@@ -32,6 +34,7 @@ func bucketName(pipeline, stage string) []byte { return []byte(BucketPrefix(pipe
 
 var (
 	slotsBucket = []byte("slots")
+	logBucket   = []byte("log")
 	metaKey     = []byte("meta")
 )
 
@@ -42,10 +45,14 @@ type meta struct {
 	StateVersion int    `json:"state_version"`
 	Watermark    int64  `json:"watermark"`
 	MaxTime      int64  `json:"max_time"`
-	Committed    uint64 `json:"-"`
+	LogBytes     int64  `json:"log_bytes,omitempty"` // the delta log's size
 }
 
-const storeFormat = 1
+// Store formats: 2 has the delta log beside the slots bucket; 1, without it, is read too.
+const (
+	storeFormat      = 2
+	storeFormatNoLog = 1
+)
 
 func slotKey(id slotID) []byte {
 	k := make([]byte, 8+len(id.key))
@@ -122,7 +129,8 @@ func (s Store) loadState(pipeline, stage string, id slotID) ([]byte, error) {
 }
 
 // Restore loads the stage's durable state (not in partitioned mode, whose state is in the state
-// log): the state that matches the positions saved with it.
+// log): the state that matches the positions saved with it. A delta log left by the last run is
+// first compacted into the slots bucket, in a transaction of its own that changes no state.
 // Blobs beyond the memory bound stay in the store. It fails with ErrStateMismatch when the state
 // was written by another module or state version, and with a clear error when a record is
 // damaged.
@@ -132,25 +140,34 @@ func (o *Operator) Restore() error {
 	if o.log != nil {
 		return nil
 	}
-	name, version := o.g.Module()
-	return o.store.DB.View(func(tx *bolt.Tx) error {
+	var m meta
+	var logged bool
+	err := o.store.DB.View(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketName(o.pipeline, o.stage))
 		if b == nil {
 			return nil
 		}
-		var m meta
-		if raw := b.Get(metaKey); raw != nil {
-			if err := json.Unmarshal(raw, &m); err != nil {
-				return fmt.Errorf("the stored aggregate state's metadata is damaged: %v; start over with `sluice run --reset`", err)
-			}
+		var err error
+		if m, err = o.checkMeta(b); err != nil {
+			return err
 		}
-		if m.Format != storeFormat {
-			return fmt.Errorf("the stored aggregate state has format %d, this version reads %d; start over with `sluice run --reset`", m.Format, storeFormat)
+		logged = b.Bucket(logBucket) != nil
+		return nil
+	})
+	if err != nil || m.Format == 0 {
+		return err
+	}
+	if logged {
+		err := o.store.DB.Update(func(tx *bolt.Tx) error {
+			_, err := compactLog(tx.Bucket(bucketName(o.pipeline, o.stage)), nil, m.LogBytes)
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("aggregate %q: compact the stored state's delta log: %w", o.stage, err)
 		}
-		if m.Module != name || m.StateVersion != version {
-			return fmt.Errorf("%w: module %s with state_version %d wrote it, and this stage runs %s with state_version %d; the state layouts differ, so it cannot resume from it. Run the old module, or start over with `sluice run --reset` (it forgets the positions and the state)",
-				ErrStateMismatch, m.Module, m.StateVersion, name, version)
-		}
+	}
+	return o.store.DB.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketName(o.pipeline, o.stage))
 		p := o.single
 		p.wm, p.maxTs = m.Watermark, m.MaxTime
 		sb := b.Bucket(slotsBucket)
@@ -175,7 +192,7 @@ func (o *Operator) Restore() error {
 			s.key = id.key
 			p.slots[id] = s
 			if s.end != math.MaxInt64 {
-				p.ends = append(p.ends, endEntry{end: s.end, id: id})
+				p.ends = append(p.ends, endEntry{end: s.end, id: id, s: s})
 			}
 			if o.cfg.Window.Kind == Session {
 				p.sessions[id.key] = append(p.sessions[id.key], id.start)
@@ -183,6 +200,25 @@ func (o *Operator) Restore() error {
 			return nil
 		})
 	})
+}
+
+// checkMeta reads a stage bucket's meta record and checks that this operator can resume from it.
+func (o *Operator) checkMeta(b *bolt.Bucket) (meta, error) {
+	name, version := o.g.Module()
+	var m meta
+	if raw := b.Get(metaKey); raw != nil {
+		if err := json.Unmarshal(raw, &m); err != nil {
+			return meta{}, fmt.Errorf("the stored aggregate state's metadata is damaged: %v; start over with `sluice run --reset`", err)
+		}
+	}
+	if m.Format != storeFormat && m.Format != storeFormatNoLog {
+		return meta{}, fmt.Errorf("the stored aggregate state has format %d, this version reads %d; start over with `sluice run --reset`", m.Format, storeFormat)
+	}
+	if m.Module != name || m.StateVersion != version {
+		return meta{}, fmt.Errorf("%w: module %s with state_version %d wrote it, and this stage runs %s with state_version %d; the state layouts differ, so it cannot resume from it. Run the old module, or start over with `sluice run --reset` (it forgets the positions and the state)",
+			ErrStateMismatch, m.Module, m.StateVersion, name, version)
+	}
+	return m, nil
 }
 
 // Committable takes the changes of the batches up to through (every batch up to it is delivered),
@@ -197,21 +233,42 @@ func (o *Operator) Committable(through uint64) *Commit {
 	if n == 0 {
 		return nil
 	}
-	c := &Commit{o: o, deltas: o.deltas[:n:n], through: through, cleanup: o.cleanup}
+	c := &Commit{o: o, deltas: o.deltas[:n:n], through: through, cleanup: o.cleanup, compact: o.compact}
 	o.deltas = o.deltas[n:]
 	o.cleanup = nil
+	o.compact = false
 	return c
 }
 
 // Commit is a set of batches' changes to write in the checkpoint store's transaction (and, in
 // partitioned mode, in the state log).
 type Commit struct {
-	o       *Operator
-	deltas  []*delta
-	through uint64
-	cleanup []connector.StateEntry // partitioned: deletions due in the state log
-	written []writtenVersion       // partitioned: the versions AppendLog wrote
+	o         *Operator
+	deltas    []*delta
+	through   uint64
+	compact   bool                   // compact the delta log, whatever its size
+	compacted bool                   // Write compacted it
+	cleanup   []connector.StateEntry // partitioned: deletions due in the state log
+	written   []writtenVersion       // partitioned: the versions AppendLog wrote
 }
+
+// The delta log: a commit appends the last change of each slot its batches changed, in the order
+// they were made, as one record of the stage's "log" bucket (keyed by a sequence number), instead
+// of a Put or Delete of each slot in the "slots" bucket. A slot made and closed between two
+// compactions never reaches the slots bucket. The state is the slots bucket with the log's
+// records applied in order. When the log holds compactLogBytes, or the operator must spill
+// blobs (which it reads back from the slots bucket), the commit applies the log and its own
+// changes to the slots bucket, in key order, and empties the log. Both happen in the transaction
+// that saves the positions, so the state on disk always matches them.
+//
+// A log record is a sequence of entries: a flag byte (0 put, 1 delete), the slot's store key
+// (uvarint length, bytes) and, for a put, its slot record (uvarint length, bytes).
+const compactLogBytes = 8 << 20
+
+const (
+	logPut = 0
+	logDel = 1
+)
 
 // Write puts the changes in tx, the transaction that saves the positions they reflect.
 func (c *Commit) Write(tx *bolt.Tx) error {
@@ -223,95 +280,181 @@ func (c *Commit) Write(tx *bolt.Tx) error {
 	if err != nil {
 		return err
 	}
-	sb, err := b.CreateBucketIfNotExists(slotsBucket)
-	if err != nil {
-		return err
-	}
-	m := mark{math.MinInt64, math.MinInt64}
+	old := meta{Watermark: math.MinInt64, MaxTime: math.MinInt64}
 	if raw := b.Get(metaKey); raw != nil {
-		var old meta
-		if json.Unmarshal(raw, &old) == nil {
-			m = mark{old.Watermark, old.MaxTime}
+		var m meta
+		if json.Unmarshal(raw, &m) == nil {
+			old = m
 		}
 	}
-	// The values stay in one buffer until the transaction ends (bbolt keeps them, not copies).
-	ws := c.writes()
-	size := 0
-	for _, w := range ws {
-		if !w.ch.del {
-			size += 26 + len(w.ch.state)
-		}
-	}
-	vals := make([]byte, 0, size)
-	var key []byte
-	for _, w := range ws {
-		key = binary.BigEndian.AppendUint64(key[:0], uint64(w.id.start)^(1<<63))
-		key = append(key, w.id.key...)
-		if w.ch.del {
-			if err := sb.Delete(key); err != nil {
-				return err
-			}
-			continue
-		}
-		n := len(vals)
-		vals = appendChange(vals, w.ch)
-		if err := sb.Put(key, vals[n:len(vals):len(vals)]); err != nil {
-			return err
-		}
-	}
+	m := mark{old.Watermark, old.MaxTime}
 	for _, d := range c.deltas {
 		if dm, ok := d.marks[""]; ok {
 			m = dm
 		}
 	}
+	rec := c.logRecord()
+	logBytes := old.LogBytes
+	switch {
+	case len(rec) == 0:
+	case c.compact || logBytes+int64(len(rec)) >= o.compactAt:
+		if _, err := compactLog(b, rec, logBytes); err != nil {
+			return err
+		}
+		logBytes, c.compacted = 0, true
+	default:
+		lb, err := b.CreateBucketIfNotExists(logBucket)
+		if err != nil {
+			return err
+		}
+		seq, err := lb.NextSequence()
+		if err != nil {
+			return err
+		}
+		if err := lb.Put(binary.BigEndian.AppendUint64(nil, seq), rec); err != nil {
+			return err
+		}
+		logBytes += int64(len(rec))
+	}
 	name, version := o.g.Module()
-	raw, _ := json.Marshal(meta{Format: storeFormat, Module: name, StateVersion: version, Watermark: m.wm, MaxTime: m.maxTs})
+	raw, _ := json.Marshal(meta{Format: storeFormat, Module: name, StateVersion: version, Watermark: m.wm, MaxTime: m.maxTs, LogBytes: logBytes})
 	return b.Put(metaKey, raw)
 }
 
-// slotWrite is the last change of one slot in a commit.
-type slotWrite struct {
-	id  slotID
-	seq int // its place among the commit's changes
-	ch  *change
-}
-
-// writes is the last change of each slot the commit's batches changed, in key order. A bbolt
-// transaction keeps the nodes it changes unsplit until it commits, so that Puts of new slots in
-// random order, or Deletes of slots created by the same commit, move a node's whole entry list
-// each time: with tens of thousands of slots that made a commit quadratic. In key order new slots
-// are appended, and a slot created and deleted within the commit is written once, as a Delete.
-//
-// The batches' changes are sorted by store key (window start, then key: slotKey's order) and
-// their order, and the last of each slot is kept.
-func (c *Commit) writes() []slotWrite {
-	n := 0
+// logRecord is the commit's delta log record: the last change of each slot its batches changed,
+// in the order they were made. A slot's change is found last by walking the changes from the
+// newest, marking each slot (a removed slot, and a new one of the same id, are different slots:
+// both changes are kept, in order).
+func (c *Commit) logRecord() []byte {
+	n, size := 0, 0
 	for _, d := range c.deltas {
 		n += len(d.changes)
 	}
-	ws := make([]slotWrite, 0, n)
-	for _, d := range c.deltas {
-		for k := range d.changes {
-			e := &d.changes[k]
-			ws = append(ws, slotWrite{id: e.k.id, seq: len(ws), ch: &e.ch})
+	keep := make([]*changed, 0, n)
+	for i := len(c.deltas) - 1; i >= 0; i-- {
+		ch := c.deltas[i].changes
+		for k := len(ch) - 1; k >= 0; k-- {
+			e := &ch[k]
+			if e.s.logged == c.through {
+				continue // superseded
+			}
+			e.s.logged = c.through
+			keep = append(keep, e)
+			size += 1 + 2*binary.MaxVarintLen32 + 8 + len(e.k.id.key) + 26 + len(e.ch.state)
 		}
 	}
-	slices.SortFunc(ws, func(a, b slotWrite) int {
-		return cmp.Or(cmp.Compare(a.id.start, b.id.start), strings.Compare(a.id.key, b.id.key), cmp.Compare(a.seq, b.seq))
-	})
-	out := ws[:0]
-	for k := range ws {
-		if k+1 < len(ws) && ws[k+1].id == ws[k].id {
-			continue // superseded
+	rec := make([]byte, 0, size)
+	for k := len(keep) - 1; k >= 0; k-- {
+		e := keep[k]
+		flag := byte(logPut)
+		if e.ch.del {
+			flag = logDel
 		}
-		out = append(out, ws[k])
+		rec = append(rec, flag)
+		rec = binary.AppendUvarint(rec, uint64(8+len(e.k.id.key)))
+		rec = binary.BigEndian.AppendUint64(rec, uint64(e.k.id.start)^(1<<63))
+		rec = append(rec, e.k.id.key...)
+		if !e.ch.del {
+			rec = binary.AppendUvarint(rec, uint64(26+len(e.ch.state)))
+			rec = appendChange(rec, &e.ch)
+		}
 	}
-	return out
+	return rec
 }
 
-// Done records that the commit is durable: its slots may leave memory.
+// logEntry is an entry of the delta log.
+type logEntry struct {
+	key, val []byte // val nil: deleted
+}
+
+// parseLog appends the entries of log record rec to es.
+func parseLog(es []logEntry, rec []byte) ([]logEntry, error) {
+	bad := errors.New("a damaged delta log record in the stored aggregate state; start over with `sluice run --reset`")
+	for len(rec) > 0 {
+		flag := rec[0]
+		kl, n := binary.Uvarint(rec[1:])
+		if n <= 0 || flag > logDel || uint64(len(rec)-1-n) < kl || kl < 8 {
+			return nil, bad
+		}
+		rec = rec[1+n:]
+		e := logEntry{key: rec[:kl:kl]}
+		rec = rec[kl:]
+		if flag == logPut {
+			vl, n := binary.Uvarint(rec)
+			if n <= 0 || uint64(len(rec)-n) < vl {
+				return nil, bad
+			}
+			e.val = rec[n : n+int(vl) : n+int(vl)]
+			rec = rec[n+int(vl):]
+		}
+		es = append(es, e)
+	}
+	return es, nil
+}
+
+// compactLog applies the delta log of stage bucket b, about logBytes, then the log record rec
+// (which may be nil), to the slots bucket, and removes the log. It returns the number of slots
+// written.
+func compactLog(b *bolt.Bucket, rec []byte, logBytes int64) (int, error) {
+	es := make([]logEntry, 0, (logBytes+int64(len(rec)))/64)
+	// The log's records are copied out: their pages are freed with the bucket within the
+	// transaction.
+	if lb := b.Bucket(logBucket); lb != nil {
+		buf := make([]byte, 0, logBytes)
+		if err := lb.ForEach(func(_, v []byte) error { buf = append(buf, v...); return nil }); err != nil {
+			return 0, err
+		}
+		var err error
+		if es, err = parseLog(es, buf); err != nil {
+			return 0, err
+		}
+		if err := b.DeleteBucket(logBucket); err != nil {
+			return 0, err
+		}
+	}
+	var err error
+	if es, err = parseLog(es, rec); err != nil {
+		return 0, err
+	}
+	// The last entry of each key, in key order.
+	last := make(map[string]int, len(es))
+	for i := range es {
+		last[unsafe.String(unsafe.SliceData(es[i].key), len(es[i].key))] = i
+	}
+	order := make([]int, 0, len(last))
+	for _, i := range last {
+		order = append(order, i)
+	}
+	slices.SortFunc(order, func(i, j int) int {
+		a, b := es[i].key, es[j].key // the window start, then the key
+		return cmp.Or(cmp.Compare(binary.BigEndian.Uint64(a), binary.BigEndian.Uint64(b)), bytes.Compare(a[8:], b[8:]))
+	})
+	sb, err := b.CreateBucketIfNotExists(slotsBucket)
+	if err != nil {
+		return 0, err
+	}
+	for _, i := range order {
+		e := es[i]
+		if e.val == nil {
+			if err := sb.Delete(e.key); err != nil {
+				return 0, err
+			}
+			continue
+		}
+		if err := sb.Put(e.key, e.val); err != nil {
+			return 0, err
+		}
+	}
+	return len(order), nil
+}
+
+// Done records that the commit is durable; once the delta log is compacted, the slots the
+// commit wrote may leave memory.
 func (c *Commit) Done() {
 	c.o.mu.Lock()
 	defer c.o.mu.Unlock()
 	c.o.committed = max(c.o.committed, c.through)
+	if c.compacted {
+		c.o.inSlots = max(c.o.inSlots, c.through)
+	}
 }

@@ -1,0 +1,170 @@
+package aggregate
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"testing"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// diskState reads a stage's state as a restart sees it: the slots bucket with the delta log's
+// records applied in order. It also reports how many log records there are.
+func diskState(t *testing.T, db *bolt.DB) (map[string]string, int) {
+	t.Helper()
+	state := map[string]string{}
+	records := 0
+	err := db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketName("p", "stats"))
+		if b == nil {
+			return nil
+		}
+		if sb := b.Bucket(slotsBucket); sb != nil {
+			_ = sb.ForEach(func(k, v []byte) error { state[string(k)] = string(v); return nil })
+		}
+		lb := b.Bucket(logBucket)
+		if lb == nil {
+			return nil
+		}
+		return lb.ForEach(func(_, v []byte) error {
+			records++
+			es, err := parseLog(nil, v)
+			for _, e := range es {
+				if e.val == nil {
+					delete(state, string(e.key))
+				} else {
+					state[string(e.key)] = string(e.val)
+				}
+			}
+			return err
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return state, records
+}
+
+// memState is the operator's state in memory as the store records it.
+func memState(o *Operator) map[string]string {
+	state := map[string]string{}
+	for id, s := range o.single.slots {
+		c := changeOf(s)
+		state[string(slotKey(id))] = string(encodeChange(&c))
+	}
+	return state
+}
+
+// The delta log, appended by each commit and compacted into the slots bucket when it grows past
+// its bound, holds after every commit exactly the state in memory (every batch committed), and a
+// restart at any batch from it, with the last batches processed but never committed (kill -9),
+// gives the windows of an uninterrupted run, whatever the bound.
+func TestDeltaLogKeepsExactlyTheCommittedState(t *testing.T) {
+	recs := dataset(3000, 40, 6)
+	want, _ := expectTumbling(recs, 60_000, 2000)
+	const batch = 50
+	for _, bound := range []int64{1, 3000, 20_000, compactLogBytes} {
+		t.Run(fmt.Sprint("bound ", bound), func(t *testing.T) {
+			compacted, appended := false, false
+			for _, cut := range []int{1, 9, 26, 43, 60} {
+				dir := t.TempDir()
+				db := openDB(t, dir)
+				o, err := New(tumblingConfig(), &sumGuest{name: "sum"}, Store{DB: db}, "p", "stats", testMetrics())
+				if err != nil {
+					t.Fatal(err)
+				}
+				o.compactAt = bound
+				ctx := context.Background()
+				var outs []Out
+				committed := 0
+				for b := 0; b < cut; b++ {
+					res, err := o.Process(ctx, uint64(b+1), recs[b*batch:(b+1)*batch])
+					if err != nil {
+						t.Fatal(err)
+					}
+					if b >= cut-3 {
+						continue // processed, never committed
+					}
+					c := o.Committable(uint64(b + 1))
+					if err := db.Update(c.Write); err != nil {
+						t.Fatal(err)
+					}
+					c.Done()
+					compacted = compacted || c.compacted
+					outs = append(outs, res.Out...)
+					committed = b + 1
+					disk, records := diskState(t, db)
+					appended = appended || records > 0
+					if mem := memState(o); !maps.Equal(disk, mem) {
+						t.Fatalf("after batch %d the store holds %d slots, memory %d", b+1, len(disk), len(mem))
+					}
+				}
+				db.Close()
+				db = openDB(t, dir)
+				o2, err := New(tumblingConfig(), &sumGuest{name: "sum"}, Store{DB: db}, "p", "stats", testMetrics())
+				if err != nil {
+					t.Fatal(err)
+				}
+				o2.compactAt = bound
+				if err := o2.Restore(); err != nil {
+					t.Fatal(err)
+				}
+				if _, records := diskState(t, db); records != 0 {
+					t.Fatalf("Restore left %d delta log records", records)
+				}
+				rest, _ := feed(t, o2, db, recs[committed*batch:], batch, 1000, true)
+				got := append(decodeOuts(t, outs), rest...)
+				sortWindows(got)
+				db.Close()
+				if !slices.Equal(got, want) {
+					t.Fatalf("cut at batch %d (committed %d): %d windows, want %d", cut, committed, len(got), len(want))
+				}
+			}
+			if bound < compactLogBytes && !compacted {
+				t.Error("no commit compacted the log")
+			}
+			if bound > 1 && !appended {
+				t.Error("no commit appended to the log")
+			}
+		})
+	}
+}
+
+// A store written before the delta log (format 1: the slots bucket only) is resumed.
+func TestStoreWithoutDeltaLogIsRead(t *testing.T) {
+	recs := dataset(1000, 5, 8)
+	want, _ := expectTumbling(recs, 60_000, 2000)
+	dir := t.TempDir()
+	db := openDB(t, dir)
+	o, err := New(tumblingConfig(), &sumGuest{name: "sum"}, Store{DB: db}, "p", "stats", testMetrics())
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.compactAt = 1 // every commit writes the slots bucket, as format 1 did
+	first, _ := feed(t, o, db, recs[:500], 50, 1, false)
+	err = db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketName("p", "stats"))
+		return b.Put(metaKey, []byte(fmt.Sprintf(`{"format":1,"module":"sum","state_version":0,"watermark":%d,"max_time":%d}`, o.single.wm, o.single.maxTs)))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	db = openDB(t, dir)
+	defer db.Close()
+	o2, err := New(tumblingConfig(), &sumGuest{name: "sum"}, Store{DB: db}, "p", "stats", testMetrics())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := o2.Restore(); err != nil {
+		t.Fatal(err)
+	}
+	rest, _ := feed(t, o2, db, recs[500:], 50, 1000, true)
+	got := append(first, rest...)
+	sortWindows(got)
+	if !slices.Equal(got, want) {
+		t.Fatalf("%d windows, want %d", len(got), len(want))
+	}
+}
