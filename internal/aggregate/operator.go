@@ -126,6 +126,15 @@ type part struct {
 	wm        int64
 	lastSweep int64
 	restore   bool // partitioned: restore from the state log before the next record
+	marked    *delta
+}
+
+// markIn notes in d that the partition's watermark moved (finish records its value).
+func (p *part) markIn(d *delta) {
+	if p.marked != d {
+		p.marked = d
+		d.marks[p.name] = mark{p.wm, p.maxTs}
+	}
 }
 
 func newPart(name string) *part {
@@ -482,12 +491,12 @@ type closeStep struct {
 func (o *Operator) advance(p *part, t int64, at int, closeAt *[]closeStep, d *delta) {
 	if t > p.maxTs {
 		p.maxTs = t
-		d.marks[p.name] = mark{p.wm, p.maxTs}
+		p.markIn(d)
 	}
 	wm := satSub(p.maxTs, o.cfg.Lateness.Milliseconds())
 	if wm > p.wm {
 		p.wm = wm
-		d.marks[p.name] = mark{p.wm, p.maxTs}
+		p.markIn(d)
 		*closeAt = append(*closeAt, closeStep{p: p, at: at, wm: wm})
 	}
 }
@@ -732,40 +741,48 @@ func (o *Operator) step(ctx context.Context, f *frame, d *delta, recs []connecto
 
 // closeWindows emits, final, the slots whose window ended at or before each step's watermark.
 func (o *Operator) closeWindows(ctx context.Context, steps []closeStep, d *delta, res *Result) error {
+	var ids []slotID
+	var slots []abi.Slot
 	for _, st := range steps {
 		p := st.p
-		var ids []slotID
-		var slots []abi.Slot
-		for p.ends.Len() > 0 && p.ends[0].end <= st.wm {
-			e := heap.Pop(&p.ends).(endEntry)
-			s := e.s
-			// Stale: the slot closed already, or a session grew (a session's end can be in the
-			// heap more than once).
-			if s.removed || s.closing || s.end != e.end {
-				continue
-			}
-			if s.onDisk {
-				if err := o.load(s, e.id); err != nil {
-					return err
+		// In chunks, so that closing many windows at once (a watermark's jump, the end of the
+		// input) holds few of their blobs read back and of the guest's results at a time.
+		for {
+			ids, slots = ids[:0], slots[:0]
+			for len(ids) < closeChunk && p.ends.Len() > 0 && p.ends[0].end <= st.wm {
+				e := heap.Pop(&p.ends).(endEntry)
+				s := e.s
+				// Stale: the slot closed already, or a session grew (a session's end can be in
+				// the heap more than once).
+				if s.removed || s.closing || s.end != e.end {
+					continue
 				}
+				if s.onDisk {
+					if err := o.load(s, e.id); err != nil {
+						return err
+					}
+				}
+				s.closing = true
+				ids = append(ids, e.id)
+				slots = append(slots, abi.Slot{Start: s.start, End: s.end, Key: keyBytes(e.id.key), KeyNull: s.keyNull, State: s.state, Final: true})
 			}
-			s.closing = true
-			ids = append(ids, e.id)
-			slots = append(slots, abi.Slot{Start: s.start, End: s.end, Key: keyBytes(e.id.key), KeyNull: s.keyNull, State: s.state, Final: true})
+			if len(ids) == 0 {
+				break
+			}
+			if err := o.emit(ctx, p, slots, ids, st.at, d, res); err != nil {
+				return err
+			}
+			for _, id := range ids {
+				o.remove(p, id, d)
+			}
+			o.m.WindowsClosed.Add(float64(len(ids)))
 		}
-		if len(slots) == 0 {
-			continue
-		}
-		if err := o.emit(ctx, p, slots, ids, st.at, d, res); err != nil {
-			return err
-		}
-		for _, id := range ids {
-			o.remove(p, id, d)
-		}
-		o.m.WindowsClosed.Add(float64(len(ids)))
 	}
 	return nil
 }
+
+// closeChunk is how many slots closeWindows emits per call of emit.
+const closeChunk = 4096
 
 // emit calls the guest's emit on slots of p and adds what it made to res.
 func (o *Operator) emit(ctx context.Context, p *part, slots []abi.Slot, ids []slotID, at int, d *delta, res *Result) error {

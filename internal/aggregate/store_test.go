@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/sluicehq/sluice/sdk/go/connector"
 )
 
 // diskState reads a stage's state as a restart sees it: the slots bucket with the delta log's
@@ -164,6 +166,31 @@ func TestStoreWithoutDeltaLogIsRead(t *testing.T) {
 	rest, _ := feed(t, o2, db, recs[500:], 50, 1000, true)
 	got := append(first, rest...)
 	sortWindows(got)
+	if !slices.Equal(got, want) {
+		t.Fatalf("%d windows, want %d", len(got), len(want))
+	}
+}
+
+// Closing more windows than a chunk at once (two watermark jumps, then the end of the input)
+// emits each of them once, whatever chunk it falls in.
+func TestClosingManyWindowsAtOnceEmitsEachOnce(t *testing.T) {
+	n := 2*closeChunk + 123
+	var recs []connector.Record
+	for i := range n {
+		recs = append(recs, rec(i, fmt.Sprintf("k%d", i), 1_700_000_000_000+int64(i%50_000), float64(i%7)))
+	}
+	for i := range n {
+		recs = append(recs, rec(n+i, fmt.Sprintf("k%d", i), 1_700_000_120_000+int64(i%50_000), 1))
+	}
+	recs = append(recs, rec(2*n, "last", 1_700_000_400_000, 1))
+	want, _ := expectTumbling(recs, 60_000, 2000)
+	db := openDB(t, t.TempDir())
+	defer db.Close()
+	o, err := New(tumblingConfig(), &sumGuest{name: "sum"}, Store{DB: db}, "p", "stats", testMetrics())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := feed(t, o, db, recs, 4000, 1, true)
 	if !slices.Equal(got, want) {
 		t.Fatalf("%d windows, want %d", len(got), len(want))
 	}

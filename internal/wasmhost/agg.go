@@ -169,8 +169,8 @@ func (r *stepRun) call(ctx context.Context, lo, hi int) (*failure, error) {
 		}
 	}
 	local := r.local
-	var slots []abi.Slot
-	var global []int
+	slots := make([]abi.Slot, 0, min(hi-lo, len(r.slots)))
+	global := make([]int, 0, cap(slots))
 	recs := make([]abi.AggRecord, hi-lo)
 	for i := lo; i < hi; i++ {
 		rec := r.recs[i]
@@ -191,7 +191,7 @@ func (r *stepRun) call(ctx context.Context, lo, hi int) (*failure, error) {
 	}
 	ports := s.m.meta.Ports
 	maxCopy := int(min(s.limit, abi.MaxResultBytes))
-	var newStates []transform.StateChange
+	newStates := make([]transform.StateChange, 0, cap(slots))
 	copies := make([]stepCopy, hi-lo)
 	f, err := s.aggCall(ctx, "tf_agg_step", abi.KindStep, recs, slots, func(res []byte) *failure {
 		acts, err := abi.DecodeResultWithin(res, len(recs), len(ports), maxCopy, nil, func(i int, d *abi.Disposition) {
