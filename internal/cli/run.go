@@ -24,24 +24,40 @@ import (
 
 func init() {
 	addCommand(func(g *Globals) *cobra.Command {
-		var drain, stuckAfter time.Duration
+		var drain, stuckAfter, maxBackoff time.Duration
 		var reset bool
+		var startAttempts int
 		cmd := &cobra.Command{
 			Use:   "run MANIFEST_OR_DIR...",
 			Short: "Run pipelines until their bounded sources are done, or until SIGINT/SIGTERM",
 			Long: "Run loads the manifests (files, or directories of *.yaml files), validates them, and runs every pipeline.\n" +
 				"It exits 0 when every pipeline with a bounded source has delivered everything, or after a graceful stop\n" +
 				"(SIGINT/SIGTERM: stop reading, drain what is in flight, checkpoint). A second signal stops at once;\n" +
-				"nothing is lost either way: an undelivered record is read again on the next run with the same --data-dir.",
+				"nothing is lost either way: an undelivered record is read again on the next run with the same --data-dir.\n\n" +
+				"Each pipeline lives on its own: one that fails with a transient error is restarted from its checkpoint\n" +
+				"after a backoff (1s doubling up to --restart-backoff-max, reset after a minute of healthy running); one\n" +
+				"that fails for good (a permanent error, or --start-attempts runs without ever opening its components)\n" +
+				"stays failed while the others go on. Run exits once no pipeline can run any more, with status 1 if any\n" +
+				"failed.",
 			Args: cobra.MinimumNArgs(1),
 			RunE: func(cmd *cobra.Command, args []string) error {
-				return runPipelines(cmd.Context(), g, args, runFlags{drain: drain, stuckAfter: stuckAfter, reset: reset})
+				if startAttempts < 0 {
+					return fmt.Errorf("--start-attempts %d: want 0 (no limit) or more", startAttempts)
+				}
+				if startAttempts == 0 {
+					startAttempts = -1 // the supervisor's "no limit"
+				}
+				return runPipelines(cmd.Context(), g, args, runFlags{drain: drain, stuckAfter: stuckAfter, reset: reset,
+					restart: supervisor.RestartPolicy{StartAttempts: startAttempts, MaxBackoff: maxBackoff}})
 			},
 		}
 		cmd.Flags().DurationVar(&drain, "drain-timeout", pipeline.DefaultDrainTimeout, "how long a graceful stop may take to deliver what is in flight")
 		cmd.Flags().DurationVar(&stuckAfter, "stuck-after", pipeline.DefaultStuckAfter,
 			"how long a sink may keep failing, or a stage hold one batch, before /readyz reports the pipeline not ready")
 		cmd.Flags().BoolVar(&reset, "reset", false, "forget the pipelines' checkpoints and start their sources from the beginning")
+		cmd.Flags().IntVar(&startAttempts, "start-attempts", supervisor.DefaultStartAttempts,
+			"runs a pipeline gets while it has never opened its source and sinks, before it is left failed; 0 retries without limit")
+		cmd.Flags().DurationVar(&maxBackoff, "restart-backoff-max", supervisor.DefaultMaxBackoff, "longest wait before restarting a pipeline that failed")
 		return cmd
 	})
 }
@@ -50,6 +66,7 @@ func init() {
 type runFlags struct {
 	drain, stuckAfter time.Duration
 	reset             bool
+	restart           supervisor.RestartPolicy
 }
 
 func runPipelines(parent context.Context, g *Globals, args []string, f runFlags) error {
@@ -82,7 +99,7 @@ func runPipelines(parent context.Context, g *Globals, args []string, f runFlags)
 		log.Info("stopped by a signal before the pipelines started")
 		return nil
 	}
-	l, err := g.loadPipelines(parent, log, m, supervisor.Options{DrainTimeout: f.drain, StuckAfter: f.stuckAfter}, args)
+	l, err := g.loadPipelines(parent, log, m, supervisor.Options{DrainTimeout: f.drain, StuckAfter: f.stuckAfter, Restart: f.restart}, args)
 	if l != nil {
 		defer l.sup.Close(context.Background())
 	}

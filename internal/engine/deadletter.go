@@ -3,6 +3,7 @@ package engine
 import (
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -51,6 +52,16 @@ func (l deadLetter) envelope(pipeline string) connector.Record {
 	return connector.Record{Key: l.rec.Key, Value: b, Headers: l.rec.Headers, Time: l.rec.Time, Position: l.rec.Position}
 }
 
+// ErrFailureLimit is matched (errors.Is) by the error that stops a pipeline whose records went
+// to the dead letters at a higher rate than its max_failure_ratio allows. Restarting does not
+// help: the cause is in the data or a transform.
+var ErrFailureLimit = errors.New("max_failure_ratio exceeded")
+
+type failureLimitError string
+
+func (e failureLimitError) Error() string        { return string(e) }
+func (e failureLimitError) Is(target error) bool { return target == ErrFailureLimit }
+
 // failureWindow tracks how many of the most recent records went to the dead letters, in steps of
 // whole batches, and says when the share passes the pipeline's limit.
 type failureWindow struct {
@@ -84,8 +95,8 @@ func (w *failureWindow) add(records, failed int) error {
 		w.steps = w.steps[1:]
 	}
 	if w.total >= w.window && float64(w.failed) > w.ratio*float64(w.total) {
-		return fmt.Errorf("%d of the last %d records went to the dead letters, more than max_failure_ratio %g allows; the dead letters hold them with their reasons: fix the cause and run again",
-			w.failed, w.total, w.ratio)
+		return failureLimitError(fmt.Sprintf("%d of the last %d records went to the dead letters, more than max_failure_ratio %g allows; the dead letters hold them with their reasons: fix the cause and run again",
+			w.failed, w.total, w.ratio))
 	}
 	return nil
 }

@@ -61,6 +61,13 @@ type Options struct {
 	Clock func() time.Time
 	// MonitorInterval is how often the lag metrics are refreshed. Default 1s.
 	MonitorInterval time.Duration
+	// BeforeRead, when set, is called before every read of the source: while it blocks, the
+	// source is not read and what is in flight is delivered. It returns an error only when ctx
+	// (the run's reading context) is done. The supervisor pauses a pipeline with it.
+	BeforeRead func(ctx context.Context) error
+	// OnRunning, when set, is called once per Run, when the components are open and data starts
+	// to move.
+	OnRunning func()
 }
 
 // Checkpoints loads and saves a pipeline's positions durably; internal/checkpoint.Store is one.

@@ -19,6 +19,9 @@ func (r *run) reader(ctx context.Context, out chan<- []connector.Record) {
 	in := p.m.RecordsIn.WithLabelValues(p.spec.Name, "source")
 	failures := 0
 	for {
+		if gate := p.opts.BeforeRead; gate != nil && gate(ctx) != nil {
+			return
+		}
 		recs, err := p.read(ctx)
 		if len(recs) > 0 {
 			in.Add(float64(len(recs)))

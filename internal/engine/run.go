@@ -108,6 +108,9 @@ func (r *run) run(ctx context.Context) (err error) {
 	}
 	r.p.health.running()
 	r.p.m.PipelineUp.WithLabelValues(r.p.spec.Name).Set(1)
+	if f := r.p.opts.OnRunning; f != nil {
+		f()
+	}
 
 	readCtx, stopReading := context.WithCancel(workCtx)
 	defer stopReading()

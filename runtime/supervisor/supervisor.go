@@ -9,6 +9,10 @@
 // The life of a Supervisor: New, then CheckTransform for each transform (optional: Add loads
 // the modules it needs), Add the pipelines (construction only, no I/O: what `sluice validate`
 // does), Run them (opens the checkpoint store and the components, moves data), Close.
+//
+// While Run runs, each pipeline has a life of its own (lifecycle.go): a transient failure
+// restarts it with backoff (RestartPolicy), a permanent one leaves it failed, and neither
+// touches the other pipelines; Pause, Resume and Restart control it by name.
 package supervisor
 
 import (
@@ -45,21 +49,31 @@ type Options struct {
 	// StuckAfter is the readiness threshold of pipelines that set none; default
 	// pipeline.DefaultStuckAfter.
 	StuckAfter time.Duration
+	// Restart says how pipelines are restarted after a transient failure; zero fields take
+	// their defaults.
+	Restart RestartPolicy
 }
 
 // Supervisor builds, runs and reports pipelines. Its methods are safe for concurrent use.
 type Supervisor struct {
-	opts Options
-	log  *slog.Logger
-	m    *metrics.Metrics
-	wasm *wasmStages
+	opts   Options
+	log    *slog.Logger
+	m      *metrics.Metrics
+	wasm   *wasmStages
+	policy RestartPolicy
+	rates  *rates
 
 	// store is the checkpoint store the pipelines are built with; Run opens it.
 	store *lazyStore
 
 	mu    sync.Mutex
-	pipes []*engine.Pipeline
+	pipes []*managed
 	ran   bool
+	// live counts the pipeline loops of Run still going; loops and runCtx are set while Run
+	// runs, so that Restart can start an ended pipeline again.
+	live   int
+	loops  *sync.WaitGroup
+	runCtx context.Context
 }
 
 // lazyStore lets pipelines be built before the checkpoint store is opened, so that building
@@ -87,7 +101,9 @@ func New(o Options) (*Supervisor, error) {
 	if o.Metrics == nil {
 		o.Metrics = metrics.New()
 	}
-	s := &Supervisor{opts: o, log: o.Logger, m: o.Metrics, wasm: newWasmStages(o.DataDir, o.Logger), store: &lazyStore{}}
+	s := &Supervisor{opts: o, log: o.Logger, m: o.Metrics, wasm: newWasmStages(o.DataDir, o.Logger), store: &lazyStore{},
+		policy: o.Restart.withDefaults()}
+	s.rates = newRates(s)
 	if err := o.Metrics.Registry.Register(s.wasm); err != nil {
 		return nil, fmt.Errorf("supervisor: register the WASM metrics: %w", err)
 	}
@@ -113,17 +129,25 @@ func (s *Supervisor) Add(ctx context.Context, ps ...*pipeline.Pipeline) []Proble
 			c.StuckAfter = s.opts.StuckAfter
 			cfg = &c
 		}
-		p, err := engine.New(cfg, engine.Options{Catalog: s.opts.Catalog, Logger: s.log, Metrics: s.m,
-			DataDir: s.opts.DataDir, NewStage: s.wasm.newStage, DrainTimeout: s.opts.DrainTimeout, Checkpoints: s.store})
+		m := &managed{s: s, name: cfg.Name, cfg: cfg}
+		p, err := s.build(m)
 		if err != nil {
 			problems = append(problems, componentProblems(cfg.Name, err)...)
 			continue
 		}
+		m.cur = p
 		s.mu.Lock()
-		s.pipes = append(s.pipes, p)
+		s.pipes = append(s.pipes, m)
 		s.mu.Unlock()
 	}
 	return problems
+}
+
+// build constructs a new engine pipeline for m's configuration: at Add, and for each restart.
+func (s *Supervisor) build(m *managed) (*engine.Pipeline, error) {
+	return engine.New(m.cfg, engine.Options{Catalog: s.opts.Catalog, Logger: s.log, Metrics: s.m,
+		DataDir: s.opts.DataDir, NewStage: s.wasm.newStage, DrainTimeout: s.opts.DrainTimeout, Checkpoints: s.store,
+		BeforeRead: m.gate, OnRunning: m.onRunning})
 }
 
 // RunOptions adjust Run.
@@ -135,8 +159,10 @@ type RunOptions struct {
 
 // Run opens the checkpoint store under DataDir and runs every added pipeline until each has
 // ended: its bounded source is exhausted and everything delivered, ctx is cancelled (a graceful
-// stop: stop reading, drain, checkpoint), or it failed. It returns the failures, joined. Run may
-// be called once.
+// stop: stop reading, drain, checkpoint), or it failed with an error a restart does not cure
+// (see RestartPolicy: a transient failure restarts the pipeline). A paused pipeline has not
+// ended. One pipeline's failure never stops the others. Run returns the failures, joined; it
+// may be called once.
 func (s *Supervisor) Run(ctx context.Context, o RunOptions) error {
 	s.mu.Lock()
 	if s.ran {
@@ -144,7 +170,7 @@ func (s *Supervisor) Run(ctx context.Context, o RunOptions) error {
 		return errors.New("supervisor: Run was already called")
 	}
 	s.ran = true
-	pipes := append([]*engine.Pipeline(nil), s.pipes...)
+	pipes := append([]*managed(nil), s.pipes...)
 	s.mu.Unlock()
 	if len(pipes) == 0 {
 		return errors.New("supervisor: no pipelines to run")
@@ -164,39 +190,140 @@ func (s *Supervisor) Run(ctx context.Context, o RunOptions) error {
 	s.store.s = store // before any pipeline runs; never changed after
 	for _, p := range pipes {
 		if o.Reset {
-			if err := store.Reset(p.Name()); err != nil {
+			if err := store.Reset(p.name); err != nil {
 				return err
 			}
 		}
 	}
-	errs := make([]error, len(pipes))
+	stopRates := s.rates.start()
+	defer stopRates()
 	var wg sync.WaitGroup
-	for i, p := range pipes {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = p.Run(ctx)
-		}()
+	s.mu.Lock()
+	s.loops, s.runCtx = &wg, ctx
+	for _, m := range pipes {
+		s.launchLocked(m)
 	}
+	s.mu.Unlock()
 	wg.Wait()
+	s.mu.Lock()
+	s.runCtx = nil
+	s.mu.Unlock()
+	errs := make([]error, len(pipes))
+	for i, m := range pipes {
+		m.mu.Lock()
+		errs[i] = m.err
+		m.mu.Unlock()
+	}
 	return errors.Join(errs...)
 }
 
-// Status is the state of one pipeline.
+// launchLocked starts m's loop; s.mu is held.
+func (s *Supervisor) launchLocked(m *managed) {
+	s.live++
+	s.loops.Add(1)
+	go func() {
+		defer s.loops.Done()
+		_ = m.loop(s.runCtx) // the error stays in m.err for Run
+		s.mu.Lock()
+		s.live--
+		s.mu.Unlock()
+	}()
+}
+
+// Status is the state of one pipeline as the supervisor runs it.
 type Status struct {
 	Name string `json:"name"`
 	pipeline.Status
+	// Paused is true between Pause and Resume (also while the pipeline restarts).
+	Paused bool `json:"paused"`
+	// Restarts counts the runs started after the first one (on failure or on request).
+	Restarts int `json:"restarts"`
+	// BackoffSeconds is, while the pipeline waits to restart (state degraded), the length of
+	// that wait; 0 otherwise.
+	BackoffSeconds float64 `json:"backoff_seconds,omitempty"`
+	// LastError is the error of the last failed run, if any.
+	LastError string `json:"last_error,omitempty"`
 }
 
-// Status reports every added pipeline, in the order they were added.
+// Status reports every added pipeline, in the order they were added. A pipeline is Ready while
+// it runs (paused or not) with nothing stuck, and once it has finished.
 func (s *Supervisor) Status() []Status {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := make([]Status, len(s.pipes))
-	for i, p := range s.pipes {
-		out[i] = Status{Name: p.Name(), Status: p.Status()}
+	pipes := append([]*managed(nil), s.pipes...)
+	s.mu.Unlock()
+	out := make([]Status, len(pipes))
+	for i, m := range pipes {
+		out[i] = m.status()
 	}
 	return out
+}
+
+// lookup returns the pipeline named name.
+func (s *Supervisor) lookup(name string) (*managed, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, m := range s.pipes {
+		if m.name == name {
+			return m, nil
+		}
+	}
+	return nil, fmt.Errorf("pipeline %q: %w", name, ErrUnknownPipeline)
+}
+
+// Pause stops reading the named pipeline's source: batches in flight are delivered and
+// checkpointed, the components stay open, and the state becomes paused. The pause lasts until
+// Resume, across restarts. Pausing a paused pipeline does nothing. It fails with
+// ErrUnknownPipeline, or ErrNotRunning when Run is not running the pipeline.
+func (s *Supervisor) Pause(name string) error {
+	m, err := s.lookup(name)
+	if err != nil {
+		return err
+	}
+	if err := m.pause(); err != nil {
+		return err
+	}
+	s.log.Info("pipeline paused", "pipeline", name)
+	return nil
+}
+
+// Resume reads the named pipeline's source again after Pause. Resuming a pipeline that is not
+// paused does nothing. It fails like Pause.
+func (s *Supervisor) Resume(name string) error {
+	m, err := s.lookup(name)
+	if err != nil {
+		return err
+	}
+	if err := m.resume(); err != nil {
+		return err
+	}
+	s.log.Info("pipeline resumed", "pipeline", name)
+	return nil
+}
+
+// Restart stops the named pipeline gracefully (stop reading, deliver what is in flight,
+// checkpoint) and runs it again from its checkpoint; a pipeline waiting to restart after a
+// failure restarts now, and one that ended (finished, failed) runs again while Run runs the
+// others. It returns once the restart is requested. It fails with ErrUnknownPipeline, or
+// ErrNotRunning when Run is not running.
+func (s *Supervisor) Restart(name string) error {
+	m, err := s.lookup(name)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.runCtx == nil || s.runCtx.Err() != nil || s.live == 0 {
+		return fmt.Errorf("pipeline %q: %w", name, ErrNotRunning)
+	}
+	ended, err := m.restart()
+	if err != nil {
+		return err
+	}
+	if ended {
+		s.launchLocked(m)
+	}
+	s.log.Info("pipeline restart requested", "pipeline", name)
+	return nil
 }
 
 // Close releases what the supervisor holds: the components of pipelines that were added but never
@@ -207,8 +334,8 @@ func (s *Supervisor) Close(ctx context.Context) error {
 	s.mu.Unlock()
 	var errs []error
 	if !ran {
-		for _, p := range pipes {
-			errs = append(errs, p.Discard(ctx))
+		for _, m := range pipes {
+			errs = append(errs, m.cur.Discard(ctx))
 		}
 	}
 	errs = append(errs, s.wasm.close(ctx))

@@ -31,9 +31,33 @@ type wasmStages struct {
 	stages   []namedStage        // every stage built, for metrics
 }
 
+// namedStage is the stage a pipeline's transform runs on, with the counters of the stages it
+// ran on before (a pipeline restarted builds new stages: its counters go on from there).
 type namedStage struct {
 	pipeline, transform string
 	stage               *wasmhost.Stage
+	before              wasmhost.Stats
+	beforeGuest         map[string]int64
+}
+
+// fold adds the current stage's counters to before: the stage is being replaced.
+func (n *namedStage) fold() {
+	x := n.stage.Stats()
+	b := &n.before
+	b.Traps += x.Traps
+	b.Timeouts += x.Timeouts
+	b.MemoryFaults += x.MemoryFaults
+	b.GuestErrors += x.GuestErrors
+	b.InvalidResults += x.InvalidResults
+	b.Overruns += x.Overruns
+	b.InstanceRestarts += x.InstanceRestarts
+	b.Poison += x.Poison
+	if n.beforeGuest == nil {
+		n.beforeGuest = map[string]int64{}
+	}
+	for k, v := range n.stage.GuestCounters() {
+		n.beforeGuest[k] += v
+	}
 }
 
 func newWasmStages(dataDir string, log *slog.Logger) *wasmStages {
@@ -156,11 +180,18 @@ func (w *wasmStages) newStage(ctx context.Context, pipelineName string, t pipeli
 	}
 	st, err := h.NewStage(ctx, m, stageConfig(t, log))
 	if err != nil {
-		return nil, withoutStagePrefix(err, t.Name)
+		return nil, stageError{withoutStagePrefix(err, t.Name)}
 	}
 	w.mu.Lock()
+	defer w.mu.Unlock()
+	for i := range w.stages {
+		if n := &w.stages[i]; n.pipeline == pipelineName && n.transform == t.Name {
+			n.fold()
+			n.stage = st
+			return st, nil
+		}
+	}
 	w.stages = append(w.stages, namedStage{pipeline: pipelineName, transform: t.Name, stage: st})
-	w.mu.Unlock()
 	return st, nil
 }
 
@@ -203,14 +234,18 @@ func (w *wasmStages) Collect(ch chan<- prometheus.Metric) {
 	stages := append([]namedStage(nil), w.stages...)
 	w.mu.Unlock()
 	for _, s := range stages {
-		st := s.stage.Stats()
-		for kind, v := range map[string]uint64{"trap": st.Traps, "timeout": st.Timeouts, "memory": st.MemoryFaults,
-			"guest_error": st.GuestErrors, "invalid_result": st.InvalidResults, "overrun": st.Overruns} {
+		st, b := s.stage.Stats(), s.before
+		for kind, v := range map[string]uint64{"trap": st.Traps + b.Traps, "timeout": st.Timeouts + b.Timeouts, "memory": st.MemoryFaults + b.MemoryFaults,
+			"guest_error": st.GuestErrors + b.GuestErrors, "invalid_result": st.InvalidResults + b.InvalidResults, "overrun": st.Overruns + b.Overruns} {
 			ch <- prometheus.MustNewConstMetric(wasmFailuresDesc, prometheus.CounterValue, float64(v), s.pipeline, s.transform, kind)
 		}
-		ch <- prometheus.MustNewConstMetric(wasmRestartsDesc, prometheus.CounterValue, float64(st.InstanceRestarts), s.pipeline, s.transform)
-		ch <- prometheus.MustNewConstMetric(wasmPoisonDesc, prometheus.CounterValue, float64(st.Poison), s.pipeline, s.transform)
-		for name, v := range s.stage.GuestCounters() {
+		ch <- prometheus.MustNewConstMetric(wasmRestartsDesc, prometheus.CounterValue, float64(st.InstanceRestarts+b.InstanceRestarts), s.pipeline, s.transform)
+		ch <- prometheus.MustNewConstMetric(wasmPoisonDesc, prometheus.CounterValue, float64(st.Poison+b.Poison), s.pipeline, s.transform)
+		guest := s.stage.GuestCounters()
+		for name, v := range s.beforeGuest {
+			guest[name] += v
+		}
+		for name, v := range guest {
 			ch <- prometheus.MustNewConstMetric(wasmGuestDesc, prometheus.CounterValue, float64(v), s.pipeline, s.transform, name)
 		}
 	}
