@@ -86,6 +86,22 @@ func Load(paths []string, opts LoadOptions) ([]*Pipeline, Diagnostics) {
 	return l.pipelines, l.diags
 }
 
+// LoadBytes is Load for one manifest held in memory, data, as if read from file: file names it
+// in the diagnostics, and relative paths in it (wasm:, ${file:PATH}) are resolved against the
+// directory of file.
+func LoadBytes(file string, data []byte, opts LoadOptions) ([]*Pipeline, Diagnostics) {
+	if opts.LookupEnv == nil {
+		opts.LookupEnv = os.LookupEnv
+	}
+	if opts.Catalog == nil {
+		opts.Catalog = emptyCatalog{}
+	}
+	l := &loader{opts: opts, names: map[string]Pos{}}
+	l.loadBytes(file, data)
+	l.diags.Sort()
+	return l.pipelines, l.diags
+}
+
 // expandPath lists the manifest files a path stands for.
 func (l *loader) expandPath(p string) []string {
 	st, err := os.Stat(p)

@@ -3,9 +3,11 @@ package admin_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
+	"net/http/httptest"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -15,9 +17,111 @@ import (
 	"github.com/sluicehq/sluice/runtime/supervisor"
 )
 
-func get(t *testing.T, url string) (int, string) {
+// fakeRuntime holds pipelines by name; ended ones refuse control with ErrNotRunning.
+type fakeRuntime struct {
+	mu    sync.Mutex
+	pipes []supervisor.Info
+	calls []string
+}
+
+func (f *fakeRuntime) Status() []supervisor.Status {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := make([]supervisor.Status, len(f.pipes))
+	for i, p := range f.pipes {
+		out[i] = p.Status
+	}
+	return out
+}
+
+func (f *fakeRuntime) Info() []supervisor.Info {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]supervisor.Info(nil), f.pipes...)
+}
+
+func (f *fakeRuntime) find(name string) (*supervisor.Info, error) {
+	for i := range f.pipes {
+		if f.pipes[i].Name == name {
+			return &f.pipes[i], nil
+		}
+	}
+	return nil, fmt.Errorf("pipeline %q: %w", name, supervisor.ErrUnknownPipeline)
+}
+
+func (f *fakeRuntime) PipelineInfo(name string) (supervisor.Info, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	p, err := f.find(name)
+	if err != nil {
+		return supervisor.Info{}, err
+	}
+	return *p, nil
+}
+
+func (f *fakeRuntime) control(op, name string, apply func(*supervisor.Info)) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	p, err := f.find(name)
+	if err != nil {
+		return err
+	}
+	if p.State == pipeline.StateFailed {
+		return fmt.Errorf("pipeline %q: %w", name, supervisor.ErrNotRunning)
+	}
+	f.calls = append(f.calls, op+" "+name)
+	apply(p)
+	return nil
+}
+
+func (f *fakeRuntime) Pause(name string) error {
+	return f.control("pause", name, func(p *supervisor.Info) { p.State, p.Paused = pipeline.StatePaused, true })
+}
+
+func (f *fakeRuntime) Resume(name string) error {
+	return f.control("resume", name, func(p *supervisor.Info) { p.State, p.Paused = pipeline.StateRunning, false })
+}
+
+func (f *fakeRuntime) Restart(name string) error {
+	return f.control("restart", name, func(p *supervisor.Info) { p.Restarts++ })
+}
+
+func newFake() *fakeRuntime {
+	lag := 42.0
+	return &fakeRuntime{pipes: []supervisor.Info{
+		{Status: supervisor.Status{Name: "orders", Status: pipeline.Status{State: pipeline.StateRunning, Ready: true}},
+			Counts: supervisor.Counts{In: 100, Out: 90, DeadLetters: 3, Rejected: 3, Errors: 3, Lag: &lag}, InPerSecond: 12.5, OutPerSecond: 11},
+		{Status: supervisor.Status{Name: "broken", Status: pipeline.Status{State: pipeline.StateFailed, Reason: "sink \"db\": bad password"}}},
+	}}
+}
+
+// validateStub answers one problem for a manifest holding "bad", none otherwise.
+func validateStub(_ context.Context, file string, manifest []byte) ([]string, []admin.Diagnostic, error) {
+	if strings.Contains(string(manifest), "bad") {
+		return nil, []admin.Diagnostic{{File: file, Line: 5, Col: 11, Message: `source: unknown source type "fiel"`, Hint: `did you mean "file"?`}}, nil
+	}
+	return []string{"ok"}, nil, nil
+}
+
+func newServer(t *testing.T, rt admin.Runtime, token string) *httptest.Server {
 	t.Helper()
-	resp, err := http.Get(url)
+	srv := httptest.NewServer(admin.Handler(admin.Options{Metrics: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "sluice_up 1")
+	}), Runtime: rt, Validate: validateStub, Token: token}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func do(t *testing.T, method, url, token, body string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,34 +132,155 @@ func get(t *testing.T, url string) (int, string) {
 
 // Defect 8: /readyz and /pipelines say why a pipeline is not ready.
 func TestReadinessCarriesTheReason(t *testing.T) {
-	var mu sync.Mutex
-	ps := []supervisor.Status{{Name: "a", Status: pipeline.Status{State: pipeline.StateRunning, Ready: true}}, {Name: "b", Status: pipeline.Status{State: pipeline.StateRunning, Ready: true}}}
-	srv, err := admin.Start("127.0.0.1:0", http.NotFoundHandler(), func() []supervisor.Status {
-		mu.Lock()
-		defer mu.Unlock()
-		return append([]supervisor.Status(nil), ps...)
-	}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
+	rt := &fakeRuntime{pipes: []supervisor.Info{
+		{Status: supervisor.Status{Name: "a", Status: pipeline.Status{State: pipeline.StateRunning, Ready: true}}},
+		{Status: supervisor.Status{Name: "b", Status: pipeline.Status{State: pipeline.StatePaused, Ready: true}}},
+	}}
+	base := newServer(t, rt, "").URL
+	if code, body := do(t, "GET", base+"/readyz", "", ""); code != 200 {
+		t.Fatalf("/readyz = %d %q while every pipeline is ready (one paused)", code, body)
 	}
-	defer srv.Close(context.Background())
-	base := "http://" + srv.Addr()
-	if code, body := get(t, base+"/readyz"); code != 200 {
-		t.Fatalf("/readyz = %d %q while every pipeline is ready", code, body)
-	}
-	mu.Lock()
-	ps[1] = supervisor.Status{Name: "b", Status: pipeline.Status{State: pipeline.StateRunning, Reason: `stuck longer than 2m0s: "out" has been failing for 3m0s`}}
-	mu.Unlock()
-	code, body := get(t, base+"/readyz")
-	if code != 503 || !strings.Contains(body, `b: stuck longer than 2m0s: "out" has been failing`) || strings.Contains(body, "a:") {
+	rt.mu.Lock()
+	rt.pipes[1].Status = supervisor.Status{Name: "b", Status: pipeline.Status{State: pipeline.StateDegraded, Reason: `stuck longer than 2m0s: "out" has been failing for 3m0s`}}
+	rt.mu.Unlock()
+	code, body := do(t, "GET", base+"/readyz", "", "")
+	if code != 503 || !strings.Contains(body, `b: degraded: stuck longer than 2m0s: "out" has been failing`) || strings.Contains(body, "a:") {
 		t.Fatalf("/readyz = %d %q; want 503 naming b and why", code, body)
 	}
-	_, body = get(t, base+"/pipelines")
+	_, body = do(t, "GET", base+"/pipelines", "", "")
 	var list []supervisor.Status
 	if err := json.Unmarshal([]byte(body), &list); err != nil {
 		t.Fatal(err)
 	}
 	if len(list) != 2 || list[1].Ready || !strings.Contains(list[1].Reason, `"out" has been failing`) || list[0].State != "running" {
 		t.Fatalf("/pipelines = %s", body)
+	}
+	if code, body := do(t, "GET", newServer(t, &fakeRuntime{}, "").URL+"/readyz", "", ""); code != 503 || !strings.Contains(body, "no pipelines") {
+		t.Fatalf("/readyz without pipelines = %d %q", code, body)
+	}
+}
+
+// TestAPI walks every endpoint: lists, one pipeline, control (and its errors), validation and
+// bad requests.
+func TestAPI(t *testing.T) {
+	rt := newFake()
+	base := newServer(t, rt, "").URL + "/api/v1"
+	tests := []struct {
+		name, method, path, body string
+		code                     int
+		want                     []string // substrings of the body
+	}{
+		{"list", "GET", "/pipelines", "", 200, []string{`"name": "orders"`, `"records_in_per_second": 12.5`, `"lag": 42`, `"dead_letters": 3`, `"name": "broken"`, `"lag": null`}},
+		{"one", "GET", "/pipelines/orders", "", 200, []string{`"state": "running"`, `"records_out": 90`, `"errors": 3`}},
+		{"unknown", "GET", "/pipelines/nope", "", 404, []string{`"error": "pipeline \"nope\": no such pipeline"`}},
+		{"pause", "POST", "/pipelines/orders/pause", "", 200, []string{`"state": "paused"`, `"paused": true`}},
+		{"resume", "POST", "/pipelines/orders/resume", "", 200, []string{`"state": "running"`, `"paused": false`}},
+		{"restart", "POST", "/pipelines/orders/restart", "", 202, []string{`"restarts": 1`}},
+		{"restart unknown", "POST", "/pipelines/nope/restart", "", 404, []string{"no such pipeline"}},
+		{"pause failed", "POST", "/pipelines/broken/pause", "", 409, []string{"not running"}},
+		{"pause by GET", "GET", "/pipelines/orders/pause", "", 405, nil},
+		{"valid manifest", "POST", "/validate", "apiVersion: sluice.dev/v1\n", 200, []string{`"valid": true`, `"pipelines": [`, `"ok"`, `"diagnostics": []`}},
+		{"invalid manifest", "POST", "/validate?file=/etc/sluice/p.yaml", "bad", 200, []string{`"valid": false`, `"file": "/etc/sluice/p.yaml"`, `"line": 5`, `"col": 11`, `did you mean`}},
+		{"empty manifest", "POST", "/validate", " \n", 400, []string{"body is empty"}},
+		{"huge manifest", "POST", "/validate", strings.Repeat("#", admin.MaxManifestBytes+1), 413, []string{"larger than"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			code, body := do(t, tc.method, base+tc.path, "", tc.body)
+			if code != tc.code {
+				t.Fatalf("%s %s = %d, want %d; body:\n%s", tc.method, tc.path, code, tc.code, body)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(body, w) {
+					t.Errorf("body lacks %s:\n%s", w, body)
+				}
+			}
+		})
+	}
+	if want := []string{"pause orders", "resume orders", "restart orders"}; fmt.Sprint(rt.calls) != fmt.Sprint(want) {
+		t.Fatalf("runtime calls = %v, want %v", rt.calls, want)
+	}
+}
+
+// With a token, every route but the probes and the metrics answers 401 without it or with a
+// wrong one, and serves with the right one.
+func TestTokenGuard(t *testing.T) {
+	const token = "s3cret-token"
+	base := newServer(t, newFake(), token).URL
+	for _, path := range []string{"/healthz", "/readyz", "/metrics"} {
+		if code, _ := do(t, "GET", base+path, "", ""); code == 401 {
+			t.Errorf("%s needs the token; it must stay open for probes and scrapers", path)
+		}
+	}
+	guarded := []struct{ method, path string }{
+		{"GET", "/api/v1/pipelines"}, {"GET", "/api/v1/pipelines/orders"}, {"POST", "/api/v1/pipelines/orders/pause"},
+		{"POST", "/api/v1/pipelines/orders/resume"}, {"POST", "/api/v1/pipelines/orders/restart"}, {"POST", "/api/v1/validate"},
+		{"GET", "/api/v1/openapi.json"}, {"GET", "/pipelines"}, {"GET", "/api/v1/nothing-here"},
+	}
+	for _, g := range guarded {
+		for _, tok := range []string{"", "wrong", token + "x", strings.ToUpper(token)} {
+			code, body := do(t, g.method, base+g.path, tok, "apiVersion: x\n")
+			var e admin.Error
+			if code != 401 || json.Unmarshal([]byte(body), &e) != nil || !strings.Contains(e.Error, "bearer token") {
+				t.Errorf("%s %s with token %q = %d %q; want 401 with a JSON error", g.method, g.path, tok, code, body)
+			}
+		}
+	}
+	if code, body := do(t, "GET", base+"/api/v1/pipelines", token, ""); code != 200 || !strings.Contains(body, "orders") {
+		t.Fatalf("with the token: %d %q", code, body)
+	}
+	req, _ := http.NewRequest("GET", base+"/api/v1/pipelines/orders", nil)
+	req.Header.Set("Authorization", "bearer "+token) // the scheme is case-insensitive
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("lower-case scheme: %d", resp.StatusCode)
+	}
+}
+
+// The OpenAPI document describes exactly the routes the server serves: each of its operations
+// is answered (not 404 or 405 from the router), and each route is in it.
+func TestOpenAPIMatchesRoutes(t *testing.T) {
+	base := newServer(t, newFake(), "").URL
+	code, body := do(t, "GET", base+"/api/v1/openapi.json", "", "")
+	if code != 200 {
+		t.Fatalf("openapi.json = %d", code)
+	}
+	var doc struct {
+		OpenAPI string                                `json:"openapi"`
+		Paths   map[string]map[string]json.RawMessage `json:"paths"`
+	}
+	if err := json.Unmarshal([]byte(body), &doc); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(doc.OpenAPI, "3.") {
+		t.Fatalf("openapi = %q", doc.OpenAPI)
+	}
+	var documented []string
+	for path, ops := range doc.Paths {
+		for method := range ops {
+			op := strings.ToUpper(method) + " " + path
+			documented = append(documented, op)
+			url := base + strings.ReplaceAll(path, "{name}", "orders")
+			body := ""
+			if strings.HasSuffix(path, "/validate") {
+				body = "apiVersion: sluice.dev/v1\n"
+			}
+			if code, resp := do(t, strings.ToUpper(method), url, "", body); code == 404 || code == 405 {
+				t.Errorf("%s is documented but answers %d %q", op, code, resp)
+			}
+		}
+	}
+	served := admin.Routes()
+	sort.Strings(documented)
+	sort.Strings(served)
+	if fmt.Sprint(documented) != fmt.Sprint(served) {
+		t.Fatalf("documented operations:\n  %s\nserved routes:\n  %s", strings.Join(documented, "\n  "), strings.Join(served, "\n  "))
+	}
+	if code, _ := do(t, "GET", base+"/api/v1/undocumented", "", ""); code != 404 {
+		t.Fatalf("an undocumented path answers %d", code)
 	}
 }

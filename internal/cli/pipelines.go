@@ -25,13 +25,21 @@ type loaded struct {
 // loadPipelines loads the manifests at args and adds their pipelines to a new supervisor. The
 // caller closes the supervisor (unless New failed: then err is set).
 func (g *Globals) loadPipelines(ctx context.Context, log *slog.Logger, m *metrics.Metrics, o supervisor.Options, args []string) (*loaded, error) {
+	return g.buildPipelines(ctx, log, m, o, func(opts manifests.LoadOptions) ([]*manifests.Pipeline, manifests.Diagnostics) {
+		return manifests.Load(args, opts)
+	})
+}
+
+// buildPipelines is loadPipelines with the manifests read by load.
+func (g *Globals) buildPipelines(ctx context.Context, log *slog.Logger, m *metrics.Metrics, o supervisor.Options,
+	load func(manifests.LoadOptions) ([]*manifests.Pipeline, manifests.Diagnostics)) (*loaded, error) {
 	o.Catalog, o.Logger, o.Metrics, o.DataDir = g.Catalog, log, m, g.DataDir
 	sup, err := supervisor.New(o)
 	if err != nil {
 		return nil, err
 	}
 	l := &loaded{sup: sup}
-	l.specs, l.diags = manifests.Load(args, manifests.LoadOptions{Catalog: g.Catalog, CheckModule: func(t *manifests.Transform) error {
+	l.specs, l.diags = load(manifests.LoadOptions{Catalog: g.Catalog, CheckModule: func(t *manifests.Transform) error {
 		return transformError(t, append(sup.CheckStageKind(ctx, "", t.Transform), sup.CheckTransform(ctx, "", t.Transform)...))
 	}, CheckComponent: func(kind connector.Kind, c *manifests.Component) error {
 		if g.pluginHost == nil {

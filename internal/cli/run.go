@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 	"github.com/sluicehq/sluice/internal/gctune"
 	"github.com/sluicehq/sluice/internal/metrics"
 	"github.com/sluicehq/sluice/internal/pluginhost"
+	"github.com/sluicehq/sluice/manifests"
 	"github.com/sluicehq/sluice/runtime/pipeline"
 	"github.com/sluicehq/sluice/runtime/supervisor"
 )
@@ -120,11 +122,24 @@ func runPipelines(parent context.Context, g *Globals, args []string, f runFlags)
 		return &exitError{code: 1, msg: "no pipelines found in " + strings.Join(args, ", ")}
 	}
 	if g.AdminAddr != "" {
-		srv, err := admin.Start(g.AdminAddr, m.Handler(), l.sup.Status, log)
+		token, err := g.adminToken()
+		if err != nil {
+			return err
+		}
+		var validating sync.Mutex // one check at a time: each builds a WASM host of its own
+		srv, err := admin.Start(g.AdminAddr, admin.Options{Metrics: m.Handler(), Runtime: l.sup, Token: token, Logger: log,
+			Validate: func(ctx context.Context, file string, manifest []byte) ([]string, []admin.Diagnostic, error) {
+				validating.Lock()
+				defer validating.Unlock()
+				return g.validateManifestBytes(ctx, log, file, manifest)
+			}})
 		if err != nil {
 			return adminListenError(err)
 		}
-		log.Info("admin server listening", "addr", srv.Addr())
+		log.Info("admin server listening", "addr", srv.Addr(), "token", token != "")
+		if token == "" && !admin.IsLoopback(srv.Addr()) {
+			log.Warn("the admin API listens beyond loopback without a token: anyone who reaches it can pause and restart pipelines; set --admin-token-file or " + adminTokenEnv)
+		}
 		defer srv.Close(context.Background())
 	}
 
@@ -135,7 +150,6 @@ func runPipelines(parent context.Context, g *Globals, args []string, f runFlags)
 	return err
 }
 
-// adminPipelines is the supervisor's status as the admin API shows it.
 // discoverPlugins registers the plugin binaries of --plugins-dir as plugin:NAME components. The
 // sha256 pins of the manifests at manifestPaths let their binaries run.
 func (g *Globals) discoverPlugins(ctx context.Context, log *slog.Logger, manifestPaths ...string) error {
@@ -149,6 +163,54 @@ func (g *Globals) discoverPluginsWith(ctx context.Context, log *slog.Logger, pm 
 		return nil
 	}
 	return registerPlugins(ctx, g, log, pm, manifestPaths) // internal/cli/plugins.go
+}
+
+// adminTokenEnv names the environment variable that gives the admin API's token.
+const adminTokenEnv = "SLUICE_ADMIN_TOKEN"
+
+// adminToken returns the admin API's bearer token: --admin-token, else the content of
+// --admin-token-file, else $SLUICE_ADMIN_TOKEN; "" when none is set (no guard).
+func (g *Globals) adminToken() (string, error) {
+	switch {
+	case g.AdminToken != "" && g.AdminTokenFile != "":
+		return "", errors.New("--admin-token and --admin-token-file are both set: give the token one way")
+	case g.AdminToken != "":
+		return g.AdminToken, nil
+	case g.AdminTokenFile != "":
+		b, err := os.ReadFile(g.AdminTokenFile)
+		if err != nil {
+			return "", fmt.Errorf("--admin-token-file: %w", err)
+		}
+		tok := strings.TrimSpace(string(b))
+		if tok == "" {
+			return "", fmt.Errorf("--admin-token-file %s is empty", g.AdminTokenFile)
+		}
+		return tok, nil
+	}
+	return os.Getenv(adminTokenEnv), nil
+}
+
+// validateManifestBytes checks one manifest held in memory as `sluice validate` checks files,
+// for the admin API.
+func (g *Globals) validateManifestBytes(ctx context.Context, log *slog.Logger, file string, data []byte) ([]string, []admin.Diagnostic, error) {
+	l, err := g.buildPipelines(ctx, log, metrics.New(), supervisor.Options{}, func(o manifests.LoadOptions) ([]*manifests.Pipeline, manifests.Diagnostics) {
+		return manifests.LoadBytes(file, data, o)
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	defer l.sup.Close(context.Background())
+	var names []string
+	if len(l.diags) == 0 {
+		for _, s := range l.specs {
+			names = append(names, s.Name)
+		}
+	}
+	diags := make([]admin.Diagnostic, len(l.diags))
+	for i, d := range l.diags {
+		diags[i] = admin.Diagnostic{File: d.Pos.File, Line: d.Pos.Line, Col: d.Pos.Col, Message: d.Message, Hint: d.Hint}
+	}
+	return names, diags, nil
 }
 
 // adminListenError adds the way out to an admin server that cannot listen because the address is
