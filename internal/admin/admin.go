@@ -7,6 +7,8 @@
 package admin
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -15,9 +17,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -33,6 +38,9 @@ type Runtime interface {
 	Pause(name string) error
 	Resume(name string) error
 	Restart(name string) error
+	// DeadLetterFile returns the path of the pipeline's dead-letter file, or an error matching
+	// supervisor.ErrNoDeadLetterFile when its dead-letter sink is not a file.
+	DeadLetterFile(name string) (string, error)
 }
 
 // Diagnostic is one problem of a manifest, placed at its line and column.
@@ -85,6 +93,7 @@ var routes = []route{
 	{"POST", "/api/v1/pipelines/{name}/pause", (*api).pause},
 	{"POST", "/api/v1/pipelines/{name}/resume", (*api).resume},
 	{"POST", "/api/v1/pipelines/{name}/restart", (*api).restart},
+	{"GET", "/api/v1/pipelines/{name}/dead-letters", (*api).deadLetters},
 	{"POST", "/api/v1/validate", (*api).validate},
 }
 
@@ -315,6 +324,111 @@ func (a *api) validate(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, ValidateResult{Valid: len(diags) == 0, Pipelines: names, Diagnostics: diags})
 }
 
+// Limits of GET /api/v1/pipelines/{name}/dead-letters.
+const (
+	DefaultDeadLetterLimit = 100
+	MaxDeadLetterLimit     = 1000
+)
+
+// DeadLetterPage is the body of GET /api/v1/pipelines/{name}/dead-letters.
+type DeadLetterPage struct {
+	Pipeline string `json:"pipeline"`
+	File     string `json:"file"`
+	// Offset is the index of the first dead letter of the page; NextOffset the one to ask for
+	// next (equal to Total at the end).
+	Offset     int `json:"offset"`
+	NextOffset int `json:"next_offset"`
+	// Total is the number of complete dead letters in the file.
+	Total       int          `json:"total"`
+	DeadLetters []DeadLetter `json:"dead_letters"`
+}
+
+// DeadLetter is one dead letter: its index in the file and the envelope the engine wrote.
+type DeadLetter struct {
+	Index    int             `json:"index"`
+	Envelope json.RawMessage `json:"envelope"`
+}
+
+func (a *api) deadLetters(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	offset, limit, err := pageParams(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	path, err := a.o.Runtime.DeadLetterFile(name)
+	if err != nil {
+		writeRuntimeError(w, err)
+		return
+	}
+	page, err := readDeadLetters(path, offset, limit)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	page.Pipeline = name
+	writeJSON(w, http.StatusOK, page)
+}
+
+func pageParams(r *http.Request) (offset, limit int, err error) {
+	q := r.URL.Query()
+	limit = DefaultDeadLetterLimit
+	if v := q.Get("offset"); v != "" {
+		if offset, err = strconv.Atoi(v); err != nil || offset < 0 {
+			return 0, 0, fmt.Errorf("offset %q: want a whole number, 0 or more", v)
+		}
+	}
+	if v := q.Get("limit"); v != "" {
+		if limit, err = strconv.Atoi(v); err != nil || limit < 1 || limit > MaxDeadLetterLimit {
+			return 0, 0, fmt.Errorf("limit %q: want a whole number from 1 to %d", v, MaxDeadLetterLimit)
+		}
+	}
+	return offset, limit, nil
+}
+
+// readDeadLetters reads the page [offset, offset+limit) of the complete lines of a dead-letter
+// file (a last line without its newline is still being written and is left out) and counts
+// them all. A missing file holds no dead letters.
+func readDeadLetters(path string, offset, limit int) (DeadLetterPage, error) {
+	page := DeadLetterPage{File: path, Offset: offset, DeadLetters: []DeadLetter{}}
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		page.NextOffset = offset
+		return page, nil
+	}
+	if err != nil {
+		return page, fmt.Errorf("dead letters: %w", err)
+	}
+	defer f.Close()
+	br := bufio.NewReaderSize(f, 64<<10)
+	i := 0
+	for ; ; i++ {
+		line, err := br.ReadSlice('\n')
+		if errors.Is(err, bufio.ErrBufferFull) { // a long line: gather it whole
+			rest, rerr := br.ReadBytes('\n')
+			line, err = append(append([]byte(nil), line...), rest...), rerr
+		}
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				break // a line without its newline is incomplete
+			}
+			return page, fmt.Errorf("dead letters: read %s: %w", path, err)
+		}
+		if i < offset || i >= offset+limit {
+			continue
+		}
+		env := bytes.TrimSpace(line)
+		if !json.Valid(env) {
+			b, _ := json.Marshal(string(env))
+			env = b
+		}
+		page.DeadLetters = append(page.DeadLetters, DeadLetter{Index: i, Envelope: append(json.RawMessage(nil), env...)})
+	}
+	page.Total = i
+	page.NextOffset = min(offset+limit, max(i, offset))
+	return page, nil
+}
+
 // Error is the body of every error answer of the API.
 type Error struct {
 	Error string `json:"error"`
@@ -326,7 +440,7 @@ func writeError(w http.ResponseWriter, code int, msg string) {
 
 func writeRuntimeError(w http.ResponseWriter, err error) {
 	switch {
-	case errors.Is(err, supervisor.ErrUnknownPipeline):
+	case errors.Is(err, supervisor.ErrUnknownPipeline), errors.Is(err, supervisor.ErrNoDeadLetterFile):
 		writeError(w, http.StatusNotFound, err.Error())
 	case errors.Is(err, supervisor.ErrNotRunning):
 		writeError(w, http.StatusConflict, err.Error())

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/connectors/all"
 	"github.com/sluicehq/sluice/runtime/catalog"
 	"github.com/sluicehq/sluice/runtime/pipeline"
 	"github.com/sluicehq/sluice/runtime/supervisor"
@@ -371,4 +372,26 @@ func TestRestartAnEndedPipeline(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkSequence(t, sinks["bounded"].snapshot(), 100)
+}
+
+func TestDeadLetterFile(t *testing.T) {
+	t.Parallel()
+	sup := newSupervisor(t, all.Catalog(), supervisor.RestartPolicy{})
+	gen := pipeline.Component{Type: "generate", Config: connector.Config{"count": int64(10), "template": "{{seq}}"}}
+	drop := []pipeline.Sink{{Name: "out", Component: pipeline.Component{Type: "drop", Config: connector.Config{}}}}
+	withFile := &pipeline.Pipeline{Name: "with-file", Source: gen, Sinks: drop,
+		DeadLetter: &pipeline.Component{Type: "file", Config: connector.Config{"path": "dlq/letters.jsonl", "fsync": true}}}
+	without := &pipeline.Pipeline{Name: "without", Source: gen, Sinks: drop}
+	if problems := sup.Add(context.Background(), withFile, without); len(problems) > 0 {
+		t.Fatal(problems)
+	}
+	if path, err := sup.DeadLetterFile("with-file"); err != nil || path != "dlq/letters.jsonl" {
+		t.Fatalf("DeadLetterFile(with-file) = %q, %v", path, err)
+	}
+	if _, err := sup.DeadLetterFile("without"); !errors.Is(err, supervisor.ErrNoDeadLetterFile) {
+		t.Fatalf("DeadLetterFile(without) = %v", err)
+	}
+	if _, err := sup.DeadLetterFile("nope"); !errors.Is(err, supervisor.ErrUnknownPipeline) {
+		t.Fatalf("DeadLetterFile(nope) = %v", err)
+	}
 }

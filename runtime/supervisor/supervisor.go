@@ -342,3 +342,23 @@ func (s *Supervisor) Close(ctx context.Context) error {
 	s.m.Registry.Unregister(s.wasm)
 	return errors.Join(errs...)
 }
+
+// ErrNoDeadLetterFile is returned by DeadLetterFile for a pipeline whose dead-letter sink is not
+// a file of JSON envelopes (a file sink without encode:).
+var ErrNoDeadLetterFile = errors.New("the pipeline has no file dead_letter sink")
+
+// DeadLetterFile returns the path of the named pipeline's dead-letter file: the path of its
+// dead_letter sink when that is of type file (relative paths are relative to the working
+// directory, as the file sink takes them). It fails with ErrUnknownPipeline or
+// ErrNoDeadLetterFile.
+func (s *Supervisor) DeadLetterFile(name string) (string, error) {
+	m, err := s.lookup(name)
+	if err != nil {
+		return "", err
+	}
+	dl := m.cfg.DeadLetter
+	if dl == nil || dl.Type != "file" || dl.Config.String("path") == "" || dl.Encode != nil {
+		return "", fmt.Errorf("pipeline %q: %w", name, ErrNoDeadLetterFile)
+	}
+	return dl.Config.String("path"), nil
+}
