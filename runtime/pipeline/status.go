@@ -23,6 +23,7 @@ type Status struct {
 	// Ready is true while the pipeline runs and nothing is stuck.
 	Ready bool `json:"ready"`
 	// Reason says why the pipeline is not ready: the error that stopped it, the sink that keeps
-	// failing or the stage holding a batch. Empty when ready.
+	// failing, the stage holding a batch or the restart it waits for. Empty when ready, except
+	// for a paused pipeline, which is ready and says that it is paused.
 	Reason string `json:"reason,omitempty"`
 }
