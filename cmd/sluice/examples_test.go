@@ -22,7 +22,12 @@ func TestExampleManifestsValidate(t *testing.T) {
 			continue
 		}
 		ran++
-		cmd := exec.Command(bin, "validate", f)
+		abs, err := filepath.Abs(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(bin, "validate", abs)
+		cmd.Dir = t.TempDir() // its module cache (.sluice/) goes there
 		cmd.Env = append(cmd.Environ(), "KAFKA=127.0.0.1:9092", "REGISTRY=http://127.0.0.1:8081")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Errorf("sluice validate %s: %v\n%s", f, err, out)
