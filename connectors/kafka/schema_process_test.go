@@ -2,6 +2,7 @@ package kafka
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -30,7 +31,11 @@ func schemaClient(t *testing.T, stdin []byte, args ...string) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(py, append([]string{script}, args...)...)
+	// A request the registry never answers must fail the test, not hang the package: the client
+	// gives each registry request 20 s (and retries), and the whole command a few minutes.
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, py, append([]string{script}, args...)...)
 	cmd.Stdin = bytes.NewReader(stdin)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr

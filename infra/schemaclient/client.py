@@ -59,7 +59,7 @@ def serializer(args, registry):
 
 
 def produce(args):
-    registry = SchemaRegistryClient({"url": args.registry})
+    registry = SchemaRegistryClient({"url": args.registry, "timeout": 20})
     ser, cls = serializer(args, registry)
     p = Producer({"bootstrap.servers": args.bootstrap, "linger.ms": 5, "enable.idempotence": True})
     ctx = SerializationContext(args.topic, MessageField.VALUE)
@@ -96,7 +96,7 @@ def plain(v):
 
 
 def consume(args):
-    registry = SchemaRegistryClient({"url": args.registry})
+    registry = SchemaRegistryClient({"url": args.registry, "timeout": 20})
     if args.format == "avro":
         from confluent_kafka.schema_registry.avro import AvroDeserializer
         de = AvroDeserializer(registry)

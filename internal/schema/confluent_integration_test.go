@@ -23,7 +23,7 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 req = json.load(sys.stdin)
-reg = SchemaRegistryClient({"url": req["registry"]})
+reg = SchemaRegistryClient({"url": req["registry"], "timeout": 20})
 ctx = SerializationContext(req["topic"], MessageField.VALUE)
 conf = {"auto.register.schemas": True}
 if req["format"] == "avro":
