@@ -912,10 +912,14 @@ spec:
 	addr := freeAddr(t)
 	r := startRun(t, dir, m, addr)
 	var body string
-	r.waitFor(t, "the stage's records_in to reach the input's 5000 records", func() bool {
+	// The stage counts its records in when a call returns; the windows those records close are
+	// counted as the watermark passes them, which may come a moment later. So the wait is for both
+	// to reach the input, and then every metric must be exactly right (none may overshoot).
+	r.waitFor(t, "the stage's records_in to reach the input's 5000 records and its closed windows the expected count", func() bool {
 		_, body = get(t, "http://"+addr+"/metrics")
 		n, _ := metricValue(body, "sluice_records_in_total", "aggmetrics", "stats")
-		return n >= float64(len(in))
+		w, _ := metricValue(body, "sluice_aggregate_windows_closed_total", "aggmetrics", "stats")
+		return n >= float64(len(in)) && w >= float64(len(closed))
 	})
 	for _, c := range []struct {
 		name string
