@@ -101,8 +101,18 @@ type running struct {
 // at admin ("" for none). The process is killed when the test ends, if it is still running.
 func startRun(t *testing.T, dir, manifest, admin string) *running {
 	t.Helper()
+	return startSluice(t, nil, "run", "--data-dir", filepath.Join(dir, "data"), "--admin-addr", admin, "--log-level", "warn", manifest)
+}
+
+// startSluice starts the binary with args and env added to the test's environment, its stderr
+// kept (safely read while it runs), and kills it when the test ends if it is still running.
+func startSluice(t *testing.T, env []string, args ...string) *running {
+	t.Helper()
 	r := &running{stderr: &lockedBuffer{}, done: make(chan struct{})}
-	r.cmd = exec.Command(buildSluice(t), "run", "--data-dir", filepath.Join(dir, "data"), "--admin-addr", admin, "--log-level", "warn", manifest)
+	r.cmd = exec.Command(buildSluice(t), args...)
+	if env != nil {
+		r.cmd.Env = append(os.Environ(), env...)
+	}
 	r.cmd.Stderr = r.stderr
 	if err := r.cmd.Start(); err != nil {
 		t.Fatal(err)

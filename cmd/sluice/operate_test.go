@@ -1,7 +1,6 @@
 package main_test
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -65,7 +64,7 @@ func infoOf(t *testing.T, base, token, name string) (pipelineInfo, bool) {
 
 // until polls cond every few milliseconds until it holds; it fails the test after two minutes,
 // or when the process has exited.
-func until(t *testing.T, what string, exited <-chan struct{}, stderr *bytes.Buffer, cond func() bool) {
+func until(t *testing.T, what string, exited <-chan struct{}, stderr fmt.Stringer, cond func() bool) {
 	t.Helper()
 	for deadline := time.Now().Add(2 * time.Minute); !cond(); time.Sleep(10 * time.Millisecond) {
 		select {
@@ -99,7 +98,6 @@ func checkSeq(t *testing.T, path string, min int) int {
 // growing backoff (seen through the admin API) until its start attempts are used up; the other
 // delivers everything meanwhile; then `sluice run` exits 1 naming the failed pipeline.
 func TestRunIsolatesAFailingPipeline(t *testing.T) {
-	bin := buildSluice(t)
 	dir := t.TempDir()
 	out := filepath.Join(dir, "out.txt")
 	closed := freeAddr(t) // nothing listens there once freeAddr returns
@@ -122,24 +120,15 @@ spec:
 `, closed))
 	addr := freeAddr(t)
 	const token = "run-isolation-token"
-	cmd := exec.Command(bin, "run", "--data-dir", filepath.Join(dir, "data"), "--admin-addr", addr, "--start-attempts", "4", filepath.Join(dir, "pipelines"))
-	cmd.Env = append(os.Environ(), "SLUICE_ADMIN_TOKEN="+token)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	var waitErr error
-	go func() { waitErr = cmd.Wait(); close(exited) }()
-	t.Cleanup(func() { cmd.Process.Kill(); <-exited })
+	r := startSluice(t, []string{"SLUICE_ADMIN_TOKEN=" + token}, "run", "--data-dir", filepath.Join(dir, "data"), "--admin-addr", addr, "--start-attempts", "4", filepath.Join(dir, "pipelines"))
+	exited, stderr := r.done, r.stderr
 
 	base := "http://" + addr
 	var backoffs []float64
 	sawGoodFinished, sawNotReady := false, false
 	for deadline := time.Now().Add(3 * time.Minute); ; time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatalf("sluice run did not end; stderr:\n%s", &stderr)
+			t.Fatalf("sluice run did not end; stderr:\n%s", stderr)
 		}
 		select {
 		case <-exited:
@@ -163,8 +152,8 @@ spec:
 		break
 	}
 	var ee *exec.ExitError
-	if !errors.As(waitErr, &ee) || ee.ExitCode() != 1 {
-		t.Fatalf("exit = %v, want status 1; stderr:\n%s", waitErr, &stderr)
+	if !errors.As(r.err, &ee) || ee.ExitCode() != 1 {
+		t.Fatalf("exit = %v, want status 1; stderr:\n%s", r.err, stderr)
 	}
 	if fmt.Sprint(backoffs) != "[1 2 4]" {
 		t.Errorf("backoffs seen = %v, want [1 2 4] (seconds, doubling)", backoffs)
@@ -182,7 +171,6 @@ spec:
 // guard, the OpenAPI document, pause (nothing read while paused, nothing left in flight),
 // resume, restart, and validation; after SIGTERM the output holds every record once.
 func TestAdminAPIControlsPipelines(t *testing.T) {
-	bin := buildSluice(t)
 	dir := t.TempDir()
 	out := filepath.Join(dir, "out.txt")
 	manifest := writeFile(t, filepath.Join(dir, "gen.yaml"), fmt.Sprintf(`apiVersion: sluice.dev/v1
@@ -195,19 +183,11 @@ spec:
 	const token = "file-token-123"
 	tokenFile := writeFile(t, filepath.Join(dir, "token"), token+"\n")
 	addr := freeAddr(t)
-	cmd := exec.Command(bin, "run", "--data-dir", filepath.Join(dir, "data"), "--admin-addr", addr, "--admin-token-file", tokenFile, manifest)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	var waitErr error
-	go func() { waitErr = cmd.Wait(); close(exited) }()
-	t.Cleanup(func() { cmd.Process.Kill(); <-exited })
+	r := startSluice(t, nil, "run", "--data-dir", filepath.Join(dir, "data"), "--admin-addr", addr, "--admin-token-file", tokenFile, manifest)
+	exited, stderr := r.done, r.stderr
 	base := "http://" + addr
 
-	until(t, "/readyz 200", exited, &stderr, func() bool { code, _ := call(t, "GET", base+"/readyz", "", ""); return code == 200 })
+	until(t, "/readyz 200", exited, stderr, func() bool { code, _ := call(t, "GET", base+"/readyz", "", ""); return code == 200 })
 	// The token guard: probes and metrics open, the API closed without the right token.
 	for _, path := range []string{"/healthz", "/metrics"} {
 		if code, _ := call(t, "GET", base+path, "", ""); code != 200 {
@@ -230,7 +210,7 @@ spec:
 	grows := func(what string) {
 		t.Helper()
 		n := len(lines(t, out))
-		until(t, what, exited, &stderr, func() bool { return len(lines(t, out)) > n+200 })
+		until(t, what, exited, stderr, func() bool { return len(lines(t, out)) > n+200 })
 	}
 	grows("first records")
 
@@ -238,7 +218,7 @@ spec:
 	if code, body := call(t, "POST", base+"/api/v1/pipelines/gen/pause", token, ""); code != 200 || !strings.Contains(body, `"state": "paused"`) {
 		t.Fatalf("pause = %d %s", code, body)
 	}
-	until(t, "everything read delivered", exited, &stderr, func() bool {
+	until(t, "everything read delivered", exited, stderr, func() bool {
 		p, _ := infoOf(t, base, token, "gen")
 		return p.State == "paused" && p.In == p.Out && int(p.Out) == len(lines(t, out))
 	})
@@ -259,7 +239,7 @@ spec:
 	if code, body := call(t, "POST", base+"/api/v1/pipelines/gen/restart", token, ""); code != 202 {
 		t.Fatalf("restart = %d %s", code, body)
 	}
-	until(t, "the restarted run", exited, &stderr, func() bool {
+	until(t, "the restarted run", exited, stderr, func() bool {
 		p, _ := infoOf(t, base, token, "gen")
 		return p.Restarts == 1 && p.State == "running"
 	})
@@ -287,10 +267,10 @@ spec:
 		t.Errorf("validate good = %d %s", code, body)
 	}
 
-	cmd.Process.Signal(syscall.SIGTERM)
+	r.cmd.Process.Signal(syscall.SIGTERM)
 	<-exited
-	if waitErr != nil {
-		t.Fatalf("graceful stop: %v\n%s", waitErr, &stderr)
+	if r.err != nil {
+		t.Fatalf("graceful stop: %v\n%s", r.err, stderr)
 	}
 	t.Logf("%d records, each once", checkSeq(t, out, 600))
 }
@@ -298,7 +278,6 @@ spec:
 // TestAdminAPIBrowsesDeadLetters: lines longer than max_line_bytes go to a file dead-letter
 // sink, and the admin API pages through them while the pipeline runs.
 func TestAdminAPIBrowsesDeadLetters(t *testing.T) {
-	bin := buildSluice(t)
 	dir := t.TempDir()
 	in := writeFile(t, filepath.Join(dir, "in.txt"), "short 1\n"+strings.Repeat("x", 100)+"\nshort 2\n"+strings.Repeat("y", 200)+"\nshort 3\n")
 	out, dlq := filepath.Join(dir, "out.txt"), filepath.Join(dir, "dead.jsonl")
@@ -311,16 +290,8 @@ spec:
   dead_letter: {type: file, config: {path: %q}}
 `, in, out, dlq))
 	addr := freeAddr(t)
-	cmd := exec.Command(bin, "run", "--data-dir", filepath.Join(dir, "data"), "--admin-addr", addr, manifest)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	var waitErr error
-	go func() { waitErr = cmd.Wait(); close(exited) }()
-	t.Cleanup(func() { cmd.Process.Kill(); <-exited })
+	r := startSluice(t, nil, "run", "--data-dir", filepath.Join(dir, "data"), "--admin-addr", addr, manifest)
+	exited, stderr := r.done, r.stderr
 	base := "http://" + addr + "/api/v1/pipelines/lines/dead-letters"
 	var page struct {
 		Total       int `json:"total"`
@@ -333,7 +304,7 @@ spec:
 			}
 		} `json:"dead_letters"`
 	}
-	until(t, "two dead letters", exited, &stderr, func() bool {
+	until(t, "two dead letters", exited, stderr, func() bool {
 		code, body := call(t, "GET", base, "", "")
 		if code != 200 {
 			return false
@@ -351,10 +322,10 @@ spec:
 		!strings.Contains(page.DeadLetters[0].Envelope.Value, "yyyy") {
 		t.Fatalf("page 2 = %s", body)
 	}
-	until(t, "the short lines delivered", exited, &stderr, func() bool { return len(lines(t, out)) == 3 })
-	cmd.Process.Signal(syscall.SIGTERM)
+	until(t, "the short lines delivered", exited, stderr, func() bool { return len(lines(t, out)) == 3 })
+	r.cmd.Process.Signal(syscall.SIGTERM)
 	<-exited
-	if waitErr != nil {
-		t.Fatalf("graceful stop: %v\n%s", waitErr, &stderr)
+	if r.err != nil {
+		t.Fatalf("graceful stop: %v\n%s", r.err, stderr)
 	}
 }
