@@ -113,6 +113,7 @@ type managed struct {
 	final        pipeline.Status
 	err          error // the pipeline's final error, once ended
 	paused       bool
+	gated        bool          // the reader waits in gate: nothing more is read until Resume
 	resumed      chan struct{} // closed by Resume; a new one per Pause
 	started      bool          // a run opened the components
 	runningSince time.Time     // when the current run started to move data
@@ -135,11 +136,17 @@ func (m *managed) gate(ctx context.Context) error {
 			return nil
 		}
 		ch := m.resumed
+		m.gated = true
 		m.mu.Unlock()
 		select {
 		case <-ch:
 		case <-ctx.Done():
-			return ctx.Err()
+		}
+		m.mu.Lock()
+		m.gated = false
+		m.mu.Unlock()
+		if err := ctx.Err(); err != nil {
+			return err
 		}
 	}
 }
@@ -270,8 +277,10 @@ func (m *managed) status() Status {
 			switch {
 			case !st.Ready:
 				st.State = pipeline.StateDegraded
-			case m.paused:
+			case m.paused && m.gated:
 				st.State, st.Reason = pipeline.StatePaused, "paused: the source is not read"
+			case m.paused: // a read that began before Pause has yet to return
+				st.Reason = "pausing: waiting for the read in progress"
 			}
 		}
 	}
