@@ -2,7 +2,9 @@
 // and under /api/v1 a JSON API to list, inspect, pause, resume and restart pipelines and to
 // validate manifests, described by the OpenAPI document at /api/v1/openapi.json.
 //
-// With a token set, every route but /healthz, /readyz and /metrics needs the header
+// The status page at / (and /status) shows the pipelines with throughput graphs in a browser.
+//
+// With a token set, every route but /healthz, /readyz, /metrics and the page needs the header
 // "Authorization: Bearer TOKEN"; a request without it, or with another token, gets 401.
 package admin
 
@@ -67,7 +69,8 @@ type Options struct {
 	Runtime Runtime
 	// Validate checks manifests for POST /api/v1/validate; nil answers 501.
 	Validate ValidateFunc
-	// Token, when not empty, guards every route but /healthz, /readyz and /metrics.
+	// Token, when not empty, guards every route but /healthz, /readyz, /metrics and the status
+	// page (/ and /status).
 	Token string
 	// Logger receives the server's own failures; nil discards them.
 	Logger *slog.Logger
@@ -79,8 +82,9 @@ type route struct {
 	handler      func(*api, http.ResponseWriter, *http.Request)
 }
 
-// openPaths are served without the token.
-var openPaths = map[string]bool{"/healthz": true, "/readyz": true, "/metrics": true}
+// openPaths are served without the token: the probes, the metrics and the status page (which
+// holds no data; its requests to the API carry the token).
+var openPaths = map[string]bool{"/healthz": true, "/readyz": true, "/metrics": true, "/": true, "/status": true}
 
 var routes = []route{
 	{"GET", "/healthz", (*api).healthz},
@@ -116,6 +120,7 @@ func Handler(o Options) http.Handler {
 		h := r.handler
 		mux.HandleFunc(r.method+" "+r.path, func(w http.ResponseWriter, req *http.Request) { h(a, w, req) })
 	}
+	a.handleStatusPage(mux)
 	if o.Token == "" {
 		return mux
 	}
