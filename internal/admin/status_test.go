@@ -92,7 +92,7 @@ func TestStatusPageScriptAndPolicy(t *testing.T) {
 	_, body := do(t, "GET", resp.Request.URL.String(), "", "")
 	csp := resp.Header.Get("Content-Security-Policy")
 	for _, tag := range []string{"style", "script"} {
-		m := regexp.MustCompile(`(?s)<` + tag + `>(.*?)</` + tag + `>`).FindAllStringSubmatch(body, -1)
+		m := regexp.MustCompile(`(?s)<`+tag+`>(.*?)</`+tag+`>`).FindAllStringSubmatch(body, -1)
 		if len(m) != 1 {
 			t.Fatalf("want one inline <%s>, got %d", tag, len(m))
 		}
