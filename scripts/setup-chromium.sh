@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Installs headless Chromium from Debian packages when it is missing, for the status page's browser
-# test (cmd/sluice TestStatusPageChromium), and prints the path of the browser. Idempotent: with a
-# browser present it only prints its path. Tests find the browser through $SLUICE_CHROMIUM or, when
-# that is unset, as chromium, chromium-browser or google-chrome on PATH.
+# Installs headless Chromium, and Tesseract OCR to read its screenshots, from Debian packages when
+# they are missing, for the status page's browser tests (cmd/sluice TestStatusPageInChromium,
+# internal/admin TestStatusPage*InChromium), and prints the path of the browser. Idempotent: with
+# both present it only prints the path. Tests find the browser through $SLUICE_CHROMIUM or, when
+# that is unset, as chromium, chromium-browser or google-chrome on PATH; Tesseract as tesseract on
+# PATH.
 set -euo pipefail
 
 find_browser() {
@@ -21,11 +23,18 @@ find_browser() {
 	return 1
 }
 
-if path=$(find_browser); then
+pkgs=()
+if ! path=$(find_browser); then
+	pkgs+=(chromium)
+fi
+command -v tesseract >/dev/null || pkgs+=(tesseract-ocr tesseract-ocr-eng)
+# Fonts are not part of chromium's hard dependencies; without one the screenshot has no text.
+fc-list 2>/dev/null | grep -q . || pkgs+=(fonts-dejavu-core)
+if [ ${#pkgs[@]} = 0 ]; then
 	echo "$path"
 	exit 0
 fi
-if [ -n "${SLUICE_CHROMIUM:-}" ]; then
+if [ -z "$path" ] && [ -n "${SLUICE_CHROMIUM:-}" ]; then
 	echo "setup-chromium: SLUICE_CHROMIUM=$SLUICE_CHROMIUM is not an executable; unset it to install Debian's chromium" >&2
 	exit 1
 fi
@@ -33,13 +42,13 @@ fi
 SUDO=""
 if [ "$(id -u)" != 0 ]; then
 	command -v sudo >/dev/null || {
-		echo "setup-chromium: chromium is missing and installing it needs root: run as root or install sudo (or apt-get install chromium yourself)" >&2
+		echo "setup-chromium: ${pkgs[*]} missing; installing needs root: run as root or install sudo (or apt-get install ${pkgs[*]} yourself)" >&2
 		exit 1
 	}
 	SUDO=sudo
 fi
 command -v apt-get >/dev/null || {
-	echo "setup-chromium: chromium is missing and this system has no apt-get: install Chromium and set SLUICE_CHROMIUM to its path" >&2
+	echo "setup-chromium: ${pkgs[*]} missing and this system has no apt-get: install Chromium (set SLUICE_CHROMIUM to its path) and Tesseract yourself" >&2
 	exit 1
 }
 
@@ -47,10 +56,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 mkdir -p "$root/build"
 logf=$root/build/chromium-apt.log
 export DEBIAN_FRONTEND=noninteractive
-echo "setup-chromium: installing Debian package chromium (log: $logf)" >&2
-# Fonts are not part of chromium's hard dependencies; without one the screenshot has no text.
-pkgs=(chromium)
-fc-list 2>/dev/null | grep -q . || pkgs+=(fonts-dejavu-core)
+echo "setup-chromium: installing Debian packages ${pkgs[*]} (log: $logf)" >&2
 if ! $SUDO apt-get -o DPkg::Lock::Timeout=300 install -y -q --no-install-recommends "${pkgs[@]}" >"$logf" 2>&1; then
 	$SUDO apt-get -o DPkg::Lock::Timeout=300 update -q >>"$logf" 2>&1 || true
 	if ! $SUDO apt-get -o DPkg::Lock::Timeout=300 install -y -q --no-install-recommends "${pkgs[@]}" >>"$logf" 2>&1; then
