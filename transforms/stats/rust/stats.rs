@@ -318,22 +318,119 @@ fn name_is(raw: &[u8], want: &[u8]) -> bool {
     raw == want || (raw.contains(&b'\\') && unescape(raw) == want)
 }
 
-/// The spans of every value reached by following path from the valid object obj; duplicate
-/// names are all followed, arrays are not traversed (rawjson.FindAll).
-fn find_all(obj: &[u8], base: usize, path: &[Vec<u8>], dst: &mut Vec<(usize, usize)>) {
-    if path.is_empty() || obj.first() != Some(&b'{') {
-        return;
+/// One pass over a record value doing what valid(value) and then find_all(trim(value), 0, path)
+/// do in three (UTF-8, syntax, then the members again): Some(doc) when value is valid, with the
+/// spans of path (relative to doc, the value trimmed) in dst when doc is an object.
+fn scan<'a>(value: &'a [u8], path: &[Vec<u8>], dst: &mut Vec<(usize, usize)>) -> Option<&'a [u8]> {
+    let doc = trim(value);
+    match walk(doc, 0, 0, path, dst) {
+        Some(e) if e == doc.len() => Some(doc),
+        _ => None,
     }
-    members(obj, |name, vs, ve| {
-        if name_is(name, &path[0]) {
-            if path.len() == 1 {
-                dst.push((base + vs, base + ve));
-            } else {
-                find_all(&obj[vs..ve], base + vs, &path[1..], dst);
+}
+
+/// skip's walk of the value starting at b[i], checking as valid() does that every string is
+/// valid UTF-8 (the bytes outside strings are ASCII in a valid document, so that is the whole
+/// document), and following path (non-empty: the members still to match) into objects as
+/// find_all does: matched values at the end of the path go to dst, in document order.
+fn walk(b: &[u8], mut i: usize, depth: usize, path: &[Vec<u8>], dst: &mut Vec<(usize, usize)>) -> Option<usize> {
+    if i >= b.len() {
+        return None;
+    }
+    match b[i] {
+        b'"' => string_end(b, i),
+        c @ (b'{' | b'[') => {
+            if depth >= MAX_DEPTH {
+                return None;
+            }
+            let obj = c == b'{';
+            let closer = if obj { b'}' } else { b']' };
+            i = ws(b, i + 1);
+            if i < b.len() && b[i] == closer {
+                return Some(i + 1);
+            }
+            loop {
+                let mut want: &[Vec<u8>] = &[];
+                if obj {
+                    if i >= b.len() || b[i] != b'"' {
+                        return None;
+                    }
+                    let e = string_end(b, i)?;
+                    if !path.is_empty() && name_is(&b[i + 1..e - 1], &path[0]) {
+                        want = path;
+                    }
+                    i = ws(b, e);
+                    if i >= b.len() || b[i] != b':' {
+                        return None;
+                    }
+                    i = ws(b, i + 1);
+                }
+                let e = if want.len() == 1 {
+                    let e = walk(b, i, depth + 1, &[], dst)?;
+                    dst.push((i, e));
+                    e
+                } else if want.len() > 1 {
+                    walk(b, i, depth + 1, &want[1..], dst)?
+                } else {
+                    walk(b, i, depth + 1, &[], dst)?
+                };
+                i = ws(b, e);
+                if i >= b.len() {
+                    return None;
+                }
+                if b[i] == closer {
+                    return Some(i + 1);
+                }
+                if b[i] != b',' {
+                    return None;
+                }
+                i = ws(b, i + 1);
             }
         }
-        true
-    });
+        b'-' | b'0'..=b'9' => number_end(b, i),
+        b't' => literal(b, i, b"true"),
+        b'f' => literal(b, i, b"false"),
+        b'n' => literal(b, i, b"null"),
+        _ => None,
+    }
+}
+
+/// The end of the string starting at b[i] (skip's rules), None also when its contents are not
+/// valid UTF-8.
+fn string_end(b: &[u8], start: usize) -> Option<usize> {
+    let mut i = start + 1;
+    let mut high = false;
+    while i < b.len() {
+        match b[i] {
+            b'"' => {
+                if high && std::str::from_utf8(&b[start + 1..i]).is_err() {
+                    return None;
+                }
+                return Some(i + 1);
+            }
+            b'\\' => {
+                if i + 1 >= b.len() {
+                    return None;
+                }
+                match b[i + 1] {
+                    b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => i += 2,
+                    b'u' => {
+                        if i + 6 > b.len() || !is_hex(b[i + 2]) || !is_hex(b[i + 3]) || !is_hex(b[i + 4]) || !is_hex(b[i + 5]) {
+                            return None;
+                        }
+                        i += 6;
+                    }
+                    _ => return None,
+                }
+            }
+            c if c < 0x20 => return None,
+            c => {
+                high |= c >= 0x80;
+                i += 1;
+            }
+        }
+    }
+    None
 }
 
 /// Appends s as a JSON string as rawjson.AppendString does: each byte that does not start a
@@ -815,15 +912,14 @@ fn config_field(cfg: &[u8]) -> Result<Option<String>, String> {
 impl Stats {
     /// The field's value in the JSON record value (numfield.Field.Number).
     fn number(&mut self, value: &[u8]) -> Result<f64, Bad> {
-        if !valid(value) {
-            return Err(Bad::NotJson);
-        }
-        let doc = trim(value);
+        self.spans.clear();
+        let doc = match scan(value, &self.path, &mut self.spans) {
+            Some(doc) => doc,
+            None => return Err(Bad::NotJson),
+        };
         if doc[0] != b'{' {
             return Err(Bad::NotObject);
         }
-        self.spans.clear();
-        find_all(doc, 0, &self.path, &mut self.spans);
         match self.spans.len() {
             0 => return Err(Bad::Missing),
             1 => {}
