@@ -101,6 +101,11 @@ var errMissing = errors.New("missing")
 // JSON text; keys over maxKeyBytes become their SHA-256.
 func keyOf(dst, value []byte, p Path) ([]byte, error) {
 	raw, ok, err := template.Lookup(value, p)
+	return keyFrom(dst, raw, ok, err)
+}
+
+// keyFrom is keyOf on the outcome of the key's lookup.
+func keyFrom(dst, raw []byte, ok bool, err error) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
@@ -124,12 +129,19 @@ func shortKey(k []byte) []byte {
 
 // timeOf extracts the event time, in Unix ms, from a record value by path.
 func timeOf(value []byte, p Path) (int64, error) {
-	raw, ok, err := template.Lookup(value, p)
+	return timeFrom(template.Lookup(value, p))
+}
+
+// timeFrom is timeOf on the outcome of the time's lookup.
+func timeFrom(raw []byte, ok bool, err error) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
 	if !ok {
 		return 0, errMissing
+	}
+	if n, ok := smallInt(raw); ok {
+		return n, nil
 	}
 	if raw[0] == '"' {
 		txt, err := template.AppendText(nil, raw)
@@ -152,6 +164,30 @@ func timeOf(value []byte, p Path) (int64, error) {
 		return 0, fmt.Errorf("%s is neither RFC 3339 time nor epoch milliseconds", raw)
 	}
 	return int64(f), nil
+}
+
+// smallInt parses -?[0-9]{1,18}, the common form of epoch milliseconds, without the string
+// strconv.ParseInt needs; anything else is left to timeFrom's general parsing, which gives the
+// same value for these.
+func smallInt(b []byte) (int64, bool) {
+	neg := len(b) > 0 && b[0] == '-'
+	if neg {
+		b = b[1:]
+	}
+	if len(b) == 0 || len(b) > 18 {
+		return 0, false
+	}
+	var n int64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	if neg {
+		n = -n
+	}
+	return n, true
 }
 
 // windowsOf returns the windows [start, end) holding t, oldest first (tumbling and hopping).

@@ -21,6 +21,7 @@ import (
 	"github.com/sluicehq/sluice/runtime/transform"
 	"github.com/sluicehq/sluice/sdk/go/abi"
 	"github.com/sluicehq/sluice/sdk/go/connector"
+	"github.com/sluicehq/sluice/sdk/go/template"
 )
 
 // Metrics are an operator's instruments, labelled by the caller.
@@ -69,18 +70,35 @@ type slotID struct {
 
 type slot struct {
 	start, end int64
-	keyNull    bool
 	state      []byte // nil: no state (a new slot), unless onDisk
-	onDisk     bool   // the blob is only in the store
 	lastTs     int64  // the largest event time folded
 	dirty      uint64 // the batch that last changed it; <= committed when durable
-	early      bool   // changed since the last early update
 	key        string // its slotID's key, the one string of it the operator keeps
 	logged     uint64 // the commit's scratch: the last commit that wrote its change (store.go)
 	frame      uint64 // the frame's generation while the frame holds it
 	frameIdx   int    // its index in that frame
-	removed    bool   // no longer in its partition: its entries in the ends heap are stale
-	closing    bool   // taken by closeWindows
+	keyNull    bool
+	onDisk     bool // the blob is only in the store
+	early      bool // changed since the last early update
+	removed    bool // no longer in its partition: its entries in the ends heap are stale
+	closing    bool // taken by closeWindows
+	// inline holds a short key's bytes (key points into it): the map compares a slot's key with
+	// the one looked up, and the slot's own memory is read right after anyway.
+	inline [inlineKey]byte
+}
+
+// inlineKey is the longest key a slot holds in itself; the slot is 128 bytes.
+const inlineKey = 27
+
+// newSlot makes a slot whose key is a copy of key (which may alias bytes that change later).
+func newSlot(key string, start, end int64, keyNull bool, t int64) *slot {
+	s := &slot{start: start, end: end, keyNull: keyNull, lastTs: t}
+	if len(key) <= inlineKey {
+		s.key = unsafe.String(&s.inline[0], copy(s.inline[:], key))
+	} else {
+		s.key = strings.Clone(key)
+	}
+	return s
 }
 
 // change is a slot's value after a batch (the store's record of it), or its deletion.
@@ -171,9 +189,13 @@ type Operator struct {
 	written map[pkey][]version // versions of each slot in the log not yet deleted, oldest first
 	cleanup []connector.StateEntry
 
-	frame       *frame // reused by Process
-	keyBuf      []byte // reused by key
-	lastChanges int    // slots the last batch changed: a size hint for the next
+	frame  *frame // reused by Process
+	keyBuf []byte // reused by key
+	// paths are the key's and the time's paths when both are in the value: Process finds both in
+	// one pass over it (template.LookupAll), into found.
+	paths       [][]string
+	found       []template.Field
+	lastChanges int // slots the last batch changed: a size hint for the next
 }
 
 // New makes an operator over guest g for stage of pipeline, with its state in store.
@@ -191,6 +213,10 @@ func New(cfg Config, g transform.Aggregator, store Store, pipelineName, stage st
 	single := newPart("")
 	o := &Operator{cfg: cfg, g: g, pipeline: pipelineName, stage: stage, m: m, store: store,
 		parts: map[string]*part{"": single}, single: single, lastEarly: cfg.Clock(), compactAt: compactLogBytes}
+	if cfg.Key != nil && !cfg.WholeValue && cfg.Time != nil {
+		o.paths = [][]string{cfg.Key, cfg.Time}
+		o.found = make([]template.Field, 2)
+	}
 	return o, nil
 }
 
@@ -300,6 +326,9 @@ func (o *Operator) Process(ctx context.Context, batch uint64, recs []connector.R
 				return Result{}, err
 			}
 		}
+		if o.paths != nil {
+			template.LookupAll(rec.Value, o.paths, o.found)
+		}
 		kb, keyNull, err := o.key(rec)
 		if err != nil {
 			o.reject(&res, &g, i, err)
@@ -310,7 +339,13 @@ func (o *Operator) Process(ctx context.Context, batch uint64, recs []connector.R
 		key := unsafe.String(unsafe.SliceData(kb), len(kb))
 		t := procTime
 		if o.eventTime() {
-			if t, err = timeOf(rec.Value, o.cfg.Time); err != nil {
+			if o.paths != nil {
+				f := &o.found[1]
+				t, err = timeFrom(f.Raw, f.OK, f.Err)
+			} else {
+				t, err = timeOf(rec.Value, o.cfg.Time)
+			}
+			if err != nil {
 				if errors.Is(err, errMissing) {
 					err = fmt.Errorf("time %s is missing", o.cfg.Time.String())
 				} else {
@@ -442,7 +477,14 @@ func (o *Operator) key(rec *connector.Record) ([]byte, bool, error) {
 	case o.cfg.Key == nil:
 		return shortKey(rec.Key), rec.Key == nil, nil
 	}
-	k, err := keyOf(o.keyBuf[:0], rec.Value, o.cfg.Key)
+	var k []byte
+	var err error
+	if o.paths != nil {
+		f := &o.found[0]
+		k, err = keyFrom(o.keyBuf[:0], f.Raw, f.OK, f.Err)
+	} else {
+		k, err = keyOf(o.keyBuf[:0], rec.Value, o.cfg.Key)
+	}
 	if k != nil {
 		o.keyBuf = k[:0]
 	}
@@ -540,8 +582,8 @@ func (o *Operator) addRecord(f *frame, d *delta, p *part, id slotID, start, end 
 		id.key = s.key
 	}
 	if s == nil {
-		id.key = strings.Clone(id.key)
-		s = &slot{start: start, end: end, keyNull: keyNull, lastTs: t, key: id.key}
+		s = newSlot(id.key, start, end, keyNull, t)
+		id.key = s.key
 		p.slots[id] = s
 		if end != math.MaxInt64 {
 			heap.Push(&p.ends, endEntry{end: end, id: id, s: s})
@@ -555,7 +597,8 @@ func (o *Operator) addRecord(f *frame, d *delta, p *part, id slotID, start, end 
 			}
 		}
 		if s = p.slots[id]; s == nil { // the step removed it: it never had state
-			s = &slot{start: start, end: end, keyNull: keyNull, lastTs: t, key: id.key}
+			s = newSlot(id.key, start, end, keyNull, t)
+			id.key = s.key
 			p.slots[id] = s
 		}
 		o.mem -= int64(len(s.state))

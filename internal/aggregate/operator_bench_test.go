@@ -1,11 +1,13 @@
 package aggregate
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -22,22 +24,30 @@ import (
 	"github.com/sluicehq/sluice/sdk/go/connector"
 )
 
-// statsWasm is the first-party stats module.
-var statsWasm = filepath.Join("..", "..", "transforms", "stats", "stats.wasm")
+// statsWasm is the first-party stats module; statsRustWasm its Rust build (the module of the
+// issue's throughput aim), or the module AGG_BENCH_RUST_WASM names (to compare two builds).
+var (
+	statsWasm     = filepath.Join("..", "..", "transforms", "stats", "stats.wasm")
+	statsRustWasm = cmp.Or(os.Getenv("AGG_BENCH_RUST_WASM"), filepath.Join("..", "..", "transforms", "stats", "rust", "stats.wasm"))
+)
 
 // BenchmarkOperator measures records/s through an operator keyed by $.commodity on 1-minute
 // tumbling windows of $.ts (allowed lateness 10s), in batches of 1,024 records of about 100
 // bytes whose event time advances 1 ms per record (1,000 records per second of event time, up to
 // 2 s out of order), with a background committer writing the state to a bbolt file as the engine
 // does. guest=go is a guest in Go that only counts, so it shows the host's own cost;
-// guest=stats.wasm is the stats module on the WASM host with a stage's default settings.
+// guest=stats.wasm is the stats module on the WASM host with a stage's default settings;
+// guest=rust its Rust build.
 func BenchmarkOperator(b *testing.B) {
-	for _, guest := range []string{"go", "stats.wasm"} {
+	for _, guest := range []string{"go", "stats.wasm", "rust"} {
 		for _, keys := range []int{10, 10_000, 1_000_000} {
 			b.Run(fmt.Sprintf("guest=%s/keys=%d", guest, keys), func(b *testing.B) {
 				var g transform.Aggregator = countGuest{}
-				if guest == "stats.wasm" {
-					g = statsStage(b)
+				switch guest {
+				case "stats.wasm":
+					g = statsStage(b, statsWasm)
+				case "rust":
+					g = statsStage(b, statsRustWasm)
 				}
 				benchOperator(b, g, keys)
 			})
@@ -258,16 +268,16 @@ func (countGuest) Emit(ctx context.Context, slots []abi.Slot) (transform.EmitRes
 	return out, nil
 }
 
-// statsStage is the stats module on a WASM host, with the settings the supervisor gives an
+// statsStage is a stats module on a WASM host, with the settings the supervisor gives an
 // aggregate stage by default (metered, one instance).
-func statsStage(b *testing.B) *wasmhost.Stage {
+func statsStage(b *testing.B, module string) *wasmhost.Stage {
 	ctx := context.Background()
 	h, err := wasmhost.New(ctx, wasmhost.Options{Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { h.Close(ctx) })
-	m, err := h.Load(ctx, statsWasm, "")
+	m, err := h.Load(ctx, module, "")
 	if err != nil {
 		b.Fatal(err)
 	}
