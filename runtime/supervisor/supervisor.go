@@ -74,6 +74,20 @@ type Supervisor struct {
 	live   int
 	loops  *sync.WaitGroup
 	runCtx context.Context
+	// runs holds the cancel and end of each pipeline loop going, so that a reload can stop one
+	// pipeline (reload.go); changed is closed and replaced whenever a loop ends or a reload
+	// step completes, waking Run; pending counts the reload steps under way.
+	runs    map[*managed]*launch
+	changed chan struct{}
+	pending int
+	busy    map[string]bool // pipelines a reload step is replacing or removing
+	over    bool            // Run has returned (or is returning)
+}
+
+// launch is one pipeline loop started by launchLocked.
+type launch struct {
+	stop context.CancelFunc // a graceful stop of this pipeline only
+	done chan struct{}      // closed once the loop has returned
 }
 
 // lazyStore lets pipelines be built before the checkpoint store is opened, so that building
@@ -102,7 +116,7 @@ func New(o Options) (*Supervisor, error) {
 		o.Metrics = metrics.New()
 	}
 	s := &Supervisor{opts: o, log: o.Logger, m: o.Metrics, wasm: newWasmStages(o.DataDir, o.Logger), store: &lazyStore{},
-		policy: o.Restart.withDefaults()}
+		policy: o.Restart.withDefaults(), runs: map[*managed]*launch{}, changed: make(chan struct{}), busy: map[string]bool{}}
 	s.rates = newRates(s)
 	if err := o.Metrics.Registry.Register(s.wasm); err != nil {
 		return nil, fmt.Errorf("supervisor: register the WASM metrics: %w", err)
@@ -117,52 +131,85 @@ func (s *Supervisor) Metrics() *metrics.Metrics { return s.m }
 // every sink reads a port its pipeline's transforms emit and that no file sink writes the file
 // its pipeline's source follows. A pipeline with a problem is not added;
 // every problem of every pipeline is returned.
+//
+// Called while Run runs, Add starts each pipeline it adds at once (from its checkpoint, if it
+// has one). A name already added is a problem; so is any Add after Run has returned.
 func (s *Supervisor) Add(ctx context.Context, ps ...*pipeline.Pipeline) []Problem {
 	var problems []Problem
 	for _, cfg := range ps {
-		if pp := append(checkSelfFeeding(cfg), s.checkPorts(ctx, cfg)...); len(pp) > 0 {
+		m, pp := s.prepare(ctx, cfg)
+		if len(pp) > 0 {
 			problems = append(problems, pp...)
 			continue
 		}
-		if cfg.StuckAfter == 0 {
-			c := *cfg
-			c.StuckAfter = s.opts.StuckAfter
-			cfg = &c
-		}
-		m := &managed{s: s, name: cfg.Name, cfg: cfg}
-		p, err := s.build(m)
-		if err != nil {
-			problems = append(problems, componentProblems(cfg.Name, err)...)
-			continue
-		}
-		m.cur = p
 		s.mu.Lock()
-		s.pipes = append(s.pipes, m)
+		switch {
+		case s.findLocked(cfg.Name) != nil:
+			problems = append(problems, Problem{Pipeline: cfg.Name, Kind: "pipeline", Err: errors.New("a pipeline of that name is already added"),
+				Hint: "pipeline names must be unique within a process; rename one of them"})
+		case s.over:
+			problems = append(problems, Problem{Pipeline: cfg.Name, Kind: "pipeline", Err: ErrNotRunning})
+		default:
+			s.pipes = append(s.pipes, m)
+			if s.runCtx != nil {
+				s.launchLocked(m)
+			}
+			m = nil
+		}
 		s.mu.Unlock()
+		if m != nil {
+			_ = m.cur.Discard(ctx)
+		}
 	}
 	return problems
+}
+
+// prepare checks cfg and builds its first engine pipeline, without I/O.
+func (s *Supervisor) prepare(ctx context.Context, cfg *pipeline.Pipeline) (*managed, []Problem) {
+	if pp := append(checkSelfFeeding(cfg), s.checkPorts(ctx, cfg)...); len(pp) > 0 {
+		return nil, pp
+	}
+	if cfg.StuckAfter == 0 {
+		c := *cfg
+		c.StuckAfter = s.opts.StuckAfter
+		cfg = &c
+	}
+	m := &managed{s: s, name: cfg.Name, cfg: cfg}
+	p, err := s.build(m)
+	if err != nil {
+		return nil, componentProblems(cfg.Name, err)
+	}
+	m.cur = p
+	return m, nil
 }
 
 // build constructs a new engine pipeline for m's configuration: at Add, and for each restart.
 func (s *Supervisor) build(m *managed) (*engine.Pipeline, error) {
 	return engine.New(m.cfg, engine.Options{Catalog: s.opts.Catalog, Logger: s.log, Metrics: s.m,
-		DataDir: s.opts.DataDir, NewStage: s.wasm.newStage, DrainTimeout: s.opts.DrainTimeout, Checkpoints: s.store,
+		DataDir: s.opts.DataDir, NewStage: s.wasm.newStage, DrainTimeout: s.opts.DrainTimeout, Checkpoints: m.checkpoints(),
 		BeforeRead: m.gate, OnRunning: m.onRunning})
 }
 
 // RunOptions adjust Run.
 type RunOptions struct {
 	// Reset forgets the pipelines' checkpoints: their sources start from the beginning. A
-	// damaged checkpoint store is set aside and recreated (see checkpoint.Recreate).
+	// damaged checkpoint store is set aside and recreated (see checkpoint.Recreate). Pipelines
+	// added while Run runs keep theirs.
 	Reset bool
+	// Reload says the pipelines may be added, replaced and removed while Run runs (reload.go):
+	// Run may then start with no pipeline, and it does not return while none is left (all were
+	// removed), only once ctx is done. With pipelines left, Run still returns once each of them
+	// has ended.
+	Reload bool
 }
 
 // Run opens the checkpoint store under DataDir and runs every added pipeline until each has
 // ended: its bounded source is exhausted and everything delivered, ctx is cancelled (a graceful
 // stop: stop reading, drain, checkpoint), or it failed with an error a restart does not cure
 // (see RestartPolicy: a transient failure restarts the pipeline). A paused pipeline has not
-// ended. One pipeline's failure never stops the others. Run returns the failures, joined; it
-// may be called once.
+// ended. One pipeline's failure never stops the others. Run returns the failures of the
+// pipelines it holds at the end (not of removed ones), joined; it may be called once. See
+// RunOptions.Reload for pipelines added, replaced and removed while it runs.
 func (s *Supervisor) Run(ctx context.Context, o RunOptions) error {
 	s.mu.Lock()
 	if s.ran {
@@ -172,7 +219,7 @@ func (s *Supervisor) Run(ctx context.Context, o RunOptions) error {
 	s.ran = true
 	pipes := append([]*managed(nil), s.pipes...)
 	s.mu.Unlock()
-	if len(pipes) == 0 {
+	if len(pipes) == 0 && !o.Reload {
 		return errors.New("supervisor: no pipelines to run")
 	}
 	if s.opts.DataDir == "" {
@@ -200,14 +247,34 @@ func (s *Supervisor) Run(ctx context.Context, o RunOptions) error {
 	var wg sync.WaitGroup
 	s.mu.Lock()
 	s.loops, s.runCtx = &wg, ctx
-	for _, m := range pipes {
-		s.launchLocked(m)
+	for _, m := range s.pipes { // with the pipelines added since the snapshot
+		if !s.busy[m.name] { // a reload step launches what it installs
+			s.launchLocked(m)
+		}
 	}
 	s.mu.Unlock()
+	stopped := ctx.Done()
+	for {
+		s.mu.Lock()
+		// Done once no loop goes on and no reload step is under way, unless reloading keeps an
+		// empty supervisor waiting for pipelines until ctx is done.
+		done := s.live == 0 && s.pending == 0 && (len(s.pipes) > 0 || !o.Reload || ctx.Err() != nil)
+		if done {
+			s.runCtx, s.over = nil, true
+			pipes = append(pipes[:0], s.pipes...)
+		}
+		changed := s.changed
+		s.mu.Unlock()
+		if done {
+			break
+		}
+		select {
+		case <-changed:
+		case <-stopped:
+			stopped = nil // the loops stop on their own; wait for them
+		}
+	}
 	wg.Wait()
-	s.mu.Lock()
-	s.runCtx = nil
-	s.mu.Unlock()
 	errs := make([]error, len(pipes))
 	for i, m := range pipes {
 		m.mu.Lock()
@@ -217,17 +284,33 @@ func (s *Supervisor) Run(ctx context.Context, o RunOptions) error {
 	return errors.Join(errs...)
 }
 
-// launchLocked starts m's loop; s.mu is held.
+// launchLocked starts m's loop under a context of its own, so that a reload can stop this
+// pipeline alone; s.mu is held.
 func (s *Supervisor) launchLocked(m *managed) {
+	ctx, stop := context.WithCancel(s.runCtx)
+	l := &launch{stop: stop, done: make(chan struct{})}
+	s.runs[m] = l
 	s.live++
 	s.loops.Add(1)
 	go func() {
 		defer s.loops.Done()
-		_ = m.loop(s.runCtx) // the error stays in m.err for Run
+		_ = m.loop(ctx) // the error stays in m.err for Run
+		stop()
 		s.mu.Lock()
 		s.live--
+		if s.runs[m] == l {
+			delete(s.runs, m)
+		}
+		close(l.done)
+		s.notifyLocked()
 		s.mu.Unlock()
 	}()
+}
+
+// notifyLocked wakes Run to look at the pipelines again; s.mu is held.
+func (s *Supervisor) notifyLocked() {
+	close(s.changed)
+	s.changed = make(chan struct{})
 }
 
 // Status is the state of one pipeline as the supervisor runs it.
@@ -262,12 +345,20 @@ func (s *Supervisor) Status() []Status {
 func (s *Supervisor) lookup(name string) (*managed, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, m := range s.pipes {
-		if m.name == name {
-			return m, nil
-		}
+	if m := s.findLocked(name); m != nil {
+		return m, nil
 	}
 	return nil, fmt.Errorf("pipeline %q: %w", name, ErrUnknownPipeline)
+}
+
+// findLocked returns the pipeline named name, or nil; s.mu is held.
+func (s *Supervisor) findLocked(name string) *managed {
+	for _, m := range s.pipes {
+		if m.name == name {
+			return m
+		}
+	}
+	return nil
 }
 
 // Pause stops reading the named pipeline's source: batches in flight are delivered and
