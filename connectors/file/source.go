@@ -164,7 +164,26 @@ func (s *Source) Read(ctx context.Context) ([]connector.Record, error) {
 		if s.eof {
 			return nil, io.EOF
 		}
-		buf := make([]byte, len(s.pending)+s.chunk)
+		want, looked := s.chunk, false
+		if s.follow {
+			// Following, look before reading: an idle tail then costs a stat per poll, not a
+			// chunk-sized buffer (1 MiB by default, for each of many idle pipelines).
+			if st, err := s.f.Stat(); err == nil {
+				looked = true
+				if st.Size() < s.offset { // truncated or replaced: start over
+					s.offset, s.pending, s.skip = 0, nil, nil
+				}
+				avail := st.Size() - s.offset - int64(len(s.pending))
+				if avail <= 0 {
+					if err := s.wait(ctx); err != nil {
+						return nil, err
+					}
+					continue
+				}
+				want = int(min(avail, int64(want)))
+			}
+		}
+		buf := make([]byte, len(s.pending)+want)
 		copy(buf, s.pending)
 		n, err := s.f.ReadAt(buf[len(s.pending):], s.offset+int64(len(s.pending)))
 		data := buf[:len(s.pending)+n]
@@ -199,18 +218,25 @@ func (s *Source) Read(ctx context.Context) ([]connector.Record, error) {
 			s.eof = true
 			return nil, io.EOF
 		}
-		// Following: wait for the file to grow, or restart when it shrank.
-		if st, err := s.f.Stat(); err == nil && st.Size() < s.offset {
-			s.offset, s.pending, s.skip = 0, nil, nil
-			continue
+		// Following: the next turn looks whether the file grew, or shrank (then it restarts);
+		// when it could not look, it waits here instead of reading again at once.
+		if !looked {
+			if err := s.wait(ctx); err != nil {
+				return nil, err
+			}
 		}
-		t := time.NewTimer(s.poll)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil, ctx.Err()
-		case <-t.C:
-		}
+	}
+}
+
+// wait sleeps one poll interval, or until ctx is done.
+func (s *Source) wait(ctx context.Context) error {
+	t := time.NewTimer(s.poll)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
 	}
 }
 
