@@ -50,9 +50,10 @@ func (s *Supervisor) Info() []Info {
 	s.mu.Lock()
 	pipes := append([]*managed(nil), s.pipes...)
 	s.mu.Unlock()
+	counts := s.counts(pipes...)
 	out := make([]Info, len(pipes))
 	for i, m := range pipes {
-		out[i] = s.info(m)
+		out[i] = s.info(m, counts[m.name])
 	}
 	return out
 }
@@ -63,67 +64,93 @@ func (s *Supervisor) PipelineInfo(name string) (Info, error) {
 	if err != nil {
 		return Info{}, err
 	}
-	return s.info(m), nil
+	return s.info(m, s.counts(m)[m.name]), nil
 }
 
-func (s *Supervisor) info(m *managed) Info {
-	c := s.counts(m)
+func (s *Supervisor) info(m *managed, c Counts) Info {
 	in, out := s.rates.rate(m.name)
 	return Info{Status: m.status(), Counts: c, InPerSecond: in, OutPerSecond: out}
 }
 
-// counts reads m's counters from the metrics.
-func (s *Supervisor) counts(m *managed) Counts {
-	sinks := map[string]bool{}
-	for _, sk := range m.cfg.Sinks {
-		sinks[sk.Name] = true
+// counts reads the pipelines' counters from the metrics. Each metric vector is collected once
+// for all of them: the vectors hold every pipeline's series, so reading them per pipeline would
+// cost the square of the pipeline count (with 100 pipelines, most of an idle process's CPU).
+func (s *Supervisor) counts(pipes ...*managed) map[string]Counts {
+	type acc struct {
+		Counts
+		sinks  map[string]bool
+		lag    float64
+		hasLag bool
 	}
-	var c Counts
-	c.In, _ = sumSeries(s.m.RecordsIn, m.name, func(comp string) bool { return comp == "source" })
-	c.Out, _ = sumSeries(s.m.RecordsOut, m.name, func(comp string) bool { return sinks[comp] })
-	c.DeadLetters, _ = sumSeries(s.m.DeadLetters, m.name, nil)
-	c.Rejected, _ = sumSeries(s.m.RecordsRejected, m.name, nil)
-	c.Failed, _ = sumSeries(s.m.RecordsFailed, m.name, nil)
-	c.Errors = c.Rejected + c.Failed
-	if lag, ok := sumSeries(s.m.BacklogRecords, m.name, nil); ok {
-		c.Lag = &lag
+	accs := make(map[string]*acc, len(pipes))
+	for _, m := range pipes {
+		a := &acc{sinks: make(map[string]bool, len(m.cfg.Sinks))}
+		for _, sk := range m.cfg.Sinks {
+			a.sinks[sk.Name] = true
+		}
+		accs[m.name] = a
 	}
-	return c
+	add := func(c prometheus.Collector, f func(a *acc, component string, v float64)) {
+		eachSeries(c, func(pipeline, component string, v float64) {
+			if a := accs[pipeline]; a != nil {
+				f(a, component, v)
+			}
+		})
+	}
+	add(s.m.RecordsIn, func(a *acc, comp string, v float64) {
+		if comp == "source" {
+			a.In += v
+		}
+	})
+	add(s.m.RecordsOut, func(a *acc, comp string, v float64) {
+		if a.sinks[comp] {
+			a.Out += v
+		}
+	})
+	add(s.m.DeadLetters, func(a *acc, _ string, v float64) { a.DeadLetters += v })
+	add(s.m.RecordsRejected, func(a *acc, _ string, v float64) { a.Rejected += v })
+	add(s.m.RecordsFailed, func(a *acc, _ string, v float64) { a.Failed += v })
+	add(s.m.BacklogRecords, func(a *acc, _ string, v float64) { a.lag, a.hasLag = a.lag+v, true })
+	out := make(map[string]Counts, len(accs))
+	for name, a := range accs {
+		c := a.Counts
+		c.Errors = c.Rejected + c.Failed
+		if a.hasLag {
+			lag := a.lag
+			c.Lag = &lag
+		}
+		out[name] = c
+	}
+	return out
 }
 
-// sumSeries sums the series of a metric vector whose pipeline label is pipeline and, when keep
-// is set, whose component label it keeps. It reports whether any series matched.
-func sumSeries(c prometheus.Collector, pipeline string, keep func(component string) bool) (float64, bool) {
-	ch := make(chan prometheus.Metric, 32)
+// eachSeries calls f with the pipeline and component labels and the value of every counter or
+// gauge series of a metric vector.
+func eachSeries(c prometheus.Collector, f func(pipeline, component string, v float64)) {
+	ch := make(chan prometheus.Metric, 64)
 	go func() { c.Collect(ch); close(ch) }()
-	var sum float64
-	found := false
+	var d dto.Metric
 	for m := range ch {
-		var d dto.Metric
+		d.Reset()
 		if m.Write(&d) != nil {
 			continue
 		}
-		match, comp := false, ""
+		var pipeline, comp string
 		for _, l := range d.GetLabel() {
 			switch l.GetName() {
 			case "pipeline":
-				match = l.GetValue() == pipeline
+				pipeline = l.GetValue()
 			case "component":
 				comp = l.GetValue()
 			}
 		}
-		if !match || (keep != nil && !keep(comp)) {
-			continue
-		}
-		found = true
 		switch {
 		case d.Counter != nil:
-			sum += d.Counter.GetValue()
+			f(pipeline, comp, d.Counter.GetValue())
 		case d.Gauge != nil:
-			sum += d.Gauge.GetValue()
+			f(pipeline, comp, d.Gauge.GetValue())
 		}
 	}
-	return sum, found
 }
 
 // rates samples every pipeline's In and Out counters while Run runs, for the rates of Info.
@@ -165,15 +192,16 @@ func (r *rates) sample() {
 	pipes := append([]*managed(nil), r.s.pipes...)
 	r.s.mu.Unlock()
 	now := time.Now()
+	counts := r.s.counts(pipes...)
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	for _, m := range pipes {
-		c := r.s.counts(m)
-		r.mu.Lock()
+		c := counts[m.name]
 		list := append(r.samples[m.name], sample{at: now, in: c.In, out: c.Out})
 		for len(list) > 1 && now.Sub(list[0].at) > rateWindow {
 			list = list[1:]
 		}
 		r.samples[m.name] = list
-		r.mu.Unlock()
 	}
 }
 
