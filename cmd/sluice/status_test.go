@@ -1,6 +1,7 @@
 package main_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -8,6 +9,7 @@ import (
 	"fmt"
 	"image"
 	"image/png"
+	neturl "net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +19,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/coder/websocket"
 )
 
 // statusPipelines writes one manifest per name into dir: a generator at the given rate into a
@@ -366,4 +370,203 @@ func startWatch(t *testing.T, args ...string) watching {
 		}
 	})
 	return w
+}
+
+// devtools is a page of a headless Chromium driven over the DevTools protocol.
+type devtools struct {
+	t    *testing.T
+	conn *websocket.Conn
+	next int
+}
+
+// openDevtools starts Chromium with a DevTools port and connects to its first page.
+func openDevtools(t *testing.T, chrome string) *devtools {
+	t.Helper()
+	args := []string{"--headless", "--disable-gpu", "--no-first-run", "--hide-scrollbars", "--window-size=1280,720",
+		"--remote-debugging-port=0", "--user-data-dir=" + t.TempDir()}
+	if os.Geteuid() == 0 {
+		args = append(args, "--no-sandbox")
+	}
+	cmd := exec.Command(chrome, append(args, "about:blank")...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	found := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			if _, u, ok := strings.Cut(sc.Text(), "DevTools listening on "); ok {
+				found <- u
+			}
+		}
+	}()
+	var browserURL string
+	select {
+	case browserURL = <-found:
+	case <-time.After(time.Minute):
+		t.Fatal("Chromium did not print its DevTools address within a minute")
+	}
+	u, err := neturl.Parse(browserURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pageWS string
+	for deadline := time.Now().Add(time.Minute); pageWS == ""; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("Chromium lists no page target")
+		}
+		code, body := call(t, "GET", "http://"+u.Host+"/json/list", "", "")
+		var targets []struct{ Type, WebSocketDebuggerURL string }
+		if code != 200 || json.Unmarshal([]byte(body), &targets) != nil {
+			continue
+		}
+		for _, tg := range targets {
+			if tg.Type == "page" {
+				pageWS = tg.WebSocketDebuggerURL
+			}
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	conn, _, err := websocket.Dial(ctx, pageWS, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.SetReadLimit(64 << 20)
+	t.Cleanup(func() { conn.CloseNow() })
+	return &devtools{t: t, conn: conn}
+}
+
+// do sends one DevTools command and returns its result, skipping the events in between.
+func (d *devtools) do(method string, params any) json.RawMessage {
+	d.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	d.next++
+	msg, _ := json.Marshal(map[string]any{"id": d.next, "method": method, "params": params})
+	if err := d.conn.Write(ctx, websocket.MessageText, msg); err != nil {
+		d.t.Fatalf("DevTools %s: %v", method, err)
+	}
+	for {
+		_, b, err := d.conn.Read(ctx)
+		if err != nil {
+			d.t.Fatalf("DevTools %s: %v", method, err)
+		}
+		var resp struct {
+			ID     int             `json:"id"`
+			Result json.RawMessage `json:"result"`
+			Error  *struct{ Message string }
+		}
+		if json.Unmarshal(b, &resp) != nil || resp.ID != d.next {
+			continue
+		}
+		if resp.Error != nil {
+			d.t.Fatalf("DevTools %s: %s", method, resp.Error.Message)
+		}
+		return resp.Result
+	}
+}
+
+// eval runs a JavaScript expression in the page and returns its value as JSON.
+func (d *devtools) eval(expr string) string {
+	d.t.Helper()
+	var res struct {
+		Result           struct{ Value json.RawMessage }
+		ExceptionDetails *struct{ Text string }
+	}
+	if err := json.Unmarshal(d.do("Runtime.evaluate", map[string]any{"expression": expr, "returnByValue": true}), &res); err != nil {
+		d.t.Fatal(err)
+	}
+	if res.ExceptionDetails != nil {
+		d.t.Fatalf("%s: %s", expr, res.ExceptionDetails.Text)
+	}
+	return string(res.Result.Value)
+}
+
+// TestStatusPageTokenInChromium runs `sluice run` with a token and drives the status page in
+// headless Chromium as a person would: the page asks for the token, a wrong one is refused and
+// forgotten, the right one shows the pipelines, stays in the tab's session storage across a
+// reload and never appears in the URL or in sluice's log.
+func TestStatusPageTokenInChromium(t *testing.T) {
+	chrome := browser(t)
+	dir := t.TempDir()
+	names := []string{"clicks-stream", "orders-feed"}
+	statusPipelines(t, dir, names, []int{400, 900})
+	const token = "page-token-7f3a9c"
+	tokenFile := writeFile(t, filepath.Join(dir, "token"), token)
+	addr := freeAddr(t)
+	r := startSluice(t, nil, "run", "--data-dir", filepath.Join(dir, "data"), "--admin-addr", addr, "--admin-token-file", tokenFile, "--log-level", "debug", dir)
+	base := "http://" + addr
+	waitFlowing(t, r, base, token, names)
+
+	d := openDevtools(t, chrome)
+	d.do("Emulation.setDeviceMetricsOverride", map[string]any{"width": 1280, "height": 720, "deviceScaleFactor": 1, "mobile": false})
+	d.do("Page.navigate", map[string]any{"url": base + "/"})
+	r.waitFor(t, "the page to ask for the token", func() bool {
+		return d.eval(`document.getElementById("conn")?.textContent`) == `"token required"`
+	})
+	if rows := d.eval(`document.querySelectorAll("#rows tr").length`); rows != "0" {
+		t.Fatalf("%s rows shown without the token", rows)
+	}
+	submit := func(tok string) {
+		d.eval(fmt.Sprintf(`document.getElementById("token").value = %q; document.getElementById("auth").requestSubmit(); true`, tok))
+	}
+	submit("not-the-token")
+	r.waitFor(t, "the wrong token to be refused", func() bool {
+		return d.eval(`document.getElementById("autherr").textContent`) == `"The token was refused."`
+	})
+	if got := d.eval(`sessionStorage.getItem("sluice.adminToken")`); got != "null" {
+		t.Errorf("a refused token stays in session storage: %s", got)
+	}
+
+	submit(token)
+	showsPipelines := func() bool {
+		return d.eval(`Array.from(document.querySelectorAll("#rows tr td.name")).map(e => e.textContent).join(",")`) == `"`+strings.Join(names, ",")+`"` &&
+			d.eval(`document.getElementById("conn")?.textContent`) == `"live"`
+	}
+	r.waitFor(t, "the pipelines with the right token", showsPipelines)
+	if got := d.eval(`sessionStorage.getItem("sluice.adminToken")`); got != `"`+token+`"` {
+		t.Errorf("session storage holds %s, want the token", got)
+	}
+	if got := d.eval(`localStorage.length`); got != "0" {
+		t.Errorf("local storage holds %s items; the token belongs to the tab only", got)
+	}
+	d.do("Page.reload", map[string]any{})
+	r.waitFor(t, "the pipelines after a reload, without asking again", showsPipelines)
+	r.waitFor(t, "graphs with a few samples", func() bool {
+		return d.eval(`(document.querySelectorAll("#graphs polyline.in")[1]?.getAttribute("points") || "").split(" ").length >= 3`) == "true"
+	})
+	if href := d.eval(`location.href`); strings.Contains(href, token) || href != `"`+base+`/"` {
+		t.Errorf("the page's URL is %s", href)
+	}
+
+	var shot struct{ Data []byte }
+	if err := json.Unmarshal(d.do("Page.captureScreenshot", map[string]any{"format": "png"}), &shot); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "status-token.png")
+	if err := os.WriteFile(path, shot.Data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	checkScreenshot(t, path, 1280, 720)
+	if tesseract, err := exec.LookPath("tesseract"); err == nil {
+		out, err := exec.Command(tesseract, path, "-").Output()
+		if err != nil {
+			t.Fatalf("tesseract: %v", err)
+		}
+		for _, n := range names {
+			if !strings.Contains(string(out), n) {
+				t.Errorf("the screenshot's text lacks %s:\n%s", n, out)
+			}
+		}
+	}
+	r.stop(t)
+	if strings.Contains(r.stderr.String(), token) {
+		t.Errorf("sluice's log holds the token:\n%s", r.stderr)
+	}
 }
