@@ -13,6 +13,7 @@ func (p *Pipeline) Config() *pipeline.Pipeline {
 		Delivery:     p.Delivery,
 		Batch:        p.Batch,
 		Buffer:       p.Buffer,
+		Lease:        p.Lease,
 	}
 	for _, t := range p.Transforms {
 		out.Transforms = append(out.Transforms, t.Transform)

@@ -210,6 +210,10 @@ func (d *docDecoder) spec(p *Pipeline, n *yaml.Node) {
 		d.checkSinkBatches(p)
 	}
 
+	if e, ok := m["lease"]; ok && !isNull(d.resolve(e.val)) {
+		d.lease(p, e)
+	}
+
 	if len(p.Transforms) == 0 {
 		for i, s := range p.Sinks {
 			if s.From != DefaultPort {

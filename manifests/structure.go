@@ -240,6 +240,7 @@ var (
 		{name: deliveryRule.Name, desc: deliveryRule.Description, rule: &deliveryRule, nullable: true},
 		{name: "batch", desc: "How the engine groups records into batches.", section: batchRules, nullable: true},
 		{name: "buffer", desc: "Bounds on the records in flight between the source and the sinks.", section: bufferRules, nullable: true},
+		{name: "lease", desc: leaseDesc, fields: leaseFields, nullable: true},
 	}}
 	sourceShape = shape{desc: "The source the pipeline reads from.", keys: []key{
 		{name: "type", required: true, desc: "Which source; `sluice components` lists them.", value: componentType(connector.KindSource)},

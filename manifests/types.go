@@ -53,6 +53,8 @@ type Pipeline struct {
 	Delivery     Delivery
 	Batch        BatchPolicy
 	Buffer       BufferPolicy
+	// Lease makes the pipeline a singleton across replicas (spec.lease); nil when not set.
+	Lease *pipeline.Lease
 }
 
 // Component is a configured source, sink or dead-letter sink: the runtime's configuration of it

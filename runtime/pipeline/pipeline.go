@@ -115,6 +115,30 @@ type Pipeline struct {
 	// pipeline reports itself not ready (the reason shows in the admin API). Default
 	// DefaultStuckAfter.
 	StuckAfter time.Duration
+	// Lease, when set, makes the pipeline a singleton across replicas: it runs only while this
+	// process holds the lease, and its source positions move with the lease. Nil: no lease.
+	Lease *Lease
+}
+
+// DefaultLeaseRetry is how often a replica waiting for a lease tries to take it, and how often
+// the holder checks that it still holds it.
+const DefaultLeaseRetry = time.Second
+
+// Lease is a pipeline's lease: of the processes running pipelines with the same lease, one holds
+// it and runs the pipeline; the others stand by (ready, not reading) until the holder dies or
+// lets it go.
+type Lease struct {
+	// Postgres is the connection string of the Postgres database whose session advisory lock is
+	// the lease and which keeps the pipeline's source positions while it is leased.
+	Postgres string
+	// Name identifies the lease: pipelines with the same lease name (and database) exclude each
+	// other and share positions. Empty means the pipeline's name.
+	Name string
+	// Retry is how often a standby tries to take the lease and the holder checks it; zero means
+	// DefaultLeaseRetry.
+	Retry time.Duration
+	// Secrets lists the secret values of the settings (the password in Postgres), for redaction.
+	Secrets []string
 }
 
 // Component is a configured source, sink or dead-letter sink.

@@ -125,6 +125,7 @@ type managed struct {
 	stopRun      context.CancelFunc // stops the current run gracefully
 	wake         chan struct{}      // cuts the current wait short
 	restartReq   bool
+	lease        leaseState // spec.lease: standing by and the lease held (lease.go)
 }
 
 // gate is the engine's BeforeRead hook: it blocks while the pipeline is paused.
@@ -185,7 +186,7 @@ func (m *managed) loop(ctx context.Context) error {
 		m.phase, m.stopRun, m.runningSince = phaseRunning, stopRun, time.Time{}
 		m.mu.Unlock()
 
-		err := p.Run(runCtx)
+		lost, err := m.runLeased(runCtx, p, log) // p.Run, holding the lease when there is one
 		stopRun()
 
 		m.mu.Lock()
@@ -195,12 +196,14 @@ func (m *managed) loop(ctx context.Context) error {
 		m.mu.Unlock()
 		switch {
 		case ctx.Err() != nil:
-			return m.end(p.Status(), err, log, true)
+			return m.end(m.stoppedStatus(p), err, log, true)
 		case restart:
 			log.Info("restarting on request")
 			m.mu.Lock()
 			m.attempts = 0
 			m.mu.Unlock()
+			continue
+		case lost: // another replica runs it now; stand by again
 			continue
 		case err == nil:
 			return m.end(p.Status(), nil, log, false)
@@ -272,6 +275,10 @@ func (m *managed) status() Status {
 			Reason: fmt.Sprintf("restarting in %s (failure %d in a row): %s", time.Until(m.retryAt).Round(100*time.Millisecond), m.attempts, m.lastErr)}
 		st.BackoffSeconds = m.backoff.Seconds()
 	default:
+		if sb, ok := m.standbyStatus(); ok {
+			st.Status = sb
+			break
+		}
 		st.Status = m.cur.Status()
 		if st.State == pipeline.StateRunning {
 			switch {

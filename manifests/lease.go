@@ -1,0 +1,89 @@
+package manifests
+
+import (
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/sluicehq/sluice/runtime/pipeline"
+	"github.com/sluicehq/sluice/sdk/go/connector"
+)
+
+// minLeaseRetry is the shortest lease retry: a standby tries, and the holder checks, at most
+// ten times a second.
+const minLeaseRetry = 100 * time.Millisecond
+
+// leaseDesc documents spec.lease.
+const leaseDesc = "Makes the pipeline a singleton across replicas: of the processes running a pipeline with the same lease, only the one holding it runs it; the others stand by (state starting, ready, reason standby) and take the lease within seconds when the holder dies or stops. The lease is a Postgres session advisory lock; while it is held, the source positions are also kept in that database (table sluice_lease_positions), so the next holder resumes where the last one committed. Not with aggregate stages (their state stays in the local store)."
+
+// leaseFields are the keys of spec.lease.
+var leaseFields = []connector.Field{
+	{Name: "postgres", Type: connector.TypeObject, Required: true, Description: "The Postgres database that holds the lease and the positions. Connect to Postgres itself (or a session-pooling proxy): a session advisory lock does not survive transaction pooling.",
+		Fields: []connector.Field{
+			{Name: "dsn", Type: connector.TypeString, Required: true, Secret: true, Description: "Connection string: `postgres://USER:PASSWORD@HOST:PORT/DB` or `key=value` pairs."},
+		}},
+	{Name: "name", Type: connector.TypeString, Description: "Name of the lease: pipelines with the same lease name in the same database exclude each other and share positions. Unset: the pipeline's name."},
+	{Name: "retry", Type: connector.TypeDuration, Default: pipeline.DefaultLeaseRetry, Description: "How often a standby tries to take the lease and the holder checks it still holds it; at least 100ms. A holder that lost its connection stops within about this long."},
+}
+
+// lease decodes spec.lease.
+func (d *docDecoder) lease(p *Pipeline, e entry) {
+	l := loc{path: "spec.lease"}
+	fields := map[string]Pos{}
+	col := &collector{fields: fields, prefix: "spec.lease.", doc: &d.secrets}
+	v, ok := d.object(e.val, e.key, leaseFields, l, false, col)
+	if !ok {
+		return
+	}
+	at := func(field string) Pos {
+		if p, ok := fields[field]; ok {
+			return p
+		}
+		return d.pos(e.key)
+	}
+	pg, _ := v["postgres"].(map[string]any)
+	dsn, _ := pg["dsn"].(string)
+	if why := checkDSN(dsn); why != "" {
+		d.report(at("postgres.dsn"), "write postgres://USER:PASSWORD@HOST:PORT/DB or key=value pairs (host=... dbname=...)", "spec.lease.postgres.dsn: %s", why)
+		ok = false
+	}
+	name, _ := v["name"].(string)
+	if _, set := fields["name"]; set && strings.TrimSpace(name) == "" {
+		d.report(at("name"), "remove name: to use the pipeline's name", "spec.lease.name: must not be empty")
+		ok = false
+	}
+	retry, _ := v["retry"].(time.Duration)
+	if retry < minLeaseRetry {
+		d.report(at("retry"), "use 100ms or more; the default is "+pipeline.DefaultLeaseRetry.String(), "spec.lease.retry: must be at least %s, got %s", minLeaseRetry, retry)
+		ok = false
+	}
+	for _, t := range p.Transforms {
+		if t.Aggregate != nil {
+			d.report(d.pos(e.key), "run aggregate stages in a pipeline without lease:, reading what the leased pipeline writes",
+				"spec.lease: transform %q is an aggregate stage, whose state stays in the local checkpoint store and would not move with the lease", t.Name)
+			ok = false
+			break
+		}
+	}
+	if ok {
+		p.Lease = &pipeline.Lease{Postgres: dsn, Name: name, Retry: retry, Secrets: col.secrets}
+	}
+}
+
+// checkDSN says what is wrong with a Postgres connection string, without quoting it (it holds
+// a password), or returns "".
+func checkDSN(dsn string) string {
+	switch {
+	case strings.TrimSpace(dsn) == "":
+		return "is empty"
+	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
+		if u, err := url.Parse(dsn); err != nil || u.Host == "" && u.Query().Get("host") == "" {
+			return "is not a valid postgres:// URL"
+		}
+	case strings.Contains(dsn, "://"):
+		return "is a URL of another scheme; use postgres://"
+	case !strings.Contains(dsn, "="):
+		return "is neither a postgres:// URL nor key=value pairs"
+	}
+	return ""
+}
