@@ -74,6 +74,9 @@ type Options struct {
 	Token string
 	// Logger receives the server's own failures; nil discards them.
 	Logger *slog.Logger
+	// Reload reports the state of manifest reloading for GET /api/v1/reload (a JSON value);
+	// nil answers 404: reloading is off.
+	Reload func() any
 }
 
 // route is one route the server serves; the OpenAPI document must describe each (a test checks).
@@ -99,6 +102,7 @@ var routes = []route{
 	{"POST", "/api/v1/pipelines/{name}/restart", (*api).restart},
 	{"GET", "/api/v1/pipelines/{name}/dead-letters", (*api).deadLetters},
 	{"POST", "/api/v1/validate", (*api).validate},
+	{"GET", "/api/v1/reload", (*api).reload},
 }
 
 //go:embed openapi.json
@@ -432,6 +436,14 @@ func readDeadLetters(path string, offset, limit int) (DeadLetterPage, error) {
 	page.Total = i
 	page.NextOffset = min(offset+limit, max(i, offset))
 	return page, nil
+}
+
+func (a *api) reload(w http.ResponseWriter, _ *http.Request) {
+	if a.o.Reload == nil {
+		writeError(w, http.StatusNotFound, "manifest reloading is off: `sluice run` watches its manifests unless --watch=false")
+		return
+	}
+	writeJSON(w, http.StatusOK, a.o.Reload())
 }
 
 // Error is the body of every error answer of the API.

@@ -26,8 +26,8 @@ import (
 
 func init() {
 	addCommand(func(g *Globals) *cobra.Command {
-		var drain, stuckAfter, maxBackoff time.Duration
-		var reset bool
+		var drain, stuckAfter, maxBackoff, watchInterval time.Duration
+		var reset, watch bool
 		var startAttempts int
 		cmd := &cobra.Command{
 			Use:   "run MANIFEST_OR_DIR...",
@@ -40,7 +40,14 @@ func init() {
 				"after a backoff (1s doubling up to --restart-backoff-max, reset after a minute of healthy running); one\n" +
 				"that fails for good (a permanent error, or --start-attempts runs without ever opening its components)\n" +
 				"stays failed while the others go on. Run exits once no pipeline can run any more, with status 1 if any\n" +
-				"failed.",
+				"failed.\n\n" +
+				"Run watches its manifests (every --watch-interval) and reloads them on SIGHUP: when a manifest changes,\n" +
+				"appears or disappears, only its pipelines are validated (as `sluice validate` does) and those whose\n" +
+				"configuration or WASM module changed are drained and restarted from their checkpoint, started, or\n" +
+				"stopped; the others are not touched. A change with a problem is not applied: the pipelines of that file run\n" +
+				"as they were, and the problem (FILE:LINE:COL) is logged, counted in sluice_reload_total{result=\"error\"}\n" +
+				"and sluice_manifest_errors, and shown by GET /api/v1/reload until the file is fixed. Once every pipeline\n" +
+				"was removed, run waits for manifests until signalled. --watch=false reads the manifests once.",
 			Args: cobra.MinimumNArgs(1),
 			RunE: func(cmd *cobra.Command, args []string) error {
 				if startAttempts < 0 {
@@ -50,7 +57,7 @@ func init() {
 					startAttempts = -1 // the supervisor's "no limit"
 				}
 				return runPipelines(cmd.Context(), g, args, runFlags{drain: drain, stuckAfter: stuckAfter, reset: reset,
-					restart: supervisor.RestartPolicy{StartAttempts: startAttempts, MaxBackoff: maxBackoff}})
+					restart: supervisor.RestartPolicy{StartAttempts: startAttempts, MaxBackoff: maxBackoff}, watch: watch, watchInterval: watchInterval})
 			},
 		}
 		cmd.Flags().DurationVar(&drain, "drain-timeout", pipeline.DefaultDrainTimeout, "how long a graceful stop may take to deliver what is in flight")
@@ -60,6 +67,8 @@ func init() {
 		cmd.Flags().IntVar(&startAttempts, "start-attempts", supervisor.DefaultStartAttempts,
 			"runs a pipeline gets while it has never opened its source and sinks, before it is left failed; 0 retries without limit")
 		cmd.Flags().DurationVar(&maxBackoff, "restart-backoff-max", supervisor.DefaultMaxBackoff, "longest wait before restarting a pipeline that failed")
+		cmd.Flags().BoolVar(&watch, "watch", true, "reload the pipelines whose manifest changed, appeared or disappeared (and every manifest on SIGHUP)")
+		cmd.Flags().DurationVar(&watchInterval, "watch-interval", defaultWatchInterval, "how often the manifests (and their WASM modules) are looked at for changes")
 		return cmd
 	})
 }
@@ -69,6 +78,8 @@ type runFlags struct {
 	drain, stuckAfter time.Duration
 	reset             bool
 	restart           supervisor.RestartPolicy
+	watch             bool          // reload on changes and SIGHUP (reload.go)
+	watchInterval     time.Duration // how often the manifests are looked at
 }
 
 func runPipelines(parent context.Context, g *Globals, args []string, f runFlags) error {
@@ -85,6 +96,8 @@ func runPipelines(parent context.Context, g *Globals, args []string, f runFlags)
 		stop() // a second signal now takes the default action and ends the process at once
 	}()
 	stopped := func() bool { return ctx.Err() != nil && parent.Err() == nil }
+	hup, seen := watchSignals(args, f.watch) // reload.go; before the manifests are read
+	defer signal.Stop(hup)
 	log, err := g.Logger(os.Stderr)
 	if err != nil {
 		return err
@@ -121,6 +134,11 @@ func runPipelines(parent context.Context, g *Globals, args []string, f runFlags)
 	if len(l.specs) == 0 {
 		return &exitError{code: 1, msg: "no pipelines found in " + strings.Join(args, ", ")}
 	}
+	rl, err := startReloader(ctx, g, log, m, l, args, seen, hup, f) // reload.go; nil when not watching
+	if err != nil {
+		return err
+	}
+	defer rl.stopWatch()
 	if g.AdminAddr != "" {
 		token, err := g.adminToken()
 		if err != nil {
@@ -132,7 +150,7 @@ func runPipelines(parent context.Context, g *Globals, args []string, f runFlags)
 				validating.Lock()
 				defer validating.Unlock()
 				return g.validateManifestBytes(ctx, log, file, manifest)
-			}})
+			}, Reload: rl.adminState()})
 		if err != nil {
 			return adminListenError(err)
 		}
@@ -143,7 +161,7 @@ func runPipelines(parent context.Context, g *Globals, args []string, f runFlags)
 		defer srv.Close(context.Background())
 	}
 
-	err = l.sup.Run(ctx, supervisor.RunOptions{Reset: f.reset})
+	err = l.sup.Run(ctx, supervisor.RunOptions{Reset: f.reset, Reload: f.watch})
 	if errors.Is(err, checkpoint.ErrCorrupt) {
 		return fmt.Errorf("%w; the file holds every pipeline's source positions: run again with --reset to set it aside (as %s.corrupt) and start the sources from the beginning, or move it away", err, checkpoint.FileName)
 	}
