@@ -248,7 +248,7 @@ func writeStatusTable(w io.Writer, addr string, ps []supervisor.Info, now time.T
 			why = p.LastError
 		}
 		if why != "" {
-			reasons = append(reasons, fmt.Sprintf("  %s: %s", sanitize(p.Name), sanitize(why)))
+			reasons = append(reasons, fmt.Sprintf("  %s: %s", sanitize(p.Name), strings.Join(strings.Fields(sanitize(why)), " ")))
 		}
 	}
 	writeColumns(w, rows, 2)
