@@ -1,0 +1,245 @@
+package main_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/sluicehq/sluice/internal/testenv"
+)
+
+// pollLog is the test API's record of the requests it served: which replica asked (the
+// X-Replica header each process sends), with which cursor.
+type pollLog struct {
+	mu   sync.Mutex
+	reqs []pollReq
+}
+
+type pollReq struct {
+	replica, since string
+}
+
+func (l *pollLog) add(r pollReq) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.reqs = append(l.reqs, r)
+}
+
+// of returns the requests of replica, in order.
+func (l *pollLog) of(replica string) []pollReq {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []pollReq
+	for _, r := range l.reqs {
+		if r.replica == replica {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// countSince counts replica's requests that carried the cursor since.
+func (l *pollLog) countSince(replica, since string) int {
+	n := 0
+	for _, r := range l.of(replica) {
+		if r.since == since {
+			n++
+		}
+	}
+	return n
+}
+
+// sinkIDs reads the ids of the records a file sink wrote.
+func sinkIDs(t *testing.T, path string) []int {
+	t.Helper()
+	var ids []int
+	for _, ln := range lines(t, path) {
+		var rec struct{ ID int }
+		if err := json.Unmarshal([]byte(ln), &rec); err != nil {
+			continue // a line being written
+		}
+		ids = append(ids, rec.ID)
+	}
+	return ids
+}
+
+// leasedCursor returns the cursor value ("since") the positions saved under the lease carry,
+// "" when none are saved yet. It reads the http source's position format: a JSON page state
+// whose "s" is the cycle's cursor and "m" the largest cursor field seen.
+func leasedCursor(t *testing.T, dsn, leaseName string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	var cur []byte
+	err = c.QueryRow(ctx, "SELECT cursor FROM sluice_lease_positions WHERE lease = $1", leaseName).Scan(&cur)
+	if err != nil {
+		return ""
+	}
+	var st struct {
+		S string          `json:"s"`
+		M json.RawMessage `json:"m"`
+	}
+	if json.Unmarshal(cur, &st) != nil {
+		t.Fatalf("position %q is not the http source's", cur)
+	}
+	if len(st.M) > 0 {
+		return string(st.M)
+	}
+	return st.S
+}
+
+// TestLeaseMovesOnKill9Integration runs two `sluice run` processes, with their own data
+// directories, on the same leased manifest polling an HTTP API with a cursor: only the holder
+// polls, the other stands by (ready); after kill -9 of the holder the other takes the lease and
+// polls on from the cursor the dead one committed, not from the beginning; every record reaches
+// one of the two sinks. A SIGTERM of the new holder hands the lease back to a restarted first
+// process, which resumes from the cursor the second committed.
+func TestLeaseMovesOnKill9Integration(t *testing.T) {
+	dsn := testenv.Require(t, "PG_DSN")
+	leaseName := fmt.Sprintf("kill9-%d", time.Now().UnixNano())
+
+	var avail atomic.Int64 // the API serves records 1..avail
+	avail.Store(25)
+	log := &pollLog{}
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		since := r.URL.Query().Get("since")
+		log.add(pollReq{replica: r.Header.Get("X-Replica"), since: since})
+		from, _ := strconv.Atoi(since)
+		var recs []map[string]any
+		for id := from + 1; id <= int(avail.Load()) && len(recs) < 10; id++ {
+			recs = append(recs, map[string]any{"id": id, "payload": strings.Repeat("x", 20)})
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{"data": recs})
+	}))
+	defer api.Close()
+
+	dir := t.TempDir()
+	manifest := writeFile(t, filepath.Join(dir, "poller.yaml"), fmt.Sprintf(`apiVersion: sluice.dev/v1
+kind: Pipeline
+metadata: {name: poller}
+spec:
+  source:
+    type: http
+    config:
+      url: %s/items
+      records: $.data[*]
+      headers: {X-Replica: "${env:REPLICA}"}
+      cursor: {field: $.id, param: since}
+      interval: 100ms
+  sinks:
+    - name: out
+      type: file
+      config: {path: "${env:OUT}"}
+  lease:
+    postgres: {dsn: "${env:LEASE_DSN}"}
+    name: %s
+    retry: 200ms
+`, api.URL, leaseName))
+	type replica struct {
+		name, out, admin string
+		r                *running
+	}
+	start := func(name string) *replica {
+		rp := &replica{name: name, out: filepath.Join(dir, name+".jsonl"), admin: freeAddr(t)}
+		rp.r = startSluice(t, []string{"REPLICA=" + name, "OUT=" + rp.out, "LEASE_DSN=" + dsn},
+			"run", "--data-dir", filepath.Join(dir, "data-"+name), "--admin-addr", rp.admin, "--log-level", "info", manifest)
+		return rp
+	}
+	info := func(rp *replica) pipelineInfo {
+		p, _ := infoOf(t, "http://"+rp.admin, "", "poller")
+		return p
+	}
+
+	a := start("a")
+	a.r.waitFor(t, "replica a to run and poll", func() bool { return info(a).State == "running" && len(log.of("a")) > 0 })
+	b := start("b")
+	b.r.waitFor(t, "replica b to stand by", func() bool {
+		p := info(b)
+		return p.State == "starting" && strings.Contains(p.Reason, "standby")
+	})
+	if p := info(b); !p.Ready {
+		t.Fatalf("a standby replica reports not ready: %+v", p)
+	}
+	if code, body := get(t, "http://"+b.admin+"/readyz"); code != 200 {
+		t.Fatalf("/readyz of the standby: %d %s", code, body)
+	}
+
+	// a delivers and commits the 25 records; b, standing by all along, never polls.
+	a.r.waitFor(t, "replica a to commit cursor 25", func() bool { return leasedCursor(t, dsn, leaseName) == "25" })
+	polledBefore := len(log.of("a"))
+	a.r.waitFor(t, "replica a to poll on while b stands by", func() bool { return len(log.of("a")) >= polledBefore+10 })
+	if n := len(log.of("b")); n != 0 {
+		t.Fatalf("the standby polled %d times while a held the lease", n)
+	}
+	if p := info(b); !strings.Contains(p.Reason, "standby") {
+		t.Fatalf("b is no longer standing by while a runs: %+v", p)
+	}
+
+	killedAt := time.Now()
+	if err := a.r.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-a.r.done
+	avail.Store(60)
+	b.r.waitFor(t, "replica b to take over and poll", func() bool { return len(log.of("b")) > 0 })
+	t.Logf("lease moved %s after kill -9 (retry 200ms)", time.Since(killedAt).Round(10*time.Millisecond))
+	if first := log.of("b")[0]; first.since != "25" {
+		t.Fatalf("the new holder's first request carried since=%q, want the committed cursor 25", first.since)
+	}
+	b.r.waitFor(t, "replica b to deliver records up to 60", func() bool {
+		ids := sinkIDs(t, b.out)
+		return len(ids) > 0 && ids[len(ids)-1] == 60
+	})
+	if p := info(b); p.State != "running" || !p.Ready {
+		t.Fatalf("the new holder: %+v", p)
+	}
+	for _, id := range sinkIDs(t, b.out) {
+		if id <= 25 {
+			t.Fatalf("the new holder read record %d again: it started over instead of resuming", id)
+		}
+	}
+	union := map[int]bool{}
+	for _, id := range append(sinkIDs(t, filepath.Join(dir, "a.jsonl")), sinkIDs(t, b.out)...) {
+		union[id] = true
+	}
+	for id := 1; id <= 60; id++ {
+		if !union[id] {
+			t.Fatalf("record %d is in neither sink", id)
+		}
+	}
+
+	// A graceful stop hands the lease over too: a restarted a stands by, b stops, a resumes
+	// from b's cursor.
+	b.r.waitFor(t, "replica b to commit cursor 60", func() bool { return leasedCursor(t, dsn, leaseName) == "60" })
+	a2 := start("a")
+	a2.r.waitFor(t, "restarted replica a to stand by", func() bool { return strings.Contains(info(a2).Reason, "standby") })
+	before := len(log.of("a"))
+	b.r.stop(t)
+	avail.Store(70)
+	a2.r.waitFor(t, "replica a to deliver records up to 70", func() bool {
+		ids := sinkIDs(t, a2.out)
+		return len(ids) > 0 && ids[len(ids)-1] == 70
+	})
+	if first := log.of("a")[before]; first.since != "60" {
+		t.Fatalf("after the handover a's first request carried since=%q, want 60", first.since)
+	}
+	a2.r.stop(t)
+}
