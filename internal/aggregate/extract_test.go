@@ -1,7 +1,11 @@
 package aggregate
 
 import (
+	"bytes"
+	"cmp"
+	"container/heap"
 	"fmt"
+	"math/rand/v2"
 	"strconv"
 	"testing"
 	"unsafe"
@@ -61,6 +65,44 @@ func TestSlotKeyInline(t *testing.T) {
 		}
 		if s.key != k {
 			t.Errorf("slot key %q, want %q", s.key, k)
+		}
+	}
+}
+
+// endHeap's push and pop give container/heap's order, equal ends included.
+func TestEndHeapOrderIsContainerHeaps(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	var mine, std endHeap
+	for step := range 20000 {
+		if rng.IntN(3) > 0 || len(mine) == 0 {
+			e := endEntry{end: int64(rng.IntN(50)), s: &slot{start: int64(step)}}
+			mine.push(e)
+			heap.Push(&std, e)
+			continue
+		}
+		a, b := mine.pop(), heap.Pop(&std).(endEntry)
+		if a.end != b.end || a.s != b.s {
+			t.Fatalf("step %d: pop gave end %d (slot %d), container/heap end %d (slot %d)", step, a.end, a.s.start, b.end, b.s.start)
+		}
+	}
+}
+
+// sortKeys order store keys as bytes.Compare does whenever they differ.
+func TestSortKeyOrder(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	key := func() []byte {
+		k := make([]byte, rng.IntN(20))
+		for i := range k {
+			k[i] = []byte{0, 1, 'a', 'b', 0xff}[rng.IntN(5)]
+		}
+		return k
+	}
+	for range 100000 {
+		a, b := key(), key()
+		x, y := sortKeyOf(a, 0), sortKeyOf(b, 1)
+		c := cmp.Or(cmp.Compare(x.hi, y.hi), cmp.Compare(x.lo, y.lo))
+		if c != 0 && c != bytes.Compare(a, b) {
+			t.Fatalf("%x and %x: sortKey order %d, bytes.Compare %d", a, b, c, bytes.Compare(a, b))
 		}
 	}
 }

@@ -3,7 +3,6 @@ package aggregate
 import (
 	"bytes"
 	"cmp"
-	"container/heap"
 	"context"
 	"encoding/json"
 	"errors"
@@ -586,7 +585,7 @@ func (o *Operator) addRecord(f *frame, d *delta, p *part, id slotID, start, end 
 		id.key = s.key
 		p.slots[id] = s
 		if end != math.MaxInt64 {
-			heap.Push(&p.ends, endEntry{end: end, id: id, s: s})
+			p.ends.push(endEntry{end: end, id: id, s: s})
 		}
 	} else if o.cfg.TTL > 0 && o.cfg.Window.Kind == NoWindow && o.expired(p, s, t) {
 		// Idle longer than the TTL: the slot starts anew, whatever the sweep has done yet. The
@@ -676,7 +675,7 @@ func (o *Operator) addSession(ctx context.Context, f *frame, d *delta, p *part, 
 		return false, err
 	}
 	s.start, s.end = min(s.start, lo), max(s.end, hi)
-	heap.Push(&p.ends, endEntry{end: s.end, id: id, s: s})
+	p.ends.push(endEntry{end: s.end, id: id, s: s})
 	return true, o.addRecord(f, d, p, id, s.start, s.end, keyNull, i, t, &recs[i], nil)
 }
 
@@ -793,7 +792,7 @@ func (o *Operator) closeWindows(ctx context.Context, steps []closeStep, d *delta
 		for {
 			ids, slots = ids[:0], slots[:0]
 			for len(ids) < closeChunk && p.ends.Len() > 0 && p.ends[0].end <= st.wm {
-				e := heap.Pop(&p.ends).(endEntry)
+				e := p.ends.pop()
 				s := e.s
 				// Stale: the slot closed already, or a session grew (a session's end can be in
 				// the heap more than once).
@@ -845,6 +844,7 @@ func (o *Operator) emit(ctx context.Context, p *part, slots []abi.Slot, ids []sl
 	if err != nil {
 		return err
 	}
+	res.Out = slices.Grow(res.Out, len(er.Records))
 	for _, r := range er.Records {
 		res.Out = append(res.Out, Out{Port: r.Port, Record: r.Record, At: at})
 	}
@@ -993,6 +993,46 @@ func (h *endHeap) Pop() any {
 	old := *h
 	e := old[len(old)-1]
 	*h = old[:len(old)-1]
+	return e
+}
+
+// push and pop are container/heap's Push and Pop, step for step (the same order of equal ends),
+// without boxing each entry in an interface (an allocation per slot).
+func (h *endHeap) push(e endEntry) {
+	*h = append(*h, e)
+	q := *h
+	for j := len(q) - 1; ; {
+		i := (j - 1) / 2 // parent
+		if i == j || !(q[j].end < q[i].end) {
+			break
+		}
+		q[i], q[j] = q[j], q[i]
+		j = i
+	}
+}
+
+func (h *endHeap) pop() endEntry {
+	q := *h
+	n := len(q) - 1
+	q[0], q[n] = q[n], q[0]
+	for i := 0; ; {
+		j1 := 2*i + 1
+		if j1 >= n || j1 < 0 {
+			break
+		}
+		j := j1
+		if j2 := j1 + 1; j2 < n && q[j2].end < q[j1].end {
+			j = j2
+		}
+		if !(q[j].end < q[i].end) {
+			break
+		}
+		q[i], q[j] = q[j], q[i]
+		i = j
+	}
+	e := q[n]
+	q[n] = endEntry{}
+	*h = q[:n]
 	return e
 }
 

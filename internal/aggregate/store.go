@@ -421,20 +421,25 @@ func compactLog(b *bolt.Bucket, rec []byte, logBytes int64) (int, error) {
 	for i := range es {
 		last[unsafe.String(unsafe.SliceData(es[i].key), len(es[i].key))] = i
 	}
-	order := make([]int, 0, len(last))
+	// In the store's key order (the window start, then the key: bytes.Compare of the store
+	// keys), compared first on their first 16 bytes held in the sort entries themselves, so that
+	// most comparisons do not read the keys, which lie all over the log.
+	order := make([]sortKey, 0, len(last))
 	for _, i := range last {
-		order = append(order, i)
+		order = append(order, sortKeyOf(es[i].key, i))
 	}
-	slices.SortFunc(order, func(i, j int) int {
-		a, b := es[i].key, es[j].key // the window start, then the key
-		return cmp.Or(cmp.Compare(binary.BigEndian.Uint64(a), binary.BigEndian.Uint64(b)), bytes.Compare(a[8:], b[8:]))
+	slices.SortFunc(order, func(x, y sortKey) int {
+		if c := cmp.Or(cmp.Compare(x.hi, y.hi), cmp.Compare(x.lo, y.lo)); c != 0 {
+			return c
+		}
+		return bytes.Compare(es[x.i].key, es[y.i].key)
 	})
 	sb, err := b.CreateBucketIfNotExists(slotsBucket)
 	if err != nil {
 		return 0, err
 	}
-	for _, i := range order {
-		e := es[i]
+	for _, o := range order {
+		e := es[o.i]
 		if e.val == nil {
 			if err := sb.Delete(e.key); err != nil {
 				return 0, err
@@ -446,6 +451,20 @@ func compactLog(b *bolt.Bucket, rec []byte, logBytes int64) (int, error) {
 		}
 	}
 	return len(order), nil
+}
+
+// sortKey is a store key's first 16 bytes, big-endian, zero-padded, and the index of its entry:
+// two keys whose sortKeys differ compare as their hi and lo do (a shorter key that is a prefix of
+// the other pads with zeros, and sorts first either way); equal ones are compared in full.
+type sortKey struct {
+	hi, lo uint64
+	i      int
+}
+
+func sortKeyOf(k []byte, i int) sortKey {
+	var b [16]byte
+	copy(b[:], k)
+	return sortKey{hi: binary.BigEndian.Uint64(b[:8]), lo: binary.BigEndian.Uint64(b[8:]), i: i}
 }
 
 // Done records that the commit is durable; once the delta log is compacted, the slots the
