@@ -119,13 +119,13 @@ func readYAML(t *testing.T, path string, v any) {
 func sidecar(t *testing.T) (podSpec, container) {
 	t.Helper()
 	var d deployment
-	readYAML(t, "deployment.yaml", &d)
+	readYAML(t, "deploy/deployment.yaml", &d)
 	for _, c := range d.Spec.Template.Spec.Containers {
 		if c.Name == "sluice" {
 			return d.Spec.Template.Spec, c
 		}
 	}
-	t.Fatal("deployment.yaml has no container named sluice")
+	t.Fatal("deploy/deployment.yaml has no container named sluice")
 	return podSpec{}, container{}
 }
 
@@ -234,17 +234,19 @@ func TestDeploymentMatchesTheRuntime(t *testing.T) {
 		}
 	}
 	var k kustomization
-	readYAML(t, "kustomization.yaml", &k)
+	readYAML(t, "deploy/kustomization.yaml", &k)
 	for _, r := range k.Resources {
-		if _, err := os.Stat(r); err != nil {
+		if _, err := os.Stat(filepath.Join("deploy", r)); err != nil {
 			t.Errorf("kustomization resource: %v", err)
 		}
 	}
-	want, _ := filepath.Glob("pipelines/*.yaml")
+	want, _ := filepath.Glob("deploy/pipelines/*.yaml")
 	var got []string
 	for _, g := range k.ConfigMapGenerator {
 		if g.Name == cm {
-			got = append(got, g.Files...)
+			for _, f := range g.Files {
+				got = append(got, filepath.Join("deploy", f))
+			}
 		}
 	}
 	slices.Sort(got)
@@ -308,7 +310,7 @@ func TestKitPipelinesRunAndExportTheMetricsTheKitUses(t *testing.T) {
 
 	webhook := freeAddr(t)
 	admin := freeAddr(t)
-	files, _ := filepath.Glob("pipelines/*.yaml")
+	files, _ := filepath.Glob("deploy/pipelines/*.yaml")
 	for _, f := range files {
 		b, err := os.ReadFile(f)
 		if err != nil {
