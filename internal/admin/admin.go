@@ -43,6 +43,9 @@ type Runtime interface {
 	// DeadLetterFile returns the path of the pipeline's dead-letter file, or an error matching
 	// supervisor.ErrNoDeadLetterFile when its dead-letter sink is not a file.
 	DeadLetterFile(name string) (string, error)
+	// ReplayDeadLetters feeds the selected dead letters of the pipeline's file back into it
+	// (see supervisor.Supervisor.ReplayDeadLetters).
+	ReplayDeadLetters(ctx context.Context, name string, sel supervisor.ReplaySelection) (supervisor.ReplayResult, error)
 }
 
 // Diagnostic is one problem of a manifest, placed at its line and column.
@@ -101,6 +104,7 @@ var routes = []route{
 	{"POST", "/api/v1/pipelines/{name}/resume", (*api).resume},
 	{"POST", "/api/v1/pipelines/{name}/restart", (*api).restart},
 	{"GET", "/api/v1/pipelines/{name}/dead-letters", (*api).deadLetters},
+	{"POST", "/api/v1/pipelines/{name}/dead-letters/replay", (*api).replay},
 	{"POST", "/api/v1/validate", (*api).validate},
 	{"GET", "/api/v1/reload", (*api).reload},
 }
@@ -352,10 +356,12 @@ type DeadLetterPage struct {
 	DeadLetters []DeadLetter `json:"dead_letters"`
 }
 
-// DeadLetter is one dead letter: its index in the file and the envelope the engine wrote.
+// DeadLetter is one dead letter: its index in the file, the envelope the engine wrote and,
+// once it was replayed, the mark of its replay.
 type DeadLetter struct {
-	Index    int             `json:"index"`
-	Envelope json.RawMessage `json:"envelope"`
+	Index    int                    `json:"index"`
+	Envelope json.RawMessage        `json:"envelope"`
+	Replayed *supervisor.ReplayMark `json:"replayed,omitempty"`
 }
 
 func (a *api) deadLetters(w http.ResponseWriter, r *http.Request) {
@@ -371,6 +377,9 @@ func (a *api) deadLetters(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	page, err := readDeadLetters(path, offset, limit)
+	if err == nil {
+		err = markReplayed(path, &page) // replay.go
+	}
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, err.Error())
 		return

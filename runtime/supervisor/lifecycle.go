@@ -166,6 +166,7 @@ func (m *managed) loop(ctx context.Context) error {
 	pol := m.s.policy
 	log := m.s.log.With("pipeline", m.name)
 	for {
+		m.runReplays(ctx)
 		m.mu.Lock()
 		p := m.cur
 		fresh := m.phase != phaseIdle
