@@ -102,31 +102,71 @@ rss_mb() {
 }
 
 # wait_for NAME LOGFILE TIMEOUT_S PIDFILE CMD...: runs CMD every second until it succeeds. Fails with
-# the log tail when TIMEOUT_S passes or when the process in PIDFILE (if given) dies.
+# the log tail when TIMEOUT_S passes or when the process in PIDFILE (if given) dies. While it waits it
+# says which service, where and for how long: on a terminal one line redrawn every second, otherwise
+# a line every SVC_WAIT_EVERY seconds (default 5).
 wait_for() {
-	local name=$1 logfile=$2 timeout=$3 pidfile=$4 start out external=""
+	local name=$1 logfile=$2 timeout=$3 pidfile=$4 start out external="" where waited said=-1 tty=""
 	shift 4
 	if [ -s "$SVC_DIR/$name.external" ]; then
 		external=$(cat "$SVC_DIR/$name.external")
 		pidfile="" timeout=30 logfile=""
 	fi
+	where=$(svc_where "$name")
+	[ -t 2 ] && tty=1
 	start=$(date +%s)
 	while true; do
+		waited=$(($(date +%s) - start))
 		if out=$("$@" 2>&1); then
+			wait_said "$tty" "$said" "$name$where answered after ${waited} s"
 			[ -z "$external" ] || log "$name: answering on the port held by a server started elsewhere ($external)"
 			return 0
 		fi
+		if [ -n "$tty" ]; then
+			printf '\r\033[K[services] waiting for %s%s (%d s)...' "$name" "$where" "$waited" >&2
+			said=$waited
+		elif [ "$said" -lt 0 ] || [ $((waited - said)) -ge "${SVC_WAIT_EVERY:-5}" ]; then
+			log "waiting for $name$where (${waited} s)..."
+			said=$waited
+		fi
 		if [ -n "$pidfile" ] && ! pid_alive "$pidfile"; then
+			wait_said "$tty" "$said" ""
 			fail "$name" "$logfile" "the process exited before it answered (last probe: ${out:0:300})"
 		fi
-		if [ $(($(date +%s) - start)) -ge "$timeout" ]; then
+		if [ "$waited" -ge "$timeout" ]; then
+			wait_said "$tty" "$said" ""
 			if [ -n "$external" ]; then
 				fail "$name" "" "its $external, and that server does not answer as $name (last probe: ${out:0:300})"
 			fi
-			fail "$name" "$logfile" "no answer after ${timeout}s (last probe: ${out:0:300})"
+			fail "$name" "$logfile" "no answer$where after ${timeout}s (last probe: ${out:0:300})"
 		fi
 		sleep 1
 	done
+}
+
+# svc_where NAME: " on ADDRESS" for the services whose port this file knows, else "".
+svc_where() {
+	local port=""
+	case $1 in
+	kafka) port=$KAFKA_PORT ;;
+	pulsar) port=$PULSAR_PORT ;;
+	postgres) port=$PG_PORT ;;
+	redis) port=$REDIS_PORT ;;
+	iceberg-rest) port=$ICEBERG_REST_PORT ;;
+	schema-registry) port=$SCHEMA_REGISTRY_PORT ;;
+	esac
+	[ -z "$port" ] || printf ' on %s:%s' "$SVC_HOST" "$port"
+}
+
+# wait_said TTY SAID MESSAGE: ends wait_for's waiting line (on a terminal, the line being redrawn)
+# with MESSAGE, when it printed one; a service that answered at once says nothing.
+wait_said() {
+	local tty=$1 said=$2 msg=$3
+	[ "$said" -ge 0 ] || return 0
+	if [ -n "$tty" ]; then
+		printf '\r\033[K' >&2
+	fi
+	[ -z "$msg" ] || log "$msg"
 }
 
 # mvn_resolve POM OUTDIR [GOAL_ARGS...]: copies the runtime dependencies of POM into OUTDIR unless
