@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -24,19 +25,23 @@ var ErrReloading = errors.New("a reload of the pipeline is under way")
 // before Run, installed). It fails with ErrUnknownPipeline, ErrReloading, or ErrNotRunning
 // after Run has returned. Safe for concurrent use on different pipelines.
 func (s *Supervisor) Replace(ctx context.Context, cfg *pipeline.Pipeline) []Problem {
+	t0 := time.Now()
 	nm, problems := s.prepare(ctx, cfg)
 	if len(problems) > 0 {
 		return problems
 	}
+	built := time.Since(t0)
 	old, l, err := s.beginStep(cfg.Name)
 	if err != nil {
 		_ = nm.cur.Discard(ctx)
 		return []Problem{{Pipeline: cfg.Name, Kind: "pipeline", Err: err}}
 	}
+	t1 := time.Now()
 	if l != nil {
 		l.stop()
 		<-l.done
 	}
+	drained := time.Since(t1)
 	old.mu.Lock()
 	ran, paused, restarts := old.phase != phaseIdle, old.paused, old.restarts
 	old.mu.Unlock()
@@ -71,7 +76,8 @@ func (s *Supervisor) Replace(ctx context.Context, cfg *pipeline.Pipeline) []Prob
 	for _, m := range discard {
 		_ = m.cur.Discard(ctx)
 	}
-	s.log.Info("pipeline replaced by its new configuration", "pipeline", cfg.Name, "started", launched)
+	s.log.Info("pipeline replaced by its new configuration", "pipeline", cfg.Name, "started", launched,
+		"building", built.Round(time.Millisecond), "draining", drained.Round(time.Millisecond))
 	return nil
 }
 
