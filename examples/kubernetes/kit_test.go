@@ -16,6 +16,7 @@ import (
 	"io/fs"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -918,5 +919,53 @@ func (p *process) waitFor(t *testing.T, what string, cond func() bool, state fun
 		if time.Now().After(deadline) {
 			t.Fatalf("gave up waiting for %s\n%s\n%s", what, now, p.stderr.String())
 		}
+	}
+}
+
+// TestScrapeAndExpressionParsing checks the text the metric-name check relies on: names and
+// labels found in PromQL, and families found in the exposition format (histogram suffixes folded).
+func TestScrapeAndExpressionParsing(t *testing.T) {
+	expr := `histogram_quantile(0.99, sum by (le, pipeline) (rate(sluice_batch_duration_seconds_bucket{namespace=~"$namespace", component!="x"}[5m]))) and on (pipeline) up{job="sluice"} / go_memstats_heap_inuse_bytes`
+	var names, labels []string
+	for _, m := range metricName.FindAllString(expr, -1) {
+		names = append(names, strings.TrimSuffix(m, "{"))
+	}
+	for _, g := range groupingList.FindAllStringSubmatch(expr, -1) {
+		for _, l := range strings.Split(g[1], ",") {
+			labels = append(labels, strings.TrimSpace(l))
+		}
+	}
+	for _, m := range matcherLabel.FindAllStringSubmatch(expr, -1) {
+		labels = append(labels, m[1])
+	}
+	if want := []string{"sluice_batch_duration_seconds_bucket", "up", "go_memstats_heap_inuse_bytes"}; !slices.Equal(names, want) {
+		t.Errorf("metric names %q, want %q", names, want)
+	}
+	if want := []string{"le", "pipeline", "pipeline", "namespace", "component", "job"}; !slices.Equal(labels, want) {
+		t.Errorf("labels %q, want %q", labels, want)
+	}
+
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		io.WriteString(w, "# TYPE sluice_batch_duration_seconds histogram\n"+
+			`sluice_batch_duration_seconds_bucket{pipeline="p",le="+Inf"} 3`+"\n"+
+			`sluice_batch_duration_seconds_count{pipeline="p"} 3`+"\n"+
+			"# TYPE sluice_dead_letters_total counter\n"+
+			`sluice_dead_letters_total{pipeline="p"} 7`+"\n")
+	}))
+	defer srv.Close()
+	s := scrapeMetrics(t, srv.URL)
+	for name, want := range map[string]bool{
+		"sluice_batch_duration_seconds": true, "sluice_batch_duration_seconds_bucket": true,
+		"sluice_dead_letters_total": true, "sluice_dead_letters": false, "sluice_records_in_total": false,
+	} {
+		if s.has(name) != want {
+			t.Errorf("has(%s) = %v, want %v", name, !want, want)
+		}
+	}
+	if v := s.value(`sluice_dead_letters_total{pipeline="p"}`); v != 7 {
+		t.Errorf("dead letters %v, want 7", v)
+	}
+	if !s.labels["le"] || !s.labels["pipeline"] || s.labels["component"] {
+		t.Errorf("labels %v: want le and pipeline only", s.labels)
 	}
 }
