@@ -29,6 +29,7 @@ func init() {
 		var drain, stuckAfter, maxBackoff, watchInterval time.Duration
 		var reset, watch bool
 		var startAttempts int
+		var progress string
 		cmd := &cobra.Command{
 			Use:   "run MANIFEST_OR_DIR...",
 			Short: "Run pipelines until their bounded sources are done, or until SIGINT/SIGTERM",
@@ -57,7 +58,7 @@ func init() {
 					startAttempts = -1 // the supervisor's "no limit"
 				}
 				return runPipelines(cmd.Context(), g, args, runFlags{drain: drain, stuckAfter: stuckAfter, reset: reset,
-					restart: supervisor.RestartPolicy{StartAttempts: startAttempts, MaxBackoff: maxBackoff}, watch: watch, watchInterval: watchInterval})
+					restart: supervisor.RestartPolicy{StartAttempts: startAttempts, MaxBackoff: maxBackoff}, watch: watch, watchInterval: watchInterval, progress: progress})
 			},
 		}
 		cmd.Flags().DurationVar(&drain, "drain-timeout", pipeline.DefaultDrainTimeout, "how long a graceful stop may take to deliver what is in flight")
@@ -69,6 +70,8 @@ func init() {
 		cmd.Flags().DurationVar(&maxBackoff, "restart-backoff-max", supervisor.DefaultMaxBackoff, "longest wait before restarting a pipeline that failed")
 		cmd.Flags().BoolVar(&watch, "watch", true, "reload the pipelines whose manifest changed, appeared or disappeared (and every manifest on SIGHUP)")
 		cmd.Flags().DurationVar(&watchInterval, "watch-interval", defaultWatchInterval, "how often the manifests (and their WASM modules) are looked at for changes")
+		cmd.Flags().StringVar(&progress, "progress", progressAuto,
+			"a live status line on stderr (records, rate, ETA) while every source is bounded: auto (when stderr is a terminal), always or never")
 		return cmd
 	})
 }
@@ -80,6 +83,7 @@ type runFlags struct {
 	restart           supervisor.RestartPolicy
 	watch             bool          // reload on changes and SIGHUP (reload.go)
 	watchInterval     time.Duration // how often the manifests are looked at
+	progress          string        // --progress (progress.go)
 }
 
 func runPipelines(parent context.Context, g *Globals, args []string, f runFlags) error {
@@ -98,7 +102,11 @@ func runPipelines(parent context.Context, g *Globals, args []string, f runFlags)
 	stopped := func() bool { return ctx.Err() != nil && parent.Err() == nil }
 	hup, seen := watchSignals(args, f.watch) // reload.go; before the manifests are read
 	defer signal.Stop(hup)
-	log, err := g.Logger(os.Stderr)
+	pl, err := newRunProgress(f.progress) // progress.go: the status line; the logs go through it
+	if err != nil {
+		return err
+	}
+	log, err := g.Logger(pl)
 	if err != nil {
 		return err
 	}
@@ -161,7 +169,9 @@ func runPipelines(parent context.Context, g *Globals, args []string, f runFlags)
 		defer srv.Close(context.Background())
 	}
 
+	pl.start(l.sup)
 	err = l.sup.Run(ctx, supervisor.RunOptions{Reset: f.reset, Reload: f.watch})
+	pl.stop()
 	if errors.Is(err, checkpoint.ErrCorrupt) {
 		return fmt.Errorf("%w; the file holds every pipeline's source positions: run again with --reset to set it aside (as %s.corrupt) and start the sources from the beginning, or move it away", err, checkpoint.FileName)
 	}
