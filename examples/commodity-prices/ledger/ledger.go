@@ -32,8 +32,14 @@ type Lake struct {
 // table only under the name it was created with.
 const CatalogName = "demo"
 
-// OpenLake opens the SQLite catalog at dbPath whose warehouse is the directory warehouse.
+// OpenLake opens the demo's SQLite catalog at dbPath whose warehouse is the directory warehouse.
 func OpenLake(ctx context.Context, dbPath, warehouse string) (*Lake, error) {
+	return OpenSQLiteCatalog(ctx, CatalogName, dbPath, warehouse)
+}
+
+// OpenSQLiteCatalog opens the SQLite catalog name (the manifest's catalog.name) at dbPath whose
+// warehouse is the directory warehouse.
+func OpenSQLiteCatalog(ctx context.Context, name, dbPath, warehouse string) (*Lake, error) {
 	if _, err := os.Stat(dbPath); err != nil {
 		return nil, fmt.Errorf("catalog %s: %w (did the pipelines run?)", dbPath, err)
 	}
@@ -41,7 +47,7 @@ func OpenLake(ctx context.Context, dbPath, warehouse string) (*Lake, error) {
 	if err != nil {
 		return nil, err
 	}
-	cat, err := catalog.Load(ctx, CatalogName, ice.Properties{
+	cat, err := catalog.Load(ctx, name, ice.Properties{
 		"type": "sql", "uri": "file:" + dbPath, "warehouse": "file://" + wh,
 		sqlcat.DriverKey: sqliteshim.ShimName, sqlcat.DialectKey: string(sqlcat.SQLite),
 	})
