@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -266,4 +267,38 @@ func checkAtLeastOnce(t *testing.T, path, prefix string) {
 	if !sawPrefix {
 		t.Fatalf("%s: no line of the new configuration (%s)", path, prefix)
 	}
+}
+
+// TestRunReloadsOnSIGHUP: with a watch interval too long to matter, SIGHUP applies an edit; with
+// --watch=false, GET /api/v1/reload says reloading is off.
+func TestRunReloadsOnSIGHUP(t *testing.T) {
+	dir := t.TempDir()
+	mdir := filepath.Join(dir, "pipelines")
+	if err := os.MkdirAll(mdir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "gen.out")
+	manifest := writeFile(t, filepath.Join(mdir, "gen.yaml"), genManifest("gen", "", out))
+	addr := freeAddr(t)
+	base := "http://" + addr
+	r := startSluice(t, nil, "run", "--data-dir", filepath.Join(dir, "data"), "--admin-addr", addr, "--watch-interval", "1h", mdir)
+	until(t, "gen delivering", r.done, r.stderr, func() bool { return lineCount(t, out) >= 100 })
+	writeFile(t, manifest, genManifest("gen", "hup-", out))
+	if err := r.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	until(t, "gen restarted by SIGHUP", r.done, r.stderr, func() bool {
+		p, ok := infoOf(t, base, "", "gen")
+		return ok && p.Restarts == 1 && strings.Contains(mustRead(t, out), "\nhup-")
+	})
+	r.stop(t)
+	checkAtLeastOnce(t, out, "hup-")
+
+	addr = freeAddr(t)
+	r = startSluice(t, nil, "run", "--data-dir", filepath.Join(dir, "data"), "--admin-addr", addr, "--watch=false", mdir)
+	until(t, "the second run serving its API", r.done, r.stderr, func() bool {
+		code, body := call(t, "GET", "http://"+addr+"/api/v1/reload", "", "")
+		return code == 404 && strings.Contains(body, "--watch=false")
+	})
+	r.stop(t)
 }
