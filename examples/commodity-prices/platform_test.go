@@ -166,13 +166,14 @@ func topicSize(ctx context.Context, adm *kadm.Client, topic string) int64 {
 	return n
 }
 
-// TestPlatformAgainstServices runs the extract and analytics pipelines against the real Kafka,
-// Postgres and Redis (Iceberg on a SQLite catalog), on a bounded history of the price API, and
-// accounts for every record: the valid ones once each in the topic commodity-prices (keyed by
-// commodity, so each commodity on one partition) and in the Iceberg table, the malformed ones in
-// the dead-letter topic; one alert per outlier in the Redis stream; the latest price of each
-// commodity in Redis; the closed minute windows in Postgres equal to those the table's rows give.
-// The topics, groups, stream, hashes and table of these manifests are dropped first, so the
+// TestPlatformAgainstServices runs the extract pipeline and three processes of the analytics
+// pipelines against the real Kafka, Postgres and Redis (Iceberg on a SQLite catalog, which the
+// three processes commit to), on a bounded history of the price API, and accounts for every
+// record: the valid ones once each in the topic commodity-prices (keyed by commodity, so each
+// commodity on one partition) and in the Iceberg table, the malformed ones in the dead-letter
+// topic; one alert per outlier in the Redis stream; the latest price of each commodity in Redis;
+// the closed minute windows in Postgres equal to those the table's rows give. The topics (state
+// logs included), groups, stream, hashes and table of these manifests are dropped first, so the
 // services must not be shared with another run of this test.
 func TestPlatformAgainstServices(t *testing.T) {
 	if testing.Short() {
@@ -194,6 +195,16 @@ func TestPlatformAgainstServices(t *testing.T) {
 	_, _ = adm.DeleteGroups(ctx, platformGroups...)
 	for topic := range platformTopics {
 		_, _ = adm.DeleteTopics(ctx, topic)
+	}
+	// The aggregate stages' state logs (sluice.GROUP.PIPELINE.STAGE.state) of an earlier run.
+	listed, err := adm.ListTopics(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range listed.Names() {
+		if strings.HasPrefix(name, "sluice.commodity-analytics") {
+			_, _ = adm.DeleteTopics(ctx, name)
+		}
 	}
 	for topic, parts := range platformTopics {
 		waitFor(t, "topic "+topic+" to be created", time.Minute, nil, func() (bool, string) {
@@ -240,9 +251,13 @@ func TestPlatformAgainstServices(t *testing.T) {
 	dir := t.TempDir()
 	env := []string{"PRICE_API=" + api, "KAFKA=" + kafkaAddr, "PG_DSN=" + pgDSN, "REDIS_ADDR=" + redisAddr,
 		"LAKE_CATALOG_URI=sqlite:///" + filepath.Join(dir, "catalog.db"), "LAKE_WAREHOUSE=file://" + filepath.Join(dir, "warehouse")}
+	// extract in one process, analytics in three (the consumer groups spread the partitions).
 	procs := []*sluiceProcess{
 		startSluice(t, sluice, env, "run", "--watch=false", "--admin-addr", "", "--log-level", "warn", "--data-dir", filepath.Join(dir, "extract"), "platform/extract.yaml"),
-		startSluice(t, sluice, env, "run", "--watch=false", "--admin-addr", "", "--log-level", "warn", "--data-dir", filepath.Join(dir, "analytics"), "platform/analytics.yaml"),
+	}
+	for i := range 3 {
+		procs = append(procs, startSluice(t, sluice, env, "run", "--watch=false", "--admin-addr", "", "--log-level", "warn",
+			"--data-dir", filepath.Join(dir, fmt.Sprint("analytics", i)), "platform/analytics.yaml"))
 	}
 
 	waitFor(t, "extract to publish every record", 5*time.Minute, procs, func() (bool, string) {
