@@ -394,8 +394,8 @@ func (s *Supervisor) Resume(name string) error {
 // Restart stops the named pipeline gracefully (stop reading, deliver what is in flight,
 // checkpoint) and runs it again from its checkpoint; a pipeline waiting to restart after a
 // failure restarts now, and one that ended (finished, failed) runs again while Run runs the
-// others. It returns once the restart is requested. It fails with ErrUnknownPipeline, or
-// ErrNotRunning when Run is not running.
+// others. It returns once the restart is requested. It fails with ErrUnknownPipeline,
+// ErrNotRunning when Run is not running, or ErrReloading while Replace or Remove drains it.
 func (s *Supervisor) Restart(name string) error {
 	m, err := s.lookup(name)
 	if err != nil {
@@ -405,6 +405,9 @@ func (s *Supervisor) Restart(name string) error {
 	defer s.mu.Unlock()
 	if s.runCtx == nil || s.runCtx.Err() != nil || s.live == 0 {
 		return fmt.Errorf("pipeline %q: %w", name, ErrNotRunning)
+	}
+	if s.busy[name] { // Replace or Remove is draining it: it must not be started again
+		return fmt.Errorf("pipeline %q: %w", name, ErrReloading)
 	}
 	ended, err := m.restart()
 	if err != nil {
