@@ -12,7 +12,8 @@
 //
 // While Run runs, each pipeline has a life of its own (lifecycle.go): a transient failure
 // restarts it with backoff (RestartPolicy), a permanent one leaves it failed, and neither
-// touches the other pipelines; Pause, Resume and Restart control it by name.
+// touches the other pipelines; Pause, Resume and Restart control it by name. Add, Replace and
+// Remove change the set of pipelines while Run runs (reload.go), without touching the others.
 package supervisor
 
 import (
