@@ -2,6 +2,7 @@ package manifests
 
 import (
 	"net/url"
+	"regexp"
 	"strings"
 	"time"
 
@@ -13,14 +14,25 @@ import (
 // ten times a second.
 const minLeaseRetry = 100 * time.Millisecond
 
+// Kubernetes object names: a namespace is a DNS label, a Lease's name a DNS subdomain.
+var (
+	dnsLabelRe     = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
+	dnsSubdomainRe = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
+)
+
 // leaseDesc documents spec.lease.
-const leaseDesc = "Makes the pipeline a singleton across replicas: of the processes running a pipeline with the same lease, only the one holding it runs it; the others stand by (state starting, ready, reason standby) and take the lease within seconds when the holder dies or stops. The lease is a Postgres session advisory lock; while it is held, the source positions are also kept in that database (table sluice_lease_positions), so the next holder resumes where the last one committed. Not with aggregate stages (their state stays in the local store)."
+const leaseDesc = "Makes the pipeline a singleton across replicas: of the processes running a pipeline with the same lease, only the one holding it runs it; the others stand by (state starting, ready, reason standby) and take the lease within seconds when the holder dies or stops. The lease is a Postgres session advisory lock (postgres:) or a Kubernetes Lease object (kubernetes:), exactly one of them; while it is held, the source positions are kept there too (Postgres: table sluice_lease_positions; Kubernetes: an annotation of the Lease), so the next holder resumes where the last one committed. Not with aggregate stages (their state stays in the local store)."
 
 // leaseFields are the keys of spec.lease.
 var leaseFields = []connector.Field{
-	{Name: "postgres", Type: connector.TypeObject, Required: true, Description: "The Postgres database that holds the lease and the positions. Connect to Postgres itself (or a session-pooling proxy): a session advisory lock does not survive transaction pooling.",
+	{Name: "postgres", Type: connector.TypeObject, Description: "The Postgres database that holds the lease and the positions. Connect to Postgres itself (or a session-pooling proxy): a session advisory lock does not survive transaction pooling.",
 		Fields: []connector.Field{
 			{Name: "dsn", Type: connector.TypeString, Required: true, Secret: true, Description: "Connection string: `postgres://USER:PASSWORD@HOST:PORT/DB` or `key=value` pairs."},
+		}},
+	{Name: "kubernetes", Type: connector.TypeObject, Description: "A Lease object (coordination.k8s.io/v1) named after the lease, in the cluster the process runs in, reached with its service account (which needs get, create and update on leases). The holder renews it every retry and stops after two thirds of duration without a renewal; a standby takes it once it has seen no renewal for duration. Tested against a fake API server only.",
+		Fields: []connector.Field{
+			{Name: "namespace", Type: connector.TypeString, Description: "Namespace of the Lease. Unset: the service account's namespace."},
+			{Name: "duration", Type: connector.TypeDuration, Default: pipeline.DefaultLeaseDuration, Description: "The Lease's leaseDurationSeconds: how long a holder that stopped renewing keeps the lease. Whole seconds, at least 1s and at least three times retry."},
 		}},
 	{Name: "name", Type: connector.TypeString, Description: "Name of the lease: pipelines with the same lease name in the same database exclude each other and share positions. Unset: the pipeline's name."},
 	{Name: "retry", Type: connector.TypeDuration, Default: pipeline.DefaultLeaseRetry, Description: "How often a standby tries to take the lease and the holder checks it still holds it; at least 100ms. A holder that lost its connection stops within about this long."},
@@ -41,11 +53,24 @@ func (d *docDecoder) lease(p *Pipeline, e entry) {
 		}
 		return d.pos(e.key)
 	}
-	pg, _ := v["postgres"].(map[string]any)
-	dsn, _ := pg["dsn"].(string)
-	if why := checkDSN(dsn); why != "" {
-		d.report(at("postgres.dsn"), "write postgres://USER:PASSWORD@HOST:PORT/DB or key=value pairs (host=... dbname=...)", "spec.lease.postgres.dsn: %s", why)
-		ok = false
+	_, pgSet := fields["postgres"]
+	_, k8sSet := fields["kubernetes"]
+	if pgSet == k8sSet {
+		msg := "spec.lease: set postgres or kubernetes"
+		if pgSet {
+			msg = "spec.lease: set postgres or kubernetes, not both"
+		}
+		d.report(d.pos(e.key), "postgres: {dsn: ...} for an advisory lock, or kubernetes: {} for a Lease object in the cluster", "%s", msg)
+		return
+	}
+	var dsn string
+	if pgSet {
+		pg, _ := v["postgres"].(map[string]any)
+		dsn, _ = pg["dsn"].(string)
+		if why := checkDSN(dsn); why != "" {
+			d.report(at("postgres.dsn"), "write postgres://USER:PASSWORD@HOST:PORT/DB or key=value pairs (host=... dbname=...)", "spec.lease.postgres.dsn: %s", why)
+			ok = false
+		}
 	}
 	name, _ := v["name"].(string)
 	if _, set := fields["name"]; set && strings.TrimSpace(name) == "" {
@@ -57,6 +82,29 @@ func (d *docDecoder) lease(p *Pipeline, e entry) {
 		d.report(at("retry"), "use 100ms or more; the default is "+pipeline.DefaultLeaseRetry.String(), "spec.lease.retry: must be at least %s, got %s", minLeaseRetry, retry)
 		ok = false
 	}
+	var k8s *pipeline.KubernetesLease
+	if k8sSet {
+		kv, _ := v["kubernetes"].(map[string]any)
+		k8s = &pipeline.KubernetesLease{}
+		k8s.Namespace, _ = kv["namespace"].(string)
+		k8s.Duration, _ = kv["duration"].(time.Duration)
+		if ns := k8s.Namespace; ns != "" && !dnsLabelRe.MatchString(ns) {
+			d.report(at("kubernetes.namespace"), "a namespace is lowercase letters, digits and '-', at most 63", "spec.lease.kubernetes.namespace: %q is not a valid namespace", ns)
+			ok = false
+		}
+		if du := k8s.Duration; du < time.Second || du%time.Second != 0 || du < 3*retry {
+			d.report(at("kubernetes.duration"), "the Lease counts whole seconds; give the holder at least three retries per duration", "spec.lease.kubernetes.duration: must be whole seconds, at least 1s and at least three times retry (%s), got %s", retry, du)
+			ok = false
+		}
+		objName := name
+		if objName == "" {
+			objName = p.Name
+		}
+		if !dnsSubdomainRe.MatchString(objName) || len(objName) > 253 {
+			d.report(at("name"), "set lease.name to lowercase letters, digits, '-' and '.'", "spec.lease: %q cannot name a Kubernetes Lease object", objName)
+			ok = false
+		}
+	}
 	for _, t := range p.Transforms {
 		if t.Aggregate != nil {
 			d.report(d.pos(e.key), "run aggregate stages in a pipeline without lease:, reading what the leased pipeline writes",
@@ -66,7 +114,7 @@ func (d *docDecoder) lease(p *Pipeline, e entry) {
 		}
 	}
 	if ok {
-		p.Lease = &pipeline.Lease{Postgres: dsn, Name: name, Retry: retry, Secrets: col.secrets}
+		p.Lease = &pipeline.Lease{Postgres: dsn, Kubernetes: k8s, Name: name, Retry: retry, Secrets: col.secrets}
 	}
 }
 

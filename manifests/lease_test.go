@@ -55,6 +55,13 @@ func TestLeaseDecodes(t *testing.T) {
 	if l := ps[0].Config().Lease; l == nil || l.Name != "" || l.Retry != time.Second {
 		t.Fatalf("lease = %+v", l)
 	}
+	ps, diags = manifests.Load([]string{leaseManifest(t, "  lease: {kubernetes: {namespace: ops}}\n")}, testOptions())
+	if len(diags) > 0 {
+		t.Fatal(diags)
+	}
+	if l := ps[0].Config().Lease; l == nil || l.Postgres != "" || l.Kubernetes == nil || l.Kubernetes.Namespace != "ops" || l.Kubernetes.Duration != 15*time.Second {
+		t.Fatalf("kubernetes lease = %+v", l)
+	}
 	ps, _ = manifests.Load([]string{leaseManifest(t, "")}, testOptions())
 	if ps[0].Config().Lease != nil {
 		t.Fatal("a pipeline without lease: has a lease")
@@ -67,7 +74,12 @@ func TestLeaseErrors(t *testing.T) {
 		line, col   int
 		want        string
 	}{
-		{"missing postgres", "  lease: {name: x}\n", 7, 10, `missing required key "postgres"`},
+		{"neither", "  lease: {name: x}\n", 7, 3, "spec.lease: set postgres or kubernetes"},
+		{"both", "  lease: {postgres: {dsn: \"host=db\"}, kubernetes: {}}\n", 7, 3, "spec.lease: set postgres or kubernetes, not both"},
+		{"k8s duration", "  lease:\n    kubernetes: {duration: 1500ms}\n", 8, 18, "spec.lease.kubernetes.duration: must be whole seconds"},
+		{"k8s duration and retry", "  lease:\n    kubernetes: {duration: 2s}\n    retry: 1s\n", 8, 18, "at least three times retry (1s), got 2s"},
+		{"k8s namespace", "  lease:\n    kubernetes: {namespace: Ops_1}\n", 8, 18, `spec.lease.kubernetes.namespace: "Ops_1" is not a valid namespace`},
+		{"k8s name", "  lease:\n    kubernetes: {}\n    name: Orders_Poller\n", 9, 5, `spec.lease: "Orders_Poller" cannot name a Kubernetes Lease object`},
 		{"missing dsn", "  lease:\n    postgres: {}\n", 8, 15, `missing required key "dsn"`},
 		{"typo", "  lease:\n    postgres: {dsn: \"host=db\"}\n    retyr: 1s\n", 9, 5, `unknown key "retyr" in spec.lease; did you mean "retry"?`},
 		{"other scheme", "  lease:\n    postgres:\n      dsn: mysql://u:hunter2-literal-token@db/x\n", 9, 7, "spec.lease.postgres.dsn: is a URL of another scheme; use postgres://"},

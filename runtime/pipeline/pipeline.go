@@ -129,8 +129,12 @@ const DefaultLeaseRetry = time.Second
 // lets it go.
 type Lease struct {
 	// Postgres is the connection string of the Postgres database whose session advisory lock is
-	// the lease and which keeps the pipeline's source positions while it is leased.
+	// the lease and which keeps the pipeline's source positions while it is leased. Exactly one
+	// of Postgres and Kubernetes is set.
 	Postgres string
+	// Kubernetes makes the lease a Kubernetes Lease object (coordination.k8s.io/v1) in the
+	// cluster the process runs in, named Name, which also keeps the positions.
+	Kubernetes *KubernetesLease
 	// Name identifies the lease: pipelines with the same lease name (and database) exclude each
 	// other and share positions. Empty means the pipeline's name.
 	Name string
@@ -139,6 +143,18 @@ type Lease struct {
 	Retry time.Duration
 	// Secrets lists the secret values of the settings (the password in Postgres), for redaction.
 	Secrets []string
+}
+
+// DefaultLeaseDuration is a Kubernetes lease's leaseDurationSeconds: a holder that has not
+// renewed it for this long is taken over.
+const DefaultLeaseDuration = 15 * time.Second
+
+// KubernetesLease is where a Kubernetes lease lives.
+type KubernetesLease struct {
+	// Namespace of the Lease object; empty means the service account's namespace.
+	Namespace string
+	// Duration is the Lease's leaseDurationSeconds; zero means DefaultLeaseDuration.
+	Duration time.Duration
 }
 
 // Component is a configured source, sink or dead-letter sink.

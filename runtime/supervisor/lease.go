@@ -14,14 +14,60 @@ import (
 	"github.com/sluicehq/sluice/sdk/go/connector"
 )
 
+// heldLease is a lease this process holds: *lease.Held (Postgres) or *lease.KubernetesHeld.
+type heldLease interface {
+	Lost() <-chan struct{}
+	Err() error
+	Load(ctx context.Context) ([]connector.Position, bool, error)
+	Save(ctx context.Context, ps []connector.Position) error
+	Release()
+}
+
+// leaseTaker takes a pipeline's lease.
+type leaseTaker struct {
+	name    string
+	acquire func(ctx context.Context, waiting func(lease.Wait)) (heldLease, error)
+}
+
+// heldRef boxes a heldLease for an atomic pointer.
+type heldRef struct{ heldLease }
+
 // leaseState is a pipeline's lease (spec.lease): how to take it, the lease held during a run,
 // and, while the pipeline stands by, why. The fields but held are guarded by managed.mu.
 type leaseState struct {
-	pg       *lease.Postgres
-	held     atomic.Pointer[lease.Held] // the lease the current run holds; nil between runs
-	standby  bool                       // waiting for the lease
-	waitErr  string                     // why the last try failed, when the database did not answer
-	neverRan bool                       // the last run was stopped while standing by
+	taker    *leaseTaker
+	held     atomic.Pointer[heldRef] // the lease the current run holds; nil between runs
+	standby  bool                    // waiting for the lease
+	waitErr  string                  // why the last try failed, when the lease's store did not answer
+	neverRan bool                    // the last run was stopped while standing by
+}
+
+// newLeaseTaker builds the taker of the lease lc (no I/O).
+func newLeaseTaker(lc *pipeline.Lease, name string) (*leaseTaker, error) {
+	if k := lc.Kubernetes; k != nil {
+		kl, err := lease.NewKubernetes(lease.KubernetesConfig{Namespace: k.Namespace, Name: name, Duration: k.Duration, Retry: lc.Retry})
+		if err != nil {
+			return nil, err
+		}
+		return &leaseTaker{name: name, acquire: func(ctx context.Context, w func(lease.Wait)) (heldLease, error) {
+			h, err := kl.Acquire(ctx, w)
+			if err != nil {
+				return nil, err
+			}
+			return h, nil
+		}}, nil
+	}
+	pg, err := lease.NewPostgres(lc.Postgres, name, lc.Retry)
+	if err != nil {
+		return nil, err
+	}
+	return &leaseTaker{name: name, acquire: func(ctx context.Context, w func(lease.Wait)) (heldLease, error) {
+		h, err := pg.Acquire(ctx, w)
+		if err != nil {
+			return nil, err
+		}
+		return h, nil
+	}}, nil
 }
 
 // checkpoints returns the position store a run of m uses: the process's checkpoint store, and
@@ -51,24 +97,23 @@ func (m *managed) runLeased(ctx context.Context, p *engine.Pipeline, log *slog.L
 	l := &m.lease
 	m.mu.Lock()
 	l.neverRan = false
-	pg := l.pg
+	taker := l.taker
 	m.mu.Unlock()
-	if pg == nil {
-		lc := m.cfg.Lease
-		pg, err = lease.NewPostgres(lc.Postgres, m.leaseName(), lc.Retry)
+	if taker == nil {
+		taker, err = newLeaseTaker(m.cfg.Lease, m.leaseName())
 		if err != nil {
 			_ = p.Discard(context.Background())
-			return false, &connector.ConfigError{Field: "lease.postgres.dsn", Msg: err.Error()}
+			return false, &connector.ConfigError{Field: "lease", Msg: redact(err.Error(), m.cfg.Lease.Secrets)}
 		}
 		m.mu.Lock()
-		l.pg = pg
+		l.taker = taker
 		m.mu.Unlock()
 	}
 	m.mu.Lock()
 	l.standby, l.waitErr = true, ""
 	m.mu.Unlock()
-	log.Info("standing by for the lease", "lease", pg.Name())
-	held, err := pg.Acquire(ctx, func(w lease.Wait) {
+	log.Info("standing by for the lease", "lease", taker.name)
+	held, err := taker.acquire(ctx, func(w lease.Wait) {
 		m.mu.Lock()
 		defer m.mu.Unlock()
 		if w.Err != nil {
@@ -86,8 +131,8 @@ func (m *managed) runLeased(ctx context.Context, p *engine.Pipeline, log *slog.L
 		m.mu.Unlock()
 		return false, p.Discard(context.Background())
 	}
-	log.Info("took the lease; running", "lease", pg.Name())
-	l.held.Store(held)
+	log.Info("took the lease; running", "lease", taker.name)
+	l.held.Store(&heldRef{held})
 	defer func() {
 		l.held.Store(nil)
 		held.Release()
@@ -109,7 +154,7 @@ func (m *managed) runLeased(ctx context.Context, p *engine.Pipeline, log *slog.L
 	close(ran)
 	<-watched
 	if lerr := held.Err(); lerr != nil {
-		log.Warn("lost the lease; the run stopped, standing by", "lease", pg.Name(), "err", redact(lerr.Error(), m.cfg.Lease.Secrets), "run_err", err)
+		log.Warn("lost the lease; the run stopped, standing by", "lease", taker.name, "err", redact(lerr.Error(), m.cfg.Lease.Secrets), "run_err", err)
 		// Give the other replicas a moment before trying again.
 		t := time.NewTimer(max(m.cfg.Lease.Retry, pipeline.DefaultLeaseRetry))
 		select {
@@ -147,22 +192,23 @@ func (m *managed) stoppedStatus(p *engine.Pipeline) pipeline.Status {
 	return p.Status()
 }
 
-// leasedStore keeps a leased pipeline's positions in the process's checkpoint store and under
-// the lease in Postgres. Postgres is the truth: Load reads it (the local store only when the
-// lease has no positions yet, to carry over a pipeline that ran without a lease), and Save
-// writes it first, fenced by the lock, so a run that lost the lease fails its next commit
-// instead of moving the positions.
+// leasedStore keeps a leased pipeline's positions in the process's checkpoint store and in the
+// lease's own store (a Postgres table, or the Kubernetes Lease object). The lease's store is the
+// truth: Load reads it (the local store only when the lease has no positions yet, to carry over a
+// pipeline that ran without a lease), and Save writes it first, fenced (by the lock, or by the
+// Lease's resourceVersion), so a run that lost the lease fails its next commit instead of moving
+// the positions.
 type leasedStore struct {
 	local *lazyStore
 	m     *managed
 }
 
-func (l *leasedStore) held() (*lease.Held, error) {
+func (l *leasedStore) held() (heldLease, error) {
 	h := l.m.lease.held.Load()
 	if h == nil {
 		return nil, fmt.Errorf("pipeline %q: %w: not held", l.m.name, lease.ErrLost)
 	}
-	return h, nil
+	return h.heldLease, nil
 }
 
 func (l *leasedStore) Load(pipeline string) ([]connector.Position, error) {
