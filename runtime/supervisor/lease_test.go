@@ -134,3 +134,32 @@ func TestLeaseDatabaseUnreachableIsDegraded(t *testing.T) {
 		t.Fatalf("delivered %d records without the lease", n)
 	}
 }
+
+// A restart requested while standing by stands by again; once the holder stops, the standby
+// takes the lease and runs.
+func TestLeaseStandbyRestartThenTakeOverIntegration(t *testing.T) {
+	dsn := testenv.Require(t, "PG_DSN")
+	leaseName := fmt.Sprintf("sv-%d", time.Now().UnixNano())
+	a := startLeased(t, dsn, leaseName)
+	waitUntil(t, "a to run", a.running)
+	b := startLeased(t, dsn, leaseName)
+	waitUntil(t, "b to stand by", b.standingBy)
+	before := statusOf(b.sup, "p").Restarts
+	if err := b.sup.Restart("p"); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "b to stand by again after the restart", func() bool { return statusOf(b.sup, "p").Restarts > before && b.standingBy() })
+	if n := len(b.sink.snapshot()); n != 0 {
+		t.Fatalf("b delivered %d records while a held the lease", n)
+	}
+	a.stop()
+	if err := <-a.done; err != nil {
+		t.Fatal(err)
+	}
+	a.done <- nil
+	waitUntil(t, "b to take over from the stopped holder", func() bool { return b.running() && len(b.sink.snapshot()) > 0 })
+	last, _ := strconv.Atoi(a.sink.snapshot()[len(a.sink.snapshot())-1])
+	if first, _ := strconv.Atoi(b.sink.snapshot()[0]); first != last+1 {
+		t.Fatalf("after a graceful hand-over b started at %d, want %d (a delivered and checkpointed up to %d)", first, last+1, last)
+	}
+}
