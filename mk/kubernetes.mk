@@ -1,0 +1,32 @@
+# The sidecar kit (examples/kubernetes): its Kubernetes objects against the API schemas of the
+# oldest and newest Kubernetes versions it supports (kubernetes-validate, strict: unknown fields
+# are errors), the Prometheus configuration and alert rules with promtool (check config, check
+# rules, and the rules' unit tests), and every PromQL expression of the Grafana dashboard through
+# promtool (TestDashboardQueriesParse). The Go test beside the kit (run by `make test-go` too) runs
+# its pipelines for real and checks every metric name the dashboard and the rules use against a
+# scrape. The tools are installed once per version into build/tools by scripts/kubernetes-tools.sh;
+# a failed install fails the target.
+KIT_DIR        := examples/kubernetes
+KIT_OBJECTS    := $(KIT_DIR)/deploy/deployment.yaml $(KIT_DIR)/deploy/pdb.yaml
+KIT_K8S_VERSIONS := 1.29 1.37
+KIT_TOOLS      := bash scripts/kubernetes-tools.sh
+
+.PHONY: kubernetes-tools test-kubernetes
+kubernetes-tools:
+	@$(KIT_TOOLS) promtool >/dev/null
+	@$(KIT_TOOLS) kubernetes-validate >/dev/null
+
+test-kubernetes: kubernetes-tools
+	@set -e; kv=$$($(KIT_TOOLS) kubernetes-validate); \
+	for v in $(KIT_K8S_VERSIONS); do \
+		echo "kubernetes-validate --strict -k $$v $(KIT_OBJECTS)"; \
+		$$kv --strict --quiet -k $$v $(KIT_OBJECTS); \
+	done
+	@set -e; pt=$$($(KIT_TOOLS) promtool); \
+	$$pt check config $(KIT_DIR)/prometheus/prometheus.yaml; \
+	$$pt check rules $(KIT_DIR)/prometheus/alerts.yaml; \
+	cd $(KIT_DIR)/prometheus && $$pt test rules alerts_test.yaml
+	SLUICE_PROMTOOL=$$($(KIT_TOOLS) promtool) $(GO) test -count=1 -run 'TestDashboardQueriesParse' ./$(KIT_DIR)/
+
+TEST_PREREQS += kubernetes-tools
+TEST_TARGETS += test-kubernetes
