@@ -2,8 +2,9 @@
 # API with a bounded history (DEMO_TOTAL records, DEMO_SEED), runs the two pipelines of
 # examples/commodity-prices/demo in one `sluice run` (prices → validate_price → anomaly → Iceberg
 # on a SQLite catalog + alerts; prices → validate_price → stats per minute → Iceberg + a file;
-# dead letters to files), then reads the tables back and accounts for every record.
-DEMO_DIR   := $(CURDIR)/build/demo
+# dead letters to files), then reads the tables back and accounts for every record. It finishes
+# by itself; DEMO_DIR (build/demo) holds everything it wrote.
+DEMO_DIR   := build/demo
 DEMO_TOTAL ?= 40000
 DEMO_SEED  ?= 1
 
@@ -24,7 +25,7 @@ demo: build demo-tools
 	[ -s $(DEMO_DIR)/api.url ] || { cat $(DEMO_DIR)/priceapi.log; echo "the price API did not start"; exit 1; }; \
 	url=$$(cat $(DEMO_DIR)/api.url); \
 	echo "price API on $$url ($(DEMO_TOTAL) records, seed $(DEMO_SEED)); running examples/commodity-prices/demo"; \
-	PRICE_API=$$url DEMO_DIR=$(DEMO_DIR) $(BIN) run --watch=false --data-dir $(DEMO_DIR)/data --admin-addr "" \
+	PRICE_API=$$url DEMO_DIR=$(abspath $(DEMO_DIR)) $(BIN) run --watch=false --data-dir $(DEMO_DIR)/data --admin-addr "" \
 		--log-level warn examples/commodity-prices/demo; \
 	echo; \
-	build/bin/commodity-summary -dir build/demo -api $$url
+	build/bin/commodity-summary -dir $(DEMO_DIR) -api $$url

@@ -13,20 +13,46 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/sluicehq/sluice/examples/commodity-prices/ledger"
 )
 
-// build compiles a main package of this module into dir.
-func build(t *testing.T, dir, pkg string) string {
+// binDir holds the binaries the tests build, once per run of the package.
+var (
+	binDir   string
+	binMu    sync.Mutex
+	binBuilt = map[string]string{}
+)
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "commodity-prices-test")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binDir = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// build compiles a main package of this module, once per run of the tests.
+func build(t *testing.T, pkg string) string {
 	t.Helper()
-	out := filepath.Join(dir, filepath.Base(pkg))
+	binMu.Lock()
+	defer binMu.Unlock()
+	if out, ok := binBuilt[pkg]; ok {
+		return out
+	}
+	out := filepath.Join(binDir, filepath.Base(pkg))
 	cmd := exec.Command("go", "build", "-o", out, pkg)
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("go build %s: %v\n%s", pkg, err, b)
 	}
+	binBuilt[pkg] = out
 	return out
 }
 
@@ -112,10 +138,9 @@ func TestDemoAccountsForEveryRecord(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs sluice")
 	}
-	bins := t.TempDir()
-	sluice := build(t, bins, "github.com/sluicehq/sluice/cmd/sluice")
-	priceapi := build(t, bins, "github.com/sluicehq/sluice/examples/commodity-prices/priceapi")
-	summary := build(t, bins, "github.com/sluicehq/sluice/examples/commodity-prices/summary")
+	sluice := build(t, "github.com/sluicehq/sluice/cmd/sluice")
+	priceapi := build(t, "github.com/sluicehq/sluice/examples/commodity-prices/priceapi")
+	summary := build(t, "github.com/sluicehq/sluice/examples/commodity-prices/summary")
 
 	const total = 3000
 	api := startAPI(t, priceapi, "-seed", "7", "-total", fmt.Sprint(total), "-rate", "0.5",

@@ -34,7 +34,7 @@ func TestPlatformManifestsValidate(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds sluice")
 	}
-	sluice := build(t, t.TempDir(), "github.com/sluicehq/sluice/cmd/sluice")
+	sluice := build(t, "github.com/sluicehq/sluice/cmd/sluice")
 	cmd := exec.Command(sluice, "validate", "platform")
 	cmd.Env = append(os.Environ(), "PRICE_API=http://127.0.0.1:8787", "KAFKA=127.0.0.1:9092", "PG_DSN=postgres://u@127.0.0.1:5432/db",
 		"REDIS_ADDR=127.0.0.1:6379", "LAKE_CATALOG_URI=sqlite:////tmp/lake/catalog.db", "LAKE_WAREHOUSE=file:///tmp/lake/warehouse")
@@ -233,9 +233,8 @@ func TestPlatformAgainstServices(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	bins := t.TempDir()
-	sluice := build(t, bins, "github.com/sluicehq/sluice/cmd/sluice")
-	priceapi := build(t, bins, "github.com/sluicehq/sluice/examples/commodity-prices/priceapi")
+	sluice := build(t, "github.com/sluicehq/sluice/cmd/sluice")
+	priceapi := build(t, "github.com/sluicehq/sluice/examples/commodity-prices/priceapi")
 	const total = 2000
 	api := startAPI(t, priceapi, "-seed", "11", "-total", fmt.Sprint(total), "-rate", "0.5",
 		"-start", "2026-01-05T09:00:00Z", "-backfill", "24h", "-malformed", "0.05", "-outlier", "0.02")
