@@ -235,17 +235,11 @@ func TestPlatformAgainstServices(t *testing.T) {
 
 	sluice := build(t, "github.com/sluicehq/sluice/cmd/sluice")
 	priceapi := build(t, "github.com/sluicehq/sluice/examples/commodity-prices/priceapi")
+	// Half of the history at once, the rest as it comes (event time 40 times faster than the
+	// clock: about 5 s), so that extract polls it over several cycles, each from its cursor.
 	const total = 2000
 	api := startAPI(t, priceapi, "-seed", "11", "-total", fmt.Sprint(total), "-rate", "0.5",
-		"-start", "2026-01-05T09:00:00Z", "-backfill", "24h", "-malformed", "0.05", "-outlier", "0.02")
-	served := fetchAll(t, api)
-	produced, err := ledger.APIStats(ctx, api)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if produced.Produced != total || produced.Malformed == 0 || produced.Outliers == 0 {
-		t.Fatalf("the API produced %+v", produced)
-	}
+		"-start", "2026-01-05T09:00:00Z", "-backfill", "200s", "-speed", "40", "-malformed", "0.05", "-outlier", "0.02")
 
 	dir := t.TempDir()
 	env := []string{"PRICE_API=" + api, "KAFKA=" + kafkaAddr, "PG_DSN=" + pgDSN, "REDIS_ADDR=" + redisAddr,
@@ -258,6 +252,19 @@ func TestPlatformAgainstServices(t *testing.T) {
 		procs = append(procs, startSluice(t, sluice, env, "run", "--watch=false", "--admin-addr", "", "--log-level", "warn",
 			"--data-dir", filepath.Join(dir, fmt.Sprint("analytics", i)), "platform/analytics.yaml"))
 	}
+
+	var produced ledger.Produced
+	waitFor(t, "the price API to produce its history", time.Minute, procs, func() (bool, string) {
+		var err error
+		if produced, err = ledger.APIStats(ctx, api); err != nil {
+			return false, err.Error()
+		}
+		return produced.Done, fmt.Sprintf("%d records produced", produced.Produced)
+	})
+	if produced.Produced != total || produced.Malformed == 0 || produced.Outliers == 0 {
+		t.Fatalf("the API produced %+v", produced)
+	}
+	served := fetchAll(t, api)
 
 	waitFor(t, "extract to publish every record", 5*time.Minute, procs, func() (bool, string) {
 		v, m := topicSize(ctx, adm, "commodity-prices"), topicSize(ctx, adm, "commodity-prices-rejected")

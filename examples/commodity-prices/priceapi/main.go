@@ -48,6 +48,7 @@ func run(args []string) error {
 	total := fs.Int64("total", 0, "stop producing after this many records; 0 produces for ever")
 	backfill := fs.Duration("backfill", 0, "history available at once: the first tick is this long before now")
 	start := fs.String("start", "", "RFC 3339 event time of the first tick (default: now minus -backfill); fixes the timestamps too")
+	speed := fs.Float64("speed", 1, "how much faster than the wall clock event time runs after the backfill (replays a day in minutes)")
 	only := fs.String("commodities", "", "comma-separated subset of the commodities (default: all; see GET /v1/commodities)")
 	readyFile := fs.String("ready-file", "", "once listening, write the API's base URL (http://host:port) to this file")
 	if err := fs.Parse(args); err != nil {
@@ -60,6 +61,8 @@ func run(args []string) error {
 		return fmt.Errorf("-malformed and -outlier must be at least 0 and add up to at most 1, got %g and %g", *malformed, *outlier)
 	case *total < 0:
 		return fmt.Errorf("-total must be 0 (unbounded) or more, got %d", *total)
+	case *speed <= 0:
+		return fmt.Errorf("-speed must be greater than 0, got %g", *speed)
 	case *backfill < 0:
 		return fmt.Errorf("-backfill must not be negative, got %s", *backfill)
 	}
@@ -75,8 +78,8 @@ func run(args []string) error {
 		}
 	}
 	m := newMarket(cfg)
-	// The event clock: -backfill of history at once, then time as it passes.
-	clock := func() time.Time { return cfg.start.Add(*backfill + time.Since(now)) }
+	// The event clock: -backfill of history at once, then time as it passes, -speed times faster.
+	clock := func() time.Time { return cfg.start.Add(*backfill + time.Duration(float64(time.Since(now))**speed)) }
 	m.advance(clock())
 
 	ln, err := net.Listen("tcp", *addr)

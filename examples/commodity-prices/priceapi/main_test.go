@@ -163,7 +163,7 @@ func TestBadRequests(t *testing.T) {
 			t.Errorf("%s: status %d, %v", path, code, e)
 		}
 	}
-	for _, args := range [][]string{{"-rate", "0"}, {"-malformed", "0.9", "-outlier", "0.2"}, {"-total", "-1"}, {"-commodities", "tulips"}, {"-start", "monday"}} {
+	for _, args := range [][]string{{"-rate", "0"}, {"-malformed", "0.9", "-outlier", "0.2"}, {"-total", "-1"}, {"-commodities", "tulips"}, {"-start", "monday"}, {"-speed", "0"}} {
 		if err := run(args); err == nil {
 			t.Errorf("priceapi %v: no error", args)
 		}
