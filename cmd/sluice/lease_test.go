@@ -17,6 +17,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/sluicehq/sluice/internal/lease"
 	"github.com/sluicehq/sluice/internal/testenv"
 )
 
@@ -105,34 +106,34 @@ func leasedCursor(t *testing.T, dsn, leaseName string) string {
 	return st.S
 }
 
-// TestLeaseMovesOnKill9Integration runs two `sluice run` processes, with their own data
-// directories, on the same leased manifest polling an HTTP API with a cursor: only the holder
-// polls, the other stands by (ready); after kill -9 of the holder the other takes the lease and
-// polls on from the cursor the dead one committed, not from the beginning; every record reaches
-// one of the two sinks. A SIGTERM of the new holder hands the lease back to a restarted first
-// process, which resumes from the cursor the second committed.
-func TestLeaseMovesOnKill9Integration(t *testing.T) {
-	dsn := testenv.Require(t, "PG_DSN")
-	leaseName := fmt.Sprintf("kill9-%d", time.Now().UnixNano())
+// leaseRig is an HTTP API serving records 1..avail with a cursor (since), and a leased manifest
+// polling it every 100 ms into a file sink per replica; each request names its replica.
+type leaseRig struct {
+	dsn, leaseName, dir, manifest string
+	avail                         atomic.Int64
+	log                           *pollLog
+}
 
-	var avail atomic.Int64 // the API serves records 1..avail
-	avail.Store(25)
-	log := &pollLog{}
+type replica struct {
+	name, out, admin string
+	r                *running
+}
+
+func newLeaseRig(t *testing.T, prefix string) *leaseRig {
+	rig := &leaseRig{dsn: testenv.Require(t, "PG_DSN"), leaseName: fmt.Sprintf("%s-%d", prefix, time.Now().UnixNano()), dir: t.TempDir(), log: &pollLog{}}
 	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		since := r.URL.Query().Get("since")
-		log.add(pollReq{replica: r.Header.Get("X-Replica"), since: since})
+		rig.log.add(pollReq{replica: r.Header.Get("X-Replica"), since: since})
 		from, _ := strconv.Atoi(since)
 		var recs []map[string]any
-		for id := from + 1; id <= int(avail.Load()) && len(recs) < 10; id++ {
+		for id := from + 1; id <= int(rig.avail.Load()) && len(recs) < 10; id++ {
 			recs = append(recs, map[string]any{"id": id, "payload": strings.Repeat("x", 20)})
 		}
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(map[string]any{"data": recs})
 	}))
-	defer api.Close()
-
-	dir := t.TempDir()
-	manifest := writeFile(t, filepath.Join(dir, "poller.yaml"), fmt.Sprintf(`apiVersion: sluice.dev/v1
+	t.Cleanup(api.Close)
+	rig.manifest = writeFile(t, filepath.Join(rig.dir, "poller.yaml"), fmt.Sprintf(`apiVersion: sluice.dev/v1
 kind: Pipeline
 metadata: {name: poller}
 spec:
@@ -152,21 +153,35 @@ spec:
     postgres: {dsn: "${env:LEASE_DSN}"}
     name: %s
     retry: 200ms
-`, api.URL, leaseName))
-	type replica struct {
-		name, out, admin string
-		r                *running
-	}
-	start := func(name string) *replica {
-		rp := &replica{name: name, out: filepath.Join(dir, name+".jsonl"), admin: freeAddr(t)}
-		rp.r = startSluice(t, []string{"REPLICA=" + name, "OUT=" + rp.out, "LEASE_DSN=" + dsn},
-			"run", "--data-dir", filepath.Join(dir, "data-"+name), "--admin-addr", rp.admin, "--log-level", "info", manifest)
-		return rp
-	}
-	info := func(rp *replica) pipelineInfo {
-		p, _ := infoOf(t, "http://"+rp.admin, "", "poller")
-		return p
-	}
+`, api.URL, rig.leaseName))
+	return rig
+}
+
+// start runs `sluice run` as replica name, with its own data directory and sink file.
+func (rig *leaseRig) start(t *testing.T, name string) *replica {
+	rp := &replica{name: name, out: filepath.Join(rig.dir, name+".jsonl"), admin: freeAddr(t)}
+	rp.r = startSluice(t, []string{"REPLICA=" + name, "OUT=" + rp.out, "LEASE_DSN=" + rig.dsn},
+		"run", "--data-dir", filepath.Join(rig.dir, "data-"+name), "--admin-addr", rp.admin, "--log-level", "info", rig.manifest)
+	return rp
+}
+
+func (rp *replica) info(t *testing.T) pipelineInfo {
+	p, _ := infoOf(t, "http://"+rp.admin, "", "poller")
+	return p
+}
+
+// TestLeaseMovesOnKill9Integration runs two `sluice run` processes, with their own data
+// directories, on the same leased manifest polling an HTTP API with a cursor: only the holder
+// polls, the other stands by (ready); after kill -9 of the holder the other takes the lease and
+// polls on from the cursor the dead one committed, not from the beginning; every record reaches
+// one of the two sinks. A SIGTERM of the new holder hands the lease back to a restarted first
+// process, which resumes from the cursor the second committed.
+func TestLeaseMovesOnKill9Integration(t *testing.T) {
+	rig := newLeaseRig(t, "kill9")
+	rig.avail.Store(25)
+	dsn, leaseName, dir, log, avail := rig.dsn, rig.leaseName, rig.dir, rig.log, &rig.avail
+	start := func(name string) *replica { return rig.start(t, name) }
+	info := func(rp *replica) pipelineInfo { return rp.info(t) }
 
 	a := start("a")
 	a.r.waitFor(t, "replica a to run and poll", func() bool { return info(a).State == "running" && len(log.of("a")) > 0 })
@@ -242,4 +257,59 @@ spec:
 		t.Fatalf("after the handover a's first request carried since=%q, want 60", first.since)
 	}
 	a2.r.stop(t)
+}
+
+// TestLeaseLostWhileAliveIntegration ends the holder's lease session on the server while the
+// process lives (as a database failover would): the holder stops polling and stands by, the
+// other replica takes over from the committed cursor, and every record reaches a sink.
+func TestLeaseLostWhileAliveIntegration(t *testing.T) {
+	rig := newLeaseRig(t, "lost")
+	rig.avail.Store(25)
+	a := rig.start(t, "a")
+	a.r.waitFor(t, "replica a to run", func() bool { return a.info(t).State == "running" })
+	b := rig.start(t, "b")
+	b.r.waitFor(t, "replica b to stand by", func() bool { return strings.Contains(b.info(t).Reason, "standby") })
+	a.r.waitFor(t, "replica a to commit cursor 25", func() bool { return leasedCursor(t, rig.dsn, rig.leaseName) == "25" })
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := pgx.Connect(ctx, rig.dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	var n int
+	if err := c.QueryRow(ctx, `SELECT count(pg_terminate_backend(pid)) FROM pg_locks WHERE locktype = 'advisory' AND granted
+  AND objsubid = 1 AND ((classid::bigint << 32) | objid::bigint) = $1`, lease.Key(rig.leaseName)).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("terminate the holder's lease session: %d, %v", n, err)
+	}
+	b.r.waitFor(t, "replica b to take over", func() bool { return len(rig.log.of("b")) > 0 })
+	if first := rig.log.of("b")[0]; first.since != "25" {
+		t.Fatalf("the new holder's first request carried since=%q, want 25", first.since)
+	}
+	a.r.waitFor(t, "replica a to stand by", func() bool {
+		p := a.info(t)
+		return p.State == "starting" && p.Ready && strings.Contains(p.Reason, "standby")
+	})
+	polled := len(rig.log.of("a"))
+	rig.avail.Store(50)
+	b.r.waitFor(t, "replica b to deliver records up to 50", func() bool {
+		ids := sinkIDs(t, b.out)
+		return len(ids) > 0 && ids[len(ids)-1] == 50
+	})
+	if n := len(rig.log.of("a")); n != polled {
+		t.Fatalf("replica a polled %d times while standing by", n-polled)
+	}
+	union := map[int]bool{}
+	for _, id := range append(sinkIDs(t, a.out), sinkIDs(t, b.out)...) {
+		union[id] = true
+	}
+	for id := 1; id <= 50; id++ {
+		if !union[id] {
+			t.Fatalf("record %d is in neither sink", id)
+		}
+	}
+	b.r.stop(t)
+	a.r.waitFor(t, "replica a to take the lease back", func() bool { return a.info(t).State == "running" })
+	a.r.stop(t)
 }
