@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # Installs the validators of the sidecar kit (examples/kubernetes) into build/tools, once per
-# version: promtool (built from the Prometheus Go module) and kubernetes-validate (a PyPI package
-# that bundles the Kubernetes JSON schemas, so validating needs no download at test time).
-# Prints nothing when both are present; fails naming the log when an install fails.
+# version: promtool (built from the Prometheus Go module), kustomize (from its Go module: renders
+# the kit as `kubectl apply -k` does) and kubernetes-validate (a PyPI package that bundles the
+# Kubernetes JSON schemas, so validating needs no download at test time). Prints the tool's path;
+# fails naming the log when an install fails.
 #
-#   scripts/kubernetes-tools.sh promtool             # prints the promtool path
-#   scripts/kubernetes-tools.sh kubernetes-validate  # prints the kubernetes-validate path
+#   scripts/kubernetes-tools.sh promtool
+#   scripts/kubernetes-tools.sh kustomize
+#   scripts/kubernetes-tools.sh kubernetes-validate
 set -euo pipefail
 
 PROMTOOL_VERSION=${PROMTOOL_VERSION:-v0.316.0}   # the Go module version of Prometheus 3.16
 KUBERNETES_VALIDATE_VERSION=${KUBERNETES_VALIDATE_VERSION:-1.37.0}
+KUSTOMIZE_VERSION=${KUSTOMIZE_VERSION:-v5.8.1}
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 tools=${SLUICE_TOOLS_DIR:-$root/build/tools}
@@ -21,18 +24,21 @@ fail() {
 	exit 1
 }
 
-install_promtool() {
-	local dir=$tools/promtool-$PROMTOOL_VERSION bin
-	bin=$dir/promtool
-	if [ -x "$bin" ] && "$bin" --version >/dev/null 2>&1; then
+# install_go_tool NAME VERSION PACKAGE: go installs PACKAGE@VERSION into build/tools/NAME-VERSION
+# unless a working binary is there already; prints the binary's path.
+install_go_tool() {
+	local name=$1 version=$2 pkg=$3 dir bin
+	dir=$tools/$name-$version
+	bin=$dir/$name
+	if [ -x "$bin" ] && { "$bin" version || "$bin" --version; } >/dev/null 2>&1; then
 		echo "$bin"
 		return
 	fi
 	mkdir -p "$dir"
-	echo "kubernetes-tools: building promtool $PROMTOOL_VERSION into $dir (a few minutes, once)" >&2
-	GOBIN=$dir GOFLAGS=-buildvcs=false ${GO:-go} install "github.com/prometheus/prometheus/cmd/promtool@$PROMTOOL_VERSION" \
-		>"$dir/install.log" 2>&1 || fail "go install promtool@$PROMTOOL_VERSION failed" "$dir/install.log"
-	"$bin" --version >/dev/null 2>&1 || fail "promtool does not run" "$dir/install.log"
+	echo "kubernetes-tools: building $name $version into $dir (minutes the first time)" >&2
+	GOBIN=$dir GOFLAGS=-buildvcs=false ${GO:-go} install "$pkg@$version" \
+		>"$dir/install.log" 2>&1 || fail "go install $pkg@$version failed" "$dir/install.log"
+	[ -x "$bin" ] || fail "go install $pkg@$version left no $bin" "$dir/install.log"
 	echo "$bin"
 }
 
@@ -55,10 +61,11 @@ install_kubernetes_validate() {
 }
 
 case ${1:-} in
-promtool) install_promtool ;;
+promtool) install_go_tool promtool "$PROMTOOL_VERSION" github.com/prometheus/prometheus/cmd/promtool ;;
+kustomize) install_go_tool kustomize "$KUSTOMIZE_VERSION" sigs.k8s.io/kustomize/kustomize/v5 ;;
 kubernetes-validate) install_kubernetes_validate ;;
 *)
-	echo "usage: $0 promtool|kubernetes-validate" >&2
+	echo "usage: $0 promtool|kustomize|kubernetes-validate" >&2
 	exit 2
 	;;
 esac
