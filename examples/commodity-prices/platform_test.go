@@ -35,7 +35,7 @@ func TestPlatformManifestsValidate(t *testing.T) {
 		t.Skip("builds sluice")
 	}
 	sluice := build(t, "github.com/sluicehq/sluice/cmd/sluice")
-	cmd := exec.Command(sluice, "validate", "platform")
+	cmd := exec.Command(sluice, "validate", "--data-dir", t.TempDir(), "platform") // its module cache goes there
 	cmd.Env = append(os.Environ(), "PRICE_API=http://127.0.0.1:8787", "KAFKA=127.0.0.1:9092", "PG_DSN=postgres://u@127.0.0.1:5432/db",
 		"REDIS_ADDR=127.0.0.1:6379", "LAKE_CATALOG_URI=sqlite:////tmp/lake/catalog.db", "LAKE_WAREHOUSE=file:///tmp/lake/warehouse")
 	out, err := cmd.CombinedOutput()
