@@ -2,6 +2,7 @@ package manifests
 
 import (
 	"net/url"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"time"
@@ -32,6 +33,9 @@ var leaseFields = []connector.Field{
 	{Name: "kubernetes", Type: connector.TypeObject, Description: "A Lease object (coordination.k8s.io/v1) named after the lease, in the cluster the process runs in, reached with its service account (which needs get, create and update on leases). The holder renews it every retry and stops after two thirds of duration without a renewal; a standby takes it once it has seen no renewal for duration. Tested against a fake API server only.",
 		Fields: []connector.Field{
 			{Name: "namespace", Type: connector.TypeString, Description: "Namespace of the Lease. Unset: the service account's namespace."},
+			{Name: "server", Type: connector.TypeString, Description: "The API server's https:// URL, to reach a cluster from outside it. Unset: the in-cluster address."},
+			{Name: "token_file", Type: connector.TypeString, Description: "File holding the bearer token, read again for every request; relative to the manifest's directory. Unset: the service account's token."},
+			{Name: "ca_file", Type: connector.TypeString, Description: "PEM file of the certificates the API server's must chain to; relative to the manifest's directory. Unset: the service account's ca.crt."},
 			{Name: "duration", Type: connector.TypeDuration, Default: pipeline.DefaultLeaseDuration, Description: "The Lease's leaseDurationSeconds: how long a holder that stopped renewing keeps the lease. Whole seconds, at least 1s and at least three times retry."},
 		}},
 	{Name: "name", Type: connector.TypeString, Description: "Name of the lease: pipelines with the same lease name in the same database exclude each other and share positions. Unset: the pipeline's name."},
@@ -88,6 +92,14 @@ func (d *docDecoder) lease(p *Pipeline, e entry) {
 		k8s = &pipeline.KubernetesLease{}
 		k8s.Namespace, _ = kv["namespace"].(string)
 		k8s.Duration, _ = kv["duration"].(time.Duration)
+		k8s.Server, _ = kv["server"].(string)
+		k8s.TokenFile, _ = kv["token_file"].(string)
+		k8s.CAFile, _ = kv["ca_file"].(string)
+		if u, err := url.Parse(k8s.Server); k8s.Server != "" && (err != nil || u.Scheme != "https" || u.Host == "") {
+			d.report(at("kubernetes.server"), "write https://HOST:PORT, as in a kubeconfig's server:", "spec.lease.kubernetes.server: must be an https:// URL")
+			ok = false
+		}
+		k8s.TokenFile, k8s.CAFile = abs(d.file, k8s.TokenFile), abs(d.file, k8s.CAFile)
 		if ns := k8s.Namespace; ns != "" && !dnsLabelRe.MatchString(ns) {
 			d.report(at("kubernetes.namespace"), "a namespace is lowercase letters, digits and '-', at most 63", "spec.lease.kubernetes.namespace: %q is not a valid namespace", ns)
 			ok = false
@@ -134,4 +146,12 @@ func checkDSN(dsn string) string {
 		return "is neither a postgres:// URL nor key=value pairs"
 	}
 	return ""
+}
+
+// abs resolves path relative to the manifest file's directory, like wasm: paths.
+func abs(manifest, path string) string {
+	if path == "" || filepath.IsAbs(path) {
+		return path
+	}
+	return filepath.Join(filepath.Dir(manifest), path)
 }

@@ -78,6 +78,7 @@ func TestLeaseErrors(t *testing.T) {
 		{"both", "  lease: {postgres: {dsn: \"host=db\"}, kubernetes: {}}\n", 7, 3, "spec.lease: set postgres or kubernetes, not both"},
 		{"k8s duration", "  lease:\n    kubernetes: {duration: 1500ms}\n", 8, 18, "spec.lease.kubernetes.duration: must be whole seconds"},
 		{"k8s duration and retry", "  lease:\n    kubernetes: {duration: 2s}\n    retry: 1s\n", 8, 18, "at least three times retry (1s), got 2s"},
+		{"k8s server", "  lease:\n    kubernetes: {server: \"http://10.0.0.1:6443\"}\n", 8, 18, "spec.lease.kubernetes.server: must be an https:// URL"},
 		{"k8s namespace", "  lease:\n    kubernetes: {namespace: Ops_1}\n", 8, 18, `spec.lease.kubernetes.namespace: "Ops_1" is not a valid namespace`},
 		{"k8s name", "  lease:\n    kubernetes: {}\n    name: Orders_Poller\n", 9, 5, `spec.lease: "Orders_Poller" cannot name a Kubernetes Lease object`},
 		{"missing dsn", "  lease:\n    postgres: {}\n", 8, 15, `missing required key "dsn"`},

@@ -3,6 +3,7 @@ package main_test
 import (
 	"context"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -18,7 +19,9 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/sluicehq/sluice/internal/lease"
+	"github.com/sluicehq/sluice/internal/lease/leasetest"
 	"github.com/sluicehq/sluice/internal/testenv"
+	"github.com/sluicehq/sluice/sdk/go/connector"
 )
 
 // pollLog is the test API's record of the requests it served: which replica asked (the
@@ -93,6 +96,12 @@ func leasedCursor(t *testing.T, dsn, leaseName string) string {
 	if err != nil {
 		return ""
 	}
+	return httpCursor(t, cur)
+}
+
+// httpCursor reads the http source's position format: a JSON page state whose "s" is the
+// cycle's cursor and "m" the largest cursor field seen.
+func httpCursor(t *testing.T, cur []byte) string {
 	var st struct {
 		S string          `json:"s"`
 		M json.RawMessage `json:"m"`
@@ -112,6 +121,8 @@ type leaseRig struct {
 	dsn, leaseName, dir, manifest string
 	avail                         atomic.Int64
 	log                           *pollLog
+	env                           []string           // of every replica
+	fake                          *leasetest.FakeAPI // the Kubernetes API, for a kubernetes lease
 }
 
 type replica struct {
@@ -119,8 +130,29 @@ type replica struct {
 	r                *running
 }
 
+// newLeaseRig makes a rig whose manifest takes the lease in Postgres.
 func newLeaseRig(t *testing.T, prefix string) *leaseRig {
-	rig := &leaseRig{dsn: testenv.Require(t, "PG_DSN"), leaseName: fmt.Sprintf("%s-%d", prefix, time.Now().UnixNano()), dir: t.TempDir(), log: &pollLog{}}
+	rig := baseLeaseRig(t, prefix)
+	rig.dsn = testenv.Require(t, "PG_DSN")
+	rig.env = []string{"LEASE_DSN=" + rig.dsn}
+	rig.writeManifest(t, `    postgres: {dsn: "${env:LEASE_DSN}"}`)
+	return rig
+}
+
+// newKubernetesLeaseRig makes a rig whose manifest takes a Lease object of a fake Kubernetes API
+// server over TLS; each replica has its own token.
+func newKubernetesLeaseRig(t *testing.T, prefix string) *leaseRig {
+	rig := baseLeaseRig(t, prefix)
+	rig.fake = leasetest.NewFakeAPI("ops")
+	srv := httptest.NewTLSServer(rig.fake)
+	t.Cleanup(srv.Close)
+	writeFile(t, filepath.Join(rig.dir, "ca.crt"), string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})))
+	rig.writeManifest(t, fmt.Sprintf(`    kubernetes: {namespace: ops, server: %q, token_file: "${env:TOKEN_FILE}", ca_file: ca.crt, duration: 2s}`, srv.URL))
+	return rig
+}
+
+func baseLeaseRig(t *testing.T, prefix string) *leaseRig {
+	rig := &leaseRig{leaseName: fmt.Sprintf("%s-%d", prefix, time.Now().UnixNano()), dir: t.TempDir(), log: &pollLog{}}
 	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		since := r.URL.Query().Get("since")
 		rig.log.add(pollReq{replica: r.Header.Get("X-Replica"), since: since})
@@ -133,6 +165,12 @@ func newLeaseRig(t *testing.T, prefix string) *leaseRig {
 		_ = json.NewEncoder(w).Encode(map[string]any{"data": recs})
 	}))
 	t.Cleanup(api.Close)
+	rig.manifest = api.URL
+	return rig
+}
+
+// writeManifest writes the manifest with the lease's store (lines under lease:).
+func (rig *leaseRig) writeManifest(t *testing.T, store string) {
 	rig.manifest = writeFile(t, filepath.Join(rig.dir, "poller.yaml"), fmt.Sprintf(`apiVersion: sluice.dev/v1
 kind: Pipeline
 metadata: {name: poller}
@@ -150,19 +188,35 @@ spec:
       type: file
       config: {path: "${env:OUT}"}
   lease:
-    postgres: {dsn: "${env:LEASE_DSN}"}
+%s
     name: %s
     retry: 200ms
-`, api.URL, rig.leaseName))
-	return rig
+`, rig.manifest, store, rig.leaseName))
 }
 
-// start runs `sluice run` as replica name, with its own data directory and sink file.
+// start runs `sluice run` as replica name, with its own data directory, sink file and token.
 func (rig *leaseRig) start(t *testing.T, name string) *replica {
 	rp := &replica{name: name, out: filepath.Join(rig.dir, name+".jsonl"), admin: freeAddr(t)}
-	rp.r = startSluice(t, []string{"REPLICA=" + name, "OUT=" + rp.out, "LEASE_DSN=" + rig.dsn},
+	token := writeFile(t, filepath.Join(rig.dir, "token-"+name), "token-"+name+"\n")
+	rp.r = startSluice(t, append([]string{"REPLICA=" + name, "OUT=" + rp.out, "TOKEN_FILE=" + token}, rig.env...),
 		"run", "--data-dir", filepath.Join(rig.dir, "data-"+name), "--admin-addr", rp.admin, "--log-level", "info", rig.manifest)
 	return rp
+}
+
+// cursor returns the cursor the positions saved under the lease carry, "" when none.
+func (rig *leaseRig) cursor(t *testing.T) string {
+	if rig.fake == nil {
+		return leasedCursor(t, rig.dsn, rig.leaseName)
+	}
+	ann := rig.fake.Annotation(rig.leaseName, lease.PositionsAnnotation)
+	if ann == "" {
+		return ""
+	}
+	var ps []connector.Position
+	if err := json.Unmarshal([]byte(ann), &ps); err != nil || len(ps) != 1 {
+		t.Fatalf("positions annotation %q: %v", ann, err)
+	}
+	return httpCursor(t, ps[0].Cursor)
 }
 
 func (rp *replica) info(t *testing.T) pipelineInfo {
@@ -177,9 +231,23 @@ func (rp *replica) info(t *testing.T) pipelineInfo {
 // one of the two sinks. A SIGTERM of the new holder hands the lease back to a restarted first
 // process, which resumes from the cursor the second committed.
 func TestLeaseMovesOnKill9Integration(t *testing.T) {
-	rig := newLeaseRig(t, "kill9")
+	leaseMovesOnKill9(t, newLeaseRig(t, "kill9"))
+}
+
+// TestKubernetesLeaseMovesOnKill9 is TestLeaseMovesOnKill9Integration with a Kubernetes Lease
+// (duration 2s) served by a fake API server over TLS, reached with a token file and a CA file
+// as from outside a cluster.
+func TestKubernetesLeaseMovesOnKill9(t *testing.T) {
+	rig := newKubernetesLeaseRig(t, "kill9")
+	leaseMovesOnKill9(t, rig)
+	if h := rig.fake.Holder(rig.leaseName); h != "" {
+		t.Fatalf("after both replicas stopped, the Lease names holder %q; a graceful stop clears it", h)
+	}
+}
+
+func leaseMovesOnKill9(t *testing.T, rig *leaseRig) {
 	rig.avail.Store(25)
-	dsn, leaseName, dir, log, avail := rig.dsn, rig.leaseName, rig.dir, rig.log, &rig.avail
+	dir, log, avail := rig.dir, rig.log, &rig.avail
 	start := func(name string) *replica { return rig.start(t, name) }
 	info := func(rp *replica) pipelineInfo { return rp.info(t) }
 
@@ -198,7 +266,7 @@ func TestLeaseMovesOnKill9Integration(t *testing.T) {
 	}
 
 	// a delivers and commits the 25 records; b, standing by all along, never polls.
-	a.r.waitFor(t, "replica a to commit cursor 25", func() bool { return leasedCursor(t, dsn, leaseName) == "25" })
+	a.r.waitFor(t, "replica a to commit cursor 25", func() bool { return rig.cursor(t) == "25" })
 	polledBefore := len(log.of("a"))
 	a.r.waitFor(t, "replica a to poll on while b stands by", func() bool { return len(log.of("a")) >= polledBefore+10 })
 	if n := len(log.of("b")); n != 0 {
@@ -215,7 +283,7 @@ func TestLeaseMovesOnKill9Integration(t *testing.T) {
 	<-a.r.done
 	avail.Store(60)
 	b.r.waitFor(t, "replica b to take over and poll", func() bool { return len(log.of("b")) > 0 })
-	t.Logf("lease moved %s after kill -9 (retry 200ms)", time.Since(killedAt).Round(10*time.Millisecond))
+	t.Logf("lease moved %s after kill -9", time.Since(killedAt).Round(10*time.Millisecond))
 	if first := log.of("b")[0]; first.since != "25" {
 		t.Fatalf("the new holder's first request carried since=%q, want the committed cursor 25", first.since)
 	}
@@ -243,7 +311,7 @@ func TestLeaseMovesOnKill9Integration(t *testing.T) {
 
 	// A graceful stop hands the lease over too: a restarted a stands by, b stops, a resumes
 	// from b's cursor.
-	b.r.waitFor(t, "replica b to commit cursor 60", func() bool { return leasedCursor(t, dsn, leaseName) == "60" })
+	b.r.waitFor(t, "replica b to commit cursor 60", func() bool { return rig.cursor(t) == "60" })
 	a2 := start("a")
 	a2.r.waitFor(t, "restarted replica a to stand by", func() bool { return strings.Contains(info(a2).Reason, "standby") })
 	before := len(log.of("a"))

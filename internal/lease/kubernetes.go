@@ -44,10 +44,15 @@ type KubernetesConfig struct {
 	Duration time.Duration
 	// Retry is how often a standby looks at the lease and the holder renews it; default 1s.
 	Retry time.Duration
-	// Token returns the bearer token of each request; default: read the service account token
-	// file each time (it is rotated).
+	// TokenFile holds the bearer token, read again for every request (it is rotated); default
+	// the service account's token. Token, when set, is used instead.
+	TokenFile string
+	// CAFile holds the PEM certificates the API server's certificate must chain to; default the
+	// service account's ca.crt. Client, when set, is used instead.
+	CAFile string
+	// Token returns the bearer token of each request.
 	Token func() (string, error)
-	// Client sends the requests; default a client trusting the service account's CA.
+	// Client sends the requests.
 	Client *http.Client
 }
 
@@ -90,19 +95,27 @@ func NewKubernetes(cfg KubernetesConfig) (*Kubernetes, error) {
 		cfg.Retry = time.Second
 	}
 	if cfg.Token == nil {
+		file := cfg.TokenFile
+		if file == "" {
+			file = serviceAccountDir + "/token"
+		}
 		cfg.Token = func() (string, error) {
-			b, err := os.ReadFile(serviceAccountDir + "/token")
+			b, err := os.ReadFile(file)
 			return strings.TrimSpace(string(b)), err
 		}
 	}
 	if cfg.Client == nil {
-		pem, err := os.ReadFile(serviceAccountDir + "/ca.crt")
+		file := cfg.CAFile
+		if file == "" {
+			file = serviceAccountDir + "/ca.crt"
+		}
+		pem, err := os.ReadFile(file)
 		if err != nil {
 			return nil, fmt.Errorf("lease: the API server's CA: %w", err)
 		}
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(pem) {
-			return nil, errors.New("lease: the service account's ca.crt holds no certificate")
+			return nil, fmt.Errorf("lease: %s holds no PEM certificate", file)
 		}
 		cfg.Client = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
 	}

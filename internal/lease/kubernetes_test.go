@@ -4,119 +4,24 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
-	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/sluicehq/sluice/internal/lease"
+	"github.com/sluicehq/sluice/internal/lease/leasetest"
 	"github.com/sluicehq/sluice/sdk/go/connector"
 )
 
-// fakeAPI is a Kubernetes API server for one namespace's Leases, as far as the lease uses it:
-// GET, POST (409 when it exists) and PUT (409 unless the body's resourceVersion is the
-// object's), each resourceVersion new, and a bearer token on every request. Requests carrying
-// a token in down are answered 503, as an API server a holder cannot reach.
-type fakeAPI struct {
-	mu     sync.Mutex
-	rv     int
-	leases map[string]map[string]any
-	down   map[string]bool
-	puts   atomic.Int32
-}
-
-func newFakeAPI(t *testing.T) (*fakeAPI, *httptest.Server) {
-	f := &fakeAPI{leases: map[string]map[string]any{}, down: map[string]bool{}}
+func newFakeAPI(t *testing.T) (*leasetest.FakeAPI, *httptest.Server) {
+	f := leasetest.NewFakeAPI("ops")
 	srv := httptest.NewServer(f)
 	t.Cleanup(srv.Close)
 	return f, srv
-}
-
-func (f *fakeAPI) setDown(token string, down bool) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.down[token] = down
-}
-
-func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	tok := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if tok == "" || tok == r.Header.Get("Authorization") {
-		http.Error(w, `{"reason":"Unauthorized"}`, http.StatusUnauthorized)
-		return
-	}
-	if f.down[tok] {
-		http.Error(w, "unavailable", http.StatusServiceUnavailable)
-		return
-	}
-	const prefix = "/apis/coordination.k8s.io/v1/namespaces/ops/leases"
-	if !strings.HasPrefix(r.URL.Path, prefix) {
-		http.NotFound(w, r)
-		return
-	}
-	name := strings.TrimPrefix(strings.TrimPrefix(r.URL.Path, prefix), "/")
-	var body map[string]any
-	if r.Method != http.MethodGet {
-		b, _ := io.ReadAll(r.Body)
-		if err := json.Unmarshal(b, &body); err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-	}
-	meta := func(o map[string]any) map[string]any { m, _ := o["metadata"].(map[string]any); return m }
-	store := func(n string, o map[string]any) {
-		f.rv++
-		meta(o)["resourceVersion"] = strconv.Itoa(f.rv)
-		f.leases[n] = o
-	}
-	switch r.Method {
-	case http.MethodGet:
-		o, ok := f.leases[name]
-		if !ok {
-			http.Error(w, `{"reason":"NotFound"}`, http.StatusNotFound)
-			return
-		}
-		_ = json.NewEncoder(w).Encode(o)
-	case http.MethodPost:
-		n, _ := meta(body)["name"].(string)
-		if _, ok := f.leases[n]; ok {
-			http.Error(w, `{"reason":"AlreadyExists"}`, http.StatusConflict)
-			return
-		}
-		store(n, body)
-		w.WriteHeader(http.StatusCreated)
-		_ = json.NewEncoder(w).Encode(body)
-	case http.MethodPut:
-		f.puts.Add(1)
-		cur, ok := f.leases[name]
-		if !ok {
-			http.Error(w, `{"reason":"NotFound"}`, http.StatusNotFound)
-			return
-		}
-		if meta(body)["resourceVersion"] != meta(cur)["resourceVersion"] {
-			http.Error(w, `{"reason":"Conflict"}`, http.StatusConflict)
-			return
-		}
-		store(name, body)
-		_ = json.NewEncoder(w).Encode(body)
-	default:
-		http.Error(w, "method", http.StatusMethodNotAllowed)
-	}
-}
-
-func (f *fakeAPI) holder(name string) string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	spec, _ := f.leases[name]["spec"].(map[string]any)
-	h, _ := spec["holderIdentity"].(string)
-	return h
 }
 
 func newK8s(t *testing.T, srv *httptest.Server, identity string) *lease.Kubernetes {
@@ -145,8 +50,8 @@ func acquireK8s(t *testing.T, k *lease.Kubernetes) *lease.KubernetesHeld {
 func TestKubernetesLeaseHandsOver(t *testing.T) {
 	f, srv := newFakeAPI(t)
 	a := acquireK8s(t, newK8s(t, srv, "a"))
-	if f.holder("poller") != "a" {
-		t.Fatalf("holder = %q", f.holder("poller"))
+	if f.Holder("poller") != "a" {
+		t.Fatalf("holder = %q", f.Holder("poller"))
 	}
 	ctx := context.Background()
 	if err := a.Save(ctx, []connector.Position{{Partition: "p", Offset: 3, Cursor: []byte(`{"s":"3"}`)}}); err != nil {
@@ -189,8 +94,8 @@ func TestKubernetesLeaseHandsOver(t *testing.T) {
 	if err != nil || !found || !reflect.DeepEqual(ps, want) {
 		t.Fatalf("b loaded %v, %v, %v", ps, found, err)
 	}
-	if f.holder("poller") != "b" {
-		t.Fatalf("holder = %q", f.holder("poller"))
+	if f.Holder("poller") != "b" {
+		t.Fatalf("holder = %q", f.Holder("poller"))
 	}
 }
 
@@ -204,7 +109,7 @@ func TestKubernetesLeaseExpiresAndFences(t *testing.T) {
 	if err := a.Save(ctx, []connector.Position{{Offset: 10}}); err != nil {
 		t.Fatal(err)
 	}
-	f.setDown("token-a", true) // a is cut off from the API server
+	f.SetDown("token-a", true) // a is cut off from the API server
 	b := acquireK8s(t, newK8s(t, srv, "b"))
 	select { // a gave up after two thirds of the duration without renewal; b waited a whole one
 	case <-a.Lost():
@@ -217,12 +122,12 @@ func TestKubernetesLeaseExpiresAndFences(t *testing.T) {
 	if err := b.Save(ctx, []connector.Position{{Offset: 20}}); err != nil {
 		t.Fatal(err)
 	}
-	f.setDown("token-a", false)
+	f.SetDown("token-a", false)
 	if err := a.Save(ctx, []connector.Position{{Offset: 11}}); !errors.Is(err, lease.ErrLost) {
 		t.Fatalf("a's Save after the takeover = %v, want ErrLost", err)
 	}
-	if f.holder("poller") != "b" {
-		t.Fatalf("holder = %q", f.holder("poller"))
+	if f.Holder("poller") != "b" {
+		t.Fatalf("holder = %q", f.Holder("poller"))
 	}
 	if ps, _, _ := b.Load(ctx); len(ps) != 1 || ps[0].Offset != 20 {
 		t.Fatalf("positions = %v, want b's", ps)
@@ -255,7 +160,7 @@ func TestKubernetesStaleWriteIsRefused(t *testing.T) {
 	if err := a.Save(context.Background(), []connector.Position{{Offset: 1}}); !errors.Is(err, lease.ErrLost) {
 		t.Fatalf("Save = %v, want ErrLost", err)
 	}
-	if f.holder("poller") != "intruder" {
+	if f.Holder("poller") != "intruder" {
 		t.Fatal("a overwrote the Lease")
 	}
 }

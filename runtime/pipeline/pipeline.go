@@ -155,6 +155,9 @@ type KubernetesLease struct {
 	Namespace string
 	// Duration is the Lease's leaseDurationSeconds; zero means DefaultLeaseDuration.
 	Duration time.Duration
+	// Server, TokenFile and CAFile reach the API server from outside the cluster; empty means
+	// the in-cluster values (the service account's).
+	Server, TokenFile, CAFile string
 }
 
 // Component is a configured source, sink or dead-letter sink.

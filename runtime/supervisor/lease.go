@@ -45,7 +45,8 @@ type leaseState struct {
 // newLeaseTaker builds the taker of the lease lc (no I/O).
 func newLeaseTaker(lc *pipeline.Lease, name string) (*leaseTaker, error) {
 	if k := lc.Kubernetes; k != nil {
-		kl, err := lease.NewKubernetes(lease.KubernetesConfig{Namespace: k.Namespace, Name: name, Duration: k.Duration, Retry: lc.Retry})
+		kl, err := lease.NewKubernetes(lease.KubernetesConfig{Namespace: k.Namespace, Name: name, Duration: k.Duration, Retry: lc.Retry,
+			Server: k.Server, TokenFile: k.TokenFile, CAFile: k.CAFile})
 		if err != nil {
 			return nil, err
 		}
