@@ -275,8 +275,10 @@ var containerFiles = map[string]string{
 // arguments and environment, the Secret's files, the ConfigMap's manifests), with the paths of
 // the container mapped to temporary ones and Kafka and Postgres of `make services`. It posts
 // prices as the application would, waits for every valid one in Postgres and every negative one in
-// the dead letters, checks the admin server's guard, then checks every metric name and label of
-// the dashboard and the alert rules against the running sluice's /metrics.
+// the dead letters, checks the admin server's guard, breaks and fixes a manifest, then checks every
+// metric name and label of the dashboard and the alert rules against the running sluice's
+// /metrics. Last, it stops sluice with SIGTERM and starts it again on an empty data directory, as
+// a new pod with a fresh emptyDir: every valid price is archived exactly once.
 func TestKitPipelinesRunAndExportTheMetricsTheKitUses(t *testing.T) {
 	kafkaAddr := testenv.Require(t, "KAFKA_BOOTSTRAP")
 	dsn := testenv.Require(t, "PG_DSN")
@@ -369,7 +371,8 @@ func TestKitPipelinesRunAndExportTheMetricsTheKitUses(t *testing.T) {
 		}
 	}
 	args[len(args)-1] = manifests
-	proc := start(t, buildSluice(t, repo), env, args)
+	bin := buildSluice(t, repo)
+	proc := start(t, bin, env, args)
 
 	base := "http://" + admin
 	proc.waitFor(t, "/readyz to answer 200", func() bool { return status(base+"/readyz", "") == 200 }, nil)
@@ -385,30 +388,37 @@ func TestKitPipelinesRunAndExportTheMetricsTheKitUses(t *testing.T) {
 		}
 	}
 
-	// The application's posts: 40 requests of 25 prices, every fifth one negative.
-	valid, rejected := 0, 0
-	for r := 0; r < 40; r++ {
-		var body strings.Builder
-		for i := 0; i < 25; i++ {
-			price := fmt.Sprintf("%d.5", 10+i)
-			if i%5 == 0 {
-				price = "-" + price
-				rejected++
-			} else {
-				valid++
+	// The application's posts: requests of 25 prices, every fifth one negative.
+	wantSeqs := map[int]bool{}
+	post := func(first, requests int) (valid, rejected int) {
+		t.Helper()
+		for r := 0; r < requests; r++ {
+			var body strings.Builder
+			for i := 0; i < 25; i++ {
+				seq := first + r*25 + i
+				price := fmt.Sprintf("%d.5", 10+i)
+				if i%5 == 0 {
+					price = "-" + price
+					rejected++
+				} else {
+					valid++
+					wantSeqs[seq] = true
+				}
+				fmt.Fprintf(&body, `{"commodity":"gold","price":%s,"ts":"2026-01-02T03:04:05Z","seq":%d}`+"\n", price, seq)
 			}
-			fmt.Fprintf(&body, `{"commodity":"gold","price":%s,"ts":"2026-01-02T03:04:05Z","seq":%d}`+"\n", price, r*25+i)
+			resp, err := http.Post("http://"+webhook+"/prices", "application/x-ndjson", strings.NewReader(body.String()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode/100 != 2 {
+				t.Fatalf("POST /prices: %s", resp.Status)
+			}
 		}
-		resp, err := http.Post("http://"+webhook+"/prices", "application/x-ndjson", strings.NewReader(body.String()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode/100 != 2 {
-			t.Fatalf("POST /prices: %s", resp.Status)
-		}
+		return valid, rejected
 	}
+	valid, rejected := post(0, 40)
 
 	var scrape metricsScrape
 	proc.waitFor(t, fmt.Sprintf("%d dead letters of ingest-prices and %d records out of archive-prices", rejected, valid), func() bool {
@@ -480,6 +490,57 @@ func TestKitPipelinesRunAndExportTheMetricsTheKitUses(t *testing.T) {
 	case <-time.After(2 * time.Minute):
 		t.Fatalf("sluice did not exit after SIGTERM\n%s", proc.stderr.String())
 	}
+
+	// A new pod: a fresh emptyDir for the data directory. Nothing the application was answered 2xx
+	// for is lost, and nothing is archived twice: the consumer group's offsets, committed by the
+	// drain, say where to resume.
+	if err := os.RemoveAll(filepath.Join(tmp, "data")); err != nil {
+		t.Fatal(err)
+	}
+	proc = start(t, bin, env, args)
+	proc.waitFor(t, "/readyz to answer 200 after the restart", func() bool { return status(base+"/readyz", "") == 200 }, nil)
+	valid2, _ := post(1000, 10)
+	proc.waitFor(t, fmt.Sprintf("%d records out of archive-prices after the restart", valid2), func() bool {
+		scrape = scrapeMetrics(t, base+"/metrics")
+		return scrape.value(`sluice_records_out_total{component="postgres",pipeline="archive-prices"}`) >= float64(valid2)
+	}, func() string { return scrape.counts() })
+	seen := archivedSeqs(t, dsn, vars["ARCHIVE_TABLE"])
+	for seq := range wantSeqs {
+		if seen[seq] != 1 {
+			t.Errorf("seq %d archived %d times, want once", seq, seen[seq])
+		}
+	}
+	if len(seen) != len(wantSeqs) {
+		t.Errorf("%d distinct seqs archived, want %d", len(seen), len(wantSeqs))
+	}
+}
+
+// archivedSeqs counts the rows of the archive table by the seq of their price.
+func archivedSeqs(t *testing.T, dsn, table string) map[int]int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	rows, err := conn.Query(ctx, "SELECT (price->>'seq')::int FROM "+pgx.Identifier{table}.Sanitize())
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[int]int{}
+	for rows.Next() {
+		var seq int
+		if err := rows.Scan(&seq); err != nil {
+			t.Fatal(err)
+		}
+		seen[seq]++
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return seen
 }
 
 // conditionalMetrics are the names the kit uses that a healthy run does not export: their series
