@@ -104,7 +104,12 @@ func (m *managed) runLeased(ctx context.Context, p *engine.Pipeline, log *slog.L
 		taker, err = newLeaseTaker(m.cfg.Lease, m.leaseName())
 		if err != nil {
 			_ = p.Discard(context.Background())
-			return false, &connector.ConfigError{Field: "lease", Msg: redact(err.Error(), m.cfg.Lease.Secrets)}
+			ce := &connector.ConfigError{Field: "lease", Msg: strings.TrimPrefix(redact(err.Error(), m.cfg.Lease.Secrets), "lease: ")}
+			if m.cfg.Lease.Kubernetes != nil {
+				ce.Hint = "run in a Kubernetes pod with a service account, or set lease.kubernetes.server, token_file and ca_file"
+				ce.Msg += "; " + ce.Hint
+			}
+			return false, ce
 		}
 		m.mu.Lock()
 		l.taker = taker
