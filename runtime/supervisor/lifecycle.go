@@ -185,6 +185,9 @@ func (m *managed) loop(ctx context.Context) error {
 			m.restarts++
 		}
 		m.phase, m.stopRun, m.runningSince = phaseRunning, stopRun, time.Time{}
+		if m.restartReq { // a restart (or a replay) requested between two runs: this run stops at once
+			stopRun()
+		}
 		m.mu.Unlock()
 
 		lost, err := m.runLeased(runCtx, p, log) // p.Run, holding the lease when there is one
