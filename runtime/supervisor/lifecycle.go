@@ -125,7 +125,8 @@ type managed struct {
 	stopRun      context.CancelFunc // stops the current run gracefully
 	wake         chan struct{}      // cuts the current wait short
 	restartReq   bool
-	lease        leaseState // spec.lease: standing by and the lease held (lease.go)
+	lease        leaseState   // spec.lease: standing by and the lease held (lease.go)
+	replays      []*replayJob // dead-letter replays to run before the next run (replay.go)
 }
 
 // gate is the engine's BeforeRead hook: it blocks while the pipeline is paused.
