@@ -42,11 +42,16 @@ func (f *inflight) oldest() (time.Time, bool) {
 }
 
 // monitor refreshes the lag and readiness gauges every MonitorInterval until stop is closed.
+//
+// It wakes at multiples of the interval on the clock, so that the monitors of many pipelines in
+// one process wake together rather than each at its own phase.
 func (r *run) monitor(stop <-chan struct{}) {
-	t := time.NewTicker(r.p.opts.MonitorInterval)
+	every := r.p.opts.MonitorInterval
+	t := time.NewTimer(every)
 	defer t.Stop()
 	for {
 		r.observe()
+		t.Reset(every - time.Duration(time.Now().UnixNano()%int64(every)))
 		select {
 		case <-t.C:
 		case <-stop:
