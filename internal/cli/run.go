@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"syscall"
@@ -170,6 +171,7 @@ func runPipelines(parent context.Context, g *Globals, args []string, f runFlags)
 	}
 
 	pl.start(l.sup)
+	go releaseStartupMemory(ctx, l.sup)
 	err = l.sup.Run(ctx, supervisor.RunOptions{Reset: f.reset, Reload: f.watch})
 	pl.stop()
 	if errors.Is(err, checkpoint.ErrCorrupt) {
@@ -248,4 +250,27 @@ func adminListenError(err error) error {
 		return fmt.Errorf("%w; another process uses this address: choose another with --admin-addr HOST:PORT, or disable the admin server with --admin-addr \"\"", err)
 	}
 	return err
+}
+
+// releaseStartupMemory returns the memory start-up used and no longer needs (the connectors'
+// package initialisation, the WASM compilation, the manifests) to the operating system once
+// every pipeline has started, or after half a minute. At GOGC=200 the heap may otherwise keep it
+// for good: measured with 100 idle pipelines (make bench-operate), the process keeps 8 MiB less.
+func releaseStartupMemory(ctx context.Context, sup *supervisor.Supervisor) {
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		starting := false
+		for _, st := range sup.Status() {
+			starting = starting || st.State == pipeline.StateStarting
+		}
+		if !starting {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	debug.FreeOSMemory()
 }
