@@ -13,7 +13,6 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"errors"
 	"flag"
 	"fmt"
 	"net"
@@ -26,6 +25,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/sluicehq/sluice/internal/bench/sluicebin"
 )
 
 var (
@@ -51,25 +52,12 @@ type result struct {
 
 func main() {
 	flag.Parse()
-	root, err := repoRoot()
+	setup, err := sluicebin.Build("sluice-bench-operate-", *module)
 	if err != nil {
 		fatal(err)
 	}
-	mod := filepath.Join(root, *module)
-	if _, err := os.Stat(mod); err != nil {
-		fatal(fmt.Errorf("module: %w", err))
-	}
-	tmp, err := os.MkdirTemp("", "sluice-bench-operate-")
-	if err != nil {
-		fatal(err)
-	}
-	defer os.RemoveAll(tmp)
-	bin := filepath.Join(tmp, "sluice")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/sluice")
-	build.Dir, build.Stdout, build.Stderr = root, os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fatal(fmt.Errorf("go build: %w", err))
-	}
+	defer setup.Close()
+	mod, tmp, bin := setup.Module, setup.Dir, setup.Bin
 	fmt.Printf("operate benchmark: %d cores; each pipeline tails a file (follow, %s polls) → %s → file sink; idle window %s; burst %d lines per pipeline\n\n",
 		runtime.NumCPU(), *poll, filepath.Base(mod), *idle, *burst)
 	fmt.Printf("%-10s %12s %10s %10s %10s %10s %10s %12s %12s %10s\n", "pipelines", "start→ready", "RSS MiB", "idle MiB", "anon MiB", "file MiB", "peak MiB", "idle CPU %", "burst secs", "burst cpu")
@@ -276,23 +264,6 @@ func procStatus(pid int, field string) int64 {
 }
 
 func mib(b int64) float64 { return float64(b) / (1 << 20) }
-
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("run from inside the sluice repository")
-		}
-		dir = parent
-	}
-}
 
 func fatal(err error) {
 	fmt.Fprintln(os.Stderr, "operate:", err)

@@ -21,9 +21,10 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
-	"strings"
 	"syscall"
 	"time"
+
+	"github.com/sluicehq/sluice/internal/bench/sluicebin"
 )
 
 var (
@@ -51,25 +52,12 @@ type reloadState struct {
 
 func main() {
 	flag.Parse()
-	root, err := repoRoot()
+	setup, err := sluicebin.Build("sluice-bench-reload-", *module)
 	if err != nil {
 		fatal(err)
 	}
-	mod := filepath.Join(root, *module)
-	if _, err := os.Stat(mod); err != nil {
-		fatal(fmt.Errorf("module: %w", err))
-	}
-	tmp, err := os.MkdirTemp("", "sluice-bench-reload-")
-	if err != nil {
-		fatal(err)
-	}
-	defer os.RemoveAll(tmp)
-	bin := filepath.Join(tmp, "sluice")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/sluice")
-	build.Dir, build.Stdout, build.Stderr = root, os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fatal(fmt.Errorf("go build: %w", err))
-	}
+	defer setup.Close()
+	mod, tmp, bin := setup.Module, setup.Dir, setup.Bin
 	for _, d := range []string{"out", "manifests", "data"} {
 		if err := os.MkdirAll(filepath.Join(tmp, d), 0o755); err != nil {
 			fatal(err)
@@ -209,18 +197,6 @@ func waitFor(limit time.Duration, cond func() bool) error {
 		}
 	}
 	return nil
-}
-
-func repoRoot() (string, error) {
-	out, err := exec.Command("go", "env", "GOMOD").Output()
-	if err != nil {
-		return "", fmt.Errorf("go env GOMOD: %w", err)
-	}
-	mod := strings.TrimSpace(string(out))
-	if mod == "" || mod == os.DevNull {
-		return "", fmt.Errorf("run it inside the sluice module")
-	}
-	return filepath.Dir(mod), nil
 }
 
 // child is the sluice process, killed when the benchmark fails.
