@@ -15,12 +15,13 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/sluicehq/sluice/transforms/stats/statsref"
+
+	"github.com/sluicehq/sluice/internal/testenv"
 )
 
 // The anomaly and dedupe modules, processing-time windows, early updates, the aggregate metrics
@@ -71,28 +72,10 @@ func runToEnd(t *testing.T, dir, manifest string) {
 	}
 }
 
-// lockedBuffer is a bytes.Buffer that a process writes while the test reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // running is a `sluice run` process started by startRun.
 type running struct {
 	cmd    *exec.Cmd
-	stderr *lockedBuffer
+	stderr *testenv.Buffer
 	done   chan struct{}
 	err    error // set when done is closed
 }
@@ -108,7 +91,7 @@ func startRun(t *testing.T, dir, manifest, admin string) *running {
 // kept (safely read while it runs), and kills it when the test ends if it is still running.
 func startSluice(t *testing.T, env []string, args ...string) *running {
 	t.Helper()
-	r := &running{stderr: &lockedBuffer{}, done: make(chan struct{})}
+	r := &running{stderr: &testenv.Buffer{}, done: make(chan struct{})}
 	r.cmd = exec.Command(buildSluice(t), args...)
 	if env != nil {
 		r.cmd.Env = append(os.Environ(), env...)

@@ -21,6 +21,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/sluicehq/sluice/internal/testenv"
 )
 
 // statusPipelines writes one manifest per name into dir: a generator at the given rate into a
@@ -347,14 +349,14 @@ func tail(s string, n int) string { return s[max(0, len(s)-n):] }
 // watching is a `sluice status` process started by startWatch.
 type watching struct {
 	*running
-	stdout *lockedBuffer
+	stdout *testenv.Buffer
 }
 
 // startWatch starts `sluice status` in the background with its stdout kept; it is killed when
 // the test ends, if it still runs.
 func startWatch(t *testing.T, args ...string) watching {
 	t.Helper()
-	w := watching{&running{stderr: &lockedBuffer{}, done: make(chan struct{})}, &lockedBuffer{}}
+	w := watching{&running{stderr: &testenv.Buffer{}, done: make(chan struct{})}, &testenv.Buffer{}}
 	w.cmd = exec.Command(buildSluice(t), append([]string{"status"}, args...)...)
 	w.cmd.Stdout, w.cmd.Stderr = w.stdout, w.stderr
 	if err := w.cmd.Start(); err != nil {

@@ -1,7 +1,6 @@
 package commodityprices_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -9,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -47,30 +45,13 @@ func TestPlatformManifestsValidate(t *testing.T) {
 // sluiceProcess is a running `sluice run`, stopped with SIGTERM when the test ends.
 type sluiceProcess struct {
 	cmd    *exec.Cmd
-	out    *lockedBuffer
+	out    *testenv.Buffer
 	exited chan error
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 func startSluice(t *testing.T, bin string, env []string, args ...string) *sluiceProcess {
 	t.Helper()
-	p := &sluiceProcess{cmd: exec.Command(bin, args...), out: &lockedBuffer{}, exited: make(chan error, 1)}
+	p := &sluiceProcess{cmd: exec.Command(bin, args...), out: &testenv.Buffer{}, exited: make(chan error, 1)}
 	p.cmd.Env = append(os.Environ(), env...)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	if err := p.cmd.Start(); err != nil {
