@@ -468,7 +468,7 @@ func writeRuntimeError(w http.ResponseWriter, err error) {
 	switch {
 	case errors.Is(err, supervisor.ErrUnknownPipeline), errors.Is(err, supervisor.ErrNoDeadLetterFile):
 		writeError(w, http.StatusNotFound, err.Error())
-	case errors.Is(err, supervisor.ErrNotRunning):
+	case errors.Is(err, supervisor.ErrNotRunning), errors.Is(err, supervisor.ErrReloading):
 		writeError(w, http.StatusConflict, err.Error())
 	default:
 		writeError(w, http.StatusInternalServerError, err.Error())

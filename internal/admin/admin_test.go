@@ -72,6 +72,9 @@ func (f *fakeRuntime) control(op, name string, apply func(*supervisor.Info)) err
 	if p.State == pipeline.StateFailed {
 		return fmt.Errorf("pipeline %q: %w", name, supervisor.ErrNotRunning)
 	}
+	if p.Reason == "reloading" {
+		return fmt.Errorf("pipeline %q: %w", name, supervisor.ErrReloading)
+	}
 	f.calls = append(f.calls, op+" "+name)
 	apply(p)
 	return nil
@@ -356,5 +359,18 @@ func TestDeadLetterPages(t *testing.T) {
 	}
 	if code, _ := do(t, "GET", base+"nope/dead-letters", "", ""); code != 404 {
 		t.Errorf("unknown pipeline = %d", code)
+	}
+}
+
+// A pipeline that a reload is draining refuses control with 409, not as a server failure.
+func TestControlDuringReloadConflicts(t *testing.T) {
+	rt := &fakeRuntime{pipes: []supervisor.Info{
+		{Status: supervisor.Status{Name: "moving", Status: pipeline.Status{State: pipeline.StateRunning, Ready: true, Reason: "reloading"}}},
+	}}
+	base := newServer(t, rt, "").URL + "/api/v1"
+	for _, op := range []string{"pause", "resume", "restart"} {
+		if code, body := do(t, "POST", base+"/pipelines/moving/"+op, "", ""); code != 409 || !strings.Contains(body, "reload") {
+			t.Errorf("%s while reloading = %d %s; want 409 naming the reload", op, code, body)
+		}
 	}
 }
