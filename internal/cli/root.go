@@ -72,7 +72,7 @@ func newRoot(cat *catalog.Catalog) *cobra.Command {
 	}
 	pf := root.PersistentFlags()
 	pf.StringVar(&g.DataDir, "data-dir", defaultDataDir(), "directory for checkpoints, state and caches")
-	pf.StringVar(&g.AdminAddr, "admin-addr", "127.0.0.1:9464", "address of the admin HTTP server (/healthz, /readyz, /metrics, /pipelines, the API under /api/v1/pipelines described by /api/v1/openapi.json); loopback by default, empty disables it")
+	pf.StringVar(&g.AdminAddr, "admin-addr", "127.0.0.1:9464", "address of the admin HTTP server (the status page at /, /healthz, /readyz, /metrics, /pipelines, the API under /api/v1/pipelines described by /api/v1/openapi.json); loopback by default, empty disables it")
 	pf.StringVar(&g.AdminToken, "admin-token", "", "bearer token the admin API requires (all but /healthz, /readyz, /metrics); default $"+adminTokenEnv+"; prefer --admin-token-file: a flag shows in the process list")
 	pf.StringVar(&g.AdminTokenFile, "admin-token-file", "", "file holding the admin API's bearer token (surrounding whitespace is ignored)")
 	pf.StringVar(&g.LogLevel, "log-level", "info", "debug, info, warn or error")
