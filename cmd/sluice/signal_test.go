@@ -1,21 +1,24 @@
 package main_test
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/sluicehq/sluice/internal/testenv"
 )
 
 // A SIGTERM at any moment of `sluice run`, even while it is still discovering plugins and loading
 // the manifests, is a graceful stop: exit 0. The plugins directory holds a few pinned plugins so
-// that discovery takes a while; each try sends SIGTERM a little later after the start.
+// that discovery takes a while; each try sends SIGTERM a little later after signal handling is
+// installed.
 func TestRunEarlySIGTERMExitsZero(t *testing.T) {
 	bin := buildSluice(t)
 	dir := t.TempDir()
@@ -54,33 +57,31 @@ spec:
 		t.Fatal(err)
 	}
 	// Signal handling cannot exist before the Go runtime has initialised every package and
-	// reached main, which takes tens of milliseconds on an idle machine and several times that on
-	// a loaded one. So the delays count from a start-up time measured here, as the slowest of
-	// three `sluice version` runs (the same initialisation, then an exit), doubled for margin; plugin discovery and manifest loading follow, and the signal lands in them.
-	var startup time.Duration
-	for range 3 {
-		t0 := time.Now()
-		if out, err := exec.Command(bin, "version").CombinedOutput(); err != nil {
-			t.Fatalf("sluice version: %v\n%s", err, out)
-		}
-		startup = max(startup, time.Since(t0))
-	}
-	startup *= 2
-	t.Logf("start-up allowance %v", startup)
-	for _, delay := range []time.Duration{0, 20, 50, 90, 170, 370} {
-		delay = startup + delay*time.Millisecond
-		var stderr bytes.Buffer
-		cmd := exec.Command(bin, "--plugins-dir", plugins, "run", "--data-dir", filepath.Join(dir, "data"), "--admin-addr", "", manifest)
-		cmd.Stderr = &stderr
+	// reached main, which takes from tens to hundreds of milliseconds depending on the machine's
+	// load; a signal before that takes the default action. So each try waits for the debug line
+	// saying the handling is installed, then signals after a delay that lands in plugin discovery,
+	// manifest loading or the first records.
+	const installed = "signal handling installed"
+	for _, delay := range []time.Duration{0, 1, 5, 20, 50, 90, 170, 370} {
+		delay *= time.Millisecond
+		stderr := &testenv.Buffer{}
+		cmd := exec.Command(bin, "--plugins-dir", plugins, "--log-level", "debug", "run", "--data-dir", filepath.Join(dir, "data"), "--admin-addr", "", manifest)
+		cmd.Stderr = stderr
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
+		}
+		for deadline := time.Now().Add(2 * time.Minute); !strings.Contains(stderr.String(), installed); time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				_ = cmd.Process.Kill()
+				t.Fatalf("sluice run never logged %q; stderr:\n%s", installed, stderr.String())
+			}
 		}
 		time.Sleep(delay)
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		err := cmd.Wait()
 		var ee *exec.ExitError
 		if errors.As(err, &ee) {
-			t.Errorf("SIGTERM %v after the start (start-up allowance %v): %v, want exit 0; stderr:\n%s", delay, startup, err, stderr.String())
+			t.Errorf("SIGTERM %v after signal handling was installed: %v, want exit 0; stderr:\n%s", delay, err, stderr.String())
 		} else if err != nil {
 			t.Fatal(err)
 		}

@@ -111,6 +111,7 @@ func runPipelines(parent context.Context, g *Globals, args []string, f runFlags)
 	if err != nil {
 		return err
 	}
+	log.Debug("signal handling installed: SIGINT and SIGTERM stop gracefully from here on")
 	m := metrics.New()
 	pm, err := pluginhost.NewPrometheusMetrics(m.Registry)
 	if err != nil {
