@@ -214,8 +214,10 @@ spec:
 	}
 	grows("first records")
 
-	// Pause: the state says so, what was read is delivered, and nothing more comes.
-	if code, body := call(t, "POST", base+"/api/v1/pipelines/gen/pause", token, ""); code != 200 || !strings.Contains(body, `"state": "paused"`) {
+	// Pause: the answer says so (the state turns paused once a read under way has returned), what
+	// was read is delivered, and nothing more comes.
+	if code, body := call(t, "POST", base+"/api/v1/pipelines/gen/pause", token, ""); code != 200 || !strings.Contains(body, `"paused": true`) ||
+		!(strings.Contains(body, `"state": "paused"`) || strings.Contains(body, `"reason": "pausing: waiting for the read in progress"`)) {
 		t.Fatalf("pause = %d %s", code, body)
 	}
 	until(t, "everything read delivered", exited, stderr, func() bool {
