@@ -75,30 +75,10 @@ func waitFlowing(t *testing.T, r *running, base, token string, names []string) {
 	})
 }
 
-// browser returns headless Chromium's path: $SLUICE_CHROMIUM, else chromium, chromium-browser or
-// google-chrome on PATH. Without one the test fails when CI=true and is skipped otherwise.
-func browser(t *testing.T) string {
-	t.Helper()
-	if p := os.Getenv("SLUICE_CHROMIUM"); p != "" {
-		return p
-	}
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	missing(t, "no headless Chromium (chromium, chromium-browser or google-chrome on PATH, or $SLUICE_CHROMIUM)")
-	return ""
-}
-
 // missing fails the test under CI=true and skips it otherwise.
 func missing(t *testing.T, what string) {
 	t.Helper()
-	msg := what + ": run `make chromium` (scripts/setup-chromium.sh)"
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("%s [CI=true: a missing tool is a failure]", msg)
-	}
-	t.Skip(msg)
+	testenv.Missing(t, what+": run `make chromium` (scripts/setup-chromium.sh)")
 }
 
 // headless runs the browser on url with args and returns its stdout.
@@ -128,7 +108,7 @@ var rowRE = regexp.MustCompile(`<tr data-pipeline="([^"]*)"><td class="name">([^
 // screenshot of the page is a PNG of the window's size whose text (read back by Tesseract) names
 // every pipeline.
 func TestStatusPageInChromium(t *testing.T) {
-	chrome := browser(t)
+	chrome := testenv.Chromium(t)
 	dir := t.TempDir()
 	names := []string{"orders-feed", "clicks-stream", "audit-trail"}
 	statusPipelines(t, dir, names, []int{1500, 800, 300})
@@ -495,7 +475,7 @@ func (d *devtools) eval(expr string) string {
 // forgotten, the right one shows the pipelines, stays in the tab's session storage across a
 // reload and never appears in the URL or in sluice's log.
 func TestStatusPageTokenInChromium(t *testing.T) {
-	chrome := browser(t)
+	chrome := testenv.Chromium(t)
 	dir := t.TempDir()
 	names := []string{"clicks-stream", "orders-feed"}
 	statusPipelines(t, dir, names, []int{400, 900})

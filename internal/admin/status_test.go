@@ -15,6 +15,8 @@ import (
 	"github.com/sluicehq/sluice/internal/admin"
 	"github.com/sluicehq/sluice/runtime/pipeline"
 	"github.com/sluicehq/sluice/runtime/supervisor"
+
+	"github.com/sluicehq/sluice/internal/testenv"
 )
 
 // pageRuntime answers Info and Status with fixed pipelines; the page reads nothing else.
@@ -117,27 +119,6 @@ func TestStatusPageScriptAndPolicy(t *testing.T) {
 	}
 }
 
-// chromium returns the headless browser's path: $SLUICE_CHROMIUM, else chromium,
-// chromium-browser or google-chrome on PATH. Without one the test fails when CI=true and is
-// skipped otherwise.
-func chromium(t *testing.T) string {
-	t.Helper()
-	if p := os.Getenv("SLUICE_CHROMIUM"); p != "" {
-		return p
-	}
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	msg := "no headless Chromium (chromium, chromium-browser or google-chrome on PATH, or $SLUICE_CHROMIUM): run `make chromium` (scripts/setup-chromium.sh)"
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("%s [CI=true: a missing browser is a failure]", msg)
-	}
-	t.Skip(msg)
-	return ""
-}
-
 // dumpDOM loads url in headless Chromium, lets its scripts run for a few seconds of virtual
 // time and returns the serialized DOM.
 func dumpDOM(t *testing.T, browser, url string) string {
@@ -162,7 +143,7 @@ func dumpDOM(t *testing.T, browser, url string) string {
 // Names and reasons that look like markup are shown as text in a real browser: no element is
 // made from them and no script of theirs runs.
 func TestStatusPageEscapesInChromium(t *testing.T) {
-	browser := chromium(t)
+	browser := testenv.Chromium(t)
 	evilName := `<img src=x id=injected onerror="document.title='pwned'">`
 	evilReason := `sink "x": <script>document.title='pwned'</script><b id=bold>`
 	base := pageServer(t, "",
@@ -190,7 +171,7 @@ func TestStatusPageEscapesInChromium(t *testing.T) {
 
 // With a token set and none given, the page asks for it instead of showing data.
 func TestStatusPageAsksForTheTokenInChromium(t *testing.T) {
-	browser := chromium(t)
+	browser := testenv.Chromium(t)
 	base := pageServer(t, "s3cret", info("orders", pipeline.StateRunning, "", 10, 10))
 	dom := dumpDOM(t, browser, base+"/status")
 	if !strings.Contains(dom, `<form id="auth" autocomplete="off" class="shown">`) || !strings.Contains(dom, "token required") {

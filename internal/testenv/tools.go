@@ -1,0 +1,35 @@
+package testenv
+
+import (
+	"os"
+	"os/exec"
+	"testing"
+)
+
+// Missing reports a tool or service the test cannot run without: it fails the test with
+// t.Fatalf under CI=true, where everything `make test` installs must be there, and skips it
+// otherwise. msg says what is missing and how to get it.
+func Missing(t testing.TB, msg string) {
+	t.Helper()
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("%s [CI=true: a missing tool or service is a failure]", msg)
+		return
+	}
+	t.Skipf("%s", msg)
+}
+
+// Chromium returns the path of a headless Chromium: $SLUICE_CHROMIUM, else chromium,
+// chromium-browser or google-chrome on PATH. Without one it calls Missing.
+func Chromium(t testing.TB) string {
+	t.Helper()
+	if p := os.Getenv("SLUICE_CHROMIUM"); p != "" {
+		return p
+	}
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	Missing(t, "no headless Chromium (chromium, chromium-browser or google-chrome on PATH, or $SLUICE_CHROMIUM): run `make chromium` (scripts/setup-chromium.sh)")
+	return ""
+}
