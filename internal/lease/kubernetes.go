@@ -350,40 +350,20 @@ type KubernetesHeld struct {
 	mu        sync.Mutex // serialises the writes; guards obj and renewed
 	obj       *leaseObject
 	renewed   time.Time
-	lost      chan struct{}
-	lostOnce  sync.Once
-	lostErr   error
+	loss      // Lost, Err
 	stop      chan struct{}
 	stopOnce  sync.Once
 	renewDone chan struct{}
 }
 
 func newKubernetesHeld(k *Kubernetes, obj *leaseObject) *KubernetesHeld {
-	h := &KubernetesHeld{k: k, obj: obj, renewed: time.Now(), lost: make(chan struct{}), stop: make(chan struct{}), renewDone: make(chan struct{})}
+	h := &KubernetesHeld{k: k, obj: obj, renewed: time.Now(), loss: newLoss(), stop: make(chan struct{}), renewDone: make(chan struct{})}
 	go h.renew()
 	return h
 }
 
-// Lost is closed once the lease is lost or released; Err then says why.
-func (h *KubernetesHeld) Lost() <-chan struct{} { return h.lost }
-
-// Err returns why the lease was lost, nil while it is held.
-func (h *KubernetesHeld) Err() error {
-	select {
-	case <-h.lost:
-		return h.lostErr
-	default:
-		return nil
-	}
-}
-
 // markLost records the loss; h.mu is held.
-func (h *KubernetesHeld) markLost(err error) {
-	h.lostOnce.Do(func() {
-		h.lostErr = fmt.Errorf("lease %q: %w: %w", h.k.cfg.Name, ErrLost, err)
-		close(h.lost)
-	})
-}
+func (h *KubernetesHeld) markLost(err error) { h.loss.markLost(h.k.cfg.Name, err, nil) }
 
 // update writes obj (as changed by change) with the resourceVersion last seen; a conflict
 // means another holder wrote the Lease: the lease is lost. h.mu is held.

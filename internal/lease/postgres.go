@@ -202,9 +202,7 @@ type Held struct {
 	mu   sync.Mutex // serialises the connection's statements
 	conn *pgx.Conn
 
-	lost     chan struct{}
-	lostOnce sync.Once
-	lostErr  error // set before lost is closed
+	loss // Lost, Err
 
 	stop     chan struct{}
 	stopOnce sync.Once
@@ -212,34 +210,19 @@ type Held struct {
 }
 
 func newHeld(p *Postgres, conn *pgx.Conn) *Held {
-	h := &Held{p: p, conn: conn, lost: make(chan struct{}), stop: make(chan struct{}), watched: make(chan struct{})}
+	h := &Held{p: p, conn: conn, loss: newLoss(), stop: make(chan struct{}), watched: make(chan struct{})}
 	go h.watch()
 	return h
-}
-
-// Lost is closed once the lease is lost (or released); Err then says why.
-func (h *Held) Lost() <-chan struct{} { return h.lost }
-
-// Err returns why the lease was lost, nil while it is held.
-func (h *Held) Err() error {
-	select {
-	case <-h.lost:
-		return h.lostErr
-	default:
-		return nil
-	}
 }
 
 // markLost records that the lease is lost because of err and closes the connection, which
 // releases the lock should the server still hold it. h.mu is held.
 func (h *Held) markLost(err error) {
-	h.lostOnce.Do(func() {
-		h.lostErr = fmt.Errorf("lease %q: %w: %w", h.p.name, ErrLost, err)
+	h.loss.markLost(h.p.name, err, func() {
 		if h.conn != nil {
 			closeConn(h.conn)
 			h.conn = nil
 		}
-		close(h.lost)
 	})
 }
 
