@@ -14,7 +14,9 @@ import (
 // place it (the command line puts it at the manifest line of the setting).
 type Problem struct {
 	Pipeline string
-	// Kind is "source", "sink", "dead_letter" or "transform".
+	// Kind is "source", "sink", "dead_letter" or "transform", or "pipeline" for a problem of the
+	// pipeline as a whole (a name already in use, a supervisor that no longer runs, an error not
+	// attributed to one component).
 	Kind string
 	// Component is "source", "dead_letter", the sink's name or the transform's name.
 	Component string
