@@ -19,6 +19,7 @@ WASM_C_GUESTS := \
 WASM_RUST_GUESTS := \
 	transforms/validate_price/rust/validate_price.rs:transforms/validate_price/rust/validate_price.wasm \
 	transforms/stats/rust/stats.rs:transforms/stats/rust/stats.wasm \
+	transforms/quality_score/quality_score.rs:transforms/quality_score/quality_score.wasm \
 	examples/transform-rust/positive_amount.rs:build/wasm/examples/positive_amount_rust.wasm \
 	sdk/rust/testdata/probe.rs:build/wasm/sdktest/probe_rust.wasm \
 	sdk/rust/testdata/agg_probe.rs:build/wasm/sdktest/agg_probe_rust.wasm
@@ -66,7 +67,8 @@ TEST_PREREQS += wasm-toolchains wasm-guests
 WASM_GUESTS_COMMITTED := transforms/validate_price/c/validate_price.wasm \
 	transforms/validate_price/rust/validate_price.wasm \
 	transforms/validate_price/assemblyscript/validate_price.wasm \
-	transforms/stats/rust/stats.wasm
+	transforms/stats/rust/stats.wasm \
+	transforms/quality_score/quality_score.wasm
 
 .PHONY: check-wasm-guests
 check-wasm-guests: wasm-guests
