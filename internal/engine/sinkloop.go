@@ -7,6 +7,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/sluicehq/sluice/internal/metrics"
 	"github.com/sluicehq/sluice/sdk/go/connector"
 )
 
@@ -21,6 +22,8 @@ type sinkWriter struct {
 	out, failed prometheus.Counter
 	hist        prometheus.Observer
 	retries     prometheus.Counter
+	latency     *metrics.LatencySeries // end to end, per record; nil for the dead-letter sink
+	latCounts   *metrics.LatencyCounts
 }
 
 // sinkLoop writes the items of one sink, coalescing what is queued into one Write when the sink
@@ -32,6 +35,10 @@ func (r *run) sinkLoop(s *sinkRunner, isDLQ bool) {
 	w := &sinkWriter{r: r, s: s, isDLQ: isDLQ, maxCoalesce: 4 * p.spec.Batch.MaxRecords,
 		out: p.m.RecordsOut.WithLabelValues(pl, s.name), failed: p.m.RecordsFailed.WithLabelValues(pl, s.name),
 		hist: p.m.BatchSeconds.WithLabelValues(pl, s.name), retries: p.m.Retries.WithLabelValues(pl, s.name)}
+	if !isDLQ {
+		w.latency = p.m.EndToEnd.With(pl, s.name)
+		w.latCounts = w.latency.Counts()
+	}
 	if s.batch != nil || s.tx != nil {
 		w.batchLoop() // sinkbatch.go
 		return
@@ -107,7 +114,9 @@ func (w *sinkWriter) done(recs []connector.Record, err error, took time.Duration
 	var be *connector.BatchError
 	switch {
 	case err == nil:
+		w.observeLatency(recs, nil)
 	case errors.As(err, &be) && !w.isDLQ:
+		w.observeLatency(recs, be.Failed)
 		if !w.deadLetter(be, len(recs)) {
 			return false
 		}
@@ -126,6 +135,31 @@ func (w *sinkWriter) done(recs []connector.Record, err error, took time.Duration
 	}
 	clear(w.buf) // drop references to record bytes
 	return true
+}
+
+// observeLatency observes, for each record of recs the sink now holds durably (all but the
+// failed indexes), the time since its source time. A record without a time is left out; a source
+// time ahead of this clock counts as 0.
+func (w *sinkWriter) observeLatency(recs []connector.Record, failed []connector.RecordError) {
+	if w.latency == nil || len(recs) == 0 {
+		return
+	}
+	now := time.Now()
+	var skip map[int]bool
+	if len(failed) > 0 {
+		skip = make(map[int]bool, len(failed))
+		for _, f := range failed {
+			skip[f.Index] = true
+		}
+	}
+	for i := range recs {
+		t := recs[i].Time
+		if t.IsZero() || skip[i] {
+			continue
+		}
+		w.latCounts.Observe(max(now.Sub(t).Seconds(), 0))
+	}
+	w.latency.Merge(w.latCounts)
 }
 
 // deadLetter maps the failed indexes of a write back to their batches; each batch with failures

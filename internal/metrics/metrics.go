@@ -35,6 +35,11 @@ type Metrics struct {
 	CheckpointTime *prometheus.GaugeVec
 	// OldestInFlight is the age of the oldest record read and not yet delivered; 0 when none is.
 	OldestInFlight *prometheus.GaugeVec
+	// EndToEnd is, per sink (labels pipeline, sink), the time from each record's source time
+	// (connector.Record.Time: a Kafka record's timestamp, a generated record's creation) to the
+	// moment the sink's write holding it returned durable. Records without a time are not
+	// observed; dead-letter writes neither.
+	EndToEnd *LatencyVec
 	// BacklogRecords and BacklogBytes are, per source partition, what lies between the last
 	// checkpointed position and the source's end, for sources that report it
 	// (connector.BacklogSource).
@@ -58,6 +63,14 @@ type Metrics struct {
 	AggWatermark     *prometheus.GaugeVec
 }
 
+// EndToEndBuckets are the upper bounds of sluice_end_to_end_latency_seconds: steps of about a
+// third from 1 ms to 2 minutes, so that a percentile read from the buckets is within a few
+// milliseconds below 20 ms and within about 15% above.
+var EndToEndBuckets = []float64{
+	0.001, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.01, 0.0125, 0.015, 0.02, 0.025, 0.03, 0.04, 0.05, 0.06, 0.075,
+	0.1, 0.125, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1, 1.5, 2, 2.5, 3, 4, 5, 7.5, 10, 15, 20, 30, 60, 120,
+}
+
 // New builds the collectors, with Go and process collectors beside them.
 func New() *Metrics {
 	pc := []string{"pipeline", "component"}
@@ -76,6 +89,8 @@ func New() *Metrics {
 			Help: "Unix time of the pipeline's last durable checkpoint. The time since it grows while the pipeline is idle: it is not lag (see sluice_oldest_inflight_seconds and sluice_source_backlog_records)."}, []string{"pipeline"}),
 		OldestInFlight: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "sluice_oldest_inflight_seconds",
 			Help: "Age of the oldest record read from the source and not yet delivered to every sink; 0 when nothing is in flight."}, []string{"pipeline"}),
+		EndToEnd: NewLatencyVec("sluice_end_to_end_latency_seconds",
+			"Time from a record's source time (a Kafka record's timestamp) to its sink's durable write, per sink.", EndToEndBuckets),
 		BacklogRecords: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "sluice_source_backlog_records",
 			Help: "Records between the last checkpointed position and the source's end, per partition (sources that can tell)."}, []string{"pipeline", "partition"}),
 		BacklogBytes: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "sluice_source_backlog_bytes",
@@ -95,7 +110,7 @@ func New() *Metrics {
 		AggWatermark:     prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "sluice_aggregate_watermark_seconds", Help: "An event-time aggregate stage's watermark, Unix seconds."}, pc),
 	}
 	m.Registry.MustRegister(m.RecordsIn, m.RecordsOut, m.RecordsRejected, m.RecordsFailed, m.DeadLetters, m.BatchSeconds,
-		m.InFlightRecords, m.InFlightBytes, m.CheckpointTime, m.OldestInFlight, m.BacklogRecords, m.BacklogBytes,
+		m.InFlightRecords, m.InFlightBytes, m.CheckpointTime, m.OldestInFlight, m.EndToEnd, m.BacklogRecords, m.BacklogBytes,
 		m.PipelineReady, m.StagesBroken, m.Retries, m.PipelineUp,
 		m.AggLate, m.AggWindowsClosed, m.AggSlots, m.AggStateBytes, m.AggSpilled, m.AggWatermark,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
