@@ -73,6 +73,7 @@ type stepRun struct {
 	changed   []bool
 	copies    []stepCopy
 	local     []int32 // call's scratch: each slot's number in the call's frame, or -1
+	local2    []int32 // the same, for the second shard of callShards
 	succeeded int
 	alone     int // records that failed alone
 }
@@ -91,7 +92,13 @@ func (s *Stage) Step(ctx context.Context, inputs []connector.Record, recs []abi.
 	start := time.Now()
 	for lo := 0; lo < len(recs); {
 		hi := r.frameEnd(lo)
-		f, err := r.call(ctx, lo, hi)
+		var f *failure
+		var err error
+		if sh := r.shards(lo, hi); sh != nil {
+			f, err = r.callShards(ctx, sh)
+		} else {
+			f, err = r.call(ctx, lo, hi)
+		}
 		if err == nil && f != nil {
 			s.log.Warn("wasm aggregate call failed; retrying the frame on a fresh instance", "records", hi-lo, "reason", f.reason)
 			if f, err = r.call(ctx, lo, hi); err == nil && f != nil {
@@ -161,18 +168,53 @@ func (r *stepRun) bisect(ctx context.Context, lo, hi int, f *failure) error {
 // call runs recs[lo:hi] in one frame carrying the slots they touch, renumbered, and on success
 // keeps their outcomes and the slots' new states.
 func (r *stepRun) call(ctx context.Context, lo, hi int) (*failure, error) {
-	s := r.s
 	if r.local == nil {
-		r.local = make([]int32, len(r.slots))
-		for i := range r.local {
-			r.local[i] = -1
-		}
+		r.local = newLocal(len(r.slots))
 	}
-	local := r.local
-	slots := make([]abi.Slot, 0, min(hi-lo, len(r.slots)))
+	out := r.run(ctx, nil, lo, hi, r.local)
+	if out.f != nil || out.err != nil {
+		return out.f, out.err
+	}
+	r.apply(nil, lo, &out)
+	return nil, nil
+}
+
+// newLocal makes a call's scratch of slot numbers: n entries of -1.
+func newLocal(n int) []int32 {
+	l := make([]int32, n)
+	for i := range l {
+		l[i] = -1
+	}
+	return l
+}
+
+// callOut is what one step call made: its failure, or the outcome of each of its records and
+// the new states of its slots (numbered as in Step's slots).
+type callOut struct {
+	f      *failure
+	err    error
+	copies []stepCopy
+	states []transform.StateChange
+}
+
+// run calls the guest on one frame: the records idx names (indexes of r.recs, ascending), or
+// recs[lo:hi] when idx is nil, with the slots they touch, renumbered. local is the call's
+// scratch, all -1 on entry and on return. run only reads r, so calls on disjoint sets of slots
+// may run at once.
+func (r *stepRun) run(ctx context.Context, idx []int32, lo, hi int, local []int32) callOut {
+	s := r.s
+	n := hi - lo
+	if idx != nil {
+		n = len(idx)
+	}
+	slots := make([]abi.Slot, 0, min(n, len(r.slots)))
 	global := make([]int, 0, cap(slots))
-	recs := make([]abi.AggRecord, hi-lo)
-	for i := lo; i < hi; i++ {
+	recs := make([]abi.AggRecord, n)
+	for k := range recs {
+		i := lo + k
+		if idx != nil {
+			i = int(idx[k])
+		}
 		rec := r.recs[i]
 		ls := local[rec.Slot]
 		if ls < 0 {
@@ -184,18 +226,17 @@ func (r *stepRun) call(ctx context.Context, lo, hi int) (*failure, error) {
 			global = append(global, int(rec.Slot))
 		}
 		rec.Slot = uint32(ls)
-		recs[i-lo] = rec
+		recs[k] = rec
 	}
 	for _, g := range global {
 		local[g] = -1
 	}
 	ports := s.m.meta.Ports
 	maxCopy := int(min(s.limit, abi.MaxResultBytes))
-	newStates := make([]transform.StateChange, 0, cap(slots))
-	copies := make([]stepCopy, hi-lo)
-	f, err := s.aggCall(ctx, "tf_agg_step", abi.KindStep, recs, slots, func(res []byte) *failure {
+	out := callOut{copies: make([]stepCopy, n), states: make([]transform.StateChange, 0, cap(slots))}
+	out.f, out.err = s.aggCall(ctx, "tf_agg_step", abi.KindStep, recs, slots, func(res []byte) *failure {
 		acts, err := abi.DecodeResultWithin(res, len(recs), len(ports), maxCopy, nil, func(i int, d *abi.Disposition) {
-			c := &copies[i]
+			c := &out.copies[i]
 			c.action, c.code = d.Action, d.Code
 			if d.Action == abi.Reject {
 				c.reason = cleanText(d.Reason, abi.MaxReasonBytes)
@@ -213,28 +254,100 @@ func (r *stepRun) call(ctx context.Context, lo, hi int) (*failure, error) {
 			return &failure{code: CodeInvalidResult, reason: err.Error()}
 		}
 		for i, a := range acts {
-			copies[i].action = a
+			out.copies[i].action = a
 		}
 		err = abi.DecodeStates(res, len(slots), s.maxState(), func(so abi.StateOut) {
 			sc := transform.StateChange{Slot: global[so.Slot], Delete: so.Delete}
 			if !so.Delete {
 				sc.State = append([]byte(nil), so.State...)
 			}
-			newStates = append(newStates, sc)
+			out.states = append(out.states, sc)
 		})
 		if err != nil {
 			return &failure{code: CodeInvalidResult, reason: err.Error()}
 		}
 		return nil
 	})
-	if f != nil || err != nil {
-		return f, err
-	}
+	return out
+}
+
+// apply keeps the outcomes of a successful call on the records idx names (or recs[lo:...]) and
+// its slots' new states.
+func (r *stepRun) apply(idx []int32, lo int, out *callOut) {
 	r.succeeded++
-	copy(r.copies[lo:hi], copies)
-	for _, sc := range newStates {
+	if idx == nil {
+		copy(r.copies[lo:], out.copies)
+	} else {
+		for k, i := range idx {
+			r.copies[i] = out.copies[k]
+		}
+	}
+	for _, sc := range out.states {
 		r.cur[sc.Slot], r.deleted[sc.Slot], r.changed[sc.Slot] = sc.State, sc.Delete, true
 	}
+}
+
+// aggShardMin is the fewest records of a step frame that Step splits over two instances.
+const aggShardMin = 2 * parallelMinRecords
+
+// shards splits the frame recs[lo:hi] by slot over two instances, when the stage has them and
+// the frame is worth it (at least aggShardMin records, and the stage's parallel minimum of
+// guest work for each half): the records of even-numbered slots, and of odd-numbered ones. It
+// returns nil for a frame to run whole.
+func (r *stepRun) shards(lo, hi int) *[2][]int32 {
+	s := r.s
+	least := s.aggShardMin
+	if least == 0 {
+		least = max(aggShardMin, 2*s.minParallelFrame())
+	}
+	if s.cfg.Instances < 2 || hi-lo < least {
+		return nil
+	}
+	var sh [2][]int32
+	sh[0] = make([]int32, 0, hi-lo)
+	sh[1] = make([]int32, 0, hi-lo)
+	for i := lo; i < hi; i++ {
+		k := r.recs[i].Slot & 1
+		sh[k] = append(sh[k], int32(i))
+	}
+	if len(sh[0]) == 0 || len(sh[1]) == 0 {
+		return nil
+	}
+	return &sh
+}
+
+// callShards runs the two shards of a frame at once, each on its own instance, and applies both
+// when both succeed. Shards hold disjoint slots, and a guest's outcome for a record depends only
+// on its slot's state and the record (ABI.md section 13: frames are cut where the host likes), so
+// this is the frame's outcome. A failure of either is returned and neither is applied: the
+// frame is then retried whole.
+func (r *stepRun) callShards(ctx context.Context, sh *[2][]int32) (*failure, error) {
+	if r.local == nil {
+		r.local = newLocal(len(r.slots))
+	}
+	if r.local2 == nil {
+		r.local2 = newLocal(len(r.slots))
+	}
+	var other callOut
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		other = r.run(ctx, sh[1], 0, 0, r.local2)
+	}()
+	mine := r.run(ctx, sh[0], 0, 0, r.local)
+	<-done
+	for _, o := range [2]*callOut{&mine, &other} {
+		if o.err != nil {
+			return nil, o.err
+		}
+	}
+	for _, o := range [2]*callOut{&mine, &other} {
+		if o.f != nil {
+			return o.f, nil
+		}
+	}
+	r.apply(sh[0], 0, &mine)
+	r.apply(sh[1], 0, &other)
 	return nil, nil
 }
 
@@ -293,12 +406,49 @@ func (s *Stage) Emit(ctx context.Context, slots []abi.Slot) (transform.EmitResul
 	var out transform.EmitResult
 	for lo := 0; lo < len(slots); {
 		hi := slotFrameEnd(slots, lo, s.fcap.maxBytes)
-		if err := s.emitRange(ctx, slots, lo, hi, &out, 0); err != nil {
+		if err := s.emitFrame(ctx, slots, lo, hi, &out); err != nil {
 			return transform.EmitResult{}, err
 		}
 		lo = hi
 	}
 	return out, nil
+}
+
+// aggEmitShardMin is the fewest slots of an emit frame that Emit splits over two instances.
+const aggEmitShardMin = 64
+
+// emitFrame emits slots[lo:hi]: in two halves at once on two instances when the stage has them
+// and the frame is large enough, the second half's outcome appended after the first's, which is
+// what the frame run whole gives (each slot's records depend on that slot alone, and a half that
+// fails is retried and split within itself as the whole frame would be).
+func (s *Stage) emitFrame(ctx context.Context, slots []abi.Slot, lo, hi int, out *transform.EmitResult) error {
+	least := aggEmitShardMin
+	if s.aggShardMin > 0 {
+		least = s.aggShardMin
+	}
+	if s.cfg.Instances < 2 || hi-lo < least {
+		return s.emitRange(ctx, slots, lo, hi, out, 0)
+	}
+	mid := (lo + hi) / 2
+	var second transform.EmitResult
+	var secondErr error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		secondErr = s.emitRange(ctx, slots, mid, hi, &second, 0)
+	}()
+	err := s.emitRange(ctx, slots, lo, mid, out, 0)
+	<-done
+	if err != nil {
+		return err
+	}
+	if secondErr != nil {
+		return secondErr
+	}
+	out.Records = append(out.Records, second.Records...)
+	out.States = append(out.States, second.States...)
+	out.Failed = append(out.Failed, second.Failed...)
+	return nil
 }
 
 func slotFrameEnd(slots []abi.Slot, lo, maxBytes int) int {

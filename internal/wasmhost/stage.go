@@ -139,6 +139,8 @@ type Stage struct {
 	// perRecord is a moving average of a frame's time per record, in nanoseconds (see
 	// Process: a batch is split for several instances only into frames worth it).
 	perRecord atomic.Int64
+	// aggShardMin overrides the fewest records of a step frame split over two instances (tests).
+	aggShardMin int
 
 	mu      sync.Mutex
 	all     map[*instance]struct{}

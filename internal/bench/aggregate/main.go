@@ -29,6 +29,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/pprof"
+	"runtime/trace"
 	"slices"
 	"strconv"
 	"strings"
@@ -92,6 +93,7 @@ func main() {
 	module := flag.String("module", statsModule, "the stats module")
 	cpuprofile := flag.String("cpuprofile", "", "with -child: write a CPU profile")
 	memprofile := flag.String("memprofile", "", "with -child: write an allocation profile")
+	traceOut := flag.String("trace", "", "with -child: write an execution trace (go tool trace)")
 	flag.Parse()
 	if *childName != "" {
 		impl, k, _ := strings.Cut(*childName, "/")
@@ -111,6 +113,15 @@ func main() {
 			pprof.StartCPUProfile(f)
 			defer pprof.StopCPUProfile()
 		}
+		if *traceOut != "" {
+			f, err := os.Create(*traceOut)
+			if err != nil {
+				fatal(err)
+			}
+			if err := trace.Start(f); err != nil {
+				fatal(err)
+			}
+		}
 		var r result
 		switch impl {
 		case "sluice":
@@ -124,6 +135,9 @@ func main() {
 			fatal(err)
 		}
 		pprof.StopCPUProfile()
+		if *traceOut != "" {
+			trace.Stop()
+		}
 		if *memprofile != "" {
 			f, err := os.Create(*memprofile)
 			if err != nil {
