@@ -324,8 +324,8 @@ impl Transform for QualityScore {
         let mut at = 0;
         if let (_, Some((s, e))) = self.found[self.checks.len()] {
             rewrites.push((s, e, score_text.clone()));
-            rewrites.sort_by_key(|r| r.0);
         }
+        rewrites.sort_by_key(|r| r.0); // checks come in config order, members in record order
         for (s, e, n) in &rewrites {
             self.out.extend_from_slice(&v[at..*s]);
             self.out.extend_from_slice(n.as_bytes());
