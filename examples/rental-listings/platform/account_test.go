@@ -1,0 +1,33 @@
+package platform
+
+import (
+	"testing"
+
+	"github.com/sluicehq/sluice/examples/rental-listings/truth"
+)
+
+// The personal-data search finds the site's values in clear, also inside JSON, and nothing in
+// their hashes.
+func TestPersonalFindsValuesInClear(t *testing.T) {
+	p := newPersonal(truth.Truth{Personal: []string{"Léa Simon", "lea.simon.14@mail.example", "+33 6 00 00 00 14"}})
+	for _, s := range []string{
+		"lea.simon.14@mail.example", `{"landlord":"Léa Simon"}`, "call +33 6 00 00 00 14", "x@mail.example",
+	} {
+		if p.find(s) == "" {
+			t.Errorf("%q: not found", s)
+		}
+	}
+	for _, s := range []string{"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", "Lea Simon (ref 14)", "Simon"} {
+		if m := p.find(s); m != "" {
+			t.Errorf("%q: found %q", s, m)
+		}
+	}
+	// Escaped in JSON text, the decoded strings give it away.
+	found := false
+	for _, s := range jsonStrings([]byte(`{"n":"L\u00e9a Simon"}`)) {
+		found = found || p.find(s) != ""
+	}
+	if !found {
+		t.Error(`{"n":"L\u00e9a Simon"}: not found`)
+	}
+}
