@@ -54,8 +54,8 @@ func TestKeyAndTimeInOnePass(t *testing.T) {
 
 // A slot holds a short key in itself and stays in its size class.
 func TestSlotKeyInline(t *testing.T) {
-	if n := unsafe.Sizeof(slot{}); n != 128 {
-		t.Errorf("a slot is %d bytes, want 128 (a size class)", n)
+	if n := unsafe.Sizeof(slot{}); n != 144 {
+		t.Errorf("a slot is %d bytes, want 144 (a size class)", n)
 	}
 	for _, k := range []string{"", "corn", string(make([]byte, inlineKey)), string(make([]byte, inlineKey+1))} {
 		buf := []byte(k)

@@ -76,6 +76,8 @@ type slot struct {
 	logged     uint64 // the commit's scratch: the last commit that wrote its change (store.go)
 	frame      uint64 // the frame's generation while the frame holds it
 	frameIdx   int    // its index in that frame
+	idStart    int64  // its slotID's start (a session's first start, which start may precede)
+	next       *slot  // the next slot of the same hash in its partition's slotMap
 	keyNull    bool
 	onDisk     bool // the blob is only in the store
 	early      bool // changed since the last early update
@@ -86,8 +88,8 @@ type slot struct {
 	inline [inlineKey]byte
 }
 
-// inlineKey is the longest key a slot holds in itself; the slot is 128 bytes.
-const inlineKey = 27
+// inlineKey is the longest key a slot holds in itself; the slot is 144 bytes.
+const inlineKey = 26
 
 // newSlot makes a slot whose key is a copy of key (which may alias bytes that change later).
 func newSlot(key string, start, end int64, keyNull bool, t int64) *slot {
@@ -136,7 +138,7 @@ type mark struct{ wm, maxTs int64 }
 // part is the state of one source partition (partitioned mode), or of the whole stage.
 type part struct {
 	name      string
-	slots     map[slotID]*slot
+	slots     slotMap
 	sessions  map[string][]int64 // session windows: a key's open sessions, by slotID.start
 	ends      endHeap
 	maxTs     int64
@@ -155,7 +157,7 @@ func (p *part) markIn(d *delta) {
 }
 
 func newPart(name string) *part {
-	return &part{name: name, slots: map[slotID]*slot{}, sessions: map[string][]int64{},
+	return &part{name: name, slots: newSlotMap(), sessions: map[string][]int64{},
 		maxTs: math.MinInt64, wm: math.MinInt64, lastSweep: math.MinInt64}
 }
 
@@ -551,7 +553,7 @@ func satSub(a, b int64) int64 {
 
 // get returns a slot, reading its blob back from the store when it was spilled.
 func (o *Operator) get(p *part, id slotID) (*slot, error) {
-	s := p.slots[id]
+	s := p.slots.get(id)
 	if s == nil || !s.onDisk {
 		return s, nil
 	}
@@ -583,7 +585,7 @@ func (o *Operator) addRecord(f *frame, d *delta, p *part, id slotID, start, end 
 	if s == nil {
 		s = newSlot(id.key, start, end, keyNull, t)
 		id.key = s.key
-		p.slots[id] = s
+		p.slots.put(id, s)
 		if end != math.MaxInt64 {
 			p.ends.push(endEntry{end: end, id: id, s: s})
 		}
@@ -595,10 +597,10 @@ func (o *Operator) addRecord(f *frame, d *delta, p *part, id slotID, start, end 
 				return err
 			}
 		}
-		if s = p.slots[id]; s == nil { // the step removed it: it never had state
+		if s = p.slots.get(id); s == nil { // the step removed it: it never had state
 			s = newSlot(id.key, start, end, keyNull, t)
 			id.key = s.key
-			p.slots[id] = s
+			p.slots.put(id, s)
 		}
 		o.mem -= int64(len(s.state))
 		s.state, s.lastTs = nil, t
@@ -645,7 +647,7 @@ func (o *Operator) addSession(ctx context.Context, f *frame, d *delta, p *part, 
 	var join []slotID
 	for _, st := range p.sessions[key] {
 		id := slotID{key: key, start: st}
-		s := p.slots[id]
+		s := p.slots.get(id)
 		if s != nil && s.end > p.wm && s.start < hi && lo < s.end {
 			join = append(join, id)
 		}
@@ -653,7 +655,7 @@ func (o *Operator) addSession(ctx context.Context, f *frame, d *delta, p *part, 
 	switch len(join) {
 	case 0:
 		id := slotID{key: key, start: t}
-		for p.slots[id] != nil { // a closed-but-kept id cannot collide: closed slots are deleted
+		for p.slots.get(id) != nil { // a closed-but-kept id cannot collide: closed slots are deleted
 			id.start++
 		}
 		p.sessions[key] = append(p.sessions[key], id.start)
@@ -722,7 +724,7 @@ func (o *Operator) setState(s *slot, c transform.StateChange) {
 
 // remove forgets a slot, durably with batch d.
 func (o *Operator) remove(p *part, id slotID, d *delta) {
-	s := p.slots[id]
+	s := p.slots.get(id)
 	if s == nil {
 		return
 	}
@@ -731,7 +733,7 @@ func (o *Operator) remove(p *part, id slotID, d *delta) {
 		o.spilled--
 	}
 	s.removed = true
-	delete(p.slots, id)
+	p.slots.del(id)
 	if o.cfg.Window.Kind == Session {
 		ss := p.sessions[id.key]
 		if k := slices.Index(ss, id.start); k >= 0 {
@@ -850,7 +852,7 @@ func (o *Operator) emit(ctx context.Context, p *part, slots []abi.Slot, ids []sl
 	}
 	for _, c := range er.States {
 		id := keepIDs[c.Slot]
-		if s := p.slots[id]; s != nil {
+		if s := p.slots.get(id); s != nil {
 			o.setState(s, c)
 			s.dirty = d.batch
 			d.put(pkey{p.name, id}, s, changeOf(s))
@@ -873,7 +875,7 @@ func (o *Operator) earlyUpdates(ctx context.Context, now time.Time, d *delta, re
 	o.lastEarly = now
 	for _, p := range o.sortedParts() {
 		var ids []slotID
-		for id, s := range p.slots {
+		for id, s := range p.slots.all {
 			if s.early && !s.onDisk && s.state != nil {
 				ids = append(ids, id)
 			}
@@ -881,7 +883,7 @@ func (o *Operator) earlyUpdates(ctx context.Context, now time.Time, d *delta, re
 		slices.SortFunc(ids, func(a, b slotID) int { return cmp.Or(cmp.Compare(a.start, b.start), cmp.Compare(a.key, b.key)) })
 		slots := make([]abi.Slot, len(ids))
 		for k, id := range ids {
-			s := p.slots[id]
+			s := p.slots.get(id)
 			s.early = false
 			slots[k] = abi.Slot{Start: s.start, End: s.end, Key: keyBytes(id.key), KeyNull: s.keyNull, State: s.state}
 		}
@@ -905,7 +907,7 @@ func (o *Operator) sweep(d *delta) {
 			continue
 		}
 		p.lastSweep = p.wm
-		for id, s := range p.slots {
+		for id, s := range p.slots.all {
 			if s.lastTs < satSub(p.wm, ttl) { // expired: the next record of the key starts anew
 				o.remove(p, id, d)
 			}
@@ -930,7 +932,7 @@ func (o *Operator) finish(d *delta, res *Result, g *gathered) {
 	slots := 0
 	wm := int64(math.MaxInt64)
 	for _, p := range o.parts {
-		slots += len(p.slots)
+		slots += p.slots.len()
 		wm = min(wm, p.wm)
 	}
 	o.m.Slots.Set(float64(slots))
@@ -950,7 +952,7 @@ func (o *Operator) spill() {
 		return
 	}
 	target := o.cfg.MemoryBytes / 10 * 9
-	for _, s := range o.single.slots {
+	for _, s := range o.single.slots.all {
 		if o.mem <= target {
 			return
 		}

@@ -446,7 +446,7 @@ func TestKeysWithoutWindowExpireByTTL(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	s := o.parts[""].slots[slotID{key: "a"}]
+	s := o.parts[""].slots.get(slotID{key: "a"})
 	if c, sum := decodeSum(s.state); c != 1 || sum != 4 {
 		t.Fatalf("slot a after its TTL: count %d sum %v, want a fresh slot with 1 and 4", c, sum)
 	}
@@ -454,7 +454,7 @@ func TestKeysWithoutWindowExpireByTTL(t *testing.T) {
 	if _, err := o.Process(ctx, 10, []connector.Record{rec(4, "c", 100_000, 1)}); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := o.parts[""].slots[slotID{key: "a"}]; ok {
+	if o.parts[""].slots.get(slotID{key: "a"}) != nil {
 		t.Fatal("slot a outlived its TTL")
 	}
 }
@@ -564,7 +564,7 @@ func TestTTLDoesNotDependOnBatching(t *testing.T) {
 			lo = hi
 		}
 		out := map[string][2]float64{}
-		for k, s := range o.parts[""].slots {
+		for k, s := range o.parts[""].slots.all {
 			c, sum := decodeSum(s.state)
 			out[k.key] = [2]float64{float64(c), sum}
 		}

@@ -136,7 +136,7 @@ func (o *Operator) restorePart(ctx context.Context, p *part, first int64, d *del
 			}
 		}
 	}
-	for _, s := range p.slots {
+	for _, s := range p.slots.all {
 		o.mem -= int64(len(s.state))
 	}
 	*p = *newPart(p.name)
@@ -163,9 +163,9 @@ func (o *Operator) restorePart(ctx context.Context, p *part, first int64, d *del
 		if err != nil {
 			return fmt.Errorf("aggregate %q: the state log holds a damaged entry for key %q of partition %s: %v", o.stage, id.key, p.name, err)
 		}
-		p.slots[id] = s
-		o.mem += int64(len(s.state))
 		s.key = id.key
+		p.slots.put(id, s)
+		o.mem += int64(len(s.state))
 		o.written[pkey{p.name, id}] = []version{{ver: b.ver}}
 		if s.end != math.MaxInt64 {
 			p.ends = append(p.ends, endEntry{end: s.end, id: id, s: s})

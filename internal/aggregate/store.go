@@ -190,7 +190,7 @@ func (o *Operator) Restore() error {
 			}
 			o.mem += int64(len(s.state))
 			s.key = id.key
-			p.slots[id] = s
+			p.slots.put(id, s)
 			if s.end != math.MaxInt64 {
 				p.ends = append(p.ends, endEntry{end: s.end, id: id, s: s})
 			}

@@ -52,7 +52,7 @@ func diskState(t *testing.T, db *bolt.DB) (map[string]string, int) {
 // memState is the operator's state in memory as the store records it.
 func memState(o *Operator) map[string]string {
 	state := map[string]string{}
-	for id, s := range o.single.slots {
+	for id, s := range o.single.slots.all {
 		c := changeOf(s)
 		state[string(slotKey(id))] = string(encodeChange(&c))
 	}
