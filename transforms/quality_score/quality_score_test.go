@@ -156,3 +156,68 @@ func TestNumbersInText(t *testing.T) {
 		}
 	}
 }
+
+// TestMemberOrder: the same record with its members in any order (and an existing output field
+// anywhere) gives the same fields, numbers converted, and the same score.
+func TestMemberOrder(t *testing.T) {
+	h, m := load(t)
+	cfg, err := os.ReadFile(filepath.Join("testdata", "config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	members := []string{`"id":"L1"`, `"title":"Bright flat near the park"`, `"price":"€1,250/month"`, `"city":"Lyon"`,
+		`"rooms":"3 rooms"`, `"area":null`, `"email":"x"`, `"quality":"old"`, `"other":{"price":"1"}`}
+	want := map[string]any{"id": "L1", "title": "Bright flat near the park", "price": 1250.0, "city": "Lyon",
+		"rooms": 3.0, "area": nil, "email": "x", "quality": 0.9, "other": map[string]any{"price": "1"}}
+	rng := rand.New(rand.NewSource(11))
+	var values [][]byte
+	for range 300 {
+		n := 7 + rng.Intn(3) // with or without the trailing members
+		perm := rng.Perm(len(members))[:n]
+		var parts []string
+		for _, i := range perm {
+			parts = append(parts, members[i])
+		}
+		values = append(values, []byte("{"+strings.Join(parts, ",")+"}"))
+	}
+	out, err := runner(h, m, 64)(cfg, values)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, o := range out {
+		var in map[string]any
+		_ = json.Unmarshal(values[i], &in)
+		if _, ok := in["price"]; !ok || in["id"] == nil {
+			continue // a required field left out: rejected, checked by the vectors
+		}
+		tenths := 0 // the weights of the checks that pass, of 10
+		for k, w := range map[string]int{"id": 1, "title": 2, "price": 3, "city": 1, "rooms": 1, "email": 1} {
+			if _, ok := in[k]; ok {
+				tenths += w
+			}
+		}
+		score := float64(tenths) / 10
+		want["quality"] = score
+		if tenths < 8 {
+			if o.Action != vectors.Reject || o.Code != 3 {
+				t.Fatalf("%s (score %v): %+v, want a rejection", values[i], score, o)
+			}
+			continue
+		}
+		if o.Action != vectors.Emit || len(o.Emitted) != 1 {
+			t.Fatalf("%s: %+v", values[i], o)
+		}
+		var got map[string]any
+		if err := json.Unmarshal(o.Emitted[0].Value, &got); err != nil {
+			t.Fatalf("%s gave %s: %v", values[i], o.Emitted[0].Value, err)
+		}
+		for k, v := range want {
+			if _, ok := in[k]; !ok && k != "quality" {
+				continue
+			}
+			if fmt.Sprint(got[k]) != fmt.Sprint(v) {
+				t.Fatalf("%s gave %s: %s = %v, want %v", values[i], o.Emitted[0].Value, k, got[k], v)
+			}
+		}
+	}
+}
