@@ -5,7 +5,6 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -20,7 +19,6 @@ import (
 	"github.com/sluicehq/sluice/runtime/transform"
 	"github.com/sluicehq/sluice/sdk/go/abi"
 	"github.com/sluicehq/sluice/sdk/go/connector"
-	"github.com/sluicehq/sluice/sdk/go/template"
 )
 
 // Metrics are an operator's instruments, labelled by the caller.
@@ -190,13 +188,9 @@ type Operator struct {
 	written map[pkey][]version // versions of each slot in the log not yet deleted, oldest first
 	cleanup []connector.StateEntry
 
-	frame  *frame // reused by Process
-	keyBuf []byte // reused by key
-	// paths are the key's and the time's paths when both are in the value: Process finds both in
-	// one pass over it (template.LookupAll), into found.
-	paths       [][]string
-	found       []template.Field
-	lastChanges int // slots the last batch changed: a size hint for the next
+	frame       *frame    // reused by Process
+	ext         extractor // Process's, for records not extracted ahead
+	lastChanges int       // slots the last batch changed: a size hint for the next
 }
 
 // New makes an operator over guest g for stage of pipeline, with its state in store.
@@ -214,10 +208,7 @@ func New(cfg Config, g transform.Aggregator, store Store, pipelineName, stage st
 	single := newPart("")
 	o := &Operator{cfg: cfg, g: g, pipeline: pipelineName, stage: stage, m: m, store: store,
 		parts: map[string]*part{"": single}, single: single, lastEarly: cfg.Clock(), compactAt: compactLogBytes}
-	if cfg.Key != nil && !cfg.WholeValue && cfg.Time != nil {
-		o.paths = [][]string{cfg.Key, cfg.Time}
-		o.found = make([]template.Field, 2)
-	}
+	o.ext = newExtractor(&o.cfg)
 	return o, nil
 }
 
@@ -293,6 +284,15 @@ func newDelta(batch uint64, n int) *delta {
 // Process folds a batch into the state and emits the windows the batch's event times closed.
 // batch is the engine's batch id, by which Commit later makes the changes durable.
 func (o *Operator) Process(ctx context.Context, batch uint64, recs []connector.Record) (Result, error) {
+	return o.ProcessExtracted(ctx, batch, recs, nil)
+}
+
+// ProcessExtracted is Process with the records' keys and event times found ahead by Extract
+// (ignored when ex is nil or was not extracted by o from recs).
+func (o *Operator) ProcessExtracted(ctx context.Context, batch uint64, recs []connector.Record, ex *Extracted) (Result, error) {
+	if !ex.of(o, recs) {
+		ex = nil
+	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	d := newDelta(batch, min(2*len(recs), o.lastChanges+16))
@@ -327,10 +327,15 @@ func (o *Operator) Process(ctx context.Context, batch uint64, recs []connector.R
 				return Result{}, err
 			}
 		}
-		if o.paths != nil {
-			template.LookupAll(rec.Value, o.paths, o.found)
+		var kb []byte
+		var keyNull bool
+		var t int64
+		var err error
+		if ex != nil {
+			kb, keyNull, t, err = ex.at(i)
+		} else {
+			kb, keyNull, t, err = o.ext.extract(rec)
 		}
-		kb, keyNull, err := o.key(rec)
 		if err != nil {
 			o.reject(&res, &g, i, err)
 			continue
@@ -338,23 +343,8 @@ func (o *Operator) Process(ctx context.Context, batch uint64, recs []connector.R
 		// key aliases the key's bytes until the next record: slots are looked up with it, and a
 		// slot made keeps a copy (addRecord).
 		key := unsafe.String(unsafe.SliceData(kb), len(kb))
-		t := procTime
-		if o.eventTime() {
-			if o.paths != nil {
-				f := &o.found[1]
-				t, err = timeFrom(f.Raw, f.OK, f.Err)
-			} else {
-				t, err = timeOf(rec.Value, o.cfg.Time)
-			}
-			if err != nil {
-				if errors.Is(err, errMissing) {
-					err = fmt.Errorf("time %s is missing", o.cfg.Time.String())
-				} else {
-					err = fmt.Errorf("time %s: %v", o.cfg.Time.String(), err)
-				}
-				o.reject(&res, &g, i, err)
-				continue
-			}
+		if !o.eventTime() {
+			t = procTime
 		}
 		res.Actions[i] = transform.Drop
 		folded := false
@@ -468,34 +458,6 @@ func (o *Operator) HasTimers() (time.Duration, bool) {
 		every = o.cfg.Early
 	}
 	return every, every > 0
-}
-
-// key returns a record's key, in bytes valid until the next call.
-func (o *Operator) key(rec *connector.Record) ([]byte, bool, error) {
-	switch {
-	case o.cfg.WholeValue:
-		return shortKey(rec.Value), false, nil
-	case o.cfg.Key == nil:
-		return shortKey(rec.Key), rec.Key == nil, nil
-	}
-	var k []byte
-	var err error
-	if o.paths != nil {
-		f := &o.found[0]
-		k, err = keyFrom(o.keyBuf[:0], f.Raw, f.OK, f.Err)
-	} else {
-		k, err = keyOf(o.keyBuf[:0], rec.Value, o.cfg.Key)
-	}
-	if k != nil {
-		o.keyBuf = k[:0]
-	}
-	if errors.Is(err, errMissing) {
-		return nil, false, fmt.Errorf("key %s is missing", o.cfg.Key.String())
-	}
-	if err != nil {
-		return nil, false, fmt.Errorf("key %s: %v", o.cfg.Key.String(), err)
-	}
-	return k, false, nil
 }
 
 // keyBytes is a slot key's bytes for a frame, which only reads them.

@@ -273,12 +273,13 @@ func (r *run) applyAggregate(st stageRunner, pb *pendingBatch, out *stageOutput)
 		case pb.kind == flushBatch:
 			res, err = st.agg.Flush(r.workCtx, pb.b.id)
 		default:
-			res, err = st.agg.Process(r.workCtx, pb.b.id, in)
+			res, err = st.agg.ProcessExtracted(r.workCtx, pb.b.id, in, out.extracted)
 		}
 		return err
 	}) {
 		return false
 	}
+	out.extracted = nil
 	if pb.kind != dataBatch {
 		in = nil
 		res.Actions = nil
@@ -334,6 +335,17 @@ func (r *run) applyAggregate(st stageRunner, pb *pendingBatch, out *stageOutput)
 	p.m.RecordsOut.WithLabelValues(pl, name).Add(float64(len(next)))
 	out.main = next
 	return true
+}
+
+// extractForAggregate finds the keys and event times of out.main for the first aggregate stage
+// while the batch is on its lane, when batches have lanes of their own: the aggregate stages run
+// one batch at a time, and this is work they need not do there.
+func (r *run) extractForAggregate(out *stageOutput) {
+	fa := r.firstAggregate()
+	if fa == len(r.stages) || len(out.main) == 0 || r.lanes() <= 1 || r.workCtx.Err() != nil {
+		return
+	}
+	out.extracted = r.stages[fa].agg.Extract(out.main)
 }
 
 // routeTo adds a record to the main records or to its port's.

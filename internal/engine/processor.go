@@ -6,6 +6,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/sluicehq/sluice/internal/aggregate"
 	"github.com/sluicehq/sluice/runtime/pipeline"
 	"github.com/sluicehq/sluice/runtime/transform"
 	"github.com/sluicehq/sluice/sdk/go/connector"
@@ -16,6 +17,9 @@ type stageOutput struct {
 	main    []connector.Record            // records on the default port, input of the next stage
 	routed  map[string][]connector.Record // records emitted to other ports
 	letters []deadLetter                  // rejected records
+	// extracted holds the keys and event times of main for the first aggregate stage, found
+	// on the batch's lane (aggregate.go).
+	extracted *aggregate.Extracted
 }
 
 // processor runs the transforms on each batch and routes the results, in the order the batches
@@ -91,6 +95,7 @@ func (r *run) transform(pb *pendingBatch) (stageOutput, bool) {
 			break
 		}
 	}
+	r.extractForAggregate(&out)
 	return out, r.workCtx.Err() == nil
 }
 
