@@ -74,6 +74,7 @@ func run(args []string) error {
 	fs.IntVar(&cfg.errorPages, "error-pages", 3, "promoted pages that always answer 500")
 	fs.IntVar(&cfg.flakyEvery, "flaky-every", 25, "every n-th page answers 503 to its first request (0: none)")
 	webhook := fs.String("webhook", "", "post -webhook-events interaction events to this URL (the sluice webhook source)")
+	webhookReady := fs.String("webhook-ready", "", "wait until this URL answers 200 (the webhook's health_path) before posting events")
 	webhookEvents := fs.Int("webhook-events", 2000, "events to post to -webhook")
 	webhookBatch := fs.Int("webhook-batch", 50, "events per request to -webhook")
 	feedEvents := fs.Int("feed-events", 2000, "events the WebSocket feed sends, over all its connections")
@@ -117,7 +118,7 @@ func run(args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if *webhook != "" && *webhookEvents > 0 {
-		go s.postEvents(ctx, *webhook, *webhookEvents, *webhookBatch, *eventRate)
+		go s.postEvents(ctx, *webhook, *webhookReady, *webhookEvents, *webhookBatch, *eventRate)
 	}
 	go func() {
 		<-ctx.Done()
@@ -229,8 +230,23 @@ func (s *server) feed(rate float64) http.HandlerFunc {
 }
 
 // postEvents posts n events to url in batches (JSON arrays), retrying a batch until it is
-// answered 2xx; a batch counts as delivered once it is.
-func (s *server) postEvents(ctx context.Context, url string, n, batch int, rate float64) {
+// answered 2xx; a batch counts as delivered once it is. With ready set, it first waits until
+// ready answers 200, so that the first events are not minutes old when the webhook opens.
+func (s *server) postEvents(ctx context.Context, url, ready string, n, batch int, rate float64) {
+	for ready != "" {
+		resp, err := http.Get(ready)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 	interval := time.Duration(float64(batch) * float64(time.Second) / rate)
 	for sent := 0; sent < n; {
 		k := min(batch, n-sent)

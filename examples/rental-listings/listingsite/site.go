@@ -122,8 +122,12 @@ func generate(cfg siteConfig, base string) *site {
 			s.pages[p] = append(s.pages[p], it)
 		}
 	}
-	for i := range cfg.errorPages {
-		t.ErrorPages = append(t.ErrorPages, fmt.Sprintf("%s/promoted/%d", base, i+1))
+	linked := map[int]bool{} // the promoted pages render links to
+	for p := 1; cfg.errorPages > 0 && p <= cfg.pages; p++ {
+		if n := promoted(cfg, p); n > 0 && !linked[n] {
+			linked[n] = true
+			t.ErrorPages = append(t.ErrorPages, fmt.Sprintf("%s/promoted/%d", base, n))
+		}
 	}
 	return s
 }
@@ -178,9 +182,17 @@ func (s *site) render(cfg siteConfig, p int) string {
 	}
 	b.WriteString("</nav>\n")
 	// Every so often a promoted link whose page always fails.
-	if cfg.errorPages > 0 && p%10 == 1 {
-		fmt.Fprintf(&b, "<aside><a class=\"promo\" href=\"/promoted/%d\">Promoted</a></aside>\n", (p/10)%cfg.errorPages+1)
+	if n := promoted(cfg, p); n > 0 {
+		fmt.Fprintf(&b, "<aside><a class=\"promo\" href=\"/promoted/%d\">Promoted</a></aside>\n", n)
 	}
 	b.WriteString("</body></html>\n")
 	return b.String()
+}
+
+// promoted is the promoted page that page p links to (every tenth page links to one), 0 for none.
+func promoted(cfg siteConfig, p int) int {
+	if cfg.errorPages == 0 || p%10 != 1 {
+		return 0
+	}
+	return (p/10)%cfg.errorPages + 1
 }

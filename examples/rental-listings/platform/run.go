@@ -66,7 +66,8 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 
 	site, err := start(o.Site, nil, filepath.Join(o.Dir, "listingsite.log"), append([]string{"-addr", "127.0.0.1:0",
-		"-ready-file", filepath.Join(o.Dir, "site.url"), "-webhook", "http://" + webhookAddr + "/events"}, o.SiteArgs...)...)
+		"-ready-file", filepath.Join(o.Dir, "site.url"), "-webhook", "http://" + webhookAddr + "/events",
+		"-webhook-ready", "http://" + webhookAddr + "/healthz"}, o.SiteArgs...)...)
 	if err != nil {
 		return nil, err
 	}
@@ -261,7 +262,11 @@ func wait(ctx context.Context, deadline time.Duration, procs []*process, cond fu
 			}
 		}
 		if time.Now().After(end) {
-			return fmt.Errorf("still %s after %s", state, deadline)
+			var logs strings.Builder
+			for _, p := range procs {
+				fmt.Fprintf(&logs, "\n%s:\n%s", p.log, p.tail())
+			}
+			return fmt.Errorf("still %s after %s%s", state, deadline, logs.String())
 		}
 		select {
 		case <-ctx.Done():
