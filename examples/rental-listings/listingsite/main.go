@@ -233,13 +233,17 @@ func (s *server) feed(rate float64) http.HandlerFunc {
 // answered 2xx; a batch counts as delivered once it is. With ready set, it first waits until
 // ready answers 200, so that the first events are not minutes old when the webhook opens.
 func (s *server) postEvents(ctx context.Context, url, ready string, n, batch int, rate float64) {
-	for ready != "" {
+	for attempt := 1; ready != ""; attempt++ {
 		resp, err := http.Get(ready)
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
 				break
 			}
+			err = fmt.Errorf("%s", resp.Status)
+		}
+		if attempt%50 == 0 {
+			log.Printf("webhook health %s: %v; still waiting", ready, err)
 		}
 		select {
 		case <-ctx.Done():

@@ -56,16 +56,15 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if err := Reset(ctx, o.PGDSN, o.RedisAddr, o.PulsarAdminURL); err != nil {
 		return nil, err
 	}
-	webhookAddr, err := freeAddr()
+	// Three distinct ports, held together while chosen: the site's own port must not be the one
+	// the webhook will listen on.
+	addrs, err := freeAddrs(3)
 	if err != nil {
 		return nil, err
 	}
-	adminAddr, err := freeAddr()
-	if err != nil {
-		return nil, err
-	}
+	siteAddr, webhookAddr, adminAddr := addrs[0], addrs[1], addrs[2]
 
-	site, err := start(o.Site, nil, filepath.Join(o.Dir, "listingsite.log"), append([]string{"-addr", "127.0.0.1:0",
+	site, err := start(o.Site, nil, filepath.Join(o.Dir, "listingsite.log"), append([]string{"-addr", siteAddr,
 		"-ready-file", filepath.Join(o.Dir, "site.url"), "-webhook", "http://" + webhookAddr + "/events",
 		"-webhook-ready", "http://" + webhookAddr + "/healthz"}, o.SiteArgs...)...)
 	if err != nil {
@@ -179,13 +178,18 @@ func Reset(ctx context.Context, pgDSN, redisAddr, pulsarAdmin string) error {
 	return nil
 }
 
-func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
+// freeAddrs picks n distinct free loopback ports.
+func freeAddrs(n int) ([]string, error) {
+	var out []string
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		defer ln.Close()
+		out = append(out, ln.Addr().String())
 	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
+	return out, nil
 }
 
 // process is a child process whose output goes to a log file.
