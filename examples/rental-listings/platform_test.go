@@ -91,7 +91,7 @@ func TestPlatformAgainstServices(t *testing.T) {
 	r, err := platform.Run(ctx, platform.Options{
 		Sluice: sluice, Site: site, Manifests: ".", Dir: dir,
 		PGDSN: pgDSN, RedisAddr: redisAddr, PulsarURL: pulsarURL, PulsarAdminURL: pulsarAdmin,
-		SiteArgs: []string{"-seed", "5", "-pages", "100", "-webhook-events", "800", "-feed-events", "800"},
+		SiteArgs: []string{"-seed", "5", "-pages", "60", "-webhook-events", "500", "-feed-events", "500"},
 		Deadline: 4 * time.Minute,
 	})
 	if err != nil {
@@ -128,7 +128,7 @@ func TestPlatformAgainstServices(t *testing.T) {
 			degraded++
 		}
 	}
-	if tr.Duplicates == 0 || len(tr.ErrorPages) == 0 || tr.FlakyPages == 0 || degraded == 0 || tr.WebhookSent != 800 || tr.FeedSent != 800 {
+	if tr.Duplicates == 0 || len(tr.ErrorPages) == 0 || tr.FlakyPages == 0 || degraded == 0 || tr.WebhookSent != 500 || tr.FeedSent != 500 {
 		t.Errorf("the site served %d duplicates, %d error pages, %d flaky pages, %d listings without an area, %d webhook and %d feed events",
 			tr.Duplicates, len(tr.ErrorPages), tr.FlakyPages, degraded, tr.WebhookSent, tr.FeedSent)
 	}
