@@ -133,7 +133,7 @@ func TestPlatformAgainstServices(t *testing.T) {
 			tr.Duplicates, len(tr.ErrorPages), tr.FlakyPages, degraded, tr.WebhookSent, tr.FeedSent)
 	}
 	if r.Postgres != len(tr.Listings) || r.Redis != len(tr.Listings) || r.Iceberg != len(tr.Listings) ||
-		r.DedupeDropped != tr.Duplicates || r.ActivityCounted != len(tr.Events) || r.PersonalChecked == 0 {
+		r.DedupeDropped != tr.Duplicates || r.ActivityCounted != len(tr.Events) || r.PersonalChecked == 0 || r.FilesChecked == 0 {
 		t.Errorf("report %+v", *r)
 	}
 }

@@ -1,6 +1,9 @@
 package platform
 
 import (
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/sluicehq/sluice/examples/rental-listings/truth"
@@ -29,5 +32,30 @@ func TestPersonalFindsValuesInClear(t *testing.T) {
 	}
 	if !found {
 		t.Error(`{"n":"L\u00e9a Simon"}: not found`)
+	}
+}
+
+// Files at rest: a value in clear is found in any file but the WASM module cache.
+func TestCheckFilesAtRest(t *testing.T) {
+	dir := t.TempDir()
+	for path, content := range map[string]string{
+		"data/pipelines/p/source/state.db": "\x00\x01binary lea.simon.14@mail.example\x00",
+		"data/wasm-cache/module.bin":       "Léa Simon",
+		"sluice.log":                       "all fine",
+	} {
+		p := filepath.Join(dir, path)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := &Report{Truth: truth.Truth{Personal: []string{"Léa Simon", "lea.simon.14@mail.example", "+33 6 00 00 00 14"}}}
+	if err := r.CheckFilesAtRest(dir); err != nil {
+		t.Fatal(err)
+	}
+	if r.FilesChecked != 2 || len(r.Problems) != 1 || !strings.Contains(r.Problems[0], "state.db") {
+		t.Fatalf("%d files checked, problems %q", r.FilesChecked, r.Problems)
 	}
 }

@@ -124,6 +124,9 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if err != nil {
 		logf("%v", err)
 	}
+	if err := last.CheckFilesAtRest(o.Dir); err != nil {
+		return nil, err
+	}
 	return last, nil
 }
 
