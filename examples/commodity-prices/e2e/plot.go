@@ -112,7 +112,7 @@ func (r *Report) WritePNG(path string) error {
 		row[0].X.Min, row[0].X.Max = 0, end
 	}
 	const w, h = 9 * vg.Inch, 12 * vg.Inch
-	img := vgimg.NewWith(vgimg.UseWH(w, h), vgimg.UseDPI(80))
+	img := vgimg.NewWith(vgimg.UseWH(w, h), vgimg.UseDPI(64))
 	dc := draw.New(img)
 	tiles := draw.Tiles{Rows: len(plots), Cols: 1, PadTop: vg.Points(6), PadBottom: vg.Points(6), PadLeft: vg.Points(6), PadRight: vg.Points(10), PadY: vg.Points(8)}
 	canvases := plot.Align(plots, tiles, dc)
@@ -182,7 +182,7 @@ func markFaults(p *plot.Plot, faults []FaultEvent, legend bool) {
 			continue
 		}
 		r, g, b, _ := c.RGBA()
-		poly.Color = color.RGBA{uint8(r >> 8), uint8(g >> 8), uint8(b >> 8), 40}
+		poly.Color = color.NRGBA{uint8(r >> 8), uint8(g >> 8), uint8(b >> 8), 36}
 		poly.LineStyle.Width = 0
 		poly.LineStyle.Color = color.Transparent
 		p.Add(poly)
