@@ -96,7 +96,10 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	svc := Services{PGDSN: o.PGDSN, RedisAddr: o.RedisAddr, PulsarURL: o.PulsarURL, PulsarAdminURL: o.PulsarAdminURL,
 		CatalogPath: filepath.Join(o.Dir, "catalog.db"), Warehouse: filepath.Join(o.Dir, "warehouse"),
 		MetricsURL: "http://" + adminAddr + "/metrics"}
+	// Everything must be accounted for on three polls in a row (a few seconds), so that a record
+	// written twice a little later is not missed.
 	var last *Report
+	oks := 0
 	err = wait(ctx, o.Deadline, []*process{site, sl}, func() (bool, string) {
 		t, err := FetchTruth(ctx, base)
 		if err != nil {
@@ -113,10 +116,12 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			return false, err.Error()
 		}
 		last = r
-		if r.OK() {
-			return true, ""
+		if !r.OK() {
+			oks = 0
+			return false, fmt.Sprintf("%d problems, the first: %s", len(r.Problems), r.Problems[0])
 		}
-		return false, fmt.Sprintf("%d problems, the first: %s", len(r.Problems), r.Problems[0])
+		oks++
+		return oks >= 3, "everything accounted for, checking again"
 	})
 	if err != nil && last == nil {
 		return nil, err
