@@ -109,9 +109,6 @@ type driver struct {
 
 	samples  []sample // once a second
 	sampleMu sync.Mutex
-	// lastCommitted is, per group, the committed offset of each partition that lagged at the
-	// last look (the sampler's goroutine only).
-	lastCommitted map[string]map[int32]int64
 }
 
 func (d *driver) logf(format string, args ...any) {
@@ -403,7 +400,7 @@ func (d *driver) runLoad(ctx context.Context) error {
 	// Wait until both groups have committed every record.
 	deadline := time.Now().Add(d.cfg.Deadline)
 	for {
-		lag, _, err := d.lag(ctx, adm)
+		lag, _, _, err := d.lag(ctx, adm)
 		done := err == nil
 		for _, g := range groups {
 			if lag[g] != 0 {

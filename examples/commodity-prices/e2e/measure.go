@@ -108,11 +108,11 @@ func (d *driver) sampleLoop(ctx context.Context, adm *kadm.Client) {
 		}
 		s := sample{at: time.Now(), produced: d.producedN.Load(), latency: map[string]hist{}}
 		c, cancel := context.WithTimeout(ctx, 700*time.Millisecond)
-		lag, committed, err := d.lag(c, adm)
+		lag, committed, behind, err := d.lag(c, adm)
 		cancel()
 		if err == nil {
 			s.lag, s.committed = lag, committed
-			s.lagSec = d.lagSeconds(s.at)
+			s.lagSec = d.lagSeconds(behind, s.at)
 		}
 		for _, p := range d.procs {
 			cur, err := scrape(ctx, p.metricsURL())
@@ -143,23 +143,22 @@ func (d *driver) sampleLoop(ctx context.Context, adm *kadm.Client) {
 	}
 }
 
-// lag returns, per group, the records of the topic not yet committed, and the sum of the
-// committed offsets.
-func (d *driver) lag(ctx context.Context, adm *kadm.Client) (map[string]int64, map[string]int64, error) {
+// lag returns, per group, the records of the topic not yet committed, the sum of the committed
+// offsets, and the committed offset of each partition that lags.
+func (d *driver) lag(ctx context.Context, adm *kadm.Client) (lag, committed map[string]int64, behind map[string]map[int32]int64, err error) {
 	ends, err := adm.ListEndOffsets(ctx, topic)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	if ends.Error() != nil {
-		return nil, nil, ends.Error()
+		return nil, nil, nil, ends.Error()
 	}
-	lag, committed := map[string]int64{}, map[string]int64{}
-	d.lastCommitted = map[string]map[int32]int64{}
+	lag, committed, behind = map[string]int64{}, map[string]int64{}, map[string]map[int32]int64{}
 	for _, g := range groups {
-		d.lastCommitted[g] = map[int32]int64{}
+		behind[g] = map[int32]int64{}
 		offs, err := adm.FetchOffsets(ctx, g)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		ends.Each(func(e kadm.ListedOffset) {
 			at := int64(0)
@@ -169,19 +168,19 @@ func (d *driver) lag(ctx context.Context, adm *kadm.Client) (map[string]int64, m
 			lag[g] += max(e.Offset-at, 0)
 			committed[g] += at
 			if at < e.Offset {
-				d.lastCommitted[g][e.Partition] = at
+				behind[g][e.Partition] = at
 			}
 		})
 	}
-	return lag, committed, nil
+	return lag, committed, behind, nil
 }
 
 // lagSeconds is, per group, the age of the oldest record produced and not yet committed: now
 // less the production time of the record at the committed offset, the largest over the
-// partitions that lag (as the last call of lag found them).
-func (d *driver) lagSeconds(now time.Time) map[string]float64 {
+// partitions that lag (behind, from lag).
+func (d *driver) lagSeconds(behind map[string]map[int32]int64, now time.Time) map[string]float64 {
 	out := map[string]float64{}
-	for g, parts := range d.lastCommitted {
+	for g, parts := range behind {
 		var worst float64
 		for part, at := range parts {
 			if ts, ok := d.offsets[part].at(at); ok {
