@@ -36,7 +36,9 @@ func TestQuantileInterpolatesInBuckets(t *testing.T) {
 // TestFromDTOUncumulates checks the conversion of a scraped (cumulative) histogram into counts per
 // bucket, with +Inf from the sample count.
 func TestFromDTOUncumulates(t *testing.T) {
-	b := func(ub float64, n uint64) *dto.Bucket { return &dto.Bucket{UpperBound: proto.Float64(ub), CumulativeCount: proto.Uint64(n)} }
+	b := func(ub float64, n uint64) *dto.Bucket {
+		return &dto.Bucket{UpperBound: proto.Float64(ub), CumulativeCount: proto.Uint64(n)}
+	}
 	h := fromDTO(&dto.Histogram{SampleCount: proto.Uint64(12), Bucket: []*dto.Bucket{b(0.1, 7), b(0.01, 5), b(1, 10)}})
 	want := []float64{5, 2, 3, 2}
 	if len(h.counts) != 4 || !math.IsInf(h.bounds[3], 1) {
