@@ -101,7 +101,8 @@ func (o *Operator) Extract(recs []connector.Record) *Extracted {
 		return nil
 	}
 	x := newExtractor(&o.cfg)
-	e := &Extracted{o: o, first: &recs[0], n: len(recs), ends: make([]int, len(recs)), nulls: make([]bool, len(recs)), times: make([]int64, len(recs))}
+	e := &Extracted{o: o, first: &recs[0], n: len(recs), keys: make([]byte, 0, 16*len(recs)), ends: make([]int, len(recs)),
+		nulls: make([]bool, len(recs)), times: make([]int64, len(recs))}
 	for i := range recs {
 		kb, null, t, err := x.extract(&recs[i])
 		if err != nil {

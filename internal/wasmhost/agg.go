@@ -74,6 +74,7 @@ type stepRun struct {
 	copies    []stepCopy
 	local     []int32 // call's scratch: each slot's number in the call's frame, or -1
 	local2    []int32 // the same, for the second shard of callShards
+	shardBuf  []int32 // shards' scratch: the records of each shard
 	succeeded int
 	alone     int // records that failed alone
 }
@@ -303,9 +304,12 @@ func (r *stepRun) shards(lo, hi int) *[2][]int32 {
 	if s.cfg.Instances < 2 || hi-lo < least {
 		return nil
 	}
+	if cap(r.shardBuf) < 2*(hi-lo) {
+		r.shardBuf = make([]int32, 2*(hi-lo))
+	}
 	var sh [2][]int32
-	sh[0] = make([]int32, 0, hi-lo)
-	sh[1] = make([]int32, 0, hi-lo)
+	sh[0] = r.shardBuf[: 0 : hi-lo]
+	sh[1] = r.shardBuf[hi-lo : hi-lo : 2*(hi-lo)]
 	for i := lo; i < hi; i++ {
 		k := r.recs[i].Slot & 1
 		sh[k] = append(sh[k], int32(i))
