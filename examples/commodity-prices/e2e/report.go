@@ -436,6 +436,9 @@ func (r *Report) Print(w io.Writer) {
 	}
 	fmt.Fprintf(w, "  dead letters written twice (at least once delivery): %d\n", r.DeadLetterDuplicates)
 	fmt.Fprintf(w, "  Postgres commodity_stats_1m: %d windows, %d equal to the records produced, %d must have closed\n", r.Windows, r.WindowsChecked, r.WindowsMustClose)
+	if r.WindowsMustClose == 0 {
+		fmt.Fprintf(w, "    (no minute window had to close: the records span too little event time for the statistics to be checked)\n")
+	}
 	fmt.Fprintf(w, "  Redis: latest price of %d commodities = the last valid produced; %d distinct alerts for %d outliers (%d written twice)\n", r.RedisChecked, r.Alerts, r.Outliers, r.AlertDuplicates)
 	fmt.Fprintf(w, "\nthroughput\n")
 	fmt.Fprintf(w, "  fed %.0f records/s over %.1fs; all consumed and committed by both groups %.1fs after the first record: %.0f records/s sustained\n",
@@ -443,8 +446,12 @@ func (r *Report) Print(w io.Writer) {
 	fmt.Fprintf(w, "\nend-to-end latency (record's Kafka timestamp to its sink's durable write), per sink\n")
 	fmt.Fprintf(w, "  %-44s %9s %9s %9s %9s %9s\n", "whole run", "records", "p50", "p95", "p99", "max")
 	printLat(w, r.Latency)
-	fmt.Fprintf(w, "  %-44s %9s %9s %9s %9s %9s\n", fmt.Sprintf("quiet window %.0f-%.0fs (no fault)", r.QuietWindow[0], r.QuietWindow[1]), "records", "p50", "p95", "p99", "max")
-	printLat(w, r.QuietLatency)
+	if r.QuietWindow[1]-r.QuietWindow[0] < 2 {
+		fmt.Fprintf(w, "  no quiet window: the first fault came %.1fs after the feed started\n", r.QuietWindow[1])
+	} else {
+		fmt.Fprintf(w, "  %-44s %9s %9s %9s %9s %9s\n", fmt.Sprintf("quiet window %.0f-%.0fs (no fault)", r.QuietWindow[0], r.QuietWindow[1]), "records", "p50", "p95", "p99", "max")
+		printLat(w, r.QuietLatency)
+	}
 	fmt.Fprintf(w, "\nconsumer lag (committed offsets; seconds: age of the oldest record not committed)\n")
 	for _, g := range groups {
 		fmt.Fprintf(w, "  %-28s max %8d records, max %s; in the quiet window max %s\n", g, r.MaxLagRecords[g], fmtSeconds(r.MaxLagSeconds[g]), fmtSeconds(r.QuietMaxLagSeconds[g]))
