@@ -83,7 +83,9 @@ type stepRun struct {
 // records and the stage's frame size; they run one after the other on the states the previous
 // ones left. A frame that fails is retried on a fresh instance, then split in halves (at input
 // boundaries, the copies of one input stay together) down to single inputs, which are rejected
-// with the failure's host code and reason; a failed call's states are never used.
+// with the failure's host code and reason; a failed call's states are never used. With two
+// instances or more, a frame of at least 512 records runs split by slot on two instances at once
+// (shards), with exactly the frame's outcome; a shard that fails makes the frame run whole.
 func (s *Stage) Step(ctx context.Context, inputs []connector.Record, recs []abi.AggRecord, slots []abi.Slot) (transform.StepResult, error) {
 	r := &stepRun{s: s, inputs: inputs, recs: recs, slots: slots, cur: make([][]byte, len(slots)),
 		deleted: make([]bool, len(slots)), changed: make([]bool, len(slots)), copies: make([]stepCopy, len(recs))}
@@ -405,7 +407,8 @@ func (r *stepRun) combine(seq int, copies []stepCopy, out *transform.Result) tra
 
 // Emit turns slots into records (transform.Aggregator), in frames of the stage's size. A frame
 // that fails is retried on a fresh instance, then split down to single slots, whose failures are
-// reported in EmitResult.Failed.
+// reported in EmitResult.Failed. With two instances or more, a frame of at least 64 slots runs
+// in two halves at once (emitFrame).
 func (s *Stage) Emit(ctx context.Context, slots []abi.Slot) (transform.EmitResult, error) {
 	var out transform.EmitResult
 	for lo := 0; lo < len(slots); {
