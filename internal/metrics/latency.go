@@ -47,6 +47,26 @@ func (v *LatencyVec) With(pipeline, sink string) *LatencySeries {
 	return s
 }
 
+// DeletePartialMatch deletes the series whose labels include all of labels ("pipeline", "sink")
+// and returns how many it deleted, like prometheus.MetricVec.DeletePartialMatch. A sink still
+// holding a deleted series may merge into it; the series is no longer collected.
+func (v *LatencyVec) DeletePartialMatch(labels prometheus.Labels) int {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	n := 0
+	for k := range v.series {
+		if p, ok := labels["pipeline"]; ok && p != k[0] {
+			continue
+		}
+		if s, ok := labels["sink"]; ok && s != k[1] {
+			continue
+		}
+		delete(v.series, k)
+		n++
+	}
+	return n
+}
+
 // Counts returns an empty accumulator for this series.
 func (s *LatencySeries) Counts() *LatencyCounts {
 	return &LatencyCounts{buckets: s.v.buckets, counts: make([]uint64, len(s.v.buckets)+1)}

@@ -151,7 +151,7 @@ func (s *Supervisor) forgetMetrics(name string) {
 	}{m.RecordsIn, m.RecordsOut, m.RecordsRejected, m.RecordsFailed, m.DeadLetters, m.BatchSeconds,
 		m.InFlightRecords, m.InFlightBytes, m.CheckpointTime, m.OldestInFlight, m.BacklogRecords, m.BacklogBytes,
 		m.PipelineReady, m.StagesBroken, m.Retries, m.PipelineUp,
-		m.AggLate, m.AggWindowsClosed, m.AggSlots, m.AggStateBytes, m.AggSpilled, m.AggWatermark} {
+		m.AggLate, m.AggWindowsClosed, m.AggSlots, m.AggStateBytes, m.AggSpilled, m.AggWatermark, m.EndToEnd} {
 		v.DeletePartialMatch(l)
 	}
 	s.rates.mu.Lock()
