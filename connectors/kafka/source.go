@@ -145,6 +145,7 @@ type Source struct {
 
 	hookMu        sync.Mutex
 	assignedHooks []func(partitions []string) // statelog.go
+	releasedHooks []func(partitions []string) // statelog.go
 }
 
 var (
@@ -170,6 +171,11 @@ type partState struct {
 	floor      int64 // first offset handed out in the current assignment; -1: none
 	acked      int64 // last offset acknowledged in the current assignment; -1: none
 	committed  int64 // next offset the group has committed, as far as this member knows; -1: unknown
+	// drain is the last offset handed out in an earlier assignment (lost, or revoked before its
+	// records were delivered) and not yet acknowledged; -1: none. With stateful stages, records
+	// of a new assignment are held back until it is acknowledged.
+	drain    int64
+	announce bool // the assignment is not yet announced to the OnAssigned hooks
 }
 
 // NewSource builds a Kafka source from its configuration. It does no I/O.
@@ -448,7 +454,7 @@ func (s *Source) stateLocked(topic string, partition int32) *partState {
 	}
 	pt := strconv.FormatInt(int64(partition), 10)
 	ps := &partState{name: topic + "/" + pt, topic: topic, partition: partition, topicBytes: []byte(topic), partBytes: []byte(pt),
-		read: -1, floor: -1, acked: -1, committed: -1}
+		read: -1, floor: -1, acked: -1, committed: -1, drain: -1}
 	s.parts[k] = ps
 	s.byName[ps.name] = ps
 	return ps
@@ -464,7 +470,14 @@ func (s *Source) Read(ctx context.Context) ([]connector.Record, error) {
 		if recs := s.take(); len(recs) > 0 {
 			return recs, nil
 		}
-		retry, err := s.poll(ctx)
+		pctx, cancel := ctx, context.CancelFunc(func() {})
+		if s.holding() {
+			// Held records are handed out once an ack ends the wait, with or without news from
+			// the brokers.
+			pctx, cancel = context.WithTimeout(ctx, 100*time.Millisecond)
+		}
+		retry, err := s.poll(ctx, pctx)
+		cancel()
 		if err != nil {
 			return nil, err
 		}
@@ -492,8 +505,8 @@ type chunk struct {
 // rest of a fetch buffered, and the client fetches again only once it is drained). In a group,
 // rebalances wait until the records are queued (BlockRebalanceOnPoll); a revoke then drops the
 // queued records of its partitions.
-func (s *Source) poll(ctx context.Context) (retry bool, perr error) {
-	fs := s.cl.PollFetches(ctx)
+func (s *Source) poll(ctx, pctx context.Context) (retry bool, perr error) {
+	fs := s.cl.PollFetches(pctx)
 	defer s.cl.AllowRebalance()
 	if fs.IsClientClosed() {
 		return false, errors.New("kafka source: the client is closed")
@@ -538,11 +551,34 @@ func isPermanentFetchErr(err error) bool {
 // take hands out up to max_poll_records queued records as connector records, noting per
 // partition what was handed out. Headers and offset texts of the whole batch share three
 // allocations.
+//
+// With stateful stages (an OnAssigned hook), the records of a partition owned again are held in
+// the queue while records read from it in an earlier assignment are still in flight (lost, or
+// revoked after revoke_timeout), and the hooks hear of the assignment just before its first
+// record is handed out: so a stage sees every record of the earlier assignment before it
+// restores the partition's state, and restores it at the first record of the new one.
 func (s *Source) take() []connector.Record {
+	recs, announce := s.takeLocked()
+	s.notify(false, announce)
+	return recs
+}
+
+// held reports whether the records of a partition owned again wait for those of an earlier
+// assignment. s.mu is held.
+func (s *Source) heldLocked(ps *partState, stateful bool) bool {
+	return stateful && ps.drain >= 0 && ps.floor < 0
+}
+
+func (s *Source) takeLocked() ([]connector.Record, []string) {
+	stateful := s.stateful()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	n, nh := 0, 0
 	for _, c := range s.queue {
+		ps := s.stateLocked(c.tp.topic, c.tp.partition)
+		if !ps.owned || s.heldLocked(ps, stateful) {
+			continue
+		}
 		k := min(len(c.recs), s.maxPoll-n)
 		for _, r := range c.recs[:k] {
 			nh += len(r.Headers)
@@ -552,7 +588,12 @@ func (s *Source) take() []connector.Record {
 		}
 	}
 	if n == 0 {
-		return nil
+		if !stateful {
+			s.queue = nil
+		} else {
+			s.queue = slices.DeleteFunc(s.queue, func(c chunk) bool { return !s.stateLocked(c.tp.topic, c.tp.partition).owned })
+		}
+		return nil, nil
 	}
 	if s.headers {
 		nh += 3 * n
@@ -563,20 +604,32 @@ func (s *Source) take() []connector.Record {
 	if s.headers {
 		digits = make([]byte, 0, n*8)
 	}
+	var announce []string
+	var kept []chunk // held chunks, in order
 	for len(s.queue) > 0 && len(recs) < n {
 		c := &s.queue[0]
+		ps := s.stateLocked(c.tp.topic, c.tp.partition)
+		if s.heldLocked(ps, stateful) && ps.owned {
+			kept = append(kept, *c)
+			s.queue[0] = chunk{}
+			s.queue = s.queue[1:]
+			continue
+		}
 		k := min(len(c.recs), n-len(recs))
 		part := c.recs[:k]
 		if c.recs = c.recs[k:]; len(c.recs) == 0 {
 			s.queue[0] = chunk{}
 			s.queue = s.queue[1:]
 		}
-		ps := s.stateLocked(part[0].Topic, part[0].Partition)
 		if !ps.owned {
 			continue // not ours (any more): its owner reads these from the group's offsets
 		}
 		if ps.floor < 0 {
 			ps.floor = part[0].Offset
+			if ps.announce {
+				ps.announce = false
+				announce = append(announce, ps.name)
+			}
 		}
 		ps.read = part[len(part)-1].Offset
 		for _, r := range part {
@@ -602,7 +655,23 @@ func (s *Source) take() []connector.Record {
 			recs = append(recs, rec)
 		}
 	}
-	return recs
+	if len(kept) > 0 {
+		s.queue = append(kept, s.queue...)
+	}
+	return recs, announce
+}
+
+// holding reports whether queued records wait for an earlier assignment's acknowledgements.
+func (s *Source) holding() bool {
+	stateful := s.stateful()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, c := range s.queue {
+		if ps := s.parts[c.tp]; ps != nil && ps.owned && s.heldLocked(ps, stateful) {
+			return true
+		}
+	}
+	return false
 }
 
 // warn logs at most one warning every few seconds, counting the others.
@@ -632,6 +701,12 @@ func (s *Source) Ack(ctx context.Context, positions []connector.Position) error 
 	var offsets map[string]map[int32]kgo.EpochOffset
 	for _, p := range positions {
 		ps := s.byName[p.Partition]
+		if ps != nil && ps.drain >= 0 && p.Offset >= ps.drain && (!ps.owned || ps.floor < 0) {
+			// The records of an earlier assignment are all delivered: those of a current
+			// one may be handed out (take). None was handed out yet, so this ack is of the
+			// earlier assignment.
+			ps.drain = -1
+		}
 		// A partition read in an earlier assignment and owned again: its acknowledgement is
 		// committed only once it is at or after what this assignment started from.
 		if ps == nil || !ps.owned || ps.floor < 0 || p.Offset < ps.floor {
@@ -667,7 +742,11 @@ func (s *Source) commit(ctx context.Context, offsets map[string]map[int32]kgo.Ep
 	var errs []error
 	s.cl.CommitOffsetsSync(ctx, offsets, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
 		if err != nil {
+			// Nothing was committed (the request failed: a broker down, not in a group): none
+			// of the offsets may count as committed, or Committed would let the state log's
+			// committed versions be deleted.
 			errs = append(errs, err)
+			clear(offsets)
 			return
 		}
 		for _, t := range resp.Topics {
@@ -707,10 +786,10 @@ func (s *Source) onAssigned(_ context.Context, _ *kgo.Client, assigned map[strin
 		for _, p := range parts {
 			ps := s.stateLocked(t, p)
 			ps.owned, ps.read, ps.floor, ps.acked, ps.committed = true, -1, -1, -1, -1
+			ps.announce = true // to the OnAssigned hooks, with its first record (take)
 			names = append(names, ps.name)
 		}
 	}
-	s.notifyAssigned(names)
 	if len(assigned) > 0 {
 		s.log.Info("partitions assigned", "group", s.group, "partitions", describe(assigned))
 	}
@@ -782,6 +861,7 @@ func (s *Source) onRevoked(ctx context.Context, _ *kgo.Client, revoked map[strin
 	defer s.commitMu.Unlock()
 	s.mu.Lock()
 	var offsets map[string]map[int32]kgo.EpochOffset
+	var released []string
 	for t, parts := range revoked {
 		for _, p := range parts {
 			ps := s.parts[topicPartition{t, p}]
@@ -791,7 +871,8 @@ func (s *Source) onRevoked(ctx context.Context, _ *kgo.Client, revoked map[strin
 			if ps.acked >= 0 && ps.acked+1 > ps.committed {
 				offsets = addOffset(offsets, ps, ps.acked+1)
 			}
-			ps.owned = false
+			s.disownLocked(ps)
+			released = append(released, ps.name)
 		}
 	}
 	s.mu.Unlock()
@@ -800,6 +881,7 @@ func (s *Source) onRevoked(ctx context.Context, _ *kgo.Client, revoked map[strin
 	if err := s.commit(cctx, offsets); err != nil {
 		s.log.Warn("commit of revoked partitions failed; their new owner reads their last records again", "group", s.group, "err", err)
 	}
+	s.notify(true, released)
 	s.log.Info("partitions revoked", "group", s.group, "partitions", describe(revoked))
 }
 
@@ -840,18 +922,35 @@ func (s *Source) onLost(_ context.Context, _ *kgo.Client, lost map[string][]int3
 	defer s.commitMu.Unlock()
 	s.mu.Lock()
 	s.dropQueuedLocked(lost)
+	var released []string
 	for t, parts := range lost {
 		for _, p := range parts {
 			if ps := s.parts[topicPartition{t, p}]; ps != nil {
-				ps.owned = false
+				if ps.owned {
+					released = append(released, ps.name)
+				}
+				s.disownLocked(ps)
 			}
 		}
 	}
 	s.mu.Unlock()
+	// Stateful stages drop the partitions' state and the records still in flight, and write
+	// nothing more of them to the state log: the next owner restores the state of the offsets
+	// the group committed and reads those records again.
+	s.notify(true, released)
 	if len(lost) > 0 {
 		s.log.Warn("partitions lost (the group expelled this member); records read from them and not committed are read again by their next owner",
 			"group", s.group, "partitions", describe(lost))
 	}
+}
+
+// disownLocked ends the partition's assignment; records handed out and not acknowledged make
+// a later assignment of it wait (take). s.mu is held.
+func (s *Source) disownLocked(ps *partState) {
+	if ps.owned && ps.read > ps.acked {
+		ps.drain = max(ps.drain, ps.read)
+	}
+	ps.owned = false
 }
 
 func describe(m map[string][]int32) string {

@@ -25,19 +25,45 @@ import (
 // source's first topic; the entries of source partition N go to its partition N modulo that
 // count (another topic's partition, or a pattern's, by a hash of its name).
 
-var _ connector.StateLogSource = (*Source)(nil)
+var (
+	_ connector.StateLogSource    = (*Source)(nil)
+	_ connector.PartitionReleaser = (*Source)(nil)
+)
 
-// OnAssigned registers f, called with the names of the partitions each assignment gives.
+// OnAssigned registers f, called with the names of the partitions of each assignment, when the
+// first record of the assignment is handed out (so after every record read from the partitions
+// in an earlier assignment was acknowledged: see take).
 func (s *Source) OnAssigned(f func(partitions []string)) {
 	s.hookMu.Lock()
 	defer s.hookMu.Unlock()
 	s.assignedHooks = append(s.assignedHooks, f)
 }
 
-// notifyAssigned calls the OnAssigned hooks.
-func (s *Source) notifyAssigned(names []string) {
+// OnReleased registers f, called with the names of partitions revoked (once their records were
+// delivered, or revoke_timeout passed) or lost.
+func (s *Source) OnReleased(f func(partitions []string)) {
+	s.hookMu.Lock()
+	defer s.hookMu.Unlock()
+	s.releasedHooks = append(s.releasedHooks, f)
+}
+
+// stateful reports whether stages keep state of the partitions (an OnAssigned hook).
+func (s *Source) stateful() bool {
+	s.hookMu.Lock()
+	defer s.hookMu.Unlock()
+	return len(s.assignedHooks) > 0
+}
+
+// notify calls hooks with names, unless there are none.
+func (s *Source) notify(released bool, names []string) {
+	if len(names) == 0 {
+		return
+	}
 	s.hookMu.Lock()
 	hooks := s.assignedHooks
+	if released {
+		hooks = s.releasedHooks
+	}
 	s.hookMu.Unlock()
 	for _, f := range hooks {
 		f(names)

@@ -186,6 +186,7 @@ type Operator struct {
 	// partition, kept in the source's state log (statelog.go) instead of the local store.
 	log     connector.StateLog
 	written map[pkey][]version // versions of each slot in the log not yet deleted, oldest first
+	gone    map[string]bool    // partitions released (Released) and not assigned again
 	cleanup []connector.StateEntry
 
 	frame       *frame    // reused by Process
@@ -314,7 +315,7 @@ func (o *Operator) ProcessExtracted(ctx context.Context, batch uint64, recs []co
 	var wins [][2]int64
 	for i := range recs {
 		rec := &recs[i]
-		if o.folded(rec.Position) {
+		if o.folded(rec.Position) || o.released(rec.Position.Partition) {
 			res.Actions[i] = transform.Drop
 			continue
 		}

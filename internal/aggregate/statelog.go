@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 
@@ -62,6 +63,7 @@ func (o *Operator) UseStateLog(log connector.StateLog) error {
 	defer o.mu.Unlock()
 	o.log = log
 	o.written = map[pkey][]version{}
+	o.gone = map[string]bool{}
 	o.resume = nil
 	o.parts = map[string]*part{}
 	return nil
@@ -82,8 +84,42 @@ func (o *Operator) Assigned(partitions []string) {
 			o.parts[name] = p
 		}
 		p.restore = true
+		delete(o.gone, name)
 	}
 }
+
+// Released tells the operator that partitions are no longer this process's (revoked after their
+// records were delivered, or lost when the group expelled the process). Their state is dropped;
+// their records still in flight are dropped unfolded, so they close no window here (the next
+// owner reads them again); and nothing of them is written to the state log any more, not even
+// changes of batches folded before: a process that no longer owns a partition must not write
+// versions its next owner may not see when it restores, nor delete any. They are read from the
+// log again if the partitions come back (Assigned).
+func (o *Operator) Released(partitions []string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.log == nil {
+		return
+	}
+	for _, name := range partitions {
+		o.gone[name] = true
+		if p := o.parts[name]; p != nil {
+			for _, s := range p.slots.all {
+				o.mem -= int64(len(s.state))
+			}
+			delete(o.parts, name)
+		}
+		for k := range o.written {
+			if k.part == name {
+				delete(o.written, k)
+			}
+		}
+	}
+	o.cleanup = slices.DeleteFunc(o.cleanup, func(e connector.StateEntry) bool { return o.gone[e.Partition] })
+}
+
+// released reports whether records of the partition are to be dropped unfolded. o.mu is held.
+func (o *Operator) released(partition string) bool { return o.gone != nil && o.gone[partition] }
 
 // restorePart replaces p's state with the newest versions in the log before first, the offset of
 // the first record of the partition this process reads.
@@ -163,6 +199,14 @@ func (o *Operator) restorePart(ctx context.Context, p *part, first int64, d *del
 		if err != nil {
 			return fmt.Errorf("aggregate %q: the state log holds a damaged entry for key %q of partition %s: %v", o.stage, id.key, p.name, err)
 		}
+		if s.end != math.MaxInt64 && s.end <= p.wm {
+			// A window the watermark had closed: it was emitted and deleted, and this is an
+			// older version whose deletion was compacted away (a version written by a process
+			// that had lost the partition, after its next owner restored). Restoring it would
+			// emit it again with part of its records.
+			tomb(string(slotEntryKey(id, b.ver)))
+			continue
+		}
 		s.key = id.key
 		p.slots.put(id, s)
 		o.mem += int64(len(s.state))
@@ -181,10 +225,12 @@ func (o *Operator) restorePart(ctx context.Context, p *part, first int64, d *del
 
 // logEntries are the state log entries of a commit: each changed slot and watermark at the
 // version of its partition's position, and the deletions due.
-func (c *Commit) logEntries(positions []connector.Position) []connector.StateEntry {
+func (c *Commit) logEntries(positions []connector.Position, gone map[string]bool) []connector.StateEntry {
 	vers := map[string]int64{}
 	for _, p := range positions {
-		vers[p.Partition] = p.Offset
+		if !gone[p.Partition] {
+			vers[p.Partition] = p.Offset
+		}
 	}
 	changes := map[pkey]*change{}
 	var keys []pkey
@@ -201,7 +247,7 @@ func (c *Commit) logEntries(positions []connector.Position) []connector.StateEnt
 			marks[name] = m
 		}
 	}
-	out := c.cleanup
+	out := slices.DeleteFunc(c.cleanup, func(e connector.StateEntry) bool { return gone[e.Partition] })
 	for _, k := range keys {
 		ver, ok := vers[k.part]
 		if !ok {
@@ -240,7 +286,11 @@ func (c *Commit) AppendLog(ctx context.Context, positions []connector.Position) 
 	if o.log == nil {
 		return nil
 	}
-	entries := c.logEntries(positions)
+	// Partitions released since these batches were folded are left out (Released).
+	o.mu.Lock()
+	gone := maps.Clone(o.gone)
+	o.mu.Unlock()
+	entries := c.logEntries(positions, gone)
 	if len(entries) == 0 {
 		return nil
 	}
@@ -250,7 +300,9 @@ func (c *Commit) AppendLog(ctx context.Context, positions []connector.Position) 
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	for _, w := range c.written {
-		o.written[w.k] = append(o.written[w.k], w.v)
+		if !o.gone[w.k.part] {
+			o.written[w.k] = append(o.written[w.k], w.v)
+		}
 	}
 	return nil
 }
@@ -265,7 +317,9 @@ func (o *Operator) Acked(positions []connector.Position) {
 	}
 	acked := map[string]int64{}
 	for _, p := range positions {
-		acked[p.Partition] = p.Offset
+		if !o.gone[p.Partition] {
+			acked[p.Partition] = p.Offset
+		}
 	}
 	for k, vs := range o.written {
 		off, ok := acked[k.part]

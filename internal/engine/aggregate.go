@@ -90,6 +90,11 @@ func (r *run) openAggregate(t pipeline.Transform, st transform.Stage) (*aggregat
 			}
 			r.stateLogs = append(r.stateLogs, log)
 			src.OnAssigned(op.Assigned)
+			// A partition lost or given up: its state and its records still in flight are
+			// dropped, and nothing more of it goes to the state log (its next owner's).
+			if rs, ok := p.source.(connector.PartitionReleaser); ok {
+				rs.OnReleased(op.Released)
+			}
 			p.log.Info("aggregate state follows the source's partitions", "transform", t.Name)
 		}
 	}

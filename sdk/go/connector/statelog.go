@@ -34,3 +34,14 @@ type StateEntry struct {
 	Key       []byte
 	Value     []byte // nil: a deletion
 }
+
+// PartitionReleaser is implemented by a StateLogSource that says when partitions stop being this
+// process's: revoked once their records were delivered, or lost (the group expelled the
+// process), possibly with records still in flight. Stateful stages then drop the partitions'
+// state and their records still in flight, and write nothing of them to the state log, so that
+// the next owner's state is the one it restored.
+type PartitionReleaser interface {
+	// OnReleased registers f, called with the names of the partitions each time the process
+	// loses or gives up partitions.
+	OnReleased(f func(partitions []string))
+}
