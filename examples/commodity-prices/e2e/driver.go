@@ -363,10 +363,16 @@ func (d *driver) runLoad(ctx context.Context) error {
 		now := time.Now()
 		p := mk.draw()
 		p.tsMS = now.UnixMilli()
+		if d.cfg.Rate <= 0 {
+			// Unpaced, the feed takes seconds: event time advances as if it came at
+			// unpacedEventRate, so that minute windows close and the statistics are checked.
+			// The Kafka timestamp stays the production time, which latency and lag are measured from.
+			p.tsMS = d.start.UnixMilli() + int64(i)*1000/unpacedEventRate
+		}
 		seq := int64(i + 1)
 		d.recs[i] = p
 		buf = appendJSON(buf[:0], seq, p)
-		r := &kgo.Record{Key: []byte(goods[p.commodity].name), Value: append([]byte(nil), buf...), Timestamp: time.UnixMilli(p.tsMS)}
+		r := &kgo.Record{Key: []byte(goods[p.commodity].name), Value: append([]byte(nil), buf...), Timestamp: now.Truncate(time.Millisecond)}
 		pending.Add(1)
 		cl.Produce(ctx, r, func(r *kgo.Record, err error) {
 			defer pending.Done()
@@ -633,3 +639,7 @@ func (p *process) waitReady(ctx context.Context, within time.Duration) error {
 		time.Sleep(300 * time.Millisecond)
 	}
 }
+
+// unpacedEventRate is the records per second of event time an unpaced feed's ts advances by:
+// 1,000,000 records span 100 s of event time, so at least one minute window must close.
+const unpacedEventRate = 10_000
