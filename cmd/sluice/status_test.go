@@ -86,7 +86,7 @@ func headless(t *testing.T, chrome, url string, args ...string) []byte {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	all := []string{"--headless", "--disable-gpu", "--no-first-run", "--hide-scrollbars", "--user-data-dir=" + t.TempDir()}
+	all := []string{"--headless", "--disable-gpu", "--no-first-run", "--hide-scrollbars", "--user-data-dir=" + testenv.ChromiumProfile(t)}
 	if os.Geteuid() == 0 {
 		all = append(all, "--no-sandbox") // Chromium refuses to run as root with its sandbox
 	}
@@ -365,11 +365,12 @@ type devtools struct {
 func openDevtools(t *testing.T, chrome string) *devtools {
 	t.Helper()
 	args := []string{"--headless", "--disable-gpu", "--no-first-run", "--hide-scrollbars", "--window-size=1280,720",
-		"--remote-debugging-port=0", "--user-data-dir=" + t.TempDir()}
+		"--remote-debugging-port=0", "--user-data-dir=" + testenv.ChromiumProfile(t)}
 	if os.Geteuid() == 0 {
 		args = append(args, "--no-sandbox")
 	}
 	cmd := exec.Command(chrome, append(args, "about:blank")...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // its helper processes go with it
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -377,7 +378,7 @@ func openDevtools(t *testing.T, chrome string) *devtools {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	t.Cleanup(func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); _ = cmd.Wait() })
 	found := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(stderr)

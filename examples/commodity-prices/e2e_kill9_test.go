@@ -60,8 +60,11 @@ func TestE2EKill9FaultsReduced(t *testing.T) {
 	if rep.WindowsMustClose == 0 || rep.WindowsChecked < rep.WindowsMustClose || rep.RedisChecked != 10 {
 		t.Errorf("%d Postgres windows checked of %d that must have closed, %d Redis prices checked", rep.WindowsChecked, rep.WindowsMustClose, rep.RedisChecked)
 	}
+	// The latency histograms live in the processes: what the process killed with kill -9
+	// observed after its last scrape dies with it, so fewer observations than records is
+	// expected; most records must have been observed all the same.
 	for _, sink := range []string{"commodity-analytics/lake", "commodity-analytics/latest"} {
-		if n := rep.Latency[sink].N; n < rep.Valid {
+		if n := rep.Latency[sink].N; n < rep.Valid*9/10 {
 			t.Errorf("sink %s: %d end-to-end latency observations for %d valid records", sink, n, rep.Valid)
 		}
 	}

@@ -125,7 +125,7 @@ func dumpDOM(t *testing.T, browser, url string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	args := []string{"--headless", "--disable-gpu", "--no-first-run", "--user-data-dir=" + t.TempDir(), "--virtual-time-budget=3000", "--dump-dom", url}
+	args := []string{"--headless", "--disable-gpu", "--no-first-run", "--user-data-dir=" + testenv.ChromiumProfile(t), "--virtual-time-budget=3000", "--dump-dom", url}
 	if os.Geteuid() == 0 {
 		args = append([]string{"--no-sandbox"}, args...)
 	}

@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"testing"
+	"time"
 )
 
 // Missing reports a tool or service the test cannot run without: it fails the test with
@@ -32,4 +33,30 @@ func Chromium(t testing.TB) string {
 	}
 	Missing(t, "no headless Chromium (chromium, chromium-browser or google-chrome on PATH, or $SLUICE_CHROMIUM): run `make chromium` (scripts/setup-chromium.sh)")
 	return ""
+}
+
+// ChromiumProfile returns a new directory for a Chromium's --user-data-dir, removed when the
+// test ends. Chromium's helper processes (crash handler, zygote) can outlive the browser for a
+// moment and still write there, which fails t.TempDir's removal ("directory not empty"); this
+// one retries the removal for a few seconds and then only logs what is left.
+func ChromiumProfile(t testing.TB) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "sluice-chromium-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for i := 0; ; i++ {
+			err := os.RemoveAll(dir)
+			if err == nil {
+				return
+			}
+			if i == 50 {
+				t.Logf("chromium profile %s not removed: %v", dir, err)
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	})
+	return dir
 }
