@@ -8,6 +8,8 @@ import (
 
 	dto "github.com/prometheus/client_model/go"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/sluicehq/sluice/examples/commodity-prices/pricerecord"
 )
 
 // TestQuantileInterpolatesInBuckets checks the percentiles read from bucket counts against
@@ -61,7 +63,7 @@ func TestFromDTOUncumulates(t *testing.T) {
 // every field of the API's records; each malformed form is malformed the way the API's is.
 func TestRecordsAreShapedLikeThePriceAPI(t *testing.T) {
 	m := newMarket(7, 0.2, 0.05)
-	seen := map[kind]bool{}
+	seen := map[pricerecord.Kind]bool{}
 	for i := range 20000 {
 		p := m.draw()
 		p.tsMS = 1767600000000 + int64(i)
@@ -74,38 +76,38 @@ func TestRecordsAreShapedLikeThePriceAPI(t *testing.T) {
 		price, isNum := v["price"].(float64)
 		ts, _ := v["ts"].(string)
 		switch p.kind {
-		case kindValid, kindOutlier:
+		case pricerecord.Valid, pricerecord.Outlier:
 			if v["commodity"] != goods[p.commodity].name || !isNum || price != p.price || price <= 0 || v["unit"] != goods[p.commodity].unit ||
 				!strings.HasSuffix(ts, "Z") || v["seq"] != float64(i+1) {
 				t.Fatalf("valid record %s", b)
 			}
-		case kindPriceString:
+		case pricerecord.PriceString:
 			if _, ok := v["price"].(string); !ok {
 				t.Fatalf("price_string record %s", b)
 			}
-		case kindPriceNegative:
+		case pricerecord.PriceNegative:
 			if !isNum || price >= 0 {
 				t.Fatalf("price_negative record %s", b)
 			}
-		case kindPriceMissing, kindPriceNull:
+		case pricerecord.PriceMissing, pricerecord.PriceNull:
 			if v["price"] != nil {
 				t.Fatalf("%v record %s", p.kind, b)
 			}
-		case kindCommodityMissing:
+		case pricerecord.CommodityMissing:
 			if _, ok := v["commodity"]; ok {
 				t.Fatalf("commodity_missing record %s", b)
 			}
-		case kindTSMissing:
+		case pricerecord.TSMissing:
 			if _, ok := v["ts"]; ok {
 				t.Fatalf("ts_missing record %s", b)
 			}
-		case kindTSNotATime:
+		case pricerecord.TSNotATime:
 			if ts != "yesterday" {
 				t.Fatalf("ts_not_a_time record %s", b)
 			}
 		}
 	}
-	for k := kindValid; k <= kindPriceNull; k++ {
+	for k := pricerecord.Valid; k <= pricerecord.PriceNull; k++ {
 		if !seen[k] {
 			t.Errorf("no record of kind %d in 20,000", k)
 		}

@@ -3,14 +3,15 @@ package e2e
 import (
 	"math"
 	"math/rand/v2"
-	"strconv"
-	"time"
+
+	"github.com/sluicehq/sluice/examples/commodity-prices/pricerecord"
 )
 
 // The records the driver feeds are shaped like the price API's (priceapi/market.go): the same
 // commodities, units and random walks, the same seven malformed forms and spikes of 80 to 120
-// standard deviations. Only the time differs: a record's ts is the moment it is produced, which
-// is also its Kafka timestamp, so the end-to-end latency is measured from it.
+// standard deviations, written by the same code (package pricerecord). Only the time differs: a
+// record's Kafka timestamp is the moment it is produced, so the end-to-end latency is measured
+// from it, and so is its ts when the feed is paced (driver.go).
 
 type good struct {
 	name, unit  string
@@ -30,22 +31,6 @@ var goods = []good{
 	{"cotton", "USD/lb", 0.81, 0.001},
 }
 
-type kind uint8
-
-const (
-	kindValid kind = iota
-	kindOutlier
-	kindPriceString
-	kindPriceNegative
-	kindPriceMissing
-	kindCommodityMissing
-	kindTSMissing
-	kindTSNotATime
-	kindPriceNull
-)
-
-func (k kind) malformed() bool { return k >= kindPriceString }
-
 // warmup is how many records of a commodity come before its first outlier, so that the anomaly
 // stage has a baseline.
 const warmup = 50
@@ -53,7 +38,7 @@ const warmup = 50
 // produced is what the driver knows of one record it produced.
 type produced struct {
 	commodity uint8
-	kind      kind
+	kind      pricerecord.Kind
 	price     float64 // as written (valid records and outliers)
 	tsMS      int64   // production time, Unix milliseconds
 }
@@ -82,17 +67,17 @@ func (m *market) draw() produced {
 	m.next = (m.next + 1) % len(goods)
 	g := goods[c]
 	m.level[c] *= math.Exp(g.sigma * m.rng.NormFloat64())
-	p := produced{commodity: uint8(c), kind: kindValid, price: round4(m.level[c])}
+	p := produced{commodity: uint8(c), kind: pricerecord.Valid, price: round4(m.level[c])}
 	u := m.rng.Float64()
 	switch {
 	case u < m.malformed:
-		p.kind = kind(int(kindPriceString) + m.rng.IntN(7))
+		p.kind = pricerecord.MalformedKinds[m.rng.IntN(len(pricerecord.MalformedKinds))]
 	case u < m.malformed+m.outlier && m.ticks[c] >= warmup:
 		k := 80 + 40*m.rng.Float64()
 		if m.rng.IntN(2) == 0 {
 			k = -k
 		}
-		p.kind = kindOutlier
+		p.kind = pricerecord.Outlier
 		p.price = round4(m.level[c] * math.Exp(k*g.sigma))
 	}
 	m.ticks[c]++
@@ -104,39 +89,5 @@ func round4(v float64) float64 { return math.Round(v*1e4) / 1e4 }
 // appendJSON writes the record seq as the price API would serve it.
 func appendJSON(b []byte, seq int64, p produced) []byte {
 	g := goods[p.commodity]
-	b = append(b, `{"seq":`...)
-	b = strconv.AppendInt(b, seq, 10)
-	if p.kind != kindCommodityMissing {
-		b = append(b, `,"commodity":"`...)
-		b = append(b, g.name...)
-		b = append(b, '"')
-	}
-	switch p.kind {
-	case kindPriceMissing:
-	case kindPriceString:
-		b = append(b, `,"price":"`...)
-		b = strconv.AppendFloat(b, p.price, 'f', -1, 64)
-		b = append(b, '"')
-	case kindPriceNegative:
-		b = append(b, `,"price":`...)
-		b = strconv.AppendFloat(b, -p.price, 'f', -1, 64)
-	case kindPriceNull:
-		b = append(b, `,"price":null`...)
-	default:
-		b = append(b, `,"price":`...)
-		b = strconv.AppendFloat(b, p.price, 'f', -1, 64)
-	}
-	b = append(b, `,"unit":"`...)
-	b = append(b, g.unit...)
-	b = append(b, '"')
-	switch p.kind {
-	case kindTSMissing:
-	case kindTSNotATime:
-		b = append(b, `,"ts":"yesterday"`...)
-	default:
-		b = append(b, `,"ts":"`...)
-		b = time.UnixMilli(p.tsMS).UTC().AppendFormat(b, "2006-01-02T15:04:05.000Z07:00")
-		b = append(b, '"')
-	}
-	return append(b, '}')
+	return pricerecord.AppendJSON(b, seq, p.kind, g.name, g.unit, p.price, p.tsMS)
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluicehq/sluice/examples/commodity-prices/ledger"
+	"github.com/sluicehq/sluice/examples/commodity-prices/pricerecord"
 )
 
 // Report is what a run measured and found.
@@ -75,9 +76,9 @@ func (d *driver) report(ctx context.Context) (*Report, error) {
 		MaxLagSeconds: map[string]float64{}, QuietMaxLagSeconds: map[string]float64{}, start: d.start, ExactlyOnce: d.exactlyOnce}
 	for _, p := range d.recs {
 		switch {
-		case p.kind.malformed():
+		case p.kind.Malformed():
 			r.Malformed++
-		case p.kind == kindOutlier:
+		case p.kind == pricerecord.Outlier:
 			r.Outliers++
 			r.Valid++
 		default:
@@ -114,7 +115,7 @@ func (d *driver) accountLake(ctx context.Context, r *Report) error {
 	r.LakeRows = int64(len(rows))
 	seen := make([]uint8, len(d.recs)+1)
 	for _, row := range rows {
-		if row.Seq < 1 || row.Seq > int64(len(d.recs)) || d.recs[row.Seq-1].kind.malformed() {
+		if row.Seq < 1 || row.Seq > int64(len(d.recs)) || d.recs[row.Seq-1].kind.Malformed() {
 			r.LakeUnexpected++
 			continue
 		}
@@ -136,7 +137,7 @@ func (d *driver) accountLake(ctx context.Context, r *Report) error {
 		}
 	}
 	for i, p := range d.recs {
-		if !p.kind.malformed() && seen[i+1] == 0 {
+		if !p.kind.Malformed() && seen[i+1] == 0 {
 			r.LakeMissing++
 		}
 	}
@@ -202,7 +203,7 @@ func (d *driver) accountDeadLetters(ctx context.Context, r *Report) error {
 				r.DeadLetterDuplicates++
 				return
 			}
-			if d.recs[seq-1].kind.malformed() {
+			if d.recs[seq-1].kind.Malformed() {
 				r.DeadLetters[e.Pipeline]++
 			} else {
 				r.DeadLetterValid[e.Pipeline+" "+e.Kind]++
@@ -234,7 +235,7 @@ func (d *driver) accountPostgres(ctx context.Context, r *Report) error {
 	expect := map[slot]*window{}
 	last := map[uint8]int64{}
 	for _, p := range d.recs {
-		if p.kind.malformed() {
+		if p.kind.Malformed() {
 			continue
 		}
 		k := slot{goods[p.commodity].name, p.tsMS / 60000 * 60000}
@@ -314,7 +315,7 @@ func (d *driver) accountRedis(ctx context.Context, r *Report) error {
 	defer rdb.Close()
 	lastSeq := map[uint8]int64{}
 	for i, p := range d.recs {
-		if !p.kind.malformed() {
+		if !p.kind.Malformed() {
 			lastSeq[p.commodity] = int64(i + 1)
 		}
 	}

@@ -9,6 +9,8 @@ import (
 	"reflect"
 	"testing"
 	"time"
+
+	"github.com/sluicehq/sluice/examples/commodity-prices/pricerecord"
 )
 
 func testMarket(seed uint64, total int64) *market {
@@ -135,7 +137,7 @@ func TestStatsCountWhatWasServed(t *testing.T) {
 	if bad != s.Malformed {
 		t.Errorf("%d malformed records served, stats say %d", bad, s.Malformed)
 	}
-	if len(s.MalformedKind) != len(malformedKinds) {
+	if len(s.MalformedKind) != len(pricerecord.MalformedKinds) {
 		t.Errorf("malformed kinds seen: %v", s.MalformedKind)
 	}
 }

@@ -3,9 +3,10 @@ package main
 import (
 	"math"
 	"math/rand/v2"
-	"strconv"
 	"sync"
 	"time"
+
+	"github.com/sluicehq/sluice/examples/commodity-prices/pricerecord"
 )
 
 // commodity is one traded good: its name, quote unit, opening price and volatility per tick (the
@@ -31,36 +32,12 @@ var commodities = []commodity{
 	{"cotton", "USD/lb", 0.81, 0.001},
 }
 
-// kind says what a record is: a valid quote, an outlier (valid, but a spike of many standard
-// deviations), or one of the malformed forms.
-type kind uint8
-
-const (
-	kindValid kind = iota
-	kindOutlier
-	kindPriceString   // "price": "4.52"
-	kindPriceNegative // "price": -4.52
-	kindPriceMissing
-	kindCommodityMissing
-	kindTSMissing
-	kindTSNotATime // "ts": "yesterday"
-	kindPriceNull
-)
-
-var malformedKinds = []kind{kindPriceString, kindPriceNegative, kindPriceMissing, kindCommodityMissing, kindTSMissing, kindTSNotATime, kindPriceNull}
-
-func (k kind) String() string {
-	return [...]string{"valid", "outlier", "price_string", "price_negative", "price_missing", "commodity_missing", "ts_missing", "ts_not_a_time", "price_null"}[k]
-}
-
-func (k kind) malformed() bool { return k >= kindPriceString }
-
 // quote is one produced record, kept compact (the API renders its JSON when it is asked for).
 type quote struct {
 	ts        int64 // event time, Unix milliseconds
 	price     float64
 	commodity uint8
-	kind      kind
+	kind      pricerecord.Kind
 }
 
 // warmup is how many ticks of a commodity come before its first outlier, so that a detector has a
@@ -124,11 +101,11 @@ func (m *market) advance(upTo time.Time) {
 func (m *market) produce(c int, ts int64) quote {
 	g := m.cfg.goods[c]
 	m.level[c] *= math.Exp(g.Sigma * m.rng.NormFloat64())
-	q := quote{ts: ts, price: round4(m.level[c]), commodity: uint8(c), kind: kindValid}
+	q := quote{ts: ts, price: round4(m.level[c]), commodity: uint8(c), kind: pricerecord.Valid}
 	u := m.rng.Float64()
 	switch {
 	case u < m.cfg.malformed:
-		q.kind = malformedKinds[m.rng.IntN(len(malformedKinds))]
+		q.kind = pricerecord.MalformedKinds[m.rng.IntN(len(pricerecord.MalformedKinds))]
 	case u < m.cfg.malformed+m.cfg.outlier && m.tick >= warmup:
 		// A spike of 80 to 120 standard deviations of one step, up or down; the walk goes on from
 		// its level, as after a bad print.
@@ -136,7 +113,7 @@ func (m *market) produce(c int, ts int64) quote {
 		if m.rng.IntN(2) == 0 {
 			k = -k
 		}
-		q.kind = kindOutlier
+		q.kind = pricerecord.Outlier
 		q.price = round4(m.level[c] * math.Exp(k*g.Sigma))
 	}
 	return q
@@ -160,41 +137,7 @@ func (m *market) page(since int64, n int) (qs []quote, first int64, done bool) {
 // appendJSON writes record seq's JSON object.
 func (m *market) appendJSON(b []byte, seq int64, q quote) []byte {
 	g := m.cfg.goods[q.commodity]
-	b = append(b, `{"seq":`...)
-	b = strconv.AppendInt(b, seq, 10)
-	if q.kind != kindCommodityMissing {
-		b = append(b, `,"commodity":"`...)
-		b = append(b, g.Name...)
-		b = append(b, '"')
-	}
-	switch q.kind {
-	case kindPriceMissing:
-	case kindPriceString:
-		b = append(b, `,"price":"`...)
-		b = strconv.AppendFloat(b, q.price, 'f', -1, 64)
-		b = append(b, '"')
-	case kindPriceNegative:
-		b = append(b, `,"price":`...)
-		b = strconv.AppendFloat(b, -q.price, 'f', -1, 64)
-	case kindPriceNull:
-		b = append(b, `,"price":null`...)
-	default:
-		b = append(b, `,"price":`...)
-		b = strconv.AppendFloat(b, q.price, 'f', -1, 64)
-	}
-	b = append(b, `,"unit":"`...)
-	b = append(b, g.Unit...)
-	b = append(b, '"')
-	switch q.kind {
-	case kindTSMissing:
-	case kindTSNotATime:
-		b = append(b, `,"ts":"yesterday"`...)
-	default:
-		b = append(b, `,"ts":"`...)
-		b = time.UnixMilli(q.ts).UTC().AppendFormat(b, "2006-01-02T15:04:05.000Z07:00")
-		b = append(b, '"')
-	}
-	return append(b, '}')
+	return pricerecord.AppendJSON(b, seq, q.kind, g.Name, g.Unit, q.price, q.ts)
 }
 
 // counts are the records produced so far, by what they are.
@@ -205,12 +148,12 @@ type counts struct {
 	Outliers  int64 `json:"outliers"`
 }
 
-func (c *counts) add(k kind) {
+func (c *counts) add(k pricerecord.Kind) {
 	c.Produced++
 	switch {
-	case k.malformed():
+	case k.Malformed():
 		c.Malformed++
-	case k == kindOutlier:
+	case k == pricerecord.Outlier:
 		c.Valid++
 		c.Outliers++
 	default:
@@ -240,13 +183,13 @@ func (m *market) stats(seqs bool) stats {
 		c := s.ByCommodity[name]
 		c.add(q.kind)
 		s.ByCommodity[name] = c
-		if q.kind.malformed() {
+		if q.kind.Malformed() {
 			s.MalformedKind[q.kind.String()]++
 		}
-		if seqs && q.kind == kindOutlier {
+		if seqs && q.kind == pricerecord.Outlier {
 			s.OutlierSeqs = append(s.OutlierSeqs, int64(i+1))
 		}
-		if seqs && q.kind.malformed() {
+		if seqs && q.kind.Malformed() {
 			s.MalformedSeqs = append(s.MalformedSeqs, int64(i+1))
 		}
 	}
