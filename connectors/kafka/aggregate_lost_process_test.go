@@ -3,7 +3,6 @@ package kafka
 import (
 	"context"
 	"fmt"
-	"maps"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -32,40 +31,9 @@ func TestAggregateScaleOutPartitionsLostIntegration(t *testing.T) {
 	seed := time.Now().UnixNano()
 	t.Logf("seed %d", seed)
 	data := aggDataset(partitions, perPart, seed)
-	want := map[statsref.Window]statsref.Row{}
-	for _, in := range data {
-		ref := make([]statsref.Input, len(in))
-		for i, r := range in {
-			ref[i] = statsref.Input{Key: r.commodity, Price: r.price, TS: r.ts}
-		}
-		w, _ := statsref.Expect(ref, 60_000, 10_000, false)
-		maps.Copy(want, w)
-	}
-	stats, err := filepath.Abs("../../transforms/stats/stats.wasm")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	transforms := fmt.Sprintf(`  transforms:
-    - name: stats
-      aggregate: {wasm: %q, key: $.commodity, time: $.ts, window: {tumbling: 1m}, allowed_lateness: 10s, late: drop, config: {field: price}}
-`, stats)
-	var outs []string
-	start := func(name string) *proc {
-		out := filepath.Join(dir, name+".jsonl")
-		outs = append(outs, out)
-		m := writeManifest(t, filepath.Join(dir, name+".yaml"), "agg", groupSource(b.addr, topic, group, ""),
-			fmt.Sprintf("    - {name: out, type: file, config: {path: %q}}\n", out), procSpecExtra+transforms)
-		p := startSluice(t, bin, dir, name, m)
-		waitFor(t, time.Minute, name+" ready", func() bool {
-			if p.exited() {
-				t.Fatalf("%s exited:\n%s", name, p.logTail())
-			}
-			code, _ := p.readyz()
-			return code == 200
-		})
-		return p
-	}
+	want := aggExpect(data)
+	g := &aggGroup{t: t, bin: bin, addr: b.addr, topic: topic, group: group}
+	start := g.start
 	a, bp := start("a"), start("b")
 	cl, err := kgo.NewClient(kgo.SeedBrokers(b.addr), kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	if err != nil {
@@ -87,7 +55,7 @@ func TestAggregateScaleOutPartitionsLostIntegration(t *testing.T) {
 		}
 	}
 	produce(0, perPart/4)
-	waitFor(t, 2*time.Minute, "windows from both processes", func() bool { return countLines(outs[0]) > 0 && countLines(outs[1]) > 0 })
+	waitFor(t, 2*time.Minute, "windows from both processes", func() bool { return countLines(g.outs[0]) > 0 && countLines(g.outs[1]) > 0 })
 	produce(perPart/4, perPart/2)
 	time.Sleep(100 * time.Millisecond) // a is reading: records in flight
 	logAtStop := a.logText()
@@ -122,7 +90,7 @@ func TestAggregateScaleOutPartitionsLostIntegration(t *testing.T) {
 			t.Fatalf("a process exited:\nb:\n%s\na:\n%s", bp.logTail(), a.logTail())
 		}
 		seen := map[statsref.Window]bool{}
-		for _, r := range readAggRows(t, outs...) {
+		for _, r := range readAggRows(t, g.outs...) {
 			seen[statsref.Window{Key: r.Key, Start: r.WindowStart}] = true
 		}
 		for k := range want {
@@ -134,10 +102,10 @@ func TestAggregateScaleOutPartitionsLostIntegration(t *testing.T) {
 	})
 	bp.terminate()
 	a.terminate()
-	got := readAggRows(t, outs...)
+	got := readAggRows(t, g.outs...)
 	dups := statsref.Check(t, got, want)
 	for _, p := range []string{"a", "b"} {
-		t.Logf("%s group events:\n%s", p, grepLines(readFileString(filepath.Join(dir, p+".log")), "partitions assigned", "partitions revoked", "partitions lost"))
+		t.Logf("%s group events:\n%s", p, grepLines(readFileString(filepath.Join(g.dir, p+".log")), "partitions assigned", "partitions revoked", "partitions lost"))
 	}
 	t.Logf("%d windows expected, %d rows written, %d emitted again", len(want), len(got), dups)
 }

@@ -83,6 +83,61 @@ func readAggRows(t *testing.T, paths ...string) []statsref.Row {
 	return rows
 }
 
+// aggExpect returns the windows of the stats stage of these tests (1-minute tumbling windows,
+// 10 s of allowed lateness), computed by statsref from each partition's records: a partition has
+// its own watermark.
+func aggExpect(data [][]aggInput) map[statsref.Window]statsref.Row {
+	want := map[statsref.Window]statsref.Row{}
+	for _, in := range data {
+		ref := make([]statsref.Input, len(in))
+		for i, r := range in {
+			ref[i] = statsref.Input{Key: r.commodity, Price: r.price, TS: r.ts}
+		}
+		w, _ := statsref.Expect(ref, 60_000, 10_000, false)
+		maps.Copy(want, w)
+	}
+	return want
+}
+
+// aggGroup starts `sluice run` processes of one consumer group reading topic through that stats
+// stage, each writing its windows to a file of its own (outs, in start order).
+type aggGroup struct {
+	t                 *testing.T
+	bin, addr         string
+	topic, group, dir string
+	outs              []string
+}
+
+// start starts the process name and waits until it is ready.
+func (g *aggGroup) start(name string) *proc {
+	t := g.t
+	t.Helper()
+	if g.dir == "" {
+		g.dir = t.TempDir()
+	}
+	stats, err := filepath.Abs("../../transforms/stats/stats.wasm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	transforms := fmt.Sprintf(`  transforms:
+    - name: stats
+      aggregate: {wasm: %q, key: $.commodity, time: $.ts, window: {tumbling: 1m}, allowed_lateness: 10s, late: drop, config: {field: price}}
+`, stats)
+	out := filepath.Join(g.dir, name+".jsonl")
+	g.outs = append(g.outs, out)
+	m := writeManifest(t, filepath.Join(g.dir, name+".yaml"), "agg", groupSource(g.addr, g.topic, g.group, ""),
+		fmt.Sprintf("    - {name: out, type: file, config: {path: %q}}\n", out), procSpecExtra+transforms)
+	p := startSluice(t, g.bin, g.dir, name, m)
+	waitFor(t, time.Minute, name+" ready", func() bool {
+		if p.exited() {
+			t.Fatalf("%s exited:\n%s", name, p.logTail())
+		}
+		code, _ := p.readyz()
+		return code == 200
+	})
+	return p
+}
+
 func TestAggregateStateFollowsPartitionsIntegration(t *testing.T) {
 	b := sharedBroker(t)
 	bin := sluiceBinary(t)
@@ -92,43 +147,12 @@ func TestAggregateStateFollowsPartitionsIntegration(t *testing.T) {
 	seed := time.Now().UnixNano()
 	t.Logf("seed %d", seed)
 	data := aggDataset(partitions, perPart, seed)
-	want := map[statsref.Window]statsref.Row{}
-	for _, in := range data { // per partition: its own watermark
-		ref := make([]statsref.Input, len(in))
-		for i, r := range in {
-			ref[i] = statsref.Input{Key: r.commodity, Price: r.price, TS: r.ts}
-		}
-		w, _ := statsref.Expect(ref, 60_000, 10_000, false)
-		maps.Copy(want, w)
-	}
-	stats, err := filepath.Abs("../../transforms/stats/stats.wasm")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	transforms := fmt.Sprintf(`  transforms:
-    - name: stats
-      aggregate: {wasm: %q, key: $.commodity, time: $.ts, window: {tumbling: 1m}, allowed_lateness: 10s, late: drop, config: {field: price}}
-`, stats)
-	var outs []string
-	start := func(name string) *proc {
-		out := filepath.Join(dir, name+".jsonl")
-		outs = append(outs, out)
-		m := writeManifest(t, filepath.Join(dir, name+".yaml"), "agg", groupSource(b.addr, topic, group, ""),
-			fmt.Sprintf("    - {name: out, type: file, config: {path: %q}}\n", out), procSpecExtra+transforms)
-		p := startSluice(t, bin, dir, name, m)
-		waitFor(t, time.Minute, name+" ready", func() bool {
-			if p.exited() {
-				t.Fatalf("%s exited:\n%s", name, p.logTail())
-			}
-			code, _ := p.readyz()
-			return code == 200
-		})
-		return p
-	}
+	want := aggExpect(data)
+	g := &aggGroup{t: t, bin: bin, addr: b.addr, topic: topic, group: group}
+	start := g.start
 	rows := func() int {
 		n := 0
-		for _, o := range outs {
+		for _, o := range g.outs {
 			n += countLines(o)
 		}
 		return n
@@ -154,7 +178,7 @@ func TestAggregateStateFollowsPartitionsIntegration(t *testing.T) {
 		}
 	}
 	produce(0, perPart/4)
-	waitFor(t, 2*time.Minute, "windows from both processes", func() bool { return countLines(outs[0]) > 0 && countLines(outs[1]) > 0 })
+	waitFor(t, 2*time.Minute, "windows from both processes", func() bool { return countLines(g.outs[0]) > 0 && countLines(g.outs[1]) > 0 })
 	produce(perPart/4, perPart/2)
 	time.Sleep(200 * time.Millisecond)
 	a.kill()
@@ -170,7 +194,7 @@ func TestAggregateStateFollowsPartitionsIntegration(t *testing.T) {
 			t.Fatalf("a process exited:\nb:\n%s\na2:\n%s", bp.logTail(), a2.logTail())
 		}
 		seen := map[statsref.Window]bool{}
-		for _, r := range readAggRows(t, outs...) {
+		for _, r := range readAggRows(t, g.outs...) {
 			seen[statsref.Window{Key: r.Key, Start: r.WindowStart}] = true
 		}
 		for k := range want {
@@ -182,10 +206,10 @@ func TestAggregateStateFollowsPartitionsIntegration(t *testing.T) {
 	})
 	bp.terminate()
 	a2.terminate()
-	got := readAggRows(t, outs...)
+	got := readAggRows(t, g.outs...)
 	dups := statsref.Check(t, got, want)
 	for _, p := range []string{"a", "b", "a2"} {
-		t.Logf("%s group events:\n%s", p, grepLines(readFileString(filepath.Join(dir, p+".log")), "partitions assigned", "partitions revoked", "partitions lost"))
+		t.Logf("%s group events:\n%s", p, grepLines(readFileString(filepath.Join(g.dir, p+".log")), "partitions assigned", "partitions revoked", "partitions lost"))
 	}
 	t.Logf("%d windows expected, %d rows written, %d emitted again after the kill", len(want), len(got), dups)
 }
