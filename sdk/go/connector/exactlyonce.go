@@ -40,3 +40,31 @@ type TransactionalSink interface {
 type ComparablePositions interface {
 	PositionsComparable() bool
 }
+
+// SharedPositions is implemented by transactional sinks whose positions several processes of one
+// pipeline may store at once: a consumer group splits the partitions between the processes and
+// moves them on rebalances, and a process that lost a partition may still finish a write of it.
+// Such a sink's WriteTx must, atomically with the write:
+//   - skip every record at or before the offset stored for its partition when the write commits,
+//     whichever process stored it (not only when this sink last read the positions);
+//   - store, per partition, the greater of the stored offset and the one given: a position never
+//     moves back;
+//   - leave the positions of partitions it was not given as they are;
+//
+// and concurrent WriteTx calls of several instances (same pipeline and component) must each
+// succeed, retrying a lost race itself, never store a record twice and never lose one. Records at
+// one position are the same whichever process derived them, so skipping by offset is enough.
+// StoredPositions then takes no exclusive hold of the positions.
+//
+// With delivery: exactly_once and a source whose partitions are shared by a group of processes
+// (connector.GroupedSource), the runtime requires every sink to report SharesPositions true.
+type SharedPositions interface {
+	SharesPositions() bool
+}
+
+// GroupedSource is implemented by sources whose partitions several processes of one pipeline
+// may share, as members of a consumer group. Grouped reports, without I/O, whether this source
+// as configured does.
+type GroupedSource interface {
+	Grouped() bool
+}
