@@ -41,6 +41,10 @@ type TransactionalSinkHarness struct {
 	BreakCommit func(t *testing.T) (repair func())
 	// Timeout is the hang guard of every check. Default 60s.
 	Timeout time.Duration
+	// Shared runs the checks of connector.SharedPositions: several instances of one pipeline's
+	// sink writing overlapping ranges of the same partitions, some with a stale view, some at
+	// once. Set it for a sink that implements SharedPositions.
+	Shared bool
 }
 
 func (h *TransactionalSinkHarness) defaults() {
@@ -52,7 +56,8 @@ func (h *TransactionalSinkHarness) defaults() {
 // TestTransactionalSink runs the checks of connector.TransactionalSink as subtests of t: stored
 // positions round-trip (partitions, offsets, cursors, the unnamed partition), a write of positions
 // only, positions kept per (pipeline, component), an idempotent reopen, a failed write that stores
-// neither records nor positions, and positions stored beside a partial failure. A transactional
+// neither records nor positions, positions stored beside a partial failure, and with Shared
+// several instances of one pipeline's sink writing the same partitions. A transactional
 // sink runs TestSink as well: it is a sink.
 func TestTransactionalSink(t *testing.T, h TransactionalSinkHarness) {
 	t.Helper()
@@ -71,6 +76,9 @@ func TestTransactionalSink(t *testing.T, h TransactionalSinkHarness) {
 		}
 		txPartial(t, h)
 	})
+	if h.Shared {
+		t.Run("SharedPositions", func(t *testing.T) { txShared(t, h) })
+	}
 }
 
 // txPipeline names a pipeline no other check or test run uses: a destination may keep the
@@ -340,4 +348,77 @@ func txPartial(t *testing.T, h TransactionalSinkHarness) {
 	s = openTx(t, h, f, env)
 	wantPositions(t, "after a partly refused WriteTx", s.stored, connector.Position{Partition: "p", Offset: 10})
 	wantRecords(t, h, readBack, slices.Delete(slices.Clone(batch), 4, 5), []connector.Record{poisoned})
+}
+
+// txShared: instances of one pipeline's sink, as the processes of a consumer group run them,
+// write the same partitions. Whatever each one last read, every record is stored once and no
+// position moves back.
+func txShared(t *testing.T, h TransactionalSinkHarness) {
+	f, readBack := h.Setup(t)
+	env := txEnv(t, txPipeline(), "out")
+	a := openTx(t, h, f, env)
+	if sp, ok := a.sink.(connector.SharedPositions); !ok || !sp.SharesPositions() {
+		t.Fatalf("Shared is set but %T does not report SharesPositions", a.sink)
+	}
+	b := openTx(t, h, f, env) // opened before a writes: its view is stale from the start
+	var want []connector.Record
+	pos := func(part string, off int) connector.Position {
+		return connector.Position{Partition: part, Offset: int64(off)}
+	}
+
+	// a writes p up to 10; b, which read nothing, writes p 5..15 and q: only p 10..15 is new.
+	a.write(h.records("p", 0, 10), pos("p", 10))
+	want = append(want, h.records("p", 0, 10)...)
+	b.write(slices.Concat(h.records("p", 5, 15), h.records("q", 1000, 1005)), pos("p", 15), pos("q", 1005))
+	want = append(want, h.records("p", 10, 15)...)
+	want = append(want, h.records("q", 1000, 1005)...)
+	// Positions lower than stored do not move back, and their records are not written again.
+	a.write(h.records("p", 2, 8), pos("p", 8))
+	b.write(nil, pos("q", 3))
+	a.close()
+	b.close()
+	s := openTx(t, h, f, env)
+	wantPositions(t, "after writers with stale views", s.stored, pos("p", 15), pos("q", 1005))
+	s.close()
+
+	// Three instances at once: each writes all of p 15..215 in batches of 10 (a partition's records
+	// handed over from one process to the next while the first still writes them), and a
+	// partition of its own.
+	const n = 3
+	ss := make([]*txSession, n)
+	for i := range ss {
+		ss[i] = openTx(t, h, f, env)
+	}
+	want = append(want, h.records("p", 15, 215)...)
+	errs := make(chan error, n)
+	for i, s := range ss {
+		own := fmt.Sprintf("own/%d", i)
+		first := 2000 + 1000*i
+		want = append(want, h.records(own, first, first+100)...)
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), h.Timeout)
+			defer cancel()
+			for j := range 20 {
+				from := 15 + 10*j
+				recs := slices.Concat(h.records("p", from, from+10), h.records(own, first+5*j, first+5*j+5))
+				if err := s.sink.WriteTx(ctx, recs, []connector.Position{pos("p", from+10), pos(own, first+5*j+5)}); err != nil {
+					errs <- fmt.Errorf("instance %d, batch %d: %w", i, j, err)
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, s := range ss {
+		s.close()
+	}
+	s = openTx(t, h, f, env)
+	wantPositions(t, "after three instances wrote at once", s.stored, pos("p", 215), pos("q", 1005),
+		pos("own/0", 2100), pos("own/1", 3100), pos("own/2", 4100))
+	wantRecords(t, h, readBack, want, nil)
 }
