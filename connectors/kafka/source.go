@@ -328,6 +328,10 @@ func checkTopicName(t string) error {
 // PositionsComparable is true: within a partition, a later record has a larger offset.
 func (s *Source) PositionsComparable() bool { return true }
 
+// Grouped reports whether the source is a member of a consumer group, sharing the partitions with
+// other processes running the pipeline.
+func (s *Source) Grouped() bool { return s.group != "" }
+
 // Open connects, checks the topics, and starts consuming: in a group, from the group's committed
 // offsets; without one, after the given positions.
 func (s *Source) Open(ctx context.Context, resume []connector.Position) error {

@@ -57,7 +57,35 @@ func (p *Pipeline) checkExactlyOnce() []error {
 		}
 		s.tx = tx
 	}
+	if gs, ok := p.source.(connector.GroupedSource); ok && p.grouped(gs) {
+		for _, s := range p.sinks {
+			if s.tx == nil {
+				continue
+			}
+			if sp, ok := s.tx.(connector.SharedPositions); !ok || !p.shares(s.name, sp) {
+				errs = append(errs, &ComponentError{Component: s.name, Kind: connector.KindSink,
+					Err: fmt.Errorf("cannot be written exactly once by a consumer group: sink %s keeps the positions of a pipeline for one process, "+
+						"and the source's group splits the partitions between every process running this pipeline", s.typ),
+					Hint: "run the pipeline as one process without a group, use delivery: at_least_once, or sinks that several processes can write exactly once (postgres, redis, iceberg)"})
+			}
+		}
+	}
 	return errs
+}
+
+// grouped asks the source whether it shares its partitions with other processes, recovering a
+// panic.
+func (p *Pipeline) grouped(gs connector.GroupedSource) bool {
+	ok := false
+	err := p.guard("source", "check", func() error { ok = gs.Grouped(); return nil })
+	return err == nil && ok
+}
+
+// shares asks a sink whether several processes may store its positions, recovering a panic.
+func (p *Pipeline) shares(name string, sp connector.SharedPositions) bool {
+	ok := false
+	err := p.guard(name, "check", func() error { ok = sp.SharesPositions(); return nil })
+	return err == nil && ok
 }
 
 // comparable asks the source, recovering a panic.

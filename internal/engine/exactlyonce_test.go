@@ -450,3 +450,35 @@ func TestTxSinkConformance(t *testing.T) {
 		},
 	})
 }
+
+// groupedSource is a source that shares its partitions with other processes, as a Kafka source
+// in a consumer group does.
+type groupedSource struct{ *feedSource }
+
+func (groupedSource) Grouped() bool             { return true }
+func (groupedSource) PositionsComparable() bool { return true }
+
+// sharedTxSink is a transactional sink several processes of one pipeline may write.
+type sharedTxSink struct{ txSink }
+
+func (*sharedTxSink) SharesPositions() bool { return true }
+
+func TestExactlyOnceInAGroupNeedsSinksThatSharePositions(t *testing.T) {
+	src := groupedSource{&feedSource{ch: make(chan []connector.Record)}}
+	p := exactlyOnce(spec("eo", object(t, src), sink("one", txComponent(t, newTxDB())), sink("shared", object(t, &sharedTxSink{}))))
+	_, err := engine.New(p, engine.Options{Catalog: testCatalog(), Checkpoints: openStore(t, t.TempDir())})
+	var ce *engine.ComponentError
+	if !errors.As(err, &ce) || ce.Component != "one" || !strings.Contains(ce.Err.Error(), "cannot be written exactly once by a consumer group") ||
+		!strings.Contains(ce.Hint, "at_least_once") {
+		t.Fatalf("err = %v, want the sink that keeps positions for one process refused with a hint", err)
+	}
+	if strings.Contains(err.Error(), `"shared"`) {
+		t.Fatalf("err = %v names the sink that shares its positions", err)
+	}
+	t.Logf("refused: %v", err)
+
+	p = exactlyOnce(spec("eo", object(t, src), sink("shared", object(t, &sharedTxSink{}))))
+	if _, err := engine.New(p, engine.Options{Catalog: testCatalog(), Checkpoints: openStore(t, t.TempDir())}); err != nil {
+		t.Fatalf("a grouped source with a sink that shares its positions: %v", err)
+	}
+}
