@@ -84,6 +84,7 @@ func TestConformanceTransactionalSinkIntegration(t *testing.T) {
 						func(t *testing.T) []connector.Record { return readBackN(t, dsn, table) }
 				},
 				Poison: func(i int) connector.Record { return connector.Record{Value: fmt.Appendf(nil, `{"n":%d}`, -i)} },
+				Shared: true,
 				// A trigger on the positions table fails the transaction after the rows went in.
 				BreakCommit: func(t *testing.T) func() {
 					fn := uniqueTable(t, dsn, "pgtxfn")

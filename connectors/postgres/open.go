@@ -50,13 +50,6 @@ func (s *Sink) connect(ctx context.Context) error {
 		}
 		return fmt.Errorf("postgres sink: table %s: %w", s.cfg.table, err)
 	}
-	if s.eo.active {
-		if err := s.eo.reconnected(ctx, s); err != nil {
-			_ = conn.Close(ctx)
-			s.conn = nil
-			return err
-		}
-	}
 	return nil
 }
 

@@ -65,6 +65,9 @@ type statements struct {
 	clear     string    // empties the staging table
 	fields    int       // fields per COPY row
 	positions string    // the quoted positions table
+	lock      string    // inserts the missing positions rows of a batch and locks them all
+	save      string    // moves the positions forward
+	drop      string    // deletes the rows lock inserted for partitions that got no position
 }
 
 // stageTable is the temporary table a batch goes through in upsert mode.
@@ -129,7 +132,7 @@ func (s *Sink) addColumns(ctx context.Context, cols []newColumn) error {
 		adds[i] = "ADD COLUMN IF NOT EXISTS " + quote(c.name) + " " + c.typ.String()
 	}
 	if _, err := s.conn.Exec(ctx, "ALTER TABLE "+s.sql.table+" "+strings.Join(adds, ", ")); err != nil {
-		return s.failed(fmt.Errorf("add columns: %w", err), false, nil)
+		return s.failed(fmt.Errorf("add columns: %w", err))
 	}
 	s.log.Info("added columns to table", "table", s.cfg.table.String(), "columns", strings.Join(adds, ", "))
 	info, err := s.describe(ctx)
@@ -141,13 +144,14 @@ func (s *Sink) addColumns(ctx context.Context, cols []newColumn) error {
 		if errors.As(err, &pe) {
 			return err
 		}
-		return s.failed(err, false, nil)
+		return s.failed(err)
 	}
 	return nil
 }
 
 func buildStatements(c *config) statements {
 	st := statements{table: c.table.quoted(), fields: len(c.cols), positions: c.positions.quoted()}
+	st.lock, st.save, st.drop = positionsStatements(st.positions)
 	names := make([]string, len(c.cols))
 	var keys, sets []string
 	for i, col := range c.cols {
@@ -193,13 +197,6 @@ func (s *Sink) Close(ctx context.Context) error {
 	if s.conn == nil {
 		return nil
 	}
-	if s.eo.active && !s.conn.IsClosed() {
-		// Release the exactly-once lock before disconnecting: the server would release it only
-		// once it has processed the disconnection, which the next Open may overtake.
-		uctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		_, _ = s.conn.Exec(uctx, "SELECT pg_advisory_unlock($1)", s.lockKey())
-		cancel()
-	}
 	err := s.conn.Close(ctx)
 	s.conn = nil
 	return err
@@ -219,29 +216,39 @@ func (s *Sink) write(ctx context.Context, records []connector.Record, positions 
 			return err
 		}
 	}
-	skip := func(*connector.Record) bool { return false }
 	if tx {
-		if err := s.eo.check(ctx, s); err != nil {
+		if err := s.createPositionsTable(ctx); err != nil {
 			return err
 		}
-		skip = s.eo.stored
 	}
-	failed := s.encode(records, skip)
+	failed := s.encode(records)
 	for round := 0; s.cf != nil && len(s.cf.found) > 0 && round < 3; round++ {
 		if err := s.addColumns(ctx, slices.Clone(s.cf.found)); err != nil {
 			return err
 		}
-		failed = s.encode(records, skip)
+		failed = s.encode(records)
 	}
-	if len(s.idx) == 0 && len(positions) == 0 {
+	if len(s.idx) == 0 && len(positions) == 0 && (!tx || len(records) == 0) {
 		return batchError(failed)
 	}
-	refused, err := s.store(ctx, positions, tx)
+	var refused []connector.RecordError
+	var err error
+	for try := 0; ; try++ {
+		refused, err = s.store(ctx, records, positions, tx)
+		if err == nil || !tx || !lostRace(err) || s.conn == nil || try == raceRetries-1 {
+			break
+		}
+		s.log.Debug("a transaction lost a race with another writer; trying again", "err", err)
+		if werr := raceBackoff(ctx, try); werr != nil {
+			break
+		}
+	}
 	if err != nil {
 		return err
 	}
 	if tx {
-		s.eo.committed(positions)
+		// A record that did not convert but is already stored was dead-lettered by its write.
+		failed = slices.DeleteFunc(failed, func(f connector.RecordError) bool { return s.eo.alreadyStored(&records[f.Index]) })
 	}
 	if len(refused) > 0 {
 		failed = append(failed, refused...)
@@ -257,9 +264,8 @@ func batchError(failed []connector.RecordError) error {
 	return &connector.BatchError{Failed: failed}
 }
 
-// encode converts the records into binary COPY rows. Records for which skip is true are left
-// out (already stored); those that do not convert are returned.
-func (s *Sink) encode(records []connector.Record, skip func(*connector.Record) bool) []connector.RecordError {
+// encode converts the records into binary COPY rows; those that do not convert are returned.
+func (s *Sink) encode(records []connector.Record) []connector.RecordError {
 	s.buf, s.rows, s.idx = s.buf[:0], s.rows[:0], s.idx[:0]
 	if cap(s.buf) > 64<<20 {
 		s.buf = nil
@@ -272,9 +278,6 @@ func (s *Sink) encode(records []connector.Record, skip func(*connector.Record) b
 	}
 	for i := range records {
 		r := &records[i]
-		if skip(r) {
-			continue
-		}
 		if err := s.filler.fill(r, s.ins); err != nil {
 			failed = append(failed, connector.RecordError{Index: i, Err: err})
 			continue
@@ -319,71 +322,81 @@ func (s *Sink) encode(records []connector.Record, skip func(*connector.Record) b
 
 // store writes the encoded rows (and positions, when tx) in one go; when the database refuses a
 // row, it writes again, isolating the refused rows. It returns the refused records.
-func (s *Sink) store(ctx context.Context, positions []connector.Position, tx bool) ([]connector.RecordError, error) {
-	n := len(s.idx)
+func (s *Sink) store(ctx context.Context, records []connector.Record, positions []connector.Position, tx bool) ([]connector.RecordError, error) {
 	var err error
-	var committing bool
-	small := s.cfg.Mode == modeUpsert && n <= smallUpsert
+	upsert := s.cfg.Mode == modeUpsert
 	switch {
-	case !tx && s.cfg.Mode == modeAppend:
-		_, err = s.copyRows(ctx, 0, n) // one COPY commits on its own
-	case !tx && small:
-		err = s.upsertValues(ctx, 0, n) // so does one INSERT
+	case !tx && !upsert:
+		_, err = s.copyRows(ctx, 0, len(s.idx)) // one COPY commits on its own
+	case !tx && len(s.idx) <= smallUpsert:
+		err = s.upsertValues(ctx, 0, len(s.idx)) // so does one INSERT
 	default:
-		committing, err = s.inTx(ctx, func(t pgx.Tx) error {
-			switch {
-			case small && n > 0:
-				if err := s.upsertValues(ctx, 0, n); err != nil {
-					return err
-				}
-			case n > 0:
-				if err := s.writeRows(ctx, 0, n); err != nil {
-					return err
-				}
+		err = s.inTx(ctx, records, positions, tx, func() error {
+			switch n := len(s.idx); {
+			case n == 0:
+				return nil
+			case upsert && n <= smallUpsert:
+				return s.upsertValues(ctx, 0, n)
+			default:
+				return s.writeRows(ctx, 0, n)
 			}
-			return s.savePositions(ctx, t, positions)
 		})
 	}
 	if err == nil {
 		return nil, nil
 	}
 	if !isRowError(err) {
-		return nil, s.failed(err, tx && committing, positions)
+		return nil, s.failed(err)
 	}
 	s.log.Debug("postgres refused a row; isolating it", "table", s.cfg.table.String(), "err", err)
 	first := err
 	var refused []connector.RecordError
-	committing, err = s.inTx(ctx, func(t pgx.Tx) error {
-		if _, err := t.Exec(ctx, "SET CONSTRAINTS ALL IMMEDIATE"); err != nil {
+	err = s.inTx(ctx, records, positions, tx, func() error {
+		if _, err := s.conn.Exec(ctx, "SET CONSTRAINTS ALL IMMEDIATE"); err != nil {
 			return err
 		}
 		var err error
-		if refused, err = s.isolate(ctx, t, first); err != nil {
-			return err
-		}
-		return s.savePositions(ctx, t, positions)
+		refused, err = s.isolate(ctx, first)
+		return err
 	})
 	if err != nil {
 		if isRowError(err) { // refused at commit, after every row passed on its own
 			return nil, permanentf("postgres sink: table %s: the transaction was refused at commit after its rows were accepted one by one: %w", s.cfg.table, err)
 		}
-		return nil, s.failed(err, tx && committing, positions)
+		return nil, s.failed(err)
 	}
 	return refused, nil
 }
 
-// inTx runs f in a transaction and commits it. committing tells whether the error came from the
-// commit, whose outcome is unknown when the connection was lost meanwhile.
-func (s *Sink) inTx(ctx context.Context, f func(pgx.Tx) error) (committing bool, err error) {
-	t, err := s.conn.Begin(ctx)
-	if err != nil {
-		return false, err
+// inTx runs f in a transaction and commits it. With tx, the transaction locks the positions rows
+// of the batch's partitions first, leaving out of the batch the records already stored, and
+// moves the positions forward before it commits.
+func (s *Sink) inTx(ctx context.Context, records []connector.Record, positions []connector.Position, tx bool, f func() error) error {
+	var err error
+	if tx {
+		err = s.lockPositions(ctx, records, positions)
+	} else {
+		_, err = s.conn.Exec(ctx, "BEGIN")
 	}
-	if err := f(t); err != nil {
-		_ = t.Rollback(context.WithoutCancel(ctx))
-		return false, err
+	if err == nil {
+		err = f()
 	}
-	return true, t.Commit(ctx)
+	if err == nil {
+		if tx {
+			err = s.savePositionsAndCommit(ctx, positions)
+		} else {
+			_, err = s.conn.Exec(ctx, "COMMIT")
+		}
+		if err == nil {
+			return nil
+		}
+	}
+	if !s.conn.IsClosed() {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		_, _ = s.conn.Exec(rctx, "ROLLBACK")
+		cancel()
+	}
+	return err
 }
 
 // writeRows writes rows [lo, hi): COPY into the table, or for upsert into the staging table and
@@ -488,13 +501,13 @@ func lineOf(err error) int {
 // isolate writes the rows range by range, each inside a savepoint, splitting a refused range at
 // the row the database named (or in halves) until each refused row stands alone. first is the
 // refusal of the whole batch.
-func (s *Sink) isolate(ctx context.Context, t pgx.Tx, first error) ([]connector.RecordError, error) {
+func (s *Sink) isolate(ctx context.Context, first error) ([]connector.RecordError, error) {
 	var refused []connector.RecordError
 	stack := split(span{0, len(s.idx)}, lineOf(first))
 	for len(stack) > 0 {
 		sp := stack[len(stack)-1]
 		stack = stack[:len(stack)-1]
-		err := s.trySpan(ctx, t, sp)
+		err := s.trySpan(ctx, sp)
 		if err == nil {
 			continue
 		}
@@ -529,23 +542,23 @@ func split(sp span, line int) []span {
 }
 
 // trySpan writes a range of rows inside a savepoint, rolling back to it when they are refused.
-func (s *Sink) trySpan(ctx context.Context, t pgx.Tx, sp span) error {
-	if _, err := t.Exec(ctx, "SAVEPOINT sluice_rows"); err != nil {
+func (s *Sink) trySpan(ctx context.Context, sp span) error {
+	if _, err := s.conn.Exec(ctx, "SAVEPOINT sluice_rows"); err != nil {
 		return err
 	}
 	err := s.writeRows(ctx, sp.lo, sp.hi)
 	if err == nil && s.cfg.Mode == modeUpsert {
-		_, err = t.Exec(ctx, s.sql.clear)
+		_, err = s.conn.Exec(ctx, s.sql.clear)
 	}
 	if err != nil {
 		if !isRowError(err) {
 			return err
 		}
-		if _, rerr := t.Exec(ctx, "ROLLBACK TO SAVEPOINT sluice_rows"); rerr != nil {
+		if _, rerr := s.conn.Exec(ctx, "ROLLBACK TO SAVEPOINT sluice_rows"); rerr != nil {
 			return rerr
 		}
 	}
-	if _, rerr := t.Exec(ctx, "RELEASE SAVEPOINT sluice_rows"); rerr != nil {
+	if _, rerr := s.conn.Exec(ctx, "RELEASE SAVEPOINT sluice_rows"); rerr != nil {
 		return rerr
 	}
 	return err
@@ -598,19 +611,16 @@ func isPermanent(err error) bool {
 }
 
 // failed turns a write error into what the runtime sees: permanent when only a change can fix it,
-// else retried, after dropping a connection that may be broken. A transaction with positions
-// whose connection was lost while it committed (doubt) may have committed: the next write finds
-// out.
-func (s *Sink) failed(err error, doubt bool, positions []connector.Position) error {
+// else retried, after dropping a connection that may be broken. A transaction whose connection
+// was lost while it committed may have committed: the retry's transaction finds its positions
+// stored and leaves out its records.
+func (s *Sink) failed(err error) error {
 	werr := fmt.Errorf("postgres sink: write to %s: %w", s.cfg.table, err)
 	if isPermanent(err) {
 		return &permanentError{werr}
 	}
 	var pe *pgconn.PgError
 	if !errors.As(err, &pe) || s.conn.IsClosed() {
-		if doubt {
-			s.eo.doubt(positions)
-		}
 		_ = s.conn.Close(context.Background())
 		s.conn = nil
 	}
