@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -127,3 +128,178 @@ func TestWriteTxIsAtomicIntegration(t *testing.T) {
 	}
 }
 
+// sharedCfg configures a sink of the table every instance of a shared-positions test writes:
+// id (the record's number), part and off (its position).
+func sharedCfg(dsn, table, positions, mode string) map[string]any {
+	return map[string]any{"dsn": dsn, "table": table, "positions_table": positions, "mode": mode, "key": []any{"id"},
+		"columns": map[string]any{"id": "bigint", "part": map[string]any{"type": "text", "from": "@partition"}, "off": map[string]any{"type": "bigint", "from": "@offset"}}}
+}
+
+// sharedTable creates the table of sharedCfg. In append mode it has no unique index, so a record
+// written twice shows as two rows; in upsert mode a trigger refuses the update of a row, so a
+// record written twice fails its write.
+func sharedTable(t *testing.T, dsn, mode string) string {
+	table := uniqueTable(t, dsn, "pgshared")
+	q := pgx.Identifier{table}.Sanitize()
+	if mode == "append" {
+		exec1(t, dsn, "CREATE TABLE "+q+" (id bigint NOT NULL, part text NOT NULL, off bigint NOT NULL)")
+		return table
+	}
+	fn := pgx.Identifier{table + "_fn"}.Sanitize()
+	exec1(t, dsn, "CREATE TABLE "+q+" (id bigint PRIMARY KEY, part text NOT NULL, off bigint NOT NULL)",
+		"CREATE FUNCTION "+fn+"() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'record % written twice', OLD.id; END $$",
+		"CREATE TRIGGER twice BEFORE UPDATE ON "+q+" FOR EACH ROW EXECUTE FUNCTION "+fn+"()")
+	t.Cleanup(func() { exec1(t, dsn, "DROP FUNCTION IF EXISTS "+fn+" CASCADE") })
+	return table
+}
+
+// sharedRecords returns the records of partition part (number k) at offsets [from, to), and
+// the position of the last with its cursor.
+func sharedRecords(k int, part string, from, to int64) ([]connector.Record, connector.Position) {
+	var out []connector.Record
+	for off := from; off < to; off++ {
+		out = append(out, connector.Record{Value: fmt.Appendf(nil, `{"id":%d}`, int64(k)*1_000_000+off), Position: connector.Position{Partition: part, Offset: off}})
+	}
+	return out, connector.Position{Partition: part, Offset: to - 1, Cursor: fmt.Appendf(nil, "c-%d", to-1)}
+}
+
+// A sink whose view of the positions is stale (another process of the pipeline wrote since it
+// read them) leaves out the records at or before what is stored and never moves a position
+// back, in every write path: COPY, a small upsert, a large one through the staging table.
+func TestSharedPositionsStaleWriterIntegration(t *testing.T) {
+	dsn := pgDSN(t)
+	for _, tc := range []struct {
+		mode string
+		n    int64 // records per write
+	}{{"append", 20}, {"upsert", 20}, {"upsert", 200}} {
+		t.Run(fmt.Sprintf("%s/%d", tc.mode, tc.n), func(t *testing.T) {
+			ctx := testContext(t, time.Minute)
+			table := sharedTable(t, dsn, tc.mode)
+			positions := uniqueTable(t, dsn, "pgpos")
+			cfg := sharedCfg(dsn, table, positions, tc.mode)
+			env := connector.Env{Pipeline: "shared", Component: "pg"}
+			a, stale := openSinkEnv(t, cfg, env), openSinkEnv(t, cfg, env)
+			if !a.SharesPositions() {
+				t.Fatal("SharesPositions is false")
+			}
+			positionsOf(t, a)
+			if ps := positionsOf(t, stale); len(ps) != 0 {
+				t.Fatalf("stored positions %v before any write", ps)
+			}
+			n := tc.n
+			// a writes p 0..2n and q 0..n.
+			p1, pp1 := sharedRecords(0, "p", 0, 2*n)
+			q1, qp1 := sharedRecords(1, "q", 0, n)
+			if err := a.WriteTx(ctx, slices.Concat(p1, q1), []connector.Position{pp1, qp1}); err != nil {
+				t.Fatal(err)
+			}
+			// The stale sink writes p n..3n (its first n stored already), q 0..n/2 (all stored: q stays
+			// at n-1 with its cursor) and r, with a record of p that does not convert, stored already.
+			p2, pp2 := sharedRecords(0, "p", n, 3*n)
+			q2, qp2 := sharedRecords(1, "q", 0, n/2)
+			r2, rp2 := sharedRecords(2, "r", 0, 5)
+			bad := connector.Record{Value: []byte(`{"id":"not a number"}`), Position: connector.Position{Partition: "p", Offset: n + 1}}
+			if err := stale.WriteTx(ctx, slices.Concat(p2, []connector.Record{bad}, q2, r2), []connector.Position{pp2, qp2, rp2}); err != nil {
+				t.Fatalf("WriteTx of a stale sink: %v (a record already stored must not be reported)", err)
+			}
+			// A record after what is stored that does not convert is still reported.
+			bad.Position.Offset = 3 * n
+			p3, pp3 := sharedRecords(0, "p", 3*n+1, 3*n+2)
+			var be *connector.BatchError
+			if err := a.WriteTx(ctx, append([]connector.Record{bad}, p3...), []connector.Position{pp3}); !errors.As(err, &be) || len(be.Failed) != 1 || be.Failed[0].Index != 0 {
+				t.Fatalf("WriteTx with a new record that does not convert: %v; want it refused", err)
+			}
+			// Positions lower than stored, alone: nothing moves.
+			if err := a.WriteTx(ctx, nil, []connector.Position{pp1, rp2}); err != nil {
+				t.Fatal(err)
+			}
+
+			fresh := openSinkEnv(t, cfg, env)
+			want := []connector.Position{pp3, qp1, rp2}
+			if got := positionsOf(t, fresh); !samePositions(got, want) {
+				t.Fatalf("stored positions %v; want %v", got, want)
+			}
+			q := pgx.Identifier{table}.Sanitize()
+			got := psql(t, dsn, "SELECT part, count(*), count(DISTINCT off), min(off), max(off) FROM "+q+" GROUP BY part ORDER BY part")
+			if want := fmt.Sprintf("p|%d|%[1]d|0|%d\nq|%d|%[3]d|0|%d\nr|5|5|0|4", 3*n+1, 3*n+1, n, n-1); got != want {
+				t.Fatalf("rows per partition (count, distinct offsets, min, max):\n%s\nwant\n%s", got, want)
+			}
+		})
+	}
+}
+
+// Three sinks of one pipeline, as three processes of a consumer group run them, write the same
+// partitions at once in many small transactions: each writes every record of every partition,
+// one of them starting over from the beginning when the others are half way (a process that
+// just got the partitions and read old positions). Every record is stored once, and the stored
+// positions are the last of each partition.
+func TestSharedPositionsConcurrentWritersIntegration(t *testing.T) {
+	dsn := pgDSN(t)
+	for _, mode := range []string{"append", "upsert"} {
+		t.Run(mode, func(t *testing.T) {
+			ctx := testContext(t, 2*time.Minute)
+			table := sharedTable(t, dsn, mode)
+			positions := uniqueTable(t, dsn, "pgpos")
+			cfg := sharedCfg(dsn, table, positions, mode)
+			env := connector.Env{Pipeline: "group", Component: "pg"}
+			parts := []string{"orders/0", "orders/1", "orders/2", "orders/3"}
+			const n = 400
+			sizes := []int64{10, 7, 100} // the last goes through the staging table in upsert mode
+			sinks := make([]*postgres.Sink, len(sizes))
+			for i := range sinks {
+				sinks[i] = openSinkEnv(t, cfg, env)
+				positionsOf(t, sinks[i])
+			}
+			var halfway sync.WaitGroup
+			halfway.Add(len(sizes) - 1)
+			errs := make(chan error, len(sizes))
+			for i, s := range sinks {
+				size := sizes[i]
+				go func() {
+					if i == len(sinks)-1 {
+						halfway.Wait() // the laggard: a stale view, starting over
+					}
+					for from := int64(0); from < n; from += size {
+						to := min(from+size, n)
+						var batch []connector.Record
+						var pos []connector.Position
+						for k, part := range parts {
+							rs, p := sharedRecords(k, part, from, to)
+							batch, pos = append(batch, rs...), append(pos, p)
+						}
+						if err := s.WriteTx(ctx, batch, pos); err != nil {
+							errs <- fmt.Errorf("sink %d, offsets %d..%d: %w", i, from, to, err)
+							return
+						}
+						if i < len(sinks)-1 && from < n/2 && to >= n/2 {
+							halfway.Done()
+						}
+					}
+					errs <- nil
+				}()
+			}
+			for range sinks {
+				if err := <-errs; err != nil {
+					t.Fatal(err)
+				}
+			}
+			var want []connector.Position
+			for k, part := range parts {
+				_, p := sharedRecords(k, part, n-1, n)
+				want = append(want, p)
+			}
+			if got := positionsOf(t, openSinkEnv(t, cfg, env)); !samePositions(got, want) {
+				t.Fatalf("stored positions %v; want %v", got, want)
+			}
+			q := pgx.Identifier{table}.Sanitize()
+			got := psql(t, dsn, "SELECT part, count(*), count(DISTINCT off), min(off), max(off) FROM "+q+" GROUP BY part ORDER BY part")
+			var lines []string
+			for _, part := range parts {
+				lines = append(lines, fmt.Sprintf("%s|%d|%d|0|%d", part, n, n, n-1))
+			}
+			if want := strings.Join(lines, "\n"); got != want {
+				t.Fatalf("rows per partition (count, distinct offsets, min, max):\n%s\nwant\n%s", got, want)
+			}
+		})
+	}
+}
