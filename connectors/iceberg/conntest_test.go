@@ -67,6 +67,7 @@ func txHarness(d func(t *testing.T) (dest, *commitProxy), breakable bool) connte
 				}
 		},
 		Poison: func(i int) connector.Record { return connector.Record{Value: []byte(`{"n":null}`)} },
+		Shared: true,
 	}
 	if breakable {
 		h.BreakCommit = func(t *testing.T) func() {

@@ -71,8 +71,8 @@ func storedPositions(tbl *table.Table, key string) (map[string]connector.Positio
 	return map[string]connector.Position{}, nil
 }
 
-// mergePositions returns stored updated with positions (a partition's offset never moves back)
-// and whether anything moved.
+// mergePositions returns stored updated with positions: per partition the greater offset (a
+// position never moves back), partitions not given as stored; and whether anything moved.
 func mergePositions(stored map[string]connector.Position, positions []connector.Position) (map[string]connector.Position, bool) {
 	next := make(map[string]connector.Position, len(stored)+len(positions))
 	for k, v := range stored {
@@ -89,19 +89,6 @@ func mergePositions(stored map[string]connector.Position, positions []connector.
 	return next, moved
 }
 
-func equalPositions(a, b map[string]connector.Position) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, p := range a {
-		q, ok := b[k]
-		if !ok || p.Offset != q.Offset || string(p.Cursor) != string(q.Cursor) {
-			return false
-		}
-	}
-	return true
-}
-
 func sortedPositions(m map[string]connector.Position) []connector.Position {
 	out := make([]connector.Position, 0, len(m))
 	for _, p := range m {
@@ -109,12 +96,4 @@ func sortedPositions(m map[string]connector.Position) []connector.Position {
 	}
 	slices.SortFunc(out, func(a, b connector.Position) int { return strings.Compare(a.Partition, b.Partition) })
 	return out
-}
-
-func describePositions(m map[string]connector.Position) string {
-	var parts []string
-	for _, p := range sortedPositions(m) {
-		parts = append(parts, p.String())
-	}
-	return strings.Join(parts, ", ")
 }

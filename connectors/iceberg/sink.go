@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"math/rand/v2"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/memory"
@@ -40,13 +42,25 @@ type Sink struct {
 	conv   *converter
 	mem    memory.Allocator
 
-	stored map[string]connector.Position // what the table holds for this sink, as of tbl
-	unsure bool                          // a commit failed in a way that leaves its outcome unknown
+	stored    map[string]connector.Position // what the table holds for this sink, as of tbl
+	unsure    bool                          // a commit failed in a way that leaves its outcome unknown
+	contended bool                          // a recent commit lost a race: read the table before committing
+	noPreload bool                          // tests: never read the table before a commit
+	stats     commitStats
+}
+
+// commitStats counts what WriteTx did, for tests and measurements.
+type commitStats struct {
+	attempts  int // commits tried
+	conflicts int // commits refused because another writer committed first
+	rewrites  int // data files written again without records another instance committed
+	preloads  int // table reads before a commit, expecting other writers
 }
 
 var (
 	_ connector.Sink              = (*Sink)(nil)
 	_ connector.TransactionalSink = (*Sink)(nil)
+	_ connector.SharedPositions   = (*Sink)(nil)
 )
 
 // NewSink builds an Iceberg sink from its configuration. It does no I/O: it checks the schema,
@@ -335,16 +349,28 @@ func isConflict(err error) bool {
 	return errors.Is(err, table.ErrCommitFailed) || strings.Contains(err.Error(), "requirement failed:")
 }
 
-// retryAfterConflict reloads the table after a conflicting commit, or gives up after
-// maxConflictRetries attempts.
+// retryAfterConflict waits a little and reloads the table after a conflicting commit, or gives up
+// after maxConflictRetries attempts. The wait grows with the attempts and is jittered, so writers
+// that keep colliding spread out.
 func (s *Sink) retryAfterConflict(ctx context.Context, attempt int, err error) error {
 	if attempt >= maxConflictRetries {
 		return s.errorf("commit: still conflicting with other writers after %d attempts: %w", attempt+1, err)
 	}
-	if err := ctx.Err(); err != nil {
-		return err
+	t := time.NewTimer(conflictBackoff(attempt))
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
 	}
 	return s.refresh(ctx)
+}
+
+// conflictBackoff is the wait before the commit after conflict number attempt (from 0): from
+// 2.5-5 ms doubling up to 0.5-1 s, half of it random.
+func conflictBackoff(attempt int) time.Duration {
+	d := min(5*time.Millisecond<<min(attempt, 8), time.Second)
+	return d/2 + rand.N(d/2+1)
 }
 
 func (s *Sink) ready(ctx context.Context) error {
@@ -394,7 +420,11 @@ func (s *Sink) refresh(ctx context.Context) error {
 		return s.errorf("load: %w", err)
 	}
 	if tbl.Schema().ID != s.tbl.Schema().ID {
-		return s.use(tbl)
+		if err := s.use(tbl); err != nil {
+			return err
+		}
+		s.unsure = false
+		return nil
 	}
 	stored, err := storedPositions(tbl, s.key)
 	if err != nil {
@@ -404,9 +434,102 @@ func (s *Sink) refresh(ctx context.Context) error {
 	return nil
 }
 
+// SharesPositions reports that several instances of one pipeline's sink may write the table at
+// once (connector.SharedPositions): a commit is pinned to the snapshot whose positions decided
+// what it skips, and one that loses the race is made again on the table as it is then.
+func (s *Sink) SharesPositions() bool { return true }
+
+// txWrite is one WriteTx's records as converted against the positions of the table the sink
+// last read: the data files holding them, the records refused, and the records the files hold.
+type txWrite struct {
+	records []connector.Record
+	files   []ice.DataFile
+	failed  []connector.RecordError
+	kept    []int // indexes of the records in files
+}
+
+// prepare converts the records the table does not hold yet (after the offset stored for their
+// partition) and writes them as data files.
+func (s *Sink) prepare(ctx context.Context, w *txWrite) error {
+	w.files, w.failed, w.kept = nil, nil, w.kept[:0]
+	batch, failed, err := s.convert(ctx, w.records, func(i int) bool { return s.holds(w.records[i].Position) })
+	if err != nil {
+		return err
+	}
+	w.failed = failed
+	if batch == nil {
+		return nil
+	}
+	// Adding columns (convert) may have read the table again: the last conversion skipped by
+	// what s.stored holds now, so the records kept are those it does not cover and not refused.
+	refused := make(map[int]bool, len(failed))
+	for _, f := range failed {
+		refused[f.Index] = true
+	}
+	for i, r := range w.records {
+		if !refused[i] && !s.holds(r.Position) {
+			w.kept = append(w.kept, i)
+		}
+	}
+	w.files, err = s.writeFiles(ctx, batch)
+	return err
+}
+
+// holds reports whether the positions the sink last read cover p: a record at or before the
+// offset stored for its partition is in the table already.
+func (s *Sink) holds(p connector.Position) bool {
+	q, ok := s.stored[p.Partition]
+	return ok && p.Offset <= q.Offset
+}
+
+// covered returns how many of the records in w's files the positions the sink last read cover.
+func (s *Sink) covered(w *txWrite) int {
+	n := 0
+	for _, i := range w.kept {
+		if s.holds(w.records[i].Position) {
+			n++
+		}
+	}
+	return n
+}
+
+// abandon removes data files no commit references (every commit that carried them was refused
+// as a conflict, which commits nothing). A file that cannot be removed is an orphan no reader
+// sees; it is logged and left.
+func (s *Sink) abandon(ctx context.Context, files []ice.DataFile, why string) {
+	if len(files) == 0 {
+		return
+	}
+	fs, err := s.tbl.FS(ctx)
+	removed := 0
+	for _, f := range files {
+		if err == nil {
+			err = fs.Remove(f.FilePath())
+		}
+		if err != nil {
+			s.env.Logger.Warn("could not remove an uncommitted data file; it is an orphan no snapshot references",
+				"table", s.name, "file", f.FilePath(), "error", err)
+			err = nil
+			continue
+		}
+		removed++
+	}
+	s.env.Logger.Debug("removed uncommitted data files", "table", s.name, "files", removed, "reason", why)
+}
+
 // WriteTx appends the records and stores the positions in the same commit's snapshot summary.
-// Records at or before what the table already holds for their partition are skipped, so a
-// retried write whose first commit did land stores nothing twice.
+// Every record at or before the offset the table holds for its partition when the commit lands
+// is left out, whichever instance of this pipeline's sink stored it, and each partition's
+// position becomes the greater of the stored and the given one (connector.SharedPositions).
+//
+// The commit is pinned to the snapshot the sink read (AssertRefSnapshotID), whose positions
+// decided what was skipped. When another writer committed first, the sink reads the table again:
+// if the positions now stored cover none of the records in its data files, it commits the same
+// files on top; if they cover some (another instance wrote them meanwhile), it removes those
+// files, converts and writes the records again without the covered ones, and commits that. Up to
+// maxConflictRetries conflicts per write, with a growing, jittered wait between them. After a
+// conflict, later writes read the table just before their commit, which costs one load but
+// saves the failed commit while several instances write.
 func (s *Sink) WriteTx(ctx context.Context, records []connector.Record, positions []connector.Position) error {
 	if err := s.ready(ctx); err != nil {
 		return err
@@ -416,72 +539,84 @@ func (s *Sink) WriteTx(ctx context.Context, records []connector.Record, position
 			return err
 		}
 	}
-	was := s.stored
-	batch, failed, err := s.convert(ctx, records, func(i int) bool {
-		p, ok := s.stored[records[i].Position.Partition]
-		return ok && records[i].Position.Offset <= p.Offset
-	})
-	if err != nil {
+	w := &txWrite{records: records}
+	if err := s.prepare(ctx, w); err != nil {
 		return err
 	}
-	if !equalPositions(was, s.stored) { // read again while adding columns
-		if batch != nil {
-			batch.Release()
-		}
-		return s.otherInstance()
-	}
-	next, moved := mergePositions(s.stored, positions)
-	if batch == nil && !moved {
-		return batchError(failed)
-	}
-	var files []ice.DataFile
-	if batch != nil {
-		if files, err = s.writeFiles(ctx, batch); err != nil {
-			return err
-		}
-	}
-	value, err := encodePositions(next)
-	if err != nil {
-		return s.errorf("%w", err)
-	}
-	props := ice.Properties{s.key: value}
 	for attempt := 0; ; attempt++ {
-		err := s.commit(ctx, files, props, true)
+		if attempt == 0 && s.contended && !s.noPreload {
+			head := snapshotID(s.tbl)
+			if err := s.refresh(ctx); err != nil {
+				s.abandon(ctx, w.files, "the table could not be read before the commit")
+				return err
+			}
+			s.stats.preloads++
+			s.contended = snapshotID(s.tbl) != head // nobody else committed: stop reading ahead
+		}
+		if n := s.covered(w); n > 0 {
+			s.stats.rewrites++
+			s.abandon(ctx, w.files, fmt.Sprintf("another instance committed %d of their %d records", n, len(w.kept)))
+			if err := s.prepare(ctx, w); err != nil {
+				return err
+			}
+		}
+		next, moved := mergePositions(s.stored, positions)
+		if len(w.files) == 0 && !moved {
+			return batchError(w.failed)
+		}
+		value, err := encodePositions(next)
+		if err != nil {
+			s.abandon(ctx, w.files, "the positions could not be encoded")
+			return s.errorf("%w", err)
+		}
+		s.stats.attempts++
+		err = s.commit(ctx, w.files, ice.Properties{s.key: value}, true)
 		if err == nil {
 			s.stored = next
-			return batchError(failed)
+			return batchError(w.failed)
 		}
 		if !isConflict(err) {
-			return s.unknownOutcome(ctx, err, next, moved, failed)
+			return s.unknownOutcome(ctx, err, positions, w)
 		}
-		// Another writer committed first. If it was not this sink, commit again on top of it.
-		before := s.stored
+		// Another writer committed first; nothing of this commit was. Read the table again and
+		// commit on top of it (the next round drops what it now holds).
+		s.stats.conflicts++
+		s.contended = true
 		if err := s.retryAfterConflict(ctx, attempt, err); err != nil {
+			s.abandon(ctx, w.files, "the write gave up after conflicts")
 			return err
-		}
-		if !equalPositions(before, s.stored) {
-			return s.otherInstance()
 		}
 	}
 }
 
-// otherInstance is the error of a WriteTx that found positions of this pipeline's sink it did
-// not commit.
-func (s *Sink) otherInstance() error {
-	return s.errorf("another writer committed positions for pipeline %q sink %q meanwhile (now %s): two instances of this pipeline write to the table; exactly-once delivery cannot hold (%w)",
-		s.env.Pipeline, s.env.Component, describePositions(s.stored), connector.ErrPermanent)
+// snapshotID is the table's current snapshot, -1 for none.
+func snapshotID(tbl *table.Table) int64 {
+	if snap := tbl.CurrentSnapshot(); snap != nil {
+		return snap.SnapshotID
+	}
+	return -1
 }
 
 // unknownOutcome follows a commit that failed in a way that leaves open whether the catalog took
-// it (a timeout, a 5xx, a dropped connection). It re-reads the table: if the positions this commit
-// carried are there, the commit landed and the write succeeded. If they cannot be read, the sink
-// stays unsure and the next WriteTx re-reads them first (and skips what they cover).
-func (s *Sink) unknownOutcome(ctx context.Context, err error, next map[string]connector.Position, moved bool, failed []connector.RecordError) error {
+// it (a timeout, a 5xx, a dropped connection); its data files are kept, as a snapshot may
+// reference them. It re-reads the table: if the positions stored now cover every position and
+// record of the write, the write is in the table (this commit landed, or another instance
+// committed the same records) and it succeeded. Otherwise the error is returned, and a retry
+// skips whatever the table holds by then. If the table cannot be read, the sink stays unsure and
+// the next WriteTx reads it first.
+func (s *Sink) unknownOutcome(ctx context.Context, err error, positions []connector.Position, w *txWrite) error {
 	s.unsure = true
-	if moved {
-		if rerr := s.refresh(ctx); rerr == nil && equalPositions(s.stored, next) {
-			s.env.Logger.Warn("iceberg commit reported an error but landed", "table", s.name, "error", err)
-			return batchError(failed)
+	if rerr := s.refresh(ctx); rerr == nil && (len(positions) > 0 || len(w.kept) > 0) && s.covered(w) == len(w.kept) {
+		all := true
+		for _, p := range positions {
+			if !s.holds(p) {
+				all = false
+				break
+			}
+		}
+		if all {
+			s.env.Logger.Warn("iceberg commit reported an error but its positions are in the table", "table", s.name, "error", err)
+			return batchError(w.failed)
 		}
 	}
 	return s.errorf("commit: %w", err)
