@@ -27,6 +27,9 @@ type batch struct {
 	cmds   []redis.Cmder
 	owner  []int // record index of each command
 	failed []connector.RecordError
+	// all and allOwner hold every command of a WriteTx, of which each attempt sends some in cmds.
+	all      []redis.Cmder
+	allOwner []int
 }
 
 func (b *batch) reset(ctx context.Context) {
@@ -39,13 +42,39 @@ func (b *batch) reset(ctx context.Context) {
 func (b *batch) done() {
 	clear(b.args)
 	clear(b.cmds)
+	clear(b.all)
+	b.all, b.allOwner = b.all[:0], b.allOwner[:0]
 	b.ctx = nil
 	if cap(b.arena) > 16<<20 {
 		b.arena = nil
 	}
 	if cap(b.args) > 1<<20 {
-		b.args, b.cmds, b.owner = nil, nil, nil
+		b.args, b.cmds, b.owner, b.all, b.allOwner = nil, nil, nil, nil, nil
 	}
+}
+
+// keepAll moves the queued commands to all, for WriteTx's attempts to choose from.
+func (b *batch) keepAll() {
+	b.all, b.cmds = b.cmds, b.all[:0]
+	b.allOwner, b.owner = b.owner, b.allOwner[:0]
+}
+
+// dropFailed removes from all the commands of records that failed, after an attempt set some
+// aside (dropQueueRefused).
+func (b *batch) dropFailed() {
+	failed := make(map[int]bool, len(b.failed))
+	for _, f := range b.failed {
+		failed[f.Index] = true
+	}
+	all, owner := b.all[:0], b.allOwner[:0]
+	for k, c := range b.all {
+		if !failed[b.allOwner[k]] {
+			all = append(all, c)
+			owner = append(owner, b.allOwner[k])
+		}
+	}
+	clear(b.all[len(all):])
+	b.all, b.allOwner = all, owner
 }
 
 func (b *batch) fail(i int, err error) {

@@ -144,9 +144,10 @@ func receiveUntilMarker(t *testing.T, c *goredis.Client, sub *goredis.PubSub, ch
 	}
 }
 
-// TestConformanceTransactionalSink runs the exactly-once contract checks on stream mode. The
-// sink reaches Redis through a proxy, so that a commit can be broken: the proxy holds the
-// transaction's request until the write times out, and the server never runs it.
+// TestConformanceTransactionalSink runs the exactly-once contract checks on stream mode, with
+// several processes of one pipeline writing at once (Shared). The sink reaches Redis through a
+// proxy, so that a commit can be broken: the proxy lets the WATCH and the read of the positions
+// through and holds the MULTI/EXEC request until the write times out, and the server never runs it.
 func TestConformanceTransactionalSink(t *testing.T) {
 	addr := sharedRedis(t)
 	c := client(t, addr)
@@ -174,8 +175,9 @@ func TestConformanceTransactionalSink(t *testing.T) {
 		},
 		Poison: func(int) connector.Record { return rec(`not json`) },
 		BreakCommit: func(t *testing.T) func() {
-			px.set(true, true)
+			px.holdAtMulti(true, true)
 			return px.cut
 		},
+		Shared: true,
 	})
 }

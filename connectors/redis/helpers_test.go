@@ -1,6 +1,7 @@
 package redis
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -204,6 +205,9 @@ type proxy struct {
 	holdUp   bool // requests are not forwarded
 	holdDown bool // replies are not forwarded
 	held     int  // bytes dropped while holding, both ways
+	// atMulti, when set, is what set holds once a request with MULTI passes: a transaction's
+	// request, or its reply, is lost while the round trip before it (WATCH, HMGET) is not.
+	atMulti *[2]bool
 }
 
 func startProxy(t *testing.T, upstream string) *proxy {
@@ -234,19 +238,29 @@ func (p *proxy) serve() {
 		p.mu.Lock()
 		p.conns = append(p.conns, c, u)
 		p.mu.Unlock()
-		go p.pipe(u, c, func() bool { return p.holdUp })
-		go p.pipe(c, u, func() bool { return p.holdDown })
+		go p.pipe(u, c, p.holdRequest)
+		go p.pipe(c, u, func([]byte) bool { return p.holdDown })
 	}
 }
 
+// holdRequest reports whether a request is dropped, arming a holdAtMulti on its MULTI. Called
+// with p.mu held.
+func (p *proxy) holdRequest(req []byte) bool {
+	if p.atMulti != nil && bytes.Contains(bytes.ToLower(req), []byte("\r\nmulti\r\n")) {
+		p.holdUp, p.holdDown = p.atMulti[0], p.atMulti[1]
+		p.atMulti = nil
+	}
+	return p.holdUp
+}
+
 // pipe copies from src to dst, dropping what arrives while hold says so.
-func (p *proxy) pipe(dst, src net.Conn, hold func() bool) {
+func (p *proxy) pipe(dst, src net.Conn, hold func([]byte) bool) {
 	buf := make([]byte, 64<<10)
 	for {
 		n, err := src.Read(buf)
 		if n > 0 {
 			p.mu.Lock()
-			h := hold()
+			h := hold(buf[:n])
 			if h {
 				p.held += n
 			}
@@ -271,6 +285,13 @@ func (p *proxy) set(holdUp, holdDown bool) {
 	p.mu.Unlock()
 }
 
+// holdAtMulti is set for the next request with MULTI, from that request on.
+func (p *proxy) holdAtMulti(holdUp, holdDown bool) {
+	p.mu.Lock()
+	p.atMulti = &[2]bool{holdUp, holdDown}
+	p.mu.Unlock()
+}
+
 // heldBytes is how many bytes were dropped while holding.
 func (p *proxy) heldBytes() int {
 	p.mu.Lock()
@@ -286,5 +307,5 @@ func (p *proxy) cut() {
 		c.Close()
 	}
 	p.conns = nil
-	p.holdUp, p.holdDown = false, false
+	p.holdUp, p.holdDown, p.atMulti = false, false, nil
 }

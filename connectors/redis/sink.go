@@ -25,16 +25,27 @@ type Sink struct {
 	posKey string
 	client redis.UniversalClient
 	b      batch
-	// uncertain is set when a WriteTx failed without telling whether its EXEC ran; the next
-	// WriteTx reads the stored positions first and skips what they cover.
-	uncertain bool
-	// known holds the positions hash as this sink last stored or read it, nil before it knows.
-	known map[string]string
+	// seen holds, per partition, the highest offset this sink read from or stored in the
+	// positions hash: positions never move back, so a lower one means writes were lost.
+	seen map[string]int64
+	// WriteTx's buffers, reused from write to write: the partitions it names (parts, indexed by
+	// partIdx), the partition of each record (recPart), the HSET's and MSET's arguments and the
+	// encoded positions; and the version key of each partition seen.
+	parts              []txPart
+	partIdx            map[string]int
+	recPart            []int
+	hsetArgs, msetArgs []any
+	enc                []byte
+	vkeys              map[string]string
+	// txs counts the WriteTx calls that succeeded, conflicts their attempts that found a position
+	// changed by another writer and started over.
+	txs, conflicts int64
 }
 
 var (
 	_ connector.Sink              = (*Sink)(nil)
 	_ connector.TransactionalSink = (*Sink)(nil)
+	_ connector.SharedPositions   = (*Sink)(nil)
 )
 
 // NewSink builds a Redis sink from its configuration. It does no I/O.

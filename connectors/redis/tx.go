@@ -6,13 +6,20 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
+	"slices"
 	"sort"
 	"strconv"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/sluicehq/sluice/sdk/go/connector"
 )
+
+// maxConflicts bounds the transactions one WriteTx runs that find a position they read changed by
+// another writer before their EXEC; past it the write fails (the runtime retries it with backoff).
+const maxConflicts = 64
 
 // CheckExactlyOnce refuses the configurations that cannot be written exactly once: publish mode
 // (a published message cannot be taken back) and a cluster (a transaction cannot span slots).
@@ -32,49 +39,74 @@ func (s *Sink) CheckExactlyOnce() error {
 	return nil
 }
 
+// SharesPositions reports that several processes of one pipeline may write this sink at once
+// (connector.SharedPositions): WriteTx reads the positions under WATCH and leaves out, in the
+// transaction it commits, what any of them stored.
+func (s *Sink) SharesPositions() bool { return true }
+
 // storedPosition is how one position is kept in the positions hash, under its partition.
 type storedPosition struct {
 	Offset int64  `json:"offset"`
 	Cursor []byte `json:"cursor,omitempty"`
 }
 
-// StoredPositions reads the positions hash.
+// StoredPositions reads the positions hash. It takes no hold of it: other processes of the
+// pipeline may write it meanwhile.
 func (s *Sink) StoredPositions(ctx context.Context) ([]connector.Position, error) {
-	m, err := s.readPositions(ctx)
-	if err != nil {
-		return nil, err
+	if s.client == nil {
+		return nil, errors.New("redis: read positions before open")
 	}
-	out := make([]connector.Position, 0, len(m))
-	for _, p := range m {
-		out = append(out, p)
+	h, err := s.client.HGetAll(ctx, s.posKey).Result()
+	if err != nil {
+		if redis.HasErrorPrefix(err, "WRONGTYPE") {
+			return nil, s.notAHash()
+		}
+		return nil, fmt.Errorf("redis: read positions from %q: %w", s.posKey, err)
+	}
+	out := make([]connector.Position, 0, len(h))
+	for part, v := range h {
+		var sp storedPosition
+		if err := json.Unmarshal([]byte(v), &sp); err != nil {
+			return nil, s.notAPosition(part, v)
+		}
+		out = append(out, connector.Position{Partition: part, Offset: sp.Offset, Cursor: sp.Cursor})
+	}
+	if err := s.sawPositions(out); err != nil {
+		return nil, err
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Partition < out[j].Partition })
 	return out, nil
 }
 
-func (s *Sink) readPositions(ctx context.Context) (map[string]connector.Position, error) {
-	if s.client == nil {
-		return nil, errors.New("redis: read positions before open")
+func (s *Sink) notAHash() error {
+	return fmt.Errorf("redis: positions_key %q holds a value that is not a hash: %w", s.posKey, connector.ErrPermanent)
+}
+
+func (s *Sink) notAPosition(part, v string) error {
+	return fmt.Errorf("redis: positions_key %q, partition %q: %q is not a stored position: %w", s.posKey, part, v, connector.ErrPermanent)
+}
+
+// sawPositions checks positions read from the hash against the highest this sink has seen
+// stored, and remembers them. Positions never move back, whichever process writes them; one that
+// did means the server lost writes it had acknowledged, or someone changed the hash.
+func (s *Sink) sawPositions(ps []connector.Position) error {
+	if s.seen == nil {
+		s.seen = map[string]int64{}
 	}
-	h, err := s.client.HGetAll(ctx, s.posKey).Result()
-	if err == nil {
-		s.known = h
-	}
-	if err != nil {
-		if redis.HasErrorPrefix(err, "WRONGTYPE") {
-			return nil, fmt.Errorf("redis: positions_key %q holds a value that is not a hash: %w", s.posKey, connector.ErrPermanent)
+	for _, p := range ps {
+		if seen, ok := s.seen[p.Partition]; ok && p.Offset < seen {
+			return s.movedBack(p.Partition, strconv.FormatInt(p.Offset, 10), seen)
 		}
-		return nil, fmt.Errorf("redis: read positions from %q: %w", s.posKey, err)
+		s.seen[p.Partition] = p.Offset
 	}
-	out := make(map[string]connector.Position, len(h))
-	for part, v := range h {
-		var sp storedPosition
-		if err := json.Unmarshal([]byte(v), &sp); err != nil {
-			return nil, fmt.Errorf("redis: positions_key %q, partition %q: %q is not a stored position: %w", s.posKey, part, v, connector.ErrPermanent)
-		}
-		out[part] = connector.Position{Partition: part, Offset: sp.Offset, Cursor: sp.Cursor}
-	}
-	return out, nil
+	return nil
+}
+
+func (s *Sink) movedBack(part, holds string, seen int64) error {
+	return fmt.Errorf("redis: positions_key %q moved back: partition %q holds %s where offset %d was stored before; "+
+		"the server lost writes it had acknowledged (a restart without appendfsync always, a failover to a replica that "+
+		"lagged) or the hash was changed by hand; a restart of pipeline %q resumes from what Redis holds: %w",
+		s.posKey, part, holds, seen, s.env.Pipeline, connector.ErrPermanent)
 }
 
 // appendPosition encodes p as storedPosition's JSON.
@@ -89,131 +121,312 @@ func appendPosition(dst []byte, p connector.Position) []byte {
 	return append(dst, '}')
 }
 
-// WriteTx writes the records and the positions in one MULTI/EXEC.
+// txPart is one partition a WriteTx names, with what the positions hash holds for it.
+type txPart struct {
+	name   string
+	vkey   string // its version key
+	given  int    // index in positions of the greatest position given for it, -1 for none
+	stored bool
+	offset int64 // the stored offset, when stored
+}
+
+// txOutcome is how one attempt of a WriteTx ended, when it did not fail.
+type txOutcome int
+
+const (
+	txDone     txOutcome = iota // committed, or nothing was left to commit
+	txConflict                  // another writer changed the positions hash first: nothing ran
+	txRequeue                   // records refused while queueing were set aside: nothing ran
+)
+
+// WriteTx writes the records and the positions in one MULTI/EXEC, safe against other processes
+// of the pipeline writing the same positions hash (connector.SharedPositions).
+//
+// Each attempt WATCHes the version keys of the batch's partitions and reads their positions from
+// the hash (one round trip), leaves out the records at or before what is stored, and sends the
+// others in a MULTI/EXEC with an HSET of the positions that move forward and an MSET of their
+// version keys. When another writer stored one of these partitions in between, EXEC runs nothing
+// and the attempt starts over from the WATCH, up to maxConflicts times, with a short random pause
+// from the second conflict on. Writers of different partitions do not abort each other.
 //
 // Inside an EXEC Redis runs every queued command even when one fails, so a record refused at run
 // time (WRONGTYPE) is reported in a *connector.BatchError while the others and the positions are
 // stored. A command refused while queueing (an ACL denial) aborts the whole transaction; its
 // record is set aside and the transaction sent again without it. When the connection fails, the
-// outcome is unknown; the next WriteTx reads the stored positions and skips the records they
-// cover, so a retry after a lost EXEC reply does not write twice.
+// outcome is unknown; a retry reads the positions under WATCH again and leaves out what the
+// lost transaction stored, if it ran.
 func (s *Sink) WriteTx(ctx context.Context, records []connector.Record, positions []connector.Position) error {
 	if s.client == nil {
 		return errors.New("redis: write before open")
 	}
+	cl, ok := s.client.(*redis.Client)
+	if !ok {
+		return fmt.Errorf("redis: exactly-once delivery needs a single node (addr): %w", connector.ErrPermanent)
+	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	var stored map[string]connector.Position
-	if s.uncertain {
-		m, err := s.readPositions(ctx)
-		if err != nil {
-			return err
-		}
-		stored, s.uncertain = m, false
-	}
 	s.b.reset(ctx)
 	defer s.b.done()
-	for i := range records {
-		if p, ok := stored[records[i].Position.Partition]; ok && records[i].Position.Offset <= p.Offset {
-			continue // written by the transaction whose reply was lost
-		}
-		s.b.add(i, &records[i])
+	s.txParts(records, positions)
+	if len(s.b.cmds) == 0 && len(s.b.failed) == 0 && s.givenSeen(positions) {
+		return nil // a stale write: everything it holds is stored already
 	}
-	for {
-		retry, err := s.execTx(ctx, positions)
+	s.b.keepAll()
+	conflicts := 0
+	for attempt := 0; ; attempt++ {
+		var out txOutcome
+		err := cl.Watch(ctx, func(tx *redis.Tx) error {
+			var err error
+			out, err = s.attempt(ctx, tx, records, positions, attempt > 0)
+			return err
+		})
 		if err != nil {
 			return err
 		}
-		if !retry {
+		switch out {
+		case txDone:
+			s.txs++
+			s.b.failed = slices.DeleteFunc(s.b.failed, func(f connector.RecordError) bool { return s.skip(&records[f.Index]) })
 			return s.b.result()
+		case txRequeue:
+			s.b.dropFailed()
+		case txConflict:
+			s.conflicts++
+			if conflicts++; conflicts >= maxConflicts {
+				return fmt.Errorf("redis: positions_key %q: %d transactions in a row found a position changed by another "+
+					"writer of pipeline %q before they committed", s.posKey, conflicts, s.env.Pipeline)
+			}
+			if conflicts > 1 {
+				if err := pause(ctx, conflicts); err != nil {
+					return err
+				}
+			}
 		}
 	}
 }
 
-// execTx runs the queued commands and the positions in one transaction. It reports retry when
-// the transaction was aborted for records refused while queueing, which it removed.
-func (s *Sink) execTx(ctx context.Context, positions []connector.Position) (retry bool, err error) {
-	// The last command, the positions' HSET (or, with none, a read of the key), succeeds only if
-	// EXEC ran. The first reads the positions as the transaction finds them, to catch another
-	// writer of the same pipeline and sink.
-	last := redis.NewCmd(ctx, "EXISTS", s.posKey)
-	var check *redis.Cmd
-	if len(positions) > 0 {
-		var enc []byte
-		args := make([]any, 0, 2+2*len(positions))
-		args = append(args, "HSET", s.posKey)
-		for _, p := range positions {
-			start := len(enc)
-			enc = appendPosition(enc, p)
-			args = append(args, p.Partition, enc[start:len(enc):len(enc)])
+// pause waits a random time growing with the conflicts so far, up to 5ms, so that writers that
+// keep overtaking each other spread out.
+func pause(ctx context.Context, conflicts int) error {
+	d := time.Duration(rand.Int64N(int64(min(conflicts, 20)) * int64(250*time.Microsecond)))
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// txParts lists the partitions of the positions and of the records, and queues the commands of
+// the records after what this sink has seen stored: positions never move back, so those before
+// are left out by every attempt.
+func (s *Sink) txParts(records []connector.Record, positions []connector.Position) {
+	s.parts = s.parts[:0]
+	clear(s.partIdx)
+	if s.partIdx == nil {
+		s.partIdx = map[string]int{}
+	}
+	part := func(name string) int {
+		if i, ok := s.partIdx[name]; ok {
+			return i
 		}
-		last = redis.NewCmd(ctx, args...)
-		if s.known != nil {
-			args := []any{"HMGET", s.posKey}
-			for _, p := range positions {
-				args = append(args, p.Partition)
-			}
-			check = redis.NewCmd(ctx, args...)
+		s.partIdx[name] = len(s.parts)
+		s.parts = append(s.parts, txPart{name: name, vkey: s.versionKey(name), given: -1})
+		return len(s.parts) - 1
+	}
+	for j, p := range positions {
+		tp := &s.parts[part(p.Partition)]
+		if tp.given < 0 || p.Offset > positions[tp.given].Offset {
+			tp.given = j
 		}
 	}
-	pipe := s.client.TxPipeline()
-	if check != nil {
-		_ = pipe.Process(ctx, check)
+	s.recPart = s.recPart[:0]
+	last, lastIdx := "", -1
+	for i := range records {
+		r := &records[i]
+		if lastIdx < 0 || r.Position.Partition != last {
+			last, lastIdx = r.Position.Partition, part(r.Position.Partition)
+		}
+		s.recPart = append(s.recPart, lastIdx)
+		if seen, ok := s.seen[last]; ok && r.Position.Offset <= seen {
+			continue
+		}
+		s.b.add(i, r)
 	}
+}
+
+// versionKey names the key a transaction that moves the position of part sets, and that the
+// transactions reading it WATCH: <positions_key>:version:<partition>, holding the last offset
+// stored. Watching the positions hash itself would abort a transaction whenever another process
+// stored any partition, also one this transaction does not name.
+func (s *Sink) versionKey(part string) string {
+	if k, ok := s.vkeys[part]; ok {
+		return k
+	}
+	if s.vkeys == nil {
+		s.vkeys = map[string]string{}
+	}
+	k := s.posKey + ":version:" + part
+	s.vkeys[part] = k
+	return k
+}
+
+// givenSeen reports whether every position given is at or before what this sink has seen stored.
+func (s *Sink) givenSeen(positions []connector.Position) bool {
+	for _, p := range positions {
+		if seen, ok := s.seen[p.Partition]; !ok || p.Offset > seen {
+			return false
+		}
+	}
+	return true
+}
+
+// skip reports whether the record is at or before the position stored for its partition, as the
+// last attempt read it.
+func (s *Sink) skip(r *connector.Record) bool {
+	tp := &s.parts[s.partIdx[r.Position.Partition]]
+	return tp.stored && r.Position.Offset <= tp.offset
+}
+
+// attempt runs one try of a WriteTx on tx's connection: WATCH and HMGET, then the MULTI/EXEC of
+// the records after the stored positions and of the positions that move forward.
+func (s *Sink) attempt(ctx context.Context, tx *redis.Tx, records []connector.Record, positions []connector.Position, used bool) (txOutcome, error) {
+	// A WATCH armed by raw command is not released by go-redis when the function returns without
+	// EXEC; unwatch does, on the paths that do. One left behind on a pooled connection would only
+	// make a later EXEC there fail once and be retried.
+	unwatch := func() { _ = tx.Unwatch(ctx).Err() }
+	wargs := make([]any, 0, 1+len(s.parts))
+	wargs = append(wargs, "WATCH")
+	args := make([]any, 0, 2+len(s.parts))
+	args = append(args, "HMGET", s.posKey)
+	for i := range s.parts {
+		wargs = append(wargs, s.parts[i].vkey)
+		args = append(args, s.parts[i].name)
+	}
+	watch := redis.NewStatusCmd(ctx, wargs...)
+	read := redis.NewSliceCmd(ctx, args...)
+	if _, err := tx.Pipelined(ctx, func(p redis.Pipeliner) error {
+		_ = p.Process(ctx, watch)
+		_ = p.Process(ctx, read)
+		return nil
+	}); err != nil {
+		var rerr redis.Error
+		if errors.As(err, &rerr) {
+			unwatch()
+		}
+		if redis.HasErrorPrefix(read.Err(), "WRONGTYPE") {
+			return 0, s.notAHash()
+		}
+		return 0, fmt.Errorf("redis: read positions from %q: %w", s.posKey, err)
+	}
+	if err := s.readStored(read.Val()); err != nil {
+		unwatch()
+		return 0, err
+	}
+
+	// The records after the stored positions; commands sent by an earlier attempt hold its
+	// replies and are made afresh.
+	s.b.cmds, s.b.owner = s.b.cmds[:0], s.b.owner[:0]
+	for k, c := range s.b.all {
+		i := s.b.allOwner[k]
+		if tp := &s.parts[s.recPart[i]]; tp.stored && records[i].Position.Offset <= tp.offset {
+			continue
+		}
+		if used {
+			c = redis.NewCmd(ctx, c.Args()...)
+		}
+		s.b.cmds = append(s.b.cmds, c)
+		s.b.owner = append(s.b.owner, i)
+	}
+	// The positions that move forward, and their version keys. The last command succeeds only if
+	// EXEC ran: the HSET, or with no position to store, a read of the key.
+	var last, versions *redis.Cmd
+	s.enc = s.enc[:0]
+	hset := append(s.hsetArgs[:0], "HSET", s.posKey)
+	mset := append(s.msetArgs[:0], "MSET")
+	for i := range s.parts {
+		tp := &s.parts[i]
+		if tp.given < 0 || tp.stored && positions[tp.given].Offset <= tp.offset {
+			continue
+		}
+		start := len(s.enc)
+		s.enc = appendPosition(s.enc, positions[tp.given])
+		hset = append(hset, tp.name, s.enc[start:len(s.enc):len(s.enc)])
+		mset = append(mset, tp.vkey, positions[tp.given].Offset)
+	}
+	s.hsetArgs, s.msetArgs = hset, mset
+	switch {
+	case len(hset) > 2:
+		last, versions = redis.NewCmd(ctx, hset...), redis.NewCmd(ctx, mset...)
+	case len(s.b.cmds) > 0:
+		last = redis.NewCmd(ctx, "EXISTS", s.posKey)
+	default:
+		unwatch() // everything is stored already
+		return txDone, nil
+	}
+
+	pipe := tx.TxPipeline()
 	_ = pipe.BatchProcess(ctx, s.b.cmds...)
+	if versions != nil {
+		_ = pipe.Process(ctx, versions)
+	}
 	_ = pipe.Process(ctx, last)
 	_, execErr := pipe.Exec(ctx)
 	lastErr := last.Err()
-	var rerr redis.Error
 	switch {
 	case execErr == nil || lastErr == nil:
 		// EXEC ran and stored the positions: the refusals are the records' own.
 		if execErr != nil {
 			_ = s.b.collect(true)
 		}
-		return false, s.stored(check, positions, last.Args())
-	case redis.HasErrorPrefix(lastErr, "WRONGTYPE"):
-		return false, fmt.Errorf("redis: positions_key %q holds a value that is not a hash: %w", s.posKey, connector.ErrPermanent)
-	case redis.HasErrorPrefix(execErr, "EXECABORT") && s.b.dropQueueRefused():
-		return true, nil
-	case errors.As(execErr, &rerr):
-		return false, fmt.Errorf("redis: transaction: %w", execErr)
-	}
-	s.uncertain = true
-	return false, fmt.Errorf("redis: transaction: %w", execErr)
-}
-
-// stored compares the positions the transaction found (check's reply) with those this sink
-// stored last, and remembers the ones it stored now (the HSET's arguments).
-func (s *Sink) stored(check *redis.Cmd, positions []connector.Position, hset []any) error {
-	if len(positions) == 0 {
-		return nil
-	}
-	var changed error
-	if check != nil {
-		found, _ := check.Slice()
-		for i, p := range positions {
-			var got, want any
-			if i < len(found) {
-				got = found[i]
-			}
-			if v, ok := s.known[p.Partition]; ok {
-				want = v
-			}
-			if got != want && changed == nil {
-				changed = fmt.Errorf("redis: positions_key %q changed under this sink: partition %q holds %v where this sink stored %v; "+
-					"either another process is running pipeline %q, or the server lost writes it had acknowledged (a restart without "+
-					"appendfsync always, a failover to a replica that lagged); a restart of the pipeline resumes from what Redis holds: %w",
-					s.posKey, p.Partition, got, want, s.env.Pipeline, connector.ErrPermanent)
+		for i := range s.parts {
+			if tp := &s.parts[i]; tp.given >= 0 && (!tp.stored || positions[tp.given].Offset > tp.offset) {
+				s.seen[tp.name] = positions[tp.given].Offset
 			}
 		}
+		return txDone, nil
+	case errors.Is(execErr, redis.TxFailedErr):
+		return txConflict, nil // another writer stored one of these partitions first
+	case redis.HasErrorPrefix(lastErr, "WRONGTYPE"):
+		return 0, s.notAHash()
+	case redis.HasErrorPrefix(execErr, "EXECABORT") && s.b.dropQueueRefused():
+		return txRequeue, nil
 	}
-	if s.known == nil {
-		s.known = map[string]string{}
+	return 0, fmt.Errorf("redis: transaction: %w", execErr)
+}
+
+// readStored takes the HMGET reply of the partitions into s.parts, checking that no position
+// moved back from what this sink has seen.
+func (s *Sink) readStored(vals []any) error {
+	if len(vals) != len(s.parts) {
+		return fmt.Errorf("redis: read positions from %q: %d values for %d partitions", s.posKey, len(vals), len(s.parts))
 	}
-	for i := 2; i+1 < len(hset); i += 2 {
-		s.known[hset[i].(string)] = string(hset[i+1].([]byte))
+	if s.seen == nil {
+		s.seen = map[string]int64{}
 	}
-	return changed
+	for i, v := range vals {
+		tp := &s.parts[i]
+		tp.stored, tp.offset = false, 0
+		seen, wasSeen := s.seen[tp.name]
+		str, ok := v.(string)
+		if !ok {
+			if wasSeen {
+				return s.movedBack(tp.name, "nothing", seen)
+			}
+			continue
+		}
+		var sp storedPosition
+		if err := json.Unmarshal([]byte(str), &sp); err != nil {
+			return s.notAPosition(tp.name, str)
+		}
+		if wasSeen && sp.Offset < seen {
+			return s.movedBack(tp.name, strconv.FormatInt(sp.Offset, 10), seen)
+		}
+		tp.stored, tp.offset = true, sp.Offset
+		s.seen[tp.name] = sp.Offset
+	}
+	return nil
 }

@@ -2,9 +2,11 @@ package redis
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -155,7 +157,7 @@ func TestWriteTxLostReply(t *testing.T) {
 				t.Fatal(err)
 			}
 			batch, pos := posRecs("p", 4, 10), []connector.Position{{Partition: "p", Offset: 10}}
-			px.set(!ran, true)
+			px.holdAtMulti(!ran, true)
 			done := make(chan error, 1)
 			go func() { done <- s.WriteTx(ctx, batch, pos) }()
 			if ran {
@@ -243,33 +245,253 @@ func TestPositionsKeyOfAnotherType(t *testing.T) {
 	}
 }
 
-// TestWriteTxSecondWriter checks a sink notices when the positions it stored were changed by
-// another writer (a second process running the same pipeline) and stops.
-func TestWriteTxSecondWriter(t *testing.T) {
+// TestWriteTxStaleWriter checks, in every mode that can be exactly once, two instances of one
+// pipeline's sink, one of which read the positions before the other wrote: the stale one's
+// records at or before the stored positions are left out (a stream does not get them twice, a
+// key does not go back to an older value), its lower positions do not move the stored ones back,
+// and its records after them are written.
+func TestWriteTxStaleWriter(t *testing.T) {
 	addr := sharedRedis(t)
 	c := client(t, addr)
-	ctx := testCtx(t, time.Minute)
-	prefix := unique(t, "tx")
-	dropKeys(t, c, prefix)
-	values := map[string]any{"addr": addr, "mode": "stream", "stream": prefix + ":s", "positions_key": prefix + ":pos"}
-	env := connector.Env{Pipeline: "prices", Component: "cache"}
-	a, b := openSink(t, values, env), openSink(t, values, env)
-	for _, s := range []*Sink{a, b} {
-		checkStored(t, s, nil)
+	for _, tc := range []struct {
+		mode   string
+		values func(prefix string) map[string]any
+		// last reads the n of the last record of partition p written, -1 for none.
+		last func(ctx context.Context, prefix string) int
+	}{
+		{"stream", func(p string) map[string]any { return map[string]any{"stream": p + ":s"} }, nil},
+		{"hash", func(p string) map[string]any { return map[string]any{"key": p + ":h:{{part}}"} },
+			func(ctx context.Context, p string) int { return atoi(c.HGet(ctx, p+":h:p", "n").Val()) }},
+		{"hash+ttl", func(p string) map[string]any { return map[string]any{"key": p + ":h:{{part}}", "ttl": time.Hour} },
+			func(ctx context.Context, p string) int { return atoi(c.HGet(ctx, p+":h:p", "n").Val()) }},
+		{"string", func(p string) map[string]any { return map[string]any{"key": p + ":k:{{part}}"} },
+			func(ctx context.Context, p string) int {
+				var v struct{ N int }
+				if json.Unmarshal([]byte(c.Get(ctx, p+":k:p").Val()), &v) != nil {
+					return -1
+				}
+				return v.N
+			}},
+		{"zset", func(p string) map[string]any {
+			return map[string]any{"key": p + ":z", "score": "n", "member": "{{part}}"}
+		},
+			func(ctx context.Context, p string) int { return int(c.ZScore(ctx, p+":z", "p").Val()) }},
+	} {
+		t.Run(tc.mode, func(t *testing.T) {
+			ctx := testCtx(t, time.Minute)
+			prefix := unique(t, "tx")
+			dropKeys(t, c, prefix)
+			values := tc.values(prefix)
+			values["addr"], values["mode"], values["positions_key"] = addr, strings.TrimSuffix(tc.mode, "+ttl"), prefix+":pos"
+			env := connector.Env{Pipeline: "prices", Component: "cache"}
+			a, b := openSink(t, values, env), openSink(t, values, env)
+			for _, s := range []*Sink{a, b} {
+				checkStored(t, s, nil)
+			}
+			if err := a.WriteTx(ctx, posRecs("p", 1, 5), []connector.Position{{Partition: "p", Offset: 5}}); err != nil {
+				t.Fatal(err)
+			}
+			// b has seen nothing: its records 1..3 are all stored, and its position 3 is behind.
+			if err := b.WriteTx(ctx, posRecs("p", 1, 3), []connector.Position{{Partition: "p", Offset: 3}}); err != nil {
+				t.Fatalf("stale write: %v", err)
+			}
+			checkStored(t, b, []connector.Position{{Partition: "p", Offset: 5}})
+			if tc.last != nil {
+				if n := tc.last(ctx, prefix); n != 5 {
+					t.Fatalf("after the stale write the key holds record %d, want 5", n)
+				}
+			}
+			// b's records 4..7 with q: 6, 7 and q's are new.
+			recs := append(posRecs("p", 4, 7), posRecs("q", 1, 2)...)
+			if err := b.WriteTx(ctx, recs, []connector.Position{{Partition: "p", Offset: 7}, {Partition: "q", Offset: 2}}); err != nil {
+				t.Fatal(err)
+			}
+			// a, behind on q now, writes positions only: q does not move back.
+			if err := a.WriteTx(ctx, nil, []connector.Position{{Partition: "q", Offset: 1}}); err != nil {
+				t.Fatal(err)
+			}
+			fresh := openSink(t, values, env)
+			checkStored(t, fresh, []connector.Position{{Partition: "p", Offset: 7}, {Partition: "q", Offset: 2}})
+			if tc.last != nil {
+				if n := tc.last(ctx, prefix); n != 7 {
+					t.Fatalf("the key holds record %d, want 7", n)
+				}
+				return
+			}
+			var got []string
+			for _, m := range c.XRange(ctx, prefix+":s", "-", "+").Val() {
+				got = append(got, fmt.Sprint(m.Values["value"]))
+			}
+			var want []string
+			for _, r := range append(posRecs("p", 1, 7), posRecs("q", 1, 2)...) {
+				want = append(want, string(r.Value))
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Fatalf("stream holds\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+			}
+		})
 	}
-	if err := a.WriteTx(ctx, posRecs("p", 1, 2), []connector.Position{{Partition: "p", Offset: 2}}); err != nil {
-		t.Fatal(err)
+}
+
+func atoi(s string) int {
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		return -1
 	}
-	if err := a.WriteTx(ctx, posRecs("p", 3, 4), []connector.Position{{Partition: "p", Offset: 4}}); err != nil {
-		t.Fatal(err)
+	return n
+}
+
+// TestWriteTxMovedBack checks a sink stops when the positions it saw stored went back or
+// vanished (the server lost writes it had acknowledged), instead of writing records again.
+func TestWriteTxMovedBack(t *testing.T) {
+	addr := sharedRedis(t)
+	c := client(t, addr)
+	for _, change := range []string{"lower", "deleted"} {
+		t.Run(change, func(t *testing.T) {
+			ctx := testCtx(t, time.Minute)
+			prefix := unique(t, "tx")
+			dropKeys(t, c, prefix)
+			posKey := prefix + ":pos"
+			s := openSink(t, map[string]any{"addr": addr, "mode": "stream", "stream": prefix + ":s", "positions_key": posKey}, connector.Env{Pipeline: "prices"})
+			if err := s.WriteTx(ctx, posRecs("p", 1, 5), []connector.Position{{Partition: "p", Offset: 5}}); err != nil {
+				t.Fatal(err)
+			}
+			if change == "lower" {
+				c.HSet(ctx, posKey, "p", `{"offset":2}`)
+			} else {
+				c.Del(ctx, posKey)
+			}
+			err := s.WriteTx(ctx, posRecs("p", 3, 6), []connector.Position{{Partition: "p", Offset: 6}})
+			if !errors.Is(err, connector.ErrPermanent) || !strings.Contains(err.Error(), "moved back") {
+				t.Fatalf("WriteTx: %v; want a permanent error saying the positions moved back", err)
+			}
+			if n := c.XLen(ctx, prefix+":s").Val(); n != 5 {
+				t.Fatalf("stream holds %d entries, want the 5 of the first write", n)
+			}
+		})
 	}
-	err := b.WriteTx(ctx, posRecs("p", 1, 2), []connector.Position{{Partition: "p", Offset: 2}})
-	if !errors.Is(err, connector.ErrPermanent) || !strings.Contains(err.Error(), "another process") {
-		t.Fatalf("second writer: %v; want a permanent error about another process", err)
-	}
-	// The first one notices too.
-	err = a.WriteTx(ctx, posRecs("p", 5, 5), []connector.Position{{Partition: "p", Offset: 5}})
-	if !errors.Is(err, connector.ErrPermanent) {
-		t.Fatalf("first writer after the second: %v; want a permanent error", err)
+}
+
+// TestWriteTxConcurrentWriters runs three instances of one pipeline's sink at once, as the
+// processes of a consumer group: each writes ~3,000 records a second (paced) or as fast as it can,
+// in batches of 10, to a partition of its own, and in the overlapping cases also all of a shared
+// partition, which one instance starts late with a stale view. The stream must hold every record
+// once and a fresh instance read the greatest position of each partition. It logs how many
+// transactions found the positions changed by another writer and started over.
+func TestWriteTxConcurrentWriters(t *testing.T) {
+	addr := sharedRedis(t)
+	c := client(t, addr)
+	for _, tc := range []struct {
+		name    string
+		n       int           // records of each partition
+		shared  bool          // a partition all instances write
+		perSec  int           // records a second of each instance, 0 unpaced
+		timeout time.Duration // hang guard
+	}{
+		{"disjoint/3000rps", 6000, false, 3000, 2 * time.Minute},
+		{"overlapping/3000rps", 3000, true, 3000, 2 * time.Minute},
+		{"overlapping/unpaced", 3000, true, 0, 2 * time.Minute},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := testCtx(t, tc.timeout)
+			prefix := unique(t, "tx")
+			dropKeys(t, c, prefix)
+			posKey := prefix + ":pos"
+			values := map[string]any{"addr": addr, "mode": "stream", "stream": prefix + ":s", "positions_key": posKey}
+			env := connector.Env{Pipeline: "prices", Component: "cache"}
+			const writers, size = 3, 10
+			sinks := make([]*Sink, writers)
+			for i := range sinks {
+				sinks[i] = openSink(t, values, env)
+				checkStored(t, sinks[i], nil) // all read before anyone wrote
+			}
+			errs := make(chan error, writers)
+			for i, s := range sinks {
+				go func() {
+					errs <- func() error {
+						own := fmt.Sprintf("own/%d", i)
+						if tc.shared && i == writers-1 {
+							// The late one starts once a third of the shared partition is stored.
+							for atoi(strings.TrimSuffix(strings.TrimPrefix(c.HGet(ctx, posKey, "shared").Val(), `{"offset":`), "}")) < tc.n/3 {
+								if err := ctx.Err(); err != nil {
+									return err
+								}
+								time.Sleep(time.Millisecond)
+							}
+						}
+						perBatch := size
+						if tc.shared {
+							perBatch = size / 2
+						}
+						var interval time.Duration
+						if tc.perSec > 0 {
+							interval = time.Duration(size) * time.Second / time.Duration(tc.perSec)
+						}
+						next := time.Now()
+						for from := 1; from <= tc.n; from += perBatch {
+							to := min(from+perBatch-1, tc.n)
+							recs := posRecs(own, from, to)
+							pos := []connector.Position{{Partition: own, Offset: int64(to)}}
+							if tc.shared {
+								recs = append(recs, posRecs("shared", from, to)...)
+								pos = append(pos, connector.Position{Partition: "shared", Offset: int64(to)})
+							}
+							if err := s.WriteTx(ctx, recs, pos); err != nil {
+								return fmt.Errorf("instance %d, records %d..%d: %w", i, from, to, err)
+							}
+							if interval > 0 {
+								next = next.Add(interval)
+								time.Sleep(time.Until(next))
+							}
+						}
+						return nil
+					}()
+				}()
+			}
+			for range writers {
+				if err := <-errs; err != nil {
+					t.Fatal(err)
+				}
+			}
+			var txs, conflicts int64
+			for i, s := range sinks {
+				t.Logf("instance %d: %d transactions, %d started over", i, s.txs, s.conflicts)
+				txs, conflicts = txs+s.txs, conflicts+s.conflicts
+			}
+			t.Logf("%s: %d of %d transactions (%.1f%%) found the positions changed by another writer and started over",
+				tc.name, conflicts, txs, 100*float64(conflicts)/float64(txs))
+
+			var want []connector.Position
+			counts := map[string]int{}
+			for i := range writers {
+				own := fmt.Sprintf("own/%d", i)
+				want = append(want, connector.Position{Partition: own, Offset: int64(tc.n)})
+				for _, r := range posRecs(own, 1, tc.n) {
+					counts[string(r.Value)]--
+				}
+			}
+			if tc.shared {
+				want = append(want, connector.Position{Partition: "shared", Offset: int64(tc.n)})
+				for _, r := range posRecs("shared", 1, tc.n) {
+					counts[string(r.Value)]--
+				}
+			}
+			checkStored(t, openSink(t, values, env), want)
+			for _, m := range c.XRange(ctx, prefix+":s", "-", "+").Val() {
+				counts[fmt.Sprint(m.Values["value"])]++
+			}
+			bad := 0
+			for v, d := range counts {
+				if d != 0 && bad < 10 {
+					t.Errorf("record %s: stored %d times more than once", v, d)
+				}
+				if d != 0 {
+					bad++
+				}
+			}
+			if bad > 0 {
+				t.Fatalf("%d records not stored exactly once", bad)
+			}
+		})
 	}
 }
