@@ -62,7 +62,11 @@ var sinkSpec = connector.Spec{
 		"(a stream gets them twice; hash, string and zset writes overwrite). With `delivery: exactly_once` on a " +
 		"single node, each batch and the source positions it covers are written in one `MULTI`/`EXEC`, the " +
 		"positions in the hash `positions_key` (one field per source partition), and the pipeline resumes from " +
-		"them: every record is written once. Publish mode and cluster mode cannot be exactly once (a message " +
+		"them: every record is written once. Several processes of one pipeline (a Kafka consumer group) may write " +
+		"at once: each transaction `WATCH`es the keys `POSITIONS_KEY:version:PARTITION` of its partitions, reads " +
+		"their positions, leaves out the records at or before them and never moves a position back; when another " +
+		"process stored one of those partitions first, it runs again (processes writing different partitions do " +
+		"not hold each other up). Publish mode and cluster mode cannot be exactly once (a message " +
 		"cannot be unpublished; a transaction cannot span cluster slots), and a manifest asking for it is refused. " +
 		"Redis acknowledges a write before it is on disk unless it runs with `appendonly yes` and `appendfsync always`; " +
 		"a server that loses acknowledged writes (a crash, a failover to a lagging replica) loses records and positions " +
@@ -88,7 +92,7 @@ var sinkSpec = connector.Spec{
 		{Name: "score", Type: connector.TypeString, Description: "Zset mode: the field path of the score (`price`, `quote.bid`), or a template rendering to a number (`{{time_ms}}`)."},
 		{Name: "member", Type: connector.TypeString, Description: "Zset mode: the member, a record template; default: the record value."},
 		{Name: "ttl", Type: connector.TypeDuration, Default: time.Duration(0), Description: "Expire every key written this long after its last write (milliseconds precision); 0 never expires. Not in publish mode."},
-		{Name: "positions_key", Type: connector.TypeString, Description: "With delivery exactly_once: the hash holding the source positions; default `sluice:positions:PIPELINE:SINK`."},
+		{Name: "positions_key", Type: connector.TypeString, Description: "With delivery exactly_once: the hash holding the source positions, beside keys `POSITIONS_KEY:version:PARTITION` that writers watch; default `sluice:positions:PIPELINE:SINK`."},
 		{Name: "dial_timeout", Type: connector.TypeDuration, Default: 5 * time.Second, Description: "Timeout of establishing a connection."},
 		{Name: "timeout", Type: connector.TypeDuration, Default: 30 * time.Second, Description: "Timeout of sending a batch and of reading its replies; a write taking longer fails and is retried."},
 	},

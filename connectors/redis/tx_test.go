@@ -71,10 +71,15 @@ func TestWriteTx(t *testing.T) {
 	if err := other.WriteTx(ctx, nil, []connector.Position{{Offset: 1}}); err != nil { // the unnamed partition
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { c.Del(context.Background(), "sluice:positions:prices:other") })
+	t.Cleanup(func() {
+		c.Del(context.Background(), "sluice:positions:prices:other", "sluice:positions:prices:other:version:")
+	})
 	checkStored(t, other, []connector.Position{{Offset: 1}})
 	if got := c.HGetAll(ctx, "sluice:positions:prices:other").Val(); !reflect.DeepEqual(got, map[string]string{"": `{"offset":1}`}) {
 		t.Fatalf("default positions key holds %q", got)
+	}
+	if got := c.Get(ctx, "sluice:positions:prices:other:version:").Val(); got != "1" {
+		t.Fatalf("the unnamed partition's version key holds %q, want 1", got)
 	}
 }
 
