@@ -839,7 +839,7 @@ func (o *Operator) earlyUpdates(ctx context.Context, now time.Time, d *delta, re
 	for _, p := range o.sortedParts() {
 		var ids []slotID
 		for id, s := range p.slots.all {
-			if s.early && !s.onDisk && s.state != nil {
+			if s.early && (s.onDisk || s.state != nil) {
 				ids = append(ids, id)
 			}
 		}
@@ -847,6 +847,11 @@ func (o *Operator) earlyUpdates(ctx context.Context, now time.Time, d *delta, re
 		slots := make([]abi.Slot, len(ids))
 		for k, id := range ids {
 			s := p.slots.get(id)
+			if s.onDisk { // changed, then spilled before its update: read back for it
+				if err := o.load(s, id); err != nil {
+					return err
+				}
+			}
 			s.early = false
 			slots[k] = abi.Slot{Start: s.start, End: s.end, Key: keyBytes(id.key), KeyNull: s.keyNull, State: s.state}
 		}

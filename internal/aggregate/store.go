@@ -190,6 +190,10 @@ func (o *Operator) Restore() error {
 			}
 			o.mem += int64(len(s.state))
 			s.key = id.key
+			// Whether the last early update before the restart covered this state is not
+			// stored: emit every open slot again at the first early update, or records folded
+			// and saved after the last one would not be seen before the window closes.
+			s.early = o.cfg.Early > 0
 			p.slots.put(id, s)
 			if s.end != math.MaxInt64 {
 				p.ends = append(p.ends, endEntry{end: s.end, id: id, s: s})

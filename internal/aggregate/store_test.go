@@ -6,6 +6,7 @@ import (
 	"maps"
 	"slices"
 	"testing"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -193,5 +194,94 @@ func TestClosingManyWindowsAtOnceEmitsEachOnce(t *testing.T) {
 	got, _ := feed(t, o, db, recs, 4000, 1, true)
 	if !slices.Equal(got, want) {
 		t.Fatalf("%d windows, want %d", len(got), len(want))
+	}
+}
+
+// TestEarlyUpdatesAfterARestartCoverWhatWasSaved: records folded and saved after the last early
+// update before a crash are in the first early update after the restart, also for slots whose
+// state stays on disk, and also for slots changed and then spilled before an update.
+func TestEarlyUpdatesAfterARestartCoverWhatWasSaved(t *testing.T) {
+	for _, memory := range []int64{0, 16 * 3} { // no bound; about 3 slots' blobs in memory
+		t.Run(fmt.Sprint("memory ", memory), func(t *testing.T) {
+			dir := t.TempDir()
+			now := time.UnixMilli(1_714_564_800_000)
+			cfg := tumblingConfig()
+			cfg.Early = time.Second
+			cfg.Clock = func() time.Time { return now }
+			if memory > 0 {
+				cfg.MemoryBytes = memory
+			}
+			open := func(db *bolt.DB) *Operator {
+				o, err := New(cfg, &sumGuest{name: "sum"}, Store{DB: db}, "p", "stats", testMetrics())
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := o.Restore(); err != nil {
+					t.Fatal(err)
+				}
+				o.compactAt = 1 // every commit compacts, so that changed slots may spill
+				return o
+			}
+			ctx := context.Background()
+			const start = int64(1_714_564_800_000)
+			want := map[string]uint64{}
+			var recs []connector.Record
+			for i := range 40 {
+				k := fmt.Sprintf("k%d", i%8)
+				recs = append(recs, rec(i+1, k, start+int64(i)*100, 1))
+				want[k]++
+			}
+			db := openDB(t, dir)
+			o := open(db)
+			// The first half gets an early update; the second half is folded and saved, and the
+			// process dies before the next update is due.
+			if _, err := o.Process(ctx, 1, recs[:20]); err != nil {
+				t.Fatal(err)
+			}
+			commit(t, o, db, 1)
+			now = now.Add(time.Second)
+			res, err := o.Tick(ctx, 2)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(res.Out) != 8 {
+				t.Fatalf("the early update before the crash emitted %d slots, want 8", len(res.Out))
+			}
+			commit(t, o, db, 2)
+			for b := range 4 { // in several commits: a slot changed by one may spill at the next
+				id := uint64(3 + b)
+				if _, err := o.Process(ctx, id, recs[20+5*b:25+5*b]); err != nil {
+					t.Fatal(err)
+				}
+				commit(t, o, db, id)
+			}
+			spilled := o.spilled
+			db.Close()
+
+			db = openDB(t, dir)
+			defer db.Close()
+			o = open(db)
+			if memory > 0 && (o.spilled == 0 || spilled == 0) {
+				t.Fatalf("spilled %d slots before the crash and %d after the restore; the bound does not spill", spilled, o.spilled)
+			}
+			now = now.Add(time.Second)
+			res, err = o.Tick(ctx, 7)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := map[string]uint64{}
+			for _, w := range decodeOuts(t, res.Out) {
+				got[w.Key] = w.Count
+			}
+			if !maps.Equal(got, want) {
+				t.Fatalf("the first early update after the restart: %v, want %v", got, want)
+			}
+			// Nothing changed since: the next update emits nothing.
+			commit(t, o, db, 7)
+			now = now.Add(time.Second)
+			if res, err = o.Tick(ctx, 8); err != nil || len(res.Out) != 0 {
+				t.Fatalf("a second early update without changes emitted %d slots (%v)", len(res.Out), err)
+			}
+		})
 	}
 }
