@@ -16,7 +16,7 @@ COMMODITY_PG_OUTAGE ?= 30s
 COMMODITY_ARGS      ?=
 
 .PHONY: e2e e2e-commodity e2e-tools
-e2e: e2e-commodity e2e-rentals
+e2e: e2e-commodity e2e-rentals e2e-rentals-faults
 
 e2e-tools:
 	$(GO) build -o build/bin/commodity-e2e ./examples/commodity-prices/e2e/cmd/commodity-e2e

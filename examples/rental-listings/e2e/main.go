@@ -32,6 +32,7 @@ func run() error {
 	dir := flag.String("dir", "build/e2e-rentals", "a directory for the run (emptied first): data dirs, catalog, warehouse, logs")
 	siteArgs := flag.String("site-args", "", "extra flags of listingsite, space-separated (-pages 300 -feed-events 2000 ...)")
 	deadline := flag.Duration("deadline", 5*time.Minute, "how long to wait for every record to land")
+	kills := flag.Int("kills", 0, "kill `sluice run` with SIGKILL this many times during the crawl, starting it again each time")
 	flag.Parse()
 	env := map[string]string{}
 	for _, k := range []string{"PG_DSN", "REDIS_ADDR", "PULSAR_URL", "PULSAR_ADMIN_URL"} {
@@ -55,7 +56,7 @@ func run() error {
 	r, err := platform.Run(ctx, platform.Options{
 		Sluice: *sluice, Site: *site, Manifests: *manifests, Dir: abs,
 		PGDSN: env["PG_DSN"], RedisAddr: env["REDIS_ADDR"], PulsarURL: env["PULSAR_URL"], PulsarAdminURL: env["PULSAR_ADMIN_URL"],
-		SiteArgs: strings.Fields(*siteArgs), Deadline: *deadline, Log: os.Stdout,
+		SiteArgs: strings.Fields(*siteArgs), Deadline: *deadline, Log: os.Stdout, Kills: *kills,
 	})
 	if err != nil {
 		return err

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -38,11 +39,16 @@ type Report struct {
 	RejectedByQuality        int // dead letters of the quality stage
 	PageFailures             int // dead letters of the scraper (pages failing after their retries)
 	DedupeIn, DedupeDropped  int // the dedupe stage's metrics
-	PulsarEvents             int // messages in the topic rental-events
+	PulsarEvents             int // events sent that are in the topic rental-events (at least once)
 	ActivityWindows          int // Redis hashes rental-activity:*
 	ActivityCounted          int // the sum of their counts
 	PersonalChecked          int // values searched for personal data
-	FilesChecked             int // files at rest searched for personal data (data directories, logs, warehouse)
+	Kills                    int // times sluice run was killed with SIGKILL
+	// Written twice by at-least-once delivery after a kill: Iceberg history rows, dead letters,
+	// Pulsar events (distinct events are what must all be there). FeedLostInFlight counts the
+	// feed's events lost with a killed process.
+	IcebergTwice, DeadLettersTwice, PulsarTwice, FeedLostInFlight int
+	FilesChecked                                                  int // files at rest searched for personal data (data directories, logs, warehouse)
 
 	// Problems lists every record not accounted for; empty when everything is.
 	Problems []string
@@ -65,8 +71,16 @@ func (r *Report) Print(w io.Writer) {
 	fmt.Fprintf(w, "Every record accounted for (the listing site's GET /truth against what landed):\n")
 	fmt.Fprintf(w, "  site: %d pages, %d items = %d distinct valid listings + %d duplicates + %d to reject; %d error pages, %d pages answered 503 once\n",
 		t.Pages, t.ItemsServed, len(t.Listings), t.Duplicates, len(t.Rejected), len(t.ErrorPages), t.FlakyPages)
-	fmt.Fprintf(w, "  listings: %d in Postgres, %d in Redis, %d in Iceberg (of %d)\n", r.Postgres, r.Redis, r.Iceberg, len(t.Listings))
-	fmt.Fprintf(w, "  dedupe:   %d in, %d dropped (of %d duplicates)\n", r.DedupeIn, r.DedupeDropped, t.Duplicates)
+	if r.Kills > 0 {
+		fmt.Fprintf(w, "  faults: sluice run killed with SIGKILL %d times during the crawl, started again each time\n", r.Kills)
+	}
+	fmt.Fprintf(w, "  listings: %d in Postgres, %d in Redis, %d in Iceberg (of %d)\n", r.Postgres, r.Redis, r.Iceberg-r.IcebergTwice, len(t.Listings))
+	if r.Kills > 0 {
+		fmt.Fprintf(w, "    at least once after the kills: %d Iceberg history rows written twice (upserts and hashes overwrite)\n", r.IcebergTwice)
+		fmt.Fprintf(w, "  dedupe:   not compared (its counters start again with each process)\n")
+	} else {
+		fmt.Fprintf(w, "  dedupe:   %d in, %d dropped (of %d duplicates)\n", r.DedupeIn, r.DedupeDropped, t.Duplicates)
+	}
 	fmt.Fprintf(w, "  dead letters: %d = %d rejected by quality (of %d) + %d failed pages (of %d)\n",
 		r.DeadLetters, r.RejectedByQuality, len(t.Rejected), r.PageFailures, len(t.ErrorPages))
 	kinds := map[string]int{}
@@ -79,8 +93,15 @@ func (r *Report) Print(w io.Writer) {
 	}
 	sort.Strings(ks)
 	fmt.Fprintf(w, "    rejected by kind: %s\n", strings.Join(ks, ", "))
+	if r.Kills > 0 {
+		fmt.Fprintf(w, "    at least once after the kills: %d dead letters written twice (not in the count above)\n", r.DeadLettersTwice)
+	}
 	fmt.Fprintf(w, "  events: %d sent (%d webhook, %d WebSocket feed), %d in Pulsar, %d counted in %d Redis windows\n",
 		len(t.Events), t.WebhookSent, t.FeedSent, r.PulsarEvents, r.ActivityCounted, r.ActivityWindows)
+	if r.Kills > 0 {
+		fmt.Fprintf(w, "    after the kills: %d events published twice (counted once: activity.yaml dedupes by event_id); %d feed events lost in flight, all written by the site in the %s before a kill (the feed cannot be replayed)\n",
+			r.PulsarTwice, r.FeedLostInFlight, inFlight)
+	}
 	fmt.Fprintf(w, "  personal data: %d values read back from Postgres, Redis, Iceberg, Pulsar and the dead letters, and %d files at rest (data directories, logs, warehouse); none holds a landlord's name, email or phone\n", r.PersonalChecked, r.FilesChecked)
 	if r.OK() {
 		fmt.Fprintf(w, "  OK: nothing lost, nothing counted twice, nothing personal in clear\n")
@@ -179,7 +200,7 @@ type row struct {
 	LandlordName, LandlordEmail, LP string
 }
 
-func (r *Report) checkListings(store string, rows []row, t truth.Truth, pii *personal) {
+func (r *Report) checkListings(store string, rows []row, t truth.Truth, pii *personal, twiceOK bool) {
 	byID := map[string][]row{}
 	for _, x := range rows {
 		byID[x.ID] = append(byID[x.ID], x)
@@ -199,6 +220,10 @@ func (r *Report) checkListings(store string, rows []row, t truth.Truth, pii *per
 	for _, l := range t.Listings {
 		want[l.ID] = true
 		got := byID[l.ID]
+		if twiceOK && len(got) > 1 && !slices.ContainsFunc(got, func(x row) bool { return !sameRow(x, got[0]) }) {
+			r.IcebergTwice += len(got) - 1
+			got = got[:1]
+		}
 		if len(got) != 1 {
 			r.problem("%s: listing %s found %d times, want once", store, l.ID, len(got))
 			continue
@@ -220,6 +245,12 @@ func (r *Report) checkListings(store string, rows []row, t truth.Truth, pii *per
 	}
 }
 
+// sameRow reports whether two rows of one listing hold the same values.
+func sameRow(a, b row) bool {
+	return a.ID == b.ID && a.Title == b.Title && a.City == b.City && a.Price == b.Price && a.Quality == b.Quality &&
+		eqPtr(a.Rooms, b.Rooms) && eqPtr(a.Area, b.Area) && a.LandlordName == b.LandlordName && a.LandlordEmail == b.LandlordEmail && a.LP == b.LP
+}
+
 func eqPtr[T comparable](a, b *T) bool {
 	if a == nil || b == nil {
 		return a == nil && b == nil
@@ -232,12 +263,25 @@ type Services struct {
 	PGDSN, RedisAddr, PulsarURL, PulsarAdminURL string
 	CatalogPath, Warehouse                      string // the SQLite catalog and warehouse directory of the history table
 	MetricsURL                                  string // the sluice process's /metrics
+	// Killed holds when `sluice run` was killed with SIGKILL, if it was. Delivery is at least
+	// once: what a killed process wrote and had not checkpointed is written again by the next,
+	// so Iceberg history rows, dead letters and Pulsar events may then be there twice (counted,
+	// not a problem; the upserted listings and the activity counts must still be exact). The
+	// dedupe stage's counters start again with each process and are not compared. The WebSocket
+	// feed cannot be replayed: an event the site wrote in the inFlight before a kill may be lost
+	// with the killed process (counted, not a problem); any other missing event is one.
+	Killed []time.Time
 }
+
+// inFlight is how long before a kill a WebSocket feed event may have been delivered and still be
+// lost with the killed process.
+const inFlight = 2 * time.Second
 
 // Collect reads back everything the platform wrote and accounts for it against t.
 func Collect(ctx context.Context, s Services, t truth.Truth) (*Report, error) {
-	r := &Report{Truth: t}
+	r := &Report{Truth: t, Kills: len(s.Killed)}
 	pii := newPersonal(t)
+	killed := len(s.Killed) > 0
 
 	pg, err := pgx.Connect(ctx, s.PGDSN)
 	if err != nil {
@@ -266,7 +310,7 @@ func Collect(ctx context.Context, s Services, t truth.Truth) (*Report, error) {
 		r.problem("postgres: rental_listings: %v", err)
 	}
 	r.Postgres = len(pgRows)
-	r.checkListings("postgres", pgRows, t, pii)
+	r.checkListings("postgres", pgRows, t, pii, false)
 
 	// Dead letters.
 	type letter struct{ pipeline, stage, reason, value string }
@@ -317,6 +361,11 @@ func Collect(ctx context.Context, s Services, t truth.Truth) (*Report, error) {
 	}
 	for _, x := range t.Rejected {
 		got := byTitle[x.Title]
+		if killed && len(got) > 1 && !slices.ContainsFunc(got, func(l letter) bool { return l != got[0] }) {
+			r.DeadLettersTwice += len(got) - 1
+			r.RejectedByQuality -= len(got) - 1
+			got = got[:1]
+		}
 		switch {
 		case len(got) != 1:
 			r.problem("dead letters: rejected item %q (%s) found %d times, want once", x.Title, x.Kind, len(got))
@@ -329,6 +378,11 @@ func Collect(ctx context.Context, s Services, t truth.Truth) (*Report, error) {
 		r.problem("dead letters: %q rejected by quality, but the site served it as valid", title)
 	}
 	for _, u := range t.ErrorPages {
+		if killed && pages[u] > 1 {
+			r.DeadLettersTwice += pages[u] - 1
+			r.PageFailures -= pages[u] - 1
+			pages[u] = 1
+		}
 		if pages[u] != 1 {
 			r.problem("dead letters: error page %s found %d times, want once", u, pages[u])
 		}
@@ -337,6 +391,7 @@ func Collect(ctx context.Context, s Services, t truth.Truth) (*Report, error) {
 	for u, n := range pages {
 		r.problem("dead letters: page %s failed %d times, but the site serves it", u, n)
 	}
+	r.DeadLetters -= r.DeadLettersTwice
 
 	// Redis.
 	rdb := redis.NewClient(&redis.Options{Addr: s.RedisAddr})
@@ -372,7 +427,7 @@ func Collect(ctx context.Context, s Services, t truth.Truth) (*Report, error) {
 		redisRows = append(redisRows, x)
 	}
 	r.Redis = len(redisRows)
-	r.checkListings("redis", redisRows, t, pii)
+	r.checkListings("redis", redisRows, t, pii, false)
 
 	// Iceberg.
 	iceRows, err := readHistory(ctx, s.CatalogPath, s.Warehouse)
@@ -380,10 +435,10 @@ func Collect(ctx context.Context, s Services, t truth.Truth) (*Report, error) {
 		r.problem("iceberg: %v", err)
 	}
 	r.Iceberg = len(iceRows)
-	r.checkListings("iceberg", iceRows, t, pii)
+	r.checkListings("iceberg", iceRows, t, pii, killed)
 
 	// The dedupe stage's metrics.
-	if s.MetricsURL != "" {
+	if s.MetricsURL != "" && !killed {
 		in, out, err := stageMetrics(ctx, s.MetricsURL, "rental-listings", "dedupe")
 		if err != nil {
 			r.problem("metrics: %v", err)
@@ -395,17 +450,32 @@ func Collect(ctx context.Context, s Services, t truth.Truth) (*Report, error) {
 	}
 
 	// Events: Pulsar, then the counts in Redis.
-	n, err := readPulsar(ctx, s.PulsarURL, pii, r)
+	ids, err := readPulsar(ctx, s.PulsarURL, pii, r)
 	if err != nil {
 		r.problem("pulsar: %v", err)
 	}
-	r.PulsarEvents = n
-	if n != len(t.Events) {
-		r.problem("pulsar: %d events in rental-events, %d sent", n, len(t.Events))
-	}
 	want := map[string]int{}
+	sent := map[string]bool{}
 	for _, e := range t.Events {
+		sent[e.ID] = true
+		switch n := ids[e.ID]; {
+		case n == 0 && killed && e.Via == "feed" && s.nearKill(e.TS):
+			r.FeedLostInFlight++
+			continue
+		case n == 0:
+			r.problem("pulsar: event %s (%s, via %s) is not in rental-events", e.ID, e.Kind, e.Via)
+		case n > 1 && killed:
+			r.PulsarTwice += n - 1
+		case n > 1:
+			r.problem("pulsar: event %s is in rental-events %d times", e.ID, n)
+		}
+		r.PulsarEvents++
 		want[fmt.Sprintf("rental-activity:%s:%d", e.ListingID, e.TS-e.TS%int64(5*time.Minute/time.Millisecond))]++
+	}
+	for id, n := range ids {
+		if !sent[id] {
+			r.problem("pulsar: rental-events holds %d message(s) of event %q, which the site did not deliver", n, id)
+		}
 	}
 	keys, err = scanKeys(ctx, rdb, "rental-activity:*")
 	if err != nil {
@@ -443,34 +513,53 @@ func scanKeys(ctx context.Context, rdb *redis.Client, pattern string) ([]string,
 	return keys, it.Err()
 }
 
+// nearKill reports whether an event written by the site at ts (epoch ms) may have been in flight
+// in a killed process: from inFlight before a kill to a second after it (a write into the socket
+// of a process just killed can still succeed).
+func (s Services) nearKill(ts int64) bool {
+	at := time.UnixMilli(ts)
+	for _, k := range s.Killed {
+		if !at.Before(k.Add(-inFlight)) && !at.After(k.Add(time.Second)) {
+			return true
+		}
+	}
+	return false
+}
+
 // readPulsar reads the topic rental-events from its start to its end, checking each payload for
-// personal data, and returns the number of messages.
-func readPulsar(ctx context.Context, url string, pii *personal, r *Report) (int, error) {
+// personal data, and returns how many messages each event_id has.
+func readPulsar(ctx context.Context, url string, pii *personal, r *Report) (map[string]int, error) {
+	ids := map[string]int{}
 	cl, err := pulsar.NewClient(pulsar.ClientOptions{URL: url, OperationTimeout: 30 * time.Second, Logger: pulsarlog.DefaultNopLogger()})
 	if err != nil {
-		return 0, err
+		return ids, err
 	}
 	defer cl.Close()
 	rd, err := cl.CreateReader(pulsar.ReaderOptions{Topic: EventsTopic, StartMessageID: pulsar.EarliestMessageID()})
 	if err != nil {
-		return 0, err
+		return ids, err
 	}
 	defer rd.Close()
-	n := 0
 	for rd.HasNext() {
 		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		m, err := rd.Next(rctx)
 		cancel()
 		if err != nil {
-			return n, err
+			return ids, err
 		}
-		n++
+		var e struct {
+			ID string `json:"event_id"`
+		}
+		if err := json.Unmarshal(m.Payload(), &e); err != nil || e.ID == "" {
+			r.problem("pulsar: message %v is not an event with an event_id: %.200s", m.ID(), m.Payload())
+		}
+		ids[e.ID]++
 		r.PersonalChecked++
 		if x := pii.find(string(m.Payload())); x != "" {
 			r.problem("pulsar: message %v holds personal data in clear (%q)", m.ID(), x)
 		}
 	}
-	return n, nil
+	return ids, nil
 }
 
 // stageMetrics reads sluice_records_in_total and _out_total of one component from /metrics.

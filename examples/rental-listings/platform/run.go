@@ -35,7 +35,12 @@ type Options struct {
 
 	PGDSN, RedisAddr, PulsarURL, PulsarAdminURL string
 
-	SiteArgs []string      // extra flags of listingsite (-pages, -seed, -feed-events ...)
+	SiteArgs []string // extra flags of listingsite (-pages, -seed, -feed-events ...)
+	// Kills is how many times `sluice run` is killed with SIGKILL while the listings are being
+	// scraped (once a share of them is in Postgres) and started again at once on the same data
+	// directory. With kills, the accounting allows what at-least-once delivery writes twice (see
+	// Services.Killed).
+	Kills    int
 	Deadline time.Duration // how long to wait for everything to land; 0 means 5 minutes
 	Log      io.Writer     // progress lines; nil for none
 }
@@ -86,16 +91,38 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		"PG_DSN=" + o.PGDSN, "REDIS_ADDR=" + o.RedisAddr, "PULSAR_URL=" + o.PulsarURL, "EVENTS_WEBHOOK_ADDR=" + webhookAddr,
 		"LAKE_CATALOG_URI=sqlite:///" + filepath.Join(o.Dir, "catalog.db"), "LAKE_WAREHOUSE=file://" + filepath.Join(o.Dir, "warehouse"),
 	}
-	sl, err := start(o.Sluice, env, filepath.Join(o.Dir, "sluice.log"), "run", "--watch=false", "--admin-addr", adminAddr,
-		"--log-level", "warn", "--data-dir", filepath.Join(o.Dir, "data"), o.Manifests)
+	runSluice := func(log string) (*process, error) {
+		return start(o.Sluice, env, filepath.Join(o.Dir, log), "run", "--watch=false", "--admin-addr", adminAddr,
+			"--log-level", "warn", "--data-dir", filepath.Join(o.Dir, "data"), o.Manifests)
+	}
+	sl, err := runSluice("sluice.log")
 	if err != nil {
 		return nil, err
 	}
-	defer sl.stop()
+	defer func() { sl.stop() }()
 
 	svc := Services{PGDSN: o.PGDSN, RedisAddr: o.RedisAddr, PulsarURL: o.PulsarURL, PulsarAdminURL: o.PulsarAdminURL,
 		CatalogPath: filepath.Join(o.Dir, "catalog.db"), Warehouse: filepath.Join(o.Dir, "warehouse"),
 		MetricsURL: "http://" + adminAddr + "/metrics"}
+	for i := 1; i <= o.Kills; i++ {
+		// Kill i comes once i/(Kills+1) of the listings are in Postgres: in the middle of the crawl.
+		t, err := FetchTruth(ctx, base)
+		if err != nil {
+			return nil, err
+		}
+		at := i * len(t.Listings) / (o.Kills + 1)
+		if err := waitListings(ctx, o.PGDSN, at, o.Deadline, []*process{site, sl}); err != nil {
+			return nil, fmt.Errorf("before kill %d: %w", i, err)
+		}
+		_ = sl.cmd.Process.Kill()
+		<-sl.done
+		killed := time.Now()
+		svc.Killed = append(svc.Killed, killed)
+		logf("kill -9 %d of sluice run (pid %d) with %d or more listings in Postgres; starting it again", i, sl.cmd.Process.Pid, at)
+		if sl, err = runSluice(fmt.Sprintf("sluice.%d.log", i)); err != nil {
+			return nil, err
+		}
+	}
 	// Everything must be accounted for on three polls in a row (a few seconds), so that a record
 	// written twice a little later is not missed.
 	var last *Report
@@ -184,6 +211,43 @@ func Reset(ctx context.Context, pgDSN, redisAddr, pulsarAdmin string) error {
 		}
 	}
 	return nil
+}
+
+// waitListings polls, every 50 ms, until rental_listings holds at least n rows.
+func waitListings(ctx context.Context, dsn string, n int, deadline time.Duration, procs []*process) error {
+	pg, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return fmt.Errorf("postgres: %w", err)
+	}
+	defer pg.Close(context.Background())
+	end := time.Now().Add(deadline)
+	for have := 0; ; {
+		var exists bool
+		if err := pg.QueryRow(ctx, "SELECT to_regclass('rental_listings') IS NOT NULL").Scan(&exists); err != nil {
+			return fmt.Errorf("postgres: %w", err)
+		}
+		if exists {
+			if err := pg.QueryRow(ctx, "SELECT count(*) FROM rental_listings").Scan(&have); err != nil {
+				return fmt.Errorf("postgres: %w", err)
+			}
+		}
+		if have >= n {
+			return nil
+		}
+		for _, p := range procs {
+			if err, exited := p.exitErr(); exited {
+				return fmt.Errorf("%s exited (%v) with %d listings in Postgres:\n%s", filepath.Base(p.cmd.Path), err, have, p.tail())
+			}
+		}
+		if time.Now().After(end) {
+			return fmt.Errorf("%d listings in Postgres after %s, waiting for %d", have, deadline, n)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 // freeAddrs picks n distinct free loopback ports.
