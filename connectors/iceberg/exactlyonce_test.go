@@ -236,9 +236,9 @@ func testSharedWritersContention(t *testing.T, d dest) {
 				go func() {
 					c, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 					defer cancel()
+					time.Sleep(time.Duration(i) * load.interval / n) // the processes' batches are not in step
 					tick := time.NewTicker(load.interval)
 					defer tick.Stop()
-					time.Sleep(time.Duration(i) * load.interval / n)
 					for k := range load.commits {
 						recs, ps := batch(i, k), []connector.Position{pos(part(i), (k+1)*load.records-1)}
 						if j := (i + 1) % n; k%4 == 3 {
@@ -353,4 +353,38 @@ func parseContentionLoad(t *testing.T, v string) contentionLoad {
 		t.Fatalf("SLUICE_ICEBERG_CONTENTION=%q: records, interval and commits (at least 4) are all needed", v)
 	}
 	return l
+}
+
+// TestLoneWriterCost: a sink no other writer races makes one commit per write and reads the
+// table no more than before; after a conflict it reads the table before its commits until a read
+// finds no other writer's commit, then stops again.
+func TestLoneWriterCost(t *testing.T) {
+	d := sqliteDest(t)
+	cfg := map[string]any{"catalog": d.catalog, "table": uniqueTable(t, d), "schema": []any{col("part", "string", true), col("seq", "long", true)}}
+	a := openSink(t, cfg, env("a"))
+	for k := range 5 {
+		if err := a.WriteTx(ctx(t), seqRecords("p", 10*k, 10), []connector.Position{pos("p", 10*k+9)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if attempts, conflicts, rewrites, preloads := iceberg.CommitCounts(a); attempts != 5 || conflicts != 0 || rewrites != 0 || preloads != 0 {
+		t.Fatalf("5 writes alone: %d commits, %d conflicts, %d rewrites, %d reads before a commit; want 5, 0, 0, 0", attempts, conflicts, rewrites, preloads)
+	}
+	b := openSink(t, cfg, env("a"))
+	if err := b.WriteTx(ctx(t), seqRecords("q", 0, 10), []connector.Position{pos("q", 9)}); err != nil {
+		t.Fatal(err)
+	}
+	// The first write conflicts; the next reads the table first and finds no commit since its own;
+	// the later ones read it no more.
+	for k := 5; k < 8; k++ {
+		if err := a.WriteTx(ctx(t), seqRecords("p", 10*k, 10), []connector.Position{pos("p", 10*k+9)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := a.WriteTx(ctx(t), seqRecords("p", 80, 10), []connector.Position{pos("p", 89)}); err != nil {
+		t.Fatal(err)
+	}
+	if attempts, conflicts, _, preloads := iceberg.CommitCounts(a); attempts != 10 || conflicts != 1 || preloads != 1 {
+		t.Fatalf("after another instance's commit: %d commits, %d conflicts, %d reads before a commit; want 10, 1, 1", attempts, conflicts, preloads)
+	}
 }

@@ -54,10 +54,14 @@ var sinkSpec = connector.Spec{
 		"**Delivery.** At least once by default. With `delivery: exactly_once`, each commit carries the source " +
 		"positions it covers in its snapshot summary, under `sluice.positions.<pipeline>.<sink>` (a JSON list of " +
 		"`{partition, offset, cursor}`), and the runtime resumes from the latest such snapshot of the table's " +
-		"history. The commit requires the table's current snapshot to be the one the sink read: when another " +
-		"writer committed in between, the sink re-reads the table and commits again if that writer was not this " +
-		"pipeline's sink, and stops with an error if it was (two instances of one pipeline writing one table). " +
-		"Expiring snapshots is safe as long as the latest snapshot this sink wrote is kept.",
+		"history. Several processes of one pipeline (a consumer group) may write the table at once: a commit " +
+		"leaves out every record at or before the offset the table holds for its partition, whichever process " +
+		"stored it, and a partition's position only moves forward. The commit requires the table's current " +
+		"snapshot to be the one whose positions decided what was left out; when another writer committed in " +
+		"between, the sink re-reads the table and commits the same data files on top, or, when another process " +
+		"of the pipeline committed some of the same records meanwhile, writes the data files again without them " +
+		"(removing the first ones), up to 20 times per write with a short growing wait. Expiring snapshots is " +
+		"safe as long as the latest snapshot this sink wrote is kept.",
 	Fields: []connector.Field{
 		{Name: "catalog", Type: connector.TypeObject, Required: true, Description: "The catalog holding the table.",
 			Example: map[string]any{"type": "sql", "uri": "sqlite:////var/lib/sluice/catalog.db", "warehouse": "file:///var/lib/sluice/warehouse"},
