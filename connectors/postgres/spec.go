@@ -81,9 +81,12 @@ var sinkSpec = connector.Spec{
 		"**Exactly once.** With `delivery: exactly_once` every batch is written in one transaction together with " +
 		"the source positions it covers, in `positions_table` (created when missing): " +
 		"`(pipeline, sink, partition, \"offset\", cursor, updated_at)`, primary key `(pipeline, sink, partition)`. " +
-		"On start the pipeline resumes from there. A session advisory lock keyed by the positions table, pipeline " +
-		"and sink keeps two processes from writing the same positions; after a lost connection the sink checks " +
-		"that the positions are still its own, and when a commit's outcome was unknown, skips what it committed.\n\n" +
+		"On start the pipeline resumes from there. Several processes of one pipeline may write at once (the " +
+		"members of a Kafka consumer group, whose partitions move between them): each transaction first locks the " +
+		"positions rows of its partitions (inserting the missing ones), always in the order of their names so that " +
+		"two writers never deadlock, leaves out the records at or before the offsets stored there, whichever " +
+		"process stored them, and moves each position forward only. A batch whose commit answer was lost with the " +
+		"connection is retried the same way: if it committed, its records are found stored and left out.\n\n" +
 		"**Dead-letter table.** As a pipeline's `dead_letter` sink, `layout: dead_letter` stores each dead letter " +
 		"as a row of `id` (identity), `failed_at`, `pipeline`, `stage`, `kind`, `code`, `reason`, " +
 		"`source_partition`, `source_offset`, `record_key`, `record_time`, `headers` (jsonb array of " +
