@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/maintnotifications"
@@ -37,6 +38,14 @@ type Sink struct {
 	hsetArgs, msetArgs []any
 	enc                []byte
 	vkeys              map[string]string
+	// conn is WriteTx's own connection, nil before the first and after a failed one. Between
+	// transactions it keeps the version keys of the last one's partitions WATCHed, and carried
+	// holds their positions as read under that WATCH; rewatch says the WATCH is to be dropped
+	// before the next read.
+	conn     *redis.Conn
+	connUsed time.Time
+	carried  map[string]carriedPos
+	rewatch  bool
 	// txs counts the WriteTx calls that succeeded, conflicts their attempts that found a position
 	// changed by another writer and started over.
 	txs, conflicts int64
@@ -191,6 +200,7 @@ func (s *Sink) Close(context.Context) error {
 	if s.client == nil {
 		return nil
 	}
+	s.dropConn()
 	err := s.client.Close()
 	s.client = nil
 	return err

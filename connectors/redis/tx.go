@@ -17,6 +17,11 @@ import (
 	"github.com/sluicehq/sluice/sdk/go/connector"
 )
 
+// connIdle is how long WriteTx's connection may go unused before the next WriteTx opens another
+// instead, with a read of the positions, rather than risk a first write on a connection the
+// server closed for idleness.
+const connIdle = 10 * time.Second
+
 // maxConflicts bounds the transactions one WriteTx runs that find a position they read changed by
 // another writer before their EXEC; past it the write fails (the runtime retries it with backoff).
 const maxConflicts = 64
@@ -142,19 +147,23 @@ const (
 // WriteTx writes the records and the positions in one MULTI/EXEC, safe against other processes
 // of the pipeline writing the same positions hash (connector.SharedPositions).
 //
-// Each attempt WATCHes the version keys of the batch's partitions and reads their positions from
-// the hash (one round trip), leaves out the records at or before what is stored, and sends the
-// others in a MULTI/EXEC with an HSET of the positions that move forward and an MSET of their
-// version keys. When another writer stored one of these partitions in between, EXEC runs nothing
-// and the attempt starts over from the WATCH, up to maxConflicts times, with a short random pause
-// from the second conflict on. Writers of different partitions do not abort each other.
+// The sink writes on a connection of its own, on which each transaction's pipeline ends with a
+// WATCH of the version keys of its partitions (<positions_key>:version:<partition>) and an HMGET
+// of their positions, after the EXEC. The next WriteTx starts from those: it leaves out the
+// records at or before the positions read, and sends the others in a MULTI/EXEC with an HSET of
+// the positions that move forward and an MSET of their version keys; one round trip in the steady
+// state. Partitions not read that way are first read under WATCH (one more round trip). When
+// another writer stored one of the watched partitions since, EXEC runs nothing and the attempt
+// starts over from what its pipeline read after the EXEC, up to maxConflicts times, from the
+// second conflict on after a short random pause and a fresh read. Writers of different
+// partitions do not abort each other.
 //
 // Inside an EXEC Redis runs every queued command even when one fails, so a record refused at run
 // time (WRONGTYPE) is reported in a *connector.BatchError while the others and the positions are
 // stored. A command refused while queueing (an ACL denial) aborts the whole transaction; its
 // record is set aside and the transaction sent again without it. When the connection fails, the
-// outcome is unknown; a retry reads the positions under WATCH again and leaves out what the
-// lost transaction stored, if it ran.
+// outcome is unknown; the sink drops the connection, and the retry reads the positions under
+// WATCH on a new one and leaves out what the lost transaction stored, if it ran.
 func (s *Sink) WriteTx(ctx context.Context, records []connector.Record, positions []connector.Position) error {
 	if s.client == nil {
 		return errors.New("redis: write before open")
@@ -175,13 +184,9 @@ func (s *Sink) WriteTx(ctx context.Context, records []connector.Record, position
 	s.b.keepAll()
 	conflicts := 0
 	for attempt := 0; ; attempt++ {
-		var out txOutcome
-		err := cl.Watch(ctx, func(tx *redis.Tx) error {
-			var err error
-			out, err = s.attempt(ctx, tx, records, positions, attempt > 0)
-			return err
-		})
+		out, err := s.attempt(ctx, cl, records, positions, attempt > 0)
 		if err != nil {
+			s.dropConn()
 			return err
 		}
 		switch out {
@@ -198,12 +203,26 @@ func (s *Sink) WriteTx(ctx context.Context, records []connector.Record, position
 					"writer of pipeline %q before they committed", s.posKey, conflicts, s.env.Pipeline)
 			}
 			if conflicts > 1 {
+				// What the failed EXEC's pipeline read again ages during the pause: read afresh after it.
+				clear(s.carried)
+				s.rewatch = true
 				if err := pause(ctx, conflicts); err != nil {
 					return err
 				}
 			}
 		}
 	}
+}
+
+// dropConn closes WriteTx's connection after an error: it may be broken, or hold a WATCH
+// and positions read before a transaction whose outcome is unknown.
+func (s *Sink) dropConn() {
+	if s.conn != nil {
+		_ = s.conn.Close()
+		s.conn = nil
+	}
+	clear(s.carried)
+	s.rewatch = false
 }
 
 // pause waits a random time growing with the conflicts so far, up to 5ms, so that writers that
@@ -291,40 +310,53 @@ func (s *Sink) skip(r *connector.Record) bool {
 	return tp.stored && r.Position.Offset <= tp.offset
 }
 
-// attempt runs one try of a WriteTx on tx's connection: WATCH and HMGET, then the MULTI/EXEC of
-// the records after the stored positions and of the positions that move forward.
-func (s *Sink) attempt(ctx context.Context, tx *redis.Tx, records []connector.Record, positions []connector.Position, used bool) (txOutcome, error) {
-	// A WATCH armed by raw command is not released by go-redis when the function returns without
-	// EXEC; unwatch does, on the paths that do. One left behind on a pooled connection would only
-	// make a later EXEC there fail once and be retried.
-	unwatch := func() { _ = tx.Unwatch(ctx).Err() }
-	wargs := make([]any, 0, 1+len(s.parts))
-	wargs = append(wargs, "WATCH")
-	args := make([]any, 0, 2+len(s.parts))
-	args = append(args, "HMGET", s.posKey)
+// attempt runs one try of a WriteTx on the sink's own connection. The positions of partitions
+// not carried over from the last transaction are read first, under WATCH of their version keys
+// (one round trip). Then one pipeline sends the MULTI/EXEC of the records after the stored
+// positions and of the positions that move forward, followed by a WATCH of the batch's version
+// keys and an HMGET of their positions, which the next transaction (or this one's retry, when
+// another writer got in first) starts from.
+func (s *Sink) attempt(ctx context.Context, cl *redis.Client, records []connector.Record, positions []connector.Position, used bool) (txOutcome, error) {
+	if s.conn != nil && time.Since(s.connUsed) > connIdle {
+		s.dropConn() // a server's idle timeout may have closed it
+	}
+	if s.conn == nil {
+		// Closed, it is discarded rather than returned to the pool with a WATCH armed.
+		s.conn = cl.EphemeralConn()
+	}
+	s.connUsed = time.Now()
+	if s.carried == nil {
+		s.carried = map[string]carriedPos{}
+	}
+	var missing []int
 	for i := range s.parts {
-		wargs = append(wargs, s.parts[i].vkey)
-		args = append(args, s.parts[i].name)
-	}
-	watch := redis.NewStatusCmd(ctx, wargs...)
-	read := redis.NewSliceCmd(ctx, args...)
-	if _, err := tx.Pipelined(ctx, func(p redis.Pipeliner) error {
-		_ = p.Process(ctx, watch)
-		_ = p.Process(ctx, read)
-		return nil
-	}); err != nil {
-		var rerr redis.Error
-		if errors.As(err, &rerr) {
-			unwatch()
+		if _, ok := s.carried[s.parts[i].name]; !ok {
+			missing = append(missing, i)
 		}
-		if redis.HasErrorPrefix(read.Err(), "WRONGTYPE") {
-			return 0, s.notAHash()
-		}
-		return 0, fmt.Errorf("redis: read positions from %q: %w", s.posKey, err)
 	}
-	if err := s.readStored(read.Val()); err != nil {
-		unwatch()
-		return 0, err
+	if len(missing) > 0 {
+		pipe := s.conn.Pipeline()
+		if s.rewatch {
+			_ = pipe.Process(ctx, redis.NewStatusCmd(ctx, "UNWATCH"))
+		}
+		watch, read := s.watchRead(ctx, missing)
+		_ = pipe.Process(ctx, watch)
+		_ = pipe.Process(ctx, read)
+		if _, err := pipe.Exec(ctx); err != nil {
+			if redis.HasErrorPrefix(read.Err(), "WRONGTYPE") {
+				return 0, s.notAHash()
+			}
+			return 0, fmt.Errorf("redis: read positions from %q: %w", s.posKey, err)
+		}
+		s.rewatch = false
+		if err := s.readStored(missing, read.Val()); err != nil {
+			return 0, err
+		}
+	}
+	for i := range s.parts {
+		tp := &s.parts[i]
+		c := s.carried[tp.name]
+		tp.stored, tp.offset = c.stored, c.offset
 	}
 
 	// The records after the stored positions; commands sent by an earlier attempt hold its
@@ -364,69 +396,142 @@ func (s *Sink) attempt(ctx context.Context, tx *redis.Tx, records []connector.Re
 	case len(s.b.cmds) > 0:
 		last = redis.NewCmd(ctx, "EXISTS", s.posKey)
 	default:
-		unwatch() // everything is stored already
+		// Everything is stored already. The WATCH stays: the positions read under it can only
+		// have moved forward since.
 		return txDone, nil
 	}
 
-	pipe := tx.TxPipeline()
+	multi, exec := redis.NewStatusCmd(ctx, "MULTI"), redis.NewSliceCmd(ctx, "EXEC")
+	all := make([]int, len(s.parts))
+	for i := range all {
+		all[i] = i
+	}
+	watch, read := s.watchRead(ctx, all)
+	pipe := s.conn.Pipeline()
+	_ = pipe.Process(ctx, multi)
 	_ = pipe.BatchProcess(ctx, s.b.cmds...)
 	if versions != nil {
 		_ = pipe.Process(ctx, versions)
 	}
 	_ = pipe.Process(ctx, last)
-	_, execErr := pipe.Exec(ctx)
-	lastErr := last.Err()
+	_ = pipe.Process(ctx, exec)
+	_ = pipe.Process(ctx, watch)
+	_ = pipe.Process(ctx, read)
+	_, _ = pipe.Exec(ctx)
+	clear(s.carried)
+	execErr := exec.Err()
+	var rerr redis.Error
 	switch {
-	case execErr == nil || lastErr == nil:
+	case multi.Err() != nil:
+		return 0, fmt.Errorf("redis: transaction: %w", multi.Err())
+	case execErr == nil:
 		// EXEC ran and stored the positions: the refusals are the records' own.
-		if execErr != nil {
-			_ = s.b.collect(true)
+		replies := exec.Val()
+		want := len(s.b.cmds) + 1
+		if versions != nil {
+			want++
 		}
+		if len(replies) != want {
+			return 0, fmt.Errorf("redis: transaction: EXEC answered %d replies for %d commands", len(replies), want)
+		}
+		for k, c := range s.b.cmds {
+			if err, ok := replies[k].(error); ok {
+				c.SetErr(err)
+			}
+		}
+		if err, ok := replies[want-1].(error); ok {
+			if redis.HasErrorPrefix(err, "WRONGTYPE") {
+				return 0, s.notAHash()
+			}
+			return 0, fmt.Errorf("redis: store positions in %q: %w", s.posKey, err)
+		}
+		_ = s.b.collect(true)
 		for i := range s.parts {
 			if tp := &s.parts[i]; tp.given >= 0 && (!tp.stored || positions[tp.given].Offset > tp.offset) {
 				s.seen[tp.name] = positions[tp.given].Offset
 			}
 		}
+		if err := s.carry(all, read); err != nil {
+			return 0, err
+		}
 		return txDone, nil
-	case errors.Is(execErr, redis.TxFailedErr):
-		return txConflict, nil // another writer stored one of these partitions first
-	case redis.HasErrorPrefix(lastErr, "WRONGTYPE"):
-		return 0, s.notAHash()
+	case errors.Is(execErr, redis.Nil):
+		// Another writer stored one of these partitions first: nothing ran.
+		if err := s.carry(all, read); err != nil {
+			return 0, err
+		}
+		return txConflict, nil
 	case redis.HasErrorPrefix(execErr, "EXECABORT") && s.b.dropQueueRefused():
+		if err := s.carry(all, read); err != nil {
+			return 0, err
+		}
 		return txRequeue, nil
+	case errors.As(execErr, &rerr):
+		return 0, fmt.Errorf("redis: transaction: %w", execErr)
 	}
 	return 0, fmt.Errorf("redis: transaction: %w", execErr)
 }
 
-// readStored takes the HMGET reply of the partitions into s.parts, checking that no position
-// moved back from what this sink has seen.
-func (s *Sink) readStored(vals []any) error {
-	if len(vals) != len(s.parts) {
-		return fmt.Errorf("redis: read positions from %q: %d values for %d partitions", s.posKey, len(vals), len(s.parts))
+// carriedPos is a position read under a WATCH that is still armed on the sink's connection.
+type carriedPos struct {
+	stored bool
+	offset int64
+}
+
+// watchRead builds the WATCH of the version keys of the partitions parts[idx] and the HMGET of
+// their positions.
+func (s *Sink) watchRead(ctx context.Context, idx []int) (*redis.StatusCmd, *redis.SliceCmd) {
+	wargs := make([]any, 0, 1+len(idx))
+	wargs = append(wargs, "WATCH")
+	args := make([]any, 0, 2+len(idx))
+	args = append(args, "HMGET", s.posKey)
+	for _, i := range idx {
+		wargs = append(wargs, s.parts[i].vkey)
+		args = append(args, s.parts[i].name)
+	}
+	return redis.NewStatusCmd(ctx, wargs...), redis.NewSliceCmd(ctx, args...)
+}
+
+// carry keeps what the WATCH and HMGET sent after an EXEC read, for the next attempt.
+func (s *Sink) carry(idx []int, read *redis.SliceCmd) error {
+	if err := read.Err(); err != nil {
+		if redis.HasErrorPrefix(err, "WRONGTYPE") {
+			return s.notAHash()
+		}
+		return fmt.Errorf("redis: read positions from %q: %w", s.posKey, err)
+	}
+	return s.readStored(idx, read.Val())
+}
+
+// readStored takes the HMGET reply of the partitions parts[idx] into s.carried, checking that no
+// position moved back from what this sink has seen.
+func (s *Sink) readStored(idx []int, vals []any) error {
+	if len(vals) != len(idx) {
+		return fmt.Errorf("redis: read positions from %q: %d values for %d partitions", s.posKey, len(vals), len(idx))
 	}
 	if s.seen == nil {
 		s.seen = map[string]int64{}
 	}
-	for i, v := range vals {
-		tp := &s.parts[i]
-		tp.stored, tp.offset = false, 0
-		seen, wasSeen := s.seen[tp.name]
+	for k, v := range vals {
+		name := s.parts[idx[k]].name
+		seen, wasSeen := s.seen[name]
 		str, ok := v.(string)
 		if !ok {
 			if wasSeen {
-				return s.movedBack(tp.name, "nothing", seen)
+				return s.movedBack(name, "nothing", seen)
 			}
+			s.carried[name] = carriedPos{}
 			continue
 		}
 		var sp storedPosition
 		if err := json.Unmarshal([]byte(str), &sp); err != nil {
-			return s.notAPosition(tp.name, str)
+			return s.notAPosition(name, str)
 		}
 		if wasSeen && sp.Offset < seen {
-			return s.movedBack(tp.name, strconv.FormatInt(sp.Offset, 10), seen)
+			return s.movedBack(name, strconv.FormatInt(sp.Offset, 10), seen)
 		}
-		tp.stored, tp.offset = true, sp.Offset
-		s.seen[tp.name] = sp.Offset
+		s.carried[name] = carriedPos{stored: true, offset: sp.Offset}
+		s.seen[name] = sp.Offset
 	}
 	return nil
 }

@@ -347,11 +347,13 @@ func atoi(s string) int {
 }
 
 // TestWriteTxMovedBack checks a sink stops when the positions it saw stored went back or
-// vanished (the server lost writes it had acknowledged), instead of writing records again.
+// vanished (the server lost writes it had acknowledged), instead of writing records again: with
+// the version key changed too (a transaction's WATCH fires), or after a new connection (a server
+// restarted or failed over closes the old ones).
 func TestWriteTxMovedBack(t *testing.T) {
 	addr := sharedRedis(t)
 	c := client(t, addr)
-	for _, change := range []string{"lower", "deleted"} {
+	for _, change := range []string{"lower", "deleted", "lower-reconnected"} {
 		t.Run(change, func(t *testing.T) {
 			ctx := testCtx(t, time.Minute)
 			prefix := unique(t, "tx")
@@ -361,10 +363,15 @@ func TestWriteTxMovedBack(t *testing.T) {
 			if err := s.WriteTx(ctx, posRecs("p", 1, 5), []connector.Position{{Partition: "p", Offset: 5}}); err != nil {
 				t.Fatal(err)
 			}
-			if change == "lower" {
+			switch change {
+			case "lower":
 				c.HSet(ctx, posKey, "p", `{"offset":2}`)
-			} else {
-				c.Del(ctx, posKey)
+				c.Set(ctx, posKey+":version:p", 2, 0)
+			case "deleted":
+				c.Del(ctx, posKey, posKey+":version:p")
+			case "lower-reconnected":
+				c.HSet(ctx, posKey, "p", `{"offset":2}`)
+				s.dropConn()
 			}
 			err := s.WriteTx(ctx, posRecs("p", 3, 6), []connector.Position{{Partition: "p", Offset: 6}})
 			if !errors.Is(err, connector.ErrPermanent) || !strings.Contains(err.Error(), "moved back") {
