@@ -121,7 +121,7 @@ func TestEvolveUpsertExactlyOnceIntegration(t *testing.T) {
 	if err := s.WriteTx(ctx, big, []connector.Position{{Partition: "p", Offset: 104}}); err != nil {
 		t.Fatalf("WriteTx adding a column: %v", err)
 	}
-	if err := s.WriteTx(ctx, numbered(`{"id":1,"note":"first","rank":%d}`, 1, 1), []connector.Position{{Partition: "p", Offset: 105}}); err != nil {
+	if err := s.WriteTx(ctx, []connector.Record{{Value: []byte(`{"id":1,"note":"first","rank":1}`), Position: connector.Position{Partition: "p", Offset: 105}}}, []connector.Position{{Partition: "p", Offset: 105}}); err != nil {
 		t.Fatalf("small WriteTx adding a column: %v", err)
 	}
 	if got := psql(t, dsn, fmt.Sprintf(`SELECT "offset" FROM %q WHERE pipeline = 'evolve'`, positions)); got != "105" {
