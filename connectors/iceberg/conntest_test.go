@@ -82,6 +82,10 @@ func TestConformanceTransactionalSink(t *testing.T) {
 	conntest.TestTransactionalSink(t, txHarness(func(t *testing.T) (dest, *commitProxy) { return sqliteDest(t), nil }, false))
 }
 
+// TestConformanceTransactionalSinkRESTIntegration includes SharedPositions, three sinks committing
+// at once. Iceberg's REST test server over SQLite must then wait for the database's lock (a JDBC
+// URI ending in ?busy_timeout=30000): without it a concurrent commit fails with SQLITE_BUSY and
+// may leave the server's catalog locked.
 func TestConformanceTransactionalSinkRESTIntegration(t *testing.T) {
 	uri := testenv.Require(t, "ICEBERG_REST_URI")
 	conntest.TestTransactionalSink(t, txHarness(func(t *testing.T) (dest, *commitProxy) {

@@ -544,7 +544,6 @@ func (s *Sink) WriteTx(ctx context.Context, records []connector.Record, position
 		return err
 	}
 	for attempt := 0; ; attempt++ {
-		read := time.Now()
 		if attempt == 0 && s.contended && !s.noPreload {
 			head := snapshotID(s.tbl)
 			if err := s.refresh(ctx); err != nil {
@@ -582,7 +581,7 @@ func (s *Sink) WriteTx(ctx context.Context, records []connector.Record, position
 		// Another writer committed first; nothing of this commit was. Read the table again and
 		// commit on top of it (the next round drops what it now holds).
 		s.stats.conflicts++
-		s.env.Logger.Debug("iceberg commit conflict", "table", s.name, "attempt", attempt+1, "since_read", time.Since(read), "files", len(w.files))
+		s.env.Logger.Debug("iceberg commit conflict", "table", s.name, "attempt", attempt+1, "files", len(w.files))
 		s.contended = true
 		if err := s.retryAfterConflict(ctx, attempt, err); err != nil {
 			s.abandon(ctx, w.files, "the write gave up after conflicts")
