@@ -39,7 +39,7 @@ iceberg_rest_start() {
 		cd "$ICEREST_DIR" || exit 1
 		exec setsid java -Xms64m -Xmx256m -XX:+UseSerialGC -XX:+ExitOnOutOfMemoryError \
 			-cp "$ICEREST_DIR/classes:$ICEREST_DIR/lib/*" org.apache.iceberg.rest.LoopbackRESTCatalogServer \
-			"$SVC_HOST" "$ICEBERG_REST_PORT" "jdbc:sqlite:$ICEREST_DIR/catalog.db" "file://$ICEREST_DIR/warehouse" \
+			"$SVC_HOST" "$ICEBERG_REST_PORT" "jdbc:sqlite:$ICEREST_DIR/catalog.db?busy_timeout=30000" "file://$ICEREST_DIR/warehouse" \
 			>>"$ICEREST_LOG" 2>&1 </dev/null
 	) &
 	echo $! >"$ICEREST_PID"
