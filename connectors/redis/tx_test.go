@@ -507,3 +507,45 @@ func TestWriteTxConcurrentWriters(t *testing.T) {
 		})
 	}
 }
+
+// TestWriteTxReadsCarried checks a sink writing the same partitions again and again reads the
+// positions once up front and then only in each transaction's own pipeline, after its EXEC (a
+// WATCH and an HMGET per EXEC), rather than in a round trip of their own before each; a batch
+// entirely at or before what it has seen stored sends nothing.
+func TestWriteTxReadsCarried(t *testing.T) {
+	srv := startPrivateRedis(t)
+	c := client(t, srv.Addr())
+	ctx := testCtx(t, time.Minute)
+	s := openSink(t, map[string]any{"addr": srv.Addr(), "mode": "stream", "stream": "s"}, connector.Env{Pipeline: "p", Component: "c"})
+	calls := func() map[string]int {
+		out := map[string]int{}
+		for _, line := range strings.Split(c.Info(ctx, "commandstats").Val(), "\n") {
+			name, rest, ok := strings.Cut(strings.TrimPrefix(line, "cmdstat_"), ":calls=")
+			if ok && strings.HasPrefix(line, "cmdstat_") {
+				n, _, _ := strings.Cut(rest, ",")
+				out[name] = atoi(n)
+			}
+		}
+		return out
+	}
+	const txs = 50
+	for j := range txs {
+		recs := append(posRecs("a", 10*j+1, 10*j+10), posRecs("b", 10*j+1, 10*j+5)...)
+		if err := s.WriteTx(ctx, recs, []connector.Position{{Partition: "a", Offset: int64(10*j + 10)}, {Partition: "b", Offset: int64(10*j + 5)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Old records and positions: nothing to send.
+	if err := s.WriteTx(ctx, posRecs("a", 1, 10), []connector.Position{{Partition: "a", Offset: 10}}); err != nil {
+		t.Fatal(err)
+	}
+	got := calls()
+	for cmd, want := range map[string]int{"exec": txs, "watch": txs + 1, "hmget": txs + 1, "xadd": 15 * txs} {
+		if got[cmd] != want {
+			t.Errorf("%s called %d times, want %d (all: %v)", cmd, got[cmd], want, got)
+		}
+	}
+	if n := c.XLen(ctx, "s").Val(); n != 15*txs {
+		t.Fatalf("stream holds %d entries, want %d", n, 15*txs)
+	}
+}
