@@ -28,6 +28,10 @@ public final class LoopbackRESTCatalogServer {
     props.put(CatalogProperties.URI, args[2]);
     props.put(CatalogProperties.WAREHOUSE_LOCATION, args[3]);
     props.put("jdbc.schema-version", "V1");
+    // One connection to the SQLite file: with two, concurrent commits can each hold a lock the
+    // other needs, SQLite fails one with SQLITE_BUSY at once (no wait can resolve it), and a
+    // connection left in its transaction keeps the database locked for every later request.
+    props.put(CatalogProperties.CLIENT_POOL_SIZE, "1");
     Catalog catalog =
         CatalogUtil.buildIcebergCatalog("rest_backend", props, new org.apache.hadoop.conf.Configuration());
 
