@@ -12,11 +12,15 @@ import (
 // maxOpenAttempts is how many times a component's Open is tried.
 const maxOpenAttempts = 5
 
-// backoff is the wait before retry number attempt: 100ms doubling, at most 30s.
+// backoff is the wait before retry number attempt: 100ms doubling, at most maxBackoff.
 func backoff(attempt int) time.Duration {
 	d := 100 * time.Millisecond << min(attempt-1, 9)
-	return min(d, 30*time.Second)
+	return min(d, maxBackoff)
 }
+
+// maxBackoff bounds the wait between retries, so a pipeline resumes within seconds of its
+// database coming back: with 30 s, a sink out for 30 s was retried 21 s after it returned.
+const maxBackoff = 5 * time.Second
 
 // sleep waits d or until ctx is done; it reports whether the full wait passed.
 func sleep(ctx context.Context, d time.Duration) bool {
