@@ -58,15 +58,16 @@ func (p *Pipeline) checkExactlyOnce() []error {
 		s.tx = tx
 	}
 	if gs, ok := p.source.(connector.GroupedSource); ok && p.grouped(gs) {
+		// One process of the pipeline may be the whole group, so this is a warning: a second
+		// process is refused by such a sink (the Kafka sink's transactional id fences the
+		// first), not written twice.
 		for _, s := range p.sinks {
 			if s.tx == nil {
 				continue
 			}
 			if sp, ok := s.tx.(connector.SharedPositions); !ok || !p.shares(s.name, sp) {
-				errs = append(errs, &ComponentError{Component: s.name, Kind: connector.KindSink,
-					Err: fmt.Errorf("cannot be written exactly once by a consumer group: sink %s keeps the positions of a pipeline for one process, "+
-						"and the source's group splits the partitions between every process running this pipeline", s.typ),
-					Hint: "run the pipeline as one process without a group, use delivery: at_least_once, or sinks that several processes can write exactly once (postgres, redis, iceberg)"})
+				p.log.Warn("exactly once with a consumer group: this sink keeps the pipeline's positions for one process, so run one process of this pipeline; "+
+					"several processes need sinks that share positions (postgres, redis, iceberg)", "sink", s.name, "type", s.typ)
 			}
 		}
 	}

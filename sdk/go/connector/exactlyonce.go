@@ -57,7 +57,8 @@ type ComparablePositions interface {
 // StoredPositions then takes no exclusive hold of the positions.
 //
 // With delivery: exactly_once and a source whose partitions are shared by a group of processes
-// (connector.GroupedSource), the runtime requires every sink to report SharesPositions true.
+// (connector.GroupedSource), the runtime warns of every sink that does not report
+// SharesPositions true: such a pipeline must run as one process.
 type SharedPositions interface {
 	SharesPositions() bool
 }
