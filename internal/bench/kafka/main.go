@@ -55,9 +55,14 @@ type result struct {
 	Records  int64         `json:"records"`
 	Bytes    int64         `json:"bytes"`
 	Elapsed  time.Duration `json:"elapsed"`
-	P50, P99 time.Duration
-	CPU      time.Duration `json:"cpu"`
-	MaxRSS   int64         `json:"max_rss"`
+	// Startup is the time from the start to the first record delivered; Steady and SteadyFor
+	// are the records after the first tenth and the time they took (the rate once reading).
+	Startup   time.Duration `json:"startup"`
+	Steady    int64         `json:"steady"`
+	SteadyFor time.Duration `json:"steady_for"`
+	P50, P99  time.Duration
+	CPU       time.Duration `json:"cpu"`
+	MaxRSS    int64         `json:"max_rss"`
 }
 
 var (
@@ -128,22 +133,32 @@ func main() {
 		}
 	}
 	fmt.Printf("\nmedian of %d rounds (records/s min-max in brackets)\n", *rounds)
-	fmt.Printf("%-20s %-7s %9s %10s %-17s %6s %9s %9s %7s %9s\n", "scenario", "impl", "records", "records/s", "  (min-max)", "ratio", "p50", "p99", "cpu s", "peak MiB")
-	ceiling := map[string]float64{}
+	fmt.Printf("%-20s %-7s %9s %10s %-17s %6s %8s %10s %6s %9s %9s %7s %9s\n", "scenario", "impl", "records", "records/s", "  (min-max)", "ratio",
+		"startup", "steady/s", "ratio", "p50", "p99", "cpu s", "peak MiB")
+	ceiling, steadyCeiling := map[string]float64{}, map[string]float64{}
 	for _, sc := range scenarios {
 		rs := runs[sc]
 		slices.SortFunc(rs, func(a, b result) int { return cmpFloat(a.rate(), b.rate()) })
 		r := rs[len(rs)/2]
 		family := r.Scenario
-		ratio := "-"
+		ratio, steadyRatio, steady := "-", "-", "-"
+		slices.SortFunc(rs, func(a, b result) int { return cmpFloat(a.steadyRate(), b.steadyRate()) })
+		sr := rs[len(rs)/2].steadyRate() // the median of the steady rates, over the same rounds
+		if sr > 0 {
+			steady = fmt.Sprintf("%.0f", sr)
+		}
 		if r.Impl == "direct" {
-			ceiling[family] = r.rate()
+			ceiling[family], steadyCeiling[family] = r.rate(), sr
 		} else if c := ceiling[family]; c > 0 && r.Scenario != "e2e-rate" {
 			ratio = fmt.Sprintf("%.2f", r.rate()/c)
+			if c := steadyCeiling[family]; c > 0 && sr > 0 {
+				steadyRatio = fmt.Sprintf("%.2f", sr/c)
+			}
 		}
+		slices.SortFunc(rs, func(a, b result) int { return cmpFloat(a.rate(), b.rate()) })
 		spread := fmt.Sprintf("(%.0f-%.0f)", rs[0].rate(), rs[len(rs)-1].rate())
-		fmt.Printf("%-20s %-7s %9d %10.0f %-17s %6s %9s %9s %7.2f %9.1f\n", r.Scenario, r.Impl, r.Records, r.rate(), spread, ratio,
-			dur(r.P50), dur(r.P99), r.CPU.Seconds(), float64(r.MaxRSS)/(1<<20))
+		fmt.Printf("%-20s %-7s %9d %10.0f %-17s %6s %8s %10s %6s %9s %9s %7.2f %9.1f\n", r.Scenario, r.Impl, r.Records, r.rate(), spread, ratio,
+			dur(r.Startup.Round(time.Millisecond)), steady, steadyRatio, dur(r.P50), dur(r.P99), r.CPU.Seconds(), float64(r.MaxRSS)/(1<<20))
 	}
 	if c := ceiling["kafka-drop"]; c > 0 {
 		rs := runs["kafka-validate-drop/sluice"]
@@ -155,6 +170,8 @@ func main() {
 	fmt.Println("kafka-drop, kafka-validate-drop: a group reads the filled topic from its start; p50/p99 = from the source returning a batch to its delivery.")
 	fmt.Println("file-kafka: p50/p99 = from the file source reading a batch to the brokers acknowledging all of it.")
 	fmt.Printf("e2e-rate: %d records/s produced for %ds; p50/p99 = from a record's creation (producer) to its poll (direct) or its delivery (sluice).\n", *rate, *rateSecs)
+	fmt.Println("startup = from the start (the program's client created; sluice: the pipeline added) to the first record delivered;")
+	fmt.Println("  steady/s = the records after the first tenth over the time they took, with its own ratio: the rate once reading.")
 	fmt.Println("CPU and peak RSS are the benchmark process's (the broker's are not counted).")
 }
 
@@ -171,6 +188,14 @@ func runScenario(sc, addr, input string) result {
 }
 
 func (r result) rate() float64 { return float64(r.Records) / r.Elapsed.Seconds() }
+
+// steadyRate is the rate after the first tenth of the records, 0 when not measured.
+func (r result) steadyRate() float64 {
+	if r.SteadyFor <= 0 {
+		return 0
+	}
+	return float64(r.Steady) / r.SteadyFor.Seconds()
+}
 
 func cmpFloat(a, b float64) int {
 	switch {
@@ -372,15 +397,20 @@ func (r *result) directConsume(topic string, n int64, lat *[]time.Duration, chec
 	defer cl.Close()
 	ctx := context.Background()
 	start := time.Now()
+	var steady steadyMark
 	for r.Records < n {
 		fs := cl.PollFetches(ctx)
 		if errs := fs.Errors(); len(errs) > 0 {
 			return errs[0].Err
 		}
 		now := time.Now()
-		if lat != nil && r.Records == 0 && fs.NumRecords() > 0 {
-			start = now // paced: measure from the first record
+		if r.Records == 0 && fs.NumRecords() > 0 {
+			r.Startup = now.Sub(start)
+			if lat != nil {
+				start = now // paced: measure from the first record
+			}
 		}
+		steady.passed(now, r.Records+int64(fs.NumRecords()), n)
 		first := true
 		var bad error
 		fs.EachRecord(func(rec *kgo.Record) {
@@ -399,7 +429,30 @@ func (r *result) directConsume(topic string, n int64, lat *[]time.Duration, chec
 		}
 	}
 	r.Elapsed = time.Since(start)
+	r.Steady, r.SteadyFor = steady.since(time.Now(), r.Records)
 	return nil
+}
+
+// steadyMark notes when a count first reached a tenth of its total, to measure the rate after it:
+// reading has begun and buffers are full, so what remains is the rate of the work itself.
+type steadyMark struct {
+	at    time.Time
+	count int64
+}
+
+// passed is called with the count after a step that ended at now.
+func (m *steadyMark) passed(now time.Time, count, total int64) {
+	if m.at.IsZero() && count >= total/10 {
+		m.at, m.count = now, count
+	}
+}
+
+// since returns the records after the mark and the time from the mark to now.
+func (m *steadyMark) since(now time.Time, count int64) (int64, time.Duration) {
+	if m.at.IsZero() {
+		return 0, 0
+	}
+	return count - m.count, now.Sub(m.at)
 }
 
 // directProduce produces the lines of in to topic with a plain franz-go producer, reading the
@@ -522,6 +575,8 @@ func (r *result) sluice(dir string, source pipeline.Component, transforms []pipe
 	lat.mu.Lock()
 	defer lat.mu.Unlock()
 	r.Elapsed = lat.doneAt.Sub(start)
+	r.Startup = lat.firstAt.Sub(start)
+	r.Steady, r.SteadyFor = lat.steady.since(lat.doneAt, lat.records)
 	if r.Scenario == "e2e-rate" { // paced: the rate is the producer's; measure from the first delivery
 		r.Elapsed = lat.doneAt.Sub(lat.firstAt)
 	}
@@ -558,6 +613,7 @@ type latencySink struct {
 	records, bytes int64
 	firstAt        time.Time
 	doneAt         time.Time
+	steady         steadyMark
 }
 
 func (s *latencySink) Open(ctx context.Context) error {
@@ -588,6 +644,7 @@ func (s *latencySink) Write(ctx context.Context, recs []connector.Record) error 
 	}
 	s.lat = append(s.lat, now.Sub(recs[0].Time))
 	s.records += int64(len(recs))
+	s.steady.passed(now, s.records, s.want)
 	for i := range recs {
 		s.bytes += int64(len(recs[i].Value))
 	}
