@@ -319,8 +319,12 @@ func (d *driver) teardown() {
 // runLoad feeds the records, runs the faults and the samplers, and waits until both groups have
 // consumed everything.
 func (d *driver) runLoad(ctx context.Context) error {
+	// AlwaysRetryEOF: while the broker restarts (a fault of this run) it accepts connections and
+	// closes them at once, which franz-go otherwise takes for a TLS or SASL mistake and fails the
+	// records with; this client's configuration is known to be right.
 	cl, err := kgo.NewClient(kgo.SeedBrokers(d.broker.addr()), kgo.DefaultProduceTopic(topic),
-		kgo.ProducerLinger(2*time.Millisecond), kgo.MaxBufferedRecords(50_000), kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)))
+		kgo.ProducerLinger(2*time.Millisecond), kgo.MaxBufferedRecords(50_000), kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)),
+		kgo.AlwaysRetryEOF())
 	if err != nil {
 		return err
 	}
