@@ -7,6 +7,7 @@ import (
 	"math"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -71,15 +72,8 @@ func (s *Sink) StoredPositions(ctx context.Context) ([]connector.Position, error
 	if err != nil {
 		return nil, s.readFailed(err)
 	}
-	slices.SortFunc(out, func(a, b connector.Position) int {
-		switch {
-		case a.Partition < b.Partition:
-			return -1
-		case a.Partition > b.Partition:
-			return 1
-		}
-		return 0
-	})
+	// In byte order, whatever the database's collation sorted them by.
+	slices.SortFunc(out, func(a, b connector.Position) int { return strings.Compare(a.Partition, b.Partition) })
 	return out, nil
 }
 
@@ -158,7 +152,10 @@ func (s *Sink) lockPositions(ctx context.Context, records []connector.Record, po
 		parts = append(parts, p.Partition)
 	}
 	for i := range records {
-		parts = append(parts, records[i].Position.Partition)
+		// Records come in runs of one partition: one entry per run, not per record.
+		if i == 0 || records[i].Position.Partition != records[i-1].Position.Partition {
+			parts = append(parts, records[i].Position.Partition)
+		}
 	}
 	slices.Sort(parts)
 	parts = slices.Compact(parts)

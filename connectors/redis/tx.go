@@ -420,7 +420,6 @@ func (s *Sink) attempt(ctx context.Context, cl *redis.Client, records []connecto
 	_, _ = pipe.Exec(ctx)
 	clear(s.carried)
 	execErr := exec.Err()
-	var rerr redis.Error
 	switch {
 	case multi.Err() != nil:
 		return 0, fmt.Errorf("redis: transaction: %w", multi.Err())
@@ -466,8 +465,6 @@ func (s *Sink) attempt(ctx context.Context, cl *redis.Client, records []connecto
 			return 0, err
 		}
 		return txRequeue, nil
-	case errors.As(execErr, &rerr):
-		return 0, fmt.Errorf("redis: transaction: %w", execErr)
 	}
 	return 0, fmt.Errorf("redis: transaction: %w", execErr)
 }

@@ -148,7 +148,7 @@ func operatorConfig(a *pipeline.Aggregate) (aggregate.Config, error) {
 func (r *run) resumeAggregates(local []connector.Position) {
 	p := r.p
 	cp, ok := p.source.(connector.ComparablePositions)
-	if !ok || !p.comparable(cp) {
+	if !ok || !p.ask("source", cp.PositionsComparable) {
 		return
 	}
 	for _, st := range r.stages {

@@ -25,7 +25,7 @@ import (
 func (p *Pipeline) checkExactlyOnce() []error {
 	var errs []error
 	if p.source != nil {
-		if cp, ok := p.source.(connector.ComparablePositions); !ok || !p.comparable(cp) {
+		if cp, ok := p.source.(connector.ComparablePositions); !ok || !p.ask("source", cp.PositionsComparable) {
 			errs = append(errs, &ComponentError{Component: "source", Kind: connector.KindSource,
 				Err:  fmt.Errorf("delivery exactly_once needs a source whose positions can be ordered after a restart, to skip for each sink the records it already holds; source %s, as configured, cannot tell", p.spec.Source.Type),
 				Hint: fmt.Sprintf("use delivery: at_least_once, or a source whose positions are ordered offsets (`sluice docs %s` says when they are)", p.spec.Source.Type)})
@@ -57,7 +57,7 @@ func (p *Pipeline) checkExactlyOnce() []error {
 		}
 		s.tx = tx
 	}
-	if gs, ok := p.source.(connector.GroupedSource); ok && p.grouped(gs) {
+	if gs, ok := p.source.(connector.GroupedSource); ok && p.ask("source", gs.Grouped) {
 		// One process of the pipeline may be the whole group, so this is a warning: a second
 		// process is refused by such a sink (the Kafka sink's transactional id fences the
 		// first), not written twice.
@@ -65,7 +65,7 @@ func (p *Pipeline) checkExactlyOnce() []error {
 			if s.tx == nil {
 				continue
 			}
-			if sp, ok := s.tx.(connector.SharedPositions); !ok || !p.shares(s.name, sp) {
+			if sp, ok := s.tx.(connector.SharedPositions); !ok || !p.ask(s.name, sp.SharesPositions) {
 				p.log.Warn("exactly once with a consumer group: this sink keeps the pipeline's positions for one process, so run one process of this pipeline; "+
 					"several processes need sinks that share positions (postgres, redis, iceberg)", "sink", s.name, "type", s.typ)
 			}
@@ -74,25 +74,10 @@ func (p *Pipeline) checkExactlyOnce() []error {
 	return errs
 }
 
-// grouped asks the source whether it shares its partitions with other processes, recovering a
-// panic.
-func (p *Pipeline) grouped(gs connector.GroupedSource) bool {
+// ask calls a component's yes-or-no method, recovering a panic (taken as no).
+func (p *Pipeline) ask(component string, f func() bool) bool {
 	ok := false
-	err := p.guard("source", "check", func() error { ok = gs.Grouped(); return nil })
-	return err == nil && ok
-}
-
-// shares asks a sink whether several processes may store its positions, recovering a panic.
-func (p *Pipeline) shares(name string, sp connector.SharedPositions) bool {
-	ok := false
-	err := p.guard(name, "check", func() error { ok = sp.SharesPositions(); return nil })
-	return err == nil && ok
-}
-
-// comparable asks the source, recovering a panic.
-func (p *Pipeline) comparable(cp connector.ComparablePositions) bool {
-	ok := false
-	err := p.guard("source", "check", func() error { ok = cp.PositionsComparable(); return nil })
+	err := p.guard(component, "check", func() error { ok = f(); return nil })
 	return err == nil && ok
 }
 

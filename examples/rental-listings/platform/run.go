@@ -213,41 +213,25 @@ func Reset(ctx context.Context, pgDSN, redisAddr, pulsarAdmin string) error {
 	return nil
 }
 
-// waitListings polls, every 50 ms, until rental_listings holds at least n rows.
+// waitListings waits, polling every 50 ms, until rental_listings holds at least n rows.
 func waitListings(ctx context.Context, dsn string, n int, deadline time.Duration, procs []*process) error {
 	pg, err := pgx.Connect(ctx, dsn)
 	if err != nil {
 		return fmt.Errorf("postgres: %w", err)
 	}
 	defer pg.Close(context.Background())
-	end := time.Now().Add(deadline)
-	for have := 0; ; {
+	return waitEvery(ctx, deadline, 50*time.Millisecond, procs, func() (bool, string) {
 		var exists bool
-		if err := pg.QueryRow(ctx, "SELECT to_regclass('rental_listings') IS NOT NULL").Scan(&exists); err != nil {
-			return fmt.Errorf("postgres: %w", err)
+		var have int
+		err := pg.QueryRow(ctx, "SELECT to_regclass('rental_listings') IS NOT NULL").Scan(&exists)
+		if err == nil && exists { // a count of a table not created yet would fail
+			err = pg.QueryRow(ctx, "SELECT count(*) FROM rental_listings").Scan(&have)
 		}
-		if exists {
-			if err := pg.QueryRow(ctx, "SELECT count(*) FROM rental_listings").Scan(&have); err != nil {
-				return fmt.Errorf("postgres: %w", err)
-			}
+		if err != nil {
+			return false, "postgres: " + err.Error()
 		}
-		if have >= n {
-			return nil
-		}
-		for _, p := range procs {
-			if err, exited := p.exitErr(); exited {
-				return fmt.Errorf("%s exited (%v) with %d listings in Postgres:\n%s", filepath.Base(p.cmd.Path), err, have, p.tail())
-			}
-		}
-		if time.Now().After(end) {
-			return fmt.Errorf("%d listings in Postgres after %s, waiting for %d", have, deadline, n)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+		return have >= n, fmt.Sprintf("%d listings in Postgres, waiting for %d", have, n)
+	})
 }
 
 // freeAddrs picks n distinct free loopback ports.
@@ -326,6 +310,11 @@ func (p *process) tail() string {
 // wait polls cond every second until it holds, failing after deadline with what it last said,
 // or at once when a process exits.
 func wait(ctx context.Context, deadline time.Duration, procs []*process, cond func() (bool, string)) error {
+	return waitEvery(ctx, deadline, time.Second, procs, cond)
+}
+
+// waitEvery is wait, polling every given interval.
+func waitEvery(ctx context.Context, deadline, every time.Duration, procs []*process, cond func() (bool, string)) error {
 	end := time.Now().Add(deadline)
 	for {
 		ok, state := cond()
@@ -347,7 +336,7 @@ func wait(ctx context.Context, deadline time.Duration, procs []*process, cond fu
 		select {
 		case <-ctx.Done():
 			return errors.Join(ctx.Err(), errors.New(state))
-		case <-time.After(time.Second):
+		case <-time.After(every):
 		}
 	}
 }
