@@ -264,13 +264,16 @@ func (s *Sink) txParts(records []connector.Record, positions []connector.Positio
 	}
 	s.recPart = s.recPart[:0]
 	last, lastIdx := "", -1
+	var seen int64
+	var wasSeen bool
 	for i := range records {
 		r := &records[i]
-		if lastIdx < 0 || r.Position.Partition != last {
+		if lastIdx < 0 || r.Position.Partition != last { // once per run of a partition's records
 			last, lastIdx = r.Position.Partition, part(r.Position.Partition)
+			seen, wasSeen = s.seen[last]
 		}
 		s.recPart = append(s.recPart, lastIdx)
-		if seen, ok := s.seen[last]; ok && r.Position.Offset <= seen {
+		if wasSeen && r.Position.Offset <= seen {
 			continue
 		}
 		s.b.add(i, r)
