@@ -305,8 +305,10 @@ func TestDecodeRetriesAnUnavailableRegistry(t *testing.T) {
 		}
 		reg.SetDown(true) // after the decoder opened: the first record meets a registry that is down
 		close(src.gate)
+		// The stage may first show as holding its batch (the first call to the registry is slow on
+		// a busy machine) and only then as failing: wait for the failing one.
 		deadline := time.Now().Add(30 * time.Second)
-		for e.Ready() && time.Now().Before(deadline) {
+		for st := e.Status(); (st.Ready || !strings.Contains(st.Reason, "has been failing")) && time.Now().Before(deadline); st = e.Status() {
 			time.Sleep(20 * time.Millisecond)
 		}
 		if st := e.Status(); st.Ready || !strings.Contains(st.Reason, `"decode" has been failing`) || !strings.Contains(st.Reason, "503") {
