@@ -37,12 +37,12 @@ func (r *run) finish(b *batch) {
 }
 
 // committer saves released positions and then acks the source, coalescing bursts of completions
-// into one durable write. It returns when commitSig is closed, after a last commit. With
-// aggregate stages, commits are at least aggregateCommitInterval apart: each commit writes every
-// slot that changed since the last one, so a slot that changes many times a second is written
-// once per interval instead of once per batch.
+// into one durable write. It returns when commitSig is closed, after a last commit. Commits are at
+// least commitInterval apart, and with aggregate stages aggregateCommitInterval: each commit
+// writes every slot that changed since the last one, so a slot that changes many times a second
+// is written once per interval instead of once per batch.
 func (r *run) committer() {
-	interval := time.Duration(0)
+	interval := commitInterval
 	if r.firstAggregate() < len(r.stages) {
 		interval = aggregateCommitInterval
 	}
@@ -68,6 +68,13 @@ func (r *run) committer() {
 	}
 	r.commit()
 }
+
+// commitInterval is the least time between two commits of a pipeline. A commit is an fsync of
+// the checkpoint store and an ack to the source (a Kafka offset commit, Pulsar acks); a source
+// delivering a few million records a second otherwise commits after every batch or two. Delivery
+// is not delayed, only the saved positions and the source's acks; a crash replays at most this
+// much more input.
+const commitInterval = 20 * time.Millisecond
 
 // aggregateCommitInterval is the least time between two commits of a pipeline with aggregate
 // stages (Kafka Streams commits every 30 s by default, 100 ms with exactly-once). A crash replays
