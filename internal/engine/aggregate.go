@@ -290,7 +290,14 @@ func (r *run) applyAggregate(st stageRunner, pb *pendingBatch, out *stageOutput)
 		res.Actions = nil
 	}
 	// Records of the inputs, as a plain stage's.
-	next := make([]connector.Record, 0, len(in)+len(res.Out))
+	// Sized by what leaves the stage: an aggregate absorbs most of its input.
+	n := len(res.Out)
+	for _, a := range res.Actions {
+		if a == transform.Pass || a == transform.Emit {
+			n++
+		}
+	}
+	next := make([]connector.Record, 0, n)
 	rejected := 0
 	for o := range res.Outcomes() {
 		switch o.Action {
