@@ -14,7 +14,7 @@ WASM_GO_MODULES := \
 	transforms/mask_fields:transforms/mask_fields/mask_fields.wasm \
 	transforms/rename_fields:transforms/rename_fields/rename_fields.wasm \
 	transforms/explode_array:transforms/explode_array/explode_array.wasm \
-	transforms/stats:transforms/stats/stats.wasm \
+	transforms/stats:transforms/stats/stats-go.wasm \
 	transforms/anomaly:transforms/anomaly/anomaly.wasm \
 	transforms/dedupe:transforms/dedupe/dedupe.wasm \
 	examples/transform-go:build/wasm/examples/price_floor.wasm

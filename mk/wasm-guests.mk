@@ -18,7 +18,7 @@ WASM_C_GUESTS := \
 	sdk/c/testdata/agg_probe.c:build/wasm/sdktest/agg_probe_c.wasm
 WASM_RUST_GUESTS := \
 	transforms/validate_price/rust/validate_price.rs:transforms/validate_price/rust/validate_price.wasm \
-	transforms/stats/rust/stats.rs:transforms/stats/rust/stats.wasm \
+	transforms/stats/rust/stats.rs:transforms/stats/stats.wasm \
 	transforms/quality_score/quality_score.rs:transforms/quality_score/quality_score.wasm \
 	examples/transform-rust/positive_amount.rs:build/wasm/examples/positive_amount_rust.wasm \
 	sdk/rust/testdata/probe.rs:build/wasm/sdktest/probe_rust.wasm \
@@ -67,7 +67,7 @@ TEST_PREREQS += wasm-toolchains wasm-guests
 WASM_GUESTS_COMMITTED := transforms/validate_price/c/validate_price.wasm \
 	transforms/validate_price/rust/validate_price.wasm \
 	transforms/validate_price/assemblyscript/validate_price.wasm \
-	transforms/stats/rust/stats.wasm \
+	transforms/stats/stats.wasm \
 	transforms/quality_score/quality_score.wasm
 
 .PHONY: check-wasm-guests

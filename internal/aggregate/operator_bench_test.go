@@ -24,11 +24,11 @@ import (
 	"github.com/sluicehq/sluice/sdk/go/connector"
 )
 
-// statsWasm is the first-party stats module; statsRustWasm its Rust build (the module of the
-// issue's throughput aim), or the module AGG_BENCH_RUST_WASM names (to compare two builds).
+// statsWasm is the first-party stats module (its Rust build), or the module AGG_BENCH_STATS_WASM
+// names (to compare two builds); statsGoWasm its build with the Go SDK.
 var (
-	statsWasm     = filepath.Join("..", "..", "transforms", "stats", "stats.wasm")
-	statsRustWasm = cmp.Or(os.Getenv("AGG_BENCH_RUST_WASM"), filepath.Join("..", "..", "transforms", "stats", "rust", "stats.wasm"))
+	statsWasm   = cmp.Or(os.Getenv("AGG_BENCH_STATS_WASM"), filepath.Join("..", "..", "transforms", "stats", "stats.wasm"))
+	statsGoWasm = filepath.Join("..", "..", "transforms", "stats", "stats-go.wasm")
 )
 
 // BenchmarkOperator measures records/s through an operator keyed by $.commodity on 1-minute
@@ -37,17 +37,17 @@ var (
 // 2 s out of order), with a background committer writing the state to a bbolt file as the engine
 // does. guest=go is a guest in Go that only counts, so it shows the host's own cost;
 // guest=stats.wasm is the stats module on the WASM host with a stage's default settings;
-// guest=rust its Rust build.
+// guest=stats-go.wasm its build with the Go SDK.
 func BenchmarkOperator(b *testing.B) {
-	for _, guest := range []string{"go", "stats.wasm", "rust"} {
+	for _, guest := range []string{"go", "stats.wasm", "stats-go.wasm"} {
 		for _, keys := range []int{10, 10_000, 1_000_000} {
 			b.Run(fmt.Sprintf("guest=%s/keys=%d", guest, keys), func(b *testing.B) {
 				var g transform.Aggregator = countGuest{}
 				switch guest {
 				case "stats.wasm":
 					g = statsStage(b, statsWasm)
-				case "rust":
-					g = statsStage(b, statsRustWasm)
+				case "stats-go.wasm":
+					g = statsStage(b, statsGoWasm)
 				}
 				benchOperator(b, g, keys)
 			})

@@ -23,7 +23,7 @@ func TestAggregateShardedStepEqualsWhole(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer h.Close(ctx)
-	m, err := h.Load(ctx, "../../transforms/stats/rust/stats.wasm", "")
+	m, err := h.Load(ctx, "../../transforms/stats/stats.wasm", "")
 	if err != nil {
 		t.Fatal(err)
 	}

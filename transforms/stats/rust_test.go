@@ -26,8 +26,8 @@ import (
 )
 
 const (
-	goWasm   = "stats.wasm"
-	rustWasm = "rust/stats.wasm"
+	goWasm   = "stats-go.wasm"
+	rustWasm = "stats.wasm"
 )
 
 func loadBoth(t *testing.T) (*wasmhost.Host, *wasmhost.Module, *wasmhost.Module) {

@@ -159,7 +159,7 @@ func main() {
 		}
 		keyCounts = append(keyCounts, n)
 	}
-	fmt.Printf("aggregate benchmark: stats.wasm keyed by $.commodity, time $.ts, tumbling 1m, allowed_lateness 10s;\n")
+	fmt.Printf("aggregate benchmark: %s keyed by $.commodity, time $.ts, tumbling 1m, allowed_lateness 10s;\n", *module)
 	fmt.Printf("%d records of ~100 bytes per scenario, %d records per second of event time, %d cores\n\n", *records, *rate, numCPU())
 	fmt.Printf("%-8s %-9s %9s %7s %10s %9s %9s %5s %7s %10s %8s %9s %9s %9s %9s %9s\n", "keys", "impl", "records", "secs", "records/s",
 		"p50", "p99", "lat n", "cpu s", "rec/cpu-s", "peak MiB", "start MiB", "rows", "late", "max slots", "state MiB")
