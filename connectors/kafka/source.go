@@ -76,7 +76,7 @@ var sourceSpec = connector.Spec{
 		connector.Field{Name: "start", Type: connector.TypeString, Default: "earliest",
 			Description: "Where to start a partition that has neither a committed offset nor a checkpoint: `earliest`, `latest`, or an RFC 3339 time (the first record at or after it)."},
 		connector.Field{Name: "metadata_headers", Type: connector.TypeBool, Default: true,
-			Description: "Add the headers kafka_topic, kafka_partition and kafka_offset to every record."},
+			Description: "Add the headers kafka_topic, kafka_partition and kafka_offset to every record. Off saves about a sixth of the source's CPU per record when nothing reads them."},
 		connector.Field{Name: "max_poll_records", Type: connector.TypeInt, Default: int64(4096),
 			Description: "Most records one read returns."},
 		connector.Field{Name: "fetch_max_bytes", Type: connector.TypeByteSize, Default: int64(50 << 20),
