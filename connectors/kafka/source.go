@@ -41,7 +41,10 @@ var sourceSpec = connector.Spec{
 	Description: "Each Kafka record becomes one record: its key, value, headers and timestamp are kept, and the headers `kafka_topic`, " +
 		"`kafka_partition` and `kafka_offset` (decimal text) come first, so transforms and templates see where it came from " +
 		"(`metadata_headers: false` leaves them out). Upstream headers whose key starts with `sluice-` are dropped: those keys " +
-		"are the runtime's. The position of a record is its partition, named `topic/partition` (`prices/3`), and its offset.\n\n" +
+		"are the runtime's. The position of a record is its partition, named `topic/partition` (`prices/3`), and its offset. " +
+		"A position to resume from (the checkpoint's, or an exactly-once sink's) at or past its partition's end is warned of when " +
+		"the source opens: the topic was most likely deleted and created again, and its new records up to that offset would count " +
+		"as delivered.\n\n" +
 		"**With a `group`**, several `sluice` processes running the same pipeline share the partitions of the topics " +
 		"(`topics`, or every topic matching `topic_pattern`). Offsets are committed to the group only when the runtime " +
 		"acknowledges them, that is once every record up to that offset is durable in every sink; nothing is committed " +
@@ -356,6 +359,9 @@ func (s *Source) Open(ctx context.Context, resume []connector.Position) error {
 		return &connector.ConfigError{Field: "brokers", Msg: err.Error()}
 	}
 	topics, err := s.check(ctx, probe)
+	if err == nil && len(resume) > 0 {
+		s.warnPastEnd(ctx, probe, topics)
+	}
 	probe.Close()
 	if err != nil {
 		return err
@@ -395,6 +401,38 @@ func (s *Source) Open(ctx context.Context, resume []connector.Position) error {
 	}
 	s.cl, s.adm = cl, kadm.NewClient(cl)
 	return nil
+}
+
+// warnPastEnd warns of each position to resume from that is at or past its partition's end: the
+// topic was most likely deleted and created again, and its new records up to that offset would
+// pass for delivered ones (exactly-once sinks skip them; without a group they are not read).
+// Nothing is changed: a position past the end can also come from a checkpoint of another cluster.
+func (s *Source) warnPastEnd(ctx context.Context, cl *kgo.Client, topics []topicInfo) {
+	names := make([]string, 0, len(topics))
+	for _, t := range topics {
+		names = append(names, t.name)
+	}
+	if len(names) == 0 {
+		return
+	}
+	c, cancel := context.WithTimeout(ctx, s.conn.ConnectTimeout)
+	defer cancel()
+	ends, err := kadm.NewClient(cl).ListEndOffsets(c, names...)
+	if err != nil {
+		s.log.Debug("end offsets not listed; positions past a partition's end are not looked for", "err", err)
+		return
+	}
+	ends.Each(func(o kadm.ListedOffset) {
+		name := o.Topic + "/" + strconv.Itoa(int(o.Partition))
+		at, ok := s.resume[name]
+		if o.Err != nil || !ok || at < o.Offset {
+			return
+		}
+		s.log.Warn("the position to resume from is past the partition's end: if the topic was created again, its records up to that offset "+
+			"count as delivered (exactly-once sinks skip them); to read it from the start, reset the pipeline's checkpoint (sluice run --reset) "+
+			"and drop the positions its exactly-once sinks store",
+			"partition", name, "position", at, "end_offset", o.Offset)
+	})
 }
 
 // check asks the brokers for the topics' metadata within connect_timeout and returns the topics

@@ -3,9 +3,11 @@ package kafka
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -119,3 +121,63 @@ func TestStartIntegration(t *testing.T) {
 		}
 	}
 }
+
+// TestPositionPastTheEndIsWarnedIntegration: a position to resume from at or past its partition's
+// end (a topic deleted and created again under a pipeline's checkpoint or exactly-once sinks) is
+// warned of when the source opens, naming the partition, the position and the end; one inside
+// the partition is not.
+func TestPositionPastTheEndIsWarnedIntegration(t *testing.T) {
+	b := sharedBroker(t)
+	topic := b.topic(t, 1, nil)
+	ctx := testContext(t, 2*time.Minute)
+	b.produce(t, topic, 1, 3, seqValue(1)) // offsets 0, 1, 2: the end offset is 3
+	part := topic + "/0"
+	for _, tc := range []struct {
+		name  string
+		group string
+		at    int64
+		warn  bool
+	}{
+		{"last record, no group", "", 2, false},
+		{"at the end, no group", "", 3, true},
+		{"far past the end, group", uniqueName(t, "g"), 1_000_000, true},
+		{"inside, group", uniqueName(t, "g"), 0, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var logs strings.Builder
+			var mu sync.Mutex
+			h := slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+				mu.Lock()
+				defer mu.Unlock()
+				return logs.Write(p)
+			}), nil)
+			values := map[string]any{"brokers": []any{b.addr}, "topics": []any{topic}}
+			if tc.group != "" {
+				values["group"] = tc.group
+			}
+			src, err := NewSource(sourceConfig(t, values), connector.Env{Logger: slog.New(h)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := src.Open(ctx, []connector.Position{{Partition: part, Offset: tc.at}}); err != nil {
+				t.Fatal(err)
+			}
+			src.Close(context.Background())
+			mu.Lock()
+			got := logs.String()
+			mu.Unlock()
+			warned := strings.Contains(got, "past the partition's end")
+			if warned != tc.warn {
+				t.Fatalf("position %d of a partition ending at 3: warned %v, want %v; logs:\n%s", tc.at, warned, tc.warn, got)
+			}
+			if warned && (!strings.Contains(got, "partition="+part) || !strings.Contains(got, fmt.Sprintf("position=%d", tc.at)) ||
+				!strings.Contains(got, "end_offset=3") || !strings.Contains(got, "--reset")) {
+				t.Fatalf("the warning does not name the partition, the position, the end and the fix:\n%s", got)
+			}
+		})
+	}
+}
+
+type writerFunc func(p []byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
