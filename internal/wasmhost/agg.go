@@ -3,6 +3,7 @@ package wasmhost
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/sluicehq/sluice/runtime/transform"
@@ -200,6 +201,13 @@ type callOut struct {
 	states []transform.StateChange
 }
 
+// stepScratch is what run builds a frame from, kept between calls.
+type stepScratch struct {
+	slots  []abi.Slot
+	global []int
+	recs   []abi.AggRecord
+}
+
 // run calls the guest on one frame: the records idx names (indexes of r.recs, ascending), or
 // recs[lo:hi] when idx is nil, with the slots they touch, renumbered. local is the call's
 // scratch, all -1 on entry and on return. run only reads r, so calls on disjoint sets of slots
@@ -210,9 +218,21 @@ func (r *stepRun) run(ctx context.Context, idx []int32, lo, hi int, local []int3
 	if idx != nil {
 		n = len(idx)
 	}
-	slots := make([]abi.Slot, 0, min(n, len(r.slots)))
-	global := make([]int, 0, cap(slots))
-	recs := make([]abi.AggRecord, n)
+	sc, _ := s.stepScratch.Get().(*stepScratch)
+	if sc == nil {
+		sc = &stepScratch{}
+	}
+	defer s.stepScratch.Put(sc)
+	slots := slices.Grow(sc.slots[:0], min(n, len(r.slots)))
+	global := slices.Grow(sc.global[:0], cap(slots))
+	recs := slices.Grow(sc.recs[:0], n)[:n]
+	defer func() {
+		// Only this call read them (the frame is built and its result decoded within it); the
+		// states they point at are not kept alive by the pool.
+		clear(slots)
+		sc.slots, sc.global, sc.recs = slots[:0], global[:0], recs[:0]
+		clear(recs)
+	}()
 	for k := range recs {
 		i := lo + k
 		if idx != nil {

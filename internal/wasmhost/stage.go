@@ -141,6 +141,8 @@ type Stage struct {
 	perRecord atomic.Int64
 	// aggShardMin overrides the fewest records of a step frame split over two instances (tests).
 	aggShardMin int
+	// stepScratch holds *stepScratch: the slices a step call builds its frame from, reused.
+	stepScratch sync.Pool
 
 	mu      sync.Mutex
 	all     map[*instance]struct{}
