@@ -91,6 +91,7 @@ func main() {
 	rate := flag.Int64("rate", 1000, "records per second of event time")
 	keyList := flag.String("keys", "10,10000,1000000", "distinct key counts, comma-separated")
 	module := flag.String("module", statsModule, "the stats module")
+	mode := flag.String("mode", pipeline.ModeMetered, "the stage's limits.mode: metered (the default of a manifest), strict or trusted")
 	cpuprofile := flag.String("cpuprofile", "", "with -child: write a CPU profile")
 	memprofile := flag.String("memprofile", "", "with -child: write an allocation profile")
 	traceOut := flag.String("trace", "", "with -child: write an execution trace (go tool trace)")
@@ -125,7 +126,7 @@ func main() {
 		var r result
 		switch impl {
 		case "sluice":
-			r, err = runSluice(keys, *records, *rate, *module)
+			r, err = runSluice(keys, *records, *rate, *module, *mode)
 		case "baseline":
 			r, err = runBaseline(keys, *records, *rate)
 		default:
@@ -159,7 +160,7 @@ func main() {
 		}
 		keyCounts = append(keyCounts, n)
 	}
-	fmt.Printf("aggregate benchmark: %s keyed by $.commodity, time $.ts, tumbling 1m, allowed_lateness 10s;\n", *module)
+	fmt.Printf("aggregate benchmark: %s (mode %s) keyed by $.commodity, time $.ts, tumbling 1m, allowed_lateness 10s;\n", *module, *mode)
 	fmt.Printf("%d records of ~100 bytes per scenario, %d records per second of event time, %d cores\n\n", *records, *rate, numCPU())
 	fmt.Printf("%-8s %-9s %9s %7s %10s %9s %9s %5s %7s %10s %8s %9s %9s %9s %9s %9s\n", "keys", "impl", "records", "secs", "records/s",
 		"p50", "p99", "lat n", "cpu s", "rec/cpu-s", "peak MiB", "start MiB", "rows", "late", "max slots", "state MiB")
@@ -167,7 +168,7 @@ func main() {
 	for _, keys := range keyCounts {
 		var rs [2]result
 		for i, impl := range []string{"baseline", "sluice"} {
-			args := []string{"-child", fmt.Sprintf("%s/%d", impl, keys), "-records", fmt.Sprint(*records), "-rate", fmt.Sprint(*rate), "-module", *module}
+			args := []string{"-child", fmt.Sprintf("%s/%d", impl, keys), "-records", fmt.Sprint(*records), "-rate", fmt.Sprint(*rate), "-module", *module, "-mode", *mode}
 			r := &rs[i]
 			cpu, err := child.Run(r, args...)
 			if err != nil {
@@ -530,7 +531,7 @@ type bench struct {
 
 var current *bench
 
-func runSluice(keys int, records, rate int64, module string) (result, error) {
+func runSluice(keys int, records, rate int64, module, mode string) (result, error) {
 	r := result{Keys: keys, Impl: "sluice"}
 	dir, err := os.MkdirTemp("", "sluice-bench-aggregate-")
 	if err != nil {
@@ -545,7 +546,7 @@ func runSluice(keys int, records, rate int64, module string) (result, error) {
 		Name:   "stats",
 		Source: pipeline.Component{Type: "bench-prices", Config: connector.Config{}},
 		Transforms: []pipeline.Transform{{Name: "stats", Module: module, Config: []byte(`{"field":"price"}`),
-			Aggregate: &pipeline.Aggregate{Key: "$.commodity", Time: "$.ts", Tumbling: window, AllowedLateness: lateness, Late: pipeline.LateDrop}}},
+			Aggregate: &pipeline.Aggregate{Key: "$.commodity", Time: "$.ts", Tumbling: window, AllowedLateness: lateness, Late: pipeline.LateDrop}, Limits: pipeline.Limits{Mode: mode}}},
 		Sinks: []pipeline.Sink{{Name: "out", Component: pipeline.Component{Type: "bench-rows", Config: connector.Config{}}}},
 	}
 	data := filepath.Join(dir, "data")
