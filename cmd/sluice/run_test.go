@@ -114,6 +114,16 @@ spec:
 			t.Fatalf("second run never served /healthz; stderr:\n%s", stderr)
 		}
 	}
+	// Stop it once it has delivered something: serving /healthz comes before the pipeline reads.
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if b, _ := os.ReadFile(out); bytes.Count(b, []byte("\n")) > len(first) {
+			break
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatalf("second run delivered nothing within a minute; stderr:\n%s", stderr)
+		}
+	}
 	cmd.Process.Signal(syscall.SIGINT)
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("second run: %v\n%s", err, stderr)
