@@ -5,7 +5,7 @@
 # the cross-language test always sees modules built from the current sources.
 
 WASM_C_FLAGS    := --target=wasm32-wasi -O2 -mexec-model=reactor -Wall -Wextra -Werror -Wl,--strip-all -Isdk/c
-WASM_RUST_FLAGS := --edition 2021 --target wasm32-unknown-unknown -C opt-level=3 -C panic=abort -C codegen-units=1 -C link-arg=-zstack-size=131072
+WASM_RUST_FLAGS := --edition 2021 --target wasm32-unknown-unknown -C opt-level=3 -C panic=abort -C codegen-units=1 -C link-arg=-zstack-size=131072 -C target-feature=+bulk-memory
 WASM_ASC_FLAGS  := -O3 --runtime stub --noAssert
 WASM_RUST_LIB   := build/wasm/rust
 
