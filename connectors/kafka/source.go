@@ -423,7 +423,7 @@ func (s *Source) warnPastEnd(ctx context.Context, cl *kgo.Client, topics []topic
 		return
 	}
 	ends.Each(func(o kadm.ListedOffset) {
-		name := o.Topic + "/" + strconv.Itoa(int(o.Partition))
+		name := partitionName(o.Topic, o.Partition)
 		at, ok := s.resume[name]
 		if o.Err != nil || !ok || at < o.Offset {
 			return
@@ -488,14 +488,20 @@ func quoteAll(ss []string) []string {
 	return out
 }
 
+// partitionName is a partition's name in positions and logs: `topic/partition` (`prices/3`).
+func partitionName(topic string, partition int32) string {
+	return topic + "/" + strconv.Itoa(int(partition))
+}
+
 // stateLocked returns the state of a partition, creating it. s.mu is held (or Open runs alone).
 func (s *Source) stateLocked(topic string, partition int32) *partState {
 	k := topicPartition{topic, partition}
 	if ps := s.parts[k]; ps != nil {
 		return ps
 	}
-	pt := strconv.FormatInt(int64(partition), 10)
-	ps := &partState{name: topic + "/" + pt, topic: topic, partition: partition, topicBytes: []byte(topic), partBytes: []byte(pt),
+	name := partitionName(topic, partition)
+	pt := name[len(topic)+1:]
+	ps := &partState{name: name, topic: topic, partition: partition, topicBytes: []byte(topic), partBytes: []byte(pt),
 		read: -1, floor: -1, acked: -1, committed: -1, drain: -1}
 	s.parts[k] = ps
 	s.byName[ps.name] = ps
@@ -999,7 +1005,7 @@ func describe(m map[string][]int32) string {
 	var parts []string
 	for t, ps := range m {
 		for _, p := range ps {
-			parts = append(parts, t+"/"+strconv.Itoa(int(p)))
+			parts = append(parts, partitionName(t, p))
 		}
 	}
 	slices.Sort(parts)

@@ -7,12 +7,12 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/sluicehq/sluice/internal/testenv"
 	"github.com/sluicehq/sluice/sdk/go/connector"
 	"github.com/sluicehq/sluice/sdk/go/conntest"
 )
@@ -144,13 +144,8 @@ func TestPositionPastTheEndIsWarnedIntegration(t *testing.T) {
 		{"inside, group", uniqueName(t, "g"), 0, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var logs strings.Builder
-			var mu sync.Mutex
-			h := slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
-				mu.Lock()
-				defer mu.Unlock()
-				return logs.Write(p)
-			}), nil)
+			logs := &testenv.Buffer{}
+			h := slog.NewTextHandler(logs, nil)
 			values := map[string]any{"brokers": []any{b.addr}, "topics": []any{topic}}
 			if tc.group != "" {
 				values["group"] = tc.group
@@ -163,9 +158,7 @@ func TestPositionPastTheEndIsWarnedIntegration(t *testing.T) {
 				t.Fatal(err)
 			}
 			src.Close(context.Background())
-			mu.Lock()
 			got := logs.String()
-			mu.Unlock()
 			warned := strings.Contains(got, "past the partition's end")
 			if warned != tc.warn {
 				t.Fatalf("position %d of a partition ending at 3: warned %v, want %v; logs:\n%s", tc.at, warned, tc.warn, got)
@@ -177,7 +170,3 @@ func TestPositionPastTheEndIsWarnedIntegration(t *testing.T) {
 		})
 	}
 }
-
-type writerFunc func(p []byte) (int, error)
-
-func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
