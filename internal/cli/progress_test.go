@@ -1,12 +1,12 @@
 package cli
 
 import (
-	"bytes"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/internal/testenv"
 	"github.com/sluicehq/sluice/runtime/pipeline"
 	"github.com/sluicehq/sluice/runtime/supervisor"
 )
@@ -32,29 +32,11 @@ func (f *fakeProgress) Progress() []supervisor.Progress {
 	return []supervisor.Progress{{Name: "p", Known: f.known, Done: f.done, Total: 10}}
 }
 
-// syncBuffer is a bytes.Buffer safe for the drawing goroutine and the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // The line is drawn in place, logs written meanwhile land on lines of their own with the line
 // drawn again after them, and stop leaves the screen clear; a source that does not know its size
 // draws nothing.
 func TestProgressLineDrawsAroundLogs(t *testing.T) {
-	out := &syncBuffer{}
+	out := &testenv.Buffer{}
 	l, err := newProgress(progressAlways, out, ^uintptr(0))
 	if err != nil {
 		t.Fatal(err)
@@ -84,7 +66,7 @@ func TestProgressLineDrawsAroundLogs(t *testing.T) {
 		t.Fatalf("line without rate or share: %q", s)
 	}
 
-	out2 := &syncBuffer{}
+	out2 := &testenv.Buffer{}
 	l2, _ := newProgress(progressAlways, out2, ^uintptr(0))
 	l2.start(&fakeProgress{known: false})
 	time.Sleep(3 * progressEvery)

@@ -5,11 +5,11 @@ import (
 	"errors"
 	"log/slog"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/internal/testenv"
 	"github.com/sluicehq/sluice/sdk/go/connector"
 )
 
@@ -50,7 +50,7 @@ func TestCleanEnvironment(t *testing.T) {
 
 // What a connector logs inside the plugin arrives in the host's log, with its level and attributes.
 func TestPluginLogsBridged(t *testing.T) {
-	var buf syncBuffer
+	var buf testenv.Buffer
 	h := newHost(t, Options{Logger: slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	p := discoverOne(t, h, pluginDir(t, "seq"))
 	src, err := h.NewSource(p, "seq", connector.Config{"count": int64(3)}, connector.Env{Pipeline: "pipe", Component: "source"})
@@ -78,23 +78,6 @@ func TestPluginLogsBridged(t *testing.T) {
 			}
 		}
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // A record too large for one protocol message fails on its own; the rest of the batch is written.

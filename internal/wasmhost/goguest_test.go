@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/internal/testenv"
 	"github.com/sluicehq/sluice/internal/wasmhost"
 	"github.com/sluicehq/sluice/runtime/transform"
 )
@@ -50,9 +51,9 @@ func buildGoGuest(t testing.TB) string {
 
 // newCachedHost is newHost with a compilation cache shared by the tests of this run, so the Go
 // guest (about a second to compile, much more under the race detector) is compiled once.
-func newCachedHost(t testing.TB) (*wasmhost.Host, *syncBuffer) {
+func newCachedHost(t testing.TB) (*wasmhost.Host, *testenv.Buffer) {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &testenv.Buffer{}
 	h, err := wasmhost.New(context.Background(), wasmhost.Options{CacheDir: filepath.Join(goGuestTmp, "cache"),
 		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	if err != nil {

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/internal/testenv"
 	"github.com/sluicehq/sluice/internal/wasmhost"
 	"github.com/sluicehq/sluice/runtime/transform"
 	"github.com/sluicehq/sluice/sdk/go/connector"
@@ -24,27 +25,9 @@ import (
 
 const hostileWasm = "testdata/hostile.wasm"
 
-// syncBuffer is a goroutine-safe log sink.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func newHost(t testing.TB) (*wasmhost.Host, *syncBuffer) {
+func newHost(t testing.TB) (*wasmhost.Host, *testenv.Buffer) {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &testenv.Buffer{}
 	h, err := wasmhost.New(context.Background(), wasmhost.Options{Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	if err != nil {
 		t.Fatal(err)
@@ -644,7 +627,7 @@ func TestLoadOncePerDigestAndCacheDir(t *testing.T) {
 
 func TestStageLogger(t *testing.T) {
 	h, hostLogs := newHost(t)
-	var stageLogs syncBuffer
+	var stageLogs testenv.Buffer
 	l := slog.New(slog.NewTextHandler(&stageLogs, nil)).With("pipeline", "p1")
 	s := newStage(t, h, hostileWasm, wasmhost.StageConfig{Name: "t", Instances: 1, Logger: l})
 	if _, err := s.Process(context.Background(), records("log from guest")); err != nil {
