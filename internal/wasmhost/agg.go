@@ -222,16 +222,16 @@ func (r *stepRun) run(ctx context.Context, idx []int32, lo, hi int, local []int3
 	if sc == nil {
 		sc = &stepScratch{}
 	}
-	defer s.stepScratch.Put(sc)
 	slots := slices.Grow(sc.slots[:0], min(n, len(r.slots)))
 	global := slices.Grow(sc.global[:0], cap(slots))
 	recs := slices.Grow(sc.recs[:0], n)[:n]
 	defer func() {
-		// Only this call read them (the frame is built and its result decoded within it); the
-		// states they point at are not kept alive by the pool.
+		// Only this call read them (the frame is built and its result decoded within it). Cleared,
+		// so that the pool keeps no state or record value alive.
 		clear(slots)
-		sc.slots, sc.global, sc.recs = slots[:0], global[:0], recs[:0]
 		clear(recs)
+		sc.slots, sc.global, sc.recs = slots[:0], global[:0], recs[:0]
+		s.stepScratch.Put(sc)
 	}()
 	for k := range recs {
 		i := lo + k
