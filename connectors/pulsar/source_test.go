@@ -289,7 +289,13 @@ func TestSourceSharedIntegration(t *testing.T) {
 			one, two := openSource(t, cfg, nil), openSource(t, cfg, nil)
 			n := 400
 			// Unbatched: the broker spreads entries, and a batch would go to one consumer whole.
-			b.produceWith(t, pulsar.ProducerOptions{Topic: topic, DisableBatching: true}, n, numbered)
+			// With key_shared the broker splits the key hash range between the consumers, so the
+			// keys must be many: numbered's 7 keys can all hash into one consumer's range.
+			b.produceWith(t, pulsar.ProducerOptions{Topic: topic, DisableBatching: true}, n, func(i int) *pulsar.ProducerMessage {
+				m := numbered(i)
+				m.Key = fmt.Sprintf("k%d", i%64)
+				return m
+			})
 			got := map[string]int{}
 			byKey := map[string][]int{}
 			counts := [2]int{}
