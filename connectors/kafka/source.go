@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/bits"
 	"regexp"
 	"slices"
 	"strconv"
@@ -269,6 +270,7 @@ func NewSource(cfg connector.Config, env connector.Env) (*Source, error) {
 		return nil, &connector.ConfigError{Field: "instance_id", Msg: "needs a group"}
 	}
 	s.opts = []kgo.Opt{
+		kgo.WithPools(&recordPool{}),
 		kgo.FetchMaxBytes(int32(c.FetchMaxBytes)),
 		kgo.FetchMaxPartitionBytes(int32(c.FetchPartBytes)),
 		kgo.FetchMaxWait(c.FetchMaxWait),
@@ -621,7 +623,7 @@ func (s *Source) takeLocked() ([]connector.Record, []string) {
 	stateful := s.stateful()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	n, nh := 0, 0
+	n, nh, maxOff := 0, 0, int64(0)
 	for _, c := range s.queue {
 		ps := s.stateLocked(c.tp.topic, c.tp.partition)
 		if !ps.owned || s.heldLocked(ps, stateful) {
@@ -630,6 +632,9 @@ func (s *Source) takeLocked() ([]connector.Record, []string) {
 		k := min(len(c.recs), s.maxPoll-n)
 		for _, r := range c.recs[:k] {
 			nh += len(r.Headers)
+		}
+		if k > 0 {
+			maxOff = max(maxOff, c.recs[k-1].Offset)
 		}
 		if n += k; n == s.maxPoll {
 			break
@@ -650,7 +655,7 @@ func (s *Source) takeLocked() ([]connector.Record, []string) {
 	hdrs := make([]connector.Header, 0, nh)
 	var digits []byte
 	if s.headers {
-		digits = make([]byte, 0, n*8)
+		digits = make([]byte, 0, n*len(strconv.AppendInt(make([]byte, 0, 20), maxOff, 10)))
 	}
 	var announce []string
 	var kept []chunk // held chunks, in order
@@ -680,33 +685,89 @@ func (s *Source) takeLocked() ([]connector.Record, []string) {
 			}
 		}
 		ps.read = part[len(part)-1].Offset
+		prev, prevDigits := int64(-2), []byte(nil)
 		for _, r := range part {
 			h0 := len(hdrs)
 			if s.headers {
 				d0 := len(digits)
-				digits = strconv.AppendInt(digits, r.Offset, 10)
-				hdrs = append(hdrs,
-					connector.Header{Key: HeaderTopic, Value: ps.topicBytes},
-					connector.Header{Key: HeaderPartition, Value: ps.partBytes},
-					connector.Header{Key: HeaderOffset, Value: digits[d0:len(digits):len(digits)]})
+				if r.Offset == prev+1 {
+					digits = appendNext(digits, prevDigits)
+				} else {
+					digits = strconv.AppendInt(digits, r.Offset, 10)
+				}
+				prev, prevDigits = r.Offset, digits[d0:]
+				// Written in place: an append of the three would copy them through the
+				// stack with a bulk write barrier.
+				hdrs = slices.Grow(hdrs, 3)[:h0+3]
+				hdrs[h0].Key, hdrs[h0].Value = HeaderTopic, ps.topicBytes
+				hdrs[h0+1].Key, hdrs[h0+1].Value = HeaderPartition, ps.partBytes
+				hdrs[h0+2].Key, hdrs[h0+2].Value = HeaderOffset, digits[d0:len(digits):len(digits)]
 			}
 			for _, h := range r.Headers {
 				if !connector.IsReservedHeader(h.Key) {
 					hdrs = append(hdrs, connector.Header{Key: h.Key, Value: h.Value})
 				}
 			}
-			rec := connector.Record{Key: r.Key, Value: r.Value, Time: r.Timestamp,
-				Position: connector.Position{Partition: ps.name, Offset: r.Offset}}
+			recs = recs[:len(recs)+1]
+			rec := &recs[len(recs)-1]
+			rec.Key, rec.Value, rec.Time = r.Key, r.Value, r.Timestamp
+			rec.Position.Partition, rec.Position.Offset = ps.name, r.Offset
 			if len(hdrs) > h0 {
 				rec.Headers = hdrs[h0:len(hdrs):len(hdrs)]
 			}
-			recs = append(recs, rec)
+			r.Recycle() // its key, value and headers are the fetch's bytes, not the record's
 		}
 	}
 	if len(kept) > 0 {
 		s.queue = append(kept, s.queue...)
 	}
 	return recs, announce
+}
+
+// appendNext appends to dst the decimal text of one more than the number whose text is prev
+// (non-negative, without leading zeros): consecutive offsets cost a copy, not a formatting.
+func appendNext(dst, prev []byte) []byte {
+	d0 := len(dst)
+	dst = append(dst, prev...)
+	for i := len(dst) - 1; i >= d0; i-- {
+		if dst[i] != '9' {
+			dst[i]++
+			return dst
+		}
+		dst[i] = '0'
+	}
+	// All nines: 999 + 1 = 1000.
+	dst = append(dst, '0')
+	dst[d0] = '1'
+	return dst
+}
+
+// recordPool lends franz-go the slices it decodes fetched records into, by size class, and takes
+// them back once every record of a slice was converted and recycled: a source reading millions
+// of records a second then does not allocate (and zero, and collect) a slice of records for every
+// fetched batch.
+type recordPool struct{ classes [24]sync.Pool }
+
+func (p *recordPool) class(n int) int { return bits.Len(uint(max(n, 1) - 1)) }
+
+// GetRecords returns a slice with capacity of at least n.
+func (p *recordPool) GetRecords(n int) []kgo.Record {
+	c := p.class(n)
+	if c >= len(p.classes) {
+		return make([]kgo.Record, 0, n)
+	}
+	if v, ok := p.classes[c].Get().(*[]kgo.Record); ok {
+		return (*v)[:0]
+	}
+	return make([]kgo.Record, 0, 1<<c)
+}
+
+// PutRecords takes a slice back; franz-go has zeroed its records.
+func (p *recordPool) PutRecords(recs []kgo.Record) {
+	c := p.class(cap(recs))
+	if c < len(p.classes) && cap(recs) == 1<<c {
+		p.classes[c].Put(&recs)
+	}
 }
 
 // holding reports whether queued records wait for an earlier assignment's acknowledgements.

@@ -170,3 +170,56 @@ func TestPositionPastTheEndIsWarnedIntegration(t *testing.T) {
 		})
 	}
 }
+
+// TestMetadataHeadersIntegration: every record's offset header is its offset, across the
+// decimal carries (999 → 1000) and across the gap a transaction's commit marker leaves, in reads
+// that end mid-fetch (max_poll_records 7).
+func TestMetadataHeadersIntegration(t *testing.T) {
+	b := sharedBroker(t)
+	topic := b.topic(t, 1, nil)
+	ctx := testContext(t, 2*time.Minute)
+	b.produce(t, topic, 1, 995, seqValue(1)) // offsets 0..994
+	tx, err := kgo.NewClient(kgo.SeedBrokers(b.addr), kgo.TransactionalID(uniqueName(t, "tx")), kgo.DefaultProduceTopic(topic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Close()
+	if err := tx.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 10 { // offsets 995..1004; the commit marker takes 1005
+		if err := tx.ProduceSync(ctx, &kgo.Record{Value: fmt.Appendf(nil, `{"tx":%d}`, i)}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tx.EndTransaction(ctx, kgo.TryCommit); err != nil {
+		t.Fatal(err)
+	}
+	b.produceRange(t, topic, 1, 995, 1005, seqValue(1)) // offsets 1006..1015
+	want := 1015
+	src := openSource(t, ctx, map[string]any{"brokers": []any{b.addr}, "topics": []any{topic}, "group": uniqueName(t, "g"), "max_poll_records": 7})
+	got := conntest.ReadN(t, ctx, src, want)
+	var offsets []int64
+	for _, r := range got {
+		off, _ := headerValue(r, HeaderOffset)
+		if off != strconv.FormatInt(r.Position.Offset, 10) {
+			t.Fatalf("record at offset %d has offset header %q", r.Position.Offset, off)
+		}
+		if p, _ := headerValue(r, HeaderPartition); p != "0" {
+			t.Fatalf("record at offset %d has partition header %q", r.Position.Offset, p)
+		}
+		if tp, _ := headerValue(r, HeaderTopic); tp != topic {
+			t.Fatalf("record at offset %d has topic header %q", r.Position.Offset, tp)
+		}
+		offsets = append(offsets, r.Position.Offset)
+	}
+	for i, off := range offsets {
+		wantOff := int64(i)
+		if i >= 1005 {
+			wantOff = int64(i) + 1 // past the commit marker
+		}
+		if off != wantOff {
+			t.Fatalf("record %d at offset %d, want %d", i, off, wantOff)
+		}
+	}
+}
