@@ -215,6 +215,9 @@ func (d *driver) setup(ctx context.Context) error {
 	if d.pg, err = startPostgres(filepath.Join(w, "postgres")); err != nil {
 		return err
 	}
+	if d.pg.moved != "" {
+		d.logf("the postgres user cannot write %s (a parent directory is not searchable by others); PostgreSQL keeps its files in %s instead", d.pg.moved, d.pg.dir)
+	}
 	if d.redis, err = startRedis(ctx, filepath.Join(w, "redis")); err != nil {
 		return err
 	}
@@ -310,6 +313,7 @@ func (d *driver) teardown() {
 	}
 	if d.pg != nil {
 		d.pg.kill()
+		d.pg.remove()
 	}
 	if d.broker != nil {
 		d.broker.stop()

@@ -183,6 +183,14 @@ func (b *broker) stop() {
 type postgres struct {
 	bin, dir string
 	port     int
+	moved    string // the directory asked for, when the postgres user could not write it (dir is then a temporary one)
+}
+
+// remove removes the server's files when they went to a temporary directory.
+func (p *postgres) remove() {
+	if p.moved != "" {
+		_ = os.RemoveAll(p.dir)
+	}
 }
 
 func startPostgres(dir string) (*postgres, error) {
@@ -208,6 +216,25 @@ func startPostgres(dir string) (*postgres, error) {
 		gid, _ := strconv.Atoi(u.Gid)
 		if err := os.Chown(dir, uid, gid); err != nil {
 			return nil, err
+		}
+		if exec.Command("runuser", "-u", "postgres", "--", "test", "-w", dir).Run() != nil {
+			// A parent of dir is closed to the postgres user (a checkout under a private home
+			// directory): the server's files go to a directory of their own under the system's
+			// temporary directory instead, removed at the end.
+			alt, err := os.MkdirTemp("", "sluice-e2e-postgres-")
+			if err != nil {
+				return nil, err
+			}
+			if err := os.Chmod(alt, 0o755); err != nil {
+				return nil, err
+			}
+			if err := os.Chown(alt, uid, gid); err != nil {
+				return nil, err
+			}
+			if exec.Command("runuser", "-u", "postgres", "--", "test", "-w", alt).Run() != nil {
+				return nil, fmt.Errorf("the postgres user can write neither %s (is every parent directory searchable by others?) nor %s", dir, alt)
+			}
+			p.moved, p.dir = dir, alt
 		}
 	}
 	if out, err := p.command("initdb", "-D", p.data(), "-U", "postgres", "-E", "UTF8", "--no-sync", "--auth=trust").CombinedOutput(); err != nil {
