@@ -696,8 +696,7 @@ func (s *Source) takeLocked() ([]connector.Record, []string) {
 					digits = strconv.AppendInt(digits, r.Offset, 10)
 				}
 				prev, prevDigits = r.Offset, digits[d0:]
-				// Written in place: an append of the three would copy them through the
-				// stack with a bulk write barrier.
+				// The metadata headers first, written into their slots.
 				hdrs = slices.Grow(hdrs, 3)[:h0+3]
 				hdrs[h0].Key, hdrs[h0].Value = HeaderTopic, ps.topicBytes
 				hdrs[h0+1].Key, hdrs[h0+1].Value = HeaderPartition, ps.partBytes
