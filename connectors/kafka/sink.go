@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -94,10 +95,9 @@ type Sink struct {
 
 	topics map[string]string // rendered topic names, interned
 
-	// Buffers reused by the next write unless a write returned before its records were done.
-	krecs []kgo.Record
-	hdrs  []kgo.RecordHeader
-	keys  []byte
+	// Buffers reused by a later write, given back by writes whose records are done.
+	bufMu sync.Mutex
+	free  []writeBufs
 
 	// Exactly-once (txsink.go).
 	acks, idempotent bool
@@ -269,58 +269,120 @@ func (s *Sink) Open(ctx context.Context) error {
 // Write produces the records and returns once the brokers acknowledged every one of them. Records
 // refused for themselves come back in a *connector.BatchError.
 func (s *Sink) Write(ctx context.Context, records []connector.Record) error {
+	return s.WriteAsync(ctx, records)()
+}
+
+var _ connector.PipelinedSink = (*Sink)(nil)
+
+// WriteAsync hands every record to the producer, has the producer send them without lingering,
+// and returns; wait returns once the brokers acknowledged every record (or refused it). The
+// engine keeps a few writes in flight, so the producer builds the next write's batches while the
+// brokers store this one's: a Write that waited on a flush would leave the brokers idle while
+// records are prepared and the producer idle while they store. The idempotent producer keeps the
+// order of a partition's records across writes; a write that fails as a whole (not acknowledged
+// within delivery_timeout) is written again by the engine with the ones after it (at least once:
+// those may be stored twice). The records stay untouched until wait returned.
+func (s *Sink) WriteAsync(ctx context.Context, records []connector.Record) (wait func() error) {
 	if len(records) == 0 {
-		return nil
+		return func() error { return nil }
 	}
 	if err := ctx.Err(); err != nil {
-		return err
+		return func() error { return err }
+	}
+	if s.cl == nil {
+		return func() error { return errors.New("kafka sink: write before open") }
 	}
 	w := s.prepare(records)
 	if len(w.refused) == len(records) {
-		return &connector.BatchError{Failed: w.refused}
+		return func() error { return &connector.BatchError{Failed: w.refused} }
 	}
 	outer := ctx
 	ctx, cancel := context.WithTimeout(ctx, s.deliveryTO)
-	defer cancel()
-	var wg sync.WaitGroup
+	w.done = make(chan struct{})
+	w.pending.Store(1) // released once every record was handed over
 	promise := func(r *kgo.Record, err error) {
 		if err != nil {
 			w.fail(r, err)
 		}
-		wg.Done()
+		if w.pending.Add(-1) == 0 {
+			close(w.done)
+		}
 	}
 	for i := range w.krecs {
 		if w.skip[i] {
 			continue
 		}
-		wg.Add(1)
+		w.pending.Add(1)
 		s.cl.Produce(ctx, &w.krecs[i], promise)
 	}
-	if err := s.cl.Flush(ctx); err != nil {
-		// Records may still be in flight and referenced by the client: do not reuse the buffers.
-		s.krecs, s.hdrs, s.keys = nil, nil, nil
-		if outer.Err() == nil {
-			if last := s.dial.last(); last != nil {
-				return fmt.Errorf("kafka sink: records not acknowledged within delivery_timeout (%s); last connection error: %w", s.deliveryTO, last)
+	promise(nil, nil)
+	// A flush whose context is already done sends what lingers and returns at once. A flush
+	// that waited would keep the producer from lingering while it waits, so records of the
+	// next write would leave in many small requests.
+	_ = s.cl.Flush(doneContext)
+	return func() error {
+		defer cancel()
+		select {
+		case <-w.done:
+		case <-ctx.Done():
+			// Records may still be in flight and referenced by the client: their buffers are
+			// not given back.
+			if outer.Err() == nil {
+				if last := s.dial.last(); last != nil {
+					return fmt.Errorf("kafka sink: records not acknowledged within delivery_timeout (%s); last connection error: %w", s.deliveryTO, last)
+				}
+				return fmt.Errorf("kafka sink: records not acknowledged within delivery_timeout (%s)", s.deliveryTO)
 			}
-			return fmt.Errorf("kafka sink: records not acknowledged within delivery_timeout (%s)", s.deliveryTO)
+			return fmt.Errorf("kafka sink: %w", outer.Err())
 		}
-		return fmt.Errorf("kafka sink: %w", err)
-	}
-	wg.Wait()
-	if len(w.failed) > 0 {
-		if err := s.settle(ctx, w); err != nil {
-			s.krecs, s.hdrs, s.keys = nil, nil, nil
-			return err
+		if len(w.failed) > 0 {
+			if err := s.settle(ctx, w); err != nil {
+				return err
+			}
 		}
+		s.giveBack(w)
+		if len(w.refused) > 0 {
+			slices.SortFunc(w.refused, func(a, b connector.RecordError) int { return a.Index - b.Index })
+			return &connector.BatchError{Failed: w.refused}
+		}
+		return nil
 	}
-	s.krecs, s.hdrs, s.keys = w.krecs[:0], w.hdrs[:0], w.keys[:0]
+}
+
+// doneContext is a context that is already done.
+var doneContext = func() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}()
+
+// takeBufs returns buffers a finished write gave back, or none.
+func (s *Sink) takeBufs() writeBufs {
+	s.bufMu.Lock()
+	defer s.bufMu.Unlock()
+	if n := len(s.free); n > 0 {
+		b := s.free[n-1]
+		s.free = s.free[:n-1]
+		return b
+	}
+	return writeBufs{}
+}
+
+// giveBack keeps the buffers of a write whose records the client no longer holds, for a later one.
+func (s *Sink) giveBack(w *write) {
 	clear(w.krecs)
-	if len(w.refused) > 0 {
-		slices.SortFunc(w.refused, func(a, b connector.RecordError) int { return a.Index - b.Index })
-		return &connector.BatchError{Failed: w.refused}
+	s.bufMu.Lock()
+	defer s.bufMu.Unlock()
+	if len(s.free) < 4 {
+		s.free = append(s.free, writeBufs{krecs: w.krecs[:0], hdrs: w.hdrs[:0], keys: w.keys[:0]})
 	}
-	return nil
+}
+
+// writeBufs are the buffers a write builds its Kafka records in.
+type writeBufs struct {
+	krecs []kgo.Record
+	hdrs  []kgo.RecordHeader
+	keys  []byte
 }
 
 // write is the state of one Write.
@@ -330,6 +392,9 @@ type write struct {
 	keys    []byte
 	skip    []bool // records refused before producing
 	refused []connector.RecordError
+
+	pending atomic.Int64  // records not yet acknowledged, plus one until all were handed over
+	done    chan struct{} // closed when pending reaches zero
 
 	mu     sync.Mutex
 	failed map[*kgo.Record]error
@@ -356,7 +421,8 @@ func (s *Sink) prepare(records []connector.Record) *write {
 	for i := range records {
 		nh += len(records[i].Headers)
 	}
-	w := &write{krecs: slices.Grow(s.krecs[:0], len(records))[:len(records)], hdrs: slices.Grow(s.hdrs[:0], nh), keys: s.keys[:0],
+	b := s.takeBufs()
+	w := &write{krecs: slices.Grow(b.krecs, len(records))[:len(records)], hdrs: slices.Grow(b.hdrs, nh), keys: b.keys,
 		skip: make([]bool, len(records))}
 	var scratch []byte
 	for i := range records {

@@ -143,3 +143,62 @@ func TestSinkAsDeadLetterIntegration(t *testing.T) {
 		}
 	}
 }
+
+// TestSinkWritesInFlightIntegration: three writes handed over before the first is awaited all
+// land, each key's records in the order they were handed over, and a write's wait returns only
+// once its records are stored (they can be read back right after it).
+func TestSinkWritesInFlightIntegration(t *testing.T) {
+	b := sharedBroker(t)
+	topic := b.topic(t, 3, nil)
+	snk, err := NewSink(sinkConfig(t, map[string]any{"brokers": []any{b.addr}, "topic": topic, "key": "{{k}}"}), connector.Env{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := testContext(t, 2*time.Minute)
+	if err := snk.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer snk.Close(ctx)
+	const writes, per, keys = 3, 5000, 7
+	var waits []func() error
+	n := 0
+	for range writes {
+		recs := make([]connector.Record, per)
+		for i := range recs {
+			recs[i] = connector.Record{Value: fmt.Appendf(nil, `{"k":"k%d","n":%d}`, n%keys, n)}
+			n++
+		}
+		waits = append(waits, snk.WriteAsync(ctx, recs))
+	}
+	for i, wait := range waits {
+		if err := wait(); err != nil {
+			t.Fatalf("write %d: %v", i, err)
+		}
+	}
+	got := b.readAll(t, topic)
+	if len(got) != writes*per {
+		t.Fatalf("%d records in %s, want %d", len(got), topic, writes*per)
+	}
+	last := map[string]int{}
+	seen := map[int]bool{}
+	for _, r := range got {
+		var v struct {
+			K string `json:"k"`
+			N int    `json:"n"`
+		}
+		if err := json.Unmarshal(r.Value, &v); err != nil {
+			t.Fatal(err)
+		}
+		if string(r.Key) != v.K {
+			t.Fatalf("record %d has key %q, want %q", v.N, r.Key, v.K)
+		}
+		if p, ok := last[v.K]; ok && v.N <= p {
+			t.Fatalf("key %s: record %d after %d", v.K, v.N, p)
+		}
+		last[v.K] = v.N
+		if seen[v.N] {
+			t.Fatalf("record %d stored twice", v.N)
+		}
+		seen[v.N] = true
+	}
+}

@@ -278,8 +278,7 @@ func (s *Sink) WriteTx(ctx context.Context, records []connector.Record, position
 		return fmt.Errorf("kafka sink: positions: %w", err)
 	}
 
-	w := s.prepare(records)
-	s.krecs, s.hdrs, s.keys = nil, nil, nil // held by this write until it returns
+	w := s.prepare(records) // its buffers are not given back: the transaction may hold them
 	if err := s.refuseOversized(ctx, w); err != nil {
 		return err
 	}

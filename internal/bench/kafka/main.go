@@ -526,6 +526,9 @@ func (r *result) sluice(dir string, source pipeline.Component, transforms []pipe
 	cat := all.Catalog()
 	for _, c := range []connector.Component{
 		connector.SinkComponent(connector.Spec{Name: "bench-latency", Summary: "benchmark sink"}, func(connector.Config, connector.Env) (connector.Sink, error) {
+			if ps, ok := inner.(connector.PipelinedSink); ok {
+				return pipelinedLatencySink{latencySink: lat, inner: ps}, nil
+			}
 			return lat, nil
 		}),
 		connector.SourceComponent(connector.Spec{Name: "bench-kafka", Summary: "benchmark source"}, func(cfg connector.Config, env connector.Env) (connector.Source, error) {
@@ -636,6 +639,30 @@ func (s *latencySink) Write(ctx context.Context, recs []connector.Record) error 
 			return err
 		}
 	}
+	s.written(recs)
+	return nil
+}
+
+// pipelinedLatencySink is latencySink over a connector.PipelinedSink, pipelined as the inner sink
+// is, so the engine runs the sink as it would without the benchmark around it.
+type pipelinedLatencySink struct {
+	*latencySink
+	inner connector.PipelinedSink
+}
+
+func (s pipelinedLatencySink) WriteAsync(ctx context.Context, recs []connector.Record) func() error {
+	wait := s.inner.WriteAsync(ctx, recs)
+	return func() error {
+		if err := wait(); err != nil {
+			return err
+		}
+		s.written(recs)
+		return nil
+	}
+}
+
+// written notes recs as durable.
+func (s *latencySink) written(recs []connector.Record) {
 	now := time.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -652,7 +679,6 @@ func (s *latencySink) Write(ctx context.Context, recs []connector.Record) error 
 		s.doneAt = now
 		s.done()
 	}
-	return nil
 }
 
 // writeInput writes n records, one per line.
