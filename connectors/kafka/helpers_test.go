@@ -246,3 +246,17 @@ func (b *broker) readCommitted(t testing.TB, topic string) []*kgo.Record {
 	}
 	return out
 }
+
+// openSink builds and opens a sink, closed when the test ends.
+func openSink(t testing.TB, ctx context.Context, cfg connector.Config, env connector.Env) *Sink {
+	t.Helper()
+	snk, err := NewSink(cfg, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := snk.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = snk.Close(context.Background()) })
+	return snk
+}

@@ -21,15 +21,8 @@ import (
 func TestSinkTemplatesRouteAndRefuseIntegration(t *testing.T) {
 	b := sharedBroker(t)
 	topic := b.topic(t, 2, nil)
-	snk, err := NewSink(sinkConfig(t, map[string]any{"brokers": []any{b.addr}, "topic": "{{header.dest}}", "key": "{{commodity}}", "partition": "{{header.part}}"}), connector.Env{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx := testContext(t, 2*time.Minute)
-	if err := snk.Open(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer snk.Close(ctx)
+	snk := openSink(t, ctx, sinkConfig(t, map[string]any{"brokers": []any{b.addr}, "topic": "{{header.dest}}", "key": "{{commodity}}", "partition": "{{header.part}}"}), connector.Env{})
 	rec := func(dest, part, value string) connector.Record {
 		return connector.Record{Value: []byte(value), Time: time.UnixMilli(1700000000000),
 			Headers: []connector.Header{{Key: "dest", Value: []byte(dest)}, {Key: "part", Value: []byte(part)}, {Key: "trace", Value: []byte("t1")}}}
@@ -42,7 +35,7 @@ func TestSinkTemplatesRouteAndRefuseIntegration(t *testing.T) {
 		rec(topic, "7", `{"commodity":"tin","price":5}`),                    // no partition 7
 		rec(topic, "0", `{"commodity":"silver","price":6}`),
 	}
-	err = snk.Write(ctx, batch)
+	err := snk.Write(ctx, batch)
 	var be *connector.BatchError
 	if !errors.As(err, &be) {
 		t.Fatalf("Write: %v; want a *connector.BatchError", err)
@@ -150,15 +143,8 @@ func TestSinkAsDeadLetterIntegration(t *testing.T) {
 func TestSinkWritesInFlightIntegration(t *testing.T) {
 	b := sharedBroker(t)
 	topic := b.topic(t, 3, nil)
-	snk, err := NewSink(sinkConfig(t, map[string]any{"brokers": []any{b.addr}, "topic": topic, "key": "{{k}}"}), connector.Env{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx := testContext(t, 2*time.Minute)
-	if err := snk.Open(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer snk.Close(ctx)
+	snk := openSink(t, ctx, sinkConfig(t, map[string]any{"brokers": []any{b.addr}, "topic": topic, "key": "{{k}}"}), connector.Env{})
 	const writes, per, keys = 3, 5000, 7
 	var waits []func() error
 	n := 0

@@ -63,15 +63,8 @@ func TestTransactionAbortedByARefusedRecordIntegration(t *testing.T) {
 	cfg := sinkConfig(t, map[string]any{"brokers": []any{b.addr}, "topic": "{{header.dest}}", "compression": "lz4",
 		"positions_topic": b.positionsTopic(t), "linger": 50 * time.Millisecond})
 	env := connector.Env{Pipeline: uniqueName(t, "p"), Component: "out"}
-	snk, err := NewSink(cfg, env)
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx := testContext(t, 2*time.Minute)
-	if err := snk.Open(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer snk.Close(ctx)
+	snk := openSink(t, ctx, cfg, env)
 	if got, err := snk.StoredPositions(ctx); err != nil || len(got) != 0 {
 		t.Fatalf("StoredPositions of a new sink: %v, %v; want none", got, err)
 	}
@@ -90,7 +83,7 @@ func TestTransactionAbortedByARefusedRecordIntegration(t *testing.T) {
 		}
 		batch = append(batch, r)
 	}
-	err = snk.WriteTx(ctx, batch, []connector.Position{{Partition: "p", Offset: 40}})
+	err := snk.WriteTx(ctx, batch, []connector.Position{{Partition: "p", Offset: 40}})
 	var be *connector.BatchError
 	if !errors.As(err, &be) {
 		t.Fatalf("WriteTx: %v; want a *connector.BatchError", err)
