@@ -79,6 +79,7 @@ const partitions = 3
 func main() {
 	child := flag.String("child", "", "run one scenario/impl in this process (internal)")
 	cpuprofile := flag.String("cpuprofile", "", "with -child: write a CPU profile")
+	memprofile := flag.String("memprofile", "", "with -child: write an allocation profile")
 	fillOnly := flag.Bool("fill", false, "create -topic on -brokers, fill it with -records records and exit (to profile a -child on it)")
 	flag.Parse()
 	if *fillOnly {
@@ -103,6 +104,12 @@ func main() {
 			fatal(err)
 		}
 		pprof.StopCPUProfile()
+		if *memprofile != "" {
+			f, err := os.Create(*memprofile)
+			must(err)
+			must(pprof.Lookup("allocs").WriteTo(f, 0))
+			must(f.Close())
+		}
 		r.MaxRSS = peak.RSS()
 		json.NewEncoder(os.Stdout).Encode(r)
 		return
