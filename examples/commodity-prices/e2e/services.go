@@ -217,7 +217,7 @@ func startPostgres(dir string) (*postgres, error) {
 		if err := os.Chown(dir, uid, gid); err != nil {
 			return nil, err
 		}
-		if exec.Command("runuser", "-u", "postgres", "--", "test", "-w", dir).Run() != nil {
+		if !postgresCanWrite(dir) {
 			// A parent of dir is closed to the postgres user (a checkout under a private home
 			// directory): the server's files go to a directory of their own under the system's
 			// temporary directory instead, removed at the end.
@@ -231,7 +231,7 @@ func startPostgres(dir string) (*postgres, error) {
 			if err := os.Chown(alt, uid, gid); err != nil {
 				return nil, err
 			}
-			if exec.Command("runuser", "-u", "postgres", "--", "test", "-w", alt).Run() != nil {
+			if !postgresCanWrite(alt) {
 				return nil, fmt.Errorf("the postgres user can write neither %s (is every parent directory searchable by others?) nor %s", dir, alt)
 			}
 			p.moved, p.dir = dir, alt
@@ -241,6 +241,12 @@ func startPostgres(dir string) (*postgres, error) {
 		return nil, fmt.Errorf("initdb: %w\n%s", err, out)
 	}
 	return p, p.start()
+}
+
+// postgresCanWrite reports whether the postgres user can write dir (and so reach it through
+// every parent).
+func postgresCanWrite(dir string) bool {
+	return exec.Command("runuser", "-u", "postgres", "--", "test", "-w", dir).Run() == nil
 }
 
 func (p *postgres) data() string { return filepath.Join(p.dir, "data") }
