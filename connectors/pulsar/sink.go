@@ -28,7 +28,7 @@ var sinkSpec = connector.Spec{
 		"The sink keeps one producer per topic (at most `max_producers`, the least recently used closed first). Producers batch " +
 		"messages (`batching_max_delay`, `batching_max_messages`, `batching_max_size`) and compress batches (`compression`); " +
 		"a write hands every record over and ends only when the broker has persisted every message. The engine keeps up to " +
-		"three writes in flight; the newest one flushes the producers, so `batching_max_delay` can only delay a write that " +
+		"eight writes in flight; the newest one flushes the producers, so `batching_max_delay` can only delay a write that " +
 		"newer ones follow. Delivery is at least once: a write that failed as a " +
 		"whole (broker unreachable, `send_timeout`) is written again.\n\n" +
 		"A record refused on its own goes to the dead letters with the reason while the others are written: a message larger " +
@@ -94,10 +94,13 @@ type Sink struct {
 	problems  *connProblems
 	clientMu  sync.Mutex
 	client    pulsar.Client
+	// mu guards producers, lru, free and the entries' counts: the engine runs the waits on a
+	// goroutine of their own, beside WriteAsync.
+	mu        sync.Mutex
 	producers map[string]*list.Element   // of *producerEntry
 	lru       list.List                  // front: most recently used
 	free      [][]pulsar.ProducerMessage // message slices of completed writes, for the next ones
-	handed    uint64                     // writes handed over so far
+	handed    atomic.Uint64              // writes handed over so far
 }
 
 type property struct {
@@ -292,8 +295,9 @@ func (s *Sink) WriteAsync(ctx context.Context, records []connector.Record) (wait
 	if err := ctx.Err(); err != nil {
 		return func() error { return err }
 	}
-	s.handed++
-	w := &write{errs: make([]error, len(records)), done: make(chan struct{}), seq: s.handed}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	w := &write{errs: make([]error, len(records)), done: make(chan struct{}), seq: s.handed.Add(1)}
 	msgs := s.messages(len(records))
 	callback := w.callback(msgs)
 	w.pending.Store(1) // released once every record was handed over
@@ -328,6 +332,8 @@ func (s *Sink) WriteAsync(ctx context.Context, records []connector.Record) (wait
 	}
 	return func() error {
 		defer func() {
+			s.mu.Lock()
+			defer s.mu.Unlock()
 			for _, e := range w.targets {
 				e.used--
 			}
@@ -337,7 +343,7 @@ func (s *Sink) WriteAsync(ctx context.Context, records []connector.Record) (wait
 		// flushing an older write would wait for the newer ones too. An older write's last
 		// messages go out as the newer ones fill the producer's batches, or after
 		// batching_max_delay.
-		if w.failure == nil && w.seq == s.handed {
+		if w.failure == nil && w.seq == s.handed.Load() {
 			for _, e := range w.targets {
 				if err := e.p.FlushWithCtx(ctx); err != nil && ctx.Err() == nil {
 					w.failure = fmt.Errorf("pulsar sink: flush %s: %w", e.topic, err)
@@ -348,7 +354,9 @@ func (s *Sink) WriteAsync(ctx context.Context, records []connector.Record) (wait
 		w.release()
 		select {
 		case <-w.done:
+			s.mu.Lock()
 			s.free = append(s.free, msgs) // the client is done with them
+			s.mu.Unlock()
 		case <-ctx.Done():
 			return ctx.Err() // the messages handed over may still be persisted: the retry duplicates them
 		}
@@ -506,6 +514,8 @@ func (w *write) callback(msgs []pulsar.ProducerMessage) func(pulsar.MessageID, *
 func (s *Sink) Close(context.Context) error {
 	s.clientMu.Lock()
 	defer s.clientMu.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	for el := s.lru.Front(); el != nil; el = el.Next() {
 		el.Value.(*producerEntry).p.Close()
 	}

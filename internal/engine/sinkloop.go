@@ -19,6 +19,7 @@ type sinkWriter struct {
 	maxCoalesce int
 	items       []sinkItem
 	buf         []connector.Record
+	spare       [][]connector.Record // pipelinedLoop's buffers for the records of writes in flight
 	out, failed prometheus.Counter
 	hist        prometheus.Observer
 	retries     prometheus.Counter

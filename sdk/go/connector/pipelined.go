@@ -12,7 +12,10 @@ import "context"
 // calls, and a batch handed over while an earlier one was not yet durable is made durable only if
 // that one was: after a failure, the runtime writes the failed batch and the ones after it again.
 // The runtime calls WriteAsync from one goroutine, never concurrently with Write, and calls the
-// waits in order; the records stay untouched until their wait returned.
+// waits in order from one other goroutine, so a wait may run while a later WriteAsync does: state
+// the two share must be guarded. The runtime hands a batch over as soon as it has one, while
+// earlier writes are in flight (up to eight), and completes each write as soon as its wait
+// returned. The records stay untouched until their wait returned.
 type PipelinedSink interface {
 	Sink
 	WriteAsync(ctx context.Context, records []Record) (wait func() error)
