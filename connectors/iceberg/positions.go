@@ -49,26 +49,18 @@ func decodePositions(s string) (map[string]connector.Position, error) {
 	return m, nil
 }
 
-// storedPositions walks the current snapshot's ancestry back to the latest snapshot carrying key
-// and returns its positions; none when no snapshot does.
+// storedPositions returns the positions of the snapshot holding key's (positionCarriers); none
+// when no snapshot holds them.
 func storedPositions(tbl *table.Table, key string) (map[string]connector.Position, error) {
-	meta := tbl.Metadata()
-	for snap := tbl.CurrentSnapshot(); snap != nil; {
-		if snap.Summary != nil {
-			if v, ok := snap.Summary.Properties[key]; ok {
-				m, err := decodePositions(v)
-				if err != nil {
-					return nil, fmt.Errorf("snapshot %d: summary %s: %w", snap.SnapshotID, key, err)
-				}
-				return m, nil
-			}
-		}
-		if snap.ParentSnapshotID == nil {
-			break
-		}
-		snap = meta.SnapshotByID(*snap.ParentSnapshotID)
+	snap, ok := positionCarriers(tbl)[key]
+	if !ok {
+		return map[string]connector.Position{}, nil
 	}
-	return map[string]connector.Position{}, nil
+	m, err := decodePositions(snap.Summary.Properties[key])
+	if err != nil {
+		return nil, fmt.Errorf("snapshot %d: summary %s: %w", snap.SnapshotID, key, err)
+	}
+	return m, nil
 }
 
 // mergePositions returns stored updated with positions: per partition the greater offset (a

@@ -47,6 +47,9 @@ type Sink struct {
 	contended bool                          // a recent commit lost a race: read the table before committing
 	noPreload bool                          // tests: never read the table before a commit
 	stats     commitStats
+
+	expiry     expiryConfig
+	lastExpiry time.Time // the last expiry, or the open
 }
 
 // commitStats counts what WriteTx did, for tests and measurements.
@@ -73,6 +76,7 @@ func NewSink(cfg connector.Config, env connector.Env) (*Sink, error) {
 		Partition  []string          `config:"partition"`
 		Properties map[string]string `config:"table_properties"`
 		Evolve     bool              `config:"evolve"`
+		Expiry     expiryConfig      `config:"expire_snapshots"`
 	}
 	if err := sinkSpec.Decode(cfg, &c); err != nil {
 		return nil, err
@@ -99,6 +103,15 @@ func NewSink(cfg connector.Config, env connector.Env) (*Sink, error) {
 		fromRecords: c.Evolve,
 		env:         env,
 		mem:         memory.DefaultAllocator,
+		expiry:      c.Expiry,
+	}
+	switch {
+	case c.Expiry.OlderThan < 0:
+		return nil, &connector.ConfigError{Field: "expire_snapshots.older_than", Msg: "must not be negative", Hint: "0s turns expiry off"}
+	case c.Expiry.RetainLast < 1:
+		return nil, &connector.ConfigError{Field: "expire_snapshots.retain_last", Msg: "must be at least 1", Hint: "10"}
+	case c.Expiry.Interval < 0:
+		return nil, &connector.ConfigError{Field: "expire_snapshots.interval", Msg: "must not be negative", Hint: "10m"}
 	}
 	if c.Partition != nil {
 		if s.partition, err = parsePartition(c.Partition, cols); err != nil {
@@ -127,6 +140,7 @@ func (s *Sink) Open(ctx context.Context) error {
 		return fmt.Errorf("iceberg sink: catalog %s: %w", s.plan.display, err)
 	}
 	s.cat = cat
+	s.lastExpiry = time.Now()
 	ns := catalog.NamespaceFromIdent(s.ident)
 	if err := cat.CreateNamespace(ctx, ns, nil); err != nil && !errors.Is(err, catalog.ErrNamespaceAlreadyExists) {
 		return s.errorf("create namespace %s: %w", strings.Join(ns, "."), err)
@@ -647,6 +661,7 @@ func (s *Sink) commit(ctx context.Context, files []ice.DataFile, props ice.Prope
 		return err
 	}
 	s.tbl = tbl
+	s.maybeExpire(ctx)
 	return nil
 }
 

@@ -5,6 +5,8 @@
 package iceberg
 
 import (
+	"time"
+
 	"github.com/sluicehq/sluice/sdk/go/connector"
 )
 
@@ -60,8 +62,11 @@ var sinkSpec = connector.Spec{
 		"snapshot to be the one whose positions decided what was left out; when another writer committed in " +
 		"between, the sink re-reads the table and commits the same data files on top, or, when another process " +
 		"of the pipeline committed some of the same records meanwhile, writes the data files again without them " +
-		"(removing the first ones), up to 20 times per write with a short growing wait. Expiring snapshots is " +
-		"safe as long as the latest snapshot this sink wrote is kept.",
+		"(removing the first ones), up to 20 times per write with a short growing wait. The sink finds its positions " +
+		"in the current snapshot's ancestry; when expiry has cut the ancestry short, in the newest snapshot still " +
+		"holding them. Its own expiry keeps that snapshot under a tag named after the summary key; an outside " +
+		"expiry (a maintenance job) is safe as long as it keeps the latest snapshot this sink wrote, which the tag " +
+		"does for any tool that honours tags.",
 	Fields: []connector.Field{
 		{Name: "catalog", Type: connector.TypeObject, Required: true, Description: "The catalog holding the table.",
 			Example: map[string]any{"type": "sql", "uri": "sqlite:////var/lib/sluice/catalog.db", "warehouse": "file:///var/lib/sluice/warehouse"},
@@ -99,6 +104,15 @@ var sinkSpec = connector.Spec{
 				"write.metadata.delete-after-commit.enabled": "true",
 			},
 			Description: "Properties of a table the sink creates. The default merges small manifests (one is written per commit) and keeps the last 100 metadata files instead of all of them; setting this field replaces the default."},
+		{Name: "expire_snapshots", Type: connector.TypeObject,
+			Description: "Expiry of old snapshots, run by the sink after a commit once every `interval`. Every commit adds a snapshot to the table's metadata, which is rewritten at each commit: without expiry it grows without end. The snapshot holding each pipeline's positions is kept, under a tag named after its summary key (see Delivery).",
+			Example:     map[string]any{"older_than": "1h", "retain_last": 10},
+			Fields: []connector.Field{
+				{Name: "older_than", Type: connector.TypeDuration, Default: time.Hour, Description: "Snapshots older than this are expired (beyond the last `retain_last`): how far back time travel reaches. 0s turns expiry off."},
+				{Name: "retain_last", Type: connector.TypeInt, Default: int64(10), Description: "Snapshots of the main branch kept whatever their age."},
+				{Name: "interval", Type: connector.TypeDuration, Default: 10 * time.Minute, Description: "Time between two expiries of one sink; the first comes this long after the sink opened."},
+				{Name: "delete_files", Type: connector.TypeBool, Default: true, Description: "Delete the manifests, manifest lists and data files that only expired snapshots referenced. Off, leave them to a separate cleanup (such as an orphan-files job)."},
+			}},
 	},
 }
 
