@@ -42,6 +42,11 @@ func (w *sinkWriter) pipelinedLoop(ps connector.PipelinedSink) {
 		}
 	}()
 	var q []*inFlight
+	defer func() { // a run that stops leaves writes in flight: the sink is no longer busy with them
+		for _, f := range q {
+			r.p.health.end(w.s.name, f.started)
+		}
+	}()
 	ch := w.s.ch
 	for ch != nil || len(q) > 0 {
 		var in <-chan sinkItem

@@ -28,10 +28,15 @@ type pipeSink struct {
 	maxIn    atomic.Int32
 	async    atomic.Int32
 	failed   atomic.Bool
+	// gate, when set, holds the first write's wait until the second write is handed over.
+	gate chan struct{}
 }
 
 func (s *pipeSink) WriteAsync(ctx context.Context, recs []connector.Record) func() error {
-	s.async.Add(1)
+	nth := s.async.Add(1)
+	if s.gate != nil && nth == 2 {
+		close(s.gate)
+	}
 	if n := s.inFlight.Add(1); n > s.maxIn.Load() {
 		s.maxIn.Store(n)
 	}
@@ -61,6 +66,13 @@ func (s *pipeSink) WriteAsync(ctx context.Context, recs []connector.Record) func
 	}()
 	return func() error {
 		defer s.inFlight.Add(-1)
+		if s.gate != nil && nth == 1 {
+			select {
+			case <-s.gate:
+			case <-time.After(time.Minute):
+				return fmt.Errorf("the second write was not handed over while the first was awaited: %w", connector.ErrPermanent)
+			}
+		}
 		return <-done
 	}
 }
@@ -173,5 +185,24 @@ func TestPipelinedSinkDeliversInOrder(t *testing.T) {
 	t.Logf("%d batches handed over, at most %d in flight", ps.async.Load(), ps.maxIn.Load())
 	if m := ps.maxIn.Load(); m > 8 {
 		t.Fatalf("%d writes in flight, want at most 8", m)
+	}
+}
+
+// A batch that arrives while the oldest write is awaited is handed over at once: the first
+// write's wait ends only once the second write is handed over, and the second record comes only
+// after the first was handed over (a paced source, one record a batch).
+func TestPipelinedSinkHandsOverWhileAwaiting(t *testing.T) {
+	ps := &pipeSink{memSink: &memSink{}, gate: make(chan struct{})}
+	id := t.Name()
+	pipeSinks.Store(id, ps)
+	t.Cleanup(func() { pipeSinks.Delete(id) })
+	src := pipeline.Component{Type: "generate", Config: connector.Config{"count": int64(5), "template": "{{seq}}", "batch_size": int64(1), "rate": float64(50), "seed": int64(1)}}
+	p := spec("handover", src, sink("out", pipeline.Component{Type: "enginetest-pipe", Config: connector.Config{"id": id}}))
+	p.Batch.MaxRecords = 1
+	if err := runPipeline(t, context.Background(), p, openStore(t, t.TempDir()), nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := ps.got(); len(got) != 5 {
+		t.Fatalf("got %v, want 5 records", got)
 	}
 }
