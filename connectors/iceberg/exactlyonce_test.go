@@ -36,15 +36,24 @@ func pos(part string, off int) connector.Position {
 // pipeline's sink leaves out the records that instance committed (writing its data files again
 // without them, the first ones removed); a stale instance moves no position back and stores
 // nothing twice; positions move without records; no data file is left behind unreferenced.
-func TestExactlyOnceWriters(t *testing.T) { testExactlyOnceWriters(t, sqliteDest(t)) }
+func TestExactlyOnceWriters(t *testing.T) { testExactlyOnceWriters(t, sqliteDest(t), nil) }
 
 func TestExactlyOnceWritersRESTIntegration(t *testing.T) {
-	testExactlyOnceWriters(t, restDest(t, testenv.Require(t, "ICEBERG_REST_URI")))
+	testExactlyOnceWriters(t, restDest(t, testenv.Require(t, "ICEBERG_REST_URI")), nil)
 }
 
-func testExactlyOnceWriters(t *testing.T, d dest) {
+// TestExactlyOnceWritersExpiring: the same with every sink expiring snapshots after each of its
+// commits, down to the last one.
+func TestExactlyOnceWritersExpiring(t *testing.T) {
+	testExactlyOnceWriters(t, sqliteDest(t), map[string]any{"older_than": time.Millisecond, "retain_last": int64(1), "interval": time.Duration(0)})
+}
+
+func testExactlyOnceWriters(t *testing.T, d dest, expiry map[string]any) {
 	name := uniqueTable(t, d)
 	cfg := map[string]any{"catalog": d.catalog, "table": name, "schema": []any{col("part", "string", true), col("seq", "long", true)}}
+	if expiry != nil {
+		cfg["expire_snapshots"] = expiry
+	}
 	a := openSink(t, cfg, env("a"))
 	b := openSink(t, cfg, env("b"))
 	write := func(s *iceberg.Sink, recs []connector.Record, ps ...connector.Position) error {
@@ -200,13 +209,19 @@ func TestLostCommitAnswerIntegration(t *testing.T) {
 // conflict (the sink's way) and once committing against the table last read. The load is set by
 // SLUICE_ICEBERG_CONTENTION ("records=50000,interval=2s,commits=20" is a lake sink of the
 // commodity platform); the default is small.
-func TestSharedWritersContention(t *testing.T) { testSharedWritersContention(t, sqliteDest(t)) }
+func TestSharedWritersContention(t *testing.T) { testSharedWritersContention(t, sqliteDest(t), nil) }
 
 func TestSharedWritersContentionRESTIntegration(t *testing.T) {
-	testSharedWritersContention(t, restDest(t, testenv.Require(t, "ICEBERG_REST_URI")))
+	testSharedWritersContention(t, restDest(t, testenv.Require(t, "ICEBERG_REST_URI")), nil)
 }
 
-func testSharedWritersContention(t *testing.T, d dest) {
+// TestSharedWritersContentionExpiring: the same with every sink expiring snapshots after each of
+// its commits, down to the last two, so a sink often commits on a snapshot another one expired.
+func TestSharedWritersContentionExpiring(t *testing.T) {
+	testSharedWritersContention(t, sqliteDest(t), map[string]any{"older_than": time.Millisecond, "retain_last": int64(2), "interval": time.Duration(0)})
+}
+
+func testSharedWritersContention(t *testing.T, d dest, expiry map[string]any) {
 	load := contentionLoad{records: 200, interval: 150 * time.Millisecond, commits: 12}
 	if v := os.Getenv("SLUICE_ICEBERG_CONTENTION"); v != "" {
 		load = parseContentionLoad(t, v)
@@ -215,6 +230,9 @@ func testSharedWritersContention(t *testing.T, d dest) {
 		t.Run(mode, func(t *testing.T) {
 			name := uniqueTable(t, d)
 			cfg := map[string]any{"catalog": d.catalog, "table": name, "schema": []any{col("part", "string", true), col("seq", "long", true)}}
+			if expiry != nil {
+				cfg["expire_snapshots"] = expiry
+			}
 			const n = 3
 			sinks := make([]*iceberg.Sink, n)
 			for i := range sinks {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"iter"
 	"math/rand/v2"
 	"slices"
@@ -360,8 +361,11 @@ func (s *Sink) addColumns(ctx context.Context, cols []newColumn) error {
 // leaves nothing committed. The REST catalog answers 409 (table.ErrCommitFailed); the SQL catalog
 // checks the commit's requirements itself and returns their "requirement failed" error unwrapped.
 func isConflict(err error) bool {
-	return errors.Is(err, table.ErrCommitFailed) || strings.Contains(err.Error(), "requirement failed:")
+	return errors.Is(err, table.ErrCommitFailed) || errors.Is(err, errStaleView) || strings.Contains(err.Error(), "requirement failed:")
 }
+
+// errStaleView marks a commit staged on a snapshot whose files another writer's expiry deleted.
+var errStaleView = errors.New("the table changed since it was read (an expiry removed the snapshot read)")
 
 // retryAfterConflict waits a little and reloads the table after a conflicting commit, or gives up
 // after maxConflictRetries attempts. The wait grows with the attempts and is jittered, so writers
@@ -654,6 +658,11 @@ func (s *Sink) commit(ctx context.Context, files []ice.DataFile, props ice.Prope
 		err = tx.AddFiles(ctx, nil, props, false)
 	}
 	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			// The snapshot the sink read last is gone with its manifests: another writer's
+			// expiry deleted them. Like a conflict: read the table again and commit on top.
+			return fmt.Errorf("stage append: %w: %w", errStaleView, err)
+		}
 		return fmt.Errorf("stage append: %w", err)
 	}
 	tbl, err := tx.Commit(ctx)
