@@ -24,3 +24,6 @@ var _ connector.Sink = sink{}
 func (sink) Open(context.Context) error                      { return nil }
 func (sink) Write(context.Context, []connector.Record) error { return nil }
 func (sink) Close(context.Context) error                     { return nil }
+
+// IgnoresHeaders: the drop sink reads nothing (connector.HeaderBlindSink).
+func (sink) IgnoresHeaders() bool { return true }

@@ -131,6 +131,9 @@ func (s *Sink) Write(_ context.Context, records []connector.Record) error {
 	return s.write(records)
 }
 
+// IgnoresHeaders: the sink writes values only (connector.HeaderBlindSink).
+func (s *Sink) IgnoresHeaders() bool { return true }
+
 // write appends the batch and syncs it (when fsync is set).
 func (s *Sink) write(records []connector.Record) error {
 	s.buf = s.buf[:0]

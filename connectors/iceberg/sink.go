@@ -125,6 +125,9 @@ func NewSink(cfg connector.Config, env connector.Env) (*Sink, error) {
 	return s, nil
 }
 
+// IgnoresHeaders: columns come from the records' values only (connector.HeaderBlindSink).
+func (s *Sink) IgnoresHeaders() bool { return true }
+
 // CheckExactlyOnce reports that every configuration can be written exactly once.
 func (s *Sink) CheckExactlyOnce() error { return nil }
 

@@ -41,7 +41,8 @@ var sourceSpec = connector.Spec{
 	Summary: "Reads Kafka topics, alone or as a member of a consumer group; commits offsets only once the records are durable in every sink.",
 	Description: "Each Kafka record becomes one record: its key, value, headers and timestamp are kept, and the headers `kafka_topic`, " +
 		"`kafka_partition` and `kafka_offset` (decimal text) come first, so transforms and templates see where it came from " +
-		"(`metadata_headers: false` leaves them out). Upstream headers whose key starts with `sluice-` are dropped: those keys " +
+		"(`metadata_headers: false` leaves them out, and so does the runtime when nothing in the pipeline reads headers: no " +
+		"transform, and only sinks that ignore headers, such as drop, file, stdout and iceberg). Upstream headers whose key starts with `sluice-` are dropped: those keys " +
 		"are the runtime's. The position of a record is its partition, named `topic/partition` (`prices/3`), and its offset. " +
 		"A position to resume from (the checkpoint's, or an exactly-once sink's) at or past its partition's end is warned of when " +
 		"the source opens: the topic was most likely deleted and created again, and its new records up to that offset would count " +
@@ -80,7 +81,7 @@ var sourceSpec = connector.Spec{
 		connector.Field{Name: "start", Type: connector.TypeString, Default: "earliest",
 			Description: "Where to start a partition that has neither a committed offset nor a checkpoint: `earliest`, `latest`, or an RFC 3339 time (the first record at or after it)."},
 		connector.Field{Name: "metadata_headers", Type: connector.TypeBool, Default: true,
-			Description: "Add the headers kafka_topic, kafka_partition and kafka_offset to every record. Off saves about a sixth of the source's CPU per record when nothing reads them."},
+			Description: "Add the headers kafka_topic, kafka_partition and kafka_offset to every record. Off saves about a sixth of the source's CPU per record; the runtime turns them off by itself when nothing in the pipeline reads headers."},
 		connector.Field{Name: "max_poll_records", Type: connector.TypeInt, Default: int64(4096),
 			Description: "Most records one read returns."},
 		connector.Field{Name: "fetch_max_bytes", Type: connector.TypeByteSize, Default: int64(50 << 20),
@@ -339,6 +340,10 @@ func (s *Source) Grouped() bool { return s.group != "" }
 
 // Open connects, checks the topics, and starts consuming: in a group, from the group's committed
 // offsets; without one, after the given positions.
+// OmitMetadataHeaders leaves out kafka_topic, kafka_partition and kafka_offset: the runtime calls
+// it before Open when nothing in the pipeline reads headers (connector.MetadataHeaderSource).
+func (s *Source) OmitMetadataHeaders() { s.headers = false }
+
 func (s *Source) Open(ctx context.Context, resume []connector.Position) error {
 	s.dial = &dialWatch{}
 	base, err := s.conn.clientOptions(s.log, s.dial)

@@ -223,3 +223,37 @@ func TestMetadataHeadersIntegration(t *testing.T) {
 		}
 	}
 }
+
+// TestOmitMetadataHeadersIntegration: once the runtime says nothing reads headers, records carry
+// their upstream headers only, and their positions still say where they came from.
+func TestOmitMetadataHeadersIntegration(t *testing.T) {
+	b := sharedBroker(t)
+	topic := b.topic(t, 1, nil)
+	ctx := testContext(t, 2*time.Minute)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(b.addr), kgo.DefaultProduceTopic(topic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	for i := range 5 {
+		rec := &kgo.Record{Value: fmt.Appendf(nil, `{"n":%d}`, i), Headers: []kgo.RecordHeader{{Key: "trace", Value: []byte("t")}}}
+		if err := cl.ProduceSync(ctx, rec).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	src, err := NewSource(sourceConfig(t, map[string]any{"brokers": []any{b.addr}, "topics": []any{topic}, "group": uniqueName(t, "g")}), connector.Env{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var _ connector.MetadataHeaderSource = src
+	src.OmitMetadataHeaders()
+	if err := src.Open(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = src.Close(context.Background()) })
+	for i, r := range conntest.ReadN(t, ctx, src, 5) {
+		if len(r.Headers) != 1 || r.Headers[0].Key != "trace" || r.Position.Partition != topic+"/0" || r.Position.Offset != int64(i) {
+			t.Fatalf("record %d: headers %v at %v, want only the upstream header trace, at %s/0 offset %d", i, r.Headers, r.Position, topic, i)
+		}
+	}
+}

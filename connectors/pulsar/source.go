@@ -70,7 +70,9 @@ var sourceSpec = connector.Spec{
 		"and the publish time otherwise. Properties become headers (those starting with `sluice-` are dropped, as the runtime " +
 		"reserves them), after the metadata headers `pulsar_topic`, `pulsar_message_id` (ledger:entry:partition:batch), " +
 		"`pulsar_publish_time` and, when set, `pulsar_event_time` (epoch milliseconds) and `pulsar_redelivery_count`, which " +
-		"templates and transforms can read (`{{header.pulsar_topic}}`).\n\n" +
+		"templates and transforms can read (`{{header.pulsar_topic}}`). The runtime leaves the metadata headers out when " +
+		"nothing in the pipeline reads headers (no transform, and only sinks that ignore headers, such as drop, file, stdout " +
+		"and iceberg).\n\n" +
 		"**Backlog.** With `admin_url`, the subscription's backlog per partition (messages not acknowledged yet, and their bytes) " +
 		"is exported as `sluice_source_backlog_records` and `_bytes`. Pulsar counts a producer's batch as one message there; " +
 		"in a `shared` subscription every process reports the subscription's whole backlog.",
@@ -108,6 +110,7 @@ type Source struct {
 	queue      int
 	discovery  time.Duration
 	cumulative bool // acks may be cumulative (exclusive, failover)
+	noMeta     bool // leave out the metadata headers: nothing in the pipeline reads headers
 	admin      *admin
 	log        *slog.Logger
 	problems   *connProblems
@@ -242,6 +245,10 @@ func (s *Source) describe() string {
 // Open creates the client and subscribes. resume holds the last checkpointed position of each
 // partition: with exclusive and failover subscriptions, messages at or before it are acked and
 // skipped (they were durable, but their ack may not have reached the broker).
+// OmitMetadataHeaders leaves out the pulsar_* headers: the runtime calls it before Open when
+// nothing in the pipeline reads headers (connector.MetadataHeaderSource).
+func (s *Source) OmitMetadataHeaders() { s.noMeta = true }
+
 func (s *Source) Open(ctx context.Context, resume []connector.Position) error {
 	if s.consumer != nil {
 		return errors.New("pulsar source: already open")
@@ -362,25 +369,29 @@ func (s *Source) records(msgs []pulsar.ConsumerMessage) []connector.Record {
 		p.queue = append(p.queue, pending{id: id, key: key})
 
 		h0 := len(hdrs)
-		hdrs = append(hdrs, connector.Header{Key: HeaderTopic, Value: p.name})
-		at := len(buf)
-		buf = appendIDText(buf, id)
-		hdrs = append(hdrs, connector.Header{Key: HeaderMessageID, Value: since(buf, at)})
-		publish := m.PublishTime()
-		at = len(buf)
-		buf = strconv.AppendInt(buf, publish.UnixMilli(), 10)
-		hdrs = append(hdrs, connector.Header{Key: HeaderPublishTime, Value: since(buf, at)})
-		when := publish
-		if et := m.EventTime(); et.UnixMilli() > 0 {
+		when := m.PublishTime()
+		et := m.EventTime()
+		if et.UnixMilli() > 0 {
 			when = et
-			at = len(buf)
-			buf = strconv.AppendInt(buf, et.UnixMilli(), 10)
-			hdrs = append(hdrs, connector.Header{Key: HeaderEventTime, Value: since(buf, at)})
 		}
-		if n := m.RedeliveryCount(); n > 0 {
+		if !s.noMeta {
+			hdrs = append(hdrs, connector.Header{Key: HeaderTopic, Value: p.name})
+			at := len(buf)
+			buf = appendIDText(buf, id)
+			hdrs = append(hdrs, connector.Header{Key: HeaderMessageID, Value: since(buf, at)})
 			at = len(buf)
-			buf = strconv.AppendUint(buf, uint64(n), 10)
-			hdrs = append(hdrs, connector.Header{Key: HeaderRedeliveryCount, Value: since(buf, at)})
+			buf = strconv.AppendInt(buf, m.PublishTime().UnixMilli(), 10)
+			hdrs = append(hdrs, connector.Header{Key: HeaderPublishTime, Value: since(buf, at)})
+			if et.UnixMilli() > 0 {
+				at = len(buf)
+				buf = strconv.AppendInt(buf, et.UnixMilli(), 10)
+				hdrs = append(hdrs, connector.Header{Key: HeaderEventTime, Value: since(buf, at)})
+			}
+			if n := m.RedeliveryCount(); n > 0 {
+				at = len(buf)
+				buf = strconv.AppendUint(buf, uint64(n), 10)
+				hdrs = append(hdrs, connector.Header{Key: HeaderRedeliveryCount, Value: since(buf, at)})
+			}
 		}
 		for k, v := range m.Properties() {
 			if connector.IsReservedHeader(k) {
@@ -390,11 +401,11 @@ func (s *Source) records(msgs []pulsar.ConsumerMessage) []connector.Record {
 		}
 		var k []byte
 		if mk := m.Key(); mk != "" {
-			at = len(buf)
+			at := len(buf)
 			buf = append(buf, mk...)
 			k = since(buf, at)
 		}
-		at = len(buf)
+		at := len(buf)
 		buf = appendCursor(buf, id)
 		cursor := since(buf, at)
 		recs = append(recs, connector.Record{

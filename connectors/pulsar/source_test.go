@@ -411,3 +411,31 @@ func TestSourceInitialPositionIntegration(t *testing.T) {
 		}
 	}
 }
+
+// TestOmitMetadataHeadersIntegration: once the runtime says nothing reads headers, records carry
+// the messages' properties only, and keep their event time.
+func TestOmitMetadataHeadersIntegration(t *testing.T) {
+	b := needBroker(t)
+	topic := uniqueTopic(t, "nometa")
+	event := time.UnixMilli(1_700_000_000_123)
+	b.produce(t, topic, 3, func(i int) *pulsar.ProducerMessage {
+		return &pulsar.ProducerMessage{Payload: []byte(fmt.Sprintf("v%d", i)), Properties: map[string]string{"region": "eu"}, EventTime: event}
+	})
+	s, err := NewSource(sourceConfig(t, b, map[string]any{"topics": []any{topic}, "subscription": "s"}), connector.Env{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var _ connector.MetadataHeaderSource = s
+	s.OmitMetadataHeaders()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := s.Open(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close(context.Background()) })
+	for _, r := range readN(t, s, 3) {
+		if len(r.Headers) != 1 || r.Headers[0].Key != "region" || !r.Time.Equal(event) {
+			t.Fatalf("record %q: headers %v, time %v; want only the property region, time %v", r.Value, r.Headers, r.Time, event)
+		}
+	}
+}

@@ -81,6 +81,10 @@ func (s *Sink) Write(_ context.Context, records []connector.Record) error {
 	return nil
 }
 
+// IgnoresHeaders: the sink prints values (with json, keys, times and positions), never headers
+// (connector.HeaderBlindSink).
+func (s *Sink) IgnoresHeaders() bool { return true }
+
 // Close flushes. It is idempotent.
 func (s *Sink) Close(context.Context) error {
 	if s.bw == nil {

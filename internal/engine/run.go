@@ -158,6 +158,10 @@ func (r *run) open(ctx context.Context) error {
 			return fmt.Errorf("pipeline %q: %w", pl, err)
 		}
 	}
+	if ms, ok := p.source.(connector.MetadataHeaderSource); ok && r.headersUnread() {
+		ms.OmitMetadataHeaders()
+		p.log.Debug("nothing in the pipeline reads headers: the source leaves out its metadata headers")
+	}
 	if err := openWithRetry(ctx, p.log, func(c context.Context) error {
 		return p.guard("source", "open", func() error { return p.source.Open(c, resume) })
 	}); err != nil {
@@ -286,4 +290,20 @@ func (r *run) result(ctx context.Context) error {
 		p.log.Info("finished: source exhausted and every record delivered")
 	}
 	return nil
+}
+
+// headersUnread reports whether nothing in the pipeline reads a record header: no transform, no
+// schema codec, and every sink (the dead-letter one too) says it ignores them.
+func (r *run) headersUnread() bool {
+	p := r.p
+	if len(p.spec.Transforms) > 0 || p.dec != nil {
+		return false
+	}
+	for _, s := range p.allSinks() {
+		hb, ok := s.sink.(connector.HeaderBlindSink)
+		if s.enc != nil || !ok || !hb.IgnoresHeaders() {
+			return false
+		}
+	}
+	return true
 }
