@@ -105,7 +105,7 @@ var sinkSpec = connector.Spec{
 			},
 			Description: "Properties of a table the sink creates. The default merges small manifests (one is written per commit) and keeps the last 100 metadata files instead of all of them; setting this field replaces the default."},
 		{Name: "expire_snapshots", Type: connector.TypeObject,
-			Description: "Expiry of old snapshots, run by the sink after a commit once every `interval`. Every commit adds a snapshot to the table's metadata, which is rewritten at each commit: without expiry it grows without end. The snapshot holding each pipeline's positions is kept, under a tag named after its summary key (see Delivery).",
+			Description: "Expiry of old snapshots, run by the sink after a commit once every `interval`. Every commit adds a snapshot to the table's metadata, which is rewritten at each commit: without expiry it grows without end. The snapshot holding each pipeline's positions is kept, under a tag named after its summary key (see Delivery); the tag of a pipeline retired for good keeps its snapshot until the tag is removed (`ALTER TABLE ... DROP TAG`, or PyIceberg's `manage_snapshots().remove_tag`).",
 			Example:     map[string]any{"older_than": "1h", "retain_last": 10},
 			Fields: []connector.Field{
 				{Name: "older_than", Type: connector.TypeDuration, Default: time.Hour, Description: "Snapshots older than this are expired (beyond the last `retain_last`): how far back time travel reaches. 0s turns expiry off."},
