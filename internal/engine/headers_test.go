@@ -7,9 +7,7 @@ import (
 	"path/filepath"
 	"sync/atomic"
 	"testing"
-	"time"
 
-	"github.com/sluicehq/sluice/internal/engine"
 	"github.com/sluicehq/sluice/runtime/pipeline"
 	"github.com/sluicehq/sluice/runtime/transform"
 	"github.com/sluicehq/sluice/sdk/go/connector"
@@ -73,14 +71,10 @@ func TestMetadataHeadersOnlyWhenRead(t *testing.T) {
 			if tc.transform {
 				p.Transforms = []pipeline.Transform{{Name: "reject"}}
 			}
-			e, err := engine.New(p, engine.Options{Catalog: testCatalog(), Checkpoints: openStore(t, filepath.Join(t.TempDir(), "cp")), DrainTimeout: 10 * time.Second,
-				NewStage: func(context.Context, string, pipeline.Transform, *slog.Logger) (transform.Stage, error) {
-					return rejectStage{}, nil
-				}})
-			if err != nil {
-				t.Fatal(err)
+			stages := func(context.Context, string, pipeline.Transform, *slog.Logger) (transform.Stage, error) {
+				return rejectStage{}, nil
 			}
-			if err := e.Run(context.Background()); err != nil {
+			if err := runPipeline(t, context.Background(), p, openStore(t, filepath.Join(t.TempDir(), "cp")), stages); err != nil {
 				t.Fatal(err)
 			}
 			if got := src.omitted.Load(); got != tc.omit {
