@@ -16,6 +16,7 @@ import (
 	"github.com/redis/go-redis/v9/maintnotifications"
 
 	"github.com/sluicehq/sluice/sdk/go/connector"
+	"github.com/sluicehq/sluice/sdk/go/template"
 )
 
 // Sink writes records to Redis. Write and WriteTx are called from one goroutine at a time.
@@ -69,6 +70,18 @@ func NewSink(cfg connector.Config, env connector.Env) (*Sink, error) {
 	}
 	s.b.w = w
 	return s, nil
+}
+
+// IgnoresHeaders reports that none of the sink's templates (key, stream or channel, score,
+// member) reads a header: the runtime may then leave out a source's metadata headers
+// (connector.HeaderBlindSink).
+func (s *Sink) IgnoresHeaders() bool {
+	for _, t := range []*template.Template{s.w.target, s.w.scoreTmpl, s.w.member} {
+		if t != nil && t.ReadsHeaders() {
+			return false
+		}
+	}
+	return true
 }
 
 // Open connects and checks the server answers: authentication, the database index and whether

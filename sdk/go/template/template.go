@@ -194,6 +194,16 @@ func parsePlaceholder(text string, at int, expr string) (part, error) {
 	return part{kind: kindValue, text: expr, path: path}, nil
 }
 
+// ReadsHeaders reports whether rendering reads a record header ({{header.NAME}}).
+func (t *Template) ReadsHeaders() bool {
+	for _, p := range t.parts {
+		if p.kind == kindHeader {
+			return true
+		}
+	}
+	return false
+}
+
 // MustParse is Parse for templates known to be valid; it panics on an error.
 func MustParse(text string) *Template {
 	t, err := Parse(text)

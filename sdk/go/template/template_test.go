@@ -78,6 +78,15 @@ func TestStatic(t *testing.T) {
 	}
 }
 
+func TestReadsHeaders(t *testing.T) {
+	for text, want := range map[string]bool{"prices": false, "p-{{key}}-{{partition}}-{{a.b}}": false, `{{"{{header.x}}"}}`: false,
+		"p-{{header.trace}}": true, "{{value}}{{header.kafka_offset}}": true} {
+		if got := MustParse(text).ReadsHeaders(); got != want {
+			t.Errorf("%q: ReadsHeaders = %v, want %v", text, got, want)
+		}
+	}
+}
+
 func TestRenderErrors(t *testing.T) {
 	r := record()
 	cases := []struct{ tmpl, want string }{
