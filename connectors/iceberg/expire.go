@@ -3,6 +3,7 @@ package iceberg
 import (
 	"context"
 	"fmt"
+	"iter"
 	"maps"
 	"slices"
 	"strings"
@@ -73,11 +74,10 @@ func (s *Sink) expire(ctx context.Context) (removed, tagged int, err error) {
 		if _, _, err := s.cat.CommitTable(ctx, s.ident, reqs, updates); err != nil {
 			return 0, 0, fmt.Errorf("tag the snapshots holding positions: %w", err)
 		}
-		if tbl, err = s.cat.LoadTable(ctx, s.ident); err != nil {
-			return 0, 0, fmt.Errorf("load: %w", err)
+		if err := s.refresh(ctx); err != nil { // another writer may have committed since
+			return 0, 0, err
 		}
-		s.tbl = tbl // the same schema and snapshots, with the tags
-		tagged = len(updates)
+		tbl, tagged = s.tbl, len(updates)
 	}
 	before := len(tbl.Metadata().Snapshots())
 	tx := tbl.NewTransaction()
@@ -89,7 +89,11 @@ func (s *Sink) expire(ctx context.Context) (removed, tagged int, err error) {
 	if err != nil {
 		return 0, tagged, fmt.Errorf("commit: %w", err)
 	}
-	s.tbl = out
+	// iceberg-go replays a commit that lost a race on top of the other writer's: adopt recomputes
+	// the stored positions for the table as it is now.
+	if err := s.adopt(out); err != nil {
+		return 0, tagged, err
+	}
 	return before - len(out.Metadata().Snapshots()), tagged, nil
 }
 
@@ -133,7 +137,7 @@ func positionCarriers(tbl *table.Table) map[string]*table.Snapshot {
 }
 
 // positionKeys yields the summary keys of snap that hold positions.
-func positionKeys(snap *table.Snapshot) func(func(string) bool) {
+func positionKeys(snap *table.Snapshot) iter.Seq[string] {
 	return func(yield func(string) bool) {
 		if snap.Summary == nil {
 			return

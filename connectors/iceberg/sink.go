@@ -125,6 +125,8 @@ func NewSink(cfg connector.Config, env connector.Env) (*Sink, error) {
 	return s, nil
 }
 
+var _ connector.HeaderBlindSink = (*Sink)(nil)
+
 // IgnoresHeaders: columns come from the records' values only (connector.HeaderBlindSink).
 func (s *Sink) IgnoresHeaders() bool { return true }
 
@@ -290,6 +292,7 @@ func (s *Sink) Write(ctx context.Context, records []connector.Record) error {
 	for attempt := 0; ; attempt++ {
 		err := s.commit(ctx, files, nil, false)
 		if err == nil {
+			s.maybeExpire(ctx)
 			return batchError(failed)
 		}
 		if !isConflict(err) {
@@ -440,6 +443,12 @@ func (s *Sink) refresh(ctx context.Context) error {
 	if err != nil {
 		return s.errorf("load: %w", err)
 	}
+	return s.adopt(tbl)
+}
+
+// adopt makes tbl, as the catalog has it now, the table the sink writes to, with what it holds
+// for this sink: the stored positions always belong to the table a pinned commit asserts.
+func (s *Sink) adopt(tbl *table.Table) error {
 	if tbl.Schema().ID != s.tbl.Schema().ID {
 		if err := s.use(tbl); err != nil {
 			return err
@@ -594,6 +603,7 @@ func (s *Sink) WriteTx(ctx context.Context, records []connector.Record, position
 		err = s.commit(ctx, w.files, ice.Properties{s.key: value}, true)
 		if err == nil {
 			s.stored = next
+			s.maybeExpire(ctx) // after stored: an expiry may adopt a newer table, with its positions
 			return batchError(w.failed)
 		}
 		if !isConflict(err) {
@@ -673,7 +683,6 @@ func (s *Sink) commit(ctx context.Context, files []ice.DataFile, props ice.Prope
 		return err
 	}
 	s.tbl = tbl
-	s.maybeExpire(ctx)
 	return nil
 }
 
