@@ -25,5 +25,7 @@ func (sink) Open(context.Context) error                      { return nil }
 func (sink) Write(context.Context, []connector.Record) error { return nil }
 func (sink) Close(context.Context) error                     { return nil }
 
+var _ connector.HeaderBlindSink = sink{}
+
 // IgnoresHeaders: the drop sink reads nothing (connector.HeaderBlindSink).
 func (sink) IgnoresHeaders() bool { return true }

@@ -131,6 +131,8 @@ func (s *Sink) Write(_ context.Context, records []connector.Record) error {
 	return s.write(records)
 }
 
+var _ connector.HeaderBlindSink = (*Sink)(nil)
+
 // IgnoresHeaders: the sink writes values only (connector.HeaderBlindSink).
 func (s *Sink) IgnoresHeaders() bool { return true }
 

@@ -9,13 +9,13 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/sluicehq/sluice/connectors/internal/outstanding"
 	"github.com/sluicehq/sluice/sdk/go/connector"
 	"github.com/sluicehq/sluice/sdk/go/template"
 )
@@ -298,24 +298,21 @@ func (s *Sink) WriteAsync(ctx context.Context, records []connector.Record) (wait
 	}
 	outer := ctx
 	ctx, cancel := context.WithTimeout(ctx, s.deliveryTO)
-	w.done = make(chan struct{})
-	w.pending.Store(1) // released once every record was handed over
+	w.pending = outstanding.New()
 	promise := func(r *kgo.Record, err error) {
 		if err != nil {
 			w.fail(r, err)
 		}
-		if w.pending.Add(-1) == 0 {
-			close(w.done)
-		}
+		w.pending.Done()
 	}
 	for i := range w.krecs {
 		if w.skip[i] {
 			continue
 		}
-		w.pending.Add(1)
+		w.pending.Add()
 		s.cl.Produce(ctx, &w.krecs[i], promise)
 	}
-	promise(nil, nil)
+	w.pending.Done() // every record handed over
 	// A flush whose context is already done sends what lingers and returns at once. A flush
 	// that waited would keep the producer from lingering while it waits, so records of the
 	// next write would leave in many small requests.
@@ -323,7 +320,7 @@ func (s *Sink) WriteAsync(ctx context.Context, records []connector.Record) (wait
 	return func() error {
 		defer cancel()
 		select {
-		case <-w.done:
+		case <-w.pending.Wait():
 		case <-ctx.Done():
 			// Records may still be in flight and referenced by the client: their buffers are
 			// not given back.
@@ -373,7 +370,7 @@ func (s *Sink) giveBack(w *write) {
 	clear(w.krecs)
 	s.bufMu.Lock()
 	defer s.bufMu.Unlock()
-	if len(s.free) < 4 {
+	if len(s.free) < connector.MaxWritesInFlight {
 		s.free = append(s.free, writeBufs{krecs: w.krecs[:0], hdrs: w.hdrs[:0], keys: w.keys[:0]})
 	}
 }
@@ -393,8 +390,7 @@ type write struct {
 	skip    []bool // records refused before producing
 	refused []connector.RecordError
 
-	pending atomic.Int64  // records not yet acknowledged, plus one until all were handed over
-	done    chan struct{} // closed when pending reaches zero
+	pending *outstanding.Count // records not yet acknowledged (WriteAsync)
 
 	mu     sync.Mutex
 	failed map[*kgo.Record]error

@@ -338,12 +338,14 @@ func (s *Source) PositionsComparable() bool { return true }
 // other processes running the pipeline.
 func (s *Source) Grouped() bool { return s.group != "" }
 
-// Open connects, checks the topics, and starts consuming: in a group, from the group's committed
-// offsets; without one, after the given positions.
+var _ connector.MetadataHeaderSource = (*Source)(nil)
+
 // OmitMetadataHeaders leaves out kafka_topic, kafka_partition and kafka_offset: the runtime calls
 // it before Open when nothing in the pipeline reads headers (connector.MetadataHeaderSource).
 func (s *Source) OmitMetadataHeaders() { s.headers = false }
 
+// Open connects, checks the topics, and starts consuming: in a group, from the group's committed
+// offsets; without one, after the given positions.
 func (s *Source) Open(ctx context.Context, resume []connector.Position) error {
 	s.dial = &dialWatch{}
 	base, err := s.conn.clientOptions(s.log, s.dial)

@@ -245,7 +245,6 @@ func TestOmitMetadataHeadersIntegration(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var _ connector.MetadataHeaderSource = src
 	src.OmitMetadataHeaders()
 	if err := src.Open(ctx, nil); err != nil {
 		t.Fatal(err)

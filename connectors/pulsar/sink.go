@@ -13,6 +13,7 @@ import (
 
 	"github.com/apache/pulsar-client-go/pulsar"
 
+	"github.com/sluicehq/sluice/connectors/internal/outstanding"
 	"github.com/sluicehq/sluice/sdk/go/connector"
 	"github.com/sluicehq/sluice/sdk/go/template"
 )
@@ -297,10 +298,9 @@ func (s *Sink) WriteAsync(ctx context.Context, records []connector.Record) (wait
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	w := &write{errs: make([]error, len(records)), done: make(chan struct{}), seq: s.handed.Add(1)}
+	w := &write{errs: make([]error, len(records)), pending: outstanding.New(), seq: s.handed.Add(1)}
 	msgs := s.messages(len(records))
 	callback := w.callback(msgs)
-	w.pending.Store(1) // released once every record was handed over
 	for i := range records {
 		r := &records[i]
 		topic, err := s.topicOf(r)
@@ -327,7 +327,7 @@ func (s *Sink) WriteAsync(ctx context.Context, records []connector.Record) (wait
 			w.refuse(i, err)
 			continue
 		}
-		w.pending.Add(1)
+		w.pending.Add()
 		e.p.SendAsync(ctx, m, callback)
 	}
 	return func() error {
@@ -351,9 +351,9 @@ func (s *Sink) WriteAsync(ctx context.Context, records []connector.Record) (wait
 				}
 			}
 		}
-		w.release()
+		w.pending.Done() // every record handed over
 		select {
-		case <-w.done:
+		case <-w.pending.Wait():
 			s.mu.Lock()
 			s.free = append(s.free, msgs) // the client is done with them
 			s.mu.Unlock()
@@ -478,20 +478,12 @@ func classifyWrite(err error, static bool) error {
 // write tracks the messages of one Write until the broker answered for each.
 // write is one write in flight: its messages' outcomes, and what it refused before sending.
 type write struct {
-	pending    atomic.Int64
+	pending    *outstanding.Count // messages the broker has not answered yet
 	errs       []error
-	done       chan struct{}
-	once       sync.Once
 	seq        uint64           // its number among the writes handed over
 	targets    []*producerEntry // the producers its messages went to
 	failure    error            // a failure of the whole write (a producer, a flush)
 	recordErrs []connector.RecordError
-}
-
-func (w *write) release() {
-	if w.pending.Add(-1) == 0 {
-		w.once.Do(func() { close(w.done) })
-	}
 }
 
 // callback is the send callback of the messages of msgs; it finds a failed message's index by
@@ -506,7 +498,7 @@ func (w *write) callback(msgs []pulsar.ProducerMessage) func(pulsar.MessageID, *
 				}
 			}
 		}
-		w.release()
+		w.pending.Done()
 	}
 }
 

@@ -242,13 +242,15 @@ func (s *Source) describe() string {
 	return "topics " + strings.Join(s.topics, ", ")
 }
 
-// Open creates the client and subscribes. resume holds the last checkpointed position of each
-// partition: with exclusive and failover subscriptions, messages at or before it are acked and
-// skipped (they were durable, but their ack may not have reached the broker).
+var _ connector.MetadataHeaderSource = (*Source)(nil)
+
 // OmitMetadataHeaders leaves out the pulsar_* headers: the runtime calls it before Open when
 // nothing in the pipeline reads headers (connector.MetadataHeaderSource).
 func (s *Source) OmitMetadataHeaders() { s.noMeta = true }
 
+// Open creates the client and subscribes. resume holds the last checkpointed position of each
+// partition: with exclusive and failover subscriptions, messages at or before it are acked and
+// skipped (they were durable, but their ack may not have reached the broker).
 func (s *Source) Open(ctx context.Context, resume []connector.Position) error {
 	if s.consumer != nil {
 		return errors.New("pulsar source: already open")
@@ -369,8 +371,8 @@ func (s *Source) records(msgs []pulsar.ConsumerMessage) []connector.Record {
 		p.queue = append(p.queue, pending{id: id, key: key})
 
 		h0 := len(hdrs)
-		when := m.PublishTime()
-		et := m.EventTime()
+		publish, et := m.PublishTime(), m.EventTime()
+		when := publish
 		if et.UnixMilli() > 0 {
 			when = et
 		}
@@ -380,7 +382,7 @@ func (s *Source) records(msgs []pulsar.ConsumerMessage) []connector.Record {
 			buf = appendIDText(buf, id)
 			hdrs = append(hdrs, connector.Header{Key: HeaderMessageID, Value: since(buf, at)})
 			at = len(buf)
-			buf = strconv.AppendInt(buf, m.PublishTime().UnixMilli(), 10)
+			buf = strconv.AppendInt(buf, publish.UnixMilli(), 10)
 			hdrs = append(hdrs, connector.Header{Key: HeaderPublishTime, Value: since(buf, at)})
 			if et.UnixMilli() > 0 {
 				at = len(buf)

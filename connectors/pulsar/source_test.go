@@ -425,7 +425,6 @@ func TestOmitMetadataHeadersIntegration(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var _ connector.MetadataHeaderSource = s
 	s.OmitMetadataHeaders()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()

@@ -72,6 +72,8 @@ func NewSink(cfg connector.Config, env connector.Env) (*Sink, error) {
 	return s, nil
 }
 
+var _ connector.HeaderBlindSink = (*Sink)(nil)
+
 // IgnoresHeaders reports that none of the sink's templates (key, stream or channel, score,
 // member) reads a header: the runtime may then leave out a source's metadata headers
 // (connector.HeaderBlindSink).

@@ -81,6 +81,8 @@ func (s *Sink) Write(_ context.Context, records []connector.Record) error {
 	return nil
 }
 
+var _ connector.HeaderBlindSink = (*Sink)(nil)
+
 // IgnoresHeaders: the sink prints values (with json, keys, times and positions), never headers
 // (connector.HeaderBlindSink).
 func (s *Sink) IgnoresHeaders() bool { return true }

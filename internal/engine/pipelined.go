@@ -9,7 +9,7 @@ import (
 )
 
 // pipelineDepth is how many writes a connector.PipelinedSink has in flight at most.
-const pipelineDepth = 8
+const pipelineDepth = connector.MaxWritesInFlight
 
 // inFlight is a write handed to a pipelined sink and not yet completed. The loop's waiter
 // goroutine calls the waits, in order, so the loop hands over more batches while the oldest write

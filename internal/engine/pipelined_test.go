@@ -183,8 +183,8 @@ func TestPipelinedSinkDeliversInOrder(t *testing.T) {
 		t.Fatalf("WriteAsync calls %d, failure injected %v; want both", ps.async.Load(), ps.failed.Load())
 	}
 	t.Logf("%d batches handed over, at most %d in flight", ps.async.Load(), ps.maxIn.Load())
-	if m := ps.maxIn.Load(); m > 8 {
-		t.Fatalf("%d writes in flight, want at most 8", m)
+	if m := ps.maxIn.Load(); m > connector.MaxWritesInFlight {
+		t.Fatalf("%d writes in flight, want at most %d", m, connector.MaxWritesInFlight)
 	}
 }
 

@@ -300,8 +300,7 @@ func (r *run) headersUnread() bool {
 		return false
 	}
 	for _, s := range p.allSinks() {
-		hb, ok := s.sink.(connector.HeaderBlindSink)
-		if s.enc != nil || !ok || !hb.IgnoresHeaders() {
+		if s.enc != nil || !connector.IgnoresHeaders(s.sink) {
 			return false
 		}
 	}

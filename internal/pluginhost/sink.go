@@ -254,7 +254,7 @@ func (s *Sink) packSized(records []connector.Record, size int) []byte {
 // reuse returns a packing buffer whose call was answered.
 func (s *Sink) reuse(buf []byte) {
 	s.mu.Lock()
-	if len(s.bufs) < 4 {
+	if len(s.bufs) < connector.MaxWritesInFlight {
 		s.bufs = append(s.bufs, buf)
 	}
 	s.mu.Unlock()

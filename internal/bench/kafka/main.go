@@ -633,11 +633,7 @@ type latencySink struct {
 // IgnoresHeaders is the inner sink's answer; without one the benchmark drops the records, as the
 // drop sink does, reading no header.
 func (s *latencySink) IgnoresHeaders() bool {
-	if s.inner == nil {
-		return true
-	}
-	hb, ok := s.inner.(connector.HeaderBlindSink)
-	return ok && hb.IgnoresHeaders()
+	return s.inner == nil || connector.IgnoresHeaders(s.inner)
 }
 
 func (s *latencySink) Open(ctx context.Context) error {

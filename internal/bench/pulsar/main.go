@@ -528,11 +528,7 @@ type countSink struct {
 // IgnoresHeaders is the inner sink's answer; without one the benchmark drops the records, as the
 // drop sink does, reading no header.
 func (s *countSink) IgnoresHeaders() bool {
-	if s.inner == nil {
-		return true
-	}
-	hb, ok := s.inner.(connector.HeaderBlindSink)
-	return ok && hb.IgnoresHeaders()
+	return s.inner == nil || connector.IgnoresHeaders(s.inner)
 }
 
 // measure switches to the latency phase: done closes again after n more records.

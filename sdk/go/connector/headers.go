@@ -8,6 +8,12 @@ type HeaderBlindSink interface {
 	IgnoresHeaders() bool
 }
 
+// IgnoresHeaders reports whether s says it reads no header (a HeaderBlindSink answering true).
+func IgnoresHeaders(s Sink) bool {
+	hb, ok := s.(HeaderBlindSink)
+	return ok && hb.IgnoresHeaders()
+}
+
 // MetadataHeaderSource is an optional interface of a Source that adds headers saying where each
 // record came from (a topic, a partition, an offset), for transforms, templates and sinks to
 // read. The runtime calls OmitMetadataHeaders before Open when nothing in the pipeline can read

@@ -14,9 +14,14 @@ import "context"
 // The runtime calls WriteAsync from one goroutine, never concurrently with Write, and calls the
 // waits in order from one other goroutine, so a wait may run while a later WriteAsync does: state
 // the two share must be guarded. The runtime hands a batch over as soon as it has one, while
-// earlier writes are in flight (up to eight), and completes each write as soon as its wait
-// returned. The records stay untouched until their wait returned.
+// earlier writes are in flight (up to MaxWritesInFlight, so a sink keeping the buffers of
+// completed writes for later ones needs no more than that many), and completes each write as soon
+// as its wait returned. The records stay untouched until their wait returned.
 type PipelinedSink interface {
 	Sink
 	WriteAsync(ctx context.Context, records []Record) (wait func() error)
 }
+
+// MaxWritesInFlight is how many writes the runtime has handed a PipelinedSink at most before the
+// oldest of them completed.
+const MaxWritesInFlight = 8
